@@ -1,0 +1,21 @@
+//! kvtablet-core: the primary-key side of a Fluss tablet server, written against abstract
+//! time, tasks, storage and transport so that the simulator can drive every interleaving.
+//!
+//! Architecture invariant: this crate does no I/O, reads no clock, spawns no thread and draws
+//! no randomness except through [`env`]. It does not depend on tokio or RocksDB.
+
+#![deny(clippy::disallowed_methods, clippy::disallowed_types)]
+
+pub mod engine;
+pub mod env;
+pub mod error;
+pub mod ledger;
+pub mod message;
+pub mod mutant;
+pub mod notify;
+pub mod table_bucket;
+pub mod task;
+
+pub use env::Env;
+pub use error::{ApiError, ErrorCode};
+pub use table_bucket::TableBucket;

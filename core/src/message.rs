@@ -1,0 +1,73 @@
+//! Typed requests and responses between clients, tablet servers and the coordinator.
+//!
+//! These are the engine's own messages; `prod` maps the Fluss wire protocol onto them and
+//! drops the fields the wire has no room for (such as `read_offset`).
+
+use crate::error::ApiError;
+use crate::table_bucket::TableBucket;
+
+/// A node of the cluster: a tablet server, the coordinator or a client.
+pub type NodeId = u32;
+
+/// One upsert (`value = Some`) or delete (`value = None`) of a primary key.
+///
+/// A value is opaque bytes that start with the little-endian `i16` schema id, as Fluss stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvWrite {
+    pub key: Vec<u8>,
+    pub value: Option<Vec<u8>>,
+}
+
+/// Who leads a bucket, as the coordinator last decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketLeader {
+    pub bucket: TableBucket,
+    pub leader: Option<NodeId>,
+    pub leader_epoch: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Coordinator → tablet server: lead `bucket` from `leader_epoch` on.
+    BecomeLeader { bucket: TableBucket, leader_epoch: u32 },
+    /// Coordinator → tablet server: stop leading `bucket`; `leader_epoch` is the new epoch.
+    BecomeFollower { bucket: TableBucket, leader_epoch: u32 },
+    /// Client → leader: upserts and deletes, applied in order as one batch.
+    PutKv { bucket: TableBucket, writes: Vec<KvWrite> },
+    /// Client → leader: point lookups.
+    Lookup { bucket: TableBucket, keys: Vec<Vec<u8>> },
+    /// Client → leader: every value whose key starts with `prefix`, in key order.
+    PrefixLookup { bucket: TableBucket, prefix: Vec<u8> },
+    /// Client → leader: the first `limit` values in key order.
+    LimitScan { bucket: TableBucket, limit: u32 },
+    /// Client → coordinator: the current leaders of every bucket.
+    Metadata,
+}
+
+impl Request {
+    /// A short name for traces and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Request::BecomeLeader { .. } => "become_leader",
+            Request::BecomeFollower { .. } => "become_follower",
+            Request::PutKv { .. } => "put_kv",
+            Request::Lookup { .. } => "lookup",
+            Request::PrefixLookup { .. } => "prefix_lookup",
+            Request::LimitScan { .. } => "limit_scan",
+            Request::Metadata => "metadata",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Response {
+    Ok,
+    /// The batch occupies changelog offsets `base_offset..end_offset` and is durable.
+    PutKv { base_offset: u64, end_offset: u64 },
+    /// One entry per requested key, read at the flushed offset `read_offset`.
+    Lookup { values: Vec<Option<Vec<u8>>>, read_offset: u64 },
+    /// Values in key order, read at the flushed offset `read_offset`.
+    Rows { values: Vec<Vec<u8>>, read_offset: u64 },
+    Metadata { leaders: Vec<BucketLeader> },
+    Error(ApiError),
+}

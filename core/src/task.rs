@@ -1,0 +1,62 @@
+//! A spawned task that can be aborted and awaited, and that is registered in the leak ledger.
+
+use std::sync::Arc;
+
+use futures::channel::oneshot;
+use futures::future::{AbortHandle, Abortable, BoxFuture, FutureExt};
+
+use crate::env::executor::Executor;
+use crate::ledger::{Ledger, ResourceKind};
+
+/// Handle to a background task. Dropping the handle does not stop the task; call
+/// [`Task::abort`] or make the task return.
+#[derive(Debug)]
+pub struct Task {
+    name: String,
+    abort: AbortHandle,
+    done: Option<oneshot::Receiver<()>>,
+}
+
+impl Task {
+    /// Spawns `future` on `executor` under `name`; the ledger holds an entry until it ends or is
+    /// aborted.
+    pub fn spawn(
+        executor: &Arc<dyn Executor>,
+        ledger: &Ledger,
+        name: impl Into<String>,
+        future: BoxFuture<'static, ()>,
+    ) -> Task {
+        let name = name.into();
+        let (abort, registration) = AbortHandle::new_pair();
+        let (done_sender, done) = oneshot::channel();
+        let entry = ledger.register(ResourceKind::Task, name.clone());
+        let wrapped = async move {
+            let _ = Abortable::new(future, registration).await;
+            drop(entry);
+            let _ = done_sender.send(());
+        };
+        executor.spawn(name.clone(), wrapped.boxed());
+        Task { name, abort, done: Some(done) }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Stops the task at its next await point.
+    pub fn abort(&self) {
+        self.abort.abort();
+    }
+
+    /// Completes when the task has ended, normally or by abort. A task dropped by its executor
+    /// (a simulated crash) also counts as ended.
+    pub fn join(mut self) -> BoxFuture<'static, ()> {
+        let done = self.done.take();
+        async move {
+            if let Some(done) = done {
+                let _ = done.await;
+            }
+        }
+        .boxed()
+    }
+}

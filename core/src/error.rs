@@ -12,7 +12,9 @@ pub enum ErrorCode {
     KvStorageException,
     NotLeaderOrFollower,
     CorruptRecord,
-    InvalidRequest,
+    RecordTooLarge,
+    LogStorageException,
+    RequestTimeOut,
     NonPrimaryKeyTable,
     UnknownTableOrBucket,
     FencedLeaderEpoch,
@@ -37,7 +39,9 @@ impl ErrorCode {
             ErrorCode::KvStorageException => 11,
             ErrorCode::NotLeaderOrFollower => 12,
             ErrorCode::CorruptRecord => 14,
-            ErrorCode::InvalidRequest => 18,
+            ErrorCode::LogStorageException => 10,
+            ErrorCode::RecordTooLarge => 13,
+            ErrorCode::RequestTimeOut => 25,
             ErrorCode::NonPrimaryKeyTable => 20,
             ErrorCode::UnknownTableOrBucket => 21,
             ErrorCode::FencedLeaderEpoch => 24,
@@ -61,6 +65,7 @@ impl ErrorCode {
                 | ErrorCode::StorageBackpressure
                 | ErrorCode::KvStorageException
                 | ErrorCode::StorageException
+                | ErrorCode::RequestTimeOut
         )
     }
 }

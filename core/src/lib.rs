@@ -7,9 +7,11 @@
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
 pub mod engine;
+pub mod kv;
 pub mod env;
 pub mod error;
 pub mod ledger;
+pub mod log;
 pub mod message;
 pub mod mutant;
 pub mod notify;

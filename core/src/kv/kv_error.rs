@@ -1,0 +1,67 @@
+//! Errors of the KV path, each mapped to a Fluss error code.
+
+use crate::engine::EngineError;
+use crate::error::{ApiError, ErrorCode};
+use crate::log::LogError;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KvError {
+    /// This replica does not lead the bucket (any more): refresh metadata and retry.
+    #[error("not the leader of {0}")]
+    NotLeader(String),
+    /// A leadership change carried an epoch older than the one already seen.
+    #[error("leader epoch {requested} is older than the current epoch {current}")]
+    FencedLeaderEpoch { requested: u32, current: u32 },
+    #[error("unknown table or bucket: {0}")]
+    UnknownTableOrBucket(String),
+    /// A record in the request is malformed: do not retry it.
+    #[error("invalid record: {0}")]
+    InvalidRecord(String),
+    #[error("schema id {0} does not exist for this table")]
+    SchemaNotExist(i16),
+    /// The request asks for more than a configured limit allows.
+    #[error("request too large: {0}")]
+    RequestTooLarge(String),
+    /// The changelog no longer holds the offsets needed to rebuild the KV.
+    #[error("log start offset {log_start_offset} is above the engine's flushed offset {engine_offset}")]
+    LogTruncated { log_start_offset: u64, engine_offset: u64 },
+    #[error("engine failure: {0}")]
+    Engine(#[from] EngineError),
+    #[error("log failure: {0}")]
+    Log(LogError),
+}
+
+impl From<LogError> for KvError {
+    fn from(error: LogError) -> Self {
+        match error {
+            LogError::FencedLeaderEpoch { requested, current } => {
+                KvError::NotLeader(format!("leader epoch {requested} fenced by {current}"))
+            }
+            other => KvError::Log(other),
+        }
+    }
+}
+
+impl KvError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            KvError::NotLeader(_) => ErrorCode::NotLeaderOrFollower,
+            KvError::FencedLeaderEpoch { .. } => ErrorCode::FencedLeaderEpoch,
+            KvError::UnknownTableOrBucket(_) => ErrorCode::UnknownTableOrBucket,
+            KvError::InvalidRecord(_) => ErrorCode::CorruptRecord,
+            KvError::SchemaNotExist(_) => ErrorCode::SchemaNotExist,
+            KvError::RequestTooLarge(_) => ErrorCode::RecordTooLarge,
+            KvError::LogTruncated { .. } | KvError::Engine(_) => ErrorCode::KvStorageException,
+            KvError::Log(_) => ErrorCode::LogStorageException,
+        }
+    }
+
+    pub fn is_retriable(&self) -> bool {
+        self.code().is_retriable()
+    }
+
+    pub fn to_api_error(&self) -> ApiError {
+        ApiError::new(self.code(), self.to_string())
+    }
+}

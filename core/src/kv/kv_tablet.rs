@@ -1,0 +1,419 @@
+//! One bucket's primary-key state as its leader holds it.
+//!
+//! A put computes the changelog against the latest state (unflushed buffer first, then the
+//! engine), appends it to the log, and parks the new values in the pre-write buffer. A flush
+//! task moves buffered changes below the high watermark into the engine, together with the new
+//! flushed offset in the same atomic engine write. Reads see flushed data only, as in Fluss,
+//! and report the flushed offset they read at.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+
+use crate::engine::{EngineSnapshot, KeyRange, KvEngine, WriteBatch};
+use crate::env::Env;
+use crate::kv::kv_error::KvError;
+use crate::log::{ChangeRecord, ChangeType, LogTablet};
+use crate::message::KvWrite;
+use crate::mutant::Mutant;
+use crate::notify::Notify;
+use crate::table_bucket::TableBucket;
+
+/// Limits of one KV tablet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KvTabletConfig {
+    /// Changes per atomic engine write during flush (Fluss: 500).
+    pub flush_batch_records_max: usize,
+    /// Bytes of changelog read per step while rebuilding from the log.
+    pub recover_read_bytes_max: u64,
+    /// Rows a prefix lookup may return before it is refused.
+    pub prefix_lookup_rows_max: usize,
+    /// Backoff between failed flush attempts (Fluss: 100 ms → 1 s).
+    pub flush_retry_backoff_ms_min: u64,
+    pub flush_retry_backoff_ms_max: u64,
+}
+
+impl KvTabletConfig {
+    pub const DEFAULT: KvTabletConfig = KvTabletConfig {
+        flush_batch_records_max: 500,
+        recover_read_bytes_max: 16 * 1024 * 1024,
+        prefix_lookup_rows_max: 100_000,
+        flush_retry_backoff_ms_min: 100,
+        flush_retry_backoff_ms_max: 1_000,
+    };
+}
+
+/// A change that is in the log but not yet in the engine.
+#[derive(Debug, Clone)]
+struct PendingChange {
+    offset: u64,
+    key: Vec<u8>,
+    value: Option<Vec<u8>>,
+}
+
+#[derive(Debug)]
+struct KvState {
+    /// Unflushed changes in log order.
+    pending: VecDeque<PendingChange>,
+    /// The newest unflushed change of each key, by the offset that made it.
+    latest_unflushed: BTreeMap<Vec<u8>, (u64, Option<Vec<u8>>)>,
+    /// Every change below this offset is in the engine; none at or above it is.
+    flushed_log_offset: u64,
+    closed: bool,
+}
+
+/// What one flush step produced, applied to the engine by the caller.
+struct FlushPlan {
+    batch: WriteBatch,
+    flushed_log_offset: u64,
+}
+
+pub struct KvTablet {
+    bucket: TableBucket,
+    leader_epoch: u32,
+    log: Arc<LogTablet>,
+    engine: Arc<dyn KvEngine>,
+    env: Env,
+    config: KvTabletConfig,
+    state: Mutex<KvState>,
+    flush_wanted: Notify,
+}
+
+impl std::fmt::Debug for KvTablet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KvTablet")
+            .field("bucket", &self.bucket)
+            .field("leader_epoch", &self.leader_epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KvTablet {
+    /// Brings `engine` up to the log's high watermark by replaying the changelog from the
+    /// flushed offset stored in the engine, then returns a tablet that leads under
+    /// `leader_epoch`.
+    pub fn open(
+        env: Env,
+        config: KvTabletConfig,
+        log: Arc<LogTablet>,
+        engine: Arc<dyn KvEngine>,
+        leader_epoch: u32,
+    ) -> Result<KvTablet, KvError> {
+        let engine_offset = engine.flushed_log_offset()?.unwrap_or(0);
+        let flushed_log_offset = replay_log(&log, engine.as_ref(), engine_offset, &config)?;
+        assert_eq!(flushed_log_offset, log.high_watermark(), "rebuild stops at the high watermark");
+        Ok(KvTablet {
+            bucket: log.bucket(),
+            leader_epoch,
+            log,
+            engine,
+            env,
+            config,
+            state: Mutex::new(KvState {
+                pending: VecDeque::new(),
+                latest_unflushed: BTreeMap::new(),
+                flushed_log_offset,
+                closed: false,
+            }),
+            flush_wanted: Notify::new(),
+        })
+    }
+
+    pub fn bucket(&self) -> TableBucket {
+        self.bucket
+    }
+
+    pub fn leader_epoch(&self) -> u32 {
+        self.leader_epoch
+    }
+
+    pub fn flushed_log_offset(&self) -> u64 {
+        self.lock().flushed_log_offset
+    }
+
+    pub fn log(&self) -> &Arc<LogTablet> {
+        &self.log
+    }
+
+    /// Stops serving; later calls fail with `NotLeader`. Buffered changes stay in the log.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.flush_wanted.notify();
+    }
+
+    /// Applies `writes` in order as one changelog batch; returns its offsets `[base, end)`.
+    pub fn put(&self, writes: &[KvWrite]) -> Result<(u64, u64), KvError> {
+        // Writes are fenced by the log's epoch check at append, not here.
+        let mut state = self.lock();
+        if state.closed {
+            return Err(KvError::NotLeader(format!("{} is closed on this server", self.bucket)));
+        }
+        let mut overlay: BTreeMap<&[u8], Option<&[u8]>> = BTreeMap::new();
+        let mut changes = Vec::with_capacity(writes.len() * 2);
+        for write in writes {
+            let current: Option<Vec<u8>> = match overlay.get(write.key.as_slice()) {
+                Some(value) => value.map(<[u8]>::to_vec),
+                None => match state.latest_unflushed.get(&write.key) {
+                    Some((_, value)) => value.clone(),
+                    None => self.engine.get(&write.key)?,
+                },
+            };
+            append_changes(&mut changes, write, current, self.env.mutants.is_on(Mutant::UpdateLoggedAsInsert));
+            overlay.insert(&write.key, write.value.as_deref());
+        }
+        let batch = self.log.append_as_leader(self.leader_epoch, changes)?;
+        for record in batch.records {
+            let value = match record.change_type {
+                ChangeType::Insert | ChangeType::UpdateAfter | ChangeType::AppendOnly => Some(record.value),
+                ChangeType::Delete => None,
+                ChangeType::UpdateBefore => continue,
+            };
+            state.latest_unflushed.insert(record.key.clone(), (record.offset, value.clone()));
+            state.pending.push_back(PendingChange { offset: record.offset, key: record.key, value });
+        }
+        drop(state);
+        self.flush_wanted.notify();
+        Ok((batch.base_offset, batch.base_offset + u64::from(batch.offset_count)))
+    }
+
+    /// Point lookups of flushed data; returns the values and the flushed offset read at.
+    pub fn lookup(&self, keys: &[Vec<u8>]) -> Result<(Vec<Option<Vec<u8>>>, u64), KvError> {
+        // The engine read happens under the lock so that it matches the offset exactly.
+        let state = self.lock_for_read()?;
+        let values = self.engine.multi_get(keys)?;
+        assert_eq!(values.len(), keys.len(), "one value per key");
+        Ok((values, state.flushed_log_offset))
+    }
+
+    /// Values of flushed keys starting with `prefix`, in key order.
+    pub fn prefix_lookup(&self, prefix: &[u8]) -> Result<(Vec<Vec<u8>>, u64), KvError> {
+        let (snapshot, read_offset) = self.read_snapshot()?;
+        let values = scan_values(snapshot, KeyRange::prefix(prefix), self.config.prefix_lookup_rows_max + 1)?;
+        if values.len() > self.config.prefix_lookup_rows_max {
+            return Err(KvError::RequestTooLarge(format!(
+                "prefix matches more than {} rows",
+                self.config.prefix_lookup_rows_max
+            )));
+        }
+        Ok((values, read_offset))
+    }
+
+    /// The first `limit` flushed values in key order.
+    pub fn limit_scan(&self, limit: usize) -> Result<(Vec<Vec<u8>>, u64), KvError> {
+        let (snapshot, read_offset) = self.read_snapshot()?;
+        Ok((scan_values(snapshot, KeyRange::all(), limit)?, read_offset))
+    }
+
+    /// A point-in-time engine view and the flushed offset it matches exactly.
+    pub fn read_snapshot(&self) -> Result<(Arc<dyn EngineSnapshot>, u64), KvError> {
+        let state = self.lock_for_read()?;
+        Ok((self.engine.snapshot()?, state.flushed_log_offset))
+    }
+
+    /// Flushes until the buffer below the high watermark is empty or the tablet closes. Runs as
+    /// the tablet's background task.
+    pub fn run_flush_loop(self: Arc<Self>) -> BoxFuture<'static, ()> {
+        async move {
+            let mut backoff_ms = self.config.flush_retry_backoff_ms_min;
+            loop {
+                let wanted = self.flush_wanted.notified();
+                match self.flush_once().await {
+                    Ok(true) => {
+                        backoff_ms = self.config.flush_retry_backoff_ms_min;
+                        self.env.executor.yield_now().await;
+                    }
+                    Ok(false) => {
+                        if self.lock().closed {
+                            return;
+                        }
+                        wanted.await;
+                    }
+                    Err(error) => {
+                        tracing::warn!(bucket = %self.bucket, %error, backoff_ms, "failed to flush; retrying");
+                        self.env.clock.sleep(backoff_ms).await;
+                        backoff_ms = (backoff_ms * 2).min(self.config.flush_retry_backoff_ms_max);
+                    }
+                }
+            }
+        }
+        .boxed()
+    }
+
+    /// Moves one chunk of buffered changes below the high watermark into the engine. Returns
+    /// whether anything moved.
+    pub fn flush_once(&self) -> BoxFuture<'_, Result<bool, KvError>> {
+        async move {
+            if !self.env.mutants.is_on(Mutant::FlushAdvancesOffsetBeforeWrite) {
+                let mut state = self.lock();
+                let Some(plan) = self.plan_flush(&state) else { return Ok(false) };
+                self.engine.write(&plan.batch)?;
+                self.publish_flush(&mut state, plan.flushed_log_offset);
+                return Ok(true);
+            }
+            // The mutant publishes the offset first and writes after a scheduling point.
+            let plan = {
+                let mut state = self.lock();
+                let Some(plan) = self.plan_flush(&state) else { return Ok(false) };
+                self.publish_flush(&mut state, plan.flushed_log_offset);
+                plan
+            };
+            self.env.executor.yield_now().await;
+            self.engine.write(&plan.batch)?;
+            Ok(true)
+        }
+        .boxed()
+    }
+
+    fn plan_flush(&self, state: &KvState) -> Option<FlushPlan> {
+        if state.closed {
+            return None;
+        }
+        let high_watermark = self.log.high_watermark();
+        if state.flushed_log_offset >= high_watermark {
+            return None;
+        }
+        let mut batch = WriteBatch::new();
+        let mut taken = 0usize;
+        for change in state.pending.iter() {
+            if change.offset >= high_watermark || taken == self.config.flush_batch_records_max {
+                break;
+            }
+            match &change.value {
+                Some(value) => batch.put(change.key.clone(), value.clone()),
+                None => batch.delete(change.key.clone()),
+            }
+            taken += 1;
+        }
+        // Everything below the first change left behind is in the engine after this batch.
+        let flushed_log_offset = match state.pending.get(taken) {
+            Some(next) if next.offset < high_watermark => next.offset,
+            _ => high_watermark,
+        };
+        assert!(flushed_log_offset > state.flushed_log_offset, "a flush step makes progress");
+        batch.set_flushed_log_offset(flushed_log_offset);
+        Some(FlushPlan { batch, flushed_log_offset })
+    }
+
+    fn publish_flush(&self, state: &mut KvState, flushed_log_offset: u64) {
+        while state.pending.front().is_some_and(|change| change.offset < flushed_log_offset) {
+            let change = state.pending.pop_front().expect("front exists");
+            let newest = state.latest_unflushed.get(&change.key).is_some_and(|(offset, _)| *offset == change.offset);
+            if newest {
+                state.latest_unflushed.remove(&change.key);
+            }
+        }
+        assert!(state.pending.front().is_none_or(|change| change.offset >= flushed_log_offset));
+        state.flushed_log_offset = flushed_log_offset;
+    }
+
+    fn lock(&self) -> MutexGuard<'_, KvState> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn lock_for_read(&self) -> Result<MutexGuard<'_, KvState>, KvError> {
+        let state = self.lock();
+        if state.closed {
+            return Err(KvError::NotLeader(format!("{} is closed on this server", self.bucket)));
+        }
+        // The log knows the newest epoch; a deposed leader must not serve stale reads while
+        // its own notification is still in flight.
+        let log_epoch = self.log.leader_epoch();
+        if log_epoch != self.leader_epoch {
+            return Err(KvError::NotLeader(format!(
+                "{} is led under epoch {log_epoch}, not {}",
+                self.bucket, self.leader_epoch
+            )));
+        }
+        Ok(state)
+    }
+}
+
+/// The changelog of one write given the key's current value, as Fluss's default merger and
+/// full changelog image produce it: `+I` for a new key, `-U`/`+U` for an update, `-D` with the
+/// old value for a delete, and nothing for a delete of a missing key.
+fn append_changes(
+    changes: &mut Vec<ChangeRecord>,
+    write: &KvWrite,
+    current: Option<Vec<u8>>,
+    update_logged_as_insert: bool,
+) {
+    let key = write.key.clone();
+    match (&write.value, current) {
+        (Some(new), None) => changes.push(ChangeRecord { change_type: ChangeType::Insert, key, value: new.clone() }),
+        (Some(new), Some(_)) if update_logged_as_insert => {
+            changes.push(ChangeRecord { change_type: ChangeType::Insert, key, value: new.clone() })
+        }
+        (Some(new), Some(old)) => {
+            changes.push(ChangeRecord { change_type: ChangeType::UpdateBefore, key: key.clone(), value: old });
+            changes.push(ChangeRecord { change_type: ChangeType::UpdateAfter, key, value: new.clone() });
+        }
+        (None, Some(old)) => changes.push(ChangeRecord { change_type: ChangeType::Delete, key, value: old }),
+        (None, None) => {}
+    }
+}
+
+/// Replays the changelog from `from_offset` to the high watermark into `engine`; returns the
+/// new flushed offset.
+fn replay_log(
+    log: &LogTablet,
+    engine: &dyn KvEngine,
+    from_offset: u64,
+    config: &KvTabletConfig,
+) -> Result<u64, KvError> {
+    let high_watermark = log.high_watermark();
+    if from_offset > high_watermark {
+        return Err(KvError::Engine(crate::engine::EngineError::Corrupt(format!(
+            "engine flushed offset {from_offset} is past the log's high watermark {high_watermark}"
+        ))));
+    }
+    let log_start_offset = log.log_start_offset();
+    if from_offset < log_start_offset {
+        return Err(KvError::LogTruncated { log_start_offset, engine_offset: from_offset });
+    }
+    let mut next_offset = from_offset;
+    while next_offset < high_watermark {
+        let batches = log.read(next_offset, config.recover_read_bytes_max)?;
+        if batches.is_empty() {
+            return Err(KvError::LogTruncated { log_start_offset, engine_offset: next_offset });
+        }
+        let mut write = WriteBatch::new();
+        for batch in &batches {
+            for record in batch.records.iter().filter(|r| r.offset >= next_offset) {
+                match record.change_type {
+                    ChangeType::Insert | ChangeType::UpdateAfter | ChangeType::AppendOnly => {
+                        write.put(record.key.clone(), record.value.clone())
+                    }
+                    ChangeType::Delete => write.delete(record.key.clone()),
+                    ChangeType::UpdateBefore => {}
+                }
+            }
+        }
+        let batch_end = batches.last().map_or(next_offset, |b| b.end_offset()).min(high_watermark);
+        // Without progress the loop would spin forever (Fluss's recovery hazard).
+        assert!(batch_end > next_offset, "log read at {next_offset} made no progress");
+        write.set_flushed_log_offset(batch_end);
+        engine.write(&write)?;
+        next_offset = batch_end;
+    }
+    Ok(next_offset)
+}
+
+/// Up to `rows_max` values of `range` from `snapshot`, in key order; an iterator error is
+/// reported, never mistaken for the end.
+fn scan_values(
+    snapshot: Arc<dyn EngineSnapshot>,
+    range: KeyRange,
+    rows_max: usize,
+) -> Result<Vec<Vec<u8>>, KvError> {
+    let mut iterator = snapshot.iter(range)?;
+    iterator.seek_to_first();
+    let mut values = Vec::new();
+    while iterator.valid() && values.len() < rows_max {
+        values.push(iterator.value().to_vec());
+        iterator.next();
+    }
+    iterator.status()?;
+    Ok(values)
+}

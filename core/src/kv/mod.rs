@@ -1,0 +1,8 @@
+//! The primary-key tablet: changelog generation, the pre-write buffer, the asynchronous flush
+//! into the engine, and reads of flushed data.
+
+pub mod kv_error;
+pub mod kv_tablet;
+
+pub use kv_error::KvError;
+pub use kv_tablet::{KvTablet, KvTabletConfig};

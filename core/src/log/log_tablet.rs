@@ -1,0 +1,447 @@
+//! A bucket's changelog: append-only checksummed batches in size-rolled segment files.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::env::{FsError, LocalFs};
+use crate::log::change_type::ChangeType;
+use crate::log::log_batch::{decode_batch, encode_batch, DecodeError, LogBatch, LogRecord};
+use crate::mutant::{Mutant, Mutants};
+use crate::table_bucket::TableBucket;
+
+const EPOCH_FILE: &str = "leader-epoch";
+const SEGMENT_SUFFIX: &str = ".log";
+
+/// Limits of one log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogConfig {
+    /// A segment is rolled before an append would take it past this size.
+    pub segment_bytes_max: u64,
+}
+
+impl LogConfig {
+    /// Fluss's `log.segment.file-size` is 1 GiB; a small default keeps rolling exercised.
+    pub const DEFAULT: LogConfig = LogConfig { segment_bytes_max: 1024 * 1024 };
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LogError {
+    /// The caller's leader epoch is older than the log's: it is no longer the leader.
+    #[error("leader epoch {requested} is fenced by epoch {current}")]
+    FencedLeaderEpoch { requested: u32, current: u32 },
+    /// A read below the log start: the range was deleted by retention.
+    #[error("offset {offset} is below the log start offset {log_start_offset}")]
+    OffsetOutOfRange { offset: u64, log_start_offset: u64 },
+    /// Bytes on disk fail their checksum or framing outside the tail.
+    #[error("log corrupt in {path}: {detail}")]
+    Corrupt { path: String, detail: String },
+    #[error("log file failure: {0}")]
+    Fs(#[from] FsError),
+}
+
+impl LogError {
+    pub fn is_retriable(&self) -> bool {
+        false
+    }
+}
+
+/// One change to append; the log assigns its offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeRecord {
+    pub change_type: ChangeType,
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct BatchPosition {
+    end_offset: u64,
+    position_bytes: u64,
+    len_bytes: u64,
+}
+
+#[derive(Debug)]
+struct Segment {
+    path: String,
+    size_bytes: u64,
+    end_offset: u64,
+    /// Keyed by base offset.
+    batches: BTreeMap<u64, BatchPosition>,
+}
+
+#[derive(Debug)]
+struct LogState {
+    /// Keyed by base offset; the last one is the active segment.
+    segments: BTreeMap<u64, Segment>,
+    log_start_offset: u64,
+    log_end_offset: u64,
+    high_watermark: u64,
+    min_retain_offset: u64,
+    leader_epoch: u32,
+}
+
+/// The changelog of one bucket. Appends are synced before they return, so an acknowledged
+/// batch survives a crash. Appends carry the leader epoch and are fenced by it: once a newer
+/// leader has fenced the log, the old leader can no longer append.
+pub struct LogTablet {
+    bucket: TableBucket,
+    fs: Arc<dyn LocalFs>,
+    dir: String,
+    config: LogConfig,
+    mutants: Mutants,
+    state: Mutex<LogState>,
+}
+
+impl std::fmt::Debug for LogTablet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogTablet").field("bucket", &self.bucket).field("dir", &self.dir).finish_non_exhaustive()
+    }
+}
+
+impl LogTablet {
+    /// Opens the log in `dir`, creating it if missing. A torn batch at the tail of the last
+    /// segment (an append that crashed before its sync) is cut off; damage anywhere else is an
+    /// error.
+    pub fn open(
+        fs: Arc<dyn LocalFs>,
+        dir: String,
+        bucket: TableBucket,
+        config: LogConfig,
+        mutants: Mutants,
+    ) -> Result<LogTablet, LogError> {
+        assert!(config.segment_bytes_max > 0, "segment_bytes_max must be positive");
+        fs.create_dir_all(&dir)?;
+        let leader_epoch = read_epoch(fs.as_ref(), &format!("{dir}/{EPOCH_FILE}"))?;
+        let mut segment_bases: Vec<u64> = fs
+            .list_dir(&dir)?
+            .iter()
+            .filter_map(|name| name.strip_suffix(SEGMENT_SUFFIX)?.parse::<u64>().ok())
+            .collect();
+        segment_bases.sort_unstable();
+        let mut segments = BTreeMap::new();
+        let mut expected_offset: Option<u64> = None;
+        for (index, base) in segment_bases.iter().enumerate() {
+            let is_last = index + 1 == segment_bases.len();
+            let path = segment_path(&dir, *base);
+            let segment = load_segment(fs.as_ref(), &path, *base, is_last)?;
+            if let Some(expected) = expected_offset {
+                if *base != expected {
+                    return Err(LogError::Corrupt {
+                        path,
+                        detail: format!("segment starts at {base}, previous ended at {expected}"),
+                    });
+                }
+            }
+            expected_offset = Some(segment.end_offset);
+            segments.insert(*base, segment);
+        }
+        let log_start_offset = segments.keys().next().copied().unwrap_or(0);
+        let log_end_offset = segments.values().last().map_or(0, |s| s.end_offset);
+        assert!(log_start_offset <= log_end_offset);
+        Ok(LogTablet {
+            bucket,
+            fs,
+            dir,
+            config,
+            mutants,
+            state: Mutex::new(LogState {
+                segments,
+                log_start_offset,
+                log_end_offset,
+                // Every batch on disk was synced before it was acknowledged.
+                high_watermark: log_end_offset,
+                min_retain_offset: 0,
+                leader_epoch,
+            }),
+        })
+    }
+
+    pub fn bucket(&self) -> TableBucket {
+        self.bucket
+    }
+
+    pub fn leader_epoch(&self) -> u32 {
+        self.lock().leader_epoch
+    }
+
+    pub fn log_start_offset(&self) -> u64 {
+        self.lock().log_start_offset
+    }
+
+    pub fn log_end_offset(&self) -> u64 {
+        self.lock().log_end_offset
+    }
+
+    /// Every offset below it is durable and acknowledged.
+    pub fn high_watermark(&self) -> u64 {
+        self.lock().high_watermark
+    }
+
+    pub fn min_retain_offset(&self) -> u64 {
+        self.lock().min_retain_offset
+    }
+
+    /// Raises the log's epoch so that appends under older epochs fail. Fencing with the current
+    /// epoch is a no-op; with an older one it fails.
+    pub fn fence(&self, leader_epoch: u32) -> Result<(), LogError> {
+        let mut state = self.lock();
+        if leader_epoch < state.leader_epoch {
+            return Err(LogError::FencedLeaderEpoch {
+                requested: leader_epoch,
+                current: state.leader_epoch,
+            });
+        }
+        if leader_epoch > state.leader_epoch {
+            write_epoch(self.fs.as_ref(), &self.dir, leader_epoch)?;
+            state.leader_epoch = leader_epoch;
+        }
+        Ok(())
+    }
+
+    /// Appends `changes` as one batch under `leader_epoch` and syncs it. An empty change list
+    /// still occupies one offset.
+    pub fn append_as_leader(
+        &self,
+        leader_epoch: u32,
+        changes: Vec<ChangeRecord>,
+    ) -> Result<LogBatch, LogError> {
+        let mut state = self.lock();
+        let fenced = leader_epoch != state.leader_epoch;
+        if fenced && !self.mutants.is_on(Mutant::StaleEpochWriteAccepted) {
+            return Err(LogError::FencedLeaderEpoch {
+                requested: leader_epoch,
+                current: state.leader_epoch,
+            });
+        }
+        let base_offset = state.log_end_offset;
+        let records: Vec<LogRecord> = changes
+            .into_iter()
+            .enumerate()
+            .map(|(index, change)| LogRecord {
+                offset: base_offset + index as u64,
+                change_type: change.change_type,
+                key: change.key,
+                value: change.value,
+            })
+            .collect();
+        let offset_count = u32::try_from(records.len().max(1)).map_err(|_| LogError::Corrupt {
+            path: self.dir.clone(),
+            detail: "batch with more than u32::MAX records".to_string(),
+        })?;
+        let batch = LogBatch { base_offset, leader_epoch, offset_count, records };
+        let frame = encode_batch(&batch);
+        let frame_bytes = frame.len() as u64;
+
+        let needs_new_segment = match state.segments.values().last() {
+            None => true,
+            Some(active) => {
+                active.size_bytes > 0
+                    && active.size_bytes + frame_bytes > self.config.segment_bytes_max
+            }
+        };
+        if needs_new_segment {
+            let path = segment_path(&self.dir, base_offset);
+            self.fs.write(&path, &[])?;
+            self.fs.sync(&path)?;
+            state.segments.insert(
+                base_offset,
+                Segment { path, size_bytes: 0, end_offset: base_offset, batches: BTreeMap::new() },
+            );
+        }
+        let active = state.segments.values_mut().last().expect("a segment was just ensured");
+        assert_eq!(active.end_offset, base_offset, "the active segment ends at the log end");
+        if let Err(error) = self.fs.append(&active.path, &frame).and_then(|()| self.fs.sync(&active.path)) {
+            // A failed append may have left a partial frame; cut it so the next append lands on
+            // a frame boundary.
+            let _ = self.fs.truncate(&active.path, active.size_bytes);
+            return Err(error.into());
+        }
+        active.batches.insert(
+            base_offset,
+            BatchPosition {
+                end_offset: batch.end_offset(),
+                position_bytes: active.size_bytes,
+                len_bytes: frame_bytes,
+            },
+        );
+        active.size_bytes += frame_bytes;
+        active.end_offset = batch.end_offset();
+        state.log_end_offset = batch.end_offset();
+        // The replicated log is ideal: a synced append is committed.
+        state.high_watermark = state.log_end_offset;
+        assert!(state.high_watermark <= state.log_end_offset);
+        Ok(batch)
+    }
+
+    /// Batches that end after `from_offset`, in order, until `max_bytes` is reached (at least
+    /// one batch when any exists). Reading below the log start fails.
+    pub fn read(&self, from_offset: u64, max_bytes: u64) -> Result<Vec<LogBatch>, LogError> {
+        let state = self.lock();
+        if from_offset < state.log_start_offset {
+            return Err(LogError::OffsetOutOfRange {
+                offset: from_offset,
+                log_start_offset: state.log_start_offset,
+            });
+        }
+        let first_segment = state
+            .segments
+            .range(..=from_offset)
+            .next_back()
+            .map_or(state.log_start_offset, |(base, _)| *base);
+        let mut batches = Vec::new();
+        let mut read_bytes = 0u64;
+        for segment in state.segments.range(first_segment..).map(|(_, s)| s) {
+            let first_batch =
+                segment.batches.range(..=from_offset).next_back().map_or(0, |(base, _)| *base);
+            for (base, position) in segment.batches.range(first_batch..) {
+                if position.end_offset <= from_offset {
+                    continue;
+                }
+                if !batches.is_empty() && read_bytes + position.len_bytes > max_bytes {
+                    return Ok(batches);
+                }
+                let bytes =
+                    self.fs.read_range(&segment.path, position.position_bytes, position.len_bytes)?;
+                let (batch, _) = decode_batch(&bytes).map_err(|error| LogError::Corrupt {
+                    path: segment.path.clone(),
+                    detail: format!("batch at {base}: {error}"),
+                })?;
+                if batch.base_offset != *base {
+                    return Err(LogError::Corrupt {
+                        path: segment.path.clone(),
+                        detail: format!("expected batch at {base}, found {}", batch.base_offset),
+                    });
+                }
+                read_bytes += position.len_bytes;
+                batches.push(batch);
+            }
+        }
+        Ok(batches)
+    }
+
+    /// Retention never deletes a segment that holds an offset at or above this.
+    pub fn set_min_retain_offset(&self, offset: u64) {
+        let mut state = self.lock();
+        state.min_retain_offset = offset;
+    }
+
+    /// Deletes whole segments that end at or below `min(requested, min retain offset, high
+    /// watermark)`, never the active one. Returns the new log start offset.
+    pub fn delete_segments_below(&self, requested_offset: u64) -> Result<u64, LogError> {
+        let mut state = self.lock();
+        let start_before = state.log_start_offset;
+        let mut limit = requested_offset.min(state.high_watermark);
+        if !self.mutants.is_on(Mutant::RetentionIgnoresMinRetain) {
+            limit = limit.min(state.min_retain_offset);
+        }
+        let active_base = state.segments.keys().last().copied();
+        let doomed: Vec<u64> = state
+            .segments
+            .iter()
+            .filter(|(base, segment)| Some(**base) != active_base && segment.end_offset <= limit)
+            .map(|(base, _)| *base)
+            .collect();
+        for base in doomed {
+            if let Some(segment) = state.segments.remove(&base) {
+                self.fs.remove_file(&segment.path)?;
+            }
+        }
+        state.log_start_offset = state.segments.keys().next().copied().unwrap_or(state.log_end_offset);
+        if !self.mutants.is_on(Mutant::RetentionIgnoresMinRetain) {
+            assert!(
+                state.log_start_offset <= start_before.max(state.min_retain_offset),
+                "retention deleted past the minimum retain offset"
+            );
+        }
+        Ok(state.log_start_offset)
+    }
+
+    /// Number of segment files, for tests and metrics.
+    pub fn segment_count(&self) -> usize {
+        self.lock().segments.len()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LogState> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn segment_path(dir: &str, base_offset: u64) -> String {
+    format!("{dir}/{base_offset:020}{SEGMENT_SUFFIX}")
+}
+
+fn load_segment(
+    fs: &dyn LocalFs,
+    path: &str,
+    base_offset: u64,
+    is_last: bool,
+) -> Result<Segment, LogError> {
+    let bytes = fs.read(path)?;
+    let mut segment =
+        Segment { path: path.to_string(), size_bytes: 0, end_offset: base_offset, batches: BTreeMap::new() };
+    let mut position = 0usize;
+    while position < bytes.len() {
+        match decode_batch(&bytes[position..]) {
+            Ok((batch, len)) => {
+                if batch.base_offset != segment.end_offset {
+                    return Err(LogError::Corrupt {
+                        path: path.to_string(),
+                        detail: format!(
+                            "batch at {} where {} was expected",
+                            batch.base_offset, segment.end_offset
+                        ),
+                    });
+                }
+                segment.batches.insert(
+                    batch.base_offset,
+                    BatchPosition {
+                        end_offset: batch.end_offset(),
+                        position_bytes: position as u64,
+                        len_bytes: len as u64,
+                    },
+                );
+                segment.end_offset = batch.end_offset();
+                position += len;
+            }
+            // The tail of the last segment may hold an append that crashed before its sync:
+            // it was never acknowledged, so it is cut off.
+            Err(DecodeError::Truncated { .. } | DecodeError::Corrupt(_)) if is_last => {
+                tracing::warn!(path, position, "cutting a torn tail off the log");
+                fs.truncate(path, position as u64)?;
+                break;
+            }
+            Err(error) => {
+                return Err(LogError::Corrupt { path: path.to_string(), detail: error.to_string() })
+            }
+        }
+    }
+    segment.size_bytes = position as u64;
+    Ok(segment)
+}
+
+fn read_epoch(fs: &dyn LocalFs, path: &str) -> Result<u32, LogError> {
+    let bytes = match fs.read(path) {
+        Ok(bytes) => bytes,
+        Err(FsError::NotFound(_)) => return Ok(0),
+        Err(error) => return Err(error.into()),
+    };
+    let corrupt = || LogError::Corrupt { path: path.to_string(), detail: "bad epoch file".to_string() };
+    let epoch_bytes: [u8; 4] = bytes.get(0..4).and_then(|b| b.try_into().ok()).ok_or_else(corrupt)?;
+    let crc_bytes: [u8; 4] = bytes.get(4..8).and_then(|b| b.try_into().ok()).ok_or_else(corrupt)?;
+    if crc32c::crc32c(&epoch_bytes) != u32::from_le_bytes(crc_bytes) || bytes.len() != 8 {
+        return Err(corrupt());
+    }
+    Ok(u32::from_le_bytes(epoch_bytes))
+}
+
+/// Replaces the epoch file atomically: a crash leaves the old epoch or the new one.
+fn write_epoch(fs: &dyn LocalFs, dir: &str, leader_epoch: u32) -> Result<(), LogError> {
+    let epoch_bytes = leader_epoch.to_le_bytes();
+    let mut bytes = epoch_bytes.to_vec();
+    bytes.extend_from_slice(&crc32c::crc32c(&epoch_bytes).to_le_bytes());
+    let temp_path = format!("{dir}/{EPOCH_FILE}.tmp");
+    fs.write(&temp_path, &bytes)?;
+    fs.sync(&temp_path)?;
+    fs.rename(&temp_path, &format!("{dir}/{EPOCH_FILE}"))?;
+    Ok(())
+}

@@ -1,0 +1,11 @@
+//! The changelog: record types, the on-disk batch frame, one bucket's log, and the registry.
+
+pub mod change_type;
+pub mod log_batch;
+pub mod log_registry;
+pub mod log_tablet;
+
+pub use change_type::ChangeType;
+pub use log_batch::{LogBatch, LogRecord};
+pub use log_registry::LogRegistry;
+pub use log_tablet::{ChangeRecord, LogConfig, LogError, LogTablet};

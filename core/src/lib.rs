@@ -15,7 +15,9 @@ pub mod log;
 pub mod message;
 pub mod mutant;
 pub mod notify;
+pub mod replica;
 pub mod table_bucket;
+pub mod tablet_server;
 pub mod task;
 
 pub use env::Env;

@@ -1,0 +1,260 @@
+//! A tablet server: hosts replicas and answers requests for them.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+
+use crate::env::{Env, RpcHandler};
+use crate::kv::{KvError, KvTablet, KvTabletConfig};
+use crate::log::LogRegistry;
+use crate::message::{KvWrite, NodeId, Request, Response};
+use crate::replica::Replica;
+use crate::table_bucket::TableBucket;
+use crate::task::Task;
+
+/// A primary-key table as the server knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableConfig {
+    pub table_id: i64,
+    pub bucket_count: i32,
+    /// Schema ids a written value may carry.
+    pub schema_ids: Vec<i16>,
+}
+
+/// Per-request limits: everything a client sends is bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestLimits {
+    pub writes_per_put_max: usize,
+    pub key_bytes_max: usize,
+    pub value_bytes_max: usize,
+    pub lookup_keys_max: usize,
+    pub limit_scan_rows_max: u32,
+}
+
+impl RequestLimits {
+    pub const DEFAULT: RequestLimits = RequestLimits {
+        writes_per_put_max: 100_000,
+        key_bytes_max: 64 * 1024,
+        value_bytes_max: 16 * 1024 * 1024,
+        lookup_keys_max: 100_000,
+        limit_scan_rows_max: 1_000_000,
+    };
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TabletServerConfig {
+    pub tables: Vec<TableConfig>,
+    pub kv: KvTabletConfig,
+    pub limits: RequestLimits,
+}
+
+pub struct TabletServer {
+    env: Env,
+    config: TabletServerConfig,
+    logs: LogRegistry,
+    replicas: Mutex<BTreeMap<TableBucket, Arc<Replica>>>,
+    this: Weak<TabletServer>,
+}
+
+impl std::fmt::Debug for TabletServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TabletServer").field("node_id", &self.env.node_id).finish_non_exhaustive()
+    }
+}
+
+impl TabletServer {
+    pub fn start(env: Env, config: TabletServerConfig, logs: LogRegistry) -> Arc<TabletServer> {
+        for table in &config.tables {
+            assert!(table.bucket_count > 0, "table {} has no buckets", table.table_id);
+            assert!(!table.schema_ids.is_empty(), "table {} has no schema", table.table_id);
+        }
+        Arc::new_cyclic(|this| TabletServer {
+            env,
+            config,
+            logs,
+            replicas: Mutex::new(BTreeMap::new()),
+            this: this.clone(),
+        })
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.env.node_id
+    }
+
+    pub fn replica(&self, bucket: TableBucket) -> Option<Arc<Replica>> {
+        self.lock_replicas().get(&bucket).cloned()
+    }
+
+    /// The leader KV of `bucket` if this server leads it.
+    pub fn leader_kv(&self, bucket: TableBucket) -> Option<Arc<KvTablet>> {
+        self.replica(bucket)?.leader_kv().ok()
+    }
+
+    /// Serves one request.
+    pub fn handle_request(&self, request: Request) -> BoxFuture<'static, Response> {
+        let Some(this) = self.this.upgrade() else {
+            return futures::future::ready(Response::Error(
+                KvError::NotLeader("tablet server is shutting down".to_string()).to_api_error(),
+            ))
+            .boxed();
+        };
+        async move {
+            match this.dispatch(request).await {
+                Ok(response) => response,
+                Err(error) => Response::Error(error.to_api_error()),
+            }
+        }
+        .boxed()
+    }
+
+    /// Stops every replica and waits for their tasks to end.
+    pub fn shutdown(&self) -> BoxFuture<'static, ()> {
+        let replicas: Vec<Arc<Replica>> = std::mem::take(&mut *self.lock_replicas()).into_values().collect();
+        async move {
+            for replica in replicas {
+                if let Some(task) = replica.stop() {
+                    task.join().await;
+                }
+            }
+        }
+        .boxed()
+    }
+
+    async fn dispatch(&self, request: Request) -> Result<Response, KvError> {
+        match request {
+            Request::BecomeLeader { bucket, leader_epoch } => {
+                self.check_bucket(bucket)?;
+                let replica = self.replica_or_create(bucket)?;
+                join_if_some(replica.become_leader(leader_epoch)?).await;
+                Ok(Response::Ok)
+            }
+            Request::BecomeFollower { bucket, leader_epoch } => {
+                self.check_bucket(bucket)?;
+                let replica = self.replica_or_create(bucket)?;
+                join_if_some(replica.become_follower(leader_epoch)?).await;
+                Ok(Response::Ok)
+            }
+            Request::PutKv { bucket, writes } => {
+                let table = self.check_bucket(bucket)?;
+                self.check_writes(table, &writes)?;
+                let (base_offset, end_offset) = self.hosted_kv(bucket)?.put(&writes)?;
+                Ok(Response::PutKv { base_offset, end_offset })
+            }
+            Request::Lookup { bucket, keys } => {
+                self.check_bucket(bucket)?;
+                if keys.len() > self.config.limits.lookup_keys_max {
+                    return Err(KvError::RequestTooLarge(format!(
+                        "{} keys in one lookup; the limit is {}",
+                        keys.len(),
+                        self.config.limits.lookup_keys_max
+                    )));
+                }
+                let (values, read_offset) = self.hosted_kv(bucket)?.lookup(&keys)?;
+                Ok(Response::Lookup { values, read_offset })
+            }
+            Request::PrefixLookup { bucket, prefix } => {
+                self.check_bucket(bucket)?;
+                let (values, read_offset) = self.hosted_kv(bucket)?.prefix_lookup(&prefix)?;
+                Ok(Response::Rows { values, read_offset })
+            }
+            Request::LimitScan { bucket, limit } => {
+                self.check_bucket(bucket)?;
+                let limit = limit.min(self.config.limits.limit_scan_rows_max) as usize;
+                let (values, read_offset) = self.hosted_kv(bucket)?.limit_scan(limit)?;
+                Ok(Response::Rows { values, read_offset })
+            }
+            Request::Metadata => Err(KvError::NotLeader(
+                "metadata is served by the coordinator, not a tablet server".to_string(),
+            )),
+        }
+    }
+
+    fn check_bucket(&self, bucket: TableBucket) -> Result<&TableConfig, KvError> {
+        let table = self
+            .config
+            .tables
+            .iter()
+            .find(|table| table.table_id == bucket.table_id)
+            .ok_or_else(|| KvError::UnknownTableOrBucket(bucket.to_string()))?;
+        if bucket.bucket_id < 0 || bucket.bucket_id >= table.bucket_count || bucket.partition_id.is_some() {
+            return Err(KvError::UnknownTableOrBucket(bucket.to_string()));
+        }
+        Ok(table)
+    }
+
+    fn check_writes(&self, table: &TableConfig, writes: &[KvWrite]) -> Result<(), KvError> {
+        let limits = &self.config.limits;
+        if writes.is_empty() {
+            return Err(KvError::InvalidRecord("a put carries at least one record".to_string()));
+        }
+        if writes.len() > limits.writes_per_put_max {
+            return Err(KvError::RequestTooLarge(format!(
+                "{} records in one put; the limit is {}",
+                writes.len(),
+                limits.writes_per_put_max
+            )));
+        }
+        for write in writes {
+            if write.key.is_empty() {
+                return Err(KvError::InvalidRecord("a primary key may not be empty".to_string()));
+            }
+            if write.key.len() > limits.key_bytes_max {
+                return Err(KvError::RequestTooLarge(format!("key of {} bytes", write.key.len())));
+            }
+            let Some(value) = &write.value else { continue };
+            if value.len() > limits.value_bytes_max {
+                return Err(KvError::RequestTooLarge(format!("value of {} bytes", value.len())));
+            }
+            let schema_id = match value.get(0..2) {
+                Some(bytes) => i16::from_le_bytes([bytes[0], bytes[1]]),
+                None => {
+                    return Err(KvError::InvalidRecord(
+                        "a value starts with its two-byte schema id".to_string(),
+                    ))
+                }
+            };
+            if !table.schema_ids.contains(&schema_id) {
+                return Err(KvError::SchemaNotExist(schema_id));
+            }
+        }
+        Ok(())
+    }
+
+    fn hosted_kv(&self, bucket: TableBucket) -> Result<Arc<KvTablet>, KvError> {
+        self.replica(bucket)
+            .ok_or_else(|| {
+                KvError::NotLeader(format!("{bucket} is not hosted on tablet server {}", self.env.node_id))
+            })?
+            .leader_kv()
+    }
+
+    fn replica_or_create(&self, bucket: TableBucket) -> Result<Arc<Replica>, KvError> {
+        let mut replicas = self.lock_replicas();
+        if let Some(replica) = replicas.get(&bucket) {
+            return Ok(replica.clone());
+        }
+        let log = self.logs.open(bucket)?;
+        let engine_dir = format!("kv/{}", bucket.dir_name());
+        let replica = Arc::new(Replica::new(self.env.clone(), self.config.kv, log, engine_dir));
+        replicas.insert(bucket, replica.clone());
+        Ok(replica)
+    }
+
+    fn lock_replicas(&self) -> MutexGuard<'_, BTreeMap<TableBucket, Arc<Replica>>> {
+        self.replicas.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl RpcHandler for TabletServer {
+    fn handle(&self, _from: NodeId, request: Request) -> BoxFuture<'static, Response> {
+        self.handle_request(request)
+    }
+}
+
+async fn join_if_some(task: Option<Task>) {
+    if let Some(task) = task {
+        task.join().await;
+    }
+}

@@ -1,1 +1,6 @@
+//! kvtablet-sim: a deterministic simulator for kvtablet-core. One seed fixes the task
+//! schedule, virtual time, network delays and faults, so every failing run can be replayed.
 
+#![deny(clippy::disallowed_methods, clippy::disallowed_types)]
+
+pub mod prng;

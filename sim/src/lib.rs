@@ -4,3 +4,5 @@
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
 pub mod prng;
+pub mod clock;
+pub mod executor;

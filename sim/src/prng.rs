@@ -135,9 +135,7 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
 /// Continues an FNV-1a hash `state` over more bytes: `fnv1a64_extend(fnv1a64(a), b)` equals
 /// `fnv1a64(a ++ b)`.
 pub fn fnv1a64_extend(state: u64, bytes: &[u8]) -> u64 {
-    bytes
-        .iter()
-        .fold(state, |hash, byte| (hash ^ u64::from(*byte)).wrapping_mul(FNV1A64_PRIME))
+    bytes.iter().fold(state, |hash, byte| (hash ^ u64::from(*byte)).wrapping_mul(FNV1A64_PRIME))
 }
 
 /// The splitmix64 finaliser: spreads nearby seeds (1, 2, 3...) over the whole u64 range.

@@ -1,0 +1,876 @@
+//! A single-threaded, seeded executor: the simulator's scheduler.
+//!
+//! Every task belongs to a node. At each step the executor picks one woken task uniformly at
+//! random with the "sched" stream and polls it once; when no task is woken, virtual time jumps
+//! to the earliest timer. So the interleaving of tasks is a pure function of the seed, and a
+//! failing seed replays the same schedule.
+//!
+//! A node crash is [`SimExecutor::kill_node`]: the node's tasks are dropped without another
+//! poll, and executor handles of the dead incarnation can no longer spawn, so nothing of the
+//! crashed process runs again.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll, Wake, Waker};
+
+use futures::future::{BoxFuture, FutureExt};
+use kvtablet_core::env::{Clock, Executor};
+use kvtablet_core::message::NodeId;
+
+use crate::clock::{lock, SimClock, SimTime, Sleep, DEFAULT_BASE_WALL_MS};
+use crate::prng::{Prng, Streams};
+
+/// Identifies a task for its whole life; never reused, so a late wake of a finished task is
+/// recognised and ignored.
+pub type TaskId = u64;
+
+/// The step budget of [`SimExecutor::run_for`].
+pub const RUN_FOR_MAX_STEPS: u64 = 50_000_000;
+
+/// What one [`SimExecutor::step`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepOutcome {
+    /// Polled one task once.
+    Polled { task: TaskId, name: Arc<str>, node: NodeId, completed: bool },
+    /// Nothing was ready: time jumped to the earliest timer, which woke `woken` wakers.
+    AdvancedTime { to_mono_ms: u64, woken: usize },
+    /// No task exists and no timer is set: the simulation has nothing left to do.
+    Idle,
+    /// Tasks exist, but none is ready and no timer can wake one.
+    Deadlock { pending: Vec<(String, NodeId)> },
+}
+
+/// Why a run stopped before its goal.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SimError {
+    #[error("deadlock at {mono_ms} ms: no task is ready and no timer is set, yet {} task(s) wait: {}", pending.len(), describe(pending))]
+    Deadlock { mono_ms: u64, pending: Vec<(String, NodeId)> },
+    #[error("step budget of {max_steps} exhausted at {mono_ms} ms (livelock?); {} task(s) live: {}", pending.len(), describe(pending))]
+    StepBudgetExhausted { max_steps: u64, mono_ms: u64, pending: Vec<(String, NodeId)> },
+    #[error("condition still unmet at {mono_ms} ms, and no task or timer is left to change it")]
+    Idle { mono_ms: u64 },
+}
+
+fn describe(pending: &[(String, NodeId)]) -> String {
+    let names: Vec<String> =
+        pending.iter().map(|(name, node)| format!("{name} (node {node})")).collect();
+    names.join(", ")
+}
+
+struct TaskSlot {
+    name: Arc<str>,
+    node: NodeId,
+    /// `None` while the task is being polled.
+    future: Option<BoxFuture<'static, ()>>,
+    waker: Waker,
+}
+
+struct SchedState {
+    tasks: BTreeMap<TaskId, TaskSlot>,
+    /// Woken tasks. Ordered, so that the index drawn by the scheduler maps to the same task on
+    /// every run.
+    ready: BTreeSet<TaskId>,
+    next_task_id: TaskId,
+    /// Bumped by every crash of a node; handles of an older incarnation cannot spawn.
+    incarnations: BTreeMap<NodeId, u64>,
+    sched: Prng,
+    /// Set while a task is polled: `step` must not re-enter from inside a task.
+    polling: bool,
+    steps: u64,
+}
+
+struct Inner {
+    sched: Mutex<SchedState>,
+    time: SimTime,
+}
+
+/// The simulator's executor and virtual time. Cloning shares it.
+#[derive(Clone)]
+pub struct SimExecutor {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for SimExecutor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimExecutor")
+            .field("now_mono_ms", &self.now_mono_ms())
+            .field("task_count", &self.task_count())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Wakes one task by putting its id back into the ready set.
+struct TaskWaker {
+    task: TaskId,
+    /// Weak, because tasks (which the executor owns) hold their wakers.
+    inner: Weak<Inner>,
+}
+
+impl Wake for TaskWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if let Some(inner) = self.inner.upgrade() {
+            let mut state = lock(&inner.sched);
+            // A finished or killed task stays finished.
+            if state.tasks.contains_key(&self.task) {
+                state.ready.insert(self.task);
+            }
+        }
+    }
+}
+
+impl SimExecutor {
+    /// An executor scheduling with `streams.stream("sched")`, wall time starting at
+    /// [`DEFAULT_BASE_WALL_MS`].
+    pub fn new(streams: &Streams) -> SimExecutor {
+        SimExecutor::with_base_wall_ms(streams, DEFAULT_BASE_WALL_MS)
+    }
+
+    pub fn with_base_wall_ms(streams: &Streams, base_wall_ms: u64) -> SimExecutor {
+        SimExecutor {
+            inner: Arc::new(Inner {
+                sched: Mutex::new(SchedState {
+                    tasks: BTreeMap::new(),
+                    ready: BTreeSet::new(),
+                    next_task_id: 0,
+                    incarnations: BTreeMap::new(),
+                    sched: streams.stream("sched"),
+                    polling: false,
+                    steps: 0,
+                }),
+                time: SimTime::new(base_wall_ms),
+            }),
+        }
+    }
+
+    /// The [`Executor`] of `node`'s current incarnation.
+    pub fn executor_for(&self, node: NodeId) -> Arc<dyn Executor> {
+        let incarnation = self.incarnation(node);
+        Arc::new(NodeExecutor { executor: self.clone(), node, incarnation })
+    }
+
+    /// The [`Clock`] of `node`: shared monotonic time, the node's wall-clock offset.
+    pub fn clock_for(&self, node: NodeId) -> Arc<dyn Clock> {
+        Arc::new(self.sim_clock_for(node))
+    }
+
+    pub fn sim_clock_for(&self, node: NodeId) -> SimClock {
+        self.inner.time.clock_for(node)
+    }
+
+    /// The shared virtual time, for components that need timers outside any node.
+    pub fn time(&self) -> &SimTime {
+        &self.inner.time
+    }
+
+    /// Sleeps on the virtual clock; the executor fires it when nothing else is ready.
+    pub fn sleep_until(&self, deadline_mono_ms: u64) -> Sleep {
+        self.inner.time.sleep_until(deadline_mono_ms)
+    }
+
+    /// Spawns a task owned by `node`'s current incarnation.
+    pub fn spawn(
+        &self,
+        node: NodeId,
+        name: impl Into<Arc<str>>,
+        future: BoxFuture<'static, ()>,
+    ) -> TaskId {
+        let mut state = lock(&self.inner.sched);
+        spawn_locked(&self.inner, &mut state, node, name.into(), future)
+    }
+
+    pub fn incarnation(&self, node: NodeId) -> u64 {
+        lock(&self.inner.sched).incarnations.get(&node).copied().unwrap_or(0)
+    }
+
+    pub fn now_mono_ms(&self) -> u64 {
+        self.inner.time.now_mono_ms()
+    }
+
+    pub fn now_wall_ms(&self, node: NodeId) -> u64 {
+        self.inner.time.now_wall_ms(node)
+    }
+
+    /// Models wall-clock drift or steps of `node`; monotonic time is unaffected.
+    pub fn set_wall_offset(&self, node: NodeId, offset_ms: i64) {
+        self.inner.time.set_wall_offset(node, offset_ms);
+    }
+
+    /// Jumps monotonic time forward (a stalled VM, a clock-jump fault), waking every timer due
+    /// by then. Targets in the past are ignored. Returns the time afterwards.
+    pub fn advance_to(&self, mono_ms: u64) -> u64 {
+        self.inner.time.advance_to(mono_ms);
+        self.inner.time.now_mono_ms()
+    }
+
+    /// Crashes `node`: drops all of its tasks without polling them again, and stops handles of
+    /// this incarnation from spawning. Returns how many tasks were dropped.
+    ///
+    /// Safe to call from inside a task, including one of `node` itself (it finishes its current
+    /// poll, then is dropped).
+    pub fn kill_node(&self, node: NodeId) -> usize {
+        let killed: Vec<TaskSlot> = {
+            let mut state = lock(&self.inner.sched);
+            *state.incarnations.entry(node).or_insert(0) += 1;
+            let ids: Vec<TaskId> = state
+                .tasks
+                .iter()
+                .filter(|(_, slot)| slot.node == node)
+                .map(|(id, _)| *id)
+                .collect();
+            let mut killed = Vec::with_capacity(ids.len());
+            for id in ids {
+                state.ready.remove(&id);
+                if let Some(slot) = state.tasks.remove(&id) {
+                    killed.push(slot);
+                }
+            }
+            killed
+        };
+        let count = killed.len();
+        // Dropped outside the lock: dropping a future runs its destructors, which may wake or
+        // spawn other tasks.
+        drop(killed);
+        count
+    }
+
+    /// Every live task (pending or ready), in spawn order.
+    pub fn pending_tasks(&self) -> Vec<(String, NodeId)> {
+        pending_locked(&lock(&self.inner.sched))
+    }
+
+    pub fn task_count(&self) -> usize {
+        lock(&self.inner.sched).tasks.len()
+    }
+
+    /// Tasks of `node` alive now.
+    pub fn task_count_of(&self, node: NodeId) -> usize {
+        lock(&self.inner.sched).tasks.values().filter(|slot| slot.node == node).count()
+    }
+
+    pub fn ready_count(&self) -> usize {
+        lock(&self.inner.sched).ready.len()
+    }
+
+    /// Steps taken so far, polls and time jumps alike.
+    pub fn steps(&self) -> u64 {
+        lock(&self.inner.sched).steps
+    }
+
+    /// Polls one randomly chosen ready task once; if none is ready, moves time to the earliest
+    /// timer instead.
+    ///
+    /// # Panics
+    /// When called from inside a task being polled: a task cannot drive the executor.
+    pub fn step(&self) -> StepOutcome {
+        let picked = {
+            let mut state = lock(&self.inner.sched);
+            assert!(!state.polling, "SimExecutor::step called from inside a task");
+            state.steps += 1;
+            pick_ready(&mut state)
+        };
+        let Some((task, name, node, waker, future)) = picked else {
+            return self.step_idle();
+        };
+        let mut guard = PollGuard { inner: &self.inner, task, armed: true };
+        let mut future = future;
+        let poll = future.as_mut().poll(&mut Context::from_waker(&waker));
+        guard.armed = false;
+        let completed = poll.is_ready();
+        let leftover = {
+            let mut state = lock(&self.inner.sched);
+            state.polling = false;
+            if completed {
+                state.ready.remove(&task);
+                state.tasks.remove(&task).map(|slot| slot.future)
+            } else {
+                match state.tasks.get_mut(&task) {
+                    Some(slot) => {
+                        debug_assert!(
+                            slot.future.is_none(),
+                            "task {task} was polled twice at once"
+                        );
+                        slot.future = Some(future);
+                        None
+                    }
+                    // Killed while it was running: the crash takes effect now.
+                    None => Some(Some(future)),
+                }
+            }
+        };
+        drop(leftover);
+        StepOutcome::Polled { task, name, node, completed }
+    }
+
+    fn step_idle(&self) -> StepOutcome {
+        if let Some(deadline_ms) = self.inner.time.next_deadline_ms() {
+            let woken = self.inner.time.advance_to(deadline_ms);
+            return StepOutcome::AdvancedTime { to_mono_ms: self.now_mono_ms(), woken };
+        }
+        let state = lock(&self.inner.sched);
+        if state.tasks.is_empty() {
+            StepOutcome::Idle
+        } else {
+            StepOutcome::Deadlock { pending: pending_locked(&state) }
+        }
+    }
+
+    /// Steps until `condition()` holds (checked before every step). Returns the steps taken.
+    pub fn run_until(
+        &self,
+        mut condition: impl FnMut() -> bool,
+        max_steps: u64,
+    ) -> Result<u64, SimError> {
+        let mut steps = 0;
+        loop {
+            if condition() {
+                return Ok(steps);
+            }
+            if steps >= max_steps {
+                return Err(self.budget_exhausted(max_steps));
+            }
+            steps += 1;
+            match self.step() {
+                StepOutcome::Polled { .. } | StepOutcome::AdvancedTime { .. } => {}
+                StepOutcome::Idle => return Err(SimError::Idle { mono_ms: self.now_mono_ms() }),
+                StepOutcome::Deadlock { pending } => {
+                    return Err(SimError::Deadlock { mono_ms: self.now_mono_ms(), pending })
+                }
+            }
+        }
+    }
+
+    /// Steps until no task is left.
+    pub fn run_to_completion(&self, max_steps: u64) -> Result<u64, SimError> {
+        self.run_until(|| self.task_count() == 0, max_steps)
+    }
+
+    /// Runs every task and timer due within the next `duration_ms` of virtual time, then leaves
+    /// the clock exactly `duration_ms` later. Tasks that wait with no timer are not an error
+    /// here: a server idling for requests is normal. Bounded by [`RUN_FOR_MAX_STEPS`].
+    pub fn run_for(&self, duration_ms: u64) -> Result<u64, SimError> {
+        self.run_for_bounded(duration_ms, RUN_FOR_MAX_STEPS)
+    }
+
+    pub fn run_for_bounded(&self, duration_ms: u64, max_steps: u64) -> Result<u64, SimError> {
+        let end_ms = self.now_mono_ms().saturating_add(duration_ms);
+        let mut steps = 0;
+        loop {
+            let timer_due = self.inner.time.next_deadline_ms().is_some_and(|ms| ms <= end_ms);
+            if self.ready_count() == 0 && !timer_due {
+                self.inner.time.advance_to(end_ms);
+                return Ok(steps);
+            }
+            if steps >= max_steps {
+                return Err(self.budget_exhausted(max_steps));
+            }
+            steps += 1;
+            self.step();
+        }
+    }
+
+    /// Runs `future` as a task of `node` until it completes and returns its output.
+    pub fn block_on<T: Send + 'static>(
+        &self,
+        node: NodeId,
+        name: impl Into<Arc<str>>,
+        future: impl Future<Output = T> + Send + 'static,
+        max_steps: u64,
+    ) -> Result<T, SimError> {
+        let output: Arc<Mutex<Option<T>>> = Arc::new(Mutex::new(None));
+        let slot = output.clone();
+        self.spawn(
+            node,
+            name,
+            async move {
+                let value = future.await;
+                *lock(&slot) = Some(value);
+            }
+            .boxed(),
+        );
+        self.run_until(|| lock(&output).is_some(), max_steps)?;
+        let value = lock(&output).take();
+        value.ok_or_else(|| self.budget_exhausted(max_steps))
+    }
+
+    fn budget_exhausted(&self, max_steps: u64) -> SimError {
+        SimError::StepBudgetExhausted {
+            max_steps,
+            mono_ms: self.now_mono_ms(),
+            pending: self.pending_tasks(),
+        }
+    }
+}
+
+type Picked = (TaskId, Arc<str>, NodeId, Waker, BoxFuture<'static, ()>);
+
+/// Takes a uniformly chosen ready task out of its slot for polling.
+fn pick_ready(state: &mut SchedState) -> Option<Picked> {
+    let ready_count = state.ready.len() as u64;
+    if ready_count == 0 {
+        return None;
+    }
+    let index = usize::try_from(state.sched.below(ready_count)).ok()?;
+    let task = state.ready.iter().nth(index).copied()?;
+    state.ready.remove(&task);
+    // Wakers only mark live tasks ready, and removal clears the ready mark, so a ready task
+    // has a slot; only one task is polled at a time, so its future is there.
+    let slot = state.tasks.get_mut(&task).expect("a ready task is live");
+    let future = slot.future.take().expect("a ready task is not being polled");
+    let picked = (task, slot.name.clone(), slot.node, slot.waker.clone(), future);
+    state.polling = true;
+    Some(picked)
+}
+
+fn spawn_locked(
+    inner: &Arc<Inner>,
+    state: &mut SchedState,
+    node: NodeId,
+    name: Arc<str>,
+    future: BoxFuture<'static, ()>,
+) -> TaskId {
+    let task = state.next_task_id;
+    state.next_task_id += 1;
+    let waker = Waker::from(Arc::new(TaskWaker { task, inner: Arc::downgrade(inner) }));
+    let previous = state.tasks.insert(task, TaskSlot { name, node, future: Some(future), waker });
+    assert!(previous.is_none(), "task id {task} issued twice");
+    // A new task is ready: its first poll starts it.
+    state.ready.insert(task);
+    task
+}
+
+fn pending_locked(state: &SchedState) -> Vec<(String, NodeId)> {
+    state.tasks.values().map(|slot| (slot.name.to_string(), slot.node)).collect()
+}
+
+/// Cleans up when a polled task panics: the task is gone and the executor is usable again.
+struct PollGuard<'a> {
+    inner: &'a Arc<Inner>,
+    task: TaskId,
+    armed: bool,
+}
+
+impl Drop for PollGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let removed = {
+                let mut state = lock(&self.inner.sched);
+                state.polling = false;
+                state.ready.remove(&self.task);
+                state.tasks.remove(&self.task)
+            };
+            drop(removed);
+        }
+    }
+}
+
+/// One node's [`Executor`], bound to the incarnation that was current when it was made.
+struct NodeExecutor {
+    executor: SimExecutor,
+    node: NodeId,
+    incarnation: u64,
+}
+
+impl NodeExecutor {
+    fn spawn_if_alive(&self, name: String, future: BoxFuture<'static, ()>) {
+        let rejected = {
+            let mut state = lock(&self.executor.inner.sched);
+            let current = state.incarnations.get(&self.node).copied().unwrap_or(0);
+            if current == self.incarnation {
+                spawn_locked(&self.executor.inner, &mut state, self.node, name.into(), future);
+                None
+            } else {
+                // A crashed process spawns nothing; the future is dropped unpolled.
+                Some(future)
+            }
+        };
+        drop(rejected);
+    }
+}
+
+impl Executor for NodeExecutor {
+    fn spawn(&self, name: String, task: BoxFuture<'static, ()>) {
+        self.spawn_if_alive(name, task);
+    }
+
+    fn spawn_blocking(&self, name: String, work: Box<dyn FnOnce() + Send + 'static>) {
+        // One scheduled step: the closure runs whole at its first poll.
+        self.spawn_if_alive(name, async move { work() }.boxed());
+    }
+
+    fn yield_now(&self) -> BoxFuture<'static, ()> {
+        YieldNow { yielded: false }.boxed()
+    }
+}
+
+/// Pending once (waking itself at once), then ready: lets the scheduler run something else.
+#[derive(Debug)]
+pub struct YieldNow {
+    yielded: bool,
+}
+
+impl YieldNow {
+    pub fn new() -> YieldNow {
+        YieldNow { yielded: false }
+    }
+}
+
+impl Default for YieldNow {
+    fn default() -> Self {
+        YieldNow::new()
+    }
+}
+
+impl Future for YieldNow {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.yielded {
+            return Poll::Ready(());
+        }
+        self.yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+    use futures::channel::oneshot;
+    use kvtablet_core::ledger::{Ledger, ResourceKind};
+    use kvtablet_core::task::Task;
+
+    use super::*;
+
+    /// Spawns a mix of yielding and sleeping tasks on three nodes and returns the sequence of
+    /// polled task names.
+    fn polled_sequence(seed: u64) -> Vec<String> {
+        let executor = SimExecutor::new(&Streams::new(seed));
+        for node in 0..3u32 {
+            let node_executor = executor.executor_for(node);
+            let clock = executor.clock_for(node);
+            for index in 0..4u64 {
+                let yielder = node_executor.clone();
+                let clock = clock.clone();
+                node_executor.spawn(
+                    format!("n{node}-t{index}"),
+                    async move {
+                        for round in 0..5u64 {
+                            if (round + index) % 2 == 0 {
+                                yielder.yield_now().await;
+                            } else {
+                                clock.sleep(1 + index).await;
+                            }
+                        }
+                    }
+                    .boxed(),
+                );
+            }
+        }
+        let mut sequence = Vec::new();
+        for _ in 0..10_000 {
+            match executor.step() {
+                StepOutcome::Polled { name, .. } => sequence.push(name.to_string()),
+                StepOutcome::AdvancedTime { to_mono_ms, .. } => {
+                    sequence.push(format!("@{to_mono_ms}"))
+                }
+                StepOutcome::Idle => return sequence,
+                StepOutcome::Deadlock { pending } => panic!("unexpected deadlock: {pending:?}"),
+            }
+        }
+        panic!("the tasks should finish well within 10000 steps");
+    }
+
+    #[test]
+    fn same_seed_same_schedule_different_seed_different_schedule() {
+        let first = polled_sequence(1234);
+        assert_eq!(first, polled_sequence(1234));
+        assert_ne!(first, polled_sequence(1235));
+        assert!(first.len() > 60, "every task is polled several times: {}", first.len());
+    }
+
+    #[test]
+    fn time_jumps_to_the_earliest_timer_only_when_nothing_is_ready() {
+        let executor = SimExecutor::new(&Streams::new(1));
+        let clock = executor.clock_for(1);
+        let woke_at = Arc::new(AtomicU64::new(0));
+        let seen = woke_at.clone();
+        let sleeper_clock = clock.clone();
+        executor.spawn(
+            1,
+            "sleeper",
+            async move {
+                sleeper_clock.sleep(250).await;
+                seen.store(sleeper_clock.now_mono_ms(), Ordering::SeqCst);
+            }
+            .boxed(),
+        );
+        let steps = executor.run_to_completion(100).expect("the sleeper finishes");
+        assert_eq!(woke_at.load(Ordering::SeqCst), 250);
+        assert_eq!(executor.now_mono_ms(), 250);
+        assert_eq!(steps, 3, "poll, jump, poll");
+    }
+
+    #[test]
+    fn deadlock_names_every_pending_task() {
+        let executor = SimExecutor::new(&Streams::new(2));
+        let (_keep_sender_alive, receiver) = oneshot::channel::<()>();
+        executor.spawn(
+            7,
+            "waits-forever",
+            async move {
+                let _ = receiver.await;
+            }
+            .boxed(),
+        );
+        executor.spawn(8, "finishes", async {}.boxed());
+        let error = executor.run_to_completion(100).expect_err("the waiter never wakes");
+        match &error {
+            SimError::Deadlock { pending, .. } => {
+                assert_eq!(pending, &vec![("waits-forever".to_string(), 7)]);
+            }
+            other => panic!("expected a deadlock, got {other:?}"),
+        }
+        assert!(error.to_string().contains("waits-forever (node 7)"), "{error}");
+    }
+
+    #[test]
+    fn kill_node_drops_its_tasks_and_stale_handles_cannot_spawn() {
+        let executor = SimExecutor::new(&Streams::new(3));
+        let ledger = Ledger::new();
+        let doomed_executor = executor.executor_for(1);
+        let polls = Arc::new(AtomicUsize::new(0));
+        for index in 0..3 {
+            let polls = polls.clone();
+            let yielder = doomed_executor.clone();
+            let _task = Task::spawn(
+                &doomed_executor,
+                &ledger,
+                format!("loop-{index}"),
+                async move {
+                    loop {
+                        polls.fetch_add(1, Ordering::SeqCst);
+                        yielder.yield_now().await;
+                    }
+                }
+                .boxed(),
+            );
+        }
+        executor.spawn(2, "survivor", async {}.boxed());
+        for _ in 0..20 {
+            executor.step();
+        }
+        assert_eq!(executor.kill_node(1), 3);
+        assert_eq!(ledger.count(ResourceKind::Task), 0, "dropped tasks release their entries");
+        let polls_at_crash = polls.load(Ordering::SeqCst);
+        doomed_executor.spawn("zombie".to_string(), async {}.boxed());
+        assert_eq!(executor.task_count_of(1), 0, "the dead incarnation spawns nothing");
+        executor.run_to_completion(100).expect("only the survivor may be left");
+        assert_eq!(polls.load(Ordering::SeqCst), polls_at_crash, "no poll after the crash");
+
+        // The restarted node spawns through a fresh handle.
+        executor.executor_for(1).spawn("reborn".to_string(), async {}.boxed());
+        assert_eq!(executor.task_count_of(1), 1);
+    }
+
+    #[test]
+    fn a_task_can_kill_its_own_node() {
+        let executor = SimExecutor::new(&Streams::new(4));
+        let handle = executor.clone();
+        executor.spawn(
+            5,
+            "suicide",
+            async move {
+                handle.kill_node(5);
+                futures::future::pending::<()>().await;
+            }
+            .boxed(),
+        );
+        executor.run_to_completion(10).expect("the killed task is gone");
+        assert_eq!(executor.task_count(), 0);
+    }
+
+    #[test]
+    fn task_join_completes_when_the_task_is_killed() {
+        let executor = SimExecutor::new(&Streams::new(5));
+        let ledger = Ledger::new();
+        let victim = Task::spawn(
+            &executor.executor_for(1),
+            &ledger,
+            "victim",
+            futures::future::pending::<()>().boxed(),
+        );
+        let joined = Arc::new(AtomicUsize::new(0));
+        let flag = joined.clone();
+        executor.spawn(
+            2,
+            "joiner",
+            async move {
+                victim.join().await;
+                flag.store(1, Ordering::SeqCst);
+            }
+            .boxed(),
+        );
+        executor.run_for(10).expect("nothing is due");
+        assert_eq!(joined.load(Ordering::SeqCst), 0);
+        executor.kill_node(1);
+        executor.run_to_completion(10).expect("the joiner finishes");
+        assert_eq!(joined.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn spawn_blocking_runs_as_one_step_and_yield_now_yields_once() {
+        let executor = SimExecutor::new(&Streams::new(6));
+        let node_executor = executor.executor_for(1);
+        let ran = Arc::new(AtomicUsize::new(0));
+        let counter = ran.clone();
+        node_executor.spawn_blocking(
+            "blocking".to_string(),
+            Box::new(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }),
+        );
+        assert!(matches!(executor.step(), StepOutcome::Polled { completed: true, .. }));
+        assert_eq!(ran.load(Ordering::SeqCst), 1);
+
+        let yielder = node_executor.clone();
+        executor.spawn(1, "yielder", async move { yielder.yield_now().await }.boxed());
+        assert!(matches!(executor.step(), StepOutcome::Polled { completed: false, .. }));
+        assert_eq!(executor.ready_count(), 1, "yield_now wakes its own task");
+        assert!(matches!(executor.step(), StepOutcome::Polled { completed: true, .. }));
+        assert_eq!(executor.step(), StepOutcome::Idle);
+    }
+
+    #[test]
+    fn run_until_respects_the_step_budget() {
+        let executor = SimExecutor::new(&Streams::new(7));
+        let yielder = executor.executor_for(1);
+        executor.spawn(
+            1,
+            "spinner",
+            async move {
+                loop {
+                    yielder.yield_now().await;
+                }
+            }
+            .boxed(),
+        );
+        let error = executor.run_until(|| false, 50).expect_err("never true");
+        assert!(matches!(error, SimError::StepBudgetExhausted { max_steps: 50, .. }), "{error:?}");
+        assert_eq!(executor.run_until(|| true, 0), Ok(0));
+        assert!(executor.run_for_bounded(10, 100).is_err(), "a spinner starves time");
+    }
+
+    #[test]
+    fn run_for_stops_at_the_end_and_fires_timers_due_by_then() {
+        let executor = SimExecutor::new(&Streams::new(8));
+        let clock = executor.clock_for(1);
+        let fired = Arc::new(AtomicUsize::new(0));
+        for delay_ms in [10u64, 20, 30] {
+            let clock = clock.clone();
+            let fired = fired.clone();
+            executor.spawn(
+                1,
+                format!("timer-{delay_ms}"),
+                async move {
+                    clock.sleep(delay_ms).await;
+                    fired.fetch_add(1, Ordering::SeqCst);
+                }
+                .boxed(),
+            );
+        }
+        executor.run_for(20).expect("bounded");
+        assert_eq!(executor.now_mono_ms(), 20);
+        assert_eq!(fired.load(Ordering::SeqCst), 2);
+        executor.run_for(5).expect("bounded");
+        assert_eq!(executor.now_mono_ms(), 25);
+        assert_eq!(fired.load(Ordering::SeqCst), 2);
+        executor.run_for(100).expect("bounded");
+        assert_eq!(executor.now_mono_ms(), 125, "time passes even when idle");
+        assert_eq!(fired.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn advance_to_wakes_sleepers_late_and_wall_offsets_apply() {
+        let executor = SimExecutor::new(&Streams::new(9));
+        let clock = executor.clock_for(1);
+        let woke_at = Arc::new(AtomicU64::new(0));
+        let seen = woke_at.clone();
+        let sleeper_clock = clock.clone();
+        executor.spawn(
+            1,
+            "sleeper",
+            async move {
+                sleeper_clock.sleep(100).await;
+                seen.store(sleeper_clock.now_mono_ms(), Ordering::SeqCst);
+            }
+            .boxed(),
+        );
+        executor.step();
+        assert_eq!(executor.advance_to(5_000), 5_000);
+        assert_eq!(executor.advance_to(10), 5_000, "monotonic time never goes back");
+        executor.run_to_completion(10).expect("the sleeper finishes");
+        assert_eq!(woke_at.load(Ordering::SeqCst), 5_000);
+
+        executor.set_wall_offset(1, -60_000);
+        assert_eq!(clock.now_wall_ms(), DEFAULT_BASE_WALL_MS + 5_000 - 60_000);
+        assert_eq!(executor.now_wall_ms(2), DEFAULT_BASE_WALL_MS + 5_000);
+    }
+
+    #[test]
+    fn block_on_returns_the_output() {
+        let executor = SimExecutor::new(&Streams::new(10));
+        let clock = executor.clock_for(1);
+        let value = executor
+            .block_on(
+                1,
+                "compute",
+                async move {
+                    clock.sleep(7).await;
+                    clock.now_mono_ms() * 2
+                },
+                100,
+            )
+            .expect("finishes");
+        assert_eq!(value, 14);
+    }
+
+    #[test]
+    fn a_panicking_task_leaves_the_executor_usable() {
+        let executor = SimExecutor::new(&Streams::new(11));
+        executor.spawn(1, "panics", async { panic!("deliberate") }.boxed());
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| executor.step()));
+        assert!(outcome.is_err());
+        assert_eq!(executor.task_count(), 0);
+        executor.spawn(1, "after", async {}.boxed());
+        assert_eq!(executor.run_to_completion(10), Ok(1));
+    }
+
+    #[test]
+    fn late_wakes_of_finished_tasks_are_ignored() {
+        let executor = SimExecutor::new(&Streams::new(12));
+        let stolen: Arc<Mutex<Option<Waker>>> = Arc::new(Mutex::new(None));
+        let slot = stolen.clone();
+        executor.spawn(
+            1,
+            "leaks-its-waker",
+            futures::future::poll_fn(move |cx| {
+                *lock(&slot) = Some(cx.waker().clone());
+                Poll::Ready(())
+            })
+            .boxed(),
+        );
+        executor.run_to_completion(10).expect("finishes");
+        let waker = lock(&stolen).take().expect("the task stored its waker");
+        waker.wake();
+        assert_eq!(executor.ready_count(), 0);
+        assert_eq!(executor.step(), StepOutcome::Idle);
+    }
+}

@@ -6,3 +6,4 @@
 pub mod prng;
 pub mod clock;
 pub mod executor;
+pub mod fs;

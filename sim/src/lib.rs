@@ -7,3 +7,4 @@ pub mod prng;
 pub mod clock;
 pub mod executor;
 pub mod fs;
+pub mod remote;

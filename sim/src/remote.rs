@@ -1,0 +1,391 @@
+//! An in-memory [`RemoteStorage`] shared by the whole simulated cluster, with seeded faults.
+//!
+//! Every operation draws its fate from the store's own stream when it is issued (first poll),
+//! waits its latency on the virtual clock, then takes effect atomically at the end of that
+//! latency: that instant is the operation's linearization point. Dropping the future before
+//! then cancels the operation, which then has no effect.
+//!
+//! A transient failure of a `put` or `delete` may still have taken effect (a timeout after
+//! the write landed): retries must be idempotent, as against a real object store.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+
+use futures::future::{BoxFuture, FutureExt};
+use kvtablet_core::env::{Clock, RemoteError, RemoteObject, RemoteStorage};
+
+use crate::clock::lock;
+use crate::prng::{Prng, Ratio};
+
+/// Fault rates of the remote store. The default is fault-free with no latency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RemoteFaults {
+    /// Each operation takes a uniformly drawn latency in `0..=latency_ms_max`.
+    pub latency_ms_max: u64,
+    /// Any operation fails with [`RemoteError::Transient`].
+    pub transient_failure: Ratio,
+    /// A get of an object that exists answers [`RemoteError::NotFound`]: a reader racing a
+    /// garbage collector that deleted the object between listing and reading it.
+    pub not_found: Ratio,
+    /// Given a transient failure of a `put` or `delete`, the write happened anyway.
+    pub failed_write_applied: Ratio,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Fate {
+    latency_ms: u64,
+    transient_failure: bool,
+    not_found: bool,
+    failed_write_applied: bool,
+}
+
+#[derive(Debug)]
+struct RemoteState {
+    /// `Arc` so that a get clones a pointer, not the object.
+    objects: BTreeMap<String, Arc<Vec<u8>>>,
+    faults: RemoteFaults,
+    prng: Prng,
+    operations: u64,
+}
+
+/// The cluster's object store. Cloning shares it.
+#[derive(Clone)]
+pub struct SimRemoteStorage {
+    state: Arc<Mutex<RemoteState>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for SimRemoteStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimRemoteStorage")
+            .field("object_count", &self.object_count())
+            .field("faults", &self.faults())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SimRemoteStorage {
+    /// `prng` should be a stream of its own (e.g. `streams.stream("remote")`); `clock` only
+    /// times latencies, so any node's clock will do.
+    pub fn new(clock: Arc<dyn Clock>, prng: Prng, faults: RemoteFaults) -> SimRemoteStorage {
+        SimRemoteStorage {
+            state: Arc::new(Mutex::new(RemoteState {
+                objects: BTreeMap::new(),
+                faults,
+                prng,
+                operations: 0,
+            })),
+            clock,
+        }
+    }
+
+    /// Changes the fault rates for operations issued from now on.
+    pub fn set_faults(&self, faults: RemoteFaults) {
+        lock(&self.state).faults = faults;
+    }
+
+    pub fn faults(&self) -> RemoteFaults {
+        lock(&self.state).faults
+    }
+
+    /// The object as stored now, bypassing latency and faults (for checkers).
+    pub fn peek(&self, path: &str) -> Option<Vec<u8>> {
+        lock(&self.state).objects.get(path).map(|bytes| bytes.as_ref().clone())
+    }
+
+    /// Every stored path, sorted (for checkers).
+    pub fn paths(&self) -> Vec<String> {
+        lock(&self.state).objects.keys().cloned().collect()
+    }
+
+    pub fn object_count(&self) -> usize {
+        lock(&self.state).objects.len()
+    }
+
+    /// Operations issued so far.
+    pub fn operations(&self) -> u64 {
+        lock(&self.state).operations
+    }
+
+    /// Draws every decision of one operation, always the same number of draws whatever the
+    /// rates, so that changing one rate does not reshuffle the others.
+    fn draw_fate(&self) -> Fate {
+        let mut state = lock(&self.state);
+        let faults = state.faults;
+        state.operations += 1;
+        let prng = &mut state.prng;
+        Fate {
+            latency_ms: prng.range_inclusive(0, faults.latency_ms_max),
+            transient_failure: prng.chance(faults.transient_failure),
+            not_found: prng.chance(faults.not_found),
+            failed_write_applied: prng.chance(faults.failed_write_applied),
+        }
+    }
+
+    /// Issues an operation: draws its fate, waits its latency, then runs `apply` on the store
+    /// (or fails it).
+    fn operate<T: Send + 'static>(
+        &self,
+        describe: String,
+        is_write: bool,
+        apply: impl FnOnce(&mut BTreeMap<String, Arc<Vec<u8>>>, Fate) -> Result<T, RemoteError>
+            + Send
+            + 'static,
+    ) -> BoxFuture<'static, Result<T, RemoteError>> {
+        let store = self.clone();
+        async move {
+            let fate = store.draw_fate();
+            let deadline_ms = store.clock.now_mono_ms().saturating_add(fate.latency_ms);
+            store.clock.sleep_until(deadline_ms).await;
+            let mut state = lock(&store.state);
+            if fate.transient_failure {
+                if is_write && fate.failed_write_applied {
+                    // The outcome is dropped on purpose: the caller sees the failure.
+                    let _ = apply(&mut state.objects, fate);
+                }
+                return Err(RemoteError::Transient(format!("injected fault: {describe}")));
+            }
+            apply(&mut state.objects, fate)
+        }
+        .boxed()
+    }
+}
+
+impl RemoteStorage for SimRemoteStorage {
+    fn put(&self, path: &str, bytes: Vec<u8>) -> BoxFuture<'static, Result<(), RemoteError>> {
+        let path = path.to_string();
+        let bytes = Arc::new(bytes);
+        self.operate(format!("put {path}"), true, move |objects, _fate| {
+            objects.insert(path, bytes);
+            Ok(())
+        })
+    }
+
+    fn get(&self, path: &str) -> BoxFuture<'static, Result<Vec<u8>, RemoteError>> {
+        self.get_range(path, 0..u64::MAX)
+    }
+
+    fn get_range(
+        &self,
+        path: &str,
+        range: Range<u64>,
+    ) -> BoxFuture<'static, Result<Vec<u8>, RemoteError>> {
+        let path = path.to_string();
+        self.operate(format!("get {path}"), false, move |objects, fate| {
+            let object = match objects.get(&path) {
+                Some(object) if !fate.not_found => object,
+                _ => return Err(RemoteError::NotFound(path)),
+            };
+            let len = object.len() as u64;
+            let start = range.start.min(len);
+            let end = range.end.clamp(start, len);
+            // Both bounds are at most the object's length, which fits in usize.
+            let (start, end) = (start as usize, end as usize);
+            Ok(object[start..end].to_vec())
+        })
+    }
+
+    fn list(&self, prefix: &str) -> BoxFuture<'static, Result<Vec<RemoteObject>, RemoteError>> {
+        let prefix = prefix.to_string();
+        self.operate(format!("list {prefix}"), false, move |objects, _fate| {
+            Ok(objects
+                .range(prefix.clone()..)
+                .take_while(|(path, _)| path.starts_with(&prefix))
+                .map(|(path, bytes)| RemoteObject {
+                    path: path.clone(),
+                    size_bytes: bytes.len() as u64,
+                })
+                .collect())
+        })
+    }
+
+    fn delete(&self, path: &str) -> BoxFuture<'static, Result<(), RemoteError>> {
+        let path = path.to_string();
+        self.operate(format!("delete {path}"), true, move |objects, _fate| {
+            objects.remove(&path);
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::executor::SimExecutor;
+    use crate::prng::Streams;
+
+    fn store(executor: &SimExecutor, faults: RemoteFaults) -> SimRemoteStorage {
+        SimRemoteStorage::new(executor.clock_for(0), Streams::new(1).stream("remote"), faults)
+    }
+
+    #[test]
+    fn put_get_list_delete_without_faults() {
+        let executor = SimExecutor::new(&Streams::new(1));
+        let remote = store(&executor, RemoteFaults::default());
+        let client = remote.clone();
+        let result = executor.block_on(
+            1,
+            "client",
+            async move {
+                client.put("snap/1/a", b"alpha".to_vec()).await?;
+                client.put("snap/1/b", b"bravo!".to_vec()).await?;
+                client.put("snap/2/a", b"x".to_vec()).await?;
+                client.put("snap/1/a", b"ALPHA".to_vec()).await?;
+                let whole = client.get("snap/1/a").await?;
+                let part = client.get_range("snap/1/b", 2..4).await?;
+                let clipped = client.get_range("snap/1/b", 4..100).await?;
+                let past_end = client.get_range("snap/1/b", 50..100).await?;
+                let listed = client.list("snap/1/").await?;
+                client.delete("snap/1/a").await?;
+                client.delete("snap/1/a").await?;
+                let missing = client.get("snap/1/a").await;
+                Ok::<_, RemoteError>((whole, part, clipped, past_end, listed, missing))
+            },
+            1_000,
+        );
+        let (whole, part, clipped, past_end, listed, missing) =
+            result.expect("runs").expect("no faults");
+        assert_eq!(whole, b"ALPHA");
+        assert_eq!(part, b"av");
+        assert_eq!(clipped, b"o!");
+        assert_eq!(past_end, b"");
+        assert_eq!(
+            listed,
+            vec![
+                RemoteObject { path: "snap/1/a".into(), size_bytes: 5 },
+                RemoteObject { path: "snap/1/b".into(), size_bytes: 6 },
+            ]
+        );
+        assert_eq!(missing, Err(RemoteError::NotFound("snap/1/a".into())));
+        assert_eq!(remote.paths(), vec!["snap/1/b", "snap/2/a"]);
+        assert_eq!(executor.now_mono_ms(), 0, "no latency configured");
+    }
+
+    #[test]
+    fn latency_uses_virtual_time_and_effects_land_at_the_end() {
+        let executor = SimExecutor::new(&Streams::new(2));
+        let remote =
+            store(&executor, RemoteFaults { latency_ms_max: 100, ..RemoteFaults::default() });
+        let client = remote.clone();
+        executor.spawn(
+            1,
+            "put",
+            async move {
+                client.put("k", b"v".to_vec()).await.ok();
+            }
+            .boxed(),
+        );
+        executor.step();
+        let issued_at = executor.now_mono_ms();
+        executor.run_to_completion(100).expect("finishes");
+        assert!(executor.now_mono_ms() - issued_at <= 100);
+        assert_eq!(remote.peek("k"), Some(b"v".to_vec()));
+    }
+
+    #[test]
+    fn injected_faults_show_up_at_roughly_their_rates() {
+        let executor = SimExecutor::new(&Streams::new(3));
+        let remote = store(&executor, RemoteFaults::default());
+        let seeded = remote.clone();
+        executor
+            .block_on(1, "seed", async move { seeded.put("obj", b"data".to_vec()).await }, 100)
+            .expect("runs")
+            .expect("no faults while seeding");
+        remote.set_faults(RemoteFaults {
+            latency_ms_max: 5,
+            transient_failure: Ratio::new(1, 4),
+            not_found: Ratio::new(1, 4),
+            failed_write_applied: Ratio::new(1, 2),
+        });
+        let client = remote.clone();
+        let outcomes = executor
+            .block_on(
+                1,
+                "reader",
+                async move {
+                    let mut outcomes = Vec::new();
+                    for _ in 0..400 {
+                        outcomes.push(client.get("obj").await);
+                    }
+                    outcomes
+                },
+                100_000,
+            )
+            .expect("runs");
+        let transient =
+            outcomes.iter().filter(|o| matches!(o, Err(RemoteError::Transient(_)))).count();
+        let not_found =
+            outcomes.iter().filter(|o| matches!(o, Err(RemoteError::NotFound(_)))).count();
+        let ok = outcomes.iter().filter(|o| o.is_ok()).count();
+        assert!((60..140).contains(&transient), "about 1/4 transient: {transient}");
+        assert!((50..120).contains(&not_found), "about 3/4 * 1/4 not found: {not_found}");
+        assert_eq!(ok + transient + not_found, 400);
+        assert_eq!(remote.peek("obj"), Some(b"data".to_vec()), "faults never corrupt the store");
+    }
+
+    #[test]
+    fn a_failed_write_may_or_may_not_have_landed() {
+        let executor = SimExecutor::new(&Streams::new(4));
+        let remote = store(
+            &executor,
+            RemoteFaults {
+                transient_failure: Ratio::ALWAYS,
+                failed_write_applied: Ratio::new(1, 2),
+                ..RemoteFaults::default()
+            },
+        );
+        let client = remote.clone();
+        let results = executor
+            .block_on(
+                1,
+                "writer",
+                async move {
+                    let mut results = Vec::new();
+                    for index in 0..40 {
+                        results.push(client.put(&format!("obj{index:02}"), vec![1]).await);
+                    }
+                    results
+                },
+                10_000,
+            )
+            .expect("runs");
+        assert!(results.iter().all(|r| matches!(r, Err(RemoteError::Transient(_)))));
+        let landed = remote.object_count();
+        assert!(landed > 5 && landed < 35, "some failed puts landed, some did not: {landed}");
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_faults() {
+        let run = |seed: u64| {
+            let executor = SimExecutor::new(&Streams::new(seed));
+            let remote = SimRemoteStorage::new(
+                executor.clock_for(0),
+                Streams::new(seed).stream("remote"),
+                RemoteFaults {
+                    latency_ms_max: 50,
+                    transient_failure: Ratio::new(1, 3),
+                    ..RemoteFaults::default()
+                },
+            );
+            let client = remote.clone();
+            executor
+                .block_on(
+                    1,
+                    "writer",
+                    async move {
+                        let mut results = Vec::new();
+                        for index in 0..30 {
+                            results.push(client.put(&format!("o{index}"), vec![]).await.is_ok());
+                        }
+                        results
+                    },
+                    10_000,
+                )
+                .map(|results| (results, executor.now_mono_ms()))
+                .expect("runs")
+        };
+        assert_eq!(run(8), run(8));
+        assert_ne!(run(8), run(9));
+    }
+}

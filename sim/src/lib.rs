@@ -8,3 +8,4 @@ pub mod clock;
 pub mod executor;
 pub mod fs;
 pub mod remote;
+pub mod network;

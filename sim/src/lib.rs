@@ -9,3 +9,4 @@ pub mod executor;
 pub mod fs;
 pub mod remote;
 pub mod network;
+pub mod trace;

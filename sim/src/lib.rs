@@ -3,10 +3,10 @@
 
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
-pub mod prng;
 pub mod clock;
 pub mod executor;
 pub mod fs;
-pub mod remote;
 pub mod network;
+pub mod prng;
+pub mod remote;
 pub mod trace;

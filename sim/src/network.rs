@@ -24,7 +24,7 @@ use kvtablet_core::message::{NodeId, Request, Response};
 
 use crate::clock::lock;
 use crate::executor::SimExecutor;
-use crate::prng::{Prng, Ratio};
+use crate::prng::{Prng, Ratio, Streams};
 
 /// The pseudo-node that owns messages in flight. Killing it loses every message in flight.
 pub const NETWORK_NODE: NodeId = NodeId::MAX;
@@ -38,6 +38,13 @@ pub struct NetFaults {
     pub drop: Ratio,
     /// The request is delivered a second time; the second response is discarded.
     pub duplicate: Ratio,
+}
+
+impl NetFaults {
+    /// No delay, no loss, no duplicate.
+    pub fn none() -> NetFaults {
+        NetFaults::default()
+    }
 }
 
 /// Counters of what the network did, for tests and run summaries.
@@ -100,8 +107,13 @@ impl std::fmt::Debug for SimNetwork {
 }
 
 impl SimNetwork {
-    /// `prng` should be a stream of its own (e.g. `streams.stream("net")`).
-    pub fn new(executor: SimExecutor, prng: Prng, faults: NetFaults) -> SimNetwork {
+    /// A network drawing its faults from `streams.stream("net")`.
+    pub fn new(executor: &SimExecutor, streams: &Streams, faults: NetFaults) -> SimNetwork {
+        SimNetwork::with_prng(executor, streams.stream("net"), faults)
+    }
+
+    /// A network drawing its faults from `prng`, which should be a stream of its own.
+    pub fn with_prng(executor: &SimExecutor, prng: Prng, faults: NetFaults) -> SimNetwork {
         SimNetwork {
             state: Arc::new(Mutex::new(NetState {
                 handlers: BTreeMap::new(),
@@ -111,7 +123,7 @@ impl SimNetwork {
                 prng,
                 stats: NetStats::default(),
             })),
-            executor,
+            executor: executor.clone(),
         }
     }
 
@@ -357,7 +369,6 @@ mod tests {
     use kvtablet_core::env::Clock;
 
     use super::*;
-    use crate::prng::Streams;
 
     /// Answers `Ok` after `work_ms`, counting invocations.
     struct SlowHandler {
@@ -389,7 +400,7 @@ mod tests {
     fn cluster(seed: u64, faults: NetFaults, work_ms: u64) -> Cluster {
         let streams = Streams::new(seed);
         let executor = SimExecutor::new(&streams);
-        let network = SimNetwork::new(executor.clone(), streams.stream("net"), faults);
+        let network = SimNetwork::new(&executor, &streams, faults);
         let invocations = Arc::new(AtomicU64::new(0));
         let handler =
             SlowHandler { clock: executor.clock_for(2), work_ms, invocations: invocations.clone() };

@@ -16,7 +16,9 @@ use futures::future::{BoxFuture, FutureExt};
 use kvtablet_core::env::{Clock, RemoteError, RemoteObject, RemoteStorage};
 
 use crate::clock::lock;
-use crate::prng::{Prng, Ratio};
+use crate::executor::SimExecutor;
+use crate::network::NETWORK_NODE;
+use crate::prng::{Prng, Ratio, Streams};
 
 /// Fault rates of the remote store. The default is fault-free with no latency.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -30,6 +32,13 @@ pub struct RemoteFaults {
     pub not_found: Ratio,
     /// Given a transient failure of a `put` or `delete`, the write happened anyway.
     pub failed_write_applied: Ratio,
+}
+
+impl RemoteFaults {
+    /// No latency, no failure.
+    pub fn none() -> RemoteFaults {
+        RemoteFaults::default()
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -66,9 +75,24 @@ impl std::fmt::Debug for SimRemoteStorage {
 }
 
 impl SimRemoteStorage {
-    /// `prng` should be a stream of its own (e.g. `streams.stream("remote")`); `clock` only
-    /// times latencies, so any node's clock will do.
-    pub fn new(clock: Arc<dyn Clock>, prng: Prng, faults: RemoteFaults) -> SimRemoteStorage {
+    /// A store timed by `executor`'s virtual clock, drawing its faults from
+    /// `streams.stream("remote")`.
+    pub fn new(
+        executor: &SimExecutor,
+        streams: &Streams,
+        faults: RemoteFaults,
+    ) -> SimRemoteStorage {
+        // Only monotonic time is read, which every node shares: the node id does not matter.
+        SimRemoteStorage::with_clock(
+            executor.clock_for(NETWORK_NODE),
+            streams.stream("remote"),
+            faults,
+        )
+    }
+
+    /// A store drawing its faults from `prng`, which should be a stream of its own; `clock`
+    /// only times latencies, so any node's clock will do.
+    pub fn with_clock(clock: Arc<dyn Clock>, prng: Prng, faults: RemoteFaults) -> SimRemoteStorage {
         SimRemoteStorage {
             state: Arc::new(Mutex::new(RemoteState {
                 objects: BTreeMap::new(),
@@ -212,11 +236,9 @@ impl RemoteStorage for SimRemoteStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::executor::SimExecutor;
-    use crate::prng::Streams;
 
     fn store(executor: &SimExecutor, faults: RemoteFaults) -> SimRemoteStorage {
-        SimRemoteStorage::new(executor.clock_for(0), Streams::new(1).stream("remote"), faults)
+        SimRemoteStorage::new(executor, &Streams::new(1), faults)
     }
 
     #[test]
@@ -359,7 +381,7 @@ mod tests {
     fn the_same_seed_gives_the_same_faults() {
         let run = |seed: u64| {
             let executor = SimExecutor::new(&Streams::new(seed));
-            let remote = SimRemoteStorage::new(
+            let remote = SimRemoteStorage::with_clock(
                 executor.clock_for(0),
                 Streams::new(seed).stream("remote"),
                 RemoteFaults {

@@ -11,7 +11,7 @@
 //! - [`Trace::record_detail`]: everything else (a message delivered, a task step).
 //!
 //! The mode decides which lines are kept; the hash never depends on the mode:
-//! - [`TraceMode::Hash`] keeps no line (sweeps over many seeds);
+//! - [`TraceMode::HashOnly`] keeps no line (sweeps over many seeds);
 //! - [`TraceMode::Short`] keeps transitions only;
 //! - [`TraceMode::Full`] keeps every event.
 
@@ -27,7 +27,7 @@ use crate::prng::{fnv1a64_extend, FNV1A64_OFFSET};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub enum TraceMode {
     /// Only the hash and the event count.
-    Hash,
+    HashOnly,
     /// Lines of transitions.
     #[default]
     Short,
@@ -79,7 +79,7 @@ impl Trace {
     }
 
     /// Records a detail: kept in `Full` mode only. A line that is not kept is formatted
-    /// straight into the hash, so passing `format_args!(..)` allocates nothing in `Hash` and
+    /// straight into the hash, so passing `format_args!(..)` allocates nothing in `HashOnly` and
     /// `Short` modes.
     pub fn record_detail(&mut self, mono_ms: u64, node: NodeId, kind: &str, detail: impl Display) {
         let keep = self.mode == TraceMode::Full;
@@ -186,7 +186,7 @@ mod tests {
 
     #[test]
     fn the_hash_is_independent_of_the_mode() {
-        let hashes: Vec<u64> = [TraceMode::Hash, TraceMode::Short, TraceMode::Full]
+        let hashes: Vec<u64> = [TraceMode::HashOnly, TraceMode::Short, TraceMode::Full]
             .into_iter()
             .map(|mode| {
                 let mut trace = Trace::new(mode);
@@ -221,7 +221,7 @@ mod tests {
         assert_eq!(full.last_lines(2), &full.lines()[2..]);
         assert_eq!(full.last_lines(100).len(), 4);
 
-        let mut hash_only = Trace::new(TraceMode::Hash);
+        let mut hash_only = Trace::new(TraceMode::HashOnly);
         record_sample(&mut hash_only);
         assert!(hash_only.lines().is_empty());
         assert!(hash_only.last_lines(3).is_empty());
@@ -229,14 +229,14 @@ mod tests {
 
     #[test]
     fn any_difference_changes_the_hash() {
-        let mut a = Trace::new(TraceMode::Hash);
-        let mut b = Trace::new(TraceMode::Hash);
+        let mut a = Trace::new(TraceMode::HashOnly);
+        let mut b = Trace::new(TraceMode::HashOnly);
         a.record_detail(1, 1, "x", "ab");
         a.record_detail(1, 1, "x", "c");
         b.record_detail(1, 1, "x", "a");
         b.record_detail(1, 1, "x", "bc");
         assert_ne!(a.hash(), b.hash(), "line boundaries are part of the hash");
-        let mut c = Trace::new(TraceMode::Hash);
+        let mut c = Trace::new(TraceMode::HashOnly);
         c.record_detail(2, 1, "x", "ab");
         c.record_detail(1, 1, "x", "c");
         assert_ne!(a.hash(), c.hash());
@@ -244,7 +244,7 @@ mod tests {
 
     #[test]
     fn many_events_in_hash_mode_store_nothing() {
-        let mut trace = Trace::new(TraceMode::Hash);
+        let mut trace = Trace::new(TraceMode::HashOnly);
         for step in 0..100_000u64 {
             trace.record_detail(step, (step % 5) as NodeId, "step", format_args!("task {step}"));
         }

@@ -8,7 +8,8 @@
 //! 3. a wire task carries the response back for another random delay.
 //!
 //! Wire tasks belong to no real node: a message already sent still arrives after its sender
-//! crashed, as on a real network. Reordering needs no rule of its own: it falls out of the
+//! crashed, as on a real network. A request whose target restarted (`kill_node`) while it
+//! was in flight is refused as `Unreachable`: its connection died with the old process. Reordering needs no rule of its own: it falls out of the
 //! independent random delays.
 //!
 //! Every decision of a call is drawn from the network's stream at the call's first poll, in a
@@ -212,10 +213,14 @@ impl SimNetwork {
         }
     }
 
-    /// Decides what a message from `from` finds at `to` now. `dropped` is the drawn loss.
-    fn arrive(&self, from: NodeId, to: NodeId, dropped: bool) -> Arrival {
+    /// Decides what a message from `from` finds at `to` now. `dropped` is the drawn loss;
+    /// `sent_to_incarnation` is the incarnation of `to` when the message was sent.
+    fn arrive(&self, from: NodeId, to: NodeId, dropped: bool, sent_to_incarnation: u64) -> Arrival {
+        // A restart of the target in between resets the connection: the message reaches
+        // neither the dead process nor its successor.
+        let restarted = self.executor.incarnation(to) != sent_to_incarnation;
         let mut state = lock(&self.state);
-        if state.down.contains(&from) || state.down.contains(&to) {
+        if restarted || state.down.contains(&from) || state.down.contains(&to) {
             state.stats.unreachable += 1;
             return Arrival::Unreachable;
         }
@@ -301,10 +306,11 @@ impl SimNetwork {
         request: Request,
         fate: CallFate,
         reply: oneshot::Sender<Result<Response, RpcError>>,
+        sent_to_incarnation: u64,
     ) {
         self.sleep_ms(fate.request_delay_ms).await;
         let duplicate = fate.duplicate.then(|| request.clone());
-        match self.arrive(from, target, fate.drop_request) {
+        match self.arrive(from, target, fate.drop_request, sent_to_incarnation) {
             Arrival::Deliver(handler) => {
                 self.spawn_handler(from, target, handler, request, Some((reply, fate)));
             }
@@ -317,7 +323,8 @@ impl SimNetwork {
         }
         if let Some(request) = duplicate {
             self.sleep_ms(fate.duplicate_delay_ms).await;
-            if let Arrival::Deliver(handler) = self.arrive(from, target, false) {
+            if let Arrival::Deliver(handler) = self.arrive(from, target, false, sent_to_incarnation)
+            {
                 lock(&self.state).stats.duplicated += 1;
                 self.spawn_handler(from, target, handler, request, None);
             }
@@ -343,9 +350,18 @@ impl Rpc for SimRpc {
         async move {
             let deadline_ms = network.executor.now_mono_ms().saturating_add(timeout_ms);
             let fate = network.draw_fate();
+            // Taken now, not when the wire task first runs: the connection is to this process.
+            let sent_to_incarnation = network.executor.incarnation(target);
             let (reply, reply_received) = oneshot::channel();
             let name = format!("net {from}->{target} {}", request.kind());
-            let wire = network.clone().carry_request(from, target, request, fate, reply);
+            let wire = network.clone().carry_request(
+                from,
+                target,
+                request,
+                fate,
+                reply,
+                sent_to_incarnation,
+            );
             network.executor.spawn(NETWORK_NODE, name, wire.boxed());
             let deadline = network.executor.sleep_until(deadline_ms);
             match future::select(reply_received, deadline).await {
@@ -523,6 +539,29 @@ mod tests {
         cluster.executor.kill_node(1);
         cluster.executor.run_to_completion(1_000).expect("the wire finishes");
         assert_eq!(cluster.invocations.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_request_in_flight_to_a_restarted_node_is_refused() {
+        let cluster = cluster(9, NetFaults { delay_ms_max: 0, ..NetFaults::default() }, 0);
+        let rpc = cluster.network.endpoint(1);
+        let outcome: Arc<Mutex<Option<Result<Response, RpcError>>>> = Arc::new(Mutex::new(None));
+        let slot = outcome.clone();
+        cluster.executor.spawn(
+            1,
+            "caller",
+            async move {
+                let result = rpc.call(2, Request::Metadata, 400).await;
+                *lock(&slot) = Some(result);
+            }
+            .boxed(),
+        );
+        // The caller's first poll sends; the request has not been delivered yet.
+        cluster.executor.step();
+        cluster.executor.kill_node(2);
+        cluster.executor.run_to_completion(100).expect("the caller is answered");
+        assert_eq!(*lock(&outcome), Some(Err(RpcError::Unreachable(2))));
+        assert_eq!(cluster.invocations.load(Ordering::SeqCst), 0);
     }
 
     #[test]

@@ -54,8 +54,15 @@ pub struct TabletServer {
     env: Env,
     config: TabletServerConfig,
     logs: LogRegistry,
-    replicas: Mutex<BTreeMap<TableBucket, Arc<Replica>>>,
+    replicas: Mutex<Replicas>,
     this: Weak<TabletServer>,
+}
+
+#[derive(Default)]
+struct Replicas {
+    by_bucket: BTreeMap<TableBucket, Arc<Replica>>,
+    /// Set by shutdown, under the same lock, so that no replica is created after it.
+    shut_down: bool,
 }
 
 impl std::fmt::Debug for TabletServer {
@@ -74,7 +81,7 @@ impl TabletServer {
             env,
             config,
             logs,
-            replicas: Mutex::new(BTreeMap::new()),
+            replicas: Mutex::new(Replicas::default()),
             this: this.clone(),
         })
     }
@@ -84,7 +91,7 @@ impl TabletServer {
     }
 
     pub fn replica(&self, bucket: TableBucket) -> Option<Arc<Replica>> {
-        self.lock_replicas().get(&bucket).cloned()
+        self.lock_replicas().by_bucket.get(&bucket).cloned()
     }
 
     /// The leader KV of `bucket` if this server leads it.
@@ -111,7 +118,11 @@ impl TabletServer {
 
     /// Stops every replica and waits for their tasks to end.
     pub fn shutdown(&self) -> BoxFuture<'static, ()> {
-        let replicas: Vec<Arc<Replica>> = std::mem::take(&mut *self.lock_replicas()).into_values().collect();
+        let replicas: Vec<Arc<Replica>> = {
+            let mut replicas = self.lock_replicas();
+            replicas.shut_down = true;
+            std::mem::take(&mut replicas.by_bucket).into_values().collect()
+        };
         async move {
             for replica in replicas {
                 if let Some(task) = replica.stop() {
@@ -232,17 +243,23 @@ impl TabletServer {
 
     fn replica_or_create(&self, bucket: TableBucket) -> Result<Arc<Replica>, KvError> {
         let mut replicas = self.lock_replicas();
-        if let Some(replica) = replicas.get(&bucket) {
+        if replicas.shut_down {
+            return Err(KvError::NotLeader(format!(
+                "tablet server {} is shut down",
+                self.env.node_id
+            )));
+        }
+        if let Some(replica) = replicas.by_bucket.get(&bucket) {
             return Ok(replica.clone());
         }
         let log = self.logs.open(bucket)?;
         let engine_dir = format!("kv/{}", bucket.dir_name());
         let replica = Arc::new(Replica::new(self.env.clone(), self.config.kv, log, engine_dir));
-        replicas.insert(bucket, replica.clone());
+        replicas.by_bucket.insert(bucket, replica.clone());
         Ok(replica)
     }
 
-    fn lock_replicas(&self) -> MutexGuard<'_, BTreeMap<TableBucket, Arc<Replica>>> {
+    fn lock_replicas(&self) -> MutexGuard<'_, Replicas> {
         self.replicas.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

@@ -1,0 +1,251 @@
+//! The oracles: every response a client gets is checked against the model as it arrives, and
+//! the end state is checked at quiescence.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use kvtablet_core::log::LogRegistry;
+use kvtablet_core::message::{KvWrite, NodeId};
+use kvtablet_core::tablet_server::TabletServer;
+use kvtablet_core::{ApiError, ErrorCode, TableBucket};
+
+use crate::model::Model;
+
+/// The servers that are up, shared between the world (which crashes and restarts them) and
+/// the checker (which reads their flushed offsets, the god view).
+pub type LiveServers = Arc<Mutex<BTreeMap<NodeId, Arc<TabletServer>>>>;
+
+/// What a row-returning read asked for.
+#[derive(Debug, Clone)]
+pub enum RowQuery {
+    Prefix(Vec<u8>),
+    Limit(u32),
+}
+
+pub struct Checker {
+    model: Mutex<Model>,
+    logs: LogRegistry,
+    servers: LiveServers,
+    violations: Mutex<Vec<String>>,
+    /// The highest read offset each client has seen per bucket: reads never go back in time.
+    client_read_offsets: Mutex<BTreeMap<(NodeId, TableBucket), u64>>,
+}
+
+impl Checker {
+    pub fn new(logs: LogRegistry, servers: LiveServers) -> Checker {
+        Checker {
+            model: Mutex::new(Model::new()),
+            logs,
+            servers,
+            violations: Mutex::new(Vec::new()),
+            client_read_offsets: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    pub fn violations(&self) -> Vec<String> {
+        lock(&self.violations).clone()
+    }
+
+    pub fn violation(&self, text: String) {
+        let mut violations = lock(&self.violations);
+        // One failure usually cascades; the first few tell the story.
+        if violations.len() < 20 {
+            violations.push(text);
+        }
+    }
+
+    /// The flushed offset every read of `bucket` that starts now must reach: the highest
+    /// flushed offset of any replica that currently leads it under the log's epoch.
+    pub fn read_floor(&self, bucket: TableBucket) -> u64 {
+        let servers: Vec<Arc<TabletServer>> = lock(&self.servers).values().cloned().collect();
+        let mut model = lock(&self.model);
+        let mut floor = model.flushed_floor(bucket);
+        for server in servers {
+            if let Some(kv) = server.leader_kv(bucket) {
+                if kv.leader_epoch() == kv.log().leader_epoch() {
+                    floor = model.raise_flushed_floor(bucket, kv.flushed_log_offset());
+                }
+            }
+        }
+        floor
+    }
+
+    pub fn on_put_ack(&self, bucket: TableBucket, writes: &[KvWrite], base_offset: u64, end_offset: u64) {
+        let mut model = lock(&self.model);
+        if let Err(text) = self.catch_up(&mut model, bucket) {
+            drop(model);
+            return self.violation(text);
+        }
+        if let Err(text) = model.check_acked_put(bucket, writes, base_offset, end_offset) {
+            drop(model);
+            self.violation(text);
+        }
+    }
+
+    pub fn on_lookup(
+        &self,
+        client: NodeId,
+        bucket: TableBucket,
+        keys: &[Vec<u8>],
+        values: &[Option<Vec<u8>>],
+        read_offset: u64,
+        floor: u64,
+    ) {
+        let mut model = lock(&self.model);
+        if let Err(text) = self.catch_up(&mut model, bucket) {
+            drop(model);
+            return self.violation(text);
+        }
+        let mut problems = self.check_read_offset(client, bucket, read_offset, floor, &model);
+        if keys.len() != values.len() {
+            problems.push(format!("{} values for {} keys", values.len(), keys.len()));
+        }
+        for (key, value) in keys.iter().zip(values) {
+            let expected = model.value_at(bucket, key, read_offset);
+            if expected != *value {
+                problems.push(format!(
+                    "key {} read {:?} at offset {read_offset}, model has {:?}",
+                    String::from_utf8_lossy(key),
+                    value.as_deref().map(String::from_utf8_lossy),
+                    expected.as_deref().map(String::from_utf8_lossy)
+                ));
+            }
+        }
+        drop(model);
+        for problem in problems {
+            self.violation(format!("lookup by client {client} on {bucket}: {problem}"));
+        }
+    }
+
+    pub fn on_rows(
+        &self,
+        client: NodeId,
+        bucket: TableBucket,
+        query: &RowQuery,
+        values: &[Vec<u8>],
+        read_offset: u64,
+        floor: u64,
+    ) {
+        let mut model = lock(&self.model);
+        if let Err(text) = self.catch_up(&mut model, bucket) {
+            drop(model);
+            return self.violation(text);
+        }
+        let mut problems = self.check_read_offset(client, bucket, read_offset, floor, &model);
+        let state = model.state_at(bucket, read_offset);
+        let expected: Vec<Vec<u8>> = match query {
+            RowQuery::Prefix(prefix) => {
+                state.into_iter().filter(|(key, _)| key.starts_with(prefix)).map(|(_, v)| v).collect()
+            }
+            RowQuery::Limit(limit) => state.into_iter().take(*limit as usize).map(|(_, v)| v).collect(),
+        };
+        if expected != values {
+            problems.push(format!(
+                "{query:?} returned {} rows at offset {read_offset}, model has {} (or different values)",
+                values.len(),
+                expected.len()
+            ));
+        }
+        drop(model);
+        for problem in problems {
+            self.violation(format!("read by client {client} on {bucket}: {problem}"));
+        }
+    }
+
+    /// Errors that the simulated faults never justify: the engine and the disks never fail in
+    /// the simulator, so a storage error means the code lost or damaged data.
+    pub fn on_error(&self, context: &str, error: &ApiError) {
+        if matches!(
+            error.code,
+            ErrorCode::KvStorageException | ErrorCode::LogStorageException | ErrorCode::CorruptRecord
+                | ErrorCode::UnknownServerError
+        ) {
+            self.violation(format!("{context}: unexpected error {error}"));
+        }
+    }
+
+    /// At quiescence: every leader has flushed everything, and its engine equals the model at
+    /// the high watermark.
+    pub fn check_quiescent_state(&self, bucket: TableBucket) {
+        let servers: Vec<Arc<TabletServer>> = lock(&self.servers).values().cloned().collect();
+        let leaders: Vec<_> = servers.iter().filter_map(|s| s.leader_kv(bucket)).filter(|kv| kv.leader_epoch() == kv.log().leader_epoch()).collect();
+        let [kv] = leaders.as_slice() else {
+            return self.violation(format!("{bucket}: {} current leaders at quiescence", leaders.len()));
+        };
+        let mut model = lock(&self.model);
+        if let Err(text) = self.catch_up(&mut model, bucket) {
+            drop(model);
+            return self.violation(text);
+        }
+        let high_watermark = kv.log().high_watermark();
+        if kv.flushed_log_offset() != high_watermark {
+            drop(model);
+            return self.violation(format!(
+                "{bucket}: flushed offset {} at quiescence, high watermark {high_watermark}",
+                kv.flushed_log_offset()
+            ));
+        }
+        let actual = match engine_contents(kv) {
+            Ok(actual) => actual,
+            Err(text) => {
+                drop(model);
+                return self.violation(format!("{bucket}: {text}"));
+            }
+        };
+        let expected = model.state_at(bucket, high_watermark);
+        if actual != expected {
+            drop(model);
+            self.violation(format!(
+                "{bucket}: engine holds {} rows at quiescence, model {} (or different values)",
+                actual.len(),
+                expected.len()
+            ));
+        }
+    }
+
+    fn catch_up(&self, model: &mut Model, bucket: TableBucket) -> Result<(), String> {
+        let log = self.logs.open(bucket).map_err(|e| format!("{bucket}: log unreadable: {e}"))?;
+        model.catch_up(&log)
+    }
+
+    fn check_read_offset(
+        &self,
+        client: NodeId,
+        bucket: TableBucket,
+        read_offset: u64,
+        floor: u64,
+        model: &Model,
+    ) -> Vec<String> {
+        let mut problems = Vec::new();
+        if read_offset < floor {
+            problems.push(format!("read at offset {read_offset}, below the flushed offset {floor} when it started"));
+        }
+        if read_offset > model.read_offset(bucket) {
+            problems.push(format!("read at offset {read_offset}, beyond the log end {}", model.read_offset(bucket)));
+        }
+        let mut seen = lock(&self.client_read_offsets);
+        let last = seen.entry((client, bucket)).or_insert(0);
+        if read_offset < *last {
+            problems.push(format!("read at offset {read_offset} after an earlier read at {last}"));
+        }
+        *last = (*last).max(read_offset);
+        problems
+    }
+}
+
+fn engine_contents(kv: &kvtablet_core::kv::KvTablet) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+    let (snapshot, _) = kv.read_snapshot().map_err(|e| e.to_string())?;
+    let mut iterator = snapshot.iter(kvtablet_core::engine::KeyRange::all()).map_err(|e| e.to_string())?;
+    iterator.seek_to_first();
+    let mut rows = Vec::new();
+    while iterator.valid() {
+        rows.push((iterator.key().to_vec(), iterator.value().to_vec()));
+        iterator.next();
+    }
+    iterator.status().map_err(|e| e.to_string())?;
+    Ok(rows)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

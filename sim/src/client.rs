@@ -1,0 +1,164 @@
+//! A simulated client: upserts, deletes, lookups, prefix lookups and limit scans against the
+//! current leaders, with metadata refresh and bounded retries, every answer sent to the checker.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kvtablet_core::env::{Clock, Rpc};
+use kvtablet_core::message::{KvWrite, NodeId, Request, Response};
+use kvtablet_core::{ErrorCode, TableBucket};
+
+use crate::checker::{Checker, RowQuery};
+use crate::plan::RunPlan;
+use crate::prng::{Prng, Ratio};
+
+/// The coordinator's node id; tablet servers are 1..=n, clients from 100.
+pub const COORDINATOR_NODE: NodeId = 0;
+pub const TABLE_ID: i64 = 1;
+pub const SCHEMA_ID: i16 = 1;
+const ATTEMPTS_MAX: u32 = 6;
+const KEY_PREFIXES: u32 = 3;
+
+pub struct Client {
+    pub node_id: NodeId,
+    pub rpc: Arc<dyn Rpc>,
+    pub clock: Arc<dyn Clock>,
+    pub prng: Prng,
+    pub plan: Arc<RunPlan>,
+    pub checker: Arc<Checker>,
+    pub ops: u32,
+    leaders: BTreeMap<TableBucket, NodeId>,
+    write_seq: u64,
+}
+
+/// The key of index `index` in `bucket`: `b{bucket}/p{prefix}/k{index}`.
+pub fn key_of(bucket: TableBucket, index: u32) -> Vec<u8> {
+    format!("b{:03}/p{}/k{:03}", bucket.bucket_id, index % KEY_PREFIXES, index).into_bytes()
+}
+
+pub fn prefix_of(bucket: TableBucket, prefix: u32) -> Vec<u8> {
+    format!("b{:03}/p{}/", bucket.bucket_id, prefix).into_bytes()
+}
+
+impl Client {
+    pub fn new(
+        node_id: NodeId,
+        rpc: Arc<dyn Rpc>,
+        clock: Arc<dyn Clock>,
+        prng: Prng,
+        plan: Arc<RunPlan>,
+        checker: Arc<Checker>,
+        ops: u32,
+    ) -> Client {
+        Client { node_id, rpc, clock, prng, plan, checker, ops, leaders: BTreeMap::new(), write_seq: 0 }
+    }
+
+    /// Runs the client's operations to the end.
+    pub async fn run(mut self) {
+        for _ in 0..self.ops {
+            let bucket = TableBucket::new(TABLE_ID, self.prng.below(self.plan.bucket_count() as u64) as i32);
+            let weights = self.plan.weights;
+            let total = weights.upsert + weights.delete + weights.lookup + weights.prefix_lookup + weights.limit_scan;
+            let mut pick = self.prng.below(total);
+            if pick < weights.upsert + weights.delete {
+                let delete_share = Ratio::new(weights.delete, weights.upsert + weights.delete);
+                self.put(bucket, delete_share).await;
+                continue;
+            }
+            pick -= weights.upsert + weights.delete;
+            if pick < weights.lookup {
+                self.lookup(bucket).await;
+            } else if pick < weights.lookup + weights.prefix_lookup {
+                let prefix = prefix_of(bucket, self.prng.below(u64::from(KEY_PREFIXES)) as u32);
+                self.read_rows(bucket, RowQuery::Prefix(prefix)).await;
+            } else {
+                let limit = self.prng.range_inclusive(1, u64::from(self.plan.keys_per_bucket) + 2) as u32;
+                self.read_rows(bucket, RowQuery::Limit(limit)).await;
+            }
+            // Think time spreads the clients' operations over the fault schedule.
+            let think_ms = self.prng.range_inclusive(0, 20);
+            self.clock.sleep(think_ms).await;
+        }
+    }
+
+    async fn put(&mut self, bucket: TableBucket, delete_share: Ratio) {
+        let count = self.prng.range_inclusive(1, 3);
+        let mut writes = Vec::new();
+        for _ in 0..count {
+            let key = key_of(bucket, self.prng.below(u64::from(self.plan.keys_per_bucket)) as u32);
+            let value = if self.prng.chance(delete_share) {
+                None
+            } else {
+                self.write_seq += 1;
+                let mut value = SCHEMA_ID.to_le_bytes().to_vec();
+                value.extend_from_slice(format!("c{}-w{}", self.node_id, self.write_seq).as_bytes());
+                Some(value)
+            };
+            writes.push(KvWrite { key, value });
+        }
+        let request = Request::PutKv { bucket, writes: writes.clone() };
+        if let Some((Response::PutKv { base_offset, end_offset }, _)) = self.send(bucket, request).await {
+            self.checker.on_put_ack(bucket, &writes, base_offset, end_offset);
+        }
+    }
+
+    async fn lookup(&mut self, bucket: TableBucket) {
+        let count = self.prng.range_inclusive(1, 4);
+        let keys: Vec<Vec<u8>> = (0..count)
+            .map(|_| key_of(bucket, self.prng.below(u64::from(self.plan.keys_per_bucket)) as u32))
+            .collect();
+        let request = Request::Lookup { bucket, keys: keys.clone() };
+        if let Some((Response::Lookup { values, read_offset }, floor)) = self.send(bucket, request).await {
+            self.checker.on_lookup(self.node_id, bucket, &keys, &values, read_offset, floor);
+        }
+    }
+
+    async fn read_rows(&mut self, bucket: TableBucket, query: RowQuery) {
+        let request = match &query {
+            RowQuery::Prefix(prefix) => Request::PrefixLookup { bucket, prefix: prefix.clone() },
+            RowQuery::Limit(limit) => Request::LimitScan { bucket, limit: *limit },
+        };
+        if let Some((Response::Rows { values, read_offset }, floor)) = self.send(bucket, request).await {
+            self.checker.on_rows(self.node_id, bucket, &query, &values, read_offset, floor);
+        }
+    }
+
+    /// Sends to the bucket's leader, refreshing metadata and retrying on leadership errors and
+    /// timeouts. Returns the response and the read floor captured just before it was sent.
+    async fn send(&mut self, bucket: TableBucket, request: Request) -> Option<(Response, u64)> {
+        let mut backoff_ms = 10;
+        for _ in 0..ATTEMPTS_MAX {
+            let Some(leader) = self.leader_of(bucket).await else {
+                self.clock.sleep(backoff_ms).await;
+                backoff_ms *= 2;
+                continue;
+            };
+            let floor = self.checker.read_floor(bucket);
+            match self.rpc.call(leader, request.clone(), self.plan.request_timeout_ms).await {
+                Ok(Response::Error(error)) => {
+                    self.checker.on_error(&format!("client {} {} on {bucket}", self.node_id, request.kind()), &error);
+                    if !matches!(error.code, ErrorCode::NotLeaderOrFollower) {
+                        return None;
+                    }
+                }
+                Ok(response) => return Some((response, floor)),
+                Err(_) => {}
+            }
+            self.leaders.remove(&bucket);
+            self.clock.sleep(backoff_ms).await;
+            backoff_ms *= 2;
+        }
+        None
+    }
+
+    async fn leader_of(&mut self, bucket: TableBucket) -> Option<NodeId> {
+        if let Some(leader) = self.leaders.get(&bucket) {
+            return Some(*leader);
+        }
+        let response = self.rpc.call(COORDINATOR_NODE, Request::Metadata, self.plan.request_timeout_ms).await;
+        if let Ok(Response::Metadata { leaders }) = response {
+            self.leaders = leaders.iter().filter_map(|l| Some((l.bucket, l.leader?))).collect();
+        }
+        self.leaders.get(&bucket).copied()
+    }
+}

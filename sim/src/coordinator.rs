@@ -1,0 +1,174 @@
+//! The simulated coordinator: decides who leads each bucket under which epoch, tells the
+//! servers, and answers clients' metadata requests.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use kvtablet_core::env::{Clock, Executor, Rpc, RpcHandler};
+use kvtablet_core::ledger::Ledger;
+use kvtablet_core::message::{BucketLeader, NodeId, Request, Response};
+use kvtablet_core::task::Task;
+use kvtablet_core::{ErrorCode, TableBucket};
+
+use crate::checker::Checker;
+
+const NOTIFY_ATTEMPTS_MAX: u32 = 8;
+const NOTIFY_TIMEOUT_MS: u64 = 1_000;
+
+#[derive(Debug, Default)]
+struct CoordinatorState {
+    leaders: BTreeMap<TableBucket, (Option<NodeId>, u32)>,
+    live_servers: BTreeSet<NodeId>,
+}
+
+/// What the coordinator did, for the trace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    pub bucket: TableBucket,
+    pub previous: Option<NodeId>,
+    pub leader: Option<NodeId>,
+    pub leader_epoch: u32,
+}
+
+pub struct Coordinator {
+    state: Arc<Mutex<CoordinatorState>>,
+    rpc: Arc<dyn Rpc>,
+    executor: Arc<dyn Executor>,
+    clock: Arc<dyn Clock>,
+    ledger: Ledger,
+    checker: Arc<Checker>,
+}
+
+impl Coordinator {
+    pub fn new(
+        rpc: Arc<dyn Rpc>,
+        executor: Arc<dyn Executor>,
+        clock: Arc<dyn Clock>,
+        ledger: Ledger,
+        checker: Arc<Checker>,
+    ) -> Coordinator {
+        Coordinator { state: Arc::new(Mutex::new(CoordinatorState::default())), rpc, executor, clock, ledger, checker }
+    }
+
+    pub fn set_server_live(&self, server: NodeId, live: bool) {
+        let mut state = self.lock();
+        if live {
+            state.live_servers.insert(server);
+        } else {
+            state.live_servers.remove(&server);
+        }
+    }
+
+    pub fn live_servers(&self) -> Vec<NodeId> {
+        self.lock().live_servers.iter().copied().collect()
+    }
+
+    pub fn leader_of(&self, bucket: TableBucket) -> Option<NodeId> {
+        self.lock().leaders.get(&bucket).and_then(|(leader, _)| *leader)
+    }
+
+    /// The epoch of the coordinator's latest decision for `bucket`.
+    pub fn leader_epoch_of(&self, bucket: TableBucket) -> u32 {
+        self.lock().leaders.get(&bucket).map_or(0, |(_, epoch)| *epoch)
+    }
+
+    /// Buckets led by `server`, or without a leader when `server` is `None`.
+    pub fn buckets_led_by(&self, server: Option<NodeId>) -> Vec<TableBucket> {
+        self.lock().leaders.iter().filter(|(_, (leader, _))| *leader == server).map(|(b, _)| *b).collect()
+    }
+
+    pub fn register_bucket(&self, bucket: TableBucket) {
+        self.lock().leaders.entry(bucket).or_insert((None, 0));
+    }
+
+    /// Moves `bucket` to `leader` (possibly the same server) under a new epoch and notifies the
+    /// old and new leader in the background.
+    pub fn assign(&self, bucket: TableBucket, leader: Option<NodeId>) -> Assignment {
+        let (previous, leader_epoch) = {
+            let mut state = self.lock();
+            let entry = state.leaders.entry(bucket).or_insert((None, 0));
+            let previous = entry.0;
+            entry.1 += 1;
+            entry.0 = leader;
+            (previous, entry.1)
+        };
+        if let Some(old) = previous.filter(|old| Some(*old) != leader) {
+            let request = Request::BecomeFollower { bucket, leader_epoch };
+            let rpc = self.rpc.clone();
+            // Best effort: a deposed leader that never hears of it is fenced by the log anyway.
+            self.spawn(format!("notify-follower n{old} {}", bucket.dir_name()), async move {
+                let _ = rpc.call(old, request, NOTIFY_TIMEOUT_MS).await;
+            }.boxed());
+        }
+        if let Some(new) = leader {
+            let this = (self.rpc.clone(), self.clock.clone(), self.checker.clone());
+            let still_current = self.epoch_probe(bucket, leader_epoch);
+            self.spawn(format!("notify-leader n{new} {}", bucket.dir_name()), async move {
+                let (rpc, clock, checker) = this;
+                let mut backoff_ms = 20;
+                for _ in 0..NOTIFY_ATTEMPTS_MAX {
+                    if !still_current() {
+                        return;
+                    }
+                    match rpc.call(new, Request::BecomeLeader { bucket, leader_epoch }, NOTIFY_TIMEOUT_MS).await {
+                        Ok(Response::Ok) => return,
+                        Ok(Response::Error(error)) => {
+                            checker.on_error(&format!("become leader n{new} {bucket} epoch {leader_epoch}"), &error);
+                            if error.code == ErrorCode::FencedLeaderEpoch {
+                                return;
+                            }
+                        }
+                        Ok(_) | Err(_) => {}
+                    }
+                    clock.sleep(backoff_ms).await;
+                    backoff_ms *= 2;
+                }
+            }.boxed());
+        }
+        Assignment { bucket, previous, leader, leader_epoch }
+    }
+
+    /// A check that `bucket` is still at `leader_epoch`, for notification tasks to stop early.
+    fn epoch_probe(&self, bucket: TableBucket, leader_epoch: u32) -> impl Fn() -> bool + Send + 'static {
+        let state = self.state.clone();
+        move || {
+            let state = state.lock().unwrap_or_else(|p| p.into_inner());
+            state.leaders.get(&bucket).is_some_and(|(_, epoch)| *epoch == leader_epoch)
+        }
+    }
+
+    fn spawn(&self, name: String, future: BoxFuture<'static, ()>) {
+        // Notification tasks end by themselves; the ledger tracks them until they do.
+        let _task = Task::spawn(&self.executor, &self.ledger, name, future);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, CoordinatorState> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl RpcHandler for Coordinator {
+    fn handle(&self, _from: NodeId, request: Request) -> BoxFuture<'static, Response> {
+        let response = match request {
+            Request::Metadata => Response::Metadata {
+                leaders: self
+                    .lock()
+                    .leaders
+                    .iter()
+                    .map(|(bucket, (leader, leader_epoch))| BucketLeader {
+                        bucket: *bucket,
+                        leader: *leader,
+                        leader_epoch: *leader_epoch,
+                    })
+                    .collect(),
+            },
+            other => Response::Error(kvtablet_core::ApiError::new(
+                ErrorCode::UnsupportedVersion,
+                format!("the coordinator does not serve {}", other.kind()),
+            )),
+        };
+        futures::future::ready(response).boxed()
+    }
+}

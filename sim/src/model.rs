@@ -1,0 +1,176 @@
+//! The reference model: every bucket's state by log offset, rebuilt from the changelog itself
+//! (the simulator's god view of the shared log), with the changelog checked for consistency as
+//! it is read.
+
+use std::collections::BTreeMap;
+
+use kvtablet_core::log::{ChangeType, LogBatch, LogTablet};
+use kvtablet_core::message::KvWrite;
+use kvtablet_core::TableBucket;
+
+/// Every change to a key, as `(offset of the record, value after it)`; the state at offset `o`
+/// holds every change whose record offset is below `o`.
+type KeyHistory = Vec<(u64, Option<Vec<u8>>)>;
+
+#[derive(Debug, Default)]
+struct BucketModel {
+    /// The log has been read up to here (exclusive).
+    read_offset: u64,
+    history: BTreeMap<Vec<u8>, KeyHistory>,
+    /// State at `read_offset`.
+    current: BTreeMap<Vec<u8>, Vec<u8>>,
+    last_epoch: u32,
+    /// The highest flushed offset any current leader has reported; never goes back.
+    flushed_floor: u64,
+}
+
+/// The model of all buckets. A violation found while reading the log is returned as text.
+#[derive(Debug, Default)]
+pub struct Model {
+    buckets: BTreeMap<TableBucket, BucketModel>,
+}
+
+impl Model {
+    pub fn new() -> Self {
+        Model::default()
+    }
+
+    /// Reads whatever the log holds beyond what the model has seen, checking that the
+    /// changelog is self-consistent and that epochs never go backwards.
+    pub fn catch_up(&mut self, log: &LogTablet) -> Result<(), String> {
+        let bucket = log.bucket();
+        let model = self.buckets.entry(bucket).or_default();
+        let end = log.log_end_offset();
+        while model.read_offset < end {
+            let batches = log
+                .read(model.read_offset, 1024 * 1024)
+                .map_err(|e| format!("{bucket}: the changelog lost data the model had not read: {e}"))?;
+            if batches.is_empty() {
+                return Err(format!("{bucket}: log read at {} returned nothing", model.read_offset));
+            }
+            for batch in &batches {
+                model.apply(bucket, batch)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The log end as the model has read it.
+    pub fn read_offset(&self, bucket: TableBucket) -> u64 {
+        self.buckets.get(&bucket).map_or(0, |m| m.read_offset)
+    }
+
+    pub fn value_at(&self, bucket: TableBucket, key: &[u8], offset: u64) -> Option<Vec<u8>> {
+        let history = self.buckets.get(&bucket)?.history.get(key)?;
+        // The last change that took effect strictly below `offset`.
+        let index = history.partition_point(|(at, _)| *at < offset);
+        if index == 0 {
+            return None;
+        }
+        history[index - 1].1.clone()
+    }
+
+    /// Keys and values at `offset` whose key is in `[lower, upper)`, in key order.
+    pub fn state_at(&self, bucket: TableBucket, offset: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let Some(model) = self.buckets.get(&bucket) else { return Vec::new() };
+        model
+            .history
+            .keys()
+            .filter_map(|key| Some((key.clone(), self.value_at(bucket, key, offset)?)))
+            .collect()
+    }
+
+    /// Records a flushed offset seen on a current leader; returns the floor after it.
+    pub fn raise_flushed_floor(&mut self, bucket: TableBucket, flushed_offset: u64) -> u64 {
+        let model = self.buckets.entry(bucket).or_default();
+        model.flushed_floor = model.flushed_floor.max(flushed_offset);
+        model.flushed_floor
+    }
+
+    pub fn flushed_floor(&self, bucket: TableBucket) -> u64 {
+        self.buckets.get(&bucket).map_or(0, |m| m.flushed_floor)
+    }
+
+    /// Checks that an acknowledged put is in the log at the offsets the server reported: the
+    /// model's state at `end_offset` is its state at `base_offset` with `writes` applied.
+    pub fn check_acked_put(
+        &self,
+        bucket: TableBucket,
+        writes: &[KvWrite],
+        base_offset: u64,
+        end_offset: u64,
+    ) -> Result<(), String> {
+        if end_offset <= base_offset || end_offset > self.read_offset(bucket) {
+            return Err(format!(
+                "{bucket}: put acknowledged at [{base_offset}, {end_offset}) but the log holds up to {}",
+                self.read_offset(bucket)
+            ));
+        }
+        let mut expected: BTreeMap<Vec<u8>, Vec<u8>> = self.state_at(bucket, base_offset).into_iter().collect();
+        for write in writes {
+            match &write.value {
+                Some(value) => expected.insert(write.key.clone(), value.clone()),
+                None => expected.remove(&write.key),
+            };
+        }
+        let actual: BTreeMap<Vec<u8>, Vec<u8>> = self.state_at(bucket, end_offset).into_iter().collect();
+        if expected != actual {
+            return Err(format!(
+                "{bucket}: acknowledged put at [{base_offset}, {end_offset}) is not what the log holds there"
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl BucketModel {
+    fn apply(&mut self, bucket: TableBucket, batch: &LogBatch) -> Result<(), String> {
+        if batch.base_offset != self.read_offset {
+            return Err(format!("{bucket}: batch at {} after offset {}", batch.base_offset, self.read_offset));
+        }
+        if batch.leader_epoch < self.last_epoch {
+            return Err(format!(
+                "{bucket}: write accepted under stale epoch {} after epoch {} (offset {})",
+                batch.leader_epoch, self.last_epoch, batch.base_offset
+            ));
+        }
+        self.last_epoch = batch.leader_epoch;
+        let mut pending_update: Option<&[u8]> = None;
+        for record in &batch.records {
+            let key = record.key.as_slice();
+            let current = self.current.get(key);
+            let consistent = match record.change_type {
+                ChangeType::Insert => current.is_none() && pending_update.is_none(),
+                ChangeType::UpdateBefore => current == Some(&record.value) && pending_update.is_none(),
+                ChangeType::UpdateAfter => pending_update == Some(key),
+                ChangeType::Delete => current == Some(&record.value) && pending_update.is_none(),
+                ChangeType::AppendOnly => false,
+            };
+            if !consistent {
+                return Err(format!(
+                    "{bucket}: inconsistent changelog at offset {}: {} of key {:?} while the key holds {:?}",
+                    record.offset,
+                    record.change_type.short_name(),
+                    String::from_utf8_lossy(key),
+                    current.map(|v| String::from_utf8_lossy(v).into_owned())
+                ));
+            }
+            pending_update = (record.change_type == ChangeType::UpdateBefore).then_some(key);
+            let new_value = match record.change_type {
+                ChangeType::Insert | ChangeType::UpdateAfter => Some(record.value.clone()),
+                ChangeType::Delete => None,
+                ChangeType::UpdateBefore | ChangeType::AppendOnly => continue,
+            };
+            self.history.entry(record.key.clone()).or_default().push((record.offset, new_value.clone()));
+            match new_value {
+                Some(value) => self.current.insert(record.key.clone(), value),
+                None => self.current.remove(&record.key),
+            };
+        }
+        if pending_update.is_some() {
+            return Err(format!("{bucket}: batch at {} ends inside an update pair", batch.base_offset));
+        }
+        self.read_offset = batch.end_offset();
+        Ok(())
+    }
+}

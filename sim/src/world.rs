@@ -1,0 +1,440 @@
+//! One seeded run: builds the simulated cluster, drives the workload and the fault plan,
+//! heals, checks the end state and the leak ledger, and reports.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use futures::FutureExt;
+use kvtablet_core::engine::mem_engine::MemEngineFactory;
+use kvtablet_core::env::{Env, LocalFs};
+use kvtablet_core::kv::KvTabletConfig;
+use kvtablet_core::ledger::Ledger;
+use kvtablet_core::log::{LogConfig, LogRegistry};
+use kvtablet_core::message::NodeId;
+use kvtablet_core::mutant::Mutants;
+use kvtablet_core::tablet_server::{RequestLimits, TableConfig, TabletServer, TabletServerConfig};
+use kvtablet_core::TableBucket;
+
+use crate::checker::{Checker, LiveServers};
+use crate::client::{Client, COORDINATOR_NODE, SCHEMA_ID, TABLE_ID};
+use crate::coordinator::Coordinator;
+use crate::executor::{SimError, SimExecutor};
+use crate::fs::SimFs;
+use crate::network::{NetFaults, SimNetwork};
+use crate::plan::{RunPlan, Scenario};
+use crate::prng::{Prng, Ratio, Streams};
+use crate::remote::{RemoteFaults, SimRemoteStorage};
+use crate::trace::{Trace, TraceMode};
+
+const CLIENT_NODE_BASE: NodeId = 100;
+/// A run that has not finished its workload after this much virtual time is livelocked.
+const VIRTUAL_TIME_MS_MAX: u64 = 30 * 60 * 1000;
+const STEPS_MAX: u64 = 20_000_000;
+const HEAL_STEPS_MAX: u64 = 2_000_000;
+
+/// How to run one seed.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub seed: u64,
+    pub scenario: Scenario,
+    pub mutants: Mutants,
+    pub trace_mode: TraceMode,
+}
+
+/// What one seed did.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub plan: RunPlan,
+    pub trace_hash: u64,
+    pub trace_lines: Vec<String>,
+    pub violations: Vec<String>,
+    pub steps: u64,
+    pub virtual_ms: u64,
+    pub client_ops: u32,
+}
+
+impl RunReport {
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+/// A simulated tablet server's disk, which survives its crashes (except for unsynced bytes).
+struct ServerDisk {
+    fs: Arc<SimFs>,
+    engines: Arc<MemEngineFactory>,
+    incarnation: u64,
+}
+
+struct World {
+    plan: Arc<RunPlan>,
+    streams: Streams,
+    exec: SimExecutor,
+    net: SimNetwork,
+    remote: Arc<SimRemoteStorage>,
+    logs: LogRegistry,
+    ledger: Ledger,
+    live: LiveServers,
+    disks: BTreeMap<NodeId, ServerDisk>,
+    checker: Arc<Checker>,
+    coordinator: Arc<Coordinator>,
+    trace: Arc<Mutex<Trace>>,
+    faults: Prng,
+    clients_running: Arc<Mutex<u32>>,
+}
+
+/// Runs one seed to the end and reports; never panics on a violation, it reports it.
+pub fn run(options: &RunOptions) -> Result<RunReport, String> {
+    let plan = Arc::new(RunPlan::draw(options.seed, &options.scenario, options.mutants)?);
+    let mut world = World::build(plan.clone(), options.trace_mode);
+    for line in plan.describe() {
+        world.note(COORDINATOR_NODE, "plan", line);
+    }
+    world.start();
+    if let Err(error) = world.drive_workload() {
+        world.checker.violation(format!("workload did not finish: {error}"));
+    } else if let Err(error) = world.heal_and_check() {
+        world.checker.violation(format!("cluster did not heal: {error}"));
+    }
+    world.shutdown_and_check_leaks();
+    let violations = world.checker.violations();
+    for violation in &violations {
+        world.note(COORDINATOR_NODE, "violation", violation.clone());
+    }
+    let steps = world.exec.steps();
+    let virtual_ms = world.exec.now_mono_ms();
+    world.note(COORDINATOR_NODE, "end", format!("steps={steps} virtual_ms={virtual_ms} violations={}", violations.len()));
+    let trace = lock(&world.trace);
+    Ok(RunReport {
+        plan: (*plan).clone(),
+        trace_hash: trace.hash(),
+        trace_lines: trace.lines().to_vec(),
+        violations,
+        steps,
+        virtual_ms,
+        client_ops: plan.client_ops,
+    })
+}
+
+impl World {
+    fn build(plan: Arc<RunPlan>, trace_mode: TraceMode) -> World {
+        let streams = Streams::new(plan.seed);
+        let exec = SimExecutor::new(&streams);
+        let net_faults = NetFaults {
+            delay_ms_max: plan.faults.net_delay_ms_max,
+            drop: plan.faults.net_drop,
+            duplicate: plan.faults.net_duplicate,
+        };
+        let net = SimNetwork::new(&exec, &streams, net_faults);
+        let remote = Arc::new(SimRemoteStorage::new(&exec, &streams, RemoteFaults::none()));
+        let log_volume: Arc<dyn LocalFs> = Arc::new(SimFs::new());
+        let log_config = LogConfig { segment_bytes_max: plan.segment_bytes_max };
+        let logs = LogRegistry::with_mutants(log_volume, "cluster".to_string(), log_config, plan.mutants);
+        let ledger = Ledger::new();
+        let live: LiveServers = Arc::new(Mutex::new(BTreeMap::new()));
+        let checker = Arc::new(Checker::new(logs.clone(), live.clone()));
+        let coordinator = Arc::new(Coordinator::new(
+            net.endpoint(COORDINATOR_NODE),
+            exec.executor_for(COORDINATOR_NODE),
+            exec.clock_for(COORDINATOR_NODE),
+            ledger.clone(),
+            checker.clone(),
+        ));
+        net.register(COORDINATOR_NODE, coordinator.clone());
+        let faults = streams.stream("faults");
+        World {
+            plan,
+            streams,
+            exec,
+            net,
+            remote,
+            logs,
+            ledger,
+            live,
+            disks: BTreeMap::new(),
+            checker,
+            coordinator,
+            trace: Arc::new(Mutex::new(Trace::new(trace_mode))),
+            faults,
+            clients_running: Arc::new(Mutex::new(0)),
+        }
+    }
+
+    fn server_config(&self) -> TabletServerConfig {
+        TabletServerConfig {
+            tables: vec![TableConfig {
+                table_id: TABLE_ID,
+                bucket_count: self.plan.bucket_count(),
+                schema_ids: vec![SCHEMA_ID],
+            }],
+            kv: KvTabletConfig::DEFAULT,
+            limits: RequestLimits::DEFAULT,
+        }
+    }
+
+    fn start(&mut self) {
+        for node in 1..=self.plan.servers {
+            self.start_server(node, false);
+        }
+        for bucket_id in 0..self.plan.bucket_count() {
+            let bucket = TableBucket::new(TABLE_ID, bucket_id);
+            self.coordinator.register_bucket(bucket);
+            let leader = (bucket_id as u32 % self.plan.servers) + 1;
+            self.assign(bucket, Some(leader));
+        }
+        let per_client = self.plan.client_ops / self.plan.clients;
+        let remainder = self.plan.client_ops % self.plan.clients;
+        *lock(&self.clients_running) = self.plan.clients;
+        for index in 0..self.plan.clients {
+            let node = CLIENT_NODE_BASE + index;
+            let ops = per_client + u32::from(index < remainder);
+            let client = Client::new(
+                node,
+                self.net.endpoint(node),
+                self.exec.clock_for(node),
+                self.streams.stream(&format!("client-{node}")),
+                self.plan.clone(),
+                self.checker.clone(),
+                ops,
+            );
+            let running = self.clients_running.clone();
+            self.exec.spawn(node, format!("client {node}"), async move {
+                client.run().await;
+                *lock(&running) -= 1;
+            }.boxed());
+        }
+    }
+
+    /// Starts (or restarts) a tablet server on its disk; `lose_disk` models a replaced machine.
+    fn start_server(&mut self, node: NodeId, lose_disk: bool) {
+        let disk = self.disks.entry(node).or_insert_with(|| {
+            let fs = Arc::new(SimFs::new());
+            ServerDisk { engines: Arc::new(MemEngineFactory::new(fs.clone())), fs, incarnation: 0 }
+        });
+        if lose_disk {
+            disk.fs = Arc::new(SimFs::new());
+            disk.engines = Arc::new(MemEngineFactory::new(disk.fs.clone()));
+        }
+        disk.incarnation += 1;
+        let entropy = crate::prng::SimEntropy::new(self.streams.stream(&format!("entropy-{node}-{}", disk.incarnation)));
+        let env = Env {
+            node_id: node,
+            clock: self.exec.clock_for(node),
+            executor: self.exec.executor_for(node),
+            remote: self.remote.clone(),
+            rpc: self.net.endpoint(node),
+            fs: disk.fs.clone(),
+            entropy: Arc::new(entropy),
+            engines: disk.engines.clone(),
+            ledger: self.ledger.clone(),
+            mutants: self.plan.mutants,
+        };
+        let server = TabletServer::start(env, self.server_config(), self.logs.clone());
+        self.net.register(node, server.clone());
+        self.net.set_node_up(node, true);
+        lock(&self.live).insert(node, server);
+        self.coordinator.set_server_live(node, true);
+    }
+
+    fn assign(&self, bucket: TableBucket, leader: Option<NodeId>) {
+        let assignment = self.coordinator.assign(bucket, leader);
+        self.note(
+            COORDINATOR_NODE,
+            "assign",
+            format!(
+                "{} leader {:?} -> {:?} epoch {}",
+                bucket.dir_name(),
+                assignment.previous,
+                assignment.leader,
+                assignment.leader_epoch
+            ),
+        );
+    }
+
+    fn drive_workload(&mut self) -> Result<(), SimError> {
+        let faults = self.plan.faults.clone();
+        let mut next_flip = faults.leader_flip_interval_ms.map(|ms| self.next_time(ms));
+        let mut next_crash = faults.crash_interval_ms.map(|ms| self.next_time(ms));
+        let mut next_retention = faults.retention_interval_ms.map(|ms| self.next_time(ms));
+        let mut restarts: BTreeMap<NodeId, u64> = BTreeMap::new();
+        loop {
+            if *lock(&self.clients_running) == 0 {
+                return Ok(());
+            }
+            if self.exec.now_mono_ms() > VIRTUAL_TIME_MS_MAX {
+                return Err(SimError::StepBudgetExhausted {
+                    max_steps: STEPS_MAX,
+                    mono_ms: self.exec.now_mono_ms(),
+                    pending: self.exec.pending_tasks(),
+                });
+            }
+            let next_fault = [next_flip, next_crash, next_retention]
+                .into_iter()
+                .flatten()
+                .chain(restarts.values().copied())
+                .min();
+            match next_fault {
+                Some(at_ms) => {
+                    // An alarm task makes the executor stop at exactly the fault's instant.
+                    let sleep = self.exec.sleep_until(at_ms);
+                    self.exec.spawn(COORDINATOR_NODE, "fault-alarm", async move { sleep.await }.boxed());
+                    let clients_running = self.clients_running.clone();
+                    let exec = self.exec.clone();
+                    self.exec.run_until(|| exec.now_mono_ms() >= at_ms || *lock(&clients_running) == 0, STEPS_MAX)?;
+                }
+                None => {
+                    let clients_running = self.clients_running.clone();
+                    self.exec.run_until(|| *lock(&clients_running) == 0, STEPS_MAX)?;
+                    continue;
+                }
+            }
+            let now = self.exec.now_mono_ms();
+            if next_flip.is_some_and(|at| at <= now) {
+                self.flip_leader();
+                next_flip = faults.leader_flip_interval_ms.map(|ms| self.next_time(ms));
+            }
+            if next_crash.is_some_and(|at| at <= now) {
+                if let Some(node) = self.crash_random_server() {
+                    let delay_ms = self.faults.range_inclusive(10, faults.restart_delay_ms_max.max(10));
+                    restarts.insert(node, now + delay_ms);
+                }
+                next_crash = faults.crash_interval_ms.map(|ms| self.next_time(ms));
+            }
+            if next_retention.is_some_and(|at| at <= now) {
+                self.run_retention();
+                next_retention = faults.retention_interval_ms.map(|ms| self.next_time(ms));
+            }
+            let due: Vec<NodeId> = restarts.iter().filter(|(_, at)| **at <= now).map(|(n, _)| *n).collect();
+            for node in due {
+                restarts.remove(&node);
+                self.restart_server(node);
+            }
+        }
+    }
+
+    fn next_time(&mut self, mean_ms: u64) -> u64 {
+        let delay_ms = self.faults.range_inclusive(mean_ms / 2, mean_ms + mean_ms / 2).max(1);
+        self.exec.now_mono_ms() + delay_ms
+    }
+
+    fn flip_leader(&mut self) {
+        let bucket = TableBucket::new(TABLE_ID, self.faults.below(self.plan.bucket_count() as u64) as i32);
+        let live = self.coordinator.live_servers();
+        let Some(target) = self.faults.pick(&live).copied() else { return };
+        self.assign(bucket, Some(target));
+    }
+
+    /// Crashes a random server, never the last one up (the fault atlas keeps the run
+    /// recoverable); returns it.
+    fn crash_random_server(&mut self) -> Option<NodeId> {
+        let live = self.coordinator.live_servers();
+        if live.len() < 2 {
+            return None;
+        }
+        let node = *self.faults.pick(&live)?;
+        let lose_disk = self.faults.chance(Ratio::new(1, 4));
+        self.note(node, "crash", format!("node {node} crashes (disk {})", if lose_disk { "lost" } else { "kept" }));
+        self.coordinator.set_server_live(node, false);
+        lock(&self.live).remove(&node);
+        self.net.set_node_up(node, false);
+        self.exec.kill_node(node);
+        if let Some(disk) = self.disks.get(&node) {
+            disk.fs.crash();
+        }
+        if lose_disk {
+            if let Some(disk) = self.disks.get_mut(&node) {
+                disk.fs = Arc::new(SimFs::new());
+                disk.engines = Arc::new(MemEngineFactory::new(disk.fs.clone()));
+            }
+        }
+        let survivors = self.coordinator.live_servers();
+        for bucket in self.coordinator.buckets_led_by(Some(node)) {
+            let target = self.faults.pick(&survivors).copied();
+            self.assign(bucket, target);
+        }
+        Some(node)
+    }
+
+    fn restart_server(&mut self, node: NodeId) {
+        self.note(node, "restart", format!("node {node} restarts"));
+        self.start_server(node, false);
+        for bucket in self.coordinator.buckets_led_by(None) {
+            self.assign(bucket, Some(node));
+        }
+    }
+
+    fn run_retention(&mut self) {
+        let bucket = TableBucket::new(TABLE_ID, self.faults.below(self.plan.bucket_count() as u64) as i32);
+        let Ok(log) = self.logs.open(bucket) else { return };
+        let requested = self.faults.range_inclusive(0, log.high_watermark());
+        match log.delete_segments_below(requested) {
+            Ok(start) => self.note(COORDINATOR_NODE, "retention", format!("{} below {requested}: log start {start}", bucket.dir_name())),
+            Err(error) => self.checker.violation(format!("retention on {bucket} failed: {error}")),
+        }
+    }
+
+    /// Liveness phase: faults stop, every server comes back, every bucket gets a leader under
+    /// a fresh epoch, and everything acknowledged must become flushed and readable.
+    fn heal_and_check(&mut self) -> Result<(), SimError> {
+        self.net.set_faults(NetFaults { delay_ms_max: 1, drop: Ratio::NEVER, duplicate: Ratio::NEVER });
+        for node in 1..=self.plan.servers {
+            if !lock(&self.live).contains_key(&node) {
+                self.restart_server(node);
+            }
+        }
+        let buckets: Vec<TableBucket> =
+            (0..self.plan.bucket_count()).map(|b| TableBucket::new(TABLE_ID, b)).collect();
+        for bucket in &buckets {
+            let leader = self.coordinator.leader_of(*bucket);
+            self.assign(*bucket, leader.or(Some(1)));
+        }
+        let live = self.live.clone();
+        let coordinator = self.coordinator.clone();
+        let logs = self.logs.clone();
+        let settled = move || {
+            buckets.iter().all(|bucket| {
+                let Some(leader) = coordinator.leader_of(*bucket) else { return false };
+                let Some(server) = lock(&live).get(&leader).cloned() else { return false };
+                let Some(kv) = server.leader_kv(*bucket) else { return false };
+                let Ok(log) = logs.open(*bucket) else { return false };
+                let latest_epoch = coordinator.leader_epoch_of(*bucket);
+                kv.leader_epoch() == latest_epoch
+                    && log.leader_epoch() == latest_epoch
+                    && kv.flushed_log_offset() == log.high_watermark()
+            })
+        };
+        self.exec.run_until(settled, HEAL_STEPS_MAX)?;
+        for bucket_id in 0..self.plan.bucket_count() {
+            self.checker.check_quiescent_state(TableBucket::new(TABLE_ID, bucket_id));
+        }
+        Ok(())
+    }
+
+    /// Shuts every server down cleanly; afterwards no task may be left and the leak ledger
+    /// must be empty.
+    fn shutdown_and_check_leaks(&mut self) {
+        let servers: Vec<(NodeId, Arc<TabletServer>)> =
+            std::mem::take(&mut *lock(&self.live)).into_iter().collect();
+        for (node, server) in servers {
+            self.net.set_node_up(node, false);
+            self.exec.spawn(node, "shutdown", server.shutdown());
+        }
+        if let Err(error) = self.exec.run_to_completion(HEAL_STEPS_MAX) {
+            self.checker.violation(format!("tasks left after shutdown: {error}"));
+        }
+        let leaked = self.ledger.live();
+        if !leaked.is_empty() {
+            let names: Vec<String> = leaked.iter().map(|r| format!("{:?} of {}", r.kind, r.owner)).collect();
+            self.checker.violation(format!("leak ledger not empty at quiescence: {}", names.join(", ")));
+        }
+    }
+
+    fn note(&self, node: NodeId, kind: &str, detail: String) {
+        let now = self.exec.now_mono_ms();
+        lock(&self.trace).record_transition(now, node, kind, &detail);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

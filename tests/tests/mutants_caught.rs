@@ -1,0 +1,33 @@
+//! Every shipped mutant is caught by the simulator's sweep within 500 seeds. Needs the
+//! `mutants` feature: `cargo test -p kvtablet-tests --features mutants --test mutants_caught`.
+
+#![cfg(feature = "mutants")]
+
+use kvtablet_core::mutant::{Mutant, Mutants};
+use kvtablet_sim::plan::Scenario;
+use kvtablet_sim::sweep::{sweep, SweepOptions};
+
+const SEEDS_MAX: u64 = 500;
+
+fn first_failing_seed(mutant: Mutant) -> Option<u64> {
+    let options = SweepOptions {
+        seeds: 1..SEEDS_MAX + 1,
+        jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        scenario: Scenario::builtin("swarm").expect("builtin scenario"),
+        mutants: Mutants::NONE.with(mutant),
+        stop_at_first_failure: true,
+    };
+    sweep(&options).failures.first().map(|failure| failure.seed)
+}
+
+#[test]
+fn every_mutant_is_caught_within_500_seeds() {
+    let mut escaped = Vec::new();
+    for mutant in Mutant::ALL {
+        match first_failing_seed(*mutant) {
+            Some(seed) => println!("mutant {} caught by seed {seed}", mutant.name()),
+            None => escaped.push(mutant.name()),
+        }
+    }
+    assert!(escaped.is_empty(), "mutants not caught within {SEEDS_MAX} seeds: {escaped:?}");
+}

@@ -7,9 +7,9 @@
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
 pub mod engine;
-pub mod kv;
 pub mod env;
 pub mod error;
+pub mod kv;
 pub mod ledger;
 pub mod log;
 pub mod message;

@@ -63,11 +63,22 @@ impl Request {
 pub enum Response {
     Ok,
     /// The batch occupies changelog offsets `base_offset..end_offset` and is durable.
-    PutKv { base_offset: u64, end_offset: u64 },
+    PutKv {
+        base_offset: u64,
+        end_offset: u64,
+    },
     /// One entry per requested key, read at the flushed offset `read_offset`.
-    Lookup { values: Vec<Option<Vec<u8>>>, read_offset: u64 },
+    Lookup {
+        values: Vec<Option<Vec<u8>>>,
+        read_offset: u64,
+    },
     /// Values in key order, read at the flushed offset `read_offset`.
-    Rows { values: Vec<Vec<u8>>, read_offset: u64 },
-    Metadata { leaders: Vec<BucketLeader> },
+    Rows {
+        values: Vec<Vec<u8>>,
+        read_offset: u64,
+    },
+    Metadata {
+        leaders: Vec<BucketLeader>,
+    },
     Error(ApiError),
 }

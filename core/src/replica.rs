@@ -41,7 +41,12 @@ impl std::fmt::Debug for Replica {
 }
 
 impl Replica {
-    pub fn new(env: Env, config: KvTabletConfig, log: Arc<LogTablet>, engine_dir: String) -> Replica {
+    pub fn new(
+        env: Env,
+        config: KvTabletConfig,
+        log: Arc<LogTablet>,
+        engine_dir: String,
+    ) -> Replica {
         Replica {
             bucket: log.bucket(),
             env,
@@ -106,7 +111,13 @@ impl Replica {
                 engine
             }
         };
-        let kv = Arc::new(KvTablet::open(self.env.clone(), self.config, self.log.clone(), engine, leader_epoch)?);
+        let kv = Arc::new(KvTablet::open(
+            self.env.clone(),
+            self.config,
+            self.log.clone(),
+            engine,
+            leader_epoch,
+        )?);
         let flush_task = Task::spawn(
             &self.env.executor,
             &self.env.ledger,
@@ -144,7 +155,10 @@ fn check_epoch(state: &ReplicaState, leader_epoch: u32) -> Result<(), KvError> {
         return Err(KvError::NotLeader("replica stopped".to_string()));
     }
     if leader_epoch < state.leader_epoch {
-        return Err(KvError::FencedLeaderEpoch { requested: leader_epoch, current: state.leader_epoch });
+        return Err(KvError::FencedLeaderEpoch {
+            requested: leader_epoch,
+            current: state.leader_epoch,
+        });
     }
     Ok(())
 }

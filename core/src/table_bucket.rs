@@ -34,7 +34,9 @@ impl fmt::Display for TableBucket {
                 "TableBucket{{tableId={}, partitionId={}, bucket={}}}",
                 self.table_id, partition_id, self.bucket_id
             ),
-            None => write!(f, "TableBucket{{tableId={}, bucket={}}}", self.table_id, self.bucket_id),
+            None => {
+                write!(f, "TableBucket{{tableId={}, bucket={}}}", self.table_id, self.bucket_id)
+            }
         }
     }
 }

@@ -189,7 +189,10 @@ impl TabletServer {
             .iter()
             .find(|table| table.table_id == bucket.table_id)
             .ok_or_else(|| KvError::UnknownTableOrBucket(bucket.to_string()))?;
-        if bucket.bucket_id < 0 || bucket.bucket_id >= table.bucket_count || bucket.partition_id.is_some() {
+        if bucket.bucket_id < 0
+            || bucket.bucket_id >= table.bucket_count
+            || bucket.partition_id.is_some()
+        {
             return Err(KvError::UnknownTableOrBucket(bucket.to_string()));
         }
         Ok(table)
@@ -236,7 +239,10 @@ impl TabletServer {
     fn hosted_kv(&self, bucket: TableBucket) -> Result<Arc<KvTablet>, KvError> {
         self.replica(bucket)
             .ok_or_else(|| {
-                KvError::NotLeader(format!("{bucket} is not hosted on tablet server {}", self.env.node_id))
+                KvError::NotLeader(format!(
+                    "{bucket} is not hosted on tablet server {}",
+                    self.env.node_id
+                ))
             })?
             .leader_kv()
     }

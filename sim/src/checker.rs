@@ -15,6 +15,9 @@ use crate::model::Model;
 /// the checker (which reads their flushed offsets, the god view).
 pub type LiveServers = Arc<Mutex<BTreeMap<NodeId, Arc<TabletServer>>>>;
 
+/// Keys and values in key order.
+type Rows = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// What a row-returning read asked for.
 #[derive(Debug, Clone)]
 pub enum RowQuery {
@@ -70,7 +73,13 @@ impl Checker {
         floor
     }
 
-    pub fn on_put_ack(&self, bucket: TableBucket, writes: &[KvWrite], base_offset: u64, end_offset: u64) {
+    pub fn on_put_ack(
+        &self,
+        bucket: TableBucket,
+        writes: &[KvWrite],
+        base_offset: u64,
+        end_offset: u64,
+    ) {
         let mut model = lock(&self.model);
         if let Err(text) = self.catch_up(&mut model, bucket) {
             drop(model);
@@ -134,10 +143,14 @@ impl Checker {
         let mut problems = self.check_read_offset(client, bucket, read_offset, floor, &model);
         let state = model.state_at(bucket, read_offset);
         let expected: Vec<Vec<u8>> = match query {
-            RowQuery::Prefix(prefix) => {
-                state.into_iter().filter(|(key, _)| key.starts_with(prefix)).map(|(_, v)| v).collect()
+            RowQuery::Prefix(prefix) => state
+                .into_iter()
+                .filter(|(key, _)| key.starts_with(prefix))
+                .map(|(_, v)| v)
+                .collect(),
+            RowQuery::Limit(limit) => {
+                state.into_iter().take(*limit as usize).map(|(_, v)| v).collect()
             }
-            RowQuery::Limit(limit) => state.into_iter().take(*limit as usize).map(|(_, v)| v).collect(),
         };
         if expected != values {
             problems.push(format!(
@@ -157,7 +170,9 @@ impl Checker {
     pub fn on_error(&self, context: &str, error: &ApiError) {
         if matches!(
             error.code,
-            ErrorCode::KvStorageException | ErrorCode::LogStorageException | ErrorCode::CorruptRecord
+            ErrorCode::KvStorageException
+                | ErrorCode::LogStorageException
+                | ErrorCode::CorruptRecord
                 | ErrorCode::UnknownServerError
         ) {
             self.violation(format!("{context}: unexpected error {error}"));
@@ -168,9 +183,14 @@ impl Checker {
     /// the high watermark.
     pub fn check_quiescent_state(&self, bucket: TableBucket) {
         let servers: Vec<Arc<TabletServer>> = lock(&self.servers).values().cloned().collect();
-        let leaders: Vec<_> = servers.iter().filter_map(|s| s.leader_kv(bucket)).filter(|kv| kv.leader_epoch() == kv.log().leader_epoch()).collect();
+        let leaders: Vec<_> = servers
+            .iter()
+            .filter_map(|s| s.leader_kv(bucket))
+            .filter(|kv| kv.leader_epoch() == kv.log().leader_epoch())
+            .collect();
         let [kv] = leaders.as_slice() else {
-            return self.violation(format!("{bucket}: {} current leaders at quiescence", leaders.len()));
+            return self
+                .violation(format!("{bucket}: {} current leaders at quiescence", leaders.len()));
         };
         let mut model = lock(&self.model);
         if let Err(text) = self.catch_up(&mut model, bucket) {
@@ -218,10 +238,15 @@ impl Checker {
     ) -> Vec<String> {
         let mut problems = Vec::new();
         if read_offset < floor {
-            problems.push(format!("read at offset {read_offset}, below the flushed offset {floor} when it started"));
+            problems.push(format!(
+                "read at offset {read_offset}, below the flushed offset {floor} when it started"
+            ));
         }
         if read_offset > model.read_offset(bucket) {
-            problems.push(format!("read at offset {read_offset}, beyond the log end {}", model.read_offset(bucket)));
+            problems.push(format!(
+                "read at offset {read_offset}, beyond the log end {}",
+                model.read_offset(bucket)
+            ));
         }
         let mut seen = lock(&self.client_read_offsets);
         let last = seen.entry((client, bucket)).or_insert(0);
@@ -233,9 +258,10 @@ impl Checker {
     }
 }
 
-fn engine_contents(kv: &kvtablet_core::kv::KvTablet) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+fn engine_contents(kv: &kvtablet_core::kv::KvTablet) -> Result<Rows, String> {
     let (snapshot, _) = kv.read_snapshot().map_err(|e| e.to_string())?;
-    let mut iterator = snapshot.iter(kvtablet_core::engine::KeyRange::all()).map_err(|e| e.to_string())?;
+    let mut iterator =
+        snapshot.iter(kvtablet_core::engine::KeyRange::all()).map_err(|e| e.to_string())?;
     iterator.seek_to_first();
     let mut rows = Vec::new();
     while iterator.valid() {

@@ -50,15 +50,30 @@ impl Client {
         checker: Arc<Checker>,
         ops: u32,
     ) -> Client {
-        Client { node_id, rpc, clock, prng, plan, checker, ops, leaders: BTreeMap::new(), write_seq: 0 }
+        Client {
+            node_id,
+            rpc,
+            clock,
+            prng,
+            plan,
+            checker,
+            ops,
+            leaders: BTreeMap::new(),
+            write_seq: 0,
+        }
     }
 
     /// Runs the client's operations to the end.
     pub async fn run(mut self) {
         for _ in 0..self.ops {
-            let bucket = TableBucket::new(TABLE_ID, self.prng.below(self.plan.bucket_count() as u64) as i32);
+            let bucket =
+                TableBucket::new(TABLE_ID, self.prng.below(self.plan.bucket_count() as u64) as i32);
             let weights = self.plan.weights;
-            let total = weights.upsert + weights.delete + weights.lookup + weights.prefix_lookup + weights.limit_scan;
+            let total = weights.upsert
+                + weights.delete
+                + weights.lookup
+                + weights.prefix_lookup
+                + weights.limit_scan;
             let mut pick = self.prng.below(total);
             if pick < weights.upsert + weights.delete {
                 let delete_share = Ratio::new(weights.delete, weights.upsert + weights.delete);
@@ -72,7 +87,8 @@ impl Client {
                 let prefix = prefix_of(bucket, self.prng.below(u64::from(KEY_PREFIXES)) as u32);
                 self.read_rows(bucket, RowQuery::Prefix(prefix)).await;
             } else {
-                let limit = self.prng.range_inclusive(1, u64::from(self.plan.keys_per_bucket) + 2) as u32;
+                let limit =
+                    self.prng.range_inclusive(1, u64::from(self.plan.keys_per_bucket) + 2) as u32;
                 self.read_rows(bucket, RowQuery::Limit(limit)).await;
             }
             // Think time spreads the clients' operations over the fault schedule.
@@ -91,13 +107,16 @@ impl Client {
             } else {
                 self.write_seq += 1;
                 let mut value = SCHEMA_ID.to_le_bytes().to_vec();
-                value.extend_from_slice(format!("c{}-w{}", self.node_id, self.write_seq).as_bytes());
+                value
+                    .extend_from_slice(format!("c{}-w{}", self.node_id, self.write_seq).as_bytes());
                 Some(value)
             };
             writes.push(KvWrite { key, value });
         }
         let request = Request::PutKv { bucket, writes: writes.clone() };
-        if let Some((Response::PutKv { base_offset, end_offset }, _)) = self.send(bucket, request).await {
+        if let Some((Response::PutKv { base_offset, end_offset }, _)) =
+            self.send(bucket, request).await
+        {
             self.checker.on_put_ack(bucket, &writes, base_offset, end_offset);
         }
     }
@@ -108,7 +127,9 @@ impl Client {
             .map(|_| key_of(bucket, self.prng.below(u64::from(self.plan.keys_per_bucket)) as u32))
             .collect();
         let request = Request::Lookup { bucket, keys: keys.clone() };
-        if let Some((Response::Lookup { values, read_offset }, floor)) = self.send(bucket, request).await {
+        if let Some((Response::Lookup { values, read_offset }, floor)) =
+            self.send(bucket, request).await
+        {
             self.checker.on_lookup(self.node_id, bucket, &keys, &values, read_offset, floor);
         }
     }
@@ -118,7 +139,9 @@ impl Client {
             RowQuery::Prefix(prefix) => Request::PrefixLookup { bucket, prefix: prefix.clone() },
             RowQuery::Limit(limit) => Request::LimitScan { bucket, limit: *limit },
         };
-        if let Some((Response::Rows { values, read_offset }, floor)) = self.send(bucket, request).await {
+        if let Some((Response::Rows { values, read_offset }, floor)) =
+            self.send(bucket, request).await
+        {
             self.checker.on_rows(self.node_id, bucket, &query, &values, read_offset, floor);
         }
     }
@@ -136,7 +159,10 @@ impl Client {
             let floor = self.checker.read_floor(bucket);
             match self.rpc.call(leader, request.clone(), self.plan.request_timeout_ms).await {
                 Ok(Response::Error(error)) => {
-                    self.checker.on_error(&format!("client {} {} on {bucket}", self.node_id, request.kind()), &error);
+                    self.checker.on_error(
+                        &format!("client {} {} on {bucket}", self.node_id, request.kind()),
+                        &error,
+                    );
                     if !matches!(error.code, ErrorCode::NotLeaderOrFollower) {
                         return None;
                     }
@@ -155,7 +181,8 @@ impl Client {
         if let Some(leader) = self.leaders.get(&bucket) {
             return Some(*leader);
         }
-        let response = self.rpc.call(COORDINATOR_NODE, Request::Metadata, self.plan.request_timeout_ms).await;
+        let response =
+            self.rpc.call(COORDINATOR_NODE, Request::Metadata, self.plan.request_timeout_ms).await;
         if let Ok(Response::Metadata { leaders }) = response {
             self.leaders = leaders.iter().filter_map(|l| Some((l.bucket, l.leader?))).collect();
         }

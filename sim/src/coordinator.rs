@@ -49,7 +49,14 @@ impl Coordinator {
         ledger: Ledger,
         checker: Arc<Checker>,
     ) -> Coordinator {
-        Coordinator { state: Arc::new(Mutex::new(CoordinatorState::default())), rpc, executor, clock, ledger, checker }
+        Coordinator {
+            state: Arc::new(Mutex::new(CoordinatorState::default())),
+            rpc,
+            executor,
+            clock,
+            ledger,
+            checker,
+        }
     }
 
     pub fn set_server_live(&self, server: NodeId, live: bool) {
@@ -76,7 +83,12 @@ impl Coordinator {
 
     /// Buckets led by `server`, or without a leader when `server` is `None`.
     pub fn buckets_led_by(&self, server: Option<NodeId>) -> Vec<TableBucket> {
-        self.lock().leaders.iter().filter(|(_, (leader, _))| *leader == server).map(|(b, _)| *b).collect()
+        self.lock()
+            .leaders
+            .iter()
+            .filter(|(_, (leader, _))| *leader == server)
+            .map(|(b, _)| *b)
+            .collect()
     }
 
     pub fn register_bucket(&self, bucket: TableBucket) {
@@ -98,40 +110,62 @@ impl Coordinator {
             let request = Request::BecomeFollower { bucket, leader_epoch };
             let rpc = self.rpc.clone();
             // Best effort: a deposed leader that never hears of it is fenced by the log anyway.
-            self.spawn(format!("notify-follower n{old} {}", bucket.dir_name()), async move {
-                let _ = rpc.call(old, request, NOTIFY_TIMEOUT_MS).await;
-            }.boxed());
+            self.spawn(
+                format!("notify-follower n{old} {}", bucket.dir_name()),
+                async move {
+                    let _ = rpc.call(old, request, NOTIFY_TIMEOUT_MS).await;
+                }
+                .boxed(),
+            );
         }
         if let Some(new) = leader {
             let this = (self.rpc.clone(), self.clock.clone(), self.checker.clone());
             let still_current = self.epoch_probe(bucket, leader_epoch);
-            self.spawn(format!("notify-leader n{new} {}", bucket.dir_name()), async move {
-                let (rpc, clock, checker) = this;
-                let mut backoff_ms = 20;
-                for _ in 0..NOTIFY_ATTEMPTS_MAX {
-                    if !still_current() {
-                        return;
-                    }
-                    match rpc.call(new, Request::BecomeLeader { bucket, leader_epoch }, NOTIFY_TIMEOUT_MS).await {
-                        Ok(Response::Ok) => return,
-                        Ok(Response::Error(error)) => {
-                            checker.on_error(&format!("become leader n{new} {bucket} epoch {leader_epoch}"), &error);
-                            if error.code == ErrorCode::FencedLeaderEpoch {
-                                return;
-                            }
+            self.spawn(
+                format!("notify-leader n{new} {}", bucket.dir_name()),
+                async move {
+                    let (rpc, clock, checker) = this;
+                    let mut backoff_ms = 20;
+                    for _ in 0..NOTIFY_ATTEMPTS_MAX {
+                        if !still_current() {
+                            return;
                         }
-                        Ok(_) | Err(_) => {}
+                        match rpc
+                            .call(
+                                new,
+                                Request::BecomeLeader { bucket, leader_epoch },
+                                NOTIFY_TIMEOUT_MS,
+                            )
+                            .await
+                        {
+                            Ok(Response::Ok) => return,
+                            Ok(Response::Error(error)) => {
+                                checker.on_error(
+                                    &format!("become leader n{new} {bucket} epoch {leader_epoch}"),
+                                    &error,
+                                );
+                                if error.code == ErrorCode::FencedLeaderEpoch {
+                                    return;
+                                }
+                            }
+                            Ok(_) | Err(_) => {}
+                        }
+                        clock.sleep(backoff_ms).await;
+                        backoff_ms *= 2;
                     }
-                    clock.sleep(backoff_ms).await;
-                    backoff_ms *= 2;
                 }
-            }.boxed());
+                .boxed(),
+            );
         }
         Assignment { bucket, previous, leader, leader_epoch }
     }
 
     /// A check that `bucket` is still at `leader_epoch`, for notification tasks to stop early.
-    fn epoch_probe(&self, bucket: TableBucket, leader_epoch: u32) -> impl Fn() -> bool + Send + 'static {
+    fn epoch_probe(
+        &self,
+        bucket: TableBucket,
+        leader_epoch: u32,
+    ) -> impl Fn() -> bool + Send + 'static {
         let state = self.state.clone();
         move || {
             let state = state.lock().unwrap_or_else(|p| p.into_inner());

@@ -81,7 +81,10 @@ fn main() -> ExitCode {
             }
             println!("trace hash {:016x}", report.trace_hash);
             if report.passed() {
-                println!("seed {seed}: ok ({} steps, {} ms virtual)", report.steps, report.virtual_ms);
+                println!(
+                    "seed {seed}: ok ({} steps, {} ms virtual)",
+                    report.steps, report.virtual_ms
+                );
                 ExitCode::SUCCESS
             } else {
                 for violation in &report.violations {
@@ -96,11 +99,18 @@ fn main() -> ExitCode {
                 Ok(mutants) => mutants,
                 Err(error) => return usage_error(&error),
             };
-            let (range, scenario_value) = match (parse_seed_range(&seeds), Scenario::builtin(&scenario)) {
-                (Ok(range), Ok(scenario)) => (range, scenario),
-                (Err(error), _) | (_, Err(error)) => return usage_error(&error),
+            let (range, scenario_value) =
+                match (parse_seed_range(&seeds), Scenario::builtin(&scenario)) {
+                    (Ok(range), Ok(scenario)) => (range, scenario),
+                    (Err(error), _) | (_, Err(error)) => return usage_error(&error),
+                };
+            let options = SweepOptions {
+                seeds: range,
+                jobs: jobs.max(1),
+                scenario: scenario_value,
+                mutants,
+                stop_at_first_failure: false,
             };
-            let options = SweepOptions { seeds: range, jobs: jobs.max(1), scenario: scenario_value, mutants, stop_at_first_failure: false };
             let outcome = sweep(&options);
             for failure in &outcome.failures {
                 println!("seed {} FAILED: {}", failure.seed, failure.first_violation);
@@ -112,7 +122,11 @@ fn main() -> ExitCode {
                 outcome.seeds_run - outcome.failures.len() as u64,
                 outcome.failures.len()
             );
-            if outcome.failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_VIOLATION) }
+            if outcome.failures.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_VIOLATION)
+            }
         }
     }
 }

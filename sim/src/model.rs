@@ -42,11 +42,14 @@ impl Model {
         let model = self.buckets.entry(bucket).or_default();
         let end = log.log_end_offset();
         while model.read_offset < end {
-            let batches = log
-                .read(model.read_offset, 1024 * 1024)
-                .map_err(|e| format!("{bucket}: the changelog lost data the model had not read: {e}"))?;
+            let batches = log.read(model.read_offset, 1024 * 1024).map_err(|e| {
+                format!("{bucket}: the changelog lost data the model had not read: {e}")
+            })?;
             if batches.is_empty() {
-                return Err(format!("{bucket}: log read at {} returned nothing", model.read_offset));
+                return Err(format!(
+                    "{bucket}: log read at {} returned nothing",
+                    model.read_offset
+                ));
             }
             for batch in &batches {
                 model.apply(bucket, batch)?;
@@ -106,14 +109,16 @@ impl Model {
                 self.read_offset(bucket)
             ));
         }
-        let mut expected: BTreeMap<Vec<u8>, Vec<u8>> = self.state_at(bucket, base_offset).into_iter().collect();
+        let mut expected: BTreeMap<Vec<u8>, Vec<u8>> =
+            self.state_at(bucket, base_offset).into_iter().collect();
         for write in writes {
             match &write.value {
                 Some(value) => expected.insert(write.key.clone(), value.clone()),
                 None => expected.remove(&write.key),
             };
         }
-        let actual: BTreeMap<Vec<u8>, Vec<u8>> = self.state_at(bucket, end_offset).into_iter().collect();
+        let actual: BTreeMap<Vec<u8>, Vec<u8>> =
+            self.state_at(bucket, end_offset).into_iter().collect();
         if expected != actual {
             return Err(format!(
                 "{bucket}: acknowledged put at [{base_offset}, {end_offset}) is not what the log holds there"
@@ -126,7 +131,10 @@ impl Model {
 impl BucketModel {
     fn apply(&mut self, bucket: TableBucket, batch: &LogBatch) -> Result<(), String> {
         if batch.base_offset != self.read_offset {
-            return Err(format!("{bucket}: batch at {} after offset {}", batch.base_offset, self.read_offset));
+            return Err(format!(
+                "{bucket}: batch at {} after offset {}",
+                batch.base_offset, self.read_offset
+            ));
         }
         if batch.leader_epoch < self.last_epoch {
             return Err(format!(
@@ -141,7 +149,9 @@ impl BucketModel {
             let current = self.current.get(key);
             let consistent = match record.change_type {
                 ChangeType::Insert => current.is_none() && pending_update.is_none(),
-                ChangeType::UpdateBefore => current == Some(&record.value) && pending_update.is_none(),
+                ChangeType::UpdateBefore => {
+                    current == Some(&record.value) && pending_update.is_none()
+                }
                 ChangeType::UpdateAfter => pending_update == Some(key),
                 ChangeType::Delete => current == Some(&record.value) && pending_update.is_none(),
                 ChangeType::AppendOnly => false,
@@ -161,14 +171,20 @@ impl BucketModel {
                 ChangeType::Delete => None,
                 ChangeType::UpdateBefore | ChangeType::AppendOnly => continue,
             };
-            self.history.entry(record.key.clone()).or_default().push((record.offset, new_value.clone()));
+            self.history
+                .entry(record.key.clone())
+                .or_default()
+                .push((record.offset, new_value.clone()));
             match new_value {
                 Some(value) => self.current.insert(record.key.clone(), value),
                 None => self.current.remove(&record.key),
             };
         }
         if pending_update.is_some() {
-            return Err(format!("{bucket}: batch at {} ends inside an update pair", batch.base_offset));
+            return Err(format!(
+                "{bucket}: batch at {} ends inside an update pair",
+                batch.base_offset
+            ));
         }
         self.read_offset = batch.end_offset();
         Ok(())

@@ -77,7 +77,8 @@ impl RunPlan {
 
     /// The plan as text, printed first in every trace.
     pub fn describe(&self) -> Vec<String> {
-        let on_off = |value: Option<u64>| value.map_or("off".to_string(), |ms| format!("every ~{ms}ms"));
+        let on_off =
+            |value: Option<u64>| value.map_or("off".to_string(), |ms| format!("every ~{ms}ms"));
         let w = &self.weights;
         let f = &self.faults;
         vec![
@@ -114,7 +115,11 @@ impl RunPlan {
         if w.upsert + w.delete + w.lookup + w.prefix_lookup + w.limit_scan == 0 {
             return Err("every client operation is switched off".to_string());
         }
-        if self.servers == 0 || self.buckets_per_server == 0 || self.clients == 0 || self.keys_per_bucket == 0 {
+        if self.servers == 0
+            || self.buckets_per_server == 0
+            || self.clients == 0
+            || self.keys_per_bucket == 0
+        {
             return Err("topology needs at least one server, bucket, client and key".to_string());
         }
         Ok(())
@@ -124,7 +129,13 @@ impl RunPlan {
 fn draw_weights(prng: &mut Prng) -> OpWeights {
     // Swarm testing: each operation is off in a quarter of the seeds, but upserts always run so
     // that there is state to read.
-    let weight = |prng: &mut Prng| if prng.chance(Ratio::new(1, 4)) { 0 } else { prng.range_inclusive(1, 10) };
+    let weight = |prng: &mut Prng| {
+        if prng.chance(Ratio::new(1, 4)) {
+            0
+        } else {
+            prng.range_inclusive(1, 10)
+        }
+    };
     OpWeights {
         upsert: prng.range_inclusive(3, 10),
         delete: weight(prng),
@@ -152,7 +163,11 @@ fn draw_faults(prng: &mut Prng) -> FaultPlan {
         restart_delay_ms_max: prng.range_inclusive(10, 3_000),
         net_delay_ms_max: if net_on { prng.range_inclusive(1, 200) } else { 1 },
         net_drop: if net_on { Ratio::new(prng.range_inclusive(0, 5), 100) } else { Ratio::NEVER },
-        net_duplicate: if net_on { Ratio::new(prng.range_inclusive(0, 5), 100) } else { Ratio::NEVER },
+        net_duplicate: if net_on {
+            Ratio::new(prng.range_inclusive(0, 5), 100)
+        } else {
+            Ratio::NEVER
+        },
         retention_interval_ms,
     }
 }
@@ -176,10 +191,10 @@ const BUILTIN_SCENARIOS: &[(&str, &str)] = &[
 
 impl Scenario {
     pub fn builtin(name: &str) -> Result<Scenario, String> {
-        let (_, text) = BUILTIN_SCENARIOS
-            .iter()
-            .find(|(builtin, _)| *builtin == name)
-            .ok_or_else(|| format!("unknown scenario {name:?}; known: {}", Scenario::names().join(", ")))?;
+        let (_, text) =
+            BUILTIN_SCENARIOS.iter().find(|(builtin, _)| *builtin == name).ok_or_else(|| {
+                format!("unknown scenario {name:?}; known: {}", Scenario::names().join(", "))
+            })?;
         Scenario::parse(name, text)
     }
 
@@ -194,9 +209,9 @@ impl Scenario {
             if line.is_empty() {
                 continue;
             }
-            let (key, value) = line
-                .split_once('=')
-                .ok_or_else(|| format!("scenario {name} line {}: expected key = value", index + 1))?;
+            let (key, value) = line.split_once('=').ok_or_else(|| {
+                format!("scenario {name} line {}: expected key = value", index + 1)
+            })?;
             overrides.insert(key.trim().to_string(), value.trim().to_string());
         }
         Ok(Scenario { name: name.to_string(), overrides })
@@ -204,9 +219,17 @@ impl Scenario {
 
     fn apply(&self, plan: &mut RunPlan) -> Result<(), String> {
         for (key, value) in &self.overrides {
-            let number = || value.parse::<u64>().map_err(|_| format!("scenario {}: {key} = {value:?} is not a number", self.name));
+            let number = || {
+                value.parse::<u64>().map_err(|_| {
+                    format!("scenario {}: {key} = {value:?} is not a number", self.name)
+                })
+            };
             let interval = || -> Result<Option<u64>, String> {
-                if value == "off" { Ok(None) } else { number().map(Some) }
+                if value == "off" {
+                    Ok(None)
+                } else {
+                    number().map(Some)
+                }
             };
             match key.as_str() {
                 "servers" => plan.servers = number()? as u32,

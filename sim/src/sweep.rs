@@ -37,7 +37,8 @@ pub struct SweepOutcome {
 
 /// Parses `A..B` (end exclusive) or `A..=B`.
 pub fn parse_seed_range(text: &str) -> Result<Range<u64>, String> {
-    let parse = |s: &str| s.trim().parse::<u64>().map_err(|_| format!("bad seed {s:?} in range {text:?}"));
+    let parse =
+        |s: &str| s.trim().parse::<u64>().map_err(|_| format!("bad seed {s:?} in range {text:?}"));
     if let Some((start, end)) = text.split_once("..=") {
         let end = parse(end)?.checked_add(1).ok_or("seed range end overflows")?;
         return Ok(parse(start)?..end);
@@ -79,7 +80,10 @@ pub fn sweep(options: &SweepOptions) -> SweepOutcome {
                     if options.stop_at_first_failure {
                         stop.store(true, Ordering::Relaxed);
                     }
-                    failures.lock().unwrap_or_else(|p| p.into_inner()).push(SweepFailure { seed, first_violation });
+                    failures
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(SweepFailure { seed, first_violation });
                 }
             });
         }

@@ -103,7 +103,11 @@ pub fn run(options: &RunOptions) -> Result<RunReport, String> {
     }
     let steps = world.exec.steps();
     let virtual_ms = world.exec.now_mono_ms();
-    world.note(COORDINATOR_NODE, "end", format!("steps={steps} virtual_ms={virtual_ms} violations={}", violations.len()));
+    world.note(
+        COORDINATOR_NODE,
+        "end",
+        format!("steps={steps} virtual_ms={virtual_ms} violations={}", violations.len()),
+    );
     let trace = lock(&world.trace);
     Ok(RunReport {
         plan: (*plan).clone(),
@@ -129,7 +133,8 @@ impl World {
         let remote = Arc::new(SimRemoteStorage::new(&exec, &streams, RemoteFaults::none()));
         let log_volume: Arc<dyn LocalFs> = Arc::new(SimFs::new());
         let log_config = LogConfig { segment_bytes_max: plan.segment_bytes_max };
-        let logs = LogRegistry::with_mutants(log_volume, "cluster".to_string(), log_config, plan.mutants);
+        let logs =
+            LogRegistry::with_mutants(log_volume, "cluster".to_string(), log_config, plan.mutants);
         let ledger = Ledger::new();
         let live: LiveServers = Arc::new(Mutex::new(BTreeMap::new()));
         let checker = Arc::new(Checker::new(logs.clone(), live.clone()));
@@ -198,10 +203,15 @@ impl World {
                 ops,
             );
             let running = self.clients_running.clone();
-            self.exec.spawn(node, format!("client {node}"), async move {
-                client.run().await;
-                *lock(&running) -= 1;
-            }.boxed());
+            self.exec.spawn(
+                node,
+                format!("client {node}"),
+                async move {
+                    client.run().await;
+                    *lock(&running) -= 1;
+                }
+                .boxed(),
+            );
         }
     }
 
@@ -216,7 +226,9 @@ impl World {
             disk.engines = Arc::new(MemEngineFactory::new(disk.fs.clone()));
         }
         disk.incarnation += 1;
-        let entropy = crate::prng::SimEntropy::new(self.streams.stream(&format!("entropy-{node}-{}", disk.incarnation)));
+        let entropy = crate::prng::SimEntropy::new(
+            self.streams.stream(&format!("entropy-{node}-{}", disk.incarnation)),
+        );
         let env = Env {
             node_id: node,
             clock: self.exec.clock_for(node),
@@ -277,10 +289,17 @@ impl World {
                 Some(at_ms) => {
                     // An alarm task makes the executor stop at exactly the fault's instant.
                     let sleep = self.exec.sleep_until(at_ms);
-                    self.exec.spawn(COORDINATOR_NODE, "fault-alarm", async move { sleep.await }.boxed());
+                    self.exec.spawn(
+                        COORDINATOR_NODE,
+                        "fault-alarm",
+                        sleep.boxed(),
+                    );
                     let clients_running = self.clients_running.clone();
                     let exec = self.exec.clone();
-                    self.exec.run_until(|| exec.now_mono_ms() >= at_ms || *lock(&clients_running) == 0, STEPS_MAX)?;
+                    self.exec.run_until(
+                        || exec.now_mono_ms() >= at_ms || *lock(&clients_running) == 0,
+                        STEPS_MAX,
+                    )?;
                 }
                 None => {
                     let clients_running = self.clients_running.clone();
@@ -295,7 +314,8 @@ impl World {
             }
             if next_crash.is_some_and(|at| at <= now) {
                 if let Some(node) = self.crash_random_server() {
-                    let delay_ms = self.faults.range_inclusive(10, faults.restart_delay_ms_max.max(10));
+                    let delay_ms =
+                        self.faults.range_inclusive(10, faults.restart_delay_ms_max.max(10));
                     restarts.insert(node, now + delay_ms);
                 }
                 next_crash = faults.crash_interval_ms.map(|ms| self.next_time(ms));
@@ -304,7 +324,8 @@ impl World {
                 self.run_retention();
                 next_retention = faults.retention_interval_ms.map(|ms| self.next_time(ms));
             }
-            let due: Vec<NodeId> = restarts.iter().filter(|(_, at)| **at <= now).map(|(n, _)| *n).collect();
+            let due: Vec<NodeId> =
+                restarts.iter().filter(|(_, at)| **at <= now).map(|(n, _)| *n).collect();
             for node in due {
                 restarts.remove(&node);
                 self.restart_server(node);
@@ -318,7 +339,8 @@ impl World {
     }
 
     fn flip_leader(&mut self) {
-        let bucket = TableBucket::new(TABLE_ID, self.faults.below(self.plan.bucket_count() as u64) as i32);
+        let bucket =
+            TableBucket::new(TABLE_ID, self.faults.below(self.plan.bucket_count() as u64) as i32);
         let live = self.coordinator.live_servers();
         let Some(target) = self.faults.pick(&live).copied() else { return };
         self.assign(bucket, Some(target));
@@ -333,7 +355,11 @@ impl World {
         }
         let node = *self.faults.pick(&live)?;
         let lose_disk = self.faults.chance(Ratio::new(1, 4));
-        self.note(node, "crash", format!("node {node} crashes (disk {})", if lose_disk { "lost" } else { "kept" }));
+        self.note(
+            node,
+            "crash",
+            format!("node {node} crashes (disk {})", if lose_disk { "lost" } else { "kept" }),
+        );
         self.coordinator.set_server_live(node, false);
         lock(&self.live).remove(&node);
         self.net.set_node_up(node, false);
@@ -364,11 +390,16 @@ impl World {
     }
 
     fn run_retention(&mut self) {
-        let bucket = TableBucket::new(TABLE_ID, self.faults.below(self.plan.bucket_count() as u64) as i32);
+        let bucket =
+            TableBucket::new(TABLE_ID, self.faults.below(self.plan.bucket_count() as u64) as i32);
         let Ok(log) = self.logs.open(bucket) else { return };
         let requested = self.faults.range_inclusive(0, log.high_watermark());
         match log.delete_segments_below(requested) {
-            Ok(start) => self.note(COORDINATOR_NODE, "retention", format!("{} below {requested}: log start {start}", bucket.dir_name())),
+            Ok(start) => self.note(
+                COORDINATOR_NODE,
+                "retention",
+                format!("{} below {requested}: log start {start}", bucket.dir_name()),
+            ),
             Err(error) => self.checker.violation(format!("retention on {bucket} failed: {error}")),
         }
     }
@@ -376,7 +407,11 @@ impl World {
     /// Liveness phase: faults stop, every server comes back, every bucket gets a leader under
     /// a fresh epoch, and everything acknowledged must become flushed and readable.
     fn heal_and_check(&mut self) -> Result<(), SimError> {
-        self.net.set_faults(NetFaults { delay_ms_max: 1, drop: Ratio::NEVER, duplicate: Ratio::NEVER });
+        self.net.set_faults(NetFaults {
+            delay_ms_max: 1,
+            drop: Ratio::NEVER,
+            duplicate: Ratio::NEVER,
+        });
         for node in 1..=self.plan.servers {
             if !lock(&self.live).contains_key(&node) {
                 self.restart_server(node);
@@ -424,8 +459,10 @@ impl World {
         }
         let leaked = self.ledger.live();
         if !leaked.is_empty() {
-            let names: Vec<String> = leaked.iter().map(|r| format!("{:?} of {}", r.kind, r.owner)).collect();
-            self.checker.violation(format!("leak ledger not empty at quiescence: {}", names.join(", ")));
+            let names: Vec<String> =
+                leaked.iter().map(|r| format!("{:?} of {}", r.kind, r.owner)).collect();
+            self.checker
+                .violation(format!("leak ledger not empty at quiescence: {}", names.join(", ")));
         }
     }
 

@@ -24,7 +24,9 @@ pub enum KvError {
     #[error("request too large: {0}")]
     RequestTooLarge(String),
     /// The changelog no longer holds the offsets needed to rebuild the KV.
-    #[error("log start offset {log_start_offset} is above the engine's flushed offset {engine_offset}")]
+    #[error(
+        "log start offset {log_start_offset} is above the engine's flushed offset {engine_offset}"
+    )]
     LogTruncated { log_start_offset: u64, engine_offset: u64 },
     #[error("engine failure: {0}")]
     Engine(#[from] EngineError),

@@ -21,6 +21,9 @@ use crate::mutant::Mutant;
 use crate::notify::Notify;
 use crate::table_bucket::TableBucket;
 
+/// One value (or `None`) per looked-up key.
+pub type LookupValues = Vec<Option<Vec<u8>>>;
+
 /// Limits of one KV tablet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KvTabletConfig {
@@ -160,18 +163,29 @@ impl KvTablet {
                     None => self.engine.get(&write.key)?,
                 },
             };
-            append_changes(&mut changes, write, current, self.env.mutants.is_on(Mutant::UpdateLoggedAsInsert));
+            append_changes(
+                &mut changes,
+                write,
+                current,
+                self.env.mutants.is_on(Mutant::UpdateLoggedAsInsert),
+            );
             overlay.insert(&write.key, write.value.as_deref());
         }
         let batch = self.log.append_as_leader(self.leader_epoch, changes)?;
         for record in batch.records {
             let value = match record.change_type {
-                ChangeType::Insert | ChangeType::UpdateAfter | ChangeType::AppendOnly => Some(record.value),
+                ChangeType::Insert | ChangeType::UpdateAfter | ChangeType::AppendOnly => {
+                    Some(record.value)
+                }
                 ChangeType::Delete => None,
                 ChangeType::UpdateBefore => continue,
             };
             state.latest_unflushed.insert(record.key.clone(), (record.offset, value.clone()));
-            state.pending.push_back(PendingChange { offset: record.offset, key: record.key, value });
+            state.pending.push_back(PendingChange {
+                offset: record.offset,
+                key: record.key,
+                value,
+            });
         }
         drop(state);
         self.flush_wanted.notify();
@@ -179,7 +193,7 @@ impl KvTablet {
     }
 
     /// Point lookups of flushed data; returns the values and the flushed offset read at.
-    pub fn lookup(&self, keys: &[Vec<u8>]) -> Result<(Vec<Option<Vec<u8>>>, u64), KvError> {
+    pub fn lookup(&self, keys: &[Vec<u8>]) -> Result<(LookupValues, u64), KvError> {
         // The engine read happens under the lock so that it matches the offset exactly.
         let state = self.lock_for_read()?;
         let values = self.engine.multi_get(keys)?;
@@ -190,7 +204,11 @@ impl KvTablet {
     /// Values of flushed keys starting with `prefix`, in key order.
     pub fn prefix_lookup(&self, prefix: &[u8]) -> Result<(Vec<Vec<u8>>, u64), KvError> {
         let (snapshot, read_offset) = self.read_snapshot()?;
-        let values = scan_values(snapshot, KeyRange::prefix(prefix), self.config.prefix_lookup_rows_max + 1)?;
+        let values = scan_values(
+            snapshot,
+            KeyRange::prefix(prefix),
+            self.config.prefix_lookup_rows_max + 1,
+        )?;
         if values.len() > self.config.prefix_lookup_rows_max {
             return Err(KvError::RequestTooLarge(format!(
                 "prefix matches more than {} rows",
@@ -299,7 +317,10 @@ impl KvTablet {
     fn publish_flush(&self, state: &mut KvState, flushed_log_offset: u64) {
         while state.pending.front().is_some_and(|change| change.offset < flushed_log_offset) {
             let change = state.pending.pop_front().expect("front exists");
-            let newest = state.latest_unflushed.get(&change.key).is_some_and(|(offset, _)| *offset == change.offset);
+            let newest = state
+                .latest_unflushed
+                .get(&change.key)
+                .is_some_and(|(offset, _)| *offset == change.offset);
             if newest {
                 state.latest_unflushed.remove(&change.key);
             }
@@ -341,15 +362,27 @@ fn append_changes(
 ) {
     let key = write.key.clone();
     match (&write.value, current) {
-        (Some(new), None) => changes.push(ChangeRecord { change_type: ChangeType::Insert, key, value: new.clone() }),
+        (Some(new), None) => {
+            changes.push(ChangeRecord { change_type: ChangeType::Insert, key, value: new.clone() })
+        }
         (Some(new), Some(_)) if update_logged_as_insert => {
             changes.push(ChangeRecord { change_type: ChangeType::Insert, key, value: new.clone() })
         }
         (Some(new), Some(old)) => {
-            changes.push(ChangeRecord { change_type: ChangeType::UpdateBefore, key: key.clone(), value: old });
-            changes.push(ChangeRecord { change_type: ChangeType::UpdateAfter, key, value: new.clone() });
+            changes.push(ChangeRecord {
+                change_type: ChangeType::UpdateBefore,
+                key: key.clone(),
+                value: old,
+            });
+            changes.push(ChangeRecord {
+                change_type: ChangeType::UpdateAfter,
+                key,
+                value: new.clone(),
+            });
         }
-        (None, Some(old)) => changes.push(ChangeRecord { change_type: ChangeType::Delete, key, value: old }),
+        (None, Some(old)) => {
+            changes.push(ChangeRecord { change_type: ChangeType::Delete, key, value: old })
+        }
         (None, None) => {}
     }
 }

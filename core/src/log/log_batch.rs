@@ -89,12 +89,15 @@ pub fn encode_batch(batch: &LogBatch) -> Vec<u8> {
 pub fn decode_batch(bytes: &[u8]) -> Result<(LogBatch, usize), DecodeError> {
     let mut reader = Reader { bytes, position: 0 };
     let frame_len = reader.u32()? as usize;
-    if frame_len > FRAME_BYTES_MAX || frame_len < FRAME_HEADER_BYTES - 4 {
+    if !(FRAME_HEADER_BYTES - 4..=FRAME_BYTES_MAX).contains(&frame_len) {
         return Err(DecodeError::Corrupt(format!("implausible frame length {frame_len}")));
     }
     let frame_end = 4 + frame_len;
     if bytes.len() < frame_end {
-        return Err(DecodeError::Truncated { needed_bytes: frame_end, available_bytes: bytes.len() });
+        return Err(DecodeError::Truncated {
+            needed_bytes: frame_end,
+            available_bytes: bytes.len(),
+        });
     }
     let stored_crc = reader.u32()?;
     let actual_crc = crc32c::crc32c(&bytes[8..frame_end]);
@@ -192,8 +195,18 @@ mod tests {
             leader_epoch: 3,
             offset_count: 2,
             records: vec![
-                LogRecord { offset: 7, change_type: ChangeType::UpdateBefore, key: b"k".to_vec(), value: b"old".to_vec() },
-                LogRecord { offset: 8, change_type: ChangeType::UpdateAfter, key: b"k".to_vec(), value: b"new".to_vec() },
+                LogRecord {
+                    offset: 7,
+                    change_type: ChangeType::UpdateBefore,
+                    key: b"k".to_vec(),
+                    value: b"old".to_vec(),
+                },
+                LogRecord {
+                    offset: 8,
+                    change_type: ChangeType::UpdateAfter,
+                    key: b"k".to_vec(),
+                    value: b"new".to_vec(),
+                },
             ],
         }
     }

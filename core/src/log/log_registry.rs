@@ -48,7 +48,8 @@ impl LogRegistry {
             return Ok(log.clone());
         }
         let dir = format!("{}/log/{}", self.root_dir, bucket.dir_name());
-        let log = Arc::new(LogTablet::open(self.fs.clone(), dir, bucket, self.config, self.mutants)?);
+        let log =
+            Arc::new(LogTablet::open(self.fs.clone(), dir, bucket, self.config, self.mutants)?);
         logs.insert(bucket, log.clone());
         Ok(log)
     }

@@ -94,7 +94,10 @@ pub struct LogTablet {
 
 impl std::fmt::Debug for LogTablet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LogTablet").field("bucket", &self.bucket).field("dir", &self.dir).finish_non_exhaustive()
+        f.debug_struct("LogTablet")
+            .field("bucket", &self.bucket)
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
     }
 }
 
@@ -250,7 +253,9 @@ impl LogTablet {
         }
         let active = state.segments.values_mut().last().expect("a segment was just ensured");
         assert_eq!(active.end_offset, base_offset, "the active segment ends at the log end");
-        if let Err(error) = self.fs.append(&active.path, &frame).and_then(|()| self.fs.sync(&active.path)) {
+        if let Err(error) =
+            self.fs.append(&active.path, &frame).and_then(|()| self.fs.sync(&active.path))
+        {
             // A failed append may have left a partial frame; cut it so the next append lands on
             // a frame boundary.
             let _ = self.fs.truncate(&active.path, active.size_bytes);
@@ -300,8 +305,11 @@ impl LogTablet {
                 if !batches.is_empty() && read_bytes + position.len_bytes > max_bytes {
                     return Ok(batches);
                 }
-                let bytes =
-                    self.fs.read_range(&segment.path, position.position_bytes, position.len_bytes)?;
+                let bytes = self.fs.read_range(
+                    &segment.path,
+                    position.position_bytes,
+                    position.len_bytes,
+                )?;
                 let (batch, _) = decode_batch(&bytes).map_err(|error| LogError::Corrupt {
                     path: segment.path.clone(),
                     detail: format!("batch at {base}: {error}"),
@@ -346,7 +354,8 @@ impl LogTablet {
                 self.fs.remove_file(&segment.path)?;
             }
         }
-        state.log_start_offset = state.segments.keys().next().copied().unwrap_or(state.log_end_offset);
+        state.log_start_offset =
+            state.segments.keys().next().copied().unwrap_or(state.log_end_offset);
         if !self.mutants.is_on(Mutant::RetentionIgnoresMinRetain) {
             assert!(
                 state.log_start_offset <= start_before.max(state.min_retain_offset),
@@ -377,8 +386,12 @@ fn load_segment(
     is_last: bool,
 ) -> Result<Segment, LogError> {
     let bytes = fs.read(path)?;
-    let mut segment =
-        Segment { path: path.to_string(), size_bytes: 0, end_offset: base_offset, batches: BTreeMap::new() };
+    let mut segment = Segment {
+        path: path.to_string(),
+        size_bytes: 0,
+        end_offset: base_offset,
+        batches: BTreeMap::new(),
+    };
     let mut position = 0usize;
     while position < bytes.len() {
         match decode_batch(&bytes[position..]) {
@@ -425,8 +438,10 @@ fn read_epoch(fs: &dyn LocalFs, path: &str) -> Result<u32, LogError> {
         Err(FsError::NotFound(_)) => return Ok(0),
         Err(error) => return Err(error.into()),
     };
-    let corrupt = || LogError::Corrupt { path: path.to_string(), detail: "bad epoch file".to_string() };
-    let epoch_bytes: [u8; 4] = bytes.get(0..4).and_then(|b| b.try_into().ok()).ok_or_else(corrupt)?;
+    let corrupt =
+        || LogError::Corrupt { path: path.to_string(), detail: "bad epoch file".to_string() };
+    let epoch_bytes: [u8; 4] =
+        bytes.get(0..4).and_then(|b| b.try_into().ok()).ok_or_else(corrupt)?;
     let crc_bytes: [u8; 4] = bytes.get(4..8).and_then(|b| b.try_into().ok()).ok_or_else(corrupt)?;
     if crc32c::crc32c(&epoch_bytes) != u32::from_le_bytes(crc_bytes) || bytes.len() != 8 {
         return Err(corrupt());

@@ -32,6 +32,17 @@ pub struct Checker {
     violations: Mutex<Vec<String>>,
     /// The highest read offset each client has seen per bucket: reads never go back in time.
     client_read_offsets: Mutex<BTreeMap<(NodeId, TableBucket), u64>>,
+    counts: Mutex<CheckCounts>,
+}
+
+/// How much each oracle checked in a run, so that a passing run shows it checked something.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CheckCounts {
+    pub puts_acked: u64,
+    pub lookups_checked: u64,
+    pub row_reads_checked: u64,
+    pub errors_seen: u64,
+    pub buckets_checked_at_quiescence: u64,
 }
 
 impl Checker {
@@ -42,7 +53,12 @@ impl Checker {
             servers,
             violations: Mutex::new(Vec::new()),
             client_read_offsets: Mutex::new(BTreeMap::new()),
+            counts: Mutex::new(CheckCounts::default()),
         }
+    }
+
+    pub fn counts(&self) -> CheckCounts {
+        *lock(&self.counts)
     }
 
     pub fn violations(&self) -> Vec<String> {
@@ -80,6 +96,7 @@ impl Checker {
         base_offset: u64,
         end_offset: u64,
     ) {
+        lock(&self.counts).puts_acked += 1;
         let mut model = lock(&self.model);
         if let Err(text) = self.catch_up(&mut model, bucket) {
             drop(model);
@@ -100,6 +117,7 @@ impl Checker {
         read_offset: u64,
         floor: u64,
     ) {
+        lock(&self.counts).lookups_checked += 1;
         let mut model = lock(&self.model);
         if let Err(text) = self.catch_up(&mut model, bucket) {
             drop(model);
@@ -135,6 +153,7 @@ impl Checker {
         read_offset: u64,
         floor: u64,
     ) {
+        lock(&self.counts).row_reads_checked += 1;
         let mut model = lock(&self.model);
         if let Err(text) = self.catch_up(&mut model, bucket) {
             drop(model);
@@ -168,6 +187,7 @@ impl Checker {
     /// Errors that the simulated faults never justify: the engine and the disks never fail in
     /// the simulator, so a storage error means the code lost or damaged data.
     pub fn on_error(&self, context: &str, error: &ApiError) {
+        lock(&self.counts).errors_seen += 1;
         if matches!(
             error.code,
             ErrorCode::KvStorageException
@@ -182,6 +202,7 @@ impl Checker {
     /// At quiescence: every leader has flushed everything, and its engine equals the model at
     /// the high watermark.
     pub fn check_quiescent_state(&self, bucket: TableBucket) {
+        lock(&self.counts).buckets_checked_at_quiescence += 1;
         let servers: Vec<Arc<TabletServer>> = lock(&self.servers).values().cloned().collect();
         let leaders: Vec<_> = servers
             .iter()

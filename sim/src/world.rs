@@ -51,6 +51,7 @@ pub struct RunReport {
     pub steps: u64,
     pub virtual_ms: u64,
     pub client_ops: u32,
+    pub counts: crate::checker::CheckCounts,
 }
 
 impl RunReport {
@@ -101,6 +102,19 @@ pub fn run(options: &RunOptions) -> Result<RunReport, String> {
     for violation in &violations {
         world.note(COORDINATOR_NODE, "violation", violation.clone());
     }
+    let counts = world.checker.counts();
+    world.note(
+        COORDINATOR_NODE,
+        "checked",
+        format!(
+            "puts_acked={} lookups={} row_reads={} errors={} buckets_at_quiescence={}",
+            counts.puts_acked,
+            counts.lookups_checked,
+            counts.row_reads_checked,
+            counts.errors_seen,
+            counts.buckets_checked_at_quiescence
+        ),
+    );
     let steps = world.exec.steps();
     let virtual_ms = world.exec.now_mono_ms();
     world.note(
@@ -117,6 +131,7 @@ pub fn run(options: &RunOptions) -> Result<RunReport, String> {
         steps,
         virtual_ms,
         client_ops: plan.client_ops,
+        counts,
     })
 }
 
@@ -289,11 +304,7 @@ impl World {
                 Some(at_ms) => {
                     // An alarm task makes the executor stop at exactly the fault's instant.
                     let sleep = self.exec.sleep_until(at_ms);
-                    self.exec.spawn(
-                        COORDINATOR_NODE,
-                        "fault-alarm",
-                        sleep.boxed(),
-                    );
+                    self.exec.spawn(COORDINATOR_NODE, "fault-alarm", sleep.boxed());
                     let clients_running = self.clients_running.clone();
                     let exec = self.exec.clone();
                     self.exec.run_until(

@@ -1,5 +1,5 @@
 //! Every shipped mutant is caught by the simulator's sweep within 500 seeds. Needs the
-//! `mutants` feature: `cargo test -p kvtablet-tests --features mutants --test mutants_caught`.
+//! `mutants` feature: `cargo test -p kvtablet-sim --features mutants --test mutants_caught`.
 
 #![cfg(feature = "mutants")]
 

@@ -13,12 +13,22 @@ const DIR: &str = "log/t1-b0";
 
 fn open(fs: &Arc<SimFs>, segment_bytes_max: u64) -> LogTablet {
     let fs: Arc<dyn LocalFs> = fs.clone();
-    LogTablet::open(fs, DIR.to_string(), TableBucket::new(1, 0), LogConfig { segment_bytes_max }, Mutants::NONE)
-        .expect("log opens")
+    LogTablet::open(
+        fs,
+        DIR.to_string(),
+        TableBucket::new(1, 0),
+        LogConfig { segment_bytes_max },
+        Mutants::NONE,
+    )
+    .expect("log opens")
 }
 
 fn insert(key: &str) -> Vec<ChangeRecord> {
-    vec![ChangeRecord { change_type: ChangeType::Insert, key: key.as_bytes().to_vec(), value: b"\x01\x00v".to_vec() }]
+    vec![ChangeRecord {
+        change_type: ChangeType::Insert,
+        key: key.as_bytes().to_vec(),
+        value: b"\x01\x00v".to_vec(),
+    }]
 }
 
 #[test]
@@ -30,7 +40,11 @@ fn appends_get_dense_offsets_and_read_back_in_order() {
     let empty = log.append_as_leader(1, Vec::new()).expect("append");
     let second = log.append_as_leader(1, insert("b")).expect("append");
     assert_eq!((first.base_offset, first.end_offset()), (0, 1));
-    assert_eq!((empty.base_offset, empty.end_offset()), (1, 2), "an empty batch still takes an offset");
+    assert_eq!(
+        (empty.base_offset, empty.end_offset()),
+        (1, 2),
+        "an empty batch still takes an offset"
+    );
     assert_eq!((second.base_offset, second.end_offset()), (2, 3));
     assert_eq!(log.high_watermark(), 3);
     let batches = log.read(1, u64::MAX).expect("read");
@@ -52,8 +66,13 @@ fn segments_roll_and_survive_reopen() {
     let reopened = open(&fs, 128);
     assert_eq!(reopened.log_end_offset(), 20, "synced appends survive a crash");
     assert_eq!(reopened.leader_epoch(), 3, "the fenced epoch survives a crash");
-    let keys: Vec<Vec<u8>> =
-        reopened.read(0, u64::MAX).expect("read").into_iter().flat_map(|b| b.records).map(|r| r.key).collect();
+    let keys: Vec<Vec<u8>> = reopened
+        .read(0, u64::MAX)
+        .expect("read")
+        .into_iter()
+        .flat_map(|b| b.records)
+        .map(|r| r.key)
+        .collect();
     assert_eq!(keys.len(), 20);
     assert_eq!(keys[19], b"key-19");
 }
@@ -93,12 +112,17 @@ fn retention_never_deletes_at_or_above_the_minimum_retain_offset() {
     for index in 0..30 {
         log.append_as_leader(0, insert(&format!("k{index:02}"))).expect("append");
     }
-    assert_eq!(log.delete_segments_below(25).expect("retention"), 0, "min retain 0 keeps everything");
+    assert_eq!(
+        log.delete_segments_below(25).expect("retention"),
+        0,
+        "min retain 0 keeps everything"
+    );
     log.set_min_retain_offset(10);
     let start = log.delete_segments_below(25).expect("retention");
     assert!(start > 0 && start <= 10, "log start {start} must move up but not past 10");
     assert!(log.read(start, u64::MAX).is_ok());
     assert!(matches!(log.read(0, u64::MAX), Err(LogError::OffsetOutOfRange { .. })));
-    let records: usize = log.read(start, u64::MAX).expect("read").iter().map(|b| b.records.len()).sum();
+    let records: usize =
+        log.read(start, u64::MAX).expect("read").iter().map(|b| b.records.len()).sum();
     assert_eq!(records as u64, 30 - start);
 }

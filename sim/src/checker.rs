@@ -9,7 +9,10 @@ use kvtablet_core::message::{KvWrite, NodeId};
 use kvtablet_core::tablet_server::TabletServer;
 use kvtablet_core::{ApiError, ErrorCode, TableBucket};
 
+use kvtablet_core::env::Clock;
+
 use crate::model::Model;
+use crate::trace::Trace;
 
 /// The servers that are up, shared between the world (which crashes and restarts them) and
 /// the checker (which reads their flushed offsets, the god view).
@@ -33,6 +36,8 @@ pub struct Checker {
     /// The highest read offset each client has seen per bucket: reads never go back in time.
     client_read_offsets: Mutex<BTreeMap<(NodeId, TableBucket), u64>>,
     counts: Mutex<CheckCounts>,
+    trace: Arc<Mutex<Trace>>,
+    clock: Arc<dyn Clock>,
 }
 
 /// How much each oracle checked in a run, so that a passing run shows it checked something.
@@ -46,7 +51,12 @@ pub struct CheckCounts {
 }
 
 impl Checker {
-    pub fn new(logs: LogRegistry, servers: LiveServers) -> Checker {
+    pub fn new(
+        logs: LogRegistry,
+        servers: LiveServers,
+        trace: Arc<Mutex<Trace>>,
+        clock: Arc<dyn Clock>,
+    ) -> Checker {
         Checker {
             model: Mutex::new(Model::new()),
             logs,
@@ -54,6 +64,8 @@ impl Checker {
             violations: Mutex::new(Vec::new()),
             client_read_offsets: Mutex::new(BTreeMap::new()),
             counts: Mutex::new(CheckCounts::default()),
+            trace,
+            clock,
         }
     }
 
@@ -63,6 +75,13 @@ impl Checker {
 
     pub fn violations(&self) -> Vec<String> {
         lock(&self.violations).clone()
+    }
+
+    /// Records a client-visible outcome in the trace (full mode keeps it; the hash always
+    /// covers it), so that two runs of a seed agree on results, not only on the fault schedule.
+    pub fn note(&self, node: NodeId, kind: &str, detail: String) {
+        let now = self.clock.now_mono_ms();
+        lock(&self.trace).record_detail(now, node, kind, &detail);
     }
 
     pub fn violation(&self, text: String) {

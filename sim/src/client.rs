@@ -130,6 +130,12 @@ impl Client {
         if let Some((Response::Lookup { values, read_offset }, floor)) =
             self.send(bucket, request).await
         {
+            let found = values.iter().filter(|v| v.is_some()).count();
+            self.checker.note(
+                self.node_id,
+                "lookup",
+                format!("{} {found}/{} at {read_offset}", bucket.dir_name(), keys.len()),
+            );
             self.checker.on_lookup(self.node_id, bucket, &keys, &values, read_offset, floor);
         }
     }
@@ -142,6 +148,11 @@ impl Client {
         if let Some((Response::Rows { values, read_offset }, floor)) =
             self.send(bucket, request).await
         {
+            self.checker.note(
+                self.node_id,
+                "rows",
+                format!("{} {} rows at {read_offset}", bucket.dir_name(), values.len()),
+            );
             self.checker.on_rows(self.node_id, bucket, &query, &values, read_offset, floor);
         }
     }
@@ -159,6 +170,11 @@ impl Client {
             let floor = self.checker.read_floor(bucket);
             match self.rpc.call(leader, request.clone(), self.plan.request_timeout_ms).await {
                 Ok(Response::Error(error)) => {
+                    self.checker.note(
+                        self.node_id,
+                        "error",
+                        format!("{} {} {:?}", request.kind(), bucket.dir_name(), error.code),
+                    );
                     self.checker.on_error(
                         &format!("client {} {} on {bucket}", self.node_id, request.kind()),
                         &error,

@@ -152,7 +152,13 @@ impl World {
             LogRegistry::with_mutants(log_volume, "cluster".to_string(), log_config, plan.mutants);
         let ledger = Ledger::new();
         let live: LiveServers = Arc::new(Mutex::new(BTreeMap::new()));
-        let checker = Arc::new(Checker::new(logs.clone(), live.clone()));
+        let trace = Arc::new(Mutex::new(Trace::new(trace_mode)));
+        let checker = Arc::new(Checker::new(
+            logs.clone(),
+            live.clone(),
+            trace.clone(),
+            exec.clock_for(COORDINATOR_NODE),
+        ));
         let coordinator = Arc::new(Coordinator::new(
             net.endpoint(COORDINATOR_NODE),
             exec.executor_for(COORDINATOR_NODE),
@@ -174,7 +180,7 @@ impl World {
             disks: BTreeMap::new(),
             checker,
             coordinator,
-            trace: Arc::new(Mutex::new(Trace::new(trace_mode))),
+            trace,
             faults,
             clients_running: Arc::new(Mutex::new(0)),
         }

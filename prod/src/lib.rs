@@ -6,3 +6,4 @@ pub mod object_store_remote;
 pub mod os_entropy;
 pub mod system_clock;
 pub mod tokio_executor;
+pub mod rocks_engine;

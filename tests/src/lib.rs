@@ -1,1 +1,4 @@
+//! kvtablet-tests: cross-crate tests (engine conformance, simulator against prod) and the
+//! helpers they share.
 
+pub mod mem_fs;

@@ -1,0 +1,394 @@
+//! The production engine: RocksDB behind kvtablet-core's `KvEngine` seam.
+//!
+//! Data lives in the default column family; the flushed log offset lives in the `meta` column
+//! family under one key and is written in the same RocksDB write batch as the data, so a
+//! restart finds exactly the offset that matches the data. The write-ahead log stays on.
+//!
+//! Snapshots and iterators must be owned (`'static`) while RocksDB's borrow the `DB`. They are
+//! made owned with `self_cell`: a snapshot owns an `Arc<DB>` next to the RocksDB snapshot that
+//! borrows it, and an iterator owns an `Arc` of that snapshot next to the raw iterator that
+//! borrows it, so neither can outlive what it points into.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use kvtablet_core::engine::{
+    EngineError, EngineIterator, EngineSnapshot, KeyRange, KvEngine, KvEngineFactory, WriteBatch,
+    WriteOp,
+};
+use rocksdb::checkpoint::Checkpoint;
+use rocksdb::{
+    ColumnFamily, DBRawIteratorWithThreadMode, DBWithThreadMode, ErrorKind, Options, ReadOptions,
+    SingleThreaded, SnapshotWithThreadMode,
+};
+use self_cell::self_cell;
+
+type Db = DBWithThreadMode<SingleThreaded>;
+
+const META_COLUMN_FAMILY: &str = "meta";
+const FLUSHED_LOG_OFFSET_KEY: &[u8] = b"flushed_log_offset";
+
+type DbSnapshot<'db> = SnapshotWithThreadMode<'db, Db>;
+
+self_cell!(
+    /// A RocksDB snapshot together with the database it borrows.
+    struct OwnedSnapshot {
+        owner: Arc<Db>,
+        #[covariant]
+        dependent: DbSnapshot,
+    }
+);
+
+type DbRawIterator<'snapshot> = DBRawIteratorWithThreadMode<'snapshot, Db>;
+
+self_cell!(
+    /// A RocksDB raw iterator together with the snapshot (and so the database) it reads.
+    struct OwnedRawIterator {
+        owner: Arc<RocksSnapshot>,
+        #[covariant]
+        dependent: DbRawIterator,
+    }
+);
+
+fn rocks_error(error: rocksdb::Error) -> EngineError {
+    match error.kind() {
+        ErrorKind::Corruption => EngineError::Corrupt(error.into_string()),
+        _ => EngineError::Io(error.into_string()),
+    }
+}
+
+fn io_error(context: &str, error: std::io::Error) -> EngineError {
+    EngineError::Io(format!("{context}: {error}"))
+}
+
+fn meta_family(db: &Db) -> Result<&ColumnFamily, EngineError> {
+    db.cf_handle(META_COLUMN_FAMILY)
+        .ok_or_else(|| EngineError::Corrupt("column family `meta` is missing".into()))
+}
+
+fn decode_offset(bytes: Option<Vec<u8>>) -> Result<Option<u64>, EngineError> {
+    let Some(bytes) = bytes else {
+        return Ok(None);
+    };
+    let raw: [u8; 8] = bytes.as_slice().try_into().map_err(|_| {
+        EngineError::Corrupt(format!("flushed log offset has {} bytes, not 8", bytes.len()))
+    })?;
+    Ok(Some(u64::from_be_bytes(raw)))
+}
+
+/// An open RocksDB database.
+pub struct RocksEngine {
+    db: Arc<Db>,
+    /// The factory's root, against which `checkpoint` directories are resolved.
+    root: PathBuf,
+}
+
+impl std::fmt::Debug for RocksEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RocksEngine").field("path", &self.db.path()).finish()
+    }
+}
+
+impl KvEngine for RocksEngine {
+    fn write(&self, batch: &WriteBatch) -> Result<(), EngineError> {
+        let mut rocks_batch = rocksdb::WriteBatch::default();
+        for op in batch.ops() {
+            match op {
+                WriteOp::Put { key, value } => rocks_batch.put(key, value),
+                WriteOp::Delete { key } => rocks_batch.delete(key),
+            }
+        }
+        if let Some(offset) = batch.flushed_log_offset() {
+            let meta = meta_family(&self.db)?;
+            rocks_batch.put_cf(meta, FLUSHED_LOG_OFFSET_KEY, offset.to_be_bytes());
+        }
+        self.db.write(rocks_batch).map_err(rocks_error)
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
+        self.db.get(key).map_err(rocks_error)
+    }
+
+    fn multi_get(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, EngineError> {
+        // One snapshot makes all the reads one point in time.
+        let snapshot = self.db.snapshot();
+        snapshot.multi_get(keys).into_iter().map(|result| result.map_err(rocks_error)).collect()
+    }
+
+    fn snapshot(&self) -> Result<Arc<dyn EngineSnapshot>, EngineError> {
+        let snapshot = OwnedSnapshot::new(Arc::clone(&self.db), |db| db.snapshot());
+        Ok(Arc::new(RocksSnapshot { snapshot }))
+    }
+
+    fn flushed_log_offset(&self) -> Result<Option<u64>, EngineError> {
+        let meta = meta_family(&self.db)?;
+        decode_offset(self.db.get_cf(meta, FLUSHED_LOG_OFFSET_KEY).map_err(rocks_error)?)
+    }
+
+    fn checkpoint(&self, dir: &str) -> Result<(), EngineError> {
+        let path = resolve(&self.root, dir)?;
+        // RocksDB creates the directory itself and refuses an existing one, even if empty.
+        if path.exists() {
+            let mut entries = std::fs::read_dir(&path).map_err(|e| io_error("checkpoint", e))?;
+            if entries.next().is_some() {
+                return Err(EngineError::Io(format!(
+                    "checkpoint directory {} is not empty",
+                    path.display()
+                )));
+            }
+            std::fs::remove_dir(&path).map_err(|e| io_error("checkpoint", e))?;
+        }
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| io_error("checkpoint", e))?;
+        }
+        let checkpoint = Checkpoint::new(&self.db).map_err(rocks_error)?;
+        checkpoint.create_checkpoint(&path).map_err(rocks_error)
+    }
+}
+
+/// A point-in-time view; it keeps the database open until dropped.
+pub struct RocksSnapshot {
+    snapshot: OwnedSnapshot,
+}
+
+impl EngineSnapshot for RocksSnapshot {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
+        self.snapshot.borrow_dependent().get(key).map_err(rocks_error)
+    }
+
+    fn flushed_log_offset(&self) -> Result<Option<u64>, EngineError> {
+        let meta = meta_family(self.snapshot.borrow_owner())?;
+        let snapshot = self.snapshot.borrow_dependent();
+        decode_offset(snapshot.get_cf(meta, FLUSHED_LOG_OFFSET_KEY).map_err(rocks_error)?)
+    }
+
+    fn iter(self: Arc<Self>, range: KeyRange) -> Result<Box<dyn EngineIterator>, EngineError> {
+        // RocksDB's behaviour on an inverted range is not specified; such a range is empty.
+        let empty =
+            matches!((&range.lower, &range.upper), (Some(lower), Some(upper)) if lower >= upper);
+        let mut read_options = ReadOptions::default();
+        if let Some(lower) = &range.lower {
+            read_options.set_iterate_lower_bound(lower.clone());
+        }
+        if let Some(upper) = &range.upper {
+            read_options.set_iterate_upper_bound(upper.clone());
+        }
+        let iterator = OwnedRawIterator::new(self, |snapshot| {
+            snapshot.snapshot.borrow_dependent().raw_iterator_opt(read_options)
+        });
+        Ok(Box::new(RocksIterator { iterator, lower: range.lower, empty, positioned: false }))
+    }
+}
+
+/// A raw iterator over a snapshot, bounded by the range it was made with.
+pub struct RocksIterator {
+    iterator: OwnedRawIterator,
+    lower: Option<Vec<u8>>,
+    empty: bool,
+    /// Before the first seek a RocksDB iterator is invalid without an error; so is this one.
+    positioned: bool,
+}
+
+impl EngineIterator for RocksIterator {
+    fn seek_to_first(&mut self) {
+        self.positioned = true;
+        self.iterator.with_dependent_mut(|_, iterator| iterator.seek_to_first());
+    }
+
+    fn seek(&mut self, key: &[u8]) {
+        self.positioned = true;
+        // Clamp to the lower bound rather than rely on RocksDB doing it.
+        let target = match &self.lower {
+            Some(lower) if lower.as_slice() > key => lower.clone(),
+            _ => key.to_vec(),
+        };
+        self.iterator.with_dependent_mut(|_, iterator| iterator.seek(&target));
+    }
+
+    fn valid(&self) -> bool {
+        !self.empty && self.positioned && self.iterator.borrow_dependent().valid()
+    }
+
+    fn key(&self) -> &[u8] {
+        assert!(self.valid(), "EngineIterator::key on an invalid iterator");
+        self.iterator.borrow_dependent().key().expect("a valid RocksDB iterator has a key")
+    }
+
+    fn value(&self) -> &[u8] {
+        assert!(self.valid(), "EngineIterator::value on an invalid iterator");
+        self.iterator.borrow_dependent().value().expect("a valid RocksDB iterator has a value")
+    }
+
+    fn next(&mut self) {
+        if self.valid() {
+            self.iterator.with_dependent_mut(|_, iterator| iterator.next());
+        }
+    }
+
+    fn status(&self) -> Result<(), EngineError> {
+        self.iterator.borrow_dependent().status().map_err(rocks_error)
+    }
+}
+
+/// Opens RocksDB engines in directories under `root`.
+pub struct RocksEngineFactory {
+    root: PathBuf,
+    /// Databases this factory opened, so that a directory in use is never destroyed or
+    /// overwritten under its engine (RocksDB's lock file only guards opening).
+    open_dbs: Mutex<BTreeMap<PathBuf, Weak<Db>>>,
+}
+
+impl std::fmt::Debug for RocksEngineFactory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RocksEngineFactory").field("root", &self.root).finish_non_exhaustive()
+    }
+}
+
+impl RocksEngineFactory {
+    pub fn new(root: PathBuf) -> Self {
+        RocksEngineFactory { root, open_dbs: Mutex::new(BTreeMap::new()) }
+    }
+
+    fn open_dbs(&self) -> MutexGuard<'_, BTreeMap<PathBuf, Weak<Db>>> {
+        // The map is only ever inserted into or pruned; a panic cannot leave it inconsistent.
+        self.open_dbs.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn ensure_not_open(&self, path: &Path) -> Result<(), EngineError> {
+        let mut open_dbs = self.open_dbs();
+        open_dbs.retain(|_, db| db.strong_count() > 0);
+        if open_dbs.contains_key(path) {
+            return Err(EngineError::Io(format!(
+                "engine in {} is open (a handle or snapshot is alive)",
+                path.display()
+            )));
+        }
+        Ok(())
+    }
+
+    fn open_path(&self, path: PathBuf) -> Result<Arc<dyn KvEngine>, EngineError> {
+        std::fs::create_dir_all(&path).map_err(|e| io_error("open", e))?;
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        let db = Db::open_cf(&options, &path, [META_COLUMN_FAMILY]).map_err(rocks_error)?;
+        let db = Arc::new(db);
+        self.open_dbs().insert(path, Arc::downgrade(&db));
+        Ok(Arc::new(RocksEngine { db, root: self.root.clone() }))
+    }
+}
+
+impl KvEngineFactory for RocksEngineFactory {
+    fn open(&self, dir: &str) -> Result<Arc<dyn KvEngine>, EngineError> {
+        self.open_path(resolve(&self.root, dir)?)
+    }
+
+    fn open_checkpoint(
+        &self,
+        checkpoint_dir: &str,
+        dir: &str,
+    ) -> Result<Arc<dyn KvEngine>, EngineError> {
+        let source = resolve(&self.root, checkpoint_dir)?;
+        let target = resolve(&self.root, dir)?;
+        self.ensure_not_open(&target)?;
+        if !source.is_dir() {
+            return Err(EngineError::Io(format!("no checkpoint in {}", source.display())));
+        }
+        remove_dir_if_present(&target)?;
+        copy_dir_durably(&source, &target)?;
+        self.open_path(target)
+    }
+
+    fn destroy(&self, dir: &str) -> Result<(), EngineError> {
+        let path = resolve(&self.root, dir)?;
+        self.ensure_not_open(&path)?;
+        remove_dir_if_present(&path)
+    }
+}
+
+/// `root/dir`, refusing directories that would escape the root.
+fn resolve(root: &Path, dir: &str) -> Result<PathBuf, EngineError> {
+    let relative = Path::new(dir);
+    let escapes = relative.components().any(|component| {
+        matches!(component, Component::ParentDir | Component::RootDir | Component::Prefix(_))
+    });
+    if escapes {
+        return Err(EngineError::Io(format!("engine directory {dir:?} is not inside the root")));
+    }
+    Ok(root.join(relative))
+}
+
+fn remove_dir_if_present(path: &Path) -> Result<(), EngineError> {
+    match std::fs::remove_dir_all(path) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            Err(io_error(&format!("remove {}", path.display()), error))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Copies a checkpoint directory, syncing every file and directory so that the copy survives
+/// a crash before the engine opened on it writes anything.
+fn copy_dir_durably(source: &Path, target: &Path) -> Result<(), EngineError> {
+    let context = |what: &Path| format!("copy checkpoint {}", what.display());
+    std::fs::create_dir_all(target).map_err(|e| io_error(&context(target), e))?;
+    for entry in std::fs::read_dir(source).map_err(|e| io_error(&context(source), e))? {
+        let entry = entry.map_err(|e| io_error(&context(source), e))?;
+        let from = entry.path();
+        let to = target.join(entry.file_name());
+        let file_type = entry.file_type().map_err(|e| io_error(&context(&from), e))?;
+        if file_type.is_dir() {
+            copy_dir_durably(&from, &to)?;
+        } else {
+            std::fs::copy(&from, &to).map_err(|e| io_error(&context(&from), e))?;
+            sync_path(&to)?;
+        }
+    }
+    sync_path(target)?;
+    if let Some(parent) = target.parent() {
+        sync_path(parent)?;
+    }
+    Ok(())
+}
+
+fn sync_path(path: &Path) -> Result<(), EngineError> {
+    let file =
+        std::fs::File::open(path).map_err(|e| io_error(&format!("open {}", path.display()), e))?;
+    file.sync_all().map_err(|e| io_error(&format!("sync {}", path.display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_and_iterator_outlive_the_engine_and_factory() {
+        let temp = tempfile::TempDir::new().expect("tempdir");
+        let factory = RocksEngineFactory::new(temp.path().to_path_buf());
+        let engine = factory.open("e").expect("open");
+        let mut batch = WriteBatch::new();
+        batch.put(b"a".to_vec(), b"1".to_vec());
+        batch.set_flushed_log_offset(5);
+        engine.write(&batch).expect("write");
+        let snapshot = engine.snapshot().expect("snapshot");
+        let mut iterator = Arc::clone(&snapshot).iter(KeyRange::all()).expect("iter");
+        drop(snapshot);
+        drop(engine);
+        drop(factory);
+        iterator.seek_to_first();
+        assert_eq!(iterator.key(), b"a");
+        assert_eq!(iterator.value(), b"1");
+        iterator.next();
+        assert!(!iterator.valid());
+        iterator.status().expect("status");
+    }
+
+    #[test]
+    fn dirs_outside_the_root_are_refused() {
+        let temp = tempfile::TempDir::new().expect("tempdir");
+        let factory = RocksEngineFactory::new(temp.path().to_path_buf());
+        assert!(factory.open("../x").is_err());
+        assert!(factory.open("/tmp/x").is_err());
+    }
+}

@@ -7,3 +7,4 @@ pub mod os_entropy;
 pub mod system_clock;
 pub mod tokio_executor;
 pub mod rocks_engine;
+pub mod node;

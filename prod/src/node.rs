@@ -1,0 +1,327 @@
+//! One tablet-server process: the real environment bound together, the tablet server started on
+//! it, and its buckets led from the start (there is no coordinator yet).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures::future::{BoxFuture, FutureExt};
+use kvtablet_core::env::{FsError, RemoteError, Rpc, RpcError, RpcHandler};
+use kvtablet_core::kv::KvTabletConfig;
+use kvtablet_core::ledger::Ledger;
+use kvtablet_core::log::{LogConfig, LogError, LogRegistry};
+use kvtablet_core::message::{NodeId, Request, Response};
+use kvtablet_core::mutant::Mutants;
+use kvtablet_core::tablet_server::{RequestLimits, TableConfig, TabletServer, TabletServerConfig};
+use kvtablet_core::{Env, TableBucket};
+use tokio::runtime::Handle;
+
+use crate::disk_fs::DiskFs;
+use crate::object_store_remote::ObjectStoreRemote;
+use crate::os_entropy::{EntropyError, OsEntropy};
+use crate::rocks_engine::RocksEngineFactory;
+use crate::system_clock::SystemClock;
+use crate::tokio_executor::TokioExecutor;
+
+/// The id this process serves under; there is one tablet server per process for now.
+pub const SERVER_NODE_ID: NodeId = 1;
+/// The id the in-process clients (the test-support commands) send from.
+pub const LOCAL_CLIENT_NODE_ID: NodeId = 0;
+
+/// Table id of the buckets hosted by default.
+pub const DEFAULT_TABLE_ID: i64 = 1;
+/// Number of buckets hosted by default.
+pub const DEFAULT_BUCKET_COUNT: i32 = 4;
+/// The one schema the default table has.
+pub const DEFAULT_SCHEMA_ID: i16 = 1;
+
+/// What one node runs and where it keeps its files.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Everything the node persists lives under this directory.
+    pub data_dir: PathBuf,
+    /// The buckets this node hosts and leads.
+    pub buckets: Vec<TableBucket>,
+    /// Schema ids a written value may start with, for every hosted table.
+    pub schema_ids: Vec<i16>,
+}
+
+impl NodeConfig {
+    /// Hosts table [`DEFAULT_TABLE_ID`], buckets `0..DEFAULT_BUCKET_COUNT`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        let buckets = (0..DEFAULT_BUCKET_COUNT)
+            .map(|bucket_id| TableBucket::new(DEFAULT_TABLE_ID, bucket_id))
+            .collect();
+        NodeConfig { data_dir: data_dir.into(), buckets, schema_ids: vec![DEFAULT_SCHEMA_ID] }
+    }
+
+    /// Refuses what the tablet server would reject at start (it asserts its config).
+    pub fn validate(&self) -> Result<(), NodeError> {
+        if self.schema_ids.is_empty() {
+            return Err(NodeError::InvalidConfig("no schema ids".to_string()));
+        }
+        if let Some(bucket) = self.buckets.iter().find(|bucket| bucket.bucket_id < 0) {
+            return Err(NodeError::InvalidConfig(format!("negative bucket id in {bucket}")));
+        }
+        if let Some(bucket) = self.buckets.iter().find(|bucket| bucket.partition_id.is_some()) {
+            return Err(NodeError::InvalidConfig(format!("partitioned {bucket} is not supported")));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("local storage: {0}")]
+    Fs(#[from] FsError),
+    #[error("remote storage: {0}")]
+    Remote(#[from] RemoteError),
+    #[error("changelog: {0}")]
+    Log(#[from] LogError),
+    #[error(transparent)]
+    Entropy(#[from] EntropyError),
+    #[error("invalid node config: {0}")]
+    InvalidConfig(String),
+    #[error("request failed: {0}")]
+    Rpc(#[from] RpcError),
+    #[error("{request} for {bucket} answered {response:?}")]
+    Rejected { request: &'static str, bucket: TableBucket, response: Box<Response> },
+}
+
+/// In-process delivery between the nodes of this process: a request is a function call on the
+/// registered handler. Each sender gets its own [`LoopbackRpc`] view.
+#[derive(Default)]
+pub struct LoopbackNetwork {
+    handlers: RwLock<BTreeMap<NodeId, Arc<dyn RpcHandler>>>,
+}
+
+impl LoopbackNetwork {
+    pub fn new() -> Arc<Self> {
+        Arc::new(LoopbackNetwork::default())
+    }
+
+    pub fn register(&self, node_id: NodeId, handler: Arc<dyn RpcHandler>) {
+        let mut handlers = self.handlers.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        handlers.insert(node_id, handler);
+    }
+
+    /// Makes the node unreachable; also breaks the cycle server → env → rpc → server.
+    pub fn unregister(&self, node_id: NodeId) {
+        let mut handlers = self.handlers.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        handlers.remove(&node_id);
+    }
+
+    fn handler(&self, node_id: NodeId) -> Option<Arc<dyn RpcHandler>> {
+        let handlers = self.handlers.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        handlers.get(&node_id).cloned()
+    }
+
+    /// The network as seen by `from`.
+    pub fn endpoint(self: &Arc<Self>, from: NodeId) -> LoopbackRpc {
+        LoopbackRpc { from, network: Arc::clone(self) }
+    }
+}
+
+/// One sender's view of a [`LoopbackNetwork`].
+#[derive(Clone)]
+pub struct LoopbackRpc {
+    from: NodeId,
+    network: Arc<LoopbackNetwork>,
+}
+
+impl Rpc for LoopbackRpc {
+    fn call(
+        &self,
+        target: NodeId,
+        request: Request,
+        timeout_ms: u64,
+    ) -> BoxFuture<'static, Result<Response, RpcError>> {
+        let Some(handler) = self.network.handler(target) else {
+            return futures::future::ready(Err(RpcError::Unreachable(target))).boxed();
+        };
+        let response = handler.handle(self.from, request);
+        async move {
+            tokio::time::timeout(Duration::from_millis(timeout_ms), response)
+                .await
+                .map_err(|_elapsed| RpcError::Timeout(target))
+        }
+        .boxed()
+    }
+}
+
+/// A started tablet server, seen as what the node needs from it.
+struct RunningServer {
+    handler: Arc<dyn RpcHandler>,
+    shutdown: Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>,
+}
+
+/// A running node: environment, changelogs and tablet server.
+pub struct Node {
+    config: NodeConfig,
+    env: Env,
+    logs: LogRegistry,
+    network: Arc<LoopbackNetwork>,
+    client: LoopbackRpc,
+    server: Option<RunningServer>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("data_dir", &self.config.data_dir)
+            .field("buckets", &self.config.buckets)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Remote objects live in this sub-directory of the data directory until a real object store
+/// is configured.
+const REMOTE_DIR: &str = "remote";
+/// Relative to the node's [`DiskFs`] root, the data directory: the registry puts each log in
+/// `log/<bucket>` under it, next to the engines' `kv/<bucket>`.
+const LOG_ROOT_DIR: &str = ".";
+
+/// Long enough for a durable write on a slow disk; the requests come from this process.
+const LOCAL_REQUEST_TIMEOUT_MS: u64 = 60_000;
+
+impl Node {
+    /// Opens the node's files under `config.data_dir`, starts the tablet server on `runtime`,
+    /// and makes it leader of every configured bucket.
+    pub async fn start(config: NodeConfig, runtime: Handle) -> Result<Node, NodeError> {
+        config.validate()?;
+        let network = LoopbackNetwork::new();
+        let env = build_env(&config.data_dir, runtime, network.endpoint(SERVER_NODE_ID))?;
+        let logs = LogRegistry::new(env.fs.clone(), LOG_ROOT_DIR.to_string(), LogConfig::DEFAULT);
+        let server = start_tablet_server(&env, &config, &logs);
+        network.register(SERVER_NODE_ID, Arc::clone(&server.handler));
+        let client = network.endpoint(LOCAL_CLIENT_NODE_ID);
+        let mut node = Node { config, env, logs, network, client, server: Some(server) };
+        if let Err(error) = node.lead_all_buckets().await {
+            node.shutdown().await;
+            return Err(error);
+        }
+        tracing::info!(
+            data_dir = %node.config.data_dir.display(),
+            buckets = node.config.buckets.len(),
+            "node started"
+        );
+        Ok(node)
+    }
+
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    pub fn env(&self) -> &Env {
+        &self.env
+    }
+
+    /// Without a coordinator the node appoints itself: each bucket is led under an epoch one
+    /// past the one its log remembers, which fences any writer of an earlier incarnation.
+    async fn lead_all_buckets(&self) -> Result<(), NodeError> {
+        for bucket in self.config.buckets.clone() {
+            let leader_epoch = self.logs.open(bucket)?.leader_epoch() + 1;
+            let response = self.request(Request::BecomeLeader { bucket, leader_epoch }).await?;
+            if response != Response::Ok {
+                return Err(NodeError::Rejected {
+                    request: "become_leader",
+                    bucket,
+                    response: Box::new(response),
+                });
+            }
+            tracing::info!(%bucket, leader_epoch, "leading bucket");
+        }
+        Ok(())
+    }
+
+    /// Sends `request` to this node's tablet server, as a local client.
+    pub async fn request(&self, request: Request) -> Result<Response, RpcError> {
+        self.client.call(SERVER_NODE_ID, request, LOCAL_REQUEST_TIMEOUT_MS).await
+    }
+
+    /// Stops the tablet server and waits for it. Idempotent.
+    pub async fn shutdown(&mut self) {
+        if let Some(server) = self.server.take() {
+            self.network.unregister(SERVER_NODE_ID);
+            (server.shutdown)().await;
+            tracing::info!("node stopped");
+        }
+    }
+}
+
+/// The real environment: disk files under `data_dir`, RocksDB engines in the same tree (the
+/// tablet server names their directories `kv/<bucket>`), remote objects under
+/// `data_dir/remote`.
+///
+/// The engine factory is rooted at the data directory, like the [`DiskFs`], so that a directory
+/// name means the same place to both: core creates and removes engine and checkpoint
+/// directories through `fs` and hands the same names to the engines.
+fn build_env(data_dir: &Path, runtime: Handle, rpc: LoopbackRpc) -> Result<Env, NodeError> {
+    let fs = DiskFs::new(data_dir)?;
+    let remote = ObjectStoreRemote::local(fs.root().join(REMOTE_DIR))?;
+    let engines = RocksEngineFactory::new(fs.root().to_path_buf());
+    Ok(Env {
+        node_id: SERVER_NODE_ID,
+        clock: Arc::new(SystemClock::new()),
+        executor: Arc::new(TokioExecutor::new(runtime)),
+        remote: Arc::new(remote),
+        rpc: Arc::new(rpc),
+        fs: Arc::new(fs),
+        entropy: Arc::new(OsEntropy::new()?),
+        engines: Arc::new(engines),
+        ledger: Ledger::new(),
+        mutants: Mutants::NONE,
+    })
+}
+
+/// One table entry per table among the hosted buckets, sized to cover them all.
+fn server_config(config: &NodeConfig) -> TabletServerConfig {
+    let mut bucket_counts: BTreeMap<i64, i32> = BTreeMap::new();
+    for bucket in &config.buckets {
+        let bucket_count = bucket_counts.entry(bucket.table_id).or_insert(0);
+        *bucket_count = (*bucket_count).max(bucket.bucket_id.saturating_add(1));
+    }
+    let tables = bucket_counts
+        .into_iter()
+        .map(|(table_id, bucket_count)| TableConfig {
+            table_id,
+            bucket_count,
+            schema_ids: config.schema_ids.clone(),
+        })
+        .collect();
+    TabletServerConfig { tables, kv: KvTabletConfig::DEFAULT, limits: RequestLimits::DEFAULT }
+}
+
+fn start_tablet_server(env: &Env, config: &NodeConfig, logs: &LogRegistry) -> RunningServer {
+    let server = TabletServer::start(env.clone(), server_config(config), logs.clone());
+    let handler: Arc<dyn RpcHandler> = server.clone();
+    RunningServer { handler, shutdown: Box::new(move || server.shutdown()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_config_hosts_four_buckets_of_table_one() {
+        let config = NodeConfig::new("/tmp/unused");
+        let server = server_config(&config);
+        assert_eq!(config.buckets.len(), 4);
+        assert_eq!(server.tables.len(), 1);
+        assert_eq!(server.tables[0].table_id, 1);
+        assert_eq!(server.tables[0].bucket_count, 4);
+        assert_eq!(server.tables[0].schema_ids, [1]);
+    }
+
+    #[test]
+    fn configs_the_server_would_reject_are_refused() {
+        let mut config = NodeConfig::new("/tmp/unused");
+        assert!(config.validate().is_ok());
+        config.buckets.push(TableBucket::new(2, -1));
+        assert!(matches!(config.validate(), Err(NodeError::InvalidConfig(_))));
+        let mut config = NodeConfig::new("/tmp/unused");
+        config.schema_ids.clear();
+        assert!(matches!(config.validate(), Err(NodeError::InvalidConfig(_))));
+    }
+}

@@ -2,9 +2,9 @@
 //! real files. The only crate that knows them.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 pub mod disk_fs;
+pub mod node;
 pub mod object_store_remote;
 pub mod os_entropy;
+pub mod rocks_engine;
 pub mod system_clock;
 pub mod tokio_executor;
-pub mod rocks_engine;
-pub mod node;

@@ -3,17 +3,17 @@
 
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
-pub mod clock;
-pub mod executor;
-pub mod fs;
-pub mod network;
-pub mod prng;
-pub mod remote;
-pub mod trace;
 pub mod checker;
 pub mod client;
+pub mod clock;
 pub mod coordinator;
+pub mod executor;
+pub mod fs;
 pub mod model;
+pub mod network;
 pub mod plan;
+pub mod prng;
+pub mod remote;
 pub mod sweep;
+pub mod trace;
 pub mod world;

@@ -1,4 +1,1 @@
-//! kvtablet-tests: cross-crate tests (engine conformance, simulator against prod) and the
-//! helpers they share.
-
-pub mod mem_fs;
+//! Cross-crate tests live in `tests/`; this library is empty on purpose.

@@ -11,7 +11,7 @@ use kvtablet_core::engine::{
     EngineError, EngineIterator, EngineSnapshot, KeyRange, KvEngine, KvEngineFactory, WriteBatch,
 };
 use kvtablet_prod::rocks_engine::RocksEngineFactory;
-use kvtablet_tests::mem_fs::MemFs;
+use kvtablet_sim::fs::SimFs;
 
 /// A factory plus whatever keeps its storage alive for the test.
 trait Harness {
@@ -40,7 +40,7 @@ impl Harness for RocksHarness {
 }
 
 fn mem_harness() -> Box<dyn Harness> {
-    Box::new(MemHarness { factory: MemEngineFactory::new(Arc::new(MemFs::new())) })
+    Box::new(MemHarness { factory: MemEngineFactory::new(Arc::new(SimFs::new())) })
 }
 
 fn rocks_harness() -> Box<dyn Harness> {

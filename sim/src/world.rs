@@ -84,9 +84,31 @@ struct World {
     clients_running: Arc<Mutex<u32>>,
 }
 
-/// Runs one seed to the end and reports; never panics on a violation, it reports it.
+/// Runs one seed to the end and reports; never panics on a violation, it reports it. A panic
+/// inside the run (a failed assertion in the code under test) is reported as a violation.
 pub fn run(options: &RunOptions) -> Result<RunReport, String> {
     let plan = Arc::new(RunPlan::draw(options.seed, &options.scenario, options.mutants)?);
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_plan(plan.clone(), options)));
+    outcome.unwrap_or_else(|payload| {
+        let message = payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "non-text panic".to_string());
+        Ok(RunReport {
+            plan: (*plan).clone(),
+            trace_hash: 0,
+            trace_lines: Vec::new(),
+            violations: vec![format!("panic: {message}")],
+            steps: 0,
+            virtual_ms: 0,
+            client_ops: plan.client_ops,
+            counts: crate::checker::CheckCounts::default(),
+        })
+    })
+}
+
+fn run_plan(plan: Arc<RunPlan>, options: &RunOptions) -> Result<RunReport, String> {
     let mut world = World::build(plan.clone(), options.trace_mode);
     for line in plan.describe() {
         world.note(COORDINATOR_NODE, "plan", line);

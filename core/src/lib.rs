@@ -16,6 +16,7 @@ pub mod message;
 pub mod mutant;
 pub mod notify;
 pub mod replica;
+pub mod scan;
 pub mod table_bucket;
 pub mod tablet_server;
 pub mod task;

@@ -4,6 +4,7 @@
 //! drops the fields the wire has no room for (such as `read_offset`).
 
 use crate::error::ApiError;
+use crate::log::LogBatch;
 use crate::table_bucket::TableBucket;
 
 /// A node of the cluster: a tablet server, the coordinator or a client.
@@ -42,6 +43,52 @@ pub enum Request {
     LimitScan { bucket: TableBucket, limit: u32 },
     /// Client → coordinator: the current leaders of every bucket.
     Metadata,
+    /// Client → leader: open, continue or close a full-scan session (Fluss api key 1061).
+    ScanKv(ScanKvRequest),
+    /// Client → leader: changelog batches from `from_offset` up to the high watermark.
+    FetchLog { bucket: TableBucket, from_offset: u64, max_bytes: u64 },
+}
+
+/// `PbScanReqForBucket`: which bucket to scan and an optional row limit across all batches
+/// (absent or `<= 0` is unlimited).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketScanRequest {
+    pub bucket: TableBucket,
+    pub limit: Option<i64>,
+}
+
+/// `ScanKvRequest`: exactly one of `scanner_id` (continue or close) and `bucket_scan_req`
+/// (open) is set. Every data request carries `call_seq_id` (0 at open, then +1 per
+/// continuation) and a positive `batch_size_bytes`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanKvRequest {
+    pub scanner_id: Option<Vec<u8>>,
+    pub bucket_scan_req: Option<BucketScanRequest>,
+    pub call_seq_id: Option<i32>,
+    pub batch_size_bytes: Option<i32>,
+    pub close_scanner: Option<bool>,
+}
+
+/// `ScanKvResponse`. Errors travel in the body, as Fluss sends them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanKvResponse {
+    pub error: Option<ApiError>,
+    pub scanner_id: Option<Vec<u8>>,
+    pub has_more_results: Option<bool>,
+    /// A `DefaultValueRecordBatch` (see `scan::value_record_batch`).
+    pub records: Option<Vec<u8>>,
+    /// Set on the first response only: every change below it is in the scan, none at or
+    /// above it.
+    pub log_offset: Option<i64>,
+    /// Not on the wire: the leader epoch the session was opened under, for the simulator's
+    /// fencing oracle.
+    pub leader_epoch: Option<u32>,
+}
+
+impl ScanKvResponse {
+    pub fn error(error: ApiError) -> ScanKvResponse {
+        ScanKvResponse { error: Some(error), ..ScanKvResponse::default() }
+    }
 }
 
 impl Request {
@@ -55,6 +102,8 @@ impl Request {
             Request::PrefixLookup { .. } => "prefix_lookup",
             Request::LimitScan { .. } => "limit_scan",
             Request::Metadata => "metadata",
+            Request::ScanKv(_) => "scan_kv",
+            Request::FetchLog { .. } => "fetch_log",
         }
     }
 }
@@ -80,5 +129,8 @@ pub enum Response {
     Metadata {
         leaders: Vec<BucketLeader>,
     },
+    ScanKv(ScanKvResponse),
+    /// Whole batches below the high watermark, in order.
+    FetchLog { batches: Vec<LogBatch>, high_watermark: u64 },
     Error(ApiError),
 }

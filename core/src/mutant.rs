@@ -14,6 +14,31 @@ pub enum Mutant {
     RetentionIgnoresMinRetain,
     /// An update is logged as `+I` without the `-U` of the old value.
     UpdateLoggedAsInsert,
+    /// Scan open checks leadership, lets go of the leader lock, then opens and registers
+    /// (Fluss review finding 6).
+    ScanLeaderCheckOutsideLock,
+    /// A continuation refreshes the session's TTL when it is looked up, before the request
+    /// is validated (finding 19).
+    TtlRefreshedBeforeValidation,
+    /// Closing a bucket's sessions resets its counter while closes deferred to in-flight
+    /// requests are still to be counted down (finding 4).
+    ScanCountersResetOnClose,
+    /// The scan's `log_offset` is read outside the lock that gates flushes, apart from the
+    /// snapshot (finding 10).
+    ScanLogOffsetOutsideFlushLock,
+    /// The batch loop does not append at least one row, so a tiny budget returns an empty
+    /// page that claims more rows (finding 17).
+    NoAtLeastOneRecord,
+    /// A leadership close does not remember the ids as expired (finding 14).
+    LeadershipCloseForgetsIds,
+    /// The TTL evictor closes sessions that a request is using (residual hazard).
+    EvictorIgnoresInUse,
+    /// A request rejected as concurrent destroys the session it was rejected from (residual
+    /// hazard).
+    RejectedConcurrentDestroysSession,
+    /// A transport retry of the last page is treated as out of order and ends the scan, as
+    /// Fluss does.
+    RetryOfLastPageEndsScan,
 }
 
 impl Mutant {
@@ -22,6 +47,15 @@ impl Mutant {
         Mutant::StaleEpochWriteAccepted,
         Mutant::RetentionIgnoresMinRetain,
         Mutant::UpdateLoggedAsInsert,
+        Mutant::ScanLeaderCheckOutsideLock,
+        Mutant::TtlRefreshedBeforeValidation,
+        Mutant::ScanCountersResetOnClose,
+        Mutant::ScanLogOffsetOutsideFlushLock,
+        Mutant::NoAtLeastOneRecord,
+        Mutant::LeadershipCloseForgetsIds,
+        Mutant::EvictorIgnoresInUse,
+        Mutant::RejectedConcurrentDestroysSession,
+        Mutant::RetryOfLastPageEndsScan,
     ];
 
     pub fn name(self) -> &'static str {
@@ -30,6 +64,15 @@ impl Mutant {
             Mutant::StaleEpochWriteAccepted => "stale-epoch-write-accepted",
             Mutant::RetentionIgnoresMinRetain => "retention-ignores-min-retain",
             Mutant::UpdateLoggedAsInsert => "update-logged-as-insert",
+            Mutant::ScanLeaderCheckOutsideLock => "scan-leader-check-outside-lock",
+            Mutant::TtlRefreshedBeforeValidation => "ttl-refreshed-before-validation",
+            Mutant::ScanCountersResetOnClose => "scan-counters-reset-on-close",
+            Mutant::ScanLogOffsetOutsideFlushLock => "scan-log-offset-outside-flush-lock",
+            Mutant::NoAtLeastOneRecord => "no-at-least-one-record",
+            Mutant::LeadershipCloseForgetsIds => "leadership-close-forgets-ids",
+            Mutant::EvictorIgnoresInUse => "evictor-ignores-in-use",
+            Mutant::RejectedConcurrentDestroysSession => "rejected-concurrent-destroys-session",
+            Mutant::RetryOfLastPageEndsScan => "retry-of-last-page-ends-scan",
         }
     }
 

@@ -4,12 +4,26 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::engine::ledgered_engine::LedgeredEngine;
-use crate::engine::KvEngine;
+use crate::engine::{EngineSnapshot, KeyRange, KvEngine};
 use crate::env::Env;
+use crate::error::{ApiError, ErrorCode};
 use crate::kv::{KvError, KvTablet, KvTabletConfig};
+use crate::ledger::ResourceKind;
 use crate::log::LogTablet;
+use crate::mutant::Mutant;
+use crate::scan::scan_session::{ScanSession, SessionOrigin};
+use crate::scan::ScannerManager;
 use crate::table_bucket::TableBucket;
 use crate::task::Task;
+
+/// What opening a scan produced.
+#[derive(Debug)]
+pub enum OpenedScan {
+    /// The bucket is empty at `log_offset`: no session, no slot used.
+    Empty { log_offset: u64 },
+    /// A registered session, held by the opening request.
+    Session(Arc<ScanSession>),
+}
 
 enum Role {
     Follower,
@@ -28,6 +42,7 @@ struct ReplicaState {
 pub struct Replica {
     bucket: TableBucket,
     env: Env,
+    scanners: Arc<ScannerManager>,
     config: KvTabletConfig,
     log: Arc<LogTablet>,
     engine_dir: String,
@@ -46,10 +61,12 @@ impl Replica {
         config: KvTabletConfig,
         log: Arc<LogTablet>,
         engine_dir: String,
+        scanners: Arc<ScannerManager>,
     ) -> Replica {
         Replica {
             bucket: log.bucket(),
             env,
+            scanners,
             config,
             log,
             engine_dir,
@@ -96,6 +113,8 @@ impl Replica {
             return Ok(None);
         }
         let previous = end_term(&mut state);
+        // Sessions of the old term end before the new one starts, under the leader lock.
+        self.scanners.close_bucket(self.bucket);
         state.leader_epoch = leader_epoch;
         self.log.fence(leader_epoch)?;
         let engine = match &state.engine {
@@ -133,7 +152,9 @@ impl Replica {
         let mut state = self.lock();
         check_epoch(&state, leader_epoch)?;
         state.leader_epoch = leader_epoch;
-        Ok(end_term(&mut state))
+        let previous = end_term(&mut state);
+        self.scanners.close_bucket(self.bucket);
+        Ok(previous)
     }
 
     /// Ends the current term and releases the engine; the replica serves nothing afterwards.
@@ -141,8 +162,108 @@ impl Replica {
         let mut state = self.lock();
         state.stopped = true;
         let task = end_term(&mut state);
+        // Sessions hold engine snapshots: they end before the engine is released.
+        self.scanners.close_bucket(self.bucket);
         state.engine = None;
         task
+    }
+
+    /// Opens a scan session: the leader check, the snapshot (with the flushed offset it
+    /// matches) and the registration all happen under the leader lock, so a session is either
+    /// registered before a leadership change (and closed by it) or refused.
+    pub async fn open_scan(&self, limit: Option<i64>) -> Result<OpenedScan, ApiError> {
+        let mutants = self.env.mutants;
+        if mutants.is_on(Mutant::ScanLeaderCheckOutsideLock) {
+            let (kv, leader_epoch) = self.leader_kv_and_epoch()?;
+            self.env.executor.yield_now().await;
+            let (snapshot, log_offset) = kv.scan_snapshot().map_err(|e| e.to_api_error())?;
+            return self.open_session(snapshot, log_offset, leader_epoch, limit);
+        }
+        if mutants.is_on(Mutant::ScanLogOffsetOutsideFlushLock) {
+            let (kv, leader_epoch) = self.leader_kv_and_epoch()?;
+            let log_offset = kv.flushed_log_offset();
+            self.env.executor.yield_now().await;
+            let state = self.lock();
+            let still_leader = matches!(state.role, Role::Leader { .. }) && state.leader_epoch == leader_epoch;
+            if !still_leader {
+                return Err(self.not_leader_error());
+            }
+            let (snapshot, _) = kv.scan_snapshot().map_err(|e| e.to_api_error())?;
+            return self.open_session(snapshot, log_offset, leader_epoch, limit);
+        }
+        let state = self.lock();
+        let Role::Leader { kv, .. } = &state.role else {
+            return Err(self.not_leader_error());
+        };
+        if self.log.leader_epoch() != state.leader_epoch {
+            return Err(self.not_leader_error());
+        }
+        let (snapshot, log_offset) = kv.scan_snapshot().map_err(|e| e.to_api_error())?;
+        let opened = self.open_session(snapshot, log_offset, state.leader_epoch, limit);
+        drop(state);
+        opened
+    }
+
+    /// Whether this replica believes it leads under `leader_epoch`.
+    pub fn leads_under(&self, leader_epoch: u32) -> bool {
+        let state = self.lock();
+        matches!(state.role, Role::Leader { .. }) && state.leader_epoch == leader_epoch
+    }
+
+    /// Whether a page may be served from a session opened under `leader_epoch`: this replica
+    /// leads under it and the log has not been fenced by a newer leader whose notice has not
+    /// reached this replica yet.
+    pub fn may_serve_under(&self, leader_epoch: u32) -> bool {
+        self.leads_under(leader_epoch) && self.log.leader_epoch() == leader_epoch
+    }
+
+    fn open_session(
+        &self,
+        snapshot: Arc<dyn EngineSnapshot>,
+        log_offset: u64,
+        leader_epoch: u32,
+        limit: Option<i64>,
+    ) -> Result<OpenedScan, ApiError> {
+        let storage_error = |e: crate::engine::EngineError| ApiError::new(ErrorCode::KvStorageException, e.to_string());
+        let mut iterator = snapshot.iter(KeyRange::all()).map_err(storage_error)?;
+        iterator.seek_to_first();
+        if !iterator.valid() {
+            iterator.status().map_err(storage_error)?;
+            return Ok(OpenedScan::Empty { log_offset });
+        }
+        let id = self.scanners.new_session_id();
+        let owner = format!("node{} scan {} {id}", self.env.node_id, self.bucket.dir_name());
+        let ledger_entry = self.env.ledger.register(ResourceKind::ScanSession, owner);
+        let origin = SessionOrigin {
+            id,
+            bucket: self.bucket,
+            leader_epoch,
+            log_offset,
+            limit,
+            now_ms: self.env.clock.now_mono_ms(),
+        };
+        let session = Arc::new(ScanSession::new(origin, iterator, ledger_entry));
+        if let Err(error) = self.scanners.register(session.clone()) {
+            // Never counted, so closing it is all the rollback there is.
+            session.close_or_defer(true);
+            return Err(error);
+        }
+        Ok(OpenedScan::Session(session))
+    }
+
+    fn leader_kv_and_epoch(&self) -> Result<(Arc<KvTablet>, u32), ApiError> {
+        let state = self.lock();
+        match &state.role {
+            Role::Leader { kv, .. } => Ok((kv.clone(), state.leader_epoch)),
+            Role::Follower => Err(self.not_leader_error()),
+        }
+    }
+
+    fn not_leader_error(&self) -> ApiError {
+        ApiError::new(
+            ErrorCode::NotLeaderOrFollower,
+            format!("Leader not local for bucket {} on tabletServer {}", self.bucket, self.env.node_id),
+        )
     }
 
     fn lock(&self) -> MutexGuard<'_, ReplicaState> {

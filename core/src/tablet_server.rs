@@ -7,10 +7,13 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 
 use crate::env::{Env, RpcHandler};
+use crate::error::{ApiError, ErrorCode};
 use crate::kv::{KvError, KvTablet, KvTabletConfig};
-use crate::log::LogRegistry;
+use crate::log::{LogError, LogRegistry};
 use crate::message::{KvWrite, NodeId, Request, Response};
 use crate::replica::Replica;
+use crate::scan::scan_kv_handler::handle_scan_kv;
+use crate::scan::{ScannerConfig, ScannerManager};
 use crate::table_bucket::TableBucket;
 use crate::task::Task;
 
@@ -48,6 +51,7 @@ pub struct TabletServerConfig {
     pub tables: Vec<TableConfig>,
     pub kv: KvTabletConfig,
     pub limits: RequestLimits,
+    pub scanner: ScannerConfig,
 }
 
 pub struct TabletServer {
@@ -55,6 +59,8 @@ pub struct TabletServer {
     config: TabletServerConfig,
     logs: LogRegistry,
     replicas: Mutex<Replicas>,
+    scanners: Arc<ScannerManager>,
+    evictor: Mutex<Option<Task>>,
     this: Weak<TabletServer>,
 }
 
@@ -77,12 +83,42 @@ impl TabletServer {
             assert!(table.bucket_count > 0, "table {} has no buckets", table.table_id);
             assert!(!table.schema_ids.is_empty(), "table {} has no schema", table.table_id);
         }
+        let scanners = Arc::new(ScannerManager::new(env.clone(), config.scanner));
+        let evictor = Task::spawn(
+            &env.executor,
+            &env.ledger,
+            format!("scanner-expiration node{}", env.node_id),
+            scanners.clone().run_evictor(),
+        );
         Arc::new_cyclic(|this| TabletServer {
             env,
             config,
             logs,
             replicas: Mutex::new(Replicas::default()),
+            scanners,
+            evictor: Mutex::new(Some(evictor)),
             this: this.clone(),
+        })
+    }
+
+    pub fn env(&self) -> &Env {
+        &self.env
+    }
+
+    /// The server's scan sessions.
+    pub fn scanners(&self) -> &Arc<ScannerManager> {
+        &self.scanners
+    }
+
+    /// The replica a scan of `bucket` opens on, with Fluss's errors for a bad bucket (21) and
+    /// for a bucket this server does not host (12).
+    pub fn scan_replica(&self, bucket: TableBucket) -> Result<Arc<Replica>, ApiError> {
+        self.check_bucket(bucket).map_err(|e| e.to_api_error())?;
+        self.replica(bucket).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::NotLeaderOrFollower,
+                format!("Leader not local for bucket {bucket} on tabletServer {}", self.env.node_id),
+            )
         })
     }
 
@@ -116,14 +152,21 @@ impl TabletServer {
         .boxed()
     }
 
-    /// Stops every replica and waits for their tasks to end.
+    /// Stops every replica and waits for their tasks to end. Scan sessions end first: they
+    /// hold engine snapshots.
     pub fn shutdown(&self) -> BoxFuture<'static, ()> {
         let replicas: Vec<Arc<Replica>> = {
             let mut replicas = self.lock_replicas();
             replicas.shut_down = true;
             std::mem::take(&mut replicas.by_bucket).into_values().collect()
         };
+        let evictor = self.evictor.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(evictor) = &evictor {
+            evictor.abort();
+        }
+        self.scanners.shutdown();
         async move {
+            join_if_some(evictor).await;
             for replica in replicas {
                 if let Some(task) = replica.stop() {
                     task.join().await;
@@ -176,13 +219,31 @@ impl TabletServer {
                 let (values, read_offset) = self.hosted_kv(bucket)?.limit_scan(limit)?;
                 Ok(Response::Rows { values, read_offset })
             }
+            Request::ScanKv(request) => Ok(Response::ScanKv(handle_scan_kv(self, request).await)),
+            Request::FetchLog { bucket, from_offset, max_bytes } => {
+                self.check_bucket(bucket)?;
+                let kv = self.hosted_kv(bucket)?;
+                let high_watermark = kv.log().high_watermark();
+                let batches = match kv.log().read(from_offset, max_bytes) {
+                    Ok(batches) => batches,
+                    Err(LogError::OffsetOutOfRange { offset, log_start_offset }) => {
+                        return Ok(Response::Error(ApiError::new(
+                            ErrorCode::LogOffsetOutOfRange,
+                            format!("offset {offset} is below the log start offset {log_start_offset}"),
+                        )))
+                    }
+                    Err(error) => return Err(error.into()),
+                };
+                let batches = batches.into_iter().filter(|b| b.end_offset() <= high_watermark).collect();
+                Ok(Response::FetchLog { batches, high_watermark })
+            }
             Request::Metadata => Err(KvError::NotLeader(
                 "metadata is served by the coordinator, not a tablet server".to_string(),
             )),
         }
     }
 
-    fn check_bucket(&self, bucket: TableBucket) -> Result<&TableConfig, KvError> {
+    pub(crate) fn check_bucket(&self, bucket: TableBucket) -> Result<&TableConfig, KvError> {
         let table = self
             .config
             .tables
@@ -260,7 +321,8 @@ impl TabletServer {
         }
         let log = self.logs.open(bucket)?;
         let engine_dir = format!("kv/{}", bucket.dir_name());
-        let replica = Arc::new(Replica::new(self.env.clone(), self.config.kv, log, engine_dir));
+        let replica =
+            Arc::new(Replica::new(self.env.clone(), self.config.kv, log, engine_dir, self.scanners.clone()));
         replicas.by_bucket.insert(bucket, replica.clone());
         Ok(replica)
     }

@@ -290,7 +290,12 @@ fn server_config(config: &NodeConfig) -> TabletServerConfig {
             schema_ids: config.schema_ids.clone(),
         })
         .collect();
-    TabletServerConfig { tables, kv: KvTabletConfig::DEFAULT, limits: RequestLimits::DEFAULT }
+    TabletServerConfig {
+        tables,
+        kv: KvTabletConfig::DEFAULT,
+        limits: RequestLimits::DEFAULT,
+        scanner: kvtablet_core::scan::ScannerConfig::DEFAULT,
+    }
 }
 
 fn start_tablet_server(env: &Env, config: &NodeConfig, logs: &LogRegistry) -> RunningServer {

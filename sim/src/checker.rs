@@ -10,6 +10,10 @@ use kvtablet_core::tablet_server::TabletServer;
 use kvtablet_core::{ApiError, ErrorCode, TableBucket};
 
 use kvtablet_core::env::Clock;
+use kvtablet_core::log::{ChangeType, LogBatch};
+use kvtablet_core::message::ScanKvResponse;
+use kvtablet_core::scan::value_record_batch::decode_value_batch;
+use kvtablet_core::scan::ScannerConfig;
 
 use crate::model::Model;
 use crate::trace::Trace;
@@ -38,6 +42,13 @@ pub struct Checker {
     counts: Mutex<CheckCounts>,
     trace: Arc<Mutex<Trace>>,
     clock: Arc<dyn Clock>,
+    /// Crashes per server: a session is only expected to survive on the incarnation that
+    /// opened it.
+    crash_counts: Mutex<BTreeMap<NodeId, u64>>,
+    /// When the last clock jump happened; expiry timing rules that a jump can stretch are not
+    /// applied across one.
+    last_clock_jump_ms: Mutex<Option<u64>>,
+    scanner: ScannerConfig,
 }
 
 /// How much each oracle checked in a run, so that a passing run shows it checked something.
@@ -48,6 +59,10 @@ pub struct CheckCounts {
     pub row_reads_checked: u64,
     pub errors_seen: u64,
     pub buckets_checked_at_quiescence: u64,
+    pub scan_pages: u64,
+    pub scans_completed: u64,
+    pub handoffs_checked: u64,
+    pub probes_checked: u64,
 }
 
 impl Checker {
@@ -56,6 +71,7 @@ impl Checker {
         servers: LiveServers,
         trace: Arc<Mutex<Trace>>,
         clock: Arc<dyn Clock>,
+        scanner: ScannerConfig,
     ) -> Checker {
         Checker {
             model: Mutex::new(Model::new()),
@@ -66,6 +82,9 @@ impl Checker {
             counts: Mutex::new(CheckCounts::default()),
             trace,
             clock,
+            crash_counts: Mutex::new(BTreeMap::new()),
+            last_clock_jump_ms: Mutex::new(None),
+            scanner,
         }
     }
 
@@ -295,6 +314,191 @@ impl Checker {
         }
         *last = (*last).max(read_offset);
         problems
+    }
+}
+
+impl Checker {
+    pub fn scanner_config(&self) -> ScannerConfig {
+        self.scanner
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_mono_ms()
+    }
+
+    /// The bucket's current leader epoch, as its log knows it (the god view).
+    pub fn log_epoch(&self, bucket: TableBucket) -> u32 {
+        self.logs.open(bucket).map_or(0, |log| log.leader_epoch())
+    }
+
+    pub fn note_crash(&self, server: NodeId) {
+        *lock(&self.crash_counts).entry(server).or_insert(0) += 1;
+    }
+
+    pub fn crash_count(&self, server: NodeId) -> u64 {
+        lock(&self.crash_counts).get(&server).copied().unwrap_or(0)
+    }
+
+    pub fn note_clock_jump(&self) {
+        *lock(&self.last_clock_jump_ms) = Some(self.clock.now_mono_ms());
+    }
+
+    pub fn clock_jumped_since(&self, since_ms: u64) -> bool {
+        lock(&self.last_clock_jump_ms).is_some_and(|at| at >= since_ms)
+    }
+
+    /// Every page: it decodes, a page that promises more rows carries at least one, and it
+    /// was served under an epoch that was current at some moment of the request (sent at
+    /// `epoch_at_send`, answered now).
+    pub fn on_scan_page(&self, client: NodeId, bucket: TableBucket, epoch_at_send: u32, response: &ScanKvResponse) -> Vec<Vec<u8>> {
+        lock(&self.counts).scan_pages += 1;
+        let epoch_now = self.log_epoch(bucket);
+        let mut values = Vec::new();
+        if let Some(records) = &response.records {
+            match decode_value_batch(records) {
+                Ok(decoded) => values = decoded,
+                Err(error) => self.violation(format!("scan page for client {client} on {bucket}: {error}")),
+            }
+        }
+        if response.has_more_results == Some(true) && values.is_empty() {
+            self.violation(format!("scan page on {bucket} promises more rows but carries none"));
+        }
+        if let Some(epoch) = response.leader_epoch {
+            if epoch < epoch_at_send || epoch > epoch_now {
+                self.violation(format!(
+                    "scan page on {bucket} served under epoch {epoch}, outside [{epoch_at_send}, {epoch_now}] of its request"
+                ));
+            }
+        }
+        values
+    }
+
+    /// Snapshot isolation: a completed scan is the model's state at its `log_offset` (its
+    /// first `limit` rows when limited): every key once, none missing, none extra.
+    pub fn on_scan_complete(&self, bucket: TableBucket, log_offset: u64, limit: Option<i64>, values: &[Vec<u8>]) {
+        lock(&self.counts).scans_completed += 1;
+        let mut model = lock(&self.model);
+        if let Err(text) = self.catch_up(&mut model, bucket) {
+            drop(model);
+            return self.violation(text);
+        }
+        if log_offset > model.read_offset(bucket) {
+            let end = model.read_offset(bucket);
+            drop(model);
+            return self.violation(format!("scan of {bucket} claims log_offset {log_offset} beyond the log end {end}"));
+        }
+        let mut expected: Vec<Vec<u8>> = model.state_at(bucket, log_offset).into_iter().map(|(_, v)| v).collect();
+        drop(model);
+        if let Some(limit) = limit.filter(|l| *l > 0) {
+            expected.truncate(limit as usize);
+        }
+        if expected != values {
+            let keys = |rows: &[Vec<u8>]| rows.iter().filter_map(|v| crate::client::key_of_value(v)).map(|k| String::from_utf8_lossy(&k).into_owned()).collect::<Vec<_>>();
+            self.violation(format!(
+                "scan of {bucket} at log_offset {log_offset} (limit {limit:?}) returned {} rows, the model has {}: got {:?}, want {:?}",
+                values.len(),
+                expected.len(),
+                keys(values),
+                keys(&expected)
+            ));
+        }
+    }
+
+    /// Handoff: the scan's rows plus the changelog from its `log_offset` reproduce the model
+    /// at the offset the changelog was applied up to.
+    pub fn check_handoff(&self, bucket: TableBucket, log_offset: u64, values: &[Vec<u8>], batches: &[LogBatch]) {
+        lock(&self.counts).handoffs_checked += 1;
+        let mut rows: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        for value in values {
+            match crate::client::key_of_value(value) {
+                Some(key) => {
+                    if rows.insert(key, value.clone()).is_some() {
+                        return self.violation(format!("scan of {bucket} returned a key twice"));
+                    }
+                }
+                None => return self.violation(format!("scan of {bucket} returned a value without its key: {:?}", String::from_utf8_lossy(value))),
+            }
+        }
+        let mut applied_until = log_offset;
+        for batch in batches {
+            if batch.end_offset() <= log_offset {
+                continue;
+            }
+            for record in batch.records.iter().filter(|r| r.offset >= log_offset) {
+                match record.change_type {
+                    ChangeType::Insert | ChangeType::UpdateAfter | ChangeType::AppendOnly => {
+                        rows.insert(record.key.clone(), record.value.clone());
+                    }
+                    ChangeType::Delete => {
+                        rows.remove(&record.key);
+                    }
+                    ChangeType::UpdateBefore => {}
+                }
+            }
+            applied_until = batch.end_offset();
+        }
+        let mut model = lock(&self.model);
+        if let Err(text) = self.catch_up(&mut model, bucket) {
+            drop(model);
+            return self.violation(text);
+        }
+        let expected: BTreeMap<Vec<u8>, Vec<u8>> = model.state_at(bucket, applied_until).into_iter().collect();
+        drop(model);
+        if rows != expected {
+            self.violation(format!(
+                "handoff of {bucket}: scan at {log_offset} plus the changelog to {applied_until} gives {} rows, the model {}",
+                rows.len(),
+                expected.len()
+            ));
+        }
+    }
+
+    pub fn count_probe(&self) {
+        lock(&self.counts).probes_checked += 1;
+    }
+
+    /// Limits are never exceeded and counters never negative; every registered session of a
+    /// bucket belongs to the term its server currently leads.
+    pub fn check_scanner_registries(&self) {
+        let servers: Vec<Arc<TabletServer>> = lock(&self.servers).values().cloned().collect();
+        for server in servers {
+            let counts = server.scanners().counts();
+            if counts.total < 0 || counts.total > i64::from(self.scanner.sessions_per_server_max) {
+                self.violation(format!("node {} holds {} scan sessions", server.node_id(), counts.total));
+            }
+            for (bucket, count) in &counts.per_bucket {
+                if *count < 0 || *count > i64::from(self.scanner.sessions_per_bucket_max) {
+                    self.violation(format!("node {} holds {count} scan sessions of {bucket}", server.node_id()));
+                }
+            }
+            for session in server.scanners().sessions() {
+                let current = server.replica(session.bucket).is_some_and(|r| r.leads_under(session.leader_epoch));
+                if !current {
+                    self.violation(format!(
+                        "node {} keeps scan session {} of {} opened under epoch {}, which it no longer leads",
+                        server.node_id(),
+                        session.id,
+                        session.bucket,
+                        session.leader_epoch
+                    ));
+                }
+            }
+        }
+    }
+
+    /// After TTL plus an eviction interval with no clients: no session is left anywhere.
+    pub fn check_no_sessions_left(&self, ledger: &kvtablet_core::ledger::Ledger) {
+        let servers: Vec<Arc<TabletServer>> = lock(&self.servers).values().cloned().collect();
+        for server in servers {
+            let counts = server.scanners().counts();
+            if counts.total != 0 || counts.registered != 0 || !counts.per_bucket.is_empty() {
+                self.violation(format!("node {} still holds scan sessions after the TTL: {counts:?}", server.node_id()));
+            }
+        }
+        let sessions = ledger.count(kvtablet_core::ledger::ResourceKind::ScanSession);
+        if sessions != 0 {
+            self.violation(format!("{sessions} scan sessions alive in the ledger after the TTL"));
+        }
     }
 }
 

@@ -1,7 +1,6 @@
 //! A simulated client: upserts, deletes, lookups, prefix lookups and limit scans against the
 //! current leaders, with metadata refresh and bounded retries, every answer sent to the checker.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kvtablet_core::env::{Clock, Rpc};
@@ -9,6 +8,7 @@ use kvtablet_core::message::{KvWrite, NodeId, Request, Response};
 use kvtablet_core::{ErrorCode, TableBucket};
 
 use crate::checker::{Checker, RowQuery};
+use crate::leader_cache::LeaderCache;
 use crate::plan::RunPlan;
 use crate::prng::{Prng, Ratio};
 
@@ -27,13 +27,30 @@ pub struct Client {
     pub plan: Arc<RunPlan>,
     pub checker: Arc<Checker>,
     pub ops: u32,
-    leaders: BTreeMap<TableBucket, NodeId>,
+    leaders: LeaderCache,
     write_seq: u64,
 }
 
 /// The key of index `index` in `bucket`: `b{bucket}/p{prefix}/k{index}`.
 pub fn key_of(bucket: TableBucket, index: u32) -> Vec<u8> {
     format!("b{:03}/p{}/k{:03}", bucket.bucket_id, index % KEY_PREFIXES, index).into_bytes()
+}
+
+/// A stored value: the schema id, then the key itself (a scan returns values only, so the
+/// oracles read the key back out of it), then a tag unique to the write.
+pub fn value_of(key: &[u8], tag: &str) -> Vec<u8> {
+    let mut value = SCHEMA_ID.to_le_bytes().to_vec();
+    value.extend_from_slice(key);
+    value.push(b'|');
+    value.extend_from_slice(tag.as_bytes());
+    value
+}
+
+/// The key a value produced by [`value_of`] carries.
+pub fn key_of_value(value: &[u8]) -> Option<Vec<u8>> {
+    let body = value.get(2..)?;
+    let end = body.iter().position(|b| *b == b'|')?;
+    Some(body[..end].to_vec())
 }
 
 pub fn prefix_of(bucket: TableBucket, prefix: u32) -> Vec<u8> {
@@ -58,7 +75,7 @@ impl Client {
             plan,
             checker,
             ops,
-            leaders: BTreeMap::new(),
+            leaders: LeaderCache::new(),
             write_seq: 0,
         }
     }
@@ -106,10 +123,7 @@ impl Client {
                 None
             } else {
                 self.write_seq += 1;
-                let mut value = SCHEMA_ID.to_le_bytes().to_vec();
-                value
-                    .extend_from_slice(format!("c{}-w{}", self.node_id, self.write_seq).as_bytes());
-                Some(value)
+                Some(value_of(&key, &format!("c{}-w{}", self.node_id, self.write_seq)))
             };
             writes.push(KvWrite { key, value });
         }
@@ -162,7 +176,7 @@ impl Client {
     async fn send(&mut self, bucket: TableBucket, request: Request) -> Option<(Response, u64)> {
         let mut backoff_ms = 10;
         for _ in 0..ATTEMPTS_MAX {
-            let Some(leader) = self.leader_of(bucket).await else {
+            let Some(leader) = self.leaders.leader_of(&self.rpc, bucket, self.plan.request_timeout_ms).await else {
                 self.clock.sleep(backoff_ms).await;
                 backoff_ms *= 2;
                 continue;
@@ -186,22 +200,10 @@ impl Client {
                 Ok(response) => return Some((response, floor)),
                 Err(_) => {}
             }
-            self.leaders.remove(&bucket);
+            self.leaders.forget(bucket);
             self.clock.sleep(backoff_ms).await;
             backoff_ms *= 2;
         }
         None
-    }
-
-    async fn leader_of(&mut self, bucket: TableBucket) -> Option<NodeId> {
-        if let Some(leader) = self.leaders.get(&bucket) {
-            return Some(*leader);
-        }
-        let response =
-            self.rpc.call(COORDINATOR_NODE, Request::Metadata, self.plan.request_timeout_ms).await;
-        if let Ok(Response::Metadata { leaders }) = response {
-            self.leaders = leaders.iter().filter_map(|l| Some((l.bucket, l.leader?))).collect();
-        }
-        self.leaders.get(&bucket).copied()
     }
 }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use kvtablet_core::mutant::Mutants;
+use kvtablet_core::scan::ScannerConfig;
 
 use crate::prng::{Prng, Ratio, Streams};
 
@@ -30,6 +31,8 @@ pub struct FaultPlan {
     pub net_duplicate: Ratio,
     /// Mean interval between log-retention passes.
     pub retention_interval_ms: Option<u64>,
+    /// Mean interval between clock jumps that land exactly on a live session's TTL boundary.
+    pub ttl_jump_interval_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +49,10 @@ pub struct RunPlan {
     pub weights: OpWeights,
     pub faults: FaultPlan,
     pub mutants: Mutants,
+    /// Clients that run full scans (open, page, close, abandon, probe).
+    pub scan_clients: u32,
+    pub scan_ops_per_client: u32,
+    pub scanner: ScannerConfig,
 }
 
 impl RunPlan {
@@ -65,6 +72,9 @@ impl RunPlan {
             weights: draw_weights(&mut prng),
             faults: draw_faults(&mut prng),
             mutants,
+            scan_clients: prng.range_inclusive(1, 6) as u32,
+            scan_ops_per_client: prng.range_inclusive(10, 40) as u32,
+            scanner: draw_scanner_config(&mut prng),
         };
         scenario.apply(&mut plan)?;
         plan.check()?;
@@ -107,6 +117,17 @@ impl RunPlan {
                 "plan net delay_ms_max={} drop={}/{} duplicate={}/{}",
                 f.net_delay_ms_max, f.net_drop.num, f.net_drop.den, f.net_duplicate.num, f.net_duplicate.den
             ),
+            format!(
+                "plan scans clients={} ops_per_client={} ttl_ms={} expiration_interval_ms={} per_bucket_max={} per_server_max={} batch_bytes_max={} ttl_jumps={}",
+                self.scan_clients,
+                self.scan_ops_per_client,
+                self.scanner.ttl_ms,
+                self.scanner.expiration_interval_ms,
+                self.scanner.sessions_per_bucket_max,
+                self.scanner.sessions_per_server_max,
+                self.scanner.batch_bytes_max,
+                on_off(f.ttl_jump_interval_ms)
+            ),
         ]
     }
 
@@ -145,6 +166,19 @@ fn draw_weights(prng: &mut Prng) -> OpWeights {
     }
 }
 
+/// Short TTLs so that expiry races happen within a run; the interval stays at most a quarter
+/// of the TTL so that the probes' timing rules hold; limits low enough to be hit.
+fn draw_scanner_config(prng: &mut Prng) -> ScannerConfig {
+    let ttl_ms = prng.range_inclusive(400, 4_000);
+    ScannerConfig {
+        ttl_ms,
+        expiration_interval_ms: prng.range_inclusive(20, ttl_ms / 4),
+        sessions_per_bucket_max: prng.range_inclusive(1, 8) as u32,
+        sessions_per_server_max: prng.range_inclusive(2, 24) as u32,
+        batch_bytes_max: prng.range_inclusive(16, 4_096) as u32,
+    }
+}
+
 fn draw_faults(prng: &mut Prng) -> FaultPlan {
     let maybe = |prng: &mut Prng, low: u64, high: u64| {
         if prng.chance(Ratio::new(1, 3)) {
@@ -157,6 +191,7 @@ fn draw_faults(prng: &mut Prng) -> FaultPlan {
     let crash_interval_ms = maybe(prng, 500, 10_000);
     let retention_interval_ms = maybe(prng, 50, 1_000);
     let net_on = !prng.chance(Ratio::new(1, 3));
+    let ttl_jump_interval_ms = maybe(prng, 200, 3_000);
     FaultPlan {
         leader_flip_interval_ms,
         crash_interval_ms,
@@ -169,6 +204,7 @@ fn draw_faults(prng: &mut Prng) -> FaultPlan {
             Ratio::NEVER
         },
         retention_interval_ms,
+        ttl_jump_interval_ms,
     }
 }
 
@@ -240,6 +276,15 @@ impl Scenario {
                 "leader_flip_interval_ms" => plan.faults.leader_flip_interval_ms = interval()?,
                 "crash_interval_ms" => plan.faults.crash_interval_ms = interval()?,
                 "retention_interval_ms" => plan.faults.retention_interval_ms = interval()?,
+                "ttl_jump_interval_ms" => plan.faults.ttl_jump_interval_ms = interval()?,
+                "scan_clients" => plan.scan_clients = number()? as u32,
+                "scan_ops_per_client" => plan.scan_ops_per_client = number()? as u32,
+                "scanner_ttl_ms" => {
+                    plan.scanner.ttl_ms = number()?;
+                    plan.scanner.expiration_interval_ms = plan.scanner.expiration_interval_ms.min(plan.scanner.ttl_ms / 4).max(1);
+                }
+                "scanner_per_bucket_max" => plan.scanner.sessions_per_bucket_max = number()? as u32,
+                "scanner_per_server_max" => plan.scanner.sessions_per_server_max = number()? as u32,
                 "net_delay_ms_max" => plan.faults.net_delay_ms_max = number()?.max(1),
                 "net_drop_percent" => plan.faults.net_drop = Ratio::new(number()?, 100),
                 "net_duplicate_percent" => plan.faults.net_duplicate = Ratio::new(number()?, 100),

@@ -27,6 +27,7 @@ use crate::remote::{RemoteFaults, SimRemoteStorage};
 use crate::trace::{Trace, TraceMode};
 
 const CLIENT_NODE_BASE: NodeId = 100;
+const SCAN_CLIENT_NODE_BASE: NodeId = 200;
 /// A run that has not finished its workload after this much virtual time is livelocked.
 const VIRTUAL_TIME_MS_MAX: u64 = 30 * 60 * 1000;
 const STEPS_MAX: u64 = 20_000_000;
@@ -129,12 +130,16 @@ fn run_plan(plan: Arc<RunPlan>, options: &RunOptions) -> Result<RunReport, Strin
         COORDINATOR_NODE,
         "checked",
         format!(
-            "puts_acked={} lookups={} row_reads={} errors={} buckets_at_quiescence={}",
+            "puts_acked={} lookups={} row_reads={} errors={} buckets_at_quiescence={} scan_pages={} scans_completed={} handoffs={} probes={}",
             counts.puts_acked,
             counts.lookups_checked,
             counts.row_reads_checked,
             counts.errors_seen,
-            counts.buckets_checked_at_quiescence
+            counts.buckets_checked_at_quiescence,
+            counts.scan_pages,
+            counts.scans_completed,
+            counts.handoffs_checked,
+            counts.probes_checked
         ),
     );
     let steps = world.exec.steps();
@@ -180,6 +185,7 @@ impl World {
             live.clone(),
             trace.clone(),
             exec.clock_for(COORDINATOR_NODE),
+            plan.scanner,
         ));
         let coordinator = Arc::new(Coordinator::new(
             net.endpoint(COORDINATOR_NODE),
@@ -217,6 +223,7 @@ impl World {
             }],
             kv: KvTabletConfig::DEFAULT,
             limits: RequestLimits::DEFAULT,
+            scanner: self.plan.scanner,
         }
     }
 
@@ -232,7 +239,29 @@ impl World {
         }
         let per_client = self.plan.client_ops / self.plan.clients;
         let remainder = self.plan.client_ops % self.plan.clients;
-        *lock(&self.clients_running) = self.plan.clients;
+        *lock(&self.clients_running) = self.plan.clients + self.plan.scan_clients;
+        for index in 0..self.plan.scan_clients {
+            let node = SCAN_CLIENT_NODE_BASE + index;
+            let client = crate::scan_client::ScanClient::new(
+                node,
+                self.net.endpoint(node),
+                self.exec.clock_for(node),
+                self.streams.stream(&format!("scan-client-{node}")),
+                self.plan.clone(),
+                self.checker.clone(),
+            );
+            let running = self.clients_running.clone();
+            let run = crate::scan_client::spawnable(client);
+            self.exec.spawn(
+                node,
+                format!("scan client {node}"),
+                async move {
+                    run.await;
+                    *lock(&running) -= 1;
+                }
+                .boxed(),
+            );
+        }
         for index in 0..self.plan.clients {
             let node = CLIENT_NODE_BASE + index;
             let ops = per_client + u32::from(index < remainder);
@@ -311,6 +340,7 @@ impl World {
         let mut next_flip = faults.leader_flip_interval_ms.map(|ms| self.next_time(ms));
         let mut next_crash = faults.crash_interval_ms.map(|ms| self.next_time(ms));
         let mut next_retention = faults.retention_interval_ms.map(|ms| self.next_time(ms));
+        let mut next_ttl_jump = faults.ttl_jump_interval_ms.map(|ms| self.next_time(ms));
         let mut restarts: BTreeMap<NodeId, u64> = BTreeMap::new();
         loop {
             if *lock(&self.clients_running) == 0 {
@@ -323,7 +353,7 @@ impl World {
                     pending: self.exec.pending_tasks(),
                 });
             }
-            let next_fault = [next_flip, next_crash, next_retention]
+            let next_fault = [next_flip, next_crash, next_retention, next_ttl_jump]
                 .into_iter()
                 .flatten()
                 .chain(restarts.values().copied())
@@ -358,6 +388,10 @@ impl World {
                     restarts.insert(node, now + delay_ms);
                 }
                 next_crash = faults.crash_interval_ms.map(|ms| self.next_time(ms));
+            }
+            if next_ttl_jump.is_some_and(|at| at <= now) {
+                self.jump_to_ttl_boundary();
+                next_ttl_jump = faults.ttl_jump_interval_ms.map(|ms| self.next_time(ms));
             }
             if next_retention.is_some_and(|at| at <= now) {
                 self.run_retention();
@@ -400,6 +434,7 @@ impl World {
             format!("node {node} crashes (disk {})", if lose_disk { "lost" } else { "kept" }),
         );
         self.coordinator.set_server_live(node, false);
+        self.checker.note_crash(node);
         lock(&self.live).remove(&node);
         self.net.set_node_up(node, false);
         self.exec.kill_node(node);
@@ -426,6 +461,22 @@ impl World {
         for bucket in self.coordinator.buckets_led_by(None) {
             self.assign(bucket, Some(node));
         }
+    }
+
+    /// Moves the clock to exactly a live session's TTL boundary (or one past it), where the
+    /// evictor's strict comparison and a racing continuation meet.
+    fn jump_to_ttl_boundary(&mut self) {
+        let servers: Vec<Arc<TabletServer>> = lock(&self.live).values().cloned().collect();
+        let Some(server) = self.faults.pick(&servers).cloned() else { return };
+        let sessions = server.scanners().sessions();
+        let Some(session) = self.faults.pick(&sessions).cloned() else { return };
+        let target_ms = session.last_access_ms + self.plan.scanner.ttl_ms + self.faults.below(2);
+        if target_ms <= self.exec.now_mono_ms() {
+            return;
+        }
+        self.note(server.node_id(), "ttl-jump", format!("to {target_ms} for session of {}", session.bucket.dir_name()));
+        self.exec.advance_to(target_ms);
+        self.checker.note_clock_jump();
     }
 
     fn run_retention(&mut self) {
@@ -481,6 +532,11 @@ impl World {
         for bucket_id in 0..self.plan.bucket_count() {
             self.checker.check_quiescent_state(TableBucket::new(TABLE_ID, bucket_id));
         }
+        // Abandoned sessions must be reclaimed by the evictor within TTL plus an interval.
+        let scanner = self.plan.scanner;
+        self.exec.run_for(scanner.ttl_ms + 2 * scanner.expiration_interval_ms + 1)?;
+        self.checker.check_no_sessions_left(&self.ledger);
+        self.checker.check_scanner_registries();
         Ok(())
     }
 

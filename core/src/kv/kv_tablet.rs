@@ -224,6 +224,14 @@ impl KvTablet {
         Ok((scan_values(snapshot, KeyRange::all(), limit)?, read_offset))
     }
 
+    /// A snapshot for a scan session and the flushed offset it matches exactly, both taken
+    /// under the lock that gates flushes. It checks no leadership: the caller holds the
+    /// replica's leader lock, which is what fences scans.
+    pub fn scan_snapshot(&self) -> Result<(Arc<dyn EngineSnapshot>, u64), KvError> {
+        let state = self.lock();
+        Ok((self.engine.snapshot()?, state.flushed_log_offset))
+    }
+
     /// A point-in-time engine view and the flushed offset it matches exactly.
     pub fn read_snapshot(&self) -> Result<(Arc<dyn EngineSnapshot>, u64), KvError> {
         let state = self.lock_for_read()?;

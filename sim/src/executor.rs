@@ -84,7 +84,14 @@ struct SchedState {
 struct Inner {
     sched: Mutex<SchedState>,
     time: SimTime,
+    /// Decides how long a yield point takes: usually no time, sometimes a few virtual
+    /// milliseconds, as a preempted thread would (FoundationDB injects the same delays).
+    yield_delays: Mutex<Prng>,
 }
+
+/// One yield in this many takes virtual time.
+const SLOW_YIELD_ONE_IN: u64 = 4;
+const SLOW_YIELD_MS_MAX: u64 = 5;
 
 /// The simulator's executor and virtual time. Cloning shares it.
 #[derive(Clone)]
@@ -144,6 +151,7 @@ impl SimExecutor {
                     steps: 0,
                 }),
                 time: SimTime::new(base_wall_ms),
+                yield_delays: Mutex::new(streams.stream("yield-delays")),
             }),
         }
     }
@@ -504,7 +512,18 @@ impl Executor for NodeExecutor {
     }
 
     fn yield_now(&self) -> BoxFuture<'static, ()> {
-        YieldNow { yielded: false }.boxed()
+        let delay_ms = {
+            let mut prng = lock(&self.executor.inner.yield_delays);
+            // Two draws every time, so the stream's position never depends on the outcome.
+            let slow = prng.below(SLOW_YIELD_ONE_IN) == 0;
+            let delay_ms = prng.range_inclusive(1, SLOW_YIELD_MS_MAX);
+            if slow { delay_ms } else { 0 }
+        };
+        if delay_ms == 0 {
+            return YieldNow { yielded: false }.boxed();
+        }
+        let deadline_ms = self.executor.now_mono_ms() + delay_ms;
+        self.executor.sleep_until(deadline_ms).boxed()
     }
 }
 
@@ -751,13 +770,14 @@ mod tests {
     #[test]
     fn run_until_respects_the_step_budget() {
         let executor = SimExecutor::new(&Streams::new(7));
-        let yielder = executor.executor_for(1);
+        // Zero-time yields: `Executor::yield_now` sometimes takes virtual time, which would
+        // let a spinner advance the clock.
         executor.spawn(
             1,
             "spinner",
             async move {
                 loop {
-                    yielder.yield_now().await;
+                    YieldNow::new().await;
                 }
             }
             .boxed(),

@@ -223,6 +223,7 @@ const BUILTIN_SCENARIOS: &[(&str, &str)] = &[
     ("leader-flips", include_str!("../../scenarios/leader-flips.scenario")),
     ("crashes", include_str!("../../scenarios/crashes.scenario")),
     ("lossy-network", include_str!("../../scenarios/lossy-network.scenario")),
+    ("scan-races", include_str!("../../scenarios/scan-races.scenario")),
 ];
 
 impl Scenario {

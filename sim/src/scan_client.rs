@@ -385,8 +385,11 @@ impl ScanClient {
         let same_term = epoch_at_send == session.leader_epoch && self.checker.log_epoch(session.bucket) == session.leader_epoch;
         let code = response.error.as_ref().map(|e| e.code);
         self.checker.note(self.node_id, "scan-probe", format!("{} {:?} after {} ms", session.bucket.dir_name(), code, send_ms - session.last_valid_recv_ms));
-        let must_live = same_incarnation && same_term && recv_ms - session.last_valid_send_ms <= config.ttl_ms;
+        // A clock jump lands the evictor's timer and the probe on one instant, in either order.
+        let no_jump = !self.checker.clock_jumped_since(session.last_valid_send_ms);
+        let must_live = same_incarnation && same_term && no_jump && recv_ms - session.last_valid_send_ms <= config.ttl_ms;
         let must_expire = same_incarnation
+            && no_jump
             && send_ms - session.last_valid_recv_ms > config.ttl_ms + 2 * config.expiration_interval_ms
             && recv_ms - session.last_valid_send_ms <= 2 * config.ttl_ms;
         if must_live && response.error.is_some() {

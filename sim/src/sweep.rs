@@ -51,6 +51,16 @@ pub fn parse_seed_range(text: &str) -> Result<Range<u64>, String> {
 }
 
 pub fn sweep(options: &SweepOptions) -> SweepOutcome {
+    // A panic inside a seed is reported as that seed's violation; the default hook would
+    // print every one of them with a backtrace.
+    let previous_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let outcome = sweep_quietly(options);
+    std::panic::set_hook(previous_hook);
+    outcome
+}
+
+fn sweep_quietly(options: &SweepOptions) -> SweepOutcome {
     let next_seed = AtomicU64::new(options.seeds.start);
     let stop = AtomicBool::new(false);
     let seeds_run = AtomicU64::new(0);

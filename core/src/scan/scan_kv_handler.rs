@@ -244,7 +244,11 @@ fn finish(server: &TabletServer, session: &Arc<ScanSession>, response: &ScanKvRe
     }
     let over = response.error.is_some() || response.has_more_results != Some(true);
     if over {
-        server.scanners().end(session, false, false);
+        // A session lost to a leadership change is remembered as expired, as a leadership
+        // close does, so that a racing request is told to restart rather than that the id is
+        // unknown.
+        let lost_leadership = response.error.as_ref().is_some_and(|e| e.code == ErrorCode::NotLeaderOrFollower);
+        server.scanners().end(session, lost_leadership, false);
     }
     server.scanners().release(session);
 }

@@ -16,6 +16,7 @@ pub mod plan;
 pub mod prng;
 pub mod remote;
 pub mod scan_client;
+pub mod script;
 pub mod sweep;
 pub mod trace;
 pub mod world;

@@ -3,6 +3,8 @@
 //! These are the engine's own messages; `prod` maps the Fluss wire protocol onto them and
 //! drops the fields the wire has no room for (such as `read_offset`).
 
+use bytes::Bytes;
+
 use crate::error::ApiError;
 use crate::log::LogBatch;
 use crate::table_bucket::TableBucket;
@@ -76,7 +78,7 @@ pub struct ScanKvResponse {
     pub scanner_id: Option<Vec<u8>>,
     pub has_more_results: Option<bool>,
     /// A `DefaultValueRecordBatch` (see `scan::value_record_batch`).
-    pub records: Option<Vec<u8>>,
+    pub records: Option<Bytes>,
     /// Set on the first response only: every change below it is in the scan, none at or
     /// above it.
     pub log_offset: Option<i64>,
@@ -131,6 +133,9 @@ pub enum Response {
     },
     ScanKv(ScanKvResponse),
     /// Whole batches below the high watermark, in order.
-    FetchLog { batches: Vec<LogBatch>, high_watermark: u64 },
+    FetchLog {
+        batches: Vec<LogBatch>,
+        high_watermark: u64,
+    },
     Error(ApiError),
 }

@@ -184,7 +184,8 @@ impl Replica {
             let log_offset = kv.flushed_log_offset();
             self.env.executor.yield_now().await;
             let state = self.lock();
-            let still_leader = matches!(state.role, Role::Leader { .. }) && state.leader_epoch == leader_epoch;
+            let still_leader =
+                matches!(state.role, Role::Leader { .. }) && state.leader_epoch == leader_epoch;
             if !still_leader {
                 return Err(self.not_leader_error());
             }
@@ -224,7 +225,9 @@ impl Replica {
         leader_epoch: u32,
         limit: Option<i64>,
     ) -> Result<OpenedScan, ApiError> {
-        let storage_error = |e: crate::engine::EngineError| ApiError::new(ErrorCode::KvStorageException, e.to_string());
+        let storage_error = |e: crate::engine::EngineError| {
+            ApiError::new(ErrorCode::KvStorageException, e.to_string())
+        };
         let mut iterator = snapshot.iter(KeyRange::all()).map_err(storage_error)?;
         iterator.seek_to_first();
         if !iterator.valid() {
@@ -262,7 +265,10 @@ impl Replica {
     fn not_leader_error(&self) -> ApiError {
         ApiError::new(
             ErrorCode::NotLeaderOrFollower,
-            format!("Leader not local for bucket {} on tabletServer {}", self.bucket, self.env.node_id),
+            format!(
+                "Leader not local for bucket {} on tabletServer {}",
+                self.bucket, self.env.node_id
+            ),
         )
     }
 

@@ -117,7 +117,10 @@ impl TabletServer {
         self.replica(bucket).ok_or_else(|| {
             ApiError::new(
                 ErrorCode::NotLeaderOrFollower,
-                format!("Leader not local for bucket {bucket} on tabletServer {}", self.env.node_id),
+                format!(
+                    "Leader not local for bucket {bucket} on tabletServer {}",
+                    self.env.node_id
+                ),
             )
         })
     }
@@ -229,12 +232,15 @@ impl TabletServer {
                     Err(LogError::OffsetOutOfRange { offset, log_start_offset }) => {
                         return Ok(Response::Error(ApiError::new(
                             ErrorCode::LogOffsetOutOfRange,
-                            format!("offset {offset} is below the log start offset {log_start_offset}"),
+                            format!(
+                                "offset {offset} is below the log start offset {log_start_offset}"
+                            ),
                         )))
                     }
                     Err(error) => return Err(error.into()),
                 };
-                let batches = batches.into_iter().filter(|b| b.end_offset() <= high_watermark).collect();
+                let batches =
+                    batches.into_iter().filter(|b| b.end_offset() <= high_watermark).collect();
                 Ok(Response::FetchLog { batches, high_watermark })
             }
             Request::Metadata => Err(KvError::NotLeader(
@@ -321,8 +327,13 @@ impl TabletServer {
         }
         let log = self.logs.open(bucket)?;
         let engine_dir = format!("kv/{}", bucket.dir_name());
-        let replica =
-            Arc::new(Replica::new(self.env.clone(), self.config.kv, log, engine_dir, self.scanners.clone()));
+        let replica = Arc::new(Replica::new(
+            self.env.clone(),
+            self.config.kv,
+            log,
+            engine_dir,
+            self.scanners.clone(),
+        ));
         replicas.by_bucket.insert(bucket, replica.clone());
         Ok(replica)
     }

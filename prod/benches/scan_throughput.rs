@@ -4,7 +4,7 @@
 //! One bucket holds 1,000,000 rows (8-byte big-endian keys, 100-byte values). The session path
 //! sends `TabletServer::handle_request(Request::ScanKv(..))` in-process: an open with
 //! `batch_size_bytes` 4 MiB, then continuations until `has_more_results` is false, measured
-//! twice: decoding each batch as a client does (`decode_value_batch`, one `Vec` per value),
+//! twice: decoding each batch as a client does (`ValueBatch::parse`, values read in place),
 //! and counting rows from the batch header only (the server's share). The raw path iterates a snapshot of the
 //! same engine (`leader_kv(bucket).read_snapshot()`, `iter(KeyRange::all())`) and sums value
 //! lengths. A fourth line scans through `KvScanner` (the pipelined client) over an in-process
@@ -28,7 +28,7 @@ use kvtablet_core::message::{
 };
 use kvtablet_core::mutant::Mutants;
 use kvtablet_core::scan::kv_scanner::{KvScanner, KvScannerOptions};
-use kvtablet_core::scan::value_record_batch::decode_value_batch;
+use kvtablet_core::scan::value_record_batch::ValueBatch;
 use kvtablet_core::scan::ScannerConfig;
 use kvtablet_core::tablet_server::{RequestLimits, TableConfig, TabletServer, TabletServerConfig};
 use kvtablet_core::{Env, TableBucket};
@@ -193,7 +193,7 @@ fn scan_kv(
 /// How a session pass reads each batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum BatchReading {
-    /// `decode_value_batch`, one `Vec` per value, as `KvScanner` does.
+    /// `ValueBatch::parse`, then every value read in place, as `KvScanner` hands them out.
     Decode,
     /// The header's record count and the batch length only: the server's share of the cost.
     HeaderOnly,
@@ -232,7 +232,7 @@ fn session_pass(
         if let Some(records) = &response.records {
             match reading {
                 BatchReading::Decode => {
-                    let values = decode_value_batch(records).expect("a well-formed batch");
+                    let values = ValueBatch::parse(records.clone()).expect("a well-formed batch");
                     rows += values.len() as u64;
                     value_bytes += values.iter().map(|value| value.len() as u64).sum::<u64>();
                 }

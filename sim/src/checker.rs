@@ -350,14 +350,22 @@ impl Checker {
     /// Every page: it decodes, a page that promises more rows carries at least one, and it
     /// was served under an epoch that was current at some moment of the request (sent at
     /// `epoch_at_send`, answered now).
-    pub fn on_scan_page(&self, client: NodeId, bucket: TableBucket, epoch_at_send: u32, response: &ScanKvResponse) -> Vec<Vec<u8>> {
+    pub fn on_scan_page(
+        &self,
+        client: NodeId,
+        bucket: TableBucket,
+        epoch_at_send: u32,
+        response: &ScanKvResponse,
+    ) -> Vec<Vec<u8>> {
         lock(&self.counts).scan_pages += 1;
         let epoch_now = self.log_epoch(bucket);
         let mut values = Vec::new();
         if let Some(records) = &response.records {
             match decode_value_batch(records) {
                 Ok(decoded) => values = decoded,
-                Err(error) => self.violation(format!("scan page for client {client} on {bucket}: {error}")),
+                Err(error) => {
+                    self.violation(format!("scan page for client {client} on {bucket}: {error}"))
+                }
             }
         }
         if response.has_more_results == Some(true) && values.is_empty() {
@@ -375,7 +383,13 @@ impl Checker {
 
     /// Snapshot isolation: a completed scan is the model's state at its `log_offset` (its
     /// first `limit` rows when limited): every key once, none missing, none extra.
-    pub fn on_scan_complete(&self, bucket: TableBucket, log_offset: u64, limit: Option<i64>, values: &[Vec<u8>]) {
+    pub fn on_scan_complete(
+        &self,
+        bucket: TableBucket,
+        log_offset: u64,
+        limit: Option<i64>,
+        values: &[Vec<u8>],
+    ) {
         lock(&self.counts).scans_completed += 1;
         let mut model = lock(&self.model);
         if let Err(text) = self.catch_up(&mut model, bucket) {
@@ -385,15 +399,23 @@ impl Checker {
         if log_offset > model.read_offset(bucket) {
             let end = model.read_offset(bucket);
             drop(model);
-            return self.violation(format!("scan of {bucket} claims log_offset {log_offset} beyond the log end {end}"));
+            return self.violation(format!(
+                "scan of {bucket} claims log_offset {log_offset} beyond the log end {end}"
+            ));
         }
-        let mut expected: Vec<Vec<u8>> = model.state_at(bucket, log_offset).into_iter().map(|(_, v)| v).collect();
+        let mut expected: Vec<Vec<u8>> =
+            model.state_at(bucket, log_offset).into_iter().map(|(_, v)| v).collect();
         drop(model);
         if let Some(limit) = limit.filter(|l| *l > 0) {
             expected.truncate(limit as usize);
         }
         if expected != values {
-            let keys = |rows: &[Vec<u8>]| rows.iter().filter_map(|v| crate::client::key_of_value(v)).map(|k| String::from_utf8_lossy(&k).into_owned()).collect::<Vec<_>>();
+            let keys = |rows: &[Vec<u8>]| {
+                rows.iter()
+                    .filter_map(|v| crate::client::key_of_value(v))
+                    .map(|k| String::from_utf8_lossy(&k).into_owned())
+                    .collect::<Vec<_>>()
+            };
             self.violation(format!(
                 "scan of {bucket} at log_offset {log_offset} (limit {limit:?}) returned {} rows, the model has {}: got {:?}, want {:?}",
                 values.len(),
@@ -406,7 +428,13 @@ impl Checker {
 
     /// Handoff: the scan's rows plus the changelog from its `log_offset` reproduce the model
     /// at the offset the changelog was applied up to.
-    pub fn check_handoff(&self, bucket: TableBucket, log_offset: u64, values: &[Vec<u8>], batches: &[LogBatch]) {
+    pub fn check_handoff(
+        &self,
+        bucket: TableBucket,
+        log_offset: u64,
+        values: &[Vec<u8>],
+        batches: &[LogBatch],
+    ) {
         lock(&self.counts).handoffs_checked += 1;
         let mut rows: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
         for value in values {
@@ -416,7 +444,12 @@ impl Checker {
                         return self.violation(format!("scan of {bucket} returned a key twice"));
                     }
                 }
-                None => return self.violation(format!("scan of {bucket} returned a value without its key: {:?}", String::from_utf8_lossy(value))),
+                None => {
+                    return self.violation(format!(
+                        "scan of {bucket} returned a value without its key: {:?}",
+                        String::from_utf8_lossy(value)
+                    ))
+                }
             }
         }
         let mut applied_until = log_offset;
@@ -442,7 +475,8 @@ impl Checker {
             drop(model);
             return self.violation(text);
         }
-        let expected: BTreeMap<Vec<u8>, Vec<u8>> = model.state_at(bucket, applied_until).into_iter().collect();
+        let expected: BTreeMap<Vec<u8>, Vec<u8>> =
+            model.state_at(bucket, applied_until).into_iter().collect();
         drop(model);
         if rows != expected {
             self.violation(format!(
@@ -464,15 +498,24 @@ impl Checker {
         for server in servers {
             let counts = server.scanners().counts();
             if counts.total < 0 || counts.total > i64::from(self.scanner.sessions_per_server_max) {
-                self.violation(format!("node {} holds {} scan sessions", server.node_id(), counts.total));
+                self.violation(format!(
+                    "node {} holds {} scan sessions",
+                    server.node_id(),
+                    counts.total
+                ));
             }
             for (bucket, count) in &counts.per_bucket {
                 if *count < 0 || *count > i64::from(self.scanner.sessions_per_bucket_max) {
-                    self.violation(format!("node {} holds {count} scan sessions of {bucket}", server.node_id()));
+                    self.violation(format!(
+                        "node {} holds {count} scan sessions of {bucket}",
+                        server.node_id()
+                    ));
                 }
             }
             for session in server.scanners().sessions() {
-                let current = server.replica(session.bucket).is_some_and(|r| r.leads_under(session.leader_epoch));
+                let current = server
+                    .replica(session.bucket)
+                    .is_some_and(|r| r.leads_under(session.leader_epoch));
                 if !current {
                     self.violation(format!(
                         "node {} keeps scan session {} of {} opened under epoch {}, which it no longer leads",
@@ -492,7 +535,10 @@ impl Checker {
         for server in servers {
             let counts = server.scanners().counts();
             if counts.total != 0 || counts.registered != 0 || !counts.per_bucket.is_empty() {
-                self.violation(format!("node {} still holds scan sessions after the TTL: {counts:?}", server.node_id()));
+                self.violation(format!(
+                    "node {} still holds scan sessions after the TTL: {counts:?}",
+                    server.node_id()
+                ));
             }
         }
         let sessions = ledger.count(kvtablet_core::ledger::ResourceKind::ScanSession);

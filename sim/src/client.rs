@@ -176,7 +176,9 @@ impl Client {
     async fn send(&mut self, bucket: TableBucket, request: Request) -> Option<(Response, u64)> {
         let mut backoff_ms = 10;
         for _ in 0..ATTEMPTS_MAX {
-            let Some(leader) = self.leaders.leader_of(&self.rpc, bucket, self.plan.request_timeout_ms).await else {
+            let Some(leader) =
+                self.leaders.leader_of(&self.rpc, bucket, self.plan.request_timeout_ms).await
+            else {
                 self.clock.sleep(backoff_ms).await;
                 backoff_ms *= 2;
                 continue;

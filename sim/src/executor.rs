@@ -517,7 +517,11 @@ impl Executor for NodeExecutor {
             // Two draws every time, so the stream's position never depends on the outcome.
             let slow = prng.below(SLOW_YIELD_ONE_IN) == 0;
             let delay_ms = prng.range_inclusive(1, SLOW_YIELD_MS_MAX);
-            if slow { delay_ms } else { 0 }
+            if slow {
+                delay_ms
+            } else {
+                0
+            }
         };
         if delay_ms == 0 {
             return YieldNow { yielded: false }.boxed();

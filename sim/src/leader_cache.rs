@@ -20,11 +20,18 @@ impl LeaderCache {
     }
 
     /// The cached leader, or the coordinator's answer if none is cached.
-    pub async fn leader_of(&mut self, rpc: &Arc<dyn Rpc>, bucket: TableBucket, timeout_ms: u64) -> Option<NodeId> {
+    pub async fn leader_of(
+        &mut self,
+        rpc: &Arc<dyn Rpc>,
+        bucket: TableBucket,
+        timeout_ms: u64,
+    ) -> Option<NodeId> {
         if let Some(leader) = self.leaders.get(&bucket) {
             return Some(*leader);
         }
-        if let Ok(Response::Metadata { leaders }) = rpc.call(COORDINATOR_NODE, Request::Metadata, timeout_ms).await {
+        if let Ok(Response::Metadata { leaders }) =
+            rpc.call(COORDINATOR_NODE, Request::Metadata, timeout_ms).await
+        {
             self.leaders = leaders.iter().filter_map(|l| Some((l.bucket, l.leader?))).collect();
         }
         self.leaders.get(&bucket).copied()

@@ -282,7 +282,8 @@ impl Scenario {
                 "scan_ops_per_client" => plan.scan_ops_per_client = number()? as u32,
                 "scanner_ttl_ms" => {
                     plan.scanner.ttl_ms = number()?;
-                    plan.scanner.expiration_interval_ms = plan.scanner.expiration_interval_ms.min(plan.scanner.ttl_ms / 4).max(1);
+                    plan.scanner.expiration_interval_ms =
+                        plan.scanner.expiration_interval_ms.min(plan.scanner.ttl_ms / 4).max(1);
                 }
                 "scanner_per_bucket_max" => plan.scanner.sessions_per_bucket_max = number()? as u32,
                 "scanner_per_server_max" => plan.scanner.sessions_per_server_max = number()? as u32,

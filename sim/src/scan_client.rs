@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use futures::FutureExt;
 use kvtablet_core::env::{Clock, Rpc, RpcError};
-use kvtablet_core::message::{BucketScanRequest, NodeId, Request, Response, ScanKvRequest, ScanKvResponse};
+use kvtablet_core::message::{
+    BucketScanRequest, NodeId, Request, Response, ScanKvRequest, ScanKvResponse,
+};
 use kvtablet_core::{ErrorCode, TableBucket};
 
 use crate::checker::Checker;
@@ -55,8 +57,24 @@ pub struct ScanClient {
 }
 
 impl ScanClient {
-    pub fn new(node_id: NodeId, rpc: Arc<dyn Rpc>, clock: Arc<dyn Clock>, prng: Prng, plan: Arc<RunPlan>, checker: Arc<Checker>) -> Self {
-        ScanClient { node_id, rpc, clock, prng, plan, checker, leaders: LeaderCache::new(), abandoned: Vec::new() }
+    pub fn new(
+        node_id: NodeId,
+        rpc: Arc<dyn Rpc>,
+        clock: Arc<dyn Clock>,
+        prng: Prng,
+        plan: Arc<RunPlan>,
+        checker: Arc<Checker>,
+    ) -> Self {
+        ScanClient {
+            node_id,
+            rpc,
+            clock,
+            prng,
+            plan,
+            checker,
+            leaders: LeaderCache::new(),
+            abandoned: Vec::new(),
+        }
     }
 
     pub async fn run(mut self) {
@@ -82,7 +100,11 @@ impl ScanClient {
         }
     }
 
-    async fn call(&self, server: NodeId, request: ScanKvRequest) -> Result<ScanKvResponse, RpcError> {
+    async fn call(
+        &self,
+        server: NodeId,
+        request: ScanKvRequest,
+    ) -> Result<ScanKvResponse, RpcError> {
         match self.rpc.call(server, Request::ScanKv(request), self.plan.request_timeout_ms).await? {
             Response::ScanKv(response) => Ok(response),
             Response::Error(error) => Ok(ScanKvResponse::error(error)),
@@ -103,9 +125,17 @@ impl ScanClient {
     }
 
     async fn scan_once(&mut self) {
-        let bucket = TableBucket::new(TABLE_ID, self.prng.below(self.plan.bucket_count() as u64) as i32);
-        let Some(server) = self.leaders.leader_of(&self.rpc, bucket, self.plan.request_timeout_ms).await else { return };
-        let limit = self.prng.chance(Ratio::new(1, 3)).then(|| self.prng.range_inclusive(1, u64::from(self.plan.keys_per_bucket) + 2) as i64);
+        let bucket =
+            TableBucket::new(TABLE_ID, self.prng.below(self.plan.bucket_count() as u64) as i32);
+        let Some(server) =
+            self.leaders.leader_of(&self.rpc, bucket, self.plan.request_timeout_ms).await
+        else {
+            return;
+        };
+        let limit = self
+            .prng
+            .chance(Ratio::new(1, 3))
+            .then(|| self.prng.range_inclusive(1, u64::from(self.plan.keys_per_bucket) + 2) as i64);
         let batch_size_bytes = self.batch_size_bytes();
         let request = ScanKvRequest {
             bucket_scan_req: Some(BucketScanRequest { bucket, limit }),
@@ -119,8 +149,13 @@ impl ScanClient {
         let Ok(response) = self.call(server, request).await else { return };
         self.checker.check_scanner_registries();
         if let Some(error) = &response.error {
-            self.checker.note(self.node_id, "scan-open-error", format!("{} {:?}", bucket.dir_name(), error.code));
-            self.checker.on_error(&format!("scan open by client {} on {bucket}", self.node_id), error);
+            self.checker.note(
+                self.node_id,
+                "scan-open-error",
+                format!("{} {:?}", bucket.dir_name(), error.code),
+            );
+            self.checker
+                .on_error(&format!("scan open by client {} on {bucket}", self.node_id), error);
             if error.code == ErrorCode::NotLeaderOrFollower {
                 self.leaders.forget(bucket);
             }
@@ -128,13 +163,20 @@ impl ScanClient {
         }
         let values = self.checker.on_scan_page(self.node_id, bucket, epoch_at_send, &response);
         let Some(log_offset) = response.log_offset.and_then(|o| u64::try_from(o).ok()) else {
-            return self.checker.violation(format!("scan open on {bucket} answered without a log_offset"));
+            return self
+                .checker
+                .violation(format!("scan open on {bucket} answered without a log_offset"));
         };
         let Some(id) = response.scanner_id.clone() else {
             if response.has_more_results != Some(false) || !values.is_empty() {
-                self.checker.violation(format!("scan of {bucket} without a scanner id but with rows"));
+                self.checker
+                    .violation(format!("scan of {bucket} without a scanner id but with rows"));
             }
-            self.checker.note(self.node_id, "scan-empty", format!("{} at {log_offset}", bucket.dir_name()));
+            self.checker.note(
+                self.node_id,
+                "scan-empty",
+                format!("{} at {log_offset}", bucket.dir_name()),
+            );
             return self.finish_complete(server, bucket, log_offset, limit, &values).await;
         };
         let session = Session {
@@ -162,16 +204,36 @@ impl ScanClient {
             _ => Ending::Abandon,
         };
         let pages_before_ending = self.prng.range_inclusive(0, 3) as u32;
-        self.page_through(session, values, response.has_more_results == Some(true), ending, pages_before_ending).await;
+        self.page_through(
+            session,
+            values,
+            response.has_more_results == Some(true),
+            ending,
+            pages_before_ending,
+        )
+        .await;
     }
 
-    async fn page_through(&mut self, mut session: Session, mut values: Vec<Vec<u8>>, mut has_more: bool, ending: Ending, pages_before_ending: u32) {
+    async fn page_through(
+        &mut self,
+        mut session: Session,
+        mut values: Vec<Vec<u8>>,
+        mut has_more: bool,
+        ending: Ending,
+        pages_before_ending: u32,
+    ) {
         let mut pages = 0u32;
         while has_more && pages < PAGES_MAX {
             match ending {
-                Ending::CloseEarly if pages >= pages_before_ending => return self.close(&session).await,
+                Ending::CloseEarly if pages >= pages_before_ending => {
+                    return self.close(&session).await
+                }
                 Ending::Abandon if pages >= pages_before_ending => {
-                    self.checker.note(self.node_id, "scan-abandon", format!("{} after {pages} pages", session.bucket.dir_name()));
+                    self.checker.note(
+                        self.node_id,
+                        "scan-abandon",
+                        format!("{} after {pages} pages", session.bucket.dir_name()),
+                    );
                     self.abandoned.push(session);
                     return;
                 }
@@ -190,7 +252,14 @@ impl ScanClient {
             has_more = more;
             pages += 1;
         }
-        self.finish_complete(session.server, session.bucket, session.log_offset, session.limit, &values).await;
+        self.finish_complete(
+            session.server,
+            session.bucket,
+            session.log_offset,
+            session.limit,
+            &values,
+        )
+        .await;
     }
 
     /// Sends the next continuation, retrying the same `call_seq_id` on a transport timeout.
@@ -199,7 +268,11 @@ impl ScanClient {
         let request = Self::continuation(session, session.next_seq);
         for attempt in 0..=TRANSPORT_RETRIES_MAX {
             if attempt > 0 {
-                self.checker.note(self.node_id, "scan-transport-retry", format!("seq {}", session.next_seq));
+                self.checker.note(
+                    self.node_id,
+                    "scan-transport-retry",
+                    format!("seq {}", session.next_seq),
+                );
             }
             let epoch_at_send = self.checker.log_epoch(session.bucket);
             let send_ms = self.clock.now_mono_ms();
@@ -219,12 +292,19 @@ impl ScanClient {
         let epoch_at_send = self.checker.log_epoch(session.bucket);
         let send_ms = self.clock.now_mono_ms();
         self.checker.note(self.node_id, "scan-pair", format!("seq {}", session.next_seq));
-        let (first, second) = futures::join!(self.call(session.server, request.clone()), self.call(session.server, request));
-        let pages: Vec<ScanKvResponse> = [first, second].into_iter().filter_map(Result::ok).collect();
+        let (first, second) = futures::join!(
+            self.call(session.server, request.clone()),
+            self.call(session.server, request)
+        );
+        let pages: Vec<ScanKvResponse> =
+            [first, second].into_iter().filter_map(Result::ok).collect();
         let served: Vec<&ScanKvResponse> = pages.iter().filter(|r| r.error.is_none()).collect();
         if let [a, b] = served.as_slice() {
             if a != b {
-                self.checker.violation(format!("two copies of continuation {} on {} got different pages", session.next_seq, session.bucket));
+                self.checker.violation(format!(
+                    "two copies of continuation {} on {} got different pages",
+                    session.next_seq, session.bucket
+                ));
             }
         }
         let ended_by_other = served.iter().any(|r| r.has_more_results == Some(false));
@@ -246,17 +326,30 @@ impl ScanClient {
         }
     }
 
-    fn accept_page(&mut self, session: &mut Session, response: ScanKvResponse, epoch_at_send: u32, send_ms: u64) -> Option<(Vec<Vec<u8>>, bool)> {
+    fn accept_page(
+        &mut self,
+        session: &mut Session,
+        response: ScanKvResponse,
+        epoch_at_send: u32,
+        send_ms: u64,
+    ) -> Option<(Vec<Vec<u8>>, bool)> {
         self.checker.check_scanner_registries();
         if let Some(error) = &response.error {
             self.check_session_error(session, error.code, &error.message, send_ms);
             return None;
         }
-        let values = self.checker.on_scan_page(self.node_id, session.bucket, epoch_at_send, &response);
+        let values =
+            self.checker.on_scan_page(self.node_id, session.bucket, epoch_at_send, &response);
         self.checker.note(
             self.node_id,
             "scan-page",
-            format!("{} seq {} rows {} more {:?}", String::from_utf8_lossy(&session.id), session.next_seq, values.len(), response.has_more_results),
+            format!(
+                "{} seq {} rows {} more {:?}",
+                String::from_utf8_lossy(&session.id),
+                session.next_seq,
+                values.len(),
+                response.has_more_results
+            ),
         );
         session.next_seq += 1;
         session.last_valid_send_ms = send_ms;
@@ -270,11 +363,17 @@ impl ScanClient {
     /// if the server lost its memory (crash) or forgot the id (more than 2 × TTL since the
     /// last access).
     fn check_session_error(&self, session: &Session, code: ErrorCode, message: &str, send_ms: u64) {
-        self.checker.note(self.node_id, "scan-error", format!("{} {code:?}", session.bucket.dir_name()));
+        self.checker.note(
+            self.node_id,
+            "scan-error",
+            format!("{} {code:?}", session.bucket.dir_name()),
+        );
         // A delayed network duplicate of an older continuation is out of order and ends the
         // session, as it must; where duplicates are on, a vanished session proves nothing.
-        let same_incarnation = self.checker.crash_count(session.server) == session.crash_count && !self.duplicates_possible();
-        let within_memory = self.clock.now_mono_ms().saturating_sub(session.last_valid_send_ms) <= 2 * self.checker.scanner_config().ttl_ms;
+        let same_incarnation = self.checker.crash_count(session.server) == session.crash_count
+            && !self.duplicates_possible();
+        let within_memory = self.clock.now_mono_ms().saturating_sub(session.last_valid_send_ms)
+            <= 2 * self.checker.scanner_config().ttl_ms;
         match code {
             ErrorCode::ScannerExpired | ErrorCode::NotLeaderOrFollower | ErrorCode::TooManyScanners => {}
             ErrorCode::UnknownScannerId if !same_incarnation || !within_memory => {}
@@ -299,12 +398,19 @@ impl ScanClient {
         match &response.error {
             None => {
                 if response != session.last_page {
-                    self.checker.violation(format!("a retry of page {} on {} got a different page", session.next_seq - 1, session.bucket));
+                    self.checker.violation(format!(
+                        "a retry of page {} on {} got a different page",
+                        session.next_seq - 1,
+                        session.bucket
+                    ));
                 }
                 true
             }
             Some(error) if error.message.contains("Out-of-order") => {
-                self.checker.violation(format!("a transport retry of the last page on {} ended the scan: {}", session.bucket, error.message));
+                self.checker.violation(format!(
+                    "a transport retry of the last page on {} ended the scan: {}",
+                    session.bucket, error.message
+                ));
                 false
             }
             Some(error) => {
@@ -323,13 +429,27 @@ impl ScanClient {
         };
         if let Ok(response) = self.call(session.server, request).await {
             if response.error.is_some() || response.has_more_results != Some(false) {
-                self.checker.violation(format!("closing a session on {} answered {response:?}", session.bucket));
+                self.checker.violation(format!(
+                    "closing a session on {} answered {response:?}",
+                    session.bucket
+                ));
             }
         }
     }
 
-    async fn finish_complete(&mut self, server: NodeId, bucket: TableBucket, log_offset: u64, limit: Option<i64>, values: &[Vec<u8>]) {
-        self.checker.note(self.node_id, "scan-complete", format!("{} {} rows at {log_offset}", bucket.dir_name(), values.len()));
+    async fn finish_complete(
+        &mut self,
+        server: NodeId,
+        bucket: TableBucket,
+        log_offset: u64,
+        limit: Option<i64>,
+        values: &[Vec<u8>],
+    ) {
+        self.checker.note(
+            self.node_id,
+            "scan-complete",
+            format!("{} {} rows at {log_offset}", bucket.dir_name(), values.len()),
+        );
         self.checker.on_scan_complete(bucket, log_offset, limit, values);
         if limit.is_some() || !self.prng.chance(Ratio::new(1, 2)) {
             return;
@@ -367,30 +487,57 @@ impl ScanClient {
         // A request that fails validation before the lookup must not refresh the TTL.
         let bad_probe_at_ms = session.last_valid_recv_ms + config.ttl_ms * 4 / 5;
         self.sleep_until(bad_probe_at_ms).await;
-        let bad = ScanKvRequest { batch_size_bytes: Some(0), ..Self::continuation(&session, session.next_seq) };
+        let bad = ScanKvRequest {
+            batch_size_bytes: Some(0),
+            ..Self::continuation(&session, session.next_seq)
+        };
         if let Ok(response) = self.call(session.server, bad).await {
             if response.error.as_ref().map(|e| e.code) != Some(ErrorCode::InvalidScanRequest) {
-                self.checker.violation(format!("a continuation with batch_size_bytes=0 was answered {response:?}"));
+                self.checker.violation(format!(
+                    "a continuation with batch_size_bytes=0 was answered {response:?}"
+                ));
             }
         }
         if expect_expired {
-            self.sleep_until(session.last_valid_recv_ms + config.ttl_ms + 2 * config.expiration_interval_ms + 1).await;
+            self.sleep_until(
+                session.last_valid_recv_ms + config.ttl_ms + 2 * config.expiration_interval_ms + 1,
+            )
+            .await;
         }
         let send_ms = self.clock.now_mono_ms();
         let epoch_at_send = self.checker.log_epoch(session.bucket);
-        let Ok(response) = self.call(session.server, Self::continuation(&session, session.next_seq)).await else { return };
+        let Ok(response) =
+            self.call(session.server, Self::continuation(&session, session.next_seq)).await
+        else {
+            return;
+        };
         self.checker.count_probe();
         let recv_ms = self.clock.now_mono_ms();
-        let same_incarnation = self.checker.crash_count(session.server) == session.crash_count && !self.duplicates_possible();
-        let same_term = epoch_at_send == session.leader_epoch && self.checker.log_epoch(session.bucket) == session.leader_epoch;
+        let same_incarnation = self.checker.crash_count(session.server) == session.crash_count
+            && !self.duplicates_possible();
+        let same_term = epoch_at_send == session.leader_epoch
+            && self.checker.log_epoch(session.bucket) == session.leader_epoch;
         let code = response.error.as_ref().map(|e| e.code);
-        self.checker.note(self.node_id, "scan-probe", format!("{} {:?} after {} ms", session.bucket.dir_name(), code, send_ms - session.last_valid_recv_ms));
+        self.checker.note(
+            self.node_id,
+            "scan-probe",
+            format!(
+                "{} {:?} after {} ms",
+                session.bucket.dir_name(),
+                code,
+                send_ms - session.last_valid_recv_ms
+            ),
+        );
         // A clock jump lands the evictor's timer and the probe on one instant, in either order.
         let no_jump = !self.checker.clock_jumped_since(session.last_valid_send_ms);
-        let must_live = same_incarnation && same_term && no_jump && recv_ms - session.last_valid_send_ms <= config.ttl_ms;
+        let must_live = same_incarnation
+            && same_term
+            && no_jump
+            && recv_ms - session.last_valid_send_ms <= config.ttl_ms;
         let must_expire = same_incarnation
             && no_jump
-            && send_ms - session.last_valid_recv_ms > config.ttl_ms + 2 * config.expiration_interval_ms
+            && send_ms - session.last_valid_recv_ms
+                > config.ttl_ms + 2 * config.expiration_interval_ms
             && recv_ms - session.last_valid_send_ms <= 2 * config.ttl_ms;
         if must_live && response.error.is_some() {
             self.checker.violation(format!(
@@ -410,7 +557,8 @@ impl ScanClient {
             ));
         }
         if response.error.is_none() {
-            let _ = self.checker.on_scan_page(self.node_id, session.bucket, epoch_at_send, &response);
+            let _ =
+                self.checker.on_scan_page(self.node_id, session.bucket, epoch_at_send, &response);
             if response.has_more_results == Some(true) {
                 let mut next = session.clone();
                 next.next_seq += 1;
@@ -423,12 +571,19 @@ impl ScanClient {
         let live = self.plan.servers;
         let server = self.prng.range_inclusive(1, u64::from(live)) as NodeId;
         let id = format!("{:016x}{:016x}", self.prng.next_u64(), self.prng.next_u64()).into_bytes();
-        let request = ScanKvRequest { scanner_id: Some(id), call_seq_id: Some(1), batch_size_bytes: Some(100), ..ScanKvRequest::default() };
+        let request = ScanKvRequest {
+            scanner_id: Some(id),
+            call_seq_id: Some(1),
+            batch_size_bytes: Some(100),
+            ..ScanKvRequest::default()
+        };
         if let Ok(response) = self.call(server, request).await {
             self.checker.count_probe();
             let code = response.error.as_ref().map(|e| e.code);
             if code != Some(ErrorCode::UnknownScannerId) {
-                self.checker.violation(format!("a never-issued scanner id on node {server} was answered {code:?}"));
+                self.checker.violation(format!(
+                    "a never-issued scanner id on node {server} was answered {code:?}"
+                ));
             }
         }
     }

@@ -24,7 +24,9 @@ use kvtablet_core::env::{Env, LocalFs};
 use kvtablet_core::kv::KvTabletConfig;
 use kvtablet_core::ledger::Ledger;
 use kvtablet_core::log::{LogConfig, LogRegistry};
-use kvtablet_core::message::{BucketScanRequest, KvWrite, NodeId, Request, Response, ScanKvRequest, ScanKvResponse};
+use kvtablet_core::message::{
+    BucketScanRequest, KvWrite, NodeId, Request, Response, ScanKvRequest, ScanKvResponse,
+};
 use kvtablet_core::mutant::Mutants;
 use kvtablet_core::scan::value_record_batch::decode_value_batch;
 use kvtablet_core::scan::ScannerConfig;
@@ -60,7 +62,8 @@ struct Script {
 
 /// Runs a script and returns its trace, or the first error in it.
 pub fn run_script(text: &str) -> Result<String, String> {
-    let mut lines = text.lines().map(|l| l.split('#').next().unwrap_or("").trim()).filter(|l| !l.is_empty());
+    let mut lines =
+        text.lines().map(|l| l.split('#').next().unwrap_or("").trim()).filter(|l| !l.is_empty());
     let first = lines.next().ok_or("empty script")?;
     let server_count: u32 = first
         .strip_prefix("servers ")
@@ -70,7 +73,8 @@ pub fn run_script(text: &str) -> Result<String, String> {
     let mut rest: Vec<&str> = lines.collect();
     if let Some(line) = rest.first().copied().filter(|l| l.starts_with("scanner ")) {
         for pair in line.split_whitespace().skip(1) {
-            let (key, value) = pair.split_once('=').ok_or(format!("bad scanner setting {pair:?}"))?;
+            let (key, value) =
+                pair.split_once('=').ok_or(format!("bad scanner setting {pair:?}"))?;
             let value: u64 = value.parse().map_err(|_| format!("bad number in {pair:?}"))?;
             match key {
                 "ttl_ms" => scanner.ttl_ms = value,
@@ -118,27 +122,45 @@ impl Script {
                 mutants: Mutants::NONE,
             };
             let config = TabletServerConfig {
-                tables: vec![TableConfig { table_id: TABLE_ID, bucket_count: BUCKETS, schema_ids: vec![SCHEMA_ID] }],
+                tables: vec![TableConfig {
+                    table_id: TABLE_ID,
+                    bucket_count: BUCKETS,
+                    schema_ids: vec![SCHEMA_ID],
+                }],
                 kv: KvTabletConfig::DEFAULT,
                 limits: RequestLimits::DEFAULT,
                 scanner,
             };
             servers.insert(node, TabletServer::start(env, config, logs.clone()));
         }
-        Script { exec, servers, leaders: BTreeMap::new(), scans: BTreeMap::new(), ledger, lines: Vec::new() }
+        Script {
+            exec,
+            servers,
+            leaders: BTreeMap::new(),
+            scans: BTreeMap::new(),
+            ledger,
+            lines: Vec::new(),
+        }
     }
 
     fn request(&self, node: NodeId, request: Request) -> Result<Response, String> {
         let server = self.servers.get(&node).ok_or(format!("no server {node}"))?.clone();
         self.exec
-            .block_on(node, "script-request", async move { server.handle_request(request).await }, STEPS_MAX)
+            .block_on(
+                node,
+                "script-request",
+                async move { server.handle_request(request).await },
+                STEPS_MAX,
+            )
             .map_err(|e| e.to_string())
     }
 
     fn step(&mut self, line: &str) -> Result<String, String> {
         let words: Vec<&str> = line.split_whitespace().collect();
         let option = |name: &str| -> Option<i64> {
-            words.iter().find_map(|w| w.strip_prefix(&format!("{name}=")).and_then(|v| v.parse().ok()))
+            words
+                .iter()
+                .find_map(|w| w.strip_prefix(&format!("{name}=")).and_then(|v| v.parse().ok()))
         };
         match words.as_slice() {
             ["lead", bucket, "on", node] => {
@@ -147,9 +169,13 @@ impl Script {
                 let (previous, epoch) = self.leaders.get(&bucket).copied().unwrap_or((0, 0));
                 let epoch = epoch + 1;
                 if previous != 0 && previous != node {
-                    self.request(previous, Request::BecomeFollower { bucket, leader_epoch: epoch })?;
+                    self.request(
+                        previous,
+                        Request::BecomeFollower { bucket, leader_epoch: epoch },
+                    )?;
                 }
-                let response = self.request(node, Request::BecomeLeader { bucket, leader_epoch: epoch })?;
+                let response =
+                    self.request(node, Request::BecomeLeader { bucket, leader_epoch: epoch })?;
                 self.leaders.insert(bucket, (node, epoch));
                 Ok(format!("epoch {epoch} {}", describe(&response)))
             }
@@ -168,10 +194,15 @@ impl Script {
             }
             ["flush"] => {
                 let servers: Vec<Arc<TabletServer>> = self.servers.values().cloned().collect();
-                let leaders: Vec<(TableBucket, NodeId)> = self.leaders.iter().map(|(b, (n, _))| (*b, *n)).collect();
+                let leaders: Vec<(TableBucket, NodeId)> =
+                    self.leaders.iter().map(|(b, (n, _))| (*b, *n)).collect();
                 let flushed = move || {
                     leaders.iter().all(|(bucket, node)| {
-                        servers.iter().find(|s| s.node_id() == *node).and_then(|s| s.leader_kv(*bucket)).is_some_and(|kv| kv.flushed_log_offset() == kv.log().high_watermark())
+                        servers
+                            .iter()
+                            .find(|s| s.node_id() == *node)
+                            .and_then(|s| s.leader_kv(*bucket))
+                            .is_some_and(|kv| kv.flushed_log_offset() == kv.log().high_watermark())
                     })
                 };
                 self.exec.run_until(flushed, STEPS_MAX).map_err(|e| e.to_string())?;
@@ -188,7 +219,13 @@ impl Script {
                     ..ScanKvRequest::default()
                 };
                 let response = self.scan(leader, request.clone())?;
-                let scan = ScriptScan { server: leader, id: response.scanner_id.clone(), next_seq: 1, size, last_request: Some(request) };
+                let scan = ScriptScan {
+                    server: leader,
+                    id: response.scanner_id.clone(),
+                    next_seq: 1,
+                    size,
+                    last_request: Some(request),
+                };
                 self.scans.insert(name.to_string(), scan);
                 Ok(describe_scan(&response))
             }
@@ -256,19 +293,28 @@ impl Script {
         }
         let result = self.exec.run_to_completion(STEPS_MAX);
         let leaked = self.ledger.live();
-        self.lines.push(format!("shutdown -> {} ; leaked {}", if result.is_ok() { "clean" } else { "tasks left" }, leaked.len()));
+        self.lines.push(format!(
+            "shutdown -> {} ; leaked {}",
+            if result.is_ok() { "clean" } else { "tasks left" },
+            leaked.len()
+        ));
     }
 }
 
 fn parse_bucket(word: &str) -> Result<TableBucket, String> {
-    let id: i32 = word.strip_prefix('b').and_then(|n| n.parse().ok()).ok_or(format!("bad bucket {word:?}"))?;
+    let id: i32 = word
+        .strip_prefix('b')
+        .and_then(|n| n.parse().ok())
+        .ok_or(format!("bad bucket {word:?}"))?;
     Ok(TableBucket::new(TABLE_ID, id))
 }
 
 fn describe(response: &Response) -> String {
     match response {
         Response::Ok => "ok".to_string(),
-        Response::PutKv { base_offset, end_offset } => format!("offsets [{base_offset}, {end_offset})"),
+        Response::PutKv { base_offset, end_offset } => {
+            format!("offsets [{base_offset}, {end_offset})")
+        }
         Response::Error(error) => format!("error {:?}", error.code),
         other => format!("{other:?}"),
     }
@@ -288,7 +334,8 @@ fn describe_scan(response: &ScanKvResponse) -> String {
         .filter_map(|value| crate::client::key_of_value(value))
         .map(|key| String::from_utf8_lossy(&key).into_owned())
         .collect();
-    let mut text = format!("rows [{}] more {:?}", keys.join(","), response.has_more_results.unwrap_or(false));
+    let mut text =
+        format!("rows [{}] more {:?}", keys.join(","), response.has_more_results.unwrap_or(false));
     if let Some(log_offset) = response.log_offset {
         text.push_str(&format!(" log_offset {log_offset}"));
     }

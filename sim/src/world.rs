@@ -89,7 +89,8 @@ struct World {
 /// inside the run (a failed assertion in the code under test) is reported as a violation.
 pub fn run(options: &RunOptions) -> Result<RunReport, String> {
     let plan = Arc::new(RunPlan::draw(options.seed, &options.scenario, options.mutants)?);
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_plan(plan.clone(), options)));
+    let outcome =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_plan(plan.clone(), options)));
     outcome.unwrap_or_else(|payload| {
         let message = payload
             .downcast_ref::<String>()
@@ -474,7 +475,11 @@ impl World {
         if target_ms <= self.exec.now_mono_ms() {
             return;
         }
-        self.note(server.node_id(), "ttl-jump", format!("to {target_ms} for session of {}", session.bucket.dir_name()));
+        self.note(
+            server.node_id(),
+            "ttl-jump",
+            format!("to {target_ms} for session of {}", session.bucket.dir_name()),
+        );
         self.exec.advance_to(target_ms);
         self.checker.note_clock_jump();
     }

@@ -143,15 +143,15 @@ pub async fn bootstrap(
     let mut rows = BTreeMap::new();
     let mut value_index = 0u64;
     while let Some(values) = scanner.next_batch().await? {
-        for value in values {
-            let key = key_of_value(&value).ok_or(BootstrapError::KeyNotExtracted {
+        for value in values.iter() {
+            let key = key_of_value(value).ok_or(BootstrapError::KeyNotExtracted {
                 value_index,
                 value_len_bytes: value.len(),
             })?;
             if rows.contains_key(&key) {
                 return Err(BootstrapError::DuplicateKey { value_index, key_hex: hex(&key) });
             }
-            rows.insert(key, value);
+            rows.insert(key, value.to_vec());
             value_index += 1;
         }
     }

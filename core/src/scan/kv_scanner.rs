@@ -26,7 +26,7 @@ use crate::env::{Clock, Executor, Rpc, RpcError};
 use crate::error::{ApiError, ErrorCode};
 use crate::ledger::Ledger;
 use crate::message::{BucketScanRequest, NodeId, Request, Response, ScanKvRequest, ScanKvResponse};
-use crate::scan::value_record_batch::decode_value_batch;
+use crate::scan::value_record_batch::ValueBatch;
 use crate::table_bucket::TableBucket;
 use crate::task::Task;
 
@@ -190,7 +190,7 @@ pub struct KvScanner {
     leader_epoch: Option<u32>,
     state: SessionState,
     /// A batch received but not yet handed to the caller (the open's, or none).
-    ready: Option<Vec<Vec<u8>>>,
+    ready: Option<ValueBatch>,
     in_flight: Option<InFlightContinuation>,
     /// The error that ended the scan, returned again by every later `next_batch`, so that a
     /// failed scan never looks drained.
@@ -310,13 +310,13 @@ impl KvScanner {
         self.bucket
     }
 
-    /// The values of the next batch, in key order; `Ok(None)` once the scan is drained. After
+    /// The next batch, its values in key order (read in place, without a copy per value); `Ok(None)` once the scan is drained. After
     /// an error every later call returns the same error. A batch is never empty unless the
     /// server sends an empty non-final batch, which this server does not.
     ///
     /// Cancel-safe: dropping the returned future keeps the in-flight continuation, and the
     /// next call picks it up.
-    pub async fn next_batch(&mut self) -> Result<Option<Vec<Vec<u8>>>, ScanError> {
+    pub async fn next_batch(&mut self) -> Result<Option<ValueBatch>, ScanError> {
         if let Some(error) = &self.failure {
             return Err(error.clone());
         }
@@ -365,7 +365,7 @@ impl KvScanner {
         &mut self,
         response: ScanKvResponse,
         call_seq_id: i32,
-    ) -> Result<Vec<Vec<u8>>, ScanError> {
+    ) -> Result<ValueBatch, ScanError> {
         let has_more = response.has_more_results.unwrap_or(false);
         if let (Some(received), Some(ours)) = (&response.scanner_id, &self.scanner_id) {
             if received != ours {
@@ -375,10 +375,10 @@ impl KvScanner {
             }
         }
         let values = match &response.records {
-            Some(records) => decode_value_batch(records).map_err(|error| {
+            Some(records) => ValueBatch::parse(records.clone()).map_err(|error| {
                 ScanError::Protocol(format!("batch of call_seq_id {call_seq_id}: {error}"))
             })?,
-            None => Vec::new(),
+            None => ValueBatch::empty(),
         };
         if has_more {
             if self.scanner_id.is_none() {
@@ -818,7 +818,7 @@ pub(crate) mod testing {
             let response = ScanKvResponse {
                 scanner_id: Some(session.id.clone()),
                 has_more_results: Some(has_more),
-                records: Some(records),
+                records: Some(bytes::Bytes::from(records)),
                 ..ScanKvResponse::default()
             };
             session.last_call_seq_id = call_seq_id;
@@ -1019,7 +1019,7 @@ mod tests {
             let mut all = Vec::new();
             for _ in 0..10_000 {
                 match scanner.next_batch().await {
-                    Ok(Some(batch)) => all.extend(batch),
+                    Ok(Some(batch)) => all.extend(batch.to_vecs()),
                     Ok(None) => return (scanner, Ok(all)),
                     Err(error) => return (scanner, Err(error)),
                 }
@@ -1032,7 +1032,7 @@ mod tests {
         runtime.run(async move {
             let mut scanner = scanner;
             let batch = scanner.next_batch().await.expect("a batch");
-            (scanner, batch)
+            (scanner, batch.map(|batch| batch.to_vecs()))
         })
     }
 

@@ -42,17 +42,29 @@ pub async fn handle_scan_kv(server: &TabletServer, request: ScanKvRequest) -> Sc
 fn validate_shape(request: &ScanKvRequest) -> Result<(), ApiError> {
     let close = request.close_scanner == Some(true);
     match (&request.scanner_id, &request.bucket_scan_req) {
-        (Some(_), Some(_)) => return Err(invalid("ScanKv request must not set both scanner_id and bucket_scan_req.")),
-        (None, None) => return Err(invalid("ScanKv request must set either scanner_id or bucket_scan_req.")),
+        (Some(_), Some(_)) => {
+            return Err(invalid("ScanKv request must not set both scanner_id and bucket_scan_req."))
+        }
+        (None, None) => {
+            return Err(invalid("ScanKv request must set either scanner_id or bucket_scan_req."))
+        }
         (None, Some(_)) if close => {
-            return Err(invalid("ScanKv request must not set close_scanner together with bucket_scan_req."))
+            return Err(invalid(
+                "ScanKv request must not set close_scanner together with bucket_scan_req.",
+            ))
         }
         _ => {}
     }
     if !close {
         match request.batch_size_bytes {
-            None => return Err(invalid("batch_size_bytes is required for data-fetching scan requests.")),
-            Some(size) if size <= 0 => return Err(invalid("batch_size_bytes must be greater than 0.")),
+            None => {
+                return Err(invalid(
+                    "batch_size_bytes is required for data-fetching scan requests.",
+                ))
+            }
+            Some(size) if size <= 0 => {
+                return Err(invalid("batch_size_bytes must be greater than 0."))
+            }
             Some(_) => {}
         }
     }
@@ -72,7 +84,9 @@ fn check_call_seq_id(request: &ScanKvRequest, expected: i32) -> Result<i32, ApiE
 }
 
 async fn open(server: &TabletServer, request: ScanKvRequest) -> ScanKvResponse {
-    let Some(scan) = request.bucket_scan_req.clone() else { return ScanKvResponse::error(invalid("no bucket")) };
+    let Some(scan) = request.bucket_scan_req.clone() else {
+        return ScanKvResponse::error(invalid("no bucket"));
+    };
     let replica = match server.scan_replica(scan.bucket) {
         Ok(replica) => replica,
         Err(error) => return ScanKvResponse::error(error),
@@ -164,13 +178,22 @@ fn retry_allowed(server: &TabletServer) -> bool {
 
 /// The cached final page of a drained session, if this repeats its request and the server
 /// still leads the term that served it.
-fn finished_page(server: &TabletServer, scanner_id: &[u8], request: &ScanKvRequest) -> Option<ScanKvResponse> {
+fn finished_page(
+    server: &TabletServer,
+    scanner_id: &[u8],
+    request: &ScanKvRequest,
+) -> Option<ScanKvResponse> {
     let id = std::str::from_utf8(scanner_id).ok()?;
-    let (bucket, leader_epoch, page) = server.scanners().finished_page(id, request.call_seq_id, batch_size(request))?;
+    let (bucket, leader_epoch, page) =
+        server.scanners().finished_page(id, request.call_seq_id, batch_size(request))?;
     may_serve(server, bucket, leader_epoch).then_some(page)
 }
 
-fn may_serve(server: &TabletServer, bucket: crate::table_bucket::TableBucket, leader_epoch: u32) -> bool {
+fn may_serve(
+    server: &TabletServer,
+    bucket: crate::table_bucket::TableBucket,
+    leader_epoch: u32,
+) -> bool {
     server.replica(bucket).is_some_and(|r| r.may_serve_under(leader_epoch))
 }
 
@@ -184,7 +207,11 @@ fn not_leader_any_more(session: &ScanSession) -> ApiError {
     )
 }
 
-fn serve_continuation(server: &TabletServer, session: &Arc<ScanSession>, request: &ScanKvRequest) -> ScanKvResponse {
+fn serve_continuation(
+    server: &TabletServer,
+    session: &Arc<ScanSession>,
+    request: &ScanKvRequest,
+) -> ScanKvResponse {
     let batch_size_bytes = batch_size(request);
     if !may_serve(server, session.bucket(), session.leader_epoch()) {
         return ScanKvResponse::error(not_leader_any_more(session));
@@ -204,7 +231,12 @@ fn serve_continuation(server: &TabletServer, session: &Arc<ScanSession>, request
 
 /// Builds the page for `call_seq_id` and remembers it. The TTL is refreshed here, after every
 /// check passed.
-fn serve_page(server: &TabletServer, session: &Arc<ScanSession>, call_seq_id: i32, batch_size_bytes: i32) -> ScanKvResponse {
+fn serve_page(
+    server: &TabletServer,
+    session: &Arc<ScanSession>,
+    call_seq_id: i32,
+    batch_size_bytes: i32,
+) -> ScanKvResponse {
     session.mark_accessed(server.env().clock.now_mono_ms());
     let cap_bytes = server.scanners().config().batch_bytes_max as usize;
     let budget_bytes = (batch_size_bytes.max(1) as usize).min(cap_bytes);
@@ -218,13 +250,16 @@ fn serve_page(server: &TabletServer, session: &Arc<ScanSession>, call_seq_id: i3
             ))
         }
         Err(FillError::Engine(error)) => {
-            return ScanKvResponse::error(ApiError::new(ErrorCode::KvStorageException, error.to_string()))
+            return ScanKvResponse::error(ApiError::new(
+                ErrorCode::KvStorageException,
+                error.to_string(),
+            ))
         }
     };
     let response = ScanKvResponse {
         scanner_id: Some(session.id().as_bytes().to_vec()),
         has_more_results: Some(has_more),
-        records: Some(records),
+        records: Some(bytes::Bytes::from(records)),
         // Only the first response carries it.
         log_offset: (call_seq_id == 0).then_some(session.log_offset() as i64),
         leader_epoch: Some(session.leader_epoch()),
@@ -247,7 +282,8 @@ fn finish(server: &TabletServer, session: &Arc<ScanSession>, response: &ScanKvRe
         // A session lost to a leadership change is remembered as expired, as a leadership
         // close does, so that a racing request is told to restart rather than that the id is
         // unknown.
-        let lost_leadership = response.error.as_ref().is_some_and(|e| e.code == ErrorCode::NotLeaderOrFollower);
+        let lost_leadership =
+            response.error.as_ref().is_some_and(|e| e.code == ErrorCode::NotLeaderOrFollower);
         server.scanners().end(session, lost_leadership, false);
     }
     server.scanners().release(session);

@@ -77,7 +77,10 @@ pub struct ScanSession {
 
 impl std::fmt::Debug for ScanSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ScanSession").field("id", &self.id).field("bucket", &self.bucket).finish_non_exhaustive()
+        f.debug_struct("ScanSession")
+            .field("id", &self.id)
+            .field("bucket", &self.bucket)
+            .finish_non_exhaustive()
     }
 }
 
@@ -194,29 +197,45 @@ impl ScanSession {
     pub fn cached_page(&self, call_seq_id: i32, batch_size_bytes: i32) -> Option<ScanKvResponse> {
         let state = self.lock();
         let page = state.last_page.as_ref()?;
-        (page.call_seq_id == call_seq_id && page.batch_size_bytes == batch_size_bytes).then(|| page.response.clone())
+        (page.call_seq_id == call_seq_id && page.batch_size_bytes == batch_size_bytes)
+            .then(|| page.response.clone())
     }
 
     /// Records the page just served for `call_seq_id`.
-    pub fn remember_page(&self, call_seq_id: i32, batch_size_bytes: i32, response: &ScanKvResponse) {
+    pub fn remember_page(
+        &self,
+        call_seq_id: i32,
+        batch_size_bytes: i32,
+        response: &ScanKvResponse,
+    ) {
         let mut state = self.lock();
         assert_eq!(call_seq_id, state.call_seq_id + 1, "pages are served in order");
         state.call_seq_id = call_seq_id;
-        state.last_page = Some(CachedPage { call_seq_id, batch_size_bytes, response: response.clone() });
+        state.last_page =
+            Some(CachedPage { call_seq_id, batch_size_bytes, response: response.clone() });
     }
 
     /// Fills the next batch up to `batch_bytes_max` of serialized size. At least one row is
     /// always appended (unless `at_least_one` is off, which only a mutant does), so a budget
     /// below the header size still makes progress. Returns the batch and whether rows remain.
-    pub fn fill_batch(&self, batch_bytes_max: usize, at_least_one: bool) -> Result<(Vec<u8>, bool), FillError> {
+    pub fn fill_batch(
+        &self,
+        batch_bytes_max: usize,
+        at_least_one: bool,
+    ) -> Result<(Vec<u8>, bool), FillError> {
         let mut state = self.lock();
         let SessionState { iterator, remaining_limit, .. } = &mut *state;
         let Some(iterator) = iterator.as_mut() else {
             return Err(FillError::ClosedUnderRequest(self.id.clone()));
         };
-        let mut builder = ValueRecordBatchBuilder::new();
+        // Room for the budget and one more row: the page is written once, never regrown.
+        let mut builder =
+            ValueRecordBatchBuilder::with_capacity(batch_bytes_max.saturating_add(4096));
         let mut appended_any = !at_least_one;
-        while iterator.valid() && *remaining_limit != 0 && (!appended_any || builder.size_bytes() < batch_bytes_max) {
+        while iterator.valid()
+            && *remaining_limit != 0
+            && (!appended_any || builder.size_bytes() < batch_bytes_max)
+        {
             builder.append(iterator.value());
             iterator.next();
             appended_any = true;

@@ -27,7 +27,9 @@ impl ScannerConfig {
     /// Refuses limits that would make sessions unusable.
     pub fn validate(&self) -> Result<(), String> {
         if self.ttl_ms == 0 || self.expiration_interval_ms == 0 {
-            return Err("kv.scanner.ttl and kv.scanner.expiration-interval must be positive".to_string());
+            return Err(
+                "kv.scanner.ttl and kv.scanner.expiration-interval must be positive".to_string()
+            );
         }
         if self.sessions_per_bucket_max == 0 || self.sessions_per_server_max == 0 {
             return Err("kv.scanner.max-per-bucket and max-per-server must be positive".to_string());

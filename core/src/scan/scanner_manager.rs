@@ -103,13 +103,18 @@ impl ScannerManager {
     pub fn register(&self, session: Arc<ScanSession>) -> Result<(), ApiError> {
         let mut state = self.lock();
         if state.closed {
-            return Err(ApiError::new(ErrorCode::NotLeaderOrFollower, "the scanner manager is shut down"));
+            return Err(ApiError::new(
+                ErrorCode::NotLeaderOrFollower,
+                "the scanner manager is shut down",
+            ));
         }
         self.limit_error(&state, session.bucket())?;
         state.total += 1;
         *state.per_bucket.entry(session.bucket()).or_insert(0) += 1;
         assert!(state.total <= i64::from(self.config.sessions_per_server_max));
-        assert!(state.per_bucket[&session.bucket()] <= i64::from(self.config.sessions_per_bucket_max));
+        assert!(
+            state.per_bucket[&session.bucket()] <= i64::from(self.config.sessions_per_bucket_max)
+        );
         let previous = state.sessions.insert(session.id().to_string(), session);
         assert!(previous.is_none(), "scanner id issued twice");
         Ok(())
@@ -128,13 +133,20 @@ impl ScannerManager {
     }
 
     /// Keeps a drained session's final page for a retry of it.
-    pub fn remember_finished(&self, session: &ScanSession, call_seq_id: i32, batch_size_bytes: i32, response: &ScanKvResponse) {
+    pub fn remember_finished(
+        &self,
+        session: &ScanSession,
+        call_seq_id: i32,
+        batch_size_bytes: i32,
+        response: &ScanKvResponse,
+    ) {
         let id = session.id();
         let finished_ms = self.env.clock.now_mono_ms();
         let mut state = self.lock();
         let capacity = 2 * self.config.sessions_per_server_max as usize;
         while state.finished.len() >= capacity {
-            let oldest = state.finished.iter().min_by_key(|(_, f)| f.finished_ms).map(|(id, _)| id.clone());
+            let oldest =
+                state.finished.iter().min_by_key(|(_, f)| f.finished_ms).map(|(id, _)| id.clone());
             let Some(oldest) = oldest else { break };
             state.finished.remove(&oldest);
             // A retry of a forgotten final page must restart the scan: say expired.
@@ -161,7 +173,8 @@ impl ScannerManager {
     ) -> Option<(TableBucket, u32, ScanKvResponse)> {
         let state = self.lock();
         let finished = state.finished.get(id)?;
-        let repeat = Some(finished.call_seq_id) == call_seq_id && finished.batch_size_bytes == batch_size_bytes;
+        let repeat = Some(finished.call_seq_id) == call_seq_id
+            && finished.batch_size_bytes == batch_size_bytes;
         repeat.then(|| (finished.bucket, finished.leader_epoch, finished.response.clone()))
     }
 
@@ -170,7 +183,8 @@ impl ScannerManager {
     pub fn end(&self, session: &Arc<ScanSession>, record_expired: bool, force: bool) {
         {
             let mut state = self.lock();
-            let registered = state.sessions.get(session.id()).is_some_and(|s| Arc::ptr_eq(s, session));
+            let registered =
+                state.sessions.get(session.id()).is_some_and(|s| Arc::ptr_eq(s, session));
             if registered {
                 state.sessions.remove(session.id());
             }
@@ -203,8 +217,12 @@ impl ScannerManager {
         {
             let now_ms = self.env.clock.now_mono_ms();
             let mut state = self.lock();
-            let dropped: Vec<String> =
-                state.finished.iter().filter(|(_, f)| f.bucket == bucket).map(|(id, _)| id.clone()).collect();
+            let dropped: Vec<String> = state
+                .finished
+                .iter()
+                .filter(|(_, f)| f.bucket == bucket)
+                .map(|(id, _)| id.clone())
+                .collect();
             for id in dropped {
                 state.finished.remove(&id);
                 state.recently_expired.insert(id, now_ms);
@@ -230,7 +248,9 @@ impl ScannerManager {
             if state.closed {
                 return 0;
             }
-            state.recently_expired.retain(|_, evicted_ms| now_ms.saturating_sub(*evicted_ms) <= 2 * ttl_ms);
+            state
+                .recently_expired
+                .retain(|_, evicted_ms| now_ms.saturating_sub(*evicted_ms) <= 2 * ttl_ms);
             let stale: Vec<String> = state
                 .finished
                 .iter()
@@ -284,7 +304,11 @@ impl ScannerManager {
 
     pub fn counts(&self) -> ScannerCounts {
         let state = self.lock();
-        ScannerCounts { total: state.total, per_bucket: state.per_bucket.clone(), registered: state.sessions.len() }
+        ScannerCounts {
+            total: state.total,
+            per_bucket: state.per_bucket.clone(),
+            registered: state.sessions.len(),
+        }
     }
 
     pub fn sessions(&self) -> Vec<SessionInfo> {

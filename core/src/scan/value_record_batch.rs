@@ -4,6 +4,8 @@
 //! `record_count:i32`. Each record: `length:i32` | value bytes, where a value is the stored
 //! KV value (`schema_id:i16` + row). Keys are not carried.
 
+use bytes::Bytes;
+
 const MAGIC: u8 = 0;
 /// Bytes of an empty batch.
 pub const HEADER_BYTES: usize = 4 + 1 + 4;
@@ -25,7 +27,13 @@ impl Default for ValueRecordBatchBuilder {
 
 impl ValueRecordBatchBuilder {
     pub fn new() -> Self {
-        let mut bytes = Vec::with_capacity(4096);
+        ValueRecordBatchBuilder::with_capacity(4096)
+    }
+
+    /// A builder that will not reallocate below `capacity_bytes`: a batch cut at a byte budget
+    /// is written once instead of being copied as it grows.
+    pub fn with_capacity(capacity_bytes: usize) -> Self {
+        let mut bytes = Vec::with_capacity(capacity_bytes.max(HEADER_BYTES));
         bytes.extend_from_slice(&[0u8; HEADER_BYTES]);
         ValueRecordBatchBuilder { bytes, record_count: 0 }
     }
@@ -65,14 +73,108 @@ pub fn record_size_bytes(value: &[u8]) -> usize {
 #[error("malformed value record batch: {0}")]
 pub struct ValueBatchError(pub String);
 
-/// Decodes a batch into its values; never panics on any input.
+/// A received batch, checked once and then read in place: its values are slices of the
+/// received bytes, with no copy per value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValueBatch {
+    bytes: Bytes,
+    record_count: usize,
+}
+
+impl ValueBatch {
+    /// Checks the framing of `bytes`; never panics on any input.
+    pub fn parse(bytes: Bytes) -> Result<ValueBatch, ValueBatchError> {
+        let record_count = check_value_batch(&bytes)?;
+        Ok(ValueBatch { bytes, record_count })
+    }
+
+    pub fn empty() -> ValueBatch {
+        ValueRecordBatchBuilder::new().build_value_batch()
+    }
+
+    pub fn len(&self) -> usize {
+        self.record_count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.record_count == 0
+    }
+
+    /// The values in order, as slices of the batch.
+    pub fn iter(&self) -> ValueBatchIter<'_> {
+        ValueBatchIter { bytes: &self.bytes, position: HEADER_BYTES, remaining: self.record_count }
+    }
+
+    pub fn to_vecs(&self) -> Vec<Vec<u8>> {
+        self.iter().map(<[u8]>::to_vec).collect()
+    }
+
+    /// The batch as it travels.
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+}
+
+/// Iterates a checked [`ValueBatch`].
+#[derive(Debug, Clone)]
+pub struct ValueBatchIter<'a> {
+    bytes: &'a [u8],
+    position: usize,
+    remaining: usize,
+}
+
+impl<'a> Iterator for ValueBatchIter<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.remaining == 0 {
+            return None;
+        }
+        // The framing was checked at parse time, so these reads are in bounds.
+        let len_bytes = self.bytes.get(self.position..self.position + 4)?;
+        let len =
+            u32::from_le_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]) as usize;
+        let start = self.position + 4;
+        let value = self.bytes.get(start..start + len)?;
+        self.position = start + len;
+        self.remaining -= 1;
+        Some(value)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+impl ValueRecordBatchBuilder {
+    /// Builds straight into a [`ValueBatch`] (for tests and in-process callers).
+    pub fn build_value_batch(self) -> ValueBatch {
+        let record_count = self.record_count as usize;
+        ValueBatch { bytes: Bytes::from(self.build()), record_count }
+    }
+}
+
+/// Decodes a batch into owned values; never panics on any input.
 pub fn decode_value_batch(bytes: &[u8]) -> Result<Vec<Vec<u8>>, ValueBatchError> {
+    let record_count = check_value_batch(bytes)?;
+    let values = ValueBatchIter { bytes, position: HEADER_BYTES, remaining: record_count };
+    Ok(values.map(<[u8]>::to_vec).collect())
+}
+
+/// Checks the framing of a batch and returns its record count; never panics on any input.
+fn check_value_batch(bytes: &[u8]) -> Result<usize, ValueBatchError> {
     let header = bytes.get(0..HEADER_BYTES).ok_or_else(|| {
-        ValueBatchError(format!("{} bytes is shorter than the {HEADER_BYTES}-byte header", bytes.len()))
+        ValueBatchError(format!(
+            "{} bytes is shorter than the {HEADER_BYTES}-byte header",
+            bytes.len()
+        ))
     })?;
     let length = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
     if length.checked_add(4) != Some(bytes.len()) {
-        return Err(ValueBatchError(format!("length field {length} but {} bytes follow", bytes.len() - 4)));
+        return Err(ValueBatchError(format!(
+            "length field {length} but {} bytes follow",
+            bytes.len() - 4
+        )));
     }
     if header[4] != MAGIC {
         return Err(ValueBatchError(format!("unknown magic {}", header[4])));
@@ -80,27 +182,28 @@ pub fn decode_value_batch(bytes: &[u8]) -> Result<Vec<Vec<u8>>, ValueBatchError>
     let record_count = u32::from_le_bytes([header[5], header[6], header[7], header[8]]) as usize;
     // Every record takes at least its length field: a count beyond that is corrupt.
     if record_count > (bytes.len() - HEADER_BYTES) / RECORD_OVERHEAD_BYTES {
-        return Err(ValueBatchError(format!("{record_count} records cannot fit in {} bytes", bytes.len())));
+        return Err(ValueBatchError(format!(
+            "{record_count} records cannot fit in {} bytes",
+            bytes.len()
+        )));
     }
-    let mut values = Vec::with_capacity(record_count);
     let mut position = HEADER_BYTES;
     for index in 0..record_count {
         let len_bytes = bytes
             .get(position..position + 4)
             .ok_or_else(|| ValueBatchError(format!("record {index} has no length")))?;
-        let len = u32::from_le_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]) as usize;
+        let len =
+            u32::from_le_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]) as usize;
         position += 4;
-        let end = position
-            .checked_add(len)
-            .filter(|end| *end <= bytes.len())
-            .ok_or_else(|| ValueBatchError(format!("record {index} of {len} bytes runs past the batch")))?;
-        values.push(bytes[position..end].to_vec());
+        let end = position.checked_add(len).filter(|end| *end <= bytes.len()).ok_or_else(|| {
+            ValueBatchError(format!("record {index} of {len} bytes runs past the batch"))
+        })?;
         position = end;
     }
     if position != bytes.len() {
         return Err(ValueBatchError(format!("{} trailing bytes", bytes.len() - position)));
     }
-    Ok(values)
+    Ok(record_count)
 }
 
 #[cfg(test)]
@@ -133,12 +236,17 @@ mod tests {
                 builder.append(value);
             }
             let bytes = builder.build();
-            prop_assert_eq!(decode_value_batch(&bytes).expect("decodes"), values);
+            prop_assert_eq!(decode_value_batch(&bytes).expect("decodes"), values.clone());
+            let batch = ValueBatch::parse(Bytes::from(bytes)).expect("parses");
+            prop_assert_eq!(batch.len(), values.len());
+            prop_assert_eq!(batch.iter().map(<[u8]>::to_vec).collect::<Vec<_>>(), values);
         }
 
         #[test]
         fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
-            let _ = decode_value_batch(&bytes);
+            let decoded = decode_value_batch(&bytes);
+            let parsed = ValueBatch::parse(Bytes::from(bytes));
+            prop_assert_eq!(decoded.ok(), parsed.ok().map(|batch| batch.to_vecs()));
         }
     }
 }

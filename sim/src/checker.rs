@@ -331,6 +331,17 @@ impl Checker {
         self.logs.open(bucket).map_or(0, |log| log.leader_epoch())
     }
 
+    /// Whether `server` (the god view) still leads `bucket` under `leader_epoch`.
+    pub fn server_leads_under(
+        &self,
+        server: NodeId,
+        bucket: TableBucket,
+        leader_epoch: u32,
+    ) -> bool {
+        let server = lock(&self.servers).get(&server).cloned();
+        server.and_then(|s| s.replica(bucket)).is_some_and(|r| r.leads_under(leader_epoch))
+    }
+
     pub fn note_crash(&self, server: NodeId) {
         *lock(&self.crash_counts).entry(server).or_insert(0) += 1;
     }
@@ -481,6 +492,31 @@ impl Checker {
         if rows != expected {
             self.violation(format!(
                 "handoff of {bucket}: scan at {log_offset} plus the changelog to {applied_until} gives {} rows, the model {}",
+                rows.len(),
+                expected.len()
+            ));
+        }
+    }
+
+    /// The library bootstrap's rows are the model's state at the offset it reached.
+    pub fn check_bootstrap(
+        &self,
+        bucket: TableBucket,
+        applied_until_offset: u64,
+        rows: &BTreeMap<Vec<u8>, Vec<u8>>,
+    ) {
+        lock(&self.counts).handoffs_checked += 1;
+        let mut model = lock(&self.model);
+        if let Err(text) = self.catch_up(&mut model, bucket) {
+            drop(model);
+            return self.violation(text);
+        }
+        let expected: BTreeMap<Vec<u8>, Vec<u8>> =
+            model.state_at(bucket, applied_until_offset).into_iter().collect();
+        drop(model);
+        if *rows != expected {
+            self.violation(format!(
+                "bootstrap of {bucket} to offset {applied_until_offset} holds {} rows, the model {}",
                 rows.len(),
                 expected.len()
             ));

@@ -5,10 +5,13 @@
 use std::sync::Arc;
 
 use futures::FutureExt;
-use kvtablet_core::env::{Clock, Rpc, RpcError};
+use kvtablet_core::env::{Clock, Executor, Rpc, RpcError};
+use kvtablet_core::ledger::Ledger;
 use kvtablet_core::message::{
     BucketScanRequest, NodeId, Request, Response, ScanKvRequest, ScanKvResponse,
 };
+use kvtablet_core::scan::bootstrap::{bootstrap, BootstrapOptions};
+use kvtablet_core::scan::kv_scanner::KvScannerOptions;
 use kvtablet_core::{ErrorCode, TableBucket};
 
 use crate::checker::Checker;
@@ -49,6 +52,8 @@ pub struct ScanClient {
     node_id: NodeId,
     rpc: Arc<dyn Rpc>,
     clock: Arc<dyn Clock>,
+    executor: Arc<dyn Executor>,
+    ledger: Ledger,
     prng: Prng,
     plan: Arc<RunPlan>,
     checker: Arc<Checker>,
@@ -61,6 +66,8 @@ impl ScanClient {
         node_id: NodeId,
         rpc: Arc<dyn Rpc>,
         clock: Arc<dyn Clock>,
+        executor: Arc<dyn Executor>,
+        ledger: Ledger,
         prng: Prng,
         plan: Arc<RunPlan>,
         checker: Arc<Checker>,
@@ -69,6 +76,8 @@ impl ScanClient {
             node_id,
             rpc,
             clock,
+            executor,
+            ledger,
             prng,
             plan,
             checker,
@@ -79,10 +88,11 @@ impl ScanClient {
 
     pub async fn run(mut self) {
         for _ in 0..self.plan.scan_ops_per_client {
-            match self.prng.below(10) {
+            match self.prng.below(12) {
                 0..=6 => self.scan_once().await,
                 7 | 8 => self.probe_abandoned().await,
-                _ => self.probe_never_issued().await,
+                9 => self.probe_never_issued().await,
+                _ => self.bootstrap_once().await,
             }
             let think_ms = self.prng.range_inclusive(0, 50);
             self.clock.sleep(think_ms).await;
@@ -515,8 +525,14 @@ impl ScanClient {
         let recv_ms = self.clock.now_mono_ms();
         let same_incarnation = self.checker.crash_count(session.server) == session.crash_count
             && !self.duplicates_possible();
+        // The session's server may hear of its demotion before the new leader fences the log.
         let same_term = epoch_at_send == session.leader_epoch
-            && self.checker.log_epoch(session.bucket) == session.leader_epoch;
+            && self.checker.log_epoch(session.bucket) == session.leader_epoch
+            && self.checker.server_leads_under(
+                session.server,
+                session.bucket,
+                session.leader_epoch,
+            );
         let code = response.error.as_ref().map(|e| e.code);
         self.checker.note(
             self.node_id,
@@ -585,6 +601,63 @@ impl ScanClient {
                     "a never-issued scanner id on node {server} was answered {code:?}"
                 ));
             }
+        }
+    }
+
+    /// The library's snapshot-then-changelog bootstrap (pipelined `KvScanner`, then FetchLog
+    /// from the scan's `log_offset`), checked against the model at the offset it reached.
+    async fn bootstrap_once(&mut self) {
+        let bucket =
+            TableBucket::new(TABLE_ID, self.prng.below(self.plan.bucket_count() as u64) as i32);
+        let Some(leader) =
+            self.leaders.leader_of(&self.rpc, bucket, self.plan.request_timeout_ms).await
+        else {
+            return;
+        };
+        let batch_size_bytes = self.batch_size_bytes();
+        let options = BootstrapOptions {
+            scan: KvScannerOptions {
+                batch_size_bytes,
+                request_timeout_ms: self.plan.request_timeout_ms,
+                ..KvScannerOptions::DEFAULT
+            },
+            fetch_log_bytes_max: 4096,
+            fetch_log_requests_max: 256,
+            fetch_log_poll_interval_ms: 20,
+        };
+        let outcome = bootstrap(
+            self.rpc.clone(),
+            self.executor.clone(),
+            self.clock.clone(),
+            self.ledger.clone(),
+            leader,
+            bucket,
+            options,
+            &crate::client::key_of_value,
+            None,
+        )
+        .await;
+        match outcome {
+            Ok(result) => {
+                let detail = format!(
+                    "{} {} rows from {} to {}",
+                    bucket.dir_name(),
+                    result.rows.len(),
+                    result.snapshot_log_offset,
+                    result.applied_until_offset
+                );
+                self.checker.note(self.node_id, "bootstrap", detail);
+                self.checker.check_bootstrap(bucket, result.applied_until_offset, &result.rows);
+            }
+            Err(error) if error.is_restartable() => {
+                self.checker.note(
+                    self.node_id,
+                    "bootstrap-restart",
+                    format!("{} {error}", bucket.dir_name()),
+                );
+                self.leaders.forget(bucket);
+            }
+            Err(error) => self.checker.violation(format!("bootstrap of {bucket} failed: {error}")),
         }
     }
 

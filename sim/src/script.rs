@@ -4,7 +4,7 @@
 //! ```text
 //! servers 2                       # first line; buckets of table 1 are then `b0`, `b1`, ...
 //! scanner ttl_ms=1000 interval_ms=100 per_bucket=8 per_server=200 batch_max=1024
-//! lead b0 on 1                    # next epoch for b0, led by server 1
+//! lead b0 on 1 [silently]         # next epoch for b0, led by server 1 (old leader not told)
 //! put b0 10                       # upserts k000..k009
 //! flush                           # runs until every leader has flushed
 //! open s1 b0 size=20 [limit=5]    # opens scan `s1` on b0's leader
@@ -163,12 +163,14 @@ impl Script {
                 .find_map(|w| w.strip_prefix(&format!("{name}=")).and_then(|v| v.parse().ok()))
         };
         match words.as_slice() {
-            ["lead", bucket, "on", node] => {
+            ["lead", bucket, "on", node, rest @ ..] => {
+                // `silently`: the old leader is not told, as when its notice is lost.
+                let silently = rest == ["silently"];
                 let bucket = parse_bucket(bucket)?;
                 let node: NodeId = node.parse().map_err(|_| format!("bad server {node:?}"))?;
                 let (previous, epoch) = self.leaders.get(&bucket).copied().unwrap_or((0, 0));
                 let epoch = epoch + 1;
-                if previous != 0 && previous != node {
+                if previous != 0 && previous != node && !silently {
                     self.request(
                         previous,
                         Request::BecomeFollower { bucket, leader_epoch: epoch },

@@ -247,6 +247,8 @@ impl World {
                 node,
                 self.net.endpoint(node),
                 self.exec.clock_for(node),
+                self.exec.executor_for(node),
+                self.ledger.clone(),
                 self.streams.stream(&format!("scan-client-{node}")),
                 self.plan.clone(),
                 self.checker.clone(),

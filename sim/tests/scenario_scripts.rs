@@ -1,6 +1,9 @@
 //! The curated scenarios of `scenarios/*.script`, each run step by step; their short traces
 //! are insta snapshots, reviewed by hand and never accepted in CI.
 
+// Reading the scenario files is the harness's job, not the simulated code's.
+#![allow(clippy::disallowed_methods)]
+
 use std::path::Path;
 
 use kvtablet_sim::script::run_script;

@@ -180,6 +180,7 @@ struct InFlightContinuation {
 pub struct KvScanner {
     rpc: Arc<dyn Rpc>,
     executor: Arc<dyn Executor>,
+    clock: Arc<dyn Clock>,
     ledger: Ledger,
     leader: NodeId,
     bucket: TableBucket,
@@ -264,6 +265,7 @@ impl KvScanner {
         let mut scanner = KvScanner {
             rpc,
             executor,
+            clock,
             ledger,
             leader,
             bucket,
@@ -409,6 +411,7 @@ impl KvScanner {
         let (sender, outcome) = oneshot::channel();
         let call = call_resending_on_timeout(
             Arc::clone(&self.rpc),
+            Arc::clone(&self.clock),
             self.leader,
             request,
             self.options.request_timeout_ms,
@@ -507,8 +510,13 @@ impl Drop for KvScanner {
 /// Sends `request`, resending it (same `call_seq_id`, same batch size) after each timeout up to
 /// `resends_max` times. `Unreachable` is final: the request was not applied, and the node is
 /// gone.
+///
+/// A request can reach the server while another holds the session (the original of a resend,
+/// or a network duplicate of the previous continuation); the server refuses it as concurrent
+/// without harming the session, so it is sent again after a pause, within the same budget.
 fn call_resending_on_timeout(
     rpc: Arc<dyn Rpc>,
+    clock: Arc<dyn Clock>,
     leader: NodeId,
     request: ScanKvRequest,
     timeout_ms: u64,
@@ -517,16 +525,38 @@ fn call_resending_on_timeout(
     async move {
         let mut resends_done = 0u32;
         loop {
-            match rpc.call(leader, Request::ScanKv(request.clone()), timeout_ms).await {
+            let outcome = rpc.call(leader, Request::ScanKv(request.clone()), timeout_ms).await;
+            let refused_as_concurrent = is_concurrent_refusal(&outcome);
+            match outcome {
                 Err(RpcError::Timeout(node)) if resends_done < resends_max => {
                     tracing::debug!(node, call_seq_id = ?request.call_seq_id, "scan continuation timed out; resending");
                     resends_done += 1;
+                }
+                Ok(_) if refused_as_concurrent && resends_done < resends_max => {
+                    resends_done += 1;
+                    clock.sleep(CONCURRENT_REFUSAL_PAUSE_MS << resends_done.min(6)).await;
                 }
                 outcome => return outcome,
             }
         }
     }
     .boxed()
+}
+
+/// Base pause before resending after a concurrent refusal; it doubles with every resend.
+const CONCURRENT_REFUSAL_PAUSE_MS: u64 = 10;
+
+/// The server's answer to a second request on a session that a first one still holds
+/// (`INVALID_SCAN_REQUEST`, which Fluss also uses for malformed requests, so the message
+/// tells them apart).
+fn is_concurrent_refusal(outcome: &Result<Response, RpcError>) -> bool {
+    let error = match outcome {
+        Ok(Response::ScanKv(ScanKvResponse { error: Some(error), .. }))
+        | Ok(Response::Error(error)) => error,
+        _ => return false,
+    };
+    error.code == ErrorCode::InvalidScanRequest
+        && error.message.starts_with("Concurrent scan request")
 }
 
 /// The ScanKv body of a response, or the error it carries. Errors may come in the body (as

@@ -42,6 +42,15 @@ struct Session {
     last_page: ScanKvResponse,
 }
 
+/// What a client process has of its node: its id and its seams.
+pub struct ClientNode {
+    pub node_id: NodeId,
+    pub rpc: Arc<dyn Rpc>,
+    pub clock: Arc<dyn Clock>,
+    pub executor: Arc<dyn Executor>,
+    pub ledger: Ledger,
+}
+
 enum Ending {
     Complete,
     CloseEarly,
@@ -62,16 +71,8 @@ pub struct ScanClient {
 }
 
 impl ScanClient {
-    pub fn new(
-        node_id: NodeId,
-        rpc: Arc<dyn Rpc>,
-        clock: Arc<dyn Clock>,
-        executor: Arc<dyn Executor>,
-        ledger: Ledger,
-        prng: Prng,
-        plan: Arc<RunPlan>,
-        checker: Arc<Checker>,
-    ) -> Self {
+    pub fn new(node: ClientNode, prng: Prng, plan: Arc<RunPlan>, checker: Arc<Checker>) -> Self {
+        let ClientNode { node_id, rpc, clock, executor, ledger } = node;
         ScanClient {
             node_id,
             rpc,

@@ -244,11 +244,13 @@ impl World {
         for index in 0..self.plan.scan_clients {
             let node = SCAN_CLIENT_NODE_BASE + index;
             let client = crate::scan_client::ScanClient::new(
-                node,
-                self.net.endpoint(node),
-                self.exec.clock_for(node),
-                self.exec.executor_for(node),
-                self.ledger.clone(),
+                crate::scan_client::ClientNode {
+                    node_id: node,
+                    rpc: self.net.endpoint(node),
+                    clock: self.exec.clock_for(node),
+                    executor: self.exec.executor_for(node),
+                    ledger: self.ledger.clone(),
+                },
                 self.streams.stream(&format!("scan-client-{node}")),
                 self.plan.clone(),
                 self.checker.clone(),

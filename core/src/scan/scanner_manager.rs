@@ -52,9 +52,14 @@ struct ManagerState {
     total: i64,
     closed: bool,
     /// The final page of each recently drained session, so that a transport retry of it is
-    /// answered rather than told the id is unknown. Bounded by count and by the TTL.
+    /// answered rather than told the id is unknown. Bounded by count, bytes and the TTL.
     finished: BTreeMap<String, FinishedScan>,
+    finished_bytes: usize,
 }
+
+/// At most this many bytes of final pages are kept for retries; older ones are forgotten
+/// (and their ids remembered as expired, so a retry restarts the scan).
+const FINISHED_PAGES_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
 struct FinishedScan {
@@ -144,11 +149,15 @@ impl ScannerManager {
         let finished_ms = self.env.clock.now_mono_ms();
         let mut state = self.lock();
         let capacity = 2 * self.config.sessions_per_server_max as usize;
-        while state.finished.len() >= capacity {
+        let page_bytes = response.records.as_ref().map_or(0, |r| r.len());
+        while state.finished.len() >= capacity
+            || (!state.finished.is_empty()
+                && state.finished_bytes + page_bytes > FINISHED_PAGES_BYTES_MAX)
+        {
             let oldest =
                 state.finished.iter().min_by_key(|(_, f)| f.finished_ms).map(|(id, _)| id.clone());
             let Some(oldest) = oldest else { break };
-            state.finished.remove(&oldest);
+            forget_finished(&mut state, &oldest);
             // A retry of a forgotten final page must restart the scan: say expired.
             state.recently_expired.insert(oldest, finished_ms);
         }
@@ -160,7 +169,10 @@ impl ScannerManager {
             response: response.clone(),
             finished_ms,
         };
-        state.finished.insert(id.to_string(), finished);
+        state.finished_bytes += page_bytes;
+        if let Some(replaced) = state.finished.insert(id.to_string(), finished) {
+            state.finished_bytes -= replaced.response.records.as_ref().map_or(0, |r| r.len());
+        }
     }
 
     /// The final page of a drained session, with its bucket and epoch, if this request
@@ -224,7 +236,7 @@ impl ScannerManager {
                 .map(|(id, _)| id.clone())
                 .collect();
             for id in dropped {
-                state.finished.remove(&id);
+                forget_finished(&mut state, &id);
                 state.recently_expired.insert(id, now_ms);
             }
         }
@@ -258,7 +270,7 @@ impl ScannerManager {
                 .map(|(id, _)| id.clone())
                 .collect();
             for id in stale {
-                state.finished.remove(&id);
+                forget_finished(&mut state, &id);
                 state.recently_expired.insert(id, now_ms);
             }
             state
@@ -295,6 +307,7 @@ impl ScannerManager {
             let mut state = self.lock();
             state.closed = true;
             state.finished.clear();
+            state.finished_bytes = 0;
             state.sessions.values().cloned().collect()
         };
         for session in &sessions {
@@ -360,5 +373,13 @@ impl ScannerManager {
 
     fn lock(&self) -> MutexGuard<'_, ManagerState> {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn forget_finished(state: &mut ManagerState, id: &str) {
+    if let Some(finished) = state.finished.remove(id) {
+        let page_bytes = finished.response.records.as_ref().map_or(0, |r| r.len());
+        assert!(state.finished_bytes >= page_bytes, "final-page byte count went negative");
+        state.finished_bytes -= page_bytes;
     }
 }

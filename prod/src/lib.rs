@@ -8,3 +8,4 @@ pub mod os_entropy;
 pub mod rocks_engine;
 pub mod system_clock;
 pub mod tokio_executor;
+pub mod wire;

@@ -1,0 +1,448 @@
+//! The TCP server of the Fluss wire protocol.
+//!
+//! One tokio task per connection. Within a connection, requests are answered **concurrently**:
+//! the task keeps reading while up to [`WireConfig::max_in_flight_per_connection`] handler
+//! futures are pending, polls them together, and writes each response as soon as it is ready,
+//! so responses may leave in a different order than their requests (the Fluss client matches
+//! them by request id). At the in-flight limit the task stops reading, which pushes back on the
+//! client through TCP. Handler futures run on the connection's task; a handler with heavy or
+//! blocking work should hand it to its own tasks.
+//!
+//! The server answers ApiVersions itself (every key of [`ApiKey::ALL`]; `server_type` left out
+//! because one port plays both the coordinator and the tablet server). An unknown api key or a
+//! version outside the advertised range gets an ERROR_RESPONSE `UNSUPPORTED_VERSION` (2), never
+//! silence; a malformed ApiVersions body gets `CORRUPT_MESSAGE` (3), as should any malformed
+//! body a handler decodes (see [`crate::wire::error::decode_request`]). A handler that panics
+//! answers `UNKNOWN_SERVER_ERROR` (-1) and the connection goes on.
+//!
+//! A framing error (negative, too short or oversized length, or a stream that ends inside a
+//! frame) closes only that connection: nothing more is read from it, the requests before the
+//! bad frame are answered, then it is closed.
+//!
+//! Shutdown: once the `shutdown` future completes the server stops accepting; every connection
+//! stops reading, answers the requests it already has and closes. The server waits for them at
+//! most [`WireConfig::shutdown_grace`], then drops whatever is left.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::future::{self, BoxFuture, FutureExt};
+use futures::stream::{FuturesUnordered, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::wire::api_key::ApiKey;
+use crate::wire::error::{decode_request, WireError, WireResponse};
+use crate::wire::frame::DEFAULT_MAX_FRAME_SIZE;
+use crate::wire::frame::{FrameCodec, FrameError, RequestFrame, ResponseFrame};
+use crate::wire::messages::{ApiVersionsRequest, ApiVersionsResponse, PbApiVersion};
+
+/// The smallest `max_frame_size` accepted: every error response must fit.
+pub const MIN_MAX_FRAME_SIZE: usize = 1024;
+/// Error messages are cut to this many bytes so that an error response always fits.
+const MAX_ERROR_MESSAGE_LEN: usize = 512;
+
+/// Limits of the wire server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireConfig {
+    /// The largest frame accepted or sent, counted after the length field
+    /// (`net.max-frame-size`). A request above it closes its connection; a response above it
+    /// is replaced by an `UNKNOWN_SERVER_ERROR` response. At least [`MIN_MAX_FRAME_SIZE`].
+    pub max_frame_size: usize,
+    /// Requests of one connection being handled at once; at the limit the connection is not
+    /// read until one is answered.
+    pub max_in_flight_per_connection: usize,
+    /// Connections open at once; one more is accepted and closed at once.
+    pub max_connections: usize,
+    /// How long shutdown waits for in-flight requests to be answered.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for WireConfig {
+    fn default() -> Self {
+        WireConfig {
+            max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            max_in_flight_per_connection: 64,
+            max_connections: 1024,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+impl WireConfig {
+    fn validate(&self) -> std::io::Result<()> {
+        let invalid =
+            |message: String| Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, message));
+        if self.max_frame_size < MIN_MAX_FRAME_SIZE || self.max_frame_size > i32::MAX as usize {
+            return invalid(format!(
+                "max_frame_size {} is outside {MIN_MAX_FRAME_SIZE}..={}",
+                self.max_frame_size,
+                i32::MAX
+            ));
+        }
+        if self.max_in_flight_per_connection == 0 {
+            return invalid("max_in_flight_per_connection is 0".to_string());
+        }
+        if self.max_connections == 0 {
+            return invalid("max_connections is 0".to_string());
+        }
+        Ok(())
+    }
+}
+
+/// Serves every api key but ApiVersions. `api_key` is one of [`ApiKey::ALL`] and
+/// `api_version` is within its advertised range: the server has checked both.
+///
+/// The body is the raw protobuf request; decode it with
+/// [`decode_request`](crate::wire::error::decode_request) so that a malformed one is answered
+/// `CORRUPT_MESSAGE`. Whole-request errors (a missing database, an existing table, a key that
+/// is advertised but not served) are an `Err`, sent as an ERROR_RESPONSE; per-bucket errors go
+/// inside the response body.
+pub trait WireHandler: Send + Sync {
+    fn handle(
+        &self,
+        api_key: i16,
+        api_version: i16,
+        body: Bytes,
+    ) -> BoxFuture<'static, WireResponse>;
+}
+
+/// A bound listener, not yet serving.
+pub struct WireServer {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    config: WireConfig,
+}
+
+impl WireServer {
+    /// Binds `addr` (port 0 picks a free port; see [`WireServer::local_addr`]).
+    pub async fn bind(addr: SocketAddr, config: WireConfig) -> std::io::Result<WireServer> {
+        config.validate()?;
+        let listener = TcpListener::bind(addr).await?;
+        let local_addr = listener.local_addr()?;
+        Ok(WireServer { listener, local_addr, config })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Accepts and serves connections until `shutdown` completes, then shuts down cleanly (see
+    /// the module documentation). Must run inside a tokio runtime.
+    pub async fn serve(self, handler: Arc<dyn WireHandler>, shutdown: impl Future<Output = ()>) {
+        let WireServer { listener, local_addr, config } = self;
+        let shared = Arc::new(Shared {
+            handler,
+            codec: FrameCodec::new(config.max_frame_size),
+            api_versions: api_versions_body(),
+            max_in_flight: config.max_in_flight_per_connection,
+        });
+        let (stop, stopped) = watch::channel(false);
+        let mut connections = JoinSet::new();
+        tracing::info!(%local_addr, "wire server listening");
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                Some(joined) = connections.join_next(), if !connections.is_empty() => {
+                    if let Err(error) = joined {
+                        tracing::warn!(%error, "wire connection task failed");
+                    }
+                }
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        if connections.len() >= config.max_connections {
+                            tracing::warn!(%peer, limit = config.max_connections,
+                                "too many wire connections; closing the new one");
+                            drop(stream);
+                            continue;
+                        }
+                        if let Err(error) = stream.set_nodelay(true) {
+                            tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
+                        }
+                        connections.spawn(serve_connection(
+                            stream,
+                            peer,
+                            Arc::clone(&shared),
+                            stopped.clone(),
+                        ));
+                    }
+                    Err(error) => {
+                        // Such as running out of file descriptors: wait a little, go on.
+                        tracing::warn!(%error, "cannot accept a wire connection");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+            }
+        }
+        drop(listener);
+        let _ = stop.send(true);
+        tracing::info!(%local_addr, open = connections.len(), "wire server shutting down");
+        let grace = tokio::time::sleep(config.shutdown_grace);
+        let mut grace = std::pin::pin!(grace);
+        loop {
+            tokio::select! {
+                () = &mut grace => {
+                    tracing::warn!(left = connections.len(),
+                        "wire connections still open after the shutdown grace; dropping them");
+                    connections.shutdown().await;
+                    break;
+                }
+                joined = connections.join_next() => match joined {
+                    None => break,
+                    Some(Err(error)) => tracing::warn!(%error, "wire connection task failed"),
+                    Some(Ok(())) => {}
+                },
+            }
+        }
+        tracing::info!(%local_addr, "wire server stopped");
+    }
+}
+
+/// What every connection task shares.
+struct Shared {
+    handler: Arc<dyn WireHandler>,
+    codec: FrameCodec,
+    /// The ApiVersions response body, the same for every request.
+    api_versions: Bytes,
+    max_in_flight: usize,
+}
+
+/// The ApiVersions response: every key with its range, no `server_type`.
+fn api_versions_body() -> Bytes {
+    use prost::Message;
+    let api_versions = ApiKey::ALL
+        .iter()
+        .map(|key| PbApiVersion {
+            api_key: i32::from(key.id()),
+            min_version: i32::from(key.min_version()),
+            max_version: i32::from(key.max_version()),
+        })
+        .collect();
+    Bytes::from(ApiVersionsResponse { api_versions, server_type: None }.encode_to_vec())
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    stopped: watch::Receiver<bool>,
+) {
+    tracing::debug!(%peer, "wire connection opened");
+    let (reader, writer) = stream.into_split();
+    let (responses, queued) = mpsc::channel(shared.max_in_flight);
+    // Both halves run on this one task, so dropping it (at the end of the shutdown grace)
+    // drops both.
+    let ((), ()) = tokio::join!(
+        read_requests(reader, responses, &shared, peer, stopped),
+        write_responses(writer, queued, peer),
+    );
+    tracing::debug!(%peer, "wire connection closed");
+}
+
+/// Reads and dispatches requests, and queues their responses, until the peer stops sending,
+/// a framing error or a shutdown; then answers what is in flight and returns, and dropping
+/// `responses` lets the writer finish and close. Returns at once if the stream breaks.
+async fn read_requests(
+    mut reader: OwnedReadHalf,
+    responses: mpsc::Sender<Bytes>,
+    shared: &Shared,
+    peer: SocketAddr,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut buf = BytesMut::with_capacity(8 * 1024);
+    let mut in_flight = FuturesUnordered::new();
+    let mut reading = !*stopped.borrow();
+    loop {
+        while reading && in_flight.len() < shared.max_in_flight {
+            match shared.codec.decode_request(&mut buf) {
+                Ok(Some(frame)) => in_flight.push(dispatch(frame, shared)),
+                Ok(None) => break,
+                Err(error) => {
+                    framing_error(peer, &error);
+                    buf.clear();
+                    reading = false;
+                }
+            }
+        }
+        if !reading && in_flight.is_empty() {
+            return;
+        }
+        tokio::select! {
+            biased;
+            Some(response) = in_flight.next(), if !in_flight.is_empty() => {
+                if responses.send(response).await.is_err() {
+                    // The writer failed: the peer is gone.
+                    return;
+                }
+            }
+            _ = stopped.changed(), if reading => {
+                // A shutdown (or the server gone): answer what is in flight, read no more.
+                reading = false;
+            }
+            read = reader.read_buf(&mut buf), if reading && in_flight.len() < shared.max_in_flight => {
+                match read {
+                    Ok(0) => {
+                        if let Err(error) = shared.codec.check_eof(&buf) {
+                            framing_error(peer, &error);
+                        }
+                        reading = false;
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::debug!(%peer, %error, "wire connection read failed");
+                        return;
+                    }
+                }
+            }
+            else => return,
+        }
+    }
+}
+
+fn framing_error(peer: SocketAddr, error: &FrameError) {
+    tracing::warn!(%peer, %error, "wire framing error; closing the connection");
+}
+
+/// Writes queued responses in the order they are ready, then closes the write side.
+async fn write_responses(
+    mut writer: OwnedWriteHalf,
+    mut queued: mpsc::Receiver<Bytes>,
+    peer: SocketAddr,
+) {
+    while let Some(frame) = queued.recv().await {
+        if let Err(error) = writer.write_all(&frame).await {
+            tracing::debug!(%peer, %error, "wire connection write failed");
+            return;
+        }
+    }
+    let _ = writer.shutdown().await;
+}
+
+/// The encoded response frame to one request.
+fn dispatch(frame: RequestFrame, shared: &Shared) -> BoxFuture<'static, Bytes> {
+    let RequestFrame { api_key, api_version, request_id, body } = frame;
+    let codec = shared.codec;
+    let outcome: BoxFuture<'static, WireResponse> = match ApiKey::check(api_key, api_version) {
+        Err(error) => {
+            tracing::debug!(api_key, api_version, %error, "refusing a request");
+            future::ready(Err(WireError::unsupported_version(error.to_string()))).boxed()
+        }
+        Ok(ApiKey::ApiVersions) => {
+            let answer = decode_request::<ApiVersionsRequest>(&body)
+                .map(|_request| shared.api_versions.clone());
+            future::ready(answer).boxed()
+        }
+        Ok(key) => {
+            let handler = &shared.handler;
+            match std::panic::catch_unwind(AssertUnwindSafe(|| {
+                handler.handle(api_key, api_version, body)
+            })) {
+                Ok(pending) => AssertUnwindSafe(pending)
+                    .catch_unwind()
+                    .map(move |outcome| outcome.unwrap_or_else(|_| Err(handler_panicked(key))))
+                    .boxed(),
+                Err(_) => future::ready(Err(handler_panicked(key))).boxed(),
+            }
+        }
+    };
+    outcome.map(move |outcome| encode_outcome(codec, request_id, outcome)).boxed()
+}
+
+fn handler_panicked(key: ApiKey) -> WireError {
+    tracing::error!(%key, "wire handler panicked");
+    WireError::unknown_server_error(format!("internal error while handling {key}"))
+}
+
+/// The response frame for `outcome`; a success too large for a frame becomes an error.
+fn encode_outcome(codec: FrameCodec, request_id: i32, outcome: WireResponse) -> Bytes {
+    let mut dst = BytesMut::new();
+    let error = match outcome {
+        Ok(body) => {
+            let len = body.len();
+            match codec.encode_response(&ResponseFrame::Success { request_id, body }, &mut dst) {
+                Ok(()) => return dst.freeze(),
+                Err(error) => {
+                    tracing::error!(request_id, len, %error, "response too large");
+                    WireError::unknown_server_error(format!("response too large: {error}"))
+                }
+            }
+        }
+        Err(error) => error,
+    };
+    let frame = ResponseFrame::Error {
+        request_id,
+        error_code: error.code,
+        error_message: Some(truncate(error.message, MAX_ERROR_MESSAGE_LEN)),
+    };
+    // Fits: max_frame_size >= MIN_MAX_FRAME_SIZE, and the message is cut to well below it.
+    if let Err(error) = codec.encode_response(&frame, &mut dst) {
+        tracing::error!(request_id, %error, "cannot encode an error response");
+    }
+    dst.freeze()
+}
+
+/// Cuts `message` to at most `max` bytes, on a character boundary.
+fn truncate(mut message: String, max: usize) -> String {
+    if message.len() > max {
+        let mut end = max;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+
+    #[test]
+    fn api_versions_lists_every_key_without_server_type() {
+        let response = ApiVersionsResponse::decode(api_versions_body()).unwrap();
+        assert_eq!(response.server_type, None);
+        assert_eq!(response.api_versions.len(), ApiKey::ALL.len());
+        let put_kv = response.api_versions.iter().find(|v| v.api_key == 1016).unwrap();
+        assert_eq!((put_kv.min_version, put_kv.max_version), (0, 2));
+    }
+
+    #[test]
+    fn truncates_on_char_boundaries() {
+        assert_eq!(truncate("héllo".to_string(), 2), "h");
+        assert_eq!(truncate("héllo".to_string(), 3), "hé");
+        assert_eq!(truncate("short".to_string(), 512), "short");
+    }
+
+    #[test]
+    fn an_oversized_success_becomes_an_error() {
+        let codec = FrameCodec::new(MIN_MAX_FRAME_SIZE);
+        let frame = encode_outcome(codec, 9, Ok(Bytes::from(vec![0; MIN_MAX_FRAME_SIZE])));
+        let decoded = codec.decode_response(&mut BytesMut::from(&frame[..])).unwrap().unwrap();
+        assert!(matches!(
+            decoded,
+            ResponseFrame::Error { request_id: 9, error_code: -1, error_message: Some(_) }
+        ));
+        let long = encode_outcome(codec, 1, Err(WireError::new(7, "x".repeat(10_000))));
+        assert!(long.len() < MIN_MAX_FRAME_SIZE);
+    }
+
+    #[test]
+    fn config_is_validated() {
+        assert!(WireConfig::default().validate().is_ok());
+        let small = WireConfig { max_frame_size: 100, ..WireConfig::default() };
+        assert!(small.validate().is_err());
+        let none = WireConfig { max_in_flight_per_connection: 0, ..WireConfig::default() };
+        assert!(none.validate().is_err());
+    }
+}

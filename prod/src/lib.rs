@@ -8,4 +8,5 @@ pub mod os_entropy;
 pub mod rocks_engine;
 pub mod system_clock;
 pub mod tokio_executor;
+pub mod format;
 pub mod wire;

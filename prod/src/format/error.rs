@@ -1,0 +1,67 @@
+//! Errors of the byte formats and of the schema JSON. Decoding never panics: every malformed
+//! input becomes one of these.
+
+use kvtablet_core::error::{ApiError, ErrorCode};
+
+/// A record, row or batch could not be decoded or encoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    /// The input ended before a field that must be there.
+    #[error("truncated {what}: need {needed} bytes, {available} available")]
+    Truncated { what: &'static str, needed: usize, available: usize },
+    /// The stored CRC-32C does not match the bytes it covers.
+    #[error("crc mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    CrcMismatch { stored: u32, computed: u32 },
+    /// A magic byte this implementation does not know.
+    #[error("unsupported magic {0}")]
+    UnsupportedMagic(u8),
+    /// Anything else that is structurally wrong with the bytes.
+    #[error("corrupt {what}: {detail}")]
+    Corrupt { what: &'static str, detail: String },
+    /// A value handed to an encoder does not fit the schema (a caller error, not bad bytes).
+    #[error("invalid value: {0}")]
+    InvalidValue(String),
+    /// Arrow refused to build or read a batch.
+    #[error("arrow: {0}")]
+    Arrow(String),
+}
+
+impl FormatError {
+    pub(crate) fn corrupt(what: &'static str, detail: impl Into<String>) -> Self {
+        FormatError::Corrupt { what, detail: detail.into() }
+    }
+
+    /// The Fluss error a server answers with when a client sent these bytes: bad input is
+    /// `CORRUPT_RECORD` (14); an encoder refusing our own value is a server bug.
+    pub fn error_code(&self) -> ErrorCode {
+        match self {
+            FormatError::InvalidValue(_) | FormatError::Arrow(_) => ErrorCode::UnknownServerError,
+            _ => ErrorCode::CorruptRecord,
+        }
+    }
+
+    pub fn to_api_error(&self) -> ApiError {
+        ApiError::new(self.error_code(), self.to_string())
+    }
+}
+
+/// The table JSON or a schema is invalid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SchemaError {
+    #[error("invalid json: {0}")]
+    Json(String),
+    #[error("missing field `{0}`")]
+    MissingField(&'static str),
+    #[error("field `{field}` must be {expected}")]
+    WrongType { field: &'static str, expected: &'static str },
+    #[error("unknown data type `{0}`")]
+    UnknownType(String),
+    #[error("data type `{0}` is not supported yet")]
+    UnsupportedType(String),
+    #[error("unknown column `{0}`")]
+    UnknownColumn(String),
+    #[error("duplicate column `{0}`")]
+    DuplicateColumn(String),
+    #[error("invalid schema: {0}")]
+    Invalid(String),
+}

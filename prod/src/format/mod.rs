@@ -1,0 +1,27 @@
+//! The Fluss byte formats, as a pure library (no I/O): table and schema JSON, CompactedRow
+//! values, primary and bucket keys with the bucket function, the PutKv KvRecordBatch, the
+//! LimitScan/ScanKv value batch, and the changelog LogRecordBatch V0 with an Arrow body.
+//! Decoders never panic on bad bytes; they return `FormatError` (CORRUPT_RECORD).
+
+pub mod byte_reader;
+pub mod compacted_row;
+pub mod data_type;
+pub mod decoder_check;
+pub mod error;
+pub mod key_encoding;
+pub mod kv_record_batch;
+pub mod log_record_batch;
+pub mod schema;
+pub mod value_record_batch;
+
+pub use compacted_row::{decode_row, encode_row, Datum, Row};
+pub use data_type::{DataType, TypeRoot};
+pub use error::{FormatError, SchemaError};
+pub use key_encoding::{bucket_of, bucket_of_primary_key, decode_key, encode_key};
+pub use kv_record_batch::{KvRecord, KvRecordBatch, KvRecordBatchBuilder};
+pub use log_record_batch::{
+    decode_log_batch, encode_log_batch, ChangeType, DecodedLogBatch, LogBatchHeader, LogBatchMeta,
+    LogRecord,
+};
+pub use schema::{Column, Schema, TableDescriptor, TableSchema};
+pub use value_record_batch::{decode_value_batch, encode_stored_value, encode_value_batch};

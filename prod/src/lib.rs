@@ -8,5 +8,6 @@ pub mod os_entropy;
 pub mod rocks_engine;
 pub mod system_clock;
 pub mod tokio_executor;
+pub mod catalog;
 pub mod format;
 pub mod wire;

@@ -1,0 +1,269 @@
+//! What the catalog holds: databases, tables and their schema versions, and the rules a new
+//! one must follow.
+//!
+//! Schemas are opaque here: a schema is its JSON text (as Fluss clients send and expect it)
+//! plus the column names the catalog needs to check keys against. Parsing the JSON into data
+//! types is the format layer's business.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use super::error::CatalogError;
+
+/// Longest database or table name Fluss accepts.
+pub const MAX_NAME_LEN: usize = 200;
+
+/// Table property naming the KV value format; only `COMPACTED` is supported.
+pub const PROP_KV_FORMAT: &str = "table.kv.format";
+/// Table property naming the changelog format; only `ARROW` is supported.
+pub const PROP_LOG_FORMAT: &str = "table.log.format";
+/// Table property choosing the changelog image; only `FULL` (`-U` and `+U`) is supported.
+pub const PROP_CHANGELOG_IMAGE: &str = "table.changelog.image";
+/// Table properties for features this server does not have: refused rather than ignored.
+pub const UNSUPPORTED_PROPS: [&str; 4] = [
+    "table.merge-engine",
+    "table.datalake.format",
+    "table.auto-partition.enabled",
+    "table.auto-increment.fields",
+];
+
+/// A database and a table in it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TablePath {
+    pub database: String,
+    pub table: String,
+}
+
+impl TablePath {
+    pub fn new(database: impl Into<String>, table: impl Into<String>) -> Self {
+        TablePath { database: database.into(), table: table.into() }
+    }
+}
+
+impl fmt::Display for TablePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.database, self.table)
+    }
+}
+
+/// A database as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseInfo {
+    pub name: String,
+    /// The database descriptor JSON a client sent (comment, custom properties), if any.
+    pub descriptor_json: Option<String>,
+    pub created_time_ms: i64,
+    pub modified_time_ms: i64,
+}
+
+/// One version of a table's schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaVersion {
+    pub schema_id: i32,
+    /// The schema JSON (`{"version":1,"columns":[...],"primary_key":[...],...}`), opaque here.
+    pub schema_json: String,
+    /// Column names in schema order; their count is the row's field count.
+    pub columns: Vec<String>,
+}
+
+/// A table to create, as a client describes it. Fields left empty or `None` get defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TableSpec {
+    /// The schema JSON, stored and returned verbatim.
+    pub schema_json: String,
+    /// Column names in schema order.
+    pub columns: Vec<String>,
+    /// Required: this server hosts primary-key tables only.
+    pub primary_key: Vec<String>,
+    /// Empty means the primary key.
+    pub bucket_key: Vec<String>,
+    /// Must be empty: partitioned tables are not supported.
+    pub partition_key: Vec<String>,
+    /// `None` means [`CatalogConfig::default_bucket_count`].
+    pub bucket_count: Option<i32>,
+    pub properties: BTreeMap<String, String>,
+    pub custom_properties: BTreeMap<String, String>,
+    pub comment: Option<String>,
+}
+
+/// A table as stored, with its current schema. Everything needed to rebuild the table
+/// descriptor JSON a client expects (schema, bucket count and key, properties).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableInfo {
+    pub table_id: i64,
+    pub path: TablePath,
+    /// The current (latest) schema id.
+    pub schema_id: i32,
+    /// The current schema JSON.
+    pub schema_json: String,
+    /// Column names of the current schema.
+    pub columns: Vec<String>,
+    pub primary_key: Vec<String>,
+    pub bucket_key: Vec<String>,
+    pub bucket_count: i32,
+    pub properties: BTreeMap<String, String>,
+    pub custom_properties: BTreeMap<String, String>,
+    pub comment: Option<String>,
+    pub created_time_ms: i64,
+    pub modified_time_ms: i64,
+}
+
+impl TableInfo {
+    pub fn column_count(&self) -> usize {
+        self.columns.len()
+    }
+}
+
+/// Catalog-wide settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CatalogConfig {
+    /// Buckets of a table created without a bucket count (Fluss's `default.bucket.number`).
+    pub default_bucket_count: i32,
+    /// Most buckets a table may have.
+    pub max_bucket_count: i32,
+}
+
+impl CatalogConfig {
+    pub const DEFAULT: CatalogConfig =
+        CatalogConfig { default_bucket_count: 1, max_bucket_count: 1024 };
+}
+
+impl Default for CatalogConfig {
+    fn default() -> Self {
+        CatalogConfig::DEFAULT
+    }
+}
+
+/// Why `name` is not a valid database or table name, if it is not: Fluss's rule is 1 to 200
+/// characters from `[A-Za-z0-9_-]`.
+pub fn invalid_name_reason(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("the empty string is not allowed".to_string());
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Some(format!("longer than {MAX_NAME_LEN} characters"));
+    }
+    if let Some(bad) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+    {
+        return Some(format!(
+            "{name:?} contains {bad:?}; only ASCII alphanumerics, '_' and '-' are allowed"
+        ));
+    }
+    None
+}
+
+pub(crate) fn validate_database_name(name: &str) -> Result<(), CatalogError> {
+    match invalid_name_reason(name) {
+        Some(reason) => Err(CatalogError::InvalidDatabase(format!("database name: {reason}"))),
+        None => Ok(()),
+    }
+}
+
+pub(crate) fn validate_table_name(name: &str) -> Result<(), CatalogError> {
+    match invalid_name_reason(name) {
+        Some(reason) => Err(CatalogError::InvalidTable(format!("table name: {reason}"))),
+        None => Ok(()),
+    }
+}
+
+fn first_duplicate(names: &[String]) -> Option<&str> {
+    names
+        .iter()
+        .enumerate()
+        .find(|(index, name)| names[..*index].contains(*name))
+        .map(|(_, name)| name.as_str())
+}
+
+/// Checks a schema's column list (non-empty, unique, non-empty names).
+pub(crate) fn validate_columns(columns: &[String]) -> Result<(), CatalogError> {
+    if columns.is_empty() {
+        return Err(CatalogError::InvalidTable("the schema has no columns".to_string()));
+    }
+    if columns.iter().any(String::is_empty) {
+        return Err(CatalogError::InvalidTable("a column has an empty name".to_string()));
+    }
+    if let Some(duplicate) = first_duplicate(columns) {
+        return Err(CatalogError::InvalidTable(format!("column {duplicate:?} appears twice")));
+    }
+    Ok(())
+}
+
+/// Resolved and checked: what [`TableSpec`] becomes in a [`TableInfo`] (less ids and times).
+pub(crate) struct ResolvedSpec {
+    pub bucket_key: Vec<String>,
+    pub bucket_count: i32,
+}
+
+pub(crate) fn validate_table_spec(
+    spec: &TableSpec,
+    config: &CatalogConfig,
+) -> Result<ResolvedSpec, CatalogError> {
+    if spec.schema_json.trim().is_empty() {
+        return Err(CatalogError::InvalidTable("the schema JSON is empty".to_string()));
+    }
+    validate_columns(&spec.columns)?;
+    if !spec.partition_key.is_empty() {
+        return Err(CatalogError::InvalidTable(format!(
+            "partitioned tables are not supported (partition key {:?})",
+            spec.partition_key
+        )));
+    }
+    if spec.primary_key.is_empty() {
+        return Err(CatalogError::InvalidTable(
+            "a primary key is required: log tables are not supported".to_string(),
+        ));
+    }
+    if let Some(duplicate) = first_duplicate(&spec.primary_key) {
+        return Err(CatalogError::InvalidTable(format!(
+            "primary key column {duplicate:?} appears twice"
+        )));
+    }
+    if let Some(missing) = spec.primary_key.iter().find(|name| !spec.columns.contains(*name)) {
+        return Err(CatalogError::InvalidTable(format!(
+            "primary key column {missing:?} is not a column of the schema"
+        )));
+    }
+    let bucket_key =
+        if spec.bucket_key.is_empty() { spec.primary_key.clone() } else { spec.bucket_key.clone() };
+    if let Some(duplicate) = first_duplicate(&bucket_key) {
+        return Err(CatalogError::InvalidTable(format!(
+            "bucket key column {duplicate:?} appears twice"
+        )));
+    }
+    if let Some(outside) = bucket_key.iter().find(|name| !spec.primary_key.contains(*name)) {
+        return Err(CatalogError::InvalidTable(format!(
+            "bucket key column {outside:?} is not part of the primary key {:?}; bucket keys must \
+             be a subset of the primary key",
+            spec.primary_key
+        )));
+    }
+    let bucket_count = spec.bucket_count.unwrap_or(config.default_bucket_count);
+    if !(1..=config.max_bucket_count).contains(&bucket_count) {
+        return Err(CatalogError::InvalidConfig(format!(
+            "bucket count {bucket_count} is outside 1..={}",
+            config.max_bucket_count
+        )));
+    }
+    validate_properties(&spec.properties)?;
+    Ok(ResolvedSpec { bucket_key, bucket_count })
+}
+
+fn validate_properties(properties: &BTreeMap<String, String>) -> Result<(), CatalogError> {
+    let only = |key: &str, allowed: &str| -> Result<(), CatalogError> {
+        match properties.get(key) {
+            Some(value) if !value.eq_ignore_ascii_case(allowed) => {
+                Err(CatalogError::InvalidConfig(format!(
+                    "{key}={value} is not supported; only {allowed}"
+                )))
+            }
+            _ => Ok(()),
+        }
+    };
+    only(PROP_KV_FORMAT, "COMPACTED")?;
+    only(PROP_LOG_FORMAT, "ARROW")?;
+    only(PROP_CHANGELOG_IMAGE, "FULL")?;
+    if let Some(key) = UNSUPPORTED_PROPS.iter().find(|key| properties.contains_key(**key)) {
+        return Err(CatalogError::InvalidConfig(format!("{key} is not supported")));
+    }
+    Ok(())
+}

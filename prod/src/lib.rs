@@ -1,13 +1,13 @@
 //! kvtablet-prod: binds kvtablet-core to real threads (tokio), the system clock, RocksDB and
 //! real files. The only crate that knows them.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+pub mod catalog;
 pub mod disk_fs;
+pub mod format;
 pub mod node;
 pub mod object_store_remote;
 pub mod os_entropy;
 pub mod rocks_engine;
 pub mod system_clock;
 pub mod tokio_executor;
-pub mod catalog;
-pub mod format;
 pub mod wire;

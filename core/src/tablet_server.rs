@@ -57,6 +57,8 @@ pub struct TabletServerConfig {
 pub struct TabletServer {
     env: Env,
     config: TabletServerConfig,
+    /// The tables served: those of the config, then those added by [`TabletServer::add_table`].
+    tables: Mutex<BTreeMap<i64, TableConfig>>,
     logs: LogRegistry,
     replicas: Mutex<Replicas>,
     scanners: Arc<ScannerManager>,
@@ -83,6 +85,7 @@ impl TabletServer {
             assert!(table.bucket_count > 0, "table {} has no buckets", table.table_id);
             assert!(!table.schema_ids.is_empty(), "table {} has no schema", table.table_id);
         }
+        let tables = config.tables.iter().map(|table| (table.table_id, table.clone())).collect();
         let scanners = Arc::new(ScannerManager::new(env.clone(), config.scanner));
         let evictor = Task::spawn(
             &env.executor,
@@ -93,6 +96,7 @@ impl TabletServer {
         Arc::new_cyclic(|this| TabletServer {
             env,
             config,
+            tables: Mutex::new(tables),
             logs,
             replicas: Mutex::new(Replicas::default()),
             scanners,
@@ -103,6 +107,24 @@ impl TabletServer {
 
     pub fn env(&self) -> &Env {
         &self.env
+    }
+
+    /// Serves `table` from now on (its buckets are created by BecomeLeader or
+    /// BecomeFollower). Returns `Ok(false)` if a table with the same id is already served, in
+    /// which case nothing changes; a table without buckets or schema ids is refused.
+    pub fn add_table(&self, table: TableConfig) -> Result<bool, ApiError> {
+        if table.bucket_count <= 0 || table.schema_ids.is_empty() {
+            return Err(ApiError::new(
+                ErrorCode::UnknownTableOrBucket,
+                format!("table {} needs at least one bucket and one schema id", table.table_id),
+            ));
+        }
+        let mut tables = self.tables.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if tables.contains_key(&table.table_id) {
+            return Ok(false);
+        }
+        tables.insert(table.table_id, table);
+        Ok(true)
     }
 
     /// The server's scan sessions.
@@ -195,7 +217,7 @@ impl TabletServer {
             }
             Request::PutKv { bucket, writes } => {
                 let table = self.check_bucket(bucket)?;
-                self.check_writes(table, &writes)?;
+                self.check_writes(&table, &writes)?;
                 let (base_offset, end_offset) = self.hosted_kv(bucket)?.put(&writes)?;
                 Ok(Response::PutKv { base_offset, end_offset })
             }
@@ -249,12 +271,13 @@ impl TabletServer {
         }
     }
 
-    pub(crate) fn check_bucket(&self, bucket: TableBucket) -> Result<&TableConfig, KvError> {
+    pub(crate) fn check_bucket(&self, bucket: TableBucket) -> Result<TableConfig, KvError> {
         let table = self
-            .config
             .tables
-            .iter()
-            .find(|table| table.table_id == bucket.table_id)
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&bucket.table_id)
+            .cloned()
             .ok_or_else(|| KvError::UnknownTableOrBucket(bucket.to_string()))?;
         if bucket.bucket_id < 0
             || bucket.bucket_id >= table.bucket_count

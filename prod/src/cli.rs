@@ -1,14 +1,21 @@
 //! The `kvtablet` command line: `serve`, plus hidden commands that the durability tests drive.
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use kvtablet_core::env::RpcError;
+use kvtablet_core::env::{FsError, RpcError};
 use kvtablet_core::message::{KvWrite, Request, Response};
 use kvtablet_core::TableBucket;
+use kvtablet_prod::catalog::{Catalog, CatalogConfig, CatalogError};
+use kvtablet_prod::disk_fs::DiskFs;
+use kvtablet_prod::gateway::FlussGateway;
 use kvtablet_prod::node::{Node, NodeConfig, NodeError};
+use kvtablet_prod::system_clock::SystemClock;
+use kvtablet_prod::wire::{WireConfig, WireServer};
 use tokio::runtime::Handle;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -27,6 +34,10 @@ pub enum Command {
         /// Where the node keeps its changelogs, engines and remote objects.
         #[arg(long, default_value = "./kvtablet-data")]
         data_dir: PathBuf,
+        /// Where to serve the Fluss wire protocol (coordinator and tablet server on one port);
+        /// without it, no client can connect.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
     },
     /// Test support: writes `count` keys one durable request at a time, printing
     /// `ack <i> <base_offset>` after each acknowledgement.
@@ -61,6 +72,12 @@ pub enum CliError {
     Stdout(#[from] std::io::Error),
     #[error("cannot wait for signals: {0}")]
     Signals(std::io::Error),
+    #[error("catalog: {0}")]
+    Catalog(#[from] CatalogError),
+    #[error("cannot open the data directory: {0}")]
+    Fs(#[from] FsError),
+    #[error("cannot listen: {0}")]
+    Listen(std::io::Error),
 }
 
 /// The key `write-stream` writes `index`-th.
@@ -118,14 +135,48 @@ async fn request_with_retry(node: &Node, request: Request) -> Result<Response, C
     }
 }
 
-pub async fn serve(data_dir: PathBuf, runtime: Handle) -> Result<(), CliError> {
+/// Opens the catalog, hosts and leads the buckets of every table in it, and serves the Fluss
+/// protocol on `listen` (if given) until SIGINT or SIGTERM.
+pub async fn serve(
+    data_dir: PathBuf,
+    listen: Option<SocketAddr>,
+    runtime: Handle,
+) -> Result<(), CliError> {
     // Signal handlers go in before the node starts so that an early SIGTERM is not lost.
     let mut terminate = signal(SignalKind::terminate()).map_err(CliError::Signals)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(CliError::Signals)?;
-    let mut node = Node::start(NodeConfig::new(data_dir), runtime).await?;
+    let catalog = Arc::new(Catalog::open(
+        Arc::new(DiskFs::new(&data_dir)?),
+        Arc::new(SystemClock::new()),
+        CatalogConfig::DEFAULT,
+    )?);
+    let tables: Vec<(i64, i32)> =
+        catalog.tables().iter().map(|table| (table.table_id, table.bucket_count)).collect();
+    let mut node = Node::start(NodeConfig::for_tables(data_dir, &tables), runtime).await?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let wire = match (listen, node.handle()) {
+        (Some(addr), Some(handle)) => {
+            let server = match WireServer::bind(addr, WireConfig::default()).await {
+                Ok(server) => server,
+                Err(error) => {
+                    node.shutdown().await;
+                    return Err(CliError::Listen(error));
+                }
+            };
+            let gateway = Arc::new(FlussGateway::new(catalog, handle, server.local_addr()));
+            Some(tokio::spawn(server.serve(gateway, async move {
+                let _ = stopped.await;
+            })))
+        }
+        _ => None,
+    };
     tokio::select! {
         _ = terminate.recv() => tracing::info!("SIGTERM received, shutting down"),
         _ = interrupt.recv() => tracing::info!("SIGINT received, shutting down"),
+    }
+    let _ = stop.send(());
+    if let Some(wire) = wire {
+        let _ = wire.await;
     }
     node.shutdown().await;
     Ok(())
@@ -248,7 +299,7 @@ mod tests {
     fn the_command_line_parses() {
         let cli = Cli::try_parse_from(["kvtablet", "serve"]).expect("serve");
         assert!(
-            matches!(cli.command, Command::Serve { data_dir } if data_dir.as_path() == std::path::Path::new("./kvtablet-data"))
+            matches!(cli.command, Command::Serve { data_dir, listen: None } if data_dir.as_path() == std::path::Path::new("./kvtablet-data"))
         );
         let cli =
             Cli::try_parse_from(["kvtablet", "write-stream", "--data-dir", "d", "--count", "3"])

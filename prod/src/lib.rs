@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod disk_fs;
 pub mod format;
+pub mod gateway;
 pub mod node;
 pub mod object_store_remote;
 pub mod os_entropy;

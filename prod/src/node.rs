@@ -56,6 +56,18 @@ impl NodeConfig {
         NodeConfig { data_dir: data_dir.into(), buckets, schema_ids: vec![DEFAULT_SCHEMA_ID] }
     }
 
+    /// Hosts buckets `0..bucket_count` of every `(table_id, bucket_count)` given (the tables of
+    /// the catalog), with schema id [`DEFAULT_SCHEMA_ID`].
+    pub fn for_tables(data_dir: impl Into<PathBuf>, tables: &[(i64, i32)]) -> Self {
+        let buckets = tables
+            .iter()
+            .flat_map(|&(table_id, bucket_count)| {
+                (0..bucket_count).map(move |bucket_id| TableBucket::new(table_id, bucket_id))
+            })
+            .collect();
+        NodeConfig { data_dir: data_dir.into(), buckets, schema_ids: vec![DEFAULT_SCHEMA_ID] }
+    }
+
     /// Refuses what the tablet server would reject at start (it asserts its config).
     pub fn validate(&self) -> Result<(), NodeError> {
         if self.schema_ids.is_empty() {
@@ -152,8 +164,57 @@ impl Rpc for LoopbackRpc {
 
 /// A started tablet server, seen as what the node needs from it.
 struct RunningServer {
+    server: Arc<TabletServer>,
     handler: Arc<dyn RpcHandler>,
     shutdown: Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>,
+}
+
+/// What the wire gateway needs from a running node, cheap to clone: requests to its tablet
+/// server, and the hosting of a table created at run time.
+#[derive(Clone)]
+pub struct NodeHandle {
+    client: LoopbackRpc,
+    logs: LogRegistry,
+    server: Arc<TabletServer>,
+    schema_ids: Vec<i16>,
+}
+
+impl NodeHandle {
+    /// Sends `request` to this node's tablet server, as a local client.
+    pub async fn request(&self, request: Request) -> Result<Response, RpcError> {
+        self.client.call(SERVER_NODE_ID, request, LOCAL_REQUEST_TIMEOUT_MS).await
+    }
+
+    /// Hosts and leads buckets `0..bucket_count` of `table_id` (each at its log's epoch + 1),
+    /// unless the table is hosted already.
+    pub async fn host_table(&self, table_id: i64, bucket_count: i32) -> Result<(), NodeError> {
+        let table = TableConfig { table_id, bucket_count, schema_ids: self.schema_ids.clone() };
+        let added = self.server.add_table(table).map_err(|error| {
+            NodeError::InvalidConfig(format!("cannot host table {table_id}: {error:?}"))
+        })?;
+        if !added {
+            return Ok(());
+        }
+        for bucket_id in 0..bucket_count {
+            lead_bucket(self, TableBucket::new(table_id, bucket_id)).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Leads `bucket` under an epoch one past the one its log remembers.
+async fn lead_bucket(handle: &NodeHandle, bucket: TableBucket) -> Result<(), NodeError> {
+    let leader_epoch = handle.logs.open(bucket)?.leader_epoch() + 1;
+    let response = handle.request(Request::BecomeLeader { bucket, leader_epoch }).await?;
+    if response != Response::Ok {
+        return Err(NodeError::Rejected {
+            request: "become_leader",
+            bucket,
+            response: Box::new(response),
+        });
+    }
+    tracing::info!(%bucket, leader_epoch, "leading bucket");
+    Ok(())
 }
 
 /// A running node: environment, changelogs and tablet server.
@@ -220,19 +281,24 @@ impl Node {
     /// Without a coordinator the node appoints itself: each bucket is led under an epoch one
     /// past the one its log remembers, which fences any writer of an earlier incarnation.
     async fn lead_all_buckets(&self) -> Result<(), NodeError> {
+        let Some(handle) = self.handle() else {
+            return Ok(());
+        };
         for bucket in self.config.buckets.clone() {
-            let leader_epoch = self.logs.open(bucket)?.leader_epoch() + 1;
-            let response = self.request(Request::BecomeLeader { bucket, leader_epoch }).await?;
-            if response != Response::Ok {
-                return Err(NodeError::Rejected {
-                    request: "become_leader",
-                    bucket,
-                    response: Box::new(response),
-                });
-            }
-            tracing::info!(%bucket, leader_epoch, "leading bucket");
+            lead_bucket(&handle, bucket).await?;
         }
         Ok(())
+    }
+
+    /// A handle on the running tablet server; `None` after shutdown.
+    pub fn handle(&self) -> Option<NodeHandle> {
+        let server = self.server.as_ref()?;
+        Some(NodeHandle {
+            client: self.client.clone(),
+            logs: self.logs.clone(),
+            server: Arc::clone(&server.server),
+            schema_ids: self.config.schema_ids.clone(),
+        })
     }
 
     /// Sends `request` to this node's tablet server, as a local client.
@@ -301,12 +367,17 @@ fn server_config(config: &NodeConfig) -> TabletServerConfig {
 fn start_tablet_server(env: &Env, config: &NodeConfig, logs: &LogRegistry) -> RunningServer {
     let server = TabletServer::start(env.clone(), server_config(config), logs.clone());
     let handler: Arc<dyn RpcHandler> = server.clone();
-    RunningServer { handler, shutdown: Box::new(move || server.shutdown()) }
+    RunningServer {
+        server: Arc::clone(&server),
+        handler,
+        shutdown: Box::new(move || server.shutdown()),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kvtablet_core::message::KvWrite;
 
     #[test]
     fn the_default_config_hosts_four_buckets_of_table_one() {
@@ -317,6 +388,35 @@ mod tests {
         assert_eq!(server.tables[0].table_id, 1);
         assert_eq!(server.tables[0].bucket_count, 4);
         assert_eq!(server.tables[0].schema_ids, [1]);
+    }
+
+    #[test]
+    fn a_table_added_at_run_time_is_hosted_and_led() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let handle = runtime.handle().clone();
+        runtime.block_on(async move {
+            let mut node =
+                Node::start(NodeConfig::for_tables(dir.path(), &[]), handle).await.expect("starts");
+            let bucket = TableBucket::new(7, 1);
+            let put = || Request::PutKv {
+                bucket,
+                writes: vec![KvWrite { key: b"k".to_vec(), value: Some(b"\x01\x00v".to_vec()) }],
+            };
+            let before = node.request(put()).await.expect("answered");
+            assert!(matches!(before, Response::Error(_)), "{before:?}");
+            let node_handle = node.handle().expect("running");
+            node_handle.host_table(7, 2).await.expect("hosts");
+            // Hosting again changes nothing.
+            node_handle.host_table(7, 2).await.expect("hosts again");
+            let after = node.request(put()).await.expect("answered");
+            assert_eq!(after, Response::PutKv { base_offset: 0, end_offset: 1 });
+            node.shutdown().await;
+        });
     }
 
     #[test]

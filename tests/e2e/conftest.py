@@ -86,6 +86,10 @@ class Client:
 
     @property
     def admin(self):
+        # Usually read inside a `runner.run(lambda: client.admin....)` call, i.e. with the loop
+        # already running, where a nested `run_until_complete` would raise.
+        if self.runner.loop.is_running():
+            return self.connection.get_admin()
         return self.runner.run(lambda: self.connection.get_admin(), "get_admin")
 
     def close(self) -> None:

@@ -1,0 +1,210 @@
+//! The leader's KV RPCs: PutKv, Lookup, PrefixLookup and LimitScan, mapped onto the core's
+//! requests bucket by bucket. Values travel as stored: `schema_id (i16 LE) ++ CompactedRow`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::future::join_all;
+use kvtablet_core::error::{ApiError, ErrorCode};
+use kvtablet_core::message::{KvWrite, Request, Response};
+use kvtablet_core::TableBucket;
+
+use super::{bucket_error, Gateway};
+use crate::format::{encode_stored_value, encode_value_batch, KvRecordBatch};
+use crate::wire::error::{decode_request, encode_response};
+use crate::wire::messages::{
+    LimitScanRequest, LimitScanResponse, LookupRequest, LookupResponse, PbLookupRespForBucket,
+    PbPrefixLookupRespForBucket, PbPutKvReqForBucket, PbPutKvRespForBucket, PbValue, PbValueList,
+    PrefixLookupRequest, PrefixLookupResponse, PutKvRequest, PutKvResponse,
+};
+use crate::wire::WireResponse;
+
+/// The bucket of a request, or the error for a partition (none is hosted).
+fn bucket_of(
+    table_id: i64,
+    partition_id: Option<i64>,
+    bucket_id: i32,
+) -> Result<TableBucket, ApiError> {
+    match partition_id {
+        None => Ok(TableBucket::new(table_id, bucket_id)),
+        Some(partition_id) => Err(ApiError::new(
+            ErrorCode::UnknownTableOrBucket,
+            format!("partition {partition_id} of table {table_id} does not exist"),
+        )),
+    }
+}
+
+fn unexpected(request: &str, response: &Response) -> ApiError {
+    ApiError::new(
+        ErrorCode::UnknownServerError,
+        format!("{request} answered unexpectedly: {response:?}"),
+    )
+}
+
+impl Gateway {
+    async fn call(&self, request: Request) -> Result<Response, ApiError> {
+        match self.node.request(request).await {
+            Ok(Response::Error(error)) => Err(error),
+            Ok(response) => Ok(response),
+            Err(error) => Err(ApiError::new(ErrorCode::UnknownServerError, error.to_string())),
+        }
+    }
+
+    async fn put_bucket(
+        &self,
+        table_id: i64,
+        request: &PbPutKvReqForBucket,
+    ) -> Result<u64, ApiError> {
+        let bucket = bucket_of(table_id, request.partition_id, request.bucket_id)?;
+        let batch = KvRecordBatch::decode(&request.records).map_err(|e| e.to_api_error())?;
+        let writes = batch
+            .records
+            .iter()
+            .map(|record| KvWrite {
+                key: record.key.to_vec(),
+                value: record.value.map(|row| encode_stored_value(batch.schema_id, row)),
+            })
+            .collect();
+        match self.call(Request::PutKv { bucket, writes }).await? {
+            Response::PutKv { end_offset, .. } => Ok(end_offset),
+            response => Err(unexpected("put_kv", &response)),
+        }
+    }
+
+    pub(crate) async fn put_kv(self: &Arc<Self>, body: &[u8]) -> WireResponse {
+        let request: PutKvRequest = decode_request(body)?;
+        let table_id = request.table_id;
+        let answers = join_all(request.buckets_req.iter().map(|bucket| async move {
+            let outcome = self.put_bucket(table_id, bucket).await;
+            let mut response = PbPutKvRespForBucket {
+                partition_id: bucket.partition_id,
+                bucket_id: bucket.bucket_id,
+                error_code: None,
+                error_message: None,
+                log_end_offset: None,
+                pressure: None,
+            };
+            match outcome {
+                Ok(end_offset) => response.log_end_offset = i64::try_from(end_offset).ok(),
+                Err(error) => {
+                    (response.error_code, response.error_message) = bucket_error(&error);
+                }
+            }
+            response
+        }))
+        .await;
+        encode_response(&PutKvResponse { buckets_resp: answers })
+    }
+
+    pub(crate) async fn lookup(self: &Arc<Self>, body: &[u8]) -> WireResponse {
+        let request: LookupRequest = decode_request(body)?;
+        let table_id = request.table_id;
+        tracing::debug!(
+            table_id,
+            buckets = request.buckets_req.len(),
+            keys = request.buckets_req.iter().map(|b| b.keys.len()).sum::<usize>(),
+            "lookup"
+        );
+        let answers = join_all(request.buckets_req.iter().map(|bucket_req| async move {
+            let mut response = PbLookupRespForBucket {
+                partition_id: bucket_req.partition_id,
+                bucket_id: bucket_req.bucket_id,
+                error_code: None,
+                error_message: None,
+                values: Vec::new(),
+                original_partition_name: None,
+            };
+            let outcome = async {
+                let bucket = bucket_of(table_id, bucket_req.partition_id, bucket_req.bucket_id)?;
+                let keys = bucket_req.keys.iter().map(|key| key.to_vec()).collect();
+                match self.call(Request::Lookup { bucket, keys }).await? {
+                    Response::Lookup { values, .. } => Ok(values),
+                    response => Err(unexpected("lookup", &response)),
+                }
+            }
+            .await;
+            match outcome {
+                Ok(values) => {
+                    response.values = values
+                        .into_iter()
+                        .map(|value| PbValue { values: value.map(Bytes::from) })
+                        .collect();
+                }
+                Err(error) => {
+                    (response.error_code, response.error_message) = bucket_error(&error);
+                }
+            }
+            response
+        }))
+        .await;
+        tracing::debug!(table_id, buckets = answers.len(), "lookup answered");
+        encode_response(&LookupResponse { buckets_resp: answers })
+    }
+
+    pub(crate) async fn prefix_lookup(self: &Arc<Self>, body: &[u8]) -> WireResponse {
+        let request: PrefixLookupRequest = decode_request(body)?;
+        let table_id = request.table_id;
+        let answers = join_all(request.buckets_req.iter().map(|bucket_req| async move {
+            let mut response = PbPrefixLookupRespForBucket {
+                partition_id: bucket_req.partition_id,
+                bucket_id: bucket_req.bucket_id,
+                error_code: None,
+                error_message: None,
+                value_lists: Vec::new(),
+            };
+            let outcome = async {
+                let bucket = bucket_of(table_id, bucket_req.partition_id, bucket_req.bucket_id)?;
+                let mut lists = Vec::with_capacity(bucket_req.keys.len());
+                for prefix in &bucket_req.keys {
+                    let request = Request::PrefixLookup { bucket, prefix: prefix.to_vec() };
+                    match self.call(request).await? {
+                        Response::Rows { values, .. } => lists.push(PbValueList {
+                            values: values.into_iter().map(Bytes::from).collect(),
+                        }),
+                        response => return Err(unexpected("prefix_lookup", &response)),
+                    }
+                }
+                Ok(lists)
+            }
+            .await;
+            match outcome {
+                Ok(lists) => response.value_lists = lists,
+                Err(error) => {
+                    (response.error_code, response.error_message) = bucket_error(&error);
+                }
+            }
+            response
+        }))
+        .await;
+        encode_response(&PrefixLookupResponse { buckets_resp: answers })
+    }
+
+    pub(crate) async fn limit_scan(self: &Arc<Self>, body: &[u8]) -> WireResponse {
+        let request: LimitScanRequest = decode_request(body)?;
+        let outcome = async {
+            let bucket = bucket_of(request.table_id, request.partition_id, request.bucket_id)?;
+            let limit = u32::try_from(request.limit).unwrap_or(0);
+            match self.call(Request::LimitScan { bucket, limit }).await? {
+                Response::Rows { values, .. } => {
+                    encode_value_batch(values.iter().map(Vec::as_slice))
+                        .map_err(|error| error.to_api_error())
+                }
+                response => Err(unexpected("limit_scan", &response)),
+            }
+        }
+        .await;
+        let response = match outcome {
+            Ok(records) => LimitScanResponse {
+                error_code: None,
+                error_message: None,
+                is_log_table: Some(false),
+                records: Some(Bytes::from(records)),
+            },
+            Err(error) => {
+                let (error_code, error_message) = bucket_error(&error);
+                LimitScanResponse { error_code, error_message, is_log_table: None, records: None }
+            }
+        };
+        encode_response(&response)
+    }
+}

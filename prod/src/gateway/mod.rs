@@ -1,0 +1,131 @@
+//! The Fluss gateway: the [`WireHandler`] that maps the wire protocol onto the catalog and the
+//! node's tablet server. One port plays both the coordinator (admin RPCs) and the tablet server
+//! (metadata, writes, reads).
+//!
+//! Nothing here panics on bytes from the network: bodies are decoded with
+//! [`decode_request`], record batches with the `format` decoders, and every error is answered.
+
+mod admin;
+mod kv_requests;
+mod metadata;
+mod table_json;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::future::{BoxFuture, FutureExt};
+use kvtablet_core::error::ApiError;
+
+use crate::catalog::{Catalog, CatalogError};
+use crate::node::NodeHandle;
+use crate::wire::error::{decode_request, encode_response};
+use crate::wire::messages::{
+    GetFileSystemSecurityTokenResponse, InitWriterRequest, InitWriterResponse,
+};
+use crate::wire::{ApiKey, WireError, WireHandler, WireResponse};
+
+/// Serves the Fluss RPCs of one node.
+pub struct FlussGateway {
+    inner: Arc<Gateway>,
+}
+
+/// What every request handler shares.
+pub(crate) struct Gateway {
+    pub(crate) catalog: Arc<Catalog>,
+    pub(crate) node: NodeHandle,
+    /// The address clients are told to connect to, for the coordinator and the tablet server.
+    pub(crate) advertised: SocketAddr,
+    next_writer_id: AtomicI64,
+}
+
+impl FlussGateway {
+    pub fn new(catalog: Arc<Catalog>, node: NodeHandle, advertised: SocketAddr) -> FlussGateway {
+        FlussGateway {
+            inner: Arc::new(Gateway {
+                catalog,
+                node,
+                advertised,
+                next_writer_id: AtomicI64::new(1),
+            }),
+        }
+    }
+}
+
+impl WireHandler for FlussGateway {
+    fn handle(
+        &self,
+        api_key: i16,
+        _api_version: i16,
+        body: Bytes,
+    ) -> BoxFuture<'static, WireResponse> {
+        let gateway = Arc::clone(&self.inner);
+        async move {
+            let Some(key) = ApiKey::from_id(api_key) else {
+                return Err(WireError::unsupported_version(format!("unknown api key {api_key}")));
+            };
+            gateway.dispatch(key, body).await
+        }
+        .boxed()
+    }
+}
+
+impl Gateway {
+    async fn dispatch(self: Arc<Self>, key: ApiKey, body: Bytes) -> WireResponse {
+        match key {
+            ApiKey::CreateDatabase => self.create_database(&body).await,
+            ApiKey::DropDatabase => self.drop_database(&body).await,
+            ApiKey::ListDatabases => self.list_databases(&body),
+            ApiKey::DatabaseExists => self.database_exists(&body),
+            ApiKey::GetDatabaseInfo => self.get_database_info(&body),
+            ApiKey::CreateTable => self.create_table(&body).await,
+            ApiKey::DropTable => self.drop_table(&body).await,
+            ApiKey::GetTableInfo => self.get_table_info(&body),
+            ApiKey::ListTables => self.list_tables(&body),
+            ApiKey::TableExists => self.table_exists(&body),
+            ApiKey::GetTableSchema => self.get_table_schema(&body),
+            ApiKey::Metadata => self.metadata(&body),
+            ApiKey::InitWriter => {
+                let _request: InitWriterRequest = decode_request(&body)?;
+                let writer_id = self.next_writer_id.fetch_add(1, Ordering::Relaxed);
+                encode_response(&InitWriterResponse { writer_id })
+            }
+            ApiKey::GetFileSystemSecurityToken => {
+                encode_response(&GetFileSystemSecurityTokenResponse {
+                    schema: String::new(),
+                    token: Bytes::new(),
+                    expiration_time: None,
+                    addition_info: Vec::new(),
+                })
+            }
+            ApiKey::PutKv => self.put_kv(&body).await,
+            ApiKey::Lookup => self.lookup(&body).await,
+            ApiKey::PrefixLookup => self.prefix_lookup(&body).await,
+            ApiKey::LimitScan => self.limit_scan(&body).await,
+            other => Err(WireError::unsupported_version(format!(
+                "{} is not served by this server",
+                other.name()
+            ))),
+        }
+    }
+}
+
+/// A catalog error as the client must see it.
+pub(crate) fn catalog_error(error: CatalogError) -> WireError {
+    WireError::new(error.error_code(), error.to_string())
+}
+
+/// A core error as a per-bucket `(error_code, error_message)`.
+pub(crate) fn bucket_error(error: &ApiError) -> (Option<i32>, Option<String>) {
+    (Some(error.code.wire_code()), Some(error.message.clone()))
+}
+
+/// Runs blocking catalog work (file writes and fsync) off the connection's task.
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, WireError> + Send + 'static,
+) -> Result<T, WireError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| WireError::unknown_server_error(format!("catalog task failed: {error}")))?
+}

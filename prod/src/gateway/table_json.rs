@@ -1,0 +1,75 @@
+//! Table descriptor JSON on the wire ↔ the catalog's [`TableSpec`] and [`TableInfo`].
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use crate::catalog::{codes, TableInfo, TableSpec};
+use crate::format::{Schema, TableDescriptor, TableSchema};
+use crate::wire::WireError;
+
+/// What the catalog needs from a CreateTable `table_json`. A bucket count that is not positive
+/// is left to the catalog, which refuses it with INVALID_CONFIG; a descriptor that does not
+/// parse is INVALID_TABLE.
+pub(crate) fn spec_from_table_json(bytes: &[u8]) -> Result<TableSpec, WireError> {
+    let invalid_table = |message: String| WireError::new(codes::INVALID_TABLE, message);
+    let mut node: Value = serde_json::from_slice(bytes)
+        .map_err(|error| invalid_table(format!("table descriptor is not JSON: {error}")))?;
+    let bucket_count = match node.as_object_mut().and_then(|obj| obj.remove("bucket_count")) {
+        None | Some(Value::Null) => None,
+        Some(value) => {
+            Some(value.as_i64().and_then(|n| i32::try_from(n).ok()).ok_or_else(|| {
+                WireError::new(codes::INVALID_CONFIG, format!("invalid bucket_count {value}"))
+            })?)
+        }
+    };
+    let descriptor = TableDescriptor::from_json(&node)
+        .map_err(|error| invalid_table(format!("invalid table descriptor: {error}")))?;
+    Ok(TableSpec {
+        schema_json: descriptor.schema.to_json().to_string(),
+        columns: descriptor.schema.columns.iter().map(|column| column.name.clone()).collect(),
+        primary_key: descriptor.schema.primary_key.clone(),
+        bucket_key: descriptor.bucket_keys,
+        partition_key: descriptor.partition_keys,
+        bucket_count,
+        properties: descriptor.properties,
+        custom_properties: descriptor.custom_properties,
+        comment: descriptor.comment,
+    })
+}
+
+fn schema_of(info: &TableInfo) -> Result<Schema, WireError> {
+    Schema::from_json_str(&info.schema_json).map_err(|error| {
+        WireError::unknown_server_error(format!(
+            "stored schema of {} is invalid: {error}",
+            info.path
+        ))
+    })
+}
+
+/// The descriptor JSON a client builds its `TableInfo` from.
+pub(crate) fn table_json_of(info: &TableInfo) -> Result<Bytes, WireError> {
+    let descriptor = TableDescriptor {
+        schema: schema_of(info)?,
+        comment: info.comment.clone(),
+        partition_keys: Vec::new(),
+        bucket_keys: info.bucket_key.clone(),
+        bucket_count: Some(info.bucket_count),
+        properties: info.properties.clone(),
+        custom_properties: info.custom_properties.clone(),
+    };
+    Ok(Bytes::from(descriptor.to_json_string()))
+}
+
+/// The resolved schema the row and log encoders use.
+#[allow(dead_code)]
+pub(crate) fn table_schema_of(info: &TableInfo) -> Result<TableSchema, WireError> {
+    let schema_id = i16::try_from(info.schema_id).map_err(|_| {
+        WireError::unknown_server_error(format!("schema id {} out of range", info.schema_id))
+    })?;
+    TableSchema::new(schema_id, &schema_of(info)?, &info.bucket_key).map_err(|error| {
+        WireError::unknown_server_error(format!(
+            "stored schema of {} is invalid: {error}",
+            info.path
+        ))
+    })
+}

@@ -126,13 +126,19 @@ async fn continue_or_close(server: &TabletServer, request: ScanKvRequest) -> Sca
         Ok(id) => server.scanners().lookup(id),
         Err(_) => SessionLookup::Unknown,
     };
+    // A repeat of a drained session's final request is answered from the kept page.
+    let repeat_of_final_page = match &lookup {
+        SessionLookup::Live(_) => None,
+        _ if close || !retry_allowed(server) => None,
+        _ => finished_page(server, &scanner_id, &request),
+    };
+    if let Some(page) = repeat_of_final_page {
+        return page;
+    }
     let session = match lookup {
         SessionLookup::Live(session) => session,
         // Closing a session that is already gone succeeds: there is nothing the client could do.
         _ if close => return closed_response(),
-        _ if retry_allowed(server) && finished_page(server, &scanner_id, &request).is_some() => {
-            return finished_page(server, &scanner_id, &request).unwrap_or_default()
-        }
         SessionLookup::Expired => {
             return ScanKvResponse::error(ApiError::new(
                 ErrorCode::ScannerExpired,

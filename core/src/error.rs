@@ -26,6 +26,10 @@ pub enum ErrorCode {
     InvalidScanRequest,
     TooManyScanners,
     StorageBackpressure,
+    /// A writer's batch skipped a sequence number: an earlier batch was lost.
+    OutOfOrderSequence,
+    /// A writer's batch was already appended; the client counts it as acknowledged.
+    DuplicateSequence,
 }
 
 impl ErrorCode {
@@ -54,6 +58,8 @@ impl ErrorCode {
             ErrorCode::InvalidScanRequest => 68,
             ErrorCode::TooManyScanners => 69,
             ErrorCode::StorageBackpressure => 72,
+            ErrorCode::OutOfOrderSequence => 31,
+            ErrorCode::DuplicateSequence => 32,
         }
     }
 

@@ -6,7 +6,7 @@
 use bytes::Bytes;
 
 use crate::error::ApiError;
-use crate::log::LogBatch;
+use crate::log::{LogBatch, WriterBatch};
 use crate::table_bucket::TableBucket;
 
 /// A node of the cluster: a tablet server, the coordinator or a client.
@@ -35,8 +35,9 @@ pub enum Request {
     BecomeLeader { bucket: TableBucket, leader_epoch: u32 },
     /// Coordinator → tablet server: stop leading `bucket`; `leader_epoch` is the new epoch.
     BecomeFollower { bucket: TableBucket, leader_epoch: u32 },
-    /// Client → leader: upserts and deletes, applied in order as one batch.
-    PutKv { bucket: TableBucket, writes: Vec<KvWrite> },
+    /// Client → leader: upserts and deletes, applied in order as one batch. With `writer`, a
+    /// batch resent after a lost response is recognised and not applied twice.
+    PutKv { bucket: TableBucket, writes: Vec<KvWrite>, writer: Option<WriterBatch> },
     /// Client → leader: point lookups.
     Lookup { bucket: TableBucket, keys: Vec<Vec<u8>> },
     /// Client → leader: every value whose key starts with `prefix`, in key order.
@@ -49,6 +50,19 @@ pub enum Request {
     ScanKv(ScanKvRequest),
     /// Client → leader: changelog batches from `from_offset` up to the high watermark.
     FetchLog { bucket: TableBucket, from_offset: u64, max_bytes: u64 },
+    /// Client → leader: one offset of the bucket's changelog.
+    ListOffsets { bucket: TableBucket, spec: OffsetSpec },
+}
+
+/// Which offset ListOffsets asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetSpec {
+    /// The log start offset.
+    Earliest,
+    /// The high watermark: the offset the next acknowledged batch gets.
+    Latest,
+    /// The first offset committed at or after this wall-clock time, else the high watermark.
+    Timestamp { timestamp_ms: u64 },
 }
 
 /// `PbScanReqForBucket`: which bucket to scan and an optional row limit across all batches
@@ -106,6 +120,7 @@ impl Request {
             Request::Metadata => "metadata",
             Request::ScanKv(_) => "scan_kv",
             Request::FetchLog { .. } => "fetch_log",
+            Request::ListOffsets { .. } => "list_offsets",
         }
     }
 }
@@ -114,9 +129,12 @@ impl Request {
 pub enum Response {
     Ok,
     /// The batch occupies changelog offsets `base_offset..end_offset` and is durable.
+    /// `duplicate`: the writer's batch had been appended before, at these offsets, and was not
+    /// applied again.
     PutKv {
         base_offset: u64,
         end_offset: u64,
+        duplicate: bool,
     },
     /// One entry per requested key, read at the flushed offset `read_offset`.
     Lookup {
@@ -136,6 +154,11 @@ pub enum Response {
     FetchLog {
         batches: Vec<LogBatch>,
         high_watermark: u64,
+        log_start_offset: u64,
+    },
+    /// The offset ListOffsets asked for.
+    Offset {
+        offset: u64,
     },
     Error(ApiError),
 }

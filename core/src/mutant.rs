@@ -39,6 +39,9 @@ pub enum Mutant {
     /// A transport retry of the last page is treated as out of order and ends the scan, as
     /// Fluss does.
     RetryOfLastPageEndsScan,
+    /// A writer's batch resent after a lost response is appended again instead of being
+    /// recognised as a duplicate.
+    DuplicateBatchReappended,
 }
 
 impl Mutant {
@@ -56,6 +59,7 @@ impl Mutant {
         Mutant::EvictorIgnoresInUse,
         Mutant::RejectedConcurrentDestroysSession,
         Mutant::RetryOfLastPageEndsScan,
+        Mutant::DuplicateBatchReappended,
     ];
 
     pub fn name(self) -> &'static str {
@@ -73,6 +77,7 @@ impl Mutant {
             Mutant::EvictorIgnoresInUse => "evictor-ignores-in-use",
             Mutant::RejectedConcurrentDestroysSession => "rejected-concurrent-destroys-session",
             Mutant::RetryOfLastPageEndsScan => "retry-of-last-page-ends-scan",
+            Mutant::DuplicateBatchReappended => "duplicate-batch-reappended",
         }
     }
 

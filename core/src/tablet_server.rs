@@ -10,7 +10,8 @@ use crate::env::{Env, RpcHandler};
 use crate::error::{ApiError, ErrorCode};
 use crate::kv::{KvError, KvTablet, KvTabletConfig};
 use crate::log::{LogError, LogRegistry};
-use crate::message::{KvWrite, NodeId, Request, Response};
+use crate::message::{KvWrite, NodeId, OffsetSpec, Request, Response};
+use crate::notify::Notified;
 use crate::replica::Replica;
 use crate::scan::scan_kv_handler::handle_scan_kv;
 use crate::scan::{ScannerConfig, ScannerManager};
@@ -215,11 +216,23 @@ impl TabletServer {
                 join_if_some(replica.become_follower(leader_epoch)?).await;
                 Ok(Response::Ok)
             }
-            Request::PutKv { bucket, writes } => {
+            Request::PutKv { bucket, writes, writer } => {
                 let table = self.check_bucket(bucket)?;
                 self.check_writes(&table, &writes)?;
-                let (base_offset, end_offset) = self.hosted_kv(bucket)?.put(&writes)?;
-                Ok(Response::PutKv { base_offset, end_offset })
+                if let Some(writer) = writer {
+                    if writer.writer_id < 0 || writer.batch_sequence < 0 {
+                        return Err(KvError::InvalidRecord(format!(
+                            "writer {} with batch sequence {}",
+                            writer.writer_id, writer.batch_sequence
+                        )));
+                    }
+                }
+                let put = self.hosted_kv(bucket)?.put(&writes, writer)?;
+                Ok(Response::PutKv {
+                    base_offset: put.base_offset,
+                    end_offset: put.end_offset,
+                    duplicate: put.duplicate,
+                })
             }
             Request::Lookup { bucket, keys } => {
                 self.check_bucket(bucket)?;
@@ -249,6 +262,7 @@ impl TabletServer {
                 self.check_bucket(bucket)?;
                 let kv = self.hosted_kv(bucket)?;
                 let high_watermark = kv.log().high_watermark();
+                let log_start_offset = kv.log().log_start_offset();
                 let batches = match kv.log().read(from_offset, max_bytes) {
                     Ok(batches) => batches,
                     Err(LogError::OffsetOutOfRange { offset, log_start_offset }) => {
@@ -263,7 +277,18 @@ impl TabletServer {
                 };
                 let batches =
                     batches.into_iter().filter(|b| b.end_offset() <= high_watermark).collect();
-                Ok(Response::FetchLog { batches, high_watermark })
+                Ok(Response::FetchLog { batches, high_watermark, log_start_offset })
+            }
+            Request::ListOffsets { bucket, spec } => {
+                self.check_bucket(bucket)?;
+                let kv = self.hosted_kv(bucket)?;
+                let log = kv.log();
+                let offset = match spec {
+                    OffsetSpec::Earliest => log.log_start_offset(),
+                    OffsetSpec::Latest => log.high_watermark(),
+                    OffsetSpec::Timestamp { timestamp_ms } => log.offset_for_timestamp(timestamp_ms),
+                };
+                Ok(Response::Offset { offset })
             }
             Request::Metadata => Err(KvError::NotLeader(
                 "metadata is served by the coordinator, not a tablet server".to_string(),
@@ -324,6 +349,13 @@ impl TabletServer {
             }
         }
         Ok(())
+    }
+
+    /// A future that completes at the next append to `bucket`'s changelog, for a fetch that
+    /// waits for data; `None` when this server does not lead the bucket. Create it before the
+    /// read it follows, so that an append in between is not missed.
+    pub fn log_appended(&self, bucket: TableBucket) -> Option<Notified> {
+        Some(self.hosted_kv(bucket).ok()?.log().appended())
     }
 
     fn hosted_kv(&self, bucket: TableBucket) -> Result<Arc<KvTablet>, KvError> {

@@ -232,6 +232,8 @@ impl Checker {
                 | ErrorCode::LogStorageException
                 | ErrorCode::CorruptRecord
                 | ErrorCode::UnknownServerError
+                // Clients resend a batch with its sequence and move on only after an ack.
+                | ErrorCode::OutOfOrderSequence
         ) {
             self.violation(format!("{context}: unexpected error {error}"));
         }

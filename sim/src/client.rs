@@ -1,9 +1,11 @@
 //! A simulated client: upserts, deletes, lookups, prefix lookups and limit scans against the
 //! current leaders, with metadata refresh and bounded retries, every answer sent to the checker.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kvtablet_core::env::{Clock, Rpc};
+use kvtablet_core::log::WriterBatch;
 use kvtablet_core::message::{KvWrite, NodeId, Request, Response};
 use kvtablet_core::{ErrorCode, TableBucket};
 
@@ -29,6 +31,12 @@ pub struct Client {
     pub ops: u32,
     leaders: LeaderCache,
     write_seq: u64,
+    /// The idempotent writer this client writes as; a new one after a put whose fate is
+    /// unknown, as a real client re-initializes its writer.
+    writer_id: i64,
+    writer_incarnation: u32,
+    /// The next batch sequence per bucket, for `writer_id`.
+    batch_sequences: BTreeMap<TableBucket, i32>,
 }
 
 /// The key of index `index` in `bucket`: `b{bucket}/p{prefix}/k{index}`.
@@ -51,6 +59,11 @@ pub fn key_of_value(value: &[u8]) -> Option<Vec<u8>> {
     let body = value.get(2..)?;
     let end = body.iter().position(|b| *b == b'|')?;
     Some(body[..end].to_vec())
+}
+
+/// Writer ids are unique per client and incarnation.
+fn writer_id_of(node_id: NodeId, incarnation: u32) -> i64 {
+    (i64::from(node_id) << 32) | i64::from(incarnation)
 }
 
 pub fn prefix_of(bucket: TableBucket, prefix: u32) -> Vec<u8> {
@@ -77,7 +90,17 @@ impl Client {
             ops,
             leaders: LeaderCache::new(),
             write_seq: 0,
+            writer_id: writer_id_of(node_id, 0),
+            writer_incarnation: 0,
+            batch_sequences: BTreeMap::new(),
         }
+    }
+
+    /// Forgets the writer: its sequences may have a gap now.
+    fn renew_writer(&mut self) {
+        self.writer_incarnation += 1;
+        self.writer_id = writer_id_of(self.node_id, self.writer_incarnation);
+        self.batch_sequences.clear();
     }
 
     /// Runs the client's operations to the end.
@@ -127,11 +150,25 @@ impl Client {
             };
             writes.push(KvWrite { key, value });
         }
-        let request = Request::PutKv { bucket, writes: writes.clone() };
-        if let Some((Response::PutKv { base_offset, end_offset }, _)) =
+        let batch_sequence = *self.batch_sequences.entry(bucket).or_insert(0);
+        let writer = WriterBatch { writer_id: self.writer_id, batch_sequence };
+        // Resends (timeouts, leadership moves) repeat the same writer and sequence, so a batch
+        // that landed but whose answer was lost is recognised, not applied twice.
+        let request = Request::PutKv { bucket, writes: writes.clone(), writer: Some(writer) };
+        if let Some((Response::PutKv { base_offset, end_offset, duplicate }, _)) =
             self.send(bucket, request).await
         {
+            if duplicate {
+                self.checker.note(
+                    self.node_id,
+                    "duplicate",
+                    format!("{} seq {batch_sequence} at {base_offset}", bucket.dir_name()),
+                );
+            }
             self.checker.on_put_ack(bucket, &writes, base_offset, end_offset);
+            self.batch_sequences.insert(bucket, batch_sequence.wrapping_add(1).max(0));
+        } else {
+            self.renew_writer();
         }
     }
 

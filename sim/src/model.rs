@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use kvtablet_core::log::{ChangeType, LogBatch, LogTablet};
+use kvtablet_core::log::{ChangeType, LogBatch, LogTablet, WriterBatch};
 use kvtablet_core::message::KvWrite;
 use kvtablet_core::TableBucket;
 
@@ -22,6 +22,8 @@ struct BucketModel {
     last_epoch: u32,
     /// The highest flushed offset any current leader has reported; never goes back.
     flushed_floor: u64,
+    /// Where each writer batch was appended: no batch may land twice.
+    writer_batches: BTreeMap<WriterBatch, u64>,
 }
 
 /// The model of all buckets. A violation found while reading the log is returned as text.
@@ -143,6 +145,14 @@ impl BucketModel {
             ));
         }
         self.last_epoch = batch.leader_epoch;
+        if let Some(writer) = batch.writer {
+            if let Some(first) = self.writer_batches.insert(writer, batch.base_offset) {
+                return Err(format!(
+                    "{bucket}: batch {} of writer {:#x} appended twice, at {first} and {}",
+                    writer.batch_sequence, writer.writer_id, batch.base_offset
+                ));
+            }
+        }
         let mut pending_update: Option<&[u8]> = None;
         for record in &batch.records {
             let key = record.key.as_slice();

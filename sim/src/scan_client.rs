@@ -471,7 +471,7 @@ impl ScanClient {
         for _ in 0..64 {
             let request = Request::FetchLog { bucket, from_offset, max_bytes: 64 * 1024 };
             match self.rpc.call(server, request, self.plan.request_timeout_ms).await {
-                Ok(Response::FetchLog { batches: fetched, high_watermark }) => {
+                Ok(Response::FetchLog { batches: fetched, high_watermark, .. }) => {
                     let Some(last) = fetched.last() else { break };
                     from_offset = last.end_offset();
                     batches.extend(fetched);

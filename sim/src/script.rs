@@ -192,7 +192,7 @@ impl Script {
                     })
                     .collect();
                 let leader = self.leader(bucket)?;
-                Ok(describe(&self.request(leader, Request::PutKv { bucket, writes })?))
+                Ok(describe(&self.request(leader, Request::PutKv { bucket, writes, writer: None })?))
             }
             ["flush"] => {
                 let servers: Vec<Arc<TabletServer>> = self.servers.values().cloned().collect();
@@ -314,7 +314,7 @@ fn parse_bucket(word: &str) -> Result<TableBucket, String> {
 fn describe(response: &Response) -> String {
     match response {
         Response::Ok => "ok".to_string(),
-        Response::PutKv { base_offset, end_offset } => {
+        Response::PutKv { base_offset, end_offset, .. } => {
             format!("offsets [{base_offset}, {end_offset})")
         }
         Response::Error(error) => format!("error {:?}", error.code),

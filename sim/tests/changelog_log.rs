@@ -4,7 +4,10 @@
 use std::sync::Arc;
 
 use kvtablet_core::env::LocalFs;
-use kvtablet_core::log::{ChangeRecord, ChangeType, LogConfig, LogError, LogTablet};
+use kvtablet_core::log::{
+    AppendMeta, Appended, ChangeRecord, ChangeType, LogBatch, LogConfig, LogError, LogTablet,
+    WriterBatch,
+};
 use kvtablet_core::mutant::Mutants;
 use kvtablet_core::TableBucket;
 use kvtablet_sim::fs::SimFs;
@@ -23,6 +26,28 @@ fn open(fs: &Arc<SimFs>, segment_bytes_max: u64) -> LogTablet {
     .expect("log opens")
 }
 
+/// An append without a writer, stamped at time 0.
+fn append(
+    log: &LogTablet,
+    leader_epoch: u32,
+    changes: Vec<ChangeRecord>,
+) -> Result<LogBatch, LogError> {
+    let meta = AppendMeta { commit_timestamp_ms: 0, writer: None };
+    match log.append_as_leader(leader_epoch, meta, changes)? {
+        Appended::Batch(batch) => Ok(batch),
+        Appended::Duplicate { .. } => panic!("a batch without a writer is never a duplicate"),
+    }
+}
+
+fn append_as(
+    log: &LogTablet,
+    commit_timestamp_ms: u64,
+    writer: Option<WriterBatch>,
+    key: &str,
+) -> Result<Appended, LogError> {
+    log.append_as_leader(1, AppendMeta { commit_timestamp_ms, writer }, insert(key))
+}
+
 fn insert(key: &str) -> Vec<ChangeRecord> {
     vec![ChangeRecord {
         change_type: ChangeType::Insert,
@@ -36,9 +61,9 @@ fn appends_get_dense_offsets_and_read_back_in_order() {
     let fs = Arc::new(SimFs::new());
     let log = open(&fs, 1 << 20);
     log.fence(1).expect("fence");
-    let first = log.append_as_leader(1, insert("a")).expect("append");
-    let empty = log.append_as_leader(1, Vec::new()).expect("append");
-    let second = log.append_as_leader(1, insert("b")).expect("append");
+    let first = append(&log, 1, insert("a")).expect("append");
+    let empty = append(&log, 1, Vec::new()).expect("append");
+    let second = append(&log, 1, insert("b")).expect("append");
     assert_eq!((first.base_offset, first.end_offset()), (0, 1));
     assert_eq!(
         (empty.base_offset, empty.end_offset()),
@@ -58,7 +83,7 @@ fn segments_roll_and_survive_reopen() {
     let log = open(&fs, 128);
     log.fence(3).expect("fence");
     for index in 0..20 {
-        log.append_as_leader(3, insert(&format!("key-{index:02}"))).expect("append");
+        append(&log, 3, insert(&format!("key-{index:02}"))).expect("append");
     }
     assert!(log.segment_count() > 1, "128-byte segments must roll");
     drop(log);
@@ -81,14 +106,14 @@ fn segments_roll_and_survive_reopen() {
 fn a_torn_tail_is_cut_off_on_reopen() {
     let fs = Arc::new(SimFs::new());
     let log = open(&fs, 1 << 20);
-    log.append_as_leader(0, insert("a")).expect("append");
+    append(&log, 0, insert("a")).expect("append");
     drop(log);
     let segment = format!("{DIR}/{:020}.log", 0);
     fs.append(&segment, &[7, 0, 0, 0, 1, 2]).expect("append garbage");
     fs.sync(&segment).expect("sync");
     let reopened = open(&fs, 1 << 20);
     assert_eq!(reopened.log_end_offset(), 1);
-    let next = reopened.append_as_leader(0, insert("b")).expect("append after repair");
+    let next = append(&reopened, 0, insert("b")).expect("append after repair");
     assert_eq!(next.base_offset, 1);
     assert_eq!(reopened.read(0, u64::MAX).expect("read").len(), 2);
 }
@@ -98,11 +123,11 @@ fn a_fenced_epoch_can_neither_append_nor_fence_back() {
     let fs = Arc::new(SimFs::new());
     let log = open(&fs, 1 << 20);
     log.fence(5).expect("fence");
-    let stale = log.append_as_leader(4, insert("a"));
+    let stale = append(&log, 4, insert("a"));
     assert!(matches!(stale, Err(LogError::FencedLeaderEpoch { requested: 4, current: 5 })));
     assert!(matches!(log.fence(4), Err(LogError::FencedLeaderEpoch { .. })));
     assert_eq!(log.log_end_offset(), 0, "nothing was appended under the stale epoch");
-    log.append_as_leader(5, insert("a")).expect("the current epoch appends");
+    append(&log, 5, insert("a")).expect("the current epoch appends");
 }
 
 #[test]
@@ -110,7 +135,7 @@ fn retention_never_deletes_at_or_above_the_minimum_retain_offset() {
     let fs = Arc::new(SimFs::new());
     let log = open(&fs, 64);
     for index in 0..30 {
-        log.append_as_leader(0, insert(&format!("k{index:02}"))).expect("append");
+        append(&log, 0, insert(&format!("k{index:02}"))).expect("append");
     }
     assert_eq!(
         log.delete_segments_below(25).expect("retention"),
@@ -125,4 +150,56 @@ fn retention_never_deletes_at_or_above_the_minimum_retain_offset() {
     let records: usize =
         log.read(start, u64::MAX).expect("read").iter().map(|b| b.records.len()).sum();
     assert_eq!(records as u64, 30 - start);
+}
+
+#[test]
+fn a_resent_writer_batch_is_a_duplicate_also_after_reopen() {
+    let fs = Arc::new(SimFs::new());
+    let log = open(&fs, 1 << 20);
+    log.fence(1).expect("fence");
+    let writer = |batch_sequence| Some(WriterBatch { writer_id: 9, batch_sequence });
+    let Appended::Batch(first) = append_as(&log, 10, writer(0), "a").expect("append") else {
+        panic!("the first batch is new");
+    };
+    append_as(&log, 11, writer(1), "b").expect("append");
+    assert_eq!(
+        append_as(&log, 12, writer(0), "a").expect("resend"),
+        Appended::Duplicate { base_offset: first.base_offset, end_offset: first.end_offset() }
+    );
+    assert_eq!(log.log_end_offset(), 2, "the duplicate wrote nothing");
+    drop(log);
+    fs.crash();
+    let log = open(&fs, 1 << 20);
+    log.fence(1).expect("fence");
+    assert!(matches!(
+        append_as(&log, 13, writer(1), "b").expect("resend after reopen"),
+        Appended::Duplicate { base_offset: 1, end_offset: 2 }
+    ));
+    assert!(matches!(
+        append_as(&log, 14, writer(3), "c"),
+        Err(LogError::OutOfOrderSequence { writer_id: 9, incoming: 3, last: 1 })
+    ));
+    assert!(matches!(append_as(&log, 15, writer(2), "c"), Ok(Appended::Batch(_))));
+    assert_eq!(log.log_end_offset(), 3);
+}
+
+#[test]
+fn commit_timestamps_survive_reopen_and_answer_offset_for_timestamp() {
+    let fs = Arc::new(SimFs::new());
+    let log = open(&fs, 64);
+    log.fence(1).expect("fence");
+    for (index, timestamp_ms) in [100u64, 200, 300, 400].iter().enumerate() {
+        append_as(&log, *timestamp_ms, None, &format!("k{index}")).expect("append");
+    }
+    drop(log);
+    fs.crash();
+    let log = open(&fs, 64);
+    assert!(log.segment_count() > 1, "the search crosses segments");
+    let batches = log.read(0, u64::MAX).expect("read");
+    let stamps: Vec<u64> = batches.iter().map(|batch| batch.commit_timestamp_ms).collect();
+    assert_eq!(stamps, [100, 200, 300, 400]);
+    assert_eq!(log.offset_for_timestamp(0), 0);
+    assert_eq!(log.offset_for_timestamp(200), 1);
+    assert_eq!(log.offset_for_timestamp(201), 2);
+    assert_eq!(log.offset_for_timestamp(401), 4, "past the last batch: the high watermark");
 }

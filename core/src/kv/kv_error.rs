@@ -28,6 +28,9 @@ pub enum KvError {
         "log start offset {log_start_offset} is above the engine's flushed offset {engine_offset}"
     )]
     LogTruncated { log_start_offset: u64, engine_offset: u64 },
+    /// An idempotent writer's batch skipped a sequence number: do not retry it.
+    #[error("{0}")]
+    OutOfOrderSequence(String),
     #[error("engine failure: {0}")]
     Engine(#[from] EngineError),
     #[error("log failure: {0}")]
@@ -39,6 +42,9 @@ impl From<LogError> for KvError {
         match error {
             LogError::FencedLeaderEpoch { requested, current } => {
                 KvError::NotLeader(format!("leader epoch {requested} fenced by {current}"))
+            }
+            error @ LogError::OutOfOrderSequence { .. } => {
+                KvError::OutOfOrderSequence(error.to_string())
             }
             other => KvError::Log(other),
         }
@@ -56,6 +62,7 @@ impl KvError {
             KvError::RequestTooLarge(_) => ErrorCode::RecordTooLarge,
             KvError::LogTruncated { .. } | KvError::Engine(_) => ErrorCode::KvStorageException,
             KvError::Log(_) => ErrorCode::LogStorageException,
+            KvError::OutOfOrderSequence(_) => ErrorCode::OutOfOrderSequence,
         }
     }
 

@@ -15,7 +15,8 @@ use futures::FutureExt;
 use crate::engine::{EngineSnapshot, KeyRange, KvEngine, WriteBatch};
 use crate::env::Env;
 use crate::kv::kv_error::KvError;
-use crate::log::{ChangeRecord, ChangeType, LogTablet};
+use crate::log::log_batch::WriterBatch;
+use crate::log::{AppendMeta, Appended, ChangeRecord, ChangeType, LogTablet, SequenceCheck};
 use crate::message::KvWrite;
 use crate::mutant::Mutant;
 use crate::notify::Notify;
@@ -71,6 +72,16 @@ struct KvState {
 struct FlushPlan {
     batch: WriteBatch,
     flushed_log_offset: u64,
+}
+
+/// Where a put's batch lies in the changelog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PutOutcome {
+    pub base_offset: u64,
+    pub end_offset: u64,
+    /// The writer's batch had been appended before: these are its original offsets and
+    /// nothing was written now.
+    pub duplicate: bool,
 }
 
 pub struct KvTablet {
@@ -147,11 +158,24 @@ impl KvTablet {
     }
 
     /// Applies `writes` in order as one changelog batch; returns its offsets `[base, end)`.
-    pub fn put(&self, writes: &[KvWrite]) -> Result<(u64, u64), KvError> {
+    pub fn put(
+        &self,
+        writes: &[KvWrite],
+        writer: Option<WriterBatch>,
+    ) -> Result<PutOutcome, KvError> {
         // Writes are fenced by the log's epoch check at append, not here.
         let mut state = self.lock();
         if state.closed {
             return Err(KvError::NotLeader(format!("{} is closed on this server", self.bucket)));
+        }
+        // Puts are serialized by the state lock, so the verdict holds until the append, which
+        // checks again. Deciding first spares a duplicate the work of building its changes.
+        if let Some(writer) = writer {
+            if let SequenceCheck::Duplicate { base_offset, end_offset } =
+                self.log.check_sequence(writer)
+            {
+                return Ok(PutOutcome { base_offset, end_offset, duplicate: true });
+            }
         }
         let mut overlay: BTreeMap<&[u8], Option<&[u8]>> = BTreeMap::new();
         let mut changes = Vec::with_capacity(writes.len() * 2);
@@ -171,7 +195,14 @@ impl KvTablet {
             );
             overlay.insert(&write.key, write.value.as_deref());
         }
-        let batch = self.log.append_as_leader(self.leader_epoch, changes)?;
+        let meta = AppendMeta { commit_timestamp_ms: self.env.clock.now_wall_ms(), writer };
+        let batch = match self.log.append_as_leader(self.leader_epoch, meta, changes)? {
+            Appended::Batch(batch) => batch,
+            Appended::Duplicate { base_offset, end_offset } => {
+                return Ok(PutOutcome { base_offset, end_offset, duplicate: true });
+            }
+        };
+        let (base_offset, end_offset) = (batch.base_offset, batch.end_offset());
         for record in batch.records {
             let value = match record.change_type {
                 ChangeType::Insert | ChangeType::UpdateAfter | ChangeType::AppendOnly => {
@@ -189,7 +220,7 @@ impl KvTablet {
         }
         drop(state);
         self.flush_wanted.notify();
-        Ok((batch.base_offset, batch.base_offset + u64::from(batch.offset_count)))
+        Ok(PutOutcome { base_offset, end_offset, duplicate: false })
     }
 
     /// Point lookups of flushed data; returns the values and the flushed offset read at.

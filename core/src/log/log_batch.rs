@@ -2,16 +2,24 @@
 //!
 //! Frame layout, little-endian:
 //! `frame_len:u32` (bytes after this field) | `crc32c:u32` (of every byte after it) |
-//! `magic:u8` | `base_offset:u64` | `leader_epoch:u32` | `offset_count:u32` |
+//! `magic:u8` (2) | `base_offset:u64` | `leader_epoch:u32` | `offset_count:u32` |
+//! `commit_timestamp_ms:u64` | `writer_id:i64` (-1: none) | `batch_sequence:i32` (-1: none) |
 //! `record_count:u32` | records.
+//! Magic 1 frames (no timestamp, no writer) are still read, with timestamp 0 and no writer.
 //! Record: `change_type:u8` | `key_len:u32` | key | `value_len:u32` | value.
 //! Every record is covered by its batch's CRC; decoding never panics on any input.
 
 use crate::log::change_type::ChangeType;
 
-const MAGIC: u8 = 1;
+const MAGIC: u8 = 2;
+/// The first layout, without commit timestamp and writer.
+const MAGIC_V1: u8 = 1;
 /// Bytes of a frame before the first record.
-pub const FRAME_HEADER_BYTES: usize = 4 + 4 + 1 + 8 + 4 + 4 + 4;
+pub const FRAME_HEADER_BYTES: usize = 4 + 4 + 1 + 8 + 4 + 4 + 8 + 8 + 4 + 4;
+/// Bytes of a magic-1 frame before the first record: the smallest valid frame.
+const FRAME_HEADER_BYTES_V1: usize = 4 + 4 + 1 + 8 + 4 + 4 + 4;
+/// `writer_id` of a batch no idempotent writer sent.
+const NO_WRITER_ID: i64 = -1;
 /// No frame may claim more than this; anything bigger is corruption, not data.
 pub const FRAME_BYTES_MAX: usize = 64 * 1024 * 1024;
 
@@ -24,6 +32,15 @@ pub struct LogRecord {
     pub value: Vec<u8>,
 }
 
+/// The idempotent writer that sent a batch and the batch's sequence number for this bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WriterBatch {
+    /// Non-negative: `-1` means "no writer" on the wire and on disk.
+    pub writer_id: i64,
+    /// Non-negative; wraps from `i32::MAX` to 0.
+    pub batch_sequence: i32,
+}
+
 /// Records appended together. A batch always occupies at least one offset: a batch whose
 /// writes changed nothing still advances the log by one, as Fluss does.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +49,12 @@ pub struct LogBatch {
     pub leader_epoch: u32,
     /// Offsets the batch occupies: `max(1, records.len())`.
     pub offset_count: u32,
+    /// When the leader appended the batch (its clock, ms since the epoch): Fluss's
+    /// `CommitTimestamp`, what ListOffsets by timestamp searches.
+    pub commit_timestamp_ms: u64,
+    /// Set when an idempotent writer sent the batch; the log rebuilds its duplicate detection
+    /// from it.
+    pub writer: Option<WriterBatch>,
     pub records: Vec<LogRecord>,
 }
 
@@ -68,6 +91,16 @@ pub fn encode_batch(batch: &LogBatch) -> Vec<u8> {
     out.extend_from_slice(&batch.base_offset.to_le_bytes());
     out.extend_from_slice(&batch.leader_epoch.to_le_bytes());
     out.extend_from_slice(&batch.offset_count.to_le_bytes());
+    out.extend_from_slice(&batch.commit_timestamp_ms.to_le_bytes());
+    let (writer_id, batch_sequence) = match batch.writer {
+        Some(writer) => {
+            assert!(writer.writer_id >= 0 && writer.batch_sequence >= 0, "{writer:?}");
+            (writer.writer_id, writer.batch_sequence)
+        }
+        None => (NO_WRITER_ID, -1),
+    };
+    out.extend_from_slice(&writer_id.to_le_bytes());
+    out.extend_from_slice(&batch_sequence.to_le_bytes());
     out.extend_from_slice(&(batch.records.len() as u32).to_le_bytes());
     for (index, record) in batch.records.iter().enumerate() {
         assert_eq!(record.offset, batch.base_offset + index as u64, "records are dense");
@@ -89,7 +122,7 @@ pub fn encode_batch(batch: &LogBatch) -> Vec<u8> {
 pub fn decode_batch(bytes: &[u8]) -> Result<(LogBatch, usize), DecodeError> {
     let mut reader = Reader { bytes, position: 0 };
     let frame_len = reader.u32()? as usize;
-    if !(FRAME_HEADER_BYTES - 4..=FRAME_BYTES_MAX).contains(&frame_len) {
+    if !(FRAME_HEADER_BYTES_V1 - 4..=FRAME_BYTES_MAX).contains(&frame_len) {
         return Err(DecodeError::Corrupt(format!("implausible frame length {frame_len}")));
     }
     let frame_end = 4 + frame_len;
@@ -108,12 +141,29 @@ pub fn decode_batch(bytes: &[u8]) -> Result<(LogBatch, usize), DecodeError> {
     }
     let mut reader = Reader { bytes: &bytes[..frame_end], position: 8 };
     let magic = reader.u8()?;
-    if magic != MAGIC {
+    if magic != MAGIC && magic != MAGIC_V1 {
         return Err(DecodeError::Corrupt(format!("unknown magic {magic}")));
     }
     let base_offset = reader.u64()?;
     let leader_epoch = reader.u32()?;
     let offset_count = reader.u32()?;
+    let (commit_timestamp_ms, writer) = if magic == MAGIC {
+        let commit_timestamp_ms = reader.u64()?;
+        let writer_id = reader.u64()? as i64;
+        let batch_sequence = reader.u32()? as i32;
+        let writer = match (writer_id, batch_sequence) {
+            (NO_WRITER_ID, -1) => None,
+            (0.., 0..) => Some(WriterBatch { writer_id, batch_sequence }),
+            _ => {
+                return Err(DecodeError::Corrupt(format!(
+                    "writer {writer_id} with batch sequence {batch_sequence}"
+                )))
+            }
+        };
+        (commit_timestamp_ms, writer)
+    } else {
+        (0, None)
+    };
     let record_count = reader.u32()?;
     if offset_count == 0 || record_count > offset_count {
         return Err(DecodeError::Corrupt(format!(
@@ -141,7 +191,10 @@ pub fn decode_batch(bytes: &[u8]) -> Result<(LogBatch, usize), DecodeError> {
     if base_offset.checked_add(u64::from(offset_count)).is_none() {
         return Err(DecodeError::Corrupt("end offset overflow".to_string()));
     }
-    Ok((LogBatch { base_offset, leader_epoch, offset_count, records }, frame_end))
+    Ok((
+        LogBatch { base_offset, leader_epoch, offset_count, commit_timestamp_ms, writer, records },
+        frame_end,
+    ))
 }
 
 struct Reader<'a> {
@@ -194,6 +247,8 @@ mod tests {
             base_offset: 7,
             leader_epoch: 3,
             offset_count: 2,
+            commit_timestamp_ms: 1_763_000_000_123,
+            writer: Some(WriterBatch { writer_id: 42, batch_sequence: 9 }),
             records: vec![
                 LogRecord {
                     offset: 7,
@@ -232,6 +287,42 @@ mod tests {
     }
 
     #[test]
+    fn a_magic_one_frame_reads_with_timestamp_zero_and_no_writer() {
+        // The layout before commit timestamps and writers, built by hand.
+        let mut frame = vec![0u8; 8];
+        frame.push(MAGIC_V1);
+        frame.extend_from_slice(&5u64.to_le_bytes());
+        frame.extend_from_slice(&2u32.to_le_bytes());
+        frame.extend_from_slice(&1u32.to_le_bytes());
+        frame.extend_from_slice(&1u32.to_le_bytes());
+        frame.push(ChangeType::Insert.to_byte());
+        frame.extend_from_slice(&1u32.to_le_bytes());
+        frame.extend_from_slice(b"k");
+        frame.extend_from_slice(&1u32.to_le_bytes());
+        frame.extend_from_slice(b"v");
+        let frame_len = (frame.len() - 4) as u32;
+        let crc = crc32c::crc32c(&frame[8..]);
+        frame[0..4].copy_from_slice(&frame_len.to_le_bytes());
+        frame[4..8].copy_from_slice(&crc.to_le_bytes());
+        let (batch, len) = decode_batch(&frame).expect("a magic-1 frame decodes");
+        assert_eq!(len, frame.len());
+        assert_eq!((batch.base_offset, batch.leader_epoch), (5, 2));
+        assert_eq!((batch.commit_timestamp_ms, batch.writer), (0, None));
+        assert_eq!(batch.records.len(), 1);
+    }
+
+    #[test]
+    fn a_negative_writer_other_than_none_is_corrupt() {
+        let mut bytes = encode_batch(&sample_batch());
+        // writer_id sits after magic, base offset, epoch, offset count and timestamp.
+        let at = 8 + 1 + 8 + 4 + 4 + 8;
+        bytes[at..at + 8].copy_from_slice(&(-7i64).to_le_bytes());
+        let crc = crc32c::crc32c(&bytes[8..]);
+        bytes[4..8].copy_from_slice(&crc.to_le_bytes());
+        assert!(matches!(decode_batch(&bytes), Err(DecodeError::Corrupt(_))));
+    }
+
+    #[test]
     fn a_flipped_bit_fails_the_checksum() {
         let mut bytes = encode_batch(&sample_batch());
         let last = bytes.len() - 1;
@@ -249,6 +340,8 @@ mod tests {
         fn random_batches_round_trip(
             base in 0u64..1_000_000,
             epoch in any::<u32>(),
+            commit_timestamp_ms in any::<u64>(),
+            writer in proptest::option::of((0i64..=i64::MAX, 0i32..=i32::MAX)),
             records in proptest::collection::vec((1u8..5, proptest::collection::vec(any::<u8>(), 0..16), proptest::collection::vec(any::<u8>(), 0..16)), 0..8),
         ) {
             let records: Vec<LogRecord> = records.into_iter().enumerate().map(|(i, (t, key, value))| LogRecord {
@@ -257,7 +350,8 @@ mod tests {
                 key,
                 value,
             }).collect();
-            let batch = LogBatch { base_offset: base, leader_epoch: epoch, offset_count: records.len().max(1) as u32, records };
+            let writer = writer.map(|(writer_id, batch_sequence)| WriterBatch { writer_id, batch_sequence });
+            let batch = LogBatch { base_offset: base, leader_epoch: epoch, offset_count: records.len().max(1) as u32, commit_timestamp_ms, writer, records };
             let bytes = encode_batch(&batch);
             let (decoded, len) = decode_batch(&bytes).expect("decodes");
             prop_assert_eq!(decoded, batch);

@@ -5,8 +5,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::env::{FsError, LocalFs};
 use crate::log::change_type::ChangeType;
-use crate::log::log_batch::{decode_batch, encode_batch, DecodeError, LogBatch, LogRecord};
+use crate::log::log_batch::{
+    decode_batch, encode_batch, DecodeError, LogBatch, LogRecord, WriterBatch,
+};
+use crate::log::writer_state::{SequenceCheck, WriterStates};
 use crate::mutant::{Mutant, Mutants};
+use crate::notify::{Notified, Notify};
 use crate::table_bucket::TableBucket;
 
 const EPOCH_FILE: &str = "leader-epoch";
@@ -32,6 +36,9 @@ pub enum LogError {
     /// A read below the log start: the range was deleted by retention.
     #[error("offset {offset} is below the log start offset {log_start_offset}")]
     OffsetOutOfRange { offset: u64, log_start_offset: u64 },
+    /// An idempotent writer's batch skipped a sequence number.
+    #[error("out of order batch sequence for writer {writer_id}: {incoming} (incoming), {last} (last appended)")]
+    OutOfOrderSequence { writer_id: i64, incoming: i32, last: i32 },
     /// Bytes on disk fail their checksum or framing outside the tail.
     #[error("log corrupt in {path}: {detail}")]
     Corrupt { path: String, detail: String },
@@ -53,9 +60,26 @@ pub struct ChangeRecord {
     pub value: Vec<u8>,
 }
 
+/// What the leader stamps on a batch besides its changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendMeta {
+    pub commit_timestamp_ms: u64,
+    pub writer: Option<WriterBatch>,
+}
+
+/// The outcome of an append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Appended {
+    /// The batch is durable.
+    Batch(LogBatch),
+    /// The writer's batch was appended before at `base_offset..end_offset`; nothing was written.
+    Duplicate { base_offset: u64, end_offset: u64 },
+}
+
 #[derive(Debug, Clone, Copy)]
 struct BatchPosition {
     end_offset: u64,
+    commit_timestamp_ms: u64,
     position_bytes: u64,
     len_bytes: u64,
 }
@@ -78,6 +102,7 @@ struct LogState {
     high_watermark: u64,
     min_retain_offset: u64,
     leader_epoch: u32,
+    writers: WriterStates,
 }
 
 /// The changelog of one bucket. Appends are synced before they return, so an acknowledged
@@ -90,6 +115,8 @@ pub struct LogTablet {
     config: LogConfig,
     mutants: Mutants,
     state: Mutex<LogState>,
+    /// Notified whenever the high watermark moves, for fetches that wait for data.
+    appended: Notify,
 }
 
 impl std::fmt::Debug for LogTablet {
@@ -122,11 +149,12 @@ impl LogTablet {
             .collect();
         segment_bases.sort_unstable();
         let mut segments = BTreeMap::new();
+        let mut writers = WriterStates::new();
         let mut expected_offset: Option<u64> = None;
         for (index, base) in segment_bases.iter().enumerate() {
             let is_last = index + 1 == segment_bases.len();
             let path = segment_path(&dir, *base);
-            let segment = load_segment(fs.as_ref(), &path, *base, is_last)?;
+            let segment = load_segment(fs.as_ref(), &path, *base, is_last, &mut writers)?;
             if let Some(expected) = expected_offset {
                 if *base != expected {
                     return Err(LogError::Corrupt {
@@ -155,7 +183,9 @@ impl LogTablet {
                 high_watermark: log_end_offset,
                 min_retain_offset: 0,
                 leader_epoch,
+                writers,
             }),
+            appended: Notify::new(),
         })
     }
 
@@ -201,13 +231,44 @@ impl LogTablet {
         Ok(())
     }
 
+    /// A future that completes at the next move of the high watermark. Create it before
+    /// reading, so that an append between the read and the wait is not missed.
+    pub fn appended(&self) -> Notified {
+        self.appended.notified()
+    }
+
+    /// What an append of `writer`'s batch would do, without appending.
+    pub fn check_sequence(&self, writer: WriterBatch) -> SequenceCheck {
+        if self.mutants.is_on(Mutant::DuplicateBatchReappended) {
+            return SequenceCheck::InSequence;
+        }
+        self.lock().writers.check(writer)
+    }
+
+    /// The first offset of the first batch committed at or after `timestamp_ms`, or the high
+    /// watermark when there is none (Fluss's ListOffsets by timestamp).
+    pub fn offset_for_timestamp(&self, timestamp_ms: u64) -> u64 {
+        let state = self.lock();
+        state
+            .segments
+            .values()
+            .flat_map(|segment| segment.batches.iter())
+            .find(|(_, position)| {
+                position.commit_timestamp_ms >= timestamp_ms
+                    && position.end_offset <= state.high_watermark
+            })
+            .map_or(state.high_watermark, |(base, _)| (*base).max(state.log_start_offset))
+    }
+
     /// Appends `changes` as one batch under `leader_epoch` and syncs it. An empty change list
-    /// still occupies one offset.
+    /// still occupies one offset. A batch of an idempotent writer that was appended before is
+    /// not appended again ([`Appended::Duplicate`]); one that skips a sequence number is refused.
     pub fn append_as_leader(
         &self,
         leader_epoch: u32,
+        meta: AppendMeta,
         changes: Vec<ChangeRecord>,
-    ) -> Result<LogBatch, LogError> {
+    ) -> Result<Appended, LogError> {
         let mut state = self.lock();
         let fenced = leader_epoch != state.leader_epoch;
         if fenced && !self.mutants.is_on(Mutant::StaleEpochWriteAccepted) {
@@ -215,6 +276,23 @@ impl LogTablet {
                 requested: leader_epoch,
                 current: state.leader_epoch,
             });
+        }
+        let checked_writer =
+            meta.writer.filter(|_| !self.mutants.is_on(Mutant::DuplicateBatchReappended));
+        if let Some(writer) = checked_writer {
+            match state.writers.check(writer) {
+                SequenceCheck::InSequence => {}
+                SequenceCheck::Duplicate { base_offset, end_offset } => {
+                    return Ok(Appended::Duplicate { base_offset, end_offset });
+                }
+                SequenceCheck::OutOfOrder { last_sequence } => {
+                    return Err(LogError::OutOfOrderSequence {
+                        writer_id: writer.writer_id,
+                        incoming: writer.batch_sequence,
+                        last: last_sequence,
+                    });
+                }
+            }
         }
         let base_offset = state.log_end_offset;
         let records: Vec<LogRecord> = changes
@@ -231,7 +309,14 @@ impl LogTablet {
             path: self.dir.clone(),
             detail: "batch with more than u32::MAX records".to_string(),
         })?;
-        let batch = LogBatch { base_offset, leader_epoch, offset_count, records };
+        let batch = LogBatch {
+            base_offset,
+            leader_epoch,
+            offset_count,
+            commit_timestamp_ms: meta.commit_timestamp_ms,
+            writer: meta.writer,
+            records,
+        };
         let frame = encode_batch(&batch);
         let frame_bytes = frame.len() as u64;
 
@@ -265,6 +350,7 @@ impl LogTablet {
             base_offset,
             BatchPosition {
                 end_offset: batch.end_offset(),
+                commit_timestamp_ms: batch.commit_timestamp_ms,
                 position_bytes: active.size_bytes,
                 len_bytes: frame_bytes,
             },
@@ -272,10 +358,15 @@ impl LogTablet {
         active.size_bytes += frame_bytes;
         active.end_offset = batch.end_offset();
         state.log_end_offset = batch.end_offset();
+        if let Some(writer) = batch.writer {
+            state.writers.record(writer, batch.base_offset, batch.end_offset());
+        }
         // The replicated log is ideal: a synced append is committed.
         state.high_watermark = state.log_end_offset;
         assert!(state.high_watermark <= state.log_end_offset);
-        Ok(batch)
+        drop(state);
+        self.appended.notify();
+        Ok(Appended::Batch(batch))
     }
 
     /// Batches that end after `from_offset`, in order, until `max_bytes` is reached (at least
@@ -384,6 +475,7 @@ fn load_segment(
     path: &str,
     base_offset: u64,
     is_last: bool,
+    writers: &mut WriterStates,
 ) -> Result<Segment, LogError> {
     let bytes = fs.read(path)?;
     let mut segment = Segment {
@@ -405,10 +497,14 @@ fn load_segment(
                         ),
                     });
                 }
+                if let Some(writer) = batch.writer {
+                    writers.record(writer, batch.base_offset, batch.end_offset());
+                }
                 segment.batches.insert(
                     batch.base_offset,
                     BatchPosition {
                         end_offset: batch.end_offset(),
+                        commit_timestamp_ms: batch.commit_timestamp_ms,
                         position_bytes: position as u64,
                         len_bytes: len as u64,
                     },

@@ -261,7 +261,7 @@ async fn fetch_log(
         }
     };
     match response {
-        Response::FetchLog { batches, high_watermark } => {
+        Response::FetchLog { batches, high_watermark, .. } => {
             for pair in batches.windows(2) {
                 if checked_end_offset(&pair[0])? > pair[1].base_offset {
                     return Err(BootstrapError::Protocol(format!(
@@ -356,7 +356,14 @@ mod tests {
             }
             let offset_count = records.len().max(1) as u32;
             next_offset += u64::from(offset_count);
-            log.push(LogBatch { base_offset, leader_epoch: 1, offset_count, records });
+            log.push(LogBatch {
+                base_offset,
+                leader_epoch: 1,
+                offset_count,
+                commit_timestamp_ms: 0,
+                writer: None,
+                records,
+            });
         }
         log
     }

@@ -584,6 +584,7 @@ pub(crate) fn response_kind(response: &Response) -> &'static str {
         Response::Metadata { .. } => "metadata",
         Response::ScanKv(_) => "scan_kv",
         Response::FetchLog { .. } => "fetch_log",
+        Response::Offset { .. } => "offset",
         Response::Error(_) => "error",
     }
 }
@@ -932,7 +933,7 @@ pub(crate) mod testing {
                 .take(self.log_batches_per_fetch.max(1))
                 .cloned()
                 .collect();
-            Response::FetchLog { batches, high_watermark }
+            Response::FetchLog { batches, high_watermark, log_start_offset: 0 }
         }
 
         fn serve(&mut self, request: Request) -> Result<Response, RpcError> {

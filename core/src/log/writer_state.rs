@@ -1,0 +1,182 @@
+//! Duplicate detection for idempotent writers: per writer, the last few batches a bucket's log
+//! appended for it, so that a batch the writer resends after a lost response is recognised
+//! instead of being applied twice.
+//!
+//! Rules, as Fluss's `WriterStateManager` applies them: a batch whose sequence is one of the
+//! retained batches' is a duplicate (answered with the original offsets); one whose sequence
+//! follows the writer's last (wrapping from `i32::MAX` to 0) is appended; anything else is out
+//! of order. Unlike Fluss, a writer the log does not know may start at any sequence: its state
+//! may have been evicted ([`WRITERS_MAX`]) or lost with retention, and refusing it would wedge a
+//! live writer for good.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::log::log_batch::WriterBatch;
+
+/// Batches remembered per writer (Fluss keeps 5, as many as a writer may have in flight).
+pub const WRITER_BATCHES_RETAINED: usize = 5;
+/// Writers remembered per bucket; past it, the writer idle for longest is forgotten.
+pub const WRITERS_MAX: usize = 4096;
+
+/// Where a retained batch landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RetainedBatch {
+    batch_sequence: i32,
+    base_offset: u64,
+    end_offset: u64,
+}
+
+/// The verdict on an incoming batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SequenceCheck {
+    /// Append it.
+    InSequence,
+    /// Already appended at `base_offset..end_offset`: do not append it again.
+    Duplicate { base_offset: u64, end_offset: u64 },
+    /// A batch between the writer's last and this one is missing.
+    OutOfOrder { last_sequence: i32 },
+}
+
+/// The retained batches of every writer of one bucket.
+#[derive(Debug, Default)]
+pub struct WriterStates {
+    /// Oldest batch first.
+    writers: BTreeMap<i64, VecDeque<RetainedBatch>>,
+}
+
+fn follows(last_sequence: i32, next_sequence: i32) -> bool {
+    match last_sequence.checked_add(1) {
+        Some(expected) => next_sequence == expected,
+        None => next_sequence == 0,
+    }
+}
+
+impl WriterStates {
+    pub fn new() -> Self {
+        WriterStates::default()
+    }
+
+    pub fn check(&self, writer: WriterBatch) -> SequenceCheck {
+        let Some(batches) = self.writers.get(&writer.writer_id) else {
+            return SequenceCheck::InSequence;
+        };
+        if let Some(retained) =
+            batches.iter().find(|retained| retained.batch_sequence == writer.batch_sequence)
+        {
+            return SequenceCheck::Duplicate {
+                base_offset: retained.base_offset,
+                end_offset: retained.end_offset,
+            };
+        }
+        let last = batches.back().expect("a known writer has a retained batch");
+        if follows(last.batch_sequence, writer.batch_sequence) {
+            SequenceCheck::InSequence
+        } else {
+            SequenceCheck::OutOfOrder { last_sequence: last.batch_sequence }
+        }
+    }
+
+    /// Records an appended batch (also while the log is loaded from disk).
+    pub fn record(&mut self, writer: WriterBatch, base_offset: u64, end_offset: u64) {
+        assert!(base_offset < end_offset, "a batch occupies at least one offset");
+        if !self.writers.contains_key(&writer.writer_id) && self.writers.len() >= WRITERS_MAX {
+            self.forget_longest_idle();
+        }
+        let batches = self.writers.entry(writer.writer_id).or_default();
+        if let Some(last) = batches.back() {
+            assert!(last.end_offset <= base_offset, "batches are recorded in log order");
+        }
+        batches.push_back(RetainedBatch {
+            batch_sequence: writer.batch_sequence,
+            base_offset,
+            end_offset,
+        });
+        while batches.len() > WRITER_BATCHES_RETAINED {
+            batches.pop_front();
+        }
+        assert!(self.writers.len() <= WRITERS_MAX);
+    }
+
+    pub fn writer_count(&self) -> usize {
+        self.writers.len()
+    }
+
+    fn forget_longest_idle(&mut self) {
+        let idle = self
+            .writers
+            .iter()
+            .min_by_key(|(_, batches)| batches.back().map_or(0, |last| last.end_offset))
+            .map(|(writer_id, _)| *writer_id);
+        if let Some(writer_id) = idle {
+            self.writers.remove(&writer_id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(writer_id: i64, batch_sequence: i32) -> WriterBatch {
+        WriterBatch { writer_id, batch_sequence }
+    }
+
+    #[test]
+    fn a_new_writer_may_start_at_any_sequence() {
+        let states = WriterStates::new();
+        assert_eq!(states.check(batch(1, 0)), SequenceCheck::InSequence);
+        assert_eq!(states.check(batch(1, 17)), SequenceCheck::InSequence);
+    }
+
+    #[test]
+    fn the_next_sequence_is_appended_and_a_gap_is_out_of_order() {
+        let mut states = WriterStates::new();
+        states.record(batch(1, 0), 0, 3);
+        assert_eq!(states.check(batch(1, 1)), SequenceCheck::InSequence);
+        assert_eq!(states.check(batch(1, 2)), SequenceCheck::OutOfOrder { last_sequence: 0 });
+        assert_eq!(states.check(batch(2, 5)), SequenceCheck::InSequence, "writers are separate");
+    }
+
+    #[test]
+    fn a_resent_batch_is_a_duplicate_with_its_original_offsets() {
+        let mut states = WriterStates::new();
+        for sequence in 0..WRITER_BATCHES_RETAINED as i32 + 2 {
+            let base = sequence as u64 * 10;
+            states.record(batch(7, sequence), base, base + 4);
+        }
+        assert_eq!(
+            states.check(batch(7, 6)),
+            SequenceCheck::Duplicate { base_offset: 60, end_offset: 64 }
+        );
+        assert_eq!(
+            states.check(batch(7, 2)),
+            SequenceCheck::Duplicate { base_offset: 20, end_offset: 24 }
+        );
+        // Sequences 0 and 1 are no longer retained: a resend that old is out of order.
+        assert_eq!(states.check(batch(7, 1)), SequenceCheck::OutOfOrder { last_sequence: 6 });
+    }
+
+    #[test]
+    fn the_sequence_wraps_to_zero_after_the_maximum() {
+        let mut states = WriterStates::new();
+        states.record(batch(3, i32::MAX), 0, 1);
+        assert_eq!(states.check(batch(3, 0)), SequenceCheck::InSequence);
+        assert_eq!(states.check(batch(3, 1)), SequenceCheck::OutOfOrder { last_sequence: i32::MAX });
+    }
+
+    #[test]
+    fn past_the_writer_limit_the_longest_idle_writer_is_forgotten() {
+        let mut states = WriterStates::new();
+        for writer_id in 0..WRITERS_MAX as i64 {
+            let base = writer_id as u64;
+            states.record(batch(writer_id, 0), base, base + 1);
+        }
+        // Writer 0 appended first and never again: it goes when a new writer arrives.
+        states.record(batch(0, 1), 10_000, 10_001);
+        states.record(batch(1_000_000, 0), 10_001, 10_002);
+        assert_eq!(states.writer_count(), WRITERS_MAX);
+        assert!(matches!(states.check(batch(0, 1)), SequenceCheck::Duplicate { .. }));
+        assert_eq!(states.check(batch(1, 0)), SequenceCheck::InSequence, "writer 1 forgotten");
+        assert_eq!(states.check(batch(1, 5)), SequenceCheck::InSequence);
+    }
+}

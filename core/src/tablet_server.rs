@@ -128,6 +128,21 @@ impl TabletServer {
         Ok(true)
     }
 
+    /// Stops hosting `table_id`: its buckets answer UNKNOWN_TABLE_OR_BUCKET from now on. The
+    /// caller ends their leadership first (BecomeFollower), which closes their scans and
+    /// releases their engines. Returns the table's config, `None` if it was not hosted.
+    pub fn remove_table(&self, table_id: i64) -> Option<TableConfig> {
+        let mut tables = self.tables.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        tables.remove(&table_id)
+    }
+
+    /// The epoch under which this server leads `bucket`, `None` if it does not lead it.
+    pub fn leader_epoch(&self, bucket: TableBucket) -> Option<u32> {
+        let replica = self.replica(bucket)?;
+        replica.leader_kv().ok()?;
+        Some(replica.leader_epoch())
+    }
+
     /// The server's scan sessions.
     pub fn scanners(&self) -> &Arc<ScannerManager> {
         &self.scanners
@@ -286,7 +301,9 @@ impl TabletServer {
                 let offset = match spec {
                     OffsetSpec::Earliest => log.log_start_offset(),
                     OffsetSpec::Latest => log.high_watermark(),
-                    OffsetSpec::Timestamp { timestamp_ms } => log.offset_for_timestamp(timestamp_ms),
+                    OffsetSpec::Timestamp { timestamp_ms } => {
+                        log.offset_for_timestamp(timestamp_ms)
+                    }
                 };
                 Ok(Response::Offset { offset })
             }

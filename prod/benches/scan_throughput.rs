@@ -156,7 +156,11 @@ fn load(runtime: &tokio::runtime::Runtime, server: &TabletServer, bucket: TableB
         let writes = (first_row..(first_row + ROWS_PER_PUT).min(ROW_COUNT))
             .map(|row| KvWrite { key: row.to_be_bytes().to_vec(), value: Some(value_of(row)) })
             .collect();
-        match runtime.block_on(server.handle_request(Request::PutKv { bucket, writes })) {
+        match runtime.block_on(server.handle_request(Request::PutKv {
+            bucket,
+            writes,
+            writer: None,
+        })) {
             Response::PutKv { .. } => {}
             other => panic!("put at row {first_row} failed: {other:?}"),
         }

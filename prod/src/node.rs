@@ -202,6 +202,40 @@ impl NodeHandle {
     }
 }
 
+impl NodeHandle {
+    /// Stops serving buckets `0..bucket_count` of a dropped table: each is demoted under a new
+    /// epoch (closing its scans and releasing its engine), then the table is forgotten, so
+    /// that its buckets answer UNKNOWN_TABLE_OR_BUCKET. Their files stay on disk.
+    pub async fn unhost_table(&self, table_id: i64, bucket_count: i32) -> Result<(), NodeError> {
+        for bucket_id in 0..bucket_count {
+            let bucket = TableBucket::new(table_id, bucket_id);
+            let leader_epoch = self.logs.open(bucket)?.leader_epoch() + 1;
+            let response = self.request(Request::BecomeFollower { bucket, leader_epoch }).await?;
+            if response != Response::Ok {
+                return Err(NodeError::Rejected {
+                    request: "become_follower",
+                    bucket,
+                    response: Box::new(response),
+                });
+            }
+        }
+        self.server.remove_table(table_id);
+        tracing::info!(table_id, bucket_count, "table no longer hosted");
+        Ok(())
+    }
+
+    /// The epoch under which this node leads `bucket`, `None` if it does not lead it.
+    pub fn leader_epoch(&self, bucket: TableBucket) -> Option<u32> {
+        self.server.leader_epoch(bucket)
+    }
+
+    /// Completes at the next append to `bucket`'s changelog (see
+    /// [`TabletServer::log_appended`]); `None` if this node does not lead the bucket.
+    pub fn log_appended(&self, bucket: TableBucket) -> Option<kvtablet_core::notify::Notified> {
+        self.server.log_appended(bucket)
+    }
+}
+
 /// Leads `bucket` under an epoch one past the one its log remembers.
 async fn lead_bucket(handle: &NodeHandle, bucket: TableBucket) -> Result<(), NodeError> {
     let leader_epoch = handle.logs.open(bucket)?.leader_epoch() + 1;
@@ -377,6 +411,7 @@ fn start_tablet_server(env: &Env, config: &NodeConfig, logs: &LogRegistry) -> Ru
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kvtablet_core::error::ErrorCode;
     use kvtablet_core::message::KvWrite;
 
     #[test]
@@ -406,6 +441,7 @@ mod tests {
             let put = || Request::PutKv {
                 bucket,
                 writes: vec![KvWrite { key: b"k".to_vec(), value: Some(b"\x01\x00v".to_vec()) }],
+                writer: None,
             };
             let before = node.request(put()).await.expect("answered");
             assert!(matches!(before, Response::Error(_)), "{before:?}");
@@ -414,7 +450,13 @@ mod tests {
             // Hosting again changes nothing.
             node_handle.host_table(7, 2).await.expect("hosts again");
             let after = node.request(put()).await.expect("answered");
-            assert_eq!(after, Response::PutKv { base_offset: 0, end_offset: 1 });
+            assert_eq!(after, Response::PutKv { base_offset: 0, end_offset: 1, duplicate: false });
+            node_handle.unhost_table(7, 2).await.expect("unhosts");
+            let dropped = node.request(put()).await.expect("answered");
+            assert!(
+                matches!(&dropped, Response::Error(error) if error.code == ErrorCode::UnknownTableOrBucket),
+                "{dropped:?}"
+            );
             node.shutdown().await;
         });
     }

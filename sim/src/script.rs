@@ -192,7 +192,9 @@ impl Script {
                     })
                     .collect();
                 let leader = self.leader(bucket)?;
-                Ok(describe(&self.request(leader, Request::PutKv { bucket, writes, writer: None })?))
+                Ok(describe(
+                    &self.request(leader, Request::PutKv { bucket, writes, writer: None })?,
+                ))
             }
             ["flush"] => {
                 let servers: Vec<Arc<TabletServer>> = self.servers.values().cloned().collect();

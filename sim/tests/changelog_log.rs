@@ -119,6 +119,33 @@ fn a_torn_tail_is_cut_off_on_reopen() {
 }
 
 #[test]
+fn damage_before_the_last_frame_is_an_error_not_a_torn_tail() {
+    let fs = Arc::new(SimFs::new());
+    let log = open(&fs, 1 << 20);
+    for key in ["a", "b", "c"] {
+        append(&log, 0, insert(key)).expect("append");
+    }
+    drop(log);
+    let segment = format!("{DIR}/{:020}.log", 0);
+    let mut bytes = fs.read(&segment).expect("read");
+    // The last byte of the first frame: its value, covered by its checksum.
+    let first_len = u32::from_le_bytes(bytes[0..4].try_into().expect("4 bytes")) as usize;
+    bytes[3 + first_len] ^= 0x40;
+    fs.write(&segment, &bytes).expect("write");
+    fs.sync(&segment).expect("sync");
+    let fs_dyn: Arc<dyn LocalFs> = fs.clone();
+    let reopened = LogTablet::open(
+        fs_dyn,
+        DIR.to_string(),
+        TableBucket::new(1, 0),
+        LogConfig { segment_bytes_max: 1 << 20 },
+        Mutants::NONE,
+    );
+    assert!(matches!(reopened, Err(LogError::Corrupt { .. })), "{reopened:?}");
+    assert_eq!(fs.read(&segment).expect("read").len(), bytes.len(), "nothing was cut");
+}
+
+#[test]
 fn a_fenced_epoch_can_neither_append_nor_fence_back() {
     let fs = Arc::new(SimFs::new());
     let log = open(&fs, 1 << 20);

@@ -513,9 +513,11 @@ fn load_segment(
                 position += len;
             }
             // The tail of the last segment may hold an append that crashed before its sync:
-            // it was never acknowledged, so it is cut off.
-            Err(DecodeError::Truncated { .. } | DecodeError::Corrupt(_)) if is_last => {
-                tracing::warn!(path, position, "cutting a torn tail off the log");
+            // it was never acknowledged, so it is cut off. A torn append is the last frame of
+            // the file; a bad frame with whole frames after it is damage to acknowledged
+            // batches, and cutting there would drop them silently.
+            Err(error) if is_last && is_torn_tail(&bytes[position..], &error) => {
+                tracing::warn!(path, position, %error, "cutting a torn tail off the log");
                 fs.truncate(path, position as u64)?;
                 break;
             }
@@ -526,6 +528,21 @@ fn load_segment(
     }
     segment.size_bytes = position as u64;
     Ok(segment)
+}
+
+/// Whether a frame that failed to decode at the start of `rest` is what a crash during its
+/// append leaves: cut short, or damaged but reaching the end of the file.
+fn is_torn_tail(rest: &[u8], error: &DecodeError) -> bool {
+    match error {
+        DecodeError::Truncated { .. } => true,
+        DecodeError::Corrupt(_) => {
+            let claimed_len = rest
+                .get(0..4)
+                .and_then(|len| len.try_into().ok())
+                .map_or(0, |len: [u8; 4]| u32::from_le_bytes(len) as usize);
+            4usize.saturating_add(claimed_len) >= rest.len()
+        }
+    }
 }
 
 fn read_epoch(fs: &dyn LocalFs, path: &str) -> Result<u32, LogError> {

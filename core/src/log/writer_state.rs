@@ -161,7 +161,10 @@ mod tests {
         let mut states = WriterStates::new();
         states.record(batch(3, i32::MAX), 0, 1);
         assert_eq!(states.check(batch(3, 0)), SequenceCheck::InSequence);
-        assert_eq!(states.check(batch(3, 1)), SequenceCheck::OutOfOrder { last_sequence: i32::MAX });
+        assert_eq!(
+            states.check(batch(3, 1)),
+            SequenceCheck::OutOfOrder { last_sequence: i32::MAX }
+        );
     }
 
     #[test]

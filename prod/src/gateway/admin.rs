@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use super::table_json::{spec_from_table_json, table_json_of};
 use super::{blocking, catalog_error, Gateway};
-use crate::catalog::TablePath;
+use crate::catalog::{TableInfo, TablePath};
 use crate::wire::error::{decode_request, encode_response};
 use crate::wire::messages::{
     CreateDatabaseRequest, CreateDatabaseResponse, CreateTableRequest, CreateTableResponse,
@@ -51,17 +51,19 @@ impl Gateway {
     pub(crate) async fn drop_database(self: &Arc<Self>, body: &[u8]) -> WireResponse {
         let request: DropDatabaseRequest = decode_request(body)?;
         let catalog = Arc::clone(&self.catalog);
-        blocking(move || {
+        let dropped = blocking(move || {
             catalog
                 .drop_database(
                     &request.database_name,
                     request.ignore_if_not_exists,
                     request.cascade,
                 )
-                .map(|_| ())
                 .map_err(catalog_error)
         })
         .await?;
+        for info in dropped {
+            self.unhost(&info).await?;
+        }
         encode_response(&DropDatabaseResponse {})
     }
 
@@ -110,14 +112,25 @@ impl Gateway {
         let request: DropTableRequest = decode_request(body)?;
         let path = table_path(&request.table_path);
         let catalog = Arc::clone(&self.catalog);
-        blocking(move || {
-            catalog
-                .drop_table(&path, request.ignore_if_not_exists)
-                .map(|_| ())
-                .map_err(catalog_error)
+        let dropped = blocking(move || {
+            catalog.drop_table(&path, request.ignore_if_not_exists).map_err(catalog_error)
         })
         .await?;
+        if let Some(info) = dropped {
+            self.unhost(&info).await?;
+        }
         encode_response(&DropTableResponse {})
+    }
+
+    /// Stops serving a dropped table's buckets. The catalog has forgotten the table already, so
+    /// a failure here is a server error, not a reason to keep the table.
+    async fn unhost(&self, info: &TableInfo) -> Result<(), WireError> {
+        self.node.unhost_table(info.table_id, info.bucket_count).await.map_err(|error| {
+            WireError::unknown_server_error(format!(
+                "table {} was dropped, but its buckets are still served: {error}",
+                info.path
+            ))
+        })
     }
 
     pub(crate) fn get_table_info(&self, body: &[u8]) -> WireResponse {

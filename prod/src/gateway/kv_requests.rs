@@ -6,10 +6,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::future::join_all;
 use kvtablet_core::error::{ApiError, ErrorCode};
+use kvtablet_core::log::WriterBatch;
 use kvtablet_core::message::{KvWrite, Request, Response};
 use kvtablet_core::TableBucket;
 
 use super::{bucket_error, Gateway};
+use crate::format::kv_record_batch::{NO_BATCH_SEQUENCE, NO_WRITER_ID};
 use crate::format::{encode_stored_value, encode_value_batch, KvRecordBatch};
 use crate::wire::error::{decode_request, encode_response};
 use crate::wire::messages::{
@@ -34,6 +36,22 @@ fn bucket_of(
     }
 }
 
+/// The idempotent writer of a PutKv batch: both fields set, or neither.
+fn writer_of(batch: &KvRecordBatch<'_>) -> Result<Option<WriterBatch>, ApiError> {
+    match (batch.writer_id, batch.batch_sequence) {
+        (NO_WRITER_ID, NO_BATCH_SEQUENCE) => Ok(None),
+        (writer_id @ 0.., batch_sequence @ 0..) => {
+            Ok(Some(WriterBatch { writer_id, batch_sequence }))
+        }
+        (writer_id, batch_sequence) => Err(ApiError::new(
+            ErrorCode::CorruptRecord,
+            format!(
+                "kv record batch with writer id {writer_id} and batch sequence {batch_sequence}"
+            ),
+        )),
+    }
+}
+
 fn unexpected(request: &str, response: &Response) -> ApiError {
     ApiError::new(
         ErrorCode::UnknownServerError,
@@ -42,7 +60,7 @@ fn unexpected(request: &str, response: &Response) -> ApiError {
 }
 
 impl Gateway {
-    async fn call(&self, request: Request) -> Result<Response, ApiError> {
+    pub(crate) async fn call(&self, request: Request) -> Result<Response, ApiError> {
         match self.node.request(request).await {
             Ok(Response::Error(error)) => Err(error),
             Ok(response) => Ok(response),
@@ -57,6 +75,7 @@ impl Gateway {
     ) -> Result<u64, ApiError> {
         let bucket = bucket_of(table_id, request.partition_id, request.bucket_id)?;
         let batch = KvRecordBatch::decode(&request.records).map_err(|e| e.to_api_error())?;
+        let writer = writer_of(&batch)?;
         let writes = batch
             .records
             .iter()
@@ -65,8 +84,16 @@ impl Gateway {
                 value: record.value.map(|row| encode_stored_value(batch.schema_id, row)),
             })
             .collect();
-        match self.call(Request::PutKv { bucket, writes }).await? {
-            Response::PutKv { end_offset, .. } => Ok(end_offset),
+        match self.call(Request::PutKv { bucket, writes, writer }).await? {
+            Response::PutKv { end_offset, duplicate: false, .. } => Ok(end_offset),
+            // As Fluss answers a resent batch; the client counts it as acknowledged.
+            Response::PutKv { base_offset, end_offset, duplicate: true } => Err(ApiError::new(
+                ErrorCode::DuplicateSequence,
+                format!(
+                    "batch {} of writer {} was already written at offsets {base_offset}..{end_offset}",
+                    batch.batch_sequence, batch.writer_id
+                ),
+            )),
             response => Err(unexpected("put_kv", &response)),
         }
     }

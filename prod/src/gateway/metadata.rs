@@ -1,6 +1,8 @@
 //! Metadata: this node as the coordinator and the only tablet server, and the tables asked
 //! for, every bucket led by this node.
 
+use kvtablet_core::TableBucket;
+
 use super::admin::table_path;
 use super::table_json::table_json_of;
 use super::{catalog_error, Gateway};
@@ -29,11 +31,16 @@ impl Gateway {
         for path in &request.table_path {
             let info = self.catalog.get_table(&table_path(path)).map_err(catalog_error)?;
             let bucket_metadata = (0..info.bucket_count)
-                .map(|bucket_id| PbBucketMetadata {
-                    bucket_id,
-                    leader_id: Some(node_id),
-                    replica_id: vec![node_id],
-                    leader_epoch: None,
+                .map(|bucket_id| {
+                    let bucket = TableBucket::new(info.table_id, bucket_id);
+                    let leader_epoch = self.node.leader_epoch(bucket);
+                    PbBucketMetadata {
+                        bucket_id,
+                        // A bucket still being opened has no leader yet: the client retries.
+                        leader_id: leader_epoch.map(|_| node_id),
+                        replica_id: vec![node_id],
+                        leader_epoch: leader_epoch.and_then(|epoch| i32::try_from(epoch).ok()),
+                    }
                 })
                 .collect();
             table_metadata.push(PbTableMetadata {

@@ -7,6 +7,7 @@
 
 mod admin;
 mod kv_requests;
+mod log_requests;
 mod metadata;
 mod table_json;
 
@@ -47,7 +48,7 @@ impl FlussGateway {
                 catalog,
                 node,
                 advertised,
-                next_writer_id: AtomicI64::new(1),
+                next_writer_id: AtomicI64::new(first_writer_id()),
             }),
         }
     }
@@ -103,12 +104,25 @@ impl Gateway {
             ApiKey::Lookup => self.lookup(&body).await,
             ApiKey::PrefixLookup => self.prefix_lookup(&body).await,
             ApiKey::LimitScan => self.limit_scan(&body).await,
+            ApiKey::FetchLog => self.fetch_log(&body).await,
+            ApiKey::ListOffsets => self.list_offsets(&body).await,
             other => Err(WireError::unsupported_version(format!(
                 "{} is not served by this server",
                 other.name()
             ))),
         }
     }
+}
+
+/// Writer ids must not repeat across restarts: the changelog remembers the sequences of
+/// earlier writers, and a new writer handed an old id would be refused as out of order. The
+/// ids of one run start at the wall-clock milliseconds of its start times 2^16, so a run would
+/// have to hand out 65,536 ids per millisecond it lived to reach the next run's first id.
+fn first_writer_id() -> i64 {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(0));
+    now_ms.saturating_mul(1 << 16).max(1)
 }
 
 /// A catalog error as the client must see it.

@@ -1,0 +1,379 @@
+//! The changelog RPCs: FetchLog (a bucket's changelog as V0 Arrow log batches, with
+//! projection, waiting up to `max_wait_ms` for data) and ListOffsets.
+//!
+//! The changelog is stored as the core's log batches, whose values are `schema_id ++
+//! CompactedRow`; each is decoded with the table's schema and re-encoded as one Fluss
+//! LogRecordBatch V0 with the same base offset, commit timestamp and change types.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::{select_all, Either};
+use kvtablet_core::error::{ApiError, ErrorCode};
+use kvtablet_core::log::{ChangeType as CoreChangeType, LogBatch};
+use kvtablet_core::message::{OffsetSpec, Request, Response};
+use kvtablet_core::TableBucket;
+
+use super::table_json::table_schema_of;
+use super::{bucket_error, Gateway};
+use crate::format::log_record_batch::project_columns;
+use crate::format::value_record_batch::decode_stored_value;
+use crate::format::{
+    decode_row, encode_log_batch, ChangeType, DataType, FormatError, LogBatchMeta, LogRecord,
+    TableSchema,
+};
+use crate::wire::error::{decode_request, encode_response};
+use crate::wire::messages::{
+    FetchLogRequest, FetchLogResponse, ListOffsetsRequest, ListOffsetsResponse,
+    PbFetchLogReqForBucket, PbFetchLogReqForTable, PbFetchLogRespForBucket, PbFetchLogRespForTable,
+    PbListOffsetsRespForBucket,
+};
+use crate::wire::{WireError, WireResponse};
+
+/// `fetch_offset` that means "from the log start" (`FetchParams.FETCH_FROM_EARLIEST_OFFSET`).
+const FETCH_FROM_EARLIEST_OFFSET: i64 = -2;
+/// A fetch never waits longer than this, whatever it asks: a waiting fetch holds one of its
+/// connection's in-flight slots.
+const FETCH_WAIT_MS_MAX: u64 = 30_000;
+/// ListOffsets `offset_type` values.
+const OFFSET_TYPE_EARLIEST: i32 = 0;
+const OFFSET_TYPE_LATEST: i32 = 1;
+const OFFSET_TYPE_TIMESTAMP: i32 = 2;
+
+/// A table of a fetch, resolved once per request.
+struct FetchTable {
+    schema: TableSchema,
+    /// Column positions sent, ascending; `None`: every column.
+    projection: Option<Vec<usize>>,
+}
+
+impl Gateway {
+    pub(crate) async fn fetch_log(self: &Arc<Self>, body: &[u8]) -> WireResponse {
+        let request: FetchLogRequest = decode_request(body)?;
+        let max_wait_ms =
+            u64::try_from(request.max_wait_ms.unwrap_or(0)).unwrap_or(0).min(FETCH_WAIT_MS_MAX);
+        let min_bytes = usize::try_from(request.min_bytes.unwrap_or(1)).unwrap_or(1).max(1);
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(max_wait_ms);
+        let tables: Vec<Result<FetchTable, ApiError>> =
+            request.tables_req.iter().map(|table| self.fetch_table(table)).collect();
+        loop {
+            // Subscribed before the read, so an append between the read and the wait wakes us.
+            let appended: Vec<_> = request
+                .tables_req
+                .iter()
+                .flat_map(|table| {
+                    table.buckets_req.iter().filter_map(|bucket| {
+                        self.node.log_appended(TableBucket::new(table.table_id, bucket.bucket_id))
+                    })
+                })
+                .collect();
+            let (response, bytes, errors) = self.fetch_once(&request, &tables).await;
+            let waited_enough = tokio::time::Instant::now() >= deadline;
+            if bytes >= min_bytes || errors > 0 || waited_enough || appended.is_empty() {
+                return encode_response(&response);
+            }
+            let sleep = std::pin::pin!(tokio::time::sleep_until(deadline));
+            match futures::future::select(select_all(appended), sleep).await {
+                Either::Left(_) | Either::Right(_) => {}
+            }
+        }
+    }
+
+    fn fetch_table(&self, table: &PbFetchLogReqForTable) -> Result<FetchTable, ApiError> {
+        let info = self.catalog.table_by_id(table.table_id).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::UnknownTableOrBucket,
+                format!("table {} does not exist", table.table_id),
+            )
+        })?;
+        let schema = table_schema_of(&info)
+            .map_err(|error| ApiError::new(ErrorCode::UnknownServerError, error.message))?;
+        let projection = if table.projection_pushdown_enabled {
+            let positions = table
+                .projected_fields
+                .iter()
+                .map(|&field| usize::try_from(field))
+                .collect::<Result<Vec<usize>, _>>()
+                .map_err(|_| {
+                    ApiError::new(
+                        ErrorCode::CorruptMessage,
+                        format!("negative projected field in {:?}", table.projected_fields),
+                    )
+                })?;
+            project_columns(&schema.columns, Some(&positions)).map_err(|error| {
+                ApiError::new(ErrorCode::CorruptMessage, format!("invalid projection: {error}"))
+            })?;
+            Some(positions)
+        } else {
+            None
+        };
+        Ok(FetchTable { schema, projection })
+    }
+
+    /// One pass over every requested bucket. Returns the response, the record bytes in it and
+    /// the number of buckets that answered an error.
+    async fn fetch_once(
+        &self,
+        request: &FetchLogRequest,
+        tables: &[Result<FetchTable, ApiError>],
+    ) -> (FetchLogResponse, usize, usize) {
+        let mut budget_bytes = usize::try_from(request.max_bytes).unwrap_or(0);
+        let mut total_bytes = 0usize;
+        let mut errors = 0usize;
+        let mut tables_resp = Vec::with_capacity(request.tables_req.len());
+        for (table_req, table) in request.tables_req.iter().zip(tables) {
+            let mut buckets_resp = Vec::with_capacity(table_req.buckets_req.len());
+            for bucket_req in &table_req.buckets_req {
+                let mut response = PbFetchLogRespForBucket {
+                    partition_id: bucket_req.partition_id,
+                    bucket_id: bucket_req.bucket_id,
+                    error_code: None,
+                    error_message: None,
+                    high_watermark: None,
+                    log_start_offset: None,
+                    remote_log_fetch_info: None,
+                    records: None,
+                    filtered_end_offset: None,
+                };
+                // The first bucket with data is served whole; later ones share what is left.
+                let outcome = match table {
+                    Ok(table) if budget_bytes > 0 || total_bytes == 0 => {
+                        self.fetch_bucket(table_req.table_id, bucket_req, table, budget_bytes).await
+                    }
+                    Ok(_) => self.bucket_offsets(table_req.table_id, bucket_req).await,
+                    Err(error) => Err(error.clone()),
+                };
+                match outcome {
+                    Ok(fetched) => {
+                        response.high_watermark = Some(fetched.high_watermark);
+                        response.log_start_offset = Some(fetched.log_start_offset);
+                        if !fetched.records.is_empty() {
+                            total_bytes += fetched.records.len();
+                            budget_bytes = budget_bytes.saturating_sub(fetched.records.len());
+                            response.records = Some(Bytes::from(fetched.records));
+                        }
+                    }
+                    Err(error) => {
+                        errors += 1;
+                        (response.error_code, response.error_message) = bucket_error(&error);
+                    }
+                }
+                buckets_resp.push(response);
+            }
+            tables_resp.push(PbFetchLogRespForTable { table_id: table_req.table_id, buckets_resp });
+        }
+        (FetchLogResponse { tables_resp }, total_bytes, errors)
+    }
+
+    async fn core_fetch(
+        &self,
+        bucket: TableBucket,
+        from_offset: u64,
+        max_bytes: u64,
+    ) -> Result<(Vec<LogBatch>, u64, u64), ApiError> {
+        let request = Request::FetchLog { bucket, from_offset, max_bytes };
+        match self.call(request).await? {
+            Response::FetchLog { batches, high_watermark, log_start_offset } => {
+                Ok((batches, high_watermark, log_start_offset))
+            }
+            response => Err(ApiError::new(
+                ErrorCode::UnknownServerError,
+                format!("fetch_log answered unexpectedly: {}", response_name(&response)),
+            )),
+        }
+    }
+
+    /// The bucket's offsets without records, for a bucket past the response's byte budget.
+    async fn bucket_offsets(
+        &self,
+        table_id: i64,
+        bucket_req: &PbFetchLogReqForBucket,
+    ) -> Result<FetchedBucket, ApiError> {
+        let bucket = fetch_bucket_of(table_id, bucket_req)?;
+        let high_watermark = self.list_offset(bucket, OffsetSpec::Latest).await?;
+        let log_start_offset = self.list_offset(bucket, OffsetSpec::Earliest).await?;
+        Ok(FetchedBucket {
+            high_watermark: to_i64(high_watermark),
+            log_start_offset: to_i64(log_start_offset),
+            records: Vec::new(),
+        })
+    }
+
+    async fn fetch_bucket(
+        &self,
+        table_id: i64,
+        bucket_req: &PbFetchLogReqForBucket,
+        table: &FetchTable,
+        budget_bytes: usize,
+    ) -> Result<FetchedBucket, ApiError> {
+        let bucket = fetch_bucket_of(table_id, bucket_req)?;
+        let from_offset = match bucket_req.fetch_offset {
+            FETCH_FROM_EARLIEST_OFFSET => self.list_offset(bucket, OffsetSpec::Earliest).await?,
+            offset => u64::try_from(offset).map_err(|_| {
+                ApiError::new(
+                    ErrorCode::LogOffsetOutOfRange,
+                    format!("fetch offset {offset} of {bucket} is negative"),
+                )
+            })?,
+        };
+        let max_bytes = usize::try_from(bucket_req.max_fetch_bytes).unwrap_or(0).min(budget_bytes);
+        // The stored frames are about the size of the Arrow batches they become.
+        let (batches, high_watermark, log_start_offset) =
+            self.core_fetch(bucket, from_offset, max_bytes.max(1) as u64).await?;
+        if from_offset > high_watermark {
+            return Err(ApiError::new(
+                ErrorCode::LogOffsetOutOfRange,
+                format!(
+                    "fetch offset {from_offset} of {bucket} is beyond the high watermark {high_watermark}"
+                ),
+            ));
+        }
+        let mut records = Vec::new();
+        for batch in &batches {
+            let encoded = encode_batch(batch, table).map_err(|error| {
+                ApiError::new(
+                    ErrorCode::CorruptRecord,
+                    format!("changelog batch at {} of {bucket}: {error}", batch.base_offset),
+                )
+            })?;
+            records.extend_from_slice(&encoded);
+        }
+        Ok(FetchedBucket {
+            high_watermark: to_i64(high_watermark),
+            log_start_offset: to_i64(log_start_offset),
+            records,
+        })
+    }
+
+    async fn list_offset(&self, bucket: TableBucket, spec: OffsetSpec) -> Result<u64, ApiError> {
+        match self.call(Request::ListOffsets { bucket, spec }).await? {
+            Response::Offset { offset } => Ok(offset),
+            response => Err(ApiError::new(
+                ErrorCode::UnknownServerError,
+                format!("list_offsets answered unexpectedly: {}", response_name(&response)),
+            )),
+        }
+    }
+
+    pub(crate) async fn list_offsets(self: &Arc<Self>, body: &[u8]) -> WireResponse {
+        let request: ListOffsetsRequest = decode_request(body)?;
+        let spec = match request.offset_type {
+            OFFSET_TYPE_EARLIEST => OffsetSpec::Earliest,
+            OFFSET_TYPE_LATEST => OffsetSpec::Latest,
+            OFFSET_TYPE_TIMESTAMP => {
+                let timestamp_ms = request
+                    .start_timestamp
+                    .and_then(|timestamp| u64::try_from(timestamp).ok())
+                    .ok_or_else(|| {
+                        WireError::corrupt_message(format!(
+                            "offset type TIMESTAMP needs a non-negative start timestamp, got {:?}",
+                            request.start_timestamp
+                        ))
+                    })?;
+                OffsetSpec::Timestamp { timestamp_ms }
+            }
+            other => {
+                return Err(WireError::corrupt_message(format!("unknown offset type {other}")))
+            }
+        };
+        let mut buckets_resp = Vec::with_capacity(request.bucket_id.len());
+        for &bucket_id in &request.bucket_id {
+            let mut response = PbListOffsetsRespForBucket {
+                bucket_id,
+                error_code: None,
+                error_message: None,
+                offset: None,
+            };
+            let outcome = match request.partition_id {
+                None => self.list_offset(TableBucket::new(request.table_id, bucket_id), spec).await,
+                Some(partition_id) => Err(no_partition(request.table_id, partition_id)),
+            };
+            match outcome {
+                Ok(offset) => response.offset = Some(to_i64(offset)),
+                Err(error) => (response.error_code, response.error_message) = bucket_error(&error),
+            }
+            buckets_resp.push(response);
+        }
+        encode_response(&ListOffsetsResponse { buckets_resp })
+    }
+}
+
+/// What one bucket of a fetch answers.
+struct FetchedBucket {
+    high_watermark: i64,
+    log_start_offset: i64,
+    /// Concatenated LogRecordBatch V0 bytes.
+    records: Vec<u8>,
+}
+
+fn no_partition(table_id: i64, partition_id: i64) -> ApiError {
+    ApiError::new(
+        ErrorCode::UnknownTableOrBucket,
+        format!("partition {partition_id} of table {table_id} does not exist"),
+    )
+}
+
+fn fetch_bucket_of(
+    table_id: i64,
+    bucket_req: &PbFetchLogReqForBucket,
+) -> Result<TableBucket, ApiError> {
+    match bucket_req.partition_id {
+        None => Ok(TableBucket::new(table_id, bucket_req.bucket_id)),
+        Some(partition_id) => Err(no_partition(table_id, partition_id)),
+    }
+}
+
+/// Offsets are far below `i64::MAX`; saturating keeps a corrupt one from wrapping negative.
+fn to_i64(offset: u64) -> i64 {
+    i64::try_from(offset).unwrap_or(i64::MAX)
+}
+
+fn response_name(response: &Response) -> &'static str {
+    match response {
+        Response::Error(_) => "an error",
+        _ => "another response kind",
+    }
+}
+
+fn change_type_of(change_type: CoreChangeType) -> ChangeType {
+    match change_type {
+        CoreChangeType::AppendOnly => ChangeType::AppendOnly,
+        CoreChangeType::Insert => ChangeType::Insert,
+        CoreChangeType::UpdateBefore => ChangeType::UpdateBefore,
+        CoreChangeType::UpdateAfter => ChangeType::UpdateAfter,
+        CoreChangeType::Delete => ChangeType::Delete,
+    }
+}
+
+/// One stored changelog batch as a LogRecordBatch V0 of `table`'s (projected) columns.
+fn encode_batch(batch: &LogBatch, table: &FetchTable) -> Result<Vec<u8>, FormatError> {
+    let types: Vec<DataType> = table.schema.data_types();
+    let records = batch
+        .records
+        .iter()
+        .map(|record| {
+            let (schema_id, row) = decode_stored_value(&record.value)?;
+            if schema_id != table.schema.schema_id {
+                return Err(FormatError::InvalidValue(format!(
+                    "a value of schema {schema_id} in a table of schema {}",
+                    table.schema.schema_id
+                )));
+            }
+            Ok(LogRecord {
+                change_type: change_type_of(record.change_type),
+                row: decode_row(&types, row)?,
+            })
+        })
+        .collect::<Result<Vec<LogRecord>, FormatError>>()?;
+    let mut meta = LogBatchMeta::changelog(
+        to_i64(batch.base_offset),
+        i64::try_from(batch.commit_timestamp_ms).unwrap_or(i64::MAX),
+        table.schema.schema_id,
+    );
+    if let Some(writer) = batch.writer {
+        meta.writer_id = writer.writer_id;
+        meta.batch_sequence = writer.batch_sequence;
+    }
+    encode_log_batch(&meta, &table.schema.columns, table.projection.as_deref(), &records)
+}

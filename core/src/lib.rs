@@ -19,6 +19,7 @@ pub mod replica;
 pub mod scan;
 pub mod table_bucket;
 pub mod tablet_server;
+pub mod tablet_server_stats;
 pub mod task;
 
 pub use env::Env;

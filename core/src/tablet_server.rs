@@ -171,6 +171,10 @@ impl TabletServer {
         self.lock_replicas().by_bucket.get(&bucket).cloned()
     }
 
+    pub(crate) fn hosted_replicas(&self) -> Vec<Arc<Replica>> {
+        self.lock_replicas().by_bucket.values().cloned().collect()
+    }
+
     /// The leader KV of `bucket` if this server leads it.
     pub fn leader_kv(&self, bucket: TableBucket) -> Option<Arc<KvTablet>> {
         self.replica(bucket)?.leader_kv().ok()

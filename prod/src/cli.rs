@@ -6,16 +6,19 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use kvtablet_core::env::{FsError, RpcError};
 use kvtablet_core::message::{KvWrite, Request, Response};
 use kvtablet_core::TableBucket;
 use kvtablet_prod::catalog::{Catalog, CatalogConfig, CatalogError};
+use kvtablet_prod::config::{keys_help, ConfigError, ServeConfig, Setting};
 use kvtablet_prod::disk_fs::DiskFs;
 use kvtablet_prod::gateway::FlussGateway;
+use kvtablet_prod::metrics::metrics_server::Render;
+use kvtablet_prod::metrics::{MeteredHandler, MetricsServer, NodeMetrics};
 use kvtablet_prod::node::{Node, NodeConfig, NodeError};
 use kvtablet_prod::system_clock::SystemClock;
-use kvtablet_prod::wire::{WireConfig, WireServer};
+use kvtablet_prod::wire::{WireHandler, WireServer};
 use tokio::runtime::Handle;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -30,15 +33,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Runs the tablet server until SIGINT or SIGTERM.
-    Serve {
-        /// Where the node keeps its changelogs, engines and remote objects.
-        #[arg(long, default_value = "./kvtablet-data")]
-        data_dir: PathBuf,
-        /// Where to serve the Fluss wire protocol (coordinator and tablet server on one port);
-        /// without it, no client can connect.
-        #[arg(long)]
-        listen: Option<SocketAddr>,
-    },
+    #[command(after_help = keys_help())]
+    Serve(ServeArgs),
     /// Test support: writes `count` keys one durable request at a time, printing
     /// `ack <i> <base_offset>` after each acknowledgement.
     #[command(hide = true)]
@@ -60,6 +56,44 @@ pub enum Command {
     },
 }
 
+/// `kvtablet serve`: each flag stands for one configuration key and overrides the file.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// A TOML file of configuration keys (listed below).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where the node keeps its catalog, changelogs, engines and remote objects (`data.dir`)
+    /// [default: ./kvtablet-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Where to serve the Fluss wire protocol, coordinator and tablet server on one port
+    /// (`bind.listeners`) [default: 127.0.0.1:9123].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Where to serve Prometheus metrics (GET /metrics), or `off` (`metrics.listen`)
+    /// [default: 127.0.0.1:9250].
+    #[arg(long, value_name = "ADDR|off")]
+    pub metrics_listen: Option<String>,
+    /// Sets any configuration key, as the file would; may be repeated.
+    #[arg(short = 'D', value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+impl ServeArgs {
+    /// The defaults, overridden by the file, then by `-D`, then by the flags.
+    pub fn load(&self) -> Result<ServeConfig, ConfigError> {
+        let mut settings = self
+            .set
+            .iter()
+            .map(|argument| Setting::parse_assignment(argument))
+            .collect::<Result<Vec<_>, _>>()?;
+        settings.extend(self.data_dir.as_deref().map(Setting::data_dir));
+        settings.extend(self.listen.clone().map(Setting::listen));
+        settings.extend(self.metrics_listen.clone().map(Setting::metrics_listen));
+        ServeConfig::load(self.config.as_deref(), &settings)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     #[error(transparent)]
@@ -76,8 +110,14 @@ pub enum CliError {
     Catalog(#[from] CatalogError),
     #[error("cannot open the data directory: {0}")]
     Fs(#[from] FsError),
-    #[error("cannot listen: {0}")]
-    Listen(std::io::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot serve metrics on {addr}: {source}")]
+    MetricsListen { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("the node stopped while starting")]
+    Stopped,
 }
 
 /// The key `write-stream` writes `index`-th.
@@ -136,50 +176,77 @@ async fn request_with_retry(node: &Node, request: Request) -> Result<Response, C
 }
 
 /// Opens the catalog, hosts and leads the buckets of every table in it, and serves the Fluss
-/// protocol on `listen` (if given) until SIGINT or SIGTERM.
-pub async fn serve(
-    data_dir: PathBuf,
-    listen: Option<SocketAddr>,
-    runtime: Handle,
-) -> Result<(), CliError> {
+/// protocol and the metrics endpoint until SIGINT or SIGTERM.
+pub async fn serve(args: ServeArgs, runtime: Handle) -> Result<(), CliError> {
+    let config = args.load()?;
     // Signal handlers go in before the node starts so that an early SIGTERM is not lost.
     let mut terminate = signal(SignalKind::terminate()).map_err(CliError::Signals)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(CliError::Signals)?;
     let catalog = Arc::new(Catalog::open(
-        Arc::new(DiskFs::new(&data_dir)?),
+        Arc::new(DiskFs::new(&config.data_dir)?),
         Arc::new(SystemClock::new()),
         CatalogConfig::DEFAULT,
     )?);
     let tables: Vec<(i64, i32)> =
         catalog.tables().iter().map(|table| (table.table_id, table.bucket_count)).collect();
-    let mut node = Node::start(NodeConfig::for_tables(data_dir, &tables), runtime).await?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let wire = match (listen, node.handle()) {
-        (Some(addr), Some(handle)) => {
-            let server = match WireServer::bind(addr, WireConfig::default()).await {
-                Ok(server) => server,
-                Err(error) => {
-                    node.shutdown().await;
-                    return Err(CliError::Listen(error));
-                }
-            };
-            let gateway = Arc::new(FlussGateway::new(catalog, handle, server.local_addr()));
-            Some(tokio::spawn(server.serve(gateway, async move {
-                let _ = stopped.await;
-            })))
-        }
-        _ => None,
+    let node_config = NodeConfig {
+        scanner: config.scanner,
+        ..NodeConfig::for_tables(config.data_dir.clone(), &tables)
     };
+    let mut node = Node::start(node_config, runtime).await?;
+    let (handle, wire, metrics_server) = match (node.handle(), bind_servers(&config).await) {
+        (Some(handle), Ok((wire, metrics_server))) => (handle, wire, metrics_server),
+        (_, bound) => {
+            node.shutdown().await;
+            return Err(bound.err().unwrap_or(CliError::Stopped));
+        }
+    };
+    let metrics = Arc::new(NodeMetrics::new());
+    let gateway = Arc::new(FlussGateway::new(catalog, handle.clone(), wire.local_addr()));
+    let metered: Arc<dyn WireHandler> = Arc::new(MeteredHandler::new(gateway, metrics.clone()));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let wire = tokio::spawn(wire.serve(metered, until_stopped(stopped.clone())));
+    let metrics_server = metrics_server.map(|server| {
+        let render: Render = Arc::new(move || metrics.render(Some(&handle.stats())));
+        tokio::spawn(server.serve(render, until_stopped(stopped)))
+    });
     tokio::select! {
         _ = terminate.recv() => tracing::info!("SIGTERM received, shutting down"),
         _ = interrupt.recv() => tracing::info!("SIGINT received, shutting down"),
     }
-    let _ = stop.send(());
-    if let Some(wire) = wire {
-        let _ = wire.await;
+    let _ = stop.send(true);
+    let _ = wire.await;
+    if let Some(metrics_server) = metrics_server {
+        let _ = metrics_server.await;
     }
     node.shutdown().await;
     Ok(())
+}
+
+/// Binds the wire protocol's port and, unless it is off, the metrics port. A default metrics
+/// address that is taken only costs the metrics (another node may run on this machine); one
+/// that was configured must bind.
+async fn bind_servers(
+    config: &ServeConfig,
+) -> Result<(WireServer, Option<MetricsServer>), CliError> {
+    let wire = WireServer::bind(config.listen, config.wire.clone())
+        .await
+        .map_err(|source| CliError::Listen { addr: config.listen, source })?;
+    let Some(addr) = config.metrics_listen else {
+        return Ok((wire, None));
+    };
+    match MetricsServer::bind(addr).await {
+        Ok(server) => Ok((wire, Some(server))),
+        Err(error) if !config.metrics_listen_is_set() => {
+            tracing::warn!(%addr, %error, "cannot serve metrics on the default address; \
+                running without them (set metrics.listen to choose another)");
+            Ok((wire, None))
+        }
+        Err(source) => Err(CliError::MetricsListen { addr, source }),
+    }
 }
 
 pub async fn write_stream(data_dir: PathBuf, count: u64, runtime: Handle) -> Result<(), CliError> {
@@ -298,9 +365,33 @@ mod tests {
     #[test]
     fn the_command_line_parses() {
         let cli = Cli::try_parse_from(["kvtablet", "serve"]).expect("serve");
-        assert!(
-            matches!(cli.command, Command::Serve { data_dir, listen: None } if data_dir.as_path() == std::path::Path::new("./kvtablet-data"))
-        );
+        let Command::Serve(args) = cli.command else { panic!("not serve") };
+        assert_eq!(args.load().expect("defaults"), ServeConfig::default());
+        let cli = Cli::try_parse_from([
+            "kvtablet",
+            "serve",
+            "--data-dir",
+            "d",
+            "--listen",
+            "127.0.0.1:5555",
+            "--metrics-listen",
+            "off",
+            "-D",
+            "kv.scanner.max-per-bucket=2",
+            "-Dnet.max-connections=3",
+        ])
+        .expect("serve with flags");
+        let Command::Serve(args) = cli.command else { panic!("not serve") };
+        let config = args.load().expect("valid");
+        assert_eq!(config.data_dir, std::path::Path::new("d"));
+        assert_eq!(config.listen, SocketAddr::from(([127, 0, 0, 1], 5555)));
+        assert_eq!(config.metrics_listen, None);
+        assert_eq!(config.scanner.sessions_per_bucket_max, 2);
+        assert_eq!(config.wire.max_connections, 3);
+        let cli =
+            Cli::try_parse_from(["kvtablet", "serve", "--listen", "nowhere"]).expect("parses");
+        let Command::Serve(args) = cli.command else { panic!("not serve") };
+        assert!(matches!(args.load(), Err(ConfigError::BadValue { .. })));
         let cli =
             Cli::try_parse_from(["kvtablet", "write-stream", "--data-dir", "d", "--count", "3"])
                 .expect("write-stream");

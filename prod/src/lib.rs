@@ -2,9 +2,11 @@
 //! real files. The only crate that knows them.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 pub mod catalog;
+pub mod config;
 pub mod disk_fs;
 pub mod format;
 pub mod gateway;
+pub mod metrics;
 pub mod node;
 pub mod object_store_remote;
 pub mod os_entropy;

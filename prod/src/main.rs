@@ -30,7 +30,7 @@ fn main() -> ExitCode {
     let handle = runtime.handle().clone();
     let outcome = runtime.block_on(async move {
         match cli.command {
-            Command::Serve { data_dir, listen } => cli::serve(data_dir, listen, handle).await,
+            Command::Serve(args) => cli::serve(args, handle).await,
             Command::WriteStream { data_dir, count } => {
                 cli::write_stream(data_dir, count, handle).await
             }

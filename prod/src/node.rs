@@ -13,7 +13,9 @@ use kvtablet_core::ledger::Ledger;
 use kvtablet_core::log::{LogConfig, LogError, LogRegistry};
 use kvtablet_core::message::{NodeId, Request, Response};
 use kvtablet_core::mutant::Mutants;
+use kvtablet_core::scan::ScannerConfig;
 use kvtablet_core::tablet_server::{RequestLimits, TableConfig, TabletServer, TabletServerConfig};
+use kvtablet_core::tablet_server_stats::ServerStats;
 use kvtablet_core::{Env, TableBucket};
 use tokio::runtime::Handle;
 
@@ -45,6 +47,8 @@ pub struct NodeConfig {
     pub buckets: Vec<TableBucket>,
     /// Schema ids a written value may start with, for every hosted table.
     pub schema_ids: Vec<i16>,
+    /// Limits of full-scan sessions (`kv.scanner.*`).
+    pub scanner: ScannerConfig,
 }
 
 impl NodeConfig {
@@ -53,7 +57,12 @@ impl NodeConfig {
         let buckets = (0..DEFAULT_BUCKET_COUNT)
             .map(|bucket_id| TableBucket::new(DEFAULT_TABLE_ID, bucket_id))
             .collect();
-        NodeConfig { data_dir: data_dir.into(), buckets, schema_ids: vec![DEFAULT_SCHEMA_ID] }
+        NodeConfig {
+            data_dir: data_dir.into(),
+            buckets,
+            schema_ids: vec![DEFAULT_SCHEMA_ID],
+            scanner: ScannerConfig::DEFAULT,
+        }
     }
 
     /// Hosts buckets `0..bucket_count` of every `(table_id, bucket_count)` given (the tables of
@@ -65,7 +74,12 @@ impl NodeConfig {
                 (0..bucket_count).map(move |bucket_id| TableBucket::new(table_id, bucket_id))
             })
             .collect();
-        NodeConfig { data_dir: data_dir.into(), buckets, schema_ids: vec![DEFAULT_SCHEMA_ID] }
+        NodeConfig {
+            data_dir: data_dir.into(),
+            buckets,
+            schema_ids: vec![DEFAULT_SCHEMA_ID],
+            scanner: ScannerConfig::DEFAULT,
+        }
     }
 
     /// Refuses what the tablet server would reject at start (it asserts its config).
@@ -79,6 +93,7 @@ impl NodeConfig {
         if let Some(bucket) = self.buckets.iter().find(|bucket| bucket.partition_id.is_some()) {
             return Err(NodeError::InvalidConfig(format!("partitioned {bucket} is not supported")));
         }
+        self.scanner.validate().map_err(NodeError::InvalidConfig)?;
         Ok(())
     }
 }
@@ -183,6 +198,11 @@ impl NodeHandle {
     /// Sends `request` to this node's tablet server, as a local client.
     pub async fn request(&self, request: Request) -> Result<Response, RpcError> {
         self.client.call(SERVER_NODE_ID, request, LOCAL_REQUEST_TIMEOUT_MS).await
+    }
+
+    /// The tablet server's scan sessions and bucket offsets, for metrics.
+    pub fn stats(&self) -> ServerStats {
+        self.server.stats()
     }
 
     /// Hosts and leads buckets `0..bucket_count` of `table_id` (each at its log's epoch + 1),
@@ -394,7 +414,7 @@ fn server_config(config: &NodeConfig) -> TabletServerConfig {
         tables,
         kv: KvTabletConfig::DEFAULT,
         limits: RequestLimits::DEFAULT,
-        scanner: kvtablet_core::scan::ScannerConfig::DEFAULT,
+        scanner: config.scanner,
     }
 }
 
@@ -423,6 +443,7 @@ mod tests {
         assert_eq!(server.tables[0].table_id, 1);
         assert_eq!(server.tables[0].bucket_count, 4);
         assert_eq!(server.tables[0].schema_ids, [1]);
+        assert_eq!(server.scanner, ScannerConfig::DEFAULT);
     }
 
     #[test]
@@ -469,6 +490,9 @@ mod tests {
         assert!(matches!(config.validate(), Err(NodeError::InvalidConfig(_))));
         let mut config = NodeConfig::new("/tmp/unused");
         config.schema_ids.clear();
+        assert!(matches!(config.validate(), Err(NodeError::InvalidConfig(_))));
+        let mut config = NodeConfig::new("/tmp/unused");
+        config.scanner.ttl_ms = 0;
         assert!(matches!(config.validate(), Err(NodeError::InvalidConfig(_))));
     }
 }

@@ -1,0 +1,90 @@
+//! A read-only view of a tablet server for metrics: its scan sessions and the offsets of each
+//! hosted bucket. Reading it takes the same locks as a request does, briefly, and changes
+//! nothing.
+
+use crate::table_bucket::TableBucket;
+use crate::tablet_server::TabletServer;
+
+/// What a tablet server reports at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerStats {
+    /// Scan sessions registered (open and not yet closed, evicted or drained).
+    pub scanner_sessions: usize,
+    /// Every hosted bucket, in bucket order.
+    pub buckets: Vec<BucketStats>,
+}
+
+/// One hosted bucket's offsets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketStats {
+    pub bucket: TableBucket,
+    pub leader_epoch: u32,
+    pub log_end_offset: u64,
+    pub high_watermark: u64,
+    /// The offset the engine holds every change below; `None` unless this server leads the
+    /// bucket (a follower's engine is not being written).
+    pub flushed_offset: Option<u64>,
+}
+
+impl BucketStats {
+    /// Changes in the log that lookups cannot see yet: log end minus flushed offset, for a
+    /// bucket this server leads.
+    pub fn flush_lag(&self) -> Option<u64> {
+        self.flushed_offset.map(|flushed| self.log_end_offset.saturating_sub(flushed))
+    }
+}
+
+impl ServerStats {
+    /// The largest flush lag over the led buckets; 0 when none is led.
+    pub fn max_flush_lag(&self) -> u64 {
+        self.buckets.iter().filter_map(BucketStats::flush_lag).max().unwrap_or(0)
+    }
+}
+
+impl TabletServer {
+    /// The server's scan sessions and every hosted bucket's offsets, for metrics.
+    pub fn stats(&self) -> ServerStats {
+        let buckets = self
+            .hosted_replicas()
+            .iter()
+            .map(|replica| {
+                let log = replica.log();
+                BucketStats {
+                    bucket: replica.bucket(),
+                    leader_epoch: replica.leader_epoch(),
+                    log_end_offset: log.log_end_offset(),
+                    high_watermark: log.high_watermark(),
+                    flushed_offset: replica.leader_kv().ok().map(|kv| kv.flushed_log_offset()),
+                }
+            })
+            .collect();
+        ServerStats { scanner_sessions: self.scanners().counts().registered, buckets }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bucket(log_end_offset: u64, flushed_offset: Option<u64>) -> BucketStats {
+        BucketStats {
+            bucket: TableBucket::new(1, 0),
+            leader_epoch: 1,
+            log_end_offset,
+            high_watermark: log_end_offset,
+            flushed_offset,
+        }
+    }
+
+    #[test]
+    fn flush_lag_counts_only_led_buckets() {
+        assert_eq!(bucket(10, Some(4)).flush_lag(), Some(6));
+        assert_eq!(bucket(10, None).flush_lag(), None);
+        let stats = ServerStats {
+            scanner_sessions: 0,
+            buckets: vec![bucket(10, Some(9)), bucket(50, None), bucket(7, Some(2))],
+        };
+        assert_eq!(stats.max_flush_lag(), 5);
+        assert_eq!(ServerStats::default().max_flush_lag(), 0);
+    }
+}

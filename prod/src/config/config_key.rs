@@ -1,0 +1,231 @@
+//! Every configuration key of `kvtablet serve`: its name, default, meaning and how a value is
+//! applied. One table, so that the help, the defaults and the unknown-key check cannot disagree.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use crate::config::units::{parse_duration_ms, parse_size_bytes};
+use crate::config::ServeConfig;
+use crate::wire::server::MIN_MAX_FRAME_SIZE;
+
+/// One key. `apply` parses a value and sets it, or says why the value is wrong.
+pub struct ConfigKey {
+    pub name: &'static str,
+    /// The default, written as a user would write it; parsing it gives
+    /// [`ServeConfig::default`] (a test checks).
+    pub default: &'static str,
+    pub doc: &'static str,
+    pub apply: fn(&mut ServeConfig, &str) -> Result<(), String>,
+}
+
+/// `bind.listeners`, `--listen`: where clients connect.
+pub const BIND_LISTENERS: &str = "bind.listeners";
+/// `data.dir`, `--data-dir`.
+pub const DATA_DIR: &str = "data.dir";
+/// `metrics.listen`, `--metrics-listen`.
+pub const METRICS_LISTEN: &str = "metrics.listen";
+
+pub const KEYS: &[ConfigKey] = &[
+    ConfigKey {
+        name: BIND_LISTENERS,
+        default: "127.0.0.1:9123",
+        doc: "The Fluss wire-protocol address, IP:PORT or FLUSS://IP:PORT (one listener; \
+              `localhost` means 127.0.0.1; port 0 picks a free one). Flag: --listen.",
+        apply: |config, value| {
+            config.listen = parse_listener(value)?;
+            Ok(())
+        },
+    },
+    ConfigKey {
+        name: DATA_DIR,
+        default: "./kvtablet-data",
+        doc: "Where the node keeps its catalog, changelogs, engines and remote objects. \
+              Flag: --data-dir.",
+        apply: |config, value| {
+            if value.is_empty() {
+                return Err("the data directory may not be empty".to_string());
+            }
+            config.data_dir = PathBuf::from(value);
+            Ok(())
+        },
+    },
+    ConfigKey {
+        name: METRICS_LISTEN,
+        default: "127.0.0.1:9250",
+        doc: "The Prometheus endpoint (GET /metrics), IP:PORT, or `off`. If the default \
+              address is taken the node warns and runs without it; an address that was set \
+              must bind. Flag: --metrics-listen.",
+        apply: |config, value| {
+            config.metrics_listen = if value.trim().eq_ignore_ascii_case("off") {
+                None
+            } else {
+                Some(parse_address(value)?)
+            };
+            Ok(())
+        },
+    },
+    ConfigKey {
+        name: "kv.scanner.ttl",
+        default: "10 min",
+        doc: "A scan session idle for longer than this is evicted.",
+        apply: |config, value| {
+            config.scanner.ttl_ms = positive_duration_ms(value)?;
+            Ok(())
+        },
+    },
+    ConfigKey {
+        name: "kv.scanner.expiration-interval",
+        default: "30 s",
+        doc: "How often idle scan sessions are looked for.",
+        apply: |config, value| {
+            config.scanner.expiration_interval_ms = positive_duration_ms(value)?;
+            Ok(())
+        },
+    },
+    ConfigKey {
+        name: "kv.scanner.max-per-bucket",
+        default: "8",
+        doc: "Scan sessions open at once on one bucket.",
+        apply: |config, value| {
+            config.scanner.sessions_per_bucket_max = positive_u32(value)?;
+            Ok(())
+        },
+    },
+    ConfigKey {
+        name: "kv.scanner.max-per-server",
+        default: "200",
+        doc: "Scan sessions open at once on this server.",
+        apply: |config, value| {
+            config.scanner.sessions_per_server_max = positive_u32(value)?;
+            Ok(())
+        },
+    },
+    ConfigKey {
+        name: "kv.scanner.max-batch-size",
+        default: "10 mb",
+        doc: "The largest page a scan returns, whatever the client asks for.",
+        apply: |config, value| {
+            let bytes = parse_size_bytes(value)?;
+            // The wire carries the requested size as an i32.
+            config.scanner.batch_bytes_max = u32::try_from(bytes)
+                .ok()
+                .filter(|bytes| (1..=i32::MAX as u32).contains(bytes))
+                .ok_or_else(|| format!("must be between 1 byte and {} bytes", i32::MAX))?;
+            Ok(())
+        },
+    },
+    ConfigKey {
+        name: "net.max-frame-size",
+        default: "100 mb",
+        doc: "The largest request or response frame; a larger request closes its connection.",
+        apply: |config, value| {
+            let bytes = parse_size_bytes(value)?;
+            config.wire.max_frame_size = usize::try_from(bytes)
+                .ok()
+                .filter(|bytes| (MIN_MAX_FRAME_SIZE..=i32::MAX as usize).contains(bytes))
+                .ok_or_else(|| {
+                    format!("must be between {MIN_MAX_FRAME_SIZE} bytes and {} bytes", i32::MAX)
+                })?;
+            Ok(())
+        },
+    },
+    ConfigKey {
+        name: "net.max-connections",
+        default: "1024",
+        doc: "Client connections open at once; one more is accepted and closed at once.",
+        apply: |config, value| {
+            config.wire.max_connections = positive_u32(value)? as usize;
+            Ok(())
+        },
+    },
+    ConfigKey {
+        name: "net.max-in-flight-per-connection",
+        default: "64",
+        doc: "Requests of one connection handled at once; at the limit the connection is not \
+              read until one is answered.",
+        apply: |config, value| {
+            config.wire.max_in_flight_per_connection = positive_u32(value)? as usize;
+            Ok(())
+        },
+    },
+    ConfigKey {
+        name: "net.shutdown-grace",
+        default: "10 s",
+        doc: "On SIGINT or SIGTERM, how long in-flight requests have to be answered.",
+        apply: |config, value| {
+            config.wire.shutdown_grace =
+                std::time::Duration::from_millis(parse_duration_ms(value)?);
+            Ok(())
+        },
+    },
+];
+
+/// The key named `name`.
+pub fn find(name: &str) -> Option<&'static ConfigKey> {
+    KEYS.iter().find(|key| key.name == name)
+}
+
+fn positive_duration_ms(value: &str) -> Result<u64, String> {
+    match parse_duration_ms(value)? {
+        0 => Err("must be longer than 0 ms".to_string()),
+        ms => Ok(ms),
+    }
+}
+
+fn positive_u32(value: &str) -> Result<u32, String> {
+    let number = value
+        .trim()
+        .parse::<u32>()
+        .map_err(|_| format!("expected a whole number between 1 and {}", u32::MAX))?;
+    if number == 0 {
+        return Err("must be at least 1".to_string());
+    }
+    Ok(number)
+}
+
+/// `IP:PORT` or `[IPv6]:PORT`, with `localhost` for 127.0.0.1.
+fn parse_address(value: &str) -> Result<SocketAddr, String> {
+    let value = value.trim();
+    if let Some(port) = value.strip_prefix("localhost:") {
+        let port = port.parse::<u16>().map_err(|_| format!("{port:?} is not a port"))?;
+        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
+    }
+    value.parse::<SocketAddr>().map_err(|_| "expected IP:PORT, such as 127.0.0.1:9123".to_string())
+}
+
+/// One listener, optionally named as Fluss names them (`FLUSS://IP:PORT`).
+fn parse_listener(value: &str) -> Result<SocketAddr, String> {
+    if value.contains(',') {
+        return Err("only one listener is supported".to_string());
+    }
+    let address = match value.trim().split_once("://") {
+        Some((name, address)) if !name.is_empty() => address,
+        Some(_) => return Err("a listener name comes before `://`".to_string()),
+        None => value,
+    };
+    parse_address(address)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listeners_take_the_fluss_form_and_the_plain_one() {
+        let plain = parse_listener("127.0.0.1:9123").expect("plain");
+        assert_eq!(plain, SocketAddr::from(([127, 0, 0, 1], 9123)));
+        assert_eq!(parse_listener("FLUSS://127.0.0.1:9123"), Ok(plain));
+        assert_eq!(parse_listener("FLUSS://localhost:9123"), Ok(plain));
+        assert_eq!(parse_listener("[::1]:0"), Ok("[::1]:0".parse().expect("v6")));
+        for bad in ["", "9123", "FLUSS://", "://1.2.3.4:5", "a:1,b:2", "host.example:9123"] {
+            assert!(parse_listener(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn key_names_are_unique() {
+        for (index, key) in KEYS.iter().enumerate() {
+            assert!(KEYS[..index].iter().all(|other| other.name != key.name), "{}", key.name);
+        }
+    }
+}

@@ -1,0 +1,408 @@
+//! The configuration of `kvtablet serve`: Fluss-style keys (`bind.listeners`,
+//! `kv.scanner.ttl`, ...) read from a TOML file and then from the command line, which wins.
+//!
+//! The file may nest the keys (`[kv.scanner]` then `ttl = "5 min"`) or write them dotted
+//! (`kv.scanner.ttl = "5 min"`); a value is a string or an integer. An unknown key, a
+//! malformed value or one that fails validation is a [`ConfigError`] naming the key, the value
+//! and where it came from. Every key is listed in [`config_key::KEYS`], which the help is
+//! written from.
+
+pub mod config_error;
+pub mod config_key;
+pub mod units;
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use kvtablet_core::scan::ScannerConfig;
+
+pub use self::config_error::ConfigError;
+use self::config_key::{BIND_LISTENERS, DATA_DIR, KEYS, METRICS_LISTEN};
+use crate::wire::WireConfig;
+
+/// Everything `kvtablet serve` is configured with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeConfig {
+    /// `data.dir`.
+    pub data_dir: PathBuf,
+    /// `bind.listeners`: the Fluss wire protocol.
+    pub listen: SocketAddr,
+    /// `metrics.listen`: the Prometheus endpoint; `None` is `off`.
+    pub metrics_listen: Option<SocketAddr>,
+    /// `kv.scanner.*`.
+    pub scanner: ScannerConfig,
+    /// `net.*`.
+    pub wire: WireConfig,
+    /// The keys set by the file or the command line rather than left at their default.
+    explicit: BTreeSet<&'static str>,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            data_dir: PathBuf::from("./kvtablet-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 9123)),
+            metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9250))),
+            scanner: ScannerConfig::DEFAULT,
+            wire: WireConfig::default(),
+            explicit: BTreeSet::new(),
+        }
+    }
+}
+
+/// One setting given on the command line: `-D key=value`, or a flag such as `--listen`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting {
+    pub key: String,
+    pub value: String,
+    /// Where it came from, for error messages: `-D`, `--listen`, ...
+    pub origin: &'static str,
+}
+
+impl Setting {
+    pub fn new(key: &str, value: impl Into<String>, origin: &'static str) -> Setting {
+        Setting { key: key.to_string(), value: value.into(), origin }
+    }
+
+    /// Parses the argument of `-D KEY=VALUE`.
+    pub fn parse_assignment(argument: &str) -> Result<Setting, ConfigError> {
+        match argument.split_once('=') {
+            Some((key, value)) if !key.trim().is_empty() => {
+                Ok(Setting::new(key.trim(), value.trim(), "-D"))
+            }
+            _ => Err(ConfigError::BadAssignment { argument: argument.to_string() }),
+        }
+    }
+
+    /// `--listen ADDR`.
+    pub fn listen(value: impl Into<String>) -> Setting {
+        Setting::new(BIND_LISTENERS, value, "--listen")
+    }
+
+    /// `--data-dir DIR`.
+    pub fn data_dir(value: &Path) -> Setting {
+        Setting::new(DATA_DIR, value.to_string_lossy(), "--data-dir")
+    }
+
+    /// `--metrics-listen ADDR|off`.
+    pub fn metrics_listen(value: impl Into<String>) -> Setting {
+        Setting::new(METRICS_LISTEN, value, "--metrics-listen")
+    }
+}
+
+impl ServeConfig {
+    /// The defaults, then the TOML file at `file` (if any), then `settings` in order.
+    pub fn load(file: Option<&Path>, settings: &[Setting]) -> Result<ServeConfig, ConfigError> {
+        let text = match file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?,
+            ),
+            None => None,
+        };
+        let file = file.zip(text.as_deref());
+        ServeConfig::from_sources(file, settings)
+    }
+
+    /// As [`ServeConfig::load`], with the file's text already read.
+    pub fn from_sources(
+        file: Option<(&Path, &str)>,
+        settings: &[Setting],
+    ) -> Result<ServeConfig, ConfigError> {
+        let mut config = ServeConfig::default();
+        if let Some((path, text)) = file {
+            let origin = format!("in the config file {}", path.display());
+            let table = text.parse::<toml::Table>().map_err(|error| ConfigError::Syntax {
+                path: path.to_path_buf(),
+                message: error.to_string(),
+            })?;
+            let mut flat = Vec::new();
+            flatten("", &table, &mut flat);
+            for (key, value) in flat {
+                let value = match value {
+                    toml::Value::String(text) => text.clone(),
+                    toml::Value::Integer(number) => number.to_string(),
+                    other => {
+                        return Err(ConfigError::BadValue {
+                            key,
+                            value: other.to_string(),
+                            origin,
+                            reason: "expected a string or an integer".to_string(),
+                        })
+                    }
+                };
+                config.set(&key, &value, &origin)?;
+            }
+        }
+        for setting in settings {
+            config.set(&setting.key, &setting.value, &format!("from {}", setting.origin))?;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn set(&mut self, key: &str, value: &str, origin: &str) -> Result<(), ConfigError> {
+        let Some(entry) = config_key::find(key) else {
+            return Err(ConfigError::UnknownKey {
+                key: key.to_string(),
+                origin: origin.to_string(),
+            });
+        };
+        (entry.apply)(self, value).map_err(|reason| ConfigError::BadValue {
+            key: key.to_string(),
+            value: value.to_string(),
+            origin: origin.to_string(),
+            reason,
+        })?;
+        self.explicit.insert(entry.name);
+        Ok(())
+    }
+
+    /// What no single key can check.
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.scanner.validate().map_err(ConfigError::Invalid)?;
+        if self.metrics_listen == Some(self.listen) && self.listen.port() != 0 {
+            return Err(ConfigError::Invalid(format!(
+                "{BIND_LISTENERS} and {METRICS_LISTEN} are both {}",
+                self.listen
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether `key` was set by the file or the command line.
+    pub fn is_set(&self, key: &str) -> bool {
+        self.explicit.contains(key)
+    }
+
+    /// Whether the metrics endpoint was asked for, rather than left at its default address.
+    pub fn metrics_listen_is_set(&self) -> bool {
+        self.is_set(METRICS_LISTEN)
+    }
+}
+
+/// Dotted keys and their leaf values: `[kv.scanner] ttl = ..` and `kv.scanner.ttl = ..` both
+/// give `kv.scanner.ttl`.
+fn flatten<'a>(prefix: &str, table: &'a toml::Table, out: &mut Vec<(String, &'a toml::Value)>) {
+    for (name, value) in table {
+        let key = if prefix.is_empty() { name.clone() } else { format!("{prefix}.{name}") };
+        match value {
+            toml::Value::Table(inner) => flatten(&key, inner, out),
+            leaf => out.push((key, leaf)),
+        }
+    }
+}
+
+/// The keys with their defaults, for `kvtablet serve --help`.
+pub fn keys_help() -> String {
+    let mut help = String::from(
+        "Configuration keys, set in the --config TOML file or with -D KEY=VALUE (the command \
+         line overrides the file; a flag overrides -D). Durations: \"30 s\", \"10 min\", \
+         \"500 ms\", \"1 h\" (a bare integer is ms). Sizes: \"10 mb\", \"4 MiB\" (a bare integer \
+         is bytes).\n",
+    );
+    for key in KEYS {
+        let _ = write!(help, "\n  {} = \"{}\"\n      {}\n", key.name, key.default, key.doc);
+    }
+    help
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn from_file(text: &str) -> Result<ServeConfig, ConfigError> {
+        ServeConfig::from_sources(Some((Path::new("node.toml"), text)), &[])
+    }
+
+    fn bad_key(result: Result<ServeConfig, ConfigError>) -> String {
+        match result {
+            Err(ConfigError::BadValue { key, .. }) => key,
+            other => panic!("expected a bad value, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn nothing_given_is_the_documented_defaults() {
+        let config = ServeConfig::from_sources(None, &[]).expect("defaults");
+        assert_eq!(config, ServeConfig::default());
+        assert_eq!(config.listen, "127.0.0.1:9123".parse().expect("addr"));
+        assert_eq!(config.metrics_listen, Some("127.0.0.1:9250".parse().expect("addr")));
+        assert_eq!(config.data_dir, PathBuf::from("./kvtablet-data"));
+        assert_eq!(config.scanner, ScannerConfig::DEFAULT);
+        assert_eq!(config.wire, WireConfig::default());
+        assert!(!config.metrics_listen_is_set());
+    }
+
+    #[test]
+    fn every_documented_default_parses_to_the_default() {
+        let settings: Vec<Setting> =
+            KEYS.iter().map(|key| Setting::new(key.name, key.default, "-D")).collect();
+        let mut config = ServeConfig::from_sources(None, &settings).expect("defaults parse");
+        assert_eq!(config.explicit.len(), KEYS.len());
+        config.explicit.clear();
+        assert_eq!(config, ServeConfig::default());
+    }
+
+    #[test]
+    fn a_file_sets_nested_and_dotted_keys() {
+        let config = from_file(
+            r#"
+            bind.listeners = "FLUSS://127.0.0.1:9999"
+            data.dir = "/var/lib/kvtablet"
+            metrics.listen = "off"
+            "net.max-frame-size" = "4 MiB"
+
+            [kv.scanner]
+            ttl = "5 min"
+            expiration-interval = 1500
+            max-per-bucket = 3
+            max-per-server = 30
+            max-batch-size = "1mb"
+
+            [net]
+            max-connections = 10
+            max-in-flight-per-connection = 4
+            shutdown-grace = "2s"
+            "#,
+        )
+        .expect("parses");
+        assert_eq!(config.listen, "127.0.0.1:9999".parse().expect("addr"));
+        assert_eq!(config.data_dir, PathBuf::from("/var/lib/kvtablet"));
+        assert_eq!(config.metrics_listen, None);
+        assert!(config.metrics_listen_is_set());
+        assert_eq!(
+            config.scanner,
+            ScannerConfig {
+                ttl_ms: 300_000,
+                expiration_interval_ms: 1_500,
+                sessions_per_bucket_max: 3,
+                sessions_per_server_max: 30,
+                batch_bytes_max: 1 << 20,
+            }
+        );
+        assert_eq!(
+            config.wire,
+            WireConfig {
+                max_frame_size: 4 << 20,
+                max_in_flight_per_connection: 4,
+                max_connections: 10,
+                shutdown_grace: Duration::from_secs(2),
+            }
+        );
+    }
+
+    #[test]
+    fn the_command_line_overrides_the_file_and_flags_override_dash_d() {
+        let settings = [
+            Setting::parse_assignment("kv.scanner.ttl = 1 h").expect("assignment"),
+            Setting::parse_assignment("bind.listeners=127.0.0.1:1").expect("assignment"),
+            Setting::listen("127.0.0.1:2"),
+            Setting::metrics_listen("127.0.0.1:0"),
+            Setting::data_dir(Path::new("flag-dir")),
+        ];
+        let file = "kv.scanner.ttl = \"1 min\"\ndata.dir = \"file-dir\"\nmetrics.listen = \"off\"";
+        let config =
+            ServeConfig::from_sources(Some((Path::new("node.toml"), file)), &settings).expect("ok");
+        assert_eq!(config.scanner.ttl_ms, 3_600_000);
+        assert_eq!(config.listen, "127.0.0.1:2".parse().expect("addr"));
+        assert_eq!(config.metrics_listen, Some("127.0.0.1:0".parse().expect("addr")));
+        assert_eq!(config.data_dir, PathBuf::from("flag-dir"));
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_with_its_origin() {
+        match from_file("[kv.scanner]\nttl-ms = 5") {
+            Err(ConfigError::UnknownKey { key, origin }) => {
+                assert_eq!(key, "kv.scanner.ttl-ms");
+                assert!(origin.contains("node.toml"), "{origin}");
+            }
+            other => panic!("expected an unknown key, got {other:?}"),
+        }
+        let from_flag = ServeConfig::from_sources(None, &[Setting::new("kv.nope", "1", "-D")]);
+        assert!(
+            matches!(from_flag, Err(ConfigError::UnknownKey { origin, .. }) if origin == "from -D")
+        );
+    }
+
+    #[test]
+    fn malformed_toml_is_a_syntax_error() {
+        assert!(matches!(from_file("kv.scanner.ttl = "), Err(ConfigError::Syntax { .. })));
+        assert!(matches!(from_file("[kv\nttl = 1"), Err(ConfigError::Syntax { .. })));
+    }
+
+    #[test]
+    fn every_bad_value_names_its_key() {
+        let cases = [
+            ("bind.listeners = \"nowhere\"", "bind.listeners"),
+            ("bind.listeners = \"FLUSS://a:1,FLUSS://b:2\"", "bind.listeners"),
+            ("bind.listeners = 9123", "bind.listeners"),
+            ("data.dir = \"\"", "data.dir"),
+            ("metrics.listen = \"on\"", "metrics.listen"),
+            ("kv.scanner.ttl = \"0 s\"", "kv.scanner.ttl"),
+            ("kv.scanner.ttl = \"ten minutes\"", "kv.scanner.ttl"),
+            ("kv.scanner.ttl = -5", "kv.scanner.ttl"),
+            ("kv.scanner.ttl = 1.5", "kv.scanner.ttl"),
+            ("kv.scanner.ttl = true", "kv.scanner.ttl"),
+            ("kv.scanner.expiration-interval = \"5 weeks\"", "kv.scanner.expiration-interval"),
+            ("kv.scanner.max-per-bucket = 0", "kv.scanner.max-per-bucket"),
+            ("kv.scanner.max-per-server = 5000000000", "kv.scanner.max-per-server"),
+            ("kv.scanner.max-per-server = \"many\"", "kv.scanner.max-per-server"),
+            ("kv.scanner.max-batch-size = \"0 b\"", "kv.scanner.max-batch-size"),
+            ("kv.scanner.max-batch-size = \"4 gb\"", "kv.scanner.max-batch-size"),
+            ("net.max-frame-size = 100", "net.max-frame-size"),
+            ("net.max-frame-size = \"3 gb\"", "net.max-frame-size"),
+            ("net.max-connections = 0", "net.max-connections"),
+            ("net.max-in-flight-per-connection = 0", "net.max-in-flight-per-connection"),
+            ("net.shutdown-grace = \"soon\"", "net.shutdown-grace"),
+            ("net.shutdown-grace = [1, 2]", "net.shutdown-grace"),
+        ];
+        for (line, key) in cases {
+            assert_eq!(bad_key(from_file(line)), key, "{line}");
+        }
+        let flag = ServeConfig::from_sources(None, &[Setting::listen("localhost")]);
+        match flag {
+            Err(error @ ConfigError::BadValue { .. }) => {
+                let message = error.to_string();
+                assert!(message.contains("bind.listeners"), "{message}");
+                assert!(message.contains("\"localhost\""), "{message}");
+                assert!(message.contains("--listen"), "{message}");
+            }
+            other => panic!("expected a bad value, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_dash_d_without_equals_is_refused() {
+        assert!(matches!(
+            Setting::parse_assignment("kv.scanner.ttl"),
+            Err(ConfigError::BadAssignment { .. })
+        ));
+        assert!(matches!(Setting::parse_assignment("=5"), Err(ConfigError::BadAssignment { .. })));
+    }
+
+    #[test]
+    fn the_same_port_for_both_endpoints_is_refused() {
+        let settings =
+            [Setting::listen("127.0.0.1:7000"), Setting::metrics_listen("127.0.0.1:7000")];
+        assert!(matches!(ServeConfig::from_sources(None, &settings), Err(ConfigError::Invalid(_))));
+    }
+
+    #[test]
+    fn a_missing_file_is_a_read_error() {
+        let result = ServeConfig::load(Some(Path::new("/nonexistent/kvtablet.toml")), &[]);
+        assert!(matches!(result, Err(ConfigError::Read { .. })));
+    }
+
+    #[test]
+    fn the_help_lists_every_key_with_its_default() {
+        let help = keys_help();
+        for key in KEYS {
+            assert!(help.contains(&format!("{} = \"{}\"", key.name, key.default)), "{}", key.name);
+        }
+    }
+}

@@ -34,8 +34,9 @@ use crate::wire::{WireError, WireResponse};
 /// `fetch_offset` that means "from the log start" (`FetchParams.FETCH_FROM_EARLIEST_OFFSET`).
 const FETCH_FROM_EARLIEST_OFFSET: i64 = -2;
 /// A fetch never waits longer than this, whatever it asks: a waiting fetch holds one of its
-/// connection's in-flight slots.
-const FETCH_WAIT_MS_MAX: u64 = 30_000;
+/// connection's in-flight slots, and shutdown waits for it (within the wire server's grace).
+/// A client that asked for longer simply polls again.
+const FETCH_WAIT_MS_MAX: u64 = 5_000;
 /// ListOffsets `offset_type` values.
 const OFFSET_TYPE_EARLIEST: i32 = 0;
 const OFFSET_TYPE_LATEST: i32 = 1;

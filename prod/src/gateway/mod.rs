@@ -8,6 +8,7 @@
 mod admin;
 mod kv_requests;
 mod metadata;
+mod scan_kv;
 mod table_json;
 
 use std::net::SocketAddr;
@@ -103,6 +104,7 @@ impl Gateway {
             ApiKey::Lookup => self.lookup(&body).await,
             ApiKey::PrefixLookup => self.prefix_lookup(&body).await,
             ApiKey::LimitScan => self.limit_scan(&body).await,
+            ApiKey::ScanKv => self.scan_kv(&body).await,
             other => Err(WireError::unsupported_version(format!(
                 "{} is not served by this server",
                 other.name()

@@ -2,6 +2,7 @@
 //! real files. The only crate that knows them.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 pub mod catalog;
+pub mod client;
 pub mod disk_fs;
 pub mod format;
 pub mod gateway;
@@ -9,6 +10,7 @@ pub mod node;
 pub mod object_store_remote;
 pub mod os_entropy;
 pub mod rocks_engine;
+pub mod served_node;
 pub mod system_clock;
 pub mod tokio_executor;
 pub mod wire;

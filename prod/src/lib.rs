@@ -10,6 +10,7 @@ pub mod node;
 pub mod object_store_remote;
 pub mod os_entropy;
 pub mod rocks_engine;
+pub mod scan_command;
 pub mod served_node;
 pub mod system_clock;
 pub mod tokio_executor;

@@ -4,6 +4,9 @@
 //! core's `KvScanner` over `WireRpc`; and a resend of the last `call_seq_id` getting the same
 //! page.
 
+// A test owns its runtime, reads wall time to bound its waits, and writes temp files.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 mod support;
 
 use std::sync::Arc;

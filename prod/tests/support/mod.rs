@@ -1,7 +1,8 @@
 //! What the wire client tests share: a node served on 127.0.0.1:0 in a temporary directory, a
 //! table of every supported column type, rows for it, and waiting (bounded) for the flush.
 
-#![allow(dead_code)]
+// Test support owns its runtime and reads wall time to bound its waits; each test uses part of it.
+#![allow(dead_code, clippy::disallowed_methods, clippy::disallowed_types)]
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

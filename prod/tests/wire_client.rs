@@ -130,7 +130,7 @@ fn a_deadline_ends_one_call_and_the_connection_goes_on() {
             )
             .await;
         assert!(matches!(late, Err(ClientError::Timeout { .. })), "{late:?}");
-        assert!(late.unwrap_err().may_have_been_applied());
+        assert!(late.unwrap_err().outcome_unknown());
         // The late response arrives meanwhile and is dropped; later calls are unaffected.
         tokio::time::sleep(Duration::from_millis(600)).await;
         assert_eq!(echo(&connection, 0).await.expect("answered"), 0);
@@ -151,7 +151,7 @@ fn an_error_response_is_a_typed_server_error() {
         match refused {
             Err(error @ ClientError::Server { code: 39, .. }) => {
                 assert_eq!(error.server_code(), Some(39));
-                assert!(!error.may_have_been_applied(), "a refusal was not applied");
+                assert!(!error.outcome_unknown(), "a refusal is an answer");
             }
             other => panic!("expected a server error, got {other:?}"),
         }

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use crate::wire::FrameError;
 
-/// A failed call. [`ClientError::may_have_been_applied`] says whether the server may have
-/// acted on the request.
+/// A failed call. [`ClientError::outcome_unknown`] says whether the server may have acted on
+/// the request without the client learning what it did.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClientError {
     /// The TCP connection could not be opened (refused, unreachable, unresolvable, or not
@@ -36,8 +36,11 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    /// False only when the request certainly did not reach the server's handler.
-    pub fn may_have_been_applied(&self) -> bool {
+    /// True when no usable answer came for a request that may have reached the server (a
+    /// deadline, a connection closed in flight, an unreadable body): a retry must be safe to
+    /// repeat. False when the request was never sent, or when the server answered, even with
+    /// a refusal (the answer says what happened).
+    pub fn outcome_unknown(&self) -> bool {
         matches!(
             self,
             ClientError::Timeout { .. }

@@ -74,7 +74,7 @@ impl Remote {
             Err(ClientError::Server { code, message, .. }) => {
                 Ok(Response::ScanKv(core::ScanKvResponse::error(api_error(code, message))))
             }
-            Err(error) if error.may_have_been_applied() => {
+            Err(error) if error.outcome_unknown() => {
                 tracing::debug!(%error, "scan_kv outcome unknown");
                 Err(RpcError::Timeout(target))
             }

@@ -35,6 +35,22 @@ pub enum Command {
     /// Runs the tablet server until SIGINT or SIGTERM.
     #[command(after_help = keys_help())]
     Serve(ServeArgs),
+    /// Scans one bucket of a table through a server (a full ScanKv) and prints every row as
+    /// one JSON object per line, keyed by column name.
+    Scan {
+        /// `host:port` of the server.
+        #[arg(long)]
+        server: String,
+        #[arg(long)]
+        database: String,
+        #[arg(long)]
+        table: String,
+        #[arg(long)]
+        bucket: i32,
+        /// The page size asked of the server.
+        #[arg(long, default_value_t = kvtablet_prod::scan_command::ScanCommandOptions::DEFAULT.batch_size_bytes)]
+        batch_size_bytes: i32,
+    },
     /// Test support: writes `count` keys one durable request at a time, printing
     /// `ack <i> <base_offset>` after each acknowledgement.
     #[command(hide = true)]
@@ -118,6 +134,8 @@ pub enum CliError {
     Config(#[from] ConfigError),
     #[error("the node stopped while starting")]
     Stopped,
+    #[error(transparent)]
+    Scan(#[from] kvtablet_prod::scan_command::ScanCommandError),
 }
 
 /// The key `write-stream` writes `index`-th.

@@ -7,6 +7,7 @@ mod cli;
 use std::process::ExitCode;
 
 use clap::Parser;
+use kvtablet_prod::scan_command::{self, ScanCommandOptions, ScanTarget};
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command};
@@ -31,6 +32,12 @@ fn main() -> ExitCode {
     let outcome = runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => cli::serve(args, handle).await,
+            Command::Scan { server, database, table, bucket, batch_size_bytes } => {
+                let target = ScanTarget { server, database, table, bucket };
+                let options =
+                    ScanCommandOptions { batch_size_bytes, ..ScanCommandOptions::DEFAULT };
+                scan_command::run(target, options, handle).await.map(drop).map_err(Into::into)
+            }
             Command::WriteStream { data_dir, count } => {
                 cli::write_stream(data_dir, count, handle).await
             }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use kvtablet_core::env::Clock;
 use kvtablet_prod::catalog::{Catalog, CatalogConfig};
 use kvtablet_prod::disk_fs::DiskFs;
 use kvtablet_prod::format::{
@@ -274,13 +275,7 @@ async fn a_resent_batch_is_acknowledged_as_a_duplicate_and_logged_once() {
 async fn fetch_log_serves_changes_with_and_without_projection_and_list_offsets_agrees() {
     let mut fixture = start().await;
     let table_id = fixture.table_id;
-    let before_ms = i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("after 1970")
-            .as_millis(),
-    )
-    .expect("fits");
+    let before_ms = i64::try_from(SystemClock::new().now_wall_ms()).expect("fits");
     let rows = [row(1, Some("one"), Some(1.0)), row(2, None, Some(-2.5))];
     assert_eq!(put(&fixture, put_kv(table_id, (9, 0), &rows, &[])).await, None);
     let update = [row(2, Some("two"), None)];

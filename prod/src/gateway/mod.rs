@@ -9,6 +9,7 @@ mod admin;
 mod kv_requests;
 mod log_requests;
 mod metadata;
+mod scan_kv;
 mod table_json;
 
 use std::net::SocketAddr;
@@ -106,6 +107,7 @@ impl Gateway {
             ApiKey::LimitScan => self.limit_scan(&body).await,
             ApiKey::FetchLog => self.fetch_log(&body).await,
             ApiKey::ListOffsets => self.list_offsets(&body).await,
+            ApiKey::ScanKv => self.scan_kv(&body).await,
             other => Err(WireError::unsupported_version(format!(
                 "{} is not served by this server",
                 other.name()

@@ -197,6 +197,18 @@ impl FrameCodec {
         }
     }
 
+    /// The header of a SUCCESS frame whose body is `body_len` bytes: what goes on the wire
+    /// before the body, so that a large body is written after it without being copied into
+    /// the frame. Fails if the frame would exceed the maximum.
+    pub fn success_header(&self, request_id: i32, body_len: usize) -> Result<Bytes, FrameError> {
+        let length = self.frame_length(RESPONSE_HEADER_LEN, body_len)?;
+        let mut header = BytesMut::with_capacity(LENGTH_FIELD_LEN + RESPONSE_HEADER_LEN);
+        header.put_i32(length);
+        header.put_u8(RESPONSE_TYPE_SUCCESS);
+        header.put_i32(request_id);
+        Ok(header.freeze())
+    }
+
     fn put_response(
         &self,
         kind: u8,

@@ -29,7 +29,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use futures::future::{self, BoxFuture, FutureExt};
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -253,7 +253,7 @@ async fn serve_connection(
 /// `responses` lets the writer finish and close. Returns at once if the stream breaks.
 async fn read_requests(
     mut reader: OwnedReadHalf,
-    responses: mpsc::Sender<Bytes>,
+    responses: mpsc::Sender<OutgoingFrame>,
     shared: &Shared,
     peer: SocketAddr,
     mut stopped: watch::Receiver<bool>,
@@ -315,11 +315,13 @@ fn framing_error(peer: SocketAddr, error: &FrameError) {
 /// Writes queued responses in the order they are ready, then closes the write side.
 async fn write_responses(
     mut writer: OwnedWriteHalf,
-    mut queued: mpsc::Receiver<Bytes>,
+    mut queued: mpsc::Receiver<OutgoingFrame>,
     peer: SocketAddr,
 ) {
     while let Some(frame) = queued.recv().await {
-        if let Err(error) = writer.write_all(&frame).await {
+        let OutgoingFrame { header, body } = frame;
+        // Vectored: the body (a scan page of megabytes) is never copied into the frame.
+        if let Err(error) = writer.write_all_buf(&mut header.chain(body)).await {
             tracing::debug!(%peer, %error, "wire connection write failed");
             return;
         }
@@ -328,7 +330,7 @@ async fn write_responses(
 }
 
 /// The encoded response frame to one request.
-fn dispatch(frame: RequestFrame, shared: &Shared) -> BoxFuture<'static, Bytes> {
+fn dispatch(frame: RequestFrame, shared: &Shared) -> BoxFuture<'static, OutgoingFrame> {
     let RequestFrame { api_key, api_version, request_id, body } = frame;
     let codec = shared.codec;
     let outcome: BoxFuture<'static, WireResponse> = match ApiKey::check(api_key, api_version) {
@@ -362,14 +364,20 @@ fn handler_panicked(key: ApiKey) -> WireError {
     WireError::unknown_server_error(format!("internal error while handling {key}"))
 }
 
+/// A response frame as it leaves: the header, then the handler's body as it was returned.
+struct OutgoingFrame {
+    header: Bytes,
+    body: Bytes,
+}
+
 /// The response frame for `outcome`; a success too large for a frame becomes an error.
-fn encode_outcome(codec: FrameCodec, request_id: i32, outcome: WireResponse) -> Bytes {
+fn encode_outcome(codec: FrameCodec, request_id: i32, outcome: WireResponse) -> OutgoingFrame {
     let mut dst = BytesMut::new();
     let error = match outcome {
         Ok(body) => {
             let len = body.len();
-            match codec.encode_response(&ResponseFrame::Success { request_id, body }, &mut dst) {
-                Ok(()) => return dst.freeze(),
+            match codec.success_header(request_id, len) {
+                Ok(header) => return OutgoingFrame { header, body },
                 Err(error) => {
                     tracing::error!(request_id, len, %error, "response too large");
                     WireError::unknown_server_error(format!("response too large: {error}"))
@@ -387,7 +395,7 @@ fn encode_outcome(codec: FrameCodec, request_id: i32, outcome: WireResponse) -> 
     if let Err(error) = codec.encode_response(&frame, &mut dst) {
         tracing::error!(request_id, %error, "cannot encode an error response");
     }
-    dst.freeze()
+    OutgoingFrame { header: dst.freeze(), body: Bytes::new() }
 }
 
 /// Cuts `message` to at most `max` bytes, on a character boundary.
@@ -428,13 +436,29 @@ mod tests {
     fn an_oversized_success_becomes_an_error() {
         let codec = FrameCodec::new(MIN_MAX_FRAME_SIZE);
         let frame = encode_outcome(codec, 9, Ok(Bytes::from(vec![0; MIN_MAX_FRAME_SIZE])));
-        let decoded = codec.decode_response(&mut BytesMut::from(&frame[..])).unwrap().unwrap();
+        assert!(frame.body.is_empty());
+        let decoded =
+            codec.decode_response(&mut BytesMut::from(&frame.header[..])).unwrap().unwrap();
         assert!(matches!(
             decoded,
             ResponseFrame::Error { request_id: 9, error_code: -1, error_message: Some(_) }
         ));
         let long = encode_outcome(codec, 1, Err(WireError::new(7, "x".repeat(10_000))));
-        assert!(long.len() < MIN_MAX_FRAME_SIZE);
+        assert!(long.header.len() < MIN_MAX_FRAME_SIZE);
+    }
+
+    #[test]
+    fn a_success_leaves_as_its_header_then_the_body_uncopied() {
+        let codec = FrameCodec::default();
+        let body = Bytes::from(vec![7u8; 4096]);
+        let frame = encode_outcome(codec, 5, Ok(body.clone()));
+        assert_eq!(frame.body.as_ptr(), body.as_ptr(), "the body is the handler's bytes");
+        let mut expected = BytesMut::new();
+        codec
+            .encode_response(&ResponseFrame::Success { request_id: 5, body }, &mut expected)
+            .unwrap();
+        let joined: Vec<u8> = frame.header.chain(frame.body).copy_to_bytes(expected.len()).to_vec();
+        assert_eq!(joined, expected.to_vec(), "the bytes on the wire are unchanged");
     }
 
     #[test]

@@ -1,0 +1,220 @@
+//! A table as the server describes it (Metadata): id, current schema, bucket count and the
+//! leader of each bucket; plus what a client does with that description: decode a stored value
+//! of any schema version, and build the PutKv and Lookup requests for rows and keys.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use kvtablet_core::message::NodeId;
+
+use super::connection::Connection;
+use super::error::ClientError;
+use crate::format::key_encoding::{bucket_key_of_row, primary_key_of_row};
+use crate::format::kv_record_batch::{KvRecordBatchBuilder, NO_BATCH_SEQUENCE, NO_WRITER_ID};
+use crate::format::value_record_batch::decode_stored_value;
+use crate::format::{
+    bucket_of, decode_row, FormatError, Row, Schema, TableDescriptor, TableSchema,
+};
+use crate::wire::messages::{
+    GetTableSchemaRequest, GetTableSchemaResponse, LookupRequest, MetadataRequest,
+    MetadataResponse, PbLookupReqForBucket, PbPutKvReqForBucket, PbServerNode, PbTablePath,
+    PutKvRequest,
+};
+use crate::wire::ApiKey;
+
+/// `acks` of a PutKv: every replica.
+const ACKS_ALL: i32 = -1;
+
+/// Where a bucket's leader can be reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketLeader {
+    pub node_id: NodeId,
+    /// `host:port`, as the server advertises it.
+    pub addr: String,
+}
+
+/// One table of the server, resolved by name.
+#[derive(Debug, Clone)]
+pub struct RemoteTable {
+    pub database: String,
+    pub table: String,
+    pub table_id: i64,
+    pub descriptor: TableDescriptor,
+    /// The current schema.
+    pub schema: TableSchema,
+    pub bucket_count: i32,
+    /// By bucket id; a bucket without a reachable leader is absent.
+    pub leaders: BTreeMap<i32, BucketLeader>,
+}
+
+impl RemoteTable {
+    /// Asks the server (Metadata) for `database.table`. A missing table is the server's
+    /// ERROR_RESPONSE (code 7, `TABLE_NOT_EXIST`, or 4 for a missing database).
+    pub async fn fetch(
+        connection: &Connection,
+        database: &str,
+        table: &str,
+    ) -> Result<RemoteTable, ClientError> {
+        let request = MetadataRequest {
+            table_path: vec![table_path(database, table)],
+            partitions_path: Vec::new(),
+            partitions_id: Vec::new(),
+        };
+        let response: MetadataResponse = connection.call(ApiKey::Metadata, &request).await?;
+        let malformed =
+            |reason: String| ClientError::Decode { api: ApiKey::Metadata.name(), reason };
+        let metadata = response
+            .table_metadata
+            .iter()
+            .find(|m| m.table_path.database_name == database && m.table_path.table_name == table)
+            .ok_or_else(|| malformed(format!("no metadata for {database}.{table}")))?;
+        let descriptor = TableDescriptor::from_json_bytes(&metadata.table_json)
+            .map_err(|error| malformed(format!("table_json of {database}.{table}: {error}")))?;
+        let schema_id = i16::try_from(metadata.schema_id)
+            .map_err(|_| malformed(format!("schema id {} out of range", metadata.schema_id)))?;
+        let schema = TableSchema::from_descriptor(schema_id, &descriptor)
+            .map_err(|error| malformed(format!("schema of {database}.{table}: {error}")))?;
+        let servers: BTreeMap<i32, &PbServerNode> =
+            response.tablet_servers.iter().map(|server| (server.node_id, server)).collect();
+        let leaders = metadata
+            .bucket_metadata
+            .iter()
+            .filter_map(|bucket| {
+                let server = servers.get(&bucket.leader_id?)?;
+                let node_id = NodeId::try_from(server.node_id).ok()?;
+                Some((bucket.bucket_id, BucketLeader { node_id, addr: server_addr(server) }))
+            })
+            .collect();
+        let bucket_count = descriptor
+            .bucket_count
+            .unwrap_or_else(|| i32::try_from(metadata.bucket_metadata.len()).unwrap_or(i32::MAX));
+        Ok(RemoteTable {
+            database: database.to_string(),
+            table: table.to_string(),
+            table_id: metadata.table_id,
+            descriptor,
+            schema,
+            bucket_count,
+            leaders,
+        })
+    }
+
+    /// Schema version `schema_id` of this table (GetTableSchema), for values written before
+    /// the current schema.
+    pub async fn fetch_schema(
+        &self,
+        connection: &Connection,
+        schema_id: i16,
+    ) -> Result<TableSchema, ClientError> {
+        if schema_id == self.schema.schema_id {
+            return Ok(self.schema.clone());
+        }
+        let request = GetTableSchemaRequest {
+            table_path: table_path(&self.database, &self.table),
+            schema_id: Some(i32::from(schema_id)),
+        };
+        let response: GetTableSchemaResponse =
+            connection.call(ApiKey::GetTableSchema, &request).await?;
+        let malformed =
+            |reason: String| ClientError::Decode { api: ApiKey::GetTableSchema.name(), reason };
+        let text = std::str::from_utf8(&response.schema_json)
+            .map_err(|error| malformed(format!("schema_json is not UTF-8: {error}")))?;
+        let schema = Schema::from_json_str(text)
+            .map_err(|error| malformed(format!("schema {schema_id}: {error}")))?;
+        TableSchema::new(schema_id, &schema, &self.descriptor.bucket_keys)
+            .map_err(|error| malformed(format!("schema {schema_id}: {error}")))
+    }
+
+    /// The schema id a stored value (`schema_id ++ CompactedRow`) was written with.
+    pub fn schema_id_of(value: &[u8]) -> Result<i16, FormatError> {
+        decode_stored_value(value).map(|(schema_id, _row)| schema_id)
+    }
+
+    /// Decodes a stored value with `schema` (the one its schema id names).
+    pub fn decode_value(schema: &TableSchema, value: &[u8]) -> Result<Row, FormatError> {
+        let (_schema_id, row) = decode_stored_value(value)?;
+        decode_row(&schema.data_types(), row)
+    }
+
+    /// The bucket `row` belongs to.
+    pub fn bucket_of_row(&self, row: &Row) -> Result<i32, FormatError> {
+        bucket_of(&bucket_key_of_row(&self.schema, row)?, self.bucket_count)
+    }
+
+    /// Upserts of `rows` (current schema, no writer id), one batch per bucket, in one PutKv.
+    pub fn put_request(&self, rows: &[Row]) -> Result<PutKvRequest, FormatError> {
+        let types = self.schema.data_types();
+        let mut batches: BTreeMap<i32, KvRecordBatchBuilder> = BTreeMap::new();
+        for row in rows {
+            let key = primary_key_of_row(&self.schema, row)?;
+            let value = crate::format::encode_row(&types, row)?;
+            let bucket_id = self.bucket_of_row(row)?;
+            batches
+                .entry(bucket_id)
+                .or_insert_with(|| {
+                    KvRecordBatchBuilder::new(
+                        self.schema.schema_id,
+                        NO_WRITER_ID,
+                        NO_BATCH_SEQUENCE,
+                    )
+                })
+                .append(&key, Some(&value))?;
+        }
+        let buckets_req = batches
+            .into_iter()
+            .map(|(bucket_id, batch)| {
+                Ok(PbPutKvReqForBucket {
+                    partition_id: None,
+                    bucket_id,
+                    records: Bytes::from(batch.build()?),
+                })
+            })
+            .collect::<Result<Vec<_>, FormatError>>()?;
+        Ok(PutKvRequest {
+            acks: ACKS_ALL,
+            table_id: self.table_id,
+            timeout_ms: 30_000,
+            target_columns: Vec::new(),
+            buckets_req,
+            agg_mode: None,
+        })
+    }
+
+    /// Lookups of the primary keys of `rows` (only the key columns are read), grouped by
+    /// bucket; the answer of each bucket lists values in the order of its keys here.
+    pub fn lookup_request(&self, rows: &[Row]) -> Result<LookupRequest, FormatError> {
+        let mut keys: BTreeMap<i32, Vec<Bytes>> = BTreeMap::new();
+        for row in rows {
+            let key = primary_key_of_row(&self.schema, row)?;
+            keys.entry(self.bucket_of_row(row)?).or_default().push(Bytes::from(key));
+        }
+        Ok(LookupRequest {
+            table_id: self.table_id,
+            buckets_req: keys
+                .into_iter()
+                .map(|(bucket_id, keys)| PbLookupReqForBucket {
+                    partition_id: None,
+                    bucket_id,
+                    keys,
+                    original_partition_name: None,
+                })
+                .collect(),
+            insert_if_not_exists: None,
+            acks: None,
+            timeout_ms: None,
+        })
+    }
+}
+
+fn table_path(database: &str, table: &str) -> PbTablePath {
+    PbTablePath { database_name: database.to_string(), table_name: table.to_string() }
+}
+
+/// `host:port`, with an IPv6 host in brackets.
+fn server_addr(server: &PbServerNode) -> String {
+    if server.host.contains(':') {
+        format!("[{}]:{}", server.host, server.port)
+    } else {
+        format!("{}:{}", server.host, server.port)
+    }
+}

@@ -1,0 +1,142 @@
+//! ScanKv (1061): the wire `ScanKvRequest`/`ScanKvResponse` mapped onto core's, field for
+//! field. Every error travels in the response body with its Fluss code (66–69 for the scan's
+//! own errors), as core produces them; only a body that is not a protobuf message is a
+//! whole-request error (`CORRUPT_MESSAGE`).
+//!
+//! The records are core's `Bytes`, handed to the response without a copy per page here (prost
+//! copies them once into the encoded body).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kvtablet_core::error::{ApiError, ErrorCode};
+use kvtablet_core::message::{self as core, BucketScanRequest, Request, Response};
+use kvtablet_core::TableBucket;
+
+use super::{bucket_error, Gateway};
+use crate::wire::error::{decode_request, encode_response};
+use crate::wire::messages::{PbScanReqForBucket, ScanKvRequest, ScanKvResponse};
+use crate::wire::WireResponse;
+
+/// The bucket to open a scan on; a partition is refused as an unknown bucket (none is
+/// hosted), as the other KV requests do.
+fn bucket_scan_request(request: &PbScanReqForBucket) -> Result<BucketScanRequest, ApiError> {
+    if let Some(partition_id) = request.partition_id {
+        return Err(ApiError::new(
+            ErrorCode::UnknownTableOrBucket,
+            format!("partition {partition_id} of table {} does not exist", request.table_id),
+        ));
+    }
+    Ok(BucketScanRequest {
+        bucket: TableBucket::new(request.table_id, request.bucket_id),
+        limit: request.limit,
+    })
+}
+
+/// The core request a wire request stands for.
+pub(crate) fn core_request(request: ScanKvRequest) -> Result<core::ScanKvRequest, ApiError> {
+    Ok(core::ScanKvRequest {
+        scanner_id: request.scanner_id.map(|id| id.to_vec()),
+        bucket_scan_req: request.bucket_scan_req.as_ref().map(bucket_scan_request).transpose()?,
+        call_seq_id: request.call_seq_id,
+        batch_size_bytes: request.batch_size_bytes,
+        close_scanner: request.close_scanner,
+    })
+}
+
+/// The wire response for core's; `leader_epoch` has no wire field and is dropped.
+pub(crate) fn wire_response(response: core::ScanKvResponse) -> ScanKvResponse {
+    let (error_code, error_message) = match &response.error {
+        Some(error) => bucket_error(error),
+        None => (None, None),
+    };
+    ScanKvResponse {
+        error_code,
+        error_message,
+        scanner_id: response.scanner_id.map(Bytes::from),
+        has_more_results: response.has_more_results,
+        records: response.records,
+        log_offset: response.log_offset,
+    }
+}
+
+fn error_response(error: &ApiError) -> ScanKvResponse {
+    wire_response(core::ScanKvResponse::error(error.clone()))
+}
+
+impl Gateway {
+    pub(crate) async fn scan_kv(self: &Arc<Self>, body: &[u8]) -> WireResponse {
+        let request: ScanKvRequest = decode_request(body)?;
+        let response = match core_request(request) {
+            Err(error) => error_response(&error),
+            Ok(request) => match self.node.request(Request::ScanKv(request)).await {
+                Ok(Response::ScanKv(response)) => wire_response(response),
+                // Refused before the scan handler (an unknown table or bucket, a stopping
+                // server): still in the body, where a ScanKv client looks for errors.
+                Ok(Response::Error(error)) => error_response(&error),
+                Ok(other) => error_response(&ApiError::new(
+                    ErrorCode::UnknownServerError,
+                    format!("scan_kv answered unexpectedly: {other:?}"),
+                )),
+                Err(error) => error_response(&ApiError::new(
+                    ErrorCode::UnknownServerError,
+                    format!("scan_kv did not reach the tablet server: {error}"),
+                )),
+            },
+        };
+        encode_response(&response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_open_request_maps_field_for_field() {
+        let wire = ScanKvRequest {
+            scanner_id: None,
+            bucket_scan_req: Some(PbScanReqForBucket {
+                table_id: 5,
+                partition_id: None,
+                bucket_id: 2,
+                limit: Some(10),
+            }),
+            call_seq_id: Some(0),
+            batch_size_bytes: Some(4096),
+            close_scanner: None,
+        };
+        let core = core_request(wire).expect("maps");
+        assert_eq!(
+            core.bucket_scan_req,
+            Some(BucketScanRequest { bucket: TableBucket::new(5, 2), limit: Some(10) })
+        );
+        assert_eq!((core.call_seq_id, core.batch_size_bytes), (Some(0), Some(4096)));
+    }
+
+    #[test]
+    fn a_partition_is_an_unknown_bucket() {
+        let wire = ScanKvRequest {
+            bucket_scan_req: Some(PbScanReqForBucket {
+                table_id: 5,
+                partition_id: Some(1),
+                bucket_id: 0,
+                limit: None,
+            }),
+            ..ScanKvRequest::default()
+        };
+        let error = core_request(wire).expect_err("refused");
+        assert_eq!(error.code, ErrorCode::UnknownTableOrBucket);
+    }
+
+    #[test]
+    fn errors_travel_in_the_body_with_their_fluss_code() {
+        let response = wire_response(core::ScanKvResponse::error(ApiError::new(
+            ErrorCode::UnknownScannerId,
+            "gone",
+        )));
+        assert_eq!(response.error_code, Some(67));
+        assert_eq!(response.error_message.as_deref(), Some("gone"));
+        assert_eq!(response.records, None);
+    }
+}

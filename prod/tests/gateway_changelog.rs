@@ -57,6 +57,7 @@ async fn call(gateway: &FlussGateway, key: ApiKey, body: Vec<u8>) -> Result<Byte
     tokio::time::timeout(STEP, gateway.handle(key.id(), key.max_version(), Bytes::from(body)))
         .await
         .expect("answered in time")
+        .map(|body| body.to_bytes())
         .map_err(|error| (error.code, error.message))
 }
 
@@ -353,7 +354,8 @@ async fn a_waiting_fetch_returns_the_batch_appended_while_it_waits() {
         .await
         .expect("woken well before its 15 s wait ends")
         .expect("joined")
-        .expect("answered");
+        .expect("answered")
+        .to_bytes();
     let response = FetchLogResponse::decode(answer).expect("decodes");
     let bucket = &response.tables_resp[0].buckets_resp[0];
     assert_eq!(bucket.high_watermark, Some(1));

@@ -3,8 +3,8 @@
 //! own errors), as core produces them; only a body that is not a protobuf message is a
 //! whole-request error (`CORRUPT_MESSAGE`).
 //!
-//! The records are core's `Bytes`, handed to the response without a copy per page here (prost
-//! copies them once into the encoded body).
+//! The records are core's `Bytes`, written to the socket from core's buffer: the response
+//! body's tail (see [`ResponseBody`]), never copied into the frame.
 
 use std::sync::Arc;
 
@@ -14,9 +14,11 @@ use kvtablet_core::message::{self as core, BucketScanRequest, Request, Response}
 use kvtablet_core::TableBucket;
 
 use super::{bucket_error, Gateway};
-use crate::wire::error::{decode_request, encode_response};
+use crate::wire::error::decode_request;
 use crate::wire::messages::{PbScanReqForBucket, ScanKvRequest, ScanKvResponse};
-use crate::wire::WireResponse;
+use crate::wire::{ResponseBody, WireResponse};
+use prost::encoding::WireType;
+use prost::Message;
 
 /// The bucket to open a scan on; a partition is refused as an unknown bucket (none is
 /// hosted), as the other KV requests do.
@@ -84,8 +86,26 @@ impl Gateway {
                 )),
             },
         };
-        encode_response(&response)
+        Ok(encode_scan_response(response))
     }
+}
+
+/// `ScanKvResponse.records` is field 5, `bytes`.
+const RECORDS_FIELD: u32 = 5;
+
+/// Encodes `response` with its records as the body's tail: every other field is encoded into
+/// the head, then the records field's key and length, so the page (megabytes) is written
+/// straight from core's buffer. Protobuf lets a field come last whatever its number.
+fn encode_scan_response(mut response: ScanKvResponse) -> ResponseBody {
+    let records = response.records.take();
+    let mut head = Vec::with_capacity(response.encoded_len() + 16);
+    response.encode_raw(&mut head);
+    let Some(records) = records else {
+        return ResponseBody::from(Bytes::from(head));
+    };
+    prost::encoding::encode_key(RECORDS_FIELD, WireType::LengthDelimited, &mut head);
+    prost::encoding::encode_varint(records.len() as u64, &mut head);
+    ResponseBody { head: Bytes::from(head), tail: records }
 }
 
 #[cfg(test)]
@@ -127,6 +147,27 @@ mod tests {
         };
         let error = core_request(wire).expect_err("refused");
         assert_eq!(error.code, ErrorCode::UnknownTableOrBucket);
+    }
+
+    #[test]
+    fn a_page_encodes_as_prost_does_with_its_records_shared() {
+        let records = Bytes::from(vec![9u8; 300]);
+        let response = ScanKvResponse {
+            error_code: None,
+            error_message: None,
+            scanner_id: Some(Bytes::from_static(b"0123456789abcdef")),
+            has_more_results: Some(true),
+            records: Some(records.clone()),
+            log_offset: Some(42),
+        };
+        let body = encode_scan_response(response.clone());
+        assert_eq!(body.tail.as_ptr(), records.as_ptr(), "the page is not copied");
+        let decoded = ScanKvResponse::decode(body.to_bytes()).expect("decodes");
+        assert_eq!(decoded, response);
+        let without_records = ScanKvResponse { records: None, ..response };
+        let body = encode_scan_response(without_records.clone());
+        assert!(body.tail.is_empty());
+        assert_eq!(body.head.to_vec(), without_records.encode_to_vec());
     }
 
     #[test]

@@ -47,8 +47,44 @@ impl From<ApiError> for WireError {
     }
 }
 
+/// An encoded response body as it leaves: `head`, then `tail`, written back to back. A
+/// handler that answers with a large payload (a scan page) encodes everything else into
+/// `head` and hands the payload over as `tail`, shared rather than copied into the frame.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResponseBody {
+    pub head: Bytes,
+    pub tail: Bytes,
+}
+
+impl ResponseBody {
+    pub fn len(&self) -> usize {
+        self.head.len() + self.tail.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The body in one buffer (a copy when it has a tail), for tests and decoding.
+    pub fn to_bytes(&self) -> Bytes {
+        if self.tail.is_empty() {
+            return self.head.clone();
+        }
+        let mut whole = Vec::with_capacity(self.len());
+        whole.extend_from_slice(&self.head);
+        whole.extend_from_slice(&self.tail);
+        Bytes::from(whole)
+    }
+}
+
+impl From<Bytes> for ResponseBody {
+    fn from(head: Bytes) -> Self {
+        ResponseBody { head, tail: Bytes::new() }
+    }
+}
+
 /// The outcome of one request: the encoded protobuf response body, or an error.
-pub type WireResponse = Result<Bytes, WireError>;
+pub type WireResponse = Result<ResponseBody, WireError>;
 
 /// Decodes a request body; a malformed one is `CORRUPT_MESSAGE`, as the server must answer it.
 pub fn decode_request<M: Message + Default>(body: &[u8]) -> Result<M, WireError> {
@@ -62,5 +98,5 @@ pub fn decode_request<M: Message + Default>(body: &[u8]) -> Result<M, WireError>
 
 /// Encodes a response body.
 pub fn encode_response<M: Message>(message: &M) -> WireResponse {
-    Ok(Bytes::from(message.encode_to_vec()))
+    Ok(Bytes::from(message.encode_to_vec()).into())
 }

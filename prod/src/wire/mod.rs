@@ -17,6 +17,6 @@ pub mod messages;
 pub mod server;
 
 pub use api_key::ApiKey;
-pub use error::{WireError, WireResponse};
+pub use error::{ResponseBody, WireError, WireResponse};
 pub use frame::{FrameCodec, FrameError, RequestFrame, ResponseFrame};
 pub use server::{WireConfig, WireHandler, WireServer};

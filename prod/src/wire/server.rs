@@ -39,7 +39,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::wire::api_key::ApiKey;
-use crate::wire::error::{decode_request, WireError, WireResponse};
+use crate::wire::error::{decode_request, ResponseBody, WireError, WireResponse};
 use crate::wire::frame::DEFAULT_MAX_FRAME_SIZE;
 use crate::wire::frame::{FrameCodec, FrameError, RequestFrame, ResponseFrame};
 use crate::wire::messages::{ApiVersionsRequest, ApiVersionsResponse, PbApiVersion};
@@ -320,8 +320,10 @@ async fn write_responses(
 ) {
     while let Some(frame) = queued.recv().await {
         let OutgoingFrame { header, body } = frame;
-        // Vectored: the body (a scan page of megabytes) is never copied into the frame.
-        if let Err(error) = writer.write_all_buf(&mut header.chain(body)).await {
+        // Vectored: the body's tail (a scan page of megabytes) is never copied into the frame.
+        if let Err(error) =
+            writer.write_all_buf(&mut header.chain(body.head).chain(body.tail)).await
+        {
             tracing::debug!(%peer, %error, "wire connection write failed");
             return;
         }
@@ -340,7 +342,7 @@ fn dispatch(frame: RequestFrame, shared: &Shared) -> BoxFuture<'static, Outgoing
         }
         Ok(ApiKey::ApiVersions) => {
             let answer = decode_request::<ApiVersionsRequest>(&body)
-                .map(|_request| shared.api_versions.clone());
+                .map(|_request| ResponseBody::from(shared.api_versions.clone()));
             future::ready(answer).boxed()
         }
         Ok(key) => {
@@ -367,7 +369,7 @@ fn handler_panicked(key: ApiKey) -> WireError {
 /// A response frame as it leaves: the header, then the handler's body as it was returned.
 struct OutgoingFrame {
     header: Bytes,
-    body: Bytes,
+    body: ResponseBody,
 }
 
 /// The response frame for `outcome`; a success too large for a frame becomes an error.
@@ -395,7 +397,7 @@ fn encode_outcome(codec: FrameCodec, request_id: i32, outcome: WireResponse) -> 
     if let Err(error) = codec.encode_response(&frame, &mut dst) {
         tracing::error!(request_id, %error, "cannot encode an error response");
     }
-    OutgoingFrame { header: dst.freeze(), body: Bytes::new() }
+    OutgoingFrame { header: dst.freeze(), body: ResponseBody::default() }
 }
 
 /// Cuts `message` to at most `max` bytes, on a character boundary.
@@ -435,7 +437,7 @@ mod tests {
     #[test]
     fn an_oversized_success_becomes_an_error() {
         let codec = FrameCodec::new(MIN_MAX_FRAME_SIZE);
-        let frame = encode_outcome(codec, 9, Ok(Bytes::from(vec![0; MIN_MAX_FRAME_SIZE])));
+        let frame = encode_outcome(codec, 9, Ok(Bytes::from(vec![0; MIN_MAX_FRAME_SIZE]).into()));
         assert!(frame.body.is_empty());
         let decoded =
             codec.decode_response(&mut BytesMut::from(&frame.header[..])).unwrap().unwrap();
@@ -450,14 +452,25 @@ mod tests {
     #[test]
     fn a_success_leaves_as_its_header_then_the_body_uncopied() {
         let codec = FrameCodec::default();
-        let body = Bytes::from(vec![7u8; 4096]);
+        let head = Bytes::from(vec![3u8; 17]);
+        let tail = Bytes::from(vec![7u8; 4096]);
+        let body = ResponseBody { head: head.clone(), tail: tail.clone() };
         let frame = encode_outcome(codec, 5, Ok(body.clone()));
-        assert_eq!(frame.body.as_ptr(), body.as_ptr(), "the body is the handler's bytes");
+        assert_eq!(frame.body.head.as_ptr(), head.as_ptr(), "the head is the handler's bytes");
+        assert_eq!(frame.body.tail.as_ptr(), tail.as_ptr(), "the tail is the handler's bytes");
         let mut expected = BytesMut::new();
         codec
-            .encode_response(&ResponseFrame::Success { request_id: 5, body }, &mut expected)
+            .encode_response(
+                &ResponseFrame::Success { request_id: 5, body: body.to_bytes() },
+                &mut expected,
+            )
             .unwrap();
-        let joined: Vec<u8> = frame.header.chain(frame.body).copy_to_bytes(expected.len()).to_vec();
+        let joined: Vec<u8> = frame
+            .header
+            .chain(frame.body.head)
+            .chain(frame.body.tail)
+            .copy_to_bytes(expected.len())
+            .to_vec();
         assert_eq!(joined, expected.to_vec(), "the bytes on the wire are unchanged");
     }
 

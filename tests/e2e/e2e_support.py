@@ -384,7 +384,7 @@ def first_difference(actual: List[Any], expected: List[Any]) -> str:
 def run_scan_cli(
     binary: str, server: Server, database: str, table: str, bucket: int, timeout: float
 ) -> List[Row]:
-    """`kvtablet scan` (assumed, not written yet): a full ScanKv of one bucket, one JSON object
+    """`kvtablet scan`: a full ScanKv of one bucket, one JSON object
     per row per line, keyed by column name, NULL as null."""
     command = [
         binary,

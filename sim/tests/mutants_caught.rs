@@ -1,4 +1,4 @@
-//! Every shipped mutant is caught by the simulator's sweep: the foundation's within 500
+//! Every shipped mutant is caught by the simulator's sweep: the write path's within 500
 //! seeds, the scan sessions' within 2,000. Needs the `mutants` feature: `cargo test -p kvtablet-sim --features mutants --test mutants_caught`.
 
 #![cfg(feature = "mutants")]
@@ -13,7 +13,8 @@ fn seeds_max(mutant: Mutant) -> u64 {
         Mutant::FlushAdvancesOffsetBeforeWrite
         | Mutant::StaleEpochWriteAccepted
         | Mutant::RetentionIgnoresMinRetain
-        | Mutant::UpdateLoggedAsInsert => 500,
+        | Mutant::UpdateLoggedAsInsert
+        | Mutant::DuplicateBatchReappended => 500,
         _ => 2_000,
     }
 }

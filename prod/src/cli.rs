@@ -1,24 +1,16 @@
 //! The `kvtablet` command line: `serve`, plus hidden commands that the durability tests drive.
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use kvtablet_core::env::{FsError, RpcError};
+use kvtablet_core::env::RpcError;
 use kvtablet_core::message::{KvWrite, Request, Response};
 use kvtablet_core::TableBucket;
-use kvtablet_prod::catalog::{Catalog, CatalogConfig, CatalogError};
 use kvtablet_prod::config::{keys_help, ConfigError, ServeConfig, Setting};
-use kvtablet_prod::disk_fs::DiskFs;
-use kvtablet_prod::gateway::FlussGateway;
-use kvtablet_prod::metrics::metrics_server::Render;
-use kvtablet_prod::metrics::{MeteredHandler, MetricsServer, NodeMetrics};
 use kvtablet_prod::node::{Node, NodeConfig, NodeError};
-use kvtablet_prod::system_clock::SystemClock;
-use kvtablet_prod::wire::{WireHandler, WireServer};
+use kvtablet_prod::served_node::{ServedNode, ServedNodeError};
 use tokio::runtime::Handle;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -122,18 +114,10 @@ pub enum CliError {
     Stdout(#[from] std::io::Error),
     #[error("cannot wait for signals: {0}")]
     Signals(std::io::Error),
-    #[error("catalog: {0}")]
-    Catalog(#[from] CatalogError),
-    #[error("cannot open the data directory: {0}")]
-    Fs(#[from] FsError),
-    #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: SocketAddr, source: std::io::Error },
-    #[error("cannot serve metrics on {addr}: {source}")]
-    MetricsListen { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Served(#[from] ServedNodeError),
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("the node stopped while starting")]
-    Stopped,
     #[error(transparent)]
     Scan(#[from] kvtablet_prod::scan_command::ScanCommandError),
 }
@@ -200,71 +184,13 @@ pub async fn serve(args: ServeArgs, runtime: Handle) -> Result<(), CliError> {
     // Signal handlers go in before the node starts so that an early SIGTERM is not lost.
     let mut terminate = signal(SignalKind::terminate()).map_err(CliError::Signals)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(CliError::Signals)?;
-    let catalog = Arc::new(Catalog::open(
-        Arc::new(DiskFs::new(&config.data_dir)?),
-        Arc::new(SystemClock::new()),
-        CatalogConfig::DEFAULT,
-    )?);
-    let tables: Vec<(i64, i32)> =
-        catalog.tables().iter().map(|table| (table.table_id, table.bucket_count)).collect();
-    let node_config = NodeConfig {
-        scanner: config.scanner,
-        ..NodeConfig::for_tables(config.data_dir.clone(), &tables)
-    };
-    let mut node = Node::start(node_config, runtime).await?;
-    let (handle, wire, metrics_server) = match (node.handle(), bind_servers(&config).await) {
-        (Some(handle), Ok((wire, metrics_server))) => (handle, wire, metrics_server),
-        (_, bound) => {
-            node.shutdown().await;
-            return Err(bound.err().unwrap_or(CliError::Stopped));
-        }
-    };
-    let metrics = Arc::new(NodeMetrics::new());
-    let gateway = Arc::new(FlussGateway::new(catalog, handle.clone(), wire.local_addr()));
-    let metered: Arc<dyn WireHandler> = Arc::new(MeteredHandler::new(gateway, metrics.clone()));
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = stopped.wait_for(|stop| *stop).await;
-    };
-    let wire = tokio::spawn(wire.serve(metered, until_stopped(stopped.clone())));
-    let metrics_server = metrics_server.map(|server| {
-        let render: Render = Arc::new(move || metrics.render(Some(&handle.stats())));
-        tokio::spawn(server.serve(render, until_stopped(stopped)))
-    });
+    let mut served = ServedNode::start_with(&config, runtime).await?;
     tokio::select! {
         _ = terminate.recv() => tracing::info!("SIGTERM received, shutting down"),
         _ = interrupt.recv() => tracing::info!("SIGINT received, shutting down"),
     }
-    let _ = stop.send(true);
-    let _ = wire.await;
-    if let Some(metrics_server) = metrics_server {
-        let _ = metrics_server.await;
-    }
-    node.shutdown().await;
+    served.stop().await;
     Ok(())
-}
-
-/// Binds the wire protocol's port and, unless it is off, the metrics port. A default metrics
-/// address that is taken only costs the metrics (another node may run on this machine); one
-/// that was configured must bind.
-async fn bind_servers(
-    config: &ServeConfig,
-) -> Result<(WireServer, Option<MetricsServer>), CliError> {
-    let wire = WireServer::bind(config.listen, config.wire.clone())
-        .await
-        .map_err(|source| CliError::Listen { addr: config.listen, source })?;
-    let Some(addr) = config.metrics_listen else {
-        return Ok((wire, None));
-    };
-    match MetricsServer::bind(addr).await {
-        Ok(server) => Ok((wire, Some(server))),
-        Err(error) if !config.metrics_listen_is_set() => {
-            tracing::warn!(%addr, %error, "cannot serve metrics on the default address; \
-                running without them (set metrics.listen to choose another)");
-            Ok((wire, None))
-        }
-        Err(source) => Err(CliError::MetricsListen { addr, source }),
-    }
 }
 
 pub async fn write_stream(data_dir: PathBuf, count: u64, runtime: Handle) -> Result<(), CliError> {
@@ -360,6 +286,7 @@ async fn dump_on(node: &Node, lookup_count: Option<u64>) -> Result<(), CliError>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
 
     #[test]
     fn stream_records_have_the_documented_shape() {

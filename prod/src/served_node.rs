@@ -7,15 +7,18 @@ use std::path::Path;
 use std::sync::Arc;
 
 use tokio::runtime::Handle;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::catalog::{Catalog, CatalogConfig, CatalogError};
+use crate::config::ServeConfig;
 use crate::disk_fs::DiskFs;
 use crate::gateway::FlussGateway;
+use crate::metrics::metrics_server::Render;
+use crate::metrics::{MeteredHandler, MetricsServer, NodeMetrics};
 use crate::node::{Node, NodeConfig, NodeError};
 use crate::system_clock::SystemClock;
-use crate::wire::{WireConfig, WireServer};
+use crate::wire::{WireConfig, WireHandler, WireServer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServedNodeError {
@@ -25,54 +28,81 @@ pub enum ServedNodeError {
     Catalog(#[from] CatalogError),
     #[error(transparent)]
     Node(#[from] NodeError),
-    #[error("cannot listen: {0}")]
-    Listen(std::io::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot serve metrics on {addr}: {source}")]
+    MetricsListen { addr: SocketAddr, source: std::io::Error },
     #[error("the node stopped while starting")]
     Stopped,
 }
 
-/// A running node with its wire server.
+/// A running node with its wire server and, when configured, its metrics endpoint.
 pub struct ServedNode {
     addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     node: Node,
-    stop: Option<oneshot::Sender<()>>,
-    wire: Option<JoinHandle<()>>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl ServedNode {
-    /// Opens the catalog under `data_dir`, hosts and leads every table in it, and serves the
-    /// Fluss protocol on `listen` (port 0 picks a free port; see [`ServedNode::addr`]).
+    /// Serves the data directory's tables on `listen` (port 0 picks a free port; see
+    /// [`ServedNode::addr`]) with default limits and no metrics endpoint.
     pub async fn start(
         data_dir: &Path,
         listen: SocketAddr,
         wire_config: WireConfig,
         runtime: Handle,
     ) -> Result<ServedNode, ServedNodeError> {
+        let mut config = ServeConfig::default();
+        config.data_dir = data_dir.to_path_buf();
+        config.listen = listen;
+        config.metrics_listen = None;
+        config.wire = wire_config;
+        ServedNode::start_with(&config, runtime).await
+    }
+
+    /// What `kvtablet serve` runs: opens the catalog under `config.data_dir`, hosts and leads
+    /// every table in it, serves the Fluss protocol on `config.listen` through the metering
+    /// decorator, and Prometheus metrics on `config.metrics_listen`.
+    pub async fn start_with(
+        config: &ServeConfig,
+        runtime: Handle,
+    ) -> Result<ServedNode, ServedNodeError> {
         let catalog = Arc::new(Catalog::open(
-            Arc::new(DiskFs::new(data_dir)?),
+            Arc::new(DiskFs::new(&config.data_dir)?),
             Arc::new(SystemClock::new()),
             CatalogConfig::DEFAULT,
         )?);
         let tables: Vec<(i64, i32)> =
             catalog.tables().iter().map(|table| (table.table_id, table.bucket_count)).collect();
-        let mut node = Node::start(NodeConfig::for_tables(data_dir, &tables), runtime).await?;
-        let Some(handle) = node.handle() else {
-            return Err(ServedNodeError::Stopped);
+        let node_config = NodeConfig {
+            scanner: config.scanner,
+            ..NodeConfig::for_tables(config.data_dir.clone(), &tables)
         };
-        let server = match WireServer::bind(listen, wire_config).await {
-            Ok(server) => server,
-            Err(error) => {
+        let mut node = Node::start(node_config, runtime).await?;
+        let (handle, wire, metrics_server) = match (node.handle(), bind_servers(config).await) {
+            (Some(handle), Ok((wire, metrics_server))) => (handle, wire, metrics_server),
+            (_, bound) => {
                 node.shutdown().await;
-                return Err(ServedNodeError::Listen(error));
+                return Err(bound.err().unwrap_or(ServedNodeError::Stopped));
             }
         };
-        let addr = server.local_addr();
-        let gateway = Arc::new(FlussGateway::new(catalog, handle, addr));
-        let (stop, stopped) = oneshot::channel::<()>();
-        let wire = tokio::spawn(server.serve(gateway, async move {
-            let _ = stopped.await;
-        }));
-        Ok(ServedNode { addr, node, stop: Some(stop), wire: Some(wire) })
+        let addr = wire.local_addr();
+        let metrics_addr = metrics_server.as_ref().map(MetricsServer::local_addr);
+        let metrics = Arc::new(NodeMetrics::new());
+        let gateway = Arc::new(FlussGateway::new(catalog, handle.clone(), addr));
+        let metered: Arc<dyn WireHandler> = Arc::new(MeteredHandler::new(gateway, metrics.clone()));
+        let (stop, stopped) = watch::channel(false);
+        let until_stopped = |mut stopped: watch::Receiver<bool>| async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        let mut tasks = vec![tokio::spawn(wire.serve(metered, until_stopped(stopped.clone())))];
+        if let Some(server) = metrics_server {
+            let render: Render = Arc::new(move || metrics.render(Some(&handle.stats())));
+            tasks.push(tokio::spawn(server.serve(render, until_stopped(stopped))));
+        }
+        Ok(ServedNode { addr, metrics_addr, node, stop, tasks })
     }
 
     /// Where clients connect.
@@ -80,18 +110,45 @@ impl ServedNode {
         self.addr
     }
 
+    /// Where `/metrics` is served, if it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
     pub fn node(&self) -> &Node {
         &self.node
     }
 
-    /// Stops the wire server (answering what is in flight), then the node. Idempotent.
+    /// Stops the wire and metrics servers (answering what is in flight), then the node.
+    /// Idempotent.
     pub async fn stop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(wire) = self.wire.take() {
-            let _ = wire.await;
+        let _ = self.stop.send(true);
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
         }
         self.node.shutdown().await;
+    }
+}
+
+/// Binds the wire protocol's port and, unless it is off, the metrics port. A default metrics
+/// address that is taken only costs the metrics (another node may run on this machine); one
+/// that was configured must bind.
+async fn bind_servers(
+    config: &ServeConfig,
+) -> Result<(WireServer, Option<MetricsServer>), ServedNodeError> {
+    let wire = WireServer::bind(config.listen, config.wire.clone())
+        .await
+        .map_err(|source| ServedNodeError::Listen { addr: config.listen, source })?;
+    let Some(addr) = config.metrics_listen else {
+        return Ok((wire, None));
+    };
+    match MetricsServer::bind(addr).await {
+        Ok(server) => Ok((wire, Some(server))),
+        Err(error) if !config.metrics_listen_is_set() => {
+            tracing::warn!(%addr, %error, "cannot serve metrics on the default address; \
+                running without them (set metrics.listen to choose another)");
+            Ok((wire, None))
+        }
+        Err(source) => Err(ServedNodeError::MetricsListen { addr, source }),
     }
 }

@@ -30,6 +30,8 @@ pub enum ErrorCode {
     OutOfOrderSequence,
     /// A writer's batch was already appended; the client counts it as acknowledged.
     DuplicateSequence,
+    /// A fetch asked for columns the table does not have, or not in ascending order.
+    InvalidColumnProjection,
 }
 
 impl ErrorCode {
@@ -60,6 +62,7 @@ impl ErrorCode {
             ErrorCode::StorageBackpressure => 72,
             ErrorCode::OutOfOrderSequence => 31,
             ErrorCode::DuplicateSequence => 32,
+            ErrorCode::InvalidColumnProjection => 34,
         }
     }
 

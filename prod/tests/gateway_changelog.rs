@@ -324,7 +324,11 @@ async fn fetch_log_serves_changes_with_and_without_projection_and_list_offsets_a
     let unordered = fetch_request(table_id, 0, Some(vec![2, 0]), 0);
     let answer = call(&fixture.gateway, ApiKey::FetchLog, unordered).await.expect("answered");
     let response = FetchLogResponse::decode(answer).expect("decodes");
-    assert_eq!(response.tables_resp[0].buckets_resp[0].error_code, Some(3));
+    assert_eq!(
+        response.tables_resp[0].buckets_resp[0].error_code,
+        Some(34),
+        "INVALID_COLUMN_PROJECTION"
+    );
     fixture.node.shutdown().await;
 }
 

@@ -98,12 +98,15 @@ impl Gateway {
                 .collect::<Result<Vec<usize>, _>>()
                 .map_err(|_| {
                     ApiError::new(
-                        ErrorCode::CorruptMessage,
+                        ErrorCode::InvalidColumnProjection,
                         format!("negative projected field in {:?}", table.projected_fields),
                     )
                 })?;
             project_columns(&schema.columns, Some(&positions)).map_err(|error| {
-                ApiError::new(ErrorCode::CorruptMessage, format!("invalid projection: {error}"))
+                ApiError::new(
+                    ErrorCode::InvalidColumnProjection,
+                    format!("invalid projection: {error}"),
+                )
             })?;
             Some(positions)
         } else {

@@ -128,12 +128,33 @@ impl TabletServer {
         Ok(true)
     }
 
-    /// Stops hosting `table_id`: its buckets answer UNKNOWN_TABLE_OR_BUCKET from now on. The
-    /// caller ends their leadership first (BecomeFollower), which closes their scans and
-    /// releases their engines. Returns the table's config, `None` if it was not hosted.
-    pub fn remove_table(&self, table_id: i64) -> Option<TableConfig> {
-        let mut tables = self.tables.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        tables.remove(&table_id)
+    /// Stops hosting `table_id` (a dropped table): its buckets answer UNKNOWN_TABLE_OR_BUCKET
+    /// from now on, and its replicas are stopped and forgotten, which closes their scans, ends
+    /// their flush tasks and releases their engines. The returned future completes when the
+    /// flush tasks have ended; it yields the table's config, `None` if it was not hosted.
+    pub fn remove_table(&self, table_id: i64) -> BoxFuture<'static, Option<TableConfig>> {
+        // The table goes first, so that no request can create a replica for it again.
+        let removed =
+            self.tables.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&table_id);
+        let replicas: Vec<Arc<Replica>> = {
+            let mut replicas = self.lock_replicas();
+            let buckets: Vec<TableBucket> = replicas
+                .by_bucket
+                .keys()
+                .filter(|bucket| bucket.table_id == table_id)
+                .copied()
+                .collect();
+            buckets.iter().filter_map(|bucket| replicas.by_bucket.remove(bucket)).collect()
+        };
+        async move {
+            for replica in replicas {
+                if let Some(task) = replica.stop() {
+                    task.join().await;
+                }
+            }
+            removed
+        }
+        .boxed()
     }
 
     /// The epoch under which this server leads `bucket`, `None` if it does not lead it.

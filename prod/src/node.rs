@@ -223,25 +223,12 @@ impl NodeHandle {
 }
 
 impl NodeHandle {
-    /// Stops serving buckets `0..bucket_count` of a dropped table: each is demoted under a new
-    /// epoch (closing its scans and releasing its engine), then the table is forgotten, so
-    /// that its buckets answer UNKNOWN_TABLE_OR_BUCKET. Their files stay on disk.
-    pub async fn unhost_table(&self, table_id: i64, bucket_count: i32) -> Result<(), NodeError> {
-        for bucket_id in 0..bucket_count {
-            let bucket = TableBucket::new(table_id, bucket_id);
-            let leader_epoch = self.logs.open(bucket)?.leader_epoch() + 1;
-            let response = self.request(Request::BecomeFollower { bucket, leader_epoch }).await?;
-            if response != Response::Ok {
-                return Err(NodeError::Rejected {
-                    request: "become_follower",
-                    bucket,
-                    response: Box::new(response),
-                });
-            }
-        }
-        self.server.remove_table(table_id);
-        tracing::info!(table_id, bucket_count, "table no longer hosted");
-        Ok(())
+    /// Stops serving a dropped table: its buckets answer UNKNOWN_TABLE_OR_BUCKET from now on,
+    /// their scans are closed and their engines released (core's `remove_table`). Their files
+    /// stay on disk.
+    pub async fn unhost_table(&self, table_id: i64) {
+        let removed = self.server.remove_table(table_id).await;
+        tracing::info!(table_id, hosted = removed.is_some(), "table no longer hosted");
     }
 
     /// The epoch under which this node leads `bucket`, `None` if it does not lead it.
@@ -472,7 +459,12 @@ mod tests {
             node_handle.host_table(7, 2).await.expect("hosts again");
             let after = node.request(put()).await.expect("answered");
             assert_eq!(after, Response::PutKv { base_offset: 0, end_offset: 1, duplicate: false });
-            node_handle.unhost_table(7, 2).await.expect("unhosts");
+            assert!(node_handle.stats().buckets.iter().any(|b| b.bucket.table_id == 7));
+            node_handle.unhost_table(7).await;
+            assert!(
+                node_handle.stats().buckets.iter().all(|b| b.bucket.table_id != 7),
+                "the dropped table's replicas are gone"
+            );
             let dropped = node.request(put()).await.expect("answered");
             assert!(
                 matches!(&dropped, Response::Error(error) if error.code == ErrorCode::UnknownTableOrBucket),

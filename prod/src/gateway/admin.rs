@@ -62,7 +62,7 @@ impl Gateway {
         })
         .await?;
         for info in dropped {
-            self.unhost(&info).await?;
+            self.unhost(&info).await;
         }
         encode_response(&DropDatabaseResponse {})
     }
@@ -117,20 +117,14 @@ impl Gateway {
         })
         .await?;
         if let Some(info) = dropped {
-            self.unhost(&info).await?;
+            self.unhost(&info).await;
         }
         encode_response(&DropTableResponse {})
     }
 
-    /// Stops serving a dropped table's buckets. The catalog has forgotten the table already, so
-    /// a failure here is a server error, not a reason to keep the table.
-    async fn unhost(&self, info: &TableInfo) -> Result<(), WireError> {
-        self.node.unhost_table(info.table_id, info.bucket_count).await.map_err(|error| {
-            WireError::unknown_server_error(format!(
-                "table {} was dropped, but its buckets are still served: {error}",
-                info.path
-            ))
-        })
+    /// Stops serving a dropped table's buckets (the catalog has forgotten the table already).
+    async fn unhost(&self, info: &TableInfo) {
+        self.node.unhost_table(info.table_id).await;
     }
 
     pub(crate) fn get_table_info(&self, body: &[u8]) -> WireResponse {

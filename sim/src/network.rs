@@ -140,6 +140,13 @@ impl SimNetwork {
         drop(previous);
     }
 
+    /// Forgets every handler. A handler's environment holds an endpoint of this network, so
+    /// the two keep each other alive until this breaks the cycle at the end of a run.
+    pub fn unregister_all(&self) {
+        let previous = std::mem::take(&mut lock(&self.state).handlers);
+        drop(previous);
+    }
+
     /// A down node neither receives nor sends: calls to or from it fail `Unreachable`.
     pub fn set_node_up(&self, node: NodeId, up: bool) {
         let mut state = lock(&self.state);

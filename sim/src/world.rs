@@ -561,6 +561,8 @@ impl World {
         if let Err(error) = self.exec.run_to_completion(HEAL_STEPS_MAX) {
             self.checker.violation(format!("tasks left after shutdown: {error}"));
         }
+        // Without this the world outlives the run: handlers and their network hold each other.
+        self.net.unregister_all();
         let leaked = self.ledger.live();
         if !leaked.is_empty() {
             let names: Vec<String> =
@@ -578,4 +580,30 @@ impl World {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_of_a_world_outlives_its_run() {
+        let scenario = Scenario::builtin("calm").expect("builtin scenario");
+        let plan = Arc::new(RunPlan::draw(3, &scenario, Mutants::NONE).expect("plan"));
+        let mut world = World::build(plan, TraceMode::HashOnly);
+        world.start();
+        world.drive_workload().expect("the workload finishes");
+        world.heal_and_check().expect("the cluster heals");
+        let servers: Vec<std::sync::Weak<TabletServer>> =
+            lock(&world.live).values().map(Arc::downgrade).collect();
+        assert!(!servers.is_empty());
+        world.shutdown_and_check_leaks();
+        assert_eq!(world.checker.violations(), Vec::<String>::new());
+        let checker = Arc::downgrade(&world.checker);
+        let coordinator = Arc::downgrade(&world.coordinator);
+        drop(world);
+        assert!(checker.upgrade().is_none(), "the checker outlived its world");
+        assert!(coordinator.upgrade().is_none(), "the coordinator outlived its world");
+        assert!(servers.iter().all(|server| server.upgrade().is_none()), "a server outlived it");
+    }
 }

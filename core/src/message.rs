@@ -125,6 +125,23 @@ impl Request {
     }
 }
 
+impl Response {
+    /// A short name for errors and traces (never the whole payload).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Response::Ok => "ok",
+            Response::PutKv { .. } => "put_kv",
+            Response::Lookup { .. } => "lookup",
+            Response::Rows { .. } => "rows",
+            Response::Metadata { .. } => "metadata",
+            Response::ScanKv(_) => "scan_kv",
+            Response::FetchLog { .. } => "fetch_log",
+            Response::Offset { .. } => "offset",
+            Response::Error(_) => "error",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Response {
     Ok,

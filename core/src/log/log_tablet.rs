@@ -257,7 +257,7 @@ impl LogTablet {
                 position.commit_timestamp_ms >= timestamp_ms
                     && position.end_offset <= state.high_watermark
             })
-            .map_or(state.high_watermark, |(base, _)| (*base).max(state.log_start_offset))
+            .map_or(state.high_watermark, |(base, _)| *base)
     }
 
     /// Appends `changes` as one batch under `leader_epoch` and syncs it. An empty change list

@@ -12,7 +12,7 @@ use crate::error::ApiError;
 use crate::ledger::Ledger;
 use crate::log::{ChangeType, LogBatch};
 use crate::message::{NodeId, Request, Response};
-use crate::scan::kv_scanner::{response_kind, KvScanner, KvScannerOptions, ScanError};
+use crate::scan::kv_scanner::{KvScanner, KvScannerOptions, ScanError};
 use crate::table_bucket::TableBucket;
 
 /// Settings of a bootstrap. There is no `Default`: start from [`BootstrapOptions::DEFAULT`].
@@ -274,7 +274,7 @@ async fn fetch_log(
         Response::Error(error) => Err(BootstrapError::FetchLog(error)),
         other => Err(BootstrapError::Protocol(format!(
             "expected a FetchLog response, got {}",
-            response_kind(&other)
+            other.kind()
         ))),
     }
 }

@@ -567,25 +567,9 @@ fn scan_kv_response(response: Response) -> Result<ScanKvResponse, ScanError> {
             Err(ScanError::from_api_error(error))
         }
         Response::ScanKv(response) => Ok(response),
-        other => Err(ScanError::Protocol(format!(
-            "expected a ScanKv response, got {}",
-            response_kind(&other)
-        ))),
-    }
-}
-
-/// A short name of a response, for errors (never the whole payload).
-pub(crate) fn response_kind(response: &Response) -> &'static str {
-    match response {
-        Response::Ok => "ok",
-        Response::PutKv { .. } => "put_kv",
-        Response::Lookup { .. } => "lookup",
-        Response::Rows { .. } => "rows",
-        Response::Metadata { .. } => "metadata",
-        Response::ScanKv(_) => "scan_kv",
-        Response::FetchLog { .. } => "fetch_log",
-        Response::Offset { .. } => "offset",
-        Response::Error(_) => "error",
+        other => {
+            Err(ScanError::Protocol(format!("expected a ScanKv response, got {}", other.kind())))
+        }
     }
 }
 

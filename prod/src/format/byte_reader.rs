@@ -133,3 +133,25 @@ pub fn put_varint_u64(out: &mut Vec<u8>, mut v: u64) {
 pub fn len_to_i32(len: usize, what: &str) -> Result<i32, FormatError> {
     i32::try_from(len).map_err(|_| FormatError::InvalidValue(format!("{what} too long: {len}")))
 }
+
+/// Writes the CRC-32C of `batch[covered_from..]` into `batch[crc_offset..covered_from]` (the
+/// two batch formats keep their CRC just before the bytes it covers).
+pub fn write_crc32c(
+    batch: &mut [u8],
+    crc_offset: usize,
+    covered_from: usize,
+    what: &'static str,
+) -> Result<(), FormatError> {
+    debug_assert_eq!(crc_offset + 4, covered_from, "the CRC sits just before what it covers");
+    let available = batch.len();
+    let covered = batch.get(covered_from..).ok_or(FormatError::Truncated {
+        what,
+        needed: covered_from,
+        available,
+    })?;
+    let crc = crc32c::crc32c(covered);
+    if let Some(field) = batch.get_mut(crc_offset..covered_from) {
+        field.copy_from_slice(&crc.to_le_bytes());
+    }
+    Ok(())
+}

@@ -10,7 +10,7 @@
 //! A record is `i32 Length` (bytes after it), `varint KeyLength`, the key, and the value up
 //! to the record end; no value bytes means a delete.
 
-use super::byte_reader::{len_to_i32, put_varint_u32, ByteReader};
+use super::byte_reader::{len_to_i32, put_varint_u32, write_crc32c, ByteReader};
 use super::error::FormatError;
 
 pub const KV_MAGIC: u8 = 0;
@@ -165,24 +165,14 @@ impl KvRecordBatchBuilder {
         let length = len_to_i32(self.buf.len() - LENGTH_SIZE, "kv batch")?;
         self.buf[..4].copy_from_slice(&length.to_le_bytes());
         self.buf[24..28].copy_from_slice(&self.count.to_le_bytes());
-        let crc = crc32c::crc32c(&self.buf[SCHEMA_ID_OFFSET..]);
-        self.buf[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
+        recompute_crc(&mut self.buf)?;
         Ok(self.buf)
     }
 }
 
 /// Recomputes the CRC of an encoded batch in place (after a header field was patched).
 pub fn recompute_crc(batch: &mut [u8]) -> Result<(), FormatError> {
-    let available = batch.len();
-    let crc = crc32c::crc32c(batch.get(SCHEMA_ID_OFFSET..).ok_or(FormatError::Truncated {
-        what: "kv batch header",
-        needed: SCHEMA_ID_OFFSET,
-        available,
-    })?);
-    if let Some(field) = batch.get_mut(CRC_OFFSET..SCHEMA_ID_OFFSET) {
-        field.copy_from_slice(&crc.to_le_bytes());
-    }
-    Ok(())
+    write_crc32c(batch, CRC_OFFSET, SCHEMA_ID_OFFSET, "kv batch header")
 }
 
 /// Encodes a whole batch at once.

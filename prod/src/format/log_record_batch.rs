@@ -25,7 +25,9 @@ use arrow_ipc::writer::{IpcWriteOptions, StreamWriter};
 use arrow_ipc::MetadataVersion;
 use arrow_schema::{Field, Schema as ArrowSchema, SchemaRef};
 
-use super::byte_reader::{len_to_i32, ByteReader};
+pub use kvtablet_core::log::ChangeType;
+
+use super::byte_reader::{len_to_i32, write_crc32c, ByteReader};
 use super::compacted_row::{Datum, Row};
 use super::data_type::TypeRoot;
 use super::error::FormatError;
@@ -38,49 +40,6 @@ pub const LOG_OVERHEAD: usize = 12;
 const CRC_OFFSET: usize = 21;
 const SCHEMA_ID_OFFSET: usize = 25;
 pub const APPEND_ONLY_FLAG: u8 = 0x01;
-
-/// The kind of change a changelog record carries; the byte is its wire value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ChangeType {
-    /// `+A`: a record of an append-only (log) table.
-    AppendOnly = 0,
-    /// `+I`
-    Insert = 1,
-    /// `-U`: the old value of an update.
-    UpdateBefore = 2,
-    /// `+U`: the new value of an update.
-    UpdateAfter = 3,
-    /// `-D`
-    Delete = 4,
-}
-
-impl ChangeType {
-    pub fn to_byte(self) -> u8 {
-        self as u8
-    }
-
-    pub fn from_byte(b: u8) -> Result<ChangeType, FormatError> {
-        Ok(match b {
-            0 => ChangeType::AppendOnly,
-            1 => ChangeType::Insert,
-            2 => ChangeType::UpdateBefore,
-            3 => ChangeType::UpdateAfter,
-            4 => ChangeType::Delete,
-            _ => return Err(FormatError::corrupt("change type", format!("byte {b}"))),
-        })
-    }
-
-    /// `+A`, `+I`, `-U`, `+U`, `-D`.
-    pub fn short_string(self) -> &'static str {
-        match self {
-            ChangeType::AppendOnly => "+A",
-            ChangeType::Insert => "+I",
-            ChangeType::UpdateBefore => "-U",
-            ChangeType::UpdateAfter => "+U",
-            ChangeType::Delete => "-D",
-        }
-    }
-}
 
 /// One changelog record: the change and the full row (or, decoded, the projected row).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -206,16 +165,7 @@ pub fn patch_offset_and_timestamp(
 
 /// Recomputes the CRC of an encoded batch in place (after a CRC-covered field was patched).
 pub fn recompute_crc(batch: &mut [u8]) -> Result<(), FormatError> {
-    let available = batch.len();
-    let crc = crc32c::crc32c(batch.get(SCHEMA_ID_OFFSET..).ok_or(FormatError::Truncated {
-        what: "log batch header",
-        needed: SCHEMA_ID_OFFSET,
-        available,
-    })?);
-    if let Some(field) = batch.get_mut(CRC_OFFSET..SCHEMA_ID_OFFSET) {
-        field.copy_from_slice(&crc.to_le_bytes());
-    }
-    Ok(())
+    write_crc32c(batch, CRC_OFFSET, SCHEMA_ID_OFFSET, "log batch header")
 }
 
 /// The Arrow schema the client derives for `columns` (names, Arrow types, nullability).
@@ -367,8 +317,7 @@ pub fn encode_log_batch(
     out.extend_from_slice(&message);
     let length = len_to_i32(out.len() - LOG_OVERHEAD, "log batch")?;
     out[8..12].copy_from_slice(&length.to_le_bytes());
-    let crc = crc32c::crc32c(&out[SCHEMA_ID_OFFSET..]);
-    out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
+    recompute_crc(&mut out)?;
     Ok(out)
 }
 
@@ -411,7 +360,10 @@ pub fn decode_log_batch(
     } else {
         r.take(count, "change type vector")?
             .iter()
-            .map(|&b| ChangeType::from_byte(b))
+            .map(|&b| {
+                ChangeType::from_byte(b)
+                    .ok_or_else(|| FormatError::corrupt("change type", format!("byte {b}")))
+            })
             .collect::<Result<Vec<_>, _>>()?
     };
     let rows = decode_arrow_message(r.rest(), columns)?;

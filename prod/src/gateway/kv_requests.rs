@@ -22,7 +22,7 @@ use crate::wire::messages::{
 use crate::wire::WireResponse;
 
 /// The bucket of a request, or the error for a partition (none is hosted).
-fn bucket_of(
+pub(super) fn bucket_of(
     table_id: i64,
     partition_id: Option<i64>,
     bucket_id: i32,
@@ -52,10 +52,10 @@ fn writer_of(batch: &KvRecordBatch<'_>) -> Result<Option<WriterBatch>, ApiError>
     }
 }
 
-fn unexpected(request: &str, response: &Response) -> ApiError {
+pub(super) fn unexpected(request: &str, response: &Response) -> ApiError {
     ApiError::new(
         ErrorCode::UnknownServerError,
-        format!("{request} answered unexpectedly: {response:?}"),
+        format!("{request} answered unexpectedly with {}", response.kind()),
     )
 }
 

@@ -9,19 +9,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::future::{select_all, Either};
+use futures::future::select_all;
 use kvtablet_core::error::{ApiError, ErrorCode};
-use kvtablet_core::log::{ChangeType as CoreChangeType, LogBatch};
+use kvtablet_core::log::LogBatch;
 use kvtablet_core::message::{OffsetSpec, Request, Response};
 use kvtablet_core::TableBucket;
 
+use super::kv_requests::{bucket_of, unexpected};
 use super::table_json::table_schema_of;
 use super::{bucket_error, Gateway};
 use crate::format::log_record_batch::project_columns;
 use crate::format::value_record_batch::decode_stored_value;
 use crate::format::{
-    decode_row, encode_log_batch, ChangeType, DataType, FormatError, LogBatchMeta, LogRecord,
-    TableSchema,
+    decode_row, encode_log_batch, DataType, FormatError, LogBatchMeta, LogRecord, TableSchema,
 };
 use crate::wire::error::{decode_request, encode_response};
 use crate::wire::messages::{
@@ -45,6 +45,8 @@ const OFFSET_TYPE_TIMESTAMP: i32 = 2;
 /// A table of a fetch, resolved once per request.
 struct FetchTable {
     schema: TableSchema,
+    /// The types of `schema`'s columns, what stored rows are decoded with.
+    types: Vec<DataType>,
     /// Column positions sent, ascending; `None`: every column.
     projection: Option<Vec<usize>>,
 }
@@ -74,10 +76,9 @@ impl Gateway {
             if bytes >= min_bytes || errors > 0 || waited_enough || appended.is_empty() {
                 return encode_response(&response);
             }
+            // Either an append or the deadline: read again either way.
             let sleep = std::pin::pin!(tokio::time::sleep_until(deadline));
-            match futures::future::select(select_all(appended), sleep).await {
-                Either::Left(_) | Either::Right(_) => {}
-            }
+            let _ = futures::future::select(select_all(appended), sleep).await;
         }
     }
 
@@ -112,7 +113,7 @@ impl Gateway {
         } else {
             None
         };
-        Ok(FetchTable { schema, projection })
+        Ok(FetchTable { types: schema.data_types(), schema, projection })
     }
 
     /// One pass over every requested bucket. Returns the response, the record bytes in it and
@@ -181,10 +182,7 @@ impl Gateway {
             Response::FetchLog { batches, high_watermark, log_start_offset } => {
                 Ok((batches, high_watermark, log_start_offset))
             }
-            response => Err(ApiError::new(
-                ErrorCode::UnknownServerError,
-                format!("fetch_log answered unexpectedly: {}", response_name(&response)),
-            )),
+            response => Err(unexpected("fetch_log", &response)),
         }
     }
 
@@ -194,7 +192,7 @@ impl Gateway {
         table_id: i64,
         bucket_req: &PbFetchLogReqForBucket,
     ) -> Result<FetchedBucket, ApiError> {
-        let bucket = fetch_bucket_of(table_id, bucket_req)?;
+        let bucket = bucket_of(table_id, bucket_req.partition_id, bucket_req.bucket_id)?;
         let high_watermark = self.list_offset(bucket, OffsetSpec::Latest).await?;
         let log_start_offset = self.list_offset(bucket, OffsetSpec::Earliest).await?;
         Ok(FetchedBucket {
@@ -211,7 +209,7 @@ impl Gateway {
         table: &FetchTable,
         budget_bytes: usize,
     ) -> Result<FetchedBucket, ApiError> {
-        let bucket = fetch_bucket_of(table_id, bucket_req)?;
+        let bucket = bucket_of(table_id, bucket_req.partition_id, bucket_req.bucket_id)?;
         let from_offset = match bucket_req.fetch_offset {
             FETCH_FROM_EARLIEST_OFFSET => self.list_offset(bucket, OffsetSpec::Earliest).await?,
             offset => u64::try_from(offset).map_err(|_| {
@@ -253,10 +251,7 @@ impl Gateway {
     async fn list_offset(&self, bucket: TableBucket, spec: OffsetSpec) -> Result<u64, ApiError> {
         match self.call(Request::ListOffsets { bucket, spec }).await? {
             Response::Offset { offset } => Ok(offset),
-            response => Err(ApiError::new(
-                ErrorCode::UnknownServerError,
-                format!("list_offsets answered unexpectedly: {}", response_name(&response)),
-            )),
+            response => Err(unexpected("list_offsets", &response)),
         }
     }
 
@@ -289,9 +284,9 @@ impl Gateway {
                 error_message: None,
                 offset: None,
             };
-            let outcome = match request.partition_id {
-                None => self.list_offset(TableBucket::new(request.table_id, bucket_id), spec).await,
-                Some(partition_id) => Err(no_partition(request.table_id, partition_id)),
+            let outcome = match bucket_of(request.table_id, request.partition_id, bucket_id) {
+                Ok(bucket) => self.list_offset(bucket, spec).await,
+                Err(error) => Err(error),
             };
             match outcome {
                 Ok(offset) => response.offset = Some(to_i64(offset)),
@@ -311,48 +306,13 @@ struct FetchedBucket {
     records: Vec<u8>,
 }
 
-fn no_partition(table_id: i64, partition_id: i64) -> ApiError {
-    ApiError::new(
-        ErrorCode::UnknownTableOrBucket,
-        format!("partition {partition_id} of table {table_id} does not exist"),
-    )
-}
-
-fn fetch_bucket_of(
-    table_id: i64,
-    bucket_req: &PbFetchLogReqForBucket,
-) -> Result<TableBucket, ApiError> {
-    match bucket_req.partition_id {
-        None => Ok(TableBucket::new(table_id, bucket_req.bucket_id)),
-        Some(partition_id) => Err(no_partition(table_id, partition_id)),
-    }
-}
-
 /// Offsets are far below `i64::MAX`; saturating keeps a corrupt one from wrapping negative.
 fn to_i64(offset: u64) -> i64 {
     i64::try_from(offset).unwrap_or(i64::MAX)
 }
 
-fn response_name(response: &Response) -> &'static str {
-    match response {
-        Response::Error(_) => "an error",
-        _ => "another response kind",
-    }
-}
-
-fn change_type_of(change_type: CoreChangeType) -> ChangeType {
-    match change_type {
-        CoreChangeType::AppendOnly => ChangeType::AppendOnly,
-        CoreChangeType::Insert => ChangeType::Insert,
-        CoreChangeType::UpdateBefore => ChangeType::UpdateBefore,
-        CoreChangeType::UpdateAfter => ChangeType::UpdateAfter,
-        CoreChangeType::Delete => ChangeType::Delete,
-    }
-}
-
 /// One stored changelog batch as a LogRecordBatch V0 of `table`'s (projected) columns.
 fn encode_batch(batch: &LogBatch, table: &FetchTable) -> Result<Vec<u8>, FormatError> {
-    let types: Vec<DataType> = table.schema.data_types();
     let records = batch
         .records
         .iter()
@@ -364,10 +324,7 @@ fn encode_batch(batch: &LogBatch, table: &FetchTable) -> Result<Vec<u8>, FormatE
                     table.schema.schema_id
                 )));
             }
-            Ok(LogRecord {
-                change_type: change_type_of(record.change_type),
-                row: decode_row(&types, row)?,
-            })
+            Ok(LogRecord { change_type: record.change_type, row: decode_row(&table.types, row)? })
         })
         .collect::<Result<Vec<LogRecord>, FormatError>>()?;
     let mut meta = LogBatchMeta::changelog(

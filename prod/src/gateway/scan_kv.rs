@@ -13,6 +13,7 @@ use kvtablet_core::error::{ApiError, ErrorCode};
 use kvtablet_core::message::{self as core, BucketScanRequest, Request, Response};
 use kvtablet_core::TableBucket;
 
+use super::kv_requests::unexpected;
 use super::{bucket_error, Gateway};
 use crate::wire::error::decode_request;
 use crate::wire::messages::{PbScanReqForBucket, ScanKvRequest, ScanKvResponse};
@@ -76,10 +77,7 @@ impl Gateway {
                 // Refused before the scan handler (an unknown table or bucket, a stopping
                 // server): still in the body, where a ScanKv client looks for errors.
                 Ok(Response::Error(error)) => error_response(&error),
-                Ok(other) => error_response(&ApiError::new(
-                    ErrorCode::UnknownServerError,
-                    format!("scan_kv answered unexpectedly: {other:?}"),
-                )),
+                Ok(other) => error_response(&unexpected("scan_kv", &other)),
                 Err(error) => error_response(&ApiError::new(
                     ErrorCode::UnknownServerError,
                     format!("scan_kv did not reach the tablet server: {error}"),

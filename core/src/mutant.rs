@@ -42,6 +42,8 @@ pub enum Mutant {
     /// A writer's batch resent after a lost response is appended again instead of being
     /// recognised as a duplicate.
     DuplicateBatchReappended,
+    /// The changelog append is acknowledged without syncing the frame: a crash loses it.
+    AppendAcknowledgedBeforeSync,
 }
 
 impl Mutant {
@@ -60,6 +62,7 @@ impl Mutant {
         Mutant::RejectedConcurrentDestroysSession,
         Mutant::RetryOfLastPageEndsScan,
         Mutant::DuplicateBatchReappended,
+        Mutant::AppendAcknowledgedBeforeSync,
     ];
 
     pub fn name(self) -> &'static str {
@@ -78,6 +81,7 @@ impl Mutant {
             Mutant::RejectedConcurrentDestroysSession => "rejected-concurrent-destroys-session",
             Mutant::RetryOfLastPageEndsScan => "retry-of-last-page-ends-scan",
             Mutant::DuplicateBatchReappended => "duplicate-batch-reappended",
+            Mutant::AppendAcknowledgedBeforeSync => "append-acknowledged-before-sync",
         }
     }
 

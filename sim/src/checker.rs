@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use kvtablet_core::log::LogRegistry;
 use kvtablet_core::message::{KvWrite, NodeId};
 use kvtablet_core::tablet_server::TabletServer;
 use kvtablet_core::{ApiError, ErrorCode, TableBucket};
@@ -16,6 +15,7 @@ use kvtablet_core::scan::value_record_batch::decode_value_batch;
 use kvtablet_core::scan::ScannerConfig;
 
 use crate::model::Model;
+use crate::replication::ClusterLogs;
 use crate::trace::Trace;
 
 /// The servers that are up, shared between the world (which crashes and restarts them) and
@@ -32,9 +32,13 @@ pub enum RowQuery {
     Limit(u32),
 }
 
+/// Which server leads a bucket now, as the coordinator sees it.
+pub type LeaderOf = Arc<dyn Fn(TableBucket) -> Option<NodeId> + Send + Sync>;
+
 pub struct Checker {
     model: Mutex<Model>,
-    logs: LogRegistry,
+    logs: ClusterLogs,
+    leader_of: Mutex<Option<LeaderOf>>,
     servers: LiveServers,
     violations: Mutex<Vec<String>>,
     /// The highest read offset each client has seen per bucket: reads never go back in time.
@@ -67,7 +71,7 @@ pub struct CheckCounts {
 
 impl Checker {
     pub fn new(
-        logs: LogRegistry,
+        logs: ClusterLogs,
         servers: LiveServers,
         trace: Arc<Mutex<Trace>>,
         clock: Arc<dyn Clock>,
@@ -76,6 +80,7 @@ impl Checker {
         Checker {
             model: Mutex::new(Model::new()),
             logs,
+            leader_of: Mutex::new(None),
             servers,
             violations: Mutex::new(Vec::new()),
             client_read_offsets: Mutex::new(BTreeMap::new()),
@@ -86,6 +91,18 @@ impl Checker {
             last_clock_jump_ms: Mutex::new(None),
             scanner,
         }
+    }
+
+    /// Tells the checker who leads what (the coordinator, built after the checker).
+    pub fn set_leader_of(&self, leader_of: LeaderOf) {
+        *lock(&self.leader_of) = Some(leader_of);
+    }
+
+    /// The log the model reads `bucket` from: the current leader's, else the longest live one.
+    fn reference_log(&self, bucket: TableBucket) -> Option<Arc<kvtablet_core::log::LogTablet>> {
+        let leader_of = lock(&self.leader_of).clone();
+        let leader = leader_of.and_then(|leader_of| leader_of(bucket));
+        self.logs.reference_log(bucket, leader)
     }
 
     pub fn counts(&self) -> CheckCounts {
@@ -258,6 +275,10 @@ impl Checker {
             drop(model);
             return self.violation(text);
         }
+        if let Err(text) = model.check_history(kv.log()) {
+            drop(model);
+            return self.violation(text);
+        }
         let high_watermark = kv.log().high_watermark();
         if kv.flushed_log_offset() != high_watermark {
             drop(model);
@@ -285,7 +306,7 @@ impl Checker {
     }
 
     fn catch_up(&self, model: &mut Model, bucket: TableBucket) -> Result<(), String> {
-        let log = self.logs.open(bucket).map_err(|e| format!("{bucket}: log unreadable: {e}"))?;
+        let Some(log) = self.reference_log(bucket) else { return Ok(()) };
         model.catch_up(&log)
     }
 
@@ -330,7 +351,7 @@ impl Checker {
 
     /// The bucket's current leader epoch, as its log knows it (the god view).
     pub fn log_epoch(&self, bucket: TableBucket) -> u32 {
-        self.logs.open(bucket).map_or(0, |log| log.leader_epoch())
+        self.reference_log(bucket).map_or(0, |log| log.leader_epoch())
     }
 
     /// Whether `server` (the god view) still leads `bucket` under `leader_epoch`.

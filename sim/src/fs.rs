@@ -247,6 +247,23 @@ impl SimFs {
         total as u64
     }
 
+    /// How many leading bytes of the file a crash now would keep (0 for a missing file or one
+    /// whose directory entry is not durable yet).
+    pub fn durable_len(&self, path: &str) -> u64 {
+        let Ok(path) = normalize(path) else { return 0 };
+        let state = lock(&self.state);
+        let Some(file) = state.files.get(&path).filter(|file| file.entry_durable) else {
+            return 0;
+        };
+        let durable = match &file.unsynced {
+            Unsynced::Clean | Unsynced::Tail(_) => file.synced.len(),
+            Unsynced::Replaced(content) => {
+                content.iter().zip(&file.synced).take_while(|(a, b)| a == b).count()
+            }
+        };
+        durable as u64
+    }
+
     /// Every file path, sorted.
     pub fn file_paths(&self) -> Vec<String> {
         lock(&self.state).files.keys().cloned().collect()

@@ -15,6 +15,7 @@ pub mod network;
 pub mod plan;
 pub mod prng;
 pub mod remote;
+pub mod replication;
 pub mod scan_client;
 pub mod script;
 pub mod sweep;

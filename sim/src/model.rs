@@ -24,6 +24,8 @@ struct BucketModel {
     flushed_floor: u64,
     /// Where each writer batch was appended: no batch may land twice.
     writer_batches: BTreeMap<WriterBatch, u64>,
+    /// Every batch the model has read, by base offset: what later logs must still hold.
+    batches: BTreeMap<u64, LogBatch>,
 }
 
 /// The model of all buckets. A violation found while reading the log is returned as text.
@@ -55,6 +57,54 @@ impl Model {
             }
             for batch in &batches {
                 model.apply(bucket, batch)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that `log` (the bucket's log at quiescence, on whichever replica leads then)
+    /// still holds every batch the model read, unchanged: a committed batch is never lost or
+    /// rewritten, whichever replica it was read from.
+    pub fn check_history(&self, log: &LogTablet) -> Result<(), String> {
+        let bucket = log.bucket();
+        let Some(model) = self.buckets.get(&bucket) else { return Ok(()) };
+        if log.log_end_offset() < model.read_offset {
+            return Err(format!(
+                "{bucket}: the log ends at {} but offsets up to {} were committed and read: acknowledged data lost",
+                log.log_end_offset(),
+                model.read_offset
+            ));
+        }
+        let start = log.log_start_offset();
+        let mut offset = model.batches.range(start..).next().map_or(model.read_offset, |(b, _)| *b);
+        while offset < model.read_offset {
+            let batches = log
+                .read(offset, 1024 * 1024)
+                .map_err(|e| format!("{bucket}: log unreadable at quiescence at {offset}: {e}"))?;
+            if batches.is_empty() {
+                return Err(format!("{bucket}: log read at {offset} returned nothing"));
+            }
+            for batch in batches.iter().take_while(|batch| batch.base_offset < model.read_offset) {
+                match model.batches.get(&batch.base_offset) {
+                    Some(seen) if seen == batch => {}
+                    Some(seen) => {
+                        return Err(format!(
+                            "{bucket}: the batch at {} changed after it was committed (epoch {} -> {}, {} -> {} records): acknowledged data lost",
+                            batch.base_offset,
+                            seen.leader_epoch,
+                            batch.leader_epoch,
+                            seen.records.len(),
+                            batch.records.len()
+                        ))
+                    }
+                    None => {
+                        return Err(format!(
+                            "{bucket}: the log holds a batch at {} where none began",
+                            batch.base_offset
+                        ))
+                    }
+                }
+                offset = batch.end_offset();
             }
         }
         Ok(())
@@ -197,6 +247,7 @@ impl BucketModel {
             ));
         }
         self.read_offset = batch.end_offset();
+        self.batches.insert(batch.base_offset, batch.clone());
         Ok(())
     }
 }

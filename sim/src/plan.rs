@@ -40,6 +40,8 @@ pub struct RunPlan {
     pub seed: u64,
     pub scenario: String,
     pub servers: u32,
+    /// Replicas per bucket (1 or every server): with 1, a lost sync is a lost write.
+    pub replication_factor: u32,
     pub buckets_per_server: u32,
     pub clients: u32,
     pub client_ops: u32,
@@ -63,6 +65,7 @@ impl RunPlan {
             seed,
             scenario: scenario.name.clone(),
             servers: 3,
+            replication_factor: 3,
             buckets_per_server: 8,
             clients: 4,
             client_ops: 2_000,
@@ -76,7 +79,9 @@ impl RunPlan {
             scan_ops_per_client: prng.range_inclusive(10, 40) as u32,
             scanner: draw_scanner_config(&mut prng),
         };
+        plan.replication_factor = if prng.chance(Ratio::new(1, 3)) { 1 } else { plan.servers };
         scenario.apply(&mut plan)?;
+        plan.replication_factor = plan.replication_factor.min(plan.servers);
         plan.check()?;
         Ok(plan)
     }
@@ -94,8 +99,9 @@ impl RunPlan {
         vec![
             format!("plan seed={} scenario={}", self.seed, self.scenario),
             format!(
-                "plan topology servers={} buckets={} clients={} client_ops={} keys_per_bucket={} segment_bytes_max={}",
+                "plan topology servers={} replication_factor={} buckets={} clients={} client_ops={} keys_per_bucket={} segment_bytes_max={}",
                 self.servers,
+                self.replication_factor,
                 self.bucket_count(),
                 self.clients,
                 self.client_ops,
@@ -137,6 +143,7 @@ impl RunPlan {
             return Err("every client operation is switched off".to_string());
         }
         if self.servers == 0
+            || self.replication_factor == 0
             || self.buckets_per_server == 0
             || self.clients == 0
             || self.keys_per_bucket == 0
@@ -222,6 +229,7 @@ const BUILTIN_SCENARIOS: &[(&str, &str)] = &[
     ("calm", include_str!("../../scenarios/calm.scenario")),
     ("leader-flips", include_str!("../../scenarios/leader-flips.scenario")),
     ("crashes", include_str!("../../scenarios/crashes.scenario")),
+    ("crashes-rf1", include_str!("../../scenarios/crashes-rf1.scenario")),
     ("lossy-network", include_str!("../../scenarios/lossy-network.scenario")),
     ("scan-races", include_str!("../../scenarios/scan-races.scenario")),
 ];
@@ -270,6 +278,7 @@ impl Scenario {
             };
             match key.as_str() {
                 "servers" => plan.servers = number()? as u32,
+                "replication_factor" => plan.replication_factor = number()? as u32,
                 "buckets_per_server" => plan.buckets_per_server = number()? as u32,
                 "clients" => plan.clients = number()? as u32,
                 "client_ops" => plan.client_ops = number()? as u32,

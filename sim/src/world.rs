@@ -6,10 +6,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures::FutureExt;
 use kvtablet_core::engine::mem_engine::MemEngineFactory;
-use kvtablet_core::env::{Env, LocalFs};
+use kvtablet_core::env::Env;
 use kvtablet_core::kv::KvTabletConfig;
 use kvtablet_core::ledger::Ledger;
-use kvtablet_core::log::{LogConfig, LogRegistry};
+use kvtablet_core::log::LogConfig;
 use kvtablet_core::message::NodeId;
 use kvtablet_core::mutant::Mutants;
 use kvtablet_core::tablet_server::{RequestLimits, TableConfig, TabletServer, TabletServerConfig};
@@ -24,6 +24,7 @@ use crate::network::{NetFaults, SimNetwork};
 use crate::plan::{RunPlan, Scenario};
 use crate::prng::{Prng, Ratio, Streams};
 use crate::remote::{RemoteFaults, SimRemoteStorage};
+use crate::replication::ClusterLogs;
 use crate::trace::{Trace, TraceMode};
 
 const CLIENT_NODE_BASE: NodeId = 100;
@@ -74,7 +75,7 @@ struct World {
     exec: SimExecutor,
     net: SimNetwork,
     remote: Arc<SimRemoteStorage>,
-    logs: LogRegistry,
+    logs: ClusterLogs,
     ledger: Ledger,
     live: LiveServers,
     disks: BTreeMap<NodeId, ServerDisk>,
@@ -174,10 +175,9 @@ impl World {
         };
         let net = SimNetwork::new(&exec, &streams, net_faults);
         let remote = Arc::new(SimRemoteStorage::new(&exec, &streams, RemoteFaults::none()));
-        let log_volume: Arc<dyn LocalFs> = Arc::new(SimFs::new());
         let log_config = LogConfig { segment_bytes_max: plan.segment_bytes_max };
         let logs =
-            LogRegistry::with_mutants(log_volume, "cluster".to_string(), log_config, plan.mutants);
+            ClusterLogs::new(plan.servers, plan.replication_factor, log_config, plan.mutants);
         let ledger = Ledger::new();
         let live: LiveServers = Arc::new(Mutex::new(BTreeMap::new()));
         let trace = Arc::new(Mutex::new(Trace::new(trace_mode)));
@@ -196,6 +196,10 @@ impl World {
             checker.clone(),
         ));
         net.register(COORDINATOR_NODE, coordinator.clone());
+        let weak_coordinator = Arc::downgrade(&coordinator);
+        checker.set_leader_of(Arc::new(move |bucket| {
+            weak_coordinator.upgrade().and_then(|coordinator| coordinator.leader_of(bucket))
+        }));
         let faults = streams.stream("faults");
         World {
             plan,
@@ -318,15 +322,34 @@ impl World {
             ledger: self.ledger.clone(),
             mutants: self.plan.mutants,
         };
-        let server = TabletServer::start(env, self.server_config(), self.logs.clone());
+        let logs = self.logs.server_started(node, disk.fs.clone());
+        let server = TabletServer::start(env, self.server_config(), logs);
         self.net.register(node, server.clone());
         self.net.set_node_up(node, true);
         lock(&self.live).insert(node, server);
         self.coordinator.set_server_live(node, true);
     }
 
-    fn assign(&self, bucket: TableBucket, leader: Option<NodeId>) {
+    /// Moves `bucket`'s leadership to `preferred` if it may lead (a live, in-sync replica after
+    /// catching up), else to another replica that may, else to nobody until one comes back.
+    fn assign(&self, bucket: TableBucket, preferred: Option<NodeId>) {
+        let live = self.coordinator.live_servers();
+        let candidates = preferred
+            .into_iter()
+            .chain(self.logs.replicas(bucket))
+            .filter(|node| live.contains(node));
+        let mut leader = None;
+        for candidate in candidates {
+            if self.logs.prepare_leader(bucket, candidate) {
+                leader = Some(candidate);
+                break;
+            }
+        }
+        if leader.is_none() && self.coordinator.leader_of(bucket).is_none() && preferred.is_some() {
+            return;
+        }
         let assignment = self.coordinator.assign(bucket, leader);
+        self.logs.fence(bucket, assignment.leader_epoch);
         self.note(
             COORDINATOR_NODE,
             "assign",
@@ -420,7 +443,9 @@ impl World {
         let bucket =
             TableBucket::new(TABLE_ID, self.faults.below(self.plan.bucket_count() as u64) as i32);
         let live = self.coordinator.live_servers();
-        let Some(target) = self.faults.pick(&live).copied() else { return };
+        let replicas: Vec<NodeId> =
+            self.logs.replicas(bucket).into_iter().filter(|node| live.contains(node)).collect();
+        let Some(target) = self.faults.pick(&replicas).copied() else { return };
         self.assign(bucket, Some(target));
     }
 
@@ -432,7 +457,12 @@ impl World {
             return None;
         }
         let node = *self.faults.pick(&live)?;
-        let lose_disk = self.faults.chance(Ratio::new(1, 4));
+        // A replaced machine loses its disk only where another live replica holds everything
+        // committed: the fault atlas never destroys the last copy of acknowledged data.
+        let all_buckets: Vec<TableBucket> =
+            (0..self.plan.bucket_count()).map(|b| TableBucket::new(TABLE_ID, b)).collect();
+        let lose_disk =
+            self.faults.chance(Ratio::new(1, 4)) && self.logs.disk_is_redundant(node, &all_buckets);
         self.note(
             node,
             "crash",
@@ -441,6 +471,7 @@ impl World {
         self.coordinator.set_server_live(node, false);
         self.checker.note_crash(node);
         lock(&self.live).remove(&node);
+        self.logs.server_stopped(node);
         self.net.set_node_up(node, false);
         self.exec.kill_node(node);
         if let Some(disk) = self.disks.get(&node) {
@@ -454,7 +485,13 @@ impl World {
         }
         let survivors = self.coordinator.live_servers();
         for bucket in self.coordinator.buckets_led_by(Some(node)) {
-            let target = self.faults.pick(&survivors).copied();
+            let replicas: Vec<NodeId> = self
+                .logs
+                .replicas(bucket)
+                .into_iter()
+                .filter(|node| survivors.contains(node))
+                .collect();
+            let target = self.faults.pick(&replicas).copied();
             self.assign(bucket, target);
         }
         Some(node)
@@ -491,7 +528,8 @@ impl World {
     fn run_retention(&mut self) {
         let bucket =
             TableBucket::new(TABLE_ID, self.faults.below(self.plan.bucket_count() as u64) as i32);
-        let Ok(log) = self.logs.open(bucket) else { return };
+        let leader = self.coordinator.leader_of(bucket);
+        let Some(log) = self.logs.reference_log(bucket, leader) else { return };
         let requested = self.faults.range_inclusive(0, log.high_watermark());
         match log.delete_segments_below(requested) {
             Ok(start) => self.note(
@@ -520,17 +558,16 @@ impl World {
             (0..self.plan.bucket_count()).map(|b| TableBucket::new(TABLE_ID, b)).collect();
         for bucket in &buckets {
             let leader = self.coordinator.leader_of(*bucket);
-            self.assign(*bucket, leader.or(Some(1)));
+            self.assign(*bucket, leader.or_else(|| self.logs.replicas(*bucket).first().copied()));
         }
         let live = self.live.clone();
         let coordinator = self.coordinator.clone();
-        let logs = self.logs.clone();
         let settled = move || {
             buckets.iter().all(|bucket| {
                 let Some(leader) = coordinator.leader_of(*bucket) else { return false };
                 let Some(server) = lock(&live).get(&leader).cloned() else { return false };
                 let Some(kv) = server.leader_kv(*bucket) else { return false };
-                let Ok(log) = logs.open(*bucket) else { return false };
+                let log = kv.log().clone();
                 let latest_epoch = coordinator.leader_epoch_of(*bucket);
                 kv.leader_epoch() == latest_epoch
                     && log.leader_epoch() == latest_epoch

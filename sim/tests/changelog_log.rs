@@ -230,3 +230,140 @@ fn commit_timestamps_survive_reopen_and_answer_offset_for_timestamp() {
     assert_eq!(log.offset_for_timestamp(201), 2);
     assert_eq!(log.offset_for_timestamp(401), 4, "past the last batch: the high watermark");
 }
+
+/// A disk whose syncs can be made to fail, over a `SimFs`.
+struct FailingSyncFs {
+    inner: Arc<SimFs>,
+    fail_syncs: std::sync::atomic::AtomicBool,
+}
+
+impl LocalFs for FailingSyncFs {
+    fn create_dir_all(&self, path: &str) -> Result<(), kvtablet_core::env::FsError> {
+        self.inner.create_dir_all(path)
+    }
+    fn list_dir(&self, path: &str) -> Result<Vec<String>, kvtablet_core::env::FsError> {
+        self.inner.list_dir(path)
+    }
+    fn exists(&self, path: &str) -> bool {
+        self.inner.exists(path)
+    }
+    fn append(&self, path: &str, bytes: &[u8]) -> Result<(), kvtablet_core::env::FsError> {
+        self.inner.append(path, bytes)
+    }
+    fn write(&self, path: &str, bytes: &[u8]) -> Result<(), kvtablet_core::env::FsError> {
+        self.inner.write(path, bytes)
+    }
+    fn sync(&self, path: &str) -> Result<(), kvtablet_core::env::FsError> {
+        if self.fail_syncs.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(kvtablet_core::env::FsError::Io("injected sync failure".to_string()));
+        }
+        self.inner.sync(path)
+    }
+    fn read(&self, path: &str) -> Result<Vec<u8>, kvtablet_core::env::FsError> {
+        self.inner.read(path)
+    }
+    fn read_range(
+        &self,
+        path: &str,
+        offset_bytes: u64,
+        len_bytes: u64,
+    ) -> Result<Vec<u8>, kvtablet_core::env::FsError> {
+        self.inner.read_range(path, offset_bytes, len_bytes)
+    }
+    fn file_len(&self, path: &str) -> Result<u64, kvtablet_core::env::FsError> {
+        self.inner.file_len(path)
+    }
+    fn truncate(&self, path: &str, len_bytes: u64) -> Result<(), kvtablet_core::env::FsError> {
+        self.inner.truncate(path, len_bytes)
+    }
+    fn rename(&self, from: &str, to: &str) -> Result<(), kvtablet_core::env::FsError> {
+        self.inner.rename(from, to)
+    }
+    fn remove_file(&self, path: &str) -> Result<(), kvtablet_core::env::FsError> {
+        self.inner.remove_file(path)
+    }
+    fn remove_dir_all(&self, path: &str) -> Result<(), kvtablet_core::env::FsError> {
+        self.inner.remove_dir_all(path)
+    }
+    fn host_path(&self, path: &str) -> Option<std::path::PathBuf> {
+        self.inner.host_path(path)
+    }
+}
+
+#[test]
+fn a_failed_sync_stops_the_log_until_it_is_reopened_from_disk() {
+    let disk = Arc::new(SimFs::new());
+    let fs = Arc::new(FailingSyncFs {
+        inner: disk.clone(),
+        fail_syncs: std::sync::atomic::AtomicBool::new(false),
+    });
+    let dyn_fs: Arc<dyn LocalFs> = fs.clone();
+    let log = LogTablet::open(
+        dyn_fs,
+        DIR.to_string(),
+        TableBucket::new(1, 0),
+        LogConfig { segment_bytes_max: 1 << 20 },
+        Mutants::NONE,
+    )
+    .expect("log opens");
+    log.fence(1).expect("fence");
+    append(&log, 1, insert("a")).expect("first append");
+    fs.fail_syncs.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(matches!(append(&log, 1, insert("b")), Err(LogError::Stopped { .. })));
+    // The disk is healthy again, but the log does not trust its page cache: it stays stopped.
+    fs.fail_syncs.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert!(matches!(append(&log, 1, insert("c")), Err(LogError::Stopped { .. })));
+    assert!(log.stopped().is_some());
+    assert_eq!(log.high_watermark(), 1, "the failed batch was never committed");
+    drop(log);
+    disk.crash();
+    let reopened = open(&disk, 1 << 20);
+    assert!(reopened.stopped().is_none());
+    assert_eq!(reopened.log_end_offset(), 1, "only the synced batch survives");
+    append(&reopened, 1, insert("d")).expect("a reopened log takes writes");
+}
+
+#[test]
+fn truncation_cuts_a_suffix_and_forgets_its_writer_batches() {
+    let disk = Arc::new(SimFs::new());
+    let log = open(&disk, 200);
+    log.fence(1).expect("fence");
+    let writer = |seq| Some(WriterBatch { writer_id: 7, batch_sequence: seq });
+    for (seq, key) in ["a", "b", "c", "d", "e"].iter().enumerate() {
+        append_as(&log, 0, writer(seq as i32), key).expect("append");
+    }
+    assert!(log.segment_count() > 1, "the test needs several segments");
+    log.truncate_to(2).expect("truncate");
+    assert_eq!(log.log_end_offset(), 2);
+    assert_eq!(log.high_watermark(), 2);
+    assert_eq!(log.read(0, 1 << 20).expect("read").len(), 2);
+    // Batch 2 is no longer in the log, so its resend is appended again, in sequence.
+    match append_as(&log, 0, writer(2), "c2").expect("resend") {
+        Appended::Batch(batch) => assert_eq!(batch.base_offset, 2),
+        Appended::Duplicate { .. } => panic!("a truncated batch is not a duplicate"),
+    }
+    // Batch 1 survived the cut and is still recognised.
+    assert!(matches!(
+        append_as(&log, 0, writer(1), "b").expect("resend"),
+        Appended::Duplicate { base_offset: 1, end_offset: 2 }
+    ));
+    drop(log);
+    let reopened = open(&disk, 200);
+    assert_eq!(reopened.log_end_offset(), 3, "the cut and the new batch are durable");
+}
+
+#[test]
+fn a_replicated_batch_lands_at_the_followers_end_with_its_epoch() {
+    let leader_disk = Arc::new(SimFs::new());
+    let follower_disk = Arc::new(SimFs::new());
+    let leader = open(&leader_disk, 1 << 20);
+    let follower = open(&follower_disk, 1 << 20);
+    leader.fence(3).expect("fence");
+    let batch = append(&leader, 3, insert("a")).expect("append");
+    follower.append_replicated(&batch).expect("replicate");
+    assert_eq!(follower.read(0, 1 << 20).expect("read"), vec![batch.clone()]);
+    assert!(follower.append_replicated(&batch).is_err(), "a batch not at the end is refused");
+    follower_disk.crash();
+    drop(follower);
+    assert_eq!(open(&follower_disk, 1 << 20).log_end_offset(), 1, "replicated batches are synced");
+}

@@ -46,6 +46,8 @@ impl From<LogError> for KvError {
             error @ LogError::OutOfOrderSequence { .. } => {
                 KvError::OutOfOrderSequence(error.to_string())
             }
+            // The client retries elsewhere, or here once the replica was reopened from disk.
+            error @ LogError::Stopped { .. } => KvError::NotLeader(error.to_string()),
             other => KvError::Log(other),
         }
     }

@@ -5,19 +5,22 @@ use std::sync::{Arc, Mutex};
 
 use crate::env::LocalFs;
 use crate::log::log_tablet::{LogConfig, LogError, LogTablet};
+use crate::log::replication::Replicator;
 use crate::mutant::Mutants;
 use crate::table_bucket::TableBucket;
 
 /// The changelogs of a set of buckets under one root directory.
 ///
-/// In production one registry belongs to one node. In the simulator one registry is shared by
-/// every simulated server: it is the ideal replicated log that a new leader rebuilds from.
+/// One registry belongs to one node, on that node's disk. In the simulator each server has its
+/// own, reopened from its files when the server restarts, and a replicator copies the leader's
+/// durable batches to the other replicas' registries.
 #[derive(Clone)]
 pub struct LogRegistry {
     fs: Arc<dyn LocalFs>,
     root_dir: String,
     config: LogConfig,
     mutants: Mutants,
+    replicator: Option<Arc<dyn Replicator>>,
     logs: Arc<Mutex<BTreeMap<TableBucket, Arc<LogTablet>>>>,
 }
 
@@ -38,7 +41,26 @@ impl LogRegistry {
         config: LogConfig,
         mutants: Mutants,
     ) -> LogRegistry {
-        LogRegistry { fs, root_dir, config, mutants, logs: Arc::new(Mutex::new(BTreeMap::new())) }
+        LogRegistry {
+            fs,
+            root_dir,
+            config,
+            mutants,
+            replicator: None,
+            logs: Arc::new(Mutex::new(BTreeMap::new())),
+        }
+    }
+
+    /// Every log opened from now on hands its synced batches to `replicator`.
+    pub fn with_replicator(mut self, replicator: Arc<dyn Replicator>) -> LogRegistry {
+        self.replicator = Some(replicator);
+        self
+    }
+
+    /// The bucket's log if it has been opened.
+    pub fn get(&self, bucket: TableBucket) -> Option<Arc<LogTablet>> {
+        let logs = self.logs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        logs.get(&bucket).cloned()
     }
 
     /// The bucket's log, opened from its files on first use.
@@ -48,8 +70,11 @@ impl LogRegistry {
             return Ok(log.clone());
         }
         let dir = format!("{}/log/{}", self.root_dir, bucket.dir_name());
-        let log =
-            Arc::new(LogTablet::open(self.fs.clone(), dir, bucket, self.config, self.mutants)?);
+        let mut log = LogTablet::open(self.fs.clone(), dir, bucket, self.config, self.mutants)?;
+        if let Some(replicator) = &self.replicator {
+            log = log.with_replicator(replicator.clone());
+        }
+        let log = Arc::new(log);
         logs.insert(bucket, log.clone());
         Ok(log)
     }

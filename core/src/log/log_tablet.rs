@@ -8,6 +8,7 @@ use crate::log::change_type::ChangeType;
 use crate::log::log_batch::{
     decode_batch, encode_batch, DecodeError, LogBatch, LogRecord, WriterBatch,
 };
+use crate::log::replication::{Replicator, SyncedBatch};
 use crate::log::writer_state::{SequenceCheck, WriterStates};
 use crate::mutant::{Mutant, Mutants};
 use crate::notify::{Notified, Notify};
@@ -42,6 +43,11 @@ pub enum LogError {
     /// Bytes on disk fail their checksum or framing outside the tail.
     #[error("log corrupt in {path}: {detail}")]
     Corrupt { path: String, detail: String },
+    /// A sync failed earlier: what the disk holds is unknown (the "fsyncgate" lesson), so the
+    /// log takes no more writes until it is reopened from its files. Retry on another replica
+    /// or after the replica has been reopened.
+    #[error("log {dir} stopped after a failed sync, until it is reopened from disk: {detail}")]
+    Stopped { dir: String, detail: String },
     #[error("log file failure: {0}")]
     Fs(#[from] FsError),
 }
@@ -103,6 +109,16 @@ struct LogState {
     min_retain_offset: u64,
     leader_epoch: u32,
     writers: WriterStates,
+    /// Set by a failed sync; the log then refuses every write.
+    stopped: Option<String>,
+}
+
+/// Where an appended batch's frame lies.
+#[derive(Debug, Clone)]
+struct WrittenFrame {
+    segment_path: String,
+    position_bytes: u64,
+    len_bytes: u64,
 }
 
 /// The changelog of one bucket. Appends are synced before they return, so an acknowledged
@@ -117,6 +133,7 @@ pub struct LogTablet {
     state: Mutex<LogState>,
     /// Notified whenever the high watermark moves, for fetches that wait for data.
     appended: Notify,
+    replicator: Option<Arc<dyn Replicator>>,
 }
 
 impl std::fmt::Debug for LogTablet {
@@ -184,9 +201,22 @@ impl LogTablet {
                 min_retain_offset: 0,
                 leader_epoch,
                 writers,
+                stopped: None,
             }),
             appended: Notify::new(),
+            replicator: None,
         })
+    }
+
+    /// Hands every synced leader batch to `replicator` before it is committed.
+    pub fn with_replicator(mut self, replicator: Arc<dyn Replicator>) -> LogTablet {
+        self.replicator = Some(replicator);
+        self
+    }
+
+    /// Why the log stopped taking writes, if it did (a failed sync).
+    pub fn stopped(&self) -> Option<String> {
+        self.lock().stopped.clone()
     }
 
     pub fn bucket(&self) -> TableBucket {
@@ -317,9 +347,121 @@ impl LogTablet {
             writer: meta.writer,
             records,
         };
-        let frame = encode_batch(&batch);
-        let frame_bytes = frame.len() as u64;
+        let frame = self.write_batch(&mut state, &batch)?;
+        if let Some(replicator) = &self.replicator {
+            replicator.replicate(SyncedBatch {
+                bucket: self.bucket,
+                batch: &batch,
+                segment_path: &frame.segment_path,
+                position_bytes: frame.position_bytes,
+                len_bytes: frame.len_bytes,
+            });
+        }
+        // The replicated log is ideal: a synced (and replicated) append is committed.
+        state.high_watermark = state.log_end_offset;
+        assert!(state.high_watermark <= state.log_end_offset);
+        drop(state);
+        self.appended.notify();
+        Ok(Appended::Batch(batch))
+    }
 
+    /// Appends a batch another replica led, at this log's end, and syncs it: the follower's
+    /// side of replication, and how a lagging replica catches up before it leads. The batch
+    /// keeps its epoch; fencing is the leader's business.
+    pub fn append_replicated(&self, batch: &LogBatch) -> Result<(), LogError> {
+        let mut state = self.lock();
+        if batch.base_offset != state.log_end_offset {
+            return Err(LogError::Corrupt {
+                path: self.dir.clone(),
+                detail: format!(
+                    "replicated batch at {} where the log ends at {}",
+                    batch.base_offset, state.log_end_offset
+                ),
+            });
+        }
+        self.write_batch(&mut state, batch)?;
+        state.high_watermark = state.log_end_offset;
+        drop(state);
+        self.appended.notify();
+        Ok(())
+    }
+
+    /// Cuts every batch at or above `offset` (a suffix that another replica's history
+    /// replaced) and rebuilds the writers' state from what is left. Durable when it returns.
+    pub fn truncate_to(&self, offset: u64) -> Result<(), LogError> {
+        let mut state = self.lock();
+        if offset >= state.log_end_offset {
+            return Ok(());
+        }
+        if offset < state.high_watermark.min(state.min_retain_offset) {
+            return Err(LogError::Corrupt {
+                path: self.dir.clone(),
+                detail: format!("truncation to {offset} below the minimum retain offset"),
+            });
+        }
+        let doomed: Vec<u64> = state.segments.range(offset..).map(|(base, _)| *base).collect();
+        for base in doomed {
+            // The segment that starts exactly at `offset` goes too, unless it is the only one.
+            if base == offset && state.segments.len() == 1 {
+                break;
+            }
+            if let Some(segment) = state.segments.remove(&base) {
+                self.fs.remove_file(&segment.path)?;
+            }
+        }
+        if let Some(segment) = state.segments.values_mut().last() {
+            let cut_bytes = segment
+                .batches
+                .range(offset..)
+                .next()
+                .map_or(segment.size_bytes, |(_, position)| position.position_bytes);
+            self.fs.truncate(&segment.path, cut_bytes)?;
+            segment.batches.retain(|base, _| *base < offset);
+            segment.size_bytes = cut_bytes;
+            segment.end_offset = segment
+                .batches
+                .values()
+                .last()
+                .map_or(segment.end_offset.min(offset), |position| position.end_offset);
+        }
+        state.log_end_offset = state.segments.values().last().map_or(offset, |s| s.end_offset);
+        state.log_start_offset = state.segments.keys().next().copied().unwrap_or(offset);
+        state.high_watermark = state.high_watermark.min(state.log_end_offset);
+        let mut writers = WriterStates::new();
+        for segment in state.segments.values() {
+            let bytes = self.fs.read(&segment.path)?;
+            for (base, position) in &segment.batches {
+                let frame = usize::try_from(position.position_bytes)
+                    .ok()
+                    .and_then(|start| bytes.get(start..))
+                    .unwrap_or(&[]);
+                let (batch, _) = decode_batch(frame).map_err(|error| LogError::Corrupt {
+                    path: segment.path.clone(),
+                    detail: format!("batch at {base}: {error}"),
+                })?;
+                if let Some(writer) = batch.writer {
+                    writers.record(writer, batch.base_offset, batch.end_offset());
+                }
+            }
+        }
+        state.writers = writers;
+        Ok(())
+    }
+
+    /// Writes `batch` at the log end (rolling the segment if needed), syncs it and indexes it.
+    /// A failed write is cut off and leaves the log usable; a failed sync stops the log.
+    fn write_batch(
+        &self,
+        state: &mut LogState,
+        batch: &LogBatch,
+    ) -> Result<WrittenFrame, LogError> {
+        if let Some(detail) = &state.stopped {
+            return Err(LogError::Stopped { dir: self.dir.clone(), detail: detail.clone() });
+        }
+        let base_offset = batch.base_offset;
+        assert_eq!(base_offset, state.log_end_offset, "a batch is written at the log end");
+        let frame = encode_batch(batch);
+        let frame_bytes = frame.len() as u64;
         let needs_new_segment = match state.segments.values().last() {
             None => true,
             Some(active) => {
@@ -330,7 +472,9 @@ impl LogTablet {
         if needs_new_segment {
             let path = segment_path(&self.dir, base_offset);
             self.fs.write(&path, &[])?;
-            self.fs.sync(&path)?;
+            if let Err(error) = self.fs.sync(&path) {
+                return Err(self.stop(state, &path, error));
+            }
             state.segments.insert(
                 base_offset,
                 Segment { path, size_bytes: 0, end_offset: base_offset, batches: BTreeMap::new() },
@@ -338,20 +482,28 @@ impl LogTablet {
         }
         let active = state.segments.values_mut().last().expect("a segment was just ensured");
         assert_eq!(active.end_offset, base_offset, "the active segment ends at the log end");
-        if let Err(error) =
-            self.fs.append(&active.path, &frame).and_then(|()| self.fs.sync(&active.path))
-        {
-            // A failed append may have left a partial frame; cut it so the next append lands on
-            // a frame boundary.
-            let _ = self.fs.truncate(&active.path, active.size_bytes);
+        let path = active.path.clone();
+        let position_bytes = active.size_bytes;
+        if let Err(error) = self.fs.append(&path, &frame) {
+            // A failed write may have left a partial frame; cut it so the next append lands on
+            // a frame boundary. If even that fails, the file's end is unknown: stop.
+            if let Err(cut_error) = self.fs.truncate(&path, position_bytes) {
+                return Err(self.stop(state, &path, cut_error));
+            }
             return Err(error.into());
         }
+        if !self.mutants.is_on(Mutant::AppendAcknowledgedBeforeSync) {
+            if let Err(error) = self.fs.sync(&path) {
+                return Err(self.stop(state, &path, error));
+            }
+        }
+        let active = state.segments.values_mut().last().expect("the active segment exists");
         active.batches.insert(
             base_offset,
             BatchPosition {
                 end_offset: batch.end_offset(),
                 commit_timestamp_ms: batch.commit_timestamp_ms,
-                position_bytes: active.size_bytes,
+                position_bytes,
                 len_bytes: frame_bytes,
             },
         );
@@ -361,12 +513,15 @@ impl LogTablet {
         if let Some(writer) = batch.writer {
             state.writers.record(writer, batch.base_offset, batch.end_offset());
         }
-        // The replicated log is ideal: a synced append is committed.
-        state.high_watermark = state.log_end_offset;
-        assert!(state.high_watermark <= state.log_end_offset);
-        drop(state);
-        self.appended.notify();
-        Ok(Appended::Batch(batch))
+        Ok(WrittenFrame { segment_path: path, position_bytes, len_bytes: frame_bytes })
+    }
+
+    /// Stops the log after a failed sync and returns the error to answer with.
+    fn stop(&self, state: &mut LogState, path: &str, error: FsError) -> LogError {
+        let detail = format!("sync of {path} failed: {error}");
+        tracing::error!(bucket = %self.bucket, %detail, "changelog stopped");
+        state.stopped = Some(detail.clone());
+        LogError::Stopped { dir: self.dir.clone(), detail }
     }
 
     /// Batches that end after `from_offset`, in order, until `max_bytes` is reached (at least

@@ -4,10 +4,12 @@ pub mod change_type;
 pub mod log_batch;
 pub mod log_registry;
 pub mod log_tablet;
+pub mod replication;
 pub mod writer_state;
 
 pub use change_type::ChangeType;
 pub use log_batch::{LogBatch, LogRecord, WriterBatch};
 pub use log_registry::LogRegistry;
 pub use log_tablet::{AppendMeta, Appended, ChangeRecord, LogConfig, LogError, LogTablet};
+pub use replication::{Replicator, SyncedBatch};
 pub use writer_state::SequenceCheck;

@@ -1,0 +1,260 @@
+//! Each simulated server's changelogs, on its own crashable disk, and idealised replication
+//! between them.
+//!
+//! A bucket has `replication_factor` replicas, placed on consecutive servers from its home
+//! server. The leader's log hands every synced batch to a [`SimReplicator`], which copies it to
+//! the in-sync followers only if the leader's disk holds the frame durably: replication carries
+//! what the leader made durable and nothing more, so an acknowledgement that ran ahead of its
+//! sync dies with the leader's crash, as in a real cluster. A follower that missed batches
+//! (it was down) is out of sync until it is chosen to lead, when it catches up from the live
+//! replica with the longest log. A replica may lead only if its log reaches the committed end
+//! (the end of the last batch the leader made durable), Fluss's rule that only the in-sync
+//! replicas may be elected.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use kvtablet_core::env::LocalFs;
+use kvtablet_core::log::{LogConfig, LogRegistry, LogTablet, Replicator, SyncedBatch};
+use kvtablet_core::message::NodeId;
+use kvtablet_core::mutant::Mutants;
+use kvtablet_core::TableBucket;
+
+use crate::fs::SimFs;
+
+/// Where each server's changelogs live on its disk.
+const LOG_ROOT_DIR: &str = "data";
+/// Bytes read per step when a replica catches up.
+const CATCH_UP_READ_BYTES: u64 = 1024 * 1024;
+
+#[derive(Default)]
+struct ClusterState {
+    /// The registries of the servers that are up, each on its own disk.
+    registries: BTreeMap<NodeId, LogRegistry>,
+    disks: BTreeMap<NodeId, Arc<SimFs>>,
+    /// Per bucket, the end of the last batch its leader made durable and replicated.
+    committed_end: BTreeMap<TableBucket, u64>,
+    /// Batches acknowledged by a leader whose frame was not durable when it was replicated.
+    not_durable_at_ack: u64,
+}
+
+/// The cluster's changelogs: one registry per live server, and the replication rules.
+#[derive(Clone)]
+pub struct ClusterLogs {
+    servers: u32,
+    replication_factor: u32,
+    config: LogConfig,
+    mutants: Mutants,
+    state: Arc<Mutex<ClusterState>>,
+}
+
+impl ClusterLogs {
+    pub fn new(servers: u32, replication_factor: u32, config: LogConfig, mutants: Mutants) -> Self {
+        assert!(servers > 0, "a cluster has servers");
+        assert!((1..=servers).contains(&replication_factor), "1 <= replication factor <= servers");
+        ClusterLogs {
+            servers,
+            replication_factor,
+            config,
+            mutants,
+            state: Arc::new(Mutex::new(ClusterState::default())),
+        }
+    }
+
+    pub fn replication_factor(&self) -> u32 {
+        self.replication_factor
+    }
+
+    /// The servers that hold `bucket`'s replicas, its home server first.
+    pub fn replicas(&self, bucket: TableBucket) -> Vec<NodeId> {
+        let home = bucket.bucket_id.unsigned_abs();
+        (0..self.replication_factor).map(|i| (home + i) % self.servers + 1).collect()
+    }
+
+    /// A server comes up on `disk`: its logs are reopened from their files as they are opened
+    /// (torn tails cut, writers' state rebuilt), by the same code production runs.
+    pub fn server_started(&self, node: NodeId, disk: Arc<SimFs>) -> LogRegistry {
+        let fs: Arc<dyn LocalFs> = disk.clone();
+        let registry =
+            LogRegistry::with_mutants(fs, LOG_ROOT_DIR.to_string(), self.config, self.mutants)
+                .with_replicator(Arc::new(SimReplicator { node, cluster: self.clone() }));
+        let mut state = self.lock();
+        state.registries.insert(node, registry.clone());
+        state.disks.insert(node, disk);
+        registry
+    }
+
+    /// A server goes down; its open logs are forgotten (its disk keeps what was synced).
+    pub fn server_stopped(&self, node: NodeId) {
+        let mut state = self.lock();
+        state.registries.remove(&node);
+        state.disks.remove(&node);
+    }
+
+    /// The log of `bucket` on live server `node`, opened from its files if needed.
+    pub fn log_on(&self, node: NodeId, bucket: TableBucket) -> Option<Arc<LogTablet>> {
+        let registry = self.lock().registries.get(&node).cloned()?;
+        registry.open(bucket).ok()
+    }
+
+    pub fn committed_end(&self, bucket: TableBucket) -> u64 {
+        self.lock().committed_end.get(&bucket).copied().unwrap_or(0)
+    }
+
+    pub fn not_durable_at_ack(&self) -> u64 {
+        self.lock().not_durable_at_ack
+    }
+
+    /// The live replica logs of `bucket`, in node order.
+    fn live_replica_logs(&self, bucket: TableBucket) -> Vec<(NodeId, Arc<LogTablet>)> {
+        self.replicas(bucket)
+            .into_iter()
+            .filter_map(|node| Some((node, self.log_on(node, bucket)?)))
+            .collect()
+    }
+
+    /// The log the model reads `bucket` from: `leader`'s if it is up, else the live replica
+    /// with the longest log.
+    pub fn reference_log(
+        &self,
+        bucket: TableBucket,
+        leader: Option<NodeId>,
+    ) -> Option<Arc<LogTablet>> {
+        if let Some(log) = leader.and_then(|node| self.log_on(node, bucket)) {
+            return Some(log);
+        }
+        self.live_replica_logs(bucket)
+            .into_iter()
+            .map(|(_, log)| log)
+            .max_by_key(|log| log.log_end_offset())
+    }
+
+    /// The new epoch reaches every live replica's log at once (the idealised replication of
+    /// a leadership change): a deposed leader can append nothing more anywhere.
+    pub fn fence(&self, bucket: TableBucket, leader_epoch: u32) {
+        for (_, log) in self.live_replica_logs(bucket) {
+            // A log already at a newer epoch, or whose epoch file cannot be written, keeps its
+            // own; its replica then fails to lead and the coordinator moves on.
+            let _ = log.fence(leader_epoch);
+        }
+    }
+
+    /// Makes `candidate` ready to lead `bucket`: it catches up from the live replica with the
+    /// longest log (cutting any suffix of its own that history replaced). Returns whether its
+    /// log then reaches the committed end, that is whether it may lead.
+    pub fn prepare_leader(&self, bucket: TableBucket, candidate: NodeId) -> bool {
+        if !self.replicas(bucket).contains(&candidate) {
+            return false;
+        }
+        let Some(target) = self.log_on(candidate, bucket) else { return false };
+        let source = self
+            .live_replica_logs(bucket)
+            .into_iter()
+            .filter(|(node, _)| *node != candidate)
+            .max_by_key(|(_, log)| log.log_end_offset())
+            .map(|(_, log)| log);
+        if let Some(source) = source {
+            if source.log_end_offset() > target.log_end_offset() {
+                // A failed copy leaves the candidate short; the committed-end check decides.
+                let _ = catch_up(&target, &source);
+            }
+        }
+        target.log_end_offset() >= self.committed_end(bucket) && target.stopped().is_none()
+    }
+
+    /// Whether losing `node`'s disk keeps every committed batch on another live replica.
+    pub fn disk_is_redundant(&self, node: NodeId, buckets: &[TableBucket]) -> bool {
+        buckets.iter().filter(|bucket| self.replicas(**bucket).contains(&node)).all(|bucket| {
+            let committed = self.committed_end(*bucket);
+            self.live_replica_logs(*bucket)
+                .iter()
+                .any(|(other, log)| *other != node && log.log_end_offset() >= committed)
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ClusterState> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Copies `source`'s batches that `target` lacks, after cutting where the two differ.
+fn catch_up(target: &LogTablet, source: &LogTablet) -> Result<(), String> {
+    let start = target.log_start_offset().max(source.log_start_offset());
+    let mut diverged_at = target.log_end_offset().min(source.log_end_offset());
+    let mut offset = start;
+    'compare: while offset < diverged_at {
+        let ours = target.read(offset, CATCH_UP_READ_BYTES).map_err(|e| e.to_string())?;
+        let theirs = source.read(offset, CATCH_UP_READ_BYTES).map_err(|e| e.to_string())?;
+        if ours.is_empty() || theirs.is_empty() {
+            break;
+        }
+        for (a, b) in ours.iter().zip(&theirs) {
+            if a != b {
+                diverged_at = a.base_offset.min(b.base_offset);
+                break 'compare;
+            }
+            offset = a.end_offset();
+        }
+    }
+    target.truncate_to(diverged_at).map_err(|e| e.to_string())?;
+    let mut next = target.log_end_offset();
+    while next < source.log_end_offset() {
+        let batches = source.read(next, CATCH_UP_READ_BYTES).map_err(|e| e.to_string())?;
+        if batches.is_empty() {
+            break;
+        }
+        let from = next;
+        for batch in batches.iter().filter(|batch| batch.base_offset >= from) {
+            target.append_replicated(batch).map_err(|e| e.to_string())?;
+            next = batch.end_offset();
+        }
+    }
+    Ok(())
+}
+
+/// One server's side of replication: the leader's durable batches go to its followers.
+struct SimReplicator {
+    node: NodeId,
+    cluster: ClusterLogs,
+}
+
+impl Replicator for SimReplicator {
+    fn replicate(&self, synced: SyncedBatch<'_>) {
+        let (disk, followers) = {
+            let state = self.cluster.lock();
+            let Some(disk) = state.disks.get(&self.node).cloned() else { return };
+            let followers: Vec<LogRegistry> = self
+                .cluster
+                .replicas(synced.bucket)
+                .into_iter()
+                .filter(|node| *node != self.node)
+                .filter_map(|node| state.registries.get(&node).cloned())
+                .collect();
+            (disk, followers)
+        };
+        let frame_end = synced.position_bytes + synced.len_bytes;
+        if disk.durable_len(synced.segment_path) < frame_end {
+            // Acknowledged but not durable: nothing to replicate (only a bug gets here).
+            self.cluster.lock().not_durable_at_ack += 1;
+            return;
+        }
+        let batch = synced.batch;
+        {
+            let mut state = self.cluster.lock();
+            let committed = state.committed_end.entry(synced.bucket).or_insert(0);
+            *committed = (*committed).max(batch.end_offset());
+        }
+        for registry in followers {
+            let Ok(log) = registry.open(synced.bucket) else { continue };
+            if log.log_end_offset() > batch.base_offset
+                && log.truncate_to(batch.base_offset).is_err()
+            {
+                continue;
+            }
+            if log.log_end_offset() == batch.base_offset {
+                // A follower whose disk fails falls out of sync; it catches up before it leads.
+                let _ = log.append_replicated(batch);
+            }
+        }
+    }
+}

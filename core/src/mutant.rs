@@ -44,6 +44,12 @@ pub enum Mutant {
     DuplicateBatchReappended,
     /// The changelog append is acknowledged without syncing the frame: a crash loses it.
     AppendAcknowledgedBeforeSync,
+    /// Two puts of a bucket may compute their changes against the same state: the check (the
+    /// key's current value) and the act (the append) are no longer one critical section.
+    PutsNotSerialised,
+    /// The flush moves up to the high watermark even while a batch's values are still being
+    /// parked, so it skips them.
+    FlushPastUnparkedBatch,
 }
 
 impl Mutant {
@@ -63,6 +69,8 @@ impl Mutant {
         Mutant::RetryOfLastPageEndsScan,
         Mutant::DuplicateBatchReappended,
         Mutant::AppendAcknowledgedBeforeSync,
+        Mutant::PutsNotSerialised,
+        Mutant::FlushPastUnparkedBatch,
     ];
 
     pub fn name(self) -> &'static str {
@@ -82,6 +90,8 @@ impl Mutant {
             Mutant::RetryOfLastPageEndsScan => "retry-of-last-page-ends-scan",
             Mutant::DuplicateBatchReappended => "duplicate-batch-reappended",
             Mutant::AppendAcknowledgedBeforeSync => "append-acknowledged-before-sync",
+            Mutant::PutsNotSerialised => "puts-not-serialised",
+            Mutant::FlushPastUnparkedBatch => "flush-past-unparked-batch",
         }
     }
 

@@ -267,7 +267,7 @@ impl TabletServer {
                         )));
                     }
                 }
-                let put = self.hosted_kv(bucket)?.put(&writes, writer)?;
+                let put = self.hosted_kv(bucket)?.put(writes, writer).await?;
                 Ok(Response::PutKv {
                     base_offset: put.base_offset,
                     end_offset: put.end_offset,

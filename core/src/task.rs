@@ -8,6 +8,28 @@ use futures::future::{AbortHandle, Abortable, BoxFuture, FutureExt};
 use crate::env::executor::Executor;
 use crate::ledger::{Ledger, ResourceKind};
 
+/// Runs `work` as blocking work on `executor` (a thread of the blocking pool in production,
+/// one scheduled step in the simulator, which may also delay it as a slow disk would) and
+/// returns its result, or `None` when the executor dropped the work unrun (a simulated crash).
+/// The ledger holds an entry until the work has run or been dropped.
+pub fn run_blocking<R: Send + 'static>(
+    executor: &Arc<dyn Executor>,
+    ledger: &Ledger,
+    name: String,
+    work: impl FnOnce() -> R + Send + 'static,
+) -> BoxFuture<'static, Option<R>> {
+    let (result_sender, result) = oneshot::channel();
+    let entry = ledger.register(ResourceKind::Task, name.clone());
+    executor.spawn_blocking(
+        name,
+        Box::new(move || {
+            let _ = result_sender.send(work());
+            drop(entry);
+        }),
+    );
+    async move { result.await.ok() }.boxed()
+}
+
 /// Handle to a background task. Dropping the handle does not stop the task; call
 /// [`Task::abort`] or make the task return.
 #[derive(Debug)]

@@ -87,10 +87,19 @@ struct Inner {
     /// Decides how long a yield point takes: usually no time, sometimes a few virtual
     /// milliseconds, as a preempted thread would (FoundationDB injects the same delays).
     yield_delays: Mutex<Prng>,
+    /// The slow disk: how often blocking work (appends and syncs) waits, and for how long.
+    slow_disk: Mutex<(Prng, SlowDisk)>,
 }
 
 /// One yield in this many takes virtual time.
 const SLOW_YIELD_ONE_IN: u64 = 4;
+
+/// How blocking work (disk I/O) is delayed; `delay_ms_max == 0` is a fast disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SlowDisk {
+    pub one_in: u64,
+    pub delay_ms_max: u64,
+}
 const SLOW_YIELD_MS_MAX: u64 = 5;
 
 /// The simulator's executor and virtual time. Cloning shares it.
@@ -152,8 +161,14 @@ impl SimExecutor {
                 }),
                 time: SimTime::new(base_wall_ms),
                 yield_delays: Mutex::new(streams.stream("yield-delays")),
+                slow_disk: Mutex::new((streams.stream("slow-disk"), SlowDisk::default())),
             }),
         }
+    }
+
+    /// From now on blocking work waits as `slow_disk` says.
+    pub fn set_slow_disk(&self, slow_disk: SlowDisk) {
+        lock(&self.inner.slow_disk).1 = slow_disk;
     }
 
     /// The [`Executor`] of `node`'s current incarnation.
@@ -507,8 +522,37 @@ impl Executor for NodeExecutor {
     }
 
     fn spawn_blocking(&self, name: String, work: Box<dyn FnOnce() + Send + 'static>) {
-        // One scheduled step: the closure runs whole at its first poll.
-        self.spawn_if_alive(name, async move { work() }.boxed());
+        // One scheduled step: the closure runs whole at its first poll, after the slow disk's
+        // delay if one is drawn.
+        let delay_ms = {
+            let mut slow = lock(&self.executor.inner.slow_disk);
+            let (prng, plan) = &mut *slow;
+            if plan.delay_ms_max == 0 {
+                0
+            } else {
+                // Two draws every time, so the stream's position never depends on the outcome.
+                let slow = prng.below(plan.one_in.max(1)) == 0;
+                let delay_ms = prng.range_inclusive(1, plan.delay_ms_max);
+                if slow {
+                    delay_ms
+                } else {
+                    0
+                }
+            }
+        };
+        if delay_ms == 0 {
+            self.spawn_if_alive(name, async move { work() }.boxed());
+            return;
+        }
+        let sleep = self.executor.sleep_until(self.executor.now_mono_ms() + delay_ms);
+        self.spawn_if_alive(
+            name,
+            async move {
+                sleep.await;
+                work()
+            }
+            .boxed(),
+        );
     }
 
     fn yield_now(&self) -> BoxFuture<'static, ()> {

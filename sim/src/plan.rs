@@ -33,6 +33,10 @@ pub struct FaultPlan {
     pub retention_interval_ms: Option<u64>,
     /// Mean interval between clock jumps that land exactly on a live session's TTL boundary.
     pub ttl_jump_interval_ms: Option<u64>,
+    /// One in how many disk operations (appends with their sync) is slow, and up to how slow;
+    /// a zero maximum is a fast disk.
+    pub slow_disk_one_in: u64,
+    pub slow_disk_ms_max: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +84,9 @@ impl RunPlan {
             scanner: draw_scanner_config(&mut prng),
         };
         plan.replication_factor = if prng.chance(Ratio::new(1, 3)) { 1 } else { plan.servers };
+        let slow_disk = !prng.chance(Ratio::new(1, 3));
+        plan.faults.slow_disk_one_in = prng.range_inclusive(1, 8);
+        plan.faults.slow_disk_ms_max = if slow_disk { prng.range_inclusive(1, 50) } else { 0 };
         scenario.apply(&mut plan)?;
         plan.replication_factor = plan.replication_factor.min(plan.servers);
         plan.check()?;
@@ -118,6 +125,10 @@ impl RunPlan {
                 on_off(f.crash_interval_ms),
                 f.restart_delay_ms_max,
                 on_off(f.retention_interval_ms)
+            ),
+            format!(
+                "plan disk slow=1/{} slow_ms_max={}",
+                f.slow_disk_one_in, f.slow_disk_ms_max
             ),
             format!(
                 "plan net delay_ms_max={} drop={}/{} duplicate={}/{}",
@@ -212,6 +223,8 @@ fn draw_faults(prng: &mut Prng) -> FaultPlan {
         },
         retention_interval_ms,
         ttl_jump_interval_ms,
+        slow_disk_one_in: 1,
+        slow_disk_ms_max: 0,
     }
 }
 
@@ -287,6 +300,8 @@ impl Scenario {
                 "crash_interval_ms" => plan.faults.crash_interval_ms = interval()?,
                 "retention_interval_ms" => plan.faults.retention_interval_ms = interval()?,
                 "ttl_jump_interval_ms" => plan.faults.ttl_jump_interval_ms = interval()?,
+                "slow_disk_ms_max" => plan.faults.slow_disk_ms_max = number()?,
+                "slow_disk_one_in" => plan.faults.slow_disk_one_in = number()?.max(1),
                 "scan_clients" => plan.scan_clients = number()? as u32,
                 "scan_ops_per_client" => plan.scan_ops_per_client = number()? as u32,
                 "scanner_ttl_ms" => {

@@ -18,7 +18,7 @@ use kvtablet_core::TableBucket;
 use crate::checker::{Checker, LiveServers};
 use crate::client::{Client, COORDINATOR_NODE, SCHEMA_ID, TABLE_ID};
 use crate::coordinator::Coordinator;
-use crate::executor::{SimError, SimExecutor};
+use crate::executor::{SimError, SimExecutor, SlowDisk};
 use crate::fs::SimFs;
 use crate::network::{NetFaults, SimNetwork};
 use crate::plan::{RunPlan, Scenario};
@@ -168,6 +168,10 @@ impl World {
     fn build(plan: Arc<RunPlan>, trace_mode: TraceMode) -> World {
         let streams = Streams::new(plan.seed);
         let exec = SimExecutor::new(&streams);
+        exec.set_slow_disk(SlowDisk {
+            one_in: plan.faults.slow_disk_one_in,
+            delay_ms_max: plan.faults.slow_disk_ms_max,
+        });
         let net_faults = NetFaults {
             delay_ms_max: plan.faults.net_delay_ms_max,
             drop: plan.faults.net_drop,
@@ -544,6 +548,7 @@ impl World {
     /// Liveness phase: faults stop, every server comes back, every bucket gets a leader under
     /// a fresh epoch, and everything acknowledged must become flushed and readable.
     fn heal_and_check(&mut self) -> Result<(), SimError> {
+        self.exec.set_slow_disk(SlowDisk::default());
         self.net.set_faults(NetFaults {
             delay_ms_max: 1,
             drop: Ratio::NEVER,

@@ -97,7 +97,7 @@ fn changelog_text(kv: &KvTablet) -> String {
 fn check(script: &str, expected: &str) {
     let bench = bench();
     for line in script.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        bench.kv.put(&parse_batch(line), None).expect("put");
+        bench.kv.put_inline(&parse_batch(line), None).expect("put");
     }
     assert_eq!(changelog_text(&bench.kv), expected.trim(), "script:\n{script}");
 }
@@ -130,10 +130,10 @@ fn writes_in_one_batch_see_each_other() {
 #[test]
 fn unflushed_writes_shape_the_changelog_but_stay_invisible_to_reads() {
     let bench = bench();
-    bench.kv.put(&parse_batch("a=1 b=1"), None).expect("put");
+    bench.kv.put_inline(&parse_batch("a=1 b=1"), None).expect("put");
     let (values, read_offset) = bench.kv.lookup(&[b"a".to_vec()]).expect("lookup");
     assert_eq!((values, read_offset), (vec![None], 0), "reads see flushed data only");
-    bench.kv.put(&parse_batch("a=2"), None).expect("put");
+    bench.kv.put_inline(&parse_batch("a=2"), None).expect("put");
     assert!(changelog_text(&bench.kv).ends_with("2 -U a=1\n3 +U a=2"), "the buffer is consulted");
 
     let kv = bench.kv.clone();

@@ -21,6 +21,7 @@ use crate::message::KvWrite;
 use crate::mutant::Mutant;
 use crate::notify::Notify;
 use crate::table_bucket::TableBucket;
+use crate::task::run_blocking;
 
 /// One value (or `None`) per looked-up key.
 pub type LookupValues = Vec<Option<Vec<u8>>>;
@@ -65,6 +66,9 @@ struct KvState {
     latest_unflushed: BTreeMap<Vec<u8>, (u64, Option<Vec<u8>>)>,
     /// Every change below this offset is in the engine; none at or above it is.
     flushed_log_offset: u64,
+    /// Every batch below this offset has its changes in `pending` (or flushed). The log's high
+    /// watermark can be ahead of it while an append's values are being parked.
+    parked_end_offset: u64,
     closed: bool,
 }
 
@@ -92,7 +96,20 @@ pub struct KvTablet {
     env: Env,
     config: KvTabletConfig,
     state: Mutex<KvState>,
+    /// Held by a put from the computation of its changes to their parking.
+    put_lock: futures::lock::Mutex<()>,
     flush_wanted: Notify,
+}
+
+/// A put's batch, computed and not yet appended.
+struct PreparedAppend {
+    meta: AppendMeta,
+    changes: Vec<ChangeRecord>,
+}
+
+enum Prepared {
+    Duplicate(PutOutcome),
+    Append(PreparedAppend),
 }
 
 impl std::fmt::Debug for KvTablet {
@@ -129,8 +146,10 @@ impl KvTablet {
                 pending: VecDeque::new(),
                 latest_unflushed: BTreeMap::new(),
                 flushed_log_offset,
+                parked_end_offset: flushed_log_offset,
                 closed: false,
             }),
+            put_lock: futures::lock::Mutex::new(()),
             flush_wanted: Notify::new(),
         })
     }
@@ -158,23 +177,77 @@ impl KvTablet {
     }
 
     /// Applies `writes` in order as one changelog batch; returns its offsets `[base, end)`.
+    ///
+    /// The changes are computed in the caller's task; the append (write, sync, replication)
+    /// and the parking of the new values run as blocking work on the executor, off the async
+    /// workers in production and as a scheduling point in the simulator. Puts of one tablet
+    /// are serialised from the computation to the parking, so each sees the one before.
     pub fn put(
+        self: &Arc<Self>,
+        writes: Vec<KvWrite>,
+        writer: Option<WriterBatch>,
+    ) -> BoxFuture<'static, Result<PutOutcome, KvError>> {
+        let this = self.clone();
+        async move {
+            let _serialised = if this.env.mutants.is_on(Mutant::PutsNotSerialised) {
+                None
+            } else {
+                Some(this.put_lock.lock().await)
+            };
+            let prepared = match this.prepare_put(&writes, writer)? {
+                Prepared::Duplicate(outcome) => return Ok(outcome),
+                Prepared::Append(append) => append,
+            };
+            let name = format!("append node{} {}", this.env.node_id, this.bucket.dir_name());
+            let committer = this.clone();
+            run_blocking(&this.env.executor, &this.env.ledger, name, move || {
+                committer.commit_put(prepared)
+            })
+            .await
+            .unwrap_or_else(|| {
+                Err(KvError::NotLeader(format!("{} stopped during an append", this.bucket)))
+            })
+        }
+        .boxed()
+    }
+
+    /// [`KvTablet::put`] without the hand-off to the executor, for tests that drive a tablet
+    /// directly: the same two phases, run inline.
+    pub fn put_inline(
         &self,
         writes: &[KvWrite],
         writer: Option<WriterBatch>,
     ) -> Result<PutOutcome, KvError> {
+        let _serialised = self.put_lock.try_lock().expect("no put in flight");
+        match self.prepare_put(writes, writer)? {
+            Prepared::Duplicate(outcome) => Ok(outcome),
+            Prepared::Append(append) => self.commit_put(append),
+        }
+    }
+
+    /// The first phase of a put: the changelog of `writes` against the latest state (the
+    /// unflushed buffer first, then the engine), or the original offsets of a duplicate.
+    fn prepare_put(
+        &self,
+        writes: &[KvWrite],
+        writer: Option<WriterBatch>,
+    ) -> Result<Prepared, KvError> {
         // Writes are fenced by the log's epoch check at append, not here.
-        let mut state = self.lock();
+        let state = self.lock();
         if state.closed {
             return Err(KvError::NotLeader(format!("{} is closed on this server", self.bucket)));
         }
-        // Puts are serialized by the state lock, so the verdict holds until the append, which
-        // checks again. Deciding first spares a duplicate the work of building its changes.
+        // Puts are serialised, so the verdict holds until the append, which checks again.
+        // Deciding first spares a duplicate the work of building its changes.
         if let Some(writer) = writer {
             if let SequenceCheck::Duplicate { base_offset, end_offset } =
                 self.log.check_sequence(writer)
             {
-                return Ok(PutOutcome { base_offset, end_offset, duplicate: true });
+                return Ok(Prepared::Duplicate(PutOutcome {
+                    base_offset,
+                    end_offset,
+                    duplicate: true,
+                }));
             }
         }
         let mut overlay: BTreeMap<&[u8], Option<&[u8]>> = BTreeMap::new();
@@ -196,13 +269,20 @@ impl KvTablet {
             overlay.insert(&write.key, write.value.as_deref());
         }
         let meta = AppendMeta { commit_timestamp_ms: self.env.clock.now_wall_ms(), writer };
-        let batch = match self.log.append_as_leader(self.leader_epoch, meta, changes)? {
-            Appended::Batch(batch) => batch,
-            Appended::Duplicate { base_offset, end_offset } => {
-                return Ok(PutOutcome { base_offset, end_offset, duplicate: true });
-            }
-        };
+        Ok(Prepared::Append(PreparedAppend { meta, changes }))
+    }
+
+    /// The second phase: appends the batch and parks its new values for the flush.
+    fn commit_put(&self, prepared: PreparedAppend) -> Result<PutOutcome, KvError> {
+        let batch =
+            match self.log.append_as_leader(self.leader_epoch, prepared.meta, prepared.changes)? {
+                Appended::Batch(batch) => batch,
+                Appended::Duplicate { base_offset, end_offset } => {
+                    return Ok(PutOutcome { base_offset, end_offset, duplicate: true });
+                }
+            };
         let (base_offset, end_offset) = (batch.base_offset, batch.end_offset());
+        let mut state = self.lock();
         for record in batch.records {
             let value = match record.change_type {
                 ChangeType::Insert | ChangeType::UpdateAfter | ChangeType::AppendOnly => {
@@ -218,6 +298,8 @@ impl KvTablet {
                 value,
             });
         }
+        assert!(end_offset > state.parked_end_offset, "batches are parked in log order");
+        state.parked_end_offset = end_offset;
         drop(state);
         self.flush_wanted.notify();
         Ok(PutOutcome { base_offset, end_offset, duplicate: false })
@@ -327,7 +409,12 @@ impl KvTablet {
         if state.closed {
             return None;
         }
-        let high_watermark = self.log.high_watermark();
+        // Only what is committed and parked: a batch being parked holds changes not yet in
+        // `pending`, and flushing past it would skip them.
+        let mut high_watermark = self.log.high_watermark();
+        if !self.env.mutants.is_on(Mutant::FlushPastUnparkedBatch) {
+            high_watermark = high_watermark.min(state.parked_end_offset);
+        }
         if state.flushed_log_offset >= high_watermark {
             return None;
         }

@@ -1,7 +1,9 @@
 //! A bucket as one tablet server hosts it: its role, its leader epoch, and when it leads, the
 //! KV tablet and its flush task.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use crate::sync::{Mutex, MutexGuard};
 
 use crate::engine::ledgered_engine::LedgeredEngine;
 use crate::engine::{EngineSnapshot, KeyRange, KvEngine};

@@ -1,7 +1,9 @@
 //! A tablet server: hosts replicas and answers requests for them.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Weak};
+
+use crate::sync::{Mutex, MutexGuard};
 
 use futures::future::BoxFuture;
 use futures::FutureExt;

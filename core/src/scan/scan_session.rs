@@ -1,7 +1,7 @@
 //! One scan session: a point-in-time engine snapshot with its cursor, the changelog offset it
 //! matches, and the state that orders and fences the requests that page through it.
 
-use std::sync::{Mutex, MutexGuard};
+use crate::sync::{Mutex, MutexGuard};
 
 use crate::engine::{EngineError, EngineIterator};
 use crate::ledger::LedgerEntry;

@@ -2,7 +2,9 @@
 //! expired ids, and closing a bucket's sessions when its leadership changes.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use crate::sync::{Mutex, MutexGuard};
 
 use futures::future::BoxFuture;
 use futures::FutureExt;

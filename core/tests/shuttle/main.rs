@@ -1,0 +1,10 @@
+//! The shuttle harness: core's real components on real threads under shuttle's randomised
+//! and PCT schedulers, which preempt at every lock acquisition and atomic operation. Built
+//! only with `--features shuttle` (core's `sync` module then hands out shuttle's locks).
+//!
+//! A failure names the seed to replay: `KVTABLET_SHUTTLE_SEED=N KVTABLET_SHUTTLE_SEEDS=1`
+//! (and `KVTABLET_SHUTTLE_ITERATIONS` to change the executions per seed).
+#![cfg(feature = "shuttle")]
+
+mod scanner_manager;
+mod support;

@@ -283,10 +283,38 @@ impl ScannerManager {
                 .cloned()
                 .collect()
         };
+        // The pass picked them under the manager's lock; a request may have taken one since.
+        // Each is closed only if it is still idle and free under its own lock, so a session a
+        // request refreshed after the pick is not evicted under that request.
+        let mut evicted = 0;
         for session in &doomed {
-            self.end(session, true, ignore_in_use);
+            if ignore_in_use {
+                self.end(session, true, true);
+                evicted += 1;
+            } else if self.evict_if_idle(session, now_ms, ttl_ms) {
+                evicted += 1;
+            }
         }
-        doomed.len()
+        evicted
+    }
+
+    /// Closes `session` if it has been idle for longer than `ttl_ms` at `now_ms` and no request
+    /// holds it, then unregisters it and remembers its id as expired. Returns whether it did.
+    fn evict_if_idle(&self, session: &Arc<ScanSession>, now_ms: u64, ttl_ms: u64) -> bool {
+        if !session.close_if_idle(now_ms, ttl_ms) {
+            return false;
+        }
+        {
+            let mut state = self.lock();
+            let registered =
+                state.sessions.get(session.id()).is_some_and(|s| Arc::ptr_eq(s, session));
+            if registered {
+                state.sessions.remove(session.id());
+            }
+            state.recently_expired.insert(session.id().to_string(), now_ms);
+        }
+        self.uncount(session.bucket());
+        true
     }
 
     /// The evictor task: a pass every `expiration_interval_ms` until shutdown.

@@ -42,6 +42,15 @@ pub enum Mutant {
     /// A writer's batch resent after a lost response is appended again instead of being
     /// recognised as a duplicate.
     DuplicateBatchReappended,
+    /// Scan registration checks the limits under one acquisition of the manager's lock and
+    /// counts and inserts the session under a second one (check-then-act split).
+    ScanLimitCheckAndRegisterSplit,
+    /// An append checks the epoch and the writer's sequence under one acquisition of the log's
+    /// lock, then appends and records the batch under a second one (check-then-act split).
+    WriterCheckAndAppendSplit,
+    /// The TTL evictor ends the sessions its pass picked without checking again that they
+    /// are still idle and free: a request may have taken one in between.
+    EvictorActsOnStalePick,
 }
 
 impl Mutant {
@@ -60,6 +69,18 @@ impl Mutant {
         Mutant::RejectedConcurrentDestroysSession,
         Mutant::RetryOfLastPageEndsScan,
         Mutant::DuplicateBatchReappended,
+        Mutant::ScanLimitCheckAndRegisterSplit,
+        Mutant::WriterCheckAndAppendSplit,
+        Mutant::EvictorActsOnStalePick,
+    ];
+
+    /// The mutants that only real preemption reaches: two critical sections with no await
+    /// between them, which the single-threaded simulator always runs back to back. The shuttle
+    /// harness (`core/tests/shuttle`) catches these; the simulator's sweep skips them.
+    pub const PREEMPTION_ONLY: &'static [Mutant] = &[
+        Mutant::ScanLimitCheckAndRegisterSplit,
+        Mutant::WriterCheckAndAppendSplit,
+        Mutant::EvictorActsOnStalePick,
     ];
 
     pub fn name(self) -> &'static str {
@@ -78,6 +99,9 @@ impl Mutant {
             Mutant::RejectedConcurrentDestroysSession => "rejected-concurrent-destroys-session",
             Mutant::RetryOfLastPageEndsScan => "retry-of-last-page-ends-scan",
             Mutant::DuplicateBatchReappended => "duplicate-batch-reappended",
+            Mutant::ScanLimitCheckAndRegisterSplit => "scan-limit-check-and-register-split",
+            Mutant::WriterCheckAndAppendSplit => "writer-check-and-append-split",
+            Mutant::EvictorActsOnStalePick => "evictor-acts-on-stale-pick",
         }
     }
 

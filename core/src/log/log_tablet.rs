@@ -296,6 +296,10 @@ impl LogTablet {
                 }
             }
         }
+        if self.mutants.is_on(Mutant::WriterCheckAndAppendSplit) {
+            drop(state);
+            state = self.lock();
+        }
         let base_offset = state.log_end_offset;
         let records: Vec<LogRecord> = changes
             .into_iter()

@@ -116,6 +116,10 @@ impl ScannerManager {
             ));
         }
         self.limit_error(&state, session.bucket())?;
+        if self.env.mutants.is_on(Mutant::ScanLimitCheckAndRegisterSplit) {
+            drop(state);
+            state = self.lock();
+        }
         state.total += 1;
         *state.per_bucket.entry(session.bucket()).or_insert(0) += 1;
         assert!(state.total <= i64::from(self.config.sessions_per_server_max));
@@ -257,6 +261,7 @@ impl ScannerManager {
         let now_ms = self.env.clock.now_mono_ms();
         let ttl_ms = self.config.ttl_ms;
         let ignore_in_use = self.env.mutants.is_on(Mutant::EvictorIgnoresInUse);
+        let stale_pick = self.env.mutants.is_on(Mutant::EvictorActsOnStalePick);
         let doomed: Vec<Arc<ScanSession>> = {
             let mut state = self.lock();
             if state.closed {
@@ -288,8 +293,8 @@ impl ScannerManager {
         // request refreshed after the pick is not evicted under that request.
         let mut evicted = 0;
         for session in &doomed {
-            if ignore_in_use {
-                self.end(session, true, true);
+            if ignore_in_use || stale_pick {
+                self.end(session, true, ignore_in_use);
                 evicted += 1;
             } else if self.evict_if_idle(session, now_ms, ttl_ms) {
                 evicted += 1;

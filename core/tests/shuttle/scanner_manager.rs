@@ -20,10 +20,10 @@ pub const CONFIG: ScannerConfig = ScannerConfig {
     ttl_ms: 1_000,
     expiration_interval_ms: 500,
     sessions_per_bucket_max: 1,
-    sessions_per_server_max: 1,
+    sessions_per_server_max: 2,
     batch_bytes_max: 1024,
 };
-const ROWS_PER_BUCKET: u8 = 3;
+const ROWS_PER_BUCKET: u8 = 6;
 
 fn bucket(id: i32) -> TableBucket {
     TableBucket::new(TABLE_ID, id)
@@ -165,15 +165,14 @@ fn assert_counters_consistent(server: &TabletServer, context: &str) {
     assert_eq!(sum, counts.total, "{context}: per-bucket counters do not add up: {counts:?}");
 }
 
-/// One execution: the racing threads, then the checks at quiescence and after shutdown.
-pub fn scanner_lifecycle(mutants: Mutants) {
+/// A server leading buckets `0..bucket_count` under epoch 1, each holding
+/// [`ROWS_PER_BUCKET`] flushed rows.
+fn scanning_world(mutants: Mutants, bucket_count: i32) -> Arc<Shared> {
     let world = World::new(mutants);
-    let server = world.server(2, CONFIG);
-    for b in [bucket(0), bucket(1)] {
-        assert_eq!(
-            call(&server, Request::BecomeLeader { bucket: b, leader_epoch: 1 }),
-            Response::Ok
-        );
+    let server = world.server(bucket_count, CONFIG);
+    for b in (0..bucket_count).map(bucket) {
+        let lead = call(&server, Request::BecomeLeader { bucket: b, leader_epoch: 1 });
+        assert_eq!(lead, Response::Ok);
         let writes = (0..ROWS_PER_BUCKET)
             .map(|k| KvWrite { key: vec![b'k', k], value: Some(value(&[k])) })
             .collect();
@@ -182,29 +181,73 @@ pub fn scanner_lifecycle(mutants: Mutants) {
         let kv = server.leader_kv(b).expect("leads");
         while shuttle::future::block_on(kv.flush_once()).expect("flush") {}
     }
-    let shared = Arc::new(Shared {
-        server: server.clone(),
+    Arc::new(Shared {
+        server,
         world,
         bucket0_moving: AtomicBool::new(false),
         bucket0_moved: AtomicBool::new(false),
-    });
+    })
+}
 
-    let mut threads = Vec::new();
-    for (scanned, plan) in [
-        (bucket(0), ClientPlan::PageThenClose { continuations: 1 }),
-        (bucket(1), ClientPlan::PageThenAbandon { continuations: 2 }),
-        (bucket(0), ClientPlan::PageThenAbandon { continuations: 2 }),
-    ] {
-        let shared = shared.clone();
-        threads.push(shuttle::thread::spawn(move || run_client(&shared, scanned, plan)));
+fn spawn_client(
+    shared: &Arc<Shared>,
+    scanned: TableBucket,
+    plan: ClientPlan,
+) -> shuttle::thread::JoinHandle<()> {
+    let shared = shared.clone();
+    shuttle::thread::spawn(move || run_client(&shared, scanned, plan))
+}
+
+/// The evictor as its task runs it: a pass once the TTL has run out.
+fn spawn_evictor(shared: &Arc<Shared>) -> shuttle::thread::JoinHandle<()> {
+    let shared = shared.clone();
+    shuttle::thread::spawn(move || {
+        shared.world.clock.advance(CONFIG.ttl_ms + 1);
+        shared.server.scanners().evict_expired();
+    })
+}
+
+/// After every thread joined: counters equal the registered sessions, none of a closed term,
+/// and after the TTL and shutdown the leak ledger is empty.
+fn check_quiescent_then_release(shared: &Shared) {
+    let server = &shared.server;
+    assert_counters_consistent(server, "at quiescence");
+    let counts = server.scanners().counts();
+    let sessions = server.scanners().sessions();
+    assert_eq!(counts.total, sessions.len() as i64, "{counts:?} vs {sessions:?}");
+    assert_eq!(counts.registered, sessions.len());
+    for session in &sessions {
+        assert_eq!(counts.per_bucket.get(&session.bucket).copied(), Some(1), "{counts:?}");
+        assert!(!session.in_use, "{session:?} held at quiescence");
+        let moved = shared.bucket0_moved.load(Ordering::SeqCst);
+        assert!(
+            !(moved && session.bucket == bucket(0) && session.leader_epoch == 1),
+            "{session:?} outlived its term"
+        );
     }
-    {
-        let shared = shared.clone();
-        threads.push(shuttle::thread::spawn(move || {
-            shared.world.clock.advance(CONFIG.ttl_ms + 1);
-            shared.server.scanners().evict_expired();
-        }));
-    }
+    let ledger = &shared.world.env.ledger;
+    assert_eq!(ledger.count(ResourceKind::ScanSession), sessions.len(), "{:?}", ledger.live());
+    shared.world.clock.advance(CONFIG.ttl_ms + 1);
+    server.scanners().evict_expired();
+    assert_eq!(server.scanners().counts().total, 0);
+    assert_eq!(ledger.count(ResourceKind::ScanSession), 0, "{:?}", ledger.live());
+    assert_eq!(ledger.count(ResourceKind::EngineIterator), 0, "{:?}", ledger.live());
+    shuttle::future::block_on(server.shutdown());
+    assert!(ledger.live().is_empty(), "leaked: {:?}", ledger.live());
+}
+
+/// One execution of everything at once: on three buckets (one session each, two per
+/// server), scans that open, page, close and abandon, the evictor's pass and bucket 0's
+/// leadership change race each other.
+pub fn scanner_lifecycle(mutants: Mutants) {
+    let shared = scanning_world(mutants, 3);
+    let mut threads = vec![
+        spawn_client(&shared, bucket(0), ClientPlan::PageThenClose { continuations: 2 }),
+        spawn_client(&shared, bucket(0), ClientPlan::PageThenAbandon { continuations: 1 }),
+        spawn_client(&shared, bucket(1), ClientPlan::PageThenAbandon { continuations: 3 }),
+        spawn_client(&shared, bucket(2), ClientPlan::PageThenClose { continuations: 1 }),
+        spawn_evictor(&shared),
+    ];
     {
         let shared = shared.clone();
         threads.push(shuttle::thread::spawn(move || {
@@ -215,39 +258,35 @@ pub fn scanner_lifecycle(mutants: Mutants) {
             shared.bucket0_moved.store(true, Ordering::SeqCst);
         }));
     }
-    assert_counters_consistent(&server, "during the run");
+    assert_counters_consistent(&shared.server, "during the run");
     for thread in threads {
         thread.join().expect("a racing thread failed");
     }
+    check_quiescent_then_release(&shared);
+}
 
-    // Quiescent: counters equal the registered sessions, none of a closed term.
-    assert_counters_consistent(&server, "at quiescence");
-    let counts = server.scanners().counts();
-    let sessions = server.scanners().sessions();
-    assert_eq!(counts.total, sessions.len() as i64, "{counts:?} vs {sessions:?}");
-    assert_eq!(counts.registered, sessions.len());
-    for session in &sessions {
-        assert_eq!(counts.per_bucket.get(&session.bucket).copied(), Some(1), "{counts:?}");
-        assert!(!session.in_use, "{session:?} held at quiescence");
-        assert!(
-            !(session.bucket == bucket(0) && session.leader_epoch == 1),
-            "{session:?} outlived its term"
-        );
+/// One execution of a scan paging while the evictor's pass runs: fewer threads, so that the
+/// narrow window between the pass's pick and its act is reached often.
+pub fn scanner_eviction(mutants: Mutants) {
+    let shared = scanning_world(mutants, 1);
+    let threads = vec![
+        spawn_client(&shared, bucket(0), ClientPlan::PageThenAbandon { continuations: 5 }),
+        spawn_evictor(&shared),
+    ];
+    for thread in threads {
+        thread.join().expect("a racing thread failed");
     }
-    let ledger = &shared.world.env.ledger;
-    assert_eq!(ledger.count(ResourceKind::ScanSession), sessions.len(), "{:?}", ledger.live());
-    // After the TTL every session is evicted and every resource released.
-    shared.world.clock.advance(CONFIG.ttl_ms + 1);
-    server.scanners().evict_expired();
-    assert_eq!(server.scanners().counts().total, 0);
-    assert_eq!(ledger.count(ResourceKind::ScanSession), 0, "{:?}", ledger.live());
-    assert_eq!(ledger.count(ResourceKind::EngineIterator), 0, "{:?}", ledger.live());
-    shuttle::future::block_on(server.shutdown());
-    assert!(ledger.live().is_empty(), "leaked: {:?}", ledger.live());
+    check_quiescent_then_release(&shared);
 }
 
 #[test]
 fn scanner_sessions_stay_counted_fenced_and_released_under_preemption() {
-    let budget = Budget::from_env(300, 2);
+    let budget = Budget::from_env(2_000, 4);
     crate::support::explore("scanner lifecycle", budget, || scanner_lifecycle(Mutants::NONE));
+}
+
+#[test]
+fn the_evictor_never_ends_a_session_a_request_just_refreshed() {
+    let budget = Budget::from_env(2_000, 4);
+    crate::support::explore("scanner eviction", budget, || scanner_eviction(Mutants::NONE));
 }

@@ -392,6 +392,7 @@ where
 
 /// The first execution (1-based, counted across `kind`'s iterations for `seed`) at which
 /// `body` fails, if any within `budget.iterations`.
+#[cfg(feature = "mutants")]
 pub fn first_failure<F>(kind: SchedulerKind, seed: u64, budget: Budget, body: F) -> Option<usize>
 where
     F: Fn() + Send + Sync + 'static,
@@ -409,4 +410,63 @@ where
     let runner = Runner::new(scheduler(kind, seed, &budget), config);
     let outcome = catch_unwind(AssertUnwindSafe(|| runner.run(counted)));
     outcome.is_err().then(|| executions.load(std::sync::atomic::Ordering::SeqCst))
+}
+
+/// A bucket's changelog read back whole, as the oracle the tests compare answers with.
+pub struct LogModel {
+    pub batches: Vec<kvtablet_core::log::LogBatch>,
+}
+
+impl LogModel {
+    pub fn read(log: &kvtablet_core::log::LogTablet) -> LogModel {
+        LogModel { batches: log.read(0, u64::MAX).expect("the log reads back") }
+    }
+
+    /// Offsets are contiguous, epochs never go backwards and no writer's batch is there twice.
+    pub fn assert_consistent(&self) {
+        let mut next_offset = 0;
+        let mut epoch = 0;
+        let mut writer_batches = BTreeSet::new();
+        for batch in &self.batches {
+            assert_eq!(batch.base_offset, next_offset, "a gap or overlap in the log");
+            assert!(batch.leader_epoch >= epoch, "epoch went back at offset {}", batch.base_offset);
+            if let Some(writer) = batch.writer {
+                assert!(
+                    writer_batches.insert(writer),
+                    "{writer:?} appended twice (again at offset {})",
+                    batch.base_offset
+                );
+            }
+            next_offset = batch.end_offset();
+            epoch = batch.leader_epoch;
+        }
+    }
+
+    /// Every key's value after every change below `offset`.
+    pub fn state_at(&self, offset: u64) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        use kvtablet_core::log::ChangeType;
+        let mut state = BTreeMap::new();
+        for record in self.batches.iter().flat_map(|b| b.records.iter()) {
+            if record.offset >= offset {
+                break;
+            }
+            match record.change_type {
+                ChangeType::Insert | ChangeType::UpdateAfter | ChangeType::AppendOnly => {
+                    state.insert(record.key.clone(), record.value.clone());
+                }
+                ChangeType::Delete => {
+                    state.remove(&record.key);
+                }
+                ChangeType::UpdateBefore => {}
+            }
+        }
+        state
+    }
+
+    pub fn batch_of(
+        &self,
+        writer: kvtablet_core::log::WriterBatch,
+    ) -> Vec<&kvtablet_core::log::LogBatch> {
+        self.batches.iter().filter(|b| b.writer == Some(writer)).collect()
+    }
 }

@@ -424,6 +424,9 @@ impl TabletServer {
         if let Some(replica) = replicas.by_bucket.get(&bucket) {
             return Ok(replica.clone());
         }
+        // Checked again under the replicas' lock: a table removed since the caller's check must
+        // not get a replica back, since its removal may already have taken its replicas.
+        self.check_bucket(bucket)?;
         let log = self.logs.open(bucket)?;
         let engine_dir = format!("kv/{}", bucket.dir_name());
         let replica = Arc::new(Replica::new(

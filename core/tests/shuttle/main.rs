@@ -12,4 +12,5 @@ mod mutants;
 mod replica;
 mod scanner_manager;
 mod support;
+mod tablet_server;
 mod writer_state;

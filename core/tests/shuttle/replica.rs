@@ -140,3 +140,84 @@ fn leadership_changes_keep_puts_reads_and_flushes_consistent_under_preemption() 
         leadership_against_io(Mutants::NONE)
     });
 }
+
+/// One execution: the server shuts down (every replica stopped) while a put, a lookup, a
+/// flush and a scan are in flight. Once all are done nothing is left in the leak ledger, and
+/// an acknowledged put is in the log.
+pub fn shutdown_against_io(mutants: Mutants) {
+    use kvtablet_core::message::{BucketScanRequest, ScanKvRequest};
+
+    let world = World::new(mutants);
+    let server = world.server(1, ScannerConfig::DEFAULT);
+    let bucket = TableBucket::new(TABLE_ID, 0);
+    assert_eq!(call(&server, Request::BecomeLeader { bucket, leader_epoch: 1 }), Response::Ok);
+    let seed_rows = KEYS.iter().map(|k| KvWrite { key: k.to_vec(), value: Some(value(k)) });
+    let seeded = Request::PutKv { bucket, writes: seed_rows.collect(), writer: None };
+    assert!(matches!(call(&server, seeded), Response::PutKv { .. }));
+    let log = server.leader_kv(bucket).expect("leads").log().clone();
+
+    let writer = {
+        let server = server.clone();
+        shuttle::thread::spawn(move || {
+            let writes = vec![KvWrite { key: b"c".to_vec(), value: Some(value(b"c")) }];
+            let id = WriterBatch { writer_id: 9, batch_sequence: 0 };
+            match call(&server, Request::PutKv { bucket, writes, writer: Some(id) }) {
+                Response::PutKv { base_offset, .. } => Some(base_offset),
+                Response::Error(_) => None,
+                other => panic!("a put answered {other:?}"),
+            }
+        })
+    };
+    let scanner = {
+        let server = server.clone();
+        shuttle::thread::spawn(move || {
+            let open = ScanKvRequest {
+                bucket_scan_req: Some(BucketScanRequest { bucket, limit: None }),
+                call_seq_id: Some(0),
+                batch_size_bytes: Some(1),
+                ..ScanKvRequest::default()
+            };
+            let Response::ScanKv(page) = call(&server, Request::ScanKv(open)) else {
+                panic!("a scan open answered something else")
+            };
+            if let Some(id) = page.scanner_id.filter(|_| page.has_more_results == Some(true)) {
+                let next = ScanKvRequest {
+                    scanner_id: Some(id),
+                    call_seq_id: Some(1),
+                    batch_size_bytes: Some(1),
+                    ..ScanKvRequest::default()
+                };
+                let _ = call(&server, Request::ScanKv(next));
+            }
+        })
+    };
+    let reader_and_flusher = {
+        let server = server.clone();
+        shuttle::thread::spawn(move || {
+            if let Some(kv) = server.leader_kv(bucket) {
+                let _ = shuttle::future::block_on(kv.flush_once());
+            }
+            let _ = call(&server, Request::Lookup { bucket, keys: keys() });
+        })
+    };
+    shuttle::future::block_on(server.shutdown());
+    let acknowledged = writer.join().expect("writer");
+    scanner.join().expect("scanner");
+    reader_and_flusher.join().expect("reader and flusher");
+
+    let model = LogModel::read(&log);
+    model.assert_consistent();
+    if let Some(base_offset) = acknowledged {
+        let batch = model.batch_of(WriterBatch { writer_id: 9, batch_sequence: 0 });
+        assert_eq!(batch.first().map(|b| b.base_offset), Some(base_offset));
+    }
+    let ledger = world.env.ledger.clone();
+    assert!(ledger.live().is_empty(), "left after shutdown: {:?}", ledger.live());
+}
+
+#[test]
+fn a_shutdown_racing_requests_leaves_nothing_behind_under_preemption() {
+    explore("shutdown against requests", Budget::from_env(1_000, 4), || {
+        shutdown_against_io(Mutants::NONE)
+    });
+}

@@ -12,8 +12,8 @@ use crate::support::{first_failure, Budget, SchedulerKind};
 struct Case {
     mutant: Mutant,
     body: fn(Mutants),
-    /// The schedulers that must catch it, each within this many executions per seed: about
-    /// twice the worst first failure measured over seeds 1..=5.
+    /// The schedulers that must catch it, each within this many executions on every seed of
+    /// 1..=SEEDS. Any change to core's locking shifts the schedules, so the budgets leave room.
     budgets: &'static [(SchedulerKind, usize)],
 }
 
@@ -21,25 +21,27 @@ const SEEDS: u64 = 5;
 
 fn cases() -> Vec<Case> {
     use SchedulerKind::{Pct, Random};
+    // First failing executions measured over seeds 1..=10 (5,000 executions allowed);
+    // budgets are about three times the worst.
     vec![
-        // Measured first failures: Random [2, 10, 5, 9, 1], PCT [12, 89, 597, 552, 114].
+        // Random [1, 3, 21, 9, 3, 4, 1, 8, 6, 1]; PCT [332, 259, 124, 42, 15, 84, 30, 39, 68, 54].
         Case {
             mutant: Mutant::ScanLimitCheckAndRegisterSplit,
             body: crate::scanner_manager::scanner_lifecycle,
-            budgets: &[(Random, 50), (Pct, 1_200)],
+            budgets: &[(Random, 100), (Pct, 1_000)],
         },
-        // Measured first failures: Random [2, 1, 1, 1, 1], PCT [3, 39, 11, 9, 9].
+        // Random [2, 1, 1, 1, 1, 1, 1, 1, 2, 1]; PCT [39, 20, 11, 105, 21, 101, 19, 14, 43, 17].
         Case {
             mutant: Mutant::WriterCheckAndAppendSplit,
             body: crate::writer_state::writer_resends,
-            budgets: &[(Random, 20), (Pct, 100)],
+            budgets: &[(Random, 20), (Pct, 400)],
         },
-        // Measured first failures: PCT [121, 43, 13, 65, 36]; the random scheduler found it
-        // on none of the 5 seeds within 5,000 executions (the window is a few steps wide).
+        // PCT [119, 179, 27, 6, 18, 136, 182, 21, 4, 55]; the random scheduler found it on
+        // none of seeds 1..=5 within 5,000 executions (the window is a few steps wide).
         Case {
             mutant: Mutant::EvictorActsOnStalePick,
             body: crate::scanner_manager::scanner_eviction,
-            budgets: &[(Pct, 300)],
+            budgets: &[(Pct, 600)],
         },
     ]
 }

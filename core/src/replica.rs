@@ -207,6 +207,13 @@ impl Replica {
         opened
     }
 
+    /// The epoch this replica leads under, `None` when it does not lead: one read of the role
+    /// and the epoch together.
+    pub fn leading_epoch(&self) -> Option<u32> {
+        let state = self.lock();
+        matches!(state.role, Role::Leader { .. }).then_some(state.leader_epoch)
+    }
+
     /// Whether this replica believes it leads under `leader_epoch`.
     pub fn leads_under(&self, leader_epoch: u32) -> bool {
         let state = self.lock();

@@ -161,9 +161,7 @@ impl TabletServer {
 
     /// The epoch under which this server leads `bucket`, `None` if it does not lead it.
     pub fn leader_epoch(&self, bucket: TableBucket) -> Option<u32> {
-        let replica = self.replica(bucket)?;
-        replica.leader_kv().ok()?;
-        Some(replica.leader_epoch())
+        self.replica(bucket)?.leading_epoch()
     }
 
     /// The server's scan sessions.

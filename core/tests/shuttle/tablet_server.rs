@@ -54,3 +54,31 @@ fn a_dropped_table_keeps_no_replica_under_preemption() {
         drop_table_while_leading(Mutants::NONE)
     });
 }
+
+/// One execution: the server is asked under which epoch it leads a bucket while the bucket
+/// moves to a follower at epoch 2. The answer is "epoch 1" or "not leading", never "epoch 2".
+pub fn leader_epoch_during_a_demotion(mutants: Mutants) {
+    let world = World::new(mutants);
+    let server = world.server(1, ScannerConfig::DEFAULT);
+    let bucket = TableBucket::new(TABLE_ID, 0);
+    assert_eq!(call(&server, Request::BecomeLeader { bucket, leader_epoch: 1 }), Response::Ok);
+    let demote = {
+        let server = server.clone();
+        shuttle::thread::spawn(move || {
+            let follow = call(&server, Request::BecomeFollower { bucket, leader_epoch: 2 });
+            assert_eq!(follow, Response::Ok);
+        })
+    };
+    let answer = server.leader_epoch(bucket);
+    assert!(matches!(answer, Some(1) | None), "claims to lead {bucket} under {answer:?}");
+    demote.join().expect("demote");
+    assert_eq!(server.leader_epoch(bucket), None);
+    shuttle::future::block_on(server.shutdown());
+}
+
+#[test]
+fn the_epoch_a_server_says_it_leads_under_is_one_it_led_under_preemption() {
+    explore("leader epoch during a demotion", Budget::from_env(500, 4), || {
+        leader_epoch_during_a_demotion(Mutants::NONE)
+    });
+}

@@ -1,7 +1,9 @@
 //! The leak ledger: every resource with a lifetime registers here and unregisters on drop.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use crate::sync::{Mutex, MutexGuard};
 
 /// The kinds of resources that must all be gone when a node is quiescent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -92,7 +94,7 @@ impl Drop for LedgerEntry {
 
 /// Locks a mutex, carrying on past poisoning: the ledger's maps stay consistent because every
 /// critical section is a single insert or remove.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 

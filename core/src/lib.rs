@@ -17,6 +17,7 @@ pub mod mutant;
 pub mod notify;
 pub mod replica;
 pub mod scan;
+pub mod sync;
 pub mod table_bucket;
 pub mod tablet_server;
 pub mod tablet_server_stats;

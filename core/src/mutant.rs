@@ -50,6 +50,15 @@ pub enum Mutant {
     /// The flush moves up to the high watermark even while a batch's values are still being
     /// parked, so it skips them.
     FlushPastUnparkedBatch,
+    /// Scan registration checks the limits under one acquisition of the manager's lock and
+    /// counts and inserts the session under a second one (check-then-act split).
+    ScanLimitCheckAndRegisterSplit,
+    /// An append checks the epoch and the writer's sequence under one acquisition of the log's
+    /// lock, then appends and records the batch under a second one (check-then-act split).
+    WriterCheckAndAppendSplit,
+    /// The TTL evictor ends the sessions its pass picked without checking again that they
+    /// are still idle and free: a request may have taken one in between.
+    EvictorActsOnStalePick,
 }
 
 impl Mutant {
@@ -70,6 +79,19 @@ impl Mutant {
         Mutant::DuplicateBatchReappended,
         Mutant::AppendAcknowledgedBeforeSync,
         Mutant::PutsNotSerialised,
+        Mutant::FlushPastUnparkedBatch,
+        Mutant::ScanLimitCheckAndRegisterSplit,
+        Mutant::WriterCheckAndAppendSplit,
+        Mutant::EvictorActsOnStalePick,
+    ];
+
+    /// The mutants that only real preemption reaches: two critical sections with no await
+    /// between them, which the single-threaded simulator always runs back to back. The shuttle
+    /// harness (`core/tests/shuttle`) catches these; the simulator's sweep skips them.
+    pub const PREEMPTION_ONLY: &'static [Mutant] = &[
+        Mutant::ScanLimitCheckAndRegisterSplit,
+        Mutant::WriterCheckAndAppendSplit,
+        Mutant::EvictorActsOnStalePick,
         Mutant::FlushPastUnparkedBatch,
     ];
 
@@ -92,6 +114,9 @@ impl Mutant {
             Mutant::AppendAcknowledgedBeforeSync => "append-acknowledged-before-sync",
             Mutant::PutsNotSerialised => "puts-not-serialised",
             Mutant::FlushPastUnparkedBatch => "flush-past-unparked-batch",
+            Mutant::ScanLimitCheckAndRegisterSplit => "scan-limit-check-and-register-split",
+            Mutant::WriterCheckAndAppendSplit => "writer-check-and-append-split",
+            Mutant::EvictorActsOnStalePick => "evictor-acts-on-stale-pick",
         }
     }
 

@@ -1,7 +1,9 @@
 //! A bucket as one tablet server hosts it: its role, its leader epoch, and when it leads, the
 //! KV tablet and its flush task.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use crate::sync::{Mutex, MutexGuard};
 
 use crate::engine::ledgered_engine::LedgeredEngine;
 use crate::engine::{EngineSnapshot, KeyRange, KvEngine};
@@ -203,6 +205,13 @@ impl Replica {
         let opened = self.open_session(snapshot, log_offset, state.leader_epoch, limit);
         drop(state);
         opened
+    }
+
+    /// The epoch this replica leads under, `None` when it does not lead: one read of the role
+    /// and the epoch together.
+    pub fn leading_epoch(&self) -> Option<u32> {
+        let state = self.lock();
+        matches!(state.role, Role::Leader { .. }).then_some(state.leader_epoch)
     }
 
     /// Whether this replica believes it leads under `leader_epoch`.

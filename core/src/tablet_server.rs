@@ -1,7 +1,9 @@
 //! A tablet server: hosts replicas and answers requests for them.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Weak};
+
+use crate::sync::{Mutex, MutexGuard};
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -159,9 +161,7 @@ impl TabletServer {
 
     /// The epoch under which this server leads `bucket`, `None` if it does not lead it.
     pub fn leader_epoch(&self, bucket: TableBucket) -> Option<u32> {
-        let replica = self.replica(bucket)?;
-        replica.leader_kv().ok()?;
-        Some(replica.leader_epoch())
+        self.replica(bucket)?.leading_epoch()
     }
 
     /// The server's scan sessions.
@@ -422,6 +422,9 @@ impl TabletServer {
         if let Some(replica) = replicas.by_bucket.get(&bucket) {
             return Ok(replica.clone());
         }
+        // Checked again under the replicas' lock: a table removed since the caller's check must
+        // not get a replica back, since its removal may already have taken its replicas.
+        self.check_bucket(bucket)?;
         let log = self.logs.open(bucket)?;
         let engine_dir = format!("kv/{}", bucket.dir_name());
         let replica = Arc::new(Replica::new(

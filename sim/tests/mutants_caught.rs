@@ -1,5 +1,6 @@
 //! Every shipped mutant is caught by the simulator's sweep: the write path's within 500
-//! seeds, the scan sessions' within 2,000. Needs the `mutants` feature: `cargo test -p kvtablet-sim --features mutants --test mutants_caught`.
+//! seeds, the scan sessions' within 2,000. The mutants only real preemption reaches
+//! (`Mutant::PREEMPTION_ONLY`) are the shuttle harness's (`core/tests/shuttle`). Needs the `mutants` feature: `cargo test -p kvtablet-sim --features mutants --test mutants_caught`.
 
 #![cfg(feature = "mutants")]
 
@@ -33,7 +34,7 @@ fn first_failing_seed(mutant: Mutant) -> Option<u64> {
 #[test]
 fn every_mutant_is_caught_within_its_seed_budget() {
     let mut escaped = Vec::new();
-    for mutant in Mutant::ALL {
+    for mutant in Mutant::ALL.iter().filter(|m| !Mutant::PREEMPTION_ONLY.contains(m)) {
         match first_failing_seed(*mutant) {
             Some(seed) => println!("mutant {} caught by seed {seed}", mutant.name()),
             None => escaped.push((mutant.name(), seeds_max(*mutant))),

@@ -13,7 +13,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use crate::sync::{Mutex, MutexGuard};
 
 use crate::engine::kv_engine::{
     EngineError, EngineIterator, EngineSnapshot, KeyRange, KvEngine, KvEngineFactory,

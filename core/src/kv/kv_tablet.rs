@@ -7,7 +7,9 @@
 //! and report the flushed offset they read at.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use crate::sync::{Mutex, MutexGuard};
 
 use futures::future::BoxFuture;
 use futures::FutureExt;

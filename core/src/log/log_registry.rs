@@ -1,7 +1,9 @@
 //! Opens each bucket's changelog once and hands out shared handles.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use crate::sync::Mutex;
 
 use crate::env::LocalFs;
 use crate::log::log_tablet::{LogConfig, LogError, LogTablet};

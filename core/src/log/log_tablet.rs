@@ -1,7 +1,9 @@
 //! A bucket's changelog: append-only checksummed batches in size-rolled segment files.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use crate::sync::{Mutex, MutexGuard};
 
 use crate::env::{FsError, LocalFs};
 use crate::log::change_type::ChangeType;
@@ -323,6 +325,10 @@ impl LogTablet {
                     });
                 }
             }
+        }
+        if self.mutants.is_on(Mutant::WriterCheckAndAppendSplit) {
+            drop(state);
+            state = self.lock();
         }
         let base_offset = state.log_end_offset;
         let records: Vec<LogRecord> = changes

@@ -1,7 +1,7 @@
 //! One scan session: a point-in-time engine snapshot with its cursor, the changelog offset it
 //! matches, and the state that orders and fences the requests that page through it.
 
-use std::sync::{Mutex, MutexGuard};
+use crate::sync::{Mutex, MutexGuard};
 
 use crate::engine::{EngineError, EngineIterator};
 use crate::ledger::LedgerEntry;
@@ -187,6 +187,19 @@ impl ScanSession {
         CloseOutcome::ClosedNow
     }
 
+    /// Closes the session if, at `now_ms`, it has been idle for longer than `ttl_ms` and no
+    /// request holds it: the evictor's decision and its act in one critical section. Returns
+    /// whether this call closed it.
+    pub fn close_if_idle(&self, now_ms: u64, ttl_ms: u64) -> bool {
+        let mut state = self.lock();
+        let idle = now_ms.saturating_sub(state.last_access_ms) > ttl_ms;
+        if state.closed || state.in_use || !idle {
+            return false;
+        }
+        close_state(&mut state);
+        true
+    }
+
     /// Refreshes the TTL: only requests that passed validation call this.
     pub fn mark_accessed(&self, now_ms: u64) {
         let mut state = self.lock();
@@ -262,4 +275,61 @@ fn close_state(state: &mut SessionState) {
     state.iterator = None;
     state.last_page = None;
     state.ledger_entry = None;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::engine::mem_engine::test_fs::TestFs;
+    use crate::engine::mem_engine::MemEngine;
+    use crate::engine::{KeyRange, KvEngine, WriteBatch};
+    use crate::ledger::{Ledger, ResourceKind};
+
+    fn session_last_accessed_at(last_access_ms: u64) -> (ScanSession, Ledger) {
+        let engine = MemEngine::new_detached(Arc::new(TestFs::default()));
+        let mut batch = WriteBatch::new();
+        batch.put(b"k".to_vec(), b"v".to_vec());
+        batch.set_flushed_log_offset(1);
+        engine.write(&batch).expect("write");
+        let mut iterator =
+            engine.snapshot().expect("snapshot").iter(KeyRange::all()).expect("iter");
+        iterator.seek_to_first();
+        let ledger = Ledger::new();
+        let origin = SessionOrigin {
+            id: "0".repeat(32),
+            bucket: TableBucket::new(1, 0),
+            leader_epoch: 1,
+            log_offset: 1,
+            limit: None,
+            now_ms: last_access_ms,
+        };
+        let entry = ledger.register(ResourceKind::ScanSession, "test");
+        (ScanSession::new(origin, iterator, entry), ledger)
+    }
+
+    #[test]
+    fn an_idle_free_session_is_closed_by_close_if_idle() {
+        let (session, ledger) = session_last_accessed_at(1_000);
+        assert!(!session.release());
+        assert!(!session.close_if_idle(2_000, 1_000), "idle for exactly the TTL is alive");
+        assert!(session.close_if_idle(2_001, 1_000));
+        assert!(session.is_closed());
+        assert_eq!(ledger.count(ResourceKind::ScanSession), 0);
+        assert!(!session.close_if_idle(9_999, 1_000), "closed once");
+    }
+
+    #[test]
+    fn a_session_taken_or_refreshed_after_the_evictor_picked_it_is_not_closed() {
+        // The evictor's pass saw the session idle at 2_001; then a request took it.
+        let (session, _ledger) = session_last_accessed_at(1_000);
+        assert!(!session.close_if_idle(2_001, 1_000), "the opening request holds it");
+        session.mark_accessed(2_001);
+        assert!(!session.release());
+        // Released, but refreshed by the request: not idle any more.
+        assert!(!session.close_if_idle(2_001, 1_000));
+        assert!(!session.is_closed());
+        assert!(session.try_acquire(), "the client can go on paging");
+    }
 }

@@ -2,7 +2,9 @@
 //! expired ids, and closing a bucket's sessions when its leadership changes.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use crate::sync::{Mutex, MutexGuard};
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -114,6 +116,10 @@ impl ScannerManager {
             ));
         }
         self.limit_error(&state, session.bucket())?;
+        if self.env.mutants.is_on(Mutant::ScanLimitCheckAndRegisterSplit) {
+            drop(state);
+            state = self.lock();
+        }
         state.total += 1;
         *state.per_bucket.entry(session.bucket()).or_insert(0) += 1;
         assert!(state.total <= i64::from(self.config.sessions_per_server_max));
@@ -255,6 +261,7 @@ impl ScannerManager {
         let now_ms = self.env.clock.now_mono_ms();
         let ttl_ms = self.config.ttl_ms;
         let ignore_in_use = self.env.mutants.is_on(Mutant::EvictorIgnoresInUse);
+        let stale_pick = self.env.mutants.is_on(Mutant::EvictorActsOnStalePick);
         let doomed: Vec<Arc<ScanSession>> = {
             let mut state = self.lock();
             if state.closed {
@@ -281,10 +288,38 @@ impl ScannerManager {
                 .cloned()
                 .collect()
         };
+        // The pass picked them under the manager's lock; a request may have taken one since.
+        // Each is closed only if it is still idle and free under its own lock, so a session a
+        // request refreshed after the pick is not evicted under that request.
+        let mut evicted = 0;
         for session in &doomed {
-            self.end(session, true, ignore_in_use);
+            if ignore_in_use || stale_pick {
+                self.end(session, true, ignore_in_use);
+                evicted += 1;
+            } else if self.evict_if_idle(session, now_ms, ttl_ms) {
+                evicted += 1;
+            }
         }
-        doomed.len()
+        evicted
+    }
+
+    /// Closes `session` if it has been idle for longer than `ttl_ms` at `now_ms` and no request
+    /// holds it, then unregisters it and remembers its id as expired. Returns whether it did.
+    fn evict_if_idle(&self, session: &Arc<ScanSession>, now_ms: u64, ttl_ms: u64) -> bool {
+        if !session.close_if_idle(now_ms, ttl_ms) {
+            return false;
+        }
+        {
+            let mut state = self.lock();
+            let registered =
+                state.sessions.get(session.id()).is_some_and(|s| Arc::ptr_eq(s, session));
+            if registered {
+                state.sessions.remove(session.id());
+            }
+            state.recently_expired.insert(session.id().to_string(), now_ms);
+        }
+        self.uncount(session.bucket());
+        true
     }
 
     /// The evictor task: a pass every `expiration_interval_ms` until shutdown.

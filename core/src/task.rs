@@ -23,8 +23,11 @@ pub fn run_blocking<R: Send + 'static>(
     executor.spawn_blocking(
         name,
         Box::new(move || {
-            let _ = result_sender.send(work());
+            let result = work();
+            // Released before the result is seen, so a caller that has its answer finds the
+            // ledger without it.
             drop(entry);
+            let _ = result_sender.send(result);
         }),
     );
     async move { result.await.ok() }.boxed()

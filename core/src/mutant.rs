@@ -59,6 +59,9 @@ pub enum Mutant {
     /// The TTL evictor ends the sessions its pass picked without checking again that they
     /// are still idle and free: a request may have taken one in between.
     EvictorActsOnStalePick,
+    /// Reads do not wait for the flush to reach the writes acknowledged before them (Fluss's
+    /// behaviour), so a lookup right after an acknowledged upsert may miss it.
+    ReadsMissAcknowledgedWrites,
 }
 
 impl Mutant {
@@ -83,6 +86,7 @@ impl Mutant {
         Mutant::ScanLimitCheckAndRegisterSplit,
         Mutant::WriterCheckAndAppendSplit,
         Mutant::EvictorActsOnStalePick,
+        Mutant::ReadsMissAcknowledgedWrites,
     ];
 
     /// The mutants that only real preemption reaches: two critical sections with no await
@@ -117,6 +121,7 @@ impl Mutant {
             Mutant::ScanLimitCheckAndRegisterSplit => "scan-limit-check-and-register-split",
             Mutant::WriterCheckAndAppendSplit => "writer-check-and-append-split",
             Mutant::EvictorActsOnStalePick => "evictor-acts-on-stale-pick",
+            Mutant::ReadsMissAcknowledgedWrites => "reads-miss-acknowledged-writes",
         }
     }
 

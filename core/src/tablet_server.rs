@@ -283,18 +283,24 @@ impl TabletServer {
                         self.config.limits.lookup_keys_max
                     )));
                 }
-                let (values, read_offset) = self.hosted_kv(bucket)?.lookup(&keys)?;
+                let kv = self.hosted_kv(bucket)?;
+                kv.wait_for_acknowledged().await?;
+                let (values, read_offset) = kv.lookup(&keys)?;
                 Ok(Response::Lookup { values, read_offset })
             }
             Request::PrefixLookup { bucket, prefix } => {
                 self.check_bucket(bucket)?;
-                let (values, read_offset) = self.hosted_kv(bucket)?.prefix_lookup(&prefix)?;
+                let kv = self.hosted_kv(bucket)?;
+                kv.wait_for_acknowledged().await?;
+                let (values, read_offset) = kv.prefix_lookup(&prefix)?;
                 Ok(Response::Rows { values, read_offset })
             }
             Request::LimitScan { bucket, limit } => {
                 self.check_bucket(bucket)?;
                 let limit = limit.min(self.config.limits.limit_scan_rows_max) as usize;
-                let (values, read_offset) = self.hosted_kv(bucket)?.limit_scan(limit)?;
+                let kv = self.hosted_kv(bucket)?;
+                kv.wait_for_acknowledged().await?;
+                let (values, read_offset) = kv.limit_scan(limit)?;
                 Ok(Response::Rows { values, read_offset })
             }
             Request::ScanKv(request) => Ok(Response::ScanKv(handle_scan_kv(self, request).await)),

@@ -128,8 +128,9 @@ impl Checker {
         }
     }
 
-    /// The flushed offset every read of `bucket` that starts now must reach: the highest
-    /// flushed offset of any replica that currently leads it under the log's epoch.
+    /// The offset every read of `bucket` that starts now must reach: the highest flushed
+    /// offset of any replica that currently leads it under the log's epoch, and the end of
+    /// every put acknowledged so far (a read never misses an acknowledged write).
     pub fn read_floor(&self, bucket: TableBucket) -> u64 {
         let servers: Vec<Arc<TabletServer>> = lock(&self.servers).values().cloned().collect();
         let mut model = lock(&self.model);
@@ -159,8 +160,10 @@ impl Checker {
         }
         if let Err(text) = model.check_acked_put(bucket, writes, base_offset, end_offset) {
             drop(model);
-            self.violation(text);
+            return self.violation(text);
         }
+        // Read your acknowledged writes: every read sent from now on must see this put.
+        model.raise_flushed_floor(bucket, end_offset);
     }
 
     pub fn on_lookup(

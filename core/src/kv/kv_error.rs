@@ -31,6 +31,9 @@ pub enum KvError {
     /// An idempotent writer's batch skipped a sequence number: do not retry it.
     #[error("{0}")]
     OutOfOrderSequence(String),
+    /// The bucket cannot answer yet (its flush is behind what the read must see): retry.
+    #[error("not ready: {0}")]
+    NotReady(String),
     #[error("engine failure: {0}")]
     Engine(#[from] EngineError),
     #[error("log failure: {0}")]
@@ -57,6 +60,7 @@ impl KvError {
     pub fn code(&self) -> ErrorCode {
         match self {
             KvError::NotLeader(_) => ErrorCode::NotLeaderOrFollower,
+            KvError::NotReady(_) => ErrorCode::LeaderNotAvailable,
             KvError::FencedLeaderEpoch { .. } => ErrorCode::FencedLeaderEpoch,
             KvError::UnknownTableOrBucket(_) => ErrorCode::UnknownTableOrBucket,
             KvError::InvalidRecord(_) => ErrorCode::CorruptRecord,

@@ -40,6 +40,10 @@ pub struct KvTabletConfig {
     /// Backoff between failed flush attempts (Fluss: 100 ms → 1 s).
     pub flush_retry_backoff_ms_min: u64,
     pub flush_retry_backoff_ms_max: u64,
+    /// How long a read waits for the flush to reach the high watermark it saw on arrival,
+    /// so that it sees every write acknowledged before it; after that it is refused as
+    /// retriable (`LEADER_NOT_AVAILABLE`) rather than answered from older data.
+    pub read_wait_ms_max: u64,
 }
 
 impl KvTabletConfig {
@@ -49,6 +53,7 @@ impl KvTabletConfig {
         prefix_lookup_rows_max: 100_000,
         flush_retry_backoff_ms_min: 100,
         flush_retry_backoff_ms_max: 1_000,
+        read_wait_ms_max: 2_000,
     };
 }
 
@@ -101,6 +106,8 @@ pub struct KvTablet {
     /// Held by a put from the computation of its changes to their parking.
     put_lock: futures::lock::Mutex<()>,
     flush_wanted: Notify,
+    /// Notified whenever the flushed offset moves or the tablet closes.
+    flushed: Notify,
 }
 
 /// A put's batch, computed and not yet appended.
@@ -153,6 +160,7 @@ impl KvTablet {
             }),
             put_lock: futures::lock::Mutex::new(()),
             flush_wanted: Notify::new(),
+            flushed: Notify::new(),
         })
     }
 
@@ -176,6 +184,47 @@ impl KvTablet {
     pub fn close(&self) {
         self.lock().closed = true;
         self.flush_wanted.notify();
+        self.flushed.notify();
+    }
+
+    /// Waits until every write acknowledged before this call is flushed, that is until the
+    /// flushed offset reaches the high watermark as it is now; a read that follows sees them
+    /// all (Fluss's reads may miss them: they read whatever was flushed). Refused as retriable
+    /// when the flush does not get there within `read_wait_ms_max`.
+    pub fn wait_for_acknowledged(self: &Arc<Self>) -> BoxFuture<'static, Result<(), KvError>> {
+        let this = self.clone();
+        async move {
+            if this.env.mutants.is_on(Mutant::ReadsMissAcknowledgedWrites) {
+                return Ok(());
+            }
+            let target = this.log.high_watermark();
+            let deadline_ms = this.env.clock.now_mono_ms() + this.config.read_wait_ms_max;
+            loop {
+                let flushed = this.flushed.notified();
+                {
+                    let state = this.lock();
+                    if state.closed {
+                        return Err(KvError::NotLeader(format!(
+                            "{} is closed on this server",
+                            this.bucket
+                        )));
+                    }
+                    if state.flushed_log_offset >= target {
+                        return Ok(());
+                    }
+                }
+                let now_ms = this.env.clock.now_mono_ms();
+                if now_ms >= deadline_ms {
+                    return Err(KvError::NotReady(format!(
+                        "{} has not flushed up to offset {target} within {} ms",
+                        this.bucket, this.config.read_wait_ms_max
+                    )));
+                }
+                let timeout = this.env.clock.sleep(deadline_ms - now_ms);
+                futures::future::select(flushed, timeout).await;
+            }
+        }
+        .boxed()
     }
 
     /// Applies `writes` in order as one changelog batch; returns its offsets `[base, end)`.
@@ -455,6 +504,7 @@ impl KvTablet {
         }
         assert!(state.pending.front().is_none_or(|change| change.offset >= flushed_log_offset));
         state.flushed_log_offset = flushed_log_offset;
+        self.flushed.notify();
     }
 
     fn lock(&self) -> MutexGuard<'_, KvState> {

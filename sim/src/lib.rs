@@ -17,6 +17,7 @@ pub mod prng;
 pub mod remote;
 pub mod scan_client;
 pub mod script;
+pub mod shrink;
 pub mod sweep;
 pub mod trace;
 pub mod world;

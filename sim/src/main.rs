@@ -73,6 +73,9 @@ enum Command {
         scenario: String,
         #[arg(long)]
         mutant: Vec<String>,
+        /// Overrides one plan key on top of the scenario, e.g. `--set clients=1`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
     },
 }
 
@@ -110,11 +113,7 @@ fn main() -> ExitCode {
                 for violation in &report.violations {
                     println!("VIOLATION: {violation}");
                 }
-                let added: BTreeMap<String, String> = overrides
-                    .iter()
-                    .filter_map(|text| text.split_once('='))
-                    .map(|(key, value)| (key.trim().to_string(), value.trim().to_string()))
-                    .collect();
+                let added = override_map(&overrides);
                 println!("replay: {}", replay_command(seed, &scenario, &added, &names(&mutant)));
                 ExitCode::from(EXIT_VIOLATION)
             }
@@ -149,13 +148,13 @@ fn main() -> ExitCode {
             println!("replay: {}", shrunk.command(&names(&mutant)));
             ExitCode::from(EXIT_VIOLATION)
         }
-        Command::Sweep { seeds, jobs, scenario, mutant } => {
+        Command::Sweep { seeds, jobs, scenario, mutant, overrides } => {
             let mutants = match parse_mutants(&mutant) {
                 Ok(mutants) => mutants,
                 Err(error) => return usage_error(&error),
             };
             let (range, scenario_value) =
-                match (parse_seed_range(&seeds), Scenario::builtin(&scenario)) {
+                match (parse_seed_range(&seeds), scenario_with(&scenario, &overrides)) {
                     (Ok(range), Ok(scenario)) => (range, scenario),
                     (Err(error), _) | (_, Err(error)) => return usage_error(&error),
                 };
@@ -171,7 +170,7 @@ fn main() -> ExitCode {
                 println!("seed {} FAILED: {}", failure.seed, failure.first_violation);
                 println!(
                     "  replay: {}",
-                    replay_command(failure.seed, &scenario, &BTreeMap::new(), &names(&mutant))
+                    replay_command(failure.seed, &scenario, &override_map(&overrides), &names(&mutant))
                 );
                 println!(
                     "  shrink: cargo run --release -p kvtablet-sim{} -- shrink --seed {} --scenario {scenario}{}",
@@ -212,6 +211,14 @@ fn parse_mutants(names: &[String]) -> Result<Mutants, String> {
 
 fn names(mutants: &[String]) -> Vec<&str> {
     mutants.iter().map(String::as_str).collect()
+}
+
+fn override_map(overrides: &[String]) -> BTreeMap<String, String> {
+    overrides
+        .iter()
+        .filter_map(|text| text.split_once('='))
+        .map(|(key, value)| (key.trim().to_string(), value.trim().to_string()))
+        .collect()
 }
 
 /// A builtin scenario with `KEY=VALUE` overrides on top.

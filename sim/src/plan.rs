@@ -224,6 +224,7 @@ const BUILTIN_SCENARIOS: &[(&str, &str)] = &[
     ("crashes", include_str!("../../scenarios/crashes.scenario")),
     ("lossy-network", include_str!("../../scenarios/lossy-network.scenario")),
     ("scan-races", include_str!("../../scenarios/scan-races.scenario")),
+    ("scan-leadership-churn", include_str!("../../scenarios/scan-leadership-churn.scenario")),
 ];
 
 impl Scenario {

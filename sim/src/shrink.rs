@@ -56,6 +56,9 @@ const COUNTS: &[Count] = &[
     Count { key: "keys_per_bucket", min: 1, of: |p| u64::from(p.keys_per_bucket) },
 ];
 
+/// Counts are tried at each of their few smallest values before a bisection.
+const SMALL_VALUES_TRIED: u64 = 3;
+
 /// What to shrink.
 #[derive(Debug, Clone)]
 pub struct ShrinkOptions {
@@ -147,22 +150,23 @@ pub fn shrink(options: &ShrinkOptions, progress: &mut dyn FnMut(&str)) -> Result
             if current <= count.min {
                 continue;
             }
-            // The smallest value first, then a bisection between the largest known to pass
-            // and the smallest known to fail.
-            let (mut passes, mut fails) = (None, current);
-            let mut value = count.min;
-            while value < fails && search.runs < options.runs_max {
-                let text = value.to_string();
-                let Some(candidate) = search.candidate(&overrides, count.key, &text, &plan)? else {
-                    break;
-                };
-                if search.still_fails(&candidate.0, &oracle)? {
-                    fails = value;
-                } else {
-                    passes = Some(value);
+            // The few smallest values first (small plans are what a reader wants, and failing
+            // is not monotonic in a count), then a bisection between the largest value known
+            // to pass and the smallest known to fail.
+            let mut fails = current;
+            let mut low = count.min;
+            while low < fails && low < count.min + SMALL_VALUES_TRIED && search.runs < options.runs_max {
+                match search.candidate(&overrides, count.key, &low.to_string(), &plan)? {
+                    Some(candidate) if search.still_fails(&candidate.0, &oracle)? => fails = low,
+                    _ => low += 1,
                 }
-                let low = passes.map_or(count.min, |p| p + 1);
-                value = low + (fails - low) / 2;
+            }
+            while low < fails && search.runs < options.runs_max {
+                let value = low + (fails - low) / 2;
+                match search.candidate(&overrides, count.key, &value.to_string(), &plan)? {
+                    Some(candidate) if search.still_fails(&candidate.0, &oracle)? => fails = value,
+                    _ => low = value + 1,
+                }
             }
             if fails < current {
                 progress(&format!("{}={fails} still fails (was {current})", count.key));

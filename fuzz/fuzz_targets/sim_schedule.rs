@@ -30,9 +30,11 @@ fn setup() -> &'static Setup {
     static SETUP: OnceLock<Setup> = OnceLock::new();
     SETUP.get_or_init(|| {
         let scenario = std::env::var("KVTABLET_FUZZ_SCENARIO").unwrap_or_else(|_| "swarm".into());
-        let scenario = Scenario::builtin(&scenario).expect("KVTABLET_FUZZ_SCENARIO: a builtin scenario");
+        let scenario =
+            Scenario::builtin(&scenario).expect("KVTABLET_FUZZ_SCENARIO: a builtin scenario");
         let mutants = match std::env::var("KVTABLET_FUZZ_MUTANT") {
-            Ok(name) => Mutants::NONE.with(Mutant::from_name(&name).expect("KVTABLET_FUZZ_MUTANT: a mutant")),
+            Ok(name) => Mutants::NONE
+                .with(Mutant::from_name(&name).expect("KVTABLET_FUZZ_MUTANT: a mutant")),
             Err(_) => Mutants::NONE,
         };
         let seed = std::env::var("KVTABLET_FUZZ_SEED")

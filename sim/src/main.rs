@@ -170,7 +170,12 @@ fn main() -> ExitCode {
                 println!("seed {} FAILED: {}", failure.seed, failure.first_violation);
                 println!(
                     "  replay: {}",
-                    replay_command(failure.seed, &scenario, &override_map(&overrides), &names(&mutant))
+                    replay_command(
+                        failure.seed,
+                        &scenario,
+                        &override_map(&overrides),
+                        &names(&mutant)
+                    )
                 );
                 println!(
                     "  shrink: cargo run --release -p kvtablet-sim{} -- shrink --seed {} --scenario {scenario}{}",
@@ -225,9 +230,8 @@ fn override_map(overrides: &[String]) -> BTreeMap<String, String> {
 fn scenario_with(name: &str, overrides: &[String]) -> Result<Scenario, String> {
     let mut scenario = Scenario::builtin(name)?;
     for text in overrides {
-        let (key, value) = text
-            .split_once('=')
-            .ok_or_else(|| format!("--set {text:?}: expected KEY=VALUE"))?;
+        let (key, value) =
+            text.split_once('=').ok_or_else(|| format!("--set {text:?}: expected KEY=VALUE"))?;
         scenario = scenario.with_override(key.trim(), value.trim());
     }
     Ok(scenario)

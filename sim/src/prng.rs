@@ -351,7 +351,11 @@ mod tests {
         assert_eq!(fed.below(2), 1, "7 mod 2");
         assert_eq!(tape.consumed(), 4);
         let mut seeded = Prng::from_seed(21);
-        assert_eq!(draws(&mut fed, 4), draws(&mut seeded, 4), "then the seed's stream, from its start");
+        assert_eq!(
+            draws(&mut fed, 4),
+            draws(&mut seeded, 4),
+            "then the seed's stream, from its start"
+        );
     }
 
     #[test]

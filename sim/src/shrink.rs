@@ -155,7 +155,10 @@ pub fn shrink(options: &ShrinkOptions, progress: &mut dyn FnMut(&str)) -> Result
             // to pass and the smallest known to fail.
             let mut fails = current;
             let mut low = count.min;
-            while low < fails && low < count.min + SMALL_VALUES_TRIED && search.runs < options.runs_max {
+            while low < fails
+                && low < count.min + SMALL_VALUES_TRIED
+                && search.runs < options.runs_max
+            {
                 match search.candidate(&overrides, count.key, &low.to_string(), &plan)? {
                     Some(candidate) if search.still_fails(&candidate.0, &oracle)? => fails = low,
                     _ => low += 1,
@@ -193,11 +196,9 @@ struct Search<'a> {
 
 impl Search<'_> {
     fn scenario_with(&self, overrides: &BTreeMap<String, String>) -> Scenario {
-        overrides
-            .iter()
-            .fold(self.options.scenario.clone(), |scenario, (key, value)| {
-                scenario.with_override(key, value)
-            })
+        overrides.iter().fold(self.options.scenario.clone(), |scenario, (key, value)| {
+            scenario.with_override(key, value)
+        })
     }
 
     fn plan(&self, scenario: &Scenario) -> Result<RunPlan, String> {
@@ -272,11 +273,10 @@ mod tests {
 
     #[test]
     fn the_replay_command_carries_every_override() {
-        let overrides: BTreeMap<String, String> =
-            [("clients", "1"), ("crash_interval_ms", "off")]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
+        let overrides: BTreeMap<String, String> = [("clients", "1"), ("crash_interval_ms", "off")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         assert_eq!(
             replay_command(7, "swarm", &overrides, &["update-logged-as-insert"]),
             "cargo run --release -p kvtablet-sim --features mutants -- run --seed 7 --scenario swarm \

@@ -47,8 +47,8 @@ fn an_update_logged_as_insert_shrinks_to_a_short_trace_with_the_same_oracle() {
         .overrides
         .iter()
         .fold(Scenario::builtin("swarm").expect("builtin"), |s, (k, v)| s.with_override(k, v));
-    let replay =
-        run(&RunOptions { seed: 1, scenario, mutants, trace_mode: TraceMode::Short }).expect("plan");
+    let replay = run(&RunOptions { seed: 1, scenario, mutants, trace_mode: TraceMode::Short })
+        .expect("plan");
     assert_eq!(replay.trace_lines, shrunk.minimal.trace_lines);
     assert!(replay.violations.iter().any(|v| oracle_of(v) == "changelog"));
     for (key, value) in &shrunk.overrides {

@@ -8,10 +8,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use kvtablet_core::mutant::{Mutant, Mutants};
 use kvtablet_sim::plan::Scenario;
+use kvtablet_sim::prng::DecisionTape;
 use kvtablet_sim::shrink::{replay_command, shrink, ShrinkOptions};
 use kvtablet_sim::sweep::{parse_seed_range, sweep, SweepOptions};
 use kvtablet_sim::trace::TraceMode;
-use kvtablet_sim::world::{run, RunOptions};
+use kvtablet_sim::world::{run_with_tape, RunOptions};
 
 /// Exit code of a run that found a correctness violation (TigerBeetle's convention).
 const EXIT_VIOLATION: u8 = 129;
@@ -46,6 +47,10 @@ enum Command {
         /// Overrides one plan key on top of the scenario, e.g. `--set clients=1`.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
+        /// A decision tape (a `sim_schedule` fuzz input run with a fixed seed): the scheduler
+        /// and the fault planner draw from its bytes first.
+        #[arg(long, value_name = "FILE")]
+        tape: Option<std::path::PathBuf>,
     },
     /// Shrinks a failing seed to a minimal reproduction that fails with the same oracle, and
     /// prints the command that replays it.
@@ -81,7 +86,7 @@ enum Command {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Run { seed, scenario, trace, mutant, overrides } => {
+        Command::Run { seed, scenario, trace, mutant, overrides, tape: tape_path } => {
             let mutants = match parse_mutants(&mutant) {
                 Ok(mutants) => mutants,
                 Err(error) => return usage_error(&error),
@@ -95,7 +100,11 @@ fn main() -> ExitCode {
                 TraceArg::Full => TraceMode::Full,
             };
             let options = RunOptions { seed, scenario: scenario_value, mutants, trace_mode };
-            let report = match run(&options) {
+            let tape = match tape_path.as_ref().map(std::fs::read).transpose() {
+                Ok(bytes) => bytes.map(|bytes| DecisionTape::new(&bytes)),
+                Err(error) => return usage_error(&format!("--tape: {error}")),
+            };
+            let report = match run_with_tape(&options, tape.as_ref()) {
                 Ok(report) => report,
                 Err(error) => return usage_error(&error),
             };
@@ -114,7 +123,11 @@ fn main() -> ExitCode {
                     println!("VIOLATION: {violation}");
                 }
                 let added = override_map(&overrides);
-                println!("replay: {}", replay_command(seed, &scenario, &added, &names(&mutant)));
+                let mut replay = replay_command(seed, &scenario, &added, &names(&mutant));
+                if let Some(path) = &tape_path {
+                    replay.push_str(&format!(" --tape {}", path.display()));
+                }
+                println!("replay: {replay}");
                 ExitCode::from(EXIT_VIOLATION)
             }
         }

@@ -65,6 +65,11 @@ struct KvState {
     latest_unflushed: BTreeMap<Vec<u8>, (u64, Option<Vec<u8>>)>,
     /// Every change below this offset is in the engine; none at or above it is.
     flushed_log_offset: u64,
+    /// The end of the log as this term knows it: the high watermark it was rebuilt to, then
+    /// the end of each batch it appended. Past it lie only other terms' batches (a newer
+    /// leader's, appended before this one hears that it was deposed), which are not in this
+    /// buffer, so a flush must never claim them.
+    known_end_offset: u64,
     closed: bool,
 }
 
@@ -129,6 +134,7 @@ impl KvTablet {
                 pending: VecDeque::new(),
                 latest_unflushed: BTreeMap::new(),
                 flushed_log_offset,
+                known_end_offset: flushed_log_offset,
                 closed: false,
             }),
             flush_wanted: Notify::new(),
@@ -203,6 +209,7 @@ impl KvTablet {
             }
         };
         let (base_offset, end_offset) = (batch.base_offset, batch.end_offset());
+        state.known_end_offset = end_offset;
         for record in batch.records {
             let value = match record.change_type {
                 ChangeType::Insert | ChangeType::UpdateAfter | ChangeType::AppendOnly => {
@@ -327,7 +334,7 @@ impl KvTablet {
         if state.closed {
             return None;
         }
-        let high_watermark = self.log.high_watermark();
+        let high_watermark = self.log.high_watermark().min(state.known_end_offset);
         if state.flushed_log_offset >= high_watermark {
             return None;
         }

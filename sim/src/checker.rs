@@ -610,6 +610,65 @@ impl Checker {
     }
 }
 
+/// Each oracle's name and fragments of the violations it reports, first match wins. A new
+/// violation message should match one of these (or be given a row of its own), so that
+/// shrinking and the mutant table can tell which oracle caught a run.
+const ORACLES: &[(&str, &[&str])] = &[
+    ("panic", &["panic: "]),
+    ("liveness", &["workload did not finish", "cluster did not heal"]),
+    ("stale-epoch-write", &["write accepted under stale epoch"]),
+    ("duplicate-append", &["appended twice"]),
+    (
+        "changelog",
+        &[
+            "inconsistent changelog",
+            "ends inside an update pair",
+            "changelog lost data",
+            "log unreadable",
+            "log read at",
+            ": batch at ",
+        ],
+    ),
+    ("acked-put", &["put acknowledged at", "acknowledged put at"]),
+    ("read", &["lookup by client", "read by client"]),
+    ("unexpected-error", &["unexpected error"]),
+    ("leak", &["leak ledger", "tasks left after shutdown"]),
+    ("quiescent-state", &["at quiescence", "engine holds"]),
+    ("scan-registry", &["scan sessions", "keeps scan session"]),
+    ("scan-page", &["scan page", "promises more rows", "without a scanner id", "scan open on"]),
+    ("scan-snapshot", &["scan of ", "handoff of", "bootstrap of"]),
+    (
+        "scan-session",
+        &[
+            "continuation",
+            "a retry of page",
+            "retry of the last page",
+            "closing a session",
+            "abandoned session",
+            "never-issued scanner id",
+            "ScanKv answered with",
+        ],
+    ),
+    ("retention", &["retention on"]),
+];
+
+/// The oracle that reported `violation`: a stable name (see [`ORACLES`]), or for a message
+/// none of them matches, `other:` and its first words with numbers blanked out.
+pub fn oracle_of(violation: &str) -> String {
+    let known = ORACLES
+        .iter()
+        .find(|(_, fragments)| fragments.iter().any(|fragment| violation.contains(fragment)));
+    if let Some((oracle, _)) = known {
+        return (*oracle).to_string();
+    }
+    let words: Vec<&str> = violation
+        .split_whitespace()
+        .take(4)
+        .map(|word| if word.chars().any(|c| c.is_ascii_digit()) { "#" } else { word })
+        .collect();
+    format!("other:{}", words.join(" "))
+}
+
 fn engine_contents(kv: &kvtablet_core::kv::KvTablet) -> Result<Rows, String> {
     let (snapshot, _) = kv.read_snapshot().map_err(|e| e.to_string())?;
     let mut iterator =
@@ -626,4 +685,29 @@ fn engine_contents(kv: &kvtablet_core::kv::KvTablet) -> Result<Rows, String> {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::oracle_of;
+
+    #[test]
+    fn violations_are_classified_by_their_oracle() {
+        let cases = [
+            ("t1-b3: inconsistent changelog at offset 4: +I of key \"k\" while the key holds \"v\"", "changelog"),
+            ("t1-b0: write accepted under stale epoch 2 after epoch 3 (offset 9)", "stale-epoch-write"),
+            ("t1-b0: batch 3 of writer 0x1 appended twice, at 4 and 7", "duplicate-append"),
+            ("lookup by client 101 on t1-b2: key k1 read None at offset 3, model has Some(\"v\")", "read"),
+            ("panic: scanner counter of t1-b0 went negative", "panic"),
+            ("2 scan sessions alive in the ledger after the TTL", "scan-registry"),
+            ("leak ledger not empty at quiescence: Task of node 1", "leak"),
+            ("scan of t1-b1 at log_offset 5 (limit None) returned 2 rows, the model has 3: got [], want []", "scan-snapshot"),
+            ("workload did not finish: deadlock", "liveness"),
+        ];
+        for (text, oracle) in cases {
+            assert_eq!(oracle_of(text), oracle, "{text}");
+        }
+        assert_eq!(oracle_of("something new went wrong at 42"), "other:something new went wrong");
+        assert_eq!(oracle_of("node 3 did a thing"), "other:node # did a");
+    }
 }

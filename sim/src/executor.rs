@@ -20,7 +20,7 @@ use kvtablet_core::env::{Clock, Executor};
 use kvtablet_core::message::NodeId;
 
 use crate::clock::{lock, SimClock, SimTime, Sleep, DEFAULT_BASE_WALL_MS};
-use crate::prng::{Prng, Streams};
+use crate::prng::{DecisionTape, Prng, Streams};
 
 /// Identifies a task for its whole life; never reused, so a late wake of a finished task is
 /// recognised and ignored.
@@ -169,6 +169,18 @@ impl SimExecutor {
     /// From now on blocking work waits as `slow_disk` says.
     pub fn set_slow_disk(&self, slow_disk: SlowDisk) {
         lock(&self.inner.slow_disk).1 = slow_disk;
+    }
+
+    /// Scheduling decisions (which ready task runs, whether a yield takes time) come from
+    /// `tape` first, then from the seeded streams: a fuzzer steers the schedule this way.
+    pub fn feed_schedule_from(&self, tape: &DecisionTape) {
+        let mut state = lock(&self.inner.sched);
+        let sched = std::mem::replace(&mut state.sched, Prng::from_seed(0));
+        state.sched = sched.fed_by(tape.clone());
+        drop(state);
+        let mut yield_delays = lock(&self.inner.yield_delays);
+        let delays = std::mem::replace(&mut *yield_delays, Prng::from_seed(0));
+        *yield_delays = delays.fed_by(tape.clone());
     }
 
     /// The [`Executor`] of `node`'s current incarnation.

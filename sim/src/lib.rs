@@ -18,6 +18,7 @@ pub mod remote;
 pub mod replication;
 pub mod scan_client;
 pub mod script;
+pub mod shrink;
 pub mod sweep;
 pub mod trace;
 pub mod world;

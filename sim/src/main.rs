@@ -2,14 +2,17 @@
 
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use kvtablet_core::mutant::{Mutant, Mutants};
 use kvtablet_sim::plan::Scenario;
+use kvtablet_sim::prng::DecisionTape;
+use kvtablet_sim::shrink::{replay_command, shrink, ShrinkOptions};
 use kvtablet_sim::sweep::{parse_seed_range, sweep, SweepOptions};
 use kvtablet_sim::trace::TraceMode;
-use kvtablet_sim::world::{run, RunOptions};
+use kvtablet_sim::world::{run_with_tape, RunOptions};
 
 /// Exit code of a run that found a correctness violation (TigerBeetle's convention).
 const EXIT_VIOLATION: u8 = 129;
@@ -41,6 +44,28 @@ enum Command {
         /// Switches on a deliberate bug (needs a build with the `mutants` feature).
         #[arg(long)]
         mutant: Vec<String>,
+        /// Overrides one plan key on top of the scenario, e.g. `--set clients=1`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// A decision tape (a `sim_schedule` fuzz input run with a fixed seed): the scheduler
+        /// and the fault planner draw from its bytes first.
+        #[arg(long, value_name = "FILE")]
+        tape: Option<std::path::PathBuf>,
+    },
+    /// Shrinks a failing seed to a minimal reproduction that fails with the same oracle, and
+    /// prints the command that replays it.
+    Shrink {
+        #[arg(long)]
+        seed: u64,
+        #[arg(long, default_value = "swarm")]
+        scenario: String,
+        #[arg(long)]
+        mutant: Vec<String>,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// Candidate runs to spend at most.
+        #[arg(long, default_value_t = 400)]
+        runs_max: u32,
     },
     /// Runs every seed of a range and reports the failing ones.
     Sweep {
@@ -53,17 +78,20 @@ enum Command {
         scenario: String,
         #[arg(long)]
         mutant: Vec<String>,
+        /// Overrides one plan key on top of the scenario, e.g. `--set clients=1`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
     },
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Run { seed, scenario, trace, mutant } => {
+        Command::Run { seed, scenario, trace, mutant, overrides, tape: tape_path } => {
             let mutants = match parse_mutants(&mutant) {
                 Ok(mutants) => mutants,
                 Err(error) => return usage_error(&error),
             };
-            let scenario_value = match Scenario::builtin(&scenario) {
+            let scenario_value = match scenario_with(&scenario, &overrides) {
                 Ok(scenario) => scenario,
                 Err(error) => return usage_error(&error),
             };
@@ -72,7 +100,11 @@ fn main() -> ExitCode {
                 TraceArg::Full => TraceMode::Full,
             };
             let options = RunOptions { seed, scenario: scenario_value, mutants, trace_mode };
-            let report = match run(&options) {
+            let tape = match tape_path.as_deref().map(read_tape_file).transpose() {
+                Ok(bytes) => bytes.map(|bytes| DecisionTape::new(&bytes)),
+                Err(error) => return usage_error(&format!("--tape: {error}")),
+            };
+            let report = match run_with_tape(&options, tape.as_ref()) {
                 Ok(report) => report,
                 Err(error) => return usage_error(&error),
             };
@@ -90,17 +122,52 @@ fn main() -> ExitCode {
                 for violation in &report.violations {
                     println!("VIOLATION: {violation}");
                 }
-                println!("replay: {}", replay_command(seed, &scenario, &mutant));
+                let added = override_map(&overrides);
+                let mut replay = replay_command(seed, &scenario, &added, &names(&mutant));
+                if let Some(path) = &tape_path {
+                    replay.push_str(&format!(" --tape {}", path.display()));
+                }
+                println!("replay: {replay}");
                 ExitCode::from(EXIT_VIOLATION)
             }
         }
-        Command::Sweep { seeds, jobs, scenario, mutant } => {
+        Command::Shrink { seed, scenario, mutant, overrides, runs_max } => {
+            let mutants = match parse_mutants(&mutant) {
+                Ok(mutants) => mutants,
+                Err(error) => return usage_error(&error),
+            };
+            let scenario_value = match scenario_with(&scenario, &overrides) {
+                Ok(scenario) => scenario,
+                Err(error) => return usage_error(&error),
+            };
+            let options = ShrinkOptions { seed, scenario: scenario_value, mutants, runs_max };
+            let shrunk = match shrink(&options, &mut |line| println!("shrink: {line}")) {
+                Ok(shrunk) => shrunk,
+                Err(error) => return usage_error(&error),
+            };
+            for line in &shrunk.minimal.trace_lines {
+                println!("{line}");
+            }
+            println!(
+                "shrunk seed {seed} in {} runs: oracle {}, {} -> {} steps, {} -> {} ms virtual, short trace {} events",
+                shrunk.runs,
+                shrunk.oracle,
+                shrunk.original.steps,
+                shrunk.minimal.steps,
+                shrunk.original.virtual_ms,
+                shrunk.minimal.virtual_ms,
+                shrunk.minimal.trace_lines.len()
+            );
+            println!("replay: {}", shrunk.command(&names(&mutant)));
+            ExitCode::from(EXIT_VIOLATION)
+        }
+        Command::Sweep { seeds, jobs, scenario, mutant, overrides } => {
             let mutants = match parse_mutants(&mutant) {
                 Ok(mutants) => mutants,
                 Err(error) => return usage_error(&error),
             };
             let (range, scenario_value) =
-                match (parse_seed_range(&seeds), Scenario::builtin(&scenario)) {
+                match (parse_seed_range(&seeds), scenario_with(&scenario, &overrides)) {
                     (Ok(range), Ok(scenario)) => (range, scenario),
                     (Err(error), _) | (_, Err(error)) => return usage_error(&error),
                 };
@@ -114,7 +181,21 @@ fn main() -> ExitCode {
             let outcome = sweep(&options);
             for failure in &outcome.failures {
                 println!("seed {} FAILED: {}", failure.seed, failure.first_violation);
-                println!("  replay: {}", replay_command(failure.seed, &scenario, &mutant));
+                println!(
+                    "  replay: {}",
+                    replay_command(
+                        failure.seed,
+                        &scenario,
+                        &override_map(&overrides),
+                        &names(&mutant)
+                    )
+                );
+                println!(
+                    "  shrink: cargo run --release -p kvtablet-sim{} -- shrink --seed {} --scenario {scenario}{}",
+                    if mutant.is_empty() { "" } else { " --features mutants" },
+                    failure.seed,
+                    names(&mutant).iter().map(|m| format!(" --mutant {m}")).collect::<String>()
+                );
             }
             println!(
                 "swept {} seeds in scenario {scenario}: {} passed, {} failed",
@@ -146,16 +227,34 @@ fn parse_mutants(names: &[String]) -> Result<Mutants, String> {
     Ok(mutants)
 }
 
-fn replay_command(seed: u64, scenario: &str, mutants: &[String]) -> String {
-    let mut command = String::from("cargo run --release -p kvtablet-sim");
-    if !mutants.is_empty() {
-        command.push_str(" --features mutants");
+/// The command line's own input, read before any simulation starts: no simulated component
+/// touches the real file system.
+#[allow(clippy::disallowed_methods)]
+fn read_tape_file(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    std::fs::read(path)
+}
+
+fn names(mutants: &[String]) -> Vec<&str> {
+    mutants.iter().map(String::as_str).collect()
+}
+
+fn override_map(overrides: &[String]) -> BTreeMap<String, String> {
+    overrides
+        .iter()
+        .filter_map(|text| text.split_once('='))
+        .map(|(key, value)| (key.trim().to_string(), value.trim().to_string()))
+        .collect()
+}
+
+/// A builtin scenario with `KEY=VALUE` overrides on top.
+fn scenario_with(name: &str, overrides: &[String]) -> Result<Scenario, String> {
+    let mut scenario = Scenario::builtin(name)?;
+    for text in overrides {
+        let (key, value) =
+            text.split_once('=').ok_or_else(|| format!("--set {text:?}: expected KEY=VALUE"))?;
+        scenario = scenario.with_override(key.trim(), value.trim());
     }
-    command.push_str(&format!(" -- run --seed {seed} --scenario {scenario} --trace full"));
-    for mutant in mutants {
-        command.push_str(&format!(" --mutant {mutant}"));
-    }
-    command
+    Ok(scenario)
 }
 
 fn usage_error(message: &str) -> ExitCode {

@@ -196,7 +196,10 @@ impl BucketModel {
         }
         self.last_epoch = batch.leader_epoch;
         if let Some(writer) = batch.writer {
-            if let Some(first) = self.writer_batches.insert(writer, batch.base_offset) {
+            // The same batch read again (its first reading stopped at an inconsistent
+            // record) is not a second append.
+            let first = self.writer_batches.insert(writer, batch.base_offset);
+            if let Some(first) = first.filter(|first| *first != batch.base_offset) {
                 return Err(format!(
                     "{bucket}: batch {} of writer {:#x} appended twice, at {first} and {}",
                     writer.batch_sequence, writer.writer_id, batch.base_offset

@@ -245,6 +245,7 @@ const BUILTIN_SCENARIOS: &[(&str, &str)] = &[
     ("crashes-rf1", include_str!("../../scenarios/crashes-rf1.scenario")),
     ("lossy-network", include_str!("../../scenarios/lossy-network.scenario")),
     ("scan-races", include_str!("../../scenarios/scan-races.scenario")),
+    ("scan-leadership-churn", include_str!("../../scenarios/scan-leadership-churn.scenario")),
 ];
 
 impl Scenario {
@@ -273,6 +274,13 @@ impl Scenario {
             overrides.insert(key.trim().to_string(), value.trim().to_string());
         }
         Ok(Scenario { name: name.to_string(), overrides })
+    }
+
+    /// This scenario with `key = value` set on top of its own overrides (what
+    /// `kvtablet-sim run --set key=value` and shrinking add); checked when a plan is drawn.
+    pub fn with_override(mut self, key: &str, value: &str) -> Scenario {
+        self.overrides.insert(key.to_string(), value.to_string());
+        self
     }
 
     fn apply(&self, plan: &mut RunPlan) -> Result<(), String> {
@@ -314,6 +322,12 @@ impl Scenario {
                 "net_delay_ms_max" => plan.faults.net_delay_ms_max = number()?.max(1),
                 "net_drop_percent" => plan.faults.net_drop = Ratio::new(number()?, 100),
                 "net_duplicate_percent" => plan.faults.net_duplicate = Ratio::new(number()?, 100),
+                "restart_delay_ms_max" => plan.faults.restart_delay_ms_max = number()?,
+                "weight_upsert" => plan.weights.upsert = number()?,
+                "weight_delete" => plan.weights.delete = number()?,
+                "weight_lookup" => plan.weights.lookup = number()?,
+                "weight_prefix_lookup" => plan.weights.prefix_lookup = number()?,
+                "weight_limit_scan" => plan.weights.limit_scan = number()?,
                 _ => return Err(format!("scenario {}: unknown key {key:?}", self.name)),
             }
         }

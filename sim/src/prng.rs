@@ -7,8 +7,12 @@
 //!
 //! Decisions use integers only ([`Ratio`], [`Prng::below`]): no floating point, whose rounding
 //! could differ between platforms.
+//!
+//! A stream may be fed by a [`DecisionTape`] (bytes a fuzzer chose): its draws take the tape's
+//! bytes first, and when the tape runs out the seeded stream takes over. A stream without a
+//! tape draws exactly what it always did.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -39,18 +43,94 @@ impl Ratio {
     }
 }
 
-/// One deterministic stream of random numbers (ChaCha8).
+/// Decisions chosen from outside (by a fuzzer): bytes that the streams fed by it consume in
+/// the order they draw, shared by every stream it feeds. Cloning shares the position.
+///
+/// A draw below `bound` takes the fewest bytes that can express `bound - 1` (one byte for a
+/// choice among up to 256 ready tasks), little-endian, modulo `bound`; a full 64-bit draw
+/// takes eight. A draw that meets the end of the tape takes what is left, zero-padded; every
+/// later draw comes from the seeded stream.
+#[derive(Debug, Clone, Default)]
+pub struct DecisionTape {
+    state: Arc<Mutex<TapeState>>,
+}
+
+#[derive(Debug, Default)]
+struct TapeState {
+    bytes: Vec<u8>,
+    position: usize,
+}
+
+impl DecisionTape {
+    pub fn new(bytes: &[u8]) -> DecisionTape {
+        DecisionTape {
+            state: Arc::new(Mutex::new(TapeState { bytes: bytes.to_vec(), position: 0 })),
+        }
+    }
+
+    /// Bytes consumed so far.
+    pub fn consumed(&self) -> usize {
+        self.lock().position
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().bytes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lock().bytes.is_empty()
+    }
+
+    /// The next `width` bytes (1..=8) as a little-endian number, or `None` once the tape is
+    /// used up.
+    fn take(&self, width: usize) -> Option<u64> {
+        let mut state = self.lock();
+        let start = state.position;
+        if start >= state.bytes.len() {
+            return None;
+        }
+        let end = (start + width).min(state.bytes.len());
+        let value = state.bytes[start..end]
+            .iter()
+            .rev()
+            .fold(0u64, |value, byte| (value << 8) | u64::from(*byte));
+        state.position = end;
+        Some(value)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, TapeState> {
+        // A draw cannot leave the position half-updated, so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The number of bytes that can express every value below `bound`.
+fn tape_width(bound: u64) -> usize {
+    let bits = 64 - (bound - 1).leading_zeros() as usize;
+    bits.div_ceil(8).max(1)
+}
+
+/// One deterministic stream of random numbers (ChaCha8), optionally fed by a decision tape.
 #[derive(Debug, Clone)]
 pub struct Prng {
     rng: ChaCha8Rng,
+    tape: Option<DecisionTape>,
 }
 
 impl Prng {
     pub fn from_seed(seed: u64) -> Prng {
-        Prng { rng: ChaCha8Rng::seed_from_u64(seed) }
+        Prng { rng: ChaCha8Rng::seed_from_u64(seed), tape: None }
+    }
+
+    /// This stream, drawing from `tape` first.
+    pub fn fed_by(self, tape: DecisionTape) -> Prng {
+        Prng { tape: Some(tape), ..self }
     }
 
     pub fn next_u64(&mut self) -> u64 {
+        if let Some(value) = self.tape.as_ref().and_then(|tape| tape.take(8)) {
+            return value;
+        }
         self.rng.next_u64()
     }
 
@@ -60,6 +140,9 @@ impl Prng {
     /// bits to values is fixed by this crate, not by a dependency upgrade.
     pub fn below(&mut self, bound: u64) -> u64 {
         assert!(bound > 0, "Prng::below(0) has no value to return");
+        if let Some(value) = self.tape.as_ref().and_then(|tape| tape.take(tape_width(bound))) {
+            return value % bound;
+        }
         // Rejection sampling: values in the last, incomplete block of size `bound` would make
         // small results more likely than large ones.
         let zone = u64::MAX - (u64::MAX % bound);
@@ -257,6 +340,46 @@ mod tests {
         for _ in 0..50 {
             assert!(items.contains(prng.pick(&items).expect("non-empty slice")));
         }
+    }
+
+    #[test]
+    fn a_tape_decides_first_then_the_seeded_stream_takes_over() {
+        let tape = DecisionTape::new(&[2, 0x34, 0x12, 7]);
+        let mut fed = Prng::from_seed(21).fed_by(tape.clone());
+        assert_eq!(fed.below(3), 2, "one byte decides among three");
+        assert_eq!(fed.below(1000), 0x1234 % 1000, "two bytes, little-endian");
+        assert_eq!(fed.below(2), 1, "7 mod 2");
+        assert_eq!(tape.consumed(), 4);
+        let mut seeded = Prng::from_seed(21);
+        assert_eq!(
+            draws(&mut fed, 4),
+            draws(&mut seeded, 4),
+            "then the seed's stream, from its start"
+        );
+    }
+
+    #[test]
+    fn a_short_tape_is_zero_padded_and_an_empty_one_changes_nothing() {
+        let mut fed = Prng::from_seed(4).fed_by(DecisionTape::new(&[1]));
+        assert_eq!(fed.next_u64(), 1);
+        let mut empty = Prng::from_seed(4).fed_by(DecisionTape::new(&[]));
+        assert_eq!(draws(&mut empty, 8), draws(&mut Prng::from_seed(4), 8));
+    }
+
+    #[test]
+    fn streams_fed_by_one_tape_share_it_in_draw_order() {
+        let tape = DecisionTape::new(&[1, 2, 3]);
+        let mut a = Prng::from_seed(1).fed_by(tape.clone());
+        let mut b = Prng::from_seed(2).fed_by(tape.clone());
+        assert_eq!((a.below(10), b.below(10), a.below(10)), (1, 2, 3));
+    }
+
+    #[test]
+    fn tape_width_fits_the_bound() {
+        assert_eq!(tape_width(1), 1);
+        assert_eq!(tape_width(256), 1);
+        assert_eq!(tape_width(257), 2);
+        assert_eq!(tape_width(u64::MAX), 8);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::executor::{SimError, SimExecutor, SlowDisk};
 use crate::fs::SimFs;
 use crate::network::{NetFaults, SimNetwork};
 use crate::plan::{RunPlan, Scenario};
-use crate::prng::{Prng, Ratio, Streams};
+use crate::prng::{DecisionTape, Prng, Ratio, Streams};
 use crate::remote::{RemoteFaults, SimRemoteStorage};
 use crate::replication::ClusterLogs;
 use crate::trace::{Trace, TraceMode};
@@ -89,9 +89,19 @@ struct World {
 /// Runs one seed to the end and reports; never panics on a violation, it reports it. A panic
 /// inside the run (a failed assertion in the code under test) is reported as a violation.
 pub fn run(options: &RunOptions) -> Result<RunReport, String> {
+    run_with_tape(options, None)
+}
+
+/// [`run`], with the scheduler's and the fault planner's decisions taken from `tape` first
+/// (fuzzer-driven scheduling); the same tape and seed give the same trace.
+pub fn run_with_tape(
+    options: &RunOptions,
+    tape: Option<&DecisionTape>,
+) -> Result<RunReport, String> {
     let plan = Arc::new(RunPlan::draw(options.seed, &options.scenario, options.mutants)?);
-    let outcome =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_plan(plan.clone(), options)));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run_plan(plan.clone(), options, tape)
+    }));
     outcome.unwrap_or_else(|payload| {
         let message = payload
             .downcast_ref::<String>()
@@ -111,8 +121,15 @@ pub fn run(options: &RunOptions) -> Result<RunReport, String> {
     })
 }
 
-fn run_plan(plan: Arc<RunPlan>, options: &RunOptions) -> Result<RunReport, String> {
+fn run_plan(
+    plan: Arc<RunPlan>,
+    options: &RunOptions,
+    tape: Option<&DecisionTape>,
+) -> Result<RunReport, String> {
     let mut world = World::build(plan.clone(), options.trace_mode);
+    if let Some(tape) = tape {
+        world.feed_decisions_from(tape);
+    }
     for line in plan.describe() {
         world.note(COORDINATOR_NODE, "plan", line);
     }
@@ -221,6 +238,13 @@ impl World {
             faults,
             clients_running: Arc::new(Mutex::new(0)),
         }
+    }
+
+    /// The schedule and the fault stream draw from `tape` first.
+    fn feed_decisions_from(&mut self, tape: &DecisionTape) {
+        self.exec.feed_schedule_from(tape);
+        let faults = std::mem::replace(&mut self.faults, Prng::from_seed(0));
+        self.faults = faults.fed_by(tape.clone());
     }
 
     fn server_config(&self) -> TabletServerConfig {

@@ -73,8 +73,10 @@ struct KvState {
     latest_unflushed: BTreeMap<Vec<u8>, (u64, Option<Vec<u8>>)>,
     /// Every change below this offset is in the engine; none at or above it is.
     flushed_log_offset: u64,
-    /// Every batch below this offset has its changes in `pending` (or flushed). The log's high
-    /// watermark can be ahead of it while an append's values are being parked.
+    /// Every batch below this offset has its changes in `pending` (or flushed): the end of the
+    /// log as this term knows it. The log's high watermark can be ahead of it while an append's
+    /// values are being parked, and past it lie other terms' batches (a newer leader's,
+    /// replicated before this one hears that it was deposed), which the flush must never claim.
     parked_end_offset: u64,
     closed: bool,
 }
@@ -461,7 +463,7 @@ impl KvTablet {
             return None;
         }
         // Only what is committed and parked: a batch being parked holds changes not yet in
-        // `pending`, and flushing past it would skip them.
+        // `pending`, and a newer term's batches never will; flushing past them would skip them.
         let mut high_watermark = self.log.high_watermark();
         if !self.env.mutants.is_on(Mutant::FlushPastUnparkedBatch) {
             high_watermark = high_watermark.min(state.parked_end_offset);

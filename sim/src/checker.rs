@@ -629,7 +629,15 @@ const ORACLES: &[(&str, &[&str])] = &[
             ": batch at ",
         ],
     ),
-    ("acked-put", &["put acknowledged at", "acknowledged put at"]),
+    (
+        "acked-put",
+        &[
+            "put acknowledged at",
+            "acknowledged put at",
+            "acknowledged data lost",
+            "where none began",
+        ],
+    ),
     ("read", &["lookup by client", "read by client"]),
     ("unexpected-error", &["unexpected error"]),
     ("leak", &["leak ledger", "tasks left after shutdown"]),

@@ -84,7 +84,7 @@ fn a_deposed_leaders_flush_does_not_claim_the_new_leaders_batches() {
     // Server A leads under epoch 1 and flushes k=v1.
     log.fence(1).expect("fence");
     let a = open_a(1);
-    a.put(&upsert("k", "v1"), None).expect("put");
+    a.put_inline(&upsert("k", "v1"), None).expect("put");
     flush(&exec, &a);
 
     // Server B takes over under epoch 2 and writes k=v2 before A hears of it.
@@ -100,7 +100,7 @@ fn a_deposed_leaders_flush_does_not_claim_the_new_leaders_batches() {
         )
         .expect("opens"),
     );
-    b.put(&upsert("k", "v2"), None).expect("put");
+    b.put_inline(&upsert("k", "v2"), None).expect("put");
 
     // A's flush loop runs once more, then A is told and closes.
     flush(&exec, &a);

@@ -38,6 +38,9 @@ const RECORDED: &[(&str, &str, u64)] = &[
     ("rejected-concurrent-destroys-session", "swarm", 5),
     ("retry-of-last-page-ends-scan", "swarm", 5),
     ("duplicate-batch-reappended", "swarm", 1),
+    ("append-acknowledged-before-sync", "swarm", 1),
+    ("puts-not-serialised", "swarm", 9),
+    ("reads-miss-acknowledged-writes", "swarm", 11),
 ];
 
 /// No mutant may need more seeds than this, whatever was recorded.

@@ -1,6 +1,9 @@
-//! Wall time of one default simulator seed (3 servers × 8 buckets, 2,000 client operations,
-//! swarm faults) in release mode. Run with `cargo bench -p kvtablet-sim --bench seed_wall_time`.
-//! Prints min, median and mean over a range of seeds; never asserts a time.
+//! Simulator throughput, in release mode, on one thread: seeds per second per core and
+//! simulated seconds per wall second, for the default scenario (swarm) and for the
+//! fault-heaviest named one, plus the wall time of single seeds. Run with
+//! `cargo bench -p kvtablet-sim --bench seed_wall_time`; `KVTABLET_BENCH_SEEDS` (default 30)
+//! sets the seeds per scenario and `KVTABLET_BENCH_SCENARIOS` (comma-separated) the scenarios.
+//! Prints figures; never asserts a time.
 
 // Measuring wall time is this binary's whole purpose.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
@@ -15,9 +18,19 @@ use kvtablet_sim::world::{run, RunOptions};
 fn main() {
     let seeds: u64 =
         std::env::var("KVTABLET_BENCH_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(30);
-    let scenario = Scenario::builtin("swarm").expect("builtin scenario");
+    let scenarios = std::env::var("KVTABLET_BENCH_SCENARIOS")
+        .unwrap_or_else(|_| "swarm,crashes-rf1,lossy-network".to_string());
+    for name in scenarios.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        measure(name, seeds);
+    }
+}
+
+fn measure(name: &str, seeds: u64) {
+    let scenario = Scenario::builtin(name).expect("builtin scenario");
     let mut samples_ms = Vec::new();
     let mut steps_total = 0u64;
+    let mut virtual_ms_total = 0u64;
+    let started_all = Instant::now();
     for seed in 1..=seeds {
         let options = RunOptions {
             seed,
@@ -29,17 +42,22 @@ fn main() {
         let report = run(&options).expect("valid plan");
         samples_ms.push(started.elapsed().as_secs_f64() * 1000.0);
         steps_total += report.steps;
-        assert!(report.passed(), "seed {seed} failed: {:?}", report.violations);
+        virtual_ms_total += report.virtual_ms;
+        assert!(report.passed(), "{name} seed {seed} failed: {:?}", report.violations);
     }
+    let wall_s = started_all.elapsed().as_secs_f64();
     let mut sorted = samples_ms.clone();
     sorted.sort_by(|a, b| a.total_cmp(b));
     let mean = samples_ms.iter().sum::<f64>() / samples_ms.len() as f64;
+    println!("scenario {name}, seeds 1..={seeds}, one thread:");
     println!(
-        "simulator seed wall time over seeds 1..={seeds} (3 servers x 8 buckets, 2000 client ops):"
+        "  {:.1} seeds/s/core, {:.0} simulated s per wall s",
+        seeds as f64 / wall_s,
+        virtual_ms_total as f64 / 1000.0 / wall_s
     );
-    println!("  seed 1: {:.1} ms", samples_ms[0]);
     println!(
-        "  min {:.1} ms, median {:.1} ms, mean {:.1} ms, max {:.1} ms",
+        "  seed wall time: seed 1 {:.1} ms, min {:.1} ms, median {:.1} ms, mean {:.1} ms, max {:.1} ms",
+        samples_ms[0],
         sorted[0],
         sorted[sorted.len() / 2],
         mean,

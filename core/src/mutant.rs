@@ -42,6 +42,21 @@ pub enum Mutant {
     /// A writer's batch resent after a lost response is appended again instead of being
     /// recognised as a duplicate.
     DuplicateBatchReappended,
+    /// Every put is answered with a retriable error (`LEADER_NOT_AVAILABLE`): nothing is ever
+    /// written, and clients give up.
+    PutAlwaysRefused,
+    /// A scan page is cut at the requested batch size instead of the smaller of it and the
+    /// server's cap (`kv.scanner` max batch size).
+    PageOverCap,
+    /// The writer state keeps only each writer's last batch instead of the last 5, so a
+    /// resend of an earlier in-flight batch is appended again.
+    WriterStateKeepsLastBatchOnly,
+    /// Opening a log does not rebuild its idempotent writers' state from the batches it
+    /// loads, so a batch resent after a restart is appended again.
+    WriterStateNotRebuiltOnOpen,
+    /// A closed scan session's iterator (and the snapshot it pins) is kept in a server-level
+    /// list for the server's lifetime.
+    ClosedSessionIteratorKept,
 }
 
 impl Mutant {
@@ -60,6 +75,11 @@ impl Mutant {
         Mutant::RejectedConcurrentDestroysSession,
         Mutant::RetryOfLastPageEndsScan,
         Mutant::DuplicateBatchReappended,
+        Mutant::PutAlwaysRefused,
+        Mutant::PageOverCap,
+        Mutant::WriterStateKeepsLastBatchOnly,
+        Mutant::WriterStateNotRebuiltOnOpen,
+        Mutant::ClosedSessionIteratorKept,
     ];
 
     pub fn name(self) -> &'static str {
@@ -78,6 +98,11 @@ impl Mutant {
             Mutant::RejectedConcurrentDestroysSession => "rejected-concurrent-destroys-session",
             Mutant::RetryOfLastPageEndsScan => "retry-of-last-page-ends-scan",
             Mutant::DuplicateBatchReappended => "duplicate-batch-reappended",
+            Mutant::PutAlwaysRefused => "put-always-refused",
+            Mutant::PageOverCap => "page-over-cap",
+            Mutant::WriterStateKeepsLastBatchOnly => "writer-state-keeps-last-batch-only",
+            Mutant::WriterStateNotRebuiltOnOpen => "writer-state-not-rebuilt-on-open",
+            Mutant::ClosedSessionIteratorKept => "closed-session-iterator-kept",
         }
     }
 

@@ -38,10 +38,18 @@ pub enum SequenceCheck {
 }
 
 /// The retained batches of every writer of one bucket.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct WriterStates {
     /// Oldest batch first.
     writers: BTreeMap<i64, VecDeque<RetainedBatch>>,
+    /// Batches kept per writer: [`WRITER_BATCHES_RETAINED`] (fewer only under a mutant).
+    batches_retained: usize,
+}
+
+impl Default for WriterStates {
+    fn default() -> Self {
+        WriterStates::retaining(WRITER_BATCHES_RETAINED)
+    }
 }
 
 fn follows(last_sequence: i32, next_sequence: i32) -> bool {
@@ -54,6 +62,11 @@ fn follows(last_sequence: i32, next_sequence: i32) -> bool {
 impl WriterStates {
     pub fn new() -> Self {
         WriterStates::default()
+    }
+
+    /// Keeps `batches_retained` batches per writer (at least one).
+    pub fn retaining(batches_retained: usize) -> Self {
+        WriterStates { writers: BTreeMap::new(), batches_retained: batches_retained.max(1) }
     }
 
     pub fn check(&self, writer: WriterBatch) -> SequenceCheck {
@@ -91,7 +104,7 @@ impl WriterStates {
             base_offset,
             end_offset,
         });
-        while batches.len() > WRITER_BATCHES_RETAINED {
+        while batches.len() > self.batches_retained {
             batches.pop_front();
         }
         assert!(self.writers.len() <= WRITERS_MAX);

@@ -49,6 +49,8 @@ pub struct Checker {
     /// applied across one.
     last_clock_jump_ms: Mutex<Option<u64>>,
     scanner: ScannerConfig,
+    /// What the workload tried and every give-up (the progress oracle's ledger).
+    pub progress: crate::progress::Progress,
 }
 
 /// How much each oracle checked in a run, so that a passing run shows it checked something.
@@ -85,6 +87,7 @@ impl Checker {
             crash_counts: Mutex::new(BTreeMap::new()),
             last_clock_jump_ms: Mutex::new(None),
             scanner,
+            progress: crate::progress::Progress::new(),
         }
     }
 

@@ -10,6 +10,7 @@ pub mod coordinator;
 pub mod executor;
 pub mod fs;
 pub mod leader_cache;
+pub mod ledger_audit;
 pub mod model;
 pub mod network;
 pub mod plan;

@@ -413,6 +413,7 @@ impl World {
                 restarts.remove(&node);
                 self.restart_server(node);
             }
+            self.audit_ledger("during the run");
         }
     }
 
@@ -564,6 +565,7 @@ impl World {
         let scanner = self.plan.scanner;
         self.exec.run_for(scanner.ttl_ms + 2 * scanner.expiration_interval_ms + 1)?;
         self.checker.check_no_sessions_left(&self.ledger);
+        self.audit_ledger("after the TTL and an eviction interval without scans");
         self.checker.check_scanner_registries();
         Ok(())
     }
@@ -624,6 +626,14 @@ impl World {
             )),
         }
         Ok(())
+    }
+
+    /// Every engine snapshot and iterator of a live server belongs to a live scan session.
+    fn audit_ledger(&self, when: &str) {
+        let servers = lock(&self.live).clone();
+        for text in crate::ledger_audit::unowned_engine_resources(&self.ledger, &servers, when) {
+            self.checker.violation(text);
+        }
     }
 
     fn pending_task_names(&self) -> String {

@@ -142,7 +142,7 @@ impl ScanClient {
         let Some(server) =
             self.leaders.leader_of(&self.rpc, bucket, self.plan.request_timeout_ms).await
         else {
-            return;
+            return self.checker.progress.give_up("scan-open", "no-leader");
         };
         let limit = self
             .prng
@@ -158,9 +158,13 @@ impl ScanClient {
         let epoch_at_send = self.checker.log_epoch(bucket);
         let crash_count = self.checker.crash_count(server);
         let send_ms = self.clock.now_mono_ms();
-        let Ok(response) = self.call(server, request).await else { return };
+        let response = match self.call(server, request).await {
+            Ok(response) => response,
+            Err(error) => return self.checker.progress.give_up("scan-open", rpc_reason(&error)),
+        };
         self.checker.check_scanner_registries();
         if let Some(error) = &response.error {
+            self.checker.progress.give_up("scan-open", &format!("{:?}", error.code));
             self.checker.note(
                 self.node_id,
                 "scan-open-error",
@@ -291,10 +295,14 @@ impl ScanClient {
             let send_ms = self.clock.now_mono_ms();
             match self.call(session.server, request.clone()).await {
                 Err(RpcError::Timeout(_)) => continue,
-                Err(RpcError::Unreachable(_)) => return None,
+                Err(error @ RpcError::Unreachable(_)) => {
+                    self.checker.progress.give_up("scan-page", rpc_reason(&error));
+                    return None;
+                }
                 Ok(response) => return self.accept_page(session, response, epoch_at_send, send_ms),
             }
         }
+        self.checker.progress.give_up("scan-page", "timeout");
         None
     }
 
@@ -348,6 +356,7 @@ impl ScanClient {
     ) -> Option<(Vec<Vec<u8>>, bool)> {
         self.checker.check_scanner_registries();
         if let Some(error) = &response.error {
+            self.checker.progress.give_up("scan-page", &format!("{:?}", error.code));
             self.check_session_error(session, error.code, &error.message, send_ms);
             return None;
         }
@@ -671,6 +680,7 @@ impl ScanClient {
                 self.checker.check_bootstrap(bucket, result.applied_until_offset, &result.rows);
             }
             Err(error) if error.is_restartable() => {
+                self.checker.progress.give_up("bootstrap", "restartable");
                 self.checker.note(
                     self.node_id,
                     "bootstrap-restart",
@@ -708,6 +718,13 @@ impl ScanClient {
         if at_ms > now_ms {
             self.clock.sleep(at_ms - now_ms).await;
         }
+    }
+}
+
+fn rpc_reason(error: &RpcError) -> &'static str {
+    match error {
+        RpcError::Timeout(_) => "timeout",
+        RpcError::Unreachable(_) => "unreachable",
     }
 }
 

@@ -56,6 +56,8 @@ pub struct RunReport {
     pub virtual_ms: u64,
     pub client_ops: u32,
     pub counts: crate::checker::CheckCounts,
+    /// Operations that gave up, by `operation:reason`.
+    pub give_ups: BTreeMap<String, u64>,
 }
 
 impl RunReport {
@@ -109,6 +111,7 @@ pub fn run(options: &RunOptions) -> Result<RunReport, String> {
             virtual_ms: 0,
             client_ops: plan.client_ops,
             counts: crate::checker::CheckCounts::default(),
+            give_ups: BTreeMap::new(),
         })
     })
 }
@@ -165,6 +168,7 @@ fn run_plan(plan: Arc<RunPlan>, options: &RunOptions) -> Result<RunReport, Strin
         virtual_ms,
         client_ops: plan.client_ops,
         counts,
+        give_ups: world.checker.progress.give_ups(),
     })
 }
 

@@ -203,7 +203,7 @@ impl Client {
         if burst.leader_known().is_none() {
             self.leaders.forget(bucket);
         }
-        if fates.iter().any(|fate| *fate == BatchFate::GaveUp) {
+        if fates.contains(&BatchFate::GaveUp) {
             return self.renew_writer();
         }
         self.batch_sequences.insert(bucket, next_sequence);
@@ -230,9 +230,9 @@ impl Client {
         let Some(history) = self.acked_batches.get(&bucket) else { return };
         let history: Vec<AckedBatch> = history.iter().cloned().collect();
         let Some(acked) = self.prng.pick(&history).cloned() else { return };
-        let writer = WriterBatch { writer_id: self.writer_id, batch_sequence: acked.batch_sequence };
-        let request =
-            Request::PutKv { bucket, writes: acked.writes.clone(), writer: Some(writer) };
+        let writer =
+            WriterBatch { writer_id: self.writer_id, batch_sequence: acked.batch_sequence };
+        let request = Request::PutKv { bucket, writes: acked.writes.clone(), writer: Some(writer) };
         match self.send(bucket, request).await {
             Ok((Response::PutKv { base_offset, end_offset, duplicate }, _)) => {
                 self.checker.note(
@@ -287,7 +287,14 @@ impl Client {
             let request = Request::Lookup { bucket, keys: keys.clone() };
             let last = match self.send(bucket, request).await {
                 Ok((Response::Lookup { values, read_offset }, floor)) => {
-                    self.checker.on_lookup(self.node_id, bucket, &keys, &values, read_offset, floor);
+                    self.checker.on_lookup(
+                        self.node_id,
+                        bucket,
+                        &keys,
+                        &values,
+                        read_offset,
+                        floor,
+                    );
                     if read_offset >= end_offset {
                         return if values.first() == Some(&Some(value)) {
                             Ok(())

@@ -35,7 +35,8 @@ pub fn unowned_engine_resources(
         }
         // Resources of a crashed server die with its process, which the simulator does not
         // audit here.
-        let live_owner = servers.keys().any(|node| resource.owner.starts_with(&format!("node{node} ")));
+        let live_owner =
+            servers.keys().any(|node| resource.owner.starts_with(&format!("node{node} ")));
         if live_owner {
             *held.entry((resource.owner, resource.kind)).or_insert(0) += 1;
         }

@@ -404,7 +404,11 @@ impl ScanClient {
         let ttl_ms = self.checker.scanner_config().ttl_ms;
         let idle_at_most_ms = self.clock.now_mono_ms().saturating_sub(session.last_valid_send_ms);
         let same_term = self.checker.log_epoch(session.bucket) == session.leader_epoch
-            && self.checker.server_leads_under(session.server, session.bucket, session.leader_epoch);
+            && self.checker.server_leads_under(
+                session.server,
+                session.bucket,
+                session.leader_epoch,
+            );
         let expired_early = same_incarnation
             && same_term
             && !self.checker.clock_jumped_since(session.last_valid_send_ms)

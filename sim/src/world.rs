@@ -641,8 +641,12 @@ impl World {
     }
 
     fn pending_task_names(&self) -> String {
-        let names: Vec<String> =
-            self.exec.pending_tasks().into_iter().map(|(name, node)| format!("{name}@{node}")).collect();
+        let names: Vec<String> = self
+            .exec
+            .pending_tasks()
+            .into_iter()
+            .map(|(name, node)| format!("{name}@{node}"))
+            .collect();
         names.join(", ")
     }
 

@@ -45,7 +45,10 @@ pub struct PipelineBatch {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BatchFate {
     InFlight,
-    Acked { base_offset: u64, end_offset: u64 },
+    Acked {
+        base_offset: u64,
+        end_offset: u64,
+    },
     /// The client stopped resending it; it may or may not have been appended.
     GaveUp,
 }
@@ -121,15 +124,23 @@ impl Burst {
             self.checker.note(
                 self.node_id,
                 "put-give-up",
-                format!("{} writer {:#x} batch {index}: {reason}", self.bucket.dir_name(), self.writer_id),
+                format!(
+                    "{} writer {:#x} batch {index}: {reason}",
+                    self.bucket.dir_name(),
+                    self.writer_id
+                ),
             );
         }
     }
 
     async fn drive(&self, index: usize, batch: &PipelineBatch) {
-        let writer = WriterBatch { writer_id: self.writer_id, batch_sequence: batch.batch_sequence };
-        let request =
-            Request::PutKv { bucket: self.bucket, writes: batch.writes.clone(), writer: Some(writer) };
+        let writer =
+            WriterBatch { writer_id: self.writer_id, batch_sequence: batch.batch_sequence };
+        let request = Request::PutKv {
+            bucket: self.bucket,
+            writes: batch.writes.clone(),
+            writer: Some(writer),
+        };
         let mut attempts = 0u32;
         let mut out_of_order_resends = 0u32;
         let mut backoff_ms = 10;
@@ -158,7 +169,11 @@ impl Burst {
                         self.checker.note(
                             self.node_id,
                             "duplicate",
-                            format!("{} seq {} at {base_offset}", self.bucket.dir_name(), batch.batch_sequence),
+                            format!(
+                                "{} seq {} at {base_offset}",
+                                self.bucket.dir_name(),
+                                batch.batch_sequence
+                            ),
                         );
                     }
                     self.checker.on_put_ack(self.bucket, &batch.writes, base_offset, end_offset);
@@ -234,8 +249,10 @@ impl Burst {
             self.rpc.call(leader, request.clone(), timeout_ms),
             self.rpc.call(leader, request.clone(), timeout_ms)
         );
-        if let (Ok(Response::PutKv { base_offset: a, .. }), Ok(Response::PutKv { base_offset: b, .. })) =
-            (&first, &second)
+        if let (
+            Ok(Response::PutKv { base_offset: a, .. }),
+            Ok(Response::PutKv { base_offset: b, .. }),
+        ) = (&first, &second)
         {
             if a != b {
                 self.checker.violation(format!(

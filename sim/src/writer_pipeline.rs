@@ -191,6 +191,15 @@ impl Burst {
                         return self.settle(index, BatchFate::GaveUp, "OutOfOrderSequence");
                     }
                     // An earlier batch is still in flight: resend after it.
+                    self.checker.note(
+                        self.node_id,
+                        "put-out-of-order",
+                        format!(
+                            "{} seq {} waits for its predecessor",
+                            self.bucket.dir_name(),
+                            batch.batch_sequence
+                        ),
+                    );
                     attempts -= 1;
                     out_of_order_resends += 1;
                     if out_of_order_resends > OUT_OF_ORDER_RESENDS_MAX {

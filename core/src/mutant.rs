@@ -57,6 +57,9 @@ pub enum Mutant {
     /// A closed scan session's iterator (and the snapshot it pins) is kept in a server-level
     /// list for the server's lifetime.
     ClosedSessionIteratorKept,
+    /// A continuation's page does not refresh the session's last access (only the open does),
+    /// so a scan read slowly expires within the TTL of its last page.
+    ContinuationSkipsTtlRefresh,
 }
 
 impl Mutant {
@@ -80,6 +83,7 @@ impl Mutant {
         Mutant::WriterStateKeepsLastBatchOnly,
         Mutant::WriterStateNotRebuiltOnOpen,
         Mutant::ClosedSessionIteratorKept,
+        Mutant::ContinuationSkipsTtlRefresh,
     ];
 
     pub fn name(self) -> &'static str {
@@ -103,6 +107,7 @@ impl Mutant {
             Mutant::WriterStateKeepsLastBatchOnly => "writer-state-keeps-last-batch-only",
             Mutant::WriterStateNotRebuiltOnOpen => "writer-state-not-rebuilt-on-open",
             Mutant::ClosedSessionIteratorKept => "closed-session-iterator-kept",
+            Mutant::ContinuationSkipsTtlRefresh => "continuation-skips-ttl-refresh",
         }
     }
 

@@ -259,6 +259,12 @@ impl ScanClient {
             if self.prng.chance(Ratio::new(1, 8)) && !self.retry_last_page(&session).await {
                 return;
             }
+            if self.prng.chance(Ratio::new(1, 6)) {
+                // A slow reader: half a TTL between pages, which every page must refresh.
+                let pause_ms = self.checker.scanner_config().ttl_ms / 2;
+                self.checker.note(self.node_id, "scan-pause", format!("{pause_ms} ms"));
+                self.clock.sleep(pause_ms).await;
+            }
             let page = if self.prng.chance(Ratio::new(1, 12)) {
                 self.concurrent_pair(&mut session).await
             } else {

@@ -15,12 +15,13 @@ fn seeds_max(mutant: Mutant) -> u64 {
         | Mutant::RetentionIgnoresMinRetain
         | Mutant::UpdateLoggedAsInsert
         | Mutant::DuplicateBatchReappended => 500,
-        // The progress, page-cap, pipelined-writer and ledger-audit oracles catch these within
-        // a few seeds (first catching seeds 1, 2, 1 and 3).
+        // The progress, page-cap, pipelined-writer, ledger-audit and expiry-timing oracles
+        // catch these within a few seeds (first catching seeds 1, 2, 1, 3 and 9).
         Mutant::PutAlwaysRefused
         | Mutant::PageOverCap
         | Mutant::WriterStateKeepsLastBatchOnly
-        | Mutant::ClosedSessionIteratorKept => 200,
+        | Mutant::ClosedSessionIteratorKept
+        | Mutant::ContinuationSkipsTtlRefresh => 200,
         _ => 2_000,
     }
 }

@@ -118,9 +118,11 @@ impl Client {
         self.acked_batches.clear();
     }
 
-    /// Runs the client's operations to the end.
+    /// Runs the client's operations to the end; each batch of a pipelined put counts as one.
     pub async fn run(mut self) {
-        for _ in 0..self.ops {
+        let mut remaining = self.ops;
+        while remaining > 0 {
+            remaining -= 1;
             let bucket =
                 TableBucket::new(TABLE_ID, self.prng.below(self.plan.bucket_count() as u64) as i32);
             let weights = self.plan.weights;
@@ -132,7 +134,9 @@ impl Client {
             let mut pick = self.prng.below(total);
             if pick < weights.upsert + weights.delete {
                 let delete_share = Ratio::new(weights.delete, weights.upsert + weights.delete);
-                self.put(bucket, delete_share).await;
+                let batches_max = (remaining + 1).min(IN_FLIGHT_BATCHES_MAX as u32);
+                let batches = self.put(bucket, delete_share, batches_max).await;
+                remaining -= batches.saturating_sub(1).min(remaining);
                 continue;
             }
             pick -= weights.upsert + weights.delete;
@@ -171,14 +175,15 @@ impl Client {
     /// Up to five batches pipelined on one bucket (some sent as two copies at once), each
     /// resent with its writer and sequence until acknowledged; sometimes first a late resend of
     /// a batch acknowledged earlier. A batch given up leaves a gap: the writer is renewed.
-    async fn put(&mut self, bucket: TableBucket, delete_share: Ratio) {
+    /// Returns how many batches it sent (at most `batches_max`).
+    async fn put(&mut self, bucket: TableBucket, delete_share: Ratio, batches_max: u32) -> u32 {
         if self.prng.chance(Ratio::new(1, 6)) {
             self.resend_acked(bucket).await;
         }
-        let in_flight = if self.prng.chance(Ratio::new(1, 3)) {
+        let in_flight = if self.prng.chance(Ratio::new(1, 3)) || batches_max < 2 {
             1
         } else {
-            self.prng.range_inclusive(2, IN_FLIGHT_BATCHES_MAX as u64) as usize
+            self.prng.range_inclusive(2, u64::from(batches_max)) as usize
         };
         let mut next_sequence = *self.batch_sequences.entry(bucket).or_insert(0);
         let mut batches = Vec::with_capacity(in_flight);
@@ -204,7 +209,8 @@ impl Client {
             self.leaders.forget(bucket);
         }
         if fates.contains(&BatchFate::GaveUp) {
-            return self.renew_writer();
+            self.renew_writer();
+            return in_flight as u32;
         }
         self.batch_sequences.insert(bucket, next_sequence);
         let history = self.acked_batches.entry(bucket).or_default();
@@ -221,6 +227,7 @@ impl Client {
         while history.len() > IN_FLIGHT_BATCHES_MAX {
             history.pop_front();
         }
+        in_flight as u32
     }
 
     /// Resends one of the writer's last acknowledged batches on `bucket` (a late duplicate, as

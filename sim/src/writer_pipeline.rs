@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use kvtablet_core::env::{Clock, Rpc, RpcError};
 use kvtablet_core::log::WriterBatch;
 use kvtablet_core::message::{KvWrite, NodeId, Request, Response};
+use kvtablet_core::notify::Notify;
 use kvtablet_core::{ErrorCode, TableBucket};
 
 use crate::checker::Checker;
@@ -29,7 +30,6 @@ const ATTEMPTS_MAX: u32 = 6;
 /// Resends after a legitimate `OUT_OF_ORDER_SEQUENCE` (its predecessor was not yet
 /// acknowledged) before the batch gives up.
 const OUT_OF_ORDER_RESENDS_MAX: u32 = 20;
-const PREDECESSOR_POLL_MS: u64 = 5;
 
 /// One batch of the pipeline: its sequence and writes.
 #[derive(Debug, Clone)]
@@ -64,6 +64,8 @@ pub struct Burst {
     pub request_timeout_ms: u64,
     leader: Mutex<Option<NodeId>>,
     fates: Mutex<Vec<BatchFate>>,
+    /// Signalled whenever a batch settles, for the batches waiting on their predecessor.
+    settled: Notify,
 }
 
 impl Burst {
@@ -88,6 +90,7 @@ impl Burst {
             request_timeout_ms,
             leader: Mutex::new(leader),
             fates: Mutex::new(Vec::new()),
+            settled: Notify::new(),
         }
     }
 
@@ -119,6 +122,7 @@ impl Burst {
 
     fn settle(&self, index: usize, fate: BatchFate, reason: &str) {
         lock(&self.fates)[index] = fate;
+        self.settled.notify();
         if fate == BatchFate::GaveUp {
             self.checker.progress.give_up("put", reason);
             self.checker.note(
@@ -283,8 +287,12 @@ impl Burst {
     }
 
     async fn wait_for_predecessor(&self, index: usize) {
-        while self.predecessor(index) == BatchFate::InFlight {
-            self.clock.sleep(PREDECESSOR_POLL_MS).await;
+        loop {
+            let settled = self.settled.notified();
+            if self.predecessor(index) != BatchFate::InFlight {
+                return;
+            }
+            settled.await;
         }
     }
 

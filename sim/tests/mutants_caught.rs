@@ -16,7 +16,7 @@ fn seeds_max(mutant: Mutant) -> u64 {
         | Mutant::UpdateLoggedAsInsert
         | Mutant::DuplicateBatchReappended => 500,
         // The progress, page-cap, pipelined-writer, ledger-audit and expiry-timing oracles
-        // catch these within a few seeds (first catching seeds 1, 2, 1, 3 and 9).
+        // catch these within a few seeds (first catching seeds 1, 2, 1, 3 and 15).
         Mutant::PutAlwaysRefused
         | Mutant::PageOverCap
         | Mutant::WriterStateKeepsLastBatchOnly

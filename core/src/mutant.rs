@@ -62,6 +62,24 @@ pub enum Mutant {
     /// Reads do not wait for the flush to reach the writes acknowledged before them (Fluss's
     /// behaviour), so a lookup right after an acknowledged upsert may miss it.
     ReadsMissAcknowledgedWrites,
+    /// Every put is answered with a retriable error (`LEADER_NOT_AVAILABLE`): nothing is ever
+    /// written, and clients give up.
+    PutAlwaysRefused,
+    /// A scan page is cut at the requested batch size instead of the smaller of it and the
+    /// server's cap (`kv.scanner` max batch size).
+    PageOverCap,
+    /// The writer state keeps only each writer's last batch instead of the last 5, so a
+    /// resend of an earlier in-flight batch is appended again.
+    WriterStateKeepsLastBatchOnly,
+    /// Opening a log does not rebuild its idempotent writers' state from the batches it
+    /// loads, so a batch resent after a restart is appended again.
+    WriterStateNotRebuiltOnOpen,
+    /// A closed scan session's iterator (and the snapshot it pins) is kept in a server-level
+    /// list for the server's lifetime.
+    ClosedSessionIteratorKept,
+    /// A continuation's page does not refresh the session's last access (only the open does),
+    /// so a scan read slowly expires within the TTL of its last page.
+    ContinuationSkipsTtlRefresh,
 }
 
 impl Mutant {
@@ -87,6 +105,12 @@ impl Mutant {
         Mutant::WriterCheckAndAppendSplit,
         Mutant::EvictorActsOnStalePick,
         Mutant::ReadsMissAcknowledgedWrites,
+        Mutant::PutAlwaysRefused,
+        Mutant::PageOverCap,
+        Mutant::WriterStateKeepsLastBatchOnly,
+        Mutant::WriterStateNotRebuiltOnOpen,
+        Mutant::ClosedSessionIteratorKept,
+        Mutant::ContinuationSkipsTtlRefresh,
     ];
 
     /// The mutants that only real preemption reaches: two critical sections with no await
@@ -122,6 +146,12 @@ impl Mutant {
             Mutant::WriterCheckAndAppendSplit => "writer-check-and-append-split",
             Mutant::EvictorActsOnStalePick => "evictor-acts-on-stale-pick",
             Mutant::ReadsMissAcknowledgedWrites => "reads-miss-acknowledged-writes",
+            Mutant::PutAlwaysRefused => "put-always-refused",
+            Mutant::PageOverCap => "page-over-cap",
+            Mutant::WriterStateKeepsLastBatchOnly => "writer-state-keeps-last-batch-only",
+            Mutant::WriterStateNotRebuiltOnOpen => "writer-state-not-rebuilt-on-open",
+            Mutant::ClosedSessionIteratorKept => "closed-session-iterator-kept",
+            Mutant::ContinuationSkipsTtlRefresh => "continuation-skips-ttl-refresh",
         }
     }
 

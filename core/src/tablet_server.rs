@@ -13,6 +13,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::kv::{KvError, KvTablet, KvTabletConfig};
 use crate::log::{LogError, LogRegistry};
 use crate::message::{KvWrite, NodeId, OffsetSpec, Request, Response};
+use crate::mutant::Mutant;
 use crate::notify::Notified;
 use crate::replica::Replica;
 use crate::scan::scan_kv_handler::handle_scan_kv;
@@ -266,6 +267,9 @@ impl TabletServer {
                             writer.writer_id, writer.batch_sequence
                         )));
                     }
+                }
+                if self.env.mutants.is_on(Mutant::PutAlwaysRefused) {
+                    return Err(KvError::NotLeader(format!("{bucket}: every put refused")));
                 }
                 let put = self.hosted_kv(bucket)?.put(writes, writer).await?;
                 Ok(Response::PutKv {

@@ -1,10 +1,10 @@
 //! A simulated client: upserts, deletes, lookups, prefix lookups and limit scans against the
 //! current leaders, with metadata refresh and bounded retries, every answer sent to the checker.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
-use kvtablet_core::env::{Clock, Rpc};
+use kvtablet_core::env::{Clock, Rpc, RpcError};
 use kvtablet_core::log::WriterBatch;
 use kvtablet_core::message::{KvWrite, NodeId, Request, Response};
 use kvtablet_core::{ErrorCode, TableBucket};
@@ -13,6 +13,7 @@ use crate::checker::{Checker, RowQuery};
 use crate::leader_cache::LeaderCache;
 use crate::plan::RunPlan;
 use crate::prng::{Prng, Ratio};
+use crate::writer_pipeline::{BatchFate, Burst, PipelineBatch, IN_FLIGHT_BATCHES_MAX};
 
 /// The coordinator's node id; tablet servers are 1..=n, clients from 100.
 pub const COORDINATOR_NODE: NodeId = 0;
@@ -37,6 +38,18 @@ pub struct Client {
     writer_incarnation: u32,
     /// The next batch sequence per bucket, for `writer_id`.
     batch_sequences: BTreeMap<TableBucket, i32>,
+    /// The last batches `writer_id` had acknowledged per bucket (as many as the server
+    /// retains), to resend one late and check it is recognised.
+    acked_batches: BTreeMap<TableBucket, VecDeque<AckedBatch>>,
+}
+
+/// A batch the current writer had acknowledged, where.
+#[derive(Debug, Clone)]
+struct AckedBatch {
+    batch_sequence: i32,
+    writes: Vec<KvWrite>,
+    base_offset: u64,
+    end_offset: u64,
 }
 
 /// The key of index `index` in `bucket`: `b{bucket}/p{prefix}/k{index}`.
@@ -93,6 +106,7 @@ impl Client {
             writer_id: writer_id_of(node_id, 0),
             writer_incarnation: 0,
             batch_sequences: BTreeMap::new(),
+            acked_batches: BTreeMap::new(),
         }
     }
 
@@ -101,11 +115,14 @@ impl Client {
         self.writer_incarnation += 1;
         self.writer_id = writer_id_of(self.node_id, self.writer_incarnation);
         self.batch_sequences.clear();
+        self.acked_batches.clear();
     }
 
-    /// Runs the client's operations to the end.
+    /// Runs the client's operations to the end; each batch of a pipelined put counts as one.
     pub async fn run(mut self) {
-        for _ in 0..self.ops {
+        let mut remaining = self.ops;
+        while remaining > 0 {
+            remaining -= 1;
             let bucket =
                 TableBucket::new(TABLE_ID, self.prng.below(self.plan.bucket_count() as u64) as i32);
             let weights = self.plan.weights;
@@ -117,7 +134,9 @@ impl Client {
             let mut pick = self.prng.below(total);
             if pick < weights.upsert + weights.delete {
                 let delete_share = Ratio::new(weights.delete, weights.upsert + weights.delete);
-                self.put(bucket, delete_share).await;
+                let batches_max = (remaining + 1).min(IN_FLIGHT_BATCHES_MAX as u32);
+                let batches = self.put(bucket, delete_share, batches_max).await;
+                remaining -= batches.saturating_sub(1).min(remaining);
                 continue;
             }
             pick -= weights.upsert + weights.delete;
@@ -137,7 +156,7 @@ impl Client {
         }
     }
 
-    async fn put(&mut self, bucket: TableBucket, delete_share: Ratio) {
+    fn draw_writes(&mut self, bucket: TableBucket, delete_share: Ratio) -> Vec<KvWrite> {
         let count = self.prng.range_inclusive(1, 3);
         let mut writes = Vec::new();
         for _ in 0..count {
@@ -150,25 +169,155 @@ impl Client {
             };
             writes.push(KvWrite { key, value });
         }
-        let batch_sequence = *self.batch_sequences.entry(bucket).or_insert(0);
-        let writer = WriterBatch { writer_id: self.writer_id, batch_sequence };
-        // Resends (timeouts, leadership moves) repeat the same writer and sequence, so a batch
-        // that landed but whose answer was lost is recognised, not applied twice.
-        let request = Request::PutKv { bucket, writes: writes.clone(), writer: Some(writer) };
-        if let Some((Response::PutKv { base_offset, end_offset, duplicate }, _)) =
-            self.send(bucket, request).await
-        {
-            if duplicate {
+        writes
+    }
+
+    /// Up to five batches pipelined on one bucket (some sent as two copies at once), each
+    /// resent with its writer and sequence until acknowledged; sometimes first a late resend of
+    /// a batch acknowledged earlier. A batch given up leaves a gap: the writer is renewed.
+    /// Returns how many batches it sent (at most `batches_max`).
+    async fn put(&mut self, bucket: TableBucket, delete_share: Ratio, batches_max: u32) -> u32 {
+        if self.prng.chance(Ratio::new(1, 6)) {
+            self.resend_acked(bucket).await;
+        }
+        let in_flight = if self.prng.chance(Ratio::new(1, 3)) || batches_max < 2 {
+            1
+        } else {
+            self.prng.range_inclusive(2, u64::from(batches_max)) as usize
+        };
+        let mut next_sequence = *self.batch_sequences.entry(bucket).or_insert(0);
+        let mut batches = Vec::with_capacity(in_flight);
+        for _ in 0..in_flight {
+            let writes = self.draw_writes(bucket, delete_share);
+            let sent_twice = self.prng.chance(Ratio::new(1, 10));
+            batches.push(PipelineBatch { batch_sequence: next_sequence, writes, sent_twice });
+            next_sequence = next_sequence.wrapping_add(1).max(0);
+        }
+        let leader = self.leaders.leader_of(&self.rpc, bucket, self.plan.request_timeout_ms).await;
+        let burst = Burst::new(
+            self.node_id,
+            self.rpc.clone(),
+            self.clock.clone(),
+            self.checker.clone(),
+            bucket,
+            self.writer_id,
+            self.plan.request_timeout_ms,
+            leader,
+        );
+        let fates = burst.run(&batches).await;
+        if burst.leader_known().is_none() {
+            self.leaders.forget(bucket);
+        }
+        if fates.contains(&BatchFate::GaveUp) {
+            self.renew_writer();
+            return in_flight as u32;
+        }
+        self.batch_sequences.insert(bucket, next_sequence);
+        let history = self.acked_batches.entry(bucket).or_default();
+        for (batch, fate) in batches.into_iter().zip(fates) {
+            if let BatchFate::Acked { base_offset, end_offset } = fate {
+                history.push_back(AckedBatch {
+                    batch_sequence: batch.batch_sequence,
+                    writes: batch.writes,
+                    base_offset,
+                    end_offset,
+                });
+            }
+        }
+        while history.len() > IN_FLIGHT_BATCHES_MAX {
+            history.pop_front();
+        }
+        in_flight as u32
+    }
+
+    /// Resends one of the writer's last acknowledged batches on `bucket` (a late duplicate, as
+    /// a client whose earlier copy timed out sends): the server still retains it, so it must be
+    /// answered as a duplicate at its original offsets, never appended again.
+    async fn resend_acked(&mut self, bucket: TableBucket) {
+        let Some(history) = self.acked_batches.get(&bucket) else { return };
+        let history: Vec<AckedBatch> = history.iter().cloned().collect();
+        let Some(acked) = self.prng.pick(&history).cloned() else { return };
+        let writer =
+            WriterBatch { writer_id: self.writer_id, batch_sequence: acked.batch_sequence };
+        let request = Request::PutKv { bucket, writes: acked.writes.clone(), writer: Some(writer) };
+        match self.send(bucket, request).await {
+            Ok((Response::PutKv { base_offset, end_offset, duplicate }, _)) => {
                 self.checker.note(
                     self.node_id,
-                    "duplicate",
-                    format!("{} seq {batch_sequence} at {base_offset}", bucket.dir_name()),
+                    "resend-acked",
+                    format!("{} seq {} at {base_offset}", bucket.dir_name(), acked.batch_sequence),
                 );
+                if !duplicate || (base_offset, end_offset) != (acked.base_offset, acked.end_offset)
+                {
+                    self.checker.violation(format!(
+                        "client {} resent batch {} of writer {:#x} on {bucket}, acknowledged at {}..{}: answered {base_offset}..{end_offset} duplicate={duplicate}",
+                        self.node_id, acked.batch_sequence, self.writer_id, acked.base_offset, acked.end_offset
+                    ));
+                }
+                self.checker.on_put_ack(bucket, &acked.writes, base_offset, end_offset);
             }
-            self.checker.on_put_ack(bucket, &writes, base_offset, end_offset);
-            self.batch_sequences.insert(bucket, batch_sequence.wrapping_add(1).max(0));
-        } else {
-            self.renew_writer();
+            Ok(_) => {}
+            Err(reason) => self.checker.progress.give_up("resend-acked", &reason),
+        }
+    }
+
+    /// The progress probe after the heal: writes one new value to `bucket` and reads it back
+    /// once flushed, retrying until `deadline_ms` of virtual time. Returns why it could not.
+    pub async fn write_and_read_back(
+        &mut self,
+        bucket: TableBucket,
+        deadline_ms: u64,
+    ) -> Result<(), String> {
+        let key = key_of(bucket, 0);
+        self.write_seq += 1;
+        let value = value_of(&key, &format!("probe{}-w{}", self.node_id, self.write_seq));
+        let writes = vec![KvWrite { key: key.clone(), value: Some(value.clone()) }];
+        let batch_sequence = *self.batch_sequences.entry(bucket).or_insert(0);
+        let writer = WriterBatch { writer_id: self.writer_id, batch_sequence };
+        let request = Request::PutKv { bucket, writes: writes.clone(), writer: Some(writer) };
+        let end_offset = loop {
+            match self.send(bucket, request.clone()).await {
+                Ok((Response::PutKv { base_offset, end_offset, .. }, _)) => {
+                    self.checker.on_put_ack(bucket, &writes, base_offset, end_offset);
+                    self.batch_sequences.insert(bucket, batch_sequence + 1);
+                    break end_offset;
+                }
+                Ok((other, _)) => return Err(format!("put answered {other:?}")),
+                Err(reason) if self.clock.now_mono_ms() >= deadline_ms => {
+                    return Err(format!("put not acknowledged: {reason}"))
+                }
+                Err(_) => {}
+            }
+        };
+        let keys = vec![key];
+        loop {
+            let request = Request::Lookup { bucket, keys: keys.clone() };
+            let last = match self.send(bucket, request).await {
+                Ok((Response::Lookup { values, read_offset }, floor)) => {
+                    self.checker.on_lookup(
+                        self.node_id,
+                        bucket,
+                        &keys,
+                        &values,
+                        read_offset,
+                        floor,
+                    );
+                    if read_offset >= end_offset {
+                        return if values.first() == Some(&Some(value)) {
+                            Ok(())
+                        } else {
+                            Err(format!("read back {values:?} at {read_offset}"))
+                        };
+                    }
+                    format!("flushed only to {read_offset} of {end_offset}")
+                }
+                Ok((other, _)) => return Err(format!("lookup answered {other:?}")),
+                Err(reason) => reason,
+            };
+            if self.clock.now_mono_ms() >= deadline_ms {
+                return Err(format!("write at {end_offset} not readable: {last}"));
+            }
+            self.clock.sleep(10).await;
         }
     }
 
@@ -178,9 +327,11 @@ impl Client {
             .map(|_| key_of(bucket, self.prng.below(u64::from(self.plan.keys_per_bucket)) as u32))
             .collect();
         let request = Request::Lookup { bucket, keys: keys.clone() };
-        if let Some((Response::Lookup { values, read_offset }, floor)) =
-            self.send(bucket, request).await
-        {
+        let answer = self.send(bucket, request).await;
+        if let Err(reason) = &answer {
+            self.checker.progress.give_up("lookup", reason);
+        }
+        if let Ok((Response::Lookup { values, read_offset }, floor)) = answer {
             let found = values.iter().filter(|v| v.is_some()).count();
             self.checker.note(
                 self.node_id,
@@ -196,9 +347,11 @@ impl Client {
             RowQuery::Prefix(prefix) => Request::PrefixLookup { bucket, prefix: prefix.clone() },
             RowQuery::Limit(limit) => Request::LimitScan { bucket, limit: *limit },
         };
-        if let Some((Response::Rows { values, read_offset }, floor)) =
-            self.send(bucket, request).await
-        {
+        let answer = self.send(bucket, request).await;
+        if let Err(reason) = &answer {
+            self.checker.progress.give_up("read-rows", reason);
+        }
+        if let Ok((Response::Rows { values, read_offset }, floor)) = answer {
             self.checker.note(
                 self.node_id,
                 "rows",
@@ -209,13 +362,20 @@ impl Client {
     }
 
     /// Sends to the bucket's leader, refreshing metadata and retrying on leadership errors and
-    /// timeouts. Returns the response and the read floor captured just before it was sent.
-    async fn send(&mut self, bucket: TableBucket, request: Request) -> Option<(Response, u64)> {
+    /// timeouts. Returns the response and the read floor captured just before it was sent, or
+    /// why it gave up (`timeout`, `unreachable`, `no-leader` or the refusing error's code).
+    async fn send(
+        &mut self,
+        bucket: TableBucket,
+        request: Request,
+    ) -> Result<(Response, u64), String> {
         let mut backoff_ms = 10;
+        let mut reason = "none".to_string();
         for _ in 0..ATTEMPTS_MAX {
             let Some(leader) =
                 self.leaders.leader_of(&self.rpc, bucket, self.plan.request_timeout_ms).await
             else {
+                reason = "no-leader".to_string();
                 self.clock.sleep(backoff_ms).await;
                 backoff_ms *= 2;
                 continue;
@@ -232,17 +392,19 @@ impl Client {
                         &format!("client {} {} on {bucket}", self.node_id, request.kind()),
                         &error,
                     );
+                    reason = format!("{:?}", error.code);
                     if !matches!(error.code, ErrorCode::NotLeaderOrFollower) {
-                        return None;
+                        return Err(reason);
                     }
                 }
-                Ok(response) => return Some((response, floor)),
-                Err(_) => {}
+                Ok(response) => return Ok((response, floor)),
+                Err(RpcError::Timeout(_)) => reason = "timeout".to_string(),
+                Err(RpcError::Unreachable(_)) => reason = "unreachable".to_string(),
             }
             self.leaders.forget(bucket);
             self.clock.sleep(backoff_ms).await;
             backoff_ms *= 2;
         }
-        None
+        Err(reason)
     }
 }

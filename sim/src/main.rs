@@ -198,6 +198,10 @@ fn main() -> ExitCode {
                 );
             }
             println!(
+                "give-ups across the sweep: {}",
+                kvtablet_sim::progress::describe_give_ups(&outcome.give_ups)
+            );
+            println!(
                 "swept {} seeds in scenario {scenario}: {} passed, {} failed",
                 outcome.seeds_run,
                 outcome.seeds_run - outcome.failures.len() as u64,

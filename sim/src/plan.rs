@@ -193,7 +193,11 @@ fn draw_scanner_config(prng: &mut Prng) -> ScannerConfig {
         expiration_interval_ms: prng.range_inclusive(20, ttl_ms / 4),
         sessions_per_bucket_max: prng.range_inclusive(1, 8) as u32,
         sessions_per_server_max: prng.range_inclusive(2, 24) as u32,
-        batch_bytes_max: prng.range_inclusive(16, 4_096) as u32,
+        // Often small enough to bind on buckets of a few dozen rows (the page-cap oracle).
+        batch_bytes_max: {
+            let high = [128, 512, 4_096][prng.below(3) as usize];
+            prng.range_inclusive(16, high) as u32
+        },
     }
 }
 

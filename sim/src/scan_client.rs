@@ -12,6 +12,7 @@ use kvtablet_core::message::{
 };
 use kvtablet_core::scan::bootstrap::{bootstrap, BootstrapOptions};
 use kvtablet_core::scan::kv_scanner::KvScannerOptions;
+use kvtablet_core::scan::value_record_batch::{record_size_bytes, HEADER_BYTES};
 use kvtablet_core::{ErrorCode, TableBucket};
 
 use crate::checker::Checker;
@@ -141,7 +142,7 @@ impl ScanClient {
         let Some(server) =
             self.leaders.leader_of(&self.rpc, bucket, self.plan.request_timeout_ms).await
         else {
-            return;
+            return self.checker.progress.give_up("scan-open", "no-leader");
         };
         let limit = self
             .prng
@@ -157,9 +158,13 @@ impl ScanClient {
         let epoch_at_send = self.checker.log_epoch(bucket);
         let crash_count = self.checker.crash_count(server);
         let send_ms = self.clock.now_mono_ms();
-        let Ok(response) = self.call(server, request).await else { return };
+        let response = match self.call(server, request).await {
+            Ok(response) => response,
+            Err(error) => return self.checker.progress.give_up("scan-open", rpc_reason(&error)),
+        };
         self.checker.check_scanner_registries();
         if let Some(error) = &response.error {
+            self.checker.progress.give_up("scan-open", &format!("{:?}", error.code));
             self.checker.note(
                 self.node_id,
                 "scan-open-error",
@@ -173,6 +178,7 @@ impl ScanClient {
             return;
         }
         let values = self.checker.on_scan_page(self.node_id, bucket, epoch_at_send, &response);
+        self.check_page_cap(bucket, batch_size_bytes, &values);
         let Some(log_offset) = response.log_offset.and_then(|o| u64::try_from(o).ok()) else {
             return self
                 .checker
@@ -253,6 +259,12 @@ impl ScanClient {
             if self.prng.chance(Ratio::new(1, 8)) && !self.retry_last_page(&session).await {
                 return;
             }
+            if self.prng.chance(Ratio::new(1, 6)) {
+                // A slow reader: half a TTL between pages, which every page must refresh.
+                let pause_ms = self.checker.scanner_config().ttl_ms / 2;
+                self.checker.note(self.node_id, "scan-pause", format!("{pause_ms} ms"));
+                self.clock.sleep(pause_ms).await;
+            }
             let page = if self.prng.chance(Ratio::new(1, 12)) {
                 self.concurrent_pair(&mut session).await
             } else {
@@ -289,10 +301,14 @@ impl ScanClient {
             let send_ms = self.clock.now_mono_ms();
             match self.call(session.server, request.clone()).await {
                 Err(RpcError::Timeout(_)) => continue,
-                Err(RpcError::Unreachable(_)) => return None,
+                Err(error @ RpcError::Unreachable(_)) => {
+                    self.checker.progress.give_up("scan-page", rpc_reason(&error));
+                    return None;
+                }
                 Ok(response) => return self.accept_page(session, response, epoch_at_send, send_ms),
             }
         }
+        self.checker.progress.give_up("scan-page", "timeout");
         None
     }
 
@@ -346,11 +362,13 @@ impl ScanClient {
     ) -> Option<(Vec<Vec<u8>>, bool)> {
         self.checker.check_scanner_registries();
         if let Some(error) = &response.error {
+            self.checker.progress.give_up("scan-page", &format!("{:?}", error.code));
             self.check_session_error(session, error.code, &error.message, send_ms);
             return None;
         }
         let values =
             self.checker.on_scan_page(self.node_id, session.bucket, epoch_at_send, &response);
+        self.check_page_cap(session.bucket, session.batch_size_bytes, &values);
         self.checker.note(
             self.node_id,
             "scan-page",
@@ -385,7 +403,27 @@ impl ScanClient {
             && !self.duplicates_possible();
         let within_memory = self.clock.now_mono_ms().saturating_sub(session.last_valid_send_ms)
             <= 2 * self.checker.scanner_config().ttl_ms;
+        // The server's last access lies at or after the last valid request's send, and its
+        // verdict at or before now: EXPIRED needs more than the TTL between the two, unless
+        // the session's term ended (a leadership close remembers ids as expired) or the clock
+        // jumped.
+        let ttl_ms = self.checker.scanner_config().ttl_ms;
+        let idle_at_most_ms = self.clock.now_mono_ms().saturating_sub(session.last_valid_send_ms);
+        let same_term = self.checker.log_epoch(session.bucket) == session.leader_epoch
+            && self.checker.server_leads_under(
+                session.server,
+                session.bucket,
+                session.leader_epoch,
+            );
+        let expired_early = same_incarnation
+            && same_term
+            && !self.checker.clock_jumped_since(session.last_valid_send_ms)
+            && idle_at_most_ms <= ttl_ms;
         match code {
+            ErrorCode::ScannerExpired if expired_early => self.checker.violation(format!(
+                "continuation of a live session on {} (node {}) answered SCANNER_EXPIRED at most {idle_at_most_ms} ms after its last valid access, within the TTL of {ttl_ms} ms",
+                session.bucket, session.server
+            )),
             ErrorCode::ScannerExpired | ErrorCode::NotLeaderOrFollower | ErrorCode::TooManyScanners => {}
             ErrorCode::UnknownScannerId if !same_incarnation || !within_memory => {}
             ErrorCode::UnknownScannerId => self.checker.violation(format!(
@@ -574,8 +612,9 @@ impl ScanClient {
             ));
         }
         if response.error.is_none() {
-            let _ =
+            let values =
                 self.checker.on_scan_page(self.node_id, session.bucket, epoch_at_send, &response);
+            self.check_page_cap(session.bucket, session.batch_size_bytes, &values);
             if response.has_more_results == Some(true) {
                 let mut next = session.clone();
                 next.next_seq += 1;
@@ -651,6 +690,7 @@ impl ScanClient {
                 self.checker.check_bootstrap(bucket, result.applied_until_offset, &result.rows);
             }
             Err(error) if error.is_restartable() => {
+                self.checker.progress.give_up("bootstrap", "restartable");
                 self.checker.note(
                     self.node_id,
                     "bootstrap-restart",
@@ -659,6 +699,23 @@ impl ScanClient {
                 self.leaders.forget(bucket);
             }
             Err(error) => self.checker.violation(format!("bootstrap of {bucket} failed: {error}")),
+        }
+    }
+
+    /// A page respects the batch cap: the server fills it while it is smaller than the
+    /// smaller of the requested size and its `kv.scanner` max batch size, and always with at
+    /// least one row, so everything but the last row fits below that budget.
+    fn check_page_cap(&self, bucket: TableBucket, requested_bytes: i32, values: &[Vec<u8>]) {
+        let cap_bytes = u64::from(self.checker.scanner_config().batch_bytes_max);
+        let budget_bytes = u64::try_from(requested_bytes.max(1)).unwrap_or(1).min(cap_bytes);
+        let Some((_, before_last)) = values.split_last() else { return };
+        let bytes_before_last = HEADER_BYTES as u64
+            + before_last.iter().map(|v| record_size_bytes(v) as u64).sum::<u64>();
+        if !before_last.is_empty() && bytes_before_last >= budget_bytes {
+            self.checker.violation(format!(
+                "scan page on {bucket} with {} rows: {bytes_before_last} bytes before its last row, over the budget of {budget_bytes} (requested {requested_bytes}, cap {cap_bytes})",
+                values.len()
+            ));
         }
     }
 
@@ -671,6 +728,13 @@ impl ScanClient {
         if at_ms > now_ms {
             self.clock.sleep(at_ms - now_ms).await;
         }
+    }
+}
+
+fn rpc_reason(error: &RpcError) -> &'static str {
+    match error {
+        RpcError::Timeout(_) => "timeout",
+        RpcError::Unreachable(_) => "unreachable",
     }
 }
 

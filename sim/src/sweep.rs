@@ -1,6 +1,7 @@
 //! Runs many seeds, in parallel across OS threads. Each seed is still one single-threaded,
 //! deterministic run; threads only share the list of seeds to take.
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -33,6 +34,8 @@ pub struct SweepOutcome {
     pub seeds_run: u64,
     /// Sorted by seed.
     pub failures: Vec<SweepFailure>,
+    /// Give-ups of every seed, by `operation:reason`, summed.
+    pub give_ups: BTreeMap<String, u64>,
 }
 
 /// Parses `A..B` (end exclusive) or `A..=B`.
@@ -65,6 +68,7 @@ fn sweep_quietly(options: &SweepOptions) -> SweepOutcome {
     let stop = AtomicBool::new(false);
     let seeds_run = AtomicU64::new(0);
     let failures = Mutex::new(Vec::new());
+    let give_ups: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
     std::thread::scope(|scope| {
         for _ in 0..options.jobs.max(1) {
             scope.spawn(|| loop {
@@ -82,7 +86,13 @@ fn sweep_quietly(options: &SweepOptions) -> SweepOutcome {
                     trace_mode: TraceMode::HashOnly,
                 };
                 let first_violation = match run(&run_options) {
-                    Ok(report) => report.violations.into_iter().next(),
+                    Ok(report) => {
+                        let mut totals = give_ups.lock().unwrap_or_else(|p| p.into_inner());
+                        for (reason, count) in &report.give_ups {
+                            *totals.entry(reason.clone()).or_insert(0) += count;
+                        }
+                        report.violations.into_iter().next()
+                    }
                     Err(error) => Some(error),
                 };
                 seeds_run.fetch_add(1, Ordering::Relaxed);
@@ -100,5 +110,6 @@ fn sweep_quietly(options: &SweepOptions) -> SweepOutcome {
     });
     let mut failures = failures.into_inner().unwrap_or_else(|p| p.into_inner());
     failures.sort_by_key(|f| f.seed);
-    SweepOutcome { seeds_run: seeds_run.into_inner(), failures }
+    let give_ups = give_ups.into_inner().unwrap_or_else(|p| p.into_inner());
+    SweepOutcome { seeds_run: seeds_run.into_inner(), failures, give_ups }
 }

@@ -23,6 +23,7 @@ use crate::fs::SimFs;
 use crate::network::{NetFaults, SimNetwork};
 use crate::plan::{RunPlan, Scenario};
 use crate::prng::{DecisionTape, Prng, Ratio, Streams};
+use crate::progress::HEAL_PROGRESS_BOUND_MS;
 use crate::remote::{RemoteFaults, SimRemoteStorage};
 use crate::replication::ClusterLogs;
 use crate::trace::{Trace, TraceMode};
@@ -33,6 +34,8 @@ const SCAN_CLIENT_NODE_BASE: NodeId = 200;
 const VIRTUAL_TIME_MS_MAX: u64 = 30 * 60 * 1000;
 const STEPS_MAX: u64 = 20_000_000;
 const HEAL_STEPS_MAX: u64 = 2_000_000;
+/// The progress prober's node (after the heal).
+const PROBER_NODE: NodeId = 300;
 
 /// How to run one seed.
 #[derive(Debug, Clone)]
@@ -54,6 +57,8 @@ pub struct RunReport {
     pub virtual_ms: u64,
     pub client_ops: u32,
     pub counts: crate::checker::CheckCounts,
+    /// Operations that gave up, by `operation:reason`.
+    pub give_ups: BTreeMap<String, u64>,
 }
 
 impl RunReport {
@@ -117,6 +122,7 @@ pub fn run_with_tape(
             virtual_ms: 0,
             client_ops: plan.client_ops,
             counts: crate::checker::CheckCounts::default(),
+            give_ups: BTreeMap::new(),
         })
     })
 }
@@ -149,7 +155,8 @@ fn run_plan(
         COORDINATOR_NODE,
         "checked",
         format!(
-            "puts_acked={} lookups={} row_reads={} errors={} buckets_at_quiescence={} scan_pages={} scans_completed={} handoffs={} probes={}",
+            "puts_sent={} puts_acked={} lookups={} row_reads={} errors={} buckets_at_quiescence={} scan_pages={} scans_completed={} handoffs={} probes={} gave_up={}",
+            world.checker.progress.puts_sent(),
             counts.puts_acked,
             counts.lookups_checked,
             counts.row_reads_checked,
@@ -158,7 +165,8 @@ fn run_plan(
             counts.scan_pages,
             counts.scans_completed,
             counts.handoffs_checked,
-            counts.probes_checked
+            counts.probes_checked,
+            world.checker.progress.give_ups_summary()
         ),
     );
     let steps = world.exec.steps();
@@ -178,6 +186,7 @@ fn run_plan(
         virtual_ms,
         client_ops: plan.client_ops,
         counts,
+        give_ups: world.checker.progress.give_ups(),
     })
 }
 
@@ -459,6 +468,7 @@ impl World {
                 restarts.remove(&node);
                 self.restart_server(node);
             }
+            self.audit_ledger("during the run");
         }
     }
 
@@ -589,6 +599,8 @@ impl World {
             let leader = self.coordinator.leader_of(*bucket);
             self.assign(*bucket, leader.or_else(|| self.logs.replicas(*bucket).first().copied()));
         }
+        self.check_writes_acknowledged();
+        self.probe_progress(&buckets)?;
         let live = self.live.clone();
         let coordinator = self.coordinator.clone();
         let settled = move || {
@@ -603,7 +615,19 @@ impl World {
                     && kv.flushed_log_offset() == log.high_watermark()
             })
         };
-        self.exec.run_until(settled, HEAL_STEPS_MAX)?;
+        let deadline_ms = self.exec.now_mono_ms() + HEAL_PROGRESS_BOUND_MS;
+        let exec = self.exec.clone();
+        let settled = std::cell::RefCell::new(settled);
+        self.exec.run_until(
+            || (settled.borrow_mut())() || exec.now_mono_ms() >= deadline_ms,
+            HEAL_STEPS_MAX,
+        )?;
+        if !(settled.borrow_mut())() {
+            self.checker.violation(format!(
+                "no progress: the healed cluster did not settle within {HEAL_PROGRESS_BOUND_MS} ms; pending tasks: {}",
+                self.pending_task_names()
+            ));
+        }
         for bucket_id in 0..self.plan.bucket_count() {
             self.checker.check_quiescent_state(TableBucket::new(TABLE_ID, bucket_id));
         }
@@ -611,8 +635,85 @@ impl World {
         let scanner = self.plan.scanner;
         self.exec.run_for(scanner.ttl_ms + 2 * scanner.expiration_interval_ms + 1)?;
         self.checker.check_no_sessions_left(&self.ledger);
+        self.audit_ledger("after the TTL and an eviction interval without scans");
         self.checker.check_scanner_registries();
         Ok(())
+    }
+
+    /// The plan lets writes succeed (a non-zero upsert weight): puts sent during the workload
+    /// must have had at least one acknowledgement.
+    fn check_writes_acknowledged(&self) {
+        let sent = self.checker.progress.puts_sent();
+        if self.plan.weights.upsert > 0 && sent > 0 && self.checker.counts().puts_acked == 0 {
+            self.checker.violation(format!(
+                "no progress: {sent} put batches sent, none acknowledged; give-ups {}",
+                self.checker.progress.give_ups_summary()
+            ));
+        }
+    }
+
+    /// After the heal, a prober must write and read back every bucket within the bound.
+    fn probe_progress(&mut self, buckets: &[TableBucket]) -> Result<(), SimError> {
+        let deadline_ms = self.exec.now_mono_ms() + HEAL_PROGRESS_BOUND_MS;
+        let failures: Arc<Mutex<Option<Vec<String>>>> = Arc::new(Mutex::new(None));
+        let mut prober = Client::new(
+            PROBER_NODE,
+            self.net.endpoint(PROBER_NODE),
+            self.exec.clock_for(PROBER_NODE),
+            self.streams.stream("prober"),
+            self.plan.clone(),
+            self.checker.clone(),
+            0,
+        );
+        let buckets = buckets.to_vec();
+        let outcome = failures.clone();
+        let probe = async move {
+            let mut failed = Vec::new();
+            for bucket in buckets {
+                if let Err(reason) = prober.write_and_read_back(bucket, deadline_ms).await {
+                    failed.push(format!("{}: {reason}", bucket.dir_name()));
+                }
+            }
+            *lock(&outcome) = Some(failed);
+        };
+        self.exec.spawn(PROBER_NODE, "progress prober", probe.boxed());
+        let exec = self.exec.clone();
+        let done = failures.clone();
+        self.exec.run_until(
+            || lock(&done).is_some() || exec.now_mono_ms() > deadline_ms + 1,
+            HEAL_STEPS_MAX,
+        )?;
+        match lock(&failures).take() {
+            Some(failed) if failed.is_empty() => {}
+            Some(failed) => self.checker.violation(format!(
+                "no progress after the heal: the prober could not write and read back {}; give-ups {}",
+                failed.join("; "),
+                self.checker.progress.give_ups_summary()
+            )),
+            None => self.checker.violation(format!(
+                "no progress after the heal: the prober did not finish within {HEAL_PROGRESS_BOUND_MS} ms; pending tasks: {}",
+                self.pending_task_names()
+            )),
+        }
+        Ok(())
+    }
+
+    /// Every engine snapshot and iterator of a live server belongs to a live scan session.
+    fn audit_ledger(&self, when: &str) {
+        let servers = lock(&self.live).clone();
+        for text in crate::ledger_audit::unowned_engine_resources(&self.ledger, &servers, when) {
+            self.checker.violation(text);
+        }
+    }
+
+    fn pending_task_names(&self) -> String {
+        let names: Vec<String> = self
+            .exec
+            .pending_tasks()
+            .into_iter()
+            .map(|(name, node)| format!("{name}@{node}"))
+            .collect();
+        names.join(", ")
     }
 
     /// Shuts every server down cleanly; afterwards no task may be left and the leak ledger

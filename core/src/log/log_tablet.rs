@@ -11,7 +11,7 @@ use crate::log::log_batch::{
     decode_batch, encode_batch, DecodeError, LogBatch, LogRecord, WriterBatch,
 };
 use crate::log::replication::{Replicator, SyncedBatch};
-use crate::log::writer_state::{SequenceCheck, WriterStates};
+use crate::log::writer_state::{SequenceCheck, WriterStates, WRITER_BATCHES_RETAINED};
 use crate::mutant::{Mutant, Mutants};
 use crate::notify::{Notified, Notify};
 use crate::table_bucket::TableBucket;
@@ -168,12 +168,18 @@ impl LogTablet {
             .collect();
         segment_bases.sort_unstable();
         let mut segments = BTreeMap::new();
-        let mut writers = WriterStates::new();
+        let last_batch_only = mutants.is_on(Mutant::WriterStateKeepsLastBatchOnly);
+        let mut writers =
+            WriterStates::retaining(if last_batch_only { 1 } else { WRITER_BATCHES_RETAINED });
+        // Only a mutant loads the segments into a state that is then thrown away.
+        let mut not_rebuilt = WriterStates::new();
+        let skip_rebuild = mutants.is_on(Mutant::WriterStateNotRebuiltOnOpen);
         let mut expected_offset: Option<u64> = None;
         for (index, base) in segment_bases.iter().enumerate() {
             let is_last = index + 1 == segment_bases.len();
             let path = segment_path(&dir, *base);
-            let segment = load_segment(fs.as_ref(), &path, *base, is_last, &mut writers)?;
+            let rebuilt = if skip_rebuild { &mut not_rebuilt } else { &mut writers };
+            let segment = load_segment(fs.as_ref(), &path, *base, is_last, rebuilt)?;
             if let Some(expected) = expected_offset {
                 if *base != expected {
                     return Err(LogError::Corrupt {

@@ -5,9 +5,12 @@
 //! Rules, as Fluss's `WriterStateManager` applies them: a batch whose sequence is one of the
 //! retained batches' is a duplicate (answered with the original offsets); one whose sequence
 //! follows the writer's last (wrapping from `i32::MAX` to 0) is appended; anything else is out
-//! of order. Unlike Fluss, a writer the log does not know may start at any sequence: its state
-//! may have been evicted ([`WRITERS_MAX`]) or lost with retention, and refusing it would wedge a
-//! live writer for good.
+//! of order. A writer the log does not know starts at sequence 0, as in Fluss: a client
+//! pipelines up to 5 batches, so a new writer's batch 1 can arrive before its batch 0, and
+//! accepting it would append the writer's batches out of order and then refuse batch 0 for
+//! good. A live writer whose state was forgotten (evicted past [`WRITERS_MAX`], or lost with
+//! retention before a reopen) is therefore told its batch is out of order, and must start a
+//! new writer (Fluss answers UNKNOWN_WRITER_ID there; kvtablet has no such code yet).
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -33,15 +36,24 @@ pub enum SequenceCheck {
     InSequence,
     /// Already appended at `base_offset..end_offset`: do not append it again.
     Duplicate { base_offset: u64, end_offset: u64 },
-    /// A batch between the writer's last and this one is missing.
+    /// A batch between the writer's last and this one is missing (`last_sequence` -1: the
+    /// writer is unknown and this is not its first batch).
     OutOfOrder { last_sequence: i32 },
 }
 
 /// The retained batches of every writer of one bucket.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct WriterStates {
     /// Oldest batch first.
     writers: BTreeMap<i64, VecDeque<RetainedBatch>>,
+    /// Batches kept per writer: [`WRITER_BATCHES_RETAINED`] (fewer only under a mutant).
+    batches_retained: usize,
+}
+
+impl Default for WriterStates {
+    fn default() -> Self {
+        WriterStates::retaining(WRITER_BATCHES_RETAINED)
+    }
 }
 
 fn follows(last_sequence: i32, next_sequence: i32) -> bool {
@@ -56,9 +68,18 @@ impl WriterStates {
         WriterStates::default()
     }
 
+    /// Keeps `batches_retained` batches per writer (at least one).
+    pub fn retaining(batches_retained: usize) -> Self {
+        WriterStates { writers: BTreeMap::new(), batches_retained: batches_retained.max(1) }
+    }
+
     pub fn check(&self, writer: WriterBatch) -> SequenceCheck {
         let Some(batches) = self.writers.get(&writer.writer_id) else {
-            return SequenceCheck::InSequence;
+            return if writer.batch_sequence == 0 {
+                SequenceCheck::InSequence
+            } else {
+                SequenceCheck::OutOfOrder { last_sequence: -1 }
+            };
         };
         if let Some(retained) =
             batches.iter().find(|retained| retained.batch_sequence == writer.batch_sequence)
@@ -91,7 +112,7 @@ impl WriterStates {
             base_offset,
             end_offset,
         });
-        while batches.len() > WRITER_BATCHES_RETAINED {
+        while batches.len() > self.batches_retained {
             batches.pop_front();
         }
         assert!(self.writers.len() <= WRITERS_MAX);
@@ -122,10 +143,12 @@ mod tests {
     }
 
     #[test]
-    fn a_new_writer_may_start_at_any_sequence() {
+    fn a_new_writer_starts_at_sequence_zero() {
         let states = WriterStates::new();
         assert_eq!(states.check(batch(1, 0)), SequenceCheck::InSequence);
-        assert_eq!(states.check(batch(1, 17)), SequenceCheck::InSequence);
+        // Its batch 1 overtook batch 0 in flight: appending it would reorder the writer.
+        assert_eq!(states.check(batch(1, 1)), SequenceCheck::OutOfOrder { last_sequence: -1 });
+        assert_eq!(states.check(batch(1, 17)), SequenceCheck::OutOfOrder { last_sequence: -1 });
     }
 
     #[test]
@@ -134,7 +157,7 @@ mod tests {
         states.record(batch(1, 0), 0, 3);
         assert_eq!(states.check(batch(1, 1)), SequenceCheck::InSequence);
         assert_eq!(states.check(batch(1, 2)), SequenceCheck::OutOfOrder { last_sequence: 0 });
-        assert_eq!(states.check(batch(2, 5)), SequenceCheck::InSequence, "writers are separate");
+        assert_eq!(states.check(batch(2, 0)), SequenceCheck::InSequence, "writers are separate");
     }
 
     #[test]
@@ -180,6 +203,6 @@ mod tests {
         assert_eq!(states.writer_count(), WRITERS_MAX);
         assert!(matches!(states.check(batch(0, 1)), SequenceCheck::Duplicate { .. }));
         assert_eq!(states.check(batch(1, 0)), SequenceCheck::InSequence, "writer 1 forgotten");
-        assert_eq!(states.check(batch(1, 5)), SequenceCheck::InSequence);
+        assert_eq!(states.check(batch(1, 1)), SequenceCheck::OutOfOrder { last_sequence: -1 });
     }
 }

@@ -243,9 +243,16 @@ fn serve_page(
     call_seq_id: i32,
     batch_size_bytes: i32,
 ) -> ScanKvResponse {
-    session.mark_accessed(server.env().clock.now_mono_ms());
+    if call_seq_id == 0 || !server.env().mutants.is_on(Mutant::ContinuationSkipsTtlRefresh) {
+        session.mark_accessed(server.env().clock.now_mono_ms());
+    }
     let cap_bytes = server.scanners().config().batch_bytes_max as usize;
-    let budget_bytes = (batch_size_bytes.max(1) as usize).min(cap_bytes);
+    let requested_bytes = batch_size_bytes.max(1) as usize;
+    let budget_bytes = if server.env().mutants.is_on(Mutant::PageOverCap) {
+        requested_bytes
+    } else {
+        requested_bytes.min(cap_bytes)
+    };
     let at_least_one = !server.env().mutants.is_on(Mutant::NoAtLeastOneRecord);
     let (records, has_more) = match session.fill_batch(budget_bytes, at_least_one) {
         Ok(page) => page,

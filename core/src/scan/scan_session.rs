@@ -200,6 +200,16 @@ impl ScanSession {
         true
     }
 
+    /// Takes the cursor out of an idle session (only the `ClosedSessionIteratorKept` mutant
+    /// does this, to keep it past the close).
+    pub fn take_iterator(&self) -> Option<Box<dyn EngineIterator>> {
+        let mut state = self.lock();
+        if state.in_use {
+            return None;
+        }
+        state.iterator.take()
+    }
+
     /// Refreshes the TTL: only requests that passed validation call this.
     pub fn mark_accessed(&self, now_ms: u64) {
         let mut state = self.lock();

@@ -9,6 +9,7 @@ use crate::sync::{Mutex, MutexGuard};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 
+use crate::engine::EngineIterator;
 use crate::env::Env;
 use crate::error::{ApiError, ErrorCode};
 use crate::message::ScanKvResponse;
@@ -57,6 +58,9 @@ struct ManagerState {
     /// answered rather than told the id is unknown. Bounded by count, bytes and the TTL.
     finished: BTreeMap<String, FinishedScan>,
     finished_bytes: usize,
+    /// Only the `ClosedSessionIteratorKept` mutant fills this: ended sessions' cursors, held
+    /// for the server's lifetime.
+    kept_iterators: Vec<Box<dyn EngineIterator>>,
 }
 
 /// At most this many bytes of final pages are kept for retries; older ones are forgotten
@@ -210,6 +214,9 @@ impl ScannerManager {
                 let now_ms = self.env.clock.now_mono_ms();
                 state.recently_expired.insert(session.id().to_string(), now_ms);
             }
+        }
+        if self.env.mutants.is_on(Mutant::ClosedSessionIteratorKept) {
+            self.lock().kept_iterators.extend(session.take_iterator());
         }
         if session.close_or_defer(force) == CloseOutcome::ClosedNow {
             self.uncount(session.bucket());

@@ -35,12 +35,15 @@ pub enum RowQuery {
 /// Which server leads a bucket now, as the coordinator sees it.
 pub type LeaderOf = Arc<dyn Fn(TableBucket) -> Option<NodeId> + Send + Sync>;
 
+/// An acknowledged put checked later: bucket, writes, base and end offset.
+type DeferredAck = (TableBucket, Vec<KvWrite>, u64, u64);
+
 pub struct Checker {
     model: Mutex<Model>,
     logs: ClusterLogs,
     leader_of: Mutex<Option<LeaderOf>>,
     /// Acknowledged puts whose batch no live log held when the answer arrived.
-    deferred_acks: Mutex<Vec<(TableBucket, Vec<KvWrite>, u64, u64)>>,
+    deferred_acks: Mutex<Vec<DeferredAck>>,
     servers: LiveServers,
     violations: Mutex<Vec<String>>,
     /// The highest read offset each client has seen per bucket: reads never go back in time.

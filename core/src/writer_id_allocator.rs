@@ -74,9 +74,9 @@ impl std::fmt::Debug for WriterIdAllocator {
 }
 
 impl WriterIdAllocator {
-    /// Opens the mark at `path` (a fresh allocator if there is none), reserving `block_size`
-    /// ids (at least 1) per durable write. A temp file left by a crash is removed: its mark was
-    /// never renamed in, so no id of its block was handed out.
+    /// Opens the mark at `path` (a fresh allocator if there is none; its directory is created),
+    /// reserving `block_size` ids (at least 1) per durable write. A temp file left by a crash is
+    /// removed: its mark was never renamed in, so no id of its block was handed out.
     pub fn open(
         fs: Arc<dyn LocalFs>,
         path: &str,
@@ -84,6 +84,9 @@ impl WriterIdAllocator {
     ) -> Result<WriterIdAllocator, WriterIdError> {
         let temp_path = format!("{path}.tmp");
         let fs_error = |source: FsError| WriterIdError::Fs { path: path.to_string(), source };
+        if let Some((parent, _)) = path.rsplit_once('/') {
+            fs.create_dir_all(parent).map_err(fs_error)?;
+        }
         if fs.exists(&temp_path) {
             fs.remove_file(&temp_path).map_err(fs_error)?;
         }

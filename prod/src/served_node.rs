@@ -109,7 +109,10 @@ impl ServedNode {
         };
         let mut tasks = vec![tokio::spawn(wire.serve(metered, until_stopped(stopped.clone())))];
         if let Some(server) = metrics_server {
-            let render: Render = Arc::new(move || metrics.render(Some(&handle.stats())));
+            let wire_stats = Arc::clone(&wire_stats);
+            let render: Render = Arc::new(move || {
+                metrics.render_with_wire(Some(&handle.stats()), Some(&wire_stats))
+            });
             tasks.push(tokio::spawn(server.serve(render, until_stopped(stopped))));
         }
         Ok(ServedNode { addr, metrics_addr, node, wire_stats, stop, tasks })

@@ -22,6 +22,7 @@ pub mod table_bucket;
 pub mod tablet_server;
 pub mod tablet_server_stats;
 pub mod task;
+pub mod writer_id_allocator;
 
 pub use env::Env;
 pub use error::{ApiError, ErrorCode};

@@ -18,7 +18,7 @@ use crate::metrics::metrics_server::Render;
 use crate::metrics::{MeteredHandler, MetricsServer, NodeMetrics};
 use crate::node::{Node, NodeConfig, NodeError};
 use crate::system_clock::SystemClock;
-use crate::wire::{WireConfig, WireHandler, WireServer};
+use crate::wire::{WireConfig, WireHandler, WireServer, WireStats};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServedNodeError {
@@ -34,6 +34,8 @@ pub enum ServedNodeError {
     MetricsListen { addr: SocketAddr, source: std::io::Error },
     #[error("the node stopped while starting")]
     Stopped,
+    #[error("cannot open the writer-id counter: {0}")]
+    WriterIds(#[from] kvtablet_core::writer_id_allocator::WriterIdError),
 }
 
 /// A running node with its wire server and, when configured, its metrics endpoint.
@@ -41,6 +43,7 @@ pub struct ServedNode {
     addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
     node: Node,
+    wire_stats: Arc<WireStats>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -89,9 +92,16 @@ impl ServedNode {
             }
         };
         let addr = wire.local_addr();
+        let wire_stats = wire.stats();
         let metrics_addr = metrics_server.as_ref().map(MetricsServer::local_addr);
         let metrics = Arc::new(NodeMetrics::new());
-        let gateway = Arc::new(FlussGateway::new(catalog, handle.clone(), addr));
+        let gateway = match FlussGateway::new(catalog, handle.clone(), addr) {
+            Ok(gateway) => Arc::new(gateway),
+            Err(error) => {
+                node.shutdown().await;
+                return Err(error.into());
+            }
+        };
         let metered: Arc<dyn WireHandler> = Arc::new(MeteredHandler::new(gateway, metrics.clone()));
         let (stop, stopped) = watch::channel(false);
         let until_stopped = |mut stopped: watch::Receiver<bool>| async move {
@@ -99,15 +109,23 @@ impl ServedNode {
         };
         let mut tasks = vec![tokio::spawn(wire.serve(metered, until_stopped(stopped.clone())))];
         if let Some(server) = metrics_server {
-            let render: Render = Arc::new(move || metrics.render(Some(&handle.stats())));
+            let wire_stats = Arc::clone(&wire_stats);
+            let render: Render = Arc::new(move || {
+                metrics.render_with_wire(Some(&handle.stats()), Some(&wire_stats))
+            });
             tasks.push(tokio::spawn(server.serve(render, until_stopped(stopped))));
         }
-        Ok(ServedNode { addr, metrics_addr, node, stop, tasks })
+        Ok(ServedNode { addr, metrics_addr, node, wire_stats, stop, tasks })
     }
 
     /// Where clients connect.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The wire server's counters: connections, request bytes held, timeouts.
+    pub fn wire_stats(&self) -> &Arc<WireStats> {
+        &self.wire_stats
     }
 
     /// Where `/metrics` is served, if it is.

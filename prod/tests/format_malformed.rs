@@ -308,4 +308,27 @@ proptest! {
         input[1 + i % (n - 1)] ^= x;
         check_decoders(&input);
     }
+
+    /// The fuzz target's body (`put_kv_validation`) on random records, and on records whose
+    /// key is the row's own key (flags 2) so that the row checks run: it never panics, and
+    /// what it accepts the readers can serve.
+    #[test]
+    fn put_kv_validation_invariants_hold(
+        selector in any::<u8>(),
+        records in prop::collection::vec(
+            (0u8..4, prop::collection::vec(any::<u8>(), 0..12), prop::collection::vec(any::<u8>(), 0..40)),
+            0..6,
+        ),
+    ) {
+        use kvtablet_prod::format::decoder_check::check_put_kv_validation;
+        let mut input = vec![selector];
+        for (flags, key, value) in &records {
+            input.push(*flags);
+            input.push(key.len() as u8);
+            input.extend_from_slice(key);
+            input.push(value.len() as u8);
+            input.extend_from_slice(value);
+        }
+        check_put_kv_validation(&input);
+    }
 }

@@ -1,7 +1,8 @@
 //! The gateway's changelog and writer RPCs, called through `WireHandler` on a real node:
 //! idempotent PutKv (a resent batch answers DUPLICATE_SEQUENCE and is not logged twice, a
 //! skipped sequence answers OUT_OF_ORDER_SEQUENCE), FetchLog as V0 Arrow batches with and
-//! without projection, FetchLog waiting for data, ListOffsets, and a dropped table's buckets.
+//! without projection, FetchLog waiting for data, ListOffsets, a dropped table's buckets, and
+//! PutKv rows that do not decode against the schema refused before they reach the changelog.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,14 +15,19 @@ use kvtablet_prod::format::{
     decode_log_batch, encode_key, encode_row, ChangeType, Column, DataType, Datum,
     KvRecordBatchBuilder, Row, Schema, TableDescriptor, TypeRoot,
 };
-use kvtablet_prod::gateway::FlussGateway;
+use kvtablet_prod::gateway::{
+    FlussGateway, FETCH_BYTES_MAX, LIMIT_SCAN_ROWS_MAX, LOOKUP_KEYS_MAX, PREFIX_BYTES_MAX,
+    PREFIX_LOOKUP_PREFIXES_MAX,
+};
 use kvtablet_prod::node::{Node, NodeConfig};
 use kvtablet_prod::system_clock::SystemClock;
 use kvtablet_prod::wire::messages::{
     CreateDatabaseRequest, CreateTableRequest, DropTableRequest, FetchLogRequest, FetchLogResponse,
-    GetTableInfoRequest, GetTableInfoResponse, ListOffsetsRequest, ListOffsetsResponse,
-    PbFetchLogReqForBucket, PbFetchLogReqForTable, PbPutKvReqForBucket, PbTablePath, PutKvRequest,
-    PutKvResponse,
+    GetTableInfoRequest, GetTableInfoResponse, InitWriterRequest, InitWriterResponse,
+    LimitScanRequest, LimitScanResponse, ListOffsetsRequest, ListOffsetsResponse, LookupRequest,
+    LookupResponse, PbFetchLogReqForBucket, PbFetchLogReqForTable, PbLookupReqForBucket,
+    PbPrefixLookupReqForBucket, PbPutKvReqForBucket, PbTablePath, PrefixLookupRequest,
+    PrefixLookupResponse, PutKvRequest, PutKvResponse,
 };
 use kvtablet_prod::wire::{ApiKey, WireHandler};
 use prost::Message;
@@ -79,7 +85,8 @@ async fn start() -> Fixture {
         catalog,
         node.handle().expect("running"),
         "127.0.0.1:9123".parse().expect("address"),
-    );
+    )
+    .expect("gateway opens");
     let create_database = CreateDatabaseRequest {
         database_name: DATABASE.to_string(),
         ignore_if_exists: false,
@@ -376,5 +383,257 @@ async fn a_dropped_tables_buckets_are_no_longer_served() {
     call(&fixture.gateway, ApiKey::DropTable, drop_table.encode_to_vec()).await.expect("dropped");
     let after = put_kv(table_id, (1, 1), &[row(2, None, None)], &[]);
     assert_eq!(put(&fixture, after).await, Some(21), "UNKNOWN_TABLE_OR_BUCKET");
+    fixture.node.shutdown().await;
+}
+
+/// A PutKv of raw `(key, value)` records into bucket 0, with a valid frame and CRC.
+fn put_raw(
+    table_id: i64,
+    schema_id: i16,
+    writer: (i64, i32),
+    records: &[(&[u8], Option<&[u8]>)],
+) -> Vec<u8> {
+    let mut batch = KvRecordBatchBuilder::new(schema_id, writer.0, writer.1);
+    for (key, value) in records {
+        batch.append(key, *value).expect("appends");
+    }
+    PutKvRequest {
+        acks: -1,
+        table_id,
+        timeout_ms: 10_000,
+        target_columns: Vec::new(),
+        buckets_req: vec![PbPutKvReqForBucket {
+            partition_id: None,
+            bucket_id: 0,
+            records: Bytes::from(batch.build().expect("builds")),
+        }],
+        agg_mode: None,
+    }
+    .encode_to_vec()
+}
+
+fn key_of(id: i32) -> Vec<u8> {
+    encode_key(&[DataType::not_null(TypeRoot::Int)], &[Datum::Int(id)]).expect("key")
+}
+
+/// The values of bucket 0 for `keys`, once the flush has made the first one visible.
+async fn lookup_once_flushed(fixture: &Fixture, keys: &[Vec<u8>]) -> Vec<Option<Bytes>> {
+    let request = LookupRequest {
+        table_id: fixture.table_id,
+        buckets_req: vec![PbLookupReqForBucket {
+            partition_id: None,
+            bucket_id: 0,
+            keys: keys.iter().cloned().map(Bytes::from).collect(),
+            original_partition_name: None,
+        }],
+        insert_if_not_exists: None,
+        acks: None,
+        timeout_ms: None,
+    };
+    for _ in 0..2_000 {
+        let answer = call(&fixture.gateway, ApiKey::Lookup, request.encode_to_vec())
+            .await
+            .expect("answered");
+        let response = LookupResponse::decode(answer).expect("decodes");
+        let bucket = &response.buckets_resp[0];
+        assert_eq!(bucket.error_code, None, "{:?}", bucket.error_message);
+        let values: Vec<Option<Bytes>> =
+            bucket.values.iter().map(|value| value.values.clone()).collect();
+        if values.first().is_some_and(Option::is_some) {
+            return values;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the first key never became visible");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_null_in_a_not_null_key_column_is_refused_and_the_bucket_stays_readable() {
+    let mut fixture = start().await;
+    let table_id = fixture.table_id;
+    assert_eq!(
+        put(&fixture, put_kv(table_id, (3, 0), &[row(1, Some("a"), None)], &[])).await,
+        None
+    );
+
+    // Column 0 (`id`, the primary key, NOT NULL) flagged NULL in the bit-set; `name` and
+    // `score` NULL too. The CRC and the schema id are valid.
+    let null_key_row = [0b0000_0111u8];
+    let malformed = put_raw(table_id, 1, (3, 1), &[(&key_of(2), Some(&null_key_row))]);
+    assert_eq!(put(&fixture, malformed).await, Some(14), "CORRUPT_RECORD");
+
+    // Nothing of it was logged; the writer's state is as if it never arrived.
+    let (records, high_watermark, _) = fetch(&fixture, -2, None, 0).await;
+    assert_eq!(records, [(0, ChangeType::Insert, row(1, Some("a"), None))]);
+    assert_eq!(high_watermark, 1);
+    let next = put_kv(table_id, (3, 1), &[row(2, Some("b"), None)], &[]);
+    assert_eq!(put(&fixture, next).await, None, "the writer's next sequence is still 1");
+    let values = lookup_once_flushed(&fixture, &[key_of(1), key_of(2), key_of(3)]).await;
+    assert!(values[0].is_some() && values[2].is_none());
+    let (records, high_watermark, _) = fetch(&fixture, 0, None, 0).await;
+    assert_eq!(records.len(), 2);
+    assert_eq!(high_watermark, 2);
+    fixture.node.shutdown().await;
+}
+
+/// What a malformed record is, its batch's schema id, its key and its value.
+type Case<'a> = (&'a str, i16, &'a [u8], Option<&'a [u8]>);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_that_do_not_decode_against_the_schema_are_refused_whole_batch() {
+    let mut fixture = start().await;
+    let table_id = fixture.table_id;
+    let good = encode_row(&types(), &row(5, Some("five"), Some(5.0))).expect("row");
+    let key5 = key_of(5);
+    let mut trailing = good.clone();
+    trailing.push(0);
+    let truncated = &good[..good.len() - 3];
+    // `name` set but its string is not UTF-8.
+    let bad_utf8 = [0b0000_0100u8, 5, 1, 0xff];
+    // A key with bytes after the last key column, a key of a non-canonical varint (5 as two
+    // bytes), and a row whose key column says 6 under key 5.
+    let long_key = [key5.clone(), vec![0]].concat();
+    let loose_varint_key = [0x85u8, 0x00];
+    let other_key_row = encode_row(&types(), &row(6, None, None)).expect("row");
+    let cases: [Case<'_>; 7] = [
+        ("bytes after the last field", 1, &key5, Some(&trailing)),
+        ("a truncated row", 1, &key5, Some(truncated)),
+        ("a string that is not UTF-8", 1, &key5, Some(&bad_utf8)),
+        ("bytes after the key", 1, &long_key, None),
+        ("a non-canonical key", 1, &loose_varint_key, Some(&good)),
+        ("a row under another key", 1, &key5, Some(&other_key_row)),
+        ("another schema id", 2, &key5, Some(&good)),
+    ];
+    for (what, schema_id, key, value) in cases {
+        // The bad record follows a good one: the whole batch is refused.
+        let body = put_raw(table_id, schema_id, (-1, -1), &[(&key5, Some(&good)), (key, value)]);
+        assert_eq!(put(&fixture, body).await, Some(14), "{what}");
+    }
+    let (records, high_watermark, _) = fetch(&fixture, -2, None, 0).await;
+    assert!(records.is_empty());
+    assert_eq!(high_watermark, 0);
+    let body = put_raw(table_id, 1, (-1, -1), &[(&key5, Some(&good)), (&key_of(6), None)]);
+    assert_eq!(put(&fixture, body).await, None, "valid rows and deletes are accepted");
+    fixture.node.shutdown().await;
+}
+
+async fn init_writer(gateway: &FlussGateway) -> i64 {
+    let body = InitWriterRequest { table_path: vec![path()] }.encode_to_vec();
+    let answer = call(gateway, ApiKey::InitWriter, body).await.expect("answered");
+    InitWriterResponse::decode(answer).expect("decodes").writer_id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writer_ids_come_from_a_durable_counter_and_never_repeat_across_restarts() {
+    let mut fixture = start().await;
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        seen.push(init_writer(&fixture.gateway).await);
+    }
+    assert_eq!(seen, [1, 2, 3], "ids come from the counter, not the clock");
+    for _restart in 0..2 {
+        // A gateway restarted on the same data directory (the clock plays no part).
+        let catalog = Arc::new(
+            Catalog::open(
+                Arc::new(DiskFs::new(fixture._dir.path()).expect("fs")),
+                Arc::new(SystemClock::new()),
+                CatalogConfig::DEFAULT,
+            )
+            .expect("catalog"),
+        );
+        let restarted = FlussGateway::new(
+            catalog,
+            fixture.node.handle().expect("running"),
+            "127.0.0.1:9123".parse().expect("address"),
+        )
+        .expect("gateway opens");
+        for _ in 0..3 {
+            let id = init_writer(&restarted).await;
+            assert!(seen.iter().all(|&earlier| earlier < id), "{id} after {seen:?}");
+            seen.push(id);
+        }
+    }
+    fixture.node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_reencodes_a_bounded_amount_whatever_max_bytes_asks() {
+    let mut fixture = start().await;
+    let table_id = fixture.table_id;
+    let big = "x".repeat(1024 * 1024);
+    let batches = 24;
+    for id in 0..batches {
+        let body = put_kv(table_id, (-1, -1), &[row(id, Some(&big), None)], &[]);
+        assert_eq!(put(&fixture, body).await, None);
+    }
+    let mut request = FetchLogRequest::decode(&fetch_request(table_id, 0, None, 0)[..]).unwrap();
+    request.max_bytes = i32::MAX;
+    request.tables_req[0].buckets_req[0].max_fetch_bytes = i32::MAX;
+    let answer =
+        call(&fixture.gateway, ApiKey::FetchLog, request.encode_to_vec()).await.expect("answered");
+    let response = FetchLogResponse::decode(answer).expect("decodes");
+    let bucket = &response.tables_resp[0].buckets_resp[0];
+    assert_eq!(bucket.error_code, None, "{:?}", bucket.error_message);
+    let records = bucket.records.as_ref().map_or(0, Bytes::len);
+    // At most the bound plus the one batch that crosses it.
+    assert!(records > 0);
+    assert!(records <= FETCH_BYTES_MAX + 2 * big.len(), "{records} bytes re-encoded");
+    assert_eq!(bucket.high_watermark, Some(i64::from(batches)));
+    fixture.node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookups_prefix_lookups_and_limit_scans_beyond_their_bounds_are_refused() {
+    let mut fixture = start().await;
+    let table_id = fixture.table_id;
+    assert_eq!(put(&fixture, put_kv(table_id, (-1, -1), &[row(1, None, None)], &[])).await, None);
+
+    // Keys are counted over every bucket of a lookup.
+    let per_bucket = LOOKUP_KEYS_MAX / 2 + 1;
+    let lookup = LookupRequest {
+        table_id,
+        buckets_req: (0..2)
+            .map(|bucket_id| PbLookupReqForBucket {
+                partition_id: None,
+                bucket_id,
+                keys: (0..per_bucket as i32).map(|id| Bytes::from(key_of(id))).collect(),
+                original_partition_name: None,
+            })
+            .collect(),
+        insert_if_not_exists: None,
+        acks: None,
+        timeout_ms: None,
+    };
+    let answer =
+        call(&fixture.gateway, ApiKey::Lookup, lookup.encode_to_vec()).await.expect("answered");
+    let response = LookupResponse::decode(answer).expect("decodes");
+    for bucket in &response.buckets_resp {
+        assert_eq!(bucket.error_code, Some(13), "RECORD_TOO_LARGE");
+        assert!(bucket.error_message.as_deref().is_some_and(|m| m.contains("keys")));
+    }
+
+    let prefix_lookup = |keys: Vec<Bytes>| PrefixLookupRequest {
+        table_id,
+        buckets_req: vec![PbPrefixLookupReqForBucket { partition_id: None, bucket_id: 0, keys }],
+    };
+    let too_many = prefix_lookup(vec![Bytes::from(key_of(1)); PREFIX_LOOKUP_PREFIXES_MAX + 1]);
+    let too_long = prefix_lookup(vec![Bytes::from(vec![1u8; PREFIX_BYTES_MAX + 1])]);
+    let fine = prefix_lookup(vec![Bytes::from(key_of(1)); 3]);
+    for (request, expected) in [(too_many, Some(13)), (too_long, Some(13)), (fine, None)] {
+        let answer = call(&fixture.gateway, ApiKey::PrefixLookup, request.encode_to_vec())
+            .await
+            .expect("answered");
+        let response = PrefixLookupResponse::decode(answer).expect("decodes");
+        assert_eq!(response.buckets_resp[0].error_code, expected);
+    }
+
+    for (limit, expected) in [(LIMIT_SCAN_ROWS_MAX + 1, Some(13)), (LIMIT_SCAN_ROWS_MAX, None)] {
+        let request = LimitScanRequest { table_id, partition_id: None, bucket_id: 0, limit };
+        let answer = call(&fixture.gateway, ApiKey::LimitScan, request.encode_to_vec())
+            .await
+            .expect("answered");
+        let response = LimitScanResponse::decode(answer).expect("decodes");
+        assert_eq!(response.error_code, expected, "limit {limit}");
+    }
     fixture.node.shutdown().await;
 }

@@ -9,9 +9,11 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use kvtablet_core::message::{BucketScanRequest, Request, Response, ScanKvRequest};
 use kvtablet_core::TableBucket;
-use kvtablet_prod::catalog::{Catalog, CatalogConfig};
+use kvtablet_prod::catalog::{Catalog, CatalogConfig, TablePath, TableSpec};
 use kvtablet_prod::disk_fs::DiskFs;
-use kvtablet_prod::format::KvRecordBatchBuilder;
+use kvtablet_prod::format::{
+    encode_key, encode_row, Column, DataType, Datum, KvRecordBatchBuilder, Row, Schema, TypeRoot,
+};
 use kvtablet_prod::gateway::FlussGateway;
 use kvtablet_prod::metrics::metrics_server::Render;
 use kvtablet_prod::metrics::{MeteredHandler, MetricsServer, NodeMetrics};
@@ -65,10 +67,29 @@ fn success_body(frame: ResponseFrame) -> Bytes {
     }
 }
 
-fn put_kv(records: &[(&[u8], &[u8])]) -> Vec<u8> {
+/// Table 1's schema: a STRING primary key `k` and a STRING value `v`.
+fn schema() -> Schema {
+    let columns = vec![
+        Column::new(0, "k", DataType::not_null(TypeRoot::String)),
+        Column::new(1, "v", DataType::nullable(TypeRoot::String)),
+    ];
+    Schema::new(columns, vec!["k".to_string()]).expect("schema")
+}
+
+/// The key bytes of `k`.
+fn key(k: &str) -> Vec<u8> {
+    encode_key(&[DataType::not_null(TypeRoot::String)], &[Datum::String(k.to_string())])
+        .expect("key")
+}
+
+/// Upserts of `(k, v)` rows into bucket 0 of table 1.
+fn put_kv(records: &[(&str, &str)]) -> Vec<u8> {
+    let types: Vec<DataType> = schema().columns.iter().map(|c| c.data_type).collect();
     let mut batch = KvRecordBatchBuilder::new(1, -1, -1);
-    for (key, value) in records {
-        batch.append(key, Some(value)).expect("appends");
+    for (k, v) in records {
+        let row = Row::new(vec![Datum::String(k.to_string()), Datum::String(v.to_string())]);
+        let value = encode_row(&types, &row).expect("row");
+        batch.append(&key(k), Some(&value)).expect("appends");
     }
     PutKvRequest {
         acks: -1,
@@ -114,7 +135,22 @@ async fn metrics_count_requests_errors_latency_scanners_and_flush_lag() {
         )
         .expect("catalog"),
     );
-    // Table 1, buckets 0..4, schema id 1.
+    // Table 1, buckets 0..4, schema id 1, in the catalog (PutKv decodes rows with its schema)
+    // and hosted by the node.
+    catalog.create_database("db", None, false).expect("database");
+    let spec = TableSpec {
+        schema_json: schema().to_json_string(),
+        columns: vec!["k".to_string(), "v".to_string()],
+        primary_key: vec!["k".to_string()],
+        bucket_key: Vec::new(),
+        partition_key: Vec::new(),
+        bucket_count: Some(4),
+        properties: Default::default(),
+        custom_properties: Default::default(),
+        comment: None,
+    };
+    let table = catalog.create_table(&TablePath::new("db", "t"), spec, false).expect("table");
+    assert_eq!(table.table_id, 1);
     let mut node = Node::start(NodeConfig::new(dir.path()), tokio::runtime::Handle::current())
         .await
         .expect("node starts");
@@ -125,7 +161,8 @@ async fn metrics_count_requests_errors_latency_scanners_and_flush_lag() {
         .expect("wire binds");
     let wire_addr = wire.local_addr();
     let metrics = Arc::new(NodeMetrics::new());
-    let gateway = Arc::new(FlussGateway::new(catalog, handle.clone(), wire_addr));
+    let gateway =
+        Arc::new(FlussGateway::new(catalog, handle.clone(), wire_addr).expect("gateway opens"));
     let metered: Arc<dyn WireHandler> = Arc::new(MeteredHandler::new(gateway, metrics.clone()));
     let metrics_server =
         MetricsServer::bind(SocketAddr::from(LOCALHOST_ANY_PORT)).await.expect("metrics bind");
@@ -144,7 +181,7 @@ async fn metrics_count_requests_errors_latency_scanners_and_flush_lag() {
         timeout(STEP, TcpStream::connect(wire_addr)).await.expect("in time").expect("connects");
     // Answered by the wire server itself: not counted.
     success_body(call(&mut client, ApiKey::ApiVersions, 1, Vec::new()).await);
-    let put = call(&mut client, ApiKey::PutKv, 2, put_kv(&[(b"k1", b"v1"), (b"k2", b"v2")])).await;
+    let put = call(&mut client, ApiKey::PutKv, 2, put_kv(&[("k1", "v1"), ("k2", "v2")])).await;
     let put = PutKvResponse::decode(success_body(put)).expect("put response");
     assert_eq!(put.buckets_resp[0].error_code, None, "{put:?}");
     let lookup = LookupRequest {
@@ -152,7 +189,7 @@ async fn metrics_count_requests_errors_latency_scanners_and_flush_lag() {
         buckets_req: vec![PbLookupReqForBucket {
             partition_id: None,
             bucket_id: 0,
-            keys: vec![Bytes::from_static(b"k1")],
+            keys: vec![Bytes::from(key("k1"))],
             original_partition_name: None,
         }],
         insert_if_not_exists: None,

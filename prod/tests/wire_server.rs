@@ -362,3 +362,69 @@ async fn shutdown_grace_bounds_a_stuck_handler() {
     assert!(started.elapsed() < Duration::from_millis(1_500), "took {:?}", started.elapsed());
     assert!(closed_by_server(&mut stream).await);
 }
+
+#[tokio::test]
+async fn a_connection_over_the_limit_is_told_so_before_it_is_closed() {
+    let config = WireConfig { max_connections: 2, ..WireConfig::default() };
+    let running = Running::start(config).await;
+    let mut first = running.connect().await;
+    let mut second = running.connect().await;
+    assert_handshake_works(&mut first, 1).await;
+    assert_handshake_works(&mut second, 2).await;
+
+    let mut third = running.connect().await;
+    let mut frame = CAPTURED_API_VERSIONS.to_vec();
+    frame[8..12].copy_from_slice(&77i32.to_be_bytes());
+    third.write_all(&frame).await.unwrap();
+    let (request_id, code, message) = error_of(read_response(&mut third).await);
+    assert_eq!((request_id, code), (77, 1), "NETWORK_EXCEPTION to the first request");
+    assert!(message.contains("limit of 2 connections"), "{message}");
+    assert!(closed_by_server(&mut third).await);
+
+    // The connections within the limit carry on; one closing frees a slot.
+    assert_handshake_works(&mut first, 3).await;
+    drop(second);
+    let mut admitted = None;
+    for _ in 0..200 {
+        let mut candidate = running.connect().await;
+        candidate.write_all(&frame).await.unwrap();
+        if matches!(read_response(&mut candidate).await, ResponseFrame::Success { .. }) {
+            admitted = Some(candidate);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(admitted.is_some(), "a freed slot is given to a new connection");
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_stalled_frame_and_an_idle_connection_are_closed_while_others_are_served() {
+    let config = WireConfig {
+        frame_read_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_millis(600),
+        ..WireConfig::default()
+    };
+    let running = Running::start(config).await;
+    // Half a frame, then nothing more.
+    let mut stalled = running.connect().await;
+    stalled.write_all(&CAPTURED_API_VERSIONS[..20]).await.unwrap();
+    // A header only (the body never comes).
+    let mut headless = running.connect().await;
+    headless.write_all(&CAPTURED_API_VERSIONS[..2]).await.unwrap();
+    // A working connection that then goes quiet.
+    let mut idle = running.connect().await;
+    assert_handshake_works(&mut idle, 1).await;
+    // A busy one, sending a request more often than the idle timeout.
+    let mut busy = running.connect().await;
+
+    for round in 0..8 {
+        assert_handshake_works(&mut busy, round).await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    assert!(closed_by_server(&mut stalled).await, "a started frame must arrive in time");
+    assert!(closed_by_server(&mut headless).await, "a started header must arrive in time");
+    assert!(closed_by_server(&mut idle).await, "an idle connection is closed");
+    assert_handshake_works(&mut busy, 99).await;
+    running.stop().await;
+}

@@ -67,6 +67,9 @@ impl KvError {
             KvError::SchemaNotExist(_) => ErrorCode::SchemaNotExist,
             KvError::RequestTooLarge(_) => ErrorCode::RecordTooLarge,
             KvError::LogTruncated { .. } | KvError::Engine(_) => ErrorCode::KvStorageException,
+            // The disk failed (full, a failed write or sync): nothing of the batch was
+            // acknowledged or recorded for its writer, so the client may resend the same batch.
+            KvError::Log(LogError::Fs(_)) => ErrorCode::StorageException,
             KvError::Log(_) => ErrorCode::LogStorageException,
             KvError::OutOfOrderSequence(_) => ErrorCode::OutOfOrderSequence,
         }
@@ -78,5 +81,21 @@ impl KvError {
 
     pub fn to_api_error(&self) -> ApiError {
         ApiError::new(self.code(), self.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::FsError;
+
+    #[test]
+    fn a_failed_disk_write_is_retriable_and_a_corrupt_log_is_not() {
+        let full = KvError::from(LogError::Fs(FsError::Io("no space left on device".into())));
+        assert_eq!(full.code(), ErrorCode::StorageException);
+        assert!(full.is_retriable(), "the client resends the same batch");
+        let corrupt = KvError::from(LogError::Corrupt { path: "p".into(), detail: "d".into() });
+        assert_eq!(corrupt.code(), ErrorCode::LogStorageException);
+        assert!(!corrupt.is_retriable());
     }
 }

@@ -108,6 +108,11 @@ impl Catalog {
         &self.config
     }
 
+    /// The file system the catalog lives on (the node's data directory).
+    pub fn fs(&self) -> Arc<dyn LocalFs> {
+        Arc::clone(&self.fs)
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }

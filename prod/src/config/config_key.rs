@@ -132,7 +132,8 @@ pub const KEYS: &[ConfigKey] = &[
     ConfigKey {
         name: "net.max-connections",
         default: "1024",
-        doc: "Client connections open at once; one more is accepted and closed at once.",
+        doc: "Client connections open at once; one more gets an error that names this limit \
+              (NETWORK_EXCEPTION) and is closed.",
         apply: |config, value| {
             config.wire.max_connections = positive_u32(value)? as usize;
             Ok(())
@@ -145,6 +146,44 @@ pub const KEYS: &[ConfigKey] = &[
               read until one is answered.",
         apply: |config, value| {
             config.wire.max_in_flight_per_connection = positive_u32(value)? as usize;
+            Ok(())
+        },
+    },
+    ConfigKey {
+        name: "net.max-request-bytes-in-flight",
+        default: "256 mb",
+        doc: "Request bytes the node holds at once over all connections, from before a body is \
+              read until it is answered; a connection waits for its share before reading a \
+              body. Frames above 64 KiB share three quarters of it (which must hold the \
+              largest frame); the rest is kept for small requests.",
+        apply: |config, value| {
+            let bytes = parse_size_bytes(value)?;
+            config.wire.request_bytes_in_flight_max = usize::try_from(bytes)
+                .ok()
+                .filter(|bytes| *bytes >= MIN_MAX_FRAME_SIZE)
+                .ok_or_else(|| format!("must be at least {MIN_MAX_FRAME_SIZE} bytes"))?;
+            Ok(())
+        },
+    },
+    ConfigKey {
+        name: "net.frame-read-timeout",
+        default: "30 s",
+        doc: "How long a request frame may take to arrive once it has started (and its body \
+              is allowed in); a slower one closes its connection.",
+        apply: |config, value| {
+            config.wire.frame_read_timeout =
+                std::time::Duration::from_millis(positive_duration_ms(value)?);
+            Ok(())
+        },
+    },
+    ConfigKey {
+        name: "net.max-idle-time",
+        default: "10 min",
+        doc: "A connection with no request in flight that sends nothing for this long is \
+              closed (Fluss: netty.connection.max-idle-time).",
+        apply: |config, value| {
+            config.wire.idle_timeout =
+                std::time::Duration::from_millis(positive_duration_ms(value)?);
             Ok(())
         },
     },

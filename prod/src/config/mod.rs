@@ -163,6 +163,7 @@ impl ServeConfig {
     /// What no single key can check.
     fn validate(&self) -> Result<(), ConfigError> {
         self.scanner.validate().map_err(ConfigError::Invalid)?;
+        self.wire.check().map_err(ConfigError::Invalid)?;
         if self.metrics_listen == Some(self.listen) && self.listen.port() != 0 {
             return Err(ConfigError::Invalid(format!(
                 "{BIND_LISTENERS} and {METRICS_LISTEN} are both {}",
@@ -268,6 +269,9 @@ mod tests {
             max-connections = 10
             max-in-flight-per-connection = 4
             shutdown-grace = "2s"
+            max-request-bytes-in-flight = "8 MiB"
+            frame-read-timeout = "5 s"
+            max-idle-time = "1 min"
             "#,
         )
         .expect("parses");
@@ -292,8 +296,24 @@ mod tests {
                 max_in_flight_per_connection: 4,
                 max_connections: 10,
                 shutdown_grace: Duration::from_secs(2),
+                request_bytes_in_flight_max: 8 << 20,
+                frame_read_timeout: Duration::from_secs(5),
+                idle_timeout: Duration::from_secs(60),
             }
         );
+    }
+
+    #[test]
+    fn a_budget_that_cannot_hold_the_largest_frame_is_refused() {
+        let refused =
+            from_file("[net]\nmax-frame-size = \"8 MiB\"\nmax-request-bytes-in-flight = \"8 MiB\"");
+        match refused {
+            Err(ConfigError::Invalid(message)) => {
+                assert!(message.contains("net.max-request-bytes-in-flight"), "{message}")
+            }
+            other => panic!("expected an invalid config, got {other:?}"),
+        }
+        assert!(from_file("[net]\nmax-idle-time = 0").is_err());
     }
 
     #[test]

@@ -2,13 +2,17 @@
 //! run them too: no decoder panics on any input, and whatever decodes re-encodes to
 //! something that decodes to the same value. The first input byte picks the decoder; for
 //! the checksummed batches a second variant fixes the CRC up so that the input gets past it.
+//! [`check_put_kv_validation`] is the invariant of the fuzz target `put_kv_validation`.
 
 use super::compacted_row::{decode_row, encode_row};
 use super::data_type::{DataType, TypeRoot};
-use super::key_encoding::{decode_key, encode_key};
-use super::kv_record_batch::{self, encode_kv_batch, KvRecordBatch};
-use super::log_record_batch::{self, decode_log_batch, encode_log_batch, LogBatchMeta};
-use super::schema::{Column, TableDescriptor};
+use super::key_encoding::{decode_key, encode_key, primary_key_of_row};
+use super::kv_record_batch::{self, encode_kv_batch, KvRecordBatch, KvRecordBatchBuilder};
+use super::log_record_batch::{
+    self, decode_log_batch, encode_log_batch, ChangeType, LogBatchMeta, LogRecord,
+};
+use super::record_validator::RecordValidator;
+use super::schema::{Column, Schema, TableDescriptor, TableSchema};
 use super::value_record_batch::{decode_value_batch, encode_value_batch};
 
 fn types() -> Vec<DataType> {
@@ -105,4 +109,81 @@ pub fn check_decoders(input: &[u8]) {
             }
         }
     }
+}
+
+/// The schemas [`check_put_kv_validation`] picks from: every supported type, with primary
+/// keys of one, two and three columns in various orders.
+fn validation_schemas() -> Vec<TableSchema> {
+    let names = |positions: &[usize]| positions.iter().map(|p| format!("c{p}")).collect();
+    [vec![3], vec![7, 0], vec![4, 1, 2], vec![0, 1, 2, 3, 4, 5, 6, 7]]
+        .iter()
+        .enumerate()
+        .filter_map(|(index, key)| {
+            let schema = Schema::new(columns(), names(key)).ok()?;
+            TableSchema::new(index as i16 + 1, &schema, &[]).ok()
+        })
+        .collect()
+}
+
+/// PutKv validation on batches with a valid frame and CRC but arbitrary records: it never
+/// panics, and what it accepts is what the readers can serve (every key decodes, every row
+/// decodes and carries its record's key, the rows encode as a FetchLog batch).
+///
+/// The first byte picks the schema and the schema id the batch claims; then each record is a
+/// flags byte (bit 0: a delete; bit 1: replace the key by the row's own key when the row
+/// decodes, so that the row checks are reached), a key length byte, the key, a value length
+/// byte and the value.
+pub fn check_put_kv_validation(input: &[u8]) {
+    let Some((&selector, mut data)) = input.split_first() else { return };
+    let schemas = validation_schemas();
+    let Some(schema) = schemas.get(usize::from(selector) % schemas.len()) else { return };
+    let schema_id = if selector & 0x80 != 0 { schema.schema_id + 1 } else { schema.schema_id };
+    let types = schema.data_types();
+    let mut records: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+    while let [flags, key_len, rest @ ..] = data {
+        let key_len = usize::from(*key_len).min(rest.len());
+        let (key, rest) = rest.split_at(key_len);
+        let (value, rest) = match rest.split_first() {
+            Some((&value_len, rest)) => rest.split_at(usize::from(value_len).min(rest.len())),
+            None => (&[][..], rest),
+        };
+        data = rest;
+        let mut key = key.to_vec();
+        if flags & 2 != 0 {
+            if let Ok(row) = decode_row(&types, value) {
+                if let Ok(own_key) = primary_key_of_row(schema, &row) {
+                    key = own_key;
+                }
+            }
+        }
+        let value = (flags & 1 == 0 && !value.is_empty()).then(|| value.to_vec());
+        records.push((key, value));
+    }
+    let mut builder = KvRecordBatchBuilder::new(schema_id, -1, -1);
+    for (key, value) in &records {
+        builder.append(key, value.as_deref()).expect("any key and non-empty value append");
+    }
+    let bytes = builder.build().expect("a batch of short records builds");
+    let batch = KvRecordBatch::decode(&bytes).expect("a built batch decodes");
+    let validator = RecordValidator::new(schema).expect("every schema has a primary key");
+    if validator.check_batch(&batch).is_err() {
+        return;
+    }
+    assert_eq!(batch.schema_id, schema.schema_id, "another schema id was accepted");
+    let key_types = schema.primary_key_types();
+    let mut log_records = Vec::new();
+    for record in &batch.records {
+        decode_key(&key_types, record.key).expect("an accepted key decodes");
+        let Some(value) = record.value else { continue };
+        let row = decode_row(&types, value).expect("an accepted row decodes");
+        assert_eq!(
+            primary_key_of_row(schema, &row).expect("an accepted row has a key"),
+            record.key,
+            "an accepted row under another key"
+        );
+        log_records.push(LogRecord { change_type: ChangeType::Insert, row });
+    }
+    let meta = LogBatchMeta::changelog(0, 0, schema.schema_id);
+    encode_log_batch(&meta, &schema.columns, None, &log_records)
+        .expect("accepted rows encode as a changelog batch");
 }

@@ -10,9 +10,10 @@ use kvtablet_core::log::WriterBatch;
 use kvtablet_core::message::{KvWrite, Request, Response};
 use kvtablet_core::TableBucket;
 
+use super::table_json::table_schema_of;
 use super::{bucket_error, Gateway};
 use crate::format::kv_record_batch::{NO_BATCH_SEQUENCE, NO_WRITER_ID};
-use crate::format::{encode_stored_value, encode_value_batch, KvRecordBatch};
+use crate::format::{encode_stored_value, encode_value_batch, KvRecordBatch, RecordValidator};
 use crate::wire::error::{decode_request, encode_response};
 use crate::wire::messages::{
     LimitScanRequest, LimitScanResponse, LookupRequest, LookupResponse, PbLookupRespForBucket,
@@ -20,6 +21,21 @@ use crate::wire::messages::{
     PrefixLookupRequest, PrefixLookupResponse, PutKvRequest, PutKvResponse,
 };
 use crate::wire::WireResponse;
+
+/// Keys one Lookup may ask for, over all its buckets: each key's value may be large, and the
+/// answer is built in memory before it is sent.
+pub const LOOKUP_KEYS_MAX: usize = 10_000;
+/// Prefixes one PrefixLookup may ask for, over all its buckets.
+pub const PREFIX_LOOKUP_PREFIXES_MAX: usize = 1_024;
+/// The longest prefix a PrefixLookup may send (the longest primary key the core accepts).
+pub const PREFIX_BYTES_MAX: usize = 64 * 1024;
+/// The most rows a LimitScan may ask for; a larger limit is refused, not quietly cut.
+pub const LIMIT_SCAN_ROWS_MAX: i32 = 1_000_000;
+
+/// A request that asks for more than a bound allows: `RECORD_TOO_LARGE` (13), not retriable.
+fn too_large(message: String) -> ApiError {
+    ApiError::new(ErrorCode::RecordTooLarge, message)
+}
 
 /// The bucket of a request, or the error for a partition (none is hosted).
 pub(super) fn bucket_of(
@@ -68,14 +84,40 @@ impl Gateway {
         }
     }
 
+    /// The validator of a PutKv's rows: the table's current schema, which must have a
+    /// primary key.
+    fn record_validator(&self, table_id: i64) -> Result<RecordValidator, ApiError> {
+        let info = self.catalog.table_by_id(table_id).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::UnknownTableOrBucket,
+                format!("table {table_id} does not exist"),
+            )
+        })?;
+        let schema = table_schema_of(&info)
+            .map_err(|error| ApiError::new(ErrorCode::UnknownServerError, error.message))?;
+        RecordValidator::new(&schema).map_err(|_| {
+            ApiError::new(
+                ErrorCode::NonPrimaryKeyTable,
+                format!("{} has no primary key: it takes no PutKv", info.path),
+            )
+        })
+    }
+
     async fn put_bucket(
         &self,
         table_id: i64,
+        validator: &Result<RecordValidator, ApiError>,
         request: &PbPutKvReqForBucket,
     ) -> Result<u64, ApiError> {
         let bucket = bucket_of(table_id, request.partition_id, request.bucket_id)?;
+        let validator = validator.as_ref().map_err(Clone::clone)?;
         let batch = KvRecordBatch::decode(&request.records).map_err(|e| e.to_api_error())?;
         let writer = writer_of(&batch)?;
+        // Every row is decoded against the schema before anything is appended: a row the
+        // readers could not decode must never reach the changelog.
+        validator.check_batch(&batch).map_err(|error| {
+            ApiError::new(ErrorCode::CorruptRecord, format!("{bucket}: {error}"))
+        })?;
         let writes = batch
             .records
             .iter()
@@ -101,8 +143,10 @@ impl Gateway {
     pub(crate) async fn put_kv(self: &Arc<Self>, body: &[u8]) -> WireResponse {
         let request: PutKvRequest = decode_request(body)?;
         let table_id = request.table_id;
+        let validator = self.record_validator(table_id);
+        let validator = &validator;
         let answers = join_all(request.buckets_req.iter().map(|bucket| async move {
-            let outcome = self.put_bucket(table_id, bucket).await;
+            let outcome = self.put_bucket(table_id, validator, bucket).await;
             let mut response = PbPutKvRespForBucket {
                 partition_id: bucket.partition_id,
                 bucket_id: bucket.bucket_id,
@@ -126,6 +170,13 @@ impl Gateway {
     pub(crate) async fn lookup(self: &Arc<Self>, body: &[u8]) -> WireResponse {
         let request: LookupRequest = decode_request(body)?;
         let table_id = request.table_id;
+        let keys: usize = request.buckets_req.iter().map(|bucket| bucket.keys.len()).sum();
+        let bound = (keys > LOOKUP_KEYS_MAX).then(|| {
+            too_large(format!(
+                "a lookup of {keys} keys; at most {LOOKUP_KEYS_MAX} keys per request"
+            ))
+        });
+        let bound = &bound;
         tracing::debug!(
             table_id,
             buckets = request.buckets_req.len(),
@@ -143,6 +194,9 @@ impl Gateway {
             };
             let outcome = async {
                 let bucket = bucket_of(table_id, bucket_req.partition_id, bucket_req.bucket_id)?;
+                if let Some(error) = bound {
+                    return Err(error.clone());
+                }
                 let keys = bucket_req.keys.iter().map(|key| key.to_vec()).collect();
                 match self.call(Request::Lookup { bucket, keys }).await? {
                     Response::Lookup { values, .. } => Ok(values),
@@ -171,6 +225,26 @@ impl Gateway {
     pub(crate) async fn prefix_lookup(self: &Arc<Self>, body: &[u8]) -> WireResponse {
         let request: PrefixLookupRequest = decode_request(body)?;
         let table_id = request.table_id;
+        let prefixes: usize = request.buckets_req.iter().map(|bucket| bucket.keys.len()).sum();
+        let longest = request
+            .buckets_req
+            .iter()
+            .flat_map(|bucket| bucket.keys.iter().map(Bytes::len))
+            .max()
+            .unwrap_or(0);
+        let bound = if prefixes > PREFIX_LOOKUP_PREFIXES_MAX {
+            Some(too_large(format!(
+                "a prefix lookup of {prefixes} prefixes; at most {PREFIX_LOOKUP_PREFIXES_MAX} \
+                 per request"
+            )))
+        } else if longest > PREFIX_BYTES_MAX {
+            Some(too_large(format!(
+                "a prefix of {longest} bytes; at most {PREFIX_BYTES_MAX} bytes"
+            )))
+        } else {
+            None
+        };
+        let bound = &bound;
         let answers = join_all(request.buckets_req.iter().map(|bucket_req| async move {
             let mut response = PbPrefixLookupRespForBucket {
                 partition_id: bucket_req.partition_id,
@@ -181,6 +255,9 @@ impl Gateway {
             };
             let outcome = async {
                 let bucket = bucket_of(table_id, bucket_req.partition_id, bucket_req.bucket_id)?;
+                if let Some(error) = bound {
+                    return Err(error.clone());
+                }
                 let mut lists = Vec::with_capacity(bucket_req.keys.len());
                 for prefix in &bucket_req.keys {
                     let request = Request::PrefixLookup { bucket, prefix: prefix.to_vec() };
@@ -210,6 +287,12 @@ impl Gateway {
         let request: LimitScanRequest = decode_request(body)?;
         let outcome = async {
             let bucket = bucket_of(request.table_id, request.partition_id, request.bucket_id)?;
+            if request.limit > LIMIT_SCAN_ROWS_MAX {
+                return Err(too_large(format!(
+                    "a limit scan of {} rows; at most {LIMIT_SCAN_ROWS_MAX} rows",
+                    request.limit
+                )));
+            }
             let limit = u32::try_from(request.limit).unwrap_or(0);
             match self.call(Request::LimitScan { bucket, limit }).await? {
                 Response::Rows { values, .. } => {

@@ -37,6 +37,10 @@ const FETCH_FROM_EARLIEST_OFFSET: i64 = -2;
 /// connection's in-flight slots, and shutdown waits for it (within the wire server's grace).
 /// A client that asked for longer simply polls again.
 const FETCH_WAIT_MS_MAX: u64 = 5_000;
+/// The most changelog bytes one fetch reads and re-encodes, whatever its `max_bytes` asks
+/// (the client's own default, `client.scanner.log.fetch.max-bytes`, is 16 MiB). The first
+/// batch is returned whole even when it is larger, so that a fetch always makes progress.
+pub const FETCH_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// ListOffsets `offset_type` values.
 const OFFSET_TYPE_EARLIEST: i32 = 0;
 const OFFSET_TYPE_LATEST: i32 = 1;
@@ -123,7 +127,7 @@ impl Gateway {
         request: &FetchLogRequest,
         tables: &[Result<FetchTable, ApiError>],
     ) -> (FetchLogResponse, usize, usize) {
-        let mut budget_bytes = usize::try_from(request.max_bytes).unwrap_or(0);
+        let mut budget_bytes = usize::try_from(request.max_bytes).unwrap_or(0).min(FETCH_BYTES_MAX);
         let mut total_bytes = 0usize;
         let mut errors = 0usize;
         let mut tables_resp = Vec::with_capacity(request.tables_req.len());

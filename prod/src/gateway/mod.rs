@@ -12,13 +12,18 @@ mod metadata;
 mod scan_kv;
 mod table_json;
 
+pub use kv_requests::{
+    LIMIT_SCAN_ROWS_MAX, LOOKUP_KEYS_MAX, PREFIX_BYTES_MAX, PREFIX_LOOKUP_PREFIXES_MAX,
+};
+pub use log_requests::FETCH_BYTES_MAX;
+
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::future::{BoxFuture, FutureExt};
-use kvtablet_core::error::ApiError;
+use kvtablet_core::error::{ApiError, ErrorCode};
+use kvtablet_core::writer_id_allocator::{WriterIdAllocator, WriterIdError};
 
 use crate::catalog::{Catalog, CatalogError};
 use crate::node::NodeHandle;
@@ -39,19 +44,26 @@ pub(crate) struct Gateway {
     pub(crate) node: NodeHandle,
     /// The address clients are told to connect to, for the coordinator and the tablet server.
     pub(crate) advertised: SocketAddr,
-    next_writer_id: AtomicI64,
+    writer_ids: Arc<WriterIdAllocator>,
 }
 
+/// Where the writer-id counter is kept, beside the catalog (Fluss's coordinator hands out
+/// writer ids too).
+pub const WRITER_ID_MARK_FILE: &str = "catalog/writer_ids.bin";
+/// Writer ids reserved per durable write of the mark.
+pub const WRITER_ID_BLOCK: u64 = 1024;
+
 impl FlussGateway {
-    pub fn new(catalog: Arc<Catalog>, node: NodeHandle, advertised: SocketAddr) -> FlussGateway {
-        FlussGateway {
-            inner: Arc::new(Gateway {
-                catalog,
-                node,
-                advertised,
-                next_writer_id: AtomicI64::new(first_writer_id()),
-            }),
-        }
+    /// A gateway for the catalog's tables on `node`; opens the writer-id counter
+    /// ([`WRITER_ID_MARK_FILE`]) in the catalog's directory.
+    pub fn new(
+        catalog: Arc<Catalog>,
+        node: NodeHandle,
+        advertised: SocketAddr,
+    ) -> Result<FlussGateway, WriterIdError> {
+        let writer_ids =
+            Arc::new(WriterIdAllocator::open(catalog.fs(), WRITER_ID_MARK_FILE, WRITER_ID_BLOCK)?);
+        Ok(FlussGateway { inner: Arc::new(Gateway { catalog, node, advertised, writer_ids }) })
     }
 }
 
@@ -90,7 +102,20 @@ impl Gateway {
             ApiKey::Metadata => self.metadata(&body),
             ApiKey::InitWriter => {
                 let _request: InitWriterRequest = decode_request(&body)?;
-                let writer_id = self.next_writer_id.fetch_add(1, Ordering::Relaxed);
+                let writer_ids = Arc::clone(&self.writer_ids);
+                // A new block of ids is made durable (write, fsync, rename) before it is used.
+                let writer_id = blocking(move || {
+                    writer_ids.allocate().map_err(|error| {
+                        let code = if error.is_retriable() {
+                            ErrorCode::StorageException
+                        } else {
+                            ErrorCode::UnknownServerError
+                        };
+                        tracing::error!(%error, "cannot allocate a writer id");
+                        WireError::from(ApiError::new(code, error.to_string()))
+                    })
+                })
+                .await?;
                 encode_response(&InitWriterResponse { writer_id })
             }
             ApiKey::GetFileSystemSecurityToken => {
@@ -114,17 +139,6 @@ impl Gateway {
             ))),
         }
     }
-}
-
-/// Writer ids must not repeat across restarts: the changelog remembers the sequences of
-/// earlier writers, and a new writer handed an old id would be refused as out of order. The
-/// ids of one run start at the wall-clock milliseconds of its start times 2^16, so a run would
-/// have to hand out 65,536 ids per millisecond it lived to reach the next run's first id.
-fn first_writer_id() -> i64 {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(0));
-    now_ms.saturating_mul(1 << 16).max(1)
 }
 
 /// A catalog error as the client must see it.

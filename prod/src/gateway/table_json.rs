@@ -61,7 +61,6 @@ pub(crate) fn table_json_of(info: &TableInfo) -> Result<Bytes, WireError> {
 }
 
 /// The resolved schema the row and log encoders use.
-#[allow(dead_code)]
 pub(crate) fn table_schema_of(info: &TableInfo) -> Result<TableSchema, WireError> {
     let schema_id = i16::try_from(info.schema_id).map_err(|_| {
         WireError::unknown_server_error(format!("schema id {} out of range", info.schema_id))

@@ -12,6 +12,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::wire::WireStats;
+
 /// The OpenMetrics text format that [`NodeMetrics::render`] writes.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -32,6 +34,65 @@ struct BucketLabels {
     bucket_id: i32,
 }
 
+/// The wire server's counts (`WireStats`), copied in at each scrape.
+#[derive(Default)]
+struct WireGauges {
+    request_bytes_in_flight: Gauge,
+    connections_open: Gauge,
+    connections_waiting_for_budget: Gauge,
+    connections_refused: Gauge,
+    frames_timed_out: Gauge,
+    connections_idle_closed: Gauge,
+}
+
+impl WireGauges {
+    fn register(&self, registry: &mut Registry) {
+        let gauges = [
+            (
+                "wire_request_bytes_in_flight",
+                "Request bytes held by the wire server (read or being handled), within \
+                 net.max-request-bytes-in-flight",
+                &self.request_bytes_in_flight,
+            ),
+            ("wire_connections_open", "Client connections open", &self.connections_open),
+            (
+                "wire_connections_waiting_for_budget",
+                "Connections waiting for request budget before reading a body",
+                &self.connections_waiting_for_budget,
+            ),
+            (
+                "wire_connections_refused",
+                "Connections refused at net.max-connections since the start",
+                &self.connections_refused,
+            ),
+            (
+                "wire_frames_timed_out",
+                "Connections closed since the start because a frame did not arrive within \
+                 net.frame-read-timeout",
+                &self.frames_timed_out,
+            ),
+            (
+                "wire_connections_idle_closed",
+                "Connections closed since the start after net.max-idle-time without a request",
+                &self.connections_idle_closed,
+            ),
+        ];
+        for (name, help, gauge) in gauges {
+            registry.register(name, help, gauge.clone());
+        }
+    }
+
+    fn set(&self, stats: &WireStats) {
+        self.request_bytes_in_flight.set(saturating_i64(stats.request_bytes_buffered() as u64));
+        self.connections_open.set(saturating_i64(stats.connections_open() as u64));
+        self.connections_waiting_for_budget
+            .set(saturating_i64(stats.connections_waiting_for_budget() as u64));
+        self.connections_refused.set(saturating_i64(stats.connections_refused()));
+        self.frames_timed_out.set(saturating_i64(stats.frames_timed_out()));
+        self.connections_idle_closed.set(saturating_i64(stats.connections_idle_closed()));
+    }
+}
+
 /// 100 µs to about 6.5 s, doubling: a lookup served from memory lands in the first buckets, a
 /// put waiting for a slow fsync in the last.
 fn latency_histogram() -> Histogram {
@@ -46,6 +107,7 @@ pub struct NodeMetrics {
     scanner_sessions: Gauge,
     flush_lag: Family<BucketLabels, Gauge>,
     flush_lag_max: Gauge,
+    wire: WireGauges,
     /// Two scrapes at once would interleave clearing and setting the per-bucket gauges.
     rendering: Mutex<()>,
 }
@@ -99,6 +161,8 @@ impl NodeMetrics {
             "The largest flush lag over the led buckets",
             flush_lag_max.clone(),
         );
+        let wire = WireGauges::default();
+        wire.register(&mut registry);
         NodeMetrics {
             registry,
             requests,
@@ -107,6 +171,7 @@ impl NodeMetrics {
             scanner_sessions,
             flush_lag,
             flush_lag_max,
+            wire,
             rendering: Mutex::new(()),
         }
     }
@@ -125,7 +190,19 @@ impl NodeMetrics {
     /// The metrics in the OpenMetrics text format, with the gauges set from `stats` (`None`
     /// once the tablet server is gone: the gauges are dropped).
     pub fn render(&self, stats: Option<&ServerStats>) -> String {
+        self.render_with_wire(stats, None)
+    }
+
+    /// As [`NodeMetrics::render`], with the wire server's gauges set from `wire`.
+    pub fn render_with_wire(
+        &self,
+        stats: Option<&ServerStats>,
+        wire: Option<&WireStats>,
+    ) -> String {
         let _rendering = self.rendering.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(wire) = wire {
+            self.wire.set(wire);
+        }
         self.flush_lag.clear();
         match stats {
             Some(stats) => {
@@ -207,5 +284,17 @@ mod tests {
         let text = metrics.render(Some(&ServerStats::default()));
         assert!(text.contains("kvtablet_scanner_sessions 0\n"), "{text}");
         assert!(!text.contains("bucket_id=\"0\""), "a bucket no longer hosted stays: {text}");
+    }
+
+    #[test]
+    fn the_wire_servers_counts_are_rendered() {
+        let metrics = NodeMetrics::new();
+        let wire = WireStats::default();
+        wire.connections_open.store(3, std::sync::atomic::Ordering::Relaxed);
+        wire.connections_refused.store(2, std::sync::atomic::Ordering::Relaxed);
+        let text = metrics.render_with_wire(None, Some(&wire));
+        assert!(text.contains("kvtablet_wire_connections_open 3\n"), "{text}");
+        assert!(text.contains("kvtablet_wire_connections_refused 2\n"), "{text}");
+        assert!(text.contains("kvtablet_wire_request_bytes_in_flight 0\n"), "{text}");
     }
 }

@@ -152,6 +152,12 @@ impl FrameCodec {
         }
     }
 
+    /// The whole size (length prefix included) of the request frame at the front of `buf`,
+    /// once its four length bytes are in; a bad length is an error at once. Reserves nothing.
+    pub fn request_frame_size(&self, buf: &[u8]) -> Result<Option<usize>, FrameError> {
+        Ok(self.check_length(buf, REQUEST_HEADER_LEN)?.map(|length| LENGTH_FIELD_LEN + length))
+    }
+
     /// At the end of the stream: anything left in `buf` is a frame cut short.
     pub fn check_eof(&self, buf: &BytesMut) -> Result<(), FrameError> {
         if buf.is_empty() {

@@ -14,9 +14,12 @@ pub mod error;
 pub mod frame;
 pub mod fuzzing;
 pub mod messages;
+pub mod request_budget;
 pub mod server;
+pub mod wire_stats;
 
 pub use api_key::ApiKey;
 pub use error::{ResponseBody, WireError, WireResponse};
 pub use frame::{FrameCodec, FrameError, RequestFrame, ResponseFrame};
 pub use server::{WireConfig, WireHandler, WireServer};
+pub use wire_stats::WireStats;

@@ -61,7 +61,14 @@ fn a_failed_append_is_retriable_and_its_resend_is_appended() {
             fs.set_failing_writes(true);
         }
         let error = append(&log, 1).expect_err("the disk fails");
-        assert_eq!(error.code(), ErrorCode::StorageException, "{error}");
+        // A failed write is cut off and retried in place; after a failed sync the log stops
+        // until it is reopened, and the client retries elsewhere (or after the reopen).
+        let expected = if failing_syncs {
+            ErrorCode::NotLeaderOrFollower
+        } else {
+            ErrorCode::StorageException
+        };
+        assert_eq!(error.code(), expected, "{error}");
         assert!(error.is_retriable(), "the client resends the same batch: {error}");
         fs.set_failing_syncs(false);
         fs.set_failing_writes(false);
@@ -70,8 +77,12 @@ fn a_failed_append_is_retriable_and_its_resend_is_appended() {
         // fsync, leads to) knows nothing of the failed batch.
         drop(log);
         let reopened = open(&fs);
-        assert_eq!(reopened.log_end_offset(), 1);
-        assert_appended(append(&reopened, 1), "the resent batch after reopening");
+        // The unsynced frame of a failed sync may or may not be on disk after the reopen; either
+        // way the resend is the batch's one copy.
+        if reopened.log_end_offset() == 1 {
+            assert_appended(append(&reopened, 1), "the resent batch after reopening");
+        }
+        assert_eq!(reopened.log_end_offset(), 2);
         assert!(matches!(append(&reopened, 1), Ok(Appended::Duplicate { .. })));
         assert_appended(append(&reopened, 2), "the writer carries on");
         assert_eq!(reopened.log_end_offset(), 3);

@@ -44,6 +44,8 @@ pub struct Checker {
     leader_of: Mutex<Option<LeaderOf>>,
     /// Acknowledged puts whose batch no live log held when the answer arrived.
     deferred_acks: Mutex<Vec<DeferredAck>>,
+    /// The newest epoch each bucket's log has shown.
+    log_epochs: Mutex<BTreeMap<TableBucket, u32>>,
     servers: LiveServers,
     violations: Mutex<Vec<String>>,
     /// The highest read offset each client has seen per bucket: reads never go back in time.
@@ -89,6 +91,7 @@ impl Checker {
             logs,
             leader_of: Mutex::new(None),
             deferred_acks: Mutex::new(Vec::new()),
+            log_epochs: Mutex::new(BTreeMap::new()),
             servers,
             violations: Mutex::new(Vec::new()),
             client_read_offsets: Mutex::new(BTreeMap::new()),
@@ -382,7 +385,13 @@ impl Checker {
 
     /// The bucket's current leader epoch, as its log knows it (the god view).
     pub fn log_epoch(&self, bucket: TableBucket) -> u32 {
-        self.reference_log(bucket).map_or(0, |log| log.leader_epoch())
+        // With no replica of the bucket up (one replica, crashed), the last epoch seen stands.
+        let mut seen = lock(&self.log_epochs);
+        let last = seen.entry(bucket).or_insert(0);
+        if let Some(log) = self.reference_log(bucket) {
+            *last = (*last).max(log.leader_epoch());
+        }
+        *last
     }
 
     /// Whether `server` (the god view) still leads `bucket` under `leader_epoch`.

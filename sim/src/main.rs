@@ -47,10 +47,12 @@ enum Command {
         /// Overrides one plan key on top of the scenario, e.g. `--set clients=1`.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
-        /// A decision tape (a `sim_schedule` fuzz input run with a fixed seed): the scheduler
-        /// and the fault planner draw from its bytes first.
-        #[arg(long, value_name = "FILE")]
-        tape: Option<std::path::PathBuf>,
+        /// A decision tape in hex (a `sim_schedule` fuzz input run with a fixed seed, e.g.
+        /// `--tape-hex "$(xxd -p crash-… | tr -d '\n')"`): the scheduler and the fault planner
+        /// draw from its bytes first. Given on the command line so that the simulator reads
+        /// no file.
+        #[arg(long = "tape-hex", value_name = "HEX")]
+        tape_hex: Option<String>,
     },
     /// Shrinks a failing seed to a minimal reproduction that fails with the same oracle, and
     /// prints the command that replays it.
@@ -86,13 +88,9 @@ enum Command {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Run { seed, scenario, trace, mutant, overrides, tape: tape_path } => {
-            let mutants = match parse_mutants(&mutant) {
-                Ok(mutants) => mutants,
-                Err(error) => return usage_error(&error),
-            };
-            let scenario_value = match scenario_with(&scenario, &overrides) {
-                Ok(scenario) => scenario,
+        Command::Run { seed, scenario, trace, mutant, overrides, tape_hex } => {
+            let (scenario_value, mutants) = match run_inputs(&scenario, &overrides, &mutant) {
+                Ok(inputs) => inputs,
                 Err(error) => return usage_error(&error),
             };
             let trace_mode = match trace {
@@ -100,9 +98,9 @@ fn main() -> ExitCode {
                 TraceArg::Full => TraceMode::Full,
             };
             let options = RunOptions { seed, scenario: scenario_value, mutants, trace_mode };
-            let tape = match tape_path.as_deref().map(read_tape_file).transpose() {
+            let tape = match tape_hex.as_deref().map(parse_hex).transpose() {
                 Ok(bytes) => bytes.map(|bytes| DecisionTape::new(&bytes)),
-                Err(error) => return usage_error(&format!("--tape: {error}")),
+                Err(error) => return usage_error(&format!("--tape-hex: {error}")),
             };
             let report = match run_with_tape(&options, tape.as_ref()) {
                 Ok(report) => report,
@@ -124,20 +122,16 @@ fn main() -> ExitCode {
                 }
                 let added = override_map(&overrides);
                 let mut replay = replay_command(seed, &scenario, &added, &names(&mutant));
-                if let Some(path) = &tape_path {
-                    replay.push_str(&format!(" --tape {}", path.display()));
+                if let Some(hex) = &tape_hex {
+                    replay.push_str(&format!(" --tape-hex {hex}"));
                 }
                 println!("replay: {replay}");
                 ExitCode::from(EXIT_VIOLATION)
             }
         }
         Command::Shrink { seed, scenario, mutant, overrides, runs_max } => {
-            let mutants = match parse_mutants(&mutant) {
-                Ok(mutants) => mutants,
-                Err(error) => return usage_error(&error),
-            };
-            let scenario_value = match scenario_with(&scenario, &overrides) {
-                Ok(scenario) => scenario,
+            let (scenario_value, mutants) = match run_inputs(&scenario, &overrides, &mutant) {
+                Ok(inputs) => inputs,
                 Err(error) => return usage_error(&error),
             };
             let options = ShrinkOptions { seed, scenario: scenario_value, mutants, runs_max };
@@ -231,11 +225,28 @@ fn parse_mutants(names: &[String]) -> Result<Mutants, String> {
     Ok(mutants)
 }
 
-/// The command line's own input, read before any simulation starts: no simulated component
-/// touches the real file system.
-#[allow(clippy::disallowed_methods)]
-fn read_tape_file(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
-    std::fs::read(path)
+/// The scenario with its `--set` overrides, and the mutants, of a run or a shrink.
+fn run_inputs(
+    scenario: &str,
+    overrides: &[String],
+    mutant: &[String],
+) -> Result<(Scenario, Mutants), String> {
+    Ok((scenario_with(scenario, overrides)?, parse_mutants(mutant)?))
+}
+
+/// Bytes from hex digits (whitespace ignored).
+fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
+    let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    if !digits.len().is_multiple_of(2) {
+        return Err("an odd number of hex digits".to_string());
+    }
+    digits
+        .chunks(2)
+        .map(|pair| {
+            let pair = std::str::from_utf8(pair).map_err(|_| "not hex".to_string())?;
+            u8::from_str_radix(pair, 16).map_err(|_| format!("{pair:?} is not a hex byte"))
+        })
+        .collect()
 }
 
 fn names(mutants: &[String]) -> Vec<&str> {

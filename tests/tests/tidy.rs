@@ -28,9 +28,6 @@ const FORBIDDEN_TOKENS: &[&str] = &[
     "SystemTime::now",
     "thread::spawn",
 ];
-/// Findings that are allowed, each with why: the simulator binary's command line reads the
-/// file a user names before any simulation starts (a fuzzer's decision tape).
-const ALLOWED_FINDINGS: &[(&str, &str)] = &[("sim/src/main.rs", "std::fs")];
 
 fn workspace_root() -> PathBuf {
     let tests_crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -325,11 +322,7 @@ fn deterministic_sources_use_no_forbidden_apis() {
         for file in files {
             let source = std::fs::read_to_string(&file).expect("source file readable");
             let shown = file.strip_prefix(&root).unwrap_or(&file).display().to_string();
-            findings.extend(scan_source(&shown, &source).into_iter().filter(|finding| {
-                !ALLOWED_FINDINGS.iter().any(|(path, token)| {
-                    finding.starts_with(&format!("{path}:")) && finding.ends_with(token)
-                })
-            }));
+            findings.extend(scan_source(&shown, &source));
             scanned_files += 1;
         }
     }

@@ -15,6 +15,7 @@ use kvtablet_core::message::ScanKvResponse;
 use kvtablet_core::scan::value_record_batch::decode_value_batch;
 use kvtablet_core::scan::ScannerConfig;
 
+use crate::fault_log::FaultLog;
 use crate::model::Model;
 use crate::trace::Trace;
 
@@ -49,6 +50,9 @@ pub struct Checker {
     /// applied across one.
     last_clock_jump_ms: Mutex<Option<u64>>,
     scanner: ScannerConfig,
+    /// The storage faults that fired (none unless the world sets it): they explain storage
+    /// errors, and the model reads the logs in their god view.
+    fault_log: Mutex<Arc<FaultLog>>,
 }
 
 /// How much each oracle checked in a run, so that a passing run shows it checked something.
@@ -85,7 +89,16 @@ impl Checker {
             crash_counts: Mutex::new(BTreeMap::new()),
             last_clock_jump_ms: Mutex::new(None),
             scanner,
+            fault_log: Mutex::new(Arc::new(FaultLog::new())),
         }
+    }
+
+    pub fn set_fault_log(&self, fault_log: Arc<FaultLog>) {
+        *lock(&self.fault_log) = fault_log;
+    }
+
+    fn fault_log(&self) -> Arc<FaultLog> {
+        lock(&self.fault_log).clone()
     }
 
     pub fn counts(&self) -> CheckCounts {
@@ -222,15 +235,26 @@ impl Checker {
         }
     }
 
-    /// Errors that the simulated faults never justify: the engine and the disks never fail in
-    /// the simulator, so a storage error means the code lost or damaged data.
+    /// Errors that the simulated faults never justify. A storage error is explained only once
+    /// a storage fault (disk or engine) has fired in the run: before that, or in a run without
+    /// storage faults, it means the code lost or damaged data. Other oracles check that no
+    /// storage fault ever turns into wrong data or a lost acknowledged write.
     pub fn on_error(&self, context: &str, error: &ApiError) {
         lock(&self.counts).errors_seen += 1;
+        let storage_error =
+            matches!(error.code, ErrorCode::KvStorageException | ErrorCode::LogStorageException);
+        if storage_error {
+            let explained = self.fault_log().storage_errors_explained();
+            if explained == 0 {
+                self.violation(format!(
+                    "{context}: storage error {error} with no storage fault injected"
+                ));
+            }
+            return;
+        }
         if matches!(
             error.code,
-            ErrorCode::KvStorageException
-                | ErrorCode::LogStorageException
-                | ErrorCode::CorruptRecord
+            ErrorCode::CorruptRecord
                 | ErrorCode::UnknownServerError
                 // Clients resend a batch with its sequence and move on only after an ack.
                 | ErrorCode::OutOfOrderSequence
@@ -284,9 +308,13 @@ impl Checker {
         }
     }
 
+    /// Reads the log in the god view: the model sees what is stored, not an injected fault.
     fn catch_up(&self, model: &mut Model, bucket: TableBucket) -> Result<(), String> {
-        let log = self.logs.open(bucket).map_err(|e| format!("{bucket}: log unreadable: {e}"))?;
-        model.catch_up(&log)
+        self.fault_log().god_view(|| {
+            let log =
+                self.logs.open(bucket).map_err(|e| format!("{bucket}: log unreadable: {e}"))?;
+            model.catch_up(&log)
+        })
     }
 
     fn check_read_offset(

@@ -8,6 +8,8 @@ pub mod client;
 pub mod clock;
 pub mod coordinator;
 pub mod executor;
+pub mod fault_log;
+pub mod faulty_engine;
 pub mod fs;
 pub mod leader_cache;
 pub mod model;

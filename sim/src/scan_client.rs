@@ -658,6 +658,16 @@ impl ScanClient {
                 );
                 self.leaders.forget(bucket);
             }
+            // A storage error is a violation unless an injected storage fault explains it.
+            Err(kvtablet_core::scan::bootstrap::BootstrapError::FetchLog(error))
+                if matches!(
+                    error.code,
+                    ErrorCode::KvStorageException | ErrorCode::LogStorageException
+                ) =>
+            {
+                self.checker
+                    .on_error(&format!("bootstrap of {bucket}: fetching the changelog"), &error)
+            }
             Err(error) => self.checker.violation(format!("bootstrap of {bucket} failed: {error}")),
         }
     }

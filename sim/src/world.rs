@@ -19,6 +19,8 @@ use crate::checker::{Checker, LiveServers};
 use crate::client::{Client, COORDINATOR_NODE, SCHEMA_ID, TABLE_ID};
 use crate::coordinator::Coordinator;
 use crate::executor::{SimError, SimExecutor};
+use crate::fault_log::FaultLog;
+use crate::faulty_engine::{EngineFaultSwitch, FaultyEngineFactory};
 use crate::fs::SimFs;
 use crate::network::{NetFaults, SimNetwork};
 use crate::plan::{RunPlan, Scenario};
@@ -83,6 +85,23 @@ struct World {
     trace: Arc<Mutex<Trace>>,
     faults: Prng,
     clients_running: Arc<Mutex<u32>>,
+    chaos: Chaos,
+}
+
+/// The storage, partition, pause and clock faults of a run (see `impl World` at the end).
+struct Chaos {
+    log: Arc<FaultLog>,
+    /// Off once the heal phase starts.
+    on: bool,
+    /// The changelog's shared volume, faulted like a server disk while the log lives there.
+    shared_log_disk: Arc<SimFs>,
+    engine_switches: BTreeMap<NodeId, EngineFaultSwitch>,
+    prng: Prng,
+    next_partition: Option<u64>,
+    partition_heals_at: Option<u64>,
+    next_pause: Option<u64>,
+    paused: Option<(NodeId, u64)>,
+    next_clock_step: Option<u64>,
 }
 
 /// Runs one seed to the end and reports; never panics on a violation, it reports it. A panic
@@ -122,6 +141,8 @@ fn run_plan(plan: Arc<RunPlan>, options: &RunOptions) -> Result<RunReport, Strin
         world.checker.violation(format!("cluster did not heal: {error}"));
     }
     world.shutdown_and_check_leaks();
+    let fired = world.chaos.log.summary();
+    world.note(COORDINATOR_NODE, "faults-fired", fired);
     let violations = world.checker.violations();
     for violation in &violations {
         world.note(COORDINATOR_NODE, "violation", violation.clone());
@@ -173,8 +194,11 @@ impl World {
             duplicate: plan.faults.net_duplicate,
         };
         let net = SimNetwork::new(&exec, &streams, net_faults);
-        let remote = Arc::new(SimRemoteStorage::new(&exec, &streams, RemoteFaults::none()));
-        let log_volume: Arc<dyn LocalFs> = Arc::new(SimFs::new());
+        let remote = Arc::new(SimRemoteStorage::new(&exec, &streams, plan.faults.remote));
+        let fault_log = Arc::new(FaultLog::new());
+        let shared_log_disk = Arc::new(SimFs::new());
+        apply_disk_faults(&plan, &streams, &shared_log_disk, "shared-log", &fault_log);
+        let log_volume: Arc<dyn LocalFs> = shared_log_disk.clone();
         let log_config = LogConfig { segment_bytes_max: plan.segment_bytes_max };
         let logs =
             LogRegistry::with_mutants(log_volume, "cluster".to_string(), log_config, plan.mutants);
@@ -188,6 +212,7 @@ impl World {
             exec.clock_for(COORDINATOR_NODE),
             plan.scanner,
         ));
+        checker.set_fault_log(fault_log.clone());
         let coordinator = Arc::new(Coordinator::new(
             net.endpoint(COORDINATOR_NODE),
             exec.executor_for(COORDINATOR_NODE),
@@ -197,6 +222,7 @@ impl World {
         ));
         net.register(COORDINATOR_NODE, coordinator.clone());
         let faults = streams.stream("faults");
+        let chaos = Chaos::new(&plan, &streams, fault_log, shared_log_disk, &exec);
         World {
             plan,
             streams,
@@ -212,6 +238,7 @@ impl World {
             trace,
             faults,
             clients_running: Arc::new(Mutex::new(0)),
+            chaos,
         }
     }
 
@@ -303,6 +330,13 @@ impl World {
             disk.engines = Arc::new(MemEngineFactory::new(disk.fs.clone()));
         }
         disk.incarnation += 1;
+        let disk_stream = format!("disk-faults-{node}-{}", disk.incarnation);
+        if self.chaos.on {
+            apply_disk_faults(&self.plan, &self.streams, &disk.fs, &disk_stream, &self.chaos.log);
+        }
+        let engine_faults = self.plan.faults.engine;
+        let engines =
+            self.chaos.faulty_engines(node, &self.streams, engine_faults, disk.engines.clone());
         let entropy = crate::prng::SimEntropy::new(
             self.streams.stream(&format!("entropy-{node}-{}", disk.incarnation)),
         );
@@ -314,7 +348,7 @@ impl World {
             rpc: self.net.endpoint(node),
             fs: disk.fs.clone(),
             entropy: Arc::new(entropy),
-            engines: disk.engines.clone(),
+            engines,
             ledger: self.ledger.clone(),
             mutants: self.plan.mutants,
         };
@@ -360,6 +394,7 @@ impl World {
             }
             let next_fault = [next_flip, next_crash, next_retention, next_ttl_jump]
                 .into_iter()
+                .chain(self.chaos.next_events())
                 .flatten()
                 .chain(restarts.values().copied())
                 .min();
@@ -402,6 +437,7 @@ impl World {
                 self.run_retention();
                 next_retention = faults.retention_interval_ms.map(|ms| self.next_time(ms));
             }
+            self.fire_chaos(now);
             let due: Vec<NodeId> =
                 restarts.iter().filter(|(_, at)| **at <= now).map(|(n, _)| *n).collect();
             for node in due {
@@ -506,6 +542,7 @@ impl World {
     /// Liveness phase: faults stop, every server comes back, every bucket gets a leader under
     /// a fresh epoch, and everything acknowledged must become flushed and readable.
     fn heal_and_check(&mut self) -> Result<(), SimError> {
+        self.heal_chaos();
         self.net.set_faults(NetFaults {
             delay_ms_max: 1,
             drop: Ratio::NEVER,
@@ -575,6 +612,197 @@ impl World {
     fn note(&self, node: NodeId, kind: &str, detail: String) {
         let now = self.exec.now_mono_ms();
         lock(&self.trace).record_transition(now, node, kind, &detail);
+    }
+}
+
+/// Switches `disk`'s faults on at the plan's rates, drawing from the stream `stream`.
+fn apply_disk_faults(
+    plan: &RunPlan,
+    streams: &Streams,
+    disk: &SimFs,
+    stream: &str,
+    log: &Arc<FaultLog>,
+) {
+    if !plan.faults.disk.is_none() {
+        disk.set_faults(plan.faults.disk, streams.stream(stream), log.clone());
+    }
+}
+
+impl Chaos {
+    fn new(
+        plan: &RunPlan,
+        streams: &Streams,
+        log: Arc<FaultLog>,
+        shared_log_disk: Arc<SimFs>,
+        exec: &SimExecutor,
+    ) -> Chaos {
+        let mut prng = streams.stream("chaos");
+        let now = exec.now_mono_ms();
+        let f = &plan.faults;
+        Chaos {
+            log,
+            on: true,
+            shared_log_disk,
+            engine_switches: BTreeMap::new(),
+            next_partition: f.partition_interval_ms.map(|ms| draw_after(&mut prng, now, ms)),
+            partition_heals_at: None,
+            next_pause: f.pause_interval_ms.map(|ms| draw_after(&mut prng, now, ms)),
+            paused: None,
+            next_clock_step: f.clock_step_interval_ms.map(|ms| draw_after(&mut prng, now, ms)),
+            prng,
+        }
+    }
+
+    /// The instants at which a chaos event is due.
+    fn next_events(&self) -> [Option<u64>; 5] {
+        [
+            self.next_partition,
+            self.partition_heals_at,
+            self.next_pause,
+            self.paused.map(|(_, until)| until),
+            self.next_clock_step,
+        ]
+    }
+
+    /// The node's engine factory with the plan's engine faults (one switch per node, kept
+    /// across restarts).
+    fn faulty_engines(
+        &mut self,
+        node: NodeId,
+        streams: &Streams,
+        faults: crate::faulty_engine::EngineFaults,
+        engines: Arc<MemEngineFactory>,
+    ) -> Arc<dyn kvtablet_core::engine::KvEngineFactory> {
+        let log = self.log.clone();
+        let switch = self
+            .engine_switches
+            .entry(node)
+            .or_insert_with(|| {
+                EngineFaultSwitch::new(streams.stream(&format!("engine-faults-{node}")), log)
+            })
+            .clone();
+        if self.on && !faults.is_none() {
+            switch.set(faults);
+        }
+        Arc::new(FaultyEngineFactory::wrap(engines, switch))
+    }
+}
+
+/// A time drawn around `mean_ms` after `now`.
+fn draw_after(prng: &mut Prng, now: u64, mean_ms: u64) -> u64 {
+    now + prng.range_inclusive(mean_ms / 2, mean_ms + mean_ms / 2).max(1)
+}
+
+impl World {
+    /// Fires the partition, pause and clock events due at `now`.
+    fn fire_chaos(&mut self, now: u64) {
+        let f = self.plan.faults.clone();
+        if self.chaos.partition_heals_at.is_some_and(|at| at <= now) {
+            self.chaos.partition_heals_at = None;
+            self.net.heal();
+            self.note(COORDINATOR_NODE, "partition", "healed".to_string());
+        }
+        if self.chaos.next_partition.is_some_and(|at| at <= now) {
+            if self.chaos.partition_heals_at.is_none() {
+                let until = now + self.chaos.prng.range_inclusive(1, f.partition_ms_max.max(1));
+                self.cut_network(f.partition_one_way);
+                self.chaos.partition_heals_at = Some(until);
+            }
+            self.chaos.next_partition =
+                f.partition_interval_ms.map(|ms| draw_after(&mut self.chaos.prng, now, ms));
+        }
+        if let Some((node, until)) = self.chaos.paused {
+            if until <= now {
+                self.chaos.paused = None;
+                self.exec.resume_node(node);
+                // A paused evictor stretches session timings as a clock jump does.
+                self.checker.note_clock_jump();
+                self.note(node, "resume", format!("node {node} resumes"));
+            }
+        }
+        if self.chaos.next_pause.is_some_and(|at| at <= now) {
+            let live = self.coordinator.live_servers();
+            let node = self.chaos.prng.pick(&live).copied();
+            let until = now + self.chaos.prng.range_inclusive(1, f.pause_ms_max.max(1));
+            if let (None, Some(node)) = (self.chaos.paused, node) {
+                self.exec.pause_node(node);
+                self.chaos.paused = Some((node, until));
+                self.note(node, "pause", format!("node {node} paused until {until}"));
+            }
+            self.chaos.next_pause =
+                f.pause_interval_ms.map(|ms| draw_after(&mut self.chaos.prng, now, ms));
+        }
+        if self.chaos.next_clock_step.is_some_and(|at| at <= now) {
+            let node = 1 + self.chaos.prng.below(u64::from(self.plan.servers)) as NodeId;
+            let skew_max = f.clock_skew_ms_max.max(1);
+            let offset_ms =
+                self.chaos.prng.range_inclusive(0, 2 * skew_max) as i64 - skew_max as i64;
+            let before = self.exec.time().wall_offset_ms(node);
+            self.exec.set_wall_offset(node, offset_ms);
+            self.note(node, "clock-step", format!("wall offset {before}ms -> {offset_ms}ms"));
+            self.chaos.next_clock_step =
+                f.clock_step_interval_ms.map(|ms| draw_after(&mut self.chaos.prng, now, ms));
+        }
+    }
+
+    /// Cuts one server off from a random part of the cluster (coordinator, clients, other
+    /// servers), both ways or, with probability `one_way`, in one direction only.
+    fn cut_network(&mut self, one_way: Ratio) {
+        let servers: Vec<NodeId> = (1..=self.plan.servers).collect();
+        let Some(victim) = self.chaos.prng.pick(&servers).copied() else { return };
+        let mut others: Vec<NodeId> = vec![COORDINATOR_NODE];
+        others.extend(servers.iter().copied().filter(|node| *node != victim));
+        others.extend((0..self.plan.clients).map(|i| CLIENT_NODE_BASE + i));
+        others.extend((0..self.plan.scan_clients).map(|i| SCAN_CLIENT_NODE_BASE + i));
+        // Everyone, or a random half of the others.
+        let whole = self.chaos.prng.chance(Ratio::new(1, 2));
+        let side: Vec<NodeId> = others
+            .into_iter()
+            .filter(|_| whole | self.chaos.prng.chance(Ratio::new(1, 2)))
+            .collect();
+        let single = self.chaos.prng.chance(one_way);
+        let inbound = self.chaos.prng.chance(Ratio::new(1, 2));
+        for other in &side {
+            if !single || !inbound {
+                self.net.set_link_up(victim, *other, false);
+            }
+            if !single || inbound {
+                self.net.set_link_up(*other, victim, false);
+            }
+        }
+        let direction = match (single, inbound) {
+            (false, _) => "both ways",
+            (true, true) => "inbound only",
+            (true, false) => "outbound only",
+        };
+        self.note(
+            victim,
+            "partition",
+            format!("node {victim} cut from {} node(s) {direction}", side.len()),
+        );
+    }
+
+    /// The heal phase's first step: every storage, remote, partition, pause and clock fault
+    /// stops (bit rot is scrubbed: a repair from a healthy replica).
+    fn heal_chaos(&mut self) {
+        self.chaos.on = false;
+        self.chaos.shared_log_disk.clear_faults();
+        for disk in self.disks.values() {
+            disk.fs.clear_faults();
+        }
+        for switch in self.chaos.engine_switches.values() {
+            switch.clear();
+        }
+        self.remote.set_faults(RemoteFaults::none());
+        self.net.heal();
+        self.chaos.partition_heals_at = None;
+        if let Some((node, _)) = self.chaos.paused.take() {
+            self.exec.resume_node(node);
+            self.checker.note_clock_jump();
+        }
+        for node in 1..=self.plan.servers {
+            self.exec.set_wall_offset(node, 0);
+        }
     }
 }
 

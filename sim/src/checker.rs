@@ -631,3 +631,54 @@ fn engine_contents(kv: &kvtablet_core::kv::KvTablet) -> Result<Rows, String> {
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
+
+#[cfg(test)]
+mod tests {
+    use kvtablet_core::log::LogConfig;
+
+    use super::*;
+    use crate::executor::SimExecutor;
+    use crate::fault_log::FaultKind;
+    use crate::fs::SimFs;
+    use crate::prng::Streams;
+    use crate::trace::TraceMode;
+
+    fn checker() -> Checker {
+        let logs = LogRegistry::new(
+            Arc::new(SimFs::new()),
+            "cluster".to_string(),
+            LogConfig { segment_bytes_max: 1024 },
+        );
+        let exec = SimExecutor::new(&Streams::new(1));
+        Checker::new(
+            logs,
+            Arc::new(Mutex::new(BTreeMap::new())),
+            Arc::new(Mutex::new(Trace::new(TraceMode::HashOnly))),
+            exec.clock_for(0),
+            ScannerConfig::DEFAULT,
+        )
+    }
+
+    #[test]
+    fn a_storage_error_is_a_violation_until_a_storage_fault_fired() {
+        let checker = checker();
+        let error = ApiError::new(ErrorCode::KvStorageException, "engine I/O failure");
+        checker.on_error("lookup", &error);
+        assert_eq!(checker.violations().len(), 1, "no fault injected: a real storage failure");
+
+        let fault_log = Arc::new(FaultLog::new());
+        checker.set_fault_log(fault_log.clone());
+        fault_log.record(FaultKind::TornWrite);
+        checker.on_error("lookup", &error);
+        assert_eq!(checker.violations().len(), 2, "a torn write fails no operation");
+
+        fault_log.record(FaultKind::EngineReadError);
+        checker.on_error("lookup", &error);
+        let log_error = ApiError::new(ErrorCode::LogStorageException, "fsync failed");
+        checker.on_error("put", &log_error);
+        assert_eq!(checker.violations().len(), 2, "explained by the injected faults");
+
+        checker.on_error("put", &ApiError::new(ErrorCode::OutOfOrderSequence, "gap"));
+        assert_eq!(checker.violations().len(), 3, "faults never explain other errors");
+    }
+}

@@ -813,6 +813,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fault_log::FaultKind;
 
     #[test]
     fn nothing_of_a_world_outlives_its_run() {
@@ -833,5 +834,47 @@ mod tests {
         assert!(checker.upgrade().is_none(), "the checker outlived its world");
         assert!(coordinator.upgrade().is_none(), "the coordinator outlived its world");
         assert!(servers.iter().all(|server| server.upgrade().is_none()), "a server outlived it");
+    }
+
+    #[test]
+    fn storage_faults_fire_and_the_run_still_passes() {
+        let scenario = Scenario::builtin("disk-faults").expect("builtin scenario");
+        let plan = Arc::new(RunPlan::draw(2, &scenario, Mutants::NONE).expect("plan"));
+        let mut world = World::build(plan, TraceMode::HashOnly);
+        world.start();
+        world.drive_workload().expect("the workload finishes");
+        world.heal_and_check().expect("the cluster heals");
+        world.shutdown_and_check_leaks();
+        assert_eq!(world.checker.violations(), Vec::<String>::new());
+        let log = world.chaos.log.clone();
+        for kind in [
+            FaultKind::FsyncFailure,
+            FaultKind::ReadError,
+            FaultKind::DiskFull,
+            FaultKind::EngineWriteError,
+            FaultKind::EngineReadError,
+            FaultKind::EngineIteratorError,
+        ] {
+            assert!(log.fired(kind) > 0, "{kind:?} never fired: {}", log.summary());
+        }
+        assert!(world.checker.counts().puts_acked > 0, "writes still get through");
+    }
+
+    #[test]
+    fn partitions_pauses_and_clock_steps_happen_and_heal() {
+        let scenario = Scenario::builtin("partitions").expect("builtin scenario");
+        let plan = Arc::new(RunPlan::draw(4, &scenario, Mutants::NONE).expect("plan"));
+        let mut world = World::build(plan, TraceMode::Short);
+        world.start();
+        world.drive_workload().expect("the workload finishes");
+        world.heal_and_check().expect("the cluster heals");
+        assert!((1..=3).all(|node| !world.exec.is_paused(node)), "the heal resumes every node");
+        assert!((1..=3).all(|node| world.exec.time().wall_offset_ms(node) == 0));
+        world.shutdown_and_check_leaks();
+        assert_eq!(world.checker.violations(), Vec::<String>::new());
+        let lines = lock(&world.trace).lines().to_vec();
+        for kind in [" partition node", " pause ", " resume ", " clock-step ", "inbound only"] {
+            assert!(lines.iter().any(|line| line.contains(kind)), "no {kind:?} in the trace");
+        }
     }
 }

@@ -3,6 +3,7 @@
 
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
+pub mod buggify;
 pub mod checker;
 pub mod client;
 pub mod clock;

@@ -55,6 +55,10 @@ pub struct FaultPlan {
     pub clock_step_interval_ms: Option<u64>,
     /// A node's wall clock is offset by up to this much either way.
     pub clock_skew_ms_max: u64,
+    /// BUGGIFY: the share of core's sites switched on in this seed, and how often an active
+    /// site fires.
+    pub buggify_site_active: Ratio,
+    pub buggify_fire: Ratio,
 }
 
 impl FaultPlan {
@@ -186,6 +190,11 @@ impl RunPlan {
                 f.pause_ms_max,
                 on_off(f.clock_step_interval_ms),
                 f.clock_skew_ms_max
+            ),
+            format!(
+                "plan buggify site_active={} fire={}",
+                ratio(f.buggify_site_active),
+                ratio(f.buggify_fire)
             ),
             format!(
                 "plan scans clients={} ops_per_client={} ttl_ms={} expiration_interval_ms={} per_bucket_max={} per_server_max={} batch_bytes_max={} ttl_jumps={}",
@@ -337,6 +346,8 @@ fn draw_more_faults(prng: &mut Prng) -> FaultPlan {
     let pause_ms_max = prng.range_inclusive(20, 3_000);
     let clock_step_interval_ms = interval(prng, 200, 5_000);
     let clock_skew_ms_max = prng.range_inclusive(1, 120_000);
+    let buggify_on = !prng.chance(Ratio::new(1, 3));
+    let buggify_fire = Ratio::new(1, prng.range_inclusive(5, 50));
     FaultPlan {
         leader_flip_interval_ms: None,
         crash_interval_ms: None,
@@ -356,6 +367,8 @@ fn draw_more_faults(prng: &mut Prng) -> FaultPlan {
         pause_ms_max,
         clock_step_interval_ms,
         clock_skew_ms_max,
+        buggify_site_active: if buggify_on { Ratio::new(1, 2) } else { Ratio::NEVER },
+        buggify_fire,
     }
 }
 
@@ -480,6 +493,8 @@ impl Scenario {
                 "pause_ms_max" => plan.faults.pause_ms_max = number()?.max(1),
                 "clock_step_interval_ms" => plan.faults.clock_step_interval_ms = interval()?,
                 "clock_skew_ms_max" => plan.faults.clock_skew_ms_max = number()?.max(1),
+                "buggify_site_active" => plan.faults.buggify_site_active = rate()?,
+                "buggify_fire" => plan.faults.buggify_fire = rate()?,
                 _ => return Err(format!("scenario {}: unknown key {key:?}", self.name)),
             }
         }

@@ -318,7 +318,12 @@ impl ScanClient {
                 ));
             }
         }
-        let ended_by_other = served.iter().any(|r| r.has_more_results == Some(false));
+        // A storage error ends the session too (checked below like any storage error).
+        let ended_by_storage_error = pages.iter().any(|r| {
+            r.error.as_ref().is_some_and(|error| error.code == ErrorCode::KvStorageException)
+        });
+        let ended_by_other =
+            served.iter().any(|r| r.has_more_results == Some(false)) || ended_by_storage_error;
         for error in pages.iter().filter_map(|r| r.error.as_ref()) {
             if error.code == ErrorCode::UnknownScannerId && ended_by_other {
                 continue;

@@ -102,6 +102,7 @@ struct Chaos {
     next_pause: Option<u64>,
     paused: Option<(NodeId, u64)>,
     next_clock_step: Option<u64>,
+    buggify: Arc<crate::buggify::Buggify>,
 }
 
 /// Runs one seed to the end and reports; never panics on a violation, it reports it. A panic
@@ -143,6 +144,8 @@ fn run_plan(plan: Arc<RunPlan>, options: &RunOptions) -> Result<RunReport, Strin
     world.shutdown_and_check_leaks();
     let fired = world.chaos.log.summary();
     world.note(COORDINATOR_NODE, "faults-fired", fired);
+    let buggified = world.chaos.buggify.summary();
+    world.note(COORDINATOR_NODE, "buggify-fired", buggified);
     let violations = world.checker.violations();
     for violation in &violations {
         world.note(COORDINATOR_NODE, "violation", violation.clone());
@@ -337,8 +340,9 @@ impl World {
         let engine_faults = self.plan.faults.engine;
         let engines =
             self.chaos.faulty_engines(node, &self.streams, engine_faults, disk.engines.clone());
-        let entropy = crate::prng::SimEntropy::new(
+        let entropy = crate::prng::SimEntropy::with_buggify(
             self.streams.stream(&format!("entropy-{node}-{}", disk.incarnation)),
+            self.chaos.buggify.clone(),
         );
         let env = Env {
             node_id: node,
@@ -650,6 +654,11 @@ impl Chaos {
             paused: None,
             next_clock_step: f.clock_step_interval_ms.map(|ms| draw_after(&mut prng, now, ms)),
             prng,
+            buggify: Arc::new(crate::buggify::Buggify::new(
+                streams,
+                f.buggify_site_active,
+                f.buggify_fire,
+            )),
         }
     }
 
@@ -786,6 +795,7 @@ impl World {
     /// stops (bit rot is scrubbed: a repair from a healthy replica).
     fn heal_chaos(&mut self) {
         self.chaos.on = false;
+        self.chaos.buggify.switch_off();
         self.chaos.shared_log_disk.clear_faults();
         for disk in self.disks.values() {
             disk.fs.clear_faults();

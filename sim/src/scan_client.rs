@@ -336,6 +336,14 @@ impl ScanClient {
                 self.accept_page(session, page, epoch_at_send, send_ms)
             }
             None => {
+                // The twin's UNKNOWN_SCANNER_ID after the session ended is expected: the
+                // session ends with the other answer.
+                let mut pages = pages;
+                if ended_by_other {
+                    pages.sort_by_key(|r| {
+                        r.error.as_ref().is_some_and(|e| e.code == ErrorCode::UnknownScannerId)
+                    });
+                }
                 let page = pages.into_iter().next()?;
                 self.accept_page(session, page, epoch_at_send, send_ms)
             }

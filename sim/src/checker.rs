@@ -49,6 +49,8 @@ pub struct Checker {
     /// When the last clock jump happened; expiry timing rules that a jump can stretch are not
     /// applied across one.
     last_clock_jump_ms: Mutex<Option<u64>>,
+    /// When each server last resumed from a pause: its evictor did not run meanwhile.
+    last_resume_ms: Mutex<BTreeMap<NodeId, u64>>,
     scanner: ScannerConfig,
     /// The storage faults that fired (none unless the world sets it): they explain storage
     /// errors, and the model reads the logs in their god view.
@@ -88,6 +90,7 @@ impl Checker {
             clock,
             crash_counts: Mutex::new(BTreeMap::new()),
             last_clock_jump_ms: Mutex::new(None),
+            last_resume_ms: Mutex::new(BTreeMap::new()),
             scanner,
             fault_log: Mutex::new(Arc::new(FaultLog::new())),
         }
@@ -386,6 +389,16 @@ impl Checker {
 
     pub fn clock_jumped_since(&self, since_ms: u64) -> bool {
         lock(&self.last_clock_jump_ms).is_some_and(|at| at >= since_ms)
+    }
+
+    pub fn note_resume(&self, server: NodeId) {
+        lock(&self.last_resume_ms).insert(server, self.clock.now_mono_ms());
+    }
+
+    /// Whether `server` was paused at some moment since `since_ms` (its session timings
+    /// stretch as across a clock jump).
+    pub fn paused_since(&self, server: NodeId, since_ms: u64) -> bool {
+        lock(&self.last_resume_ms).get(&server).is_some_and(|at| *at >= since_ms)
     }
 
     /// Every page: it decodes, a page that promises more rows carries at least one, and it

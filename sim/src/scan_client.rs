@@ -559,7 +559,8 @@ impl ScanClient {
             ),
         );
         // A clock jump lands the evictor's timer and the probe on one instant, in either order.
-        let no_jump = !self.checker.clock_jumped_since(session.last_valid_send_ms);
+        let no_jump = !self.checker.clock_jumped_since(session.last_valid_send_ms)
+            && !self.checker.paused_since(session.server, session.last_valid_send_ms);
         let must_live = same_incarnation
             && same_term
             && no_jump

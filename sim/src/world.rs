@@ -724,8 +724,8 @@ impl World {
             if until <= now {
                 self.chaos.paused = None;
                 self.exec.resume_node(node);
-                // A paused evictor stretches session timings as a clock jump does.
-                self.checker.note_clock_jump();
+                // A paused evictor stretches the node's session timings.
+                self.checker.note_resume(node);
                 self.note(node, "resume", format!("node {node} resumes"));
             }
         }
@@ -808,7 +808,7 @@ impl World {
         self.chaos.partition_heals_at = None;
         if let Some((node, _)) = self.chaos.paused.take() {
             self.exec.resume_node(node);
-            self.checker.note_clock_jump();
+            self.checker.note_resume(node);
         }
         for node in 1..=self.plan.servers {
             self.exec.set_wall_offset(node, 0);

@@ -14,6 +14,7 @@ use kvtablet_core::message::ScanKvResponse;
 use kvtablet_core::scan::value_record_batch::decode_value_batch;
 use kvtablet_core::scan::ScannerConfig;
 
+use crate::fault_log::FaultLog;
 use crate::model::Model;
 use crate::replication::ClusterLogs;
 use crate::trace::Trace;
@@ -59,9 +60,14 @@ pub struct Checker {
     /// When the last clock jump happened; expiry timing rules that a jump can stretch are not
     /// applied across one.
     last_clock_jump_ms: Mutex<Option<u64>>,
+    /// When each server last resumed from a pause: its evictor did not run meanwhile.
+    last_resume_ms: Mutex<BTreeMap<NodeId, u64>>,
     scanner: ScannerConfig,
     /// What the workload tried and every give-up (the progress oracle's ledger).
     pub progress: crate::progress::Progress,
+    /// The storage faults that fired (none unless the world sets it): they explain storage
+    /// errors, and the model reads the logs in their god view.
+    fault_log: Mutex<Arc<FaultLog>>,
 }
 
 /// How much each oracle checked in a run, so that a passing run shows it checked something.
@@ -100,8 +106,10 @@ impl Checker {
             clock,
             crash_counts: Mutex::new(BTreeMap::new()),
             last_clock_jump_ms: Mutex::new(None),
+            last_resume_ms: Mutex::new(BTreeMap::new()),
             scanner,
             progress: crate::progress::Progress::new(),
+            fault_log: Mutex::new(Arc::new(FaultLog::new())),
         }
     }
 
@@ -115,6 +123,14 @@ impl Checker {
         let leader_of = lock(&self.leader_of).clone();
         let leader = leader_of.and_then(|leader_of| leader_of(bucket));
         self.logs.reference_log(bucket, leader)
+    }
+
+    pub fn set_fault_log(&self, fault_log: Arc<FaultLog>) {
+        *lock(&self.fault_log) = fault_log;
+    }
+
+    fn fault_log(&self) -> Arc<FaultLog> {
+        lock(&self.fault_log).clone()
     }
 
     pub fn counts(&self) -> CheckCounts {
@@ -262,15 +278,26 @@ impl Checker {
         }
     }
 
-    /// Errors that the simulated faults never justify: the engine and the disks never fail in
-    /// the simulator, so a storage error means the code lost or damaged data.
+    /// Errors that the simulated faults never justify. A storage error is explained only once
+    /// a storage fault (disk or engine) has fired in the run: before that, or in a run without
+    /// storage faults, it means the code lost or damaged data. Other oracles check that no
+    /// storage fault ever turns into wrong data or a lost acknowledged write.
     pub fn on_error(&self, context: &str, error: &ApiError) {
         lock(&self.counts).errors_seen += 1;
+        let storage_error =
+            matches!(error.code, ErrorCode::KvStorageException | ErrorCode::LogStorageException);
+        if storage_error {
+            let explained = self.fault_log().storage_errors_explained();
+            if explained == 0 {
+                self.violation(format!(
+                    "{context}: storage error {error} with no storage fault injected"
+                ));
+            }
+            return;
+        }
         if matches!(
             error.code,
-            ErrorCode::KvStorageException
-                | ErrorCode::LogStorageException
-                | ErrorCode::CorruptRecord
+            ErrorCode::CorruptRecord
                 | ErrorCode::UnknownServerError
                 // Clients resend a batch with its sequence and move on only after an ack.
                 | ErrorCode::OutOfOrderSequence
@@ -339,9 +366,10 @@ impl Checker {
         }
     }
 
+    /// Reads the log in the god view: the model sees what is stored, not an injected fault.
     fn catch_up(&self, model: &mut Model, bucket: TableBucket) -> Result<(), String> {
         let Some(log) = self.reference_log(bucket) else { return Ok(()) };
-        model.catch_up(&log)
+        self.fault_log().god_view(|| model.catch_up(&log))
     }
 
     fn check_read_offset(
@@ -419,6 +447,16 @@ impl Checker {
 
     pub fn clock_jumped_since(&self, since_ms: u64) -> bool {
         lock(&self.last_clock_jump_ms).is_some_and(|at| at >= since_ms)
+    }
+
+    pub fn note_resume(&self, server: NodeId) {
+        lock(&self.last_resume_ms).insert(server, self.clock.now_mono_ms());
+    }
+
+    /// Whether `server` was paused at some moment since `since_ms` (its session timings
+    /// stretch as across a clock jump).
+    pub fn paused_since(&self, server: NodeId, since_ms: u64) -> bool {
+        lock(&self.last_resume_ms).get(&server).is_some_and(|at| *at >= since_ms)
     }
 
     /// Every page: it decodes, a page that promises more rows carries at least one, and it
@@ -734,7 +772,13 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 #[cfg(test)]
 mod tests {
-    use super::oracle_of;
+    use kvtablet_core::log::LogConfig;
+
+    use super::*;
+    use crate::executor::SimExecutor;
+    use crate::fault_log::FaultKind;
+    use crate::prng::Streams;
+    use crate::trace::TraceMode;
 
     #[test]
     fn violations_are_classified_by_their_oracle() {
@@ -754,5 +798,45 @@ mod tests {
         }
         assert_eq!(oracle_of("something new went wrong at 42"), "other:something new went wrong");
         assert_eq!(oracle_of("node 3 did a thing"), "other:node # did a");
+    }
+
+    fn checker() -> Checker {
+        let logs = ClusterLogs::new(
+            1,
+            1,
+            LogConfig { segment_bytes_max: 1024 },
+            kvtablet_core::mutant::Mutants::NONE,
+        );
+        let exec = SimExecutor::new(&Streams::new(1));
+        Checker::new(
+            logs,
+            Arc::new(Mutex::new(BTreeMap::new())),
+            Arc::new(Mutex::new(Trace::new(TraceMode::HashOnly))),
+            exec.clock_for(0),
+            ScannerConfig::DEFAULT,
+        )
+    }
+
+    #[test]
+    fn a_storage_error_is_a_violation_until_a_storage_fault_fired() {
+        let checker = checker();
+        let error = ApiError::new(ErrorCode::KvStorageException, "engine I/O failure");
+        checker.on_error("lookup", &error);
+        assert_eq!(checker.violations().len(), 1, "no fault injected: a real storage failure");
+
+        let fault_log = Arc::new(FaultLog::new());
+        checker.set_fault_log(fault_log.clone());
+        fault_log.record(FaultKind::TornWrite);
+        checker.on_error("lookup", &error);
+        assert_eq!(checker.violations().len(), 2, "a torn write fails no operation");
+
+        fault_log.record(FaultKind::EngineReadError);
+        checker.on_error("lookup", &error);
+        let log_error = ApiError::new(ErrorCode::LogStorageException, "fsync failed");
+        checker.on_error("put", &log_error);
+        assert_eq!(checker.violations().len(), 2, "explained by the injected faults");
+
+        checker.on_error("put", &ApiError::new(ErrorCode::OutOfOrderSequence, "gap"));
+        assert_eq!(checker.violations().len(), 3, "faults never explain other errors");
     }
 }

@@ -10,13 +10,61 @@
 //! A rename of a file that was never synced is durable but carries only the synced bytes
 //! (possibly none) across a crash: the classic "empty file after rename" outcome that a
 //! write-temp-then-rename protocol without `sync` suffers on real file systems.
+//!
+//! Disk faults ([`DiskFaults`], switched on with [`SimFs::set_faults`], off with
+//! [`SimFs::clear_faults`]) fire with drawn probabilities from the disk's own stream:
+//! - fsync failure: `sync` fails with `FsError::Io`, and, as on Linux after a failed fsync
+//!   ("fsyncgate"), the pages are marked clean: the bytes stay readable until a crash, a later
+//!   `sync` succeeds without writing them, and a crash leaves zeros in their place;
+//! - read error: `read`/`read_range` fail with `FsError::Io`;
+//! - disk full: `append`/`write` fail with `FsError::Io("no space ...")` and write nothing;
+//! - bit rot: after a successful `sync`, one byte of the file's synced region reads flipped
+//!   (the stored truth is kept, so the oracles' god view ([`FaultLog::god_view`]) still reads
+//!   it; clearing the faults scrubs the rot, as a repair from a healthy replica would);
+//! - torn write: a crash keeps a random prefix of a file's unsynced tail instead of none.
+//!
+//! A slow disk is not modelled: `LocalFs` is synchronous, so a disk operation cannot take
+//! virtual time without making the trait async (issue 8, item 2).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use kvtablet_core::env::{FsError, LocalFs};
 
 use crate::clock::lock;
+use crate::fault_log::{FaultKind, FaultLog};
+use crate::prng::{Prng, Ratio};
+
+/// Fault rates of one disk, each per operation of its kind (bit rot per successful `sync`,
+/// torn write per file with an unsynced tail at a crash). The default injects nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DiskFaults {
+    pub fsync_failure: Ratio,
+    pub read_error: Ratio,
+    pub disk_full: Ratio,
+    pub bit_rot: Ratio,
+    pub torn_write: Ratio,
+}
+
+impl DiskFaults {
+    pub fn none() -> DiskFaults {
+        DiskFaults::default()
+    }
+
+    pub fn is_none(&self) -> bool {
+        [self.fsync_failure, self.read_error, self.disk_full, self.bit_rot, self.torn_write]
+            .iter()
+            .all(|ratio| ratio.is_never())
+    }
+}
+
+/// The faults of a disk while they are switched on.
+#[derive(Debug)]
+struct ActiveFaults {
+    faults: DiskFaults,
+    prng: Prng,
+    log: Arc<FaultLog>,
+}
 
 /// What a file holds beyond its synced bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,11 +84,42 @@ struct SimFile {
     unsynced: Unsynced,
     /// Whether the directory entry survives a crash.
     entry_durable: bool,
+    /// Ranges `(start, end)` of `synced` whose writeback failed (a failed fsync): readable
+    /// until a crash, zeros after it.
+    lost_on_crash: Vec<(usize, usize)>,
+    /// Bit rot: byte offsets that read XORed with their mask while faults are on.
+    rot: BTreeMap<usize, u8>,
 }
 
 impl SimFile {
     fn new_unsynced() -> SimFile {
-        SimFile { synced: Vec::new(), unsynced: Unsynced::Clean, entry_durable: false }
+        SimFile {
+            synced: Vec::new(),
+            unsynced: Unsynced::Clean,
+            entry_durable: false,
+            lost_on_crash: Vec::new(),
+            rot: BTreeMap::new(),
+        }
+    }
+
+    /// A failed fsync: the tail's pages are marked clean. They stay visible, but no later
+    /// `sync` writes them, and a crash turns them into zeros.
+    fn fail_sync(&mut self) {
+        if let Unsynced::Tail(tail) = &mut self.unsynced {
+            let tail = std::mem::take(tail);
+            let start = self.synced.len();
+            self.synced.extend_from_slice(&tail);
+            self.lost_on_crash.push((start, self.synced.len()));
+            self.unsynced = Unsynced::Clean;
+        }
+        // A replaced file keeps its old durable content: the new one stays unsynced.
+    }
+
+    /// Applies the rot overlay to `bytes`, read from `offset`.
+    fn rot_into(&self, bytes: &mut [u8], offset: usize) {
+        for (at, mask) in self.rot.range(offset..offset.saturating_add(bytes.len())) {
+            bytes[at - offset] ^= mask;
+        }
     }
 
     fn len_bytes(&self) -> usize {
@@ -95,7 +174,10 @@ impl SimFile {
         match std::mem::replace(&mut self.unsynced, Unsynced::Clean) {
             Unsynced::Clean => {}
             Unsynced::Tail(tail) => self.synced.extend_from_slice(&tail),
-            Unsynced::Replaced(content) => self.synced = content,
+            Unsynced::Replaced(content) => {
+                self.synced = content;
+                self.lost_on_crash.clear();
+            }
         }
         self.entry_durable = true;
     }
@@ -104,6 +186,11 @@ impl SimFile {
     /// durable, bytes below `len` that were not synced stay unsynced.
     fn truncate(&mut self, len: usize) {
         self.synced.truncate(len);
+        self.rot.retain(|at, _| *at < len);
+        self.lost_on_crash.retain_mut(|(start, end)| {
+            *end = (*end).min(len);
+            start < end
+        });
         match &mut self.unsynced {
             Unsynced::Clean => {}
             Unsynced::Tail(tail) => {
@@ -118,8 +205,22 @@ impl SimFile {
         }
     }
 
-    fn crash(&mut self) {
+    /// A power loss; `torn_keep` bytes of an unsynced tail reach the disk anyway.
+    fn crash(&mut self, torn_keep: usize) {
+        if let Unsynced::Tail(tail) = &self.unsynced {
+            let keep = torn_keep.min(tail.len());
+            let kept = tail[..keep].to_vec();
+            self.synced.extend_from_slice(&kept);
+        }
         self.unsynced = Unsynced::Clean;
+        for (start, end) in std::mem::take(&mut self.lost_on_crash) {
+            let end = end.min(self.synced.len());
+            if start < end {
+                self.synced[start..end].fill(0);
+            }
+        }
+        let len = self.synced.len();
+        self.rot.retain(|at, _| *at < len);
     }
 }
 
@@ -209,9 +310,12 @@ impl FsState {
 }
 
 /// A node's local disk, in memory. Share it as `Arc<SimFs>` and hand out `Arc<dyn LocalFs>`.
+///
+/// Lock order: `faults` before `state`.
 #[derive(Debug, Default)]
 pub struct SimFs {
     state: Mutex<FsState>,
+    faults: Mutex<Option<ActiveFaults>>,
 }
 
 impl SimFs {
@@ -219,14 +323,62 @@ impl SimFs {
         SimFs::default()
     }
 
+    /// Switches faults on (or changes their rates), drawing from `prng`, which should be a
+    /// stream of this disk's own; every fired fault is counted in `log`.
+    pub fn set_faults(&self, faults: DiskFaults, prng: Prng, log: Arc<FaultLog>) {
+        *lock(&self.faults) = Some(ActiveFaults { faults, prng, log });
+    }
+
+    /// Switches faults off and scrubs the bit rot (a repair from a healthy replica). Bytes
+    /// already lost to a failed fsync stay lost at the next crash.
+    pub fn clear_faults(&self) {
+        *lock(&self.faults) = None;
+        for file in lock(&self.state).files.values_mut() {
+            file.rot.clear();
+        }
+    }
+
+    pub fn faults(&self) -> DiskFaults {
+        lock(&self.faults).as_ref().map_or(DiskFaults::none(), |active| active.faults)
+    }
+
+    /// Draws whether the fault `kind` (rate `rate` of the disk's faults) fires now, and counts
+    /// it. Never fires with faults off or in the oracles' god view. Draws once whenever faults
+    /// are on, so that a rate of zero does not shift later decisions.
+    fn fires(&self, kind: FaultKind, rate: impl Fn(&DiskFaults) -> Ratio) -> bool {
+        let mut faults = lock(&self.faults);
+        let Some(active) = faults.as_mut() else { return false };
+        let ratio = rate(&active.faults);
+        let fired = active.prng.chance(ratio) && !active.log.in_god_view();
+        if fired {
+            active.log.record(kind);
+        }
+        fired
+    }
+
+    /// Whether reads see the bit rot now.
+    fn rot_visible(&self) -> bool {
+        lock(&self.faults).as_ref().is_some_and(|active| !active.log.in_god_view())
+    }
+
     /// A power loss: every unsynced byte and every file whose directory entry was never made
-    /// durable disappear. Returns the number of files lost entirely.
+    /// durable disappear (with torn writes on, a random prefix of an unsynced tail may stay).
+    /// Returns the number of files lost entirely.
     pub fn crash(&self) -> usize {
+        let mut faults = lock(&self.faults);
         let mut state = lock(&self.state);
         let before = state.files.len();
         state.files.retain(|_, file| file.entry_durable);
         for file in state.files.values_mut() {
-            file.crash();
+            let mut torn_keep = 0;
+            if let (Some(active), Unsynced::Tail(tail)) = (faults.as_mut(), &file.unsynced) {
+                let keep = active.prng.range_inclusive(0, tail.len() as u64) as usize;
+                if active.prng.chance(active.faults.torn_write) && keep > 0 {
+                    active.log.record(FaultKind::TornWrite);
+                    torn_keep = keep;
+                }
+            }
+            file.crash(torn_keep);
         }
         before - state.files.len()
     }
@@ -315,25 +467,67 @@ impl LocalFs for SimFs {
 
     fn append(&self, path: &str, bytes: &[u8]) -> Result<(), FsError> {
         let path = normalize(path)?;
+        if self.fires(FaultKind::DiskFull, |f| f.disk_full) {
+            return Err(FsError::Io(format!("{path}: no space left on device (injected)")));
+        }
         lock(&self.state).file_or_create(&path)?.append(bytes);
         Ok(())
     }
 
     fn write(&self, path: &str, bytes: &[u8]) -> Result<(), FsError> {
         let path = normalize(path)?;
-        lock(&self.state).file_or_create(&path)?.unsynced = Unsynced::Replaced(bytes.to_vec());
+        if self.fires(FaultKind::DiskFull, |f| f.disk_full) {
+            return Err(FsError::Io(format!("{path}: no space left on device (injected)")));
+        }
+        let mut state = lock(&self.state);
+        let file = state.file_or_create(&path)?;
+        file.unsynced = Unsynced::Replaced(bytes.to_vec());
+        file.rot.clear();
         Ok(())
     }
 
     fn sync(&self, path: &str) -> Result<(), FsError> {
         let path = normalize(path)?;
-        lock(&self.state).file_mut(&path)?.sync();
+        let fails = self.fires(FaultKind::FsyncFailure, |f| f.fsync_failure);
+        let mut faults = lock(&self.faults);
+        // Always the same draws while faults are on: (rot?, position, mask).
+        let rot = faults.as_mut().map(|active| {
+            let rots = active.prng.chance(active.faults.bit_rot) && !active.log.in_god_view();
+            let position = active.prng.next_u64();
+            let mask = active.prng.range_inclusive(1, 255) as u8;
+            (rots, position, mask, active.log.clone())
+        });
+        drop(faults);
+        let mut state = lock(&self.state);
+        let file = state.file_mut(&path)?;
+        if fails {
+            file.fail_sync();
+            return Err(FsError::Io(format!("{path}: fsync failed (injected)")));
+        }
+        file.sync();
+        if let Some((true, position, mask, log)) = rot {
+            if !file.synced.is_empty() {
+                let at = (position % file.synced.len() as u64) as usize;
+                file.rot.insert(at, mask);
+                log.record(FaultKind::BitRot);
+            }
+        }
         Ok(())
     }
 
     fn read(&self, path: &str) -> Result<Vec<u8>, FsError> {
         let path = normalize(path)?;
-        Ok(lock(&self.state).file(&path)?.visible())
+        if self.fires(FaultKind::ReadError, |f| f.read_error) {
+            return Err(FsError::Io(format!("{path}: read failed (injected)")));
+        }
+        let rot_visible = self.rot_visible();
+        let state = lock(&self.state);
+        let file = state.file(&path)?;
+        let mut bytes = file.visible();
+        if rot_visible {
+            file.rot_into(&mut bytes, 0);
+        }
+        Ok(bytes)
     }
 
     fn read_range(
@@ -343,12 +537,20 @@ impl LocalFs for SimFs {
         len_bytes: u64,
     ) -> Result<Vec<u8>, FsError> {
         let path = normalize(path)?;
+        if self.fires(FaultKind::ReadError, |f| f.read_error) {
+            return Err(FsError::Io(format!("{path}: read failed (injected)")));
+        }
+        let rot_visible = self.rot_visible();
         let state = lock(&self.state);
         let file = state.file(&path)?;
         // Offsets beyond usize are beyond any in-memory file: they read as past the end.
         let offset = usize::try_from(offset_bytes).unwrap_or(usize::MAX);
         let len = usize::try_from(len_bytes).unwrap_or(usize::MAX);
-        Ok(file.read_range(offset, len))
+        let mut bytes = file.read_range(offset, len);
+        if rot_visible {
+            file.rot_into(&mut bytes, offset);
+        }
+        Ok(bytes)
     }
 
     fn file_len(&self, path: &str) -> Result<u64, FsError> {
@@ -627,5 +829,127 @@ mod tests {
         assert!(fs.remove_dir_all("/").is_err());
         assert_eq!(fs.file_paths(), vec!["xz"]);
         assert_eq!(fs.host_path("xz"), None);
+    }
+
+    fn faulty(faults: DiskFaults) -> (SimFs, Arc<FaultLog>) {
+        let fs = fs_with_dir("d");
+        let log = Arc::new(FaultLog::new());
+        fs.set_faults(faults, Prng::from_seed(7), log.clone());
+        (fs, log)
+    }
+
+    #[test]
+    fn failed_fsync_keeps_bytes_visible_until_a_crash_zeroes_them() {
+        let (fs, log) = faulty(DiskFaults { fsync_failure: Ratio::ALWAYS, ..DiskFaults::none() });
+        fs.append("d/f", b"lost").unwrap();
+        assert!(matches!(fs.sync("d/f"), Err(FsError::Io(_))));
+        assert_eq!(fs.read("d/f").unwrap(), b"lost", "the page cache still has the bytes");
+        fs.clear_faults();
+        fs.append("d/f", b"kept").unwrap();
+        fs.sync("d/f").expect("a later fsync succeeds without writing the failed pages");
+        fs.crash();
+        assert_eq!(fs.read("d/f").unwrap(), b"\0\0\0\0kept");
+        assert_eq!(log.fired(FaultKind::FsyncFailure), 1);
+    }
+
+    #[test]
+    fn truncating_after_a_failed_fsync_forgets_the_lost_range() {
+        let (fs, _log) = faulty(DiskFaults::none());
+        fs.append("d/f", b"synced").unwrap();
+        fs.sync("d/f").unwrap();
+        fs.set_faults(
+            DiskFaults { fsync_failure: Ratio::ALWAYS, ..DiskFaults::none() },
+            Prng::from_seed(1),
+            Arc::new(FaultLog::new()),
+        );
+        fs.append("d/f", b"frame").unwrap();
+        assert!(fs.sync("d/f").is_err());
+        fs.truncate("d/f", 6).unwrap();
+        fs.crash();
+        assert_eq!(fs.read("d/f").unwrap(), b"synced");
+    }
+
+    #[test]
+    fn read_errors_and_disk_full_fail_without_side_effects() {
+        let (fs, log) = faulty(DiskFaults {
+            read_error: Ratio::ALWAYS,
+            disk_full: Ratio::ALWAYS,
+            ..DiskFaults::none()
+        });
+        assert!(matches!(fs.append("d/f", b"x"), Err(FsError::Io(_))));
+        assert!(matches!(fs.write("d/g", b"x"), Err(FsError::Io(_))));
+        assert!(!fs.exists("d/f") && !fs.exists("d/g"), "a full disk wrote nothing");
+        fs.clear_faults();
+        fs.append("d/f", b"data").unwrap();
+        fs.set_faults(
+            DiskFaults { read_error: Ratio::ALWAYS, ..DiskFaults::none() },
+            Prng::from_seed(2),
+            log.clone(),
+        );
+        assert!(matches!(fs.read("d/f"), Err(FsError::Io(_))));
+        assert!(matches!(fs.read_range("d/f", 0, 2), Err(FsError::Io(_))));
+        assert_eq!(log.god_view(|| fs.read("d/f")).unwrap(), b"data", "oracles read the truth");
+        assert_eq!(log.fired(FaultKind::DiskFull), 2);
+        assert_eq!(log.fired(FaultKind::ReadError), 2);
+    }
+
+    #[test]
+    fn bit_rot_flips_one_synced_byte_for_readers_but_not_for_the_god_view() {
+        let (fs, log) = faulty(DiskFaults { bit_rot: Ratio::ALWAYS, ..DiskFaults::none() });
+        fs.append("d/f", b"0123456789").unwrap();
+        fs.sync("d/f").unwrap();
+        let read = fs.read("d/f").unwrap();
+        let flipped = read.iter().zip(b"0123456789").filter(|(a, b)| a != b).count();
+        assert_eq!(flipped, 1, "exactly one byte rots: {read:?}");
+        let whole = fs.read_range("d/f", 0, 10).unwrap();
+        assert_eq!(whole, read, "read_range sees the same rot");
+        assert_eq!(log.god_view(|| fs.read("d/f")).unwrap(), b"0123456789");
+        fs.crash();
+        assert_eq!(fs.read("d/f").unwrap(), read, "rot survives a crash");
+        fs.clear_faults();
+        assert_eq!(fs.read("d/f").unwrap(), b"0123456789", "clearing faults scrubs the rot");
+    }
+
+    #[test]
+    fn torn_write_keeps_a_prefix_of_the_unsynced_tail() {
+        let mut kept_lengths = BTreeSet::new();
+        for seed in 0..40 {
+            let fs = fs_with_dir("d");
+            fs.set_faults(
+                DiskFaults { torn_write: Ratio::ALWAYS, ..DiskFaults::none() },
+                Prng::from_seed(seed),
+                Arc::new(FaultLog::new()),
+            );
+            fs.append("d/f", b"ab").unwrap();
+            fs.sync("d/f").unwrap();
+            fs.append("d/f", b"cdefgh").unwrap();
+            fs.crash();
+            let after = fs.read("d/f").unwrap();
+            assert!(b"abcdefgh".starts_with(&after) && after.len() >= 2, "{after:?}");
+            kept_lengths.insert(after.len());
+        }
+        assert!(kept_lengths.len() > 3, "prefixes of several lengths: {kept_lengths:?}");
+    }
+
+    #[test]
+    fn faults_are_reproducible_per_seed() {
+        let outcomes = |seed: u64| {
+            let fs = fs_with_dir("d");
+            let faults = DiskFaults {
+                fsync_failure: Ratio::new(1, 3),
+                read_error: Ratio::new(1, 3),
+                disk_full: Ratio::new(1, 3),
+                ..DiskFaults::none()
+            };
+            fs.set_faults(faults, Prng::from_seed(seed), Arc::new(FaultLog::new()));
+            (0..30)
+                .map(|i| {
+                    let path = format!("d/f{}", i % 3);
+                    (fs.append(&path, b"x").is_ok(), fs.sync(&path).is_ok(), fs.read(&path).is_ok())
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(outcomes(5), outcomes(5));
+        assert_ne!(outcomes(5), outcomes(6));
     }
 }

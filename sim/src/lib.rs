@@ -3,11 +3,14 @@
 
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
+pub mod buggify;
 pub mod checker;
 pub mod client;
 pub mod clock;
 pub mod coordinator;
 pub mod executor;
+pub mod fault_log;
+pub mod faulty_engine;
 pub mod fs;
 pub mod leader_cache;
 pub mod ledger_audit;

@@ -36,7 +36,8 @@ enum Command {
     Run {
         #[arg(long)]
         seed: u64,
-        /// A scenario from scenarios/ (swarm, calm, leader-flips, crashes, lossy-network).
+        /// A scenario from scenarios/ (swarm, calm, leader-flips, crashes, lossy-network,
+        /// scan-races, disk-faults, partitions).
         #[arg(long, default_value = "swarm")]
         scenario: String,
         #[arg(long, value_enum, default_value = "short")]

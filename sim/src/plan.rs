@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use kvtablet_core::mutant::Mutants;
 use kvtablet_core::scan::ScannerConfig;
 
+use crate::faulty_engine::EngineFaults;
+use crate::fs::DiskFaults;
 use crate::prng::{Prng, Ratio, Streams};
+use crate::remote::RemoteFaults;
 
 /// Relative weights of the client operations; a zero switches an operation off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +40,36 @@ pub struct FaultPlan {
     /// a zero maximum is a fast disk.
     pub slow_disk_one_in: u64,
     pub slow_disk_ms_max: u64,
+    /// Every server's disk (its changelog, engine and catalog files).
+    pub disk: DiskFaults,
+    /// Every server's storage engines.
+    pub engine: EngineFaults,
+    /// The cluster's object store.
+    pub remote: RemoteFaults,
+    /// Mean interval between network partitions (one server cut off from some other nodes).
+    pub partition_interval_ms: Option<u64>,
+    /// A partition lasts up to this long before it heals.
+    pub partition_ms_max: u64,
+    /// The share of partitions that cut one direction only.
+    pub partition_one_way: Ratio,
+    /// Mean interval between pauses of one server (none of its tasks runs).
+    pub pause_interval_ms: Option<u64>,
+    pub pause_ms_max: u64,
+    /// Mean interval between wall-clock steps of one node (forwards or backwards).
+    pub clock_step_interval_ms: Option<u64>,
+    /// A node's wall clock is offset by up to this much either way.
+    pub clock_skew_ms_max: u64,
+    /// BUGGIFY: the share of core's sites switched on in this seed, and how often an active
+    /// site fires.
+    pub buggify_site_active: Ratio,
+    pub buggify_fire: Ratio,
+}
+
+impl FaultPlan {
+    /// Whether any fault can make a storage operation fail.
+    pub fn has_storage_faults(&self) -> bool {
+        !self.disk.is_none() || !self.engine.is_none()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,7 +110,7 @@ impl RunPlan {
             segment_bytes_max: prng.range_inclusive(256, 4096),
             request_timeout_ms: 2_000,
             weights: draw_weights(&mut prng),
-            faults: draw_faults(&mut prng),
+            faults: draw_faults(&mut prng, &mut Streams::new(seed).stream("plan-faults")),
             mutants,
             scan_clients: prng.range_inclusive(1, 6) as u32,
             scan_ops_per_client: prng.range_inclusive(10, 40) as u32,
@@ -101,6 +134,13 @@ impl RunPlan {
     pub fn describe(&self) -> Vec<String> {
         let on_off =
             |value: Option<u64>| value.map_or("off".to_string(), |ms| format!("every ~{ms}ms"));
+        let ratio = |ratio: Ratio| {
+            if ratio.is_never() {
+                "off".to_string()
+            } else {
+                format!("{}/{}", ratio.num, ratio.den)
+            }
+        };
         let w = &self.weights;
         let f = &self.faults;
         vec![
@@ -127,12 +167,49 @@ impl RunPlan {
                 on_off(f.retention_interval_ms)
             ),
             format!(
-                "plan disk slow=1/{} slow_ms_max={}",
-                f.slow_disk_one_in, f.slow_disk_ms_max
-            ),
-            format!(
                 "plan net delay_ms_max={} drop={}/{} duplicate={}/{}",
                 f.net_delay_ms_max, f.net_drop.num, f.net_drop.den, f.net_duplicate.num, f.net_duplicate.den
+            ),
+            format!(
+                "plan disk fsync_failure={} read_error={} disk_full={} bit_rot={} torn_write={} slow=1/{} slow_ms_max={}",
+                ratio(f.disk.fsync_failure),
+                ratio(f.disk.read_error),
+                ratio(f.disk.disk_full),
+                ratio(f.disk.bit_rot),
+                ratio(f.disk.torn_write),
+                f.slow_disk_one_in,
+                f.slow_disk_ms_max
+            ),
+            format!(
+                "plan engine write_error={} write_applied={} read_error={} iterator_error={} open_error={}",
+                ratio(f.engine.write_error),
+                ratio(f.engine.write_applied),
+                ratio(f.engine.read_error),
+                ratio(f.engine.iterator_error),
+                ratio(f.engine.open_error)
+            ),
+            format!(
+                "plan remote latency_ms_max={} transient={} not_found={} failed_write_applied={} partial_upload={}",
+                f.remote.latency_ms_max,
+                ratio(f.remote.transient_failure),
+                ratio(f.remote.not_found),
+                ratio(f.remote.failed_write_applied),
+                ratio(f.remote.partial_upload)
+            ),
+            format!(
+                "plan partitions={} partition_ms_max={} one_way={} pauses={} pause_ms_max={} clock_steps={} clock_skew_ms_max={}",
+                on_off(f.partition_interval_ms),
+                f.partition_ms_max,
+                ratio(f.partition_one_way),
+                on_off(f.pause_interval_ms),
+                f.pause_ms_max,
+                on_off(f.clock_step_interval_ms),
+                f.clock_skew_ms_max
+            ),
+            format!(
+                "plan buggify site_active={} fire={}",
+                ratio(f.buggify_site_active),
+                ratio(f.buggify_fire)
             ),
             format!(
                 "plan scans clients={} ops_per_client={} ttl_ms={} expiration_interval_ms={} per_bucket_max={} per_server_max={} batch_bytes_max={} ttl_jumps={}",
@@ -201,7 +278,7 @@ fn draw_scanner_config(prng: &mut Prng) -> ScannerConfig {
     }
 }
 
-fn draw_faults(prng: &mut Prng) -> FaultPlan {
+fn draw_faults(prng: &mut Prng, extra: &mut Prng) -> FaultPlan {
     let maybe = |prng: &mut Prng, low: u64, high: u64| {
         if prng.chance(Ratio::new(1, 3)) {
             None
@@ -229,6 +306,93 @@ fn draw_faults(prng: &mut Prng) -> FaultPlan {
         ttl_jump_interval_ms,
         slow_disk_one_in: 1,
         slow_disk_ms_max: 0,
+        ..draw_more_faults(extra)
+    }
+}
+
+/// The storage, remote, partition, pause and clock faults, from a stream of their own so that
+/// the rest of a seed's plan is what it was before they existed. Swarm style: each kind is off
+/// in a fraction of the seeds, and its rate is drawn when on.
+fn draw_more_faults(prng: &mut Prng) -> FaultPlan {
+    // One in `1 / rate` operations, `rate` drawn between the bounds; off in a third of seeds.
+    let rate = |prng: &mut Prng, one_in_min: u64, one_in_max: u64| {
+        let on = !prng.chance(Ratio::new(1, 3));
+        let one_in = prng.range_inclusive(one_in_min, one_in_max);
+        if on {
+            Ratio::new(1, one_in)
+        } else {
+            Ratio::NEVER
+        }
+    };
+    let interval = |prng: &mut Prng, low: u64, high: u64| {
+        let on = !prng.chance(Ratio::new(1, 2));
+        let ms = prng.range_inclusive(low, high);
+        on.then_some(ms)
+    };
+    // Storage faults as a whole are off in half of the seeds, so that the strict form of
+    // "storage errors never reach a client" keeps being checked.
+    let storage_on = prng.chance(Ratio::new(1, 2));
+    let mut disk = DiskFaults {
+        fsync_failure: rate(prng, 20, 400),
+        read_error: rate(prng, 50, 1_000),
+        disk_full: rate(prng, 50, 1_000),
+        bit_rot: rate(prng, 500, 5_000),
+        torn_write: rate(prng, 1, 3),
+    };
+    let mut engine = EngineFaults {
+        write_error: rate(prng, 20, 400),
+        // Off unless a scenario asks (`engine_write_applied`): a failed write that landed
+        // anyway makes the tablet serve data ahead of its read offset, but RocksDB skips the
+        // memtable when the WAL write or sync fails, so the case is not a real engine's.
+        write_applied: Ratio::NEVER,
+        read_error: rate(prng, 50, 1_000),
+        iterator_error: rate(prng, 100, 2_000),
+        open_error: rate(prng, 4, 20),
+    };
+    if !storage_on {
+        disk = DiskFaults::none();
+        engine = EngineFaults::none();
+    }
+    let remote_on = !prng.chance(Ratio::new(1, 3));
+    let remote = RemoteFaults {
+        latency_ms_max: prng.range_inclusive(0, 500),
+        transient_failure: Ratio::new(prng.range_inclusive(0, 10), 100),
+        not_found: Ratio::new(prng.range_inclusive(0, 5), 100),
+        failed_write_applied: Ratio::new(prng.range_inclusive(0, 2), 2),
+        partial_upload: Ratio::new(prng.range_inclusive(0, 2), 2),
+    };
+    let partition_interval_ms = interval(prng, 300, 5_000);
+    let partition_ms_max = prng.range_inclusive(50, 3_000);
+    let partition_one_way = Ratio::new(prng.range_inclusive(0, 2), 2);
+    let pause_interval_ms = interval(prng, 500, 8_000);
+    let pause_ms_max = prng.range_inclusive(20, 3_000);
+    let clock_step_interval_ms = interval(prng, 200, 5_000);
+    let clock_skew_ms_max = prng.range_inclusive(1, 120_000);
+    let buggify_on = !prng.chance(Ratio::new(1, 3));
+    let buggify_fire = Ratio::new(1, prng.range_inclusive(5, 50));
+    FaultPlan {
+        leader_flip_interval_ms: None,
+        crash_interval_ms: None,
+        restart_delay_ms_max: 0,
+        net_delay_ms_max: 1,
+        net_drop: Ratio::NEVER,
+        net_duplicate: Ratio::NEVER,
+        retention_interval_ms: None,
+        ttl_jump_interval_ms: None,
+        disk,
+        engine,
+        remote: if remote_on { remote } else { RemoteFaults::none() },
+        partition_interval_ms,
+        partition_ms_max,
+        partition_one_way,
+        pause_interval_ms,
+        pause_ms_max,
+        clock_step_interval_ms,
+        clock_skew_ms_max,
+        slow_disk_one_in: 1,
+        slow_disk_ms_max: 0,
+        buggify_site_active: if buggify_on { Ratio::new(1, 2) } else { Ratio::NEVER },
+        buggify_fire,
     }
 }
 
@@ -250,6 +414,8 @@ const BUILTIN_SCENARIOS: &[(&str, &str)] = &[
     ("lossy-network", include_str!("../../scenarios/lossy-network.scenario")),
     ("scan-races", include_str!("../../scenarios/scan-races.scenario")),
     ("scan-leadership-churn", include_str!("../../scenarios/scan-leadership-churn.scenario")),
+    ("disk-faults", include_str!("../../scenarios/disk-faults.scenario")),
+    ("partitions", include_str!("../../scenarios/partitions.scenario")),
 ];
 
 impl Scenario {
@@ -301,6 +467,22 @@ impl Scenario {
                     number().map(Some)
                 }
             };
+            // A rate as `off`, `always` or `1/N` (one in N operations).
+            let rate = || -> Result<Ratio, String> {
+                let bad = || {
+                    format!("scenario {}: {key} = {value:?} is not off, always or 1/N", self.name)
+                };
+                match value.as_str() {
+                    "off" => Ok(Ratio::NEVER),
+                    "always" => Ok(Ratio::ALWAYS),
+                    _ => {
+                        let (num, den) = value.split_once('/').ok_or_else(bad)?;
+                        let num = num.trim().parse::<u64>().map_err(|_| bad())?;
+                        let den = den.trim().parse::<u64>().map_err(|_| bad())?;
+                        Ok(Ratio::new(num, den))
+                    }
+                }
+            };
             match key.as_str() {
                 "servers" => plan.servers = number()? as u32,
                 "replication_factor" => plan.replication_factor = number()? as u32,
@@ -332,6 +514,29 @@ impl Scenario {
                 "weight_lookup" => plan.weights.lookup = number()?,
                 "weight_prefix_lookup" => plan.weights.prefix_lookup = number()?,
                 "weight_limit_scan" => plan.weights.limit_scan = number()?,
+                "disk_fsync_failure" => plan.faults.disk.fsync_failure = rate()?,
+                "disk_read_error" => plan.faults.disk.read_error = rate()?,
+                "disk_full" => plan.faults.disk.disk_full = rate()?,
+                "disk_bit_rot" => plan.faults.disk.bit_rot = rate()?,
+                "disk_torn_write" => plan.faults.disk.torn_write = rate()?,
+                "engine_write_error" => plan.faults.engine.write_error = rate()?,
+                "engine_write_applied" => plan.faults.engine.write_applied = rate()?,
+                "engine_read_error" => plan.faults.engine.read_error = rate()?,
+                "engine_iterator_error" => plan.faults.engine.iterator_error = rate()?,
+                "engine_open_error" => plan.faults.engine.open_error = rate()?,
+                "remote_latency_ms_max" => plan.faults.remote.latency_ms_max = number()?,
+                "remote_transient" => plan.faults.remote.transient_failure = rate()?,
+                "remote_not_found" => plan.faults.remote.not_found = rate()?,
+                "remote_partial_upload" => plan.faults.remote.partial_upload = rate()?,
+                "partition_interval_ms" => plan.faults.partition_interval_ms = interval()?,
+                "partition_ms_max" => plan.faults.partition_ms_max = number()?.max(1),
+                "partition_one_way" => plan.faults.partition_one_way = rate()?,
+                "pause_interval_ms" => plan.faults.pause_interval_ms = interval()?,
+                "pause_ms_max" => plan.faults.pause_ms_max = number()?.max(1),
+                "clock_step_interval_ms" => plan.faults.clock_step_interval_ms = interval()?,
+                "clock_skew_ms_max" => plan.faults.clock_skew_ms_max = number()?.max(1),
+                "buggify_site_active" => plan.faults.buggify_site_active = rate()?,
+                "buggify_fire" => plan.faults.buggify_fire = rate()?,
                 _ => return Err(format!("scenario {}: unknown key {key:?}", self.name)),
             }
         }

@@ -229,15 +229,25 @@ pub fn splitmix64(seed: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// [`Entropy`] for simulated nodes: a [`Prng`] shared behind a mutex.
+/// [`Entropy`] for simulated nodes: a [`Prng`] shared behind a mutex, and the run's BUGGIFY
+/// sites.
 #[derive(Debug)]
 pub struct SimEntropy {
     prng: Mutex<Prng>,
+    buggify: Option<std::sync::Arc<crate::buggify::Buggify>>,
 }
 
 impl SimEntropy {
     pub fn new(prng: Prng) -> SimEntropy {
-        SimEntropy { prng: Mutex::new(prng) }
+        SimEntropy { prng: Mutex::new(prng), buggify: None }
+    }
+
+    /// Entropy whose `buggify` answers from `buggify` (shared by the run's nodes).
+    pub fn with_buggify(
+        prng: Prng,
+        buggify: std::sync::Arc<crate::buggify::Buggify>,
+    ) -> SimEntropy {
+        SimEntropy { prng: Mutex::new(prng), buggify: Some(buggify) }
     }
 }
 
@@ -246,6 +256,10 @@ impl Entropy for SimEntropy {
         // The critical section draws one number and cannot leave the generator half-updated,
         // so a poisoned lock is still usable.
         self.prng.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).next_u64()
+    }
+
+    fn buggify(&self, site: &'static str) -> bool {
+        self.buggify.as_ref().is_some_and(|buggify| buggify.fires(site))
     }
 }
 

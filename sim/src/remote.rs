@@ -32,6 +32,10 @@ pub struct RemoteFaults {
     pub not_found: Ratio,
     /// Given a transient failure of a `put` or `delete`, the write happened anyway.
     pub failed_write_applied: Ratio,
+    /// Given a failed `put` that happened anyway, only a prefix of the object landed (a
+    /// multipart upload completed with parts missing, a non-atomic store): readers must check
+    /// what they read.
+    pub partial_upload: Ratio,
 }
 
 impl RemoteFaults {
@@ -47,6 +51,9 @@ struct Fate {
     transient_failure: bool,
     not_found: bool,
     failed_write_applied: bool,
+    partial_upload: bool,
+    /// Per mille of the object that a partial upload keeps.
+    partial_keep_permille: u64,
 }
 
 #[derive(Debug)]
@@ -144,6 +151,8 @@ impl SimRemoteStorage {
             transient_failure: prng.chance(faults.transient_failure),
             not_found: prng.chance(faults.not_found),
             failed_write_applied: prng.chance(faults.failed_write_applied),
+            partial_upload: prng.chance(faults.partial_upload),
+            partial_keep_permille: prng.below(1000),
         }
     }
 
@@ -180,7 +189,14 @@ impl RemoteStorage for SimRemoteStorage {
     fn put(&self, path: &str, bytes: Vec<u8>) -> BoxFuture<'static, Result<(), RemoteError>> {
         let path = path.to_string();
         let bytes = Arc::new(bytes);
-        self.operate(format!("put {path}"), true, move |objects, _fate| {
+        self.operate(format!("put {path}"), true, move |objects, fate| {
+            // Only a failed put that landed anyway can be partial (see `operate`).
+            let bytes = if fate.transient_failure && fate.partial_upload {
+                let keep = bytes.len() as u64 * fate.partial_keep_permille / 1000;
+                Arc::new(bytes[..keep as usize].to_vec())
+            } else {
+                bytes
+            };
             objects.insert(path, bytes);
             Ok(())
         })
@@ -319,6 +335,7 @@ mod tests {
             transient_failure: Ratio::new(1, 4),
             not_found: Ratio::new(1, 4),
             failed_write_applied: Ratio::new(1, 2),
+            partial_upload: Ratio::NEVER,
         });
         let client = remote.clone();
         let outcomes = executor
@@ -409,5 +426,41 @@ mod tests {
         };
         assert_eq!(run(8), run(8));
         assert_ne!(run(8), run(9));
+    }
+
+    #[test]
+    fn a_failed_put_that_landed_may_be_partial() {
+        let executor = SimExecutor::new(&Streams::new(5));
+        let remote = store(
+            &executor,
+            RemoteFaults {
+                transient_failure: Ratio::ALWAYS,
+                failed_write_applied: Ratio::ALWAYS,
+                partial_upload: Ratio::ALWAYS,
+                ..RemoteFaults::default()
+            },
+        );
+        let client = remote.clone();
+        let object: Vec<u8> = (0..200u8).collect();
+        let written = object.clone();
+        executor
+            .block_on(
+                1,
+                "writer",
+                async move {
+                    for index in 0..20 {
+                        assert!(client
+                            .put(&format!("o{index:02}"), written.clone())
+                            .await
+                            .is_err());
+                    }
+                },
+                10_000,
+            )
+            .expect("runs");
+        let stored: Vec<Vec<u8>> = remote.paths().iter().filter_map(|p| remote.peek(p)).collect();
+        assert_eq!(stored.len(), 20);
+        assert!(stored.iter().all(|bytes| object.starts_with(bytes) && bytes.len() < 200));
+        assert!(stored.iter().any(|bytes| bytes.len() > 50), "prefixes of varied lengths");
     }
 }

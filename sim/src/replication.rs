@@ -97,6 +97,17 @@ impl ClusterLogs {
         registry.open(bucket).ok()
     }
 
+    /// The live servers with a changelog that stopped taking writes (a failed sync).
+    pub fn servers_with_stopped_logs(&self) -> Vec<NodeId> {
+        let registries: Vec<(NodeId, LogRegistry)> =
+            self.lock().registries.iter().map(|(node, r)| (*node, r.clone())).collect();
+        registries
+            .into_iter()
+            .filter(|(_, registry)| registry.opened().iter().any(|log| log.stopped().is_some()))
+            .map(|(node, _)| node)
+            .collect()
+    }
+
     pub fn committed_end(&self, bucket: TableBucket) -> u64 {
         self.lock().committed_end.get(&bucket).copied().unwrap_or(0)
     }

@@ -334,7 +334,12 @@ impl ScanClient {
                 ));
             }
         }
-        let ended_by_other = served.iter().any(|r| r.has_more_results == Some(false));
+        // A storage error ends the session too (checked below like any storage error).
+        let ended_by_storage_error = pages.iter().any(|r| {
+            r.error.as_ref().is_some_and(|error| error.code == ErrorCode::KvStorageException)
+        });
+        let ended_by_other =
+            served.iter().any(|r| r.has_more_results == Some(false)) || ended_by_storage_error;
         for error in pages.iter().filter_map(|r| r.error.as_ref()) {
             if error.code == ErrorCode::UnknownScannerId && ended_by_other {
                 continue;
@@ -347,6 +352,14 @@ impl ScanClient {
                 self.accept_page(session, page, epoch_at_send, send_ms)
             }
             None => {
+                // The twin's UNKNOWN_SCANNER_ID after the session ended is expected: the
+                // session ends with the other answer.
+                let mut pages = pages;
+                if ended_by_other {
+                    pages.sort_by_key(|r| {
+                        r.error.as_ref().is_some_and(|e| e.code == ErrorCode::UnknownScannerId)
+                    });
+                }
                 let page = pages.into_iter().next()?;
                 self.accept_page(session, page, epoch_at_send, send_ms)
             }
@@ -584,7 +597,8 @@ impl ScanClient {
             ),
         );
         // A clock jump lands the evictor's timer and the probe on one instant, in either order.
-        let no_jump = !self.checker.clock_jumped_since(session.last_valid_send_ms);
+        let no_jump = !self.checker.clock_jumped_since(session.last_valid_send_ms)
+            && !self.checker.paused_since(session.server, session.last_valid_send_ms);
         let must_live = same_incarnation
             && same_term
             && no_jump
@@ -697,6 +711,16 @@ impl ScanClient {
                     format!("{} {error}", bucket.dir_name()),
                 );
                 self.leaders.forget(bucket);
+            }
+            // A storage error is a violation unless an injected storage fault explains it.
+            Err(kvtablet_core::scan::bootstrap::BootstrapError::FetchLog(error))
+                if matches!(
+                    error.code,
+                    ErrorCode::KvStorageException | ErrorCode::LogStorageException
+                ) =>
+            {
+                self.checker
+                    .on_error(&format!("bootstrap of {bucket}: fetching the changelog"), &error)
             }
             Err(error) => self.checker.violation(format!("bootstrap of {bucket} failed: {error}")),
         }

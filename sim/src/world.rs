@@ -19,6 +19,8 @@ use crate::checker::{Checker, LiveServers};
 use crate::client::{Client, COORDINATOR_NODE, SCHEMA_ID, TABLE_ID};
 use crate::coordinator::Coordinator;
 use crate::executor::{SimError, SimExecutor, SlowDisk};
+use crate::fault_log::FaultLog;
+use crate::faulty_engine::{EngineFaultSwitch, FaultyEngineFactory};
 use crate::fs::SimFs;
 use crate::network::{NetFaults, SimNetwork};
 use crate::plan::{RunPlan, Scenario};
@@ -34,6 +36,8 @@ const SCAN_CLIENT_NODE_BASE: NodeId = 200;
 const VIRTUAL_TIME_MS_MAX: u64 = 30 * 60 * 1000;
 const STEPS_MAX: u64 = 20_000_000;
 const HEAL_STEPS_MAX: u64 = 2_000_000;
+/// How often the world looks for servers whose changelog stopped after a failed sync.
+const LOG_DIR_CHECK_INTERVAL_MS: u64 = 100;
 /// The progress prober's node (after the heal).
 const PROBER_NODE: NodeId = 300;
 
@@ -89,6 +93,22 @@ struct World {
     trace: Arc<Mutex<Trace>>,
     faults: Prng,
     clients_running: Arc<Mutex<u32>>,
+    chaos: Chaos,
+}
+
+/// The storage, partition, pause and clock faults of a run (see `impl World` at the end).
+struct Chaos {
+    log: Arc<FaultLog>,
+    /// Off once the heal phase starts.
+    on: bool,
+    engine_switches: BTreeMap<NodeId, EngineFaultSwitch>,
+    prng: Prng,
+    next_partition: Option<u64>,
+    partition_heals_at: Option<u64>,
+    next_pause: Option<u64>,
+    paused: Option<(NodeId, u64)>,
+    next_clock_step: Option<u64>,
+    buggify: Arc<crate::buggify::Buggify>,
 }
 
 /// Runs one seed to the end and reports; never panics on a violation, it reports it. A panic
@@ -146,6 +166,10 @@ fn run_plan(
         world.checker.violation(format!("cluster did not heal: {error}"));
     }
     world.shutdown_and_check_leaks();
+    let fired = world.chaos.log.summary();
+    world.note(COORDINATOR_NODE, "faults-fired", fired);
+    let buggified = world.chaos.buggify.summary();
+    world.note(COORDINATOR_NODE, "buggify-fired", buggified);
     let violations = world.checker.violations();
     for violation in &violations {
         world.note(COORDINATOR_NODE, "violation", violation.clone());
@@ -204,7 +228,8 @@ impl World {
             duplicate: plan.faults.net_duplicate,
         };
         let net = SimNetwork::new(&exec, &streams, net_faults);
-        let remote = Arc::new(SimRemoteStorage::new(&exec, &streams, RemoteFaults::none()));
+        let remote = Arc::new(SimRemoteStorage::new(&exec, &streams, plan.faults.remote));
+        let fault_log = Arc::new(FaultLog::new());
         let log_config = LogConfig { segment_bytes_max: plan.segment_bytes_max };
         let logs =
             ClusterLogs::new(plan.servers, plan.replication_factor, log_config, plan.mutants);
@@ -218,6 +243,7 @@ impl World {
             exec.clock_for(COORDINATOR_NODE),
             plan.scanner,
         ));
+        checker.set_fault_log(fault_log.clone());
         let coordinator = Arc::new(Coordinator::new(
             net.endpoint(COORDINATOR_NODE),
             exec.executor_for(COORDINATOR_NODE),
@@ -231,6 +257,7 @@ impl World {
             weak_coordinator.upgrade().and_then(|coordinator| coordinator.leader_of(bucket))
         }));
         let faults = streams.stream("faults");
+        let chaos = Chaos::new(&plan, &streams, fault_log, &exec);
         World {
             plan,
             streams,
@@ -246,6 +273,7 @@ impl World {
             trace,
             faults,
             clients_running: Arc::new(Mutex::new(0)),
+            chaos,
         }
     }
 
@@ -344,8 +372,16 @@ impl World {
             disk.engines = Arc::new(MemEngineFactory::new(disk.fs.clone()));
         }
         disk.incarnation += 1;
-        let entropy = crate::prng::SimEntropy::new(
+        let disk_stream = format!("disk-faults-{node}-{}", disk.incarnation);
+        if self.chaos.on {
+            apply_disk_faults(&self.plan, &self.streams, &disk.fs, &disk_stream, &self.chaos.log);
+        }
+        let engine_faults = self.plan.faults.engine;
+        let engines =
+            self.chaos.faulty_engines(node, &self.streams, engine_faults, disk.engines.clone());
+        let entropy = crate::prng::SimEntropy::with_buggify(
             self.streams.stream(&format!("entropy-{node}-{}", disk.incarnation)),
+            self.chaos.buggify.clone(),
         );
         let env = Env {
             node_id: node,
@@ -355,7 +391,7 @@ impl World {
             rpc: self.net.endpoint(node),
             fs: disk.fs.clone(),
             entropy: Arc::new(entropy),
-            engines: disk.engines.clone(),
+            engines,
             ledger: self.ledger.clone(),
             mutants: self.plan.mutants,
         };
@@ -406,6 +442,10 @@ impl World {
         let mut next_crash = faults.crash_interval_ms.map(|ms| self.next_time(ms));
         let mut next_retention = faults.retention_interval_ms.map(|ms| self.next_time(ms));
         let mut next_ttl_jump = faults.ttl_jump_interval_ms.map(|ms| self.next_time(ms));
+        // Only a failed sync stops a log: without fsync faults there is nothing to watch.
+        let watch_log_dirs = !faults.disk.fsync_failure.is_never();
+        let mut next_log_dir_check =
+            watch_log_dirs.then(|| self.exec.now_mono_ms() + LOG_DIR_CHECK_INTERVAL_MS);
         let mut restarts: BTreeMap<NodeId, u64> = BTreeMap::new();
         loop {
             if *lock(&self.clients_running) == 0 {
@@ -418,11 +458,13 @@ impl World {
                     pending: self.exec.pending_tasks(),
                 });
             }
-            let next_fault = [next_flip, next_crash, next_retention, next_ttl_jump]
-                .into_iter()
-                .flatten()
-                .chain(restarts.values().copied())
-                .min();
+            let next_fault =
+                [next_flip, next_crash, next_retention, next_ttl_jump, next_log_dir_check]
+                    .into_iter()
+                    .chain(self.chaos.next_events())
+                    .flatten()
+                    .chain(restarts.values().copied())
+                    .min();
             match next_fault {
                 Some(at_ms) => {
                     // An alarm task makes the executor stop at exactly the fault's instant.
@@ -461,6 +503,15 @@ impl World {
             if next_retention.is_some_and(|at| at <= now) {
                 self.run_retention();
                 next_retention = faults.retention_interval_ms.map(|ms| self.next_time(ms));
+            }
+            self.fire_chaos(now);
+            if next_log_dir_check.is_some_and(|at| at <= now) {
+                for node in self.halt_servers_with_stopped_logs() {
+                    let delay_ms =
+                        self.faults.range_inclusive(10, faults.restart_delay_ms_max.max(10));
+                    restarts.insert(node, now + delay_ms);
+                }
+                next_log_dir_check = Some(now + LOG_DIR_CHECK_INTERVAL_MS);
             }
             let due: Vec<NodeId> =
                 restarts.iter().filter(|(_, at)| **at <= now).map(|(n, _)| *n).collect();
@@ -506,6 +557,26 @@ impl World {
             "crash",
             format!("node {node} crashes (disk {})", if lose_disk { "lost" } else { "kept" }),
         );
+        self.take_down_server(node, lose_disk);
+        Some(node)
+    }
+
+    /// Halts every live server whose changelog stopped after a failed sync, as a broker whose
+    /// only log directory failed halts (Kafka's log-dir failure handling): what the failed
+    /// sync left in the page cache is in doubt, so the server comes back only by reopening
+    /// its logs from the disk. Returns the halted servers.
+    fn halt_servers_with_stopped_logs(&mut self) -> Vec<NodeId> {
+        let halted = self.logs.servers_with_stopped_logs();
+        for node in &halted {
+            self.note(*node, "halt", format!("node {node} halts: a changelog sync failed"));
+            self.take_down_server(*node, false);
+        }
+        halted
+    }
+
+    /// Takes `node` down as a crash does (unsynced bytes lost; the whole disk if `lose_disk`)
+    /// and moves its leaderships to live replicas.
+    fn take_down_server(&mut self, node: NodeId, lose_disk: bool) {
         self.coordinator.set_server_live(node, false);
         self.checker.note_crash(node);
         lock(&self.live).remove(&node);
@@ -532,7 +603,6 @@ impl World {
             let target = self.faults.pick(&replicas).copied();
             self.assign(bucket, target);
         }
-        Some(node)
     }
 
     fn restart_server(&mut self, node: NodeId) {
@@ -583,6 +653,8 @@ impl World {
     /// a fresh epoch, and everything acknowledged must become flushed and readable.
     fn heal_and_check(&mut self) -> Result<(), SimError> {
         self.exec.set_slow_disk(SlowDisk::default());
+        self.heal_chaos();
+        self.halt_servers_with_stopped_logs();
         self.net.set_faults(NetFaults {
             delay_ms_max: 1,
             drop: Ratio::NEVER,
@@ -745,6 +817,195 @@ impl World {
     }
 }
 
+/// Switches `disk`'s faults on at the plan's rates, drawing from the stream `stream`.
+fn apply_disk_faults(
+    plan: &RunPlan,
+    streams: &Streams,
+    disk: &SimFs,
+    stream: &str,
+    log: &Arc<FaultLog>,
+) {
+    if !plan.faults.disk.is_none() {
+        disk.set_faults(plan.faults.disk, streams.stream(stream), log.clone());
+    }
+}
+
+impl Chaos {
+    fn new(plan: &RunPlan, streams: &Streams, log: Arc<FaultLog>, exec: &SimExecutor) -> Chaos {
+        let mut prng = streams.stream("chaos");
+        let now = exec.now_mono_ms();
+        let f = &plan.faults;
+        Chaos {
+            log,
+            on: true,
+            engine_switches: BTreeMap::new(),
+            next_partition: f.partition_interval_ms.map(|ms| draw_after(&mut prng, now, ms)),
+            partition_heals_at: None,
+            next_pause: f.pause_interval_ms.map(|ms| draw_after(&mut prng, now, ms)),
+            paused: None,
+            next_clock_step: f.clock_step_interval_ms.map(|ms| draw_after(&mut prng, now, ms)),
+            prng,
+            buggify: Arc::new(crate::buggify::Buggify::new(
+                streams,
+                f.buggify_site_active,
+                f.buggify_fire,
+            )),
+        }
+    }
+
+    /// The instants at which a chaos event is due.
+    fn next_events(&self) -> [Option<u64>; 5] {
+        [
+            self.next_partition,
+            self.partition_heals_at,
+            self.next_pause,
+            self.paused.map(|(_, until)| until),
+            self.next_clock_step,
+        ]
+    }
+
+    /// The node's engine factory with the plan's engine faults (one switch per node, kept
+    /// across restarts).
+    fn faulty_engines(
+        &mut self,
+        node: NodeId,
+        streams: &Streams,
+        faults: crate::faulty_engine::EngineFaults,
+        engines: Arc<MemEngineFactory>,
+    ) -> Arc<dyn kvtablet_core::engine::KvEngineFactory> {
+        let log = self.log.clone();
+        let switch = self
+            .engine_switches
+            .entry(node)
+            .or_insert_with(|| {
+                EngineFaultSwitch::new(streams.stream(&format!("engine-faults-{node}")), log)
+            })
+            .clone();
+        if self.on && !faults.is_none() {
+            switch.set(faults);
+        }
+        Arc::new(FaultyEngineFactory::wrap(engines, switch))
+    }
+}
+
+/// A time drawn around `mean_ms` after `now`.
+fn draw_after(prng: &mut Prng, now: u64, mean_ms: u64) -> u64 {
+    now + prng.range_inclusive(mean_ms / 2, mean_ms + mean_ms / 2).max(1)
+}
+
+impl World {
+    /// Fires the partition, pause and clock events due at `now`.
+    fn fire_chaos(&mut self, now: u64) {
+        let f = self.plan.faults.clone();
+        if self.chaos.partition_heals_at.is_some_and(|at| at <= now) {
+            self.chaos.partition_heals_at = None;
+            self.net.heal();
+            self.note(COORDINATOR_NODE, "partition", "healed".to_string());
+        }
+        if self.chaos.next_partition.is_some_and(|at| at <= now) {
+            if self.chaos.partition_heals_at.is_none() {
+                let until = now + self.chaos.prng.range_inclusive(1, f.partition_ms_max.max(1));
+                self.cut_network(f.partition_one_way);
+                self.chaos.partition_heals_at = Some(until);
+            }
+            self.chaos.next_partition =
+                f.partition_interval_ms.map(|ms| draw_after(&mut self.chaos.prng, now, ms));
+        }
+        if let Some((node, until)) = self.chaos.paused {
+            if until <= now {
+                self.chaos.paused = None;
+                self.exec.resume_node(node);
+                // A paused evictor stretches the node's session timings.
+                self.checker.note_resume(node);
+                self.note(node, "resume", format!("node {node} resumes"));
+            }
+        }
+        if self.chaos.next_pause.is_some_and(|at| at <= now) {
+            let live = self.coordinator.live_servers();
+            let node = self.chaos.prng.pick(&live).copied();
+            let until = now + self.chaos.prng.range_inclusive(1, f.pause_ms_max.max(1));
+            if let (None, Some(node)) = (self.chaos.paused, node) {
+                self.exec.pause_node(node);
+                self.chaos.paused = Some((node, until));
+                self.note(node, "pause", format!("node {node} paused until {until}"));
+            }
+            self.chaos.next_pause =
+                f.pause_interval_ms.map(|ms| draw_after(&mut self.chaos.prng, now, ms));
+        }
+        if self.chaos.next_clock_step.is_some_and(|at| at <= now) {
+            let node = 1 + self.chaos.prng.below(u64::from(self.plan.servers)) as NodeId;
+            let skew_max = f.clock_skew_ms_max.max(1);
+            let offset_ms =
+                self.chaos.prng.range_inclusive(0, 2 * skew_max) as i64 - skew_max as i64;
+            let before = self.exec.time().wall_offset_ms(node);
+            self.exec.set_wall_offset(node, offset_ms);
+            self.note(node, "clock-step", format!("wall offset {before}ms -> {offset_ms}ms"));
+            self.chaos.next_clock_step =
+                f.clock_step_interval_ms.map(|ms| draw_after(&mut self.chaos.prng, now, ms));
+        }
+    }
+
+    /// Cuts one server off from a random part of the cluster (coordinator, clients, other
+    /// servers), both ways or, with probability `one_way`, in one direction only.
+    fn cut_network(&mut self, one_way: Ratio) {
+        let servers: Vec<NodeId> = (1..=self.plan.servers).collect();
+        let Some(victim) = self.chaos.prng.pick(&servers).copied() else { return };
+        let mut others: Vec<NodeId> = vec![COORDINATOR_NODE];
+        others.extend(servers.iter().copied().filter(|node| *node != victim));
+        others.extend((0..self.plan.clients).map(|i| CLIENT_NODE_BASE + i));
+        others.extend((0..self.plan.scan_clients).map(|i| SCAN_CLIENT_NODE_BASE + i));
+        // Everyone, or a random half of the others.
+        let whole = self.chaos.prng.chance(Ratio::new(1, 2));
+        let side: Vec<NodeId> = others
+            .into_iter()
+            .filter(|_| whole | self.chaos.prng.chance(Ratio::new(1, 2)))
+            .collect();
+        let single = self.chaos.prng.chance(one_way);
+        let inbound = self.chaos.prng.chance(Ratio::new(1, 2));
+        for other in &side {
+            if !single || !inbound {
+                self.net.set_link_up(victim, *other, false);
+            }
+            if !single || inbound {
+                self.net.set_link_up(*other, victim, false);
+            }
+        }
+        let direction = match (single, inbound) {
+            (false, _) => "both ways",
+            (true, true) => "inbound only",
+            (true, false) => "outbound only",
+        };
+        self.note(
+            victim,
+            "partition",
+            format!("node {victim} cut from {} node(s) {direction}", side.len()),
+        );
+    }
+
+    /// The heal phase's first step: every storage, remote, partition, pause and clock fault
+    /// stops (bit rot is scrubbed: a repair from a healthy replica).
+    fn heal_chaos(&mut self) {
+        self.chaos.on = false;
+        self.chaos.buggify.switch_off();
+        for disk in self.disks.values() {
+            disk.fs.clear_faults();
+        }
+        for switch in self.chaos.engine_switches.values() {
+            switch.clear();
+        }
+        self.remote.set_faults(RemoteFaults::none());
+        self.net.heal();
+        self.chaos.partition_heals_at = None;
+        if let Some((node, _)) = self.chaos.paused.take() {
+            self.exec.resume_node(node);
+            self.checker.note_resume(node);
+        }
+        for node in 1..=self.plan.servers {
+            self.exec.set_wall_offset(node, 0);
+        }
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -752,6 +1013,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fault_log::FaultKind;
 
     #[test]
     fn nothing_of_a_world_outlives_its_run() {
@@ -772,5 +1034,47 @@ mod tests {
         assert!(checker.upgrade().is_none(), "the checker outlived its world");
         assert!(coordinator.upgrade().is_none(), "the coordinator outlived its world");
         assert!(servers.iter().all(|server| server.upgrade().is_none()), "a server outlived it");
+    }
+
+    #[test]
+    fn storage_faults_fire_and_the_run_still_passes() {
+        let scenario = Scenario::builtin("disk-faults").expect("builtin scenario");
+        let plan = Arc::new(RunPlan::draw(2, &scenario, Mutants::NONE).expect("plan"));
+        let mut world = World::build(plan, TraceMode::HashOnly);
+        world.start();
+        world.drive_workload().expect("the workload finishes");
+        world.heal_and_check().expect("the cluster heals");
+        world.shutdown_and_check_leaks();
+        assert_eq!(world.checker.violations(), Vec::<String>::new());
+        let log = world.chaos.log.clone();
+        for kind in [
+            FaultKind::FsyncFailure,
+            FaultKind::ReadError,
+            FaultKind::DiskFull,
+            FaultKind::EngineWriteError,
+            FaultKind::EngineReadError,
+            FaultKind::EngineIteratorError,
+        ] {
+            assert!(log.fired(kind) > 0, "{kind:?} never fired: {}", log.summary());
+        }
+        assert!(world.checker.counts().puts_acked > 0, "writes still get through");
+    }
+
+    #[test]
+    fn partitions_pauses_and_clock_steps_happen_and_heal() {
+        let scenario = Scenario::builtin("partitions").expect("builtin scenario");
+        let plan = Arc::new(RunPlan::draw(4, &scenario, Mutants::NONE).expect("plan"));
+        let mut world = World::build(plan, TraceMode::Short);
+        world.start();
+        world.drive_workload().expect("the workload finishes");
+        world.heal_and_check().expect("the cluster heals");
+        assert!((1..=3).all(|node| !world.exec.is_paused(node)), "the heal resumes every node");
+        assert!((1..=3).all(|node| world.exec.time().wall_offset_ms(node) == 0));
+        world.shutdown_and_check_leaks();
+        assert_eq!(world.checker.violations(), Vec::<String>::new());
+        let lines = lock(&world.trace).lines().to_vec();
+        for kind in [" partition node", " pause ", " resume ", " clock-step ", "inbound only"] {
+            assert!(lines.iter().any(|line| line.contains(kind)), "no {kind:?} in the trace");
+        }
     }
 }

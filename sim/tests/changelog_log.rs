@@ -118,6 +118,66 @@ fn a_torn_tail_is_cut_off_on_reopen() {
     assert_eq!(reopened.read(0, u64::MAX).expect("read").len(), 2);
 }
 
+/// After a failed sync the file may have grown while its data never reached the disk: a crash
+/// leaves zeros where the last frame was. Reopening cuts them like a torn append and keeps
+/// every synced batch (the log used to refuse to open: "implausible frame length 0").
+#[test]
+fn a_zero_filled_tail_is_cut_like_a_torn_append() {
+    let fs = Arc::new(SimFs::new());
+    let log = open(&fs, 1 << 20);
+    for key in ["a", "b"] {
+        append(&log, 0, insert(key)).expect("append");
+    }
+    drop(log);
+    let segment = format!("{DIR}/{:020}.log", 0);
+    fs.append(&segment, &[0u8; 64]).expect("zeros appended");
+    fs.sync(&segment).expect("zeros synced");
+    fs.crash();
+    let reopened = open(&fs, 1 << 20);
+    assert_eq!(reopened.log_end_offset(), 2, "both synced batches stay, the zeros go");
+    append(&reopened, 0, insert("c")).expect("appends carry on");
+    assert_eq!(reopened.read(0, u64::MAX).expect("read").len(), 3);
+}
+
+/// Damage to the last whole frame (a rotted byte in its body, or in its length field) is a
+/// synced, maybe acknowledged batch, not a torn append: the log refuses to open instead of
+/// cutting it (a rotted disk used to lose acknowledged writes silently this way), and opens
+/// whole once the damage is repaired.
+#[test]
+fn damage_to_the_last_whole_frame_is_refused_not_cut() {
+    let fs = Arc::new(SimFs::new());
+    let log = open(&fs, 1 << 20);
+    for key in ["a", "b"] {
+        append(&log, 0, insert(key)).expect("append");
+    }
+    drop(log);
+    let segment = format!("{DIR}/{:020}.log", 0);
+    let good = fs.read(&segment).expect("read");
+    let first_len = u32::from_le_bytes(good[0..4].try_into().expect("4 bytes")) as usize;
+    let last_frame = 4 + first_len;
+    // A bit of the last frame's body; then the high bits of its length, making it run past
+    // the end of the file (truncated) or past any plausible frame (implausible).
+    for (at, mask) in [(good.len() - 1, 0x40), (last_frame + 1, 0x01), (last_frame + 3, 0x80)] {
+        let mut rotted = good.clone();
+        rotted[at] ^= mask;
+        fs.write(&segment, &rotted).expect("write");
+        fs.sync(&segment).expect("sync");
+        let fs_dyn: Arc<dyn LocalFs> = fs.clone();
+        let reopened = LogTablet::open(
+            fs_dyn,
+            DIR.to_string(),
+            TableBucket::new(1, 0),
+            LogConfig { segment_bytes_max: 1 << 20 },
+            Mutants::NONE,
+        );
+        assert!(matches!(reopened, Err(LogError::Corrupt { .. })), "byte {at}: {reopened:?}");
+        assert_eq!(fs.read(&segment).expect("read"), rotted, "byte {at}: nothing was cut");
+    }
+    fs.write(&segment, &good).expect("repaired");
+    fs.sync(&segment).expect("repair synced");
+    assert_eq!(open(&fs, 1 << 20).log_end_offset(), 2, "no acknowledged batch was dropped");
+}
+
 #[test]
 fn damage_before_the_last_frame_is_an_error_not_a_torn_tail() {
     let fs = Arc::new(SimFs::new());
@@ -366,4 +426,33 @@ fn a_replicated_batch_lands_at_the_followers_end_with_its_epoch() {
     follower_disk.crash();
     drop(follower);
     assert_eq!(open(&follower_disk, 1 << 20).log_end_offset(), 1, "replicated batches are synced");
+}
+
+/// A new epoch that cannot be persisted still fences the log in memory (a deposed leader must
+/// stop at once; it used to keep appending and serving reads under its old epoch when the
+/// epoch file's write failed), and the log stops until it is reopened from disk.
+#[test]
+fn a_fence_that_cannot_be_persisted_still_fences_and_stops_the_log() {
+    use kvtablet_sim::fault_log::FaultLog;
+    use kvtablet_sim::fs::DiskFaults;
+    use kvtablet_sim::prng::{Ratio, Streams};
+
+    let fs = Arc::new(SimFs::new());
+    let log = open(&fs, 1 << 20);
+    append(&log, 0, insert("a")).expect("append");
+    fs.set_faults(
+        DiskFaults { disk_full: Ratio::ALWAYS, ..DiskFaults::none() },
+        Streams::new(1).stream("disk"),
+        Arc::new(FaultLog::new()),
+    );
+    let fenced = log.fence(1);
+    assert!(matches!(fenced, Err(LogError::Stopped { .. })), "{fenced:?}");
+    assert_eq!(log.leader_epoch(), 1, "fenced in memory");
+    fs.clear_faults();
+    assert!(append(&log, 0, insert("b")).is_err(), "the deposed epoch appends nothing");
+    assert!(log.stopped().is_some(), "stopped until reopened");
+    let reopened = open(&fs, 1 << 20);
+    assert_eq!(reopened.log_end_offset(), 1);
+    reopened.fence(1).expect("the fence persists after reopening");
+    append(&reopened, 1, insert("b")).expect("the new epoch appends");
 }

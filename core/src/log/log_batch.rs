@@ -118,6 +118,52 @@ pub fn encode_batch(batch: &LogBatch) -> Vec<u8> {
     out
 }
 
+/// Whether `bytes`, whose first frame failed to decode with `error` and which reach the end of
+/// the file, are what a crash during an append leaves: a prefix of the append (its header is
+/// written first, so its length is right), zeros (the file grew but its data never reached the
+/// disk, as after a failed sync), or garbage without a frame in it (stale blocks some file
+/// systems expose after a crash). Damage to a whole frame is not: a bad checksum over a whole
+/// frame, or an intact frame under a rotted length field, is a batch that was synced and may
+/// have been acknowledged, and cutting it would drop it silently.
+pub fn is_torn_append(bytes: &[u8], error: &DecodeError) -> bool {
+    match error {
+        DecodeError::Truncated { .. } => !holds_frame_under_damaged_length(bytes),
+        DecodeError::Corrupt(_) => {
+            let claimed_len = bytes
+                .get(0..4)
+                .and_then(|len| len.try_into().ok())
+                .map_or(0, |len: [u8; 4]| u32::from_le_bytes(len) as usize);
+            let plausible = (FRAME_HEADER_BYTES_V1 - 4..=FRAME_BYTES_MAX).contains(&claimed_len);
+            if plausible {
+                // A whole frame of plausible length whose checksum or content is wrong.
+                return false;
+            }
+            bytes.iter().all(|byte| *byte == 0) || !holds_frame_under_damaged_length(bytes)
+        }
+    }
+}
+
+/// Whether `bytes`, which start with a frame whose length field does not describe it, hold an
+/// intact frame under a damaged length: some prefix of the body matches the stored checksum.
+/// A torn append (a prefix of a frame) never does, but for a 2^-32 chance per byte; a frame
+/// whose length bits rotted does. One pass of a running checksum over at most one frame.
+fn holds_frame_under_damaged_length(bytes: &[u8]) -> bool {
+    let Some(stored_crc) = bytes.get(4..8).and_then(|crc| crc.try_into().ok()) else {
+        return false;
+    };
+    let stored_crc = u32::from_le_bytes(stored_crc);
+    let body_end = bytes.len().min(FRAME_BYTES_MAX);
+    let Some(body) = bytes.get(8..body_end) else { return false };
+    let mut crc = 0u32;
+    for (index, byte) in body.iter().enumerate() {
+        crc = crc32c::crc32c_append(crc, std::slice::from_ref(byte));
+        if index + 1 >= FRAME_HEADER_BYTES_V1 - 8 && crc == stored_crc {
+            return true;
+        }
+    }
+    false
+}
+
 /// Decodes the frame at the start of `bytes`; returns the batch and the frame's length.
 pub fn decode_batch(bytes: &[u8]) -> Result<(LogBatch, usize), DecodeError> {
     let mut reader = Reader { bytes, position: 0 };
@@ -273,6 +319,24 @@ mod tests {
         let (decoded, len) = decode_batch(&bytes).expect("decodes");
         assert_eq!(decoded, batch);
         assert_eq!(len, bytes.len());
+    }
+
+    #[test]
+    fn a_torn_prefix_is_never_taken_for_a_frame_with_a_damaged_length() {
+        let bytes = encode_batch(&sample_batch());
+        for cut in 0..bytes.len() {
+            assert!(!holds_frame_under_damaged_length(&bytes[..cut]), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn a_whole_frame_whose_length_rotted_upwards_is_recognised() {
+        let mut bytes = encode_batch(&sample_batch());
+        let whole = bytes.clone();
+        bytes[1] ^= 0x01;
+        bytes.extend_from_slice(&whole);
+        assert!(matches!(decode_batch(&bytes), Err(DecodeError::Truncated { .. })));
+        assert!(holds_frame_under_damaged_length(&bytes));
     }
 
     #[test]

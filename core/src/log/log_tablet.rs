@@ -8,7 +8,7 @@ use crate::sync::{Mutex, MutexGuard};
 use crate::env::{FsError, LocalFs};
 use crate::log::change_type::ChangeType;
 use crate::log::log_batch::{
-    decode_batch, encode_batch, DecodeError, LogBatch, LogRecord, WriterBatch,
+    decode_batch, encode_batch, is_torn_append, LogBatch, LogRecord, WriterBatch,
 };
 use crate::log::replication::{Replicator, SyncedBatch};
 use crate::log::writer_state::{SequenceCheck, WriterStates, WRITER_BATCHES_RETAINED};
@@ -263,8 +263,14 @@ impl LogTablet {
             });
         }
         if leader_epoch > state.leader_epoch {
-            write_epoch(self.fs.as_ref(), &self.dir, leader_epoch)?;
+            // The new epoch fences in memory even when it cannot be persisted: a deposed
+            // leader must stop serving at once. A failed persist stops the log, as a failed
+            // sync does: what its directory holds is in doubt until it is reopened.
             state.leader_epoch = leader_epoch;
+            if let Err(error) = write_epoch(self.fs.as_ref(), &self.dir, leader_epoch) {
+                let path = format!("{}/{EPOCH_FILE}", self.dir);
+                return Err(self.stop(&mut state, &path, error));
+            }
         }
         Ok(())
     }
@@ -529,8 +535,8 @@ impl LogTablet {
     }
 
     /// Stops the log after a failed sync and returns the error to answer with.
-    fn stop(&self, state: &mut LogState, path: &str, error: FsError) -> LogError {
-        let detail = format!("sync of {path} failed: {error}");
+    fn stop(&self, state: &mut LogState, path: &str, error: impl std::fmt::Display) -> LogError {
+        let detail = format!("write or sync of {path} failed: {error}");
         tracing::error!(bucket = %self.bucket, %detail, "changelog stopped");
         state.stopped = Some(detail.clone());
         LogError::Stopped { dir: self.dir.clone(), detail }
@@ -683,7 +689,7 @@ fn load_segment(
             // it was never acknowledged, so it is cut off. A torn append is the last frame of
             // the file; a bad frame with whole frames after it is damage to acknowledged
             // batches, and cutting there would drop them silently.
-            Err(error) if is_last && is_torn_tail(&bytes[position..], &error) => {
+            Err(error) if is_last && is_torn_append(&bytes[position..], &error) => {
                 tracing::warn!(path, position, %error, "cutting a torn tail off the log");
                 fs.truncate(path, position as u64)?;
                 break;
@@ -695,21 +701,6 @@ fn load_segment(
     }
     segment.size_bytes = position as u64;
     Ok(segment)
-}
-
-/// Whether a frame that failed to decode at the start of `rest` is what a crash during its
-/// append leaves: cut short, or damaged but reaching the end of the file.
-fn is_torn_tail(rest: &[u8], error: &DecodeError) -> bool {
-    match error {
-        DecodeError::Truncated { .. } => true,
-        DecodeError::Corrupt(_) => {
-            let claimed_len = rest
-                .get(0..4)
-                .and_then(|len| len.try_into().ok())
-                .map_or(0, |len: [u8; 4]| u32::from_le_bytes(len) as usize);
-            4usize.saturating_add(claimed_len) >= rest.len()
-        }
-    }
 }
 
 fn read_epoch(fs: &dyn LocalFs, path: &str) -> Result<u32, LogError> {

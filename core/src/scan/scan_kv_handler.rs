@@ -97,6 +97,10 @@ async fn open(server: &TabletServer, request: ScanKvRequest) -> ScanKvResponse {
     if let Err(error) = server.scanners().check_limits(scan.bucket) {
         return ScanKvResponse::error(error);
     }
+    // Other opens may pass the same check meanwhile: registration must check again.
+    if server.env().entropy.buggify("scan.open.yield_after_limit_check") {
+        server.env().executor.yield_now().await;
+    }
     let session = match replica.open_scan(scan.limit).await {
         Err(error) => return ScanKvResponse::error(error),
         Ok(OpenedScan::Empty { log_offset }) => {
@@ -248,11 +252,15 @@ fn serve_page(
     }
     let cap_bytes = server.scanners().config().batch_bytes_max as usize;
     let requested_bytes = batch_size_bytes.max(1) as usize;
-    let budget_bytes = if server.env().mutants.is_on(Mutant::PageOverCap) {
+    let mut budget_bytes = if server.env().mutants.is_on(Mutant::PageOverCap) {
         requested_bytes
     } else {
         requested_bytes.min(cap_bytes)
     };
+    // A server may answer with less than asked (one record at least): clients must page on.
+    if server.env().entropy.buggify("scan.page.short") {
+        budget_bytes = 1;
+    }
     let at_least_one = !server.env().mutants.is_on(Mutant::NoAtLeastOneRecord);
     let (records, has_more) = match session.fill_batch(budget_bytes, at_least_one) {
         Ok(page) => page,

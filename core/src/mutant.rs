@@ -80,6 +80,18 @@ pub enum Mutant {
     /// A continuation's page does not refresh the session's last access (only the open does),
     /// so a scan read slowly expires within the TTL of its last page.
     ContinuationSkipsTtlRefresh,
+    /// Reads treat an invalid engine iterator as the end without asking for its status, so an
+    /// iterator error returns a short result as if it were complete.
+    IteratorErrorIgnored,
+    /// A failed changelog sync is taken for a successful one (the "fsyncgate" mistake): the
+    /// batch is acknowledged while its bytes may never reach the disk.
+    FailedSyncTreatedAsSuccess,
+    /// Opening a log cuts any damaged last frame as if it were a torn append, including a
+    /// whole synced frame whose bytes rotted, dropping an acknowledged batch silently.
+    DamagedLastFrameCutAsTorn,
+    /// A new leader epoch that cannot be persisted is not applied in memory either, so a
+    /// deposed leader keeps serving under its old epoch.
+    UnpersistedFenceIgnored,
 }
 
 impl Mutant {
@@ -111,6 +123,10 @@ impl Mutant {
         Mutant::WriterStateNotRebuiltOnOpen,
         Mutant::ClosedSessionIteratorKept,
         Mutant::ContinuationSkipsTtlRefresh,
+        Mutant::IteratorErrorIgnored,
+        Mutant::FailedSyncTreatedAsSuccess,
+        Mutant::DamagedLastFrameCutAsTorn,
+        Mutant::UnpersistedFenceIgnored,
     ];
 
     /// The mutants that only real preemption reaches: two critical sections with no await
@@ -152,6 +168,10 @@ impl Mutant {
             Mutant::WriterStateNotRebuiltOnOpen => "writer-state-not-rebuilt-on-open",
             Mutant::ClosedSessionIteratorKept => "closed-session-iterator-kept",
             Mutant::ContinuationSkipsTtlRefresh => "continuation-skips-ttl-refresh",
+            Mutant::IteratorErrorIgnored => "iterator-error-ignored",
+            Mutant::FailedSyncTreatedAsSuccess => "failed-sync-treated-as-success",
+            Mutant::DamagedLastFrameCutAsTorn => "damaged-last-frame-cut-as-torn",
+            Mutant::UnpersistedFenceIgnored => "unpersisted-fence-ignored",
         }
     }
 

@@ -60,13 +60,13 @@ fn an_update_logged_as_insert_shrinks_to_a_short_trace_with_the_same_oracle() {
 fn shrinking_never_trades_the_oracle_for_another() {
     let mutants = Mutants::NONE.with(Mutant::StaleEpochWriteAccepted);
     let options = ShrinkOptions {
-        seed: 6,
+        seed: 14,
         scenario: Scenario::builtin("swarm").expect("builtin scenario"),
         mutants,
         runs_max: 400,
     };
     let shrunk = shrink(&options, &mut |_| {})
-        .expect("seed 6 fails (its first catching seed, sim/tests/mutants_caught.rs)");
+        .expect("seed 14 fails (its first catching seed, sim/tests/mutants_caught.rs)");
     let original_oracle = oracle_of(&shrunk.original.violations[0]);
     assert_eq!(shrunk.oracle, original_oracle);
     assert!(

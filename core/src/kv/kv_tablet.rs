@@ -374,6 +374,7 @@ impl KvTablet {
             snapshot,
             KeyRange::prefix(prefix),
             self.config.prefix_lookup_rows_max + 1,
+            self.env.mutants.is_on(Mutant::IteratorErrorIgnored),
         )?;
         if values.len() > self.config.prefix_lookup_rows_max {
             return Err(KvError::RequestTooLarge(format!(
@@ -387,7 +388,8 @@ impl KvTablet {
     /// The first `limit` flushed values in key order.
     pub fn limit_scan(&self, limit: usize) -> Result<(Vec<Vec<u8>>, u64), KvError> {
         let (snapshot, read_offset) = self.read_snapshot()?;
-        Ok((scan_values(snapshot, KeyRange::all(), limit)?, read_offset))
+        let ignore_error = self.env.mutants.is_on(Mutant::IteratorErrorIgnored);
+        Ok((scan_values(snapshot, KeyRange::all(), limit, ignore_error)?, read_offset))
     }
 
     /// A snapshot for a scan session and the flushed offset it matches exactly, both taken
@@ -619,6 +621,7 @@ fn scan_values(
     snapshot: Arc<dyn EngineSnapshot>,
     range: KeyRange,
     rows_max: usize,
+    ignore_iterator_error: bool,
 ) -> Result<Vec<Vec<u8>>, KvError> {
     let mut iterator = snapshot.iter(range)?;
     iterator.seek_to_first();
@@ -627,6 +630,8 @@ fn scan_values(
         values.push(iterator.value().to_vec());
         iterator.next();
     }
-    iterator.status()?;
+    if !ignore_iterator_error {
+        iterator.status()?;
+    }
     Ok(values)
 }

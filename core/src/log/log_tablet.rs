@@ -179,7 +179,9 @@ impl LogTablet {
             let is_last = index + 1 == segment_bases.len();
             let path = segment_path(&dir, *base);
             let rebuilt = if skip_rebuild { &mut not_rebuilt } else { &mut writers };
-            let segment = load_segment(fs.as_ref(), &path, *base, is_last, rebuilt)?;
+            let cut_any_damage = mutants.is_on(Mutant::DamagedLastFrameCutAsTorn);
+            let segment =
+                load_segment(fs.as_ref(), &path, *base, is_last, cut_any_damage, rebuilt)?;
             if let Some(expected) = expected_offset {
                 if *base != expected {
                     return Err(LogError::Corrupt {
@@ -266,6 +268,9 @@ impl LogTablet {
             // The new epoch fences in memory even when it cannot be persisted: a deposed
             // leader must stop serving at once. A failed persist stops the log, as a failed
             // sync does: what its directory holds is in doubt until it is reopened.
+            if self.mutants.is_on(Mutant::UnpersistedFenceIgnored) {
+                write_epoch(self.fs.as_ref(), &self.dir, leader_epoch)?;
+            }
             state.leader_epoch = leader_epoch;
             if let Err(error) = write_epoch(self.fs.as_ref(), &self.dir, leader_epoch) {
                 let path = format!("{}/{EPOCH_FILE}", self.dir);
@@ -512,7 +517,9 @@ impl LogTablet {
         }
         if !self.mutants.is_on(Mutant::AppendAcknowledgedBeforeSync) {
             if let Err(error) = self.fs.sync(&path) {
-                return Err(self.stop(state, &path, error));
+                if !self.mutants.is_on(Mutant::FailedSyncTreatedAsSuccess) {
+                    return Err(self.stop(state, &path, error));
+                }
             }
         }
         let active = state.segments.values_mut().last().expect("the active segment exists");
@@ -648,6 +655,7 @@ fn load_segment(
     path: &str,
     base_offset: u64,
     is_last: bool,
+    cut_any_damage: bool,
     writers: &mut WriterStates,
 ) -> Result<Segment, LogError> {
     let bytes = fs.read(path)?;
@@ -689,7 +697,9 @@ fn load_segment(
             // it was never acknowledged, so it is cut off. A torn append is the last frame of
             // the file; a bad frame with whole frames after it is damage to acknowledged
             // batches, and cutting there would drop them silently.
-            Err(error) if is_last && is_torn_append(&bytes[position..], &error) => {
+            Err(error)
+                if is_last && (cut_any_damage || is_torn_append(&bytes[position..], &error)) =>
+            {
                 tracing::warn!(path, position, %error, "cutting a torn tail off the log");
                 fs.truncate(path, position as u64)?;
                 break;

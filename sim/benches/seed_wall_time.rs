@@ -15,6 +15,10 @@ use kvtablet_sim::plan::Scenario;
 use kvtablet_sim::trace::TraceMode;
 use kvtablet_sim::world::{run, RunOptions};
 
+/// The binary's allocator (see sim/src/main.rs), so that the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let seeds: u64 =
         std::env::var("KVTABLET_BENCH_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(30);

@@ -14,6 +14,11 @@ use kvtablet_sim::sweep::{parse_seed_range, sweep, SweepOptions};
 use kvtablet_sim::trace::TraceMode;
 use kvtablet_sim::world::{run_with_tape, RunOptions};
 
+/// A seed allocates and frees small objects by the million; mimalloc runs sweeps about a fifth
+/// faster than the system allocator. Allocation addresses never reach a trace.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit code of a run that found a correctness violation (TigerBeetle's convention).
 const EXIT_VIOLATION: u8 = 129;
 

@@ -117,12 +117,7 @@ impl Model {
 
     pub fn value_at(&self, bucket: TableBucket, key: &[u8], offset: u64) -> Option<Vec<u8>> {
         let history = self.buckets.get(&bucket)?.history.get(key)?;
-        // The last change that took effect strictly below `offset`.
-        let index = history.partition_point(|(at, _)| *at < offset);
-        if index == 0 {
-            return None;
-        }
-        history[index - 1].1.clone()
+        value_in(history, offset).cloned()
     }
 
     /// Keys and values at `offset` whose key is in `[lower, upper)`, in key order.
@@ -161,17 +156,24 @@ impl Model {
                 self.read_offset(bucket)
             ));
         }
-        let mut expected: BTreeMap<Vec<u8>, Vec<u8>> =
-            self.state_at(bucket, base_offset).into_iter().collect();
+        // Every key's value at the end is its value at the base, or what the put wrote last.
+        // Compared key by key through borrowed histories: this runs for every acknowledgement.
+        let mut written: BTreeMap<&[u8], Option<&Vec<u8>>> = BTreeMap::new();
         for write in writes {
-            match &write.value {
-                Some(value) => expected.insert(write.key.clone(), value.clone()),
-                None => expected.remove(&write.key),
-            };
+            written.insert(write.key.as_slice(), write.value.as_ref());
         }
-        let actual: BTreeMap<Vec<u8>, Vec<u8>> =
-            self.state_at(bucket, end_offset).into_iter().collect();
-        if expected != actual {
+        let empty = BTreeMap::new();
+        let history = self.buckets.get(&bucket).map_or(&empty, |model| &model.history);
+        let mismatch = history.iter().find(|(key, changes)| {
+            let expected = match written.get(key.as_slice()) {
+                Some(value) => *value,
+                None => value_in(changes, base_offset),
+            };
+            value_in(changes, end_offset) != expected
+        });
+        let unlogged =
+            written.iter().find(|(key, value)| value.is_some() && !history.contains_key(**key));
+        if mismatch.is_some() || unlogged.is_some() {
             return Err(format!(
                 "{bucket}: acknowledged put at [{base_offset}, {end_offset}) is not what the log holds there"
             ));
@@ -253,4 +255,11 @@ impl BucketModel {
         self.batches.insert(batch.base_offset, batch.clone());
         Ok(())
     }
+}
+
+/// The value a key's history gives it at `offset`: the last change that took effect strictly
+/// below it.
+fn value_in(history: &KeyHistory, offset: u64) -> Option<&Vec<u8>> {
+    let index = history.partition_point(|(at, _)| *at < offset);
+    history.get(index.checked_sub(1)?)?.1.as_ref()
 }

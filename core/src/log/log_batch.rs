@@ -166,6 +166,17 @@ fn holds_frame_under_damaged_length(bytes: &[u8]) -> bool {
 
 /// Decodes the frame at the start of `bytes`; returns the batch and the frame's length.
 pub fn decode_batch(bytes: &[u8]) -> Result<(LogBatch, usize), DecodeError> {
+    decode_frame(bytes, true)
+}
+
+/// Checks the frame at the start of `bytes` as [`decode_batch`] does, but returns the batch
+/// without its records (`records` empty): what opening a log needs, without copying every
+/// key and value it holds.
+pub fn decode_batch_without_records(bytes: &[u8]) -> Result<(LogBatch, usize), DecodeError> {
+    decode_frame(bytes, false)
+}
+
+fn decode_frame(bytes: &[u8], keep_records: bool) -> Result<(LogBatch, usize), DecodeError> {
     let mut reader = Reader { bytes, position: 0 };
     let frame_len = reader.u32()? as usize;
     if !(FRAME_HEADER_BYTES_V1 - 4..=FRAME_BYTES_MAX).contains(&frame_len) {
@@ -216,17 +227,25 @@ pub fn decode_batch(bytes: &[u8]) -> Result<(LogBatch, usize), DecodeError> {
             "{record_count} records in {offset_count} offsets"
         )));
     }
-    let mut records = Vec::with_capacity((record_count as usize).min(frame_len / 9));
+    let capacity = if keep_records { (record_count as usize).min(frame_len / 9) } else { 0 };
+    let mut records = Vec::with_capacity(capacity);
     for index in 0..u64::from(record_count) {
         let type_byte = reader.u8()?;
         let change_type = ChangeType::from_byte(type_byte)
             .ok_or_else(|| DecodeError::Corrupt(format!("unknown change type {type_byte}")))?;
-        let key = reader.sized_bytes()?;
-        let value = reader.sized_bytes()?;
+        let key = reader.sized_slice()?;
+        let value = reader.sized_slice()?;
         let offset = base_offset
             .checked_add(index)
             .ok_or_else(|| DecodeError::Corrupt("offset overflow".to_string()))?;
-        records.push(LogRecord { offset, change_type, key, value });
+        if keep_records {
+            records.push(LogRecord {
+                offset,
+                change_type,
+                key: key.to_vec(),
+                value: value.to_vec(),
+            });
+        }
     }
     if reader.position != frame_end {
         return Err(DecodeError::Corrupt(format!(
@@ -248,8 +267,8 @@ struct Reader<'a> {
     position: usize,
 }
 
-impl Reader<'_> {
-    fn take(&mut self, len: usize) -> Result<&[u8], DecodeError> {
+impl<'a> Reader<'a> {
+    fn take(&mut self, len: usize) -> Result<&'a [u8], DecodeError> {
         let end = self.position.checked_add(len).filter(|end| *end <= self.bytes.len()).ok_or(
             DecodeError::Truncated {
                 needed_bytes: self.position.saturating_add(len),
@@ -277,9 +296,9 @@ impl Reader<'_> {
         Ok(u64::from_le_bytes(word))
     }
 
-    fn sized_bytes(&mut self) -> Result<Vec<u8>, DecodeError> {
+    fn sized_slice(&mut self) -> Result<&'a [u8], DecodeError> {
         let len = self.u32()? as usize;
-        Ok(self.take(len)?.to_vec())
+        self.take(len)
     }
 }
 

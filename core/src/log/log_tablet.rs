@@ -8,7 +8,8 @@ use crate::sync::{Mutex, MutexGuard};
 use crate::env::{FsError, LocalFs};
 use crate::log::change_type::ChangeType;
 use crate::log::log_batch::{
-    decode_batch, encode_batch, is_torn_append, LogBatch, LogRecord, WriterBatch,
+    decode_batch, decode_batch_without_records, encode_batch, is_torn_append, LogBatch, LogRecord,
+    WriterBatch,
 };
 use crate::log::replication::{Replicator, SyncedBatch};
 use crate::log::writer_state::{SequenceCheck, WriterStates, WRITER_BATCHES_RETAINED};
@@ -667,7 +668,7 @@ fn load_segment(
     };
     let mut position = 0usize;
     while position < bytes.len() {
-        match decode_batch(&bytes[position..]) {
+        match decode_batch_without_records(&bytes[position..]) {
             Ok((batch, len)) => {
                 if batch.base_offset != segment.end_offset {
                     return Err(LogError::Corrupt {

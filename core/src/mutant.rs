@@ -92,6 +92,9 @@ pub enum Mutant {
     /// A new leader epoch that cannot be persisted is not applied in memory either, so a
     /// deposed leader keeps serving under its old epoch.
     UnpersistedFenceIgnored,
+    /// A flush write that was planned before its term ended still lands in the engine after
+    /// the next term's rebuild, moving the engine's flushed offset and values backwards.
+    DeposedFlushWriteLands,
 }
 
 impl Mutant {
@@ -127,6 +130,7 @@ impl Mutant {
         Mutant::FailedSyncTreatedAsSuccess,
         Mutant::DamagedLastFrameCutAsTorn,
         Mutant::UnpersistedFenceIgnored,
+        Mutant::DeposedFlushWriteLands,
     ];
 
     /// The mutants that only real preemption reaches: two critical sections with no await
@@ -172,6 +176,7 @@ impl Mutant {
             Mutant::FailedSyncTreatedAsSuccess => "failed-sync-treated-as-success",
             Mutant::DamagedLastFrameCutAsTorn => "damaged-last-frame-cut-as-torn",
             Mutant::UnpersistedFenceIgnored => "unpersisted-fence-ignored",
+            Mutant::DeposedFlushWriteLands => "deposed-flush-write-lands",
         }
     }
 

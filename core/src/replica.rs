@@ -9,7 +9,7 @@ use crate::engine::ledgered_engine::LedgeredEngine;
 use crate::engine::{EngineSnapshot, KeyRange, KvEngine};
 use crate::env::Env;
 use crate::error::{ApiError, ErrorCode};
-use crate::kv::{KvError, KvTablet, KvTabletConfig};
+use crate::kv::{EngineWriteLock, KvError, KvTablet, KvTabletConfig};
 use crate::ledger::ResourceKind;
 use crate::log::LogTablet;
 use crate::mutant::Mutant;
@@ -37,7 +37,7 @@ struct ReplicaState {
     role: Role,
     /// Opened on the first leadership and kept across terms: the engine holds every change
     /// below its stored flushed offset, so a later term only replays the rest of the log.
-    engine: Option<Arc<dyn KvEngine>>,
+    engine: Option<(Arc<dyn KvEngine>, EngineWriteLock)>,
     stopped: bool,
 }
 
@@ -106,7 +106,7 @@ impl Replica {
 
     /// Leads from `leader_epoch` on: fences the log, rebuilds the KV from the engine's flushed
     /// offset and the log, and starts the flush task. The same epoch again is a no-op; an
-    /// older one is fenced. Returns the previous term's flush task, stopped, for the caller to
+    /// older one is fenced. Returns the previous term's flush task, ending, for the caller to
     /// join outside the lock.
     pub fn become_leader(&self, leader_epoch: u32) -> Result<Option<Task>, KvError> {
         let mut state = self.lock();
@@ -119,8 +119,8 @@ impl Replica {
         self.scanners.close_bucket(self.bucket);
         state.leader_epoch = leader_epoch;
         self.log.fence(leader_epoch)?;
-        let engine = match &state.engine {
-            Some(engine) => engine.clone(),
+        let (engine, engine_writes) = match &state.engine {
+            Some(opened) => opened.clone(),
             None => {
                 let owner = format!("node{} {}", self.env.node_id, self.bucket);
                 let engine = LedgeredEngine::wrap(
@@ -128,8 +128,9 @@ impl Replica {
                     self.env.ledger.clone(),
                     owner,
                 );
-                state.engine = Some(engine.clone());
-                engine
+                let opened = (engine, EngineWriteLock::default());
+                state.engine = Some(opened.clone());
+                opened
             }
         };
         let kv = Arc::new(KvTablet::open(
@@ -137,6 +138,7 @@ impl Replica {
             self.config,
             self.log.clone(),
             engine,
+            engine_writes,
             leader_epoch,
         )?);
         let flush_task = Task::spawn(
@@ -149,7 +151,7 @@ impl Replica {
         Ok(previous)
     }
 
-    /// Stops leading; `leader_epoch` is the new term's epoch. Returns the stopped flush task.
+    /// Stops leading; `leader_epoch` is the new term's epoch. Returns the ending flush task.
     pub fn become_follower(&self, leader_epoch: u32) -> Result<Option<Task>, KvError> {
         let mut state = self.lock();
         check_epoch(&state, leader_epoch)?;
@@ -299,12 +301,12 @@ fn check_epoch(state: &ReplicaState, leader_epoch: u32) -> Result<(), KvError> {
     Ok(())
 }
 
-/// Closes the leader's KV (if any) and aborts its flush task.
+/// Closes the leader's KV (if any); its flush task then ends by itself, after the flush step
+/// in flight (see [`KvTablet::run_flush_loop`]).
 fn end_term(state: &mut ReplicaState) -> Option<Task> {
     match std::mem::replace(&mut state.role, Role::Follower) {
         Role::Leader { kv, flush_task } => {
             kv.close();
-            flush_task.abort();
             Some(flush_task)
         }
         Role::Follower => None,

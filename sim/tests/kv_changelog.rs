@@ -6,7 +6,7 @@ use std::sync::Arc;
 use kvtablet_core::engine::mem_engine::MemEngineFactory;
 use kvtablet_core::engine::KvEngineFactory;
 use kvtablet_core::env::{Env, LocalFs};
-use kvtablet_core::kv::{KvTablet, KvTabletConfig};
+use kvtablet_core::kv::{EngineWriteLock, KvTablet, KvTabletConfig};
 use kvtablet_core::ledger::Ledger;
 use kvtablet_core::log::{LogConfig, LogTablet};
 use kvtablet_core::message::KvWrite;
@@ -55,8 +55,10 @@ fn bench() -> Bench {
     );
     log.fence(1).expect("fence");
     let engine = engines.open("kv").expect("engine opens");
-    let kv =
-        Arc::new(KvTablet::open(env, KvTabletConfig::DEFAULT, log, engine, 1).expect("kv opens"));
+    let kv = Arc::new(
+        KvTablet::open(env, KvTabletConfig::DEFAULT, log, engine, EngineWriteLock::default(), 1)
+            .expect("kv opens"),
+    );
     Bench { exec, kv }
 }
 

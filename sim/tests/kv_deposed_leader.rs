@@ -8,7 +8,7 @@ use std::sync::Arc;
 use kvtablet_core::engine::mem_engine::MemEngineFactory;
 use kvtablet_core::engine::KvEngineFactory;
 use kvtablet_core::env::{Env, LocalFs};
-use kvtablet_core::kv::{KvTablet, KvTabletConfig};
+use kvtablet_core::kv::{EngineWriteLock, KvTablet, KvTabletConfig};
 use kvtablet_core::ledger::Ledger;
 use kvtablet_core::log::{LogConfig, LogTablet};
 use kvtablet_core::message::KvWrite;
@@ -72,12 +72,20 @@ fn a_deposed_leaders_flush_does_not_claim_the_new_leaders_batches() {
         .expect("log opens"),
     );
     let engines_a = MemEngineFactory::new(disk_a.clone());
+    let writes_a = EngineWriteLock::default();
     let open_a = |epoch| {
         let engine = engines_a.open("kv").expect("engine opens");
         let env = env(&exec, &streams, 1, &disk_a);
         Arc::new(
-            KvTablet::open(env, KvTabletConfig::DEFAULT, log.clone(), engine, epoch)
-                .expect("opens"),
+            KvTablet::open(
+                env,
+                KvTabletConfig::DEFAULT,
+                log.clone(),
+                engine,
+                writes_a.clone(),
+                epoch,
+            )
+            .expect("opens"),
         )
     };
 
@@ -96,6 +104,7 @@ fn a_deposed_leaders_flush_does_not_claim_the_new_leaders_batches() {
             KvTabletConfig::DEFAULT,
             log.clone(),
             engine_b,
+            EngineWriteLock::default(),
             2,
         )
         .expect("opens"),

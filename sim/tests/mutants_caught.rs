@@ -53,6 +53,8 @@ const RECORDED: &[(&str, &str, u64)] = &[
     // A leadership change whose epoch file cannot be written, while a stale leader serves.
     ("unpersisted-fence-ignored", "scan-leadership-churn", 3),
     ("stale-epoch-write-accepted", "swarm", 14),
+    // The flush write became a scheduling point: a re-election between the plan and the write.
+    ("deposed-flush-write-lands", "scan-leadership-churn", 8),
 ];
 
 /// No mutant may need more seeds than this, whatever was recorded.

@@ -3,8 +3,9 @@
 //! A put computes the changelog against the latest state (unflushed buffer first, then the
 //! engine), appends it to the log, and parks the new values in the pre-write buffer. A flush
 //! task moves buffered changes below the high watermark into the engine, together with the new
-//! flushed offset in the same atomic engine write. Reads see flushed data only, as in Fluss,
-//! and report the flushed offset they read at.
+//! flushed offset in the same atomic engine write; the write runs as blocking work, outside
+//! the tablet's lock. Reads see flushed data only, as in Fluss, from an engine snapshot, and
+//! report the flushed offset stored in that snapshot, which matches its data exactly.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -27,6 +28,12 @@ use crate::task::run_blocking;
 
 /// One value (or `None`) per looked-up key.
 pub type LookupValues = Vec<Option<Vec<u8>>>;
+
+/// Serialises the writes into one engine across the tablets that use it in turn: a new term's
+/// rebuild waits for a deposed term's flush write still in flight, and that write, once it has
+/// the lock, finds its tablet closed and is dropped. Without it a late write of an older term
+/// could land after the rebuild and move the engine's flushed offset (and values) backwards.
+pub type EngineWriteLock = Arc<Mutex<()>>;
 
 /// Limits of one KV tablet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,11 +109,15 @@ pub struct KvTablet {
     leader_epoch: u32,
     log: Arc<LogTablet>,
     engine: Arc<dyn KvEngine>,
+    engine_writes: EngineWriteLock,
     env: Env,
     config: KvTabletConfig,
     state: Mutex<KvState>,
     /// Held by a put from the computation of its changes to their parking.
     put_lock: futures::lock::Mutex<()>,
+    /// Held by a flush from its plan to the publication of its offset: two flushes planning
+    /// from the same offset would race their engine writes.
+    flush_lock: futures::lock::Mutex<()>,
     flush_wanted: Notify,
     /// Notified whenever the flushed offset moves or the tablet closes.
     flushed: Notify,
@@ -135,22 +146,27 @@ impl std::fmt::Debug for KvTablet {
 impl KvTablet {
     /// Brings `engine` up to the log's high watermark by replaying the changelog from the
     /// flushed offset stored in the engine, then returns a tablet that leads under
-    /// `leader_epoch`.
+    /// `leader_epoch`. Every tablet that uses `engine` must be given the same `engine_writes`.
     pub fn open(
         env: Env,
         config: KvTabletConfig,
         log: Arc<LogTablet>,
         engine: Arc<dyn KvEngine>,
+        engine_writes: EngineWriteLock,
         leader_epoch: u32,
     ) -> Result<KvTablet, KvError> {
-        let engine_offset = engine.flushed_log_offset()?.unwrap_or(0);
-        let flushed_log_offset = replay_log(&log, engine.as_ref(), engine_offset, &config)?;
+        let flushed_log_offset = {
+            let _writes = lock_engine_writes(&engine_writes);
+            let engine_offset = engine.flushed_log_offset()?.unwrap_or(0);
+            replay_log(&log, engine.as_ref(), engine_offset, &config)?
+        };
         assert_eq!(flushed_log_offset, log.high_watermark(), "rebuild stops at the high watermark");
         Ok(KvTablet {
             bucket: log.bucket(),
             leader_epoch,
             log,
             engine,
+            engine_writes,
             env,
             config,
             state: Mutex::new(KvState {
@@ -161,6 +177,7 @@ impl KvTablet {
                 closed: false,
             }),
             put_lock: futures::lock::Mutex::new(()),
+            flush_lock: futures::lock::Mutex::new(()),
             flush_wanted: Notify::new(),
             flushed: Notify::new(),
         })
@@ -360,11 +377,9 @@ impl KvTablet {
 
     /// Point lookups of flushed data; returns the values and the flushed offset read at.
     pub fn lookup(&self, keys: &[Vec<u8>]) -> Result<(LookupValues, u64), KvError> {
-        // The engine read happens under the lock so that it matches the offset exactly.
-        let state = self.lock_for_read()?;
-        let values = self.engine.multi_get(keys)?;
-        assert_eq!(values.len(), keys.len(), "one value per key");
-        Ok((values, state.flushed_log_offset))
+        let (snapshot, read_offset) = self.read_snapshot()?;
+        let values = keys.iter().map(|key| snapshot.get(key)).collect::<Result<Vec<_>, _>>()?;
+        Ok((values, read_offset))
     }
 
     /// Values of flushed keys starting with `prefix`, in key order.
@@ -392,22 +407,35 @@ impl KvTablet {
         Ok((scan_values(snapshot, KeyRange::all(), limit, ignore_error)?, read_offset))
     }
 
-    /// A snapshot for a scan session and the flushed offset it matches exactly, both taken
-    /// under the lock that gates flushes. It checks no leadership: the caller holds the
-    /// replica's leader lock, which is what fences scans.
+    /// A snapshot for a scan session and the flushed offset it matches exactly. It checks no
+    /// leadership: the caller holds the replica's leader lock, which is what fences scans.
     pub fn scan_snapshot(&self) -> Result<(Arc<dyn EngineSnapshot>, u64), KvError> {
-        let state = self.lock();
-        Ok((self.engine.snapshot()?, state.flushed_log_offset))
+        self.snapshot_with_offset()
     }
 
-    /// A point-in-time engine view and the flushed offset it matches exactly.
+    /// A point-in-time engine view and the flushed offset it matches exactly, for a tablet
+    /// that still leads.
     pub fn read_snapshot(&self) -> Result<(Arc<dyn EngineSnapshot>, u64), KvError> {
-        let state = self.lock_for_read()?;
-        Ok((self.engine.snapshot()?, state.flushed_log_offset))
+        let leading = self.lock_for_read()?;
+        let snapshot = self.snapshot_with_offset();
+        drop(leading);
+        snapshot
+    }
+
+    /// The offset comes from the snapshot itself: the flush writes it in the same atomic
+    /// engine write as the data, so it matches the data even while a flush write is landing
+    /// (the tablet's own offset is published only after the write).
+    fn snapshot_with_offset(&self) -> Result<(Arc<dyn EngineSnapshot>, u64), KvError> {
+        let snapshot = self.engine.snapshot()?;
+        // An engine without an offset has never been written: it holds what lies below 0.
+        let flushed_log_offset = snapshot.flushed_log_offset()?.unwrap_or(0);
+        Ok((snapshot, flushed_log_offset))
     }
 
     /// Flushes until the buffer below the high watermark is empty or the tablet closes. Runs as
-    /// the tablet's background task.
+    /// the tablet's background task, which ends by itself once the tablet is closed: at most the
+    /// flush step in flight finishes first, so that joining the task also waits for its engine
+    /// write (aborting it would leave that write running unseen).
     pub fn run_flush_loop(self: Arc<Self>) -> BoxFuture<'static, ()> {
         async move {
             let mut backoff_ms = self.config.flush_retry_backoff_ms_min;
@@ -425,8 +453,13 @@ impl KvTablet {
                         wanted.await;
                     }
                     Err(error) => {
+                        // Woken early only by `close`: the offset moves in this loop alone.
+                        let closing = self.flushed.notified();
+                        if self.lock().closed {
+                            return;
+                        }
                         tracing::warn!(bucket = %self.bucket, %error, backoff_ms, "failed to flush; retrying");
-                        self.env.clock.sleep(backoff_ms).await;
+                        futures::future::select(self.env.clock.sleep(backoff_ms), closing).await;
                         backoff_ms = (backoff_ms * 2).min(self.config.flush_retry_backoff_ms_max);
                     }
                 }
@@ -436,25 +469,42 @@ impl KvTablet {
     }
 
     /// Moves one chunk of buffered changes below the high watermark into the engine. Returns
-    /// whether anything moved.
-    pub fn flush_once(&self) -> BoxFuture<'_, Result<bool, KvError>> {
+    /// whether anything moved. Flushes are serialised (the tablet's flush task, and callers
+    /// such as tests); the plan is made under the state lock, the engine write runs as
+    /// blocking work without it (a scheduling point in the simulator), and the new offset is
+    /// published after the write.
+    pub fn flush_once(self: &Arc<Self>) -> BoxFuture<'_, Result<bool, KvError>> {
         async move {
-            if !self.env.mutants.is_on(Mutant::FlushAdvancesOffsetBeforeWrite) {
-                let mut state = self.lock();
-                let Some(plan) = self.plan_flush(&state) else { return Ok(false) };
-                self.engine.write(&plan.batch)?;
-                self.publish_flush(&mut state, plan.flushed_log_offset);
-                return Ok(true);
-            }
-            // The mutant publishes the offset first and writes after a scheduling point.
+            let _serialised = self.flush_lock.lock().await;
             let plan = {
                 let mut state = self.lock();
                 let Some(plan) = self.plan_flush(&state) else { return Ok(false) };
-                self.publish_flush(&mut state, plan.flushed_log_offset);
+                if self.env.mutants.is_on(Mutant::FlushAdvancesOffsetBeforeWrite) {
+                    self.publish_flush(&mut state, plan.flushed_log_offset);
+                }
                 plan
             };
-            self.env.executor.yield_now().await;
-            self.engine.write(&plan.batch)?;
+            let flushed_log_offset = plan.flushed_log_offset;
+            let name = format!("flush write node{} {}", self.env.node_id, self.bucket.dir_name());
+            let this = self.clone();
+            let fenced = !self.env.mutants.is_on(Mutant::DeposedFlushWriteLands);
+            let written = run_blocking(&self.env.executor, &self.env.ledger, name, move || {
+                let _writes = fenced.then(|| lock_engine_writes(&this.engine_writes));
+                // A deposed term's write must not land after the next term's rebuild.
+                if fenced && this.lock().closed {
+                    return Ok(false);
+                }
+                this.engine.write(&plan.batch).map(|()| true)
+            })
+            .await
+            .unwrap_or(Ok(false))?;
+            if !written {
+                return Ok(false);
+            }
+            if !self.env.mutants.is_on(Mutant::FlushAdvancesOffsetBeforeWrite) {
+                let mut state = self.lock();
+                self.publish_flush(&mut state, flushed_log_offset);
+            }
             Ok(true)
         }
         .boxed()
@@ -531,6 +581,11 @@ impl KvTablet {
         }
         Ok(state)
     }
+}
+
+fn lock_engine_writes(lock: &EngineWriteLock) -> MutexGuard<'_, ()> {
+    // Holds no data: a panic under it leaves nothing in doubt.
+    lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The changelog of one write given the key's current value, as Fluss's default merger and

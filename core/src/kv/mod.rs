@@ -5,4 +5,4 @@ pub mod kv_error;
 pub mod kv_tablet;
 
 pub use kv_error::KvError;
-pub use kv_tablet::{KvTablet, KvTabletConfig, PutOutcome};
+pub use kv_tablet::{EngineWriteLock, KvTablet, KvTabletConfig, PutOutcome};

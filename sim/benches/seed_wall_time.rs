@@ -4,6 +4,10 @@
 //! `cargo bench -p kvtablet-sim --bench seed_wall_time`; `KVTABLET_BENCH_SEEDS` (default 30)
 //! sets the seeds per scenario and `KVTABLET_BENCH_SCENARIOS` (comma-separated) the scenarios.
 //! Prints figures; never asserts a time.
+//!
+//! Seeds per second per core are given twice: per wall second, and per second of CPU time of
+//! the measuring thread, which other load on a shared machine barely changes (it still pays
+//! for cache misses that the load causes).
 
 // Measuring wall time is this binary's whole purpose.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
@@ -35,6 +39,7 @@ fn measure(name: &str, seeds: u64) {
     let mut steps_total = 0u64;
     let mut virtual_ms_total = 0u64;
     let started_all = Instant::now();
+    let cpu_started_s = thread_cpu_s();
     for seed in 1..=seeds {
         let options = RunOptions {
             seed,
@@ -50,6 +55,7 @@ fn measure(name: &str, seeds: u64) {
         assert!(report.passed(), "{name} seed {seed} failed: {:?}", report.violations);
     }
     let wall_s = started_all.elapsed().as_secs_f64();
+    let cpu_s = thread_cpu_s() - cpu_started_s;
     let mut sorted = samples_ms.clone();
     sorted.sort_by(|a, b| a.total_cmp(b));
     let mean = samples_ms.iter().sum::<f64>() / samples_ms.len() as f64;
@@ -67,5 +73,22 @@ fn measure(name: &str, seeds: u64) {
         mean,
         sorted[sorted.len() - 1]
     );
+    println!(
+        "  {:.1} seeds per CPU second of this thread, {:.0} simulated s per CPU second",
+        seeds as f64 / cpu_s,
+        virtual_ms_total as f64 / 1000.0 / cpu_s
+    );
     println!("  mean executor steps per seed: {}", steps_total / seeds);
+}
+
+/// CPU time (user and system) consumed by the calling thread, in seconds, from
+/// `/proc/thread-self/stat` (fields 14 and 15, in clock ticks of 1/100 s on Linux).
+fn thread_cpu_s() -> f64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("/proc/thread-self/stat");
+    // The command name (field 2) may hold spaces; the fields after its closing parenthesis don't.
+    let after_name = &stat[stat.rfind(')').expect("a command name") + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // `after_name` starts at field 3, so fields 14 and 15 are at 11 and 12.
+    let ticks = |i: usize| fields[i].parse::<u64>().expect("a tick count");
+    (ticks(11) + ticks(12)) as f64 / 100.0
 }

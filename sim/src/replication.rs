@@ -108,6 +108,17 @@ impl ClusterLogs {
             .collect()
     }
 
+    /// The live servers with a changelog that refused to open (damaged files).
+    pub fn servers_with_refused_logs(&self) -> Vec<NodeId> {
+        let registries: Vec<(NodeId, LogRegistry)> =
+            self.lock().registries.iter().map(|(node, r)| (*node, r.clone())).collect();
+        registries
+            .into_iter()
+            .filter(|(_, registry)| registry.has_refused_logs())
+            .map(|(node, _)| node)
+            .collect()
+    }
+
     pub fn committed_end(&self, bucket: TableBucket) -> u64 {
         self.lock().committed_end.get(&bucket).copied().unwrap_or(0)
     }

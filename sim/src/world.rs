@@ -655,6 +655,12 @@ impl World {
         self.exec.set_slow_disk(SlowDisk::default());
         self.heal_chaos();
         self.halt_servers_with_stopped_logs();
+        // A server keeps refusing a damaged log until it restarts; the heal repaired the
+        // disks, and an operator restarts the servers that refused.
+        for node in self.logs.servers_with_refused_logs() {
+            self.note(node, "halt", format!("node {node} restarts after the repair of its disk"));
+            self.take_down_server(node, false);
+        }
         self.net.set_faults(NetFaults {
             delay_ms_max: 1,
             drop: Ratio::NEVER,

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use kvtablet_core::env::LocalFs;
 use kvtablet_core::log::{
-    AppendMeta, Appended, ChangeRecord, ChangeType, LogBatch, LogConfig, LogError, LogTablet,
-    WriterBatch,
+    AppendMeta, Appended, ChangeRecord, ChangeType, LogBatch, LogConfig, LogError, LogRegistry,
+    LogTablet, WriterBatch,
 };
 use kvtablet_core::mutant::Mutants;
 use kvtablet_core::TableBucket;
@@ -455,4 +455,38 @@ fn a_fence_that_cannot_be_persisted_still_fences_and_stops_the_log() {
     assert_eq!(reopened.log_end_offset(), 1);
     reopened.fence(1).expect("the fence persists after reopening");
     append(&reopened, 1, insert("b")).expect("the new epoch appends");
+}
+
+#[test]
+fn a_log_that_refused_to_open_stays_refused_until_the_registry_is_made_again() {
+    let fs = Arc::new(SimFs::new());
+    let bucket = TableBucket::new(1, 0);
+    let registry = || {
+        let fs: Arc<dyn LocalFs> = fs.clone();
+        LogRegistry::new(fs, "data".to_string(), LogConfig { segment_bytes_max: 1 << 20 })
+    };
+    let first = registry();
+    let log = first.open(bucket).expect("log opens");
+    for key in ["a", "b", "c"] {
+        append(&log, 0, insert(key)).expect("append");
+    }
+    drop(log);
+    let first = registry();
+    let segment = format!("data/log/{}/{:020}.log", bucket.dir_name(), 0);
+    let healthy = fs.read(&segment).expect("read");
+    let mut damaged = healthy.clone();
+    damaged[5] ^= 0x40;
+    fs.write(&segment, &damaged).expect("write");
+    fs.sync(&segment).expect("sync");
+    assert!(matches!(first.open(bucket), Err(LogError::Corrupt { .. })));
+    assert!(first.has_refused_logs());
+
+    // Repaired behind the running registry's back: it keeps refusing without reading again.
+    fs.write(&segment, &healthy).expect("write");
+    fs.sync(&segment).expect("sync");
+    assert!(matches!(first.open(bucket), Err(LogError::Corrupt { .. })));
+    // A restart makes a new registry, which reads the files again.
+    let restarted = registry();
+    assert_eq!(restarted.open(bucket).expect("opens after the repair").log_end_offset(), 3);
+    assert!(!restarted.has_refused_logs());
 }

@@ -23,7 +23,16 @@ pub struct LogRegistry {
     config: LogConfig,
     mutants: Mutants,
     replicator: Option<Arc<dyn Replicator>>,
-    logs: Arc<Mutex<BTreeMap<TableBucket, Arc<LogTablet>>>>,
+    logs: Arc<Mutex<Logs>>,
+}
+
+#[derive(Default)]
+struct Logs {
+    opened: BTreeMap<TableBucket, Arc<LogTablet>>,
+    /// Logs whose files failed their checks: nothing this node does while it runs changes
+    /// those bytes, so the refusal stands until the registry is made again (a restart) rather
+    /// than re-reading the whole log at every leadership request. Failed reads are retried.
+    refused: BTreeMap<TableBucket, LogError>,
 }
 
 impl std::fmt::Debug for LogRegistry {
@@ -49,7 +58,7 @@ impl LogRegistry {
             config,
             mutants,
             replicator: None,
-            logs: Arc::new(Mutex::new(BTreeMap::new())),
+            logs: Arc::new(Mutex::new(Logs::default())),
         }
     }
 
@@ -61,29 +70,49 @@ impl LogRegistry {
 
     /// The bucket's log if it has been opened.
     pub fn get(&self, bucket: TableBucket) -> Option<Arc<LogTablet>> {
-        let logs = self.logs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        logs.get(&bucket).cloned()
+        self.lock().opened.get(&bucket).cloned()
     }
 
     /// The bucket's log, opened from its files on first use.
     pub fn open(&self, bucket: TableBucket) -> Result<Arc<LogTablet>, LogError> {
-        let mut logs = self.logs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(log) = logs.get(&bucket) {
+        let mut logs = self.lock();
+        if let Some(log) = logs.opened.get(&bucket) {
             return Ok(log.clone());
         }
+        if let Some(refusal) = logs.refused.get(&bucket) {
+            return Err(refusal.clone());
+        }
         let dir = format!("{}/log/{}", self.root_dir, bucket.dir_name());
-        let mut log = LogTablet::open(self.fs.clone(), dir, bucket, self.config, self.mutants)?;
+        let mut log = match LogTablet::open(self.fs.clone(), dir, bucket, self.config, self.mutants)
+        {
+            Ok(log) => log,
+            Err(error) => {
+                if matches!(error, LogError::Corrupt { .. }) {
+                    tracing::error!(%bucket, %error, "the changelog refuses to open until restart");
+                    logs.refused.insert(bucket, error.clone());
+                }
+                return Err(error);
+            }
+        };
         if let Some(replicator) = &self.replicator {
             log = log.with_replicator(replicator.clone());
         }
         let log = Arc::new(log);
-        logs.insert(bucket, log.clone());
+        logs.opened.insert(bucket, log.clone());
         Ok(log)
+    }
+
+    /// Whether some log refused to open because its files failed their checks.
+    pub fn has_refused_logs(&self) -> bool {
+        !self.lock().refused.is_empty()
     }
 
     /// Logs opened so far, in bucket order.
     pub fn opened(&self) -> Vec<Arc<LogTablet>> {
-        let logs = self.logs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        logs.values().cloned().collect()
+        self.lock().opened.values().cloned().collect()
+    }
+
+    fn lock(&self) -> crate::sync::MutexGuard<'_, Logs> {
+        self.logs.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

@@ -24,3 +24,82 @@ pub mod atomic {
         AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering,
     };
 }
+
+/// What stopped a component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopCause {
+    /// A corrupt or fatal storage error: the component's data cannot be trusted.
+    Fatal,
+    /// A panic (a failed assertion, a bug) in the component or while its lock was held.
+    Panic,
+}
+
+/// Why a component (a replica, a tablet) stopped: set once, by the first fatal error or panic,
+/// and never cleared. A stopped component refuses further work with that reason until it is
+/// rebuilt from disk (its node restarted).
+#[derive(Debug, Default)]
+pub struct Stop {
+    reason: std::sync::OnceLock<(StopCause, String)>,
+}
+
+impl Stop {
+    pub fn new() -> Stop {
+        Stop::default()
+    }
+
+    /// Stops `component` for `reason` unless it stopped already; the first stop is logged at
+    /// error. Returns whether this call stopped it.
+    pub fn stop(
+        &self,
+        component: &dyn std::fmt::Display,
+        cause: StopCause,
+        reason: String,
+    ) -> bool {
+        let first = self.reason.set((cause, reason)).is_ok();
+        if first {
+            let reason = self.reason();
+            tracing::error!(%component, ?cause, reason, "stopped: it serves nothing until its node restarts");
+        }
+        first
+    }
+
+    /// Why it stopped; `None` while it runs.
+    pub fn reason(&self) -> Option<&str> {
+        self.reason.get().map(|(_, reason)| reason.as_str())
+    }
+
+    /// What stopped it; `None` while it runs.
+    pub fn cause(&self) -> Option<StopCause> {
+        self.reason.get().map(|(cause, _)| *cause)
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.reason.get().is_some()
+    }
+}
+
+/// Locks `mutex`, the state of `component`. A panic in a holder of the lock poisoned it and
+/// left that state in doubt: `component` stops (loudly, through `stop`) and the lock is
+/// refused with the stop's reason, now and from then on. A component that already stopped
+/// for another reason is still locked: the caller decides what a stopped component may do.
+pub fn lock_or_stop<'a, T>(
+    mutex: &'a Mutex<T>,
+    stop: &Stop,
+    component: &dyn std::fmt::Display,
+) -> Result<MutexGuard<'a, T>, String> {
+    match mutex.lock() {
+        Ok(guard) => Ok(guard),
+        Err(_poisoned) => {
+            let reason = "a panic while its lock was held left its state in doubt".to_string();
+            stop.stop(component, StopCause::Panic, reason);
+            Err(stop.reason().unwrap_or("poisoned").to_string())
+        }
+    }
+}
+
+/// Locks `mutex` even if a panic poisoned it, for tearing a stopped component down (aborting
+/// its tasks, dropping its engine) and reporting its last numbers: neither acts on the state
+/// in doubt, they only end it or show it.
+pub fn lock_for_teardown<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
 
-use crate::sync::{Mutex, MutexGuard};
+use crate::sync::{Mutex, MutexGuard, Stop, StopCause};
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -19,7 +19,7 @@ use crate::replica::Replica;
 use crate::scan::scan_kv_handler::handle_scan_kv;
 use crate::scan::{ScannerConfig, ScannerManager};
 use crate::table_bucket::TableBucket;
-use crate::task::Task;
+use crate::task::{panic_message, Task};
 
 /// A primary-key table as the server knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +67,9 @@ pub struct TabletServer {
     replicas: Mutex<Replicas>,
     scanners: Arc<ScannerManager>,
     evictor: Mutex<Option<Task>>,
+    /// Set when a panic that no single replica owns (a scan continuation, a request without a
+    /// bucket) left the server's shared state in doubt: every request is refused from then on.
+    stop: Stop,
     this: Weak<TabletServer>,
 }
 
@@ -105,6 +108,7 @@ impl TabletServer {
             replicas: Mutex::new(Replicas::default()),
             scanners,
             evictor: Mutex::new(Some(evictor)),
+            stop: Stop::new(),
             this: this.clone(),
         })
     }
@@ -210,13 +214,43 @@ impl TabletServer {
             ))
             .boxed();
         };
+        if let Some(reason) = self.stop.reason() {
+            let error = KvError::ReplicaStopped(format!("tablet server stopped: {reason}"));
+            return futures::future::ready(Response::Error(error.to_api_error())).boxed();
+        }
+        let (bucket, kind) = (request.bucket(), request.kind());
         async move {
-            match this.dispatch(request).await {
-                Ok(response) => response,
-                Err(error) => Response::Error(error.to_api_error()),
+            // A panic is caught only to stop what it left in doubt (the request's replica, or
+            // the whole server), never to carry on serving from that state.
+            match std::panic::AssertUnwindSafe(this.dispatch(request)).catch_unwind().await {
+                Ok(Ok(response)) => response,
+                Ok(Err(error)) => Response::Error(error.to_api_error()),
+                Err(panic) => {
+                    let reason =
+                        format!("a {kind} request panicked: {}", panic_message(panic.as_ref()));
+                    Response::Error(this.stop_after_panic(bucket, reason).to_api_error())
+                }
             }
         }
         .boxed()
+    }
+
+    /// Stops `bucket`'s replica, or the whole server when the panic belongs to no replica
+    /// hosted here; returns the error the request is answered with.
+    fn stop_after_panic(&self, bucket: Option<TableBucket>, reason: String) -> KvError {
+        match bucket.and_then(|bucket| self.replica(bucket)) {
+            Some(replica) => replica.stop_after_panic(reason.clone()),
+            None => {
+                let server = format!("tablet server {}", self.env.node_id);
+                self.stop.stop(&server, StopCause::Panic, reason.clone());
+            }
+        }
+        KvError::ReplicaStopped(reason)
+    }
+
+    /// Why the whole server stopped serving (a panic no replica owned), if it did.
+    pub fn failure(&self) -> Option<String> {
+        self.stop.reason().map(str::to_string)
     }
 
     /// Stops every replica and waits for their tasks to end. Scan sessions end first: they

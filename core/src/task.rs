@@ -7,6 +7,36 @@ use futures::future::{AbortHandle, Abortable, BoxFuture, FutureExt};
 
 use crate::env::executor::Executor;
 use crate::ledger::{Ledger, ResourceKind};
+use crate::sync::{Stop, StopCause};
+
+/// `future`, a background task of `component`, with a panic in it noticed: instead of the task
+/// dying silently (an executor drops a panicked task) while the component carries on without
+/// it, the component stops (logged at error with the panic's message). The unwind is caught
+/// only to stop the component whose state the panic left in doubt, which then serves nothing.
+pub fn stop_on_panic(
+    future: BoxFuture<'static, ()>,
+    stop: Arc<Stop>,
+    component: String,
+) -> BoxFuture<'static, ()> {
+    async move {
+        if let Err(panic) = std::panic::AssertUnwindSafe(future).catch_unwind().await {
+            let reason = format!("its task panicked: {}", panic_message(panic.as_ref()));
+            stop.stop(&component, StopCause::Panic, reason);
+        }
+    }
+    .boxed()
+}
+
+/// The message of a caught panic, if it carried one.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    if let Some(message) = panic.downcast_ref::<&'static str>() {
+        message
+    } else if let Some(message) = panic.downcast_ref::<String>() {
+        message
+    } else {
+        "(no message)"
+    }
+}
 
 /// Runs `work` as blocking work on `executor` (a thread of the blocking pool in production,
 /// one scheduled step in the simulator, which may also delay it as a slow disk would) and

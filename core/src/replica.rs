@@ -277,7 +277,8 @@ impl Replica {
             limit,
             now_ms: self.env.clock.now_mono_ms(),
         };
-        let session = Arc::new(ScanSession::new(origin, iterator, ledger_entry));
+        let session =
+            Arc::new(ScanSession::new(origin, iterator, ledger_entry).with_stop(self.stop.clone()));
         if let Err(error) = self.scanners.register(session.clone()) {
             // Never counted, so closing it is all the rollback there is.
             session.close_or_defer(true);

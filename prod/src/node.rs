@@ -139,6 +139,7 @@ impl LoopbackNetwork {
         handlers.remove(&node_id);
     }
 
+    /// Poisoning of the handlers' map is harmless: single inserts, removals and reads.
     fn handler(&self, node_id: NodeId) -> Option<Arc<dyn RpcHandler>> {
         let handlers = self.handlers.read().unwrap_or_else(|poisoned| poisoned.into_inner());
         handlers.get(&node_id).cloned()

@@ -26,6 +26,7 @@ use kvtablet_sim::remote::{RemoteFaults, SimRemoteStorage};
 const STEPS_MAX: u64 = 200_000;
 const NODE: u32 = 1;
 const BUCKET: TableBucket = TableBucket { table_id: 1, partition_id: None, bucket_id: 0 };
+const OTHER_BUCKET: TableBucket = TableBucket { table_id: 1, partition_id: None, bucket_id: 1 };
 
 /// What the test engine does on its next calls.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +35,7 @@ enum Mode {
     WriteFails(EngineError),
     WritePanics,
     GetPanics,
+    IteratorPanics,
 }
 
 struct Control {
@@ -110,7 +112,8 @@ impl KvEngine for ControlledEngine {
     }
 
     fn snapshot(&self) -> Result<Arc<dyn EngineSnapshot>, EngineError> {
-        self.inner.snapshot()
+        let inner = self.inner.snapshot()?;
+        Ok(Arc::new(ControlledSnapshot { inner, control: self.control.clone() }))
     }
 
     fn flushed_log_offset(&self) -> Result<Option<u64>, EngineError> {
@@ -119,6 +122,67 @@ impl KvEngine for ControlledEngine {
 
     fn checkpoint(&self, dir: &str) -> Result<(), EngineError> {
         self.inner.checkpoint(dir)
+    }
+}
+
+struct ControlledSnapshot {
+    inner: Arc<dyn EngineSnapshot>,
+    control: Arc<Control>,
+}
+
+impl EngineSnapshot for ControlledSnapshot {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
+        self.inner.get(key)
+    }
+
+    fn flushed_log_offset(&self) -> Result<Option<u64>, EngineError> {
+        self.inner.flushed_log_offset()
+    }
+
+    fn iter(
+        self: Arc<Self>,
+        range: kvtablet_core::engine::KeyRange,
+    ) -> Result<Box<dyn kvtablet_core::engine::EngineIterator>, EngineError> {
+        let inner = Arc::clone(&self.inner).iter(range)?;
+        Ok(Box::new(ControlledIterator { inner, control: self.control.clone() }))
+    }
+}
+
+struct ControlledIterator {
+    inner: Box<dyn kvtablet_core::engine::EngineIterator>,
+    control: Arc<Control>,
+}
+
+impl kvtablet_core::engine::EngineIterator for ControlledIterator {
+    fn seek_to_first(&mut self) {
+        self.inner.seek_to_first()
+    }
+
+    fn seek(&mut self, key: &[u8]) {
+        self.inner.seek(key)
+    }
+
+    fn valid(&self) -> bool {
+        self.inner.valid()
+    }
+
+    fn key(&self) -> &[u8] {
+        self.inner.key()
+    }
+
+    fn value(&self) -> &[u8] {
+        self.inner.value()
+    }
+
+    fn next(&mut self) {
+        if self.control.mode() == Mode::IteratorPanics {
+            panic!("injected: iterator next panicked");
+        }
+        self.inner.next()
+    }
+
+    fn status(&self) -> Result<(), EngineError> {
+        self.inner.status()
     }
 }
 
@@ -155,7 +219,7 @@ fn node() -> Node {
         mutants: Mutants::NONE,
     };
     let config = TabletServerConfig {
-        tables: vec![TableConfig { table_id: 1, bucket_count: 1, schema_ids: vec![1] }],
+        tables: vec![TableConfig { table_id: 1, bucket_count: 2, schema_ids: vec![1] }],
         kv: KvTabletConfig::DEFAULT,
         limits: RequestLimits::DEFAULT,
         scanner: ScannerConfig::DEFAULT,
@@ -163,10 +227,9 @@ fn node() -> Node {
     let logs = LogRegistry::new(fs, "data".to_string(), LogConfig::DEFAULT);
     let server = TabletServer::start(env, config, logs);
     let node = Node { exec, server, ledger, control };
-    assert_eq!(
-        node.request(Request::BecomeLeader { bucket: BUCKET, leader_epoch: 1 }),
-        Response::Ok
-    );
+    for bucket in [BUCKET, OTHER_BUCKET] {
+        assert_eq!(node.request(Request::BecomeLeader { bucket, leader_epoch: 1 }), Response::Ok);
+    }
     node
 }
 
@@ -227,9 +290,12 @@ impl Node {
         self.request(Request::Lookup { bucket: BUCKET, keys: vec![key.as_bytes().to_vec()] })
     }
 
-    /// Why the bucket's replica stopped, as the server's stats (metrics) report it.
+    /// Why the bucket's replica stopped, as the server's stats (metrics) report it; the other
+    /// bucket's replica and the server go on.
     fn reported_failure(&self) -> Option<String> {
         let stats = self.server.stats();
+        assert_eq!(stats.buckets[1].failure, None, "only the affected replica stops");
+        assert_eq!(stats.failure, None, "the server goes on");
         assert_eq!(stats.failed_replicas(), usize::from(stats.buckets[0].failure.is_some()));
         stats.buckets[0].failure.clone()
     }
@@ -239,6 +305,7 @@ impl Node {
             .live()
             .iter()
             .filter(|r| r.kind == ResourceKind::Task && r.owner.starts_with("flush"))
+            .filter(|r| r.owner.ends_with(&BUCKET.dir_name()))
             .count()
     }
 }
@@ -360,4 +427,91 @@ fn a_stopped_replica_refuses_a_new_term_and_is_torn_down_at_shutdown() {
     let shutdown = node.server.shutdown();
     node.exec.block_on(NODE, "shutdown", shutdown, STEPS_MAX).expect("shuts down");
     assert_eq!(node.ledger.live(), [], "no task, snapshot or iterator left");
+}
+
+/// Panics on the first batch it is handed, while the log's lock is held.
+struct PanicsOnce {
+    fired: std::sync::atomic::AtomicBool,
+}
+
+impl kvtablet_core::log::Replicator for PanicsOnce {
+    fn replicate(&self, _synced: kvtablet_core::log::SyncedBatch<'_>) {
+        if !self.fired.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            panic!("injected: replication panicked");
+        }
+    }
+}
+
+#[test]
+fn a_panic_under_the_logs_lock_stops_the_log() {
+    use kvtablet_core::log::{AppendMeta, ChangeRecord, ChangeType, LogError, LogTablet};
+    let fs: Arc<dyn kvtablet_core::env::LocalFs> = Arc::new(SimFs::new());
+    let log = LogTablet::open(fs, "log".into(), BUCKET, LogConfig::DEFAULT, Mutants::NONE)
+        .expect("log opens")
+        .with_replicator(Arc::new(PanicsOnce { fired: false.into() }));
+    log.fence(1).expect("fence");
+    let change = || {
+        let value = [1u8, 0, b'v'].to_vec();
+        vec![ChangeRecord { change_type: ChangeType::Insert, key: b"k".to_vec(), value }]
+    };
+    let meta = AppendMeta { commit_timestamp_ms: 0, writer: None };
+    let panicked =
+        std::panic::catch_unwind(AssertUnwindSafe(|| log.append_as_leader(1, meta, change())));
+    assert!(panicked.is_err(), "the replicator panicked");
+
+    // What the panic interrupted is in doubt: the log takes no write and serves no read.
+    let append = log.append_as_leader(1, meta, change());
+    assert!(matches!(append, Err(LogError::Stopped { .. })), "{append:?}");
+    let read = log.read(0, u64::MAX);
+    assert!(matches!(read, Err(LogError::Stopped { .. })), "{read:?}");
+    let stopped = log.stopped().expect("the log reports that it stopped");
+    assert!(stopped.contains("panic"), "{stopped}");
+}
+
+fn scan_request(scanner_id: Option<Vec<u8>>, call_seq_id: i32) -> Request {
+    use kvtablet_core::message::{BucketScanRequest, ScanKvRequest};
+    let open = scanner_id.is_none().then_some(BucketScanRequest { bucket: BUCKET, limit: None });
+    Request::ScanKv(ScanKvRequest {
+        scanner_id,
+        bucket_scan_req: open,
+        call_seq_id: Some(call_seq_id),
+        batch_size_bytes: Some(1),
+        close_scanner: None,
+    })
+}
+
+fn scan_answer(response: Response) -> kvtablet_core::message::ScanKvResponse {
+    match response {
+        Response::ScanKv(answer) => answer,
+        other => panic!("not a scan answer: {other:?}"),
+    }
+}
+
+#[test]
+fn a_panic_in_a_scan_continuation_stops_the_scanned_replica_only() {
+    let node = node();
+    for key in ["a", "b", "c"] {
+        assert!(matches!(node.put(key, "v"), Response::PutKv { .. }));
+    }
+    node.run_for(100);
+    let first = scan_answer(node.request(scan_request(None, 0)));
+    assert_eq!(first.error, None);
+    assert_eq!(first.has_more_results, Some(true), "one row per page");
+    let id = first.scanner_id.expect("a session");
+
+    node.control.set(Mode::IteratorPanics);
+    let answer = node.try_request(scan_request(Some(id.clone()), 1));
+    node.control.set(Mode::Healthy);
+    let answer = scan_answer(answer.expect("the panicked continuation is answered"));
+    assert_eq!(answer.error.map(|e| e.code), Some(ErrorCode::KvStorageException));
+
+    // The session's cursor is in doubt: its replica serves nothing more, the other bucket
+    // and the server go on.
+    let again = scan_answer(node.request(scan_request(Some(id), 1)));
+    assert!(again.records.is_none() && again.error.is_some(), "{again:?}");
+    assert_eq!(error_code(&node.lookup("a")), Some(ErrorCode::KvStorageException));
+    let other = node.request(Request::Lookup { bucket: OTHER_BUCKET, keys: vec![b"z".to_vec()] });
+    assert!(matches!(other, Response::Lookup { .. }), "{other:?}");
+    let failure = node.reported_failure().expect("the stats report the stopped replica");
+    assert!(failure.contains("iterator next panicked"), "{failure}");
 }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::sync::Mutex;
+use crate::sync::{Mutex, MutexGuard};
 
 use crate::env::LocalFs;
 use crate::log::log_tablet::{LogConfig, LogError, LogTablet};
@@ -61,13 +61,13 @@ impl LogRegistry {
 
     /// The bucket's log if it has been opened.
     pub fn get(&self, bucket: TableBucket) -> Option<Arc<LogTablet>> {
-        let logs = self.logs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let logs = self.lock_logs();
         logs.get(&bucket).cloned()
     }
 
     /// The bucket's log, opened from its files on first use.
     pub fn open(&self, bucket: TableBucket) -> Result<Arc<LogTablet>, LogError> {
-        let mut logs = self.logs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut logs = self.lock_logs();
         if let Some(log) = logs.get(&bucket) {
             return Ok(log.clone());
         }
@@ -83,7 +83,14 @@ impl LogRegistry {
 
     /// Logs opened so far, in bucket order.
     pub fn opened(&self) -> Vec<Arc<LogTablet>> {
-        let logs = self.logs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let logs = self.lock_logs();
         logs.values().cloned().collect()
+    }
+
+    /// Poisoning is harmless here: the map changes only by one insert, after the log it
+    /// holds is fully opened, so a panic (in an open, say) leaves it as it was. A log whose
+    /// own state a panic left in doubt stops itself.
+    fn lock_logs(&self) -> MutexGuard<'_, BTreeMap<TableBucket, Arc<LogTablet>>> {
+        self.logs.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

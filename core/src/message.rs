@@ -123,6 +123,23 @@ impl Request {
             Request::ListOffsets { .. } => "list_offsets",
         }
     }
+
+    /// The bucket the request is about, when it names one (a scan continuation names only its
+    /// session).
+    pub fn bucket(&self) -> Option<TableBucket> {
+        match self {
+            Request::BecomeLeader { bucket, .. }
+            | Request::BecomeFollower { bucket, .. }
+            | Request::PutKv { bucket, .. }
+            | Request::Lookup { bucket, .. }
+            | Request::PrefixLookup { bucket, .. }
+            | Request::LimitScan { bucket, .. }
+            | Request::FetchLog { bucket, .. }
+            | Request::ListOffsets { bucket, .. } => Some(*bucket),
+            Request::ScanKv(request) => request.bucket_scan_req.as_ref().map(|open| open.bucket),
+            Request::Metadata => None,
+        }
+    }
 }
 
 impl Response {

@@ -68,6 +68,8 @@ impl Future for Notified {
     }
 }
 
+/// Poisoning is harmless here: the state is a generation counter and a list of wakers, each
+/// updated in one step; at worst a waker too many is woken.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

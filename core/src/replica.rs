@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::sync::{Mutex, MutexGuard};
+use crate::sync::{lock_for_teardown, lock_or_stop, Mutex, MutexGuard, Stop, StopCause};
 
 use crate::engine::ledgered_engine::LedgeredEngine;
 use crate::engine::{EngineSnapshot, KeyRange, KvEngine};
@@ -49,6 +49,10 @@ pub struct Replica {
     log: Arc<LogTablet>,
     engine_dir: String,
     state: Mutex<ReplicaState>,
+    /// Set when a corrupt or fatal engine error or a panic left the replica's state in doubt
+    /// (shared with its KV tablets): from then on it refuses every request with
+    /// `KvError::ReplicaStopped` until its node restarts.
+    stop: Arc<Stop>,
 }
 
 impl std::fmt::Debug for Replica {
@@ -78,6 +82,7 @@ impl Replica {
                 engine: None,
                 stopped: false,
             }),
+            stop: Arc::new(Stop::new()),
         }
     }
 
@@ -85,8 +90,28 @@ impl Replica {
         self.bucket
     }
 
+    /// The epoch last seen, also of a stopped replica (for reports).
     pub fn leader_epoch(&self) -> u32 {
-        self.lock().leader_epoch
+        lock_for_teardown(&self.state).leader_epoch
+    }
+
+    /// Why the replica stopped serving (a corrupt or fatal engine error, a panic), if it did.
+    pub fn failure(&self) -> Option<String> {
+        self.stop.reason().map(str::to_string)
+    }
+
+    /// What stopped the replica, if something did.
+    pub fn failure_cause(&self) -> Option<StopCause> {
+        self.stop.cause()
+    }
+
+    /// Stops the replica because a panic (in a request it served) left its state in doubt.
+    pub fn stop_after_panic(&self, reason: String) {
+        self.stop.stop(&self.bucket, StopCause::Panic, reason);
+        // Reads waiting for a flush are woken to find the replica stopped.
+        if let Role::Leader { kv, .. } = &lock_for_teardown(&self.state).role {
+            kv.close();
+        }
     }
 
     pub fn log(&self) -> &Arc<LogTablet> {
@@ -95,7 +120,7 @@ impl Replica {
 
     /// The KV tablet if this replica leads, for the request paths.
     pub fn leader_kv(&self) -> Result<Arc<KvTablet>, KvError> {
-        match &self.lock().role {
+        match &self.lock()?.role {
             Role::Leader { kv, .. } => Ok(kv.clone()),
             Role::Follower => Err(KvError::NotLeader(format!(
                 "leader not local for bucket {} on tablet server {}",
@@ -109,7 +134,7 @@ impl Replica {
     /// older one is fenced. Returns the previous term's flush task, ending, for the caller to
     /// join outside the lock.
     pub fn become_leader(&self, leader_epoch: u32) -> Result<Option<Task>, KvError> {
-        let mut state = self.lock();
+        let mut state = self.lock()?;
         check_epoch(&state, leader_epoch)?;
         if leader_epoch == state.leader_epoch && matches!(state.role, Role::Leader { .. }) {
             return Ok(None);
@@ -133,14 +158,17 @@ impl Replica {
                 opened
             }
         };
-        let kv = Arc::new(KvTablet::open(
-            self.env.clone(),
-            self.config,
-            self.log.clone(),
-            engine,
-            engine_writes,
-            leader_epoch,
-        )?);
+        let kv = Arc::new(
+            KvTablet::open(
+                self.env.clone(),
+                self.config,
+                self.log.clone(),
+                engine,
+                engine_writes,
+                leader_epoch,
+            )?
+            .with_stop(self.stop.clone()),
+        );
         let flush_task = Task::spawn(
             &self.env.executor,
             &self.env.ledger,
@@ -153,7 +181,7 @@ impl Replica {
 
     /// Stops leading; `leader_epoch` is the new term's epoch. Returns the ending flush task.
     pub fn become_follower(&self, leader_epoch: u32) -> Result<Option<Task>, KvError> {
-        let mut state = self.lock();
+        let mut state = self.lock()?;
         check_epoch(&state, leader_epoch)?;
         state.leader_epoch = leader_epoch;
         let previous = end_term(&mut state);
@@ -163,7 +191,8 @@ impl Replica {
 
     /// Ends the current term and releases the engine; the replica serves nothing afterwards.
     pub fn stop(&self) -> Option<Task> {
-        let mut state = self.lock();
+        // Also a replica stopped by a panic is torn down: its tasks end, its engine goes.
+        let mut state = lock_for_teardown(&self.state);
         state.stopped = true;
         let task = end_term(&mut state);
         // Sessions hold engine snapshots: they end before the engine is released.
@@ -187,7 +216,7 @@ impl Replica {
             let (kv, leader_epoch) = self.leader_kv_and_epoch()?;
             let log_offset = kv.flushed_log_offset();
             self.env.executor.yield_now().await;
-            let state = self.lock();
+            let state = self.lock().map_err(|e| e.to_api_error())?;
             let still_leader =
                 matches!(state.role, Role::Leader { .. }) && state.leader_epoch == leader_epoch;
             if !still_leader {
@@ -196,7 +225,7 @@ impl Replica {
             let (snapshot, _) = kv.scan_snapshot().map_err(|e| e.to_api_error())?;
             return self.open_session(snapshot, log_offset, leader_epoch, limit);
         }
-        let state = self.lock();
+        let state = self.lock().map_err(|e| e.to_api_error())?;
         let Role::Leader { kv, .. } = &state.role else {
             return Err(self.not_leader_error());
         };
@@ -212,13 +241,13 @@ impl Replica {
     /// The epoch this replica leads under, `None` when it does not lead: one read of the role
     /// and the epoch together.
     pub fn leading_epoch(&self) -> Option<u32> {
-        let state = self.lock();
+        let state = self.lock().ok()?;
         matches!(state.role, Role::Leader { .. }).then_some(state.leader_epoch)
     }
 
     /// Whether this replica believes it leads under `leader_epoch`.
     pub fn leads_under(&self, leader_epoch: u32) -> bool {
-        let state = self.lock();
+        let Ok(state) = self.lock() else { return false };
         matches!(state.role, Role::Leader { .. }) && state.leader_epoch == leader_epoch
     }
 
@@ -256,7 +285,8 @@ impl Replica {
             limit,
             now_ms: self.env.clock.now_mono_ms(),
         };
-        let session = Arc::new(ScanSession::new(origin, iterator, ledger_entry));
+        let session =
+            Arc::new(ScanSession::new(origin, iterator, ledger_entry).with_stop(self.stop.clone()));
         if let Err(error) = self.scanners.register(session.clone()) {
             // Never counted, so closing it is all the rollback there is.
             session.close_or_defer(true);
@@ -266,7 +296,7 @@ impl Replica {
     }
 
     fn leader_kv_and_epoch(&self) -> Result<(Arc<KvTablet>, u32), ApiError> {
-        let state = self.lock();
+        let state = self.lock().map_err(|e| e.to_api_error())?;
         match &state.role {
             Role::Leader { kv, .. } => Ok((kv.clone(), state.leader_epoch)),
             Role::Follower => Err(self.not_leader_error()),
@@ -283,8 +313,14 @@ impl Replica {
         )
     }
 
-    fn lock(&self) -> MutexGuard<'_, ReplicaState> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// The state, unless the replica stopped; a lock poisoned by a panic stops it.
+    fn lock(&self) -> Result<MutexGuard<'_, ReplicaState>, KvError> {
+        let state =
+            lock_or_stop(&self.state, &self.stop, &self.bucket).map_err(KvError::ReplicaStopped)?;
+        match self.stop.reason() {
+            Some(reason) => Err(KvError::ReplicaStopped(reason.to_string())),
+            None => Ok(state),
+        }
     }
 }
 

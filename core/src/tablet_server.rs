@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
 
-use crate::sync::{Mutex, MutexGuard};
+use crate::sync::{Mutex, MutexGuard, Stop, StopCause};
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -12,14 +12,17 @@ use crate::env::{Env, RpcHandler};
 use crate::error::{ApiError, ErrorCode};
 use crate::kv::{KvError, KvTablet, KvTabletConfig};
 use crate::log::{LogError, LogRegistry};
-use crate::message::{KvWrite, NodeId, OffsetSpec, Request, Response};
+use crate::message::{
+    KvWrite, NodeId, OffsetSpec, Request, Response, ScanKvRequest, ScanKvResponse,
+};
 use crate::mutant::Mutant;
 use crate::notify::Notified;
 use crate::replica::Replica;
 use crate::scan::scan_kv_handler::handle_scan_kv;
+use crate::scan::scanner_manager::SessionLookup;
 use crate::scan::{ScannerConfig, ScannerManager};
 use crate::table_bucket::TableBucket;
-use crate::task::Task;
+use crate::task::{catch_panic, panic_message, stop_on_panic, Task};
 
 /// A primary-key table as the server knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +70,10 @@ pub struct TabletServer {
     replicas: Mutex<Replicas>,
     scanners: Arc<ScannerManager>,
     evictor: Mutex<Option<Task>>,
+    /// Set when a panic that no single replica owns (in the scan registry or its evictor, in a
+    /// request without a bucket) left the server's shared state in doubt: every request is
+    /// refused from then on. The scanner manager's.
+    stop: Arc<Stop>,
     this: Weak<TabletServer>,
 }
 
@@ -91,12 +98,10 @@ impl TabletServer {
         }
         let tables = config.tables.iter().map(|table| (table.table_id, table.clone())).collect();
         let scanners = Arc::new(ScannerManager::new(env.clone(), config.scanner));
-        let evictor = Task::spawn(
-            &env.executor,
-            &env.ledger,
-            format!("scanner-expiration node{}", env.node_id),
-            scanners.clone().run_evictor(),
-        );
+        let stop = scanners.stop_signal().clone();
+        let name = format!("scanner-expiration node{}", env.node_id);
+        let evictor = stop_on_panic(scanners.clone().run_evictor(), stop.clone(), name.clone());
+        let evictor = Task::spawn(&env.executor, &env.ledger, name, evictor);
         Arc::new_cyclic(|this| TabletServer {
             env,
             config,
@@ -105,6 +110,7 @@ impl TabletServer {
             replicas: Mutex::new(Replicas::default()),
             scanners,
             evictor: Mutex::new(Some(evictor)),
+            stop,
             this: this.clone(),
         })
     }
@@ -123,7 +129,7 @@ impl TabletServer {
                 format!("table {} needs at least one bucket and one schema id", table.table_id),
             ));
         }
-        let mut tables = self.tables.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut tables = self.lock_tables();
         if tables.contains_key(&table.table_id) {
             return Ok(false);
         }
@@ -137,8 +143,7 @@ impl TabletServer {
     /// flush tasks have ended; it yields the table's config, `None` if it was not hosted.
     pub fn remove_table(&self, table_id: i64) -> BoxFuture<'static, Option<TableConfig>> {
         // The table goes first, so that no request can create a replica for it again.
-        let removed =
-            self.tables.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&table_id);
+        let removed = self.lock_tables().remove(&table_id);
         let replicas: Vec<Arc<Replica>> = {
             let mut replicas = self.lock_replicas();
             let buckets: Vec<TableBucket> = replicas
@@ -210,13 +215,66 @@ impl TabletServer {
             ))
             .boxed();
         };
+        let is_scan = matches!(request, Request::ScanKv(_));
+        // ScanKv answers its errors in the body, as Fluss does.
+        let refuse = move |error: ApiError| match is_scan {
+            true => Response::ScanKv(ScanKvResponse::error(error)),
+            false => Response::Error(error),
+        };
+        if let Some(reason) = self.stop.reason() {
+            let error = ApiError::new(
+                ErrorCode::KvStorageException,
+                format!("tablet server {} stopped: {reason}", self.env.node_id),
+            );
+            return futures::future::ready(refuse(error)).boxed();
+        }
+        let (bucket, kind) = (self.bucket_of(&request), request.kind());
         async move {
-            match this.dispatch(request).await {
-                Ok(response) => response,
-                Err(error) => Response::Error(error.to_api_error()),
+            // A panic is caught only to stop what it left in doubt (the request's replica, or
+            // the whole server), never to carry on serving from that state.
+            let server = this.clone();
+            let dispatched = async move { server.dispatch(request).await }.boxed();
+            match catch_panic(dispatched).await {
+                Ok(Ok(response)) => response,
+                Ok(Err(error)) => Response::Error(error.to_api_error()),
+                Err(panic) => {
+                    let reason =
+                        format!("a {kind} request panicked: {}", panic_message(panic.as_ref()));
+                    refuse(this.stop_after_panic(bucket, reason).to_api_error())
+                }
             }
         }
         .boxed()
+    }
+
+    /// The bucket a request is about: the one it names, or a scan continuation's session's.
+    fn bucket_of(&self, request: &Request) -> Option<TableBucket> {
+        if let Request::ScanKv(ScanKvRequest { scanner_id: Some(id), .. }) = request {
+            let id = std::str::from_utf8(id).ok()?;
+            return match self.scanners.lookup(id) {
+                SessionLookup::Live(session) => Some(session.bucket()),
+                SessionLookup::Expired | SessionLookup::Unknown => None,
+            };
+        }
+        request.bucket()
+    }
+
+    /// Stops `bucket`'s replica, or the whole server when the panic belongs to no replica
+    /// hosted here; returns the error the request is answered with.
+    fn stop_after_panic(&self, bucket: Option<TableBucket>, reason: String) -> KvError {
+        match bucket.and_then(|bucket| self.replica(bucket)) {
+            Some(replica) => replica.stop_after_panic(reason.clone()),
+            None => {
+                let server = format!("tablet server {}", self.env.node_id);
+                self.stop.stop(&server, StopCause::Panic, reason.clone());
+            }
+        }
+        KvError::ReplicaStopped(reason)
+    }
+
+    /// Why the whole server stopped serving (a panic no replica owned), if it did.
+    pub fn failure(&self) -> Option<String> {
+        self.stop.reason().map(str::to_string)
     }
 
     /// Stops every replica and waits for their tasks to end. Scan sessions end first: they
@@ -227,6 +285,7 @@ impl TabletServer {
             replicas.shut_down = true;
             std::mem::take(&mut replicas.by_bucket).into_values().collect()
         };
+        // Poisoning is harmless: the slot is only ever taken whole.
         let evictor = self.evictor.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(evictor) = &evictor {
             evictor.abort();
@@ -350,9 +409,7 @@ impl TabletServer {
 
     pub(crate) fn check_bucket(&self, bucket: TableBucket) -> Result<TableConfig, KvError> {
         let table = self
-            .tables
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .lock_tables()
             .get(&bucket.table_id)
             .cloned()
             .ok_or_else(|| KvError::UnknownTableOrBucket(bucket.to_string()))?;
@@ -448,8 +505,16 @@ impl TabletServer {
         Ok(replica)
     }
 
+    /// Poisoning is harmless here: the map changes by single inserts and removals of whole
+    /// replicas (a new one only after its log opened), so a panic leaves it as it was. A
+    /// replica whose own state a panic left in doubt stops itself.
     fn lock_replicas(&self) -> MutexGuard<'_, Replicas> {
         self.replicas.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Poisoning is harmless here, as for the replicas: single inserts and removals.
+    fn lock_tables(&self) -> MutexGuard<'_, BTreeMap<i64, TableConfig>> {
+        self.tables.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

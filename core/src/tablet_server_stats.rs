@@ -12,6 +12,8 @@ pub struct ServerStats {
     pub scanner_sessions: usize,
     /// Every hosted bucket, in bucket order.
     pub buckets: Vec<BucketStats>,
+    /// Why the whole server stopped serving (a panic no replica owned), if it did.
+    pub failure: Option<String>,
 }
 
 /// One hosted bucket's offsets.
@@ -24,6 +26,8 @@ pub struct BucketStats {
     /// The offset the engine holds every change below; `None` unless this server leads the
     /// bucket (a follower's engine is not being written).
     pub flushed_offset: Option<u64>,
+    /// Why the replica stopped serving (a corrupt or fatal engine error, a panic), if it did.
+    pub failure: Option<String>,
 }
 
 impl BucketStats {
@@ -38,6 +42,11 @@ impl ServerStats {
     /// The largest flush lag over the led buckets; 0 when none is led.
     pub fn max_flush_lag(&self) -> u64 {
         self.buckets.iter().filter_map(BucketStats::flush_lag).max().unwrap_or(0)
+    }
+
+    /// Replicas that stopped serving after a fatal error or a panic.
+    pub fn failed_replicas(&self) -> usize {
+        self.buckets.iter().filter(|bucket| bucket.failure.is_some()).count()
     }
 }
 
@@ -55,10 +64,15 @@ impl TabletServer {
                     log_end_offset: log.log_end_offset(),
                     high_watermark: log.high_watermark(),
                     flushed_offset: replica.leader_kv().ok().map(|kv| kv.flushed_log_offset()),
+                    failure: replica.failure(),
                 }
             })
             .collect();
-        ServerStats { scanner_sessions: self.scanners().counts().registered, buckets }
+        ServerStats {
+            scanner_sessions: self.scanners().counts().registered,
+            buckets,
+            failure: self.failure(),
+        }
     }
 }
 
@@ -73,6 +87,7 @@ mod tests {
             log_end_offset,
             high_watermark: log_end_offset,
             flushed_offset,
+            failure: None,
         }
     }
 
@@ -83,8 +98,10 @@ mod tests {
         let stats = ServerStats {
             scanner_sessions: 0,
             buckets: vec![bucket(10, Some(9)), bucket(50, None), bucket(7, Some(2))],
+            failure: None,
         };
         assert_eq!(stats.max_flush_lag(), 5);
+        assert_eq!(stats.failed_replicas(), 0);
         assert_eq!(ServerStats::default().max_flush_lag(), 0);
     }
 }

@@ -7,6 +7,63 @@ use futures::future::{AbortHandle, Abortable, BoxFuture, FutureExt};
 
 use crate::env::executor::Executor;
 use crate::ledger::{Ledger, ResourceKind};
+use crate::sync::{Stop, StopCause};
+
+/// `future`, a background task of `component`, with a panic in it noticed: instead of the task
+/// dying silently (an executor drops a panicked task) while the component carries on without
+/// it, the component stops (logged at error with the panic's message). The unwind is caught
+/// only to stop the component whose state the panic left in doubt, which then serves nothing.
+pub fn stop_on_panic(
+    future: BoxFuture<'static, ()>,
+    stop: Arc<Stop>,
+    component: String,
+) -> BoxFuture<'static, ()> {
+    async move {
+        if let Err(panic) = catch_panic(future).await {
+            let reason = format!("its task panicked: {}", panic_message(panic.as_ref()));
+            stop.stop(&component, StopCause::Panic, reason);
+        }
+    }
+    .boxed()
+}
+
+/// A caught panic's payload.
+pub type Panic = Box<dyn std::any::Any + Send>;
+
+/// `future`'s output, or the panic it raised, for the callers that stop what the panic left in
+/// doubt (never to carry on with it).
+///
+/// Under the `shuttle` feature the panic is not caught: shuttle cannot run on while a task's
+/// unwinding crosses a scheduling point (a lock released on the way out), so there a panic
+/// ends the execution and fails the test, as every panic did before core caught any.
+pub fn catch_panic<T: Send + 'static>(
+    future: BoxFuture<'static, T>,
+) -> BoxFuture<'static, Result<T, Panic>> {
+    #[cfg(not(feature = "shuttle"))]
+    return std::panic::AssertUnwindSafe(future).catch_unwind().boxed();
+    #[cfg(feature = "shuttle")]
+    return future.map(Ok).boxed();
+}
+
+/// `work`'s result, or the panic it raised: [`catch_panic`] for synchronous work (a blocking
+/// engine write), with the same exception under the `shuttle` feature.
+pub fn catch_blocking_panic<R>(work: impl FnOnce() -> R) -> Result<R, Panic> {
+    #[cfg(not(feature = "shuttle"))]
+    return std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+    #[cfg(feature = "shuttle")]
+    return Ok(work());
+}
+
+/// The message of a caught panic, if it carried one.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    if let Some(message) = panic.downcast_ref::<&'static str>() {
+        message
+    } else if let Some(message) = panic.downcast_ref::<String>() {
+        message
+    } else {
+        "(no message)"
+    }
+}
 
 /// Runs `work` as blocking work on `executor` (a thread of the blocking pool in production,
 /// one scheduled step in the simulator, which may also delay it as a slow disk would) and
@@ -83,5 +140,24 @@ impl Task {
             }
         }
         .boxed()
+    }
+}
+
+#[cfg(all(test, not(feature = "shuttle")))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicked_task_stops_its_component_with_the_panics_message() {
+        let stop = Arc::new(Stop::new());
+        let task = async { panic!("deliberate task panic") }.boxed();
+        futures::executor::block_on(stop_on_panic(task, stop.clone(), "flush of t1-b0".into()));
+        assert_eq!(stop.cause(), Some(StopCause::Panic));
+        let reason = stop.reason().expect("stopped");
+        assert!(reason.contains("deliberate task panic"), "{reason}");
+
+        let calm = Arc::new(Stop::new());
+        futures::executor::block_on(stop_on_panic(async {}.boxed(), calm.clone(), "x".into()));
+        assert_eq!(calm.cause(), None, "a task that ends normally stops nothing");
     }
 }

@@ -118,6 +118,8 @@ pub enum CliError {
     Served(#[from] ServedNodeError),
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error("a request handler panicked; the node stopped (see the error log)")]
+    HandlerPanicked,
     #[error(transparent)]
     Scan(#[from] kvtablet_prod::scan_command::ScanCommandError),
 }
@@ -185,11 +187,18 @@ pub async fn serve(args: ServeArgs, runtime: Handle) -> Result<(), CliError> {
     let mut terminate = signal(SignalKind::terminate()).map_err(CliError::Signals)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(CliError::Signals)?;
     let mut served = ServedNode::start_with(&config, runtime).await?;
-    tokio::select! {
-        _ = terminate.recv() => tracing::info!("SIGTERM received, shutting down"),
-        _ = interrupt.recv() => tracing::info!("SIGINT received, shutting down"),
-    }
+    let panicked = tokio::select! {
+        _ = terminate.recv() => { tracing::info!("SIGTERM received, shutting down"); false }
+        _ = interrupt.recv() => { tracing::info!("SIGINT received, shutting down"); false }
+        () = served.failed() => {
+            tracing::error!("a request handler panicked; the node shuts down");
+            true
+        }
+    };
     served.stop().await;
+    if panicked {
+        return Err(CliError::HandlerPanicked);
+    }
     Ok(())
 }
 

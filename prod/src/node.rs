@@ -139,6 +139,7 @@ impl LoopbackNetwork {
         handlers.remove(&node_id);
     }
 
+    /// Poisoning of the handlers' map is harmless: single inserts, removals and reads.
     fn handler(&self, node_id: NodeId) -> Option<Arc<dyn RpcHandler>> {
         let handlers = self.handlers.read().unwrap_or_else(|poisoned| poisoned.into_inner());
         handlers.get(&node_id).cloned()
@@ -192,6 +193,7 @@ pub struct NodeHandle {
     logs: LogRegistry,
     server: Arc<TabletServer>,
     schema_ids: Vec<i16>,
+    executor: TokioExecutor,
 }
 
 impl NodeHandle {
@@ -203,6 +205,11 @@ impl NodeHandle {
     /// The tablet server's scan sessions and bucket offsets, for metrics.
     pub fn stats(&self) -> ServerStats {
         self.server.stats()
+    }
+
+    /// Tasks and blocking work of the node that panicked (each logged at error).
+    pub fn task_panics(&self) -> u64 {
+        self.executor.task_panics()
     }
 
     /// Hosts and leads buckets `0..bucket_count` of `table_id` (each at its log's epoch + 1),
@@ -266,6 +273,7 @@ pub struct Node {
     network: Arc<LoopbackNetwork>,
     client: LoopbackRpc,
     server: Option<RunningServer>,
+    executor: TokioExecutor,
 }
 
 impl std::fmt::Debug for Node {
@@ -293,12 +301,13 @@ impl Node {
     pub async fn start(config: NodeConfig, runtime: Handle) -> Result<Node, NodeError> {
         config.validate()?;
         let network = LoopbackNetwork::new();
-        let env = build_env(&config.data_dir, runtime, network.endpoint(SERVER_NODE_ID))?;
+        let executor = TokioExecutor::new(runtime);
+        let env = build_env(&config.data_dir, executor.clone(), network.endpoint(SERVER_NODE_ID))?;
         let logs = LogRegistry::new(env.fs.clone(), LOG_ROOT_DIR.to_string(), LogConfig::DEFAULT);
         let server = start_tablet_server(&env, &config, &logs);
         network.register(SERVER_NODE_ID, Arc::clone(&server.handler));
         let client = network.endpoint(LOCAL_CLIENT_NODE_ID);
-        let mut node = Node { config, env, logs, network, client, server: Some(server) };
+        let mut node = Node { config, env, logs, network, client, server: Some(server), executor };
         if let Err(error) = node.lead_all_buckets().await {
             node.shutdown().await;
             return Err(error);
@@ -339,6 +348,7 @@ impl Node {
             logs: self.logs.clone(),
             server: Arc::clone(&server.server),
             schema_ids: self.config.schema_ids.clone(),
+            executor: self.executor.clone(),
         })
     }
 
@@ -364,14 +374,14 @@ impl Node {
 /// The engine factory is rooted at the data directory, like the [`DiskFs`], so that a directory
 /// name means the same place to both: core creates and removes engine and checkpoint
 /// directories through `fs` and hands the same names to the engines.
-fn build_env(data_dir: &Path, runtime: Handle, rpc: LoopbackRpc) -> Result<Env, NodeError> {
+fn build_env(data_dir: &Path, executor: TokioExecutor, rpc: LoopbackRpc) -> Result<Env, NodeError> {
     let fs = DiskFs::new(data_dir)?;
     let remote = ObjectStoreRemote::local(fs.root().join(REMOTE_DIR))?;
     let engines = RocksEngineFactory::new(fs.root().to_path_buf());
     Ok(Env {
         node_id: SERVER_NODE_ID,
         clock: Arc::new(SystemClock::new()),
-        executor: Arc::new(TokioExecutor::new(runtime)),
+        executor: Arc::new(executor),
         remote: Arc::new(remote),
         rpc: Arc::new(rpc),
         fs: Arc::new(fs),

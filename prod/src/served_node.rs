@@ -111,7 +111,11 @@ impl ServedNode {
         if let Some(server) = metrics_server {
             let wire_stats = Arc::clone(&wire_stats);
             let render: Render = Arc::new(move || {
-                metrics.render_with_wire(Some(&handle.stats()), Some(&wire_stats))
+                metrics.render_with_wire(
+                    Some(&handle.stats()),
+                    Some(&wire_stats),
+                    handle.task_panics(),
+                )
             });
             tasks.push(tokio::spawn(server.serve(render, until_stopped(stopped))));
         }
@@ -135,6 +139,12 @@ impl ServedNode {
 
     pub fn node(&self) -> &Node {
         &self.node
+    }
+
+    /// Completes when a request handler has panicked: the wire server has shut itself down
+    /// (the state behind the handler is in doubt), and the node must stop, loudly.
+    pub async fn failed(&self) {
+        self.wire_stats.handler_panicked().await;
     }
 
     /// Stops the wire and metrics servers (answering what is in flight), then the node.

@@ -230,12 +230,28 @@ async fn unknown_keys_versions_and_corrupt_bodies_get_error_responses() {
         ResponseFrame::Success { request_id: 7, body: Bytes::new() }
     );
 
-    // A panicking handler answers UNKNOWN_SERVER_ERROR and the connection goes on.
+    assert_handshake_works(&mut stream, 8).await;
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_panicking_handler_is_answered_then_the_server_shuts_down() {
+    let running = Running::start(WireConfig::default()).await;
+    let mut stream = running.connect().await;
+    let mut bystander = running.connect().await;
+    assert_handshake_works(&mut bystander, 1).await;
+
     stream.write_all(&request(1026, 0, 8, b"")).await.unwrap();
     let (id, code, _) = error_of(read_response(&mut stream).await);
-    assert_eq!((id, code), (8, -1));
-    assert_handshake_works(&mut stream, 9).await;
-    running.stop().await;
+    assert_eq!((id, code), (8, -1), "the request is answered UNKNOWN_SERVER_ERROR");
+    // The panic may have left the handler's state in doubt: no request is served from it
+    // any more. The server shuts down by itself, closing every connection.
+    assert!(closed_by_server(&mut stream).await, "the connection closes");
+    assert!(closed_by_server(&mut bystander).await, "every connection closes");
+    let Running { addr, mut server, stop: _keep_open, .. } = running;
+    timeout(STEP * 2, &mut server).await.expect("the server stops by itself").unwrap();
+    let refused = timeout(STEP, TcpStream::connect(addr)).await.expect("connect answers");
+    assert!(refused.is_err(), "no longer accepting");
 }
 
 #[tokio::test]

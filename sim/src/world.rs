@@ -782,6 +782,27 @@ impl World {
         for text in crate::ledger_audit::unowned_engine_resources(&self.ledger, &servers, when) {
             self.checker.violation(text);
         }
+        self.check_nothing_stopped(when);
+    }
+
+    /// A replica (or a server) stops on a corrupt or fatal engine error or a caught panic.
+    /// The simulator injects only transient engine errors, so any stop is a bug: a panic that
+    /// core caught to fail safe still fails the run.
+    fn check_nothing_stopped(&self, when: &str) {
+        for (node, server) in lock(&self.live).iter() {
+            let stats = server.stats();
+            if let Some(reason) = stats.failure {
+                self.checker.violation(format!("node {node} stopped serving {when}: {reason}"));
+            }
+            for bucket in stats.buckets {
+                if let Some(reason) = bucket.failure {
+                    self.checker.violation(format!(
+                        "node {node}'s replica of {} stopped {when}: {reason}",
+                        bucket.bucket
+                    ));
+                }
+            }
+        }
     }
 
     fn pending_task_names(&self) -> String {

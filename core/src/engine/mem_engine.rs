@@ -214,8 +214,11 @@ struct SharedState {
 
 impl SharedState {
     fn lock(&self) -> Result<MutexGuard<'_, MvccState>, EngineError> {
-        // A panic while holding the lock may have left a batch half-applied.
-        self.mvcc.lock().map_err(|_| EngineError::Io("engine state poisoned by a panic".into()))
+        // A panic while holding the lock may have left a batch half-applied: the data is in
+        // doubt, which is what Corrupt says (never retried: the replica stops).
+        self.mvcc
+            .lock()
+            .map_err(|_| EngineError::Corrupt("engine state poisoned by a panic".into()))
     }
 
     /// For drops, which must not fail: the snapshot count is updated even after a panic.

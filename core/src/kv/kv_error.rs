@@ -38,6 +38,11 @@ pub enum KvError {
     Engine(#[from] EngineError),
     #[error("log failure: {0}")]
     Log(LogError),
+    /// The replica stopped after a corrupt or fatal engine error or a panic that left its
+    /// state in doubt; it serves nothing until its node restarts and rebuilds it from disk.
+    /// Another replica may lead the bucket meanwhile, so the client may retry.
+    #[error("replica stopped: {0}")]
+    ReplicaStopped(String),
 }
 
 impl From<LogError> for KvError {
@@ -66,7 +71,9 @@ impl KvError {
             KvError::InvalidRecord(_) => ErrorCode::CorruptRecord,
             KvError::SchemaNotExist(_) => ErrorCode::SchemaNotExist,
             KvError::RequestTooLarge(_) => ErrorCode::RecordTooLarge,
-            KvError::LogTruncated { .. } | KvError::Engine(_) => ErrorCode::KvStorageException,
+            KvError::LogTruncated { .. } | KvError::Engine(_) | KvError::ReplicaStopped(_) => {
+                ErrorCode::KvStorageException
+            }
             // The disk failed (full, a failed write or sync): nothing of the batch was
             // acknowledged or recorded for its writer, so the client may resend the same batch.
             KvError::Log(LogError::Fs(_)) => ErrorCode::StorageException,
@@ -77,6 +84,12 @@ impl KvError {
 
     pub fn is_retriable(&self) -> bool {
         self.code().is_retriable()
+    }
+
+    /// Whether a failed flush may be tried again after a backoff: only an engine I/O error
+    /// is transient. A corrupt or closed engine, or anything else, stops the replica.
+    pub fn is_transient_storage_error(&self) -> bool {
+        matches!(self, KvError::Engine(error) if error.is_retriable())
     }
 
     pub fn to_api_error(&self) -> ApiError {
@@ -97,5 +110,15 @@ mod tests {
         let corrupt = KvError::from(LogError::Corrupt { path: "p".into(), detail: "d".into() });
         assert_eq!(corrupt.code(), ErrorCode::LogStorageException);
         assert!(!corrupt.is_retriable());
+    }
+
+    #[test]
+    fn only_an_engine_io_error_is_a_transient_flush_error() {
+        assert!(KvError::Engine(EngineError::Io("eio".into())).is_transient_storage_error());
+        assert!(!KvError::Engine(EngineError::Corrupt("bad".into())).is_transient_storage_error());
+        assert!(!KvError::Engine(EngineError::Closed).is_transient_storage_error());
+        let stopped = KvError::ReplicaStopped("flush failed".into());
+        assert!(!stopped.is_transient_storage_error());
+        assert_eq!(stopped.code(), ErrorCode::KvStorageException);
     }
 }

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
-use crate::sync::{Mutex, MutexGuard};
+use crate::sync::{lock_for_teardown, lock_or_stop, Mutex, MutexGuard, Stop, StopCause};
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -24,7 +24,7 @@ use crate::message::KvWrite;
 use crate::mutant::Mutant;
 use crate::notify::Notify;
 use crate::table_bucket::TableBucket;
-use crate::task::run_blocking;
+use crate::task::{catch_blocking_panic, panic_message, run_blocking, stop_on_panic};
 
 /// One value (or `None`) per looked-up key.
 pub type LookupValues = Vec<Option<Vec<u8>>>;
@@ -121,6 +121,9 @@ pub struct KvTablet {
     flush_wanted: Notify,
     /// Notified whenever the flushed offset moves or the tablet closes.
     flushed: Notify,
+    /// Set by a corrupt or fatal flush error or a panic; shared with the replica, which stops
+    /// with it.
+    stop: Arc<Stop>,
 }
 
 /// A put's batch, computed and not yet appended.
@@ -180,7 +183,19 @@ impl KvTablet {
             flush_lock: futures::lock::Mutex::new(()),
             flush_wanted: Notify::new(),
             flushed: Notify::new(),
+            stop: Arc::new(Stop::new()),
         })
+    }
+
+    /// The tablet stops with `stop` (its replica's): what stops one stops the other.
+    pub fn with_stop(mut self, stop: Arc<Stop>) -> KvTablet {
+        self.stop = stop;
+        self
+    }
+
+    /// Why the tablet stopped (a corrupt or fatal flush error, a panic), if it did.
+    pub fn stopped(&self) -> Option<String> {
+        self.stop.reason().map(str::to_string)
     }
 
     pub fn bucket(&self) -> TableBucket {
@@ -191,8 +206,10 @@ impl KvTablet {
         self.leader_epoch
     }
 
+    /// The flushed offset, also of a stopped tablet (for reports: it is a number read, not
+    /// an act on the state in doubt).
     pub fn flushed_log_offset(&self) -> u64 {
-        self.lock().flushed_log_offset
+        lock_for_teardown(&self.state).flushed_log_offset
     }
 
     pub fn log(&self) -> &Arc<LogTablet> {
@@ -201,7 +218,7 @@ impl KvTablet {
 
     /// Stops serving; later calls fail with `NotLeader`. Buffered changes stay in the log.
     pub fn close(&self) {
-        self.lock().closed = true;
+        lock_for_teardown(&self.state).closed = true;
         self.flush_wanted.notify();
         self.flushed.notify();
     }
@@ -221,7 +238,7 @@ impl KvTablet {
             loop {
                 let flushed = this.flushed.notified();
                 {
-                    let state = this.lock();
+                    let state = this.lock()?;
                     if state.closed {
                         return Err(KvError::NotLeader(format!(
                             "{} is closed on this server",
@@ -303,7 +320,7 @@ impl KvTablet {
         writer: Option<WriterBatch>,
     ) -> Result<Prepared, KvError> {
         // Writes are fenced by the log's epoch check at append, not here.
-        let state = self.lock();
+        let state = self.lock()?;
         if state.closed {
             return Err(KvError::NotLeader(format!("{} is closed on this server", self.bucket)));
         }
@@ -352,7 +369,7 @@ impl KvTablet {
                 }
             };
         let (base_offset, end_offset) = (batch.base_offset, batch.end_offset());
-        let mut state = self.lock();
+        let mut state = self.lock()?;
         for record in batch.records {
             let value = match record.change_type {
                 ChangeType::Insert | ChangeType::UpdateAfter | ChangeType::AppendOnly => {
@@ -435,8 +452,24 @@ impl KvTablet {
     /// Flushes until the buffer below the high watermark is empty or the tablet closes. Runs as
     /// the tablet's background task, which ends by itself once the tablet is closed: at most the
     /// flush step in flight finishes first, so that joining the task also waits for its engine
-    /// write (aborting it would leave that write running unseen).
+    /// write (aborting it would leave that write running unseen). A transient (I/O) engine
+    /// error is retried after a backoff that doubles from `flush_retry_backoff_ms_min` to
+    /// `flush_retry_backoff_ms_max`; any other error, or a panic, stops the tablet (and its
+    /// replica) and ends the loop.
     pub fn run_flush_loop(self: Arc<Self>) -> BoxFuture<'static, ()> {
+        let component = format!("flush of {} on node{}", self.bucket, self.env.node_id);
+        let flushing = stop_on_panic(self.clone().flush_loop(), self.stop.clone(), component);
+        async move {
+            flushing.await;
+            if self.stop.is_stopped() {
+                // Wakes the reads waiting for a flush that will not come.
+                self.close();
+            }
+        }
+        .boxed()
+    }
+
+    fn flush_loop(self: Arc<Self>) -> BoxFuture<'static, ()> {
         async move {
             let mut backoff_ms = self.config.flush_retry_backoff_ms_min;
             loop {
@@ -447,15 +480,21 @@ impl KvTablet {
                         self.env.executor.yield_now().await;
                     }
                     Ok(false) => {
-                        if self.lock().closed {
-                            return;
+                        match self.lock() {
+                            Ok(state) if !state.closed => {}
+                            _ => return,
                         }
                         wanted.await;
+                    }
+                    Err(error) if !error.is_transient_storage_error() => {
+                        let reason = format!("flush failed: {error}");
+                        self.stop.stop(&self.bucket, StopCause::Fatal, reason);
+                        return;
                     }
                     Err(error) => {
                         // Woken early only by `close`: the offset moves in this loop alone.
                         let closing = self.flushed.notified();
-                        if self.lock().closed {
+                        if self.lock().map_or(true, |state| state.closed) {
                             return;
                         }
                         tracing::warn!(bucket = %self.bucket, %error, backoff_ms, "failed to flush; retrying");
@@ -477,7 +516,7 @@ impl KvTablet {
         async move {
             let _serialised = self.flush_lock.lock().await;
             let plan = {
-                let mut state = self.lock();
+                let mut state = self.lock()?;
                 let Some(plan) = self.plan_flush(&state) else { return Ok(false) };
                 if self.env.mutants.is_on(Mutant::FlushAdvancesOffsetBeforeWrite) {
                     self.publish_flush(&mut state, plan.flushed_log_offset);
@@ -491,18 +530,28 @@ impl KvTablet {
             let written = run_blocking(&self.env.executor, &self.env.ledger, name, move || {
                 let _writes = fenced.then(|| lock_engine_writes(&this.engine_writes));
                 // A deposed term's write must not land after the next term's rebuild.
-                if fenced && this.lock().closed {
+                if fenced && this.lock()?.closed {
                     return Ok(false);
                 }
-                this.engine.write(&plan.batch).map(|()| true)
+                match catch_blocking_panic(|| this.engine.write(&plan.batch)) {
+                    Ok(written) => written.map(|()| true).map_err(KvError::from),
+                    Err(panic) => {
+                        // The engine's state is in doubt: the tablet serves nothing more.
+                        let reason =
+                            format!("its flush write panicked: {}", panic_message(&*panic));
+                        this.stop.stop(&this.bucket, StopCause::Panic, reason.clone());
+                        Err(KvError::ReplicaStopped(reason))
+                    }
+                }
             })
             .await
+            // Dropped unrun: only a simulated crash does that, and it ends this task too.
             .unwrap_or(Ok(false))?;
             if !written {
                 return Ok(false);
             }
             if !self.env.mutants.is_on(Mutant::FlushAdvancesOffsetBeforeWrite) {
-                let mut state = self.lock();
+                let mut state = self.lock()?;
                 self.publish_flush(&mut state, flushed_log_offset);
             }
             Ok(true)
@@ -561,12 +610,19 @@ impl KvTablet {
         self.flushed.notify();
     }
 
-    fn lock(&self) -> MutexGuard<'_, KvState> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// The state, unless the tablet stopped (a fatal flush error, a panic); a lock poisoned by
+    /// a panic stops it.
+    fn lock(&self) -> Result<MutexGuard<'_, KvState>, KvError> {
+        let state =
+            lock_or_stop(&self.state, &self.stop, &self.bucket).map_err(KvError::ReplicaStopped)?;
+        match self.stop.reason() {
+            Some(reason) => Err(KvError::ReplicaStopped(reason.to_string())),
+            None => Ok(state),
+        }
     }
 
     fn lock_for_read(&self) -> Result<MutexGuard<'_, KvState>, KvError> {
-        let state = self.lock();
+        let state = self.lock()?;
         if state.closed {
             return Err(KvError::NotLeader(format!("{} is closed on this server", self.bucket)));
         }

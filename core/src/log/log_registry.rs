@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::sync::Mutex;
+use crate::sync::{Mutex, MutexGuard};
 
 use crate::env::LocalFs;
 use crate::log::log_tablet::{LogConfig, LogError, LogTablet};
@@ -112,7 +112,10 @@ impl LogRegistry {
         self.lock().opened.values().cloned().collect()
     }
 
-    fn lock(&self) -> crate::sync::MutexGuard<'_, Logs> {
+    /// Poisoning is harmless here: the maps change only by one insert each, after the log
+    /// is fully opened or its refusal known, so a panic (in an open, say) leaves them as they
+    /// were. A log whose own state a panic left in doubt stops itself.
+    fn lock(&self) -> MutexGuard<'_, Logs> {
         self.logs.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::sync::{Mutex, MutexGuard};
+use crate::sync::{lock_noting_poison, Mutex, MutexGuard, Stop};
 
 use crate::env::{FsError, LocalFs};
 use crate::log::change_type::ChangeType;
@@ -137,6 +137,10 @@ pub struct LogTablet {
     /// Notified whenever the high watermark moves, for fetches that wait for data.
     appended: Notify,
     replicator: Option<Arc<dyn Replicator>>,
+    /// Set when a panic poisoned the state's lock: what it interrupted (an append half
+    /// indexed, a truncation half done) is in doubt, so the log neither writes nor serves
+    /// reads until it is reopened from its files.
+    panicked: Stop,
 }
 
 impl std::fmt::Debug for LogTablet {
@@ -216,6 +220,7 @@ impl LogTablet {
             }),
             appended: Notify::new(),
             replicator: None,
+            panicked: Stop::new(),
         })
     }
 
@@ -225,7 +230,7 @@ impl LogTablet {
         self
     }
 
-    /// Why the log stopped taking writes, if it did (a failed sync).
+    /// Why the log stopped taking writes, if it did (a failed sync, a panic).
     pub fn stopped(&self) -> Option<String> {
         self.lock().stopped.clone()
     }
@@ -319,7 +324,7 @@ impl LogTablet {
         meta: AppendMeta,
         changes: Vec<ChangeRecord>,
     ) -> Result<Appended, LogError> {
-        let mut state = self.lock();
+        let mut state = self.lock_unless_panicked()?;
         let fenced = leader_epoch != state.leader_epoch;
         if fenced && !self.mutants.is_on(Mutant::StaleEpochWriteAccepted) {
             return Err(LogError::FencedLeaderEpoch {
@@ -346,7 +351,7 @@ impl LogTablet {
         }
         if self.mutants.is_on(Mutant::WriterCheckAndAppendSplit) {
             drop(state);
-            state = self.lock();
+            state = self.lock_unless_panicked()?;
         }
         let base_offset = state.log_end_offset;
         let records: Vec<LogRecord> = changes
@@ -393,7 +398,7 @@ impl LogTablet {
     /// side of replication, and how a lagging replica catches up before it leads. The batch
     /// keeps its epoch; fencing is the leader's business.
     pub fn append_replicated(&self, batch: &LogBatch) -> Result<(), LogError> {
-        let mut state = self.lock();
+        let mut state = self.lock_unless_panicked()?;
         if batch.base_offset != state.log_end_offset {
             return Err(LogError::Corrupt {
                 path: self.dir.clone(),
@@ -413,7 +418,7 @@ impl LogTablet {
     /// Cuts every batch at or above `offset` (a suffix that another replica's history
     /// replaced) and rebuilds the writers' state from what is left. Durable when it returns.
     pub fn truncate_to(&self, offset: u64) -> Result<(), LogError> {
-        let mut state = self.lock();
+        let mut state = self.lock_unless_panicked()?;
         if offset >= state.log_end_offset {
             return Ok(());
         }
@@ -553,7 +558,7 @@ impl LogTablet {
     /// Batches that end after `from_offset`, in order, until `max_bytes` is reached (at least
     /// one batch when any exists). Reading below the log start fails.
     pub fn read(&self, from_offset: u64, max_bytes: u64) -> Result<Vec<LogBatch>, LogError> {
-        let state = self.lock();
+        let state = self.lock_unless_panicked()?;
         if from_offset < state.log_start_offset {
             return Err(LogError::OffsetOutOfRange {
                 offset: from_offset,
@@ -608,7 +613,7 @@ impl LogTablet {
     /// Deletes whole segments that end at or below `min(requested, min retain offset, high
     /// watermark)`, never the active one. Returns the new log start offset.
     pub fn delete_segments_below(&self, requested_offset: u64) -> Result<u64, LogError> {
-        let mut state = self.lock();
+        let mut state = self.lock_unless_panicked()?;
         let start_before = state.log_start_offset;
         let mut limit = requested_offset.min(state.high_watermark);
         if !self.mutants.is_on(Mutant::RetentionIgnoresMinRetain) {
@@ -642,8 +647,27 @@ impl LogTablet {
         self.lock().segments.len()
     }
 
+    /// The state, also after a panic poisoned its lock, for what only reports its numbers
+    /// (offsets, epoch) or raises the fence. A poisoned lock stops the log: it is recorded as
+    /// stopped (so writes refuse, as after a failed sync) and [`Self::lock_unless_panicked`]
+    /// refuses reads too.
     fn lock(&self) -> MutexGuard<'_, LogState> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        let mut state = lock_noting_poison(&self.state, &self.panicked, &self.bucket);
+        if let (Some(detail), None) = (self.panicked.reason(), &state.stopped) {
+            state.stopped = Some(format!("changelog {}: {detail}", self.dir));
+        }
+        state
+    }
+
+    /// The state for reading or changing the log's contents, refused once a panic stopped it.
+    fn lock_unless_panicked(&self) -> Result<MutexGuard<'_, LogState>, LogError> {
+        let state = self.lock();
+        match self.panicked.reason() {
+            Some(detail) => {
+                Err(LogError::Stopped { dir: self.dir.clone(), detail: detail.to_string() })
+            }
+            None => Ok(state),
+        }
     }
 }
 

@@ -1,7 +1,9 @@
 //! One scan session: a point-in-time engine snapshot with its cursor, the changelog offset it
 //! matches, and the state that orders and fences the requests that page through it.
 
-use crate::sync::{Mutex, MutexGuard};
+use std::sync::Arc;
+
+use crate::sync::{lock_noting_poison, Mutex, MutexGuard, Stop};
 
 use crate::engine::{EngineError, EngineIterator};
 use crate::ledger::LedgerEntry;
@@ -73,6 +75,9 @@ pub struct ScanSession {
     leader_epoch: u32,
     log_offset: u64,
     state: Mutex<SessionState>,
+    /// The stop of the replica that opened it: a panic that poisons the session's lock leaves
+    /// its cursor in doubt, and the replica stops (refusing the session's pages).
+    stop: Arc<Stop>,
 }
 
 impl std::fmt::Debug for ScanSession {
@@ -110,7 +115,14 @@ impl ScanSession {
                 last_page: None,
                 ledger_entry: Some(ledger_entry),
             }),
+            stop: Arc::new(Stop::new()),
         }
+    }
+
+    /// The session stops `stop` (its replica's) if a panic poisons its lock.
+    pub fn with_stop(mut self, stop: Arc<Stop>) -> ScanSession {
+        self.stop = stop;
+        self
     }
 
     pub fn id(&self) -> &str {
@@ -274,8 +286,10 @@ impl ScanSession {
         Ok((builder.build(), has_more))
     }
 
+    /// Also a poisoned session is locked, to be reported and torn down: the replica it
+    /// stopped refuses its pages.
     fn lock(&self) -> MutexGuard<'_, SessionState> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock_noting_poison(&self.state, &self.stop, &self.bucket)
     }
 }
 

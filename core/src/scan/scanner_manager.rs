@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::sync::{Mutex, MutexGuard};
+use crate::sync::{lock_noting_poison, Mutex, MutexGuard, Stop};
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -81,6 +81,9 @@ pub struct ScannerManager {
     config: ScannerConfig,
     env: Env,
     state: Mutex<ManagerState>,
+    /// The registry is the whole server's: a panic that poisons its lock stops the tablet
+    /// server, which shares this stop and refuses every request from then on.
+    stop: Arc<Stop>,
 }
 
 impl std::fmt::Debug for ScannerManager {
@@ -92,7 +95,17 @@ impl std::fmt::Debug for ScannerManager {
 impl ScannerManager {
     pub fn new(env: Env, config: ScannerConfig) -> ScannerManager {
         assert!(config.validate().is_ok(), "invalid scanner config {config:?}");
-        ScannerManager { config, env, state: Mutex::new(ManagerState::default()) }
+        ScannerManager {
+            config,
+            env,
+            state: Mutex::new(ManagerState::default()),
+            stop: Arc::new(Stop::new()),
+        }
+    }
+
+    /// What a panic in the registry (a poisoned lock) stops: its tablet server.
+    pub fn stop_signal(&self) -> &Arc<Stop> {
+        &self.stop
     }
 
     pub fn config(&self) -> &ScannerConfig {
@@ -413,8 +426,10 @@ impl ScannerManager {
         }
     }
 
+    /// Also a poisoned registry is locked, to be reported and shut down: the tablet server it
+    /// stopped refuses every request at its door.
     fn lock(&self) -> MutexGuard<'_, ManagerState> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock_noting_poison(&self.state, &self.stop, &"scanner manager")
     }
 }
 

@@ -113,6 +113,9 @@ impl Catalog {
         Arc::clone(&self.fs)
     }
 
+    /// Only request handlers change the catalog, and a handler that panics shuts the wire
+    /// server and the node down (`wire::server`), so a poisoned catalog is only read on the way
+    /// down; the file on disk is written by write-sync-rename and is never half-changed.
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }

@@ -73,6 +73,8 @@ struct Shared {
 }
 
 impl Shared {
+    /// Poisoning is harmless here (the client's side): the waiting calls change by single
+    /// inserts and removals, and a broken connection fails them all anyway.
     fn lock(&self) -> MutexGuard<'_, Waiting> {
         self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }

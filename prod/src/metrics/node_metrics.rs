@@ -43,6 +43,7 @@ struct WireGauges {
     connections_refused: Gauge,
     frames_timed_out: Gauge,
     connections_idle_closed: Gauge,
+    handler_panics: Gauge,
 }
 
 impl WireGauges {
@@ -76,6 +77,11 @@ impl WireGauges {
                 "Connections closed since the start after net.max-idle-time without a request",
                 &self.connections_idle_closed,
             ),
+            (
+                "wire_handler_panics",
+                "Requests whose handler panicked since the start; the first shuts the node down",
+                &self.handler_panics,
+            ),
         ];
         for (name, help, gauge) in gauges {
             registry.register(name, help, gauge.clone());
@@ -90,6 +96,7 @@ impl WireGauges {
         self.connections_refused.set(saturating_i64(stats.connections_refused()));
         self.frames_timed_out.set(saturating_i64(stats.frames_timed_out()));
         self.connections_idle_closed.set(saturating_i64(stats.connections_idle_closed()));
+        self.handler_panics.set(saturating_i64(stats.handler_panics()));
     }
 }
 
@@ -107,6 +114,9 @@ pub struct NodeMetrics {
     scanner_sessions: Gauge,
     flush_lag: Family<BucketLabels, Gauge>,
     flush_lag_max: Gauge,
+    replicas_failed: Gauge,
+    tablet_server_failed: Gauge,
+    task_panics: Gauge,
     wire: WireGauges,
     /// Two scrapes at once would interleave clearing and setting the per-bucket gauges.
     rendering: Mutex<()>,
@@ -161,6 +171,25 @@ impl NodeMetrics {
             "The largest flush lag over the led buckets",
             flush_lag_max.clone(),
         );
+        let replicas_failed = Gauge::default();
+        registry.register(
+            "replicas_failed",
+            "Replicas stopped after a corrupt or fatal engine error or a panic: they refuse \
+             every request (KV_STORAGE_EXCEPTION) until the node restarts",
+            replicas_failed.clone(),
+        );
+        let tablet_server_failed = Gauge::default();
+        registry.register(
+            "tablet_server_failed",
+            "1 once a panic that no single replica owned stopped the whole tablet server",
+            tablet_server_failed.clone(),
+        );
+        let task_panics = Gauge::default();
+        registry.register(
+            "task_panics",
+            "Background tasks and blocking work that panicked since the start (each logged)",
+            task_panics.clone(),
+        );
         let wire = WireGauges::default();
         wire.register(&mut registry);
         NodeMetrics {
@@ -171,6 +200,9 @@ impl NodeMetrics {
             scanner_sessions,
             flush_lag,
             flush_lag_max,
+            replicas_failed,
+            tablet_server_failed,
+            task_panics,
             wire,
             rendering: Mutex::new(()),
         }
@@ -190,19 +222,24 @@ impl NodeMetrics {
     /// The metrics in the OpenMetrics text format, with the gauges set from `stats` (`None`
     /// once the tablet server is gone: the gauges are dropped).
     pub fn render(&self, stats: Option<&ServerStats>) -> String {
-        self.render_with_wire(stats, None)
+        self.render_with_wire(stats, None, 0)
     }
 
-    /// As [`NodeMetrics::render`], with the wire server's gauges set from `wire`.
+    /// As [`NodeMetrics::render`], with the wire server's gauges set from `wire` and the
+    /// count of panicked tasks from the node's executor.
     pub fn render_with_wire(
         &self,
         stats: Option<&ServerStats>,
         wire: Option<&WireStats>,
+        task_panics: u64,
     ) -> String {
+        // Poisoning is harmless here: the lock guards no data, it only keeps two scrapes from
+        // interleaving, and every gauge is set afresh below.
         let _rendering = self.rendering.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(wire) = wire {
             self.wire.set(wire);
         }
+        self.task_panics.set(saturating_i64(task_panics));
         self.flush_lag.clear();
         match stats {
             Some(stats) => {
@@ -217,10 +254,14 @@ impl NodeMetrics {
                     }
                 }
                 self.flush_lag_max.set(saturating_i64(stats.max_flush_lag()));
+                self.replicas_failed.set(saturating_i64(stats.failed_replicas() as u64));
+                self.tablet_server_failed.set(i64::from(stats.failure.is_some()));
             }
             None => {
                 self.scanner_sessions.set(0);
                 self.flush_lag_max.set(0);
+                self.replicas_failed.set(0);
+                self.tablet_server_failed.set(0);
             }
         }
         let mut text = String::new();
@@ -238,6 +279,31 @@ fn saturating_i64(value: u64) -> i64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn failed_replicas_and_panics_are_rendered() {
+        let metrics = NodeMetrics::new();
+        let bucket = |bucket_id, failure: Option<&str>| BucketStats {
+            bucket: TableBucket::new(5, bucket_id),
+            leader_epoch: 1,
+            log_end_offset: 10,
+            high_watermark: 10,
+            flushed_offset: Some(10),
+            failure: failure.map(str::to_string),
+        };
+        let stats = ServerStats {
+            scanner_sessions: 0,
+            buckets: vec![bucket(0, Some("flush failed: corrupt")), bucket(1, None)],
+            failure: None,
+        };
+        let wire = WireStats::default();
+        wire.record_handler_panic();
+        let text = metrics.render_with_wire(Some(&stats), Some(&wire), 2);
+        assert!(text.contains("kvtablet_replicas_failed 1\n"), "{text}");
+        assert!(text.contains("kvtablet_tablet_server_failed 0\n"), "{text}");
+        assert!(text.contains("kvtablet_task_panics 2\n"), "{text}");
+        assert!(text.contains("kvtablet_wire_handler_panics 1\n"), "{text}");
+    }
+
     use kvtablet_core::tablet_server_stats::BucketStats;
     use kvtablet_core::TableBucket;
 
@@ -270,11 +336,16 @@ mod tests {
             log_end_offset: 10,
             high_watermark: 10,
             flushed_offset,
+            failure: None,
         };
-        let stats =
-            ServerStats { scanner_sessions: 3, buckets: vec![bucket(0, Some(4)), bucket(1, None)] };
+        let stats = ServerStats {
+            scanner_sessions: 3,
+            buckets: vec![bucket(0, Some(4)), bucket(1, None)],
+            failure: None,
+        };
         let text = metrics.render(Some(&stats));
         assert!(text.contains("kvtablet_scanner_sessions 3\n"), "{text}");
+        assert!(text.contains("kvtablet_replicas_failed 0\n"), "{text}");
         assert!(
             text.contains("kvtablet_bucket_flush_lag_offsets{table_id=\"5\",bucket_id=\"0\"} 6\n"),
             "{text}"
@@ -292,8 +363,9 @@ mod tests {
         let wire = WireStats::default();
         wire.connections_open.store(3, std::sync::atomic::Ordering::Relaxed);
         wire.connections_refused.store(2, std::sync::atomic::Ordering::Relaxed);
-        let text = metrics.render_with_wire(None, Some(&wire));
+        let text = metrics.render_with_wire(None, Some(&wire), 0);
         assert!(text.contains("kvtablet_wire_connections_open 3\n"), "{text}");
+        assert!(text.contains("kvtablet_wire_handler_panics 0\n"), "{text}");
         assert!(text.contains("kvtablet_wire_connections_refused 2\n"), "{text}");
         assert!(text.contains("kvtablet_wire_request_bytes_in_flight 0\n"), "{text}");
     }

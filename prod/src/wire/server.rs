@@ -13,7 +13,9 @@
 //! version outside the advertised range gets an ERROR_RESPONSE `UNSUPPORTED_VERSION` (2), never
 //! silence; a malformed ApiVersions body gets `CORRUPT_MESSAGE` (3), as should any malformed
 //! body a handler decodes (see [`crate::wire::error::decode_request`]). A handler that panics
-//! answers `UNKNOWN_SERVER_ERROR` (-1) and the connection goes on.
+//! answers `UNKNOWN_SERVER_ERROR` (-1), is logged at error and counted, and shuts the server
+//! down as its `shutdown` future would: the panic may have left the handler's state in doubt,
+//! so nothing more is served from it ([`WireStats::handler_panicked`] tells the node).
 //!
 //! A framing error (negative, too short or oversized length, or a stream that ends inside a
 //! frame) closes only that connection: nothing more is read from it, the requests before the
@@ -220,9 +222,16 @@ impl WireServer {
         let mut refusals = JoinSet::new();
         tracing::info!(%local_addr, "wire server listening");
         let mut shutdown = std::pin::pin!(shutdown);
+        let handler_panicked = Arc::clone(&stats);
+        let mut handler_panicked = std::pin::pin!(handler_panicked.handler_panicked());
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
+                () = &mut handler_panicked => {
+                    tracing::error!(%local_addr,
+                        "a request handler panicked; the wire server shuts down");
+                    break;
+                }
                 Some(joined) = connections.join_next(), if !connections.is_empty() => {
                     if let Err(error) = joined {
                         tracing::warn!(%error, "wire connection task failed");
@@ -604,14 +613,18 @@ fn dispatch(
         }
         Ok(key) => {
             let handler = &shared.handler;
+            let stats = Arc::clone(&shared.stats);
+            // Caught to answer the request and stop the server, never to go on serving.
             match std::panic::catch_unwind(AssertUnwindSafe(|| {
                 handler.handle(api_key, api_version, body)
             })) {
                 Ok(pending) => AssertUnwindSafe(pending)
                     .catch_unwind()
-                    .map(move |outcome| outcome.unwrap_or_else(|_| Err(handler_panicked(key))))
+                    .map(move |outcome| {
+                        outcome.unwrap_or_else(|panic| Err(handler_panicked(key, &stats, &panic)))
+                    })
                     .boxed(),
-                Err(_) => future::ready(Err(handler_panicked(key))).boxed(),
+                Err(panic) => future::ready(Err(handler_panicked(key, &stats, &panic))).boxed(),
             }
         }
     };
@@ -623,9 +636,17 @@ fn dispatch(
         .boxed()
 }
 
-fn handler_panicked(key: ApiKey) -> WireError {
-    tracing::error!(%key, "wire handler panicked");
-    WireError::unknown_server_error(format!("internal error while handling {key}"))
+fn handler_panicked(
+    key: ApiKey,
+    stats: &WireStats,
+    panic: &Box<dyn std::any::Any + Send>,
+) -> WireError {
+    let message = kvtablet_core::task::panic_message(panic.as_ref());
+    tracing::error!(%key, panic = message, "wire handler panicked; the server shuts down");
+    stats.record_handler_panic();
+    WireError::unknown_server_error(format!(
+        "internal error while handling {key}; the server shuts down"
+    ))
 }
 
 /// A response frame as it leaves: the header, then the handler's body as it was returned.

@@ -22,6 +22,10 @@ pub struct WireStats {
     pub(crate) frames_timed_out: AtomicU64,
     /// Connections closed after `net.max-idle-time` without a request.
     pub(crate) connections_idle_closed: AtomicU64,
+    /// Requests whose handler panicked. The first one shuts the server down.
+    pub(crate) handler_panics: AtomicU64,
+    /// Woken when a handler panics.
+    handler_panicked: tokio::sync::Notify,
 }
 
 impl WireStats {
@@ -56,5 +60,29 @@ impl WireStats {
 
     pub fn connections_idle_closed(&self) -> u64 {
         self.connections_idle_closed.load(Ordering::Relaxed)
+    }
+
+    pub fn handler_panics(&self) -> u64 {
+        self.handler_panics.load(Ordering::Relaxed)
+    }
+
+    /// Counts a handler's panic and wakes whoever waits for one.
+    pub(crate) fn record_handler_panic(&self) {
+        self.handler_panics.fetch_add(1, Ordering::Relaxed);
+        self.handler_panicked.notify_waiters();
+    }
+
+    /// Completes once a request handler has panicked (at once if one has).
+    pub async fn handler_panicked(&self) {
+        loop {
+            let notified = self.handler_panicked.notified();
+            let mut notified = std::pin::pin!(notified);
+            // Registered before the check, so a panic in between is not missed.
+            notified.as_mut().enable();
+            if self.handler_panics() > 0 {
+                return;
+            }
+            notified.await;
+        }
     }
 }

@@ -18,7 +18,10 @@ use crate::engine::{EngineSnapshot, KeyRange, KvEngine, WriteBatch};
 use crate::env::Env;
 use crate::kv::kv_error::KvError;
 use crate::log::log_batch::WriterBatch;
-use crate::log::{AppendMeta, Appended, ChangeRecord, ChangeType, LogTablet, SequenceCheck};
+use crate::log::LogError;
+use crate::log::{
+    AppendMeta, Appended, ChangeRecord, ChangeType, LogTablet, SequenceCheck, SyncTicket,
+};
 use crate::message::KvWrite;
 use crate::mutant::Mutant;
 use crate::notify::Notify;
@@ -74,9 +77,11 @@ struct KvState {
     /// Every change below this offset is in the engine; none at or above it is.
     flushed_log_offset: u64,
     /// Every batch below this offset has its changes in `pending` (or flushed): the end of the
-    /// log as this term knows it. The log's high watermark can be ahead of it while an append's
-    /// values are being parked, and past it lie other terms' batches (a newer leader's,
-    /// replicated before this one hears that it was deposed), which the flush must never claim.
+    /// log as this term knows it. Values are parked when their batch is written, before its
+    /// sync, so it is usually ahead of the high watermark; the high watermark can be ahead of it
+    /// when another put's sync covered a batch whose values are still being parked, and past it
+    /// lie other terms' batches (a newer leader's, replicated before this one hears that it was
+    /// deposed), which the flush must never claim.
     parked_end_offset: u64,
     closed: bool,
 }
@@ -143,6 +148,9 @@ impl KvTablet {
         engine: Arc<dyn KvEngine>,
         leader_epoch: u32,
     ) -> Result<KvTablet, KvError> {
+        // A batch written in an earlier term and still waiting for its sync is synced now, so
+        // that the rebuild below covers every batch this term's puts will follow.
+        log.sync_all()?;
         let engine_offset = engine.flushed_log_offset()?.unwrap_or(0);
         let flushed_log_offset = replay_log(&log, engine.as_ref(), engine_offset, &config)?;
         assert_eq!(flushed_log_offset, log.high_watermark(), "rebuild stops at the high watermark");
@@ -231,10 +239,13 @@ impl KvTablet {
 
     /// Applies `writes` in order as one changelog batch; returns its offsets `[base, end)`.
     ///
-    /// The changes are computed in the caller's task; the append (write, sync, replication)
-    /// and the parking of the new values run as blocking work on the executor, off the async
-    /// workers in production and as a scheduling point in the simulator. Puts of one tablet
-    /// are serialised from the computation to the parking, so each sees the one before.
+    /// Three phases: the changes are computed in the caller's task; the write of the batch and
+    /// the parking of its new values run as blocking work on the executor (off the async
+    /// workers in production, a scheduling point in the simulator); then the sync. Puts of one
+    /// tablet are serialised from the computation to the parking, so each sees the one before;
+    /// the sync is outside, so that the puts written while one sync runs share the next
+    /// (group commit). The put is answered only once a sync covering its batch has returned
+    /// (a duplicate's too: its original may still be waiting for that sync).
     pub fn put(
         self: &Arc<Self>,
         writes: Vec<KvWrite>,
@@ -242,40 +253,72 @@ impl KvTablet {
     ) -> BoxFuture<'static, Result<PutOutcome, KvError>> {
         let this = self.clone();
         async move {
-            let _serialised = if this.env.mutants.is_on(Mutant::PutsNotSerialised) {
-                None
-            } else {
-                Some(this.put_lock.lock().await)
+            let (outcome, ticket) = {
+                let _serialised = if this.env.mutants.is_on(Mutant::PutsNotSerialised) {
+                    None
+                } else {
+                    Some(this.put_lock.lock().await)
+                };
+                match this.prepare_put(&writes, writer)? {
+                    Prepared::Duplicate(outcome) => {
+                        (outcome, SyncTicket::through(outcome.end_offset))
+                    }
+                    Prepared::Append(prepared) => {
+                        let name =
+                            format!("append node{} {}", this.env.node_id, this.bucket.dir_name());
+                        let committer = this.clone();
+                        run_blocking(&this.env.executor, &this.env.ledger, name, move || {
+                            committer.write_put(prepared)
+                        })
+                        .await
+                        .unwrap_or_else(|| {
+                            Err(KvError::NotLeader(format!(
+                                "{} stopped during an append",
+                                this.bucket
+                            )))
+                        })?
+                    }
+                }
             };
-            let prepared = match this.prepare_put(&writes, writer)? {
-                Prepared::Duplicate(outcome) => return Ok(outcome),
-                Prepared::Append(append) => append,
-            };
-            let name = format!("append node{} {}", this.env.node_id, this.bucket.dir_name());
-            let committer = this.clone();
+            if this.log.is_synced_through(ticket) {
+                return Ok(outcome);
+            }
+            let name = format!("sync node{} {}", this.env.node_id, this.bucket.dir_name());
+            let log = this.log.clone();
             run_blocking(&this.env.executor, &this.env.ledger, name, move || {
-                committer.commit_put(prepared)
+                log.sync_through(ticket)
             })
             .await
             .unwrap_or_else(|| {
-                Err(KvError::NotLeader(format!("{} stopped during an append", this.bucket)))
-            })
+                Err(LogError::Stopped {
+                    dir: this.bucket.dir_name(),
+                    detail: "stopped during a sync".to_string(),
+                })
+            })?;
+            // The batches that sync covered may be flushed now.
+            this.flush_wanted.notify();
+            Ok(outcome)
         }
         .boxed()
     }
 
     /// [`KvTablet::put`] without the hand-off to the executor, for tests that drive a tablet
-    /// directly: the same two phases, run inline.
+    /// directly: the same phases, run inline.
     pub fn put_inline(
         &self,
         writes: &[KvWrite],
         writer: Option<WriterBatch>,
     ) -> Result<PutOutcome, KvError> {
-        let _serialised = self.put_lock.try_lock().expect("no put in flight");
-        match self.prepare_put(writes, writer)? {
-            Prepared::Duplicate(outcome) => Ok(outcome),
-            Prepared::Append(append) => self.commit_put(append),
-        }
+        let (outcome, ticket) = {
+            let _serialised = self.put_lock.try_lock().expect("no put in flight");
+            match self.prepare_put(writes, writer)? {
+                Prepared::Duplicate(outcome) => (outcome, SyncTicket::through(outcome.end_offset)),
+                Prepared::Append(append) => self.write_put(append)?,
+            }
+        };
+        self.log.sync_through(ticket)?;
+        self.flush_wanted.notify();
+        Ok(outcome)
     }
 
     /// The first phase of a put: the changelog of `writes` against the latest state (the
@@ -325,15 +368,18 @@ impl KvTablet {
         Ok(Prepared::Append(PreparedAppend { meta, changes }))
     }
 
-    /// The second phase: appends the batch and parks its new values for the flush.
-    fn commit_put(&self, prepared: PreparedAppend) -> Result<PutOutcome, KvError> {
-        let batch =
-            match self.log.append_as_leader(self.leader_epoch, prepared.meta, prepared.changes)? {
-                Appended::Batch(batch) => batch,
-                Appended::Duplicate { base_offset, end_offset } => {
-                    return Ok(PutOutcome { base_offset, end_offset, duplicate: true });
-                }
-            };
+    /// The second phase: writes the batch (unsynced) and parks its new values, where the next
+    /// put computes its changes against them; the flush takes them only once they are below
+    /// the high watermark, that is synced. Returns what the put waits for.
+    fn write_put(&self, prepared: PreparedAppend) -> Result<(PutOutcome, SyncTicket), KvError> {
+        let (appended, ticket) =
+            self.log.write_as_leader(self.leader_epoch, prepared.meta, prepared.changes)?;
+        let batch = match appended {
+            Appended::Batch(batch) => batch,
+            Appended::Duplicate { base_offset, end_offset } => {
+                return Ok((PutOutcome { base_offset, end_offset, duplicate: true }, ticket));
+            }
+        };
         let (base_offset, end_offset) = (batch.base_offset, batch.end_offset());
         let mut state = self.lock();
         for record in batch.records {
@@ -355,7 +401,7 @@ impl KvTablet {
         state.parked_end_offset = end_offset;
         drop(state);
         self.flush_wanted.notify();
-        Ok(PutOutcome { base_offset, end_offset, duplicate: false })
+        Ok((PutOutcome { base_offset, end_offset, duplicate: false }, ticket))
     }
 
     /// Point lookups of flushed data; returns the values and the flushed offset read at.

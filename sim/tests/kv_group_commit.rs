@@ -296,3 +296,81 @@ fn a_resend_of_a_batch_waiting_for_its_sync_waits_for_that_sync() {
     assert!(matches!(log.sync_through(ticket), Err(LogError::Stopped { .. })));
     assert_eq!(log.high_watermark(), 3);
 }
+
+/// A tablet over a plain disk with a pre-write buffer of `buffer_bytes_max`.
+fn tablet_with_buffer(exec: &SimExecutor, buffer_bytes_max: u64) -> Arc<KvTablet> {
+    let streams = Streams::new(1);
+    let disk = Arc::new(SimFs::new());
+    let env = Env {
+        node_id: 1,
+        clock: exec.clock_for(1),
+        executor: exec.executor_for(1),
+        remote: Arc::new(SimRemoteStorage::new(exec, &streams, RemoteFaults::none())),
+        rpc: SimNetwork::new(exec, &streams, NetFaults::none()).endpoint(1),
+        fs: disk.clone(),
+        entropy: Arc::new(SimEntropy::new(streams.stream("entropy"))),
+        engines: Arc::new(MemEngineFactory::new(disk.clone())),
+        ledger: Ledger::new(),
+        mutants: Mutants::NONE,
+    };
+    let log_fs: Arc<dyn LocalFs> = disk.clone();
+    let log = Arc::new(
+        LogTablet::open(
+            log_fs,
+            LOG_DIR.to_string(),
+            TableBucket::new(1, 0),
+            LogConfig::DEFAULT,
+            Mutants::NONE,
+        )
+        .expect("log opens"),
+    );
+    log.fence(1).expect("fence");
+    let engine = MemEngineFactory::new(disk).open("kv").expect("engine opens");
+    let config =
+        KvTabletConfig { pre_write_buffer_bytes_max: buffer_bytes_max, ..KvTabletConfig::DEFAULT };
+    Arc::new(KvTablet::open(env, config, log, engine, 1).expect("kv opens"))
+}
+
+#[test]
+fn a_full_pre_write_buffer_refuses_puts_retriably_until_the_flush_catches_up() {
+    let exec = SimExecutor::new(&Streams::new(1));
+    // Room for a few one-row batches (each counts its key, value and 64 bytes).
+    let kv = tablet_with_buffer(&exec, 300);
+    let writer = |sequence| Some(WriterBatch { writer_id: 21, batch_sequence: sequence });
+    let mut sequence = 0;
+    // No flush runs: the buffer fills.
+    let refused = loop {
+        match kv.put_inline(&upsert(&format!("k{sequence}")), writer(sequence)) {
+            Ok(outcome) => assert!(!outcome.duplicate),
+            Err(error) => break error,
+        }
+        sequence += 1;
+        assert!(sequence < 100, "the buffer never filled");
+    };
+    assert!(matches!(refused, KvError::Backpressure(_)), "{refused:?}");
+    assert_eq!(refused.code(), kvtablet_core::error::ErrorCode::StorageBackpressure);
+    assert_eq!(refused.code().wire_code(), 72);
+    assert!(refused.is_retriable());
+    let end_before = kv.log().log_end_offset();
+    assert_eq!(end_before, sequence as u64, "nothing of the refused batch was written");
+    // Still full: the same batch is refused again, and nothing is written.
+    assert!(matches!(
+        kv.put_inline(&upsert(&format!("k{sequence}")), writer(sequence)),
+        Err(KvError::Backpressure(_))
+    ));
+    // The flush catches up; the same writer's resend of the same batch is appended in sequence.
+    let flusher = kv.clone();
+    exec.block_on(
+        1,
+        "flush",
+        async move { while flusher.flush_once().await.expect("flush") {} },
+        STEPS_MAX,
+    )
+    .expect("flush runs");
+    let outcome =
+        kv.put_inline(&upsert(&format!("k{sequence}")), writer(sequence)).expect("resend");
+    assert!(!outcome.duplicate, "the refused batch was never written");
+    assert_eq!((outcome.base_offset, outcome.end_offset), (end_before, end_before + 1));
+    // And its next batch follows.
+    kv.put_inline(&upsert("next"), writer(sequence + 1)).expect("next batch in sequence");
+}

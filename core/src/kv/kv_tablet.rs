@@ -47,6 +47,10 @@ pub struct KvTabletConfig {
     /// so that it sees every write acknowledged before it; after that it is refused as
     /// retriable (`LEADER_NOT_AVAILABLE`) rather than answered from older data.
     pub read_wait_ms_max: u64,
+    /// Bytes of keys and values acknowledged (or written) but not yet flushed into the engine
+    /// that the pre-write buffer may hold; a put arriving while it holds this much or more is
+    /// refused with `STORAGE_BACKPRESSURE` (retriable) before anything is written.
+    pub pre_write_buffer_bytes_max: u64,
 }
 
 impl KvTabletConfig {
@@ -57,6 +61,7 @@ impl KvTabletConfig {
         flush_retry_backoff_ms_min: 100,
         flush_retry_backoff_ms_max: 1_000,
         read_wait_ms_max: 2_000,
+        pre_write_buffer_bytes_max: 64 * 1024 * 1024,
     };
 }
 
@@ -72,6 +77,9 @@ struct PendingChange {
 struct KvState {
     /// Unflushed changes in log order.
     pending: VecDeque<PendingChange>,
+    /// Bytes of `pending` (keys and values plus a fixed overhead each), against
+    /// `pre_write_buffer_bytes_max`.
+    pending_bytes: u64,
     /// The newest unflushed change of each key, by the offset that made it.
     latest_unflushed: BTreeMap<Vec<u8>, (u64, Option<Vec<u8>>)>,
     /// Every change below this offset is in the engine; none at or above it is.
@@ -163,6 +171,7 @@ impl KvTablet {
             config,
             state: Mutex::new(KvState {
                 pending: VecDeque::new(),
+                pending_bytes: 0,
                 latest_unflushed: BTreeMap::new(),
                 flushed_log_offset,
                 parked_end_offset: flushed_log_offset,
@@ -346,6 +355,14 @@ impl KvTablet {
                 }));
             }
         }
+        // Refused before anything is written, so the writer's state is as if the batch never
+        // arrived and its resend (after the flush caught up) is appended in sequence.
+        if state.pending_bytes >= self.config.pre_write_buffer_bytes_max {
+            return Err(KvError::Backpressure(format!(
+                "{} holds {} unflushed bytes, the limit is {}",
+                self.bucket, state.pending_bytes, self.config.pre_write_buffer_bytes_max
+            )));
+        }
         let mut overlay: BTreeMap<&[u8], Option<&[u8]>> = BTreeMap::new();
         let mut changes = Vec::with_capacity(writes.len() * 2);
         for write in writes {
@@ -390,6 +407,7 @@ impl KvTablet {
                 ChangeType::Delete => None,
                 ChangeType::UpdateBefore => continue,
             };
+            state.pending_bytes += change_bytes(&record.key, value.as_deref());
             state.latest_unflushed.insert(record.key.clone(), (record.offset, value.clone()));
             state.pending.push_back(PendingChange {
                 offset: record.offset,
@@ -544,6 +562,7 @@ impl KvTablet {
     fn publish_flush(&self, state: &mut KvState, flushed_log_offset: u64) {
         while state.pending.front().is_some_and(|change| change.offset < flushed_log_offset) {
             let change = state.pending.pop_front().expect("front exists");
+            state.pending_bytes -= change_bytes(&change.key, change.value.as_deref());
             let newest = state
                 .latest_unflushed
                 .get(&change.key)
@@ -577,6 +596,12 @@ impl KvTablet {
         }
         Ok(state)
     }
+}
+
+/// What one buffered change counts against the pre-write buffer's limit.
+fn change_bytes(key: &[u8], value: Option<&[u8]>) -> u64 {
+    const OVERHEAD_BYTES: u64 = 64;
+    (key.len() + value.map_or(0, <[u8]>::len)) as u64 + OVERHEAD_BYTES
 }
 
 /// The changelog of one write given the key's current value, as Fluss's default merger and

@@ -18,9 +18,17 @@
 //!
 //! Times are printed, never asserted. Every loop is bounded by a count or a deadline.
 //!
+//! - The disk's own rate of synced appends (a probe before anything else): one file in the
+//!   bench's temporary directory, appends of one bucket's share of a PutKv batch, each followed
+//!   by an fsync, for `phase` or `PROBE_SYNCS_MAX` syncs; once on one open descriptor, once
+//!   through `DiskFs` as the changelog does it. With one sync per request this bounds what one
+//!   connection can put.
+//!
 //! Run: `cargo bench -p kvtablet-prod --bench wire_loopback` (about 2 minutes on 2 cores);
 //! `-- --quick` or `KVTABLET_BENCH_QUICK=1` for a run of a few seconds; `-- --scan-only` skips
-//! the PutKv and Lookup phases and scans 10 times (for a profiler).
+//! the PutKv and Lookup phases and scans 10 times (for a profiler); `-- --puts-only` runs the
+//! disk probe and the PutKv phases only (`--phase-ms N` sets the phase length of any mode), for
+//! before-and-after comparisons of the write path.
 
 // prod may read wall time and own a tokio runtime; measuring them is this binary's purpose.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
@@ -31,11 +39,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kvtablet_core::engine::{KeyRange, KvEngineFactory};
-use kvtablet_core::env::Rpc;
+use kvtablet_core::env::{LocalFs, Rpc};
 use kvtablet_core::ledger::Ledger;
 use kvtablet_core::scan::kv_scanner::{KvScanner, KvScannerOptions};
 use kvtablet_core::TableBucket;
 use kvtablet_prod::client::{admin, Connection, ConnectionConfig, RemoteTable, WireRpc};
+use kvtablet_prod::disk_fs::DiskFs;
 use kvtablet_prod::format::{Column, DataType, Datum, Row, Schema, TableDescriptor, TypeRoot};
 use kvtablet_prod::node::SERVER_NODE_ID;
 use kvtablet_prod::rocks_engine::RocksEngineFactory;
@@ -61,6 +70,10 @@ const SCAN_BATCH_SIZE_BYTES: i32 = 4 * 1024 * 1024;
 const FLUSH_WAIT_MAX: Duration = Duration::from_secs(300);
 /// Keys of the scan table start here, clear of the write table's.
 const SCAN_KEY_BASE: i64 = 1 << 40;
+/// Bytes of one probe append: one bucket's share of a PutKv batch, about as the log frames it.
+const PROBE_APPEND_BYTES: usize = ROWS_PER_PUT / WRITE_BUCKETS as usize * 128;
+/// Syncs of one probe pass at most.
+const PROBE_SYNCS_MAX: u64 = 1_000_000;
 
 #[derive(Debug, Clone, Copy)]
 struct Sizes {
@@ -71,6 +84,8 @@ struct Sizes {
     put_rows_max: usize,
     /// Skip the PutKv and Lookup phases.
     scan_only: bool,
+    /// The disk probe and the PutKv phases only.
+    puts_only: bool,
     /// Full scans of each kind; the best is reported.
     scan_runs: usize,
 }
@@ -80,6 +95,7 @@ const FULL: Sizes = Sizes {
     scan_rows: 1_000_000,
     put_rows_max: 2_000_000,
     scan_only: false,
+    puts_only: false,
     scan_runs: 3,
 };
 const QUICK: Sizes = Sizes {
@@ -87,6 +103,7 @@ const QUICK: Sizes = Sizes {
     scan_rows: 100_000,
     put_rows_max: 200_000,
     scan_only: false,
+    puts_only: false,
     scan_runs: 3,
 };
 /// Scans of the profiling mode.
@@ -321,6 +338,9 @@ async fn put_and_lookup_phases(
     let sentinel = row(next_id);
     put(setup, writes, std::slice::from_ref(&sentinel)).await;
     wait_flushed(setup, writes, &sentinel).await;
+    if sizes.puts_only {
+        return;
+    }
 
     println!("Lookup, {KEYS_PER_LOOKUP} keys per request, one request at a time per connection:");
     let written = Arc::new(written);
@@ -336,8 +356,9 @@ async fn put_and_lookup_phases(
 }
 
 /// Loads, measures the wire phases, and scans over the wire: on the live engine just loaded,
-/// then after a restart. Returns the best scans and the scanned bucket.
-async fn bench(data_dir: &std::path::Path, sizes: Sizes) -> (Pass, Pass, TableBucket) {
+/// then after a restart. Returns the best scans and the scanned bucket (none in the puts-only
+/// mode).
+async fn bench(data_dir: &std::path::Path, sizes: Sizes) -> Option<(Pass, Pass, TableBucket)> {
     let mut served = ServedNode::start(
         data_dir,
         SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -361,6 +382,10 @@ async fn bench(data_dir: &std::path::Path, sizes: Sizes) -> (Pass, Pass, TableBu
 
     if !sizes.scan_only {
         put_and_lookup_phases(&addr, &setup, &writes, sizes).await;
+    }
+    if sizes.puts_only {
+        served.stop().await;
+        return None;
     }
 
     let loaded = Instant::now();
@@ -408,7 +433,48 @@ async fn bench(data_dir: &std::path::Path, sizes: Sizes) -> (Pass, Pass, TableBu
     let reopened = wire_scan_passes(connection, &addr, bucket, sizes).await;
     served.stop().await;
     let rows = scan_rows + 1;
-    (best(live, rows), best(reopened, rows), bucket)
+    Some((best(live, rows), best(reopened, rows), bucket))
+}
+
+/// Synced appends per second of `append_and_sync` (one call: one append and its fsync), for
+/// `phase` or `PROBE_SYNCS_MAX` calls.
+fn probe_pass(phase: Duration, mut append_and_sync: impl FnMut()) -> f64 {
+    let started = Instant::now();
+    let mut syncs = 0u64;
+    while started.elapsed() < phase && syncs < PROBE_SYNCS_MAX {
+        append_and_sync();
+        syncs += 1;
+    }
+    syncs as f64 / started.elapsed().as_secs_f64()
+}
+
+/// The disk's own rate of synced appends, in `dir`: on one open descriptor (write + fsync), and
+/// through `DiskFs` as the changelog appends and syncs (each call opens the file).
+fn disk_probe(dir: &std::path::Path, phase: Duration) {
+    use std::io::Write;
+    let frame = vec![0x5au8; PROBE_APPEND_BYTES];
+    let path = dir.join("probe-raw.log");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .expect("the probe file opens");
+    let raw = probe_pass(phase, || {
+        file.write_all(&frame).expect("probe append");
+        file.sync_all().expect("probe fsync");
+    });
+    drop(file);
+    std::fs::remove_file(&path).expect("the probe file is removed");
+    let fs = DiskFs::new(dir.join("probe-diskfs")).expect("the probe directory");
+    let through_fs = probe_pass(phase, || {
+        fs.append("probe.log", &frame).expect("probe append");
+        fs.sync("probe.log").expect("probe fsync");
+    });
+    fs.remove_dir_all("").ok();
+    println!(
+        "Disk probe, {PROBE_APPEND_BYTES}-byte appends each followed by fsync: {raw:>8.0} synced \
+         appends/s on one descriptor, {through_fs:>8.0}/s through DiskFs"
+    );
 }
 
 async fn wire_scan_passes(
@@ -429,9 +495,18 @@ fn main() {
     let quick = std::env::args().any(|arg| arg == "--quick")
         || std::env::var("KVTABLET_BENCH_QUICK").is_ok_and(|value| value != "0");
     let mut sizes = if quick { QUICK } else { FULL };
-    if std::env::args().any(|arg| arg == "--scan-only") {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|arg| arg == "--scan-only") {
         sizes.scan_only = true;
         sizes.scan_runs = SCAN_ONLY_RUNS;
+    }
+    if args.iter().any(|arg| arg == "--puts-only") {
+        sizes.puts_only = true;
+        sizes.put_rows_max = 10_000_000;
+    }
+    if let Some(window) = args.windows(2).find(|window| window[0] == "--phase-ms") {
+        let phase_ms: u64 = window[1].parse().expect("--phase-ms takes milliseconds");
+        sizes.phase = Duration::from_millis(phase_ms.clamp(100, 600_000));
     }
     println!(
         "wire_loopback{}: client and server in one process on 127.0.0.1, {} cores, {:?} per phase",
@@ -440,13 +515,17 @@ fn main() {
         sizes.phase
     );
     let data_dir = tempfile::tempdir().expect("temporary directory");
+    if !sizes.scan_only {
+        disk_probe(data_dir.path(), sizes.phase.min(Duration::from_secs(2)));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("wire-bench")
         .build()
         .expect("tokio runtime");
-    let (live, reopened, bucket) = runtime.block_on(bench(data_dir.path(), sizes));
+    let outcome = runtime.block_on(bench(data_dir.path(), sizes));
     runtime.shutdown_timeout(Duration::from_secs(10));
+    let Some((live, reopened, bucket)) = outcome else { return };
 
     // The node is stopped: its engine directory is ours to open.
     let factory = RocksEngineFactory::new(data_dir.path().to_path_buf());

@@ -49,6 +49,8 @@ pub struct NodeConfig {
     pub schema_ids: Vec<i16>,
     /// Limits of full-scan sessions (`kv.scanner.*`).
     pub scanner: ScannerConfig,
+    /// Limits of each led bucket's KV tablet (`kv.pre-write-buffer.max-size`).
+    pub kv: KvTabletConfig,
 }
 
 impl NodeConfig {
@@ -62,6 +64,7 @@ impl NodeConfig {
             buckets,
             schema_ids: vec![DEFAULT_SCHEMA_ID],
             scanner: ScannerConfig::DEFAULT,
+            kv: KvTabletConfig::DEFAULT,
         }
     }
 
@@ -79,6 +82,7 @@ impl NodeConfig {
             buckets,
             schema_ids: vec![DEFAULT_SCHEMA_ID],
             scanner: ScannerConfig::DEFAULT,
+            kv: KvTabletConfig::DEFAULT,
         }
     }
 
@@ -409,7 +413,7 @@ fn server_config(config: &NodeConfig) -> TabletServerConfig {
         .collect();
     TabletServerConfig {
         tables,
-        kv: KvTabletConfig::DEFAULT,
+        kv: config.kv,
         limits: RequestLimits::DEFAULT,
         scanner: config.scanner,
     }

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
+use kvtablet_core::kv::KvTabletConfig;
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -81,6 +82,10 @@ impl ServedNode {
             catalog.tables().iter().map(|table| (table.table_id, table.bucket_count)).collect();
         let node_config = NodeConfig {
             scanner: config.scanner,
+            kv: KvTabletConfig {
+                pre_write_buffer_bytes_max: config.pre_write_buffer_bytes_max,
+                ..KvTabletConfig::DEFAULT
+            },
             ..NodeConfig::for_tables(config.data_dir.clone(), &tables)
         };
         let mut node = Node::start(node_config, runtime).await?;

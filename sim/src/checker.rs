@@ -367,9 +367,13 @@ impl Checker {
     }
 
     /// Reads the log in the god view: the model sees what is stored, not an injected fault.
+    /// Opening the reference log is part of the read: an injected read error there would leave
+    /// the model behind a read that a server answered from the same log a moment earlier.
     fn catch_up(&self, model: &mut Model, bucket: TableBucket) -> Result<(), String> {
-        let Some(log) = self.reference_log(bucket) else { return Ok(()) };
-        self.fault_log().god_view(|| model.catch_up(&log))
+        self.fault_log().god_view(|| {
+            let Some(log) = self.reference_log(bucket) else { return Ok(()) };
+            model.catch_up(&log)
+        })
     }
 
     fn check_read_offset(

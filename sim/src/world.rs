@@ -8,6 +8,9 @@ use futures::FutureExt;
 use kvtablet_core::engine::mem_engine::MemEngineFactory;
 use kvtablet_core::env::Env;
 use kvtablet_core::kv::KvTabletConfig;
+
+/// Bytes of each led bucket's pre-write buffer in the simulator (about ten small changes).
+const SIM_PRE_WRITE_BUFFER_BYTES: u64 = 1024;
 use kvtablet_core::ledger::Ledger;
 use kvtablet_core::log::LogConfig;
 use kvtablet_core::message::NodeId;
@@ -291,7 +294,12 @@ impl World {
                 bucket_count: self.plan.bucket_count(),
                 schema_ids: vec![SCHEMA_ID],
             }],
-            kv: KvTabletConfig::DEFAULT,
+            // A small pre-write buffer, so that a flush stalled by engine faults (or a slow
+            // disk) turns into STORAGE_BACKPRESSURE, which the writers resend after a delay.
+            kv: KvTabletConfig {
+                pre_write_buffer_bytes_max: SIM_PRE_WRITE_BUFFER_BYTES,
+                ..KvTabletConfig::DEFAULT
+            },
             limits: RequestLimits::DEFAULT,
             scanner: self.plan.scanner,
         }

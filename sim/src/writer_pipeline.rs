@@ -211,6 +211,26 @@ impl Burst {
                     }
                     self.wait_for_predecessor(index).await;
                 }
+                // The leader's pre-write buffer is full: nothing was written; the same batch is
+                // resent to the same leader after a short delay, as pyfluss throttles.
+                Ok(Response::Error(error)) if error.code == ErrorCode::StorageBackpressure => {
+                    self.checker.on_error(
+                        &format!("client {} put on {}", self.node_id, self.bucket),
+                        &error,
+                    );
+                    self.checker.note(
+                        self.node_id,
+                        "put-backpressure",
+                        format!(
+                            "{} seq {} resent after {backoff_ms} ms",
+                            self.bucket.dir_name(),
+                            batch.batch_sequence
+                        ),
+                    );
+                    reason = format!("{:?}", error.code);
+                    self.clock.sleep(backoff_ms).await;
+                    backoff_ms *= 2;
+                }
                 Ok(Response::Error(error)) if error.code == ErrorCode::NotLeaderOrFollower => {
                     self.checker.on_error(
                         &format!("client {} put on {}", self.node_id, self.bucket),

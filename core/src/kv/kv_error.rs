@@ -34,6 +34,10 @@ pub enum KvError {
     /// The bucket cannot answer yet (its flush is behind what the read must see): retry.
     #[error("not ready: {0}")]
     NotReady(String),
+    /// The pre-write buffer is full (the flush is behind): nothing was written; resend the
+    /// same batch after a short delay.
+    #[error("storage backpressure: {0}")]
+    Backpressure(String),
     #[error("engine failure: {0}")]
     Engine(#[from] EngineError),
     #[error("log failure: {0}")]
@@ -66,6 +70,7 @@ impl KvError {
         match self {
             KvError::NotLeader(_) => ErrorCode::NotLeaderOrFollower,
             KvError::NotReady(_) => ErrorCode::LeaderNotAvailable,
+            KvError::Backpressure(_) => ErrorCode::StorageBackpressure,
             KvError::FencedLeaderEpoch { .. } => ErrorCode::FencedLeaderEpoch,
             KvError::UnknownTableOrBucket(_) => ErrorCode::UnknownTableOrBucket,
             KvError::InvalidRecord(_) => ErrorCode::CorruptRecord,

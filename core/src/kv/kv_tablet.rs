@@ -19,7 +19,10 @@ use crate::engine::{EngineSnapshot, KeyRange, KvEngine, WriteBatch};
 use crate::env::Env;
 use crate::kv::kv_error::KvError;
 use crate::log::log_batch::WriterBatch;
-use crate::log::{AppendMeta, Appended, ChangeRecord, ChangeType, LogTablet, SequenceCheck};
+use crate::log::LogError;
+use crate::log::{
+    AppendMeta, Appended, ChangeRecord, ChangeType, LogTablet, SequenceCheck, SyncTicket,
+};
 use crate::message::KvWrite;
 use crate::mutant::Mutant;
 use crate::notify::Notify;
@@ -51,6 +54,10 @@ pub struct KvTabletConfig {
     /// so that it sees every write acknowledged before it; after that it is refused as
     /// retriable (`LEADER_NOT_AVAILABLE`) rather than answered from older data.
     pub read_wait_ms_max: u64,
+    /// Bytes of keys and values acknowledged (or written) but not yet flushed into the engine
+    /// that the pre-write buffer may hold; a put arriving while it holds this much or more is
+    /// refused with `STORAGE_BACKPRESSURE` (retriable) before anything is written.
+    pub pre_write_buffer_bytes_max: u64,
 }
 
 impl KvTabletConfig {
@@ -61,6 +68,7 @@ impl KvTabletConfig {
         flush_retry_backoff_ms_min: 100,
         flush_retry_backoff_ms_max: 1_000,
         read_wait_ms_max: 2_000,
+        pre_write_buffer_bytes_max: 64 * 1024 * 1024,
     };
 }
 
@@ -76,14 +84,19 @@ struct PendingChange {
 struct KvState {
     /// Unflushed changes in log order.
     pending: VecDeque<PendingChange>,
+    /// Bytes of `pending` (keys and values plus a fixed overhead each), against
+    /// `pre_write_buffer_bytes_max`.
+    pending_bytes: u64,
     /// The newest unflushed change of each key, by the offset that made it.
     latest_unflushed: BTreeMap<Vec<u8>, (u64, Option<Vec<u8>>)>,
     /// Every change below this offset is in the engine; none at or above it is.
     flushed_log_offset: u64,
     /// Every batch below this offset has its changes in `pending` (or flushed): the end of the
-    /// log as this term knows it. The log's high watermark can be ahead of it while an append's
-    /// values are being parked, and past it lie other terms' batches (a newer leader's,
-    /// replicated before this one hears that it was deposed), which the flush must never claim.
+    /// log as this term knows it. Values are parked when their batch is written, before its
+    /// sync, so it is usually ahead of the high watermark; the high watermark can be ahead of it
+    /// when another put's sync covered a batch whose values are still being parked, and past it
+    /// lie other terms' batches (a newer leader's, replicated before this one hears that it was
+    /// deposed), which the flush must never claim.
     parked_end_offset: u64,
     closed: bool,
 }
@@ -158,6 +171,9 @@ impl KvTablet {
         engine_writes: EngineWriteLock,
         leader_epoch: u32,
     ) -> Result<KvTablet, KvError> {
+        // A batch written in an earlier term and still waiting for its sync is synced now, so
+        // that the rebuild below covers every batch this term's puts will follow.
+        log.sync_all()?;
         let flushed_log_offset = {
             let _writes = lock_engine_writes(&engine_writes);
             let engine_offset = engine.flushed_log_offset()?.unwrap_or(0);
@@ -174,6 +190,7 @@ impl KvTablet {
             config,
             state: Mutex::new(KvState {
                 pending: VecDeque::new(),
+                pending_bytes: 0,
                 latest_unflushed: BTreeMap::new(),
                 flushed_log_offset,
                 parked_end_offset: flushed_log_offset,
@@ -265,10 +282,13 @@ impl KvTablet {
 
     /// Applies `writes` in order as one changelog batch; returns its offsets `[base, end)`.
     ///
-    /// The changes are computed in the caller's task; the append (write, sync, replication)
-    /// and the parking of the new values run as blocking work on the executor, off the async
-    /// workers in production and as a scheduling point in the simulator. Puts of one tablet
-    /// are serialised from the computation to the parking, so each sees the one before.
+    /// Three phases: the changes are computed in the caller's task; the write of the batch and
+    /// the parking of its new values run as blocking work on the executor (off the async
+    /// workers in production, a scheduling point in the simulator); then the sync. Puts of one
+    /// tablet are serialised from the computation to the parking, so each sees the one before;
+    /// the sync is outside, so that the puts written while one sync runs share the next
+    /// (group commit). The put is answered only once a sync covering its batch has returned
+    /// (a duplicate's too: its original may still be waiting for that sync).
     pub fn put(
         self: &Arc<Self>,
         writes: Vec<KvWrite>,
@@ -276,40 +296,72 @@ impl KvTablet {
     ) -> BoxFuture<'static, Result<PutOutcome, KvError>> {
         let this = self.clone();
         async move {
-            let _serialised = if this.env.mutants.is_on(Mutant::PutsNotSerialised) {
-                None
-            } else {
-                Some(this.put_lock.lock().await)
+            let (outcome, ticket) = {
+                let _serialised = if this.env.mutants.is_on(Mutant::PutsNotSerialised) {
+                    None
+                } else {
+                    Some(this.put_lock.lock().await)
+                };
+                match this.prepare_put(&writes, writer)? {
+                    Prepared::Duplicate(outcome) => {
+                        (outcome, SyncTicket::through(outcome.end_offset))
+                    }
+                    Prepared::Append(prepared) => {
+                        let name =
+                            format!("append node{} {}", this.env.node_id, this.bucket.dir_name());
+                        let committer = this.clone();
+                        run_blocking(&this.env.executor, &this.env.ledger, name, move || {
+                            committer.write_put(prepared)
+                        })
+                        .await
+                        .unwrap_or_else(|| {
+                            Err(KvError::NotLeader(format!(
+                                "{} stopped during an append",
+                                this.bucket
+                            )))
+                        })?
+                    }
+                }
             };
-            let prepared = match this.prepare_put(&writes, writer)? {
-                Prepared::Duplicate(outcome) => return Ok(outcome),
-                Prepared::Append(append) => append,
-            };
-            let name = format!("append node{} {}", this.env.node_id, this.bucket.dir_name());
-            let committer = this.clone();
+            if this.log.is_synced_through(ticket) {
+                return Ok(outcome);
+            }
+            let name = format!("sync node{} {}", this.env.node_id, this.bucket.dir_name());
+            let log = this.log.clone();
             run_blocking(&this.env.executor, &this.env.ledger, name, move || {
-                committer.commit_put(prepared)
+                log.sync_through(ticket)
             })
             .await
             .unwrap_or_else(|| {
-                Err(KvError::NotLeader(format!("{} stopped during an append", this.bucket)))
-            })
+                Err(LogError::Stopped {
+                    dir: this.bucket.dir_name(),
+                    detail: "stopped during a sync".to_string(),
+                })
+            })?;
+            // The batches that sync covered may be flushed now.
+            this.flush_wanted.notify();
+            Ok(outcome)
         }
         .boxed()
     }
 
     /// [`KvTablet::put`] without the hand-off to the executor, for tests that drive a tablet
-    /// directly: the same two phases, run inline.
+    /// directly: the same phases, run inline.
     pub fn put_inline(
         &self,
         writes: &[KvWrite],
         writer: Option<WriterBatch>,
     ) -> Result<PutOutcome, KvError> {
-        let _serialised = self.put_lock.try_lock().expect("no put in flight");
-        match self.prepare_put(writes, writer)? {
-            Prepared::Duplicate(outcome) => Ok(outcome),
-            Prepared::Append(append) => self.commit_put(append),
-        }
+        let (outcome, ticket) = {
+            let _serialised = self.put_lock.try_lock().expect("no put in flight");
+            match self.prepare_put(writes, writer)? {
+                Prepared::Duplicate(outcome) => (outcome, SyncTicket::through(outcome.end_offset)),
+                Prepared::Append(append) => self.write_put(append)?,
+            }
+        };
+        self.log.sync_through(ticket)?;
+        self.flush_wanted.notify();
+        Ok(outcome)
     }
 
     /// The first phase of a put: the changelog of `writes` against the latest state (the
@@ -337,6 +389,14 @@ impl KvTablet {
                 }));
             }
         }
+        // Refused before anything is written, so the writer's state is as if the batch never
+        // arrived and its resend (after the flush caught up) is appended in sequence.
+        if state.pending_bytes >= self.config.pre_write_buffer_bytes_max {
+            return Err(KvError::Backpressure(format!(
+                "{} holds {} unflushed bytes, the limit is {}",
+                self.bucket, state.pending_bytes, self.config.pre_write_buffer_bytes_max
+            )));
+        }
         let mut overlay: BTreeMap<&[u8], Option<&[u8]>> = BTreeMap::new();
         let mut changes = Vec::with_capacity(writes.len() * 2);
         for write in writes {
@@ -359,15 +419,18 @@ impl KvTablet {
         Ok(Prepared::Append(PreparedAppend { meta, changes }))
     }
 
-    /// The second phase: appends the batch and parks its new values for the flush.
-    fn commit_put(&self, prepared: PreparedAppend) -> Result<PutOutcome, KvError> {
-        let batch =
-            match self.log.append_as_leader(self.leader_epoch, prepared.meta, prepared.changes)? {
-                Appended::Batch(batch) => batch,
-                Appended::Duplicate { base_offset, end_offset } => {
-                    return Ok(PutOutcome { base_offset, end_offset, duplicate: true });
-                }
-            };
+    /// The second phase: writes the batch (unsynced) and parks its new values, where the next
+    /// put computes its changes against them; the flush takes them only once they are below
+    /// the high watermark, that is synced. Returns what the put waits for.
+    fn write_put(&self, prepared: PreparedAppend) -> Result<(PutOutcome, SyncTicket), KvError> {
+        let (appended, ticket) =
+            self.log.write_as_leader(self.leader_epoch, prepared.meta, prepared.changes)?;
+        let batch = match appended {
+            Appended::Batch(batch) => batch,
+            Appended::Duplicate { base_offset, end_offset } => {
+                return Ok((PutOutcome { base_offset, end_offset, duplicate: true }, ticket));
+            }
+        };
         let (base_offset, end_offset) = (batch.base_offset, batch.end_offset());
         let mut state = self.lock()?;
         for record in batch.records {
@@ -378,6 +441,7 @@ impl KvTablet {
                 ChangeType::Delete => None,
                 ChangeType::UpdateBefore => continue,
             };
+            state.pending_bytes += change_bytes(&record.key, value.as_deref());
             state.latest_unflushed.insert(record.key.clone(), (record.offset, value.clone()));
             state.pending.push_back(PendingChange {
                 offset: record.offset,
@@ -389,7 +453,7 @@ impl KvTablet {
         state.parked_end_offset = end_offset;
         drop(state);
         self.flush_wanted.notify();
-        Ok(PutOutcome { base_offset, end_offset, duplicate: false })
+        Ok((PutOutcome { base_offset, end_offset, duplicate: false }, ticket))
     }
 
     /// Point lookups of flushed data; returns the values and the flushed offset read at.
@@ -597,6 +661,7 @@ impl KvTablet {
     fn publish_flush(&self, state: &mut KvState, flushed_log_offset: u64) {
         while state.pending.front().is_some_and(|change| change.offset < flushed_log_offset) {
             let change = state.pending.pop_front().expect("front exists");
+            state.pending_bytes -= change_bytes(&change.key, change.value.as_deref());
             let newest = state
                 .latest_unflushed
                 .get(&change.key)
@@ -642,6 +707,12 @@ impl KvTablet {
 fn lock_engine_writes(lock: &EngineWriteLock) -> MutexGuard<'_, ()> {
     // Holds no data: a panic under it leaves nothing in doubt.
     lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// What one buffered change counts against the pre-write buffer's limit.
+fn change_bytes(key: &[u8], value: Option<&[u8]>) -> u64 {
+    const OVERHEAD_BYTES: u64 = 64;
+    (key.len() + value.map_or(0, <[u8]>::len)) as u64 + OVERHEAD_BYTES
 }
 
 /// The changelog of one write given the key's current value, as Fluss's default merger and

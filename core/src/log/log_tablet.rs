@@ -1,6 +1,6 @@
 //! A bucket's changelog: append-only checksummed batches in size-rolled segment files.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use crate::sync::{lock_noting_poison, Mutex, MutexGuard, Stop};
@@ -79,10 +79,38 @@ pub struct AppendMeta {
 /// The outcome of an append.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Appended {
-    /// The batch is durable.
+    /// The batch is written (from [`LogTablet::append_as_leader`]: and durable).
     Batch(LogBatch),
     /// The writer's batch was appended before at `base_offset..end_offset`; nothing was written.
     Duplicate { base_offset: u64, end_offset: u64 },
+}
+
+/// What a written batch (or a duplicate's original) waits for before it may be acknowledged:
+/// the log synced through `end_offset`. [`LogTablet::sync_through`] redeems it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncTicket {
+    end_offset: u64,
+}
+
+impl SyncTicket {
+    /// A ticket for everything below `end_offset`.
+    pub fn through(end_offset: u64) -> SyncTicket {
+        SyncTicket { end_offset }
+    }
+
+    pub fn end_offset(self) -> u64 {
+        self.end_offset
+    }
+}
+
+/// A batch written at the end of the active segment whose sync has not returned yet: not
+/// indexed (no fetch reads it), not below the high watermark, not replicated.
+#[derive(Debug)]
+struct UnsyncedBatch {
+    base_offset: u64,
+    position: BatchPosition,
+    /// Kept only for the replicator, which is handed the batch once it is synced.
+    batch: Option<LogBatch>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -111,28 +139,36 @@ struct LogState {
     high_watermark: u64,
     min_retain_offset: u64,
     leader_epoch: u32,
+    /// Every batch written, synced or not: the writers' state records a batch when it is
+    /// written, so that the writer's next batch follows it and a resend of it is a duplicate
+    /// (acknowledged only once the sync covering it returned).
     writers: WriterStates,
     /// Set by a failed sync; the log then refuses every write.
     stopped: Option<String>,
+    /// Batches written after `log_end_offset`, in order, all in the active segment, waiting for
+    /// a sync. `log_end_offset` (and the index, and the high watermark) move past them only
+    /// when a sync that began after they were written has returned.
+    unsynced: VecDeque<UnsyncedBatch>,
+    /// The end of the last written batch: `log_end_offset` plus the unsynced batches.
+    written_end_offset: u64,
 }
 
-/// Where an appended batch's frame lies.
-#[derive(Debug, Clone)]
-struct WrittenFrame {
-    segment_path: String,
-    position_bytes: u64,
-    len_bytes: u64,
-}
-
-/// The changelog of one bucket. Appends are synced before they return, so an acknowledged
-/// batch survives a crash. Appends carry the leader epoch and are fenced by it: once a newer
-/// leader has fenced the log, the old leader can no longer append.
+/// The changelog of one bucket. A leader's append is written ([`LogTablet::write_as_leader`])
+/// and then synced ([`LogTablet::sync_through`]) before it is acknowledged, so an acknowledged
+/// batch survives a crash; concurrent appends share one sync (group commit). Appends carry the
+/// leader epoch and are fenced by it: once a newer leader has fenced the log, the old leader
+/// can no longer append.
+///
+/// Locks: `syncing` (held across a sync, so that syncs never overlap and a failed one is
+/// seen by every later one) before `state` (never held across a sync, so that writes go on
+/// while one runs).
 pub struct LogTablet {
     bucket: TableBucket,
     fs: Arc<dyn LocalFs>,
     dir: String,
     config: LogConfig,
     mutants: Mutants,
+    syncing: Mutex<()>,
     state: Mutex<LogState>,
     /// Notified whenever the high watermark moves, for fetches that wait for data.
     appended: Notify,
@@ -207,6 +243,7 @@ impl LogTablet {
             dir,
             config,
             mutants,
+            syncing: Mutex::new(()),
             state: Mutex::new(LogState {
                 segments,
                 log_start_offset,
@@ -217,6 +254,8 @@ impl LogTablet {
                 leader_epoch,
                 writers,
                 stopped: None,
+                unsynced: VecDeque::new(),
+                written_end_offset: log_end_offset,
             }),
             appended: Notify::new(),
             replicator: None,
@@ -262,7 +301,12 @@ impl LogTablet {
 
     /// Raises the log's epoch so that appends under older epochs fail. Fencing with the current
     /// epoch is a no-op; with an older one it fails.
+    ///
+    /// Batches written under the older epoch and still waiting for their sync are synced
+    /// first (as if their appends had completed before the fence), so that a new term starts
+    /// from a log with nothing pending.
     pub fn fence(&self, leader_epoch: u32) -> Result<(), LogError> {
+        let _syncing = self.lock_syncing();
         let mut state = self.lock();
         if leader_epoch < state.leader_epoch {
             return Err(LogError::FencedLeaderEpoch {
@@ -278,6 +322,9 @@ impl LogTablet {
                 write_epoch(self.fs.as_ref(), &self.dir, leader_epoch)?;
             }
             state.leader_epoch = leader_epoch;
+            if state.stopped.is_none() {
+                self.settle(&mut state)?;
+            }
             if let Err(error) = write_epoch(self.fs.as_ref(), &self.dir, leader_epoch) {
                 let path = format!("{}/{EPOCH_FILE}", self.dir);
                 return Err(self.stop(&mut state, &path, error));
@@ -315,15 +362,31 @@ impl LogTablet {
             .map_or(state.high_watermark, |(base, _)| *base)
     }
 
-    /// Appends `changes` as one batch under `leader_epoch` and syncs it. An empty change list
-    /// still occupies one offset. A batch of an idempotent writer that was appended before is
-    /// not appended again ([`Appended::Duplicate`]); one that skips a sequence number is refused.
+    /// Appends `changes` as one batch under `leader_epoch` and syncs it: [`Self::write_as_leader`]
+    /// then [`Self::sync_through`].
     pub fn append_as_leader(
         &self,
         leader_epoch: u32,
         meta: AppendMeta,
         changes: Vec<ChangeRecord>,
     ) -> Result<Appended, LogError> {
+        let (appended, ticket) = self.write_as_leader(leader_epoch, meta, changes)?;
+        self.sync_through(ticket)?;
+        Ok(appended)
+    }
+
+    /// Writes `changes` as one batch under `leader_epoch`, without syncing it. An empty change
+    /// list still occupies one offset. A batch of an idempotent writer that was written before
+    /// is not written again ([`Appended::Duplicate`], with the original's offsets); one that
+    /// skips a sequence number is refused. Either way nothing may be acknowledged before
+    /// [`Self::sync_through`] the returned ticket has returned: until then the batch is not
+    /// indexed, not below the high watermark, and not replicated.
+    pub fn write_as_leader(
+        &self,
+        leader_epoch: u32,
+        meta: AppendMeta,
+        changes: Vec<ChangeRecord>,
+    ) -> Result<(Appended, SyncTicket), LogError> {
         let mut state = self.lock_unless_panicked()?;
         let fenced = leader_epoch != state.leader_epoch;
         if fenced && !self.mutants.is_on(Mutant::StaleEpochWriteAccepted) {
@@ -338,7 +401,9 @@ impl LogTablet {
             match state.writers.check(writer) {
                 SequenceCheck::InSequence => {}
                 SequenceCheck::Duplicate { base_offset, end_offset } => {
-                    return Ok(Appended::Duplicate { base_offset, end_offset });
+                    // It may still be waiting for its sync: so does the duplicate.
+                    let ticket = SyncTicket::through(end_offset);
+                    return Ok((Appended::Duplicate { base_offset, end_offset }, ticket));
                 }
                 SequenceCheck::OutOfOrder { last_sequence } => {
                     return Err(LogError::OutOfOrderSequence {
@@ -353,7 +418,17 @@ impl LogTablet {
             drop(state);
             state = self.lock_unless_panicked()?;
         }
-        let base_offset = state.log_end_offset;
+        if !state.unsynced.is_empty() && self.needs_new_segment(&state, &changes) {
+            // A segment rolls only with nothing waiting for a sync, so that every unsynced
+            // batch lies in the active segment and one sync of it covers them all: sync them
+            // now (taking the locks in their order). Nothing else writes as leader meanwhile:
+            // the caller serialises its writes.
+            drop(state);
+            let _syncing = self.lock_syncing();
+            state = self.lock_unless_panicked()?;
+            self.settle(&mut state)?;
+        }
+        let base_offset = state.written_end_offset;
         let records: Vec<LogRecord> = changes
             .into_iter()
             .enumerate()
@@ -376,29 +451,157 @@ impl LogTablet {
             writer: meta.writer,
             records,
         };
-        let frame = self.write_batch(&mut state, &batch)?;
-        if let Some(replicator) = &self.replicator {
-            replicator.replicate(SyncedBatch {
-                bucket: self.bucket,
-                batch: &batch,
-                segment_path: &frame.segment_path,
-                position_bytes: frame.position_bytes,
-                len_bytes: frame.len_bytes,
-            });
+        let position = self.write_frame(&mut state, &batch)?;
+        state.unsynced.push_back(UnsyncedBatch {
+            base_offset,
+            position,
+            batch: self.replicator.is_some().then(|| batch.clone()),
+        });
+        let ticket = SyncTicket::through(batch.end_offset());
+        Ok((Appended::Batch(batch), ticket))
+    }
+
+    /// Returns once the log is synced through `ticket`: at once if a sync already covered it,
+    /// after the sync in progress if that covers it, else after a sync of everything written
+    /// so far, which this call makes for every batch waiting (group commit). A failed sync
+    /// fails every batch it would have covered: it stops the log, and each waiter gets
+    /// [`LogError::Stopped`]. Blocking work: it waits for the disk.
+    pub fn sync_through(&self, ticket: SyncTicket) -> Result<(), LogError> {
+        if self.check_synced(&self.lock(), ticket)? {
+            return Ok(());
+        }
+        let _syncing = self.lock_syncing();
+        let (path, target) = {
+            let state = self.lock();
+            if self.check_synced(&state, ticket)? {
+                return Ok(());
+            }
+            let active = state.segments.values().last().expect("an unsynced batch has a segment");
+            (active.path.clone(), state.written_end_offset)
+        };
+        // The state lock is free during the sync: more batches are written meanwhile, for the
+        // next sync. Only this one syncs (`syncing` is held).
+        let result = self.sync_file(&path);
+        let mut state = self.lock();
+        if let Err(error) = result {
+            return Err(self.stop(&mut state, &path, error));
+        }
+        self.publish(&mut state, target);
+        drop(state);
+        self.appended.notify();
+        Ok(())
+    }
+
+    /// Whether the log is synced through `ticket` (nothing left to wait for), without waiting.
+    pub fn is_synced_through(&self, ticket: SyncTicket) -> bool {
+        self.lock().log_end_offset >= ticket.end_offset
+    }
+
+    /// Syncs every batch written so far (a new term starts from a log with nothing pending).
+    pub fn sync_all(&self) -> Result<(), LogError> {
+        let _syncing = self.lock_syncing();
+        let mut state = self.lock();
+        self.settle(&mut state)?;
+        drop(state);
+        self.appended.notify();
+        Ok(())
+    }
+
+    /// Whether everything below `ticket` is synced; an error when it is not and the log has
+    /// stopped (the sync that would have covered it failed).
+    fn check_synced(&self, state: &LogState, ticket: SyncTicket) -> Result<bool, LogError> {
+        if state.log_end_offset >= ticket.end_offset {
+            return Ok(true);
+        }
+        if let Some(detail) = &state.stopped {
+            return Err(LogError::Stopped { dir: self.dir.clone(), detail: detail.clone() });
+        }
+        assert!(ticket.end_offset <= state.written_end_offset, "a ticket is for a written batch");
+        Ok(false)
+    }
+
+    /// Syncs the unsynced batches inline and publishes them. The caller holds `syncing`. A
+    /// stopped log has none to settle: the sync that failed was theirs, and a later sync that
+    /// succeeds proves nothing about them (the "fsyncgate" lesson), so they are never published.
+    fn settle(&self, state: &mut LogState) -> Result<(), LogError> {
+        let Some(active) = state.segments.values().last() else { return Ok(()) };
+        if state.unsynced.is_empty() {
+            return Ok(());
+        }
+        if let Some(detail) = &state.stopped {
+            return Err(LogError::Stopped { dir: self.dir.clone(), detail: detail.clone() });
+        }
+        let path = active.path.clone();
+        if let Err(error) = self.sync_file(&path) {
+            return Err(self.stop(state, &path, error));
+        }
+        let target = state.written_end_offset;
+        self.publish(state, target);
+        Ok(())
+    }
+
+    /// One sync of a segment file (the only place a changelog file is synced).
+    fn sync_file(&self, path: &str) -> Result<(), FsError> {
+        if self.mutants.is_on(Mutant::AppendAcknowledgedBeforeSync) {
+            return Ok(());
+        }
+        match self.fs.sync(path) {
+            Err(_) if self.mutants.is_on(Mutant::FailedSyncTreatedAsSuccess) => Ok(()),
+            result => result,
+        }
+    }
+
+    /// The unsynced batches that end at or below `target` were synced: index them, hand them
+    /// to the replicator, and move the log end and the high watermark past them.
+    fn publish(&self, state: &mut LogState, target: u64) {
+        while state.unsynced.front().is_some_and(|unsynced| unsynced.position.end_offset <= target)
+        {
+            let unsynced = state.unsynced.pop_front().expect("front exists");
+            let active = state.segments.values_mut().last().expect("the active segment exists");
+            assert_eq!(active.end_offset, unsynced.base_offset, "batches are published in order");
+            active.batches.insert(unsynced.base_offset, unsynced.position);
+            active.end_offset = unsynced.position.end_offset;
+            let segment_path = active.path.clone();
+            if let (Some(replicator), Some(batch)) = (&self.replicator, &unsynced.batch) {
+                replicator.replicate(SyncedBatch {
+                    bucket: self.bucket,
+                    batch,
+                    segment_path: &segment_path,
+                    position_bytes: unsynced.position.position_bytes,
+                    len_bytes: unsynced.position.len_bytes,
+                });
+            }
+            state.log_end_offset = unsynced.position.end_offset;
         }
         // The replicated log is ideal: a synced (and replicated) append is committed.
         state.high_watermark = state.log_end_offset;
-        assert!(state.high_watermark <= state.log_end_offset);
-        drop(state);
-        self.appended.notify();
-        Ok(Appended::Batch(batch))
+        assert!(state.log_end_offset <= state.written_end_offset);
+    }
+
+    /// Whether a batch of `changes` at the log end would roll the segment (an estimate of its
+    /// frame from the change sizes; the write decides with the exact frame).
+    fn needs_new_segment(&self, state: &LogState, changes: &[ChangeRecord]) -> bool {
+        let estimate: u64 = changes
+            .iter()
+            .map(|change| (change.key.len() + change.value.len()) as u64 + 64)
+            .sum::<u64>()
+            + 128;
+        match state.segments.values().last() {
+            None => true,
+            Some(active) => {
+                active.size_bytes > 0
+                    && active.size_bytes + estimate > self.config.segment_bytes_max
+            }
+        }
     }
 
     /// Appends a batch another replica led, at this log's end, and syncs it: the follower's
     /// side of replication, and how a lagging replica catches up before it leads. The batch
     /// keeps its epoch; fencing is the leader's business.
     pub fn append_replicated(&self, batch: &LogBatch) -> Result<(), LogError> {
+        let _syncing = self.lock_syncing();
         let mut state = self.lock_unless_panicked()?;
+        self.settle(&mut state)?;
         if batch.base_offset != state.log_end_offset {
             return Err(LogError::Corrupt {
                 path: self.dir.clone(),
@@ -408,8 +611,18 @@ impl LogTablet {
                 ),
             });
         }
-        self.write_batch(&mut state, batch)?;
-        state.high_watermark = state.log_end_offset;
+        let position = self.write_frame(&mut state, batch)?;
+        let path = state.segments.values().last().expect("just written").path.clone();
+        if let Err(error) = self.sync_file(&path) {
+            return Err(self.stop(&mut state, &path, error));
+        }
+        state.unsynced.push_back(UnsyncedBatch {
+            base_offset: batch.base_offset,
+            position,
+            batch: None,
+        });
+        let target = state.written_end_offset;
+        self.publish(&mut state, target);
         drop(state);
         self.appended.notify();
         Ok(())
@@ -418,7 +631,9 @@ impl LogTablet {
     /// Cuts every batch at or above `offset` (a suffix that another replica's history
     /// replaced) and rebuilds the writers' state from what is left. Durable when it returns.
     pub fn truncate_to(&self, offset: u64) -> Result<(), LogError> {
+        let _syncing = self.lock_syncing();
         let mut state = self.lock_unless_panicked()?;
+        self.settle(&mut state)?;
         if offset >= state.log_end_offset {
             return Ok(());
         }
@@ -454,6 +669,7 @@ impl LogTablet {
                 .map_or(segment.end_offset.min(offset), |position| position.end_offset);
         }
         state.log_end_offset = state.segments.values().last().map_or(offset, |s| s.end_offset);
+        state.written_end_offset = state.log_end_offset;
         state.log_start_offset = state.segments.keys().next().copied().unwrap_or(offset);
         state.high_watermark = state.high_watermark.min(state.log_end_offset);
         let mut writers = WriterStates::new();
@@ -477,18 +693,20 @@ impl LogTablet {
         Ok(())
     }
 
-    /// Writes `batch` at the log end (rolling the segment if needed), syncs it and indexes it.
-    /// A failed write is cut off and leaves the log usable; a failed sync stops the log.
-    fn write_batch(
+    /// Writes `batch` at the end of what is written (rolling the segment if needed, which only
+    /// happens with no batch waiting for a sync) and records it for its writer; it is not
+    /// synced or indexed yet ([`Self::publish`]). A failed write is cut off and leaves the log
+    /// usable; a failed sync stops the log.
+    fn write_frame(
         &self,
         state: &mut LogState,
         batch: &LogBatch,
-    ) -> Result<WrittenFrame, LogError> {
+    ) -> Result<BatchPosition, LogError> {
         if let Some(detail) = &state.stopped {
             return Err(LogError::Stopped { dir: self.dir.clone(), detail: detail.clone() });
         }
         let base_offset = batch.base_offset;
-        assert_eq!(base_offset, state.log_end_offset, "a batch is written at the log end");
+        assert_eq!(base_offset, state.written_end_offset, "a batch is written at the log end");
         let frame = encode_batch(batch);
         let frame_bytes = frame.len() as u64;
         let needs_new_segment = match state.segments.values().last() {
@@ -498,7 +716,7 @@ impl LogTablet {
                     && active.size_bytes + frame_bytes > self.config.segment_bytes_max
             }
         };
-        if needs_new_segment {
+        if needs_new_segment && state.unsynced.is_empty() {
             let path = segment_path(&self.dir, base_offset);
             self.fs.write(&path, &[])?;
             if let Err(error) = self.fs.sync(&path) {
@@ -510,7 +728,6 @@ impl LogTablet {
             );
         }
         let active = state.segments.values_mut().last().expect("a segment was just ensured");
-        assert_eq!(active.end_offset, base_offset, "the active segment ends at the log end");
         let path = active.path.clone();
         let position_bytes = active.size_bytes;
         if let Err(error) = self.fs.append(&path, &frame) {
@@ -521,30 +738,18 @@ impl LogTablet {
             }
             return Err(error.into());
         }
-        if !self.mutants.is_on(Mutant::AppendAcknowledgedBeforeSync) {
-            if let Err(error) = self.fs.sync(&path) {
-                if !self.mutants.is_on(Mutant::FailedSyncTreatedAsSuccess) {
-                    return Err(self.stop(state, &path, error));
-                }
-            }
-        }
         let active = state.segments.values_mut().last().expect("the active segment exists");
-        active.batches.insert(
-            base_offset,
-            BatchPosition {
-                end_offset: batch.end_offset(),
-                commit_timestamp_ms: batch.commit_timestamp_ms,
-                position_bytes,
-                len_bytes: frame_bytes,
-            },
-        );
         active.size_bytes += frame_bytes;
-        active.end_offset = batch.end_offset();
-        state.log_end_offset = batch.end_offset();
+        state.written_end_offset = batch.end_offset();
         if let Some(writer) = batch.writer {
             state.writers.record(writer, batch.base_offset, batch.end_offset());
         }
-        Ok(WrittenFrame { segment_path: path, position_bytes, len_bytes: frame_bytes })
+        Ok(BatchPosition {
+            end_offset: batch.end_offset(),
+            commit_timestamp_ms: batch.commit_timestamp_ms,
+            position_bytes,
+            len_bytes: frame_bytes,
+        })
     }
 
     /// Stops the log after a failed sync and returns the error to answer with.
@@ -668,6 +873,11 @@ impl LogTablet {
             }
             None => Ok(state),
         }
+    }
+
+    /// Taken before `state`, never while holding it.
+    fn lock_syncing(&self) -> MutexGuard<'_, ()> {
+        self.syncing.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

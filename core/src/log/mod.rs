@@ -10,6 +10,8 @@ pub mod writer_state;
 pub use change_type::ChangeType;
 pub use log_batch::{LogBatch, LogRecord, WriterBatch};
 pub use log_registry::LogRegistry;
-pub use log_tablet::{AppendMeta, Appended, ChangeRecord, LogConfig, LogError, LogTablet};
+pub use log_tablet::{
+    AppendMeta, Appended, ChangeRecord, LogConfig, LogError, LogTablet, SyncTicket,
+};
 pub use replication::{Replicator, SyncedBatch};
 pub use writer_state::SequenceCheck;

@@ -7,6 +7,7 @@
 //! (and `KVTABLET_SHUTTLE_ITERATIONS` to change the executions per seed and scheduler).
 #![cfg(feature = "shuttle")]
 
+mod group_commit;
 #[cfg(feature = "mutants")]
 mod mutants;
 mod replica;

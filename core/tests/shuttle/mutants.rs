@@ -43,12 +43,22 @@ fn cases() -> Vec<Case> {
             body: crate::scanner_manager::scanner_eviction,
             budgets: &[(Pct, 600)],
         },
-        // A flush between a put's append and the parking of its values.
-        // Random [6, 15, 2, 5, 8]; PCT [16, 14, 10, 10, 18] (seeds 1..=5).
+        // A flush between a put's write and the parking of its values, after another put's
+        // sync covered the batch (group commit: a put's own sync comes after its parking).
+        // Random [68, 261, 440, 13, 44, 48, 189, 350, 23, 100];
+        // PCT [38, 408, 455, 838, 73, 1385, 32, 1063, 283, 184].
         Case {
             mutant: Mutant::FlushPastUnparkedBatch,
-            body: crate::replica::leadership_against_io,
-            budgets: &[(Random, 60), (Pct, 60)],
+            body: crate::group_commit::concurrent_puts_share_syncs,
+            budgets: &[(Random, 1_500), (Pct, 4_000)],
+        },
+        // Not a preemption-only mutant (the simulator's sweep catches it too): the case shows
+        // that the group-commit body's durability check (every acknowledged batch is in what a
+        // crash at its acknowledgement keeps) fails without the sync. [1; 5] under both.
+        Case {
+            mutant: Mutant::AppendAcknowledgedBeforeSync,
+            body: crate::group_commit::concurrent_puts_share_syncs,
+            budgets: &[(Random, 20), (Pct, 20)],
         },
     ]
 }

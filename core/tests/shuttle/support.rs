@@ -138,8 +138,10 @@ fn fatal<T: Send + 'static>() -> BoxFuture<'static, Result<T, RemoteError>> {
     futures::future::ready(Err(RemoteError::Fatal("no remote storage in this test".into()))).boxed()
 }
 
-/// Files in memory; every operation is atomic and durable (these tests crash nothing). A std
-/// mutex: no shuttle operation happens while it is held.
+/// Files in memory; every operation is atomic. Nothing crashes, but the synced length of each
+/// file is tracked, so that a test can look at what a crash would keep
+/// ([`MemFs::synced_copy`]), and syncs can be made to fail. A std mutex: no shuttle operation
+/// happens while it is held.
 #[derive(Default)]
 pub struct MemFs {
     state: std::sync::Mutex<MemFsState>,
@@ -149,11 +151,49 @@ pub struct MemFs {
 struct MemFsState {
     files: BTreeMap<String, Vec<u8>>,
     dirs: BTreeSet<String>,
+    /// Per file, the length its last successful sync made durable.
+    synced_len: BTreeMap<String, usize>,
+    syncs: u64,
+    fail_syncs: bool,
 }
 
 impl MemFs {
     fn with<T>(&self, f: impl FnOnce(&mut MemFsState) -> T) -> T {
         f(&mut self.state.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// From now on every sync fails (or succeeds again).
+    pub fn fail_syncs(&self, fail: bool) {
+        self.with(|s| s.fail_syncs = fail);
+    }
+
+    /// Syncs attempted so far.
+    pub fn syncs(&self) -> u64 {
+        self.with(|s| s.syncs)
+    }
+
+    /// What a crash now would leave: every file cut to its synced length (a file never synced
+    /// is kept whole when it was written by `write`, as the epoch file, so only appends count).
+    pub fn synced_copy(&self) -> MemFs {
+        self.with(|s| {
+            let files = s
+                .files
+                .iter()
+                .map(|(path, bytes)| {
+                    let keep = s.synced_len.get(path).copied().unwrap_or(bytes.len());
+                    (path.clone(), bytes[..keep.min(bytes.len())].to_vec())
+                })
+                .collect();
+            MemFs {
+                state: std::sync::Mutex::new(MemFsState {
+                    files,
+                    dirs: s.dirs.clone(),
+                    synced_len: BTreeMap::new(),
+                    syncs: 0,
+                    fail_syncs: false,
+                }),
+            }
+        })
     }
 }
 
@@ -198,21 +238,33 @@ impl LocalFs for MemFs {
     }
 
     fn append(&self, path: &str, bytes: &[u8]) -> Result<(), FsError> {
-        self.with(|s| s.files.entry(path.to_string()).or_default().extend_from_slice(bytes));
+        self.with(|s| {
+            if !s.files.contains_key(path) {
+                s.synced_len.insert(path.to_string(), 0);
+            }
+            s.files.entry(path.to_string()).or_default().extend_from_slice(bytes)
+        });
         Ok(())
     }
 
     fn write(&self, path: &str, bytes: &[u8]) -> Result<(), FsError> {
-        self.with(|s| s.files.insert(path.to_string(), bytes.to_vec()));
+        self.with(|s| {
+            s.synced_len.remove(path);
+            s.files.insert(path.to_string(), bytes.to_vec())
+        });
         Ok(())
     }
 
     fn sync(&self, path: &str) -> Result<(), FsError> {
-        if self.with(|s| s.files.contains_key(path)) {
+        self.with(|s| {
+            s.syncs += 1;
+            let Some(len) = s.files.get(path).map(Vec::len) else { return Err(not_found(path)) };
+            if s.fail_syncs {
+                return Err(FsError::Io(format!("{path}: injected sync failure")));
+            }
+            s.synced_len.insert(path.to_string(), len);
             Ok(())
-        } else {
-            Err(not_found(path))
-        }
+        })
     }
 
     fn read(&self, path: &str) -> Result<Vec<u8>, FsError> {
@@ -239,6 +291,9 @@ impl LocalFs for MemFs {
         self.with(|s| match s.files.get_mut(path) {
             Some(file) => {
                 file.truncate(len_bytes as usize);
+                if let Some(synced) = s.synced_len.get_mut(path) {
+                    *synced = (*synced).min(len_bytes as usize);
+                }
                 Ok(())
             }
             None => Err(not_found(path)),
@@ -249,6 +304,10 @@ impl LocalFs for MemFs {
         self.with(|s| {
             let bytes = s.files.remove(from).ok_or_else(|| not_found(from))?;
             s.files.insert(to.to_string(), bytes);
+            match s.synced_len.remove(from) {
+                Some(len) => s.synced_len.insert(to.to_string(), len),
+                None => s.synced_len.remove(to),
+            };
             Ok(())
         })
     }
@@ -277,6 +336,7 @@ pub struct World {
     pub env: Env,
     pub clock: Arc<ManualClock>,
     pub logs: LogRegistry,
+    pub fs: Arc<MemFs>,
 }
 
 impl World {
@@ -296,8 +356,9 @@ impl World {
             ledger: Ledger::new(),
             mutants,
         };
-        let logs = LogRegistry::with_mutants(fs, "data".to_string(), LogConfig::DEFAULT, mutants);
-        World { env, clock, logs }
+        let logs =
+            LogRegistry::with_mutants(fs.clone(), "data".to_string(), LogConfig::DEFAULT, mutants);
+        World { env, clock, logs, fs }
     }
 
     /// A tablet server hosting one table of `bucket_count` buckets.

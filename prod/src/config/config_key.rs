@@ -101,6 +101,21 @@ pub const KEYS: &[ConfigKey] = &[
         },
     },
     ConfigKey {
+        name: "kv.pre-write-buffer.max-size",
+        default: "64 mb",
+        doc: "Per led bucket, the bytes of acknowledged writes not yet flushed into the engine; \
+              past it puts are refused with STORAGE_BACKPRESSURE (retriable) until the flush \
+              catches up.",
+        apply: |config, value| {
+            let bytes = parse_size_bytes(value)?;
+            if bytes == 0 {
+                return Err("must be at least 1 byte".to_string());
+            }
+            config.pre_write_buffer_bytes_max = bytes;
+            Ok(())
+        },
+    },
+    ConfigKey {
         name: "kv.scanner.max-batch-size",
         default: "10 mb",
         doc: "The largest page a scan returns, whatever the client asks for.",

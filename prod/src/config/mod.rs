@@ -16,6 +16,7 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use kvtablet_core::kv::KvTabletConfig;
 use kvtablet_core::scan::ScannerConfig;
 
 pub use self::config_error::ConfigError;
@@ -33,6 +34,9 @@ pub struct ServeConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// `kv.scanner.*`.
     pub scanner: ScannerConfig,
+    /// `kv.pre-write-buffer.max-size`: per led bucket, the bytes of acknowledged values not yet
+    /// flushed into the engine before puts are refused with STORAGE_BACKPRESSURE.
+    pub pre_write_buffer_bytes_max: u64,
     /// `net.*`.
     pub wire: WireConfig,
     /// The keys set by the file or the command line rather than left at their default.
@@ -46,6 +50,7 @@ impl Default for ServeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9123)),
             metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9250))),
             scanner: ScannerConfig::DEFAULT,
+            pre_write_buffer_bytes_max: KvTabletConfig::DEFAULT.pre_write_buffer_bytes_max,
             wire: WireConfig::default(),
             explicit: BTreeSet::new(),
         }
@@ -237,6 +242,15 @@ mod tests {
         assert_eq!(config.scanner, ScannerConfig::DEFAULT);
         assert_eq!(config.wire, WireConfig::default());
         assert!(!config.metrics_listen_is_set());
+    }
+
+    #[test]
+    fn the_pre_write_buffer_bound_is_a_size_and_reaches_the_node() {
+        let settings = [Setting::new("kv.pre-write-buffer.max-size", "8 MiB", "-D")];
+        let config = ServeConfig::from_sources(None, &settings).expect("parses");
+        assert_eq!(config.pre_write_buffer_bytes_max, 8 * 1024 * 1024);
+        let zero = [Setting::new("kv.pre-write-buffer.max-size", "0", "-D")];
+        assert_eq!(bad_key(ServeConfig::from_sources(None, &zero)), "kv.pre-write-buffer.max-size");
     }
 
     #[test]

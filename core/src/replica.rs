@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use futures::future::{BoxFuture, FutureExt};
+
 use crate::sync::{lock_for_teardown, lock_or_stop, Mutex, MutexGuard, Stop, StopCause};
 
 use crate::engine::ledgered_engine::LedgeredEngine;
@@ -16,7 +18,7 @@ use crate::mutant::Mutant;
 use crate::scan::scan_session::{ScanSession, SessionOrigin};
 use crate::scan::ScannerManager;
 use crate::table_bucket::TableBucket;
-use crate::task::Task;
+use crate::task::{catch_blocking_panic, join_if_some, panic_message, run_blocking, Task};
 
 /// What opening a scan produced.
 #[derive(Debug)]
@@ -49,6 +51,8 @@ pub struct Replica {
     log: Arc<LogTablet>,
     engine_dir: String,
     state: Mutex<ReplicaState>,
+    /// Serialises leadership changes, which await their blocking part without `state`.
+    leadership: futures::lock::Mutex<()>,
     /// Set when a corrupt or fatal engine error or a panic left the replica's state in doubt
     /// (shared with its KV tablets): from then on it refuses every request with
     /// `KvError::ReplicaStopped` until its node restarts.
@@ -82,6 +86,7 @@ impl Replica {
                 engine: None,
                 stopped: false,
             }),
+            leadership: futures::lock::Mutex::new(()),
             stop: Arc::new(Stop::new()),
         }
     }
@@ -131,62 +136,110 @@ impl Replica {
 
     /// Leads from `leader_epoch` on: fences the log, rebuilds the KV from the engine's flushed
     /// offset and the log, and starts the flush task. The same epoch again is a no-op; an
-    /// older one is fenced. Returns the previous term's flush task, ending, for the caller to
-    /// join outside the lock.
-    pub fn become_leader(&self, leader_epoch: u32) -> Result<Option<Task>, KvError> {
-        let mut state = self.lock()?;
-        check_epoch(&state, leader_epoch)?;
-        if leader_epoch == state.leader_epoch && matches!(state.role, Role::Leader { .. }) {
-            return Ok(None);
-        }
-        let previous = end_term(&mut state);
-        // Sessions of the old term end before the new one starts, under the leader lock.
-        self.scanners.close_bucket(self.bucket);
-        state.leader_epoch = leader_epoch;
-        self.log.fence(leader_epoch)?;
-        let (engine, engine_writes) = match &state.engine {
-            Some(opened) => opened.clone(),
-            None => {
-                let owner = format!("node{} {}", self.env.node_id, self.bucket);
-                let engine = LedgeredEngine::wrap(
-                    self.env.engines.open(&self.engine_dir)?,
-                    self.env.ledger.clone(),
-                    owner,
-                );
-                let opened = (engine, EngineWriteLock::default());
-                state.engine = Some(opened.clone());
-                opened
+    /// older one is fenced. Leadership changes of a replica are serialised; the previous term
+    /// ends at once (requests find no leader until the new one is installed), its flush task
+    /// is joined, and the fence, the engine's open and the replay run as blocking work without
+    /// the replica's lock (a scheduling point in the simulator, off the async workers in
+    /// production, where a large engine takes long to open and replay).
+    pub fn become_leader(&self, leader_epoch: u32) -> BoxFuture<'_, Result<(), KvError>> {
+        async move {
+            let _serialised = self.leadership.lock().await;
+            let (previous, engine) = {
+                let mut state = self.lock()?;
+                check_epoch(&state, leader_epoch)?;
+                if leader_epoch == state.leader_epoch && matches!(state.role, Role::Leader { .. }) {
+                    return Ok(());
+                }
+                let previous = end_term(&mut state);
+                // Sessions of the old term end before the new one starts, under the leader lock.
+                self.scanners.close_bucket(self.bucket);
+                state.leader_epoch = leader_epoch;
+                (previous, state.engine.clone())
+            };
+            join_if_some(previous).await;
+            let kv = self.open_term(leader_epoch, engine).await?;
+            let mut state = self.lock()?;
+            if state.stopped {
+                // Stopped while the term opened: the engine it opened goes with it.
+                kv.close();
+                return Err(KvError::NotLeader("replica stopped".to_string()));
             }
-        };
-        let kv = Arc::new(
-            KvTablet::open(
-                self.env.clone(),
-                self.config,
-                self.log.clone(),
-                engine,
-                engine_writes,
-                leader_epoch,
-            )?
-            .with_stop(self.stop.clone()),
-        );
-        let flush_task = Task::spawn(
-            &self.env.executor,
-            &self.env.ledger,
-            format!("flush node{} {}", self.env.node_id, self.bucket.dir_name()),
-            kv.clone().run_flush_loop(),
-        );
-        state.role = Role::Leader { kv, flush_task };
-        Ok(previous)
+            assert_eq!(state.leader_epoch, leader_epoch, "leadership changes are serialised");
+            state.engine = Some(kv.engine_and_write_lock());
+            let flush_task = Task::spawn(
+                &self.env.executor,
+                &self.env.ledger,
+                format!("flush node{} {}", self.env.node_id, self.bucket.dir_name()),
+                kv.clone().run_flush_loop(),
+            );
+            state.role = Role::Leader { kv, flush_task };
+            Ok(())
+        }
+        .boxed()
     }
 
-    /// Stops leading; `leader_epoch` is the new term's epoch. Returns the ending flush task.
-    pub fn become_follower(&self, leader_epoch: u32) -> Result<Option<Task>, KvError> {
-        let mut state = self.lock()?;
-        check_epoch(&state, leader_epoch)?;
-        state.leader_epoch = leader_epoch;
-        let previous = end_term(&mut state);
-        self.scanners.close_bucket(self.bucket);
-        Ok(previous)
+    /// The blocking part of a new term: the log's fence, the engine's open on the first term,
+    /// and the KV tablet's rebuild. A panic in it stops the replica.
+    fn open_term(
+        &self,
+        leader_epoch: u32,
+        engine: Option<(Arc<dyn KvEngine>, EngineWriteLock)>,
+    ) -> BoxFuture<'static, Result<Arc<KvTablet>, KvError>> {
+        let (env, config, log, stop) =
+            (self.env.clone(), self.config, self.log.clone(), self.stop.clone());
+        let (bucket, engine_dir) = (self.bucket, self.engine_dir.clone());
+        let name = format!("open term {leader_epoch} node{} {}", env.node_id, bucket.dir_name());
+        let (executor, ledger) = (env.executor.clone(), env.ledger.clone());
+        let opening = run_blocking(&executor, &ledger, name, move || {
+            catch_blocking_panic(|| {
+                log.fence(leader_epoch)?;
+                let (engine, engine_writes) = match engine {
+                    Some(opened) => opened,
+                    None => {
+                        let owner = format!("node{} {bucket}", env.node_id);
+                        let opened = env.engines.open(&engine_dir)?;
+                        (
+                            LedgeredEngine::wrap(opened, env.ledger.clone(), owner),
+                            Default::default(),
+                        )
+                    }
+                };
+                let kv = KvTablet::open(env, config, log, engine, engine_writes, leader_epoch)?;
+                Ok(Arc::new(kv.with_stop(stop.clone())))
+            })
+            .unwrap_or_else(|panic| {
+                let reason =
+                    format!("opening term {leader_epoch} panicked: {}", panic_message(&*panic));
+                stop.stop(&bucket, StopCause::Panic, reason.clone());
+                Err(KvError::ReplicaStopped(reason))
+            })
+        });
+        async move {
+            // Dropped unrun: only a simulated crash does that, and it ends this request too.
+            opening
+                .await
+                .unwrap_or_else(|| Err(KvError::NotLeader(format!("{bucket}: term not opened"))))
+        }
+        .boxed()
+    }
+
+    /// Stops leading; `leader_epoch` is the new term's epoch. Waits for the ended term's flush
+    /// task.
+    pub fn become_follower(&self, leader_epoch: u32) -> BoxFuture<'_, Result<(), KvError>> {
+        async move {
+            let _serialised = self.leadership.lock().await;
+            let previous = {
+                let mut state = self.lock()?;
+                check_epoch(&state, leader_epoch)?;
+                state.leader_epoch = leader_epoch;
+                let previous = end_term(&mut state);
+                self.scanners.close_bucket(self.bucket);
+                previous
+            };
+            join_if_some(previous).await;
+            Ok(())
+        }
+        .boxed()
     }
 
     /// Ends the current term and releases the engine; the replica serves nothing afterwards.

@@ -22,7 +22,7 @@ use crate::scan::scan_kv_handler::handle_scan_kv;
 use crate::scan::scanner_manager::SessionLookup;
 use crate::scan::{ScannerConfig, ScannerManager};
 use crate::table_bucket::TableBucket;
-use crate::task::{catch_panic, panic_message, stop_on_panic, Task};
+use crate::task::{catch_panic, join_if_some, panic_message, stop_on_panic, Task};
 
 /// A primary-key table as the server knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -307,13 +307,13 @@ impl TabletServer {
             Request::BecomeLeader { bucket, leader_epoch } => {
                 self.check_bucket(bucket)?;
                 let replica = self.replica_or_create(bucket)?;
-                join_if_some(replica.become_leader(leader_epoch)?).await;
+                replica.become_leader(leader_epoch).await?;
                 Ok(Response::Ok)
             }
             Request::BecomeFollower { bucket, leader_epoch } => {
                 self.check_bucket(bucket)?;
                 let replica = self.replica_or_create(bucket)?;
-                join_if_some(replica.become_follower(leader_epoch)?).await;
+                replica.become_follower(leader_epoch).await?;
                 Ok(Response::Ok)
             }
             Request::PutKv { bucket, writes, writer } => {
@@ -521,11 +521,5 @@ impl TabletServer {
 impl RpcHandler for TabletServer {
     fn handle(&self, _from: NodeId, request: Request) -> BoxFuture<'static, Response> {
         self.handle_request(request)
-    }
-}
-
-async fn join_if_some(task: Option<Task>) {
-    if let Some(task) = task {
-        task.join().await;
     }
 }

@@ -90,6 +90,13 @@ pub fn run_blocking<R: Send + 'static>(
     async move { result.await.ok() }.boxed()
 }
 
+/// Waits for `task` to end, if there is one.
+pub async fn join_if_some(task: Option<Task>) {
+    if let Some(task) = task {
+        task.join().await;
+    }
+}
+
 /// Handle to a background task. Dropping the handle does not stop the task; call
 /// [`Task::abort`] or make the task return.
 #[derive(Debug)]

@@ -210,6 +210,12 @@ impl KvTablet {
         self
     }
 
+    /// The engine this tablet writes and the write lock it shares with the engine's other
+    /// tablets, for the next term.
+    pub fn engine_and_write_lock(&self) -> (Arc<dyn KvEngine>, EngineWriteLock) {
+        (self.engine.clone(), self.engine_writes.clone())
+    }
+
     /// Why the tablet stopped (a corrupt or fatal flush error, a panic), if it did.
     pub fn stopped(&self) -> Option<String> {
         self.stop.reason().map(str::to_string)

@@ -414,6 +414,12 @@ impl World {
     /// Moves `bucket`'s leadership to `preferred` if it may lead (a live, in-sync replica after
     /// catching up), else to another replica that may, else to nobody until one comes back.
     fn assign(&self, bucket: TableBucket, preferred: Option<NodeId>) {
+        // The fence comes first: it completes the deposed leader's writes waiting for their
+        // sync (they may be acknowledged), so the candidates catch up after it, with them.
+        // Catching up before it chose a leader that could lack a committed batch whenever its
+        // replication failed.
+        let leader_epoch = self.coordinator.leader_epoch_of(bucket) + 1;
+        self.logs.fence(bucket, leader_epoch);
         let live = self.coordinator.live_servers();
         let candidates = preferred
             .into_iter()
@@ -430,7 +436,7 @@ impl World {
             return;
         }
         let assignment = self.coordinator.assign(bucket, leader);
-        self.logs.fence(bucket, assignment.leader_epoch);
+        assert_eq!(assignment.leader_epoch, leader_epoch, "the coordinator assigns one at a time");
         self.note(
             COORDINATOR_NODE,
             "assign",

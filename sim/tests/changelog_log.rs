@@ -383,6 +383,46 @@ fn a_failed_sync_stops_the_log_until_it_is_reopened_from_disk() {
     append(&reopened, 1, insert("d")).expect("a reopened log takes writes");
 }
 
+/// A stopped log may lack batches that were committed on another replica (its replication
+/// failed with it): it answers every write with its stop, never with a writer's sequence
+/// check, and no term starts on it. Both used to slip through: a stopped candidate led, and
+/// a writer whose acknowledged batch it lacked got OUT_OF_ORDER_SEQUENCE (the simulator's
+/// scan-leadership-churn seeds 176 and 846 of 1,000).
+#[test]
+fn a_stopped_log_refuses_writes_before_the_sequence_check_and_starts_no_term() {
+    let disk = Arc::new(SimFs::new());
+    let fs = Arc::new(FailingSyncFs {
+        inner: disk.clone(),
+        fail_syncs: std::sync::atomic::AtomicBool::new(false),
+    });
+    let dyn_fs: Arc<dyn LocalFs> = fs.clone();
+    let log = LogTablet::open(
+        dyn_fs,
+        DIR.to_string(),
+        TableBucket::new(1, 0),
+        LogConfig { segment_bytes_max: 1 << 20 },
+        Mutants::NONE,
+    )
+    .expect("log opens");
+    log.fence(1).expect("fence");
+    let writer = |batch_sequence| Some(WriterBatch { writer_id: 7, batch_sequence });
+    append_as(&log, 0, writer(0), "a").expect("first batch");
+    fs.fail_syncs.store(true, std::sync::atomic::Ordering::SeqCst);
+    // The epoch file's sync fails: the fence holds in memory and the log stops.
+    assert!(log.fence(2).is_err());
+    fs.fail_syncs.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert!(log.stopped().is_some());
+
+    // Batch 1 was committed elsewhere; batch 2 arrives here.
+    let out_of_order = log.append_as_leader(
+        2,
+        AppendMeta { commit_timestamp_ms: 0, writer: writer(2) },
+        insert("c"),
+    );
+    assert!(matches!(out_of_order, Err(LogError::Stopped { .. })), "{out_of_order:?}");
+    assert!(matches!(log.sync_all(), Err(LogError::Stopped { .. })), "no term starts on it");
+}
+
 #[test]
 fn truncation_cuts_a_suffix_and_forgets_its_writer_batches() {
     let disk = Arc::new(SimFs::new());

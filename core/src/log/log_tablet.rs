@@ -395,6 +395,11 @@ impl LogTablet {
                 current: state.leader_epoch,
             });
         }
+        // Before the writer check: a stopped log may lack batches its writers had acknowledged
+        // elsewhere, and its answer would then be a false OUT_OF_ORDER_SEQUENCE.
+        if let Some(detail) = &state.stopped {
+            return Err(LogError::Stopped { dir: self.dir.clone(), detail: detail.clone() });
+        }
         let checked_writer =
             meta.writer.filter(|_| !self.mutants.is_on(Mutant::DuplicateBatchReappended));
         if let Some(writer) = checked_writer {
@@ -498,9 +503,14 @@ impl LogTablet {
     }
 
     /// Syncs every batch written so far (a new term starts from a log with nothing pending).
+    /// A stopped log refuses, also with nothing pending: it may lack batches that were
+    /// committed elsewhere (its replication failed with it), so no term may start on it.
     pub fn sync_all(&self) -> Result<(), LogError> {
         let _syncing = self.lock_syncing();
         let mut state = self.lock();
+        if let Some(detail) = &state.stopped {
+            return Err(LogError::Stopped { dir: self.dir.clone(), detail: detail.clone() });
+        }
         self.settle(&mut state)?;
         drop(state);
         self.appended.notify();

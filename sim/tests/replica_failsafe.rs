@@ -36,6 +36,8 @@ enum Mode {
     WritePanics,
     GetPanics,
     IteratorPanics,
+    /// Iterators are invalid and report an I/O error.
+    IteratorFails,
 }
 
 struct Control {
@@ -163,7 +165,8 @@ impl kvtablet_core::engine::EngineIterator for ControlledIterator {
     }
 
     fn valid(&self) -> bool {
-        self.inner.valid()
+        // As in RocksDB, an iterator with an error is not valid.
+        self.control.mode() != Mode::IteratorFails && self.inner.valid()
     }
 
     fn key(&self) -> &[u8] {
@@ -182,6 +185,9 @@ impl kvtablet_core::engine::EngineIterator for ControlledIterator {
     }
 
     fn status(&self) -> Result<(), EngineError> {
+        if self.control.mode() == Mode::IteratorFails {
+            return Err(EngineError::Io("injected: iterator failed".into()));
+        }
         self.inner.status()
     }
 }
@@ -514,4 +520,33 @@ fn a_panic_in_a_scan_continuation_stops_the_scanned_replica_only() {
     assert!(matches!(other, Response::Lookup { .. }), "{other:?}");
     let failure = node.reported_failure().expect("the stats report the stopped replica");
     assert!(failure.contains("iterator next panicked"), "{failure}");
+}
+
+#[test]
+fn a_repeated_continuation_whose_page_failed_learns_the_same_failure() {
+    let node = node();
+    for key in ["a", "b", "c"] {
+        assert!(matches!(node.put(key, "v"), Response::PutKv { .. }));
+    }
+    node.run_for(100);
+    let first = scan_answer(node.request(scan_request(None, 0)));
+    assert_eq!(first.has_more_results, Some(true), "one row per page");
+    let id = first.scanner_id.expect("a session");
+
+    node.control.set(Mode::IteratorFails);
+    let failed = scan_answer(node.request(scan_request(Some(id.clone()), 1)));
+    node.control.set(Mode::Healthy);
+    let failure = failed.error.expect("the page failed");
+    assert_eq!(failure.code, ErrorCode::KvStorageException);
+
+    // The answer was lost on its way: the client repeats the request, and is told the same
+    // failure (restart the scan), not that the session it had never existed.
+    let repeated = scan_answer(node.request(scan_request(Some(id.clone()), 1)));
+    assert_eq!(repeated.error, Some(failure));
+    // The session is over: a request that does not repeat the failed one finds nothing.
+    let next = scan_answer(node.request(scan_request(Some(id), 2)));
+    assert_eq!(next.error.map(|e| e.code), Some(ErrorCode::UnknownScannerId));
+    // The replica is healthy: an iterator error ends the scan, not the replica.
+    assert_eq!(value_of(&node.lookup("a")).as_deref(), Some("v"));
+    assert_eq!(node.reported_failure(), None);
 }

@@ -114,7 +114,8 @@ async fn open(server: &TabletServer, request: ScanKvRequest) -> ScanKvResponse {
         Ok(OpenedScan::Session(session)) => session,
     };
     let response = serve_page(server, &session, 0, batch_size(&request));
-    finish(server, &session, &response);
+    // A failed open leaves the client no id to retry with.
+    finish(server, &session, None, &response);
     response
 }
 
@@ -178,7 +179,8 @@ async fn continue_or_close(server: &TabletServer, request: ScanKvRequest) -> Sca
         return closed_response();
     }
     let response = serve_continuation(server, &session, &request);
-    finish(server, &session, &response);
+    let repeatable = request.call_seq_id.map(|call_seq_id| (call_seq_id, batch_size(&request)));
+    finish(server, &session, repeatable, &response);
     response
 }
 
@@ -292,10 +294,26 @@ fn serve_page(
 
 /// Ends the session if the scan is over or failed (the cursor may have moved past rows that
 /// were never sent, so a failed session cannot be resumed), then releases the request's hold.
-fn finish(server: &TabletServer, session: &Arc<ScanSession>, response: &ScanKvResponse) {
+///
+/// A drained session's final page is kept for a retry of its request, and so is a failure
+/// of `repeatable` (the continuation's call sequence id and batch size): a client whose answer
+/// was lost and who repeats the request learns the same failure, not that the id is unknown.
+/// A lost leadership is remembered as expired instead (the page may not be served again).
+fn finish(
+    server: &TabletServer,
+    session: &Arc<ScanSession>,
+    repeatable: Option<(i32, i32)>,
+    response: &ScanKvResponse,
+) {
+    let lost_leadership =
+        response.error.as_ref().is_some_and(|e| e.code == ErrorCode::NotLeaderOrFollower);
     if response.error.is_none() && response.has_more_results == Some(false) {
         let call_seq_id = session.call_seq_id();
         let batch_size_bytes = session.last_batch_size_bytes();
+        server.scanners().remember_finished(session, call_seq_id, batch_size_bytes, response);
+    } else if let (Some(_), false, Some((call_seq_id, batch_size_bytes))) =
+        (&response.error, lost_leadership, repeatable)
+    {
         server.scanners().remember_finished(session, call_seq_id, batch_size_bytes, response);
     }
     let over = response.error.is_some() || response.has_more_results != Some(true);
@@ -303,8 +321,6 @@ fn finish(server: &TabletServer, session: &Arc<ScanSession>, response: &ScanKvRe
         // A session lost to a leadership change is remembered as expired, as a leadership
         // close does, so that a racing request is told to restart rather than that the id is
         // unknown.
-        let lost_leadership =
-            response.error.as_ref().is_some_and(|e| e.code == ErrorCode::NotLeaderOrFollower);
         server.scanners().end(session, lost_leadership, false);
     }
     server.scanners().release(session);

@@ -160,7 +160,8 @@ impl ScannerManager {
         SessionLookup::Unknown
     }
 
-    /// Keeps a drained session's final page for a retry of it.
+    /// Keeps a drained session's final page, or the failure that ended a session, for a
+    /// retry of its request.
     pub fn remember_finished(
         &self,
         session: &ScanSession,

@@ -93,7 +93,9 @@ pub enum Mutant {
     /// deposed leader keeps serving under its old epoch.
     UnpersistedFenceIgnored,
     /// A flush write that was planned before its term ended still lands in the engine after
-    /// the next term's rebuild, moving the engine's flushed offset and values backwards.
+    /// the next term's rebuild, moving the engine's flushed offset and values backwards: the
+    /// ended term's flush task is not joined and its write is not fenced (either guard alone
+    /// keeps the rule).
     DeposedFlushWriteLands,
 }
 

@@ -36,6 +36,8 @@ struct ClusterState {
     committed_end: BTreeMap<TableBucket, u64>,
     /// Batches acknowledged by a leader whose frame was not durable when it was replicated.
     not_durable_at_ack: u64,
+    /// Batches a follower published while taking a leader's batch (a second leader's).
+    replication_reentered: u64,
 }
 
 /// The cluster's changelogs: one registry per live server, and the replication rules.
@@ -125,6 +127,10 @@ impl ClusterLogs {
 
     pub fn not_durable_at_ack(&self) -> u64 {
         self.lock().not_durable_at_ack
+    }
+
+    pub fn replication_reentered(&self) -> u64 {
+        self.lock().replication_reentered
     }
 
     /// The live replica logs of `bucket`, in node order.
@@ -240,8 +246,38 @@ struct SimReplicator {
     cluster: ClusterLogs,
 }
 
+thread_local! {
+    /// Whether this thread is inside [`SimReplicator::replicate`]. A seed runs on one thread.
+    static REPLICATING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks this thread as replicating until dropped.
+struct ReplicatingGuard;
+
+impl ReplicatingGuard {
+    /// `None` when the thread is already replicating.
+    fn enter() -> Option<ReplicatingGuard> {
+        (!REPLICATING.replace(true)).then_some(ReplicatingGuard)
+    }
+}
+
+impl Drop for ReplicatingGuard {
+    fn drop(&mut self) {
+        REPLICATING.set(false);
+    }
+}
+
 impl Replicator for SimReplicator {
     fn replicate(&self, synced: SyncedBatch<'_>) {
+        // A follower's append publishes what its own log had pending first. Only a second
+        // leader of the bucket (a bug: a deposed leader that was not fenced) has anything
+        // pending there; its batches are not carried back into the leader's log, whose lock
+        // this thread holds (re-entering it would deadlock the run instead of failing it).
+        // They are lost as split-brain writes are, for the oracles to find.
+        let Some(_replicating) = ReplicatingGuard::enter() else {
+            self.cluster.lock().replication_reentered += 1;
+            return;
+        };
         let (disk, followers) = {
             let state = self.cluster.lock();
             let Some(disk) = state.disks.get(&self.node).cloned() else { return };
@@ -261,13 +297,17 @@ impl Replicator for SimReplicator {
             return;
         }
         let batch = synced.batch;
-        {
-            let mut state = self.cluster.lock();
-            let committed = state.committed_end.entry(synced.bucket).or_insert(0);
-            *committed = (*committed).max(batch.end_offset());
-        }
+        // A follower fenced at a newer epoch than the leader's log follows a newer leader: it
+        // takes nothing from a deposed one whose own log missed the fence (only a fence that
+        // failed silently allows that), and such a batch is not committed however it was
+        // acknowledged. A batch the fence itself completed is published under the new epoch.
+        let mut refused_as_deposed = false;
         for registry in followers {
             let Ok(log) = registry.open(synced.bucket) else { continue };
+            if log.leader_epoch() > synced.log_leader_epoch {
+                refused_as_deposed = true;
+                continue;
+            }
             if log.log_end_offset() > batch.base_offset
                 && log.truncate_to(batch.base_offset).is_err()
             {
@@ -277,6 +317,11 @@ impl Replicator for SimReplicator {
                 // A follower whose disk fails falls out of sync; it catches up before it leads.
                 let _ = log.append_replicated(batch);
             }
+        }
+        if !refused_as_deposed {
+            let mut state = self.cluster.lock();
+            let committed = state.committed_end.entry(synced.bucket).or_insert(0);
+            *committed = (*committed).max(batch.end_offset());
         }
     }
 }

@@ -169,6 +169,13 @@ fn run_plan(
         world.checker.violation(format!("cluster did not heal: {error}"));
     }
     world.shutdown_and_check_leaks();
+    let second_leaders = world.logs.replication_reentered();
+    if second_leaders > 0 {
+        world.checker.violation(format!(
+            "{second_leaders} batches published by a follower of a bucket while it took its \
+             leader's batches: two leaders at once"
+        ));
+    }
     let fired = world.chaos.log.summary();
     world.note(COORDINATOR_NODE, "faults-fired", fired);
     let buggified = world.chaos.buggify.summary();

@@ -579,6 +579,7 @@ impl LogTablet {
                     segment_path: &segment_path,
                     position_bytes: unsynced.position.position_bytes,
                     len_bytes: unsynced.position.len_bytes,
+                    log_leader_epoch: state.leader_epoch,
                 });
             }
             state.log_end_offset = unsynced.position.end_offset;

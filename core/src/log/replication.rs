@@ -12,6 +12,9 @@ pub struct SyncedBatch<'a> {
     pub segment_path: &'a str,
     pub position_bytes: u64,
     pub len_bytes: u64,
+    /// The leader log's epoch when the batch was published: the batch's own, or a newer one
+    /// when a fence completed a batch that was waiting for its sync.
+    pub log_leader_epoch: u32,
 }
 
 /// Copies a leader's batches to the bucket's other replicas.

@@ -78,6 +78,7 @@ impl ServedNode {
             Arc::new(SystemClock::new()),
             CatalogConfig::DEFAULT,
         )?);
+        catalog.create_default_database_if_none()?;
         let tables: Vec<(i64, i32)> =
             catalog.tables().iter().map(|table| (table.table_id, table.bucket_count)).collect();
         let node_config = NodeConfig {

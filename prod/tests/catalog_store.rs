@@ -12,7 +12,7 @@ use futures::future::BoxFuture;
 use kvtablet_core::env::{Clock, FsError, LocalFs};
 use kvtablet_prod::catalog::{
     codes, Catalog, CatalogConfig, CatalogError, TablePath, TableSpec, CATALOG_FILE,
-    CATALOG_TEMP_FILE, FIRST_SCHEMA_ID, FIRST_TABLE_ID,
+    CATALOG_TEMP_FILE, DEFAULT_DATABASE, FIRST_SCHEMA_ID, FIRST_TABLE_ID,
 };
 use kvtablet_prod::disk_fs::DiskFs;
 
@@ -525,4 +525,25 @@ fn a_corrupt_catalog_is_detected_never_misread() {
     std::fs::write(fixture.file(), &good).unwrap();
     let catalog = fixture.open();
     assert_eq!(catalog.list_tables("db").unwrap(), ["s", "t"]);
+}
+
+#[test]
+fn the_default_database_is_created_only_when_there_is_no_database() {
+    let fixture = Fixture::new();
+    let catalog = fixture.open();
+    assert!(catalog.create_default_database_if_none().unwrap());
+    assert_eq!(catalog.list_databases(), strings(&[DEFAULT_DATABASE]));
+    assert!(!catalog.create_default_database_if_none().unwrap(), "it exists now");
+    drop(catalog);
+
+    // Durable before the node serves, and a dropped `fluss` stays dropped while another
+    // database exists (Fluss's coordinator checks for any database, not for `fluss`).
+    let catalog = fixture.open();
+    assert_eq!(catalog.list_databases(), strings(&[DEFAULT_DATABASE]));
+    catalog.create_database("other", None, false).unwrap();
+    catalog.drop_database(DEFAULT_DATABASE, false, false).unwrap();
+    drop(catalog);
+    let catalog = fixture.open();
+    assert!(!catalog.create_default_database_if_none().unwrap());
+    assert_eq!(catalog.list_databases(), strings(&["other"]));
 }

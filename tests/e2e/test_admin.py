@@ -33,6 +33,15 @@ class TestAdmin:
             assert (node.host, node.port) == ("127.0.0.1", server.port), repr(node)
         assert any(node.server_type == "TabletServer" for node in nodes), nodes
 
+    def test_a_fresh_node_has_the_default_database(self, runner, client):
+        # Fluss's coordinator creates `fluss` when no database exists; clients use it unasked.
+        admin = client.admin
+        assert runner.run(lambda: admin.list_databases(), "list_databases") == ["fluss"]
+        path = fluss.TablePath("fluss", "in_default")
+        runner.run(lambda: admin.create_table(path, simple_descriptor()), "create_table in fluss")
+        assert runner.run(lambda: admin.list_tables("fluss"), "list_tables") == ["in_default"]
+        runner.run(lambda: admin.drop_table(path), "drop_table")
+
     def test_databases(self, runner, client):
         admin = client.admin
         assert not runner.run(lambda: admin.database_exists(DB), "database_exists")

@@ -46,6 +46,9 @@ pub const CATALOG_TEMP_FILE: &str = "catalog/catalog.bin.tmp";
 pub const FIRST_TABLE_ID: i64 = 1;
 /// The id of a table's first schema.
 pub const FIRST_SCHEMA_ID: i32 = 1;
+/// The database a node has when it has none: Fluss's coordinator creates it at start-up when
+/// no database exists, and clients and their examples use it.
+pub const DEFAULT_DATABASE: &str = "fluss";
 
 /// The catalog of one node. Cheap to share behind an `Arc`.
 pub struct Catalog {
@@ -176,6 +179,33 @@ impl Catalog {
             state.databases.insert(name.to_string(), database);
             Ok(((), true))
         })
+    }
+
+    /// What a node does at start-up, as Fluss's coordinator does: when no database exists,
+    /// creates [`DEFAULT_DATABASE`] (durably, before the node serves). A catalog that has any
+    /// database, `fluss` or not, is left alone, so a dropped `fluss` stays dropped. Returns
+    /// whether it created the database.
+    pub fn create_default_database_if_none(&self) -> Result<bool, CatalogError> {
+        let created = self.mutate(|state, now_ms| {
+            if !state.databases.is_empty() {
+                return Ok((false, false));
+            }
+            let database = DatabaseInfo {
+                name: DEFAULT_DATABASE.to_string(),
+                descriptor_json: None,
+                created_time_ms: now_ms,
+                modified_time_ms: now_ms,
+            };
+            state.databases.insert(DEFAULT_DATABASE.to_string(), database);
+            Ok((true, true))
+        })?;
+        if created {
+            tracing::info!(
+                database = DEFAULT_DATABASE,
+                "created the default database: none existed"
+            );
+        }
+        Ok(created)
     }
 
     /// DropDatabase. Without `cascade` a database that still has tables is refused

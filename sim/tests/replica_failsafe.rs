@@ -493,9 +493,8 @@ fn scan_answer(response: Response) -> kvtablet_core::message::ScanKvResponse {
     }
 }
 
-#[test]
-fn a_panic_in_a_scan_continuation_stops_the_scanned_replica_only() {
-    let node = node();
+/// Writes three rows, flushes them and opens a scan of one row per page; returns its id.
+fn open_paged_scan(node: &Node) -> Vec<u8> {
     for key in ["a", "b", "c"] {
         assert!(matches!(node.put(key, "v"), Response::PutKv { .. }));
     }
@@ -503,7 +502,13 @@ fn a_panic_in_a_scan_continuation_stops_the_scanned_replica_only() {
     let first = scan_answer(node.request(scan_request(None, 0)));
     assert_eq!(first.error, None);
     assert_eq!(first.has_more_results, Some(true), "one row per page");
-    let id = first.scanner_id.expect("a session");
+    first.scanner_id.expect("a session")
+}
+
+#[test]
+fn a_panic_in_a_scan_continuation_stops_the_scanned_replica_only() {
+    let node = node();
+    let id = open_paged_scan(&node);
 
     node.control.set(Mode::IteratorPanics);
     let answer = node.try_request(scan_request(Some(id.clone()), 1));
@@ -525,13 +530,7 @@ fn a_panic_in_a_scan_continuation_stops_the_scanned_replica_only() {
 #[test]
 fn a_repeated_continuation_whose_page_failed_learns_the_same_failure() {
     let node = node();
-    for key in ["a", "b", "c"] {
-        assert!(matches!(node.put(key, "v"), Response::PutKv { .. }));
-    }
-    node.run_for(100);
-    let first = scan_answer(node.request(scan_request(None, 0)));
-    assert_eq!(first.has_more_results, Some(true), "one row per page");
-    let id = first.scanner_id.expect("a session");
+    let id = open_paged_scan(&node);
 
     node.control.set(Mode::IteratorFails);
     let failed = scan_answer(node.request(scan_request(Some(id.clone()), 1)));

@@ -307,13 +307,14 @@ fn finish(
 ) {
     let lost_leadership =
         response.error.as_ref().is_some_and(|e| e.code == ErrorCode::NotLeaderOrFollower);
-    if response.error.is_none() && response.has_more_results == Some(false) {
-        let call_seq_id = session.call_seq_id();
-        let batch_size_bytes = session.last_batch_size_bytes();
-        server.scanners().remember_finished(session, call_seq_id, batch_size_bytes, response);
-    } else if let (Some(_), false, Some((call_seq_id, batch_size_bytes))) =
-        (&response.error, lost_leadership, repeatable)
-    {
+    let kept_for = if response.error.is_none() && response.has_more_results == Some(false) {
+        Some((session.call_seq_id(), session.last_batch_size_bytes()))
+    } else if response.error.is_some() && !lost_leadership {
+        repeatable
+    } else {
+        None
+    };
+    if let Some((call_seq_id, batch_size_bytes)) = kept_for {
         server.scanners().remember_finished(session, call_seq_id, batch_size_bytes, response);
     }
     let over = response.error.is_some() || response.has_more_results != Some(true);

@@ -181,31 +181,18 @@ impl Catalog {
         })
     }
 
-    /// What a node does at start-up, as Fluss's coordinator does: when no database exists,
-    /// creates [`DEFAULT_DATABASE`] (durably, before the node serves). A catalog that has any
+    /// What a node does at start-up, before it serves, as Fluss's coordinator does: when no
+    /// database exists, creates [`DEFAULT_DATABASE`] (durably). A catalog that has any
     /// database, `fluss` or not, is left alone, so a dropped `fluss` stays dropped. Returns
     /// whether it created the database.
     pub fn create_default_database_if_none(&self) -> Result<bool, CatalogError> {
-        let created = self.mutate(|state, now_ms| {
-            if !state.databases.is_empty() {
-                return Ok((false, false));
-            }
-            let database = DatabaseInfo {
-                name: DEFAULT_DATABASE.to_string(),
-                descriptor_json: None,
-                created_time_ms: now_ms,
-                modified_time_ms: now_ms,
-            };
-            state.databases.insert(DEFAULT_DATABASE.to_string(), database);
-            Ok((true, true))
-        })?;
-        if created {
-            tracing::info!(
-                database = DEFAULT_DATABASE,
-                "created the default database: none existed"
-            );
+        if !self.lock().databases.is_empty() {
+            return Ok(false);
         }
-        Ok(created)
+        // Nothing else changes the catalog before the node serves.
+        self.create_database(DEFAULT_DATABASE, None, true)?;
+        tracing::info!(database = DEFAULT_DATABASE, "created the default database: none existed");
+        Ok(true)
     }
 
     /// DropDatabase. Without `cascade` a database that still has tables is refused

@@ -7,15 +7,20 @@
 //! what the leader made durable and nothing more, so an acknowledgement that ran ahead of its
 //! sync dies with the leader's crash, as in a real cluster. A follower that missed batches
 //! (it was down) is out of sync until it is chosen to lead, when it catches up from the live
-//! replica with the longest log. A replica may lead only if its log reaches the committed end
-//! (the end of the last batch the leader made durable), Fluss's rule that only the in-sync
-//! replicas may be elected.
+//! replica with the longest log that holds the committed batches. A follower takes a batch only
+//! if it holds the leader's batch before it (same offsets, same epoch: Raft's consistency
+//! check), so two logs that hold the same batch hold the same history before it. A replica may
+//! lead only if its log holds the last committed batch (the last one its leader made durable
+//! and replicated), Fluss's rule that only the in-sync replicas may be elected: a log of the
+//! right length is not enough, its last batches may be a deposed leader's.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use kvtablet_core::env::LocalFs;
-use kvtablet_core::log::{LogConfig, LogRegistry, LogTablet, Replicator, SyncedBatch};
+use kvtablet_core::log::{
+    BatchIdentity, LogConfig, LogRegistry, LogTablet, Replicator, SyncedBatch,
+};
 use kvtablet_core::message::NodeId;
 use kvtablet_core::mutant::Mutants;
 use kvtablet_core::TableBucket;
@@ -32,8 +37,8 @@ struct ClusterState {
     /// The registries of the servers that are up, each on its own disk.
     registries: BTreeMap<NodeId, LogRegistry>,
     disks: BTreeMap<NodeId, Arc<SimFs>>,
-    /// Per bucket, the end of the last batch its leader made durable and replicated.
-    committed_end: BTreeMap<TableBucket, u64>,
+    /// Per bucket, the last batch its leader made durable and replicated.
+    last_committed: BTreeMap<TableBucket, BatchIdentity>,
     /// Batches acknowledged by a leader whose frame was not durable when it was replicated.
     not_durable_at_ack: u64,
     /// Batches a follower published while taking a leader's batch (a second leader's).
@@ -121,8 +126,18 @@ impl ClusterLogs {
             .collect()
     }
 
-    pub fn committed_end(&self, bucket: TableBucket) -> u64 {
-        self.lock().committed_end.get(&bucket).copied().unwrap_or(0)
+    fn last_committed(&self, bucket: TableBucket) -> Option<BatchIdentity> {
+        self.lock().last_committed.get(&bucket).copied()
+    }
+
+    /// Whether `log` holds every committed batch of its bucket: it holds the last one (a log
+    /// whose start passed it by retention holds it if it reaches its end).
+    fn holds_committed(&self, log: &LogTablet) -> bool {
+        let Some(last) = self.last_committed(log.bucket()) else { return true };
+        if log.log_start_offset() > last.base_offset {
+            return log.log_end_offset() >= last.end_offset;
+        }
+        log.batch_starting_at(last.base_offset) == Some(last)
     }
 
     pub fn not_durable_at_ack(&self) -> u64 {
@@ -168,8 +183,9 @@ impl ClusterLogs {
     }
 
     /// Makes `candidate` ready to lead `bucket`: it catches up from the live replica with the
-    /// longest log (cutting any suffix of its own that history replaced). Returns whether its
-    /// log then reaches the committed end, that is whether it may lead.
+    /// longest log among those that hold the committed batches (cutting any suffix of its own
+    /// that history replaced). Returns whether its log then holds the committed batches, that
+    /// is whether it may lead.
     pub fn prepare_leader(&self, bucket: TableBucket, candidate: NodeId) -> bool {
         if !self.replicas(bucket).contains(&candidate) {
             return false;
@@ -178,25 +194,37 @@ impl ClusterLogs {
         let source = self
             .live_replica_logs(bucket)
             .into_iter()
-            .filter(|(node, _)| *node != candidate)
+            .filter(|(node, log)| *node != candidate && self.holds_committed(log))
             .max_by_key(|(_, log)| log.log_end_offset())
             .map(|(_, log)| log);
         if let Some(source) = source {
-            if source.log_end_offset() > target.log_end_offset() {
-                // A failed copy leaves the candidate short; the committed-end check decides.
+            if !self.holds_committed(&target) || source.log_end_offset() > target.log_end_offset() {
+                // A failed copy leaves the candidate short; the check below decides.
                 let _ = catch_up(&target, &source);
             }
         }
-        target.log_end_offset() >= self.committed_end(bucket) && target.stopped().is_none()
+        if !self.holds_committed(&target) || target.stopped().is_some() {
+            return false;
+        }
+        // The new leader serves its whole log (its high watermark is its log end), so the
+        // batches it holds beyond the committed ones, a predecessor's that were not committed,
+        // are committed now: the next leader must hold them too.
+        if let Some(last) = target.batch_ending_at(target.log_end_offset()) {
+            let mut state = self.lock();
+            let committed = state.last_committed.entry(bucket).or_insert(last);
+            if last.end_offset > committed.end_offset {
+                *committed = last;
+            }
+        }
+        true
     }
 
     /// Whether losing `node`'s disk keeps every committed batch on another live replica.
     pub fn disk_is_redundant(&self, node: NodeId, buckets: &[TableBucket]) -> bool {
         buckets.iter().filter(|bucket| self.replicas(**bucket).contains(&node)).all(|bucket| {
-            let committed = self.committed_end(*bucket);
             self.live_replica_logs(*bucket)
                 .iter()
-                .any(|(other, log)| *other != node && log.log_end_offset() >= committed)
+                .any(|(other, log)| *other != node && self.holds_committed(log))
         })
     }
 
@@ -308,6 +336,18 @@ impl Replicator for SimReplicator {
                 refused_as_deposed = true;
                 continue;
             }
+            // Raft's consistency check: a follower whose batch before this one is not the
+            // leader's (it missed batches, or holds a deposed leader's) is out of sync.
+            let holds_previous = match synced.previous_batch_epoch {
+                Some(epoch) => {
+                    log.batch_ending_at(batch.base_offset).map(|previous| previous.leader_epoch)
+                        == Some(epoch)
+                }
+                None => log.log_start_offset() == batch.base_offset,
+            };
+            if !holds_previous {
+                continue;
+            }
             if log.log_end_offset() > batch.base_offset
                 && log.truncate_to(batch.base_offset).is_err()
             {
@@ -320,8 +360,108 @@ impl Replicator for SimReplicator {
         }
         if !refused_as_deposed {
             let mut state = self.cluster.lock();
-            let committed = state.committed_end.entry(synced.bucket).or_insert(0);
-            *committed = (*committed).max(batch.end_offset());
+            let last = state.last_committed.entry(synced.bucket).or_insert(batch.identity());
+            if batch.end_offset() > last.end_offset {
+                *last = batch.identity();
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kvtablet_core::log::{AppendMeta, ChangeRecord, ChangeType};
+
+    const BUCKET: TableBucket = TableBucket { table_id: 1, partition_id: None, bucket_id: 0 };
+
+    fn cluster() -> (ClusterLogs, Vec<Arc<SimFs>>) {
+        let logs = ClusterLogs::new(3, 3, LogConfig { segment_bytes_max: 1 << 20 }, Mutants::NONE);
+        let disks: Vec<Arc<SimFs>> = (0..3).map(|_| Arc::new(SimFs::new())).collect();
+        for (index, disk) in disks.iter().enumerate() {
+            logs.server_started(index as NodeId + 1, disk.clone());
+        }
+        (logs, disks)
+    }
+
+    /// `leader` appends one batch of `key` at `leader_epoch` (fencing its log first).
+    fn lead_and_append(logs: &ClusterLogs, leader: NodeId, leader_epoch: u32, key: &str) {
+        let log = logs.log_on(leader, BUCKET).expect("the leader is up");
+        log.fence(leader_epoch).expect("fence");
+        let change = ChangeRecord {
+            change_type: ChangeType::Insert,
+            key: key.as_bytes().to_vec(),
+            value: b"\x01\x00v".to_vec(),
+        };
+        let meta = AppendMeta { commit_timestamp_ms: 0, writer: None };
+        log.append_as_leader(leader_epoch, meta, vec![change]).expect("append");
+    }
+
+    fn epochs(logs: &ClusterLogs, node: NodeId) -> Vec<(u64, u32)> {
+        let log = logs.log_on(node, BUCKET).expect("up");
+        let batches = log.read(0, u64::MAX).expect("read");
+        batches.iter().map(|batch| (batch.base_offset, batch.leader_epoch)).collect()
+    }
+
+    /// Node 3 keeps a batch at offset 1 that no one committed (it led at epoch 2 after the
+    /// others had moved to epoch 3: a fence that never reached it); node 1 then commits its own
+    /// batch at offset 1 while node 3 is down, and node 2 goes down. Node 3 comes back with a
+    /// log of the committed length.
+    fn same_length_different_history() -> (ClusterLogs, Vec<Arc<SimFs>>) {
+        let (logs, disks) = cluster();
+        lead_and_append(&logs, 1, 1, "a");
+        assert_eq!(epochs(&logs, 3), vec![(0, 1)], "replicated to every follower");
+        for node in [1, 2] {
+            logs.log_on(node, BUCKET).expect("up").fence(3).expect("fence");
+        }
+        lead_and_append(&logs, 3, 2, "deposed");
+        logs.server_stopped(3);
+        lead_and_append(&logs, 1, 3, "committed");
+        assert_eq!(epochs(&logs, 2), vec![(0, 1), (1, 3)]);
+        logs.server_stopped(2);
+        logs.server_started(3, disks[2].clone());
+        assert_eq!(epochs(&logs, 3), vec![(0, 1), (1, 2)]);
+        assert_eq!(epochs(&logs, 1), vec![(0, 1), (1, 3)]);
+        (logs, disks)
+    }
+
+    #[test]
+    fn a_replica_of_the_committed_length_but_another_history_may_not_lead_alone() {
+        let (logs, _disks) = same_length_different_history();
+        logs.server_stopped(1);
+        assert!(!logs.prepare_leader(BUCKET, 3), "node 3 lacks the committed batch at 1");
+        assert!(!logs.disk_is_redundant(1, &[BUCKET]), "only node 1 held it");
+    }
+
+    #[test]
+    fn a_replica_with_another_history_catches_up_to_the_committed_one_before_leading() {
+        let (logs, _disks) = same_length_different_history();
+        assert!(logs.prepare_leader(BUCKET, 3));
+        assert_eq!(epochs(&logs, 3), vec![(0, 1), (1, 3)], "its deposed batch was replaced");
+    }
+
+    #[test]
+    fn a_follower_whose_previous_batch_differs_takes_nothing() {
+        let (logs, _disks) = same_length_different_history();
+        // Node 3 ends where node 1's next batch starts, but on another leader's batch.
+        lead_and_append(&logs, 1, 3, "next");
+        assert_eq!(epochs(&logs, 3), vec![(0, 1), (1, 2)], "out of sync: took nothing");
+        assert_eq!(epochs(&logs, 1), vec![(0, 1), (1, 3), (2, 3)]);
+    }
+
+    #[test]
+    fn a_new_leader_commits_the_batches_it_holds_beyond_the_committed_ones() {
+        let (logs, _disks) = cluster();
+        lead_and_append(&logs, 1, 1, "a");
+        for node in [2, 3] {
+            logs.log_on(node, BUCKET).expect("up").fence(3).expect("fence");
+        }
+        // Node 1's batch at 1 is refused by followers of a newer epoch: not committed.
+        lead_and_append(&logs, 1, 2, "b");
+        assert_eq!(epochs(&logs, 2), vec![(0, 1)]);
+        // Node 1 is elected again and serves it, so a later leader must hold it.
+        assert!(logs.prepare_leader(BUCKET, 1));
+        logs.server_stopped(1);
+        assert!(!logs.prepare_leader(BUCKET, 2), "node 2 lacks the batch node 1 served");
     }
 }

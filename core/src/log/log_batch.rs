@@ -65,6 +65,26 @@ impl LogBatch {
     }
 }
 
+/// Where a batch sits in a log and which leader appended it: two logs holding batches with
+/// the same identity hold the same batch, and (replicas append only after a batch of the same
+/// identity as the leader's previous one) the same log before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchIdentity {
+    pub base_offset: u64,
+    pub end_offset: u64,
+    pub leader_epoch: u32,
+}
+
+impl LogBatch {
+    pub fn identity(&self) -> BatchIdentity {
+        BatchIdentity {
+            base_offset: self.base_offset,
+            end_offset: self.end_offset(),
+            leader_epoch: self.leader_epoch,
+        }
+    }
+}
+
 /// Why bytes did not decode into a batch.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {

@@ -8,8 +8,8 @@ use crate::sync::{lock_noting_poison, Mutex, MutexGuard, Stop};
 use crate::env::{FsError, LocalFs};
 use crate::log::change_type::ChangeType;
 use crate::log::log_batch::{
-    decode_batch, decode_batch_without_records, encode_batch, is_torn_append, LogBatch, LogRecord,
-    WriterBatch,
+    decode_batch, decode_batch_without_records, encode_batch, is_torn_append, BatchIdentity,
+    LogBatch, LogRecord, WriterBatch,
 };
 use crate::log::replication::{Replicator, SyncedBatch};
 use crate::log::writer_state::{SequenceCheck, WriterStates, WRITER_BATCHES_RETAINED};
@@ -116,9 +116,22 @@ struct UnsyncedBatch {
 #[derive(Debug, Clone, Copy)]
 struct BatchPosition {
     end_offset: u64,
+    /// The epoch of the leader that appended the batch.
+    leader_epoch: u32,
     commit_timestamp_ms: u64,
     position_bytes: u64,
     len_bytes: u64,
+}
+
+impl BatchPosition {
+    fn identity(&self, base_offset: u64) -> BatchIdentity {
+        BatchIdentity { base_offset, end_offset: self.end_offset, leader_epoch: self.leader_epoch }
+    }
+}
+
+/// The last published batch of `segments`.
+fn last_indexed_batch(segments: &BTreeMap<u64, Segment>) -> Option<&BatchPosition> {
+    segments.values().rev().find_map(|segment| segment.batches.values().next_back())
 }
 
 #[derive(Debug)]
@@ -288,6 +301,22 @@ impl LogTablet {
 
     pub fn log_end_offset(&self) -> u64 {
         self.lock().log_end_offset
+    }
+
+    /// The published batch that starts at `base_offset`, if the log holds one.
+    pub fn batch_starting_at(&self, base_offset: u64) -> Option<BatchIdentity> {
+        let state = self.lock();
+        let (_, segment) = state.segments.range(..=base_offset).next_back()?;
+        let position = segment.batches.get(&base_offset)?;
+        Some(position.identity(base_offset))
+    }
+
+    /// The published batch that ends at `end_offset`, if the log holds one.
+    pub fn batch_ending_at(&self, end_offset: u64) -> Option<BatchIdentity> {
+        let state = self.lock();
+        let (_, segment) = state.segments.range(..end_offset).next_back()?;
+        let (base, position) = segment.batches.range(..end_offset).next_back()?;
+        (position.end_offset == end_offset).then(|| position.identity(*base))
     }
 
     /// Every offset below it is durable and acknowledged.
@@ -567,6 +596,9 @@ impl LogTablet {
         while state.unsynced.front().is_some_and(|unsynced| unsynced.position.end_offset <= target)
         {
             let unsynced = state.unsynced.pop_front().expect("front exists");
+            let previous_batch_epoch = last_indexed_batch(&state.segments)
+                .filter(|position| position.end_offset == unsynced.base_offset)
+                .map(|position| position.leader_epoch);
             let active = state.segments.values_mut().last().expect("the active segment exists");
             assert_eq!(active.end_offset, unsynced.base_offset, "batches are published in order");
             active.batches.insert(unsynced.base_offset, unsynced.position);
@@ -580,6 +612,7 @@ impl LogTablet {
                     position_bytes: unsynced.position.position_bytes,
                     len_bytes: unsynced.position.len_bytes,
                     log_leader_epoch: state.leader_epoch,
+                    previous_batch_epoch,
                 });
             }
             state.log_end_offset = unsynced.position.end_offset;
@@ -757,6 +790,7 @@ impl LogTablet {
         }
         Ok(BatchPosition {
             end_offset: batch.end_offset(),
+            leader_epoch: batch.leader_epoch,
             commit_timestamp_ms: batch.commit_timestamp_ms,
             position_bytes,
             len_bytes: frame_bytes,
@@ -931,6 +965,7 @@ fn load_segment(
                     batch.base_offset,
                     BatchPosition {
                         end_offset: batch.end_offset(),
+                        leader_epoch: batch.leader_epoch,
                         commit_timestamp_ms: batch.commit_timestamp_ms,
                         position_bytes: position as u64,
                         len_bytes: len as u64,

@@ -8,7 +8,7 @@ pub mod replication;
 pub mod writer_state;
 
 pub use change_type::ChangeType;
-pub use log_batch::{LogBatch, LogRecord, WriterBatch};
+pub use log_batch::{BatchIdentity, LogBatch, LogRecord, WriterBatch};
 pub use log_registry::LogRegistry;
 pub use log_tablet::{
     AppendMeta, Appended, ChangeRecord, LogConfig, LogError, LogTablet, SyncTicket,

@@ -15,6 +15,9 @@ pub struct SyncedBatch<'a> {
     /// The leader log's epoch when the batch was published: the batch's own, or a newer one
     /// when a fence completed a batch that was waiting for its sync.
     pub log_leader_epoch: u32,
+    /// The epoch of the leader's batch that ends where this one starts; `None` when the log
+    /// holds none (the batch is the first, or retention removed the one before it).
+    pub previous_batch_epoch: Option<u32>,
 }
 
 /// Copies a leader's batches to the bucket's other replicas.

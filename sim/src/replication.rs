@@ -43,6 +43,9 @@ struct ClusterState {
     not_durable_at_ack: u64,
     /// Batches a follower published while taking a leader's batch (a second leader's).
     replication_reentered: u64,
+    /// Batches a leader published after a follower had been fenced at a newer epoch than its
+    /// log's (a deposed leader's, acknowledged without being committed).
+    published_when_deposed: u64,
 }
 
 /// The cluster's changelogs: one registry per live server, and the replication rules.
@@ -146,6 +149,10 @@ impl ClusterLogs {
 
     pub fn replication_reentered(&self) -> u64 {
         self.lock().replication_reentered
+    }
+
+    pub fn published_when_deposed(&self) -> u64 {
+        self.lock().published_when_deposed
     }
 
     /// The live replica logs of `bucket`, in node order.
@@ -328,7 +335,9 @@ impl Replicator for SimReplicator {
         // A follower fenced at a newer epoch than the leader's log follows a newer leader: it
         // takes nothing from a deposed one whose own log missed the fence (only a fence that
         // failed silently allows that), and such a batch is not committed however it was
-        // acknowledged. A batch the fence itself completed is published under the new epoch.
+        // acknowledged: it is counted, and the run reports two leaders at once (a later leader
+        // that holds it would commit it and hide the loss). A batch the fence itself completed
+        // is published under the new epoch.
         let mut refused_as_deposed = false;
         for registry in followers {
             let Ok(log) = registry.open(synced.bucket) else { continue };
@@ -358,7 +367,9 @@ impl Replicator for SimReplicator {
                 let _ = log.append_replicated(batch);
             }
         }
-        if !refused_as_deposed {
+        if refused_as_deposed {
+            self.cluster.lock().published_when_deposed += 1;
+        } else {
             let mut state = self.cluster.lock();
             let last = state.last_committed.entry(synced.bucket).or_insert(batch.identity());
             if batch.end_offset() > last.end_offset {

@@ -176,6 +176,13 @@ fn run_plan(
              leader's batches: two leaders at once"
         ));
     }
+    let deposed_batches = world.logs.published_when_deposed();
+    if deposed_batches > 0 {
+        world.checker.violation(format!(
+            "{deposed_batches} batches published by a leader whose followers had been fenced at \
+             a newer epoch: two leaders at once"
+        ));
+    }
     let fired = world.chaos.log.summary();
     world.note(COORDINATOR_NODE, "faults-fired", fired);
     let buggified = world.chaos.buggify.summary();

@@ -454,8 +454,16 @@ impl LocalFs for SimFs {
             let rest = child.strip_prefix(&prefix)?;
             (!rest.is_empty() && !rest.contains('/')).then(|| rest.to_string())
         };
-        let mut names: BTreeSet<String> = state.files.keys().filter_map(direct_child).collect();
-        names.extend(state.dirs.iter().filter_map(direct_child));
+        // Paths are sorted, so the directory's descendants are one range from its prefix.
+        let under = |key: &&String| key.starts_with(&prefix);
+        let mut names: BTreeSet<String> = state
+            .files
+            .range(prefix.clone()..)
+            .map(|(key, _)| key)
+            .take_while(under)
+            .filter_map(direct_child)
+            .collect();
+        names.extend(state.dirs.range(prefix.clone()..).take_while(under).filter_map(direct_child));
         Ok(names.into_iter().collect())
     }
 
@@ -666,6 +674,12 @@ fn parent_of(path: &str) -> &str {
 /// Canonical form of a relative path: no empty, "." or ".." components, no leading or trailing
 /// "/". The root is "". A path that climbs above the root is refused.
 pub fn normalize(path: &str) -> Result<String, FsError> {
+    let canonical = !path.starts_with('/')
+        && !path.ends_with('/')
+        && path.split('/').all(|component| !matches!(component, "" | "." | ".."));
+    if canonical || path.is_empty() {
+        return Ok(path.to_string());
+    }
     let mut components: Vec<&str> = Vec::new();
     for component in path.split('/') {
         match component {

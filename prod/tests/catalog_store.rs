@@ -405,6 +405,7 @@ fn every_error_carries_its_fluss_code() {
         ("table.changelog.image", "WAL"),
         ("table.merge-engine", "first_row"),
         ("table.datalake.format", "paimon"),
+        ("table.kv.format-version", "3"),
     ] {
         let mut spec = composite_spec();
         spec.properties.insert(key.to_string(), value.to_string());
@@ -546,4 +547,27 @@ fn the_default_database_is_created_only_when_there_is_no_database() {
     let catalog = fixture.open();
     assert!(!catalog.create_default_database_if_none().unwrap());
     assert_eq!(catalog.list_databases(), strings(&["other"]));
+}
+
+#[test]
+fn a_new_table_gets_kv_format_version_2_unless_it_sets_one() {
+    let fixture = Fixture::new();
+    let catalog = fixture.open();
+    catalog.create_database("db", None, false).unwrap();
+    let defaulted = catalog.create_table(&TablePath::new("db", "t2"), composite_spec(), false);
+    let defaulted = defaulted.expect("created");
+    assert_eq!(defaulted.properties.get("table.kv.format-version").map(String::as_str), Some("2"));
+    assert_eq!(
+        defaulted.properties.get("table.replication.factor").map(String::as_str),
+        Some("1"),
+        "the client's own properties are kept"
+    );
+    let mut version_1 = composite_spec();
+    version_1.properties.insert("table.kv.format-version".into(), "1".into());
+    let kept = catalog.create_table(&TablePath::new("db", "t1"), version_1, false).unwrap();
+    assert_eq!(kept.properties.get("table.kv.format-version").map(String::as_str), Some("1"));
+    drop(catalog);
+    let reopened = fixture.open();
+    let table = reopened.get_table(&TablePath::new("db", "t2")).unwrap();
+    assert_eq!(table.properties.get("table.kv.format-version").map(String::as_str), Some("2"));
 }

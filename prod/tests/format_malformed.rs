@@ -236,6 +236,15 @@ fn bad_table_json_gives_typed_errors() {
             r#"{"schema":{"columns":[]},"partition_key":[],"properties":{},"custom_properties":{}}"#,
             |e| matches!(e, SchemaError::Invalid(_)),
         ),
+        // Refused, never stored without it (it would be lost without a word).
+        (
+            r#"{"schema":{"columns":[{"name":"a","data_type":{"type":"INTEGER"}},{"name":"s","data_type":{"type":"BIGINT"}}],"primary_key":["a"],"auto_increment_column":["s"]},"partition_key":[],"properties":{},"custom_properties":{}}"#,
+            |e| matches!(e, SchemaError::UnsupportedFeature("auto-increment columns")),
+        ),
+        (
+            r#"{"schema":{"columns":[{"name":"a","data_type":{"type":"INTEGER"}}],"auto_increment_column":"a"},"partition_key":[],"properties":{},"custom_properties":{}}"#,
+            |e| matches!(e, SchemaError::WrongType { field: "auto_increment_column", .. }),
+        ),
     ];
     for (text, check) in cases {
         let err = TableDescriptor::from_json_str(text).unwrap_err();

@@ -75,6 +75,8 @@ class TestAdmin:
         assert info.get_column_names() == ["id", "name"]
         assert info.schema_id == 1
         assert info.has_primary_key() and not info.is_partitioned()
+        # Fluss's coordinator adds the KV format version to a primary-key table that has none.
+        assert info.get_properties().get("table.kv.format-version") == "2", info.get_properties()
         self.ids["simple"] = info.table_id
         expect_error(runner, lambda: admin.create_table(path, simple_descriptor()), fluss.ErrorCode.TABLE_ALREADY_EXIST, "create twice")
         runner.run(lambda: admin.create_table(path, simple_descriptor(bucket_count=3), ignore_if_exists=True), "create ignored")
@@ -100,7 +102,12 @@ class TestAdmin:
         expect_error(runner, lambda: admin.create_table(fluss.TablePath(DB, "part"), partitioned), fluss.ErrorCode.INVALID_TABLE_EXCEPTION, "partitioned")
         expect_error(runner, lambda: admin.create_table(fluss.TablePath(DB, "zero"), simple_descriptor(bucket_count=0)), fluss.ErrorCode.INVALID_CONFIG_EXCEPTION, "0 buckets")
         expect_error(runner, lambda: admin.create_table(fluss.TablePath(DB, "indexed"), simple_descriptor(kv_format="INDEXED")), fluss.ErrorCode.INVALID_CONFIG_EXCEPTION, "INDEXED kv format")
-        for name in ["log", "part", "zero", "indexed"]:
+        auto_increment = fluss.TableDescriptor(
+            fluss.Schema(pa.schema([("id", pa.int32()), ("seq", pa.int64())]), primary_keys=["id"], auto_increment_column="seq")
+        )
+        refused = expect_error(runner, lambda: admin.create_table(fluss.TablePath(DB, "auto"), auto_increment), fluss.ErrorCode.INVALID_TABLE_EXCEPTION, "auto-increment column")
+        assert "auto-increment" in str(refused), refused
+        for name in ["log", "part", "zero", "indexed", "auto"]:
             assert not runner.run(lambda: admin.table_exists(fluss.TablePath(DB, name)), "table_exists")
 
     def test_table_ids_increase_and_are_not_reused(self, runner, client):

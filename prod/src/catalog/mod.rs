@@ -289,7 +289,7 @@ impl Catalog {
                 primary_key: spec.primary_key,
                 bucket_key: resolved.bucket_key,
                 bucket_count: resolved.bucket_count,
-                properties: spec.properties,
+                properties: resolved.properties,
                 custom_properties: spec.custom_properties,
                 comment: spec.comment,
                 created_time_ms: now_ms,

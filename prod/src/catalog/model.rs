@@ -15,6 +15,11 @@ pub const MAX_NAME_LEN: usize = 200;
 
 /// Table property naming the KV value format; only `COMPACTED` is supported.
 pub const PROP_KV_FORMAT: &str = "table.kv.format";
+/// Table property naming the KV format version. Fluss's coordinator sets it to
+/// [`KV_FORMAT_VERSION_DEFAULT`] on every primary-key table that does not set it.
+pub const PROP_KV_FORMAT_VERSION: &str = "table.kv.format-version";
+/// The KV format version a new primary-key table gets (Fluss 0.8 and later: 2).
+pub const KV_FORMAT_VERSION_DEFAULT: &str = "2";
 /// Table property naming the changelog format; only `ARROW` is supported.
 pub const PROP_LOG_FORMAT: &str = "table.log.format";
 /// Table property choosing the changelog image; only `FULL` (`-U` and `+U`) is supported.
@@ -192,6 +197,8 @@ pub(crate) fn validate_columns(columns: &[String]) -> Result<(), CatalogError> {
 pub(crate) struct ResolvedSpec {
     pub bucket_key: Vec<String>,
     pub bucket_count: i32,
+    /// The client's properties plus the defaults Fluss's coordinator adds.
+    pub properties: BTreeMap<String, String>,
 }
 
 pub(crate) fn validate_table_spec(
@@ -245,7 +252,11 @@ pub(crate) fn validate_table_spec(
         )));
     }
     validate_properties(&spec.properties)?;
-    Ok(ResolvedSpec { bucket_key, bucket_count })
+    let mut properties = spec.properties.clone();
+    properties
+        .entry(PROP_KV_FORMAT_VERSION.to_string())
+        .or_insert_with(|| KV_FORMAT_VERSION_DEFAULT.to_string());
+    Ok(ResolvedSpec { bucket_key, bucket_count, properties })
 }
 
 fn validate_properties(properties: &BTreeMap<String, String>) -> Result<(), CatalogError> {
@@ -262,6 +273,13 @@ fn validate_properties(properties: &BTreeMap<String, String>) -> Result<(), Cata
     only(PROP_KV_FORMAT, "COMPACTED")?;
     only(PROP_LOG_FORMAT, "ARROW")?;
     only(PROP_CHANGELOG_IMAGE, "FULL")?;
+    if let Some(version) = properties.get(PROP_KV_FORMAT_VERSION) {
+        if version != "1" && version != "2" {
+            return Err(CatalogError::InvalidConfig(format!(
+                "{PROP_KV_FORMAT_VERSION}={version} is not supported; only 1 or 2"
+            )));
+        }
+    }
     if let Some(key) = UNSUPPORTED_PROPS.iter().find(|key| properties.contains_key(**key)) {
         return Err(CatalogError::InvalidConfig(format!("{key} is not supported")));
     }

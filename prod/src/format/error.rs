@@ -64,4 +64,6 @@ pub enum SchemaError {
     DuplicateColumn(String),
     #[error("invalid schema: {0}")]
     Invalid(String),
+    #[error("{0} are not supported by this server")]
+    UnsupportedFeature(&'static str),
 }

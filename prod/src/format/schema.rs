@@ -208,6 +208,11 @@ impl Schema {
             columns.push(Column::from_json(c, default_id)?);
         }
         let primary_key = get_string_list(obj, "primary_key", false)?;
+        // Refused rather than dropped: a schema stored without it would silently lose the
+        // ids the client expects the server to assign.
+        if !get_string_list(obj, "auto_increment_column", false)?.is_empty() {
+            return Err(SchemaError::UnsupportedFeature("auto-increment columns"));
+        }
         let derived_highest = columns.iter().map(|c| c.id).max().unwrap_or(-1);
         let highest_field_id = get_i32(obj, "highest_field_id")?.unwrap_or(derived_highest);
         let mut schema = Schema { columns, primary_key, highest_field_id };

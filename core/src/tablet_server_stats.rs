@@ -50,7 +50,28 @@ impl ServerStats {
     }
 }
 
+/// Why a server, or some of its replicas, stopped serving: the failures of [`ServerStats`]
+/// without the offsets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerFailures {
+    /// Why the whole server stopped serving, if it did.
+    pub server: Option<String>,
+    /// Each stopped replica and why, in bucket order.
+    pub replicas: Vec<(TableBucket, String)>,
+}
+
 impl TabletServer {
+    /// Why the server and its replicas stopped, if any did: what a health check needs, without
+    /// the locks that reading every bucket's offsets takes.
+    pub fn failures(&self) -> ServerFailures {
+        let replicas = self
+            .hosted_replicas()
+            .iter()
+            .filter_map(|replica| Some((replica.bucket(), replica.failure()?)))
+            .collect();
+        ServerFailures { server: self.failure(), replicas }
+    }
+
     /// The server's scan sessions and every hosted bucket's offsets, for metrics.
     pub fn stats(&self) -> ServerStats {
         let buckets = self

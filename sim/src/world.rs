@@ -818,17 +818,14 @@ impl World {
     /// core caught to fail safe still fails the run.
     fn check_nothing_stopped(&self, when: &str) {
         for (node, server) in lock(&self.live).iter() {
-            let stats = server.stats();
-            if let Some(reason) = stats.failure {
+            let failures = server.failures();
+            if let Some(reason) = failures.server {
                 self.checker.violation(format!("node {node} stopped serving {when}: {reason}"));
             }
-            for bucket in stats.buckets {
-                if let Some(reason) = bucket.failure {
-                    self.checker.violation(format!(
-                        "node {node}'s replica of {} stopped {when}: {reason}",
-                        bucket.bucket
-                    ));
-                }
+            for (bucket, reason) in failures.replicas {
+                self.checker.violation(format!(
+                    "node {node}'s replica of {bucket} stopped {when}: {reason}"
+                ));
             }
         }
     }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use kvtablet_core::env::{Clock, FsError, LocalFs};
 use kvtablet_prod::catalog::{
-    codes, Catalog, CatalogConfig, CatalogError, TablePath, TableSpec, CATALOG_FILE,
+    codes, Catalog, CatalogConfig, CatalogError, TableInfo, TablePath, TableSpec, CATALOG_FILE,
     CATALOG_TEMP_FILE, DEFAULT_DATABASE, FIRST_SCHEMA_ID, FIRST_TABLE_ID,
 };
 use kvtablet_prod::disk_fs::DiskFs;
@@ -549,6 +549,10 @@ fn the_default_database_is_created_only_when_there_is_no_database() {
     assert_eq!(catalog.list_databases(), strings(&["other"]));
 }
 
+fn kv_format_version(table: &TableInfo) -> Option<&str> {
+    table.properties.get("table.kv.format-version").map(String::as_str)
+}
+
 #[test]
 fn a_new_table_gets_kv_format_version_2_unless_it_sets_one() {
     let fixture = Fixture::new();
@@ -556,7 +560,7 @@ fn a_new_table_gets_kv_format_version_2_unless_it_sets_one() {
     catalog.create_database("db", None, false).unwrap();
     let defaulted = catalog.create_table(&TablePath::new("db", "t2"), composite_spec(), false);
     let defaulted = defaulted.expect("created");
-    assert_eq!(defaulted.properties.get("table.kv.format-version").map(String::as_str), Some("2"));
+    assert_eq!(kv_format_version(&defaulted), Some("2"));
     assert_eq!(
         defaulted.properties.get("table.replication.factor").map(String::as_str),
         Some("1"),
@@ -565,9 +569,9 @@ fn a_new_table_gets_kv_format_version_2_unless_it_sets_one() {
     let mut version_1 = composite_spec();
     version_1.properties.insert("table.kv.format-version".into(), "1".into());
     let kept = catalog.create_table(&TablePath::new("db", "t1"), version_1, false).unwrap();
-    assert_eq!(kept.properties.get("table.kv.format-version").map(String::as_str), Some("1"));
+    assert_eq!(kv_format_version(&kept), Some("1"));
     drop(catalog);
     let reopened = fixture.open();
     let table = reopened.get_table(&TablePath::new("db", "t2")).unwrap();
-    assert_eq!(table.properties.get("table.kv.format-version").map(String::as_str), Some("2"));
+    assert_eq!(kv_format_version(&table), Some("2"));
 }

@@ -674,10 +674,8 @@ fn parent_of(path: &str) -> &str {
 /// Canonical form of a relative path: no empty, "." or ".." components, no leading or trailing
 /// "/". The root is "". A path that climbs above the root is refused.
 pub fn normalize(path: &str) -> Result<String, FsError> {
-    let canonical = !path.starts_with('/')
-        && !path.ends_with('/')
-        && path.split('/').all(|component| !matches!(component, "" | "." | ".."));
-    if canonical || path.is_empty() {
+    // Already canonical (a leading or trailing "/" makes an empty component): no rebuild.
+    if path.is_empty() || path.split('/').all(|component| !matches!(component, "" | "." | "..")) {
         return Ok(path.to_string());
     }
     let mut components: Vec<&str> = Vec::new();

@@ -143,6 +143,15 @@ impl ClusterLogs {
         log.batch_starting_at(last.base_offset) == Some(last)
     }
 
+    /// `batch` is committed, and with it everything before it, unless a later one already is.
+    fn commit(&self, bucket: TableBucket, batch: BatchIdentity) {
+        let mut state = self.lock();
+        let last = state.last_committed.entry(bucket).or_insert(batch);
+        if batch.end_offset > last.end_offset {
+            *last = batch;
+        }
+    }
+
     pub fn not_durable_at_ack(&self) -> u64 {
         self.lock().not_durable_at_ack
     }
@@ -217,11 +226,7 @@ impl ClusterLogs {
         // batches it holds beyond the committed ones, a predecessor's that were not committed,
         // are committed now: the next leader must hold them too.
         if let Some(last) = target.batch_ending_at(target.log_end_offset()) {
-            let mut state = self.lock();
-            let committed = state.last_committed.entry(bucket).or_insert(last);
-            if last.end_offset > committed.end_offset {
-                *committed = last;
-            }
+            self.commit(bucket, last);
         }
         true
     }
@@ -370,11 +375,7 @@ impl Replicator for SimReplicator {
         if refused_as_deposed {
             self.cluster.lock().published_when_deposed += 1;
         } else {
-            let mut state = self.cluster.lock();
-            let last = state.last_committed.entry(synced.bucket).or_insert(batch.identity());
-            if batch.end_offset() > last.end_offset {
-                *last = batch.identity();
-            }
+            self.cluster.commit(synced.bucket, batch.identity());
         }
     }
 }

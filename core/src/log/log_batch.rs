@@ -63,6 +63,14 @@ impl LogBatch {
     pub fn end_offset(&self) -> u64 {
         self.base_offset + u64::from(self.offset_count)
     }
+
+    pub fn identity(&self) -> BatchIdentity {
+        BatchIdentity {
+            base_offset: self.base_offset,
+            end_offset: self.end_offset(),
+            leader_epoch: self.leader_epoch,
+        }
+    }
 }
 
 /// Where a batch sits in a log and which leader appended it: two logs holding batches with
@@ -73,16 +81,6 @@ pub struct BatchIdentity {
     pub base_offset: u64,
     pub end_offset: u64,
     pub leader_epoch: u32,
-}
-
-impl LogBatch {
-    pub fn identity(&self) -> BatchIdentity {
-        BatchIdentity {
-            base_offset: self.base_offset,
-            end_offset: self.end_offset(),
-            leader_epoch: self.leader_epoch,
-        }
-    }
 }
 
 /// Why bytes did not decode into a batch.

@@ -596,9 +596,12 @@ impl LogTablet {
         while state.unsynced.front().is_some_and(|unsynced| unsynced.position.end_offset <= target)
         {
             let unsynced = state.unsynced.pop_front().expect("front exists");
-            let previous_batch_epoch = last_indexed_batch(&state.segments)
-                .filter(|position| position.end_offset == unsynced.base_offset)
-                .map(|position| position.leader_epoch);
+            // Only a replicator (the simulator's) needs it: production does not look it up.
+            let previous_batch_epoch = self.replicator.as_ref().and_then(|_| {
+                last_indexed_batch(&state.segments)
+                    .filter(|position| position.end_offset == unsynced.base_offset)
+                    .map(|position| position.leader_epoch)
+            });
             let active = state.segments.values_mut().last().expect("the active segment exists");
             assert_eq!(active.end_offset, unsynced.base_offset, "batches are published in order");
             active.batches.insert(unsynced.base_offset, unsynced.position);

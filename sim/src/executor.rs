@@ -21,6 +21,7 @@ use kvtablet_core::message::NodeId;
 
 use crate::clock::{lock, SimClock, SimTime, Sleep, DEFAULT_BASE_WALL_MS};
 use crate::prng::{DecisionTape, Prng, Streams};
+use crate::ready_set::ReadySet;
 
 /// Identifies a task for its whole life; never reused, so a late wake of a finished task is
 /// recognised and ignored.
@@ -71,7 +72,7 @@ struct SchedState {
     tasks: BTreeMap<TaskId, TaskSlot>,
     /// Woken tasks. Ordered, so that the index drawn by the scheduler maps to the same task on
     /// every run.
-    ready: BTreeSet<TaskId>,
+    ready: ReadySet,
     /// Nodes that are paused (a stop-the-world GC, a stalled VM): their tasks are not polled.
     paused: BTreeSet<NodeId>,
     /// Woken tasks of paused nodes, made ready again when their node resumes.
@@ -160,7 +161,7 @@ impl SimExecutor {
             inner: Arc::new(Inner {
                 sched: Mutex::new(SchedState {
                     tasks: BTreeMap::new(),
-                    ready: BTreeSet::new(),
+                    ready: ReadySet::new(),
                     paused: BTreeSet::new(),
                     parked: BTreeSet::new(),
                     next_task_id: 0,
@@ -501,7 +502,7 @@ fn pick_ready(state: &mut SchedState) -> Option<Picked> {
         return None;
     }
     let index = usize::try_from(state.sched.below(ready_count)).ok()?;
-    let task = state.ready.iter().nth(index).copied()?;
+    let task = state.ready.nth(index)?;
     state.ready.remove(&task);
     // Wakers only mark live tasks ready, and removal clears the ready mark, so a ready task
     // has a slot; only one task is polled at a time, so its future is there.

@@ -21,24 +21,23 @@ pub fn unowned_engine_resources(
     servers: &BTreeMap<NodeId, Arc<TabletServer>>,
     when: &str,
 ) -> Vec<String> {
+    // Resources of a crashed server die with its process, which the simulator does not
+    // audit here.
+    let live_prefixes: Vec<String> = servers.keys().map(|node| format!("node{node} ")).collect();
+    let mut held: BTreeMap<(String, ResourceKind), i64> = BTreeMap::new();
+    for resource in ledger.live_of(&[ResourceKind::EngineSnapshot, ResourceKind::EngineIterator]) {
+        if live_prefixes.iter().any(|prefix| resource.owner.starts_with(prefix.as_str())) {
+            *held.entry((resource.owner, resource.kind)).or_insert(0) += 1;
+        }
+    }
+    if held.is_empty() {
+        return Vec::new();
+    }
     // Owner label (as the replica names its engine) → sessions alive for it.
     let mut sessions_alive: BTreeMap<String, i64> = BTreeMap::new();
     for (node, server) in servers {
         for (bucket, count) in server.scanners().counts().per_bucket {
             sessions_alive.insert(format!("node{node} {bucket}"), count);
-        }
-    }
-    let mut held: BTreeMap<(String, ResourceKind), i64> = BTreeMap::new();
-    for resource in ledger.live() {
-        if !matches!(resource.kind, ResourceKind::EngineSnapshot | ResourceKind::EngineIterator) {
-            continue;
-        }
-        // Resources of a crashed server die with its process, which the simulator does not
-        // audit here.
-        let live_owner =
-            servers.keys().any(|node| resource.owner.starts_with(&format!("node{node} ")));
-        if live_owner {
-            *held.entry((resource.owner, resource.kind)).or_insert(0) += 1;
         }
     }
     held.into_iter()

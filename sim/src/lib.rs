@@ -19,6 +19,7 @@ pub mod network;
 pub mod plan;
 pub mod prng;
 pub mod progress;
+pub mod ready_set;
 pub mod remote;
 pub mod replication;
 pub mod scan_client;

@@ -113,7 +113,7 @@ impl ClusterLogs {
             self.lock().registries.iter().map(|(node, r)| (*node, r.clone())).collect();
         registries
             .into_iter()
-            .filter(|(_, registry)| registry.opened().iter().any(|log| log.stopped().is_some()))
+            .filter(|(_, registry)| registry.has_stopped_logs())
             .map(|(node, _)| node)
             .collect()
     }
@@ -219,7 +219,7 @@ impl ClusterLogs {
                 let _ = catch_up(&target, &source);
             }
         }
-        if !self.holds_committed(&target) || target.stopped().is_some() {
+        if !self.holds_committed(&target) || target.is_stopped() {
             return false;
         }
         // The new leader serves its whole log (its high watermark is its log end), so the

@@ -530,3 +530,31 @@ fn a_log_that_refused_to_open_stays_refused_until_the_registry_is_made_again() {
     assert_eq!(restarted.open(bucket).expect("opens after the repair").log_end_offset(), 3);
     assert!(!restarted.has_refused_logs());
 }
+
+#[test]
+fn a_registry_reports_a_stopped_log_until_it_is_made_again() {
+    let disk = Arc::new(SimFs::new());
+    let fs = Arc::new(FailingSyncFs {
+        inner: disk.clone(),
+        fail_syncs: std::sync::atomic::AtomicBool::new(false),
+    });
+    let registry = {
+        let fs: Arc<dyn LocalFs> = fs.clone();
+        LogRegistry::new(fs, "data".to_string(), LogConfig { segment_bytes_max: 1 << 20 })
+    };
+    let healthy = registry.open(TableBucket::new(1, 0)).expect("log opens");
+    let failing = registry.open(TableBucket::new(1, 1)).expect("log opens");
+    append(&healthy, 0, insert("a")).expect("append");
+    assert!(!registry.has_stopped_logs());
+    fs.fail_syncs.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(matches!(append(&failing, 0, insert("b")), Err(LogError::Stopped { .. })));
+    fs.fail_syncs.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert!(failing.is_stopped() && !healthy.is_stopped());
+    assert!(registry.has_stopped_logs(), "one stopped log is enough");
+    let restarted = {
+        let fs: Arc<dyn LocalFs> = disk.clone();
+        LogRegistry::new(fs, "data".to_string(), LogConfig { segment_bytes_max: 1 << 20 })
+    };
+    restarted.open(TableBucket::new(1, 1)).expect("log reopens");
+    assert!(!restarted.has_stopped_logs());
+}

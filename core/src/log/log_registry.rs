@@ -107,6 +107,11 @@ impl LogRegistry {
         !self.lock().refused.is_empty()
     }
 
+    /// Whether some opened log stopped taking writes (a failed sync, a panic).
+    pub fn has_stopped_logs(&self) -> bool {
+        self.lock().opened.values().any(|log| log.is_stopped())
+    }
+
     /// Logs opened so far, in bucket order.
     pub fn opened(&self) -> Vec<Arc<LogTablet>> {
         self.lock().opened.values().cloned().collect()

@@ -287,6 +287,11 @@ impl LogTablet {
         self.lock().stopped.clone()
     }
 
+    /// Whether the log stopped taking writes: [`LogTablet::stopped`] without the reason.
+    pub fn is_stopped(&self) -> bool {
+        self.lock().stopped.is_some()
+    }
+
     pub fn bucket(&self) -> TableBucket {
         self.bucket
     }

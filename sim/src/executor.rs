@@ -161,7 +161,7 @@ impl SimExecutor {
             inner: Arc::new(Inner {
                 sched: Mutex::new(SchedState {
                     tasks: BTreeMap::new(),
-                    ready: ReadySet::new(),
+                    ready: ReadySet::default(),
                     paused: BTreeSet::new(),
                     parked: BTreeSet::new(),
                     next_task_id: 0,
@@ -502,8 +502,7 @@ fn pick_ready(state: &mut SchedState) -> Option<Picked> {
         return None;
     }
     let index = usize::try_from(state.sched.below(ready_count)).ok()?;
-    let task = state.ready.nth(index)?;
-    state.ready.remove(&task);
+    let task = state.ready.remove_nth(index)?;
     // Wakers only mark live tasks ready, and removal clears the ready mark, so a ready task
     // has a slot; only one task is polled at a time, so its future is there.
     let slot = state.tasks.get_mut(&task).expect("a ready task is live");

@@ -1,22 +1,18 @@
 //! The executor's set of ready tasks: a sorted vector of task ids.
 //!
-//! The scheduler picks the `index`-th smallest ready id at every step. A `BTreeSet` finds it
+//! The scheduler takes out the `index`-th smallest ready id at every step. A `BTreeSet` finds it
 //! by walking `index` entries; a sorted vector indexes it directly, and with the few hundred
 //! ready tasks a simulation has, its insertions and removals (a binary search and a short
 //! move) cost less than the tree's. The order is the same as the `BTreeSet`'s, so a seed picks
 //! the same tasks either way: traces do not change.
 
 /// Task ids in ascending order, each at most once.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub struct ReadySet {
     ids: Vec<u64>,
 }
 
 impl ReadySet {
-    pub fn new() -> ReadySet {
-        ReadySet { ids: Vec::new() }
-    }
-
     /// Adds `id`; returns whether it was absent.
     pub fn insert(&mut self, id: u64) -> bool {
         // Newly spawned tasks have the largest ids: the common case appends.
@@ -52,9 +48,10 @@ impl ReadySet {
         self.ids.is_empty()
     }
 
-    /// The `index`-th smallest id, as `BTreeSet::iter().nth(index)`.
-    pub fn nth(&self, index: usize) -> Option<u64> {
-        self.ids.get(index).copied()
+    /// Takes out the `index`-th smallest id, as `BTreeSet::iter().nth(index)` and a removal of
+    /// it would.
+    pub fn remove_nth(&mut self, index: usize) -> Option<u64> {
+        (index < self.ids.len()).then(|| self.ids.remove(index))
     }
 
     /// The ids in ascending order.
@@ -74,7 +71,7 @@ mod tests {
     fn a_ready_set_answers_as_a_btree_set_under_random_operations() {
         for seed in 1..=20 {
             let mut prng = Streams::new(seed).stream("ready-set-test");
-            let mut ready = ReadySet::new();
+            let mut ready = ReadySet::default();
             let mut model = BTreeSet::new();
             for _ in 0..2_000 {
                 let id = prng.below(64);
@@ -83,22 +80,29 @@ mod tests {
                     _ => assert_eq!(ready.remove(&id), model.remove(&id), "remove {id}"),
                 }
                 assert_eq!(ready.len(), model.len());
-                let index = usize::try_from(prng.below(model.len() as u64 + 1)).expect("small");
-                assert_eq!(ready.nth(index), model.iter().nth(index).copied(), "nth {index}");
+                if prng.below(4) == 0 {
+                    let index = usize::try_from(prng.below(model.len() as u64 + 1)).expect("small");
+                    let expected = model.iter().nth(index).copied();
+                    if let Some(id) = expected {
+                        model.remove(&id);
+                    }
+                    assert_eq!(ready.remove_nth(index), expected, "remove_nth {index}");
+                }
             }
             assert!(ready.iter().copied().eq(model.iter().copied()));
         }
     }
 
     #[test]
-    fn a_ready_set_appends_new_largest_ids_and_refuses_repeats() {
-        let mut ready = ReadySet::new();
+    fn a_ready_set_keeps_ids_sorted_refuses_repeats_and_takes_out_the_nth() {
+        let mut ready = ReadySet::default();
         assert!(ready.is_empty());
         assert!(ready.insert(5) && ready.insert(9) && ready.insert(7));
         assert!(!ready.insert(9) && !ready.insert(5));
         assert_eq!(ready.iter().copied().collect::<Vec<_>>(), [5, 7, 9]);
         assert!(ready.remove(&7) && !ready.remove(&7));
-        assert_eq!(ready.nth(1), Some(9));
-        assert_eq!(ready.nth(2), None);
+        assert_eq!(ready.remove_nth(2), None);
+        assert_eq!(ready.remove_nth(1), Some(9));
+        assert_eq!(ready.iter().copied().collect::<Vec<_>>(), [5]);
     }
 }

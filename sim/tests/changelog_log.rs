@@ -297,6 +297,25 @@ struct FailingSyncFs {
     fail_syncs: std::sync::atomic::AtomicBool,
 }
 
+impl FailingSyncFs {
+    /// Over `disk`; syncs succeed until [`FailingSyncFs::set_syncs_failing`] says otherwise.
+    fn over(disk: &Arc<SimFs>) -> Arc<FailingSyncFs> {
+        Arc::new(FailingSyncFs {
+            inner: disk.clone(),
+            fail_syncs: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    fn set_syncs_failing(&self, fail: bool) {
+        self.fail_syncs.store(fail, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A log registry under `data` with 1 MiB segments.
+fn registry(fs: Arc<dyn LocalFs>) -> LogRegistry {
+    LogRegistry::new(fs, "data".to_string(), LogConfig { segment_bytes_max: 1 << 20 })
+}
+
 impl LocalFs for FailingSyncFs {
     fn create_dir_all(&self, path: &str) -> Result<(), kvtablet_core::env::FsError> {
         self.inner.create_dir_all(path)
@@ -353,10 +372,7 @@ impl LocalFs for FailingSyncFs {
 #[test]
 fn a_failed_sync_stops_the_log_until_it_is_reopened_from_disk() {
     let disk = Arc::new(SimFs::new());
-    let fs = Arc::new(FailingSyncFs {
-        inner: disk.clone(),
-        fail_syncs: std::sync::atomic::AtomicBool::new(false),
-    });
+    let fs = FailingSyncFs::over(&disk);
     let dyn_fs: Arc<dyn LocalFs> = fs.clone();
     let log = LogTablet::open(
         dyn_fs,
@@ -368,10 +384,10 @@ fn a_failed_sync_stops_the_log_until_it_is_reopened_from_disk() {
     .expect("log opens");
     log.fence(1).expect("fence");
     append(&log, 1, insert("a")).expect("first append");
-    fs.fail_syncs.store(true, std::sync::atomic::Ordering::SeqCst);
+    fs.set_syncs_failing(true);
     assert!(matches!(append(&log, 1, insert("b")), Err(LogError::Stopped { .. })));
     // The disk is healthy again, but the log does not trust its page cache: it stays stopped.
-    fs.fail_syncs.store(false, std::sync::atomic::Ordering::SeqCst);
+    fs.set_syncs_failing(false);
     assert!(matches!(append(&log, 1, insert("c")), Err(LogError::Stopped { .. })));
     assert!(log.stopped().is_some());
     assert_eq!(log.high_watermark(), 1, "the failed batch was never committed");
@@ -391,10 +407,7 @@ fn a_failed_sync_stops_the_log_until_it_is_reopened_from_disk() {
 #[test]
 fn a_stopped_log_refuses_writes_before_the_sequence_check_and_starts_no_term() {
     let disk = Arc::new(SimFs::new());
-    let fs = Arc::new(FailingSyncFs {
-        inner: disk.clone(),
-        fail_syncs: std::sync::atomic::AtomicBool::new(false),
-    });
+    let fs = FailingSyncFs::over(&disk);
     let dyn_fs: Arc<dyn LocalFs> = fs.clone();
     let log = LogTablet::open(
         dyn_fs,
@@ -407,10 +420,10 @@ fn a_stopped_log_refuses_writes_before_the_sequence_check_and_starts_no_term() {
     log.fence(1).expect("fence");
     let writer = |batch_sequence| Some(WriterBatch { writer_id: 7, batch_sequence });
     append_as(&log, 0, writer(0), "a").expect("first batch");
-    fs.fail_syncs.store(true, std::sync::atomic::Ordering::SeqCst);
+    fs.set_syncs_failing(true);
     // The epoch file's sync fails: the fence holds in memory and the log stops.
     assert!(log.fence(2).is_err());
-    fs.fail_syncs.store(false, std::sync::atomic::Ordering::SeqCst);
+    fs.set_syncs_failing(false);
     assert!(log.stopped().is_some());
 
     // Batch 1 was committed elsewhere; batch 2 arrives here.
@@ -501,17 +514,13 @@ fn a_fence_that_cannot_be_persisted_still_fences_and_stops_the_log() {
 fn a_log_that_refused_to_open_stays_refused_until_the_registry_is_made_again() {
     let fs = Arc::new(SimFs::new());
     let bucket = TableBucket::new(1, 0);
-    let registry = || {
-        let fs: Arc<dyn LocalFs> = fs.clone();
-        LogRegistry::new(fs, "data".to_string(), LogConfig { segment_bytes_max: 1 << 20 })
-    };
-    let first = registry();
+    let first = registry(fs.clone());
     let log = first.open(bucket).expect("log opens");
     for key in ["a", "b", "c"] {
         append(&log, 0, insert(key)).expect("append");
     }
     drop(log);
-    let first = registry();
+    let first = registry(fs.clone());
     let segment = format!("data/log/{}/{:020}.log", bucket.dir_name(), 0);
     let healthy = fs.read(&segment).expect("read");
     let mut damaged = healthy.clone();
@@ -526,7 +535,7 @@ fn a_log_that_refused_to_open_stays_refused_until_the_registry_is_made_again() {
     fs.sync(&segment).expect("sync");
     assert!(matches!(first.open(bucket), Err(LogError::Corrupt { .. })));
     // A restart makes a new registry, which reads the files again.
-    let restarted = registry();
+    let restarted = registry(fs.clone());
     assert_eq!(restarted.open(bucket).expect("opens after the repair").log_end_offset(), 3);
     assert!(!restarted.has_refused_logs());
 }
@@ -534,27 +543,18 @@ fn a_log_that_refused_to_open_stays_refused_until_the_registry_is_made_again() {
 #[test]
 fn a_registry_reports_a_stopped_log_until_it_is_made_again() {
     let disk = Arc::new(SimFs::new());
-    let fs = Arc::new(FailingSyncFs {
-        inner: disk.clone(),
-        fail_syncs: std::sync::atomic::AtomicBool::new(false),
-    });
-    let registry = {
-        let fs: Arc<dyn LocalFs> = fs.clone();
-        LogRegistry::new(fs, "data".to_string(), LogConfig { segment_bytes_max: 1 << 20 })
-    };
-    let healthy = registry.open(TableBucket::new(1, 0)).expect("log opens");
-    let failing = registry.open(TableBucket::new(1, 1)).expect("log opens");
+    let fs = FailingSyncFs::over(&disk);
+    let logs = registry(fs.clone());
+    let healthy = logs.open(TableBucket::new(1, 0)).expect("log opens");
+    let failing = logs.open(TableBucket::new(1, 1)).expect("log opens");
     append(&healthy, 0, insert("a")).expect("append");
-    assert!(!registry.has_stopped_logs());
-    fs.fail_syncs.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(!logs.has_stopped_logs());
+    fs.set_syncs_failing(true);
     assert!(matches!(append(&failing, 0, insert("b")), Err(LogError::Stopped { .. })));
-    fs.fail_syncs.store(false, std::sync::atomic::Ordering::SeqCst);
+    fs.set_syncs_failing(false);
     assert!(failing.is_stopped() && !healthy.is_stopped());
-    assert!(registry.has_stopped_logs(), "one stopped log is enough");
-    let restarted = {
-        let fs: Arc<dyn LocalFs> = disk.clone();
-        LogRegistry::new(fs, "data".to_string(), LogConfig { segment_bytes_max: 1 << 20 })
-    };
+    assert!(logs.has_stopped_logs(), "one stopped log is enough");
+    let restarted = registry(disk);
     restarted.open(TableBucket::new(1, 1)).expect("log reopens");
     assert!(!restarted.has_stopped_logs());
 }

@@ -32,6 +32,9 @@ pub enum ErrorCode {
     DuplicateSequence,
     /// A fetch asked for columns the table does not have, or not in ascending order.
     InvalidColumnProjection,
+    /// A partial update's target columns are not allowed (a key column missing, an omitted
+    /// column that is NOT NULL, a table without partial updates).
+    InvalidTargetColumn,
 }
 
 impl ErrorCode {
@@ -63,6 +66,7 @@ impl ErrorCode {
             ErrorCode::OutOfOrderSequence => 31,
             ErrorCode::DuplicateSequence => 32,
             ErrorCode::InvalidColumnProjection => 34,
+            ErrorCode::InvalidTargetColumn => 35,
         }
     }
 

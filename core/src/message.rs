@@ -37,7 +37,14 @@ pub enum Request {
     BecomeFollower { bucket: TableBucket, leader_epoch: u32 },
     /// Client → leader: upserts and deletes, applied in order as one batch. With `writer`, a
     /// batch resent after a lost response is recognised and not applied twice.
-    PutKv { bucket: TableBucket, writes: Vec<KvWrite>, writer: Option<WriterBatch> },
+    /// `target_columns` makes it a partial update: only those columns (indexes into the
+    /// table's columns, the key columns among them) are written, merged into existing rows.
+    PutKv {
+        bucket: TableBucket,
+        writes: Vec<KvWrite>,
+        writer: Option<WriterBatch>,
+        target_columns: Option<Vec<u32>>,
+    },
     /// Client → leader: point lookups.
     Lookup { bucket: TableBucket, keys: Vec<Vec<u8>> },
     /// Client → leader: every value whose key starts with `prefix`, in key order.

@@ -97,6 +97,9 @@ pub enum Mutant {
     /// ended term's flush task is not joined and its write is not fenced (either guard alone
     /// keeps the rule).
     DeposedFlushWriteLands,
+    /// A partial update is merged as if its key held nothing: the columns it did not target
+    /// are overwritten with NULL.
+    PartialUpdateIgnoresOldRow,
 }
 
 impl Mutant {
@@ -133,6 +136,7 @@ impl Mutant {
         Mutant::DamagedLastFrameCutAsTorn,
         Mutant::UnpersistedFenceIgnored,
         Mutant::DeposedFlushWriteLands,
+        Mutant::PartialUpdateIgnoresOldRow,
     ];
 
     /// The mutants that only real preemption reaches: two critical sections with no await
@@ -179,6 +183,7 @@ impl Mutant {
             Mutant::DamagedLastFrameCutAsTorn => "damaged-last-frame-cut-as-torn",
             Mutant::UnpersistedFenceIgnored => "unpersisted-fence-ignored",
             Mutant::DeposedFlushWriteLands => "deposed-flush-write-lands",
+            Mutant::PartialUpdateIgnoresOldRow => "partial-update-ignores-old-row",
         }
     }
 

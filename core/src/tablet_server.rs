@@ -10,7 +10,7 @@ use futures::FutureExt;
 
 use crate::env::{Env, RpcHandler};
 use crate::error::{ApiError, ErrorCode};
-use crate::kv::{KvError, KvTablet, KvTabletConfig};
+use crate::kv::{KvError, KvTablet, KvTabletConfig, PartialUpdates, RowMerger};
 use crate::log::{LogError, LogRegistry};
 use crate::message::{
     KvWrite, NodeId, OffsetSpec, Request, Response, ScanKvRequest, ScanKvResponse,
@@ -31,6 +31,9 @@ pub struct TableConfig {
     pub bucket_count: i32,
     /// Schema ids a written value may carry.
     pub schema_ids: Vec<i16>,
+    /// How a put with target columns merges into existing rows; `None` refuses such puts
+    /// with `INVALID_TARGET_COLUMN`.
+    pub partial_updates: Option<PartialUpdates>,
 }
 
 /// Per-request limits: everything a client sends is bounded.
@@ -316,9 +319,13 @@ impl TabletServer {
                 replica.become_follower(leader_epoch).await?;
                 Ok(Response::Ok)
             }
-            Request::PutKv { bucket, writes, writer } => {
+            Request::PutKv { bucket, writes, writer, target_columns } => {
                 let table = self.check_bucket(bucket)?;
                 self.check_writes(&table, &writes)?;
+                let merger = match &target_columns {
+                    None => None,
+                    Some(target_columns) => Some(partial_updater(&table, target_columns)?),
+                };
                 if let Some(writer) = writer {
                     if writer.writer_id < 0 || writer.batch_sequence < 0 {
                         return Err(KvError::InvalidRecord(format!(
@@ -330,7 +337,7 @@ impl TabletServer {
                 if self.env.mutants.is_on(Mutant::PutAlwaysRefused) {
                     return Err(KvError::NotLeader(format!("{bucket}: every put refused")));
                 }
-                let put = self.hosted_kv(bucket)?.put(writes, writer).await?;
+                let put = self.hosted_kv(bucket)?.put(writes, writer, merger).await?;
                 Ok(Response::PutKv {
                     base_offset: put.base_offset,
                     end_offset: put.end_offset,
@@ -521,5 +528,20 @@ impl TabletServer {
 impl RpcHandler for TabletServer {
     fn handle(&self, _from: NodeId, request: Request) -> BoxFuture<'static, Response> {
         self.handle_request(request)
+    }
+}
+
+/// The merger of a put that targets `target_columns` of `table`: the table's rule decides
+/// (key columns targeted, omitted columns nullable); a table without one refuses.
+fn partial_updater(
+    table: &TableConfig,
+    target_columns: &[u32],
+) -> Result<Arc<dyn RowMerger>, KvError> {
+    match &table.partial_updates {
+        Some(PartialUpdates(rule)) => rule.partial_updater(target_columns),
+        None => Err(KvError::InvalidTargetColumn(format!(
+            "table {} does not take partial updates (target columns {target_columns:?})",
+            table.table_id
+        ))),
     }
 }

@@ -137,6 +137,7 @@ fn start_server(env: &Env) -> Arc<TabletServer> {
             table_id: TABLE_ID,
             bucket_count: 1,
             schema_ids: vec![SCHEMA_ID],
+            partial_updates: None,
         }],
         kv: KvTabletConfig::DEFAULT,
         limits: RequestLimits::DEFAULT,
@@ -160,6 +161,7 @@ fn load(runtime: &tokio::runtime::Runtime, server: &TabletServer, bucket: TableB
             bucket,
             writes,
             writer: None,
+            target_columns: None,
         })) {
             Response::PutKv { .. } => {}
             other => panic!("put at row {first_row} failed: {other:?}"),

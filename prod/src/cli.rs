@@ -219,7 +219,12 @@ async fn write_stream_on(node: &Node, count: u64) -> Result<(), CliError> {
             return Ok(());
         };
         let writes = vec![KvWrite { key, value: Some(stream_value(index)) }];
-        match request_with_retry(node, Request::PutKv { bucket, writes, writer: None }).await? {
+        match request_with_retry(
+            node,
+            Request::PutKv { bucket, writes, writer: None, target_columns: None },
+        )
+        .await?
+        {
             Response::PutKv { base_offset, .. } => {
                 // Flushed line by line: a reader that kills this process right after reading an
                 // ack must have seen every ack before it.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures::future::{BoxFuture, FutureExt};
 use kvtablet_core::env::{FsError, RemoteError, Rpc, RpcError, RpcHandler};
-use kvtablet_core::kv::KvTabletConfig;
+use kvtablet_core::kv::{KvTabletConfig, PartialUpdates};
 use kvtablet_core::ledger::Ledger;
 use kvtablet_core::log::{LogConfig, LogError, LogRegistry};
 use kvtablet_core::message::{NodeId, Request, Response};
@@ -51,6 +51,9 @@ pub struct NodeConfig {
     pub scanner: ScannerConfig,
     /// Limits of each led bucket's KV tablet (`kv.pre-write-buffer.max-size`).
     pub kv: KvTabletConfig,
+    /// How each table merges partial updates (PutKv with target columns); a table missing
+    /// here refuses them.
+    pub partial_updates: BTreeMap<i64, PartialUpdates>,
 }
 
 impl NodeConfig {
@@ -65,6 +68,7 @@ impl NodeConfig {
             schema_ids: vec![DEFAULT_SCHEMA_ID],
             scanner: ScannerConfig::DEFAULT,
             kv: KvTabletConfig::DEFAULT,
+            partial_updates: BTreeMap::new(),
         }
     }
 
@@ -83,6 +87,7 @@ impl NodeConfig {
             schema_ids: vec![DEFAULT_SCHEMA_ID],
             scanner: ScannerConfig::DEFAULT,
             kv: KvTabletConfig::DEFAULT,
+            partial_updates: BTreeMap::new(),
         }
     }
 
@@ -217,9 +222,20 @@ impl NodeHandle {
     }
 
     /// Hosts and leads buckets `0..bucket_count` of `table_id` (each at its log's epoch + 1),
-    /// unless the table is hosted already.
-    pub async fn host_table(&self, table_id: i64, bucket_count: i32) -> Result<(), NodeError> {
-        let table = TableConfig { table_id, bucket_count, schema_ids: self.schema_ids.clone() };
+    /// unless the table is hosted already. `partial_updates` is the table's merge rule for
+    /// PutKv with target columns (`None` refuses them).
+    pub async fn host_table(
+        &self,
+        table_id: i64,
+        bucket_count: i32,
+        partial_updates: Option<PartialUpdates>,
+    ) -> Result<(), NodeError> {
+        let table = TableConfig {
+            table_id,
+            bucket_count,
+            schema_ids: self.schema_ids.clone(),
+            partial_updates,
+        };
         let added = self.server.add_table(table).map_err(|error| {
             NodeError::InvalidConfig(format!("cannot host table {table_id}: {error:?}"))
         })?;
@@ -409,6 +425,7 @@ fn server_config(config: &NodeConfig) -> TabletServerConfig {
             table_id,
             bucket_count,
             schema_ids: config.schema_ids.clone(),
+            partial_updates: config.partial_updates.get(&table_id).cloned(),
         })
         .collect();
     TabletServerConfig {
@@ -464,13 +481,14 @@ mod tests {
                 bucket,
                 writes: vec![KvWrite { key: b"k".to_vec(), value: Some(b"\x01\x00v".to_vec()) }],
                 writer: None,
+                target_columns: None,
             };
             let before = node.request(put()).await.expect("answered");
             assert!(matches!(before, Response::Error(_)), "{before:?}");
             let node_handle = node.handle().expect("running");
-            node_handle.host_table(7, 2).await.expect("hosts");
+            node_handle.host_table(7, 2, None).await.expect("hosts");
             // Hosting again changes nothing.
-            node_handle.host_table(7, 2).await.expect("hosts again");
+            node_handle.host_table(7, 2, None).await.expect("hosts again");
             let after = node.request(put()).await.expect("answered");
             assert_eq!(after, Response::PutKv { base_offset: 0, end_offset: 1, duplicate: false });
             assert!(node_handle.stats().buckets.iter().any(|b| b.bucket.table_id == 7));

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use crate::catalog::{Catalog, CatalogConfig, CatalogError};
 use crate::config::ServeConfig;
 use crate::disk_fs::DiskFs;
-use crate::gateway::FlussGateway;
+use crate::gateway::{partial_updates_of, FlussGateway};
 use crate::metrics::metrics_server::Render;
 use crate::metrics::{MeteredHandler, MetricsServer, NodeMetrics};
 use crate::node::{Node, NodeConfig, NodeError};
@@ -87,6 +87,11 @@ impl ServedNode {
                 pre_write_buffer_bytes_max: config.pre_write_buffer_bytes_max,
                 ..KvTabletConfig::DEFAULT
             },
+            partial_updates: catalog
+                .tables()
+                .iter()
+                .filter_map(|table| Some((table.table_id, partial_updates_of(table).ok()?)))
+                .collect(),
             ..NodeConfig::for_tables(config.data_dir.clone(), &tables)
         };
         let mut node = Node::start(node_config, runtime).await?;

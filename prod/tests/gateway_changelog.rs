@@ -637,3 +637,39 @@ async fn lookups_prefix_lookups_and_limit_scans_beyond_their_bounds_are_refused(
     }
     fixture.node.shutdown().await;
 }
+
+/// `body` (a PutKv from [`put_kv`]) as a partial update of `target_columns`.
+fn partial(body: Vec<u8>, target_columns: &[i32]) -> Vec<u8> {
+    let mut request = PutKvRequest::decode(Bytes::from(body)).expect("decodes");
+    request.target_columns = target_columns.to_vec();
+    request.encode_to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_update_merges_into_the_row_and_bad_target_columns_are_refused() {
+    let mut fixture = start().await;
+    let table_id = fixture.table_id;
+    let full = put_kv(table_id, (-1, -1), &[row(1, Some("ann"), Some(1.5))], &[]);
+    assert_eq!(put(&fixture, full).await, None);
+    // Target columns the official clients refuse before sending: the server refuses them too
+    // (INVALID_TARGET_COLUMN, 35), before anything is written.
+    let no_key = partial(put_kv(table_id, (-1, -1), &[row(1, None, Some(9.0))], &[]), &[2]);
+    assert_eq!(put(&fixture, no_key).await, Some(35), "the key column is not targeted");
+    let outside = partial(put_kv(table_id, (-1, -1), &[row(1, None, Some(9.0))], &[]), &[0, 5]);
+    assert_eq!(put(&fixture, outside).await, Some(35), "no column 5");
+    let negative = partial(put_kv(table_id, (-1, -1), &[row(1, None, Some(9.0))], &[]), &[0, -1]);
+    assert_eq!(put(&fixture, negative).await, Some(35), "a negative column");
+    // Score only: the name stays.
+    let score = partial(put_kv(table_id, (-1, -1), &[row(1, None, Some(2.5))], &[]), &[0, 2]);
+    assert_eq!(put(&fixture, score).await, None);
+    let values = lookup_once_flushed(&fixture, &[key_of(1)]).await;
+    let stored = values[0].clone().expect("row 1 is present");
+    let merged = kvtablet_prod::format::decode_row(&types(), &stored[2..]).expect("decodes");
+    assert_eq!(merged, row(1, Some("ann"), Some(2.5)), "the untargeted name was kept");
+    let (changes, _, _) = fetch(&fixture, 0, None, 0).await;
+    let kinds: Vec<ChangeType> = changes.iter().map(|(_, kind, _)| *kind).collect();
+    assert_eq!(kinds, [ChangeType::Insert, ChangeType::UpdateBefore, ChangeType::UpdateAfter]);
+    assert_eq!(changes[1].2, row(1, Some("ann"), Some(1.5)), "-U carries the whole old row");
+    assert_eq!(changes[2].2, row(1, Some("ann"), Some(2.5)), "+U carries the whole new row");
+    fixture.node.shutdown().await;
+}

@@ -153,7 +153,7 @@ fn puts_written_while_a_sync_runs_share_the_next_one() {
 
     // The warm-up creates the segment; every put after it has a frame of the same size.
     let segment = format!("log/{:020}.log", 0);
-    runtime.block_on(kv.put(upsert("k00"), None)).expect("warm-up put");
+    runtime.block_on(kv.put(upsert("k00"), None, None)).expect("warm-up put");
     let frame_len = fs.file_len(&segment).expect("segment");
     fs.hold_until_len.store(frame_len * (PUTS as u64 + 1), Ordering::SeqCst);
     fs.syncs.store(0, Ordering::SeqCst);
@@ -161,7 +161,7 @@ fn puts_written_while_a_sync_runs_share_the_next_one() {
 
     let started = Instant::now();
     let puts: Vec<_> = (1..=PUTS)
-        .map(|index| runtime.spawn(kv.put(upsert(&format!("k{index:02}")), None)))
+        .map(|index| runtime.spawn(kv.put(upsert(&format!("k{index:02}")), None, None)))
         .collect();
     let mut ends: Vec<u64> = runtime.block_on(async {
         let mut ends = Vec::new();

@@ -37,7 +37,8 @@ pub enum RowQuery {
 pub type LeaderOf = Arc<dyn Fn(TableBucket) -> Option<NodeId> + Send + Sync>;
 
 /// An acknowledged put checked later: bucket, writes, base and end offset.
-type DeferredAck = (TableBucket, Vec<KvWrite>, u64, u64);
+/// An acknowledged put checked later: its bucket, writes, target columns and offsets.
+type DeferredAck = (TableBucket, Vec<KvWrite>, Option<Vec<u32>>, u64, u64);
 
 pub struct Checker {
     model: Mutex<Model>,
@@ -177,6 +178,7 @@ impl Checker {
         &self,
         bucket: TableBucket,
         writes: &[KvWrite],
+        target_columns: Option<&[u32]>,
         base_offset: u64,
         end_offset: u64,
     ) {
@@ -191,10 +193,18 @@ impl Checker {
             // leader crashed after answering, and its disk comes back with the batch): checked
             // at quiescence, when every server is back.
             drop(model);
-            lock(&self.deferred_acks).push((bucket, writes.to_vec(), base_offset, end_offset));
+            lock(&self.deferred_acks).push((
+                bucket,
+                writes.to_vec(),
+                target_columns.map(<[u32]>::to_vec),
+                base_offset,
+                end_offset,
+            ));
             return;
         }
-        if let Err(text) = model.check_acked_put(bucket, writes, base_offset, end_offset) {
+        if let Err(text) =
+            model.check_acked_put(bucket, writes, target_columns, base_offset, end_offset)
+        {
             drop(model);
             return self.violation(text);
         }
@@ -334,8 +344,11 @@ impl Checker {
             .filter(|(acked_bucket, ..)| *acked_bucket == bucket)
             .cloned()
             .collect();
-        for (_, writes, base_offset, end_offset) in deferred {
-            if let Err(text) = model.check_acked_put(bucket, &writes, base_offset, end_offset) {
+        for (_, writes, target_columns, base_offset, end_offset) in deferred {
+            let target_columns = target_columns.as_deref();
+            if let Err(text) =
+                model.check_acked_put(bucket, &writes, target_columns, base_offset, end_offset)
+            {
                 drop(model);
                 return self.violation(text);
             }

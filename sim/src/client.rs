@@ -13,6 +13,7 @@ use crate::checker::{Checker, RowQuery};
 use crate::leader_cache::LeaderCache;
 use crate::plan::RunPlan;
 use crate::prng::{Prng, Ratio};
+use crate::sim_row;
 use crate::writer_pipeline::{BatchFate, Burst, PipelineBatch, IN_FLIGHT_BATCHES_MAX};
 
 /// The coordinator's node id; tablet servers are 1..=n, clients from 100.
@@ -48,6 +49,7 @@ pub struct Client {
 struct AckedBatch {
     batch_sequence: i32,
     writes: Vec<KvWrite>,
+    target_columns: Option<Vec<u32>>,
     base_offset: u64,
     end_offset: u64,
 }
@@ -60,11 +62,7 @@ pub fn key_of(bucket: TableBucket, index: u32) -> Vec<u8> {
 /// A stored value: the schema id, then the key itself (a scan returns values only, so the
 /// oracles read the key back out of it), then a tag unique to the write.
 pub fn value_of(key: &[u8], tag: &str) -> Vec<u8> {
-    let mut value = SCHEMA_ID.to_le_bytes().to_vec();
-    value.extend_from_slice(key);
-    value.push(b'|');
-    value.extend_from_slice(tag.as_bytes());
-    value
+    sim_row::full_row(key, tag)
 }
 
 /// The key a value produced by [`value_of`] carries.
@@ -156,7 +154,25 @@ impl Client {
         }
     }
 
-    fn draw_writes(&mut self, bucket: TableBucket, delete_share: Ratio) -> Vec<KvWrite> {
+    /// One batch's writes, and its target columns when it is a partial update (the key, and
+    /// one value column, both, or, rarely, none).
+    fn draw_writes(
+        &mut self,
+        bucket: TableBucket,
+        delete_share: Ratio,
+    ) -> (Vec<KvWrite>, Option<Vec<u32>>) {
+        let target_columns = self.prng.chance(self.plan.partial_update).then(|| {
+            const TARGETS: [&[u32]; 4] = [&[0, 1], &[0, 2], &[0, 1, 2], &[0]];
+            let weights = [4, 4, 1, 1];
+            let mut pick = self.prng.below(weights.iter().sum());
+            let index = weights.iter().position(|w| {
+                pick < *w || {
+                    pick -= w;
+                    false
+                }
+            });
+            TARGETS[index.unwrap_or(0)].to_vec()
+        });
         let count = self.prng.range_inclusive(1, 3);
         let mut writes = Vec::new();
         for _ in 0..count {
@@ -165,11 +181,15 @@ impl Client {
                 None
             } else {
                 self.write_seq += 1;
-                Some(value_of(&key, &format!("c{}-w{}", self.node_id, self.write_seq)))
+                let tag = format!("c{}-w{}", self.node_id, self.write_seq);
+                Some(match &target_columns {
+                    None => value_of(&key, &tag),
+                    Some(targets) => sim_row::partial_row(&key, &tag, targets),
+                })
             };
             writes.push(KvWrite { key, value });
         }
-        writes
+        (writes, target_columns)
     }
 
     /// Up to five batches pipelined on one bucket (some sent as two copies at once), each
@@ -188,9 +208,14 @@ impl Client {
         let mut next_sequence = *self.batch_sequences.entry(bucket).or_insert(0);
         let mut batches = Vec::with_capacity(in_flight);
         for _ in 0..in_flight {
-            let writes = self.draw_writes(bucket, delete_share);
+            let (writes, target_columns) = self.draw_writes(bucket, delete_share);
             let sent_twice = self.prng.chance(Ratio::new(1, 10));
-            batches.push(PipelineBatch { batch_sequence: next_sequence, writes, sent_twice });
+            batches.push(PipelineBatch {
+                batch_sequence: next_sequence,
+                writes,
+                target_columns,
+                sent_twice,
+            });
             next_sequence = next_sequence.wrapping_add(1).max(0);
         }
         let leader = self.leaders.leader_of(&self.rpc, bucket, self.plan.request_timeout_ms).await;
@@ -219,6 +244,7 @@ impl Client {
                 history.push_back(AckedBatch {
                     batch_sequence: batch.batch_sequence,
                     writes: batch.writes,
+                    target_columns: batch.target_columns,
                     base_offset,
                     end_offset,
                 });
@@ -239,7 +265,12 @@ impl Client {
         let Some(acked) = self.prng.pick(&history).cloned() else { return };
         let writer =
             WriterBatch { writer_id: self.writer_id, batch_sequence: acked.batch_sequence };
-        let request = Request::PutKv { bucket, writes: acked.writes.clone(), writer: Some(writer) };
+        let request = Request::PutKv {
+            bucket,
+            writes: acked.writes.clone(),
+            writer: Some(writer),
+            target_columns: acked.target_columns.clone(),
+        };
         match self.send(bucket, request).await {
             Ok((Response::PutKv { base_offset, end_offset, duplicate }, _)) => {
                 self.checker.note(
@@ -254,7 +285,13 @@ impl Client {
                         self.node_id, acked.batch_sequence, self.writer_id, acked.base_offset, acked.end_offset
                     ));
                 }
-                self.checker.on_put_ack(bucket, &acked.writes, base_offset, end_offset);
+                self.checker.on_put_ack(
+                    bucket,
+                    &acked.writes,
+                    acked.target_columns.as_deref(),
+                    base_offset,
+                    end_offset,
+                );
             }
             Ok(_) => {}
             Err(reason) => self.checker.progress.give_up("resend-acked", &reason),
@@ -274,11 +311,16 @@ impl Client {
         let writes = vec![KvWrite { key: key.clone(), value: Some(value.clone()) }];
         let batch_sequence = *self.batch_sequences.entry(bucket).or_insert(0);
         let writer = WriterBatch { writer_id: self.writer_id, batch_sequence };
-        let request = Request::PutKv { bucket, writes: writes.clone(), writer: Some(writer) };
+        let request = Request::PutKv {
+            bucket,
+            writes: writes.clone(),
+            writer: Some(writer),
+            target_columns: None,
+        };
         let end_offset = loop {
             match self.send(bucket, request.clone()).await {
                 Ok((Response::PutKv { base_offset, end_offset, .. }, _)) => {
-                    self.checker.on_put_ack(bucket, &writes, base_offset, end_offset);
+                    self.checker.on_put_ack(bucket, &writes, None, base_offset, end_offset);
                     self.batch_sequences.insert(bucket, batch_sequence + 1);
                     break end_offset;
                 }

@@ -25,6 +25,7 @@ pub mod replication;
 pub mod scan_client;
 pub mod script;
 pub mod shrink;
+pub mod sim_row;
 pub mod sweep;
 pub mod trace;
 pub mod world;

@@ -2,11 +2,15 @@
 //! (the simulator's god view of the shared log), with the changelog checked for consistency as
 //! it is read.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use kvtablet_core::kv::{KvError, MergedValue};
 use kvtablet_core::log::{ChangeType, LogBatch, LogTablet, WriterBatch};
 use kvtablet_core::message::KvWrite;
 use kvtablet_core::TableBucket;
+
+use crate::sim_row;
 
 /// Every change to a key, as `(offset of the record, value after it)`; the state at offset `o`
 /// holds every change whose record offset is below `o`.
@@ -147,6 +151,7 @@ impl Model {
         &self,
         bucket: TableBucket,
         writes: &[KvWrite],
+        target_columns: Option<&[u32]>,
         base_offset: u64,
         end_offset: u64,
     ) -> Result<(), String> {
@@ -156,20 +161,35 @@ impl Model {
                 self.read_offset(bucket)
             ));
         }
-        // Every key's value at the end is its value at the base, or what the put wrote last.
+        // Every key's value at the end is its value at the base, or what the put's writes made
+        // of it in order (the last one, unless a partial update merged them into the row).
         // Compared key by key through borrowed histories: this runs for every acknowledgement.
-        let mut written: BTreeMap<&[u8], Option<&Vec<u8>>> = BTreeMap::new();
-        for write in writes {
-            written.insert(write.key.as_slice(), write.value.as_ref());
-        }
         let empty = BTreeMap::new();
         let history = self.buckets.get(&bucket).map_or(&empty, |model| &model.history);
+        let mut written: BTreeMap<&[u8], Option<Cow<'_, [u8]>>> = BTreeMap::new();
+        for write in writes {
+            let value = match target_columns {
+                None => write.value.as_deref().map(Cow::Borrowed),
+                Some(targets) => {
+                    let before: Option<Cow<'_, [u8]>> = match written.get(write.key.as_slice()) {
+                        Some(value) => value.clone(),
+                        None => history
+                            .get(&write.key)
+                            .and_then(|changes| value_in(changes, base_offset))
+                            .map(|value| Cow::Borrowed(value.as_slice())),
+                    };
+                    merged(targets, before, write.value.as_deref())
+                        .map_err(|error| format!("{bucket}: the model cannot merge: {error}"))?
+                }
+            };
+            written.insert(write.key.as_slice(), value);
+        }
         let mismatch = history.iter().find(|(key, changes)| {
             let expected = match written.get(key.as_slice()) {
-                Some(value) => *value,
-                None => value_in(changes, base_offset),
+                Some(value) => value.as_deref(),
+                None => value_in(changes, base_offset).map(Vec::as_slice),
             };
-            value_in(changes, end_offset) != expected
+            value_in(changes, end_offset).map(Vec::as_slice) != expected
         });
         let unlogged =
             written.iter().find(|(key, value)| value.is_some() && !history.contains_key(**key));
@@ -262,4 +282,21 @@ impl BucketModel {
 fn value_in(history: &KeyHistory, offset: u64) -> Option<&Vec<u8>> {
     let index = history.partition_point(|(at, _)| *at < offset);
     history.get(index.checked_sub(1)?)?.1.as_ref()
+}
+
+/// A partial update's write applied to `before` (the key's value, if any), by the simulated
+/// table's rule: `None` when the key ends up absent.
+fn merged<'a>(
+    target_columns: &[u32],
+    before: Option<Cow<'a, [u8]>>,
+    new: Option<&[u8]>,
+) -> Result<Option<Cow<'a, [u8]>>, KvError> {
+    Ok(match (new, before) {
+        (Some(new), before) => match sim_row::merge(target_columns, before.as_deref(), new)? {
+            MergedValue::Unchanged => before,
+            MergedValue::Changed(value) => Some(Cow::Owned(value)),
+        },
+        (None, Some(old)) => sim_row::delete(target_columns, &old)?.map(Cow::Owned),
+        (None, None) => None,
+    })
 }

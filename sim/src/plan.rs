@@ -92,6 +92,9 @@ pub struct RunPlan {
     pub scan_clients: u32,
     pub scan_ops_per_client: u32,
     pub scanner: ScannerConfig,
+    /// Share of put batches sent as partial updates (target columns: the key and some value
+    /// columns, merged into the existing rows).
+    pub partial_update: Ratio,
 }
 
 impl RunPlan {
@@ -115,11 +118,18 @@ impl RunPlan {
             scan_clients: prng.range_inclusive(1, 6) as u32,
             scan_ops_per_client: prng.range_inclusive(10, 40) as u32,
             scanner: draw_scanner_config(&mut prng),
+            partial_update: Ratio::NEVER,
         };
         plan.replication_factor = if prng.chance(Ratio::new(1, 3)) { 1 } else { plan.servers };
         let slow_disk = !prng.chance(Ratio::new(1, 3));
         plan.faults.slow_disk_one_in = prng.range_inclusive(1, 8);
         plan.faults.slow_disk_ms_max = if slow_disk { prng.range_inclusive(1, 50) } else { 0 };
+        // Swarm style: off in a third of the seeds, else one batch in 2 to 6.
+        plan.partial_update = if prng.chance(Ratio::new(1, 3)) {
+            Ratio::NEVER
+        } else {
+            Ratio::new(1, prng.range_inclusive(2, 6))
+        };
         scenario.apply(&mut plan)?;
         plan.replication_factor = plan.replication_factor.min(plan.servers);
         plan.check()?;
@@ -156,8 +166,13 @@ impl RunPlan {
                 self.segment_bytes_max
             ),
             format!(
-                "plan weights upsert={} delete={} lookup={} prefix_lookup={} limit_scan={}",
-                w.upsert, w.delete, w.lookup, w.prefix_lookup, w.limit_scan
+                "plan weights upsert={} delete={} lookup={} prefix_lookup={} limit_scan={} partial_update={}",
+                w.upsert,
+                w.delete,
+                w.lookup,
+                w.prefix_lookup,
+                w.limit_scan,
+                ratio(self.partial_update)
             ),
             format!(
                 "plan faults leader_flips={} crashes={} restart_delay_ms_max={} retention={}",
@@ -519,6 +534,7 @@ impl Scenario {
                 "weight_lookup" => plan.weights.lookup = number()?,
                 "weight_prefix_lookup" => plan.weights.prefix_lookup = number()?,
                 "weight_limit_scan" => plan.weights.limit_scan = number()?,
+                "partial_update" => plan.partial_update = rate()?,
                 "disk_fsync_failure" => plan.faults.disk.fsync_failure = rate()?,
                 "disk_read_error" => plan.faults.disk.read_error = rate()?,
                 "disk_full" => plan.faults.disk.disk_full = rate()?,

@@ -33,7 +33,7 @@ use kvtablet_core::scan::ScannerConfig;
 use kvtablet_core::tablet_server::{RequestLimits, TableConfig, TabletServer, TabletServerConfig};
 use kvtablet_core::TableBucket;
 
-use crate::client::{value_of, SCHEMA_ID, TABLE_ID};
+use crate::client::{SCHEMA_ID, TABLE_ID};
 use crate::executor::SimExecutor;
 use crate::fs::SimFs;
 use crate::network::{NetFaults, SimNetwork};
@@ -126,6 +126,7 @@ impl Script {
                     table_id: TABLE_ID,
                     bucket_count: BUCKETS,
                     schema_ids: vec![SCHEMA_ID],
+                    partial_updates: None,
                 }],
                 kv: KvTabletConfig::DEFAULT,
                 limits: RequestLimits::DEFAULT,
@@ -187,14 +188,15 @@ impl Script {
                 let writes = (0..count)
                     .map(|i| {
                         let key = format!("k{i:03}").into_bytes();
-                        let value = value_of(&key, &format!("v{}", self.lines.len()));
+                        let value = script_value(&key, &format!("v{}", self.lines.len()));
                         KvWrite { key, value: Some(value) }
                     })
                     .collect();
                 let leader = self.leader(bucket)?;
-                Ok(describe(
-                    &self.request(leader, Request::PutKv { bucket, writes, writer: None })?,
-                ))
+                Ok(describe(&self.request(
+                    leader,
+                    Request::PutKv { bucket, writes, writer: None, target_columns: None },
+                )?))
             }
             ["flush"] => {
                 let servers: Vec<Arc<TabletServer>> = self.servers.values().cloned().collect();
@@ -347,4 +349,15 @@ fn describe_scan(response: &ScanKvResponse) -> String {
         text.push_str(" (no session)");
     }
     text
+}
+
+/// A value of the scripts' table, which has one value column and takes no partial updates:
+/// the schema id, the key (scans return values only), `|` and a tag. The curated scripts'
+/// page sizes are set against this length.
+fn script_value(key: &[u8], tag: &str) -> Vec<u8> {
+    let mut value = SCHEMA_ID.to_le_bytes().to_vec();
+    value.extend_from_slice(key);
+    value.push(b'|');
+    value.extend_from_slice(tag.as_bytes());
+    value
 }

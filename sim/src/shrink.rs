@@ -35,6 +35,7 @@ const SWITCHES: &[(&str, &str)] = &[
     ("weight_prefix_lookup", "0"),
     ("weight_lookup", "0"),
     ("weight_delete", "0"),
+    ("partial_update", "off"),
 ];
 
 /// A count that shrinking brings down: its override key, its smallest allowed value, and its

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use futures::FutureExt;
 use kvtablet_core::engine::mem_engine::MemEngineFactory;
 use kvtablet_core::env::Env;
-use kvtablet_core::kv::KvTabletConfig;
+use kvtablet_core::kv::{KvTabletConfig, PartialUpdates};
 
 /// Bytes of each led bucket's pre-write buffer in the simulator (about ten small changes).
 const SIM_PRE_WRITE_BUFFER_BYTES: u64 = 1024;
@@ -31,6 +31,7 @@ use crate::prng::{DecisionTape, Prng, Ratio, Streams};
 use crate::progress::HEAL_PROGRESS_BOUND_MS;
 use crate::remote::{RemoteFaults, SimRemoteStorage};
 use crate::replication::ClusterLogs;
+use crate::sim_row::SimPartialUpdates;
 use crate::trace::{Trace, TraceMode};
 
 const CLIENT_NODE_BASE: NodeId = 100;
@@ -307,6 +308,7 @@ impl World {
                 table_id: TABLE_ID,
                 bucket_count: self.plan.bucket_count(),
                 schema_ids: vec![SCHEMA_ID],
+                partial_updates: Some(PartialUpdates(Arc::new(SimPartialUpdates))),
             }],
             // A small pre-write buffer, so that a flush stalled by engine faults (or a slow
             // disk) turns into STORAGE_BACKPRESSURE, which the writers resend after a delay.

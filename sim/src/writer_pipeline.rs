@@ -36,6 +36,8 @@ const OUT_OF_ORDER_RESENDS_MAX: u32 = 20;
 pub struct PipelineBatch {
     pub batch_sequence: i32,
     pub writes: Vec<KvWrite>,
+    /// A partial update's target columns (`None`: whole rows).
+    pub target_columns: Option<Vec<u32>>,
     /// Sent as two identical copies at once the first time (a client resending before the
     /// first copy's answer came back).
     pub sent_twice: bool,
@@ -144,6 +146,7 @@ impl Burst {
             bucket: self.bucket,
             writes: batch.writes.clone(),
             writer: Some(writer),
+            target_columns: batch.target_columns.clone(),
         };
         let mut attempts = 0u32;
         let mut out_of_order_resends = 0u32;
@@ -180,7 +183,13 @@ impl Burst {
                             ),
                         );
                     }
-                    self.checker.on_put_ack(self.bucket, &batch.writes, base_offset, end_offset);
+                    self.checker.on_put_ack(
+                        self.bucket,
+                        &batch.writes,
+                        batch.target_columns.as_deref(),
+                        base_offset,
+                        end_offset,
+                    );
                     return self.settle(index, BatchFate::Acked { base_offset, end_offset }, "");
                 }
                 Ok(Response::Error(error)) if error.code == ErrorCode::OutOfOrderSequence => {

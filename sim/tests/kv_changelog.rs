@@ -6,7 +6,7 @@ use std::sync::Arc;
 use kvtablet_core::engine::mem_engine::MemEngineFactory;
 use kvtablet_core::engine::KvEngineFactory;
 use kvtablet_core::env::{Env, LocalFs};
-use kvtablet_core::kv::{EngineWriteLock, KvTablet, KvTabletConfig};
+use kvtablet_core::kv::{EngineWriteLock, KvTablet, KvTabletConfig, PartialUpdateRule};
 use kvtablet_core::ledger::Ledger;
 use kvtablet_core::log::{LogConfig, LogTablet};
 use kvtablet_core::message::KvWrite;
@@ -17,6 +17,7 @@ use kvtablet_sim::fs::SimFs;
 use kvtablet_sim::network::{NetFaults, SimNetwork};
 use kvtablet_sim::prng::{SimEntropy, Streams};
 use kvtablet_sim::remote::{RemoteFaults, SimRemoteStorage};
+use kvtablet_sim::sim_row::{self, SimPartialUpdates};
 
 const STEPS_MAX: u64 = 100_000;
 
@@ -155,4 +156,48 @@ fn unflushed_writes_shape_the_changelog_but_stay_invisible_to_reads() {
     assert_eq!(values, vec![Some(b"\x01\x002".to_vec()), Some(b"\x01\x001".to_vec()), None]);
     let (rows, _) = bench.kv.limit_scan(1).expect("limit scan");
     assert_eq!(rows, vec![b"\x01\x002".to_vec()]);
+}
+
+/// Puts `writes` as a partial update of `targets`, under the simulated table's rule.
+fn put_partial(kv: &KvTablet, targets: &[u32], writes: &[KvWrite]) {
+    let merger = SimPartialUpdates.partial_updater(targets).expect("valid targets");
+    kv.put_inline_merged(writes, None, Some(merger.as_ref())).expect("partial put");
+}
+
+fn partial(key: &str, tag: &str, targets: &[u32]) -> KvWrite {
+    KvWrite {
+        key: key.as_bytes().to_vec(),
+        value: Some(sim_row::partial_row(key.as_bytes(), tag, targets)),
+    }
+}
+
+#[test]
+fn a_partial_update_merges_into_the_unflushed_row_and_logs_whole_rows() {
+    let bench = bench();
+    let full = KvWrite { key: b"a".to_vec(), value: Some(sim_row::full_row(b"a", "t1")) };
+    bench.kv.put_inline(&[full], None).expect("put");
+    // Not flushed: the merge must find the row in the pre-write buffer, not in the engine.
+    put_partial(&bench.kv, &[0, 2], &[partial("a", "t2", &[0, 2])]);
+    // A second write of the key in the same batch merges into the first one's result.
+    put_partial(&bench.kv, &[0, 1], &[partial("a", "t3", &[0, 1]), partial("a", "t4", &[0, 1])]);
+    assert_eq!(
+        changelog_text(&bench.kv),
+        "0 +I a=a|t1|t1\n1 -U a=a|t1|t1\n2 +U a=a|t1|t2\n3 -U a=a|t1|t2\n4 +U a=a|t3|t2\n\
+         5 -U a=a|t3|t2\n6 +U a=a|t4|t2"
+    );
+}
+
+#[test]
+fn a_partial_update_of_the_key_only_logs_nothing_and_a_partial_delete_clears_its_columns() {
+    let bench = bench();
+    put_partial(&bench.kv, &[0, 1], &[partial("a", "t1", &[0, 1])]);
+    put_partial(&bench.kv, &[0], &[partial("a", "t2", &[0])]);
+    let delete = || KvWrite { key: b"a".to_vec(), value: None };
+    // b is NULL already: a delete targeting a removes the row.
+    put_partial(&bench.kv, &[0, 1], &[delete()]);
+    assert_eq!(changelog_text(&bench.kv), "0 +I a=a|t1|~\n1 (no change)\n2 -D a=a|t1|~");
+    put_partial(&bench.kv, &[0, 1, 2], &[partial("b", "t3", &[0, 1, 2])]);
+    // a is not the only value: the delete targeting b clears b and keeps the row.
+    put_partial(&bench.kv, &[0, 2], &[KvWrite { key: b"b".to_vec(), value: None }]);
+    assert!(changelog_text(&bench.kv).ends_with("3 +I b=b|t3|t3\n4 -U b=b|t3|t3\n5 +U b=b|t3|~"));
 }

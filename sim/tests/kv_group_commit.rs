@@ -157,7 +157,7 @@ type Answers = Arc<Mutex<Vec<(usize, Result<PutOutcome, KvError>)>>>;
 fn concurrent_puts(bench: &Bench, writer_of: impl Fn(usize) -> Option<WriterBatch>) -> Answers {
     let answers: Answers = Arc::new(Mutex::new(Vec::new()));
     for index in 0..PUTS {
-        let put = bench.kv.put(upsert(&format!("k{index}")), writer_of(index));
+        let put = bench.kv.put(upsert(&format!("k{index}")), writer_of(index), None);
         let answers = answers.clone();
         bench.exec.spawn(
             1,

@@ -225,7 +225,12 @@ fn node() -> Node {
         mutants: Mutants::NONE,
     };
     let config = TabletServerConfig {
-        tables: vec![TableConfig { table_id: 1, bucket_count: 2, schema_ids: vec![1] }],
+        tables: vec![TableConfig {
+            table_id: 1,
+            bucket_count: 2,
+            schema_ids: vec![1],
+            partial_updates: None,
+        }],
         kv: KvTabletConfig::DEFAULT,
         limits: RequestLimits::DEFAULT,
         scanner: ScannerConfig::DEFAULT,
@@ -323,6 +328,7 @@ fn put_request(key: &str, value: &str) -> Request {
         bucket: BUCKET,
         writes: vec![KvWrite { key: key.as_bytes().to_vec(), value: Some(stored) }],
         writer: None,
+        target_columns: None,
     }
 }
 

@@ -18,6 +18,9 @@ pub enum KvError {
     /// A record in the request is malformed: do not retry it.
     #[error("invalid record: {0}")]
     InvalidRecord(String),
+    /// A partial update's target columns are refused: do not retry it.
+    #[error("invalid target columns: {0}")]
+    InvalidTargetColumn(String),
     #[error("schema id {0} does not exist for this table")]
     SchemaNotExist(i16),
     /// The request asks for more than a configured limit allows.
@@ -75,6 +78,7 @@ impl KvError {
             KvError::UnknownTableOrBucket(_) => ErrorCode::UnknownTableOrBucket,
             KvError::InvalidRecord(_) => ErrorCode::CorruptRecord,
             KvError::SchemaNotExist(_) => ErrorCode::SchemaNotExist,
+            KvError::InvalidTargetColumn(_) => ErrorCode::InvalidTargetColumn,
             KvError::RequestTooLarge(_) => ErrorCode::RecordTooLarge,
             KvError::LogTruncated { .. } | KvError::Engine(_) | KvError::ReplicaStopped(_) => {
                 ErrorCode::KvStorageException

@@ -7,6 +7,7 @@
 //! the tablet's lock. Reads see flushed data only, as in Fluss, from an engine snapshot, and
 //! report the flushed offset stored in that snapshot, which matches its data exactly.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use futures::FutureExt;
 use crate::engine::{EngineSnapshot, KeyRange, KvEngine, WriteBatch};
 use crate::env::Env;
 use crate::kv::kv_error::KvError;
+use crate::kv::row_merger::{MergedValue, RowMerger};
 use crate::log::log_batch::WriterBatch;
 use crate::log::LogError;
 use crate::log::{
@@ -295,10 +297,14 @@ impl KvTablet {
     /// the sync is outside, so that the puts written while one sync runs share the next
     /// (group commit). The put is answered only once a sync covering its batch has returned
     /// (a duplicate's too: its original may still be waiting for that sync).
+    ///
+    /// `merger` is a partial update's rule (see [`RowMerger`]); `None` is Fluss's default:
+    /// a write replaces the whole value.
     pub fn put(
         self: &Arc<Self>,
         writes: Vec<KvWrite>,
         writer: Option<WriterBatch>,
+        merger: Option<Arc<dyn RowMerger>>,
     ) -> BoxFuture<'static, Result<PutOutcome, KvError>> {
         let this = self.clone();
         async move {
@@ -308,7 +314,7 @@ impl KvTablet {
                 } else {
                     Some(this.put_lock.lock().await)
                 };
-                match this.prepare_put(&writes, writer)? {
+                match this.prepare_put(&writes, writer, merger.as_deref())? {
                     Prepared::Duplicate(outcome) => {
                         (outcome, SyncTicket::through(outcome.end_offset))
                     }
@@ -358,9 +364,19 @@ impl KvTablet {
         writes: &[KvWrite],
         writer: Option<WriterBatch>,
     ) -> Result<PutOutcome, KvError> {
+        self.put_inline_merged(writes, writer, None)
+    }
+
+    /// [`KvTablet::put_inline`] with a partial update's rule.
+    pub fn put_inline_merged(
+        &self,
+        writes: &[KvWrite],
+        writer: Option<WriterBatch>,
+        merger: Option<&dyn RowMerger>,
+    ) -> Result<PutOutcome, KvError> {
         let (outcome, ticket) = {
             let _serialised = self.put_lock.try_lock().expect("no put in flight");
-            match self.prepare_put(writes, writer)? {
+            match self.prepare_put(writes, writer, merger)? {
                 Prepared::Duplicate(outcome) => (outcome, SyncTicket::through(outcome.end_offset)),
                 Prepared::Append(append) => self.write_put(append)?,
             }
@@ -376,6 +392,7 @@ impl KvTablet {
         &self,
         writes: &[KvWrite],
         writer: Option<WriterBatch>,
+        merger: Option<&dyn RowMerger>,
     ) -> Result<Prepared, KvError> {
         // Writes are fenced by the log's epoch check at append, not here.
         let state = self.lock()?;
@@ -403,23 +420,35 @@ impl KvTablet {
                 self.bucket, state.pending_bytes, self.config.pre_write_buffer_bytes_max
             )));
         }
-        let mut overlay: BTreeMap<&[u8], Option<&[u8]>> = BTreeMap::new();
+        // The values this put has written so far: a later write of the same key in the batch
+        // sees them. Borrowed from the request unless a merge made a new value.
+        let mut overlay: BTreeMap<&[u8], Option<Cow<'_, [u8]>>> = BTreeMap::new();
         let mut changes = Vec::with_capacity(writes.len() * 2);
         for write in writes {
             let current: Option<Vec<u8>> = match overlay.get(write.key.as_slice()) {
-                Some(value) => value.map(<[u8]>::to_vec),
+                Some(value) => value.as_deref().map(<[u8]>::to_vec),
                 None => match state.latest_unflushed.get(&write.key) {
                     Some((_, value)) => value.clone(),
                     None => self.engine.get(&write.key)?,
                 },
             };
+            let new_value: Option<Cow<'_, [u8]>> = match merger {
+                None => write.value.as_deref().map(Cow::Borrowed),
+                Some(merger) => match merged_value(merger, write, current.as_deref(), &self.env)? {
+                    Some(value) => value,
+                    // Nothing changes (an update of key columns only, a delete of a missing
+                    // key): nothing is logged and the key keeps what it holds.
+                    None => continue,
+                },
+            };
             append_changes(
                 &mut changes,
-                write,
+                &write.key,
+                new_value.as_deref(),
                 current,
                 self.env.mutants.is_on(Mutant::UpdateLoggedAsInsert),
             );
-            overlay.insert(&write.key, write.value.as_deref());
+            overlay.insert(&write.key, new_value);
         }
         let meta = AppendMeta { commit_timestamp_ms: self.env.clock.now_wall_ms(), writer };
         Ok(Prepared::Append(PreparedAppend { meta, changes }))
@@ -721,22 +750,47 @@ fn change_bytes(key: &[u8], value: Option<&[u8]>) -> u64 {
     (key.len() + value.map_or(0, <[u8]>::len)) as u64 + OVERHEAD_BYTES
 }
 
+/// What a write leaves in its key under a partial update's `merger`, given the key's current
+/// value: `Some(None)` removes the key, `None` changes nothing (see [`RowMerger`]).
+fn merged_value<'w>(
+    merger: &dyn RowMerger,
+    write: &'w KvWrite,
+    current: Option<&[u8]>,
+    env: &Env,
+) -> Result<Option<Option<Cow<'w, [u8]>>>, KvError> {
+    match (&write.value, current) {
+        (Some(new), current) => {
+            let old =
+                if env.mutants.is_on(Mutant::PartialUpdateIgnoresOldRow) { None } else { current };
+            Ok(match merger.merge(old, new)? {
+                MergedValue::Unchanged if current.is_some() => None,
+                // Nothing to keep unchanged: the write's own row is the new value.
+                MergedValue::Unchanged => Some(Some(Cow::Borrowed(new.as_slice()))),
+                MergedValue::Changed(value) => Some(Some(Cow::Owned(value))),
+            })
+        }
+        (None, Some(old)) => Ok(Some(merger.delete(old)?.map(Cow::Owned))),
+        (None, None) => Ok(None),
+    }
+}
+
 /// The changelog of one write given the key's current value, as Fluss's default merger and
 /// full changelog image produce it: `+I` for a new key, `-U`/`+U` for an update, `-D` with the
 /// old value for a delete, and nothing for a delete of a missing key.
 fn append_changes(
     changes: &mut Vec<ChangeRecord>,
-    write: &KvWrite,
+    key: &[u8],
+    new_value: Option<&[u8]>,
     current: Option<Vec<u8>>,
     update_logged_as_insert: bool,
 ) {
-    let key = write.key.clone();
-    match (&write.value, current) {
+    let key = key.to_vec();
+    match (new_value, current) {
         (Some(new), None) => {
-            changes.push(ChangeRecord { change_type: ChangeType::Insert, key, value: new.clone() })
+            changes.push(ChangeRecord { change_type: ChangeType::Insert, key, value: new.to_vec() })
         }
         (Some(new), Some(_)) if update_logged_as_insert => {
-            changes.push(ChangeRecord { change_type: ChangeType::Insert, key, value: new.clone() })
+            changes.push(ChangeRecord { change_type: ChangeType::Insert, key, value: new.to_vec() })
         }
         (Some(new), Some(old)) => {
             changes.push(ChangeRecord {
@@ -747,7 +801,7 @@ fn append_changes(
             changes.push(ChangeRecord {
                 change_type: ChangeType::UpdateAfter,
                 key,
-                value: new.clone(),
+                value: new.to_vec(),
             });
         }
         (None, Some(old)) => {

@@ -3,6 +3,8 @@
 
 pub mod kv_error;
 pub mod kv_tablet;
+pub mod row_merger;
 
 pub use kv_error::KvError;
 pub use kv_tablet::{EngineWriteLock, KvTablet, KvTabletConfig, PutOutcome};
+pub use row_merger::{MergedValue, PartialUpdateRule, PartialUpdates, RowMerger};

@@ -34,7 +34,7 @@ fn durable_end(fs: &MemFs, bucket: TableBucket) -> u64 {
 fn warm_up(server: &kvtablet_core::tablet_server::TabletServer, bucket: TableBucket) {
     let writes = vec![KvWrite { key: b"w".to_vec(), value: Some(value(b"w")) }];
     assert!(matches!(
-        call(server, Request::PutKv { bucket, writes, writer: None }),
+        call(server, Request::PutKv { bucket, writes, writer: None, target_columns: None }),
         Response::PutKv { end_offset: 1, .. }
     ));
 }
@@ -56,7 +56,7 @@ pub fn concurrent_puts_share_syncs(mutants: Mutants) {
                 let writer = WriterBatch { writer_id: i64::from(index) + 1, batch_sequence: 0 };
                 let writes =
                     vec![KvWrite { key: vec![b'k', index], value: Some(value(&[index])) }];
-                match call(&server, Request::PutKv { bucket, writes, writer: Some(writer) }) {
+                match call(&server, Request::PutKv { bucket, writes, writer: Some(writer), target_columns: None }) {
                     Response::PutKv { base_offset, end_offset, duplicate } => {
                         assert!(!duplicate, "a batch sent once answered as a duplicate");
                         let durable = durable_end(&fs, bucket);
@@ -132,7 +132,10 @@ pub fn failed_shared_sync_fails_every_waiter(mutants: Mutants) {
             let server = server.clone();
             shuttle::thread::spawn(move || {
                 let writes = vec![KvWrite { key: vec![b'k', index], value: Some(value(&[index])) }];
-                match call(&server, Request::PutKv { bucket, writes, writer: None }) {
+                match call(
+                    &server,
+                    Request::PutKv { bucket, writes, writer: None, target_columns: None },
+                ) {
                     Response::Error(error) => {
                         assert_eq!(error.code, ErrorCode::NotLeaderOrFollower, "{error:?}");
                         assert!(error.code.is_retriable());

@@ -38,8 +38,12 @@ pub fn leadership_against_io(mutants: Mutants) {
                     value: (sequence != 2).then(|| value(&[sequence])),
                 };
                 let id = WriterBatch { writer_id: 5, batch_sequence: i32::from(sequence) };
-                let request =
-                    Request::PutKv { bucket, writes: vec![write.clone()], writer: Some(id) };
+                let request = Request::PutKv {
+                    bucket,
+                    writes: vec![write.clone()],
+                    writer: Some(id),
+                    target_columns: None,
+                };
                 match call(&server, request) {
                     Response::PutKv { base_offset, end_offset, duplicate } => {
                         assert!(!duplicate, "a batch sent once answered as a duplicate");
@@ -152,7 +156,8 @@ pub fn shutdown_against_io(mutants: Mutants) {
     let bucket = TableBucket::new(TABLE_ID, 0);
     assert_eq!(call(&server, Request::BecomeLeader { bucket, leader_epoch: 1 }), Response::Ok);
     let seed_rows = KEYS.iter().map(|k| KvWrite { key: k.to_vec(), value: Some(value(k)) });
-    let seeded = Request::PutKv { bucket, writes: seed_rows.collect(), writer: None };
+    let seeded =
+        Request::PutKv { bucket, writes: seed_rows.collect(), writer: None, target_columns: None };
     assert!(matches!(call(&server, seeded), Response::PutKv { .. }));
     let log = server.leader_kv(bucket).expect("leads").log().clone();
 
@@ -161,7 +166,10 @@ pub fn shutdown_against_io(mutants: Mutants) {
         shuttle::thread::spawn(move || {
             let writes = vec![KvWrite { key: b"c".to_vec(), value: Some(value(b"c")) }];
             let id = WriterBatch { writer_id: 9, batch_sequence: 0 };
-            match call(&server, Request::PutKv { bucket, writes, writer: Some(id) }) {
+            match call(
+                &server,
+                Request::PutKv { bucket, writes, writer: Some(id), target_columns: None },
+            ) {
                 Response::PutKv { base_offset, .. } => Some(base_offset),
                 Response::Error(_) => None,
                 other => panic!("a put answered {other:?}"),

@@ -176,7 +176,8 @@ fn scanning_world(mutants: Mutants, bucket_count: i32) -> Arc<Shared> {
         let writes = (0..ROWS_PER_BUCKET)
             .map(|k| KvWrite { key: vec![b'k', k], value: Some(value(&[k])) })
             .collect();
-        let put = call(&server, Request::PutKv { bucket: b, writes, writer: None });
+        let put =
+            call(&server, Request::PutKv { bucket: b, writes, writer: None, target_columns: None });
         assert!(matches!(put, Response::PutKv { .. }), "{put:?}");
         let kv = server.leader_kv(b).expect("leads");
         while shuttle::future::block_on(kv.flush_once()).expect("flush") {}

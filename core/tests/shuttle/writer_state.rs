@@ -59,7 +59,10 @@ fn resend_through_the_server(world: &World) {
             let server = server.clone();
             shuttle::thread::spawn(move || {
                 let writes = vec![KvWrite { key: b"k".to_vec(), value: Some(value(b"w")) }];
-                match call(&server, Request::PutKv { bucket, writes, writer: Some(writer) }) {
+                match call(
+                    &server,
+                    Request::PutKv { bucket, writes, writer: Some(writer), target_columns: None },
+                ) {
                     Response::PutKv { base_offset, end_offset, .. } => {
                         Some((base_offset, end_offset))
                     }

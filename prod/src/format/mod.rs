@@ -11,6 +11,7 @@ pub mod error;
 pub mod key_encoding;
 pub mod kv_record_batch;
 pub mod log_record_batch;
+pub mod partial_update;
 pub mod record_validator;
 pub mod schema;
 pub mod value_record_batch;
@@ -24,6 +25,7 @@ pub use log_record_batch::{
     decode_log_batch, encode_log_batch, ChangeType, DecodedLogBatch, LogBatchHeader, LogBatchMeta,
     LogRecord,
 };
+pub use partial_update::CompactedPartialUpdates;
 pub use record_validator::RecordValidator;
 pub use schema::{Column, Schema, TableDescriptor, TableSchema};
 pub use value_record_batch::{decode_value_batch, encode_stored_value, encode_value_batch};

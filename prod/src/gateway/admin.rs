@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::table_json::{spec_from_table_json, table_json_of};
+use super::table_json::{partial_updates_of, spec_from_table_json, table_json_of};
 use super::{blocking, catalog_error, Gateway};
 use crate::catalog::{TableInfo, TablePath};
 use crate::wire::error::{decode_request, encode_response};
@@ -102,7 +102,9 @@ impl Gateway {
             catalog.create_table(&path, spec, request.ignore_if_exists).map_err(catalog_error)
         })
         .await?;
-        self.node.host_table(info.table_id, info.bucket_count).await.map_err(|error| {
+        let partial_updates = partial_updates_of(&info)?;
+        let hosted = self.node.host_table(info.table_id, info.bucket_count, Some(partial_updates));
+        hosted.await.map_err(|error| {
             WireError::unknown_server_error(format!("cannot host table {}: {error}", info.path))
         })?;
         encode_response(&CreateTableResponse {})

@@ -13,7 +13,10 @@ use kvtablet_core::TableBucket;
 use super::table_json::table_schema_of;
 use super::{bucket_error, Gateway};
 use crate::format::kv_record_batch::{NO_BATCH_SEQUENCE, NO_WRITER_ID};
-use crate::format::{encode_stored_value, encode_value_batch, KvRecordBatch, RecordValidator};
+use crate::format::{
+    encode_stored_value, encode_value_batch, CompactedPartialUpdates, KvRecordBatch,
+    RecordValidator,
+};
 use crate::wire::error::{decode_request, encode_response};
 use crate::wire::messages::{
     LimitScanRequest, LimitScanResponse, LookupRequest, LookupResponse, PbLookupRespForBucket,
@@ -103,14 +106,46 @@ impl Gateway {
         })
     }
 
+    /// The target columns of a partial update (`None` for whole rows), checked against the
+    /// table's schema: the primary key among them, every omitted column nullable.
+    fn target_columns(
+        &self,
+        table_id: i64,
+        target_columns: &[i32],
+    ) -> Result<Option<Vec<u32>>, ApiError> {
+        if target_columns.is_empty() {
+            return Ok(None);
+        }
+        let invalid = |message: String| ApiError::new(ErrorCode::InvalidTargetColumn, message);
+        let target_columns = target_columns
+            .iter()
+            .map(|index| u32::try_from(*index))
+            .collect::<Result<Vec<u32>, _>>()
+            .map_err(|_| invalid(format!("negative target column in {target_columns:?}")))?;
+        let info = self.catalog.table_by_id(table_id).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::UnknownTableOrBucket,
+                format!("table {table_id} does not exist"),
+            )
+        })?;
+        let schema = table_schema_of(&info)
+            .map_err(|error| ApiError::new(ErrorCode::UnknownServerError, error.message))?;
+        CompactedPartialUpdates::new(schema)
+            .check_target_columns(&target_columns)
+            .map_err(|error| error.to_api_error())?;
+        Ok(Some(target_columns))
+    }
+
     async fn put_bucket(
         &self,
         table_id: i64,
         validator: &Result<RecordValidator, ApiError>,
+        target_columns: &Result<Option<Vec<u32>>, ApiError>,
         request: &PbPutKvReqForBucket,
     ) -> Result<u64, ApiError> {
         let bucket = bucket_of(table_id, request.partition_id, request.bucket_id)?;
         let validator = validator.as_ref().map_err(Clone::clone)?;
+        let target_columns = target_columns.as_ref().map_err(Clone::clone)?.clone();
         let batch = KvRecordBatch::decode(&request.records).map_err(|e| e.to_api_error())?;
         let writer = writer_of(&batch)?;
         // Every row is decoded against the schema before anything is appended: a row the
@@ -126,7 +161,7 @@ impl Gateway {
                 value: record.value.map(|row| encode_stored_value(batch.schema_id, row)),
             })
             .collect();
-        match self.call(Request::PutKv { bucket, writes, writer }).await? {
+        match self.call(Request::PutKv { bucket, writes, writer, target_columns }).await? {
             Response::PutKv { end_offset, duplicate: false, .. } => Ok(end_offset),
             // As Fluss answers a resent batch; the client counts it as acknowledged.
             Response::PutKv { base_offset, end_offset, duplicate: true } => Err(ApiError::new(
@@ -145,8 +180,12 @@ impl Gateway {
         let table_id = request.table_id;
         let validator = self.record_validator(table_id);
         let validator = &validator;
+        // Checked before any row: an omitted NOT NULL column is a bad target, not a bad row.
+        tracing::debug!(table_id, target_columns = ?request.target_columns, "put_kv");
+        let target_columns = self.target_columns(table_id, &request.target_columns);
+        let target_columns = &target_columns;
         let answers = join_all(request.buckets_req.iter().map(|bucket| async move {
-            let outcome = self.put_bucket(table_id, validator, bucket).await;
+            let outcome = self.put_bucket(table_id, validator, target_columns, bucket).await;
             let mut response = PbPutKvRespForBucket {
                 partition_id: bucket.partition_id,
                 bucket_id: bucket.bucket_id,

@@ -16,6 +16,7 @@ pub use kv_requests::{
     LIMIT_SCAN_ROWS_MAX, LOOKUP_KEYS_MAX, PREFIX_BYTES_MAX, PREFIX_LOOKUP_PREFIXES_MAX,
 };
 pub use log_requests::FETCH_BYTES_MAX;
+pub use table_json::partial_updates_of;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

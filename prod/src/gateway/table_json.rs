@@ -1,10 +1,13 @@
 //! Table descriptor JSON on the wire ↔ the catalog's [`TableSpec`] and [`TableInfo`].
 
+use std::sync::Arc;
+
 use bytes::Bytes;
+use kvtablet_core::kv::PartialUpdates;
 use serde_json::Value;
 
 use crate::catalog::{codes, TableInfo, TableSpec};
-use crate::format::{Schema, TableDescriptor, TableSchema};
+use crate::format::{CompactedPartialUpdates, Schema, TableDescriptor, TableSchema};
 use crate::wire::WireError;
 
 /// What the catalog needs from a CreateTable `table_json`. A bucket count that is not positive
@@ -71,4 +74,10 @@ pub(crate) fn table_schema_of(info: &TableInfo) -> Result<TableSchema, WireError
             info.path
         ))
     })
+}
+
+/// The table's partial-update rule (PutKv with target columns), from its current schema.
+pub fn partial_updates_of(info: &TableInfo) -> Result<PartialUpdates, WireError> {
+    let schema = table_schema_of(info)?;
+    Ok(PartialUpdates(Arc::new(CompactedPartialUpdates::new(schema))))
 }

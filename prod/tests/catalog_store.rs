@@ -406,14 +406,28 @@ fn every_error_carries_its_fluss_code() {
         ("table.merge-engine", "first_row"),
         ("table.datalake.format", "paimon"),
         ("table.kv.format-version", "3"),
+        // Accepted and then lost otherwise: lake tiering, deletes ignored or refused.
+        ("table.datalake.enabled", "true"),
+        ("table.delete.behavior", "IGNORE"),
+        ("table.delete.behavior", "DISABLE"),
     ] {
         let mut spec = composite_spec();
         spec.properties.insert(key.to_string(), value.to_string());
         assert_eq!(invalid_table(spec), codes::INVALID_CONFIG, "{key}={value}");
     }
+
+    // 17 INVALID_REPLICATION_FACTOR: this node is the only tablet server.
+    for factor in ["0", "2", "3", "many"] {
+        let mut spec = composite_spec();
+        spec.properties.insert("table.replication.factor".to_string(), factor.to_string());
+        assert_eq!(invalid_table(spec), codes::INVALID_REPLICATION_FACTOR, "factor {factor}");
+    }
     let mut accepted = composite_spec();
     accepted.properties.insert("table.kv.format".into(), "compacted".into());
     accepted.properties.insert("table.log.format".into(), "ARROW".into());
+    accepted.properties.insert("table.replication.factor".into(), "1".into());
+    accepted.properties.insert("table.datalake.enabled".into(), "false".into());
+    accepted.properties.insert("table.delete.behavior".into(), "allow".into());
     catalog
         .create_table(&TablePath::new("db", "fine"), accepted, false)
         .expect("supported formats");

@@ -16,6 +16,7 @@ pub mod codes {
     pub const SCHEMA_NOT_EXIST: i32 = 9;
     pub const INVALID_TABLE: i32 = 15;
     pub const INVALID_DATABASE: i32 = 16;
+    pub const INVALID_REPLICATION_FACTOR: i32 = 17;
     pub const STORAGE_EXCEPTION: i32 = 26;
     pub const INVALID_CONFIG: i32 = 39;
 }
@@ -44,6 +45,9 @@ pub enum CatalogError {
     /// A bucket count or table property that is refused (or not supported here).
     #[error("invalid config: {0}")]
     InvalidConfig(String),
+    /// A replication factor above the number of tablet servers (this node is the only one).
+    #[error("invalid replication factor: {0}")]
+    InvalidReplicationFactor(String),
     /// The catalog file could not be read or written; the change was not made (or its
     /// durability is unknown, as with any failed sync).
     #[error("catalog storage: {0}")]
@@ -69,6 +73,7 @@ impl CatalogError {
             CatalogError::InvalidDatabase(_) => codes::INVALID_DATABASE,
             CatalogError::InvalidTable(_) => codes::INVALID_TABLE,
             CatalogError::InvalidConfig(_) => codes::INVALID_CONFIG,
+            CatalogError::InvalidReplicationFactor(_) => codes::INVALID_REPLICATION_FACTOR,
             CatalogError::Storage(_) => codes::STORAGE_EXCEPTION,
             CatalogError::Corrupt { .. } | CatalogError::TableIdsExhausted => {
                 codes::UNKNOWN_SERVER_ERROR

@@ -24,6 +24,14 @@ pub const KV_FORMAT_VERSION_DEFAULT: &str = "2";
 pub const PROP_LOG_FORMAT: &str = "table.log.format";
 /// Table property choosing the changelog image; only `FULL` (`-U` and `+U`) is supported.
 pub const PROP_CHANGELOG_IMAGE: &str = "table.changelog.image";
+/// Table property switching lake tiering on (`true`); not supported, so refused.
+pub const PROP_DATALAKE_ENABLED: &str = "table.datalake.enabled";
+/// Table property choosing what a delete does (`ALLOW`, `IGNORE`, `DISABLE`); only `ALLOW`.
+pub const PROP_DELETE_BEHAVIOR: &str = "table.delete.behavior";
+/// Table property asking for replicas on several tablet servers; this node is the only one.
+pub const PROP_REPLICATION_FACTOR: &str = "table.replication.factor";
+/// Tablet servers a replica can be placed on.
+pub const TABLET_SERVER_COUNT: u32 = 1;
 /// Table properties for features this server does not have: refused rather than ignored.
 pub const UNSUPPORTED_PROPS: [&str; 4] = [
     "table.merge-engine",
@@ -273,6 +281,23 @@ fn validate_properties(properties: &BTreeMap<String, String>) -> Result<(), Cata
     only(PROP_KV_FORMAT, "COMPACTED")?;
     only(PROP_LOG_FORMAT, "ARROW")?;
     only(PROP_CHANGELOG_IMAGE, "FULL")?;
+    only(PROP_DELETE_BEHAVIOR, "ALLOW")?;
+    if properties.get(PROP_DATALAKE_ENABLED).is_some_and(|v| !v.eq_ignore_ascii_case("false")) {
+        return Err(CatalogError::InvalidConfig(format!(
+            "{PROP_DATALAKE_ENABLED}: lake tiering is not supported"
+        )));
+    }
+    if let Some(factor) = properties.get(PROP_REPLICATION_FACTOR) {
+        match factor.trim().parse::<u32>() {
+            Ok(factor) if (1..=TABLET_SERVER_COUNT).contains(&factor) => {}
+            _ => {
+                return Err(CatalogError::InvalidReplicationFactor(format!(
+                    "{PROP_REPLICATION_FACTOR}={factor}: the replication factor must be 1 to \
+                     the number of tablet servers ({TABLET_SERVER_COUNT})"
+                )))
+            }
+        }
+    }
     if let Some(version) = properties.get(PROP_KV_FORMAT_VERSION) {
         if version != "1" && version != "2" {
             return Err(CatalogError::InvalidConfig(format!(

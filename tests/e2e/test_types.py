@@ -244,13 +244,6 @@ class TestScalarTypes:
             i: {name: json_text(name, value) for name, value in row.items()} for i, row in want.items()
         }
 
-    def test_values_outside_their_type_are_refused(self, runner):
-        table, _ = self.tables["values"]
-        # TIMESTAMP(9) beyond Arrow's nanosecond range could not enter the changelog.
-        with pytest.raises(fluss.FlussError) as caught:
-            write(runner, table, [{"id": 9, "c_ts9": dt.datetime(3000, 1, 1)}])
-        assert caught.value.error_code == fluss.ErrorCode.CORRUPT_RECORD_EXCEPTION, caught.value
-
     def test_key_columns_of_every_key_type_lookup_prefix_lookup_and_scan(self, runner, server, kvtablet_bin):
         table, table_id = self.tables["keys"]
         deleted = KEY_ROWS[::7]

@@ -22,7 +22,7 @@ use kvtablet_core::TableBucket;
 use tokio::runtime::Handle;
 
 use crate::client::{ClientError, Connection, ConnectionConfig, RemoteTable, WireRpc};
-use crate::format::{Datum, FormatError, Row, TableSchema};
+use crate::format::{value_text, Datum, FormatError, Row, TableSchema, TypeRoot};
 use crate::system_clock::SystemClock;
 use crate::tokio_executor::TokioExecutor;
 
@@ -215,6 +215,30 @@ pub fn row_json(schema: &TableSchema, row: &Row, out: &mut String) {
         out.push(':');
         match row.get(index).unwrap_or(&Datum::Null) {
             Datum::Null => out.push_str("null"),
+            Datum::Binary(bytes) => push_json_string(&value_text::base64_string(bytes), out),
+            Datum::Decimal(unscaled) => {
+                let scale = match column.data_type.root {
+                    TypeRoot::Decimal { scale, .. } => scale,
+                    _ => 0,
+                };
+                push_json_string(&value_text::decimal_string(*unscaled, scale), out)
+            }
+            Datum::Date(days) => push_json_string(&value_text::date_string(*days), out),
+            Datum::Time(millis) => {
+                let precision = match column.data_type.root {
+                    TypeRoot::Time { precision } => precision,
+                    _ => 3,
+                };
+                push_json_string(&value_text::time_string(*millis, precision), out)
+            }
+            Datum::Timestamp(ts) => {
+                let (precision, utc) = match column.data_type.root {
+                    TypeRoot::TimestampNtz { precision } => (precision, false),
+                    TypeRoot::TimestampLtz { precision } => (precision, true),
+                    _ => (9, false),
+                };
+                push_json_string(&value_text::timestamp_string(*ts, precision, utc), out)
+            }
             Datum::Boolean(value) => out.push_str(if *value { "true" } else { "false" }),
             Datum::TinyInt(value) => push_display(value, out),
             Datum::SmallInt(value) => push_display(value, out),

@@ -1,6 +1,6 @@
 //! Property tests: every format round-trips random rows of every type, with NULLs.
 
-use kvtablet_prod::format::compacted_row::{decode_row, encode_row, Datum, Row};
+use kvtablet_prod::format::compacted_row::{decode_row, encode_row, Datum, Row, Timestamp};
 use kvtablet_prod::format::data_type::{DataType, TypeRoot};
 use kvtablet_prod::format::key_encoding::{
     bucket_key_of_primary_key, bucket_key_of_row, bucket_of, decode_key, encode_key,
@@ -15,7 +15,7 @@ use kvtablet_prod::format::value_record_batch::{decode_value_batch, encode_value
 use proptest::prelude::*;
 
 fn type_root() -> impl Strategy<Value = TypeRoot> {
-    prop::sample::select(TypeRoot::ALL.to_vec())
+    prop::sample::select(TypeRoot::samples())
 }
 
 fn data_type() -> impl Strategy<Value = DataType> {
@@ -32,19 +32,45 @@ fn value(root: TypeRoot) -> BoxedStrategy<Datum> {
         TypeRoot::Float => any::<u32>().prop_map(|b| Datum::Float(f32::from_bits(b))).boxed(),
         TypeRoot::Double => any::<u64>().prop_map(|b| Datum::Double(f64::from_bits(b))).boxed(),
         TypeRoot::String => ".{0,20}".prop_map(Datum::String).boxed(),
+        TypeRoot::Char { length } => prop::collection::vec(any::<char>(), 0..=length as usize)
+            .prop_map(|chars| Datum::String(chars.into_iter().collect()))
+            .boxed(),
+        TypeRoot::Bytes => {
+            prop::collection::vec(any::<u8>(), 0..20).prop_map(Datum::Binary).boxed()
+        }
+        TypeRoot::Binary { length } => {
+            prop::collection::vec(any::<u8>(), length as usize).prop_map(Datum::Binary).boxed()
+        }
+        TypeRoot::Decimal { precision, .. } => {
+            let max = 10i128.pow(u32::from(precision)) - 1;
+            (-max..=max).prop_map(Datum::Decimal).boxed()
+        }
+        TypeRoot::Date => any::<i32>().prop_map(Datum::Date).boxed(),
+        TypeRoot::Time { .. } => (0..86_400_000i32).prop_map(Datum::Time).boxed(),
+        TypeRoot::TimestampNtz { precision } | TypeRoot::TimestampLtz { precision } => {
+            // Whole units of the precision: what Arrow carries (finer nanos are truncated).
+            let unit = 10u32.pow(9 - u32::from(precision.max(3)));
+            (-9_000_000_000_000i64..9_000_000_000_000, 0..=999_999u32)
+                .prop_map(move |(millis, nanos)| {
+                    let nanos_of_milli = if precision <= 3 { 0 } else { nanos / unit * unit };
+                    Datum::Timestamp(Timestamp { millis, nanos_of_milli })
+                })
+                .boxed()
+        }
+        other => panic!("no values for {other:?}"),
     }
 }
 
 fn datum(ty: DataType) -> BoxedStrategy<Datum> {
     if ty.nullable {
-        prop_oneof![1 => Just(Datum::Null), 3 => value(ty.root)].boxed()
+        prop_oneof![1 => Just(Datum::Null), 3 => value(ty.root.clone())].boxed()
     } else {
-        value(ty.root)
+        value(ty.root.clone())
     }
 }
 
 fn row(types: &[DataType]) -> BoxedStrategy<Row> {
-    types.iter().map(|t| datum(*t)).collect::<Vec<_>>().prop_map(Row).boxed()
+    types.iter().map(|t| datum(t.clone())).collect::<Vec<_>>().prop_map(Row).boxed()
 }
 
 fn types_and_rows() -> impl Strategy<Value = (Vec<DataType>, Vec<Row>)> {
@@ -55,7 +81,11 @@ fn types_and_rows() -> impl Strategy<Value = (Vec<DataType>, Vec<Row>)> {
 }
 
 fn columns(types: &[DataType]) -> Vec<Column> {
-    types.iter().enumerate().map(|(i, t)| Column::new(i as i32, format!("c{i}"), *t)).collect()
+    types
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Column::new(i as i32, format!("c{i}"), t.clone()))
+        .collect()
 }
 
 fn change_type() -> impl Strategy<Value = ChangeType> {
@@ -114,7 +144,7 @@ proptest! {
             // Primary-key columns are NOT NULL: give NULLs a value.
             for &k in &ts.primary_key {
                 if r.0[k].is_null() {
-                    r.0[k] = match ts.columns[k].data_type.root {
+                    r.0[k] = match &ts.columns[k].data_type.root {
                         TypeRoot::Boolean => Datum::Boolean(true),
                         TypeRoot::TinyInt => Datum::TinyInt(1),
                         TypeRoot::SmallInt => Datum::SmallInt(1),
@@ -122,7 +152,16 @@ proptest! {
                         TypeRoot::BigInt => Datum::BigInt(1),
                         TypeRoot::Float => Datum::Float(1.0),
                         TypeRoot::Double => Datum::Double(1.0),
-                        TypeRoot::String => Datum::String("x".into()),
+                        TypeRoot::String | TypeRoot::Char { .. } => Datum::String("x".into()),
+                        TypeRoot::Binary { length } => Datum::Binary(vec![7; *length as usize]),
+                        TypeRoot::Bytes => Datum::Binary(vec![7]),
+                        TypeRoot::Decimal { .. } => Datum::Decimal(-1),
+                        TypeRoot::Date => Datum::Date(-1),
+                        TypeRoot::Time { .. } => Datum::Time(1),
+                        TypeRoot::TimestampNtz { .. } | TypeRoot::TimestampLtz { .. } => {
+                            Datum::Timestamp(Timestamp::from_millis(-1))
+                        }
+                        other => panic!("no key value for {other:?}"),
                     };
                 }
             }

@@ -84,7 +84,7 @@ fn key(k: &str) -> Vec<u8> {
 
 /// Upserts of `(k, v)` rows into bucket 0 of table 1.
 fn put_kv(records: &[(&str, &str)]) -> Vec<u8> {
-    let types: Vec<DataType> = schema().columns.iter().map(|c| c.data_type).collect();
+    let types: Vec<DataType> = schema().columns.iter().map(|c| c.data_type.clone()).collect();
     let mut batch = KvRecordBatchBuilder::new(1, -1, -1);
     for (k, v) in records {
         let row = Row::new(vec![Datum::String(k.to_string()), Datum::String(v.to_string())]);

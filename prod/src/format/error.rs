@@ -58,6 +58,23 @@ pub enum SchemaError {
     UnknownType(String),
     #[error("data type `{0}` is not supported yet")]
     UnsupportedType(String),
+    #[error("{type_name} {parameter} {value} is outside {min}..={max}")]
+    InvalidTypeParameter {
+        type_name: &'static str,
+        parameter: &'static str,
+        value: i64,
+        min: i64,
+        max: i64,
+    },
+    #[error("data types nest deeper than {max} levels")]
+    NestedTooDeep { max: usize },
+    #[error("a ROW type with {count} fields; at most {max}")]
+    TooManyRowFields { count: usize, max: usize },
+    #[error(
+        "{key_kind} column '{column}' has unsupported data type {type_name}. Currently, {key_kind} \
+         columns do not support types: [ARRAY, MAP, ROW]."
+    )]
+    KeyTypeNotAllowed { key_kind: &'static str, column: String, type_name: &'static str },
     #[error("unknown column `{0}`")]
     UnknownColumn(String),
     #[error("duplicate column `{0}`")]

@@ -24,7 +24,7 @@ pub fn encode_key(types: &[DataType], values: &[Datum]) -> Result<Vec<u8>, Forma
         if v.is_null() {
             return Err(FormatError::InvalidValue(format!("NULL in key field {i}")));
         }
-        write_field(&mut out, ty.root, v)?;
+        write_field(&mut out, &ty.root, v)?;
     }
     Ok(out)
 }
@@ -33,7 +33,7 @@ pub fn encode_key(types: &[DataType], values: &[Datum]) -> Result<Vec<u8>, Forma
 pub fn decode_key(types: &[DataType], bytes: &[u8]) -> Result<Vec<Datum>, FormatError> {
     let mut r = ByteReader::new(bytes);
     let values =
-        types.iter().map(|ty| read_field(&mut r, ty.root)).collect::<Result<Vec<_>, _>>()?;
+        types.iter().map(|ty| read_field(&mut r, &ty.root)).collect::<Result<Vec<_>, _>>()?;
     if !r.is_empty() {
         return Err(FormatError::corrupt(
             "key",

@@ -15,9 +15,10 @@ pub mod partial_update;
 pub mod record_validator;
 pub mod schema;
 pub mod value_record_batch;
+pub mod value_text;
 
-pub use compacted_row::{decode_row, encode_row, Datum, Row};
-pub use data_type::{DataType, TypeRoot};
+pub use compacted_row::{decode_row, encode_row, Datum, Row, Timestamp};
+pub use data_type::{DataType, RowField, TypeRoot};
 pub use error::{FormatError, SchemaError};
 pub use key_encoding::{bucket_of, bucket_of_primary_key, decode_key, encode_key};
 pub use kv_record_batch::{KvRecord, KvRecordBatch, KvRecordBatchBuilder};

@@ -290,6 +290,36 @@ impl TableDescriptor {
         })
     }
 
+    /// Refuses what Fluss refuses at CreateTable (`TableDescriptorValidation`): a primary-key
+    /// or bucket-key column of a type keys do not support (ARRAY, MAP, ROW); and, until
+    /// kvtablet stores them, a column of a nested type at all.
+    pub fn check_column_types(&self) -> Result<(), SchemaError> {
+        let key_columns =
+            [("Primary key", &self.schema.primary_key), ("Bucket key", &self.bucket_keys)];
+        for (key_kind, names) in key_columns {
+            for name in names {
+                let column = self.schema.columns.iter().find(|c| &c.name == name);
+                if let Some(column) = column.filter(|c| !c.data_type.root.allowed_in_keys()) {
+                    return Err(SchemaError::KeyTypeNotAllowed {
+                        key_kind,
+                        column: column.name.clone(),
+                        type_name: column.data_type.root.json_name(),
+                    });
+                }
+            }
+        }
+        if let Some(column) =
+            self.schema.columns.iter().find(|c| !c.data_type.root.allowed_in_keys())
+        {
+            return Err(SchemaError::UnsupportedType(format!(
+                "{} (column `{}`)",
+                column.data_type.root.json_name(),
+                column.name
+            )));
+        }
+        Ok(())
+    }
+
     pub fn from_json_str(text: &str) -> Result<TableDescriptor, SchemaError> {
         let v: Value = serde_json::from_str(text).map_err(|e| SchemaError::Json(e.to_string()))?;
         TableDescriptor::from_json(&v)
@@ -376,14 +406,22 @@ impl TableSchema {
     }
 
     pub fn data_types(&self) -> Vec<DataType> {
-        self.columns.iter().map(|c| c.data_type).collect()
+        self.columns.iter().map(|c| c.data_type.clone()).collect()
     }
 
     pub fn primary_key_types(&self) -> Vec<DataType> {
-        self.primary_key.iter().filter_map(|&i| self.columns.get(i)).map(|c| c.data_type).collect()
+        self.primary_key
+            .iter()
+            .filter_map(|&i| self.columns.get(i))
+            .map(|c| c.data_type.clone())
+            .collect()
     }
 
     pub fn bucket_key_types(&self) -> Vec<DataType> {
-        self.bucket_key.iter().filter_map(|&i| self.columns.get(i)).map(|c| c.data_type).collect()
+        self.bucket_key
+            .iter()
+            .filter_map(|&i| self.columns.get(i))
+            .map(|c| c.data_type.clone())
+            .collect()
     }
 }

@@ -27,6 +27,7 @@ pub(crate) fn spec_from_table_json(bytes: &[u8]) -> Result<TableSpec, WireError>
     };
     let descriptor = TableDescriptor::from_json(&node)
         .map_err(|error| invalid_table(format!("invalid table descriptor: {error}")))?;
+    descriptor.check_column_types().map_err(|error| invalid_table(error.to_string()))?;
     Ok(TableSpec {
         schema_json: descriptor.schema.to_json().to_string(),
         columns: descriptor.schema.columns.iter().map(|column| column.name.clone()).collect(),

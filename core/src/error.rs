@@ -32,6 +32,8 @@ pub enum ErrorCode {
     DuplicateSequence,
     /// A fetch asked for columns the table does not have, or not in ascending order.
     InvalidColumnProjection,
+    /// A partition id or name that no partition of the table has (any more).
+    PartitionNotExists,
 }
 
 impl ErrorCode {
@@ -63,6 +65,7 @@ impl ErrorCode {
             ErrorCode::OutOfOrderSequence => 31,
             ErrorCode::DuplicateSequence => 32,
             ErrorCode::InvalidColumnProjection => 34,
+            ErrorCode::PartitionNotExists => 36,
         }
     }
 

@@ -137,6 +137,7 @@ fn start_server(env: &Env) -> Arc<TabletServer> {
             table_id: TABLE_ID,
             bucket_count: 1,
             schema_ids: vec![SCHEMA_ID],
+            partitioned: false,
         }],
         kv: KvTabletConfig::DEFAULT,
         limits: RequestLimits::DEFAULT,

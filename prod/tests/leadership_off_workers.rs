@@ -124,6 +124,7 @@ fn a_slow_engine_open_in_a_leadership_change_leaves_the_other_buckets_served() {
             table_id: TABLE_ID,
             bucket_count: 2,
             schema_ids: vec![SCHEMA_ID],
+            partitioned: false,
         }],
         kv: KvTabletConfig::DEFAULT,
         limits: RequestLimits::DEFAULT,

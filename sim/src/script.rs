@@ -126,6 +126,7 @@ impl Script {
                     table_id: TABLE_ID,
                     bucket_count: BUCKETS,
                     schema_ids: vec![SCHEMA_ID],
+                    partitioned: false,
                 }],
                 kv: KvTabletConfig::DEFAULT,
                 limits: RequestLimits::DEFAULT,

@@ -307,6 +307,7 @@ impl World {
                 table_id: TABLE_ID,
                 bucket_count: self.plan.bucket_count(),
                 schema_ids: vec![SCHEMA_ID],
+                partitioned: false,
             }],
             // A small pre-write buffer, so that a flush stalled by engine faults (or a slow
             // disk) turns into STORAGE_BACKPRESSURE, which the writers resend after a delay.

@@ -225,7 +225,12 @@ fn node() -> Node {
         mutants: Mutants::NONE,
     };
     let config = TabletServerConfig {
-        tables: vec![TableConfig { table_id: 1, bucket_count: 2, schema_ids: vec![1] }],
+        tables: vec![TableConfig {
+            table_id: 1,
+            bucket_count: 2,
+            schema_ids: vec![1],
+            partitioned: false,
+        }],
         kv: KvTabletConfig::DEFAULT,
         limits: RequestLimits::DEFAULT,
         scanner: ScannerConfig::DEFAULT,

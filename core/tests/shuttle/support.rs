@@ -368,6 +368,7 @@ impl World {
                 table_id: TABLE_ID,
                 bucket_count,
                 schema_ids: vec![SCHEMA_ID],
+                partitioned: false,
             }],
             kv: KvTabletConfig::DEFAULT,
             limits: RequestLimits::DEFAULT,

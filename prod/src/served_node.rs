@@ -17,7 +17,7 @@ use crate::disk_fs::DiskFs;
 use crate::gateway::FlussGateway;
 use crate::metrics::metrics_server::Render;
 use crate::metrics::{MeteredHandler, MetricsServer, NodeMetrics};
-use crate::node::{Node, NodeConfig, NodeError};
+use crate::node::{Node, NodeConfig, NodeError, NodeHandle};
 use crate::system_clock::SystemClock;
 use crate::wire::{WireConfig, WireHandler, WireServer, WireStats};
 
@@ -79,8 +79,13 @@ impl ServedNode {
             CatalogConfig::DEFAULT,
         )?);
         catalog.create_default_database_if_none()?;
-        let tables: Vec<(i64, i32)> =
-            catalog.tables().iter().map(|table| (table.table_id, table.bucket_count)).collect();
+        // A partitioned table's buckets are its partitions', hosted once the node runs.
+        let tables: Vec<(i64, i32)> = catalog
+            .tables()
+            .iter()
+            .filter(|table| !table.is_partitioned())
+            .map(|table| (table.table_id, table.bucket_count))
+            .collect();
         let node_config = NodeConfig {
             scanner: config.scanner,
             kv: KvTabletConfig {
@@ -97,6 +102,10 @@ impl ServedNode {
                 return Err(bound.err().unwrap_or(ServedNodeError::Stopped));
             }
         };
+        if let Err(error) = host_partitioned_tables(&catalog, &handle).await {
+            node.shutdown().await;
+            return Err(error.into());
+        }
         let addr = wire.local_addr();
         let wire_stats = wire.stats();
         let metrics_addr = metrics_server.as_ref().map(MetricsServer::local_addr);
@@ -185,4 +194,17 @@ async fn bind_servers(
         }
         Err(source) => Err(ServedNodeError::MetricsListen { addr, source }),
     }
+}
+
+/// Hosts every partitioned table of the catalog and leads the buckets of each of its
+/// partitions, as at their creation.
+async fn host_partitioned_tables(catalog: &Catalog, node: &NodeHandle) -> Result<(), NodeError> {
+    for table in catalog.tables().iter().filter(|table| table.is_partitioned()) {
+        node.host_table(table.table_id, table.bucket_count, true).await?;
+        // The catalog holds every partition of a partitioned table: listing cannot fail.
+        for partition in catalog.list_partitions(&table.path, None).unwrap_or_default() {
+            node.host_partition(table.table_id, partition.partition_id, table.bucket_count).await?;
+        }
+    }
+    Ok(())
 }

@@ -102,9 +102,12 @@ impl Gateway {
             catalog.create_table(&path, spec, request.ignore_if_exists).map_err(catalog_error)
         })
         .await?;
-        self.node.host_table(info.table_id, info.bucket_count, false).await.map_err(|error| {
-            WireError::unknown_server_error(format!("cannot host table {}: {error}", info.path))
-        })?;
+        self.node
+            .host_table(info.table_id, info.bucket_count, info.is_partitioned())
+            .await
+            .map_err(|error| {
+                WireError::unknown_server_error(format!("cannot host table {}: {error}", info.path))
+            })?;
         encode_response(&CreateTableResponse {})
     }
 

@@ -9,6 +9,7 @@ mod admin;
 mod kv_requests;
 mod log_requests;
 mod metadata;
+mod partitions;
 mod scan_kv;
 mod table_json;
 
@@ -100,6 +101,9 @@ impl Gateway {
             ApiKey::TableExists => self.table_exists(&body),
             ApiKey::GetTableSchema => self.get_table_schema(&body),
             ApiKey::Metadata => self.metadata(&body),
+            ApiKey::CreatePartition => self.create_partition(&body).await,
+            ApiKey::DropPartition => self.drop_partition(&body).await,
+            ApiKey::ListPartitionInfos => self.list_partition_infos(&body),
             ApiKey::InitWriter => {
                 let _request: InitWriterRequest = decode_request(&body)?;
                 let writer_ids = Arc::clone(&self.writer_ids);

@@ -5,8 +5,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use kvtablet_core::env::LocalFs;
 use kvtablet_prod::catalog::{
-    codes, Catalog, CatalogConfig, CatalogError, TablePath, TableSpec, CATALOG_FILE,
+    codes, Catalog, CatalogConfig, CatalogError, TablePath, TableSpec, CATALOG_DIR, CATALOG_FILE,
 };
 use kvtablet_prod::disk_fs::DiskFs;
 use kvtablet_prod::system_clock::SystemClock;
@@ -195,9 +196,9 @@ fn a_table_takes_no_more_partitions_or_buckets_than_its_limits() {
 #[test]
 fn a_catalog_file_written_before_partitions_still_loads() {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::create_dir_all(dir.path().join("catalog")).unwrap();
-    let fixture = include_bytes!("fixtures/catalog_v1.bin");
-    std::fs::write(dir.path().join(CATALOG_FILE), fixture).unwrap();
+    let fs = DiskFs::new(dir.path()).expect("DiskFs");
+    fs.create_dir_all(CATALOG_DIR).unwrap();
+    fs.write(CATALOG_FILE, include_bytes!("fixtures/catalog_v1.bin")).unwrap();
     let catalog = open(dir.path(), CatalogConfig::DEFAULT);
     assert_eq!(catalog.list_databases(), ["shop"]);
     assert_eq!(catalog.list_tables("shop").unwrap(), ["items", "orders"]);

@@ -293,3 +293,13 @@ class TestPartitionedTable:
         upsert(runner, Ctx.table, rows_of(PARTITIONS[0], version=4)[:3], "upsert after restart")
         expected = rows_of(PARTITIONS[0], version=4)[:3] + rows_of(PARTITIONS[0])[3:]
         check_lookups(runner, Ctx.table, PARTITIONS[0], expected)
+
+    def test_full_scan_kv_dump_of_a_partition_matches(self, kvtablet_bin, server):
+        partition = PARTITIONS[0]
+        expected = rows_of(partition, version=4)[:3] + rows_of(partition)[3:]
+        rows: List[Row] = []
+        for bucket in range(BUCKETS):
+            rows += support.run_scan_cli(
+                kvtablet_bin, server, DB, "events", bucket, support.CALL_TIMEOUT_S, partition=name_of(partition)
+            )
+        assert sort_rows(rows) == sort_rows(expected)

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use crate::catalog::{Catalog, CatalogConfig, CatalogError};
 use crate::config::ServeConfig;
 use crate::disk_fs::DiskFs;
-use crate::gateway::FlussGateway;
+use crate::gateway::{FlussGateway, AUTO_PARTITION_CHECK_INTERVAL};
 use crate::metrics::metrics_server::Render;
 use crate::metrics::{MeteredHandler, MetricsServer, NodeMetrics};
 use crate::node::{Node, NodeConfig, NodeError, NodeHandle};
@@ -117,12 +117,17 @@ impl ServedNode {
                 return Err(error.into());
             }
         };
-        let metered: Arc<dyn WireHandler> = Arc::new(MeteredHandler::new(gateway, metrics.clone()));
         let (stop, stopped) = watch::channel(false);
         let until_stopped = |mut stopped: watch::Receiver<bool>| async move {
             let _ = stopped.wait_for(|stop| *stop).await;
         };
-        let mut tasks = vec![tokio::spawn(wire.serve(metered, until_stopped(stopped.clone())))];
+        let auto_partitioning = gateway
+            .auto_partitioning(AUTO_PARTITION_CHECK_INTERVAL, until_stopped(stopped.clone()));
+        let metered: Arc<dyn WireHandler> = Arc::new(MeteredHandler::new(gateway, metrics.clone()));
+        let mut tasks = vec![
+            tokio::spawn(wire.serve(metered, until_stopped(stopped.clone()))),
+            tokio::spawn(auto_partitioning),
+        ];
         if let Some(server) = metrics_server {
             let wire_stats = Arc::clone(&wire_stats);
             let render: Render = Arc::new(move || {

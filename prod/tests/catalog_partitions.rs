@@ -213,3 +213,85 @@ fn a_catalog_file_written_before_partitions_still_loads() {
     assert_eq!(reopened.get_table(&TablePath::new("shop", "orders")).unwrap(), orders);
     assert_eq!(reopened.next_partition_id(), 0);
 }
+
+/// `(id INT, day STRING, v STRING)`, key `(id, day)`, partitioned by `day`, with `properties`.
+fn auto_partitioned_spec(properties: &[(&str, &str)]) -> TableSpec {
+    TableSpec {
+        schema_json: r#"{"version":1,"columns":[{"name":"id","data_type":{"type":"INTEGER","nullable":false},"id":0},{"name":"day","data_type":{"type":"STRING","nullable":false},"id":1},{"name":"v","data_type":{"type":"STRING"},"id":2}],"primary_key":["id","day"],"highest_field_id":2}"#.to_string(),
+        columns: strings(&["id", "day", "v"]),
+        primary_key: strings(&["id", "day"]),
+        partition_key: strings(&["day"]),
+        properties: properties.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        ..TableSpec::default()
+    }
+}
+
+/// 2024-11-11T23:30:00Z.
+const NOV_11_2024_23_30_MS: i64 = 1_731_367_800_000;
+const DAY_MS: i64 = 86_400_000;
+
+#[test]
+fn automatic_partitions_are_created_ahead_and_dropped_past_retention_as_time_passes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let catalog = open(dir.path(), CatalogConfig::DEFAULT);
+    catalog.create_database("db", None, false).expect("database");
+    let path = TablePath::new("db", "daily");
+    let properties = [
+        ("table.auto-partition.enabled", "true"),
+        ("table.auto-partition.time-unit", "day"),
+        ("table.auto-partition.num-precreate", "3"),
+        ("table.auto-partition.num-retention", "2"),
+    ];
+    catalog.create_table(&path, auto_partitioned_spec(&properties), false).expect("table");
+    catalog.create_partition(&path, &spec(&[("day", "manual")]), false).expect("by hand");
+    let names = || -> Vec<String> {
+        catalog.list_partitions(&path, None).expect("listed").iter().map(|p| p.name()).collect()
+    };
+    let created_names = |changes: &kvtablet_prod::catalog::AutoPartitionChanges| -> Vec<String> {
+        changes.created.iter().map(|c| c.partition.name()).collect()
+    };
+
+    let first = catalog.auto_partition_tick(NOV_11_2024_23_30_MS).expect("tick");
+    assert_eq!(created_names(&first), ["20241111", "20241112", "20241113"]);
+    assert!(first.dropped.is_empty());
+    let again = catalog.auto_partition_tick(NOV_11_2024_23_30_MS + 60_000).expect("tick");
+    assert_eq!(again, Default::default(), "nothing to do within the same day");
+
+    let later = catalog.auto_partition_tick(NOV_11_2024_23_30_MS + 3 * DAY_MS).expect("tick");
+    assert_eq!(created_names(&later), ["20241114", "20241115", "20241116"]);
+    let dropped: Vec<String> = later.dropped.iter().map(|d| d.partition.name()).collect();
+    assert_eq!(dropped, ["20241111"], "kept: the 2 days before the 14th");
+    assert_eq!(
+        names(),
+        ["manual", "20241112", "20241113", "20241114", "20241115", "20241116"],
+        "a partition not named by the time format is never dropped"
+    );
+    let ids: Vec<i64> =
+        catalog.list_partitions(&path, None).unwrap().iter().map(|p| p.partition_id).collect();
+    assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "{ids:?}");
+}
+
+#[test]
+fn automatic_partitioning_settings_fluss_refuses_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let catalog = open(dir.path(), CatalogConfig::DEFAULT);
+    catalog.create_database("db", None, false).expect("database");
+    let refused =
+        |spec: TableSpec| code(catalog.create_table(&TablePath::new("db", "t"), spec, false));
+    let enabled = ("table.auto-partition.enabled", "true");
+    let not_partitioned =
+        TableSpec { partition_key: Vec::new(), ..auto_partitioned_spec(&[enabled]) };
+    assert_eq!(refused(not_partitioned), codes::INVALID_CONFIG);
+    let unit = ("table.auto-partition.time-unit", "WEEK");
+    assert_eq!(refused(auto_partitioned_spec(&[enabled, unit])), codes::INVALID_CONFIG);
+    let zone = ("table.auto-partition.time-zone", "Asia/Shanghai");
+    assert_eq!(refused(auto_partitioned_spec(&[enabled, zone])), codes::INVALID_CONFIG);
+    let precreate = ("table.auto-partition.num-precreate", "-1");
+    assert_eq!(refused(auto_partitioned_spec(&[enabled, precreate])), codes::INVALID_CONFIG);
+    let flag = ("table.auto-partition.enabled", "yes");
+    assert_eq!(refused(auto_partitioned_spec(&[flag])), codes::INVALID_CONFIG);
+    let offset = ("table.auto-partition.time-zone", "+08:00");
+    catalog
+        .create_table(&TablePath::new("db", "t"), auto_partitioned_spec(&[enabled, offset]), false)
+        .expect("a fixed offset is a time zone");
+}

@@ -303,3 +303,37 @@ class TestPartitionedTable:
                 kvtablet_bin, server, DB, "events", bucket, support.CALL_TIMEOUT_S, partition=name_of(partition)
             )
         assert sort_rows(rows) == sort_rows(expected)
+
+
+def test_an_automatically_partitioned_table_gets_its_partitions_at_creation(runner, client):
+    """`table.auto-partition.*`: partitions of the current day (UTC) and the next one (the
+    default `num-precreate` 2) exist as soon as the table does, and take writes."""
+    from datetime import datetime, timedelta, timezone
+
+    admin = client.admin
+    path = fluss.TablePath(DB, "daily")
+    schema = fluss.Schema(pa.schema([("id", pa.int32()), ("day", pa.string()), ("v", pa.string())]),
+                          primary_keys=["id", "day"])
+    descriptor = fluss.TableDescriptor(
+        schema, partition_keys=["day"], bucket_count=1,
+        properties={"table.auto-partition.enabled": "true", "table.auto-partition.time-unit": "DAY"},
+    )
+    before = datetime.now(timezone.utc)
+    runner.run(lambda: admin.create_database(DB, ignore_if_exists=True), "create_database")
+    runner.run(lambda: admin.create_table(path, descriptor), "create_table (auto-partitioned)")
+    after = datetime.now(timezone.utc)
+    infos = runner.run(lambda: admin.list_partition_infos(path), "list_partition_infos")
+    names = sorted(info.partition_name for info in infos)
+    expected = [
+        sorted([day.strftime("%Y%m%d"), (day + timedelta(days=1)).strftime("%Y%m%d")]) for day in (before, after)
+    ]
+    assert names in expected, names
+    table = runner.run(lambda: client.connection.get_table(path), "get_table")
+    upsert(runner, table, [{"id": 1, "day": names[0], "v": "x"}], "upsert into an automatic partition")
+    lookuper = runner.run(lambda: table.new_lookup().create_lookuper(), "create_lookuper")
+    found = runner.run(lambda: lookuper.lookup([1, names[0]]), "lookup")
+    assert found is not None and dict(found)["v"] == "x", found
+    schema_int = fluss.Schema(pa.schema([("id", pa.int32()), ("day", pa.int32())]), primary_keys=["id", "day"])
+    refused = fluss.TableDescriptor(schema_int, partition_keys=["day"], properties={"table.auto-partition.enabled": "true"})
+    expect_error(runner, lambda: admin.create_table(fluss.TablePath(DB, "daily_int"), refused),
+                 fluss.ErrorCode.INVALID_CONFIG_EXCEPTION, "an automatic partition key that is not a STRING")

@@ -18,6 +18,7 @@
 //! the mutating methods from a blocking context (`spawn_blocking`) when on an async runtime.
 //! Changes are serialized by one lock; reads take the same lock briefly and clone.
 
+mod auto_partition;
 mod codec;
 mod error;
 mod model;
@@ -27,6 +28,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use kvtablet_core::env::{Clock, LocalFs};
 
+pub use auto_partition::{
+    AutoPartitionChanges, AutoPartitioning, TimeUnit, PROP_AUTO_PARTITION_ENABLED,
+    PROP_AUTO_PARTITION_KEY, PROP_AUTO_PARTITION_NUM_PRECREATE, PROP_AUTO_PARTITION_NUM_RETENTION,
+    PROP_AUTO_PARTITION_TIME_UNIT, PROP_AUTO_PARTITION_TIME_ZONE,
+};
 pub use error::{codes, CatalogError};
 pub use model::{
     invalid_name_reason, physical_primary_key, CatalogConfig, DatabaseInfo, SchemaVersion,

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use super::auto_partition::AutoPartitioning;
 use super::error::CatalogError;
 
 /// Longest database or table name Fluss accepts.
@@ -25,12 +26,8 @@ pub const PROP_LOG_FORMAT: &str = "table.log.format";
 /// Table property choosing the changelog image; only `FULL` (`-U` and `+U`) is supported.
 pub const PROP_CHANGELOG_IMAGE: &str = "table.changelog.image";
 /// Table properties for features this server does not have: refused rather than ignored.
-pub const UNSUPPORTED_PROPS: [&str; 4] = [
-    "table.merge-engine",
-    "table.datalake.format",
-    "table.auto-partition.enabled",
-    "table.auto-increment.fields",
-];
+pub const UNSUPPORTED_PROPS: [&str; 3] =
+    ["table.merge-engine", "table.datalake.format", "table.auto-increment.fields"];
 
 /// A database and a table in it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -274,6 +271,7 @@ pub(crate) fn validate_table_spec(
         )));
     }
     validate_properties(&spec.properties)?;
+    AutoPartitioning::of_properties(&spec.properties, &spec.partition_key)?;
     let mut properties = spec.properties.clone();
     properties
         .entry(PROP_KV_FORMAT_VERSION.to_string())

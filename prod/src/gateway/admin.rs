@@ -108,6 +108,10 @@ impl Gateway {
             .map_err(|error| {
                 WireError::unknown_server_error(format!("cannot host table {}: {error}", info.path))
             })?;
+        if info.is_partitioned() {
+            // An automatically partitioned table gets its first partitions at once.
+            self.auto_partition_tick(self.catalog.now_wall_ms()).await?;
+        }
         encode_response(&CreateTableResponse {})
     }
 

@@ -18,8 +18,10 @@ pub use kv_requests::{
 };
 pub use log_requests::FETCH_BYTES_MAX;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::{BoxFuture, FutureExt};
@@ -65,6 +67,37 @@ impl FlussGateway {
         let writer_ids =
             Arc::new(WriterIdAllocator::open(catalog.fs(), WRITER_ID_MARK_FILE, WRITER_ID_BLOCK)?);
         Ok(FlussGateway { inner: Arc::new(Gateway { catalog, node, advertised, writer_ids }) })
+    }
+}
+
+/// How often automatic partitioning runs (Fluss's `auto-partition.check.interval`).
+pub const AUTO_PARTITION_CHECK_INTERVAL: Duration = Duration::from_secs(10 * 60);
+
+impl FlussGateway {
+    /// Automatic partitioning (see `Catalog::auto_partition_tick`) now, then every
+    /// `interval` until `stopped` completes. A failed pass is logged and tried again at the
+    /// next one.
+    pub fn auto_partitioning(
+        &self,
+        interval: Duration,
+        stopped: impl Future<Output = ()> + Send + 'static,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let gateway = Arc::clone(&self.inner);
+        async move {
+            let mut stopped = std::pin::pin!(stopped);
+            loop {
+                if let Err(error) = gateway.auto_partition_tick(gateway.catalog.now_wall_ms()).await
+                {
+                    tracing::error!(%error, "automatic partitioning failed");
+                }
+                let tick = std::pin::pin!(tokio::time::sleep(interval));
+                if let futures::future::Either::Left(_) =
+                    futures::future::select(stopped.as_mut(), tick).await
+                {
+                    return;
+                }
+            }
+        }
     }
 }
 

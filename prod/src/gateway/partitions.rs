@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::admin::table_path;
 use super::{blocking, catalog_error, Gateway};
-use crate::catalog::{codes, PartitionInfo};
+use crate::catalog::{codes, AutoPartitionChanges, PartitionInfo, PROP_AUTO_PARTITION_ENABLED};
 use crate::format::{TableDescriptor, TypeRoot};
 use crate::wire::error::{decode_request, encode_response};
 use crate::wire::messages::{
@@ -32,14 +32,28 @@ fn partition_key_type_supported(root: TypeRoot) -> bool {
     }
 }
 
-/// Refuses a partition key whose column type Fluss does not partition by (INVALID_TABLE).
-/// The other partition-key rules are the catalog's.
+/// Refuses a partition key whose column type Fluss does not partition by (INVALID_TABLE),
+/// and an automatic partition key that is not a STRING (INVALID_CONFIG). The other
+/// partition-key rules are the catalog's.
 pub(crate) fn check_partition_key_types(descriptor: &TableDescriptor) -> Result<(), WireError> {
+    let auto_partitioned = descriptor
+        .properties
+        .get(PROP_AUTO_PARTITION_ENABLED)
+        .is_some_and(|value| value.eq_ignore_ascii_case("true"));
     for key in &descriptor.partition_keys {
         let Some(column) = descriptor.schema.columns.iter().find(|column| &column.name == key)
         else {
             continue; // the catalog refuses a partition key that is not a column
         };
+        if auto_partitioned && column.data_type.root != TypeRoot::String {
+            return Err(WireError::new(
+                codes::INVALID_CONFIG,
+                format!(
+                    "the automatic partition key '{key}' must be a STRING, not {}",
+                    column.data_type.root.json_name()
+                ),
+            ));
+        }
         if !partition_key_type_supported(column.data_type.root) {
             return Err(WireError::new(
                 codes::INVALID_TABLE,
@@ -113,6 +127,44 @@ impl Gateway {
                 .await;
         }
         encode_response(&DropPartitionResponse {})
+    }
+
+    /// One pass of automatic partitioning at `now_ms` (see
+    /// [`crate::catalog::Catalog::auto_partition_tick`]): the partitions it creates are hosted
+    /// and led, those it drops unhosted.
+    pub(crate) async fn auto_partition_tick(
+        self: &Arc<Self>,
+        now_ms: i64,
+    ) -> Result<AutoPartitionChanges, WireError> {
+        let catalog = Arc::clone(&self.catalog);
+        let changes =
+            blocking(move || catalog.auto_partition_tick(now_ms).map_err(catalog_error)).await?;
+        for created in &changes.created {
+            let (table, partition) = (&created.table, &created.partition);
+            self.node
+                .host_partition(table.table_id, partition.partition_id, table.bucket_count)
+                .await
+                .map_err(|error| {
+                    WireError::unknown_server_error(format!(
+                        "cannot host partition {} of {}: {error}",
+                        partition.name(),
+                        table.path
+                    ))
+                })?;
+        }
+        for dropped in &changes.dropped {
+            self.node
+                .unhost_partition(dropped.table.table_id, dropped.partition.partition_id)
+                .await;
+        }
+        if !changes.created.is_empty() || !changes.dropped.is_empty() {
+            tracing::info!(
+                created = changes.created.len(),
+                dropped = changes.dropped.len(),
+                "automatic partitioning"
+            );
+        }
+        Ok(changes)
     }
 
     pub(crate) fn list_partition_infos(&self, body: &[u8]) -> WireResponse {

@@ -35,6 +35,8 @@ pub enum ErrorCode {
     /// A partial update's target columns are not allowed (a key column missing, an omitted
     /// column that is NOT NULL, a table without partial updates).
     InvalidTargetColumn,
+    /// A partition id or name that no partition of the table has (any more).
+    PartitionNotExists,
 }
 
 impl ErrorCode {
@@ -67,6 +69,7 @@ impl ErrorCode {
             ErrorCode::DuplicateSequence => 32,
             ErrorCode::InvalidColumnProjection => 34,
             ErrorCode::InvalidTargetColumn => 35,
+            ErrorCode::PartitionNotExists => 36,
         }
     }
 

@@ -1,6 +1,6 @@
 //! A tablet server: hosts replicas and answers requests for them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Weak};
 
 use crate::sync::{Mutex, MutexGuard, Stop, StopCause};
@@ -34,6 +34,49 @@ pub struct TableConfig {
     /// How a put with target columns merges into existing rows; `None` refuses such puts
     /// with `INVALID_TARGET_COLUMN`.
     pub partial_updates: Option<PartialUpdates>,
+    /// A partitioned table's buckets are those of its partitions, each bucket naming its
+    /// partition's id; they are served only for the partitions added by
+    /// [`TabletServer::add_partition`]. A non-partitioned table's buckets name no partition.
+    pub partitioned: bool,
+}
+
+/// A table as the server serves it: its config and, when partitioned, the partitions served.
+#[derive(Debug, Clone)]
+struct ServedTable {
+    config: TableConfig,
+    /// Ids of the partitions served; always empty for a non-partitioned table.
+    partitions: BTreeSet<i64>,
+}
+
+impl ServedTable {
+    fn new(config: TableConfig) -> Self {
+        ServedTable { config, partitions: BTreeSet::new() }
+    }
+
+    /// Whether `bucket` is one of this table's served buckets: a bucket id in range, and a
+    /// served partition id for a partitioned table, none for a non-partitioned one. A
+    /// partition the table does not have (never added, or removed) is `PartitionNotExists`.
+    fn check(&self, bucket: TableBucket) -> Result<(), KvError> {
+        if bucket.bucket_id < 0 || bucket.bucket_id >= self.config.bucket_count {
+            return Err(KvError::UnknownTableOrBucket(bucket.to_string()));
+        }
+        match (self.config.partitioned, bucket.partition_id) {
+            (false, None) => Ok(()),
+            (false, Some(_)) => Err(KvError::UnknownTableOrBucket(format!(
+                "{bucket}: table {} is not partitioned",
+                bucket.table_id
+            ))),
+            (true, None) => Err(KvError::UnknownTableOrBucket(format!(
+                "{bucket}: table {} is partitioned, a bucket of it names its partition",
+                bucket.table_id
+            ))),
+            (true, Some(partition_id)) if self.partitions.contains(&partition_id) => Ok(()),
+            (true, Some(partition_id)) => Err(KvError::PartitionNotExists(format!(
+                "partition {partition_id} of table {} ({bucket})",
+                bucket.table_id
+            ))),
+        }
+    }
 }
 
 /// Per-request limits: everything a client sends is bounded.
@@ -68,7 +111,7 @@ pub struct TabletServer {
     env: Env,
     config: TabletServerConfig,
     /// The tables served: those of the config, then those added by [`TabletServer::add_table`].
-    tables: Mutex<BTreeMap<i64, TableConfig>>,
+    tables: Mutex<BTreeMap<i64, ServedTable>>,
     logs: LogRegistry,
     replicas: Mutex<Replicas>,
     scanners: Arc<ScannerManager>,
@@ -99,7 +142,11 @@ impl TabletServer {
             assert!(table.bucket_count > 0, "table {} has no buckets", table.table_id);
             assert!(!table.schema_ids.is_empty(), "table {} has no schema", table.table_id);
         }
-        let tables = config.tables.iter().map(|table| (table.table_id, table.clone())).collect();
+        let tables = config
+            .tables
+            .iter()
+            .map(|table| (table.table_id, ServedTable::new(table.clone())))
+            .collect();
         let scanners = Arc::new(ScannerManager::new(env.clone(), config.scanner));
         let stop = scanners.stop_signal().clone();
         let name = format!("scanner-expiration node{}", env.node_id);
@@ -136,8 +183,61 @@ impl TabletServer {
         if tables.contains_key(&table.table_id) {
             return Ok(false);
         }
-        tables.insert(table.table_id, table);
+        tables.insert(table.table_id, ServedTable::new(table));
         Ok(true)
+    }
+
+    /// Serves partition `partition_id` of the partitioned table `table_id` from now on (its
+    /// buckets are created by BecomeLeader or BecomeFollower). Returns `Ok(false)` if it is
+    /// served already; a table that is not served or not partitioned, or a negative id, is
+    /// refused.
+    pub fn add_partition(&self, table_id: i64, partition_id: i64) -> Result<bool, ApiError> {
+        let mut tables = self.lock_tables();
+        let table = tables.get_mut(&table_id).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::UnknownTableOrBucket,
+                format!("table {table_id} is not served here"),
+            )
+        })?;
+        if !table.config.partitioned || partition_id < 0 {
+            return Err(ApiError::new(
+                ErrorCode::UnknownTableOrBucket,
+                format!(
+                    "partition {partition_id} of table {table_id}: the table is {}",
+                    if table.config.partitioned { "partitioned" } else { "not partitioned" }
+                ),
+            ));
+        }
+        Ok(table.partitions.insert(partition_id))
+    }
+
+    /// Stops serving partition `partition_id` of `table_id` (a dropped partition): its buckets
+    /// answer PARTITION_NOT_EXISTS from now on, and its replicas are stopped and forgotten, as
+    /// [`TabletServer::remove_table`] does for a table. The returned future completes when
+    /// their flush tasks have ended; it yields whether the partition was served.
+    pub fn remove_partition(&self, table_id: i64, partition_id: i64) -> BoxFuture<'static, bool> {
+        // The partition goes first, so that no request can create a replica for it again.
+        let removed = self
+            .lock_tables()
+            .get_mut(&table_id)
+            .is_some_and(|table| table.partitions.remove(&partition_id));
+        let stopped = self.stop_replicas_where(|bucket| {
+            bucket.table_id == table_id && bucket.partition_id == Some(partition_id)
+        });
+        async move {
+            stopped.await;
+            removed
+        }
+        .boxed()
+    }
+
+    /// The ids of the partitions of `table_id` served, in order (none for a table that is not
+    /// served or not partitioned).
+    pub fn partitions(&self, table_id: i64) -> Vec<i64> {
+        self.lock_tables()
+            .get(&table_id)
+            .map(|table| table.partitions.iter().copied().collect())
+            .unwrap_or_default()
     }
 
     /// Stops hosting `table_id` (a dropped table): its buckets answer UNKNOWN_TABLE_OR_BUCKET
@@ -146,15 +246,26 @@ impl TabletServer {
     /// flush tasks have ended; it yields the table's config, `None` if it was not hosted.
     pub fn remove_table(&self, table_id: i64) -> BoxFuture<'static, Option<TableConfig>> {
         // The table goes first, so that no request can create a replica for it again.
-        let removed = self.lock_tables().remove(&table_id);
+        let removed = self.lock_tables().remove(&table_id).map(|table| table.config);
+        let stopped = self.stop_replicas_where(|bucket| bucket.table_id == table_id);
+        async move {
+            stopped.await;
+            removed
+        }
+        .boxed()
+    }
+
+    /// Stops and forgets the replicas of the buckets `selected` picks, which closes their
+    /// scans, ends their flush tasks and releases their engines; the future completes when the
+    /// flush tasks have ended. The caller stops serving those buckets first.
+    fn stop_replicas_where(
+        &self,
+        selected: impl Fn(&TableBucket) -> bool,
+    ) -> BoxFuture<'static, ()> {
         let replicas: Vec<Arc<Replica>> = {
             let mut replicas = self.lock_replicas();
-            let buckets: Vec<TableBucket> = replicas
-                .by_bucket
-                .keys()
-                .filter(|bucket| bucket.table_id == table_id)
-                .copied()
-                .collect();
+            let buckets: Vec<TableBucket> =
+                replicas.by_bucket.keys().filter(|bucket| selected(bucket)).copied().collect();
             buckets.iter().filter_map(|bucket| replicas.by_bucket.remove(bucket)).collect()
         };
         async move {
@@ -163,7 +274,6 @@ impl TabletServer {
                     task.join().await;
                 }
             }
-            removed
         }
         .boxed()
     }
@@ -415,18 +525,12 @@ impl TabletServer {
     }
 
     pub(crate) fn check_bucket(&self, bucket: TableBucket) -> Result<TableConfig, KvError> {
-        let table = self
-            .lock_tables()
+        let tables = self.lock_tables();
+        let table = tables
             .get(&bucket.table_id)
-            .cloned()
             .ok_or_else(|| KvError::UnknownTableOrBucket(bucket.to_string()))?;
-        if bucket.bucket_id < 0
-            || bucket.bucket_id >= table.bucket_count
-            || bucket.partition_id.is_some()
-        {
-            return Err(KvError::UnknownTableOrBucket(bucket.to_string()));
-        }
-        Ok(table)
+        table.check(bucket)?;
+        Ok(table.config.clone())
     }
 
     fn check_writes(&self, table: &TableConfig, writes: &[KvWrite]) -> Result<(), KvError> {
@@ -520,7 +624,7 @@ impl TabletServer {
     }
 
     /// Poisoning is harmless here, as for the replicas: single inserts and removals.
-    fn lock_tables(&self) -> MutexGuard<'_, BTreeMap<i64, TableConfig>> {
+    fn lock_tables(&self) -> MutexGuard<'_, BTreeMap<i64, ServedTable>> {
         self.tables.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
@@ -543,5 +647,54 @@ fn partial_updater(
             "table {} does not take partial updates (target columns {target_columns:?})",
             table.table_id
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn served(partitioned: bool, partitions: &[i64]) -> ServedTable {
+        let config = TableConfig {
+            table_id: 7,
+            bucket_count: 2,
+            schema_ids: vec![1],
+            partial_updates: None,
+            partitioned,
+        };
+        ServedTable { config, partitions: partitions.iter().copied().collect() }
+    }
+
+    fn bucket(partition_id: Option<i64>, bucket_id: i32) -> TableBucket {
+        TableBucket { table_id: 7, partition_id, bucket_id }
+    }
+
+    #[test]
+    fn a_non_partitioned_table_serves_only_buckets_without_a_partition() {
+        let table = served(false, &[]);
+        assert_eq!(table.check(bucket(None, 1)), Ok(()));
+        let partitioned = table.check(bucket(Some(3), 1)).unwrap_err();
+        assert_eq!(partitioned.code(), ErrorCode::UnknownTableOrBucket, "{partitioned}");
+        let out_of_range = table.check(bucket(None, 2)).unwrap_err();
+        assert_eq!(out_of_range.code(), ErrorCode::UnknownTableOrBucket);
+    }
+
+    #[test]
+    fn a_partitioned_table_serves_only_buckets_of_its_served_partitions() {
+        let table = served(true, &[3, 5]);
+        assert_eq!(table.check(bucket(Some(3), 0)), Ok(()));
+        assert_eq!(table.check(bucket(Some(5), 1)), Ok(()));
+        let without_partition = table.check(bucket(None, 0)).unwrap_err();
+        assert_eq!(without_partition.code(), ErrorCode::UnknownTableOrBucket);
+        let missing = table.check(bucket(Some(4), 0)).unwrap_err();
+        assert_eq!(missing.code(), ErrorCode::PartitionNotExists, "{missing}");
+        assert!(!missing.is_retriable(), "a missing partition is final");
+        let out_of_range = table.check(bucket(Some(3), 2)).unwrap_err();
+        assert_eq!(out_of_range.code(), ErrorCode::UnknownTableOrBucket);
+    }
+
+    #[test]
+    fn partition_not_exists_travels_as_code_36() {
+        assert_eq!(ErrorCode::PartitionNotExists.wire_code(), 36);
     }
 }

@@ -138,6 +138,7 @@ fn start_server(env: &Env) -> Arc<TabletServer> {
             bucket_count: 1,
             schema_ids: vec![SCHEMA_ID],
             partial_updates: None,
+            partitioned: false,
         }],
         kv: KvTabletConfig::DEFAULT,
         limits: RequestLimits::DEFAULT,

@@ -37,6 +37,9 @@ pub enum Command {
         database: String,
         #[arg(long)]
         table: String,
+        /// The partition of a partitioned table: its name, the values joined by `$`.
+        #[arg(long)]
+        partition: Option<String>,
         #[arg(long)]
         bucket: i32,
         /// The page size asked of the server.

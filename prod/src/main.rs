@@ -32,8 +32,8 @@ fn main() -> ExitCode {
     let outcome = runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => cli::serve(args, handle).await,
-            Command::Scan { server, database, table, bucket, batch_size_bytes } => {
-                let target = ScanTarget { server, database, table, bucket };
+            Command::Scan { server, database, table, partition, bucket, batch_size_bytes } => {
+                let target = ScanTarget { server, database, table, partition, bucket };
                 let options =
                     ScanCommandOptions { batch_size_bytes, ..ScanCommandOptions::DEFAULT };
                 scan_command::run(target, options, handle).await.map(drop).map_err(Into::into)

@@ -222,30 +222,59 @@ impl NodeHandle {
     }
 
     /// Hosts and leads buckets `0..bucket_count` of `table_id` (each at its log's epoch + 1),
-    /// unless the table is hosted already. `partial_updates` is the table's merge rule for
-    /// PutKv with target columns (`None` refuses them).
+    /// unless the table is hosted already. A partitioned table has no buckets of its own:
+    /// those of each partition are led by [`NodeHandle::host_partition`]. `partial_updates` is
+    /// the table's merge rule for PutKv with target columns (`None` refuses them).
     pub async fn host_table(
         &self,
         table_id: i64,
         bucket_count: i32,
+        partitioned: bool,
         partial_updates: Option<PartialUpdates>,
     ) -> Result<(), NodeError> {
-        let table = TableConfig {
-            table_id,
-            bucket_count,
-            schema_ids: self.schema_ids.clone(),
-            partial_updates,
-        };
+        let schema_ids = self.schema_ids.clone();
+        let table =
+            TableConfig { table_id, bucket_count, schema_ids, partitioned, partial_updates };
         let added = self.server.add_table(table).map_err(|error| {
             NodeError::InvalidConfig(format!("cannot host table {table_id}: {error:?}"))
         })?;
-        if !added {
+        if !added || partitioned {
             return Ok(());
         }
         for bucket_id in 0..bucket_count {
             lead_bucket(self, TableBucket::new(table_id, bucket_id)).await?;
         }
         Ok(())
+    }
+
+    /// Hosts and leads buckets `0..bucket_count` of partition `partition_id` of the hosted
+    /// partitioned table `table_id`, unless the partition is hosted already.
+    pub async fn host_partition(
+        &self,
+        table_id: i64,
+        partition_id: i64,
+        bucket_count: i32,
+    ) -> Result<(), NodeError> {
+        let added = self.server.add_partition(table_id, partition_id).map_err(|error| {
+            NodeError::InvalidConfig(format!(
+                "cannot host partition {partition_id} of table {table_id}: {error:?}"
+            ))
+        })?;
+        if !added {
+            return Ok(());
+        }
+        for bucket_id in 0..bucket_count {
+            let bucket = TableBucket { table_id, partition_id: Some(partition_id), bucket_id };
+            lead_bucket(self, bucket).await?;
+        }
+        Ok(())
+    }
+
+    /// Stops serving a dropped partition, as [`NodeHandle::unhost_table`] does for a table:
+    /// its buckets answer PARTITION_NOT_EXISTS from now on (core's `remove_partition`).
+    pub async fn unhost_partition(&self, table_id: i64, partition_id: i64) {
+        let hosted = self.server.remove_partition(table_id, partition_id).await;
+        tracing::info!(table_id, partition_id, hosted, "partition no longer hosted");
     }
 }
 
@@ -426,6 +455,7 @@ fn server_config(config: &NodeConfig) -> TabletServerConfig {
             bucket_count,
             schema_ids: config.schema_ids.clone(),
             partial_updates: config.partial_updates.get(&table_id).cloned(),
+            partitioned: false,
         })
         .collect();
     TabletServerConfig {
@@ -486,9 +516,9 @@ mod tests {
             let before = node.request(put()).await.expect("answered");
             assert!(matches!(before, Response::Error(_)), "{before:?}");
             let node_handle = node.handle().expect("running");
-            node_handle.host_table(7, 2, None).await.expect("hosts");
+            node_handle.host_table(7, 2, false, None).await.expect("hosts");
             // Hosting again changes nothing.
-            node_handle.host_table(7, 2, None).await.expect("hosts again");
+            node_handle.host_table(7, 2, false, None).await.expect("hosts again");
             let after = node.request(put()).await.expect("answered");
             assert_eq!(after, Response::PutKv { base_offset: 0, end_offset: 1, duplicate: false });
             assert!(node_handle.stats().buckets.iter().any(|b| b.bucket.table_id == 7));
@@ -502,6 +532,65 @@ mod tests {
                 matches!(&dropped, Response::Error(error) if error.code == ErrorCode::UnknownTableOrBucket),
                 "{dropped:?}"
             );
+            node.shutdown().await;
+        });
+    }
+
+    #[test]
+    fn a_partition_added_at_run_time_is_led_and_refused_once_removed() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let handle = runtime.handle().clone();
+        runtime.block_on(async move {
+            let mut node =
+                Node::start(NodeConfig::for_tables(dir.path(), &[]), handle).await.expect("starts");
+            let node_handle = node.handle().expect("running");
+            node_handle.host_table(9, 2, true, None).await.expect("hosts the table");
+            assert!(
+                node_handle.stats().buckets.iter().all(|b| b.bucket.table_id != 9),
+                "a partitioned table has no buckets of its own"
+            );
+            let in_partition = |partition_id| TableBucket {
+                table_id: 9,
+                partition_id: Some(partition_id),
+                bucket_id: 1,
+            };
+            let put = |bucket| Request::PutKv {
+                bucket,
+                writes: vec![KvWrite { key: b"k".to_vec(), value: Some(b"\x01\x00v".to_vec()) }],
+                writer: None,
+                target_columns: None,
+            };
+            let code_of = |response: Response| match response {
+                Response::Error(error) => Some(error.code),
+                _ => None,
+            };
+            let missing = node.request(put(in_partition(4))).await.expect("answered");
+            assert_eq!(code_of(missing), Some(ErrorCode::PartitionNotExists));
+            node_handle.host_partition(9, 4, 2).await.expect("hosts the partition");
+            node_handle.host_partition(9, 5, 2).await.expect("hosts another partition");
+            let written = node.request(put(in_partition(4))).await.expect("answered");
+            assert_eq!(
+                written,
+                Response::PutKv { base_offset: 0, end_offset: 1, duplicate: false }
+            );
+            let unpartitioned = TableBucket::new(9, 1);
+            let refused = node.request(put(unpartitioned)).await.expect("answered");
+            assert_eq!(code_of(refused), Some(ErrorCode::UnknownTableOrBucket));
+
+            node_handle.unhost_partition(9, 4).await;
+            assert!(
+                node_handle.stats().buckets.iter().all(|b| b.bucket.partition_id != Some(4)),
+                "the dropped partition's replicas are gone"
+            );
+            let dropped = node.request(put(in_partition(4))).await.expect("answered");
+            assert_eq!(code_of(dropped), Some(ErrorCode::PartitionNotExists));
+            let other = node.request(put(in_partition(5))).await.expect("answered");
+            assert_eq!(other, Response::PutKv { base_offset: 0, end_offset: 1, duplicate: false });
             node.shutdown().await;
         });
     }

@@ -38,6 +38,8 @@ pub struct ScanTarget {
     pub server: String,
     pub database: String,
     pub table: String,
+    /// The partition (its name, values joined by `$`) of a partitioned table.
+    pub partition: Option<String>,
     pub bucket: i32,
 }
 
@@ -109,7 +111,7 @@ pub async fn scan_bucket(
     runtime: Handle,
     out: &mut dyn Write,
 ) -> Result<ScanSummary, ScanCommandError> {
-    let ScanTarget { server, database, table, bucket } = target;
+    let ScanTarget { server, database, table, partition, bucket } = target;
     let bootstrap = Arc::new(
         Connection::connect(server, options.connection).await.map_err(ScanCommandError::Connect)?,
     );
@@ -122,6 +124,12 @@ pub async fn scan_bucket(
             _ => ScanCommandError::Metadata { database, table, source },
         }
     })?;
+    let remote = match partition {
+        None => remote,
+        Some(name) => remote.fetch_partition(&bootstrap, name).await.map_err(|source| {
+            ScanCommandError::Metadata { database: database.clone(), table: table.clone(), source }
+        })?,
+    };
     if !(0..remote.bucket_count).contains(bucket) {
         return Err(ScanCommandError::UnknownBucket {
             database: database.clone(),
@@ -158,7 +166,11 @@ pub async fn scan_bucket(
         Arc::new(SystemClock::new()),
         Ledger::new(),
         leader.node_id,
-        TableBucket::new(remote.table_id, *bucket),
+        TableBucket {
+            table_id: remote.table_id,
+            partition_id: remote.partition_id,
+            bucket_id: *bucket,
+        },
         scanner_options,
     )
     .await

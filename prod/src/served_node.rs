@@ -14,10 +14,10 @@ use tokio::task::JoinHandle;
 use crate::catalog::{Catalog, CatalogConfig, CatalogError};
 use crate::config::ServeConfig;
 use crate::disk_fs::DiskFs;
-use crate::gateway::{partial_updates_of, FlussGateway};
+use crate::gateway::{partial_updates_of, FlussGateway, AUTO_PARTITION_CHECK_INTERVAL};
 use crate::metrics::metrics_server::Render;
 use crate::metrics::{MeteredHandler, MetricsServer, NodeMetrics};
-use crate::node::{Node, NodeConfig, NodeError};
+use crate::node::{Node, NodeConfig, NodeError, NodeHandle};
 use crate::system_clock::SystemClock;
 use crate::wire::{WireConfig, WireHandler, WireServer, WireStats};
 
@@ -79,8 +79,13 @@ impl ServedNode {
             CatalogConfig::DEFAULT,
         )?);
         catalog.create_default_database_if_none()?;
-        let tables: Vec<(i64, i32)> =
-            catalog.tables().iter().map(|table| (table.table_id, table.bucket_count)).collect();
+        // A partitioned table's buckets are its partitions', hosted once the node runs.
+        let tables: Vec<(i64, i32)> = catalog
+            .tables()
+            .iter()
+            .filter(|table| !table.is_partitioned())
+            .map(|table| (table.table_id, table.bucket_count))
+            .collect();
         let node_config = NodeConfig {
             scanner: config.scanner,
             kv: KvTabletConfig {
@@ -102,6 +107,10 @@ impl ServedNode {
                 return Err(bound.err().unwrap_or(ServedNodeError::Stopped));
             }
         };
+        if let Err(error) = host_partitioned_tables(&catalog, &handle).await {
+            node.shutdown().await;
+            return Err(error.into());
+        }
         let addr = wire.local_addr();
         let wire_stats = wire.stats();
         let metrics_addr = metrics_server.as_ref().map(MetricsServer::local_addr);
@@ -113,12 +122,17 @@ impl ServedNode {
                 return Err(error.into());
             }
         };
-        let metered: Arc<dyn WireHandler> = Arc::new(MeteredHandler::new(gateway, metrics.clone()));
         let (stop, stopped) = watch::channel(false);
         let until_stopped = |mut stopped: watch::Receiver<bool>| async move {
             let _ = stopped.wait_for(|stop| *stop).await;
         };
-        let mut tasks = vec![tokio::spawn(wire.serve(metered, until_stopped(stopped.clone())))];
+        let auto_partitioning = gateway
+            .auto_partitioning(AUTO_PARTITION_CHECK_INTERVAL, until_stopped(stopped.clone()));
+        let metered: Arc<dyn WireHandler> = Arc::new(MeteredHandler::new(gateway, metrics.clone()));
+        let mut tasks = vec![
+            tokio::spawn(wire.serve(metered, until_stopped(stopped.clone()))),
+            tokio::spawn(auto_partitioning),
+        ];
         if let Some(server) = metrics_server {
             let wire_stats = Arc::clone(&wire_stats);
             let render: Render = Arc::new(move || {
@@ -190,4 +204,18 @@ async fn bind_servers(
         }
         Err(source) => Err(ServedNodeError::MetricsListen { addr, source }),
     }
+}
+
+/// Hosts every partitioned table of the catalog and leads the buckets of each of its
+/// partitions, as at their creation.
+async fn host_partitioned_tables(catalog: &Catalog, node: &NodeHandle) -> Result<(), NodeError> {
+    for table in catalog.tables().iter().filter(|table| table.is_partitioned()) {
+        let partial_updates = partial_updates_of(table).ok();
+        node.host_table(table.table_id, table.bucket_count, true, partial_updates).await?;
+        // The catalog holds every partition of a partitioned table: listing cannot fail.
+        for partition in catalog.list_partitions(&table.path, None).unwrap_or_default() {
+            node.host_partition(table.table_id, partition.partition_id, table.bucket_count).await?;
+        }
+    }
+    Ok(())
 }

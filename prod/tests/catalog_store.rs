@@ -375,8 +375,9 @@ fn every_error_carries_its_fluss_code() {
     assert_eq!(invalid_table(duplicate_key), codes::INVALID_TABLE);
     let bucket_key_outside = TableSpec { bucket_key: strings(&["v"]), ..composite_spec() };
     assert_eq!(invalid_table(bucket_key_outside), codes::INVALID_TABLE);
-    let partitioned = TableSpec { partition_key: strings(&["a"]), ..composite_spec() };
-    assert_eq!(invalid_table(partitioned), codes::INVALID_TABLE);
+    // Partitioned by its bucket key: the bucket key must be outside the partition keys.
+    let bucket_key_partitions = TableSpec { partition_key: strings(&["a"]), ..composite_spec() };
+    assert_eq!(invalid_table(bucket_key_partitions), codes::INVALID_TABLE);
     let no_columns = TableSpec { columns: vec![], ..composite_spec() };
     assert_eq!(invalid_table(no_columns), codes::INVALID_TABLE);
     let duplicate_column = TableSpec { columns: strings(&["a", "b", "a"]), ..composite_spec() };

@@ -141,6 +141,7 @@ fn every_bucket_prints_its_rows_as_json_lines() {
             server,
             database: support::DATABASE.to_string(),
             table: "dumped".to_string(),
+            partition: None,
             bucket: 0,
         };
         let options = ScanCommandOptions { batch_size_bytes: 100, ..ScanCommandOptions::DEFAULT };
@@ -189,6 +190,7 @@ fn unknown_tables_missing_buckets_and_unreachable_servers_fail_clearly() {
             server: closed_addr.clone(),
             database: support::DATABASE.to_string(),
             table: "small".to_string(),
+            partition: None,
             bucket: 0,
         };
         let outcome = scan_bucket(

@@ -127,6 +127,7 @@ impl Script {
                     bucket_count: BUCKETS,
                     schema_ids: vec![SCHEMA_ID],
                     partial_updates: None,
+                    partitioned: false,
                 }],
                 kv: KvTabletConfig::DEFAULT,
                 limits: RequestLimits::DEFAULT,

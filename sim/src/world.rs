@@ -309,6 +309,7 @@ impl World {
                 bucket_count: self.plan.bucket_count(),
                 schema_ids: vec![SCHEMA_ID],
                 partial_updates: Some(PartialUpdates(Arc::new(SimPartialUpdates))),
+                partitioned: false,
             }],
             // A small pre-write buffer, so that a flush stalled by engine faults (or a slow
             // disk) turns into STORAGE_BACKPRESSURE, which the writers resend after a delay.

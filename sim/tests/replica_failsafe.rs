@@ -230,6 +230,7 @@ fn node() -> Node {
             bucket_count: 2,
             schema_ids: vec![1],
             partial_updates: None,
+            partitioned: false,
         }],
         kv: KvTabletConfig::DEFAULT,
         limits: RequestLimits::DEFAULT,

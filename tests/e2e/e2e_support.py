@@ -382,7 +382,8 @@ def first_difference(actual: List[Any], expected: List[Any]) -> str:
 
 
 def run_scan_cli(
-    binary: str, server: Server, database: str, table: str, bucket: int, timeout: float
+    binary: str, server: Server, database: str, table: str, bucket: int, timeout: float,
+    partition: Optional[str] = None,
 ) -> List[Row]:
     """`kvtablet scan`: a full ScanKv of one bucket, one JSON object
     per row per line, keyed by column name, NULL as null."""
@@ -397,7 +398,7 @@ def run_scan_cli(
         table,
         "--bucket",
         str(bucket),
-    ]
+    ] + (["--partition", partition] if partition is not None else [])
     try:
         done = subprocess.run(
             command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL

@@ -95,11 +95,11 @@ class TestAdmin:
         admin = client.admin
         log_table = fluss.TableDescriptor(fluss.Schema(pa.schema([("id", pa.int32())])))
         expect_error(runner, lambda: admin.create_table(fluss.TablePath(DB, "log"), log_table), fluss.ErrorCode.INVALID_TABLE_EXCEPTION, "log table")
-        partitioned = fluss.TableDescriptor(
-            fluss.Schema(pa.schema([("id", pa.int32()), ("day", pa.string())]), primary_keys=["id", "day"]),
+        partitioned_outside_key = fluss.TableDescriptor(
+            fluss.Schema(pa.schema([("id", pa.int32()), ("day", pa.string())]), primary_keys=["id"]),
             partition_keys=["day"],
         )
-        expect_error(runner, lambda: admin.create_table(fluss.TablePath(DB, "part"), partitioned), fluss.ErrorCode.INVALID_TABLE_EXCEPTION, "partitioned")
+        expect_error(runner, lambda: admin.create_table(fluss.TablePath(DB, "part"), partitioned_outside_key), fluss.ErrorCode.INVALID_TABLE_EXCEPTION, "partition key outside the primary key")
         expect_error(runner, lambda: admin.create_table(fluss.TablePath(DB, "zero"), simple_descriptor(bucket_count=0)), fluss.ErrorCode.INVALID_CONFIG_EXCEPTION, "0 buckets")
         expect_error(runner, lambda: admin.create_table(fluss.TablePath(DB, "indexed"), simple_descriptor(kv_format="INDEXED")), fluss.ErrorCode.INVALID_CONFIG_EXCEPTION, "INDEXED kv format")
         auto_increment = fluss.TableDescriptor(

@@ -15,6 +15,10 @@ pub enum KvError {
     FencedLeaderEpoch { requested: u32, current: u32 },
     #[error("unknown table or bucket: {0}")]
     UnknownTableOrBucket(String),
+    /// The bucket names a partition its table does not have (never created, or dropped):
+    /// do not retry.
+    #[error("partition does not exist: {0}")]
+    PartitionNotExists(String),
     /// A record in the request is malformed: do not retry it.
     #[error("invalid record: {0}")]
     InvalidRecord(String),
@@ -76,6 +80,7 @@ impl KvError {
             KvError::Backpressure(_) => ErrorCode::StorageBackpressure,
             KvError::FencedLeaderEpoch { .. } => ErrorCode::FencedLeaderEpoch,
             KvError::UnknownTableOrBucket(_) => ErrorCode::UnknownTableOrBucket,
+            KvError::PartitionNotExists(_) => ErrorCode::PartitionNotExists,
             KvError::InvalidRecord(_) => ErrorCode::CorruptRecord,
             KvError::SchemaNotExist(_) => ErrorCode::SchemaNotExist,
             KvError::InvalidTargetColumn(_) => ErrorCode::InvalidTargetColumn,

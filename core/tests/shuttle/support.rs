@@ -369,6 +369,7 @@ impl World {
                 bucket_count,
                 schema_ids: vec![SCHEMA_ID],
                 partial_updates: None,
+                partitioned: false,
             }],
             kv: KvTabletConfig::DEFAULT,
             limits: RequestLimits::DEFAULT,

@@ -6,6 +6,7 @@ use kvtablet_core::ledger::ResourceKind;
 use kvtablet_core::message::{Request, Response};
 use kvtablet_core::mutant::Mutants;
 use kvtablet_core::scan::ScannerConfig;
+use kvtablet_core::tablet_server::TableConfig;
 use kvtablet_core::TableBucket;
 
 use crate::support::{call, explore, Budget, World, TABLE_ID};
@@ -52,6 +53,63 @@ pub fn drop_table_while_leading(mutants: Mutants) {
 fn a_dropped_table_keeps_no_replica_under_preemption() {
     explore("drop table while leading", Budget::from_env(1_000, 4), || {
         drop_table_while_leading(Mutants::NONE)
+    });
+}
+
+/// One execution: BecomeLeader for a bucket of a partition races the partition's removal, as
+/// for a dropped table: once both are done the partition's bucket has no replica and nothing
+/// of it is left in the ledger, while the other partition of the table is still served.
+pub fn drop_partition_while_leading(mutants: Mutants) {
+    const PARTITIONED_TABLE_ID: i64 = TABLE_ID + 1;
+    let world = World::new(mutants);
+    let server = world.server(1, ScannerConfig::DEFAULT);
+    let table = TableConfig {
+        table_id: PARTITIONED_TABLE_ID,
+        bucket_count: 1,
+        schema_ids: vec![1],
+        partitioned: true,
+    };
+    assert_eq!(server.add_table(table), Ok(true));
+    assert_eq!(server.add_partition(PARTITIONED_TABLE_ID, 7), Ok(true));
+    assert_eq!(server.add_partition(PARTITIONED_TABLE_ID, 8), Ok(true));
+    let bucket =
+        TableBucket { table_id: PARTITIONED_TABLE_ID, partition_id: Some(7), bucket_id: 0 };
+    let lead = {
+        let server = server.clone();
+        shuttle::thread::spawn(move || {
+            match call(&server, Request::BecomeLeader { bucket, leader_epoch: 1 }) {
+                Response::Ok => {}
+                Response::Error(error) => assert!(
+                    matches!(
+                        error.code,
+                        ErrorCode::PartitionNotExists | ErrorCode::NotLeaderOrFollower
+                    ),
+                    "{error:?}"
+                ),
+                other => panic!("BecomeLeader answered {other:?}"),
+            }
+        })
+    };
+    let removed = shuttle::future::block_on(server.remove_partition(PARTITIONED_TABLE_ID, 7));
+    assert!(removed, "the partition was served");
+    lead.join().expect("lead");
+    assert!(
+        server.replica(bucket).is_none(),
+        "a replica of the dropped partition is hosted (leading: {:?})",
+        server.leader_epoch(bucket)
+    );
+    assert_eq!(server.partitions(PARTITIONED_TABLE_ID), [8]);
+    let ledger = world.env.ledger.clone();
+    // Only the server's own evictor task is left.
+    assert_eq!(ledger.count(ResourceKind::Task), 1, "{:?}", ledger.live());
+    shuttle::future::block_on(server.shutdown());
+    assert!(ledger.live().is_empty(), "leaked: {:?}", ledger.live());
+}
+
+#[test]
+fn a_dropped_partition_keeps_no_replica_under_preemption() {
+    explore("drop partition while leading", Budget::from_env(1_000, 4), || {
+        drop_partition_while_leading(Mutants::NONE)
     });
 }
 

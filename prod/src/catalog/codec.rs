@@ -5,6 +5,11 @@
 //! CRC-32C u32 over every byte before it and the payload | payload
 //! ```
 //!
+//! Version 2 added partitions: each table ends with its partition keys and its partitions
+//! (id and values), and the payload ends with the next partition id. A version 1 file (written
+//! before partitions existed) still loads, as a catalog without partitions whose partition ids
+//! start at [`super::FIRST_PARTITION_ID`]; every write is version 2.
+//!
 //! All integers are little-endian; strings are a u32 byte length and UTF-8; an optional value is
 //! a u8 tag (0 absent, 1 present) and the value; a list is a u32 count and its items. Decoding
 //! checks every length against the bytes left, the checksum, and the state's own invariants, and
@@ -13,9 +18,12 @@
 use std::collections::BTreeMap;
 
 use super::model::{DatabaseInfo, SchemaVersion, TableInfo, TablePath};
+use super::partition::{PartitionInfo, FIRST_PARTITION_ID};
 
 pub(crate) const MAGIC: &[u8; 8] = b"KVTCATLG";
-pub(crate) const FORMAT_VERSION: u16 = 1;
+pub(crate) const FORMAT_VERSION: u16 = 2;
+/// The version before partitions, still read.
+const FORMAT_VERSION_WITHOUT_PARTITIONS: u16 = 1;
 /// Bytes before the payload.
 pub(crate) const HEADER_LEN: usize = 20;
 /// Offset of the checksum in the header.
@@ -26,6 +34,14 @@ const CRC_OFFSET: usize = 16;
 pub(crate) struct TableEntry {
     pub info: TableInfo,
     pub schemas: Vec<SchemaVersion>,
+    /// The partitions of a partitioned table, in id order; empty for any other table.
+    pub partitions: Vec<PartitionInfo>,
+}
+
+impl TableEntry {
+    pub(crate) fn new(info: TableInfo, schemas: Vec<SchemaVersion>) -> Self {
+        TableEntry { info, schemas, partitions: Vec::new() }
+    }
 }
 
 /// Everything the catalog persists.
@@ -33,13 +49,20 @@ pub(crate) struct TableEntry {
 pub(crate) struct State {
     /// The id the next created table gets; never decreases, so ids are never reused.
     pub next_table_id: i64,
+    /// The id the next created partition gets; never decreases, so ids are never reused.
+    pub next_partition_id: i64,
     pub databases: BTreeMap<String, DatabaseInfo>,
     pub tables: BTreeMap<TablePath, TableEntry>,
 }
 
 impl State {
-    pub(crate) fn empty(first_table_id: i64) -> Self {
-        State { next_table_id: first_table_id, databases: BTreeMap::new(), tables: BTreeMap::new() }
+    pub(crate) fn empty(first_table_id: i64, first_partition_id: i64) -> Self {
+        State {
+            next_table_id: first_table_id,
+            next_partition_id: first_partition_id,
+            databases: BTreeMap::new(),
+            tables: BTreeMap::new(),
+        }
     }
 }
 
@@ -121,7 +144,14 @@ pub(crate) fn encode(state: &State) -> Vec<u8> {
             payload.str(&schema.schema_json);
             payload.str_list(&schema.columns);
         }
+        payload.str_list(&info.partition_key);
+        payload.len(entry.partitions.len());
+        for partition in &entry.partitions {
+            payload.i64(partition.partition_id);
+            payload.str_list(&partition.values);
+        }
     }
+    payload.i64(state.next_partition_id);
     let payload = payload.bytes;
     let mut file = Vec::with_capacity(HEADER_LEN + payload.len());
     file.extend_from_slice(MAGIC);
@@ -216,7 +246,7 @@ pub(crate) fn decode(file: &[u8]) -> Result<State, String> {
         return Err("bad magic: not a kvtablet catalog file".to_string());
     }
     let version = u16::from_le_bytes([header[8], header[9]]);
-    if version != FORMAT_VERSION {
+    if version != FORMAT_VERSION && version != FORMAT_VERSION_WITHOUT_PARTITIONS {
         return Err(format!("unknown format version {version}"));
     }
     let payload_len = u32::from_le_bytes([header[12], header[13], header[14], header[15]]);
@@ -231,15 +261,15 @@ pub(crate) fn decode(file: &[u8]) -> Result<State, String> {
     if crc != stored_crc {
         return Err(format!("checksum mismatch: stored {stored_crc:#010x}, computed {crc:#010x}"));
     }
-    let state = decode_payload(payload)?;
+    let state = decode_payload(payload, version >= FORMAT_VERSION)?;
     check_invariants(&state)?;
     Ok(state)
 }
 
-fn decode_payload(payload: &[u8]) -> Result<State, String> {
+fn decode_payload(payload: &[u8], with_partitions: bool) -> Result<State, String> {
     let mut reader = Reader { bytes: payload, position: 0 };
     let next_table_id = reader.i64("next table id")?;
-    let mut state = State::empty(next_table_id);
+    let mut state = State::empty(next_table_id, FIRST_PARTITION_ID);
     let database_count = reader.count(21, "databases")?;
     for _ in 0..database_count {
         let database = DatabaseInfo {
@@ -276,6 +306,21 @@ fn decode_payload(payload: &[u8]) -> Result<State, String> {
         let Some(current) = schemas.last() else {
             return Err(format!("table {path} has no schema"));
         };
+        let (partition_key, partitions) = match with_partitions {
+            true => {
+                let partition_key = reader.str_list("partition key")?;
+                let partition_count = reader.count(12, "partitions")?;
+                let mut partitions = Vec::with_capacity(partition_count);
+                for _ in 0..partition_count {
+                    partitions.push(PartitionInfo {
+                        partition_id: reader.i64("partition id")?,
+                        values: reader.str_list("partition values")?,
+                    });
+                }
+                (partition_key, partitions)
+            }
+            false => (Vec::new(), Vec::new()),
+        };
         let info = TableInfo {
             table_id,
             path: path.clone(),
@@ -284,6 +329,7 @@ fn decode_payload(payload: &[u8]) -> Result<State, String> {
             columns: current.columns.clone(),
             primary_key,
             bucket_key,
+            partition_key,
             bucket_count,
             properties,
             custom_properties,
@@ -291,9 +337,13 @@ fn decode_payload(payload: &[u8]) -> Result<State, String> {
             created_time_ms,
             modified_time_ms,
         };
-        if state.tables.insert(path.clone(), TableEntry { info, schemas }).is_some() {
+        let entry = TableEntry { info, schemas, partitions };
+        if state.tables.insert(path.clone(), entry).is_some() {
             return Err(format!("table {path} appears twice"));
         }
+    }
+    if with_partitions {
+        state.next_partition_id = reader.i64("next partition id")?;
     }
     if reader.position != payload.len() {
         return Err(format!("{} trailing bytes", payload.len() - reader.position));
@@ -304,6 +354,7 @@ fn decode_payload(payload: &[u8]) -> Result<State, String> {
 /// What a well-formed state always satisfies; a file that breaks it is corrupt.
 fn check_invariants(state: &State) -> Result<(), String> {
     let mut ids = BTreeMap::new();
+    let mut partition_ids = BTreeMap::new();
     for (path, entry) in &state.tables {
         if !state.databases.contains_key(&path.database) {
             return Err(format!("table {path} is in a missing database"));
@@ -320,6 +371,43 @@ fn check_invariants(state: &State) -> Result<(), String> {
         }
         if entry.schemas.windows(2).any(|pair| pair[0].schema_id >= pair[1].schema_id) {
             return Err(format!("schema ids of table {path} do not increase"));
+        }
+        check_partitions(state, path, entry, &mut partition_ids)?;
+    }
+    Ok(())
+}
+
+/// Partitions only in a partitioned table, one value per partition key, distinct values, and
+/// ids below the counter, increasing within a table and unique in the catalog.
+fn check_partitions<'a>(
+    state: &State,
+    path: &'a TablePath,
+    entry: &TableEntry,
+    partition_ids: &mut BTreeMap<i64, &'a TablePath>,
+) -> Result<(), String> {
+    let keys = entry.info.partition_key.len();
+    if keys == 0 && !entry.partitions.is_empty() {
+        return Err(format!("table {path} has partitions but no partition key"));
+    }
+    for (index, partition) in entry.partitions.iter().enumerate() {
+        let id = partition.partition_id;
+        if !(0..state.next_partition_id).contains(&id) {
+            return Err(format!(
+                "partition {id} of table {path} is outside 0..{}",
+                state.next_partition_id
+            ));
+        }
+        if partition.values.len() != keys {
+            return Err(format!("partition {id} of table {path} has a value per key missing"));
+        }
+        if entry.partitions[..index].iter().any(|other| other.values == partition.values) {
+            return Err(format!("partition {id} of table {path} repeats another's values"));
+        }
+        if index > 0 && entry.partitions[index - 1].partition_id >= id {
+            return Err(format!("partition ids of table {path} do not increase"));
+        }
+        if let Some(other) = partition_ids.insert(id, path) {
+            return Err(format!("tables {other} and {path} share partition id {id}"));
         }
     }
     Ok(())

@@ -18,7 +18,13 @@ pub mod codes {
     pub const INVALID_DATABASE: i32 = 16;
     pub const INVALID_REPLICATION_FACTOR: i32 = 17;
     pub const STORAGE_EXCEPTION: i32 = 26;
+    pub const PARTITION_NOT_EXISTS: i32 = 36;
+    pub const TABLE_NOT_PARTITIONED: i32 = 37;
     pub const INVALID_CONFIG: i32 = 39;
+    pub const PARTITION_ALREADY_EXISTS: i32 = 42;
+    pub const PARTITION_SPEC_INVALID: i32 = 43;
+    pub const PARTITION_MAX_NUM: i32 = 45;
+    pub const BUCKET_MAX_NUM: i32 = 49;
 }
 
 /// What a catalog operation can fail with.
@@ -58,6 +64,26 @@ pub enum CatalogError {
     /// No table id is left (2^63 allocations).
     #[error("table ids are exhausted")]
     TableIdsExhausted,
+    #[error("partition {name} of table {path} does not exist")]
+    PartitionNotExist { path: TablePath, name: String },
+    #[error("partition {name} of table {path} already exists")]
+    PartitionAlreadyExists { path: TablePath, name: String },
+    /// A partition operation on a table without partition keys.
+    #[error("table {0} is not partitioned")]
+    TableNotPartitioned(TablePath),
+    /// A partition spec that does not name every partition key once, names another column,
+    /// or has a value Fluss refuses.
+    #[error("invalid partition spec: {0}")]
+    InvalidPartition(String),
+    /// The table has as many partitions as it may have.
+    #[error("too many partitions: {0}")]
+    TooManyPartitions(String),
+    /// The table's partitions would have more buckets than it may have.
+    #[error("too many buckets: {0}")]
+    TooManyBuckets(String),
+    /// No partition id is left (2^63 allocations).
+    #[error("partition ids are exhausted")]
+    PartitionIdsExhausted,
 }
 
 impl CatalogError {
@@ -75,9 +101,15 @@ impl CatalogError {
             CatalogError::InvalidConfig(_) => codes::INVALID_CONFIG,
             CatalogError::InvalidReplicationFactor(_) => codes::INVALID_REPLICATION_FACTOR,
             CatalogError::Storage(_) => codes::STORAGE_EXCEPTION,
-            CatalogError::Corrupt { .. } | CatalogError::TableIdsExhausted => {
-                codes::UNKNOWN_SERVER_ERROR
-            }
+            CatalogError::PartitionNotExist { .. } => codes::PARTITION_NOT_EXISTS,
+            CatalogError::PartitionAlreadyExists { .. } => codes::PARTITION_ALREADY_EXISTS,
+            CatalogError::TableNotPartitioned(_) => codes::TABLE_NOT_PARTITIONED,
+            CatalogError::InvalidPartition(_) => codes::PARTITION_SPEC_INVALID,
+            CatalogError::TooManyPartitions(_) => codes::PARTITION_MAX_NUM,
+            CatalogError::TooManyBuckets(_) => codes::BUCKET_MAX_NUM,
+            CatalogError::Corrupt { .. }
+            | CatalogError::TableIdsExhausted
+            | CatalogError::PartitionIdsExhausted => codes::UNKNOWN_SERVER_ERROR,
         }
     }
 

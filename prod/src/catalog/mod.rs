@@ -8,7 +8,8 @@
 //! misread (see [`codec`] for the layout).
 //!
 //! Table ids come from a counter persisted in the same file, so they increase monotonically and
-//! are never reused, not even after the newest table is dropped and the node restarts.
+//! are never reused, not even after the newest table is dropped and the node restarts. So do
+//! partition ids (one counter for every partitioned table; see [`partition`]).
 //!
 //! Schemas are opaque JSON plus column names (see [`model`]); the wire layer turns Fluss's
 //! table descriptor JSON into a [`TableSpec`] and a [`TableInfo`] back into descriptor JSON.
@@ -17,19 +18,30 @@
 //! the mutating methods from a blocking context (`spawn_blocking`) when on an async runtime.
 //! Changes are serialized by one lock; reads take the same lock briefly and clone.
 
+mod auto_partition;
 mod codec;
 mod error;
 mod model;
+mod partition;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use kvtablet_core::env::{Clock, LocalFs};
 
+pub use auto_partition::{
+    AutoPartitionChanges, AutoPartitioning, TimeUnit, PROP_AUTO_PARTITION_ENABLED,
+    PROP_AUTO_PARTITION_KEY, PROP_AUTO_PARTITION_NUM_PRECREATE, PROP_AUTO_PARTITION_NUM_RETENTION,
+    PROP_AUTO_PARTITION_TIME_UNIT, PROP_AUTO_PARTITION_TIME_ZONE,
+};
 pub use error::{codes, CatalogError};
 pub use model::{
-    invalid_name_reason, CatalogConfig, DatabaseInfo, SchemaVersion, TableInfo, TablePath,
-    TableSpec, MAX_NAME_LEN, PROP_CHANGELOG_IMAGE, PROP_KV_FORMAT, PROP_LOG_FORMAT,
-    UNSUPPORTED_PROPS,
+    invalid_name_reason, physical_primary_key, CatalogConfig, DatabaseInfo, SchemaVersion,
+    TableInfo, TablePath, TableSpec, MAX_NAME_LEN, PROP_CHANGELOG_IMAGE, PROP_KV_FORMAT,
+    PROP_LOG_FORMAT, UNSUPPORTED_PROPS,
+};
+pub use partition::{
+    partition_name, resolve_partition_spec, PartitionInfo, TablePartition, FIRST_PARTITION_ID,
+    PARTITION_NAME_SEPARATOR,
 };
 
 use codec::{State, TableEntry};
@@ -96,7 +108,7 @@ impl Catalog {
                 reason,
             })?
         } else {
-            State::empty(FIRST_TABLE_ID)
+            State::empty(FIRST_TABLE_ID, FIRST_PARTITION_ID)
         };
         tracing::info!(
             databases = state.databases.len(),
@@ -288,6 +300,7 @@ impl Catalog {
                 columns: schema.columns.clone(),
                 primary_key: spec.primary_key,
                 bucket_key: resolved.bucket_key,
+                partition_key: spec.partition_key,
                 bucket_count: resolved.bucket_count,
                 properties: resolved.properties,
                 custom_properties: spec.custom_properties,
@@ -295,14 +308,13 @@ impl Catalog {
                 created_time_ms: now_ms,
                 modified_time_ms: now_ms,
             };
-            state
-                .tables
-                .insert(path.clone(), TableEntry { info: info.clone(), schemas: vec![schema] });
+            state.tables.insert(path.clone(), TableEntry::new(info.clone(), vec![schema]));
             Ok((info, true))
         })
     }
 
-    /// DropTable. Returns the dropped table (`None` when it was missing and that is ignored).
+    /// DropTable. Returns the dropped table (`None` when it was missing and that is ignored);
+    /// its partitions go with it.
     pub fn drop_table(
         &self,
         path: &TablePath,

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use super::auto_partition::AutoPartitioning;
 use super::error::CatalogError;
 
 /// Longest database or table name Fluss accepts.
@@ -33,12 +34,8 @@ pub const PROP_REPLICATION_FACTOR: &str = "table.replication.factor";
 /// Tablet servers a replica can be placed on.
 pub const TABLET_SERVER_COUNT: u32 = 1;
 /// Table properties for features this server does not have: refused rather than ignored.
-pub const UNSUPPORTED_PROPS: [&str; 4] = [
-    "table.merge-engine",
-    "table.datalake.format",
-    "table.auto-partition.enabled",
-    "table.auto-increment.fields",
-];
+pub const UNSUPPORTED_PROPS: [&str; 3] =
+    ["table.merge-engine", "table.datalake.format", "table.auto-increment.fields"];
 
 /// A database and a table in it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -90,7 +87,7 @@ pub struct TableSpec {
     pub primary_key: Vec<String>,
     /// Empty means the primary key.
     pub bucket_key: Vec<String>,
-    /// Must be empty: partitioned tables are not supported.
+    /// Empty for a table without partitions; otherwise a subset of the primary key.
     pub partition_key: Vec<String>,
     /// `None` means [`CatalogConfig::default_bucket_count`].
     pub bucket_count: Option<i32>,
@@ -113,6 +110,9 @@ pub struct TableInfo {
     pub columns: Vec<String>,
     pub primary_key: Vec<String>,
     pub bucket_key: Vec<String>,
+    /// Empty for a table without partitions.
+    pub partition_key: Vec<String>,
+    /// Buckets of the table, or of each partition of a partitioned table.
     pub bucket_count: i32,
     pub properties: BTreeMap<String, String>,
     pub custom_properties: BTreeMap<String, String>,
@@ -125,6 +125,22 @@ impl TableInfo {
     pub fn column_count(&self) -> usize {
         self.columns.len()
     }
+
+    pub fn is_partitioned(&self) -> bool {
+        !self.partition_key.is_empty()
+    }
+
+    /// The key a row is stored under and looked up by: the primary key less the partition
+    /// keys (a partition holds one value of each), in primary-key order (Fluss's physical
+    /// primary key).
+    pub fn physical_primary_key(&self) -> Vec<String> {
+        physical_primary_key(&self.primary_key, &self.partition_key)
+    }
+}
+
+/// The primary key less the partition keys, in primary-key order.
+pub fn physical_primary_key(primary_key: &[String], partition_key: &[String]) -> Vec<String> {
+    primary_key.iter().filter(|name| !partition_key.contains(*name)).cloned().collect()
 }
 
 /// Catalog-wide settings.
@@ -132,13 +148,21 @@ impl TableInfo {
 pub struct CatalogConfig {
     /// Buckets of a table created without a bucket count (Fluss's `default.bucket.number`).
     pub default_bucket_count: i32,
-    /// Most buckets a table may have.
+    /// Most buckets a table may have (each partition of a partitioned table has this many).
     pub max_bucket_count: i32,
+    /// Most partitions a partitioned table may have (Fluss's `max.partition.num`).
+    pub max_partitions_per_table: usize,
+    /// Most buckets over all partitions of a partitioned table (Fluss's `max.bucket.num`).
+    pub max_buckets_per_partitioned_table: i64,
 }
 
 impl CatalogConfig {
-    pub const DEFAULT: CatalogConfig =
-        CatalogConfig { default_bucket_count: 1, max_bucket_count: 1024 };
+    pub const DEFAULT: CatalogConfig = CatalogConfig {
+        default_bucket_count: 1,
+        max_bucket_count: 1024,
+        max_partitions_per_table: 1000,
+        max_buckets_per_partitioned_table: 128_000,
+    };
 }
 
 impl Default for CatalogConfig {
@@ -217,12 +241,6 @@ pub(crate) fn validate_table_spec(
         return Err(CatalogError::InvalidTable("the schema JSON is empty".to_string()));
     }
     validate_columns(&spec.columns)?;
-    if !spec.partition_key.is_empty() {
-        return Err(CatalogError::InvalidTable(format!(
-            "partitioned tables are not supported (partition key {:?})",
-            spec.partition_key
-        )));
-    }
     if spec.primary_key.is_empty() {
         return Err(CatalogError::InvalidTable(
             "a primary key is required: log tables are not supported".to_string(),
@@ -238,18 +256,19 @@ pub(crate) fn validate_table_spec(
             "primary key column {missing:?} is not a column of the schema"
         )));
     }
+    validate_partition_key(spec)?;
+    let physical_key = physical_primary_key(&spec.primary_key, &spec.partition_key);
     let bucket_key =
-        if spec.bucket_key.is_empty() { spec.primary_key.clone() } else { spec.bucket_key.clone() };
+        if spec.bucket_key.is_empty() { physical_key.clone() } else { spec.bucket_key.clone() };
     if let Some(duplicate) = first_duplicate(&bucket_key) {
         return Err(CatalogError::InvalidTable(format!(
             "bucket key column {duplicate:?} appears twice"
         )));
     }
-    if let Some(outside) = bucket_key.iter().find(|name| !spec.primary_key.contains(*name)) {
+    if let Some(outside) = bucket_key.iter().find(|name| !physical_key.contains(*name)) {
         return Err(CatalogError::InvalidTable(format!(
-            "bucket key column {outside:?} is not part of the primary key {:?}; bucket keys must \
-             be a subset of the primary key",
-            spec.primary_key
+            "bucket key column {outside:?} is not part of the primary key {physical_key:?} \
+             (less the partition keys); bucket keys must be a subset of it"
         )));
     }
     let bucket_count = spec.bucket_count.unwrap_or(config.default_bucket_count);
@@ -260,11 +279,46 @@ pub(crate) fn validate_table_spec(
         )));
     }
     validate_properties(&spec.properties)?;
+    AutoPartitioning::of_properties(&spec.properties, &spec.partition_key)?;
     let mut properties = spec.properties.clone();
     properties
         .entry(PROP_KV_FORMAT_VERSION.to_string())
         .or_insert_with(|| KV_FORMAT_VERSION_DEFAULT.to_string());
     Ok(ResolvedSpec { bucket_key, bucket_count, properties })
+}
+
+/// Fluss's rules for a partitioned primary-key table: partition keys are distinct columns of
+/// the primary key, and leave at least one primary-key column (the key a row is stored under
+/// within its partition). Their types are checked where the schema's types are known (the
+/// table descriptor's decoding).
+fn validate_partition_key(spec: &TableSpec) -> Result<(), CatalogError> {
+    if spec.partition_key.is_empty() {
+        return Ok(());
+    }
+    if let Some(duplicate) = first_duplicate(&spec.partition_key) {
+        return Err(CatalogError::InvalidTable(format!(
+            "partition key column {duplicate:?} appears twice"
+        )));
+    }
+    if let Some(missing) = spec.partition_key.iter().find(|name| !spec.columns.contains(*name)) {
+        return Err(CatalogError::InvalidTable(format!(
+            "partition key column {missing:?} is not a column of the schema"
+        )));
+    }
+    if spec.partition_key.iter().any(|name| !spec.primary_key.contains(name)) {
+        return Err(CatalogError::InvalidTable(format!(
+            "Partitioned Primary Key Table requires partition key {:?} is a subset of the \
+             primary key {:?}.",
+            spec.partition_key, spec.primary_key
+        )));
+    }
+    if physical_primary_key(&spec.primary_key, &spec.partition_key).is_empty() {
+        return Err(CatalogError::InvalidTable(format!(
+            "the primary key {:?} has no column besides the partition keys {:?}",
+            spec.primary_key, spec.partition_key
+        )));
+    }
+    Ok(())
 }
 
 fn validate_properties(properties: &BTreeMap<String, String>) -> Result<(), CatalogError> {

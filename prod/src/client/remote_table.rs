@@ -17,8 +17,8 @@ use crate::format::{
 };
 use crate::wire::messages::{
     GetTableSchemaRequest, GetTableSchemaResponse, LookupRequest, MetadataRequest,
-    MetadataResponse, PbLookupReqForBucket, PbPutKvReqForBucket, PbServerNode, PbTablePath,
-    PutKvRequest,
+    MetadataResponse, PbBucketMetadata, PbLookupReqForBucket, PbPhysicalTablePath,
+    PbPutKvReqForBucket, PbServerNode, PbTablePath, PutKvRequest,
 };
 use crate::wire::ApiKey;
 
@@ -33,6 +33,23 @@ pub struct BucketLeader {
     pub addr: String,
 }
 
+/// The leader of each bucket that has a reachable one, by bucket id.
+fn leaders_of(
+    tablet_servers: &[PbServerNode],
+    buckets: &[PbBucketMetadata],
+) -> BTreeMap<i32, BucketLeader> {
+    let servers: BTreeMap<i32, &PbServerNode> =
+        tablet_servers.iter().map(|server| (server.node_id, server)).collect();
+    buckets
+        .iter()
+        .filter_map(|bucket| {
+            let server = servers.get(&bucket.leader_id?)?;
+            let node_id = NodeId::try_from(server.node_id).ok()?;
+            Some((bucket.bucket_id, BucketLeader { node_id, addr: server_addr(server) }))
+        })
+        .collect()
+}
+
 /// One table of the server, resolved by name.
 #[derive(Debug, Clone)]
 pub struct RemoteTable {
@@ -43,6 +60,9 @@ pub struct RemoteTable {
     /// The current schema.
     pub schema: TableSchema,
     pub bucket_count: i32,
+    /// The partition the buckets and leaders are those of (see
+    /// [`RemoteTable::fetch_partition`]); `None` for the table's own buckets.
+    pub partition_id: Option<i64>,
     /// By bucket id; a bucket without a reachable leader is absent.
     pub leaders: BTreeMap<i32, BucketLeader>,
 }
@@ -74,17 +94,7 @@ impl RemoteTable {
             .map_err(|_| malformed(format!("schema id {} out of range", metadata.schema_id)))?;
         let schema = TableSchema::from_descriptor(schema_id, &descriptor)
             .map_err(|error| malformed(format!("schema of {database}.{table}: {error}")))?;
-        let servers: BTreeMap<i32, &PbServerNode> =
-            response.tablet_servers.iter().map(|server| (server.node_id, server)).collect();
-        let leaders = metadata
-            .bucket_metadata
-            .iter()
-            .filter_map(|bucket| {
-                let server = servers.get(&bucket.leader_id?)?;
-                let node_id = NodeId::try_from(server.node_id).ok()?;
-                Some((bucket.bucket_id, BucketLeader { node_id, addr: server_addr(server) }))
-            })
-            .collect();
+        let leaders = leaders_of(&response.tablet_servers, &metadata.bucket_metadata);
         let bucket_count = descriptor
             .bucket_count
             .unwrap_or_else(|| i32::try_from(metadata.bucket_metadata.len()).unwrap_or(i32::MAX));
@@ -95,8 +105,40 @@ impl RemoteTable {
             descriptor,
             schema,
             bucket_count,
+            partition_id: None,
             leaders,
         })
+    }
+
+    /// Asks the server (Metadata by partition path) for partition `partition_name` of this
+    /// table, whose buckets and leaders the returned table then describes. A missing partition
+    /// is the server's ERROR_RESPONSE (code 36, `PARTITION_NOT_EXISTS`).
+    pub async fn fetch_partition(
+        mut self,
+        connection: &Connection,
+        partition_name: &str,
+    ) -> Result<RemoteTable, ClientError> {
+        let request = MetadataRequest {
+            table_path: Vec::new(),
+            partitions_path: vec![PbPhysicalTablePath {
+                database_name: self.database.clone(),
+                table_name: self.table.clone(),
+                partition_name: Some(partition_name.to_string()),
+            }],
+            partitions_id: Vec::new(),
+        };
+        let response: MetadataResponse = connection.call(ApiKey::Metadata, &request).await?;
+        let metadata = response
+            .partition_metadata
+            .iter()
+            .find(|m| m.table_id == self.table_id && m.partition_name == partition_name)
+            .ok_or_else(|| ClientError::Decode {
+                api: ApiKey::Metadata.name(),
+                reason: format!("no metadata for partition {partition_name}"),
+            })?;
+        self.partition_id = Some(metadata.partition_id);
+        self.leaders = leaders_of(&response.tablet_servers, &metadata.bucket_metadata);
+        Ok(self)
     }
 
     /// Schema version `schema_id` of this table (GetTableSchema), for values written before

@@ -102,11 +102,17 @@ impl Gateway {
             catalog.create_table(&path, spec, request.ignore_if_exists).map_err(catalog_error)
         })
         .await?;
-        let partial_updates = partial_updates_of(&info)?;
-        let hosted = self.node.host_table(info.table_id, info.bucket_count, Some(partial_updates));
-        hosted.await.map_err(|error| {
-            WireError::unknown_server_error(format!("cannot host table {}: {error}", info.path))
-        })?;
+        let partial_updates = Some(partial_updates_of(&info)?);
+        self.node
+            .host_table(info.table_id, info.bucket_count, info.is_partitioned(), partial_updates)
+            .await
+            .map_err(|error| {
+                WireError::unknown_server_error(format!("cannot host table {}: {error}", info.path))
+            })?;
+        if info.is_partitioned() {
+            // An automatically partitioned table gets its first partitions at once.
+            self.auto_partition_tick(self.catalog.now_wall_ms()).await?;
+        }
         encode_response(&CreateTableResponse {})
     }
 

@@ -40,19 +40,14 @@ fn too_large(message: String) -> ApiError {
     ApiError::new(ErrorCode::RecordTooLarge, message)
 }
 
-/// The bucket of a request, or the error for a partition (none is hosted).
+/// The bucket of a request. Whether its table serves it (a partition id for a partitioned
+/// table, a served partition, none for any other table) is core's check.
 pub(super) fn bucket_of(
     table_id: i64,
     partition_id: Option<i64>,
     bucket_id: i32,
 ) -> Result<TableBucket, ApiError> {
-    match partition_id {
-        None => Ok(TableBucket::new(table_id, bucket_id)),
-        Some(partition_id) => Err(ApiError::new(
-            ErrorCode::UnknownTableOrBucket,
-            format!("partition {partition_id} of table {table_id} does not exist"),
-        )),
-    }
+    Ok(TableBucket { table_id, partition_id, bucket_id })
 }
 
 /// The idempotent writer of a PutKv batch: both fields set, or neither.

@@ -9,6 +9,7 @@ mod admin;
 mod kv_requests;
 mod log_requests;
 mod metadata;
+mod partitions;
 mod scan_kv;
 mod table_json;
 
@@ -18,8 +19,10 @@ pub use kv_requests::{
 pub use log_requests::FETCH_BYTES_MAX;
 pub use table_json::partial_updates_of;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::{BoxFuture, FutureExt};
@@ -68,6 +71,37 @@ impl FlussGateway {
     }
 }
 
+/// How often automatic partitioning runs (Fluss's `auto-partition.check.interval`).
+pub const AUTO_PARTITION_CHECK_INTERVAL: Duration = Duration::from_secs(10 * 60);
+
+impl FlussGateway {
+    /// Automatic partitioning (see `Catalog::auto_partition_tick`) now, then every
+    /// `interval` until `stopped` completes. A failed pass is logged and tried again at the
+    /// next one.
+    pub fn auto_partitioning(
+        &self,
+        interval: Duration,
+        stopped: impl Future<Output = ()> + Send + 'static,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let gateway = Arc::clone(&self.inner);
+        async move {
+            let mut stopped = std::pin::pin!(stopped);
+            loop {
+                if let Err(error) = gateway.auto_partition_tick(gateway.catalog.now_wall_ms()).await
+                {
+                    tracing::error!(%error, "automatic partitioning failed");
+                }
+                let tick = std::pin::pin!(tokio::time::sleep(interval));
+                if let futures::future::Either::Left(_) =
+                    futures::future::select(stopped.as_mut(), tick).await
+                {
+                    return;
+                }
+            }
+        }
+    }
+}
+
 impl WireHandler for FlussGateway {
     fn handle(
         &self,
@@ -101,6 +135,9 @@ impl Gateway {
             ApiKey::TableExists => self.table_exists(&body),
             ApiKey::GetTableSchema => self.get_table_schema(&body),
             ApiKey::Metadata => self.metadata(&body),
+            ApiKey::CreatePartition => self.create_partition(&body).await,
+            ApiKey::DropPartition => self.drop_partition(&body).await,
+            ApiKey::ListPartitionInfos => self.list_partition_infos(&body),
             ApiKey::InitWriter => {
                 let _request: InitWriterRequest = decode_request(&body)?;
                 let writer_ids = Arc::clone(&self.writer_ids);

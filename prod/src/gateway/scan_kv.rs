@@ -11,9 +11,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use kvtablet_core::error::{ApiError, ErrorCode};
 use kvtablet_core::message::{self as core, BucketScanRequest, Request, Response};
-use kvtablet_core::TableBucket;
 
-use super::kv_requests::unexpected;
+use super::kv_requests::{bucket_of, unexpected};
 use super::{bucket_error, Gateway};
 use crate::wire::error::decode_request;
 use crate::wire::messages::{PbScanReqForBucket, ScanKvRequest, ScanKvResponse};
@@ -21,19 +20,11 @@ use crate::wire::{ResponseBody, WireResponse};
 use prost::encoding::WireType;
 use prost::Message;
 
-/// The bucket to open a scan on; a partition is refused as an unknown bucket (none is
-/// hosted), as the other KV requests do.
+/// The bucket to open a scan on, with its partition (core answers a partition its table does
+/// not serve).
 fn bucket_scan_request(request: &PbScanReqForBucket) -> Result<BucketScanRequest, ApiError> {
-    if let Some(partition_id) = request.partition_id {
-        return Err(ApiError::new(
-            ErrorCode::UnknownTableOrBucket,
-            format!("partition {partition_id} of table {} does not exist", request.table_id),
-        ));
-    }
-    Ok(BucketScanRequest {
-        bucket: TableBucket::new(request.table_id, request.bucket_id),
-        limit: request.limit,
-    })
+    let bucket = bucket_of(request.table_id, request.partition_id, request.bucket_id)?;
+    Ok(BucketScanRequest { bucket, limit: request.limit })
 }
 
 /// The core request a wire request stands for.
@@ -109,6 +100,7 @@ fn encode_scan_response(mut response: ScanKvResponse) -> ResponseBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kvtablet_core::TableBucket;
 
     #[test]
     fn an_open_request_maps_field_for_field() {
@@ -133,7 +125,7 @@ mod tests {
     }
 
     #[test]
-    fn a_partition_is_an_unknown_bucket() {
+    fn a_partitioned_bucket_keeps_its_partition() {
         let wire = ScanKvRequest {
             bucket_scan_req: Some(PbScanReqForBucket {
                 table_id: 5,
@@ -143,8 +135,9 @@ mod tests {
             }),
             ..ScanKvRequest::default()
         };
-        let error = core_request(wire).expect_err("refused");
-        assert_eq!(error.code, ErrorCode::UnknownTableOrBucket);
+        let core = core_request(wire).expect("mapped");
+        let bucket = TableBucket { table_id: 5, partition_id: Some(1), bucket_id: 0 };
+        assert_eq!(core.bucket_scan_req, Some(BucketScanRequest { bucket, limit: None }));
     }
 
     #[test]

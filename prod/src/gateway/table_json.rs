@@ -6,6 +6,7 @@ use bytes::Bytes;
 use kvtablet_core::kv::PartialUpdates;
 use serde_json::Value;
 
+use super::partitions::check_partition_key_types;
 use crate::catalog::{codes, TableInfo, TableSpec};
 use crate::format::{CompactedPartialUpdates, Schema, TableDescriptor, TableSchema};
 use crate::wire::WireError;
@@ -28,6 +29,7 @@ pub(crate) fn spec_from_table_json(bytes: &[u8]) -> Result<TableSpec, WireError>
     let descriptor = TableDescriptor::from_json(&node)
         .map_err(|error| invalid_table(format!("invalid table descriptor: {error}")))?;
     descriptor.check_column_types().map_err(|error| invalid_table(error.to_string()))?;
+    check_partition_key_types(&descriptor)?;
     Ok(TableSpec {
         schema_json: descriptor.schema.to_json().to_string(),
         columns: descriptor.schema.columns.iter().map(|column| column.name.clone()).collect(),
@@ -55,7 +57,7 @@ pub(crate) fn table_json_of(info: &TableInfo) -> Result<Bytes, WireError> {
     let descriptor = TableDescriptor {
         schema: schema_of(info)?,
         comment: info.comment.clone(),
-        partition_keys: Vec::new(),
+        partition_keys: info.partition_key.clone(),
         bucket_keys: info.bucket_key.clone(),
         bucket_count: Some(info.bucket_count),
         properties: info.properties.clone(),
@@ -64,17 +66,32 @@ pub(crate) fn table_json_of(info: &TableInfo) -> Result<Bytes, WireError> {
     Ok(Bytes::from(descriptor.to_json_string()))
 }
 
-/// The resolved schema the row and log encoders use.
+/// The resolved schema the row and log encoders use. Its key is the one rows are stored
+/// under: for a partitioned table, the primary key less the partition keys (the physical
+/// primary key that clients encode, look up and prefix-look up by).
 pub(crate) fn table_schema_of(info: &TableInfo) -> Result<TableSchema, WireError> {
     let schema_id = i16::try_from(info.schema_id).map_err(|_| {
         WireError::unknown_server_error(format!("schema id {} out of range", info.schema_id))
     })?;
-    TableSchema::new(schema_id, &schema_of(info)?, &info.bucket_key).map_err(|error| {
+    let invalid = |error: String| {
         WireError::unknown_server_error(format!(
             "stored schema of {} is invalid: {error}",
             info.path
         ))
-    })
+    };
+    let schema = schema_of(info)?;
+    let mut table_schema = TableSchema::new(schema_id, &schema, &info.bucket_key)
+        .map_err(|error| invalid(error.to_string()))?;
+    if info.is_partitioned() {
+        table_schema.primary_key = info
+            .physical_primary_key()
+            .iter()
+            .map(|name| {
+                schema.column_index(name).ok_or_else(|| invalid(format!("no column {name}")))
+            })
+            .collect::<Result<_, _>>()?;
+    }
+    Ok(table_schema)
 }
 
 /// The table's partial-update rule (PutKv with target columns), from its current schema.

@@ -20,6 +20,7 @@ mod limit_scan;
 mod list_offsets;
 mod lookup;
 mod metadata;
+mod partition;
 mod predicate;
 mod prefix_lookup;
 mod put_kv;
@@ -48,6 +49,10 @@ pub use lookup::{
 pub use metadata::{
     MetadataRequest, MetadataResponse, PbBucketMetadata, PbPartitionMetadata, PbServerNode,
     PbTableMetadata,
+};
+pub use partition::{
+    CreatePartitionRequest, CreatePartitionResponse, DropPartitionRequest, DropPartitionResponse,
+    ListPartitionInfosRequest, ListPartitionInfosResponse, PbPartitionInfo, PbPartitionSpec,
 };
 pub use predicate::{PbCompoundPredicate, PbLeafPredicate, PbLiteralValue, PbPredicate};
 pub use prefix_lookup::{

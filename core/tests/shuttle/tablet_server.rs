@@ -67,6 +67,7 @@ pub fn drop_partition_while_leading(mutants: Mutants) {
         table_id: PARTITIONED_TABLE_ID,
         bucket_count: 1,
         schema_ids: vec![1],
+        partial_updates: None,
         partitioned: true,
     };
     assert_eq!(server.add_table(table), Ok(true));

@@ -100,6 +100,12 @@ pub enum Mutant {
     /// A partial update is merged as if its key held nothing: the columns it did not target
     /// are overwritten with NULL.
     PartialUpdateIgnoresOldRow,
+    /// A dropped partition stops being served, but its replicas are left running: their
+    /// engines, flush tasks and scan sessions live on for the server's lifetime.
+    PartitionDropKeepsReplicas,
+    /// A partitioned table's bucket check accepts any partition id, dropped or never created:
+    /// a request for a dropped partition is answered as for a bucket led elsewhere.
+    PartitionCheckIgnoresDrop,
 }
 
 impl Mutant {
@@ -137,6 +143,8 @@ impl Mutant {
         Mutant::UnpersistedFenceIgnored,
         Mutant::DeposedFlushWriteLands,
         Mutant::PartialUpdateIgnoresOldRow,
+        Mutant::PartitionDropKeepsReplicas,
+        Mutant::PartitionCheckIgnoresDrop,
     ];
 
     /// The mutants that only real preemption reaches: two critical sections with no await
@@ -184,6 +192,8 @@ impl Mutant {
             Mutant::UnpersistedFenceIgnored => "unpersisted-fence-ignored",
             Mutant::DeposedFlushWriteLands => "deposed-flush-write-lands",
             Mutant::PartialUpdateIgnoresOldRow => "partial-update-ignores-old-row",
+            Mutant::PartitionDropKeepsReplicas => "partition-drop-keeps-replicas",
+            Mutant::PartitionCheckIgnoresDrop => "partition-check-ignores-drop",
         }
     }
 

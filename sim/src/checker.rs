@@ -17,6 +17,7 @@ use kvtablet_core::scan::ScannerConfig;
 use crate::fault_log::FaultLog;
 use crate::model::Model;
 use crate::replication::ClusterLogs;
+use crate::table_partitions::TablePartitions;
 use crate::trace::Trace;
 
 /// The servers that are up, shared between the world (which crashes and restarts them) and
@@ -69,6 +70,8 @@ pub struct Checker {
     /// The storage faults that fired (none unless the world sets it): they explain storage
     /// errors, and the model reads the logs in their god view.
     fault_log: Mutex<Arc<FaultLog>>,
+    /// The table's partitions (created and dropped by the world), shared with the clients.
+    pub partitions: TablePartitions,
 }
 
 /// How much each oracle checked in a run, so that a passing run shows it checked something.
@@ -92,6 +95,7 @@ impl Checker {
         trace: Arc<Mutex<Trace>>,
         clock: Arc<dyn Clock>,
         scanner: ScannerConfig,
+        partitions: TablePartitions,
     ) -> Checker {
         Checker {
             model: Mutex::new(Model::new()),
@@ -111,6 +115,7 @@ impl Checker {
             scanner,
             progress: crate::progress::Progress::new(),
             fault_log: Mutex::new(Arc::new(FaultLog::new())),
+            partitions,
         }
     }
 
@@ -313,6 +318,84 @@ impl Checker {
                 | ErrorCode::OutOfOrderSequence
         ) {
             self.violation(format!("{context}: unexpected error {error}"));
+        }
+    }
+
+    /// A server's answer (`None` for a success) to a request that names `bucket`, sent at
+    /// `sent_ms`: a request sent after the bucket's partition was dropped is refused with
+    /// PARTITION_NOT_EXISTS and nothing else (no write may land in a dropped partition, and no
+    /// read may see one), and PARTITION_NOT_EXISTS is only ever the answer for a partition
+    /// that had been dropped by the time it arrived.
+    pub fn check_partition_answer(
+        &self,
+        context: &str,
+        bucket: TableBucket,
+        sent_ms: u64,
+        error: Option<&ApiError>,
+    ) {
+        let code = error.map(|error| error.code);
+        if self.partitions.dropped_by(bucket, sent_ms) {
+            if code != Some(ErrorCode::PartitionNotExists) {
+                self.violation(format!(
+                    "{context}: a request sent at {sent_ms} ms, after {bucket}'s partition was dropped at {} ms, was answered {}",
+                    self.partitions.dropped_at_ms(bucket).unwrap_or_default(),
+                    error.map_or("with success".to_string(), |error| error.to_string())
+                ));
+            }
+        } else if code == Some(ErrorCode::PartitionNotExists)
+            && !self.partitions.dropped_by(bucket, self.clock.now_mono_ms())
+        {
+            self.violation(format!(
+                "{context}: PARTITION_NOT_EXISTS for {bucket}, whose partition exists"
+            ));
+        }
+    }
+
+    /// At quiescence: every live server serves exactly the live partitions, and no replica of
+    /// a dropped partition is left on any of them (its scans closed, its engine released).
+    pub fn check_dropped_partitions_released(&self, table_id: i64) {
+        if !self.partitions.is_partitioned() {
+            return;
+        }
+        let live = self.partitions.live_partitions();
+        let dropped = self.partitions.dropped_buckets();
+        let servers: Vec<Arc<TabletServer>> = lock(&self.servers).values().cloned().collect();
+        for server in servers {
+            let served = server.partitions(table_id);
+            if served != live {
+                self.violation(format!(
+                    "node {} serves partitions {served:?} of table {table_id}, the table has {live:?}",
+                    server.node_id()
+                ));
+            }
+            for bucket in &dropped {
+                self.check_bucket_released(&server, *bucket);
+            }
+        }
+    }
+
+    /// Once `server` has stopped serving a dropped partition (its removal completed): none of
+    /// the partition's replicas or scan sessions is left on it, and none comes back.
+    pub fn check_partition_released(&self, server: &TabletServer, partition_id: i64) {
+        for bucket in self.partitions.buckets_of(Some(partition_id)) {
+            self.check_bucket_released(server, bucket);
+        }
+    }
+
+    fn check_bucket_released(&self, server: &TabletServer, bucket: TableBucket) {
+        if server.replica(bucket).is_some() {
+            self.violation(format!(
+                "node {} still holds a replica of {bucket}, whose partition was dropped",
+                server.node_id()
+            ));
+        }
+        let sessions = server.scanners().sessions();
+        let open = sessions.iter().filter(|session| session.bucket == bucket).count();
+        if open > 0 {
+            self.violation(format!(
+                "node {} still has {open} scan sessions on {bucket}, whose partition was dropped",
+                server.node_id()
+            ));
         }
     }
 
@@ -831,6 +914,7 @@ mod tests {
             Arc::new(Mutex::new(Trace::new(TraceMode::HashOnly))),
             exec.clock_for(0),
             ScannerConfig::DEFAULT,
+            TablePartitions::new(1, 1, false),
         )
     }
 

@@ -121,8 +121,9 @@ impl Client {
         let mut remaining = self.ops;
         while remaining > 0 {
             remaining -= 1;
-            let bucket =
-                TableBucket::new(TABLE_ID, self.prng.below(self.plan.bucket_count() as u64) as i32);
+            let Some(bucket) = self.checker.partitions.pick_bucket(&mut self.prng) else {
+                continue;
+            };
             let weights = self.plan.weights;
             let total = weights.upsert
                 + weights.delete
@@ -423,7 +424,21 @@ impl Client {
                 continue;
             };
             let floor = self.checker.read_floor(bucket);
-            match self.rpc.call(leader, request.clone(), self.plan.request_timeout_ms).await {
+            let sent_ms = self.clock.now_mono_ms();
+            let answer = self.rpc.call(leader, request.clone(), self.plan.request_timeout_ms).await;
+            if let Ok(response) = &answer {
+                let error = match response {
+                    Response::Error(error) => Some(error),
+                    _ => None,
+                };
+                self.checker.check_partition_answer(
+                    &format!("client {} {} on {bucket}", self.node_id, request.kind()),
+                    bucket,
+                    sent_ms,
+                    error,
+                );
+            }
+            match answer {
                 Ok(Response::Error(error)) => {
                     self.checker.note(
                         self.node_id,

@@ -95,6 +95,12 @@ impl Coordinator {
         self.lock().leaders.entry(bucket).or_insert((None, 0));
     }
 
+    /// Forgets `bucket` (its partition was dropped): metadata no longer lists it, and the
+    /// notifications still trying to reach its leader stop.
+    pub fn unregister_bucket(&self, bucket: TableBucket) {
+        self.lock().leaders.remove(&bucket);
+    }
+
     /// Moves `bucket` to `leader` (possibly the same server) under a new epoch and notifies the
     /// old and new leader in the background.
     pub fn assign(&self, bucket: TableBucket, leader: Option<NodeId>) -> Assignment {
@@ -130,6 +136,8 @@ impl Coordinator {
                         if !still_current() {
                             return;
                         }
+                        let context = format!("become leader n{new} {bucket} epoch {leader_epoch}");
+                        let sent_ms = clock.now_mono_ms();
                         match rpc
                             .call(
                                 new,
@@ -138,13 +146,22 @@ impl Coordinator {
                             )
                             .await
                         {
-                            Ok(Response::Ok) => return,
+                            Ok(Response::Ok) => {
+                                checker.check_partition_answer(&context, bucket, sent_ms, None);
+                                return;
+                            }
                             Ok(Response::Error(error)) => {
-                                checker.on_error(
-                                    &format!("become leader n{new} {bucket} epoch {leader_epoch}"),
-                                    &error,
+                                checker.on_error(&context, &error);
+                                checker.check_partition_answer(
+                                    &context,
+                                    bucket,
+                                    sent_ms,
+                                    Some(&error),
                                 );
-                                if error.code == ErrorCode::FencedLeaderEpoch {
+                                if matches!(
+                                    error.code,
+                                    ErrorCode::FencedLeaderEpoch | ErrorCode::PartitionNotExists
+                                ) {
                                     return;
                                 }
                             }

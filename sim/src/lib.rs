@@ -27,6 +27,7 @@ pub mod script;
 pub mod shrink;
 pub mod sim_row;
 pub mod sweep;
+pub mod table_partitions;
 pub mod trace;
 pub mod world;
 pub mod writer_pipeline;

@@ -95,6 +95,11 @@ pub struct RunPlan {
     /// Share of put batches sent as partial updates (target columns: the key and some value
     /// columns, merged into the existing rows).
     pub partial_update: Ratio,
+    /// Partitions of the table alive at a time; 0 is a non-partitioned table.
+    pub table_partitions: u32,
+    /// Mean interval between partition turnovers (the oldest dropped, a new one created, as
+    /// automatic partitioning does); `None` keeps the first partitions for the whole run.
+    pub table_partition_churn_ms: Option<u64>,
 }
 
 impl RunPlan {
@@ -119,6 +124,8 @@ impl RunPlan {
             scan_ops_per_client: prng.range_inclusive(10, 40) as u32,
             scanner: draw_scanner_config(&mut prng),
             partial_update: Ratio::NEVER,
+            table_partitions: 0,
+            table_partition_churn_ms: None,
         };
         plan.replication_factor = if prng.chance(Ratio::new(1, 3)) { 1 } else { plan.servers };
         let slow_disk = !prng.chance(Ratio::new(1, 3));
@@ -130,14 +137,18 @@ impl RunPlan {
         } else {
             Ratio::new(1, prng.range_inclusive(2, 6))
         };
+        draw_table_partitions(&mut plan, &mut Streams::new(seed).stream("plan-table-partitions"));
         scenario.apply(&mut plan)?;
         plan.replication_factor = plan.replication_factor.min(plan.servers);
         plan.check()?;
         Ok(plan)
     }
 
+    /// The table's bucket count: of each partition when partitioned, so that the live
+    /// partitions together have about as many buckets as a non-partitioned table.
     pub fn bucket_count(&self) -> i32 {
-        (self.servers * self.buckets_per_server) as i32
+        let buckets = self.servers * self.buckets_per_server;
+        (buckets / self.table_partitions.max(1)).max(1) as i32
     }
 
     /// The plan as text, printed first in every trace.
@@ -173,6 +184,15 @@ impl RunPlan {
                 w.prefix_lookup,
                 w.limit_scan,
                 ratio(self.partial_update)
+            ),
+            format!(
+                "plan table partitions={} churn={}",
+                if self.table_partitions == 0 {
+                    "off".to_string()
+                } else {
+                    self.table_partitions.to_string()
+                },
+                on_off(self.table_partition_churn_ms.filter(|_| self.table_partitions > 0))
             ),
             format!(
                 "plan faults leader_flips={} crashes={} restart_delay_ms_max={} retention={}",
@@ -254,6 +274,20 @@ impl RunPlan {
             return Err("topology needs at least one server, bucket, client and key".to_string());
         }
         Ok(())
+    }
+}
+
+/// Swarm style, from a stream of its own (so the rest of a seed's plan is what it was before
+/// partitions existed): a partitioned table in a third of the seeds, with 1 to 3 partitions
+/// alive at a time, turned over (oldest dropped, new one created) in most of them.
+fn draw_table_partitions(plan: &mut RunPlan, prng: &mut Prng) {
+    let partitioned = prng.chance(Ratio::new(1, 3));
+    let partitions = prng.range_inclusive(1, 3) as u32;
+    let churn = !prng.chance(Ratio::new(1, 4));
+    let churn_ms = prng.range_inclusive(300, 3_000);
+    if partitioned {
+        plan.table_partitions = partitions;
+        plan.table_partition_churn_ms = churn.then_some(churn_ms);
     }
 }
 
@@ -436,6 +470,7 @@ const BUILTIN_SCENARIOS: &[(&str, &str)] = &[
     ("scan-leadership-churn", include_str!("../../scenarios/scan-leadership-churn.scenario")),
     ("disk-faults", include_str!("../../scenarios/disk-faults.scenario")),
     ("partitions", include_str!("../../scenarios/partitions.scenario")),
+    ("table-partitions", include_str!("../../scenarios/table-partitions.scenario")),
 ];
 
 impl Scenario {
@@ -535,6 +570,8 @@ impl Scenario {
                 "weight_prefix_lookup" => plan.weights.prefix_lookup = number()?,
                 "weight_limit_scan" => plan.weights.limit_scan = number()?,
                 "partial_update" => plan.partial_update = rate()?,
+                "table_partitions" => plan.table_partitions = number()? as u32,
+                "table_partition_churn_ms" => plan.table_partition_churn_ms = interval()?,
                 "disk_fsync_failure" => plan.faults.disk.fsync_failure = rate()?,
                 "disk_read_error" => plan.faults.disk.read_error = rate()?,
                 "disk_full" => plan.faults.disk.disk_full = rate()?,

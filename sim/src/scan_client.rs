@@ -16,7 +16,6 @@ use kvtablet_core::scan::value_record_batch::{record_size_bytes, HEADER_BYTES};
 use kvtablet_core::{ErrorCode, TableBucket};
 
 use crate::checker::Checker;
-use crate::client::TABLE_ID;
 use crate::leader_cache::LeaderCache;
 use crate::plan::RunPlan;
 use crate::prng::{Prng, Ratio};
@@ -137,8 +136,7 @@ impl ScanClient {
     }
 
     async fn scan_once(&mut self) {
-        let bucket =
-            TableBucket::new(TABLE_ID, self.prng.below(self.plan.bucket_count() as u64) as i32);
+        let Some(bucket) = self.checker.partitions.pick_bucket(&mut self.prng) else { return };
         let Some(server) =
             self.leaders.leader_of(&self.rpc, bucket, self.plan.request_timeout_ms).await
         else {
@@ -162,6 +160,12 @@ impl ScanClient {
             Ok(response) => response,
             Err(error) => return self.checker.progress.give_up("scan-open", rpc_reason(&error)),
         };
+        self.checker.check_partition_answer(
+            &format!("scan open by client {}", self.node_id),
+            bucket,
+            send_ms,
+            response.error.as_ref(),
+        );
         self.checker.check_scanner_registries();
         if let Some(error) = &response.error {
             self.checker.progress.give_up("scan-open", &format!("{:?}", error.code));
@@ -432,6 +436,18 @@ impl ScanClient {
             && same_term
             && !self.checker.clock_jumped_since(session.last_valid_send_ms)
             && idle_at_most_ms <= ttl_ms;
+        // A dropped partition's sessions are closed with its replicas.
+        if self.checker.partitions.dropped_by(session.bucket, self.clock.now_mono_ms())
+            && matches!(
+                code,
+                ErrorCode::ScannerExpired
+                    | ErrorCode::UnknownScannerId
+                    | ErrorCode::PartitionNotExists
+                    | ErrorCode::NotLeaderOrFollower
+            )
+        {
+            return;
+        }
         match code {
             ErrorCode::ScannerExpired if expired_early => self.checker.violation(format!(
                 "continuation of a live session on {} (node {}) answered SCANNER_EXPIRED at most {idle_at_most_ms} ms after its last valid access, within the TTL of {ttl_ms} ms",
@@ -661,8 +677,7 @@ impl ScanClient {
     /// The library's snapshot-then-changelog bootstrap (pipelined `KvScanner`, then FetchLog
     /// from the scan's `log_offset`), checked against the model at the offset it reached.
     async fn bootstrap_once(&mut self) {
-        let bucket =
-            TableBucket::new(TABLE_ID, self.prng.below(self.plan.bucket_count() as u64) as i32);
+        let Some(bucket) = self.checker.partitions.pick_bucket(&mut self.prng) else { return };
         let Some(leader) =
             self.leaders.leader_of(&self.rpc, bucket, self.plan.request_timeout_ms).await
         else {
@@ -692,6 +707,15 @@ impl ScanClient {
         )
         .await;
         match outcome {
+            // The partition was dropped under the bootstrap (or before it): it may end anyhow.
+            Err(error) if self.checker.partitions.dropped_by(bucket, self.clock.now_mono_ms()) => {
+                self.checker.progress.give_up("bootstrap", "partition-dropped");
+                self.checker.note(
+                    self.node_id,
+                    "bootstrap-dropped",
+                    format!("{} {error}", bucket.dir_name()),
+                );
+            }
             Ok(result) => {
                 let detail = format!(
                     "{} {} rows from {} to {}",

@@ -5,6 +5,7 @@
 //! servers 2                       # first line; buckets of table 1 are then `b0`, `b1`, ...
 //! scanner ttl_ms=1000 interval_ms=100 per_bucket=8 per_server=200 batch_max=1024
 //! lead b0 on 1 [silently]         # next epoch for b0, led by server 1 (old leader not told)
+//! fence b0                        # the shared log moves to the next epoch, no server told
 //! put b0 10                       # upserts k000..k009
 //! flush                           # runs until every leader has flushed
 //! open s1 b0 size=20 [limit=5]    # opens scan `s1` on b0's leader
@@ -58,6 +59,8 @@ struct Script {
     scans: BTreeMap<String, ScriptScan>,
     ledger: Ledger,
     lines: Vec<String>,
+    /// The changelogs every server shares (so that one fence reaches every replica).
+    logs: LogRegistry,
 }
 
 /// Runs a script and returns its trace, or the first error in it.
@@ -142,6 +145,7 @@ impl Script {
             scans: BTreeMap::new(),
             ledger,
             lines: Vec::new(),
+            logs,
         }
     }
 
@@ -182,6 +186,15 @@ impl Script {
                     self.request(node, Request::BecomeLeader { bucket, leader_epoch: epoch })?;
                 self.leaders.insert(bucket, (node, epoch));
                 Ok(format!("epoch {epoch} {}", describe(&response)))
+            }
+            // As a new leader elsewhere fences the log before the old one hears of it.
+            ["fence", bucket] => {
+                let bucket = parse_bucket(bucket)?;
+                let (leader, epoch) = self.leaders.get(&bucket).copied().unwrap_or((0, 0));
+                let log = self.logs.open(bucket).map_err(|e| e.to_string())?;
+                log.fence(epoch + 1).map_err(|e| e.to_string())?;
+                self.leaders.insert(bucket, (leader, epoch + 1));
+                Ok(format!("log at epoch {}", epoch + 1))
             }
             ["put", bucket, count] => {
                 let bucket = parse_bucket(bucket)?;

@@ -36,6 +36,8 @@ const SWITCHES: &[(&str, &str)] = &[
     ("weight_lookup", "0"),
     ("weight_delete", "0"),
     ("partial_update", "off"),
+    ("table_partition_churn_ms", "off"),
+    ("table_partitions", "0"),
 ];
 
 /// A count that shrinking brings down: its override key, its smallest allowed value, and its

@@ -32,6 +32,7 @@ use crate::progress::HEAL_PROGRESS_BOUND_MS;
 use crate::remote::{RemoteFaults, SimRemoteStorage};
 use crate::replication::ClusterLogs;
 use crate::sim_row::SimPartialUpdates;
+use crate::table_partitions::TablePartitions;
 use crate::trace::{Trace, TraceMode};
 
 const CLIENT_NODE_BASE: NodeId = 100;
@@ -260,6 +261,7 @@ impl World {
             trace.clone(),
             exec.clock_for(COORDINATOR_NODE),
             plan.scanner,
+            TablePartitions::new(TABLE_ID, plan.bucket_count(), plan.table_partitions > 0),
         ));
         checker.set_fault_log(fault_log.clone());
         let coordinator = Arc::new(Coordinator::new(
@@ -309,7 +311,7 @@ impl World {
                 bucket_count: self.plan.bucket_count(),
                 schema_ids: vec![SCHEMA_ID],
                 partial_updates: Some(PartialUpdates(Arc::new(SimPartialUpdates))),
-                partitioned: false,
+                partitioned: self.partitions().is_partitioned(),
             }],
             // A small pre-write buffer, so that a flush stalled by engine faults (or a slow
             // disk) turns into STORAGE_BACKPRESSURE, which the writers resend after a delay.
@@ -322,15 +324,19 @@ impl World {
         }
     }
 
+    fn partitions(&self) -> &TablePartitions {
+        &self.checker.partitions
+    }
+
     fn start(&mut self) {
+        for _ in 0..self.plan.table_partitions {
+            self.partitions().create();
+        }
         for node in 1..=self.plan.servers {
             self.start_server(node, false);
         }
-        for bucket_id in 0..self.plan.bucket_count() {
-            let bucket = TableBucket::new(TABLE_ID, bucket_id);
-            self.coordinator.register_bucket(bucket);
-            let leader = (bucket_id as u32 % self.plan.servers) + 1;
-            self.assign(bucket, Some(leader));
+        for bucket in self.partitions().live_buckets() {
+            self.register_and_lead(bucket);
         }
         let per_client = self.plan.client_ops / self.plan.clients;
         let remainder = self.plan.client_ops % self.plan.clients;
@@ -422,10 +428,71 @@ impl World {
         };
         let logs = self.logs.server_started(node, disk.fs.clone());
         let server = TabletServer::start(env, self.server_config(), logs);
+        // The partitions that exist now, as a server learns them from the coordinator.
+        for partition_id in self.partitions().live_partitions() {
+            if let Err(error) = server.add_partition(TABLE_ID, partition_id) {
+                self.checker.violation(format!(
+                    "node {node} refused partition {partition_id} at start: {error}"
+                ));
+            }
+        }
         self.net.register(node, server.clone());
         self.net.set_node_up(node, true);
         lock(&self.live).insert(node, server);
         self.coordinator.set_server_live(node, true);
+    }
+
+    /// A new bucket gets a leader: its home server, or another replica.
+    fn register_and_lead(&self, bucket: TableBucket) {
+        self.coordinator.register_bucket(bucket);
+        let leader = (bucket.bucket_id as u32 % self.plan.servers) + 1;
+        self.assign(bucket, Some(leader));
+    }
+
+    /// Drops the oldest partition and creates the next, as automatic partitioning does: the
+    /// coordinator forgets the dropped buckets, every live server stops serving them (their
+    /// replicas stopped, scans closed, engines released), and the new partition's buckets get
+    /// leaders on every server that serves it.
+    fn turn_over_partition(&mut self) {
+        let now = self.exec.now_mono_ms();
+        let servers: Vec<(NodeId, Arc<TabletServer>)> =
+            lock(&self.live).iter().map(|(node, server)| (*node, server.clone())).collect();
+        if let Some(dropped) = self.partitions().drop_oldest(now) {
+            self.note(COORDINATOR_NODE, "drop-partition", format!("p{dropped}"));
+            for bucket in self.partitions().buckets_of(Some(dropped)) {
+                self.coordinator.unregister_bucket(bucket);
+            }
+            for (node, server) in &servers {
+                let removal = server.remove_partition(TABLE_ID, dropped);
+                let (checker, server) = (self.checker.clone(), server.clone());
+                self.exec.spawn(
+                    *node,
+                    format!("remove partition p{dropped}"),
+                    async move {
+                        removal.await;
+                        checker.check_partition_released(&server, dropped);
+                    }
+                    .boxed(),
+                );
+            }
+        }
+        let created = self.partitions().create();
+        self.note(COORDINATOR_NODE, "create-partition", format!("p{created}"));
+        for (node, server) in &servers {
+            if let Err(error) = server.add_partition(TABLE_ID, created) {
+                self.checker
+                    .violation(format!("node {node} refused new partition {created}: {error}"));
+            }
+        }
+        for bucket in self.partitions().buckets_of(Some(created)) {
+            self.register_and_lead(bucket);
+        }
+    }
+
+    /// A live bucket drawn from the fault stream.
+    fn pick_live_bucket(&mut self) -> Option<TableBucket> {
+        let buckets = self.partitions().live_buckets();
+        self.faults.pick(&buckets).copied()
     }
 
     /// Moves `bucket`'s leadership to `preferred` if it may lead (a live, in-sync replica after
@@ -473,6 +540,9 @@ impl World {
         let mut next_crash = faults.crash_interval_ms.map(|ms| self.next_time(ms));
         let mut next_retention = faults.retention_interval_ms.map(|ms| self.next_time(ms));
         let mut next_ttl_jump = faults.ttl_jump_interval_ms.map(|ms| self.next_time(ms));
+        let churn_ms =
+            self.plan.table_partition_churn_ms.filter(|_| self.plan.table_partitions > 0);
+        let mut next_churn = churn_ms.map(|ms| self.next_time(ms));
         // Only a failed sync stops a log: without fsync faults there is nothing to watch.
         let watch_log_dirs = !faults.disk.fsync_failure.is_never();
         let mut next_log_dir_check =
@@ -489,13 +559,19 @@ impl World {
                     pending: self.exec.pending_tasks(),
                 });
             }
-            let next_fault =
-                [next_flip, next_crash, next_retention, next_ttl_jump, next_log_dir_check]
-                    .into_iter()
-                    .chain(self.chaos.next_events())
-                    .flatten()
-                    .chain(restarts.values().copied())
-                    .min();
+            let next_fault = [
+                next_flip,
+                next_crash,
+                next_retention,
+                next_ttl_jump,
+                next_log_dir_check,
+                next_churn,
+            ]
+            .into_iter()
+            .chain(self.chaos.next_events())
+            .flatten()
+            .chain(restarts.values().copied())
+            .min();
             match next_fault {
                 Some(at_ms) => {
                     // An alarm task makes the executor stop at exactly the fault's instant.
@@ -531,6 +607,10 @@ impl World {
                 self.jump_to_ttl_boundary();
                 next_ttl_jump = faults.ttl_jump_interval_ms.map(|ms| self.next_time(ms));
             }
+            if next_churn.is_some_and(|at| at <= now) {
+                self.turn_over_partition();
+                next_churn = churn_ms.map(|ms| self.next_time(ms));
+            }
             if next_retention.is_some_and(|at| at <= now) {
                 self.run_retention();
                 next_retention = faults.retention_interval_ms.map(|ms| self.next_time(ms));
@@ -560,8 +640,7 @@ impl World {
     }
 
     fn flip_leader(&mut self) {
-        let bucket =
-            TableBucket::new(TABLE_ID, self.faults.below(self.plan.bucket_count() as u64) as i32);
+        let Some(bucket) = self.pick_live_bucket() else { return };
         let live = self.coordinator.live_servers();
         let replicas: Vec<NodeId> =
             self.logs.replicas(bucket).into_iter().filter(|node| live.contains(node)).collect();
@@ -579,8 +658,7 @@ impl World {
         let node = *self.faults.pick(&live)?;
         // A replaced machine loses its disk only where another live replica holds everything
         // committed: the fault atlas never destroys the last copy of acknowledged data.
-        let all_buckets: Vec<TableBucket> =
-            (0..self.plan.bucket_count()).map(|b| TableBucket::new(TABLE_ID, b)).collect();
+        let all_buckets = self.partitions().live_buckets();
         let lose_disk =
             self.faults.chance(Ratio::new(1, 4)) && self.logs.disk_is_redundant(node, &all_buckets);
         self.note(
@@ -665,8 +743,7 @@ impl World {
     }
 
     fn run_retention(&mut self) {
-        let bucket =
-            TableBucket::new(TABLE_ID, self.faults.below(self.plan.bucket_count() as u64) as i32);
+        let Some(bucket) = self.pick_live_bucket() else { return };
         let leader = self.coordinator.leader_of(bucket);
         let Some(log) = self.logs.reference_log(bucket, leader) else { return };
         let requested = self.faults.range_inclusive(0, log.high_watermark());
@@ -702,8 +779,7 @@ impl World {
                 self.restart_server(node);
             }
         }
-        let buckets: Vec<TableBucket> =
-            (0..self.plan.bucket_count()).map(|b| TableBucket::new(TABLE_ID, b)).collect();
+        let buckets = self.partitions().live_buckets();
         for bucket in &buckets {
             let leader = self.coordinator.leader_of(*bucket);
             self.assign(*bucket, leader.or_else(|| self.logs.replicas(*bucket).first().copied()));
@@ -737,9 +813,10 @@ impl World {
                 self.pending_task_names()
             ));
         }
-        for bucket_id in 0..self.plan.bucket_count() {
-            self.checker.check_quiescent_state(TableBucket::new(TABLE_ID, bucket_id));
+        for bucket in self.partitions().live_buckets() {
+            self.checker.check_quiescent_state(bucket);
         }
+        self.checker.check_dropped_partitions_released(TABLE_ID);
         // Abandoned sessions must be reclaimed by the evictor within TTL plus an interval.
         let scanner = self.plan.scanner;
         self.exec.run_for(scanner.ttl_ms + 2 * scanner.expiration_interval_ms + 1)?;

@@ -169,7 +169,20 @@ impl Burst {
             };
             let predecessor_acked = matches!(self.predecessor(index), BatchFate::Acked { .. });
             let twice = batch.sent_twice && attempts == 1;
+            let sent_ms = self.clock.now_mono_ms();
             let answer = self.send(leader, &request, twice).await;
+            if let Ok(response) = &answer {
+                let error = match response {
+                    Response::Error(error) => Some(error),
+                    _ => None,
+                };
+                self.checker.check_partition_answer(
+                    &format!("client {} put on {}", self.node_id, self.bucket),
+                    self.bucket,
+                    sent_ms,
+                    error,
+                );
+            }
             match answer {
                 Ok(Response::PutKv { base_offset, end_offset, duplicate }) => {
                     if duplicate {

@@ -131,15 +131,19 @@ async fn continue_or_close(server: &TabletServer, request: ScanKvRequest) -> Sca
         Ok(id) => server.scanners().lookup(id),
         Err(_) => SessionLookup::Unknown,
     };
-    // A repeat of a drained session's final request is answered from the kept page.
+    // A repeat of a drained session's final request is answered from the kept page, unless
+    // the term that served it has ended since: then the scan must restart (expired), as after
+    // a leadership close, not be told that the id is unknown.
     let repeat_of_final_page = match &lookup {
         SessionLookup::Live(_) => None,
         _ if close || !retry_allowed(server) => None,
         _ => finished_page(server, &scanner_id, &request),
     };
-    if let Some(page) = repeat_of_final_page {
-        return page;
-    }
+    let lookup = match repeat_of_final_page {
+        Some(FinalPage::Serve(page)) => return page,
+        Some(FinalPage::TermEnded) => SessionLookup::Expired,
+        None => lookup,
+    };
     let session = match lookup {
         SessionLookup::Live(session) => session,
         // Closing a session that is already gone succeeds: there is nothing the client could do.
@@ -190,15 +194,28 @@ fn retry_allowed(server: &TabletServer) -> bool {
 
 /// The cached final page of a drained session, if this repeats its request and the server
 /// still leads the term that served it.
+/// A kept final page that a repeated request matches.
+enum FinalPage {
+    /// The term that served it still holds: the same page again.
+    Serve(ScanKvResponse),
+    /// The bucket's leadership moved on since (a fence may precede the leadership close): the
+    /// page may not be served again.
+    TermEnded,
+}
+
 fn finished_page(
     server: &TabletServer,
     scanner_id: &[u8],
     request: &ScanKvRequest,
-) -> Option<ScanKvResponse> {
+) -> Option<FinalPage> {
     let id = std::str::from_utf8(scanner_id).ok()?;
     let (bucket, leader_epoch, page) =
         server.scanners().finished_page(id, request.call_seq_id, batch_size(request))?;
-    may_serve(server, bucket, leader_epoch).then_some(page)
+    Some(if may_serve(server, bucket, leader_epoch) {
+        FinalPage::Serve(page)
+    } else {
+        FinalPage::TermEnded
+    })
 }
 
 fn may_serve(

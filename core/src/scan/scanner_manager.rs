@@ -14,6 +14,7 @@ use crate::env::Env;
 use crate::error::{ApiError, ErrorCode};
 use crate::message::ScanKvResponse;
 use crate::mutant::Mutant;
+use crate::notify::Notify;
 use crate::scan::scan_session::{CloseOutcome, ScanSession};
 use crate::scan::scanner_config::ScannerConfig;
 use crate::table_bucket::TableBucket;
@@ -84,6 +85,9 @@ pub struct ScannerManager {
     /// The registry is the whole server's: a panic that poisons its lock stops the tablet
     /// server, which shares this stop and refuses every request from then on.
     stop: Arc<Stop>,
+    /// Notified when a session is registered or the registry shuts down: the evictor waits on
+    /// it while it has nothing to evict or forget, instead of waking every interval.
+    work_arrived: Notify,
 }
 
 impl std::fmt::Debug for ScannerManager {
@@ -100,6 +104,7 @@ impl ScannerManager {
             env,
             state: Mutex::new(ManagerState::default()),
             stop: Arc::new(Stop::new()),
+            work_arrived: Notify::new(),
         }
     }
 
@@ -145,6 +150,8 @@ impl ScannerManager {
         );
         let previous = state.sessions.insert(session.id().to_string(), session);
         assert!(previous.is_none(), "scanner id issued twice");
+        drop(state);
+        self.work_arrived.notify();
         Ok(())
     }
 
@@ -343,10 +350,26 @@ impl ScannerManager {
         true
     }
 
-    /// The evictor task: a pass every `expiration_interval_ms` until shutdown.
+    /// Whether an evictor pass would find nothing to do: no session, no kept final page and
+    /// no remembered id (or the registry is shut down).
+    fn nothing_to_evict(&self) -> bool {
+        let state = self.lock();
+        state.closed
+            || (state.sessions.is_empty()
+                && state.finished.is_empty()
+                && state.recently_expired.is_empty())
+    }
+
+    /// The evictor task: a pass every `expiration_interval_ms` until shutdown, parked while
+    /// there is nothing to evict (an idle server's evictor does not wake up at all).
     pub fn run_evictor(self: Arc<Self>) -> BoxFuture<'static, ()> {
         async move {
             loop {
+                // Taken before the check, so that a registration right after it is not missed.
+                let work_arrived = self.work_arrived.notified();
+                if self.nothing_to_evict() {
+                    work_arrived.await;
+                }
                 self.env.clock.sleep(self.config.expiration_interval_ms).await;
                 if self.lock().closed {
                     return;
@@ -366,6 +389,7 @@ impl ScannerManager {
             state.finished_bytes = 0;
             state.sessions.values().cloned().collect()
         };
+        self.work_arrived.notify();
         for session in &sessions {
             self.end(session, false, false);
         }

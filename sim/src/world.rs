@@ -45,6 +45,9 @@ const HEAL_STEPS_MAX: u64 = 2_000_000;
 const LOG_DIR_CHECK_INTERVAL_MS: u64 = 100;
 /// The progress prober's node (after the heal).
 const PROBER_NODE: NodeId = 300;
+/// Partition turnovers (oldest dropped, new one created) per run at most: each creates a
+/// partition's worth of buckets, so an unbounded churn made long runs many times slower.
+const PARTITION_TURNOVERS_MAX: u32 = 12;
 
 /// How to run one seed.
 #[derive(Debug, Clone)]
@@ -543,6 +546,7 @@ impl World {
         let churn_ms =
             self.plan.table_partition_churn_ms.filter(|_| self.plan.table_partitions > 0);
         let mut next_churn = churn_ms.map(|ms| self.next_time(ms));
+        let mut turnovers_left = PARTITION_TURNOVERS_MAX;
         // Only a failed sync stops a log: without fsync faults there is nothing to watch.
         let watch_log_dirs = !faults.disk.fsync_failure.is_never();
         let mut next_log_dir_check =
@@ -609,7 +613,8 @@ impl World {
             }
             if next_churn.is_some_and(|at| at <= now) {
                 self.turn_over_partition();
-                next_churn = churn_ms.map(|ms| self.next_time(ms));
+                turnovers_left -= 1;
+                next_churn = churn_ms.filter(|_| turnovers_left > 0).map(|ms| self.next_time(ms));
             }
             if next_retention.is_some_and(|at| at <= now) {
                 self.run_retention();

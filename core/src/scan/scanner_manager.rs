@@ -361,16 +361,24 @@ impl ScannerManager {
     }
 
     /// The evictor task: a pass every `expiration_interval_ms` until shutdown, parked while
-    /// there is nothing to evict (an idle server's evictor does not wake up at all).
+    /// there is nothing to evict (an idle server's evictor does not wake up at all). Passes
+    /// stay on one grid of intervals from the evictor's start, so a wake-up does not move
+    /// their phase to the registration that caused it: the phase between a session's last
+    /// access and the next pass varies as it did before parking existed.
     pub fn run_evictor(self: Arc<Self>) -> BoxFuture<'static, ()> {
         async move {
+            let started_ms = self.env.clock.now_mono_ms();
+            let interval_ms = self.config.expiration_interval_ms.max(1);
             loop {
                 // Taken before the check, so that a registration right after it is not missed.
                 let work_arrived = self.work_arrived.notified();
                 if self.nothing_to_evict() {
                     work_arrived.await;
                 }
-                self.env.clock.sleep(self.config.expiration_interval_ms).await;
+                let now_ms = self.env.clock.now_mono_ms();
+                let ticks = now_ms.saturating_sub(started_ms) / interval_ms + 1;
+                let next_pass_ms = started_ms.saturating_add(ticks.saturating_mul(interval_ms));
+                self.env.clock.sleep(next_pass_ms.saturating_sub(now_ms).max(1)).await;
                 if self.lock().closed {
                     return;
                 }

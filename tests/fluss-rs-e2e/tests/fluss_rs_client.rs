@@ -3,90 +3,22 @@
 //! database and a primary-key table through its admin, upserts, deletes and partial updates
 //! through its upsert writer, lookups, and the changelog through its log scanner.
 //!
-//! Every wait is bounded (`STEP`, `START_WAIT`); the node is killed when the test ends, also on
-//! a failure.
+//! Every wait is bounded (`support::STEP`, `START_WAIT`, `POLLS_MAX`); the node is killed when
+//! the test ends, also on a failure.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod support;
 
-use fluss::client::{FlussConnection, FlussTable, EARLIEST_OFFSET};
-use fluss::config::Config;
+use std::time::Duration;
+
+use fluss::client::{FlussTable, EARLIEST_OFFSET};
 use fluss::metadata::{DataTypes, Schema, TableDescriptor, TablePath};
 use fluss::record::ChangeType;
 use fluss::row::{DataGetters, GenericRow};
 
-/// The longest any single client call may take.
-const STEP: Duration = Duration::from_secs(30);
-/// Polls of the changelog before the test gives up on records it expects.
-const POLLS_MAX: usize = 60;
-/// How long the node may take to accept connections.
-const START_WAIT: Duration = Duration::from_secs(60);
-
-/// A `kvtablet serve` process, killed when dropped.
-struct Node {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Node {
-    fn start(data_dir: &Path) -> Node {
-        let binary = std::env::var("KVTABLET_BIN").unwrap_or_else(|_| {
-            panic!("KVTABLET_BIN must name the kvtablet binary (scripts/test sets it)")
-        });
-        // A free port: bound, read, released, then given to the node.
-        let addr = TcpListener::bind(("127.0.0.1", 0))
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port on 127.0.0.1");
-        let child = Command::new(&binary)
-            .arg("serve")
-            .arg("--listen")
-            .arg(addr.to_string())
-            .arg("--metrics-listen")
-            .arg("off")
-            .arg("--data-dir")
-            .arg(data_dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|error| panic!("cannot start {binary}: {error}"));
-        let mut node = Node { child, addr };
-        let deadline = Instant::now() + START_WAIT;
-        while TcpStream::connect(addr).is_err() {
-            if let Ok(Some(status)) = node.child.try_wait() {
-                panic!("kvtablet serve exited before it listened: {status}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "kvtablet serve did not listen within {START_WAIT:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        node
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use support::{bounded, Node, POLLS_MAX};
 
 /// `(id, name, score)`, `None` for NULL.
 type Row = (i32, Option<String>, Option<i64>);
-
-async fn bounded<T>(
-    what: &str,
-    call: impl std::future::Future<Output = fluss::error::Result<T>>,
-) -> T {
-    match tokio::time::timeout(STEP, call).await {
-        Ok(Ok(value)) => value,
-        Ok(Err(error)) => panic!("{what}: {error}"),
-        Err(_) => panic!("{what}: no answer within {STEP:?}"),
-    }
-}
 
 fn generic_row(row: &Row) -> GenericRow<'static> {
     let mut generic = GenericRow::new(3);
@@ -144,17 +76,11 @@ async fn lookup(table: &FlussTable<'_>, id: i32) -> Option<Row> {
 
 #[test]
 fn fluss_rs_upserts_partially_updates_deletes_looks_up_and_reads_the_changelog() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let runtime = support::runtime();
     let dir = tempfile::tempdir().expect("temp dir");
     let node = Node::start(&dir.path().join("data"));
     runtime.block_on(async {
-        let mut config = Config::default();
-        config.bootstrap_servers = node.addr.to_string();
-        let connection = bounded("connect", FlussConnection::new(config)).await;
+        let connection = support::connect(&node).await;
         let admin = connection.get_admin().expect("admin");
         bounded("create_database", admin.create_database("rs", None, false)).await;
         let path = TablePath::new("rs", "scores");

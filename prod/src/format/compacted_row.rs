@@ -33,10 +33,12 @@ impl Timestamp {
         if nanos_per_unit >= 1_000_000 {
             return Some(self.millis / (nanos_per_unit / 1_000_000));
         }
-        let per_milli = 1_000_000 / nanos_per_unit;
-        self.millis
-            .checked_mul(per_milli)?
-            .checked_add(i64::from(self.nanos_of_milli) / nanos_per_unit)
+        // In i128: for the earliest nanosecond timestamp (1677-09-21T00:12:43.145224192) the
+        // milliseconds times 10^6 leave the i64 range before the nanoseconds bring it back.
+        let per_milli = i128::from(1_000_000 / nanos_per_unit.max(1));
+        let value = i128::from(self.millis) * per_milli
+            + i128::from(i64::from(self.nanos_of_milli) / nanos_per_unit.max(1));
+        i64::try_from(value).ok()
     }
 
     /// The inverse of [`Timestamp::to_unit`].
@@ -435,4 +437,27 @@ pub fn decode_row_from(types: &[DataType], r: &mut ByteReader<'_>) -> Result<Row
         }
     }
     Ok(Row(values))
+}
+
+#[cfg(test)]
+mod timestamp_tests {
+    use super::Timestamp;
+
+    #[test]
+    fn the_earliest_nanosecond_timestamp_converts_without_overflow() {
+        // i64::MIN ns = 1677-09-21T00:12:43.145224192, as a client splits it.
+        let earliest = Timestamp { millis: -9_223_372_036_855, nanos_of_milli: 224_192 };
+        assert_eq!(earliest.to_unit(1), Some(i64::MIN));
+        assert_eq!(Timestamp::from_unit(i64::MIN, 1).to_unit(1), Some(i64::MIN));
+        let before = Timestamp { millis: -9_223_372_036_855, nanos_of_milli: 224_191 };
+        assert_eq!(before.to_unit(1), None, "one nanosecond earlier is out of range");
+    }
+
+    #[test]
+    fn seconds_truncate_toward_zero_as_flusss_arrow_writer_does() {
+        assert_eq!(Timestamp::from_millis(-1_500).to_unit(1_000_000_000), Some(-1));
+        assert_eq!(Timestamp::from_millis(1_500).to_unit(1_000_000_000), Some(1));
+        let micros = Timestamp { millis: -2, nanos_of_milli: 5_000 };
+        assert_eq!(micros.to_unit(1_000), Some(-1_995));
+    }
 }

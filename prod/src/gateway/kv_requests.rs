@@ -10,12 +10,12 @@ use kvtablet_core::log::WriterBatch;
 use kvtablet_core::message::{KvWrite, Request, Response};
 use kvtablet_core::TableBucket;
 
-use super::table_json::table_schema_of;
 use super::{bucket_error, Gateway};
+use crate::catalog::TableInfo;
 use crate::format::kv_record_batch::{NO_BATCH_SEQUENCE, NO_WRITER_ID};
 use crate::format::{
     encode_stored_value, encode_value_batch, CompactedPartialUpdates, KvRecordBatch,
-    RecordValidator,
+    RecordValidator, TableSchema,
 };
 use crate::wire::error::{decode_request, encode_response};
 use crate::wire::messages::{
@@ -84,16 +84,9 @@ impl Gateway {
 
     /// The validator of a PutKv's rows: the table's current schema, which must have a
     /// primary key.
-    fn record_validator(&self, table_id: i64) -> Result<RecordValidator, ApiError> {
-        let info = self.catalog.table_by_id(table_id).ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::UnknownTableOrBucket,
-                format!("table {table_id} does not exist"),
-            )
-        })?;
-        let schema = table_schema_of(&info)
-            .map_err(|error| ApiError::new(ErrorCode::UnknownServerError, error.message))?;
-        RecordValidator::new(&schema).map_err(|_| {
+    fn record_validator(table: &(TableInfo, TableSchema)) -> Result<RecordValidator, ApiError> {
+        let (info, schema) = table;
+        RecordValidator::new(schema).map_err(|_| {
             ApiError::new(
                 ErrorCode::NonPrimaryKeyTable,
                 format!("{} has no primary key: it takes no PutKv", info.path),
@@ -104,8 +97,7 @@ impl Gateway {
     /// The target columns of a partial update (`None` for whole rows), checked against the
     /// table's schema: the primary key among them, every omitted column nullable.
     fn target_columns(
-        &self,
-        table_id: i64,
+        schema: &TableSchema,
         target_columns: &[i32],
     ) -> Result<Option<Vec<u32>>, ApiError> {
         if target_columns.is_empty() {
@@ -117,15 +109,7 @@ impl Gateway {
             .map(|index| u32::try_from(*index))
             .collect::<Result<Vec<u32>, _>>()
             .map_err(|_| invalid(format!("negative target column in {target_columns:?}")))?;
-        let info = self.catalog.table_by_id(table_id).ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::UnknownTableOrBucket,
-                format!("table {table_id} does not exist"),
-            )
-        })?;
-        let schema = table_schema_of(&info)
-            .map_err(|error| ApiError::new(ErrorCode::UnknownServerError, error.message))?;
-        CompactedPartialUpdates::new(schema)
+        CompactedPartialUpdates::new(schema.clone())
             .check_target_columns(&target_columns)
             .map_err(|error| error.to_api_error())?;
         Ok(Some(target_columns))
@@ -173,11 +157,15 @@ impl Gateway {
     pub(crate) async fn put_kv(self: &Arc<Self>, body: &[u8]) -> WireResponse {
         let request: PutKvRequest = decode_request(body)?;
         let table_id = request.table_id;
-        let validator = self.record_validator(table_id);
+        let table = self.table_with_schema(table_id);
+        let validator = table.as_ref().map_err(Clone::clone).and_then(Self::record_validator);
         let validator = &validator;
         // Checked before any row: an omitted NOT NULL column is a bad target, not a bad row.
         tracing::debug!(table_id, target_columns = ?request.target_columns, "put_kv");
-        let target_columns = self.target_columns(table_id, &request.target_columns);
+        let target_columns = table
+            .as_ref()
+            .map_err(Clone::clone)
+            .and_then(|(_, schema)| Self::target_columns(schema, &request.target_columns));
         let target_columns = &target_columns;
         let answers = join_all(request.buckets_req.iter().map(|bucket| async move {
             let outcome = self.put_bucket(table_id, validator, target_columns, bucket).await;

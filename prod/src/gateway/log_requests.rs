@@ -16,7 +16,6 @@ use kvtablet_core::message::{OffsetSpec, Request, Response};
 use kvtablet_core::TableBucket;
 
 use super::kv_requests::{bucket_of, unexpected};
-use super::table_json::table_schema_of;
 use super::{bucket_error, Gateway};
 use crate::format::log_record_batch::project_columns;
 use crate::format::value_record_batch::decode_stored_value;
@@ -87,14 +86,7 @@ impl Gateway {
     }
 
     fn fetch_table(&self, table: &PbFetchLogReqForTable) -> Result<FetchTable, ApiError> {
-        let info = self.catalog.table_by_id(table.table_id).ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::UnknownTableOrBucket,
-                format!("table {} does not exist", table.table_id),
-            )
-        })?;
-        let schema = table_schema_of(&info)
-            .map_err(|error| ApiError::new(ErrorCode::UnknownServerError, error.message))?;
+        let (_, schema) = self.table_with_schema(table.table_id)?;
         let projection = if table.projection_pushdown_enabled {
             let positions = table
                 .projected_fields

@@ -29,7 +29,8 @@ use futures::future::{BoxFuture, FutureExt};
 use kvtablet_core::error::{ApiError, ErrorCode};
 use kvtablet_core::writer_id_allocator::{WriterIdAllocator, WriterIdError};
 
-use crate::catalog::{Catalog, CatalogError};
+use crate::catalog::{Catalog, CatalogError, TableInfo};
+use crate::format::TableSchema;
 use crate::node::NodeHandle;
 use crate::wire::error::{decode_request, encode_response};
 use crate::wire::messages::{
@@ -180,6 +181,25 @@ impl Gateway {
 }
 
 /// A catalog error as the client must see it.
+impl Gateway {
+    /// The table a data request names by id, with the schema its rows are decoded by; a table
+    /// that does not exist is UNKNOWN_TABLE_OR_BUCKET.
+    pub(crate) fn table_with_schema(
+        &self,
+        table_id: i64,
+    ) -> Result<(TableInfo, TableSchema), ApiError> {
+        let info = self.catalog.table_by_id(table_id).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::UnknownTableOrBucket,
+                format!("table {table_id} does not exist"),
+            )
+        })?;
+        let schema = table_json::table_schema_of(&info)
+            .map_err(|error| ApiError::new(ErrorCode::UnknownServerError, error.message))?;
+        Ok((info, schema))
+    }
+}
+
 pub(crate) fn catalog_error(error: CatalogError) -> WireError {
     WireError::new(error.error_code(), error.to_string())
 }

@@ -404,11 +404,10 @@ fn every_scalar_type_round_trips_exactly_through_upsert_lookup_and_the_changelog
     drop(node);
 }
 
-/// kvtablet refuses this value: its Arrow conversion computes `millis * 1_000_000` before adding
-/// the nanoseconds of the millisecond, which overflows for the 775,808 ns at the bottom of the
-/// range, and answers the put with CORRUPT_RECORD (14), which fluss-rs retries without end.
+/// The earliest nanosecond timestamp: its milliseconds times 10^6 leave the i64 range before its
+/// nanoseconds bring it back (kvtablet once refused it with CORRUPT_RECORD, which fluss-rs
+/// retries without end).
 #[test]
-#[ignore = "kvtablet answers CORRUPT_RECORD to TIMESTAMP(9) values below -9223372036854000000 ns"]
 fn a_timestamp9_at_the_arrow_minimum_round_trips() {
     let runtime = support::runtime();
     let dir = tempfile::tempdir().expect("temp dir");

@@ -4,6 +4,7 @@
 //! batch, and the changelog LogRecordBatch V0 with an Arrow body. Decoders never panic on bad
 //! bytes; they return `FormatError` (CORRUPT_RECORD).
 
+pub mod arrow_column;
 pub mod binary_array;
 pub mod binary_map;
 pub mod byte_reader;

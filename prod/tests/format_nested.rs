@@ -372,3 +372,48 @@ fn value_violation_names_the_element_field_or_entry_at_fault() {
         Datum::Map(vec![(Datum::Int(1), Datum::Decimal(99)), (Datum::Int(2), Datum::Decimal(100))]);
     assert!(violation(&attrs, &entries).starts_with("map entry 1"));
 }
+
+#[test]
+fn nested_value_columns_are_accepted_and_nested_keys_refused_naming_the_column() {
+    use kvtablet_prod::format::schema::TableDescriptor;
+    let table = |key: &str, bucket_key: &str| {
+        format!(
+            r#"{{"schema":{{"columns":[
+                {{"name":"id","data_type":{{"type":"INTEGER"}}}},
+                {{"name":"tags","data_type":{{"type":"ARRAY","element_type":{{"type":"STRING"}}}}}},
+                {{"name":"attrs","data_type":{{"type":"MAP","key_type":{{"type":"STRING"}},
+                    "value_type":{{"type":"INTEGER"}}}}}},
+                {{"name":"point","data_type":{{"type":"ROW","fields":[
+                    {{"name":"x","field_type":{{"type":"BIGINT"}}}}]}}}}],
+              "primary_key":[{key}]}},
+              "bucket_key":[{bucket_key}],
+              "partition_key":[],"properties":{{}},"custom_properties":{{}}}}"#
+        )
+    };
+    let descriptor = TableDescriptor::from_json_str(&table(r#""id""#, "")).expect("parses");
+    descriptor.check_column_types().expect("nested value columns are accepted");
+    // A MAP's key type is NOT NULL, as Fluss's MapType makes it, and its JSON says so.
+    let attrs = &descriptor.schema.columns[2].data_type;
+    assert_eq!(attrs.to_json()["key_type"], serde_json::json!({"type":"STRING","nullable":false}));
+    for (column, type_name) in [("tags", "ARRAY"), ("attrs", "MAP"), ("point", "ROW")] {
+        let key = format!(r#""id","{column}""#);
+        let as_primary_key = TableDescriptor::from_json_str(&table(&key, "")).expect("parses");
+        assert_eq!(
+            as_primary_key.check_column_types().expect_err("refused").to_string(),
+            format!(
+                "Primary key column '{column}' has unsupported data type {type_name}. Currently, \
+                 primary key column does not support types: [ARRAY, MAP, ROW]."
+            )
+        );
+        let bucket_key = format!(r#""{column}""#);
+        let as_bucket_key =
+            TableDescriptor::from_json_str(&table(&key, &bucket_key)).expect("parses");
+        assert_eq!(
+            as_bucket_key.check_column_types().expect_err("refused").to_string(),
+            format!(
+                "Bucket key column '{column}' has unsupported data type {type_name}. Currently, \
+                 bucket key column does not support types: [ARRAY, MAP, ROW]."
+            )
+        );
+    }
+}

@@ -2,7 +2,9 @@
 //! object per row per line, keyed by column name: NULL as `null`, integers and floating-point
 //! values as JSON numbers, booleans as JSON booleans, strings as JSON strings (non-ASCII kept
 //! as is). JSON has no NaN or infinities: those print as the strings `"NaN"`, `"Infinity"` and
-//! `"-Infinity"`. A FLOAT prints as the double it widens to, as Arrow and Python read it.
+//! `"-Infinity"`. A FLOAT prints as the double it widens to, as Arrow and Python read it. An
+//! ARRAY prints as a JSON array, a ROW as an object keyed by field name, a MAP as an array of
+//! `[key, value]` pairs (its keys need not be strings, and its order and duplicates are kept).
 //!
 //! The scan runs core's `KvScanner` over [`WireRpc`]: pipelined continuations, resends of a
 //! lost page with the same `call_seq_id`. A scan that fails midway is not restarted: its rows
@@ -225,43 +227,101 @@ pub fn row_json(schema: &TableSchema, row: &Row, out: &mut String) {
         }
         push_json_string(&column.name, out);
         out.push(':');
-        match row.get(index).unwrap_or(&Datum::Null) {
-            Datum::Null => out.push_str("null"),
-            Datum::Binary(bytes) => push_json_string(&value_text::base64_string(bytes), out),
-            Datum::Decimal(unscaled) => {
-                let scale = match column.data_type.root {
-                    TypeRoot::Decimal { scale, .. } => scale,
-                    _ => 0,
-                };
-                push_json_string(&value_text::decimal_string(*unscaled, scale), out)
-            }
-            Datum::Date(days) => push_json_string(&value_text::date_string(*days), out),
-            Datum::Time(millis) => {
-                let precision = match column.data_type.root {
-                    TypeRoot::Time { precision } => precision,
-                    _ => 3,
-                };
-                push_json_string(&value_text::time_string(*millis, precision), out)
-            }
-            Datum::Timestamp(ts) => {
-                let (precision, utc) = match column.data_type.root {
-                    TypeRoot::TimestampNtz { precision } => (precision, false),
-                    TypeRoot::TimestampLtz { precision } => (precision, true),
-                    _ => (9, false),
-                };
-                push_json_string(&value_text::timestamp_string(*ts, precision, utc), out)
-            }
-            Datum::Boolean(value) => out.push_str(if *value { "true" } else { "false" }),
-            Datum::TinyInt(value) => push_display(value, out),
-            Datum::SmallInt(value) => push_display(value, out),
-            Datum::Int(value) => push_display(value, out),
-            Datum::BigInt(value) => push_display(value, out),
-            Datum::Float(value) => push_json_f64(f64::from(*value), out),
-            Datum::Double(value) => push_json_f64(*value, out),
-            Datum::String(value) => push_json_string(value, out),
-        }
+        push_value_json(&column.data_type.root, row.get(index).unwrap_or(&Datum::Null), out);
     }
     out.push('}');
+}
+
+/// Appends one value of type `ty` as JSON: an ARRAY as a JSON array, a ROW as an object keyed
+/// by field name, a MAP as an array of `[key, value]` pairs in stored order (keys of any type,
+/// duplicates kept).
+fn push_value_json(ty: &TypeRoot, value: &Datum, out: &mut String) {
+    match value {
+        Datum::Null => out.push_str("null"),
+        Datum::Binary(bytes) => push_json_string(&value_text::base64_string(bytes), out),
+        Datum::Decimal(unscaled) => {
+            let scale = match ty {
+                TypeRoot::Decimal { scale, .. } => *scale,
+                _ => 0,
+            };
+            push_json_string(&value_text::decimal_string(*unscaled, scale), out)
+        }
+        Datum::Date(days) => push_json_string(&value_text::date_string(*days), out),
+        Datum::Time(millis) => {
+            let precision = match ty {
+                TypeRoot::Time { precision } => *precision,
+                _ => 3,
+            };
+            push_json_string(&value_text::time_string(*millis, precision), out)
+        }
+        Datum::Timestamp(ts) => {
+            let (precision, utc) = match ty {
+                TypeRoot::TimestampNtz { precision } => (*precision, false),
+                TypeRoot::TimestampLtz { precision } => (*precision, true),
+                _ => (9, false),
+            };
+            push_json_string(&value_text::timestamp_string(*ts, precision, utc), out)
+        }
+        Datum::Boolean(value) => out.push_str(if *value { "true" } else { "false" }),
+        Datum::TinyInt(value) => push_display(value, out),
+        Datum::SmallInt(value) => push_display(value, out),
+        Datum::Int(value) => push_display(value, out),
+        Datum::BigInt(value) => push_display(value, out),
+        Datum::Float(value) => push_json_f64(f64::from(*value), out),
+        Datum::Double(value) => push_json_f64(*value, out),
+        Datum::String(value) => push_json_string(value, out),
+        Datum::Array(items) => {
+            let element = match ty {
+                TypeRoot::Array(element) => &element.root,
+                other => other,
+            };
+            out.push('[');
+            for (index, item) in items.iter().enumerate() {
+                if index > 0 {
+                    out.push(',');
+                }
+                push_value_json(element, item, out);
+            }
+            out.push(']');
+        }
+        Datum::Map(entries) => {
+            let (key_type, value_type) = match ty {
+                TypeRoot::Map { key, value } => (&key.root, &value.root),
+                other => (other, other),
+            };
+            out.push('[');
+            for (index, (key, value)) in entries.iter().enumerate() {
+                if index > 0 {
+                    out.push(',');
+                }
+                out.push('[');
+                push_value_json(key_type, key, out);
+                out.push(',');
+                push_value_json(value_type, value, out);
+                out.push(']');
+            }
+            out.push(']');
+        }
+        Datum::Row(values) => {
+            let fields = match ty {
+                TypeRoot::Row(fields) => fields.as_slice(),
+                _ => &[],
+            };
+            out.push('{');
+            for (index, value) in values.iter().enumerate() {
+                if index > 0 {
+                    out.push(',');
+                }
+                let name =
+                    fields.get(index).map_or_else(|| format!("f{index}"), |f| f.name.clone());
+                push_json_string(&name, out);
+                out.push(':');
+                let field_type = fields.get(index).map_or(ty, |f| &f.data_type.root);
+                push_value_json(field_type, value, out);
+            }
+            out.push('}');
+        }
+    }
 }
 
 fn push_display(value: &impl std::fmt::Display, out: &mut String) {
@@ -289,7 +349,7 @@ fn push_json_string(value: &str, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::{Column, DataType, Schema, TypeRoot};
+    use crate::format::{Column, DataType, Schema, Timestamp, TypeRoot};
 
     fn schema() -> TableSchema {
         let columns = vec![
@@ -342,6 +402,48 @@ mod tests {
         ]);
         row_json(&schema(), &row, &mut line);
         assert_eq!(line, r#"{"id":1,"name":"日本","ok":null,"f":null,"d":null,"big":null}"#);
+    }
+
+    #[test]
+    fn nested_values_print_as_json_arrays_objects_and_pairs() {
+        use crate::format::RowField;
+        let nullable = DataType::nullable;
+        let columns = vec![
+            Column::new(0, "id", DataType::not_null(TypeRoot::Int)),
+            Column::new(1, "tags", nullable(TypeRoot::Array(Box::new(nullable(TypeRoot::Bytes))))),
+            Column::new(
+                2,
+                "attrs",
+                nullable(TypeRoot::Map {
+                    key: Box::new(DataType::not_null(TypeRoot::Date)),
+                    value: Box::new(nullable(TypeRoot::Decimal { precision: 5, scale: 2 })),
+                }),
+            ),
+            Column::new(
+                3,
+                "point",
+                nullable(TypeRoot::Row(vec![
+                    RowField::new("x", nullable(TypeRoot::Double)),
+                    RowField::new("at", nullable(TypeRoot::TimestampLtz { precision: 3 })),
+                ])),
+            ),
+            Column::new(4, "none", nullable(TypeRoot::Array(Box::new(nullable(TypeRoot::Int))))),
+        ];
+        let schema = Schema::new(columns, vec!["id".to_string()]).expect("schema");
+        let schema = TableSchema::new(1, &schema, &[]).expect("table schema");
+        let row = Row::new(vec![
+            Datum::Int(1),
+            Datum::Array(vec![Datum::Binary(b"f".to_vec()), Datum::Null]),
+            Datum::Map(vec![(Datum::Date(0), Datum::Decimal(-5)), (Datum::Date(1), Datum::Null)]),
+            Datum::Row(vec![Datum::Double(f64::NAN), Datum::Timestamp(Timestamp::from_millis(0))]),
+            Datum::Null,
+        ]);
+        let mut line = String::new();
+        row_json(&schema, &row, &mut line);
+        assert_eq!(
+            line,
+            r#"{"id":1,"tags":["Zg==",null],"attrs":[["1970-01-01","-0.05"],["1970-01-02",null]],"point":{"x":"NaN","at":"1970-01-01T00:00:00.000Z"},"none":null}"#
+        );
     }
 
     #[test]

@@ -1,7 +1,15 @@
 //! CompactedRow, the value encoding of a primary-key table (§5.4): a null bit-set of
 //! `ceil(n/8)` bytes (bit `i` is `byte[i>>3] & (1 << (i&7))`), then the non-null fields in
 //! column order. No row-kind byte. Also `Datum` and `Row`, the decoded values.
+//!
+//! The nested types are length-prefixed like STRING (a varint byte count, then the bytes), as
+//! Fluss's `CompactedRowWriter.writeArray` / `writeMap` / `writeRow` and fluss-rust's
+//! `write_array` / `write_map` / nested-row writer write them: an ARRAY is a `BinaryArray`
+//! ([`super::binary_array`]), a MAP a `BinaryMap` ([`super::binary_map`]), a ROW a CompactedRow
+//! of its fields.
 
+use super::binary_array::{decode_array, encode_array};
+use super::binary_map::{decode_map, encode_map};
 use super::byte_reader::{put_varint_u32, put_varint_u64, ByteReader};
 use super::data_type::{
     nanos_per_arrow_unit, DataType, TypeRoot, DECIMAL_COMPACT_PRECISION_MAX,
@@ -54,7 +62,9 @@ impl Timestamp {
 
 /// One field value. The column type gives it its meaning: `String` is a CHAR or STRING,
 /// `Binary` a BINARY or BYTES, `Decimal` the unscaled value of the column's DECIMAL(p, s),
-/// `Timestamp` a TIMESTAMP or TIMESTAMP_LTZ.
+/// `Timestamp` a TIMESTAMP or TIMESTAMP_LTZ. `Array` holds an ARRAY's elements, `Map` a MAP's
+/// entries in their stored order (duplicate keys are kept, as Fluss keeps them), `Row` a ROW's
+/// fields in field order; any of their elements may be `Null` where the type allows it.
 #[derive(Debug, Clone)]
 pub enum Datum {
     Null,
@@ -74,6 +84,9 @@ pub enum Datum {
     /// Milliseconds of the day, 0..86_400_000.
     Time(i32),
     Timestamp(Timestamp),
+    Array(Vec<Datum>),
+    Map(Vec<(Datum, Datum)>),
+    Row(Vec<Datum>),
 }
 
 /// Floats compare by bit pattern, so that a NaN survives a round trip as an equal value.
@@ -95,6 +108,8 @@ impl PartialEq for Datum {
             (Date(a), Date(b)) => a == b,
             (Time(a), Time(b)) => a == b,
             (Timestamp(a), Timestamp(b)) => a == b,
+            (Array(a), Array(b)) | (Row(a), Row(b)) => a == b,
+            (Map(a), Map(b)) => a == b,
             _ => false,
         }
     }
@@ -105,6 +120,16 @@ impl Eq for Datum {}
 impl Datum {
     pub fn is_null(&self) -> bool {
         matches!(self, Datum::Null)
+    }
+
+    /// The value for an error message: a nested value by its size, not its elements.
+    pub fn summary(&self) -> String {
+        match self {
+            Datum::Array(items) => format!("Array of {} elements", items.len()),
+            Datum::Map(entries) => format!("Map of {} entries", entries.len()),
+            Datum::Row(values) => format!("Row of {} fields", values.len()),
+            other => format!("{other:?}"),
+        }
     }
 }
 
@@ -137,7 +162,7 @@ pub(crate) fn decimal_unscaled_bytes(unscaled: i128) -> Vec<u8> {
 }
 
 /// `new BigInteger(bytes)` for at most 16 bytes.
-fn decimal_from_unscaled_bytes(bytes: &[u8]) -> Result<i128, FormatError> {
+pub(crate) fn decimal_from_unscaled_bytes(bytes: &[u8]) -> Result<i128, FormatError> {
     let Some(&first) = bytes.first() else {
         return Err(FormatError::corrupt("decimal field", "no unscaled bytes"));
     };
@@ -257,22 +282,87 @@ pub fn value_violation(ty: &TypeRoot, value: &Datum) -> Option<String> {
                 None
             }
         }
+        (TypeRoot::Array(element), Datum::Array(items)) => {
+            items.iter().enumerate().find_map(|(i, item)| {
+                element_violation(element, item).map(|v| format!("array element {i}: {v}"))
+            })
+        }
+        (TypeRoot::Map { key, value }, Datum::Map(entries)) => {
+            entries.iter().enumerate().find_map(|(i, (k, v))| {
+                let violation = match k {
+                    Datum::Null => Some("a NULL key".to_string()),
+                    k => element_violation(key, k),
+                };
+                violation
+                    .or_else(|| element_violation(value, v))
+                    .map(|violation| format!("map entry {i}: {violation}"))
+            })
+        }
+        (TypeRoot::Row(fields), Datum::Row(values)) => {
+            if values.len() != fields.len() {
+                return Some(format!(
+                    "{} values in a ROW of {} fields",
+                    values.len(),
+                    fields.len()
+                ));
+            }
+            fields.iter().zip(values).find_map(|(field, v)| {
+                element_violation(&field.data_type, v)
+                    .map(|violation| format!("row field `{}`: {violation}", field.name))
+            })
+        }
         (ty, Datum::Null) => Some(format!("NULL where a {} is needed", ty.json_name())),
-        (ty, v) => Some(format!("a {v:?} value in a {} column", ty.json_name())),
+        (ty, v) => Some(format!("a {} value in a {} column", v.summary(), ty.json_name())),
     }
+}
+
+/// Why a nested element, field or map value is not valid for `ty` (its nullability, then
+/// [`value_violation`]), or `None`.
+pub fn element_violation(ty: &DataType, value: &Datum) -> Option<String> {
+    match value {
+        Datum::Null if ty.nullable => None,
+        Datum::Null => Some(format!("NULL where a {} NOT NULL is needed", ty.root.json_name())),
+        value => value_violation(&ty.root, value),
+    }
+}
+
+/// Whether `ty` is ARRAY, MAP or ROW.
+pub fn is_nested(ty: &TypeRoot) -> bool {
+    matches!(ty, TypeRoot::Array(_) | TypeRoot::Map { .. } | TypeRoot::Row(_))
 }
 
 /// Appends one non-null field in the compacted field encoding (shared with keys). The
 /// encoding per type is Fluss's `BinaryWriter.createValueSetter` onto `CompactedRowWriter`.
+/// A nested value's elements are checked as they are written, each once.
 pub(crate) fn write_field(
     out: &mut Vec<u8>,
     ty: &TypeRoot,
     value: &Datum,
 ) -> Result<(), FormatError> {
-    if let Some(violation) = value_violation(ty, value) {
-        return Err(FormatError::InvalidValue(violation));
+    if !is_nested(ty) {
+        if let Some(violation) = value_violation(ty, value) {
+            return Err(FormatError::InvalidValue(violation));
+        }
     }
     match (ty, value) {
+        (TypeRoot::Array(element), Datum::Array(items)) => {
+            put_length_prefixed(out, &encode_array(element, items)?, "array")?
+        }
+        (TypeRoot::Map { key, value }, Datum::Map(entries)) => {
+            put_length_prefixed(out, &encode_map(key, value, entries)?, "map")?
+        }
+        (TypeRoot::Row(fields), Datum::Row(values)) => {
+            let mut nested = Vec::new();
+            encode_fields(fields.iter().map(|f| &f.data_type), values, &mut nested, "row field")?;
+            put_length_prefixed(out, &nested, "row")?
+        }
+        (ty, v) if is_nested(ty) => {
+            return Err(FormatError::InvalidValue(format!(
+                "a {} value in a {} column",
+                v.summary(),
+                ty.json_name()
+            )))
+        }
         (_, Datum::Boolean(b)) => out.push(u8::from(*b)),
         (_, Datum::TinyInt(v)) => out.extend_from_slice(&v.to_le_bytes()),
         (_, Datum::SmallInt(v)) => out.extend_from_slice(&v.to_le_bytes()),
@@ -355,11 +445,27 @@ pub(crate) fn read_field(r: &mut ByteReader<'_>, ty: &TypeRoot) -> Result<Datum,
             };
             Datum::Timestamp(Timestamp { millis, nanos_of_milli })
         }
-        TypeRoot::Array(_) | TypeRoot::Map { .. } | TypeRoot::Row(_) => {
-            return Err(FormatError::corrupt(
-                "compacted row",
-                format!("{} fields are not supported yet", ty.json_name()),
-            ))
+        // The nested decoders check every element as they read it.
+        TypeRoot::Array(element) => {
+            return Ok(Datum::Array(decode_array(
+                element,
+                read_length_prefixed(r, "array field")?,
+            )?))
+        }
+        TypeRoot::Map { key, value } => {
+            return Ok(Datum::Map(decode_map(key, value, read_length_prefixed(r, "map field")?)?))
+        }
+        TypeRoot::Row(fields) => {
+            let mut nested = ByteReader::new(read_length_prefixed(r, "row field")?);
+            let values =
+                decode_fields(fields.iter().map(|f| &f.data_type), &mut nested, "row field")?;
+            if !nested.is_empty() {
+                return Err(FormatError::corrupt(
+                    "nested row",
+                    format!("{} bytes after the last field", nested.remaining()),
+                ));
+            }
+            return Ok(Datum::Row(values));
         }
     };
     match value_violation(ty, &datum) {
@@ -381,19 +487,30 @@ pub fn encode_row_into(
     row: &Row,
     out: &mut Vec<u8>,
 ) -> Result<(), FormatError> {
-    if row.len() != types.len() {
+    encode_fields(types.iter(), &row.0, out, "column")
+}
+
+/// Appends a CompactedRow of `values` (one per type, in order): a top-level row, or a nested
+/// ROW's fields (`what` names them in errors).
+pub(crate) fn encode_fields<'t>(
+    types: impl ExactSizeIterator<Item = &'t DataType>,
+    values: &[Datum],
+    out: &mut Vec<u8>,
+    what: &str,
+) -> Result<(), FormatError> {
+    if values.len() != types.len() {
         return Err(FormatError::InvalidValue(format!(
             "row has {} fields, the schema {}",
-            row.len(),
+            values.len(),
             types.len()
         )));
     }
     let bitset_start = out.len();
     out.resize(bitset_start + types.len().div_ceil(8), 0);
-    for (i, (ty, value)) in types.iter().zip(&row.0).enumerate() {
+    for (i, (ty, value)) in types.zip(values).enumerate() {
         if value.is_null() {
             if !ty.nullable {
-                return Err(FormatError::InvalidValue(format!("NULL in NOT NULL column {i}")));
+                return Err(FormatError::InvalidValue(format!("NULL in NOT NULL {what} {i}")));
             }
             if let Some(b) = out.get_mut(bitset_start + (i >> 3)) {
                 *b |= 1 << (i & 7);
@@ -420,15 +537,25 @@ pub fn decode_row(types: &[DataType], bytes: &[u8]) -> Result<Row, FormatError> 
 
 /// Decodes a row from the reader, leaving whatever follows it.
 pub fn decode_row_from(types: &[DataType], r: &mut ByteReader<'_>) -> Result<Row, FormatError> {
+    decode_fields(types.iter(), r, "column").map(Row)
+}
+
+/// Reads a CompactedRow of `types` (a top-level row, or a nested ROW's fields: `what` names
+/// them in errors), leaving whatever follows it.
+pub(crate) fn decode_fields<'t>(
+    types: impl ExactSizeIterator<Item = &'t DataType>,
+    r: &mut ByteReader<'_>,
+    what: &str,
+) -> Result<Vec<Datum>, FormatError> {
     let bitset = r.take(types.len().div_ceil(8), "null bit-set")?;
     let mut values = Vec::with_capacity(types.len());
-    for (i, ty) in types.iter().enumerate() {
+    for (i, ty) in types.enumerate() {
         let is_null = bitset.get(i >> 3).is_some_and(|b| b & (1 << (i & 7)) != 0);
         if is_null {
             if !ty.nullable {
                 return Err(FormatError::corrupt(
                     "compacted row",
-                    format!("NULL in NOT NULL column {i}"),
+                    format!("NULL in NOT NULL {what} {i}"),
                 ));
             }
             values.push(Datum::Null);
@@ -436,7 +563,7 @@ pub fn decode_row_from(types: &[DataType], r: &mut ByteReader<'_>) -> Result<Row
             values.push(read_field(r, &ty.root)?);
         }
     }
-    Ok(Row(values))
+    Ok(values)
 }
 
 #[cfg(test)]

@@ -118,6 +118,55 @@ impl TypeRoot {
         ]
     }
 
+    /// ARRAY, MAP and ROW samples, nested in each other and holding the parameterised
+    /// scalars: what the property tests and the decoder checks add to [`TypeRoot::samples`]
+    /// for value columns (keys cannot have these types).
+    pub fn nested_samples() -> Vec<TypeRoot> {
+        let nullable = DataType::nullable;
+        let not_null = DataType::not_null;
+        let boxed = |ty: DataType| Box::new(ty);
+        let row = |fields: Vec<(&str, DataType)>| {
+            TypeRoot::Row(fields.into_iter().map(|(name, ty)| RowField::new(name, ty)).collect())
+        };
+        vec![
+            TypeRoot::Array(boxed(nullable(TypeRoot::Int))),
+            TypeRoot::Array(boxed(not_null(TypeRoot::String))),
+            TypeRoot::Map {
+                key: boxed(not_null(TypeRoot::String)),
+                value: boxed(nullable(TypeRoot::Array(boxed(nullable(TypeRoot::Int))))),
+            },
+            row(vec![
+                ("a", nullable(TypeRoot::Int)),
+                ("b", not_null(TypeRoot::String)),
+                ("c", nullable(TypeRoot::Decimal { precision: 38, scale: 10 })),
+            ]),
+            TypeRoot::Array(boxed(nullable(row(vec![
+                ("x", not_null(TypeRoot::BigInt)),
+                ("t", nullable(TypeRoot::TimestampNtz { precision: 9 })),
+                ("d", nullable(TypeRoot::Decimal { precision: 10, scale: 2 })),
+            ])))),
+            TypeRoot::Map {
+                key: boxed(not_null(TypeRoot::Int)),
+                value: boxed(nullable(row(vec![
+                    ("tags", nullable(TypeRoot::Array(boxed(nullable(TypeRoot::Bytes))))),
+                    ("when", nullable(TypeRoot::TimestampLtz { precision: 3 })),
+                ]))),
+            },
+            TypeRoot::Array(boxed(nullable(TypeRoot::Array(boxed(nullable(TypeRoot::Boolean)))))),
+            // An ARRAY of every scalar: every element encoding.
+            TypeRoot::Row(
+                TypeRoot::samples()
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, root)| {
+                        let element = DataType { root, nullable: i % 2 == 0 };
+                        RowField::new(format!("e{i}"), nullable(TypeRoot::Array(boxed(element))))
+                    })
+                    .collect(),
+            ),
+        ]
+    }
+
     /// The name in Fluss's JSON (`type`).
     pub fn json_name(&self) -> &'static str {
         match self {
@@ -189,7 +238,8 @@ impl TypeRoot {
             }
             TypeRoot::Map { key, value } => {
                 let entries = Fields::from(vec![
-                    Field::new("key", key.root.arrow_type(), key.nullable),
+                    // Arrow's map keys are never null (Fluss makes the key type NOT NULL).
+                    Field::new("key", key.root.arrow_type(), false),
                     Field::new("value", value.root.arrow_type(), value.nullable),
                 ]);
                 A::Map(Field::new("entries", A::Struct(entries), false).into(), false)
@@ -363,7 +413,12 @@ impl DataType {
                 TypeRoot::TimestampLtz { precision: time_precision("TIMESTAMP_LTZ", 6)? }
             }
             "ARRAY" => TypeRoot::Array(nested("element_type")?),
-            "MAP" => TypeRoot::Map { key: nested("key_type")?, value: nested("value_type")? },
+            "MAP" => {
+                // Fluss's `MapType` makes the key type NOT NULL whatever it is given.
+                let mut key = nested("key_type")?;
+                key.nullable = false;
+                TypeRoot::Map { key, value: nested("value_type")? }
+            }
             "ROW" => {
                 let fields = match obj.get("fields") {
                     None | Some(Value::Null) => return Err(SchemaError::MissingField("fields")),

@@ -15,9 +15,12 @@ use super::record_validator::RecordValidator;
 use super::schema::{Column, Schema, TableDescriptor, TableSchema};
 use super::value_record_batch::{decode_value_batch, encode_value_batch};
 
+/// Every scalar sample, then every nested sample (ARRAY, MAP, ROW), so that the first
+/// columns are the ones keys may have.
 fn types() -> Vec<DataType> {
     TypeRoot::samples()
         .into_iter()
+        .chain(TypeRoot::nested_samples())
         .enumerate()
         .map(|(i, root)| DataType { root, nullable: i % 3 != 0 })
         .collect()
@@ -60,8 +63,11 @@ pub fn check_decoders(input: &[u8]) {
             }
         }
         3 => {
-            let key_types: Vec<DataType> =
-                types.iter().map(|t| DataType::not_null(t.root.clone())).collect();
+            let key_types: Vec<DataType> = types
+                .iter()
+                .filter(|t| t.root.allowed_in_keys())
+                .map(|t| DataType::not_null(t.root.clone()))
+                .collect();
             if let Ok(key) = decode_key(&key_types, data) {
                 let again = encode_key(&key_types, &key).expect("re-encoding a decoded value");
                 assert_eq!(
@@ -111,17 +117,26 @@ pub fn check_decoders(input: &[u8]) {
     }
 }
 
-/// The schemas [`check_put_kv_validation`] picks from: every supported type, with primary
-/// keys of one, two and three columns in various orders.
+/// The schemas [`check_put_kv_validation`] picks from: every supported type (the nested ones
+/// as value columns), with primary keys of one, two and three columns in various orders.
 fn validation_schemas() -> Vec<TableSchema> {
     let names = |positions: &[usize]| positions.iter().map(|p| format!("c{p}")).collect();
-    [vec![3], vec![7, 0], vec![4, 1, 2], vec![0, 1, 2, 3, 4, 5, 6, 7]]
-        .iter()
+    let wide = [vec![3], vec![7, 0], vec![4, 1, 2], vec![0, 1, 2, 3, 4, 5, 6, 7]]
+        .into_iter()
+        .filter_map(|key| Schema::new(columns(), names(&key)).ok());
+    // An INT key and a few nested value columns: rows short enough for a fuzzer to complete.
+    let nested = TypeRoot::nested_samples();
+    let narrow = [vec![0, 2, 3], vec![4, 5], vec![6]].into_iter().filter_map(|picks| {
+        let mut columns = vec![Column::new(0, "k", DataType::not_null(TypeRoot::Int))];
+        for (i, pick) in picks.into_iter().enumerate() {
+            let root = nested.get(pick)?.clone();
+            columns.push(Column::new(i as i32 + 1, format!("n{i}"), DataType::nullable(root)));
+        }
+        Schema::new(columns, vec!["k".to_string()]).ok()
+    });
+    wide.chain(narrow)
         .enumerate()
-        .filter_map(|(index, key)| {
-            let schema = Schema::new(columns(), names(key)).ok()?;
-            TableSchema::new(index as i16 + 1, &schema, &[]).ok()
-        })
+        .filter_map(|(index, schema)| TableSchema::new(index as i16 + 1, &schema, &[]).ok())
         .collect()
 }
 

@@ -56,8 +56,6 @@ pub enum SchemaError {
     WrongType { field: &'static str, expected: &'static str },
     #[error("unknown data type `{0}`")]
     UnknownType(String),
-    #[error("data type `{0}` is not supported yet")]
-    UnsupportedType(String),
     #[error("{type_name} {parameter} {value} is outside {min}..={max}")]
     InvalidTypeParameter {
         type_name: &'static str,
@@ -70,9 +68,11 @@ pub enum SchemaError {
     NestedTooDeep { max: usize },
     #[error("a ROW type with {count} fields; at most {max}")]
     TooManyRowFields { count: usize, max: usize },
+    /// Fluss's `TableDescriptorValidation` message for a key column of a nested type.
     #[error(
-        "{key_kind} column '{column}' has unsupported data type {type_name}. Currently, {key_kind} \
-         columns do not support types: [ARRAY, MAP, ROW]."
+        "{key_kind} column '{column}' has unsupported data type {type_name}. Currently, {} \
+         column does not support types: [ARRAY, MAP, ROW].",
+        .key_kind.to_lowercase()
     )]
     KeyTypeNotAllowed { key_kind: &'static str, column: String, type_name: &'static str },
     #[error("unknown column `{0}`")]

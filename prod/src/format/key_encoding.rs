@@ -1,8 +1,9 @@
 //! Primary-key and bucket-key bytes and the bucket function (§5.2).
 //!
 //! A key is the compacted field encoding of the key columns in key order, with no null
-//! bit-set (key columns are never NULL). The bucket of a key is
-//! `fluss_hash_i32(murmur3_flink(bucket_key_bytes, seed 42)) % num_buckets` (no lake format).
+//! bit-set (key columns are never NULL, nor ARRAY, MAP or ROW: Fluss refuses those as keys).
+//! The bucket of a key is `fluss_hash_i32(murmur3_flink(bucket_key_bytes, seed 42)) %
+//! num_buckets` (no lake format).
 
 use super::byte_reader::ByteReader;
 use super::compacted_row::{read_field, write_field, Datum, Row};
@@ -19,6 +20,12 @@ pub fn encode_key(types: &[DataType], values: &[Datum]) -> Result<Vec<u8>, Forma
             types.len()
         )));
     }
+    if let Some(ty) = types.iter().find(|ty| !ty.root.allowed_in_keys()) {
+        return Err(FormatError::InvalidValue(format!(
+            "a key column of type {}, which keys do not support",
+            ty.root.json_name()
+        )));
+    }
     let mut out = Vec::new();
     for (i, (ty, v)) in types.iter().zip(values).enumerate() {
         if v.is_null() {
@@ -31,6 +38,12 @@ pub fn encode_key(types: &[DataType], values: &[Datum]) -> Result<Vec<u8>, Forma
 
 /// Decodes key bytes that must be exactly the key columns.
 pub fn decode_key(types: &[DataType], bytes: &[u8]) -> Result<Vec<Datum>, FormatError> {
+    if let Some(ty) = types.iter().find(|ty| !ty.root.allowed_in_keys()) {
+        return Err(FormatError::corrupt(
+            "key",
+            format!("a key column of type {}, which keys do not support", ty.root.json_name()),
+        ));
+    }
     let mut r = ByteReader::new(bytes);
     let values =
         types.iter().map(|ty| read_field(&mut r, &ty.root)).collect::<Result<Vec<_>, _>>()?;

@@ -16,16 +16,7 @@
 use std::io::Cursor;
 use std::sync::Arc;
 
-use arrow_array::types::{
-    Time32MillisecondType, Time32SecondType, Time64MicrosecondType, Time64NanosecondType,
-    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
-    TimestampSecondType,
-};
-use arrow_array::{
-    Array, ArrayRef, BinaryArray, BooleanArray, Date32Array, Decimal128Array, FixedSizeBinaryArray,
-    Float32Array, Float64Array, Int16Array, Int32Array, Int64Array, Int8Array, PrimitiveArray,
-    RecordBatch, RecordBatchOptions, StringArray,
-};
+use arrow_array::{Array, RecordBatch, RecordBatchOptions};
 use arrow_ipc::reader::StreamReader;
 use arrow_ipc::writer::{IpcWriteOptions, StreamWriter};
 use arrow_ipc::MetadataVersion;
@@ -33,9 +24,9 @@ use arrow_schema::{Field, Schema as ArrowSchema, SchemaRef};
 
 pub use kvtablet_core::log::ChangeType;
 
+use super::arrow_column::{build_array, check_layout, read_array, LayoutCursor, Node};
 use super::byte_reader::{len_to_i32, write_crc32c, ByteReader};
-use super::compacted_row::{Datum, Row, Timestamp};
-use super::data_type::{nanos_per_arrow_unit, DataType, TypeRoot};
+use super::compacted_row::{Datum, Row};
 use super::error::FormatError;
 use super::schema::Column;
 
@@ -208,160 +199,6 @@ fn arrow_err(e: arrow_schema::ArrowError) -> FormatError {
     FormatError::Arrow(e.to_string())
 }
 
-fn type_err(col: &Column, d: &Datum) -> FormatError {
-    FormatError::InvalidValue(format!(
-        "a {d:?} value in column `{}` of type {}",
-        col.name,
-        col.data_type.root.json_name()
-    ))
-}
-
-macro_rules! column_values {
-    ($records:expr, $pos:expr, $col:expr, $variant:ident) => {
-        column_values!($records, $pos, $col, $variant, |v: &_| Ok::<_, FormatError>(Clone::clone(
-            v
-        )))
-    };
-    ($records:expr, $pos:expr, $col:expr, $variant:ident, $convert:expr) => {
-        $records
-            .iter()
-            .map(|rec| match rec.row.get($pos) {
-                Some(Datum::Null) => Ok(None),
-                Some(Datum::$variant(v)) => $convert(v).map(Some),
-                Some(other) => Err(type_err($col, other)),
-                None => Err(FormatError::InvalidValue(format!("row has no column {}", $pos))),
-            })
-            .collect::<Result<Vec<_>, FormatError>>()
-    };
-}
-
-fn bytes_of(bytes: &Vec<u8>) -> Result<&[u8], FormatError> {
-    Ok(bytes.as_slice())
-}
-
-fn out_of_range(col: &Column) -> FormatError {
-    FormatError::InvalidValue(format!("a value of column `{}` is out of Arrow's range", col.name))
-}
-
-/// A TIME (milliseconds of the day) in Arrow's unit: Fluss's `ArrowTimeWriter`
-/// (`millis / 1000`, `millis`, `millis * 1000`, `millis * 1_000_000`).
-fn time_to_unit(millis: i32, nanos_per_unit: i64) -> i64 {
-    if nanos_per_unit >= 1_000_000 {
-        i64::from(millis) / (nanos_per_unit / 1_000_000)
-    } else {
-        i64::from(millis) * (1_000_000 / nanos_per_unit)
-    }
-}
-
-fn time_from_unit(value: i64, nanos_per_unit: i64) -> Option<i32> {
-    let millis = if nanos_per_unit >= 1_000_000 {
-        value.checked_mul(nanos_per_unit / 1_000_000)?
-    } else {
-        value / (1_000_000 / nanos_per_unit)
-    };
-    i32::try_from(millis).ok()
-}
-
-fn build_column(records: &[LogRecord], pos: usize, col: &Column) -> Result<ArrayRef, FormatError> {
-    let ty: &DataType = &col.data_type;
-    let ok = |v: &i32| Ok::<i32, FormatError>(*v);
-    Ok(match &ty.root {
-        TypeRoot::Boolean => {
-            Arc::new(BooleanArray::from(column_values!(records, pos, col, Boolean)?))
-        }
-        TypeRoot::TinyInt => Arc::new(Int8Array::from(column_values!(records, pos, col, TinyInt)?)),
-        TypeRoot::SmallInt => {
-            Arc::new(Int16Array::from(column_values!(records, pos, col, SmallInt)?))
-        }
-        TypeRoot::Int => Arc::new(Int32Array::from(column_values!(records, pos, col, Int)?)),
-        TypeRoot::BigInt => Arc::new(Int64Array::from(column_values!(records, pos, col, BigInt)?)),
-        TypeRoot::Float => Arc::new(Float32Array::from(column_values!(records, pos, col, Float)?)),
-        TypeRoot::Double => {
-            Arc::new(Float64Array::from(column_values!(records, pos, col, Double)?))
-        }
-        TypeRoot::Char { .. } | TypeRoot::String => {
-            Arc::new(StringArray::from(column_values!(records, pos, col, String)?))
-        }
-        TypeRoot::Bytes => {
-            let values = column_values!(records, pos, col, Binary, bytes_of)?;
-            Arc::new(BinaryArray::from(values))
-        }
-        TypeRoot::Binary { length } => {
-            let values = column_values!(records, pos, col, Binary, bytes_of)?;
-            let size = i32::try_from(*length).map_err(|_| out_of_range(col))?;
-            Arc::new(if values.iter().all(Option::is_none) {
-                FixedSizeBinaryArray::new_null(size, values.len())
-            } else {
-                FixedSizeBinaryArray::try_from_sparse_iter_with_size(values.into_iter(), size)
-                    .map_err(arrow_err)?
-            })
-        }
-        TypeRoot::Decimal { precision, scale } => {
-            let values =
-                column_values!(records, pos, col, Decimal, |v: &i128| Ok::<i128, FormatError>(*v))?;
-            let scale = i8::try_from(*scale).map_err(|_| out_of_range(col))?;
-            Arc::new(
-                Decimal128Array::from(values)
-                    .with_precision_and_scale(*precision, scale)
-                    .map_err(arrow_err)?,
-            )
-        }
-        TypeRoot::Date => Arc::new(Date32Array::from(column_values!(records, pos, col, Date)?)),
-        TypeRoot::Time { precision } => {
-            let per_unit = nanos_per_arrow_unit(*precision);
-            let values = column_values!(records, pos, col, Time, ok)?;
-            let in_unit = values.iter().map(|v| v.map(|ms| time_to_unit(ms, per_unit)));
-            match per_unit {
-                1_000_000_000 => Arc::new(PrimitiveArray::<Time32SecondType>::from_iter(
-                    in_unit.map(|v| v.map(|s| s as i32)),
-                )) as ArrayRef,
-                1_000_000 => Arc::new(PrimitiveArray::<Time32MillisecondType>::from_iter(
-                    in_unit.map(|v| v.map(|s| s as i32)),
-                )),
-                1_000 => Arc::new(PrimitiveArray::<Time64MicrosecondType>::from_iter(in_unit)),
-                _ => Arc::new(PrimitiveArray::<Time64NanosecondType>::from_iter(in_unit)),
-            }
-        }
-        TypeRoot::TimestampNtz { precision } | TypeRoot::TimestampLtz { precision } => {
-            let per_unit = nanos_per_arrow_unit(*precision);
-            let values = column_values!(records, pos, col, Timestamp, |ts: &Timestamp| ts
-                .to_unit(per_unit)
-                .ok_or_else(|| out_of_range(col)))?;
-            let zone = matches!(ty.root, TypeRoot::TimestampLtz { .. }).then_some("UTC");
-            match per_unit {
-                1_000_000_000 => Arc::new(
-                    PrimitiveArray::<TimestampSecondType>::from(values).with_timezone_opt(zone),
-                ) as ArrayRef,
-                1_000_000 => Arc::new(
-                    PrimitiveArray::<TimestampMillisecondType>::from(values)
-                        .with_timezone_opt(zone),
-                ),
-                1_000 => Arc::new(
-                    PrimitiveArray::<TimestampMicrosecondType>::from(values)
-                        .with_timezone_opt(zone),
-                ),
-                _ => Arc::new(
-                    PrimitiveArray::<TimestampNanosecondType>::from(values).with_timezone_opt(zone),
-                ),
-            }
-        }
-        TypeRoot::Array(_) | TypeRoot::Map { .. } | TypeRoot::Row(_) => {
-            return Err(FormatError::InvalidValue(format!(
-                "{} columns are not supported yet",
-                ty.root.json_name()
-            )))
-        }
-    })
-}
-
-/// The Arrow buffers one column of `ty` has in an IPC message (validity first).
-fn arrow_buffer_count(ty: &TypeRoot) -> usize {
-    match ty {
-        TypeRoot::Char { .. } | TypeRoot::String | TypeRoot::Bytes => 3,
-        _ => 2,
-    }
-}
-
 fn ipc_options() -> Result<IpcWriteOptions, FormatError> {
     // 8-byte alignment, as Java writes it; no compression (the client reads the codec).
     IpcWriteOptions::try_new(8, false, MetadataVersion::V5).map_err(arrow_err)
@@ -379,7 +216,17 @@ fn arrow_message(
     let arrays = positions
         .iter()
         .zip(&columns)
-        .map(|(&pos, col)| build_column(records, pos, col))
+        .map(|(&pos, col)| {
+            let values = records
+                .iter()
+                .map(|record| {
+                    record.row.get(pos).ok_or_else(|| {
+                        FormatError::InvalidValue(format!("row has no column {pos}"))
+                    })
+                })
+                .collect::<Result<Vec<&Datum>, _>>()?;
+            build_array(&col.name, &col.data_type, &values)
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let options = RecordBatchOptions::new().with_row_count(Some(records.len()));
     let batch = RecordBatch::try_new_with_options(schema.clone(), arrays, &options)
@@ -557,21 +404,14 @@ fn validate_arrow_message(message: &[u8], columns: &[Column]) -> Result<(), Form
     if rows < 0 {
         return Err(corrupt("negative row count"));
     }
-    let nodes = batch.nodes().ok_or_else(|| corrupt("no field nodes"))?;
-    if nodes.len() != columns.len() {
-        return Err(corrupt("field nodes differ from the columns"));
-    }
-    for node in nodes.iter() {
-        if node.length() != rows || node.null_count() < 0 || node.null_count() > rows {
-            return Err(corrupt("bad field node"));
-        }
-    }
-    let expected_buffers: usize =
-        columns.iter().map(|c| arrow_buffer_count(&c.data_type.root)).sum();
+    let nodes: Vec<Node> = batch
+        .nodes()
+        .ok_or_else(|| corrupt("no field nodes"))?
+        .iter()
+        .map(|node| Node { length: node.length(), null_count: node.null_count() })
+        .collect();
     let buffers = batch.buffers().ok_or_else(|| corrupt("no buffers"))?;
-    if buffers.len() != expected_buffers {
-        return Err(corrupt("buffer count differs from the columns"));
-    }
+    let mut buffer_lengths = Vec::with_capacity(buffers.len());
     for b in buffers.iter() {
         let start = usize::try_from(b.offset()).map_err(|_| corrupt("negative buffer offset"))?;
         let len = usize::try_from(b.length()).map_err(|_| corrupt("negative buffer length"))?;
@@ -582,60 +422,20 @@ fn validate_arrow_message(message: &[u8], columns: &[Column]) -> Result<(), Form
         if start % 8 != 0 {
             return Err(corrupt("a buffer is not 8-byte aligned"));
         }
+        buffer_lengths.push(len);
     }
-    // arrow-rs reads a values buffer as a slice of its element type and panics on a length
-    // that is no multiple of the element's width (seen with Decimal128).
-    let mut index = 0;
+    let mut cursor =
+        LayoutCursor { nodes: &nodes, buffer_lengths: &buffer_lengths, node: 0, buffer: 0 };
     for column in columns {
-        let count = arrow_buffer_count(&column.data_type.root);
-        let rows = usize::try_from(rows).unwrap_or(usize::MAX);
-        // The second buffer holds the values, or for strings and bytes the i32 offsets.
-        let (width, values_needed) = match column.data_type.root.arrow_type().primitive_width() {
-            Some(width) => (Some(width), rows),
-            None if count == 3 => (Some(4), rows.saturating_add(1)),
-            None => (None, 0),
-        };
-        if let (Some(width), Some(values)) = (width, buffers.iter().nth(index + 1)) {
-            let len = usize::try_from(values.length()).unwrap_or(usize::MAX);
-            let needed = values_needed.saturating_mul(width);
-            if len % width != 0 || len < needed {
-                return Err(corrupt("a values buffer does not hold its column's values"));
-            }
-        }
-        index += count;
+        check_layout(&column.data_type.root, Some(rows), &mut cursor)?;
+    }
+    if cursor.node != nodes.len() {
+        return Err(corrupt("field nodes differ from the columns"));
+    }
+    if cursor.buffer != buffer_lengths.len() {
+        return Err(corrupt("buffer count differs from the columns"));
     }
     Ok(())
-}
-
-macro_rules! read_column {
-    ($array:expr, $ty:ty, $variant:ident, $n:expr) => {{
-        let a = $array
-            .as_any()
-            .downcast_ref::<$ty>()
-            .ok_or_else(|| FormatError::corrupt("arrow column", "unexpected array type"))?;
-        (0..$n)
-            .map(|i| if a.is_null(i) { Datum::Null } else { Datum::$variant(a.value(i).into()) })
-            .collect::<Vec<Datum>>()
-    }};
-    ($array:expr, $ty:ty, $variant:ident, $n:expr, $convert:expr) => {{
-        let a = $array
-            .as_any()
-            .downcast_ref::<$ty>()
-            .ok_or_else(|| FormatError::corrupt("arrow column", "unexpected array type"))?;
-        (0..$n)
-            .map(|i| {
-                if a.is_null(i) {
-                    Ok(Datum::Null)
-                } else {
-                    $convert(a.value(i)).map(Datum::$variant)
-                }
-            })
-            .collect::<Result<Vec<Datum>, FormatError>>()?
-    }};
-}
-
-fn arrow_out_of_range() -> FormatError {
-    FormatError::corrupt("arrow column", "a value out of its type's range")
 }
 
 fn batch_to_rows(batch: &RecordBatch, columns: &[Column]) -> Result<Vec<Row>, FormatError> {
@@ -648,95 +448,7 @@ fn batch_to_rows(batch: &RecordBatch, columns: &[Column]) -> Result<Vec<Row>, Fo
         if array.len() != n {
             return Err(FormatError::corrupt("arrow column", "wrong length"));
         }
-        let time = |per_unit: i64| {
-            move |v: i64| time_from_unit(v, per_unit).ok_or_else(arrow_out_of_range)
-        };
-        let timestamp =
-            |per_unit: i64| move |v: i64| Ok::<_, FormatError>(Timestamp::from_unit(v, per_unit));
-        let values = match &col.data_type.root {
-            TypeRoot::Boolean => read_column!(array, BooleanArray, Boolean, n),
-            TypeRoot::TinyInt => read_column!(array, Int8Array, TinyInt, n),
-            TypeRoot::SmallInt => read_column!(array, Int16Array, SmallInt, n),
-            TypeRoot::Int => read_column!(array, Int32Array, Int, n),
-            TypeRoot::BigInt => read_column!(array, Int64Array, BigInt, n),
-            TypeRoot::Float => read_column!(array, Float32Array, Float, n),
-            TypeRoot::Double => read_column!(array, Float64Array, Double, n),
-            TypeRoot::Char { .. } | TypeRoot::String => {
-                read_column!(array, StringArray, String, n)
-            }
-            TypeRoot::Bytes => {
-                read_column!(array, BinaryArray, Binary, n, |v: &[u8]| Ok::<_, FormatError>(
-                    v.to_vec()
-                ))
-            }
-            TypeRoot::Binary { .. } => {
-                read_column!(
-                    array,
-                    FixedSizeBinaryArray,
-                    Binary,
-                    n,
-                    |v: &[u8]| Ok::<_, FormatError>(v.to_vec())
-                )
-            }
-            TypeRoot::Decimal { .. } => read_column!(array, Decimal128Array, Decimal, n),
-            TypeRoot::Date => read_column!(array, Date32Array, Date, n),
-            TypeRoot::Time { precision } => match nanos_per_arrow_unit(*precision) {
-                1_000_000_000 => {
-                    read_column!(array, PrimitiveArray<Time32SecondType>, Time, n, |v: i32| time(
-                        1_000_000_000
-                    )(
-                        i64::from(v)
-                    ))
-                }
-                1_000_000 => {
-                    read_column!(array, PrimitiveArray<Time32MillisecondType>, Time, n, |v: i32| {
-                        time(1_000_000)(i64::from(v))
-                    })
-                }
-                1_000 => {
-                    read_column!(array, PrimitiveArray<Time64MicrosecondType>, Time, n, time(1_000))
-                }
-                _ => read_column!(array, PrimitiveArray<Time64NanosecondType>, Time, n, time(1)),
-            },
-            TypeRoot::TimestampNtz { precision } | TypeRoot::TimestampLtz { precision } => {
-                match nanos_per_arrow_unit(*precision) {
-                    1_000_000_000 => read_column!(
-                        array,
-                        PrimitiveArray<TimestampSecondType>,
-                        Timestamp,
-                        n,
-                        timestamp(1_000_000_000)
-                    ),
-                    1_000_000 => read_column!(
-                        array,
-                        PrimitiveArray<TimestampMillisecondType>,
-                        Timestamp,
-                        n,
-                        timestamp(1_000_000)
-                    ),
-                    1_000 => read_column!(
-                        array,
-                        PrimitiveArray<TimestampMicrosecondType>,
-                        Timestamp,
-                        n,
-                        timestamp(1_000)
-                    ),
-                    _ => read_column!(
-                        array,
-                        PrimitiveArray<TimestampNanosecondType>,
-                        Timestamp,
-                        n,
-                        timestamp(1)
-                    ),
-                }
-            }
-            TypeRoot::Array(_) | TypeRoot::Map { .. } | TypeRoot::Row(_) => {
-                return Err(FormatError::corrupt(
-                    "arrow column",
-                    format!("{} columns are not supported yet", col.data_type.root.json_name()),
-                ))
-            }
-        };
+        let values = read_array(array.as_ref(), &col.data_type)?;
         if !col.data_type.nullable && values.iter().any(Datum::is_null) {
             return Err(FormatError::corrupt("arrow column", "NULL in a NOT NULL column"));
         }

@@ -1,8 +1,12 @@
 //! The Fluss byte formats, as a pure library (no I/O): table and schema JSON, CompactedRow
-//! values, primary and bucket keys with the bucket function, the PutKv KvRecordBatch, the
-//! LimitScan/ScanKv value batch, and the changelog LogRecordBatch V0 with an Arrow body.
-//! Decoders never panic on bad bytes; they return `FormatError` (CORRUPT_RECORD).
+//! values (with the BinaryArray and BinaryMap of their ARRAY and MAP fields), primary and
+//! bucket keys with the bucket function, the PutKv KvRecordBatch, the LimitScan/ScanKv value
+//! batch, and the changelog LogRecordBatch V0 with an Arrow body. Decoders never panic on bad
+//! bytes; they return `FormatError` (CORRUPT_RECORD).
 
+pub mod arrow_column;
+pub mod binary_array;
+pub mod binary_map;
 pub mod byte_reader;
 pub mod compacted_row;
 pub mod data_type;

@@ -249,6 +249,49 @@ mod tests {
     }
 
     #[test]
+    fn a_partial_upsert_of_a_nested_column_keeps_the_other_nested_columns() {
+        let tags = TypeRoot::Array(Box::new(DataType::nullable(TypeRoot::String)));
+        let point = TypeRoot::Row(vec![
+            crate::format::RowField::new("x", DataType::nullable(TypeRoot::BigInt)),
+            crate::format::RowField::new("y", DataType::not_null(TypeRoot::String)),
+        ]);
+        let attrs = TypeRoot::Map {
+            key: Box::new(DataType::not_null(TypeRoot::String)),
+            value: Box::new(DataType::nullable(TypeRoot::Int)),
+        };
+        let columns = vec![
+            Column::new(0, "id", DataType::not_null(TypeRoot::Int)),
+            Column::new(1, "tags", DataType::nullable(tags)),
+            Column::new(2, "point", DataType::nullable(point)),
+            Column::new(3, "attrs", DataType::nullable(attrs)),
+        ];
+        let schema = Schema::new(columns, vec!["id".to_string()]).unwrap();
+        let rule = CompactedPartialUpdates::new(TableSchema::new(1, &schema, &[]).unwrap());
+        let types = rule.schema.data_types();
+        let encode = |datums: Vec<Datum>| {
+            encode_stored_value(1, &encode_row(&types, &Row::new(datums)).unwrap())
+        };
+        let point = Datum::Row(vec![Datum::Null, s("origin")]);
+        let attrs = Datum::Map(vec![(s("k"), Datum::Int(1)), (s("none"), Datum::Null)]);
+        let old = encode(vec![
+            Datum::Int(1),
+            Datum::Array(vec![s("a"), Datum::Null]),
+            point.clone(),
+            attrs.clone(),
+        ]);
+        let new = encode(vec![Datum::Int(1), Datum::Array(vec![]), Datum::Null, Datum::Null]);
+        let merger = rule.partial_updater(&[0, 1]).unwrap();
+        let MergedValue::Changed(merged) = merger.merge(Some(&old), &new).unwrap() else {
+            panic!("changed")
+        };
+        let (_, bytes) = decode_stored_value(&merged).unwrap();
+        assert_eq!(
+            decode_row(&types, bytes).unwrap().0,
+            vec![Datum::Int(1), Datum::Array(vec![]), point, attrs]
+        );
+    }
+
+    #[test]
     fn an_update_of_the_key_only_leaves_an_existing_row_unchanged() {
         let nullable_tag = {
             let columns = vec![

@@ -291,11 +291,13 @@ impl TableDescriptor {
     }
 
     /// Refuses what Fluss refuses at CreateTable (`TableDescriptorValidation`): a primary-key
-    /// or bucket-key column of a type keys do not support (ARRAY, MAP, ROW); and, until
-    /// kvtablet stores them, a column of a nested type at all.
+    /// or bucket-key column of a type keys do not support (ARRAY, MAP, ROW). Value columns may
+    /// have any type. (A partition key lies within the primary key, and `gateway/partitions.rs`
+    /// refuses the types Fluss does not partition by.)
     pub fn check_column_types(&self) -> Result<(), SchemaError> {
+        // Fluss checks the distribution (bucket keys) before the primary key.
         let key_columns =
-            [("Primary key", &self.schema.primary_key), ("Bucket key", &self.bucket_keys)];
+            [("Bucket key", &self.bucket_keys), ("Primary key", &self.schema.primary_key)];
         for (key_kind, names) in key_columns {
             for name in names {
                 let column = self.schema.columns.iter().find(|c| &c.name == name);
@@ -307,15 +309,6 @@ impl TableDescriptor {
                     });
                 }
             }
-        }
-        if let Some(column) =
-            self.schema.columns.iter().find(|c| !c.data_type.root.allowed_in_keys())
-        {
-            return Err(SchemaError::UnsupportedType(format!(
-                "{} (column `{}`)",
-                column.data_type.root.json_name(),
-                column.name
-            )));
         }
         Ok(())
     }

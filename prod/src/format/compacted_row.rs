@@ -135,7 +135,7 @@ pub(crate) fn decimal_unscaled_bytes(unscaled: i128) -> Vec<u8> {
 }
 
 /// `new BigInteger(bytes)` for at most 16 bytes.
-fn decimal_from_unscaled_bytes(bytes: &[u8]) -> Result<i128, FormatError> {
+pub(crate) fn decimal_from_unscaled_bytes(bytes: &[u8]) -> Result<i128, FormatError> {
     let Some(&first) = bytes.first() else {
         return Err(FormatError::corrupt("decimal field", "no unscaled bytes"));
     };

@@ -401,11 +401,11 @@ fn every_error_carries_its_fluss_code() {
         assert_eq!(invalid_table(spec), codes::INVALID_CONFIG, "{bucket_count} buckets");
     }
     for (key, value) in [
-        ("table.kv.format", "INDEXED"),
+        ("table.kv.format", "ALIGNED"),
         ("table.log.format", "INDEXED"),
         ("table.changelog.image", "WAL"),
         ("table.merge-engine", "first_row"),
-        ("table.datalake.format", "paimon"),
+        ("table.datalake.format", "hudi"),
         ("table.kv.format-version", "3"),
         // Accepted and then lost otherwise: lake tiering, deletes ignored or refused.
         ("table.datalake.enabled", "true"),
@@ -432,9 +432,18 @@ fn every_error_carries_its_fluss_code() {
     catalog
         .create_table(&TablePath::new("db", "fine"), accepted, false)
         .expect("supported formats");
+    // Options that only change the encoding of keys and values: stored as given.
+    let mut encodings = composite_spec();
+    encodings.properties.insert("table.kv.format".into(), "INDEXED".into());
+    encodings.properties.insert("table.datalake.format".into(), "Paimon".into());
+    let created = catalog
+        .create_table(&TablePath::new("db", "encodings"), encodings, false)
+        .expect("INDEXED values and a paimon lake format");
+    assert_eq!(created.properties.get("table.kv.format").map(String::as_str), Some("INDEXED"));
+    assert_eq!(created.properties.get("table.datalake.format").map(String::as_str), Some("Paimon"));
 
-    // None of the refusals spent a table id.
-    assert_eq!(catalog.next_table_id(), FIRST_TABLE_ID + 2);
+    // None of the refusals spent a table id (three tables were created).
+    assert_eq!(catalog.next_table_id(), FIRST_TABLE_ID + 3);
     // API errors are final.
     assert!(!CatalogError::TableNotExist(path).is_retriable());
 }

@@ -101,13 +101,13 @@ class TestAdmin:
         )
         expect_error(runner, lambda: admin.create_table(fluss.TablePath(DB, "part"), partitioned_outside_key), fluss.ErrorCode.INVALID_TABLE_EXCEPTION, "partition key outside the primary key")
         expect_error(runner, lambda: admin.create_table(fluss.TablePath(DB, "zero"), simple_descriptor(bucket_count=0)), fluss.ErrorCode.INVALID_CONFIG_EXCEPTION, "0 buckets")
-        expect_error(runner, lambda: admin.create_table(fluss.TablePath(DB, "indexed"), simple_descriptor(kv_format="INDEXED")), fluss.ErrorCode.INVALID_CONFIG_EXCEPTION, "INDEXED kv format")
+        expect_error(runner, lambda: admin.create_table(fluss.TablePath(DB, "lake"), simple_descriptor(properties={"table.datalake.enabled": "true"})), fluss.ErrorCode.INVALID_CONFIG_EXCEPTION, "lake tiering")
         auto_increment = fluss.TableDescriptor(
             fluss.Schema(pa.schema([("id", pa.int32()), ("seq", pa.int64())]), primary_keys=["id"], auto_increment_column="seq")
         )
         refused = expect_error(runner, lambda: admin.create_table(fluss.TablePath(DB, "auto"), auto_increment), fluss.ErrorCode.INVALID_TABLE_EXCEPTION, "auto-increment column")
         assert "auto-increment" in str(refused), refused
-        for name in ["log", "part", "zero", "indexed", "auto"]:
+        for name in ["log", "part", "zero", "lake", "auto"]:
             assert not runner.run(lambda: admin.table_exists(fluss.TablePath(DB, name)), "table_exists")
 
     def test_table_ids_increase_and_are_not_reused(self, runner, client):

@@ -14,8 +14,15 @@ use super::error::CatalogError;
 /// Longest database or table name Fluss accepts.
 pub const MAX_NAME_LEN: usize = 200;
 
-/// Table property naming the KV value format; only `COMPACTED` is supported.
+/// Table property naming the KV value format: `COMPACTED` (the default) or `INDEXED`.
 pub const PROP_KV_FORMAT: &str = "table.kv.format";
+/// The KV value formats (`format::RowFormat`).
+pub const KV_FORMATS: [&str; 2] = ["COMPACTED", "INDEXED"];
+/// Table property naming the lake format, which changes how keys are encoded and assigned to
+/// buckets even with lake tiering off (`format::TableEncoding`).
+pub const PROP_DATALAKE_FORMAT: &str = "table.datalake.format";
+/// The lake formats the clients know (`format::LakeFormat`).
+pub const DATALAKE_FORMATS: [&str; 3] = ["paimon", "iceberg", "lance"];
 /// Table property naming the KV format version. Fluss's coordinator sets it to
 /// [`KV_FORMAT_VERSION_DEFAULT`] on every primary-key table that does not set it.
 pub const PROP_KV_FORMAT_VERSION: &str = "table.kv.format-version";
@@ -34,8 +41,7 @@ pub const PROP_REPLICATION_FACTOR: &str = "table.replication.factor";
 /// Tablet servers a replica can be placed on.
 pub const TABLET_SERVER_COUNT: u32 = 1;
 /// Table properties for features this server does not have: refused rather than ignored.
-pub const UNSUPPORTED_PROPS: [&str; 3] =
-    ["table.merge-engine", "table.datalake.format", "table.auto-increment.fields"];
+pub const UNSUPPORTED_PROPS: [&str; 2] = ["table.merge-engine", "table.auto-increment.fields"];
 
 /// A database and a table in it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -332,7 +338,19 @@ fn validate_properties(properties: &BTreeMap<String, String>) -> Result<(), Cata
             _ => Ok(()),
         }
     };
-    only(PROP_KV_FORMAT, "COMPACTED")?;
+    let one_of = |key: &str, allowed: &[&str]| -> Result<(), CatalogError> {
+        match properties.get(key) {
+            Some(value) if !allowed.iter().any(|a| value.eq_ignore_ascii_case(a)) => {
+                Err(CatalogError::InvalidConfig(format!(
+                    "{key}={value} is not supported; only {}",
+                    allowed.join(", ")
+                )))
+            }
+            _ => Ok(()),
+        }
+    };
+    one_of(PROP_KV_FORMAT, &KV_FORMATS)?;
+    one_of(PROP_DATALAKE_FORMAT, &DATALAKE_FORMATS)?;
     only(PROP_LOG_FORMAT, "ARROW")?;
     only(PROP_CHANGELOG_IMAGE, "FULL")?;
     only(PROP_DELETE_BEHAVIOR, "ALLOW")?;

@@ -12,9 +12,7 @@ use super::error::ClientError;
 use crate::format::key_encoding::{bucket_key_of_row, primary_key_of_row};
 use crate::format::kv_record_batch::{KvRecordBatchBuilder, NO_BATCH_SEQUENCE, NO_WRITER_ID};
 use crate::format::value_record_batch::decode_stored_value;
-use crate::format::{
-    bucket_of, decode_row, FormatError, Row, Schema, TableDescriptor, TableSchema,
-};
+use crate::format::{FormatError, Row, Schema, TableDescriptor, TableSchema};
 use crate::wire::messages::{
     GetTableSchemaRequest, GetTableSchemaResponse, LookupRequest, MetadataRequest,
     MetadataResponse, PbBucketMetadata, PbLookupReqForBucket, PbPhysicalTablePath,
@@ -164,6 +162,7 @@ impl RemoteTable {
         let schema = Schema::from_json_str(text)
             .map_err(|error| malformed(format!("schema {schema_id}: {error}")))?;
         TableSchema::new(schema_id, &schema, &self.descriptor.bucket_keys)
+            .map(|old| old.with_encoding(self.schema.encoding))
             .map_err(|error| malformed(format!("schema {schema_id}: {error}")))
     }
 
@@ -175,12 +174,13 @@ impl RemoteTable {
     /// Decodes a stored value with `schema` (the one its schema id names).
     pub fn decode_value(schema: &TableSchema, value: &[u8]) -> Result<Row, FormatError> {
         let (_schema_id, row) = decode_stored_value(value)?;
-        decode_row(&schema.data_types(), row)
+        schema.encoding.row_format.decode_row(&schema.data_types(), row)
     }
 
-    /// The bucket `row` belongs to.
+    /// The bucket `row` belongs to, by the table's lake format.
     pub fn bucket_of_row(&self, row: &Row) -> Result<i32, FormatError> {
-        bucket_of(&bucket_key_of_row(&self.schema, row)?, self.bucket_count)
+        let bucket_key = bucket_key_of_row(&self.schema, row)?;
+        self.schema.encoding.bucket_function().bucket_of(&bucket_key, self.bucket_count)
     }
 
     /// Upserts of `rows` (current schema, no writer id), one batch per bucket, in one PutKv.
@@ -189,7 +189,7 @@ impl RemoteTable {
         let mut batches: BTreeMap<i32, KvRecordBatchBuilder> = BTreeMap::new();
         for row in rows {
             let key = primary_key_of_row(&self.schema, row)?;
-            let value = crate::format::encode_row(&types, row)?;
+            let value = self.schema.encoding.row_format.encode_row(&types, row)?;
             let bucket_id = self.bucket_of_row(row)?;
             batches
                 .entry(bucket_id)

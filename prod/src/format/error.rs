@@ -83,4 +83,9 @@ pub enum SchemaError {
     Invalid(String),
     #[error("{0} are not supported by this server")]
     UnsupportedFeature(&'static str),
+    #[error("{key}={value} is not supported; only {allowed}")]
+    InvalidProperty { key: &'static str, value: String, allowed: &'static str },
+    /// The table's options and its key or value columns do not go together.
+    #[error("{0}")]
+    UnsupportedEncoding(String),
 }

@@ -3,7 +3,9 @@
 //! A key is the compacted field encoding of the key columns in key order, with no null
 //! bit-set (key columns are never NULL, nor ARRAY, MAP or ROW: Fluss refuses those as keys).
 //! The bucket of a key is `fluss_hash_i32(murmur3_flink(bucket_key_bytes, seed 42)) %
-//! num_buckets` (no lake format).
+//! num_buckets` (no lake format). A table with a lake format encodes its keys and picks
+//! buckets otherwise (`table_encoding.rs`); the functions taking a `TableSchema` follow its
+//! options.
 
 use super::byte_reader::ByteReader;
 use super::compacted_row::{read_field, write_field, Datum, Row};
@@ -56,20 +58,24 @@ pub fn decode_key(types: &[DataType], bytes: &[u8]) -> Result<Vec<Datum>, Format
     Ok(values)
 }
 
-/// The primary-key bytes of a full row.
+/// The primary-key bytes of a full row, in the table's primary-key encoding.
 pub fn primary_key_of_row(schema: &TableSchema, row: &Row) -> Result<Vec<u8>, FormatError> {
-    encode_key(&schema.primary_key_types(), &row.project(&schema.primary_key)?.0)
+    schema
+        .primary_key_format()
+        .encode(&schema.primary_key_types(), &row.project(&schema.primary_key)?.0)
 }
 
-/// The bucket-key bytes of a full row.
+/// The bucket-key bytes of a full row, in the table's bucket-key encoding.
 pub fn bucket_key_of_row(schema: &TableSchema, row: &Row) -> Result<Vec<u8>, FormatError> {
-    encode_key(&schema.bucket_key_types(), &row.project(&schema.bucket_key)?.0)
+    schema
+        .bucket_key_format()
+        .encode(&schema.bucket_key_types(), &row.project(&schema.bucket_key)?.0)
 }
 
 /// The bucket-key bytes of a primary key as a client sent it (decodes it, so a malformed
 /// key is an error).
 pub fn bucket_key_of_primary_key(schema: &TableSchema, pk: &[u8]) -> Result<Vec<u8>, FormatError> {
-    let values = decode_key(&schema.primary_key_types(), pk)?;
+    let values = schema.primary_key_format().decode(&schema.primary_key_types(), pk)?;
     let bucket_values = schema
         .bucket_key
         .iter()
@@ -82,7 +88,7 @@ pub fn bucket_key_of_primary_key(schema: &TableSchema, pk: &[u8]) -> Result<Vec<
                 .ok_or_else(|| FormatError::InvalidValue(format!("bucket column {col} not in key")))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    encode_key(&schema.bucket_key_types(), &bucket_values)
+    schema.bucket_key_format().encode(&schema.bucket_key_types(), &bucket_values)
 }
 
 /// The bucket a primary key belongs to; the server checks it against the request's bucket.
@@ -91,7 +97,10 @@ pub fn bucket_of_primary_key(
     pk: &[u8],
     num_buckets: i32,
 ) -> Result<i32, FormatError> {
-    bucket_of(&bucket_key_of_primary_key(schema, pk)?, num_buckets)
+    schema
+        .encoding
+        .bucket_function()
+        .bucket_of(&bucket_key_of_primary_key(schema, pk)?, num_buckets)
 }
 
 const C1: u32 = 0xcc9e_2d51;
@@ -144,7 +153,7 @@ pub fn fluss_hash_i32(input: i32) -> i32 {
     }
 }
 
-/// The bucket of encoded bucket-key bytes.
+/// The bucket of encoded bucket-key bytes, without a lake format.
 pub fn bucket_of(bucket_key: &[u8], num_buckets: i32) -> Result<i32, FormatError> {
     if num_buckets <= 0 {
         return Err(FormatError::InvalidValue(format!("{num_buckets} buckets")));

@@ -19,8 +19,9 @@ use std::sync::Arc;
 
 use kvtablet_core::kv::{KvError, MergedValue, PartialUpdateRule, RowMerger};
 
-use super::compacted_row::{decode_row, encode_row, Datum, Row};
+use super::compacted_row::{Datum, Row};
 use super::data_type::DataType;
+use super::row_format::RowFormat;
 use super::schema::TableSchema;
 use super::value_record_batch::{decode_stored_value, encode_stored_value};
 
@@ -87,6 +88,7 @@ impl PartialUpdateRule for CompactedPartialUpdates {
             .all(|index| targeted[index] == self.schema.primary_key.contains(&index));
         Ok(Arc::new(CompactedRowMerger {
             schema_id: self.schema.schema_id,
+            row_format: self.schema.encoding.row_format,
             types: self.schema.data_types(),
             names: self.schema.columns.iter().map(|c| c.name.clone()).collect(),
             primary_key: self.schema.primary_key.clone(),
@@ -99,6 +101,8 @@ impl PartialUpdateRule for CompactedPartialUpdates {
 /// One put's merger: the target columns resolved against the schema.
 struct CompactedRowMerger {
     schema_id: i16,
+    /// The table's value format: rows are decoded and re-encoded in it.
+    row_format: RowFormat,
     types: Vec<DataType>,
     names: Vec<String>,
     primary_key: Vec<usize>,
@@ -117,11 +121,13 @@ impl CompactedRowMerger {
                 self.schema_id
             )));
         }
-        decode_row(&self.types, row).map_err(|e| corrupt(e.to_string()))
+        self.row_format.decode_row(&self.types, row).map_err(|e| corrupt(e.to_string()))
     }
 
     fn encode(&self, row: &Row) -> Result<Vec<u8>, KvError> {
-        let bytes = encode_row(&self.types, row)
+        let bytes = self
+            .row_format
+            .encode_row(&self.types, row)
             .map_err(|error| KvError::InvalidTargetColumn(error.to_string()))?;
         Ok(encode_stored_value(self.schema_id, &bytes))
     }
@@ -180,7 +186,7 @@ impl RowMerger for CompactedRowMerger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::{Column, Schema, TypeRoot};
+    use crate::format::{decode_row, encode_row, Column, Schema, TypeRoot};
 
     /// `id INT` (key), `name STRING`, `score BIGINT`, `tag STRING NOT NULL`.
     fn rule() -> CompactedPartialUpdates {

@@ -8,6 +8,8 @@ use serde_json::{Map, Value};
 
 use super::data_type::DataType;
 use super::error::SchemaError;
+use super::key_format::KeyFormat;
+use super::table_encoding::TableEncoding;
 
 /// One column as it appears in the schema JSON.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -352,6 +354,8 @@ pub struct TableSchema {
     pub primary_key: Vec<usize>,
     /// Positions of the bucket-key columns, in bucket-key order.
     pub bucket_key: Vec<usize>,
+    /// The table's value format and key encodings (its properties).
+    pub encoding: TableEncoding,
 }
 
 impl TableSchema {
@@ -387,7 +391,13 @@ impl TableSchema {
                 c.data_type.nullable = false;
             }
         }
-        Ok(TableSchema { schema_id, columns, primary_key, bucket_key })
+        Ok(TableSchema {
+            schema_id,
+            columns,
+            primary_key,
+            bucket_key,
+            encoding: TableEncoding::default(),
+        })
     }
 
     /// The schema of a table descriptor.
@@ -395,7 +405,30 @@ impl TableSchema {
         schema_id: i16,
         descriptor: &TableDescriptor,
     ) -> Result<TableSchema, SchemaError> {
-        TableSchema::new(schema_id, &descriptor.schema, &descriptor.bucket_keys)
+        let encoding = TableEncoding::from_properties(&descriptor.properties)?;
+        Ok(TableSchema::new(schema_id, &descriptor.schema, &descriptor.bucket_keys)?
+            .with_encoding(encoding))
+    }
+
+    /// The same schema with the table's encoding options.
+    pub fn with_encoding(mut self, encoding: TableEncoding) -> TableSchema {
+        self.encoding = encoding;
+        self
+    }
+
+    /// Whether the bucket key is the (physical) primary key, Fluss's `isDefaultBucketKey`.
+    pub fn is_default_bucket_key(&self) -> bool {
+        self.bucket_key == self.primary_key
+    }
+
+    /// The encoding of this table's primary keys.
+    pub fn primary_key_format(&self) -> KeyFormat {
+        self.encoding.primary_key_format(self.is_default_bucket_key())
+    }
+
+    /// The encoding of this table's bucket keys.
+    pub fn bucket_key_format(&self) -> KeyFormat {
+        self.encoding.bucket_key_format()
     }
 
     pub fn data_types(&self) -> Vec<DataType> {

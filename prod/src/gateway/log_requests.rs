@@ -20,7 +20,7 @@ use super::{bucket_error, Gateway};
 use crate::format::log_record_batch::project_columns;
 use crate::format::value_record_batch::decode_stored_value;
 use crate::format::{
-    decode_row, encode_log_batch, DataType, FormatError, LogBatchMeta, LogRecord, TableSchema,
+    encode_log_batch, DataType, FormatError, LogBatchMeta, LogRecord, TableSchema,
 };
 use crate::wire::error::{decode_request, encode_response};
 use crate::wire::messages::{
@@ -320,7 +320,8 @@ fn encode_batch(batch: &LogBatch, table: &FetchTable) -> Result<Vec<u8>, FormatE
                     table.schema.schema_id
                 )));
             }
-            Ok(LogRecord { change_type: record.change_type, row: decode_row(&table.types, row)? })
+            let row = table.schema.encoding.row_format.decode_row(&table.types, row)?;
+            Ok(LogRecord { change_type: record.change_type, row })
         })
         .collect::<Result<Vec<LogRecord>, FormatError>>()?;
     let mut meta = LogBatchMeta::changelog(

@@ -8,7 +8,9 @@ use serde_json::Value;
 
 use super::partitions::check_partition_key_types;
 use crate::catalog::{codes, TableInfo, TableSpec};
-use crate::format::{CompactedPartialUpdates, Schema, TableDescriptor, TableSchema};
+use crate::format::{
+    CompactedPartialUpdates, Schema, SchemaError, TableDescriptor, TableEncoding, TableSchema,
+};
 use crate::wire::WireError;
 
 /// What the catalog needs from a CreateTable `table_json`. A bucket count that is not positive
@@ -30,6 +32,7 @@ pub(crate) fn spec_from_table_json(bytes: &[u8]) -> Result<TableSpec, WireError>
         .map_err(|error| invalid_table(format!("invalid table descriptor: {error}")))?;
     descriptor.check_column_types().map_err(|error| invalid_table(error.to_string()))?;
     check_partition_key_types(&descriptor)?;
+    check_encoding(&descriptor)?;
     Ok(TableSpec {
         schema_json: descriptor.schema.to_json().to_string(),
         columns: descriptor.schema.columns.iter().map(|column| column.name.clone()).collect(),
@@ -41,6 +44,18 @@ pub(crate) fn spec_from_table_json(bytes: &[u8]) -> Result<TableSpec, WireError>
         custom_properties: descriptor.custom_properties,
         comment: descriptor.comment,
     })
+}
+
+/// The table's encoding options (`table.kv.format`, `table.datalake.format`,
+/// `table.kv.format-version`) must name formats the clients know and fit its columns:
+/// INVALID_CONFIG otherwise, as the catalog answers other bad properties.
+fn check_encoding(descriptor: &TableDescriptor) -> Result<(), WireError> {
+    let invalid_config =
+        |error: SchemaError| WireError::new(codes::INVALID_CONFIG, error.to_string());
+    TableEncoding::for_new_table(&descriptor.properties)
+        .map_err(invalid_config)?
+        .check_descriptor(descriptor)
+        .map_err(invalid_config)
 }
 
 fn schema_of(info: &TableInfo) -> Result<Schema, WireError> {
@@ -80,8 +95,11 @@ pub(crate) fn table_schema_of(info: &TableInfo) -> Result<TableSchema, WireError
         ))
     };
     let schema = schema_of(info)?;
-    let mut table_schema = TableSchema::new(schema_id, &schema, &info.bucket_key)
+    let encoding = TableEncoding::from_properties(&info.properties)
         .map_err(|error| invalid(error.to_string()))?;
+    let mut table_schema = TableSchema::new(schema_id, &schema, &info.bucket_key)
+        .map_err(|error| invalid(error.to_string()))?
+        .with_encoding(encoding);
     if info.is_partitioned() {
         table_schema.primary_key = info
             .physical_primary_key()

@@ -269,11 +269,12 @@ class TestScalarTypes:
         assert by(printed, lambda r: tuple(r[n] for n in KEY_NAMES)) == by(as_json, lambda r: tuple(r[n] for n in KEY_NAMES))
 
     def test_nested_types_are_refused_as_keys(self, runner, client):
+        # pyfluss sends the primary key as the bucket key, and Fluss checks the bucket key first.
         admin = client.admin
         cases = {
-            "array_key": ([("k", pa.list_(pa.int32())), ("v", pa.int32())], ["k"], "Primary key column 'k'"),
-            "map_key": ([("k", pa.map_(pa.string(), pa.int32())), ("v", pa.int32())], ["k"], "Primary key column 'k'"),
-            "row_key": ([("k", pa.struct([("x", pa.int32())])), ("v", pa.int32())], ["k"], "Primary key column 'k'"),
+            "array_key": ([("k", pa.list_(pa.int32())), ("v", pa.int32())], ["k"], "Bucket key column 'k'"),
+            "map_key": ([("k", pa.map_(pa.string(), pa.int32())), ("v", pa.int32())], ["k"], "Bucket key column 'k'"),
+            "row_key": ([("k", pa.struct([("x", pa.int32())])), ("v", pa.int32())], ["k"], "Bucket key column 'k'"),
         }
         for name, (columns, primary_key, message) in cases.items():
             descriptor = fluss.TableDescriptor(fluss.Schema(pa.schema(columns), primary_keys=primary_key))

@@ -18,24 +18,9 @@ pub enum BucketFunction {
     Iceberg,
 }
 
-const C1: u32 = 0xcc9e_2d51;
-const C2: u32 = 0x1b87_3593;
-
-fn mix_k1(k1: u32) -> u32 {
-    k1.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2)
-}
-
-fn mix_h1(h1: u32, k1: u32) -> u32 {
-    (h1 ^ k1).rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64)
-}
-
-fn fmix(mut h: u32) -> u32 {
-    h ^= h >> 16;
-    h = h.wrapping_mul(0x85eb_ca6b);
-    h ^= h >> 13;
-    h = h.wrapping_mul(0xc2b2_ae35);
-    h ^ (h >> 16)
-}
+// The MurmurHash3 rounds are key_encoding's (Flink's variant differs only in the seed and
+// the tail).
+use super::key_encoding::{fmix, mix_h1, mix_k1};
 
 /// Standard MurmurHash3 x86_32 with seed 0 (Guava's `murmur3_32_fixed`, Iceberg's hash).
 pub fn murmur3_32(data: &[u8]) -> u32 {

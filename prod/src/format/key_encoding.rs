@@ -107,15 +107,15 @@ const C1: u32 = 0xcc9e_2d51;
 const C2: u32 = 0x1b87_3593;
 const SEED: u32 = 42;
 
-fn mix_k1(k1: u32) -> u32 {
+pub(super) fn mix_k1(k1: u32) -> u32 {
     k1.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2)
 }
 
-fn mix_h1(h1: u32, k1: u32) -> u32 {
+pub(super) fn mix_h1(h1: u32, k1: u32) -> u32 {
     (h1 ^ k1).rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64)
 }
 
-fn fmix(mut h: u32) -> u32 {
+pub(super) fn fmix(mut h: u32) -> u32 {
     h ^= h >> 16;
     h = h.wrapping_mul(0x85eb_ca6b);
     h ^= h >> 13;

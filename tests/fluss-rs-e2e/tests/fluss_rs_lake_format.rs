@@ -6,6 +6,10 @@
 //!
 //! Every wait is bounded (`STEP`, `START_WAIT`); the node is killed when the test ends.
 
+// Like prod, the test runs on the real clock, threads and tokio (the root clippy.toml's lists are
+// for core and sim).
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -146,8 +150,7 @@ fn fluss_rs_writes_and_reads_tables_with_a_lake_format() {
     let dir = tempfile::tempdir().expect("temp dir");
     let node = Node::start(&dir.path().join("data"));
     runtime.block_on(async {
-        let mut config = Config::default();
-        config.bootstrap_servers = node.addr.to_string();
+        let config = Config { bootstrap_servers: node.addr.to_string(), ..Config::default() };
         let connection = bounded("connect", FlussConnection::new(config)).await;
         let admin = connection.get_admin().expect("admin");
         bounded("create_database", admin.create_database("rs_lake", None, false)).await;

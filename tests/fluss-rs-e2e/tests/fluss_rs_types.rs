@@ -3,8 +3,14 @@
 //! CHAR(n), BINARY(n), BYTES, DECIMAL (compact, precision <= 18, and wide), DATE, TIME,
 //! TIMESTAMP and TIMESTAMP_LTZ of several precisions; as values (boundary values, NULLs) and as
 //! primary-key columns. Every value is written with the upsert writer and read back exactly
-//! (floats bit for bit) by lookup, prefix lookup and the changelog (log scanner). ARRAY, MAP and
-//! ROW columns are refused at CreateTable (INVALID_TABLE).
+//! (floats bit for bit) by lookup, prefix lookup and the changelog (log scanner).
+//!
+//! ARRAY, MAP and ROW value columns, nested in each other (ARRAY<ARRAY>, ARRAY<ROW>, MAP with
+//! ARRAY and ROW values, ROW<ROW>), with NULLs at every level, empty arrays and maps, a NULL ROW
+//! and NULL whole columns: written as fluss-rs encodes them (`FlussArray`, `FlussMap`,
+//! `GenericRow` datums) and read back element by element by lookup, through the changelog
+//! (whole and projected to one nested column) and by limit scans (whole and projected); as keys
+//! they are refused at CreateTable (INVALID_TABLE), as Fluss refuses them.
 //!
 //! fluss-rs holds TIME in milliseconds (as Fluss stores it), so every TIME value here is whole
 //! milliseconds; a TIMESTAMP(p) or TIME(p) value carries no digit finer than its precision, as
@@ -12,11 +18,19 @@
 
 mod support;
 
+use std::sync::Arc;
+
 use fluss::client::{FlussConnection, FlussTable, EARLIEST_OFFSET};
-use fluss::metadata::{DataType, DataTypes, Schema, TableDescriptor, TablePath};
+use fluss::metadata::{
+    DataType, DataTypes, MapType, RowType, Schema, TableBucket, TableDescriptor, TablePath,
+};
 use fluss::record::ChangeType;
 use fluss::row::field_getter::FieldGetter;
-use fluss::row::{Date, Datum, Decimal, GenericRow, InternalRow, Time, TimestampLtz, TimestampNtz};
+use fluss::row::{
+    ArrayView, ColumnarRow, DataGetters, Date, Datum, Decimal, FlussArray, FlussArrayWriter,
+    FlussMapWriter, GenericRow, InternalArray, InternalMap, InternalRow, MapView, Time,
+    TimestampLtz, TimestampNtz,
+};
 use fluss::rpc::FlussError;
 
 use support::{
@@ -648,8 +662,8 @@ fn array_map_and_row_value_columns_are_created_and_nested_keys_refused() {
             DataTypes::field("x", DataTypes::int()),
             DataTypes::field("y", DataTypes::string()),
         ]);
-        // Value columns of the nested types are accepted (their rows round-trip in the pyfluss
-        // suite's test_nested_types.py).
+        // Value columns of the nested types are accepted (their rows round-trip in
+        // `nested_values_round_trip_through_lookup_the_changelog_and_limit_scans`).
         let values = [
             ("array_value", ("v", array.clone())),
             ("map_value", ("v", map.clone())),
@@ -685,6 +699,581 @@ fn array_map_and_row_value_columns_are_created_and_nested_keys_refused() {
         let mut tables = bounded("list_tables", admin.list_tables(DB)).await;
         tables.sort();
         assert_eq!(tables, vec!["array_value", "map_value", "row_value"]);
+    });
+    drop(node);
+}
+
+/// A value as the nested tests write and compare it: a scalar leaf, NULL, or an ARRAY, MAP
+/// (entries in stored order, duplicate keys kept) or ROW of such values. Written as `Nested<Datum>`;
+/// compared as `Nested<String>`, every leaf printed exactly by `exact`.
+#[derive(Clone, Debug, PartialEq)]
+enum Nested<L> {
+    Null,
+    Leaf(L),
+    Array(Vec<Nested<L>>),
+    Map(Vec<(Nested<L>, Nested<L>)>),
+    Row(Vec<Nested<L>>),
+}
+
+type Value = Nested<Datum<'static>>;
+type Shown = Nested<String>;
+
+fn shown(value: &Value) -> Shown {
+    match value {
+        Nested::Null => Nested::Null,
+        Nested::Leaf(datum) => Nested::Leaf(exact(datum)),
+        Nested::Array(items) => Nested::Array(items.iter().map(shown).collect()),
+        Nested::Map(entries) => {
+            Nested::Map(entries.iter().map(|(key, value)| (shown(key), shown(value))).collect())
+        }
+        Nested::Row(fields) => Nested::Row(fields.iter().map(shown).collect()),
+    }
+}
+
+fn leaf(datum: Datum<'static>) -> Value {
+    Nested::Leaf(datum)
+}
+
+fn int(i: i32) -> Value {
+    leaf(Datum::Int32(i))
+}
+
+fn big(i: i64) -> Value {
+    leaf(Datum::Int64(i))
+}
+
+fn text(s: &str) -> Value {
+    leaf(string(s))
+}
+
+fn double(f: f64) -> Value {
+    leaf(Datum::from(f))
+}
+
+fn array(items: Vec<Value>) -> Value {
+    Nested::Array(items)
+}
+
+fn map(entries: Vec<(Value, Value)>) -> Value {
+    Nested::Map(entries)
+}
+
+fn row(fields: Vec<Value>) -> Value {
+    Nested::Row(fields)
+}
+
+/// `datum` (already of `element_type`, or NULL) as element `pos` of `writer`.
+fn write_element(writer: &mut FlussArrayWriter, pos: usize, datum: Datum, element_type: &DataType) {
+    match (element_type, &datum) {
+        (_, Datum::Null) => writer.set_null_at(pos),
+        (DataType::Boolean(_), Datum::Bool(b)) => writer.write_boolean(pos, *b),
+        (DataType::Int(_), Datum::Int32(i)) => writer.write_int(pos, *i),
+        (DataType::BigInt(_), Datum::Int64(i)) => writer.write_long(pos, *i),
+        (DataType::Double(_), Datum::Float64(f)) => writer.write_double(pos, f.0),
+        (DataType::String(_), Datum::String(s)) => writer.write_string(pos, s),
+        (DataType::Decimal(d), Datum::Decimal(v)) => writer.write_decimal(pos, v, d.precision()),
+        (DataType::Date(_), Datum::Date(d)) => writer.write_date(pos, *d),
+        (DataType::Timestamp(t), Datum::TimestampNtz(ts)) => {
+            writer.write_timestamp_ntz(pos, ts, t.precision())
+        }
+        (DataType::Array(_), Datum::Array(a)) => writer.write_array(pos, a),
+        (DataType::Map(_), Datum::Map(m)) => writer.write_map(pos, m),
+        (DataType::Row(_), Datum::Row(r)) => {
+            writer.write_row(pos, r.as_ref()).expect("row element")
+        }
+        (element_type, datum) => panic!("no {element_type:?} element from {datum:?}"),
+    }
+}
+
+/// `value` as the client writes a value of `data_type`: a `FlussArray`, a `FlussMap`, a
+/// `GenericRow` or a scalar datum.
+fn to_datum(value: &Value, data_type: &DataType) -> Datum<'static> {
+    match (value, data_type) {
+        (Nested::Null, _) => Datum::Null,
+        (Nested::Leaf(datum), _) => datum.clone(),
+        (Nested::Array(items), DataType::Array(array_type)) => {
+            let element_type = array_type.get_element_type();
+            let mut writer = FlussArrayWriter::new(items.len(), element_type);
+            for (pos, item) in items.iter().enumerate() {
+                write_element(&mut writer, pos, to_datum(item, element_type), element_type);
+            }
+            Datum::Array(writer.complete().expect("array"))
+        }
+        (Nested::Map(entries), DataType::Map(map_type)) => {
+            let (key_type, value_type) = (map_type.key_type(), map_type.value_type());
+            let mut writer = FlussMapWriter::new(entries.len(), key_type, value_type);
+            for (key, value) in entries {
+                writer
+                    .write_entry(to_datum(key, key_type), to_datum(value, value_type))
+                    .expect("map entry");
+            }
+            Datum::Map(writer.complete().expect("map"))
+        }
+        (Nested::Row(fields), DataType::Row(row_type)) => {
+            assert_eq!(fields.len(), row_type.fields().len(), "fields of {row_type:?}");
+            let data = fields
+                .iter()
+                .zip(row_type.fields())
+                .map(|(field, declared)| to_datum(field, declared.data_type()))
+                .collect();
+            Datum::Row(Box::new(GenericRow::from_data(data)))
+        }
+        (value, data_type) => panic!("{value:?} is no {data_type:?}"),
+    }
+}
+
+/// Field or element `pos` of `getters` (a row, an array, a map's keys or values; binary or
+/// columnar), read recursively through the client's typed getters as a value of `data_type`.
+fn read_nested<G: DataGetters + ?Sized>(getters: &G, pos: usize, data_type: &DataType) -> Shown {
+    let what = |error: fluss::error::Error| format!("{data_type:?} at {pos}: {error}");
+    if getters.is_null_at(pos).unwrap_or_else(|e| panic!("{}", what(e))) {
+        return Nested::Null;
+    }
+    let scalar = |datum: fluss::error::Result<Datum>| {
+        Nested::Leaf(exact(&datum.unwrap_or_else(|e| panic!("{}", what(e)))))
+    };
+    match data_type {
+        DataType::Boolean(_) => scalar(getters.get_boolean(pos).map(Datum::Bool)),
+        DataType::Int(_) => scalar(getters.get_int(pos).map(Datum::Int32)),
+        DataType::BigInt(_) => scalar(getters.get_long(pos).map(Datum::Int64)),
+        DataType::Double(_) => scalar(getters.get_double(pos).map(Datum::from)),
+        DataType::String(_) => scalar(getters.get_string(pos).map(|s| string(s))),
+        DataType::Decimal(d) => scalar(
+            getters
+                .get_decimal(pos, d.precision() as usize, d.scale() as usize)
+                .map(Datum::Decimal),
+        ),
+        DataType::Date(_) => scalar(getters.get_date(pos).map(Datum::Date)),
+        DataType::Timestamp(t) => {
+            scalar(getters.get_timestamp_ntz(pos, t.precision()).map(Datum::TimestampNtz))
+        }
+        DataType::Array(array_type) => read_array(
+            getters.get_array(pos).unwrap_or_else(|e| panic!("{}", what(e))),
+            array_type.get_element_type(),
+        ),
+        DataType::Map(map_type) => {
+            read_map(getters.get_map(pos).unwrap_or_else(|e| panic!("{}", what(e))), map_type)
+        }
+        DataType::Row(row_type) => {
+            let nested = getters.get_row(pos).unwrap_or_else(|e| panic!("{}", what(e)));
+            assert_eq!(nested.get_field_count(), row_type.fields().len(), "fields of {row_type:?}");
+            Nested::Row(
+                row_type
+                    .fields()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, field)| read_nested(&nested, i, field.data_type()))
+                    .collect(),
+            )
+        }
+        other => panic!("the nested test reads no {other:?}"),
+    }
+}
+
+/// An array read in the form the client hands it out: a binary array (from a lookup, a limit
+/// scan or a binary row) or a columnar one (from the changelog's Arrow batches).
+fn read_array(array: ArrayView, element_type: &DataType) -> Shown {
+    match array {
+        ArrayView::Binary(array) => Nested::Array(
+            (0..array.size()).map(|i| read_binary_element(&array, i, element_type)).collect(),
+        ),
+        ArrayView::Columnar(array) => Nested::Array(
+            (0..InternalArray::size(&array))
+                .map(|i| read_nested(&array, i, element_type))
+                .collect(),
+        ),
+    }
+}
+
+fn read_map(map: MapView, map_type: &MapType) -> Shown {
+    let (key_type, value_type) = (map_type.key_type(), map_type.value_type());
+    match map {
+        MapView::Binary(map) => Nested::Map(
+            (0..map.size())
+                .map(|i| {
+                    (
+                        read_binary_element(map.key_array(), i, key_type),
+                        read_binary_element(map.value_array(), i, value_type),
+                    )
+                })
+                .collect(),
+        ),
+        MapView::Columnar(map) => {
+            let (keys, values) = (map.key_array(), map.value_array());
+            Nested::Map(
+                (0..InternalMap::size(&map))
+                    .map(|i| (read_nested(keys, i, key_type), read_nested(values, i, value_type)))
+                    .collect(),
+            )
+        }
+    }
+}
+
+/// Element `pos` of a binary array. fluss-rs 1.0.0's `DataGetters` for `FlussArray` has no
+/// `get_map` or `get_row` (the trait's defaults refuse them: "get_row not supported"), so MAP
+/// and ROW elements are read with `FlussArray`'s own getters, which take the element type.
+fn read_binary_element(array: &FlussArray, pos: usize, element_type: &DataType) -> Shown {
+    let what = |error: fluss::error::Error| format!("{element_type:?} element {pos}: {error}");
+    if array.is_null_at(pos) {
+        return Nested::Null;
+    }
+    match element_type {
+        DataType::Map(map_type) => {
+            let map = array
+                .get_map(pos, map_type.key_type(), map_type.value_type())
+                .unwrap_or_else(|e| panic!("{}", what(e)));
+            read_map(MapView::Binary(map), map_type)
+        }
+        DataType::Row(row_type) => {
+            let nested = array.get_row(pos, row_type).unwrap_or_else(|e| panic!("{}", what(e)));
+            Nested::Row(
+                row_type
+                    .fields()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, field)| read_nested(&nested, i, field.data_type()))
+                    .collect(),
+            )
+        }
+        _ => read_nested(array, pos, element_type),
+    }
+}
+
+/// Every column of `row`, read as a column of the type it was declared with.
+/// Every column of `row`, read in place through the typed getters; the same columns
+/// materialized as datums (`FieldGetter`, which re-encodes Arrow values as binary arrays, maps
+/// and rows) must read the same.
+fn read_nested_row<R: InternalRow>(row: &R, types: &[DataType]) -> Vec<Shown> {
+    let in_place =
+        types.iter().enumerate().map(|(pos, data_type)| read_nested(row, pos, data_type));
+    let in_place: Vec<Shown> = in_place.collect();
+    let datums: Values = types
+        .iter()
+        .enumerate()
+        .map(|(pos, data_type)| {
+            let datum = FieldGetter::create(data_type, pos)
+                .get_field(row)
+                .unwrap_or_else(|error| panic!("column {pos} ({data_type:?}): {error}"));
+            datum.into_owned()
+        })
+        .collect();
+    let materialized = GenericRow::from_data(datums);
+    let materialized: Vec<Shown> = types
+        .iter()
+        .enumerate()
+        .map(|(pos, data_type)| read_nested(&materialized, pos, data_type))
+        .collect();
+    assert_eq!(materialized, in_place, "a row read as datums and in place");
+    in_place
+}
+
+fn nested_columns() -> Vec<(&'static str, DataType)> {
+    let f = DataTypes::field;
+    vec![
+        ("id", DataTypes::int()),
+        ("tags", DataTypes::array(DataTypes::string())),
+        ("ints", DataTypes::array(DataTypes::int().as_non_nullable())),
+        ("matrix", DataTypes::array(DataTypes::array(DataTypes::bigint()))),
+        ("attrs", DataTypes::map(DataTypes::string(), DataTypes::int())),
+        ("lists", DataTypes::map(DataTypes::int(), DataTypes::array(DataTypes::string()))),
+        (
+            "point",
+            DataTypes::row(vec![
+                f("x", DataTypes::bigint()),
+                f("label", DataTypes::string()),
+                f(
+                    "inner",
+                    DataTypes::row(vec![
+                        f("d", DataTypes::double()),
+                        f("at", DataTypes::timestamp_with_precision(9)),
+                    ]),
+                ),
+            ]),
+        ),
+        (
+            "events",
+            DataTypes::array(DataTypes::row(vec![
+                f("at", DataTypes::timestamp()),
+                f("amount", DataTypes::decimal(38, 10)),
+                f("ok", DataTypes::boolean()),
+            ])),
+        ),
+        (
+            "by_day",
+            DataTypes::map(
+                DataTypes::int(),
+                DataTypes::row(vec![f("day", DataTypes::date()), f("score", DataTypes::double())]),
+            ),
+        ),
+    ]
+}
+
+/// Column positions in `nested_columns`.
+const MATRIX: usize = 3;
+const POINT: usize = 6;
+const EVENTS: usize = 7;
+const BY_DAY: usize = 8;
+
+/// Every column set, with NULLs at every level: NULL array elements (strings short enough to
+/// be inlined and longer), a NULL inner array, NULL map values, NULL row fields, a NULL row in
+/// an array, a NULL row as a map value; extremes of each element type.
+fn nested_full(id: i32, label: &str) -> Vec<Value> {
+    let event = |millis, nanos, unscaled, ok| {
+        row(vec![
+            leaf(timestamp(millis, nanos)),
+            leaf(wide_decimal(unscaled, 38, 10)),
+            leaf(Datum::Bool(ok)),
+        ])
+    };
+    vec![
+        int(id),
+        array(vec![text("a"), Nested::Null, text("a string longer than seven bytes"), text("")]),
+        array(vec![int(0), int(-1), int(i32::MAX), int(i32::MIN)]),
+        array(vec![
+            array(vec![big(1), Nested::Null, big(i64::MIN)]),
+            array(vec![]),
+            Nested::Null,
+            array(vec![big(i64::MAX)]),
+        ]),
+        map(vec![(text("k"), int(1)), (text("none"), Nested::Null), (text(""), int(i32::MIN))]),
+        map(vec![
+            (int(7), array(vec![text("x"), Nested::Null])),
+            (int(-1), array(vec![])),
+            (int(0), Nested::Null),
+        ]),
+        row(vec![
+            big(i64::MIN),
+            text(label),
+            row(vec![double(-0.5), leaf(timestamp(LEAP_DAY_NOON_MS + 123, 456_789))]),
+        ]),
+        array(vec![
+            event(LEAP_DAY_NOON_MS, 123_000, -123_456_789_012_345_678_900_123_456_789, true),
+            Nested::Null,
+            row(vec![Nested::Null, Nested::Null, Nested::Null]),
+            event(-1, 999_000, NINES_38, false),
+        ]),
+        map(vec![
+            (int(7), row(vec![leaf(date(-1)), double(f64::MIN_POSITIVE)])),
+            (int(-1), Nested::Null),
+            (int(i32::MAX), row(vec![Nested::Null, double(f64::MAX)])),
+        ]),
+    ]
+}
+
+/// Empty arrays and maps (an array holding one empty array, a map holding an empty array), a
+/// ROW whose fields are all NULL.
+fn nested_empty(id: i32) -> Vec<Value> {
+    vec![
+        int(id),
+        array(vec![]),
+        array(vec![]),
+        array(vec![array(vec![])]),
+        map(vec![]),
+        map(vec![(int(1), array(vec![]))]),
+        row(vec![Nested::Null, Nested::Null, Nested::Null]),
+        array(vec![]),
+        map(vec![]),
+    ]
+}
+
+/// NULL for every nested column.
+fn nested_null(id: i32) -> Vec<Value> {
+    let mut values = vec![Nested::Null; nested_columns().len()];
+    values[0] = int(id);
+    values
+}
+
+/// Long arrays (lengths and offsets of several bytes), a map with a duplicate key, a ROW with
+/// a long string and a NULL nested ROW.
+fn nested_long(id: i32) -> Vec<Value> {
+    let tags = (0..300)
+        .map(|i| if i % 50 == 7 { Nested::Null } else { text(&format!("tag number {i}")) })
+        .collect();
+    let matrix = (0..200).map(|i| array((0..i % 5).map(big).collect())).collect();
+    let mut values = nested_null(id);
+    values[1] = array(tags);
+    values[2] = array((-1500..1500).map(int).collect());
+    values[3] = array(matrix);
+    values[4] = map(vec![(text("dup"), int(1)), (text("dup"), Nested::Null)]);
+    values[6] = row(vec![big(0), text(&"long label ".repeat(40)), Nested::Null]);
+    values
+}
+
+/// A NULL ROW column, an array of only a NULL element, an array of only a NULL row, a map of
+/// only a row of NULLs.
+fn nested_null_row(id: i32) -> Vec<Value> {
+    let mut values = nested_null(id);
+    values[1] = array(vec![Nested::Null]);
+    values[3] = array(vec![Nested::Null]);
+    values[6] = Nested::Null;
+    values[7] = array(vec![Nested::Null]);
+    values[8] = map(vec![(int(0), row(vec![Nested::Null, Nested::Null]))]);
+    values
+}
+
+fn nested_datums(values: &[Value], types: &[DataType]) -> Values {
+    values.iter().zip(types).map(|(value, data_type)| to_datum(value, data_type)).collect()
+}
+
+fn shown_row(values: &[Value]) -> Vec<Shown> {
+    values.iter().map(shown).collect()
+}
+
+/// ARRAY, MAP and ROW values, nested in each other, written by the upsert writer as fluss-rs
+/// encodes them (`FlussArray`, `FlussMap`, `GenericRow` datums) and read back exactly, element
+/// by element through the client's typed getters: by lookup (binary rows), through the
+/// changelog (Arrow batches, whole and projected to one nested column) and by limit scans
+/// (whole and projected); with an update of a nested row, an update from all NULL and a delete
+/// of a row with a NULL ROW.
+#[test]
+fn nested_values_round_trip_through_lookup_the_changelog_and_limit_scans() {
+    let runtime = support::runtime();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = Node::start(&dir.path().join("data"));
+    runtime.block_on(async {
+        let connection = support::connect(&node).await;
+        let columns = nested_columns();
+        let types: Vec<DataType> = columns.iter().map(|(_, data_type)| data_type.clone()).collect();
+        let schema = table_of(&columns, &["id"]);
+        let path = create_table(&connection, "nested", schema.clone(), 1, &[]).await;
+
+        // The schema comes back with every nested type as declared (field names, nullability).
+        let admin = connection.get_admin().expect("admin");
+        let info = bounded("get_table_info", admin.get_table_info(&path)).await;
+        assert_eq!(info.get_row_type(), schema.row_type());
+
+        let table = bounded("get_table", connection.get_table(&path)).await;
+        let first = [
+            nested_full(1, "origin"),
+            nested_empty(2),
+            nested_null(3),
+            nested_long(4),
+            nested_null_row(5),
+        ];
+        let datums = |rows: &[Vec<Value>]| -> Vec<Values> {
+            rows.iter().map(|values| nested_datums(values, &types)).collect()
+        };
+        write(&table, &datums(&first), &[]).await;
+        // An update of a nested row, an update of the all-NULL row, a delete of the NULL ROW.
+        let one = {
+            let mut values = nested_full(1, "moved");
+            values[1] = array(vec![text("updated")]);
+            values[4] = map(vec![]);
+            values
+        };
+        let three = nested_full(3, "from null");
+        write(&table, &datums(&[one.clone(), three.clone()]), &datums(&first[4..])).await;
+
+        let live = [&one, &first[1], &three, &first[3]];
+
+        let mut lookuper =
+            table.new_lookup().expect("new_lookup").create_lookuper().expect("lookuper");
+        let expected = [
+            (1, Some(&one)),
+            (2, Some(&first[1])),
+            (3, Some(&three)),
+            (4, Some(&first[3])),
+            (5, None),
+        ];
+        for (id, want) in expected {
+            let key = GenericRow::from_data(vec![Datum::Int32(id)]);
+            let result = bounded(&format!("lookup {id}"), lookuper.lookup(&key)).await;
+            let got = result.get_single_row().expect("one row at most");
+            assert_eq!(
+                got.map(|found| read_nested_row(&found, &types)),
+                want.map(|values| shown_row(values)),
+                "lookup of id {id}"
+            );
+        }
+
+        // The changelog, whole.
+        let want: Vec<(ChangeType, &Vec<Value>)> = vec![
+            (ChangeType::Insert, &first[0]),
+            (ChangeType::Insert, &first[1]),
+            (ChangeType::Insert, &first[2]),
+            (ChangeType::Insert, &first[3]),
+            (ChangeType::Insert, &first[4]),
+            (ChangeType::UpdateBefore, &first[0]),
+            (ChangeType::UpdateAfter, &one),
+            (ChangeType::UpdateBefore, &first[2]),
+            (ChangeType::UpdateAfter, &three),
+            (ChangeType::Delete, &first[4]),
+        ];
+        let scanner = table.new_scan().create_log_scanner().expect("log scanner");
+        bounded("subscribe", scanner.subscribe(0, EARLIEST_OFFSET)).await;
+        let changes =
+            read_changelog(&scanner, want.len(), |found| read_nested_row(found, &types)).await;
+        assert_offsets_dense(&changes);
+        let got: Vec<(ChangeType, Vec<Shown>)> =
+            changes.into_values().flatten().map(|c| (c.change, c.row)).collect();
+        let whole: Vec<(ChangeType, Vec<Shown>)> =
+            want.iter().map(|(change, values)| (*change, shown_row(values))).collect();
+        assert_eq!(got, whole, "the whole changelog");
+
+        // The changelog projected to one nested column (the server's Arrow batches carry that
+        // column only).
+        for column in [MATRIX, POINT, EVENTS, BY_DAY] {
+            let what = format!("the changelog projected to {}", columns[column].0);
+            let scanner = table
+                .new_scan()
+                .project(&[column])
+                .expect("projection")
+                .create_log_scanner()
+                .expect("projected log scanner");
+            bounded("subscribe", scanner.subscribe(0, EARLIEST_OFFSET)).await;
+            let only = std::slice::from_ref(&types[column]);
+            let changes = read_changelog(&scanner, want.len(), |found| {
+                assert_eq!(found.get_field_count(), 1, "{what}: columns");
+                read_nested_row(found, only)
+            })
+            .await;
+            assert_offsets_dense(&changes);
+            let got: Vec<(ChangeType, Vec<Shown>)> =
+                changes.into_values().flatten().map(|c| (c.change, c.row)).collect();
+            let projected: Vec<(ChangeType, Vec<Shown>)> = want
+                .iter()
+                .map(|(change, values)| (*change, vec![shown(&values[column])]))
+                .collect();
+            assert_eq!(got, projected, "{what}");
+        }
+
+        // Limit scans of the bucket: the live rows, whole and projected to one nested column.
+        let bucket = TableBucket::new(info.table_id, 0);
+        let fields = info.get_row_type().fields().clone();
+        for projection in [None, Some(vec![EVENTS]), Some(vec![POINT, 0])] {
+            let what = format!("limit scan projected to {projection:?}");
+            let mut scan = table.new_scan().limit(10).expect("limit");
+            let picked: Vec<usize> = match &projection {
+                Some(picked) => {
+                    scan = scan.project(picked).expect("projection");
+                    picked.clone()
+                }
+                None => (0..columns.len()).collect(),
+            };
+            let mut scanner =
+                scan.create_bucket_batch_scanner(bucket.clone()).expect("batch scanner");
+            let batches = bounded(&what, scanner.collect_all_batches()).await;
+            let row_type =
+                Arc::new(RowType::new(picked.iter().map(|&i| fields[i].clone()).collect()));
+            let picked_types: Vec<DataType> = picked.iter().map(|&i| types[i].clone()).collect();
+            let mut got: Vec<Vec<Shown>> = Vec::new();
+            for batch in &batches {
+                let batch = Arc::new(batch.batch().clone());
+                assert_eq!(batch.num_columns(), picked.len(), "{what}: columns");
+                for row_id in 0..batch.num_rows() {
+                    let found = ColumnarRow::new(batch.clone(), row_type.clone(), row_id, None)
+                        .unwrap_or_else(|error| panic!("{what}: row {row_id}: {error}"));
+                    got.push(read_nested_row(&found, &picked_types));
+                }
+            }
+            let mut want: Vec<Vec<Shown>> = live
+                .iter()
+                .map(|values| picked.iter().map(|&i| shown(&values[i])).collect())
+                .collect();
+            got.sort_by_key(|row| format!("{row:?}"));
+            want.sort_by_key(|row| format!("{row:?}"));
+            assert_eq!(got, want, "{what}");
+        }
     });
     drop(node);
 }

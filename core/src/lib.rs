@@ -6,6 +6,7 @@
 
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
+pub mod byte_reader;
 pub mod engine;
 pub mod env;
 pub mod error;
@@ -17,6 +18,7 @@ pub mod mutant;
 pub mod notify;
 pub mod replica;
 pub mod scan;
+pub mod snapshot;
 pub mod sync;
 pub mod table_bucket;
 pub mod tablet_server;

@@ -7,6 +7,7 @@ use bytes::Bytes;
 
 use crate::error::ApiError;
 use crate::log::{LogBatch, WriterBatch};
+use crate::snapshot::{CompletedSnapshot, SnapshotStoreError};
 use crate::table_bucket::TableBucket;
 
 /// A node of the cluster: a tablet server, the coordinator or a client.
@@ -59,6 +60,11 @@ pub enum Request {
     FetchLog { bucket: TableBucket, from_offset: u64, max_bytes: u64 },
     /// Client → leader: one offset of the bucket's changelog.
     ListOffsets { bucket: TableBucket, spec: OffsetSpec },
+    /// Leader → coordinator: a new KV snapshot id for `bucket`, durable before the answer.
+    AllocateKvSnapshotId { bucket: TableBucket },
+    /// Leader → coordinator: commit a completed KV snapshot (Fluss's CommitKvSnapshot, 1022).
+    /// Idempotent: asking again after a lost answer is safe.
+    CommitKvSnapshot { snapshot: Box<CompletedSnapshot> },
 }
 
 /// Which offset ListOffsets asks for.
@@ -128,6 +134,8 @@ impl Request {
             Request::ScanKv(_) => "scan_kv",
             Request::FetchLog { .. } => "fetch_log",
             Request::ListOffsets { .. } => "list_offsets",
+            Request::AllocateKvSnapshotId { .. } => "allocate_kv_snapshot_id",
+            Request::CommitKvSnapshot { .. } => "commit_kv_snapshot",
         }
     }
 
@@ -142,7 +150,9 @@ impl Request {
             | Request::PrefixLookup { bucket, .. }
             | Request::LimitScan { bucket, .. }
             | Request::FetchLog { bucket, .. }
-            | Request::ListOffsets { bucket, .. } => Some(*bucket),
+            | Request::ListOffsets { bucket, .. }
+            | Request::AllocateKvSnapshotId { bucket } => Some(*bucket),
+            Request::CommitKvSnapshot { snapshot } => Some(snapshot.bucket),
             Request::ScanKv(request) => request.bucket_scan_req.as_ref().map(|open| open.bucket),
             Request::Metadata => None,
         }
@@ -161,6 +171,8 @@ impl Response {
             Response::ScanKv(_) => "scan_kv",
             Response::FetchLog { .. } => "fetch_log",
             Response::Offset { .. } => "offset",
+            Response::KvSnapshotId { .. } => "kv_snapshot_id",
+            Response::KvSnapshotRefused(_) => "kv_snapshot_refused",
             Response::Error(_) => "error",
         }
     }
@@ -201,5 +213,12 @@ pub enum Response {
     Offset {
         offset: u64,
     },
+    /// A KV snapshot id, durable at the coordinator.
+    KvSnapshotId {
+        snapshot_id: u64,
+    },
+    /// The coordinator's snapshot store refused or failed (its verdict says whether to ask
+    /// again).
+    KvSnapshotRefused(SnapshotStoreError),
     Error(ApiError),
 }

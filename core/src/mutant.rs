@@ -10,7 +10,8 @@ pub enum Mutant {
     FlushAdvancesOffsetBeforeWrite,
     /// A write under a stale leader epoch is appended instead of fenced.
     StaleEpochWriteAccepted,
-    /// Log retention deletes segments below the minimum retain offset.
+    /// Log retention ignores its bounds: it deletes segments at or above the minimum retain
+    /// offset (what recovery replays) or not yet in the remote tier.
     RetentionIgnoresMinRetain,
     /// An update is logged as `+I` without the `-U` of the old value.
     UpdateLoggedAsInsert,

@@ -18,6 +18,7 @@ use crate::mutant::Mutant;
 use crate::scan::scan_session::{ScanSession, SessionOrigin};
 use crate::scan::ScannerManager;
 use crate::table_bucket::TableBucket;
+use crate::snapshot::{run_snapshot_loop, SnapshotSchedule};
 use crate::task::{catch_blocking_panic, join_if_some, panic_message, run_blocking, Task};
 
 /// What opening a scan produced.
@@ -31,7 +32,7 @@ pub enum OpenedScan {
 
 enum Role {
     Follower,
-    Leader { kv: Arc<KvTablet>, flush_task: Task },
+    Leader { kv: Arc<KvTablet>, flush_task: Task, snapshot_task: Option<Task> },
 }
 
 struct ReplicaState {
@@ -48,6 +49,8 @@ pub struct Replica {
     env: Env,
     scanners: Arc<ScannerManager>,
     config: KvTabletConfig,
+    /// Periodic KV snapshots of the buckets this replica leads; none without a schedule.
+    snapshots: Option<Arc<SnapshotSchedule>>,
     log: Arc<LogTablet>,
     engine_dir: String,
     state: Mutex<ReplicaState>,
@@ -72,12 +75,14 @@ impl Replica {
         log: Arc<LogTablet>,
         engine_dir: String,
         scanners: Arc<ScannerManager>,
+        snapshots: Option<Arc<SnapshotSchedule>>,
     ) -> Replica {
         Replica {
             bucket: log.bucket(),
             env,
             scanners,
             config,
+            snapshots,
             log,
             engine_dir,
             state: Mutex::new(ReplicaState {
@@ -172,7 +177,15 @@ impl Replica {
                 format!("flush node{} {}", self.env.node_id, self.bucket.dir_name()),
                 kv.clone().run_flush_loop(),
             );
-            state.role = Role::Leader { kv, flush_task };
+            let snapshot_task = self.snapshots.clone().map(|schedule| {
+                Task::spawn(
+                    &self.env.executor,
+                    &self.env.ledger,
+                    format!("kv snapshot node{} {}", self.env.node_id, self.bucket.dir_name()),
+                    run_snapshot_loop(self.env.clone(), kv.clone(), schedule),
+                )
+            });
+            state.role = Role::Leader { kv, flush_task, snapshot_task };
             Ok(())
         }
         .boxed()
@@ -404,8 +417,13 @@ fn check_epoch(state: &ReplicaState, leader_epoch: u32) -> Result<(), KvError> {
 /// in flight (see [`KvTablet::run_flush_loop`]).
 fn end_term(state: &mut ReplicaState) -> Option<Task> {
     match std::mem::replace(&mut state.role, Role::Follower) {
-        Role::Leader { kv, flush_task } => {
+        Role::Leader { kv, flush_task, snapshot_task } => {
             kv.close();
+            // A snapshot in flight is dropped at its next await: it deletes nothing remote,
+            // and the next term clears its local checkpoint.
+            if let Some(snapshot_task) = snapshot_task {
+                snapshot_task.abort();
+            }
             Some(flush_task)
         }
         Role::Follower => None,

@@ -19,6 +19,7 @@ use crate::mutant::Mutant;
 use crate::notify::Notified;
 use crate::replica::Replica;
 use crate::scan::scan_kv_handler::handle_scan_kv;
+use crate::snapshot::SnapshotSchedule;
 use crate::scan::scanner_manager::SessionLookup;
 use crate::scan::{ScannerConfig, ScannerManager};
 use crate::table_bucket::TableBucket;
@@ -105,6 +106,8 @@ pub struct TabletServerConfig {
     pub kv: KvTabletConfig,
     pub limits: RequestLimits,
     pub scanner: ScannerConfig,
+    /// Periodic KV snapshots of led buckets; `None` takes none.
+    pub snapshots: Option<Arc<SnapshotSchedule>>,
 }
 
 pub struct TabletServer {
@@ -525,9 +528,12 @@ impl TabletServer {
                 };
                 Ok(Response::Offset { offset })
             }
-            Request::Metadata => Err(KvError::NotLeader(
-                "metadata is served by the coordinator, not a tablet server".to_string(),
-            )),
+            Request::Metadata
+            | Request::AllocateKvSnapshotId { .. }
+            | Request::CommitKvSnapshot { .. } => Err(KvError::NotLeader(format!(
+                "{} is served by the coordinator, not a tablet server",
+                request.kind()
+            ))),
         }
     }
 
@@ -622,6 +628,7 @@ impl TabletServer {
             log,
             engine_dir,
             self.scanners.clone(),
+            self.config.snapshots.clone(),
         ));
         replicas.by_bucket.insert(bucket, replica.clone());
         Ok(replica)

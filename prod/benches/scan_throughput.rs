@@ -143,6 +143,7 @@ fn start_server(env: &Env) -> Arc<TabletServer> {
         kv: KvTabletConfig::DEFAULT,
         limits: RequestLimits::DEFAULT,
         scanner: ScannerConfig::DEFAULT,
+        snapshots: None,
     };
     TabletServer::start(env.clone(), config, logs)
 }

@@ -463,6 +463,7 @@ fn server_config(config: &NodeConfig) -> TabletServerConfig {
         kv: config.kv,
         limits: RequestLimits::DEFAULT,
         scanner: config.scanner,
+        snapshots: None,
     }
 }
 

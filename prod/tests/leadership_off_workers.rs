@@ -87,6 +87,10 @@ impl KvEngineFactory for HeldOpenFactory {
     fn destroy(&self, dir: &str) -> Result<(), EngineError> {
         self.inner.destroy(dir)
     }
+
+    fn is_immutable_file(&self, file_name: &str) -> bool {
+        self.inner.is_immutable_file(file_name)
+    }
 }
 
 #[test]
@@ -130,6 +134,7 @@ fn a_slow_engine_open_in_a_leadership_change_leaves_the_other_buckets_served() {
         kv: KvTabletConfig::DEFAULT,
         limits: RequestLimits::DEFAULT,
         scanner: ScannerConfig::DEFAULT,
+        snapshots: None,
     };
     let server = TabletServer::start(env, config, logs);
 

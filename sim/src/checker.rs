@@ -72,6 +72,8 @@ pub struct Checker {
     fault_log: Mutex<Arc<FaultLog>>,
     /// The table's partitions (created and dropped by the world), shared with the clients.
     pub partitions: TablePartitions,
+    /// The cluster's remote store, read in the god view by the snapshot oracles.
+    remote: Mutex<Option<crate::remote::SimRemoteStorage>>,
 }
 
 /// How much each oracle checked in a run, so that a passing run shows it checked something.
@@ -86,6 +88,7 @@ pub struct CheckCounts {
     pub scans_completed: u64,
     pub handoffs_checked: u64,
     pub probes_checked: u64,
+    pub snapshots_checked: u64,
 }
 
 impl Checker {
@@ -116,6 +119,58 @@ impl Checker {
             progress: crate::progress::Progress::new(),
             fault_log: Mutex::new(Arc::new(FaultLog::new())),
             partitions,
+            remote: Mutex::new(None),
+        }
+    }
+
+    /// The remote store the snapshot oracles read.
+    pub fn set_remote(&self, remote: crate::remote::SimRemoteStorage) {
+        *lock(&self.remote) = Some(remote);
+    }
+
+    /// A snapshot the coordinator just committed is, restored from the remote store's
+    /// objects, exactly the model's state of its bucket at its `log_offset`.
+    pub fn check_committed_snapshot(&self, snapshot: &kvtablet_core::snapshot::CompletedSnapshot) {
+        lock(&self.counts).snapshots_checked += 1;
+        let bucket = snapshot.bucket;
+        let Some(remote) = lock(&self.remote).clone() else { return };
+        let restored = match crate::snapshot_oracle::restore(&remote, snapshot) {
+            Ok(rows) => rows,
+            Err(problem) => {
+                return self.violation(format!(
+                    "committed snapshot {} of {bucket} is broken: {problem}",
+                    snapshot.snapshot_id
+                ))
+            }
+        };
+        let mut model = lock(&self.model);
+        if let Err(text) = self.catch_up(&mut model, bucket) {
+            drop(model);
+            return self.violation(text);
+        }
+        if snapshot.log_offset > model.read_offset(bucket) {
+            let end = model.read_offset(bucket);
+            drop(model);
+            return self.violation(format!(
+                "committed snapshot {} of {bucket} claims log_offset {} beyond the log end {end}",
+                snapshot.snapshot_id, snapshot.log_offset
+            ));
+        }
+        let expected = model.state_at(bucket, snapshot.log_offset);
+        drop(model);
+        if restored != expected {
+            let keys = |rows: &[(Vec<u8>, Vec<u8>)]| {
+                rows.iter().map(|(k, _)| String::from_utf8_lossy(k).into_owned()).collect::<Vec<_>>()
+            };
+            self.violation(format!(
+                "committed snapshot {} of {bucket} at log_offset {} differs from the model: {} rows, the model has {}: keys {:?}, want {:?}",
+                snapshot.snapshot_id,
+                snapshot.log_offset,
+                restored.len(),
+                expected.len(),
+                keys(&restored),
+                keys(&expected)
+            ));
         }
     }
 
@@ -793,6 +848,10 @@ const ORACLES: &[(&str, &[&str])] = &[
     ("liveness", &["workload did not finish", "cluster did not heal"]),
     ("stale-epoch-write", &["write accepted under stale epoch"]),
     ("duplicate-append", &["appended twice"]),
+    ("snapshot-content", &["committed snapshot"]),
+    ("snapshot-files", &["snapshot file deleted while kept", "snapshot file damaged while kept"]),
+    ("snapshot-orphans", &["orphan snapshot file"]),
+    ("retain-offset", &["minimum retain offset"]),
     (
         "changelog",
         &[

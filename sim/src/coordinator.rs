@@ -12,6 +12,8 @@ use kvtablet_core::message::{BucketLeader, NodeId, Request, Response};
 use kvtablet_core::task::Task;
 use kvtablet_core::{ErrorCode, TableBucket};
 
+use kvtablet_core::snapshot::snapshot_service::SnapshotService;
+
 use crate::checker::Checker;
 
 const NOTIFY_ATTEMPTS_MAX: u32 = 8;
@@ -39,6 +41,8 @@ pub struct Coordinator {
     clock: Arc<dyn Clock>,
     ledger: Ledger,
     checker: Arc<Checker>,
+    /// The KV snapshot store and its requests; set once, before the servers start.
+    snapshots: std::sync::OnceLock<Arc<SnapshotService>>,
 }
 
 impl Coordinator {
@@ -56,7 +60,22 @@ impl Coordinator {
             clock,
             ledger,
             checker,
+            snapshots: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Serves KV snapshot requests through `service` from now on.
+    pub fn serve_snapshots(&self, service: Arc<SnapshotService>) {
+        assert!(self.snapshots.set(service).is_ok(), "snapshots are served once");
+    }
+
+    pub fn snapshots(&self) -> Option<&Arc<SnapshotService>> {
+        self.snapshots.get()
+    }
+
+    /// The bucket's current epoch, `None` for a bucket not (or no longer) registered.
+    pub fn current_epoch_of(&self, bucket: TableBucket) -> Option<u32> {
+        self.lock().leaders.get(&bucket).map(|(_, epoch)| *epoch)
     }
 
     pub fn set_server_live(&self, server: NodeId, live: bool) {
@@ -99,6 +118,25 @@ impl Coordinator {
     /// notifications still trying to reach its leader stop.
     pub fn unregister_bucket(&self, bucket: TableBucket) {
         self.lock().leaders.remove(&bucket);
+        // Its snapshots go with it; a late upload of its leader is found by the orphan sweep.
+        if let Some(service) = self.snapshots.get() {
+            match service.store().drop_bucket(bucket) {
+                Ok(cleanup) if !cleanup.is_empty() => {
+                    let deleting = service.delete(cleanup);
+                    self.spawn(
+                        format!("delete snapshots of {}", bucket.dir_name()),
+                        async move {
+                            let _left = deleting.await;
+                        }
+                        .boxed(),
+                    );
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    self.checker.violation(format!("snapshot store failed to drop {bucket}: {error}"))
+                }
+            }
+        }
     }
 
     /// Moves `bucket` to `leader` (possibly the same server) under a new epoch and notifies the
@@ -202,6 +240,26 @@ impl Coordinator {
 
 impl RpcHandler for Coordinator {
     fn handle(&self, _from: NodeId, request: Request) -> BoxFuture<'static, Response> {
+        if let Some(service) = self.snapshots.get() {
+            if let Some((response, cleanup)) = service.handle(&request) {
+                if let (Request::CommitKvSnapshot { snapshot }, Response::Ok) = (&request, &response)
+                {
+                    self.checker.check_committed_snapshot(snapshot);
+                }
+                if !cleanup.is_empty() {
+                    let deleting = service.delete(cleanup);
+                    self.spawn(
+                        "delete snapshot files".to_string(),
+                        async move {
+                            // What stays is found by the orphan sweep at quiescence.
+                            let _left = deleting.await;
+                        }
+                        .boxed(),
+                    );
+                }
+                return futures::future::ready(response).boxed();
+            }
+        }
         let response = match request {
             Request::Metadata => Response::Metadata {
                 leaders: self

@@ -26,6 +26,7 @@ pub mod scan_client;
 pub mod script;
 pub mod shrink;
 pub mod sim_row;
+pub mod snapshot_oracle;
 pub mod sweep;
 pub mod table_partitions;
 pub mod trace;

@@ -100,6 +100,9 @@ pub struct RunPlan {
     /// Mean interval between partition turnovers (the oldest dropped, a new one created, as
     /// automatic partitioning does); `None` keeps the first partitions for the whole run.
     pub table_partition_churn_ms: Option<u64>,
+    /// Interval of every leader's periodic KV snapshot (Fluss's `kv.snapshot.interval`);
+    /// `None` takes none.
+    pub snapshot_interval_ms: Option<u64>,
 }
 
 impl RunPlan {
@@ -126,6 +129,7 @@ impl RunPlan {
             partial_update: Ratio::NEVER,
             table_partitions: 0,
             table_partition_churn_ms: None,
+            snapshot_interval_ms: None,
         };
         plan.replication_factor = if prng.chance(Ratio::new(1, 3)) { 1 } else { plan.servers };
         let slow_disk = !prng.chance(Ratio::new(1, 3));
@@ -138,6 +142,7 @@ impl RunPlan {
             Ratio::new(1, prng.range_inclusive(2, 6))
         };
         draw_table_partitions(&mut plan, &mut Streams::new(seed).stream("plan-table-partitions"));
+        draw_snapshots(&mut plan, &mut Streams::new(seed).stream("plan-snapshots"));
         scenario.apply(&mut plan)?;
         plan.replication_factor = plan.replication_factor.min(plan.servers);
         plan.check()?;
@@ -194,6 +199,7 @@ impl RunPlan {
                 },
                 on_off(self.table_partition_churn_ms.filter(|_| self.table_partitions > 0))
             ),
+            format!("plan snapshots interval={}", on_off(self.snapshot_interval_ms)),
             format!(
                 "plan faults leader_flips={} crashes={} restart_delay_ms_max={} retention={}",
                 on_off(f.leader_flip_interval_ms),
@@ -289,6 +295,12 @@ fn draw_table_partitions(plan: &mut RunPlan, prng: &mut Prng) {
         plan.table_partitions = partitions;
         plan.table_partition_churn_ms = churn.then_some(churn_ms);
     }
+}
+
+/// From a stream of its own: snapshots in every seed (as in production, where they are always
+/// on), at short intervals so that a run takes many, across every fault.
+fn draw_snapshots(plan: &mut RunPlan, prng: &mut Prng) {
+    plan.snapshot_interval_ms = Some(prng.range_inclusive(100, 2_000));
 }
 
 fn draw_weights(prng: &mut Prng) -> OpWeights {
@@ -572,6 +584,7 @@ impl Scenario {
                 "partial_update" => plan.partial_update = rate()?,
                 "table_partitions" => plan.table_partitions = number()? as u32,
                 "table_partition_churn_ms" => plan.table_partition_churn_ms = interval()?,
+                "snapshot_interval_ms" => plan.snapshot_interval_ms = interval()?,
                 "disk_fsync_failure" => plan.faults.disk.fsync_failure = rate()?,
                 "disk_read_error" => plan.faults.disk.read_error = rate()?,
                 "disk_full" => plan.faults.disk.disk_full = rate()?,

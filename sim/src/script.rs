@@ -135,6 +135,7 @@ impl Script {
                 kv: KvTabletConfig::DEFAULT,
                 limits: RequestLimits::DEFAULT,
                 scanner,
+                snapshots: None,
             };
             servers.insert(node, TabletServer::start(env, config, logs.clone()));
         }

@@ -38,6 +38,7 @@ const SWITCHES: &[(&str, &str)] = &[
     ("partial_update", "off"),
     ("table_partition_churn_ms", "off"),
     ("table_partitions", "0"),
+    ("snapshot_interval_ms", "off"),
 ];
 
 /// A count that shrinking brings down: its override key, its smallest allowed value, and its

@@ -15,6 +15,11 @@ use kvtablet_core::ledger::Ledger;
 use kvtablet_core::log::LogConfig;
 use kvtablet_core::message::NodeId;
 use kvtablet_core::mutant::Mutants;
+use kvtablet_core::snapshot::rpc_snapshot_committer::RpcSnapshotCommitter;
+use kvtablet_core::snapshot::snapshot_service::{LeaderEpochOf, SnapshotService};
+use kvtablet_core::snapshot::{
+    SnapshotSchedule, SnapshotStore, SnapshotStoreConfig, SnapshotUploadConfig,
+};
 use kvtablet_core::tablet_server::{RequestLimits, TableConfig, TabletServer, TabletServerConfig};
 use kvtablet_core::TableBucket;
 
@@ -174,6 +179,7 @@ fn run_plan(
         world.checker.violation(format!("cluster did not heal: {error}"));
     }
     world.shutdown_and_check_leaks();
+    world.sweep_and_check_snapshots();
     let second_leaders = world.logs.replication_reentered();
     if second_leaders > 0 {
         world.checker.violation(format!(
@@ -201,7 +207,7 @@ fn run_plan(
         COORDINATOR_NODE,
         "checked",
         format!(
-            "puts_sent={} puts_acked={} lookups={} row_reads={} errors={} buckets_at_quiescence={} scan_pages={} scans_completed={} handoffs={} probes={} gave_up={}",
+            "puts_sent={} puts_acked={} lookups={} row_reads={} errors={} buckets_at_quiescence={} scan_pages={} scans_completed={} handoffs={} probes={} snapshots={} gave_up={}",
             world.checker.progress.puts_sent(),
             counts.puts_acked,
             counts.lookups_checked,
@@ -212,6 +218,7 @@ fn run_plan(
             counts.scans_completed,
             counts.handoffs_checked,
             counts.probes_checked,
+            counts.snapshots_checked,
             world.checker.progress.give_ups_summary()
         ),
     );
@@ -275,6 +282,26 @@ impl World {
             checker.clone(),
         ));
         net.register(COORDINATOR_NODE, coordinator.clone());
+        checker.set_remote(remote.as_ref().clone());
+        if plan.snapshot_interval_ms.is_some() {
+            // The coordinator's own disk (it does not crash in these runs).
+            let store = SnapshotStore::open(
+                Arc::new(SimFs::new()),
+                "coordinator/kv-snapshots".to_string(),
+                SnapshotStoreConfig::default(),
+            )
+            .expect("an empty snapshot store opens");
+            let epochs = Arc::downgrade(&coordinator);
+            let leader_epoch_of: LeaderEpochOf = Arc::new(move |bucket| {
+                epochs.upgrade().and_then(|coordinator| coordinator.current_epoch_of(bucket))
+            });
+            coordinator.serve_snapshots(Arc::new(SnapshotService::new(
+                Arc::new(store),
+                remote.clone(),
+                exec.clock_for(COORDINATOR_NODE),
+                leader_epoch_of,
+            )));
+        }
         let weak_coordinator = Arc::downgrade(&coordinator);
         checker.set_leader_of(Arc::new(move |bucket| {
             weak_coordinator.upgrade().and_then(|coordinator| coordinator.leader_of(bucket))
@@ -307,7 +334,7 @@ impl World {
         self.faults = faults.fed_by(tape.clone());
     }
 
-    fn server_config(&self) -> TabletServerConfig {
+    fn server_config(&self, node: NodeId) -> TabletServerConfig {
         TabletServerConfig {
             tables: vec![TableConfig {
                 table_id: TABLE_ID,
@@ -324,6 +351,21 @@ impl World {
             },
             limits: RequestLimits::DEFAULT,
             scanner: self.plan.scanner,
+            snapshots: self.plan.snapshot_interval_ms.map(|interval_ms| {
+                Arc::new(SnapshotSchedule {
+                    interval_ms,
+                    committer: Arc::new(RpcSnapshotCommitter::new(
+                        self.net.endpoint(node),
+                        COORDINATOR_NODE,
+                        self.plan.request_timeout_ms,
+                    )),
+                    upload: SnapshotUploadConfig {
+                        retry_backoff_ms_min: 20,
+                        retry_backoff_ms_max: 500,
+                        ..SnapshotUploadConfig::default()
+                    },
+                })
+            }),
         }
     }
 
@@ -430,7 +472,7 @@ impl World {
             mutants: self.plan.mutants,
         };
         let logs = self.logs.server_started(node, disk.fs.clone());
-        let server = TabletServer::start(env, self.server_config(), logs);
+        let server = TabletServer::start(env, self.server_config(node), logs);
         // The partitions that exist now, as a server learns them from the coordinator.
         for partition_id in self.partitions().live_partitions() {
             if let Err(error) = server.add_partition(TABLE_ID, partition_id) {
@@ -945,6 +987,42 @@ impl World {
                 leaked.iter().map(|r| format!("{:?} of {}", r.kind, r.owner)).collect();
             self.checker
                 .violation(format!("leak ledger not empty at quiescence: {}", names.join(", ")));
+        }
+    }
+
+    /// At quiescence (every server down, nothing in flight): the orphan sweep runs as the
+    /// coordinator runs it, then every kept snapshot's files must be in the remote store, and
+    /// nothing else under `kv/`.
+    fn sweep_and_check_snapshots(&mut self) {
+        let Some(service) = self.coordinator.snapshots().cloned() else { return };
+        let listed: Vec<kvtablet_core::env::RemoteObject> = self
+            .remote
+            .paths()
+            .into_iter()
+            .filter(|path| path.starts_with("kv/"))
+            .map(|path| kvtablet_core::env::RemoteObject { path, size_bytes: 0 })
+            .collect();
+        let orphans = service.store().sweep_orphans(&listed);
+        if !orphans.is_empty() {
+            self.note(COORDINATOR_NODE, "orphan-sweep", format!("{} objects", orphans.len()));
+            let cleanup = kvtablet_core::snapshot::Cleanup { paths: orphans };
+            let deleting = service.delete(cleanup);
+            self.exec.spawn(
+                COORDINATOR_NODE,
+                "orphan sweep",
+                async move {
+                    let _left = deleting.await;
+                }
+                .boxed(),
+            );
+            if let Err(error) = self.exec.run_to_completion(HEAL_STEPS_MAX) {
+                self.checker.violation(format!("orphan sweep did not finish: {error}"));
+            }
+        }
+        for problem in
+            crate::snapshot_oracle::check_store_files(service.store(), &self.remote, true)
+        {
+            self.checker.violation(problem);
         }
     }
 

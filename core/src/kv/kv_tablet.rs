@@ -248,6 +248,11 @@ impl KvTablet {
         self.flushed.notify();
     }
 
+    /// Whether the tablet was closed (its term ended) or stopped.
+    pub fn is_closed(&self) -> bool {
+        self.stop.reason().is_some() || lock_for_teardown(&self.state).closed
+    }
+
     /// Waits until every write acknowledged before this call is flushed, that is until the
     /// flushed offset reaches the high watermark as it is now; a read that follows sees them
     /// all (Fluss's reads may miss them: they read whatever was flushed). Refused as retriable
@@ -521,6 +526,20 @@ impl KvTablet {
         let (snapshot, read_offset) = self.read_snapshot()?;
         let ignore_error = self.env.mutants.is_on(Mutant::IteratorErrorIgnored);
         Ok((scan_values(snapshot, KeyRange::all(), limit, ignore_error)?, read_offset))
+    }
+
+    /// Writes a checkpoint of the engine into `dir` (for a KV snapshot) and returns the flushed
+    /// log offset it holds. Both happen under the engine's write lock, so no flush write lands
+    /// between the copy and the offset read: every change below the offset is in the
+    /// checkpoint and none above it. Blocking work (call it through `run_blocking`). Refused
+    /// once the tablet no longer leads.
+    pub fn checkpoint_blocking(&self, dir: &str) -> Result<u64, KvError> {
+        let writes = lock_engine_writes(&self.engine_writes);
+        drop(self.lock_for_read()?);
+        self.engine.checkpoint(dir)?;
+        let flushed_log_offset = self.engine.flushed_log_offset()?.unwrap_or(0);
+        drop(writes);
+        Ok(flushed_log_offset)
     }
 
     /// A snapshot for a scan session and the flushed offset it matches exactly. It checks no

@@ -151,6 +151,8 @@ struct LogState {
     log_end_offset: u64,
     high_watermark: u64,
     min_retain_offset: u64,
+    /// Everything below it is in the remote tier; 0 until tiering uploads a segment.
+    remote_end_offset: u64,
     leader_epoch: u32,
     /// Every batch written, synced or not: the writers' state records a batch when it is
     /// written, so that the writer's next batch follows it and a resend of it is a duplicate
@@ -264,6 +266,7 @@ impl LogTablet {
                 // Every batch on disk was synced before it was acknowledged.
                 high_watermark: log_end_offset,
                 min_retain_offset: 0,
+                remote_end_offset: 0,
                 leader_epoch,
                 writers,
                 stopped: None,
@@ -862,20 +865,32 @@ impl LogTablet {
         Ok(batches)
     }
 
-    /// Retention never deletes a segment that holds an offset at or above this.
+    /// Retention never deletes a segment that holds an offset at or above this: what the
+    /// latest committed KV snapshot does not hold, recovery replays from here.
     pub fn set_min_retain_offset(&self, offset: u64) {
         let mut state = self.lock();
         state.min_retain_offset = offset;
     }
 
-    /// Deletes whole segments that end at or below `min(requested, min retain offset, high
-    /// watermark)`, never the active one. Returns the new log start offset.
+    /// Everything below `offset` is in the remote tier. Never moves back.
+    pub fn set_remote_end_offset(&self, offset: u64) {
+        let mut state = self.lock();
+        state.remote_end_offset = state.remote_end_offset.max(offset);
+    }
+
+    pub fn remote_end_offset(&self) -> u64 {
+        self.lock().remote_end_offset
+    }
+
+    /// Deletes whole segments that end at or below `min(requested, min retain offset, remote
+    /// end, high watermark)`, never the active one: a local segment goes only once recovery no
+    /// longer needs it and the remote tier holds it. Returns the new log start offset.
     pub fn delete_segments_below(&self, requested_offset: u64) -> Result<u64, LogError> {
         let mut state = self.lock_unless_panicked()?;
         let start_before = state.log_start_offset;
         let mut limit = requested_offset.min(state.high_watermark);
         if !self.mutants.is_on(Mutant::RetentionIgnoresMinRetain) {
-            limit = limit.min(state.min_retain_offset);
+            limit = limit.min(state.min_retain_offset).min(state.remote_end_offset);
         }
         let active_base = state.segments.keys().last().copied();
         let doomed: Vec<u64> = state
@@ -893,8 +908,9 @@ impl LogTablet {
             state.segments.keys().next().copied().unwrap_or(state.log_end_offset);
         if !self.mutants.is_on(Mutant::RetentionIgnoresMinRetain) {
             assert!(
-                state.log_start_offset <= start_before.max(state.min_retain_offset),
-                "retention deleted past the minimum retain offset"
+                state.log_start_offset
+                    <= start_before.max(state.min_retain_offset.min(state.remote_end_offset)),
+                "retention deleted past the minimum retain offset or the remote end"
             );
         }
         Ok(state.log_start_offset)

@@ -3,9 +3,17 @@
 //! remote files may be deleted.
 
 pub mod completed_snapshot;
+pub mod rpc_snapshot_committer;
+pub mod snapshot_schedule;
+pub mod snapshot_service;
 pub mod snapshot_store;
+pub mod snapshot_uploader;
 
 pub use completed_snapshot::{CompletedSnapshot, SnapshotDecodeError, SnapshotFile};
+pub use snapshot_schedule::{run_snapshot_loop, SnapshotSchedule, SNAPSHOT_INTERVAL_MS_DEFAULT};
+pub use snapshot_uploader::{
+    take_snapshot, CommitterError, SnapshotCommitter, SnapshotError, SnapshotUploadConfig,
+};
 pub use snapshot_store::{
     BucketSnapshots, Cleanup, CommitRefusal, SnapshotStore, SnapshotStoreConfig, SnapshotStoreError,
 };

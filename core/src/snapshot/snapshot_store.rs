@@ -354,6 +354,31 @@ impl SnapshotStore {
         orphans
     }
 
+    /// Of every object listed under the store's `kv/` root, those no commit can need any more:
+    /// [`SnapshotStore::orphans`] per bucket, and everything of a bucket without a record (a
+    /// dropped one: a bucket's record exists from its first snapshot id on). Sorted.
+    pub fn sweep_orphans(&self, listed: &[RemoteObject]) -> Vec<String> {
+        let mut by_bucket: BTreeMap<Option<TableBucket>, Vec<RemoteObject>> = BTreeMap::new();
+        for object in listed {
+            let bucket = object
+                .path
+                .strip_prefix("kv/")
+                .and_then(|rest| rest.split_once('/'))
+                .and_then(|(dir, _)| TableBucket::from_dir_name(dir));
+            by_bucket.entry(bucket).or_default().push(object.clone());
+        }
+        let known = self.buckets();
+        let mut orphans = Vec::new();
+        for (bucket, objects) in by_bucket {
+            match bucket.filter(|bucket| known.contains(bucket)) {
+                Some(bucket) => orphans.extend(self.orphans(bucket, &objects)),
+                None => orphans.extend(objects.into_iter().map(|object| object.path)),
+            }
+        }
+        orphans.sort();
+        orphans
+    }
+
     /// Writes `next` as the bucket's file (temp, sync, rename: the file on disk is the old
     /// record or the new one), then makes it the state in memory. On failure nothing changes.
     fn persist(

@@ -374,6 +374,7 @@ impl World {
             kv: KvTabletConfig::DEFAULT,
             limits: RequestLimits::DEFAULT,
             scanner,
+            snapshots: None,
         };
         TabletServer::start(self.env.clone(), config, self.logs.clone())
     }

@@ -1,0 +1,113 @@
+//! The coordinator's KV-snapshot requests: ids, commits fenced by the bucket's current leader
+//! epoch, and the deletion of what the store says may go. Runs in the simulator's coordinator
+//! and in the production node alike.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+
+use crate::env::{Clock, RemoteStorage};
+use crate::message::{Request, Response};
+use crate::snapshot::snapshot_store::{Cleanup, SnapshotStore, SnapshotStoreError};
+use crate::table_bucket::TableBucket;
+
+/// Deletion attempts per remote object; one that still fails is left to the orphan sweep.
+const DELETE_ATTEMPTS_MAX: u32 = 5;
+const DELETE_BACKOFF_MS_MIN: u64 = 100;
+const DELETE_BACKOFF_MS_MAX: u64 = 5_000;
+
+/// The bucket's current leader epoch as the coordinator knows it; `None` for a bucket it
+/// does not know (dropped).
+pub type LeaderEpochOf = Arc<dyn Fn(TableBucket) -> Option<u32> + Send + Sync>;
+
+pub struct SnapshotService {
+    store: Arc<SnapshotStore>,
+    remote: Arc<dyn RemoteStorage>,
+    clock: Arc<dyn Clock>,
+    leader_epoch_of: LeaderEpochOf,
+}
+
+impl SnapshotService {
+    pub fn new(
+        store: Arc<SnapshotStore>,
+        remote: Arc<dyn RemoteStorage>,
+        clock: Arc<dyn Clock>,
+        leader_epoch_of: LeaderEpochOf,
+    ) -> Self {
+        SnapshotService { store, remote, clock, leader_epoch_of }
+    }
+
+    pub fn store(&self) -> &Arc<SnapshotStore> {
+        &self.store
+    }
+
+    /// Answers a snapshot request, or `None` for any other request. The answer comes once the
+    /// store's new state is durable; the deletions it allows run after the answer, in the
+    /// returned future's second part (`cleanup`), which the caller spawns.
+    pub fn handle(&self, request: &Request) -> Option<(Response, Cleanup)> {
+        let answer = match request {
+            Request::AllocateKvSnapshotId { bucket } => {
+                match self.store.allocate_snapshot_id(*bucket) {
+                    Ok(snapshot_id) => (Response::KvSnapshotId { snapshot_id }, Cleanup::default()),
+                    Err(error) => (Response::KvSnapshotRefused(error), Cleanup::default()),
+                }
+            }
+            Request::CommitKvSnapshot { snapshot } => {
+                let bucket = snapshot.bucket;
+                let Some(leader_epoch) = (self.leader_epoch_of)(bucket) else {
+                    let error = SnapshotStoreError::Unknown {
+                        bucket,
+                        snapshot_id: snapshot.snapshot_id,
+                        detail: "the bucket is not served (dropped)".into(),
+                    };
+                    return Some((Response::KvSnapshotRefused(error), Cleanup::default()));
+                };
+                match self.store.commit((**snapshot).clone(), leader_epoch) {
+                    Ok(cleanup) => (Response::Ok, cleanup),
+                    Err(refusal) => (Response::KvSnapshotRefused(refusal.error), refusal.cleanup),
+                }
+            }
+            _ => return None,
+        };
+        Some(answer)
+    }
+
+    /// Deletes `cleanup`'s remote objects, each retried with backoff on transient failures.
+    /// Returns the paths still there (the orphan sweep's).
+    pub fn delete(&self, cleanup: Cleanup) -> BoxFuture<'static, Vec<String>> {
+        delete_remote_objects(self.remote.clone(), self.clock.clone(), cleanup.paths)
+    }
+}
+
+/// Deletes `paths`, each retried with a doubling backoff on transient failures; returns those
+/// that could not be deleted.
+pub fn delete_remote_objects(
+    remote: Arc<dyn RemoteStorage>,
+    clock: Arc<dyn Clock>,
+    paths: Vec<String>,
+) -> BoxFuture<'static, Vec<String>> {
+    async move {
+        let mut left = Vec::new();
+        for path in paths {
+            let mut backoff_ms = DELETE_BACKOFF_MS_MIN;
+            for attempt in 1..=DELETE_ATTEMPTS_MAX {
+                match remote.delete(&path).await {
+                    Ok(()) => break,
+                    Err(error) if error.is_retriable() && attempt < DELETE_ATTEMPTS_MAX => {
+                        let deadline_ms = clock.now_mono_ms().saturating_add(backoff_ms);
+                        clock.sleep_until(deadline_ms).await;
+                        backoff_ms = backoff_ms.saturating_mul(2).min(DELETE_BACKOFF_MS_MAX);
+                    }
+                    Err(error) => {
+                        tracing::warn!(path, %error, "a snapshot file is left for the orphan sweep");
+                        left.push(path);
+                        break;
+                    }
+                }
+            }
+        }
+        left
+    }
+    .boxed()
+}

@@ -334,6 +334,12 @@ impl KvEngineFactory for RocksEngineFactory {
         self.ensure_not_open(&path)?;
         remove_dir_if_present(&path)
     }
+
+    /// SST and blob files never change under their names; MANIFEST, CURRENT, OPTIONS and the
+    /// WAL are private to a checkpoint.
+    fn is_immutable_file(&self, file_name: &str) -> bool {
+        file_name.ends_with(".sst") || file_name.ends_with(".blob")
+    }
 }
 
 /// `root/dir`, refusing directories that would escape the root.

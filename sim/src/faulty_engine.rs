@@ -133,6 +133,10 @@ impl KvEngineFactory for FaultyEngineFactory {
     fn destroy(&self, dir: &str) -> Result<(), EngineError> {
         self.inner.destroy(dir)
     }
+
+    fn is_immutable_file(&self, file_name: &str) -> bool {
+        self.inner.is_immutable_file(file_name)
+    }
 }
 
 struct FaultyEngine {

@@ -118,4 +118,9 @@ pub trait KvEngineFactory: Send + Sync + 'static {
     ) -> Result<Arc<dyn KvEngine>, EngineError>;
     /// Deletes the engine's files in `dir`; a missing directory is not an error.
     fn destroy(&self, dir: &str) -> Result<(), EngineError>;
+    /// Whether `file_name` (a name in a checkpoint directory, without its directory) is a
+    /// checkpoint file whose content never changes under its name, so that a snapshot uploader
+    /// may reuse an already uploaded copy found by name, size and checksum (RocksDB's SST
+    /// files). Every other file of a checkpoint (manifest and the like) is private to it.
+    fn is_immutable_file(&self, file_name: &str) -> bool;
 }

@@ -595,6 +595,14 @@ mod tests {
     }
 
     #[test]
+    fn runs_are_immutable_files_and_the_manifest_is_not() {
+        let (_, factory) = factory();
+        assert!(factory.is_immutable_file(&run_file_name(17)));
+        assert_eq!(run_file_name(17), "000017.memrun");
+        assert!(!factory.is_immutable_file(MANIFEST_FILE_NAME));
+    }
+
+    #[test]
     fn round_trip_after_several_checkpoints_with_overwrites_and_deletes() {
         let (fs, factory) = factory();
         let engine = factory.open("e").expect("open");

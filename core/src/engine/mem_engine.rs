@@ -22,7 +22,8 @@ use crate::engine::kv_engine::{
     EngineError, EngineIterator, EngineSnapshot, KeyRange, KvEngine, KvEngineFactory,
 };
 use crate::engine::mem_checkpoint::{
-    read_checkpoint, write_checkpoint, CheckpointRunSet, CheckpointRuns, RestoredCheckpoint,
+    is_run_file_name, read_checkpoint, write_checkpoint, CheckpointRunSet, CheckpointRuns,
+    RestoredCheckpoint,
 };
 use crate::engine::write_batch::{WriteBatch, WriteOp};
 use crate::env::LocalFs;
@@ -473,6 +474,10 @@ impl KvEngineFactory for MemEngineFactory {
         ensure_not_open(&dirs, dir)?;
         dirs.remove(dir);
         Ok(())
+    }
+
+    fn is_immutable_file(&self, file_name: &str) -> bool {
+        is_run_file_name(file_name)
     }
 }
 

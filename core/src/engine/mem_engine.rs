@@ -9,7 +9,8 @@
 //! directory in the same factory sees the data, and dropping the factory (a simulated crash of
 //! the node) loses nothing that a real engine with its write-ahead log would have kept, because
 //! every write here is "durable" when it returns. Checkpoints are real files, written through
-//! the node's [`LocalFs`], so that they can be uploaded and restored like RocksDB's.
+//! the node's [`LocalFs`], so that they can be uploaded and restored like RocksDB's: immutable
+//! runs that later checkpoints reuse, and a manifest (see [`super::mem_checkpoint`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
@@ -20,13 +21,12 @@ use crate::sync::{Mutex, MutexGuard};
 use crate::engine::kv_engine::{
     EngineError, EngineIterator, EngineSnapshot, KeyRange, KvEngine, KvEngineFactory,
 };
+use crate::engine::mem_checkpoint::{
+    is_run_file_name, read_checkpoint, write_checkpoint, CheckpointRunSet, CheckpointRuns,
+    RestoredCheckpoint,
+};
 use crate::engine::write_batch::{WriteBatch, WriteOp};
-use crate::env::{FsError, LocalFs};
-
-/// The one file of a MemEngine checkpoint directory.
-pub const CHECKPOINT_FILE_NAME: &str = "MEMCHECKPOINT";
-const CHECKPOINT_MAGIC: &[u8; 8] = b"KVTMEMCP";
-const CHECKPOINT_FORMAT_VERSION: u32 = 1;
+use crate::env::LocalFs;
 
 /// A sequence number: batch `n` is the `n`-th non-empty batch written to the engine.
 type Seq = u64;
@@ -47,17 +47,23 @@ struct MvccState {
     collectable_keys: BTreeSet<Vec<u8>>,
     /// A snapshot was released since the last sweep of `collectable_keys`.
     snapshot_released: bool,
+    /// The runs of this state's latest checkpoint and the keys changed since.
+    checkpoint_runs: CheckpointRuns,
 }
 
 impl MvccState {
-    fn from_latest(entries: BTreeMap<Vec<u8>, Vec<u8>>, flushed_offset: Option<u64>) -> Self {
+    fn restored(checkpoint: RestoredCheckpoint) -> Self {
+        let RestoredCheckpoint { flushed_log_offset, entries, runs } = checkpoint;
         // Sequence 1 stands for "the state the engine was restored with".
         let seq = 1;
         let versions = entries.into_iter().map(|(key, value)| (key, vec![(seq, Some(value))]));
         MvccState {
             versions: versions.collect(),
-            flushed_offsets: flushed_offset.map(|offset| vec![(seq, offset)]).unwrap_or_default(),
+            flushed_offsets: flushed_log_offset
+                .map(|offset| vec![(seq, offset)])
+                .unwrap_or_default(),
             last_seq: seq,
+            checkpoint_runs: runs,
             ..MvccState::default()
         }
     }
@@ -112,6 +118,7 @@ impl MvccState {
         if let Some(offset) = batch.flushed_log_offset() {
             self.flushed_offsets.push((seq, offset));
         }
+        self.checkpoint_runs.note_changed(&touched);
         if std::mem::take(&mut self.snapshot_released) {
             let sweep = std::mem::take(&mut self.collectable_keys);
             touched.extend(sweep);
@@ -162,12 +169,17 @@ impl MvccState {
         self.snapshot_released = true;
     }
 
-    /// The latest value of every live key, in key order.
-    fn latest_entries(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        let seq = self.last_seq;
-        self.versions.iter().filter_map(move |(key, versions)| {
-            visible_value(versions, seq).map(|v| (key.as_slice(), v))
-        })
+    /// Takes a checkpoint of the latest state: the runs it consists of.
+    fn take_checkpoint(&mut self) -> CheckpointRunSet {
+        let (versions, seq) = (&self.versions, self.last_seq);
+        self.checkpoint_runs.take_checkpoint(
+            |key| versions.get(key).and_then(|versions| visible_value(versions, seq)),
+            || {
+                versions.iter().filter_map(move |(key, versions)| {
+                    visible_value(versions, seq).map(|value| (key.as_slice(), value))
+                })
+            },
+        )
     }
 }
 
@@ -284,16 +296,14 @@ impl KvEngine for MemEngine {
     }
 
     fn checkpoint(&self, dir: &str) -> Result<(), EngineError> {
-        // Encode under the lock so the copy is one point in time; write after releasing it.
-        let bytes = {
-            let mvcc = self.state().lock()?;
-            encode_checkpoint(mvcc.flushed_offset_at(mvcc.last_seq), mvcc.latest_entries())
+        // Encode under the lock so the copy is one point in time; write after releasing it. A
+        // failed write loses nothing: the runs stay in the state, and every checkpoint writes
+        // all of its runs.
+        let (flushed_log_offset, run_set) = {
+            let mut mvcc = self.state().lock()?;
+            (mvcc.flushed_offset_at(mvcc.last_seq), mvcc.take_checkpoint())
         };
-        let path = checkpoint_file_path(dir);
-        self.fs.create_dir_all(dir).map_err(fs_error)?;
-        self.fs.write(&path, &bytes).map_err(fs_error)?;
-        self.fs.sync(&path).map_err(fs_error)?;
-        Ok(())
+        write_checkpoint(&*self.fs, dir, flushed_log_offset, &run_set)
     }
 }
 
@@ -452,12 +462,10 @@ impl KvEngineFactory for MemEngineFactory {
         checkpoint_dir: &str,
         dir: &str,
     ) -> Result<Arc<dyn KvEngine>, EngineError> {
-        let bytes = self.fs.read(&checkpoint_file_path(checkpoint_dir)).map_err(fs_error)?;
-        let (flushed_offset, entries) = decode_checkpoint(&bytes)?;
+        let checkpoint = read_checkpoint(&*self.fs, checkpoint_dir)?;
         let mut dirs = self.dirs()?;
         ensure_not_open(&dirs, dir)?;
-        let state =
-            SharedState { mvcc: Mutex::new(MvccState::from_latest(entries, flushed_offset)) };
+        let state = SharedState { mvcc: Mutex::new(MvccState::restored(checkpoint)) };
         Ok(self.open_state(&mut dirs, dir, Arc::new(state)))
     }
 
@@ -468,132 +476,8 @@ impl KvEngineFactory for MemEngineFactory {
         Ok(())
     }
 
-    /// Placeholder until checkpoints are made of immutable runs: the one checkpoint file is
-    /// rewritten by every checkpoint.
-    fn is_immutable_file(&self, _file_name: &str) -> bool {
-        false
-    }
-}
-
-fn checkpoint_file_path(dir: &str) -> String {
-    if dir.is_empty() {
-        CHECKPOINT_FILE_NAME.to_string()
-    } else {
-        format!("{}/{CHECKPOINT_FILE_NAME}", dir.trim_end_matches('/'))
-    }
-}
-
-fn fs_error(error: FsError) -> EngineError {
-    EngineError::Io(error.to_string())
-}
-
-/// Checkpoint layout, all integers little-endian:
-/// magic (8) | format version u32 | has offset u8 | offset u64 | entry count u64 |
-/// entries (key len u32, key, value len u32, value)* | crc32c u32 of everything before it.
-fn encode_checkpoint<'a>(
-    flushed_offset: Option<u64>,
-    entries: impl Iterator<Item = (&'a [u8], &'a [u8])>,
-) -> Vec<u8> {
-    let mut body = Vec::new();
-    let mut count: u64 = 0;
-    for (key, value) in entries {
-        put_len_prefixed(&mut body, key);
-        put_len_prefixed(&mut body, value);
-        count += 1;
-    }
-    let mut bytes = Vec::with_capacity(body.len() + 33);
-    bytes.extend_from_slice(CHECKPOINT_MAGIC);
-    bytes.extend_from_slice(&CHECKPOINT_FORMAT_VERSION.to_le_bytes());
-    bytes.push(u8::from(flushed_offset.is_some()));
-    bytes.extend_from_slice(&flushed_offset.unwrap_or(0).to_le_bytes());
-    bytes.extend_from_slice(&count.to_le_bytes());
-    bytes.extend_from_slice(&body);
-    let crc = crc32c::crc32c(&bytes);
-    bytes.extend_from_slice(&crc.to_le_bytes());
-    bytes
-}
-
-fn put_len_prefixed(out: &mut Vec<u8>, bytes: &[u8]) {
-    let len = u32::try_from(bytes.len()).expect("keys and values are below 4 GiB");
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(bytes);
-}
-
-type CheckpointContent = (Option<u64>, BTreeMap<Vec<u8>, Vec<u8>>);
-
-fn decode_checkpoint(bytes: &[u8]) -> Result<CheckpointContent, EngineError> {
-    let corrupt = |what: &str| EngineError::Corrupt(format!("mem checkpoint: {what}"));
-    let Some(crc_start) = bytes.len().checked_sub(4) else {
-        return Err(corrupt("shorter than its checksum"));
-    };
-    let (content, crc_bytes) = bytes.split_at(crc_start);
-    let stored_crc = u32::from_le_bytes(crc_bytes.try_into().map_err(|_| corrupt("checksum"))?);
-    if crc32c::crc32c(content) != stored_crc {
-        return Err(corrupt("checksum mismatch"));
-    }
-    let mut reader = Reader { bytes: content, what: "header" };
-    if reader.take(CHECKPOINT_MAGIC.len())? != CHECKPOINT_MAGIC {
-        return Err(corrupt("bad magic"));
-    }
-    let version = reader.u32()?;
-    if version != CHECKPOINT_FORMAT_VERSION {
-        return Err(corrupt(&format!("unknown format version {version}")));
-    }
-    let has_offset = reader.take(1)?[0];
-    let offset = reader.u64()?;
-    let flushed_offset = match has_offset {
-        0 => None,
-        1 => Some(offset),
-        other => return Err(corrupt(&format!("bad offset flag {other}"))),
-    };
-    let count = reader.u64()?;
-    reader.what = "entries";
-    let mut entries = BTreeMap::new();
-    let mut previous_key: Option<Vec<u8>> = None;
-    for _ in 0..count {
-        let key_len = reader.u32()?;
-        let key = reader.take(key_len as usize)?.to_vec();
-        let value_len = reader.u32()?;
-        let value = reader.take(value_len as usize)?.to_vec();
-        // Written in key order; anything else means the bytes are not what we wrote.
-        if previous_key.as_ref().is_some_and(|previous| *previous >= key) {
-            return Err(corrupt("keys out of order"));
-        }
-        previous_key = Some(key.clone());
-        entries.insert(key, value);
-    }
-    if !reader.bytes.is_empty() {
-        return Err(corrupt("trailing bytes after the entries"));
-    }
-    Ok((flushed_offset, entries))
-}
-
-/// A bounds-checked cursor over checkpoint bytes.
-struct Reader<'a> {
-    bytes: &'a [u8],
-    what: &'static str,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, len: usize) -> Result<&'a [u8], EngineError> {
-        if len > self.bytes.len() {
-            return Err(EngineError::Corrupt(format!("mem checkpoint: truncated {}", self.what)));
-        }
-        let (taken, rest) = self.bytes.split_at(len);
-        self.bytes = rest;
-        Ok(taken)
-    }
-
-    fn u32(&mut self) -> Result<u32, EngineError> {
-        let mut raw = [0u8; 4];
-        raw.copy_from_slice(self.take(4)?);
-        Ok(u32::from_le_bytes(raw))
-    }
-
-    fn u64(&mut self) -> Result<u64, EngineError> {
-        let mut raw = [0u8; 8];
-        raw.copy_from_slice(self.take(8)?);
-        Ok(u64::from_le_bytes(raw))
+    fn is_immutable_file(&self, file_name: &str) -> bool {
+        is_run_file_name(file_name)
     }
 }
 
@@ -840,55 +724,6 @@ mod tests {
         factory.destroy("e").expect("destroy");
         let engine = factory.open("e").expect("open fresh");
         assert_eq!(engine.get(b"a").expect("get"), None);
-    }
-
-    #[test]
-    fn checkpoint_round_trips_and_detects_corruption() {
-        let (fs, factory) = factory();
-        let engine = factory.open("e").expect("open");
-        let mut batch = WriteBatch::new();
-        batch.put(b"a", b"1");
-        batch.put(b"b", b"");
-        batch.set_flushed_log_offset(42);
-        engine.write(&batch).expect("write");
-        engine.checkpoint("cp/1").expect("checkpoint");
-        put(&*engine, b"c", b"after");
-
-        let restored = factory.open_checkpoint("cp/1", "r").expect("open checkpoint");
-        assert_eq!(restored.get(b"a").expect("get"), Some(b"1".to_vec()));
-        assert_eq!(restored.get(b"b").expect("get"), Some(Vec::new()));
-        assert_eq!(restored.get(b"c").expect("get"), None);
-        assert_eq!(restored.flushed_log_offset().expect("offset"), Some(42));
-        drop(restored);
-
-        let path = "cp/1/MEMCHECKPOINT";
-        let original = fs.read(path).expect("read");
-        for cut in 0..original.len() {
-            fs.write(path, &original[..cut]).expect("write");
-            let result = factory.open_checkpoint("cp/1", "r");
-            assert!(matches!(result, Err(EngineError::Corrupt(_))), "cut at {cut}");
-        }
-        for index in 0..original.len() {
-            fs.write(path, &original).expect("write");
-            fs.corrupt(path, |bytes| bytes[index] ^= 0x10);
-            let result = factory.open_checkpoint("cp/1", "r");
-            assert!(matches!(result, Err(EngineError::Corrupt(_))), "flip at {index}");
-        }
-        assert!(matches!(factory.open_checkpoint("nowhere", "r"), Err(EngineError::Io(_))));
-    }
-
-    #[test]
-    fn decoding_garbage_with_a_valid_checksum_is_corrupt_not_a_panic() {
-        let mut bytes = Vec::new();
-        bytes.extend_from_slice(CHECKPOINT_MAGIC);
-        bytes.extend_from_slice(&CHECKPOINT_FORMAT_VERSION.to_le_bytes());
-        bytes.push(0);
-        bytes.extend_from_slice(&0u64.to_le_bytes());
-        bytes.extend_from_slice(&u64::MAX.to_le_bytes());
-        bytes.extend_from_slice(&u32::MAX.to_le_bytes());
-        let crc = crc32c::crc32c(&bytes);
-        bytes.extend_from_slice(&crc.to_le_bytes());
-        assert!(matches!(decode_checkpoint(&bytes), Err(EngineError::Corrupt(_))));
     }
 
     #[test]

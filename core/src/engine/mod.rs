@@ -3,6 +3,7 @@
 
 pub mod kv_engine;
 pub mod ledgered_engine;
+pub mod mem_checkpoint;
 pub mod mem_engine;
 pub mod write_batch;
 

@@ -91,6 +91,10 @@ impl KvEngineFactory for HeldOpenFactory {
     fn is_immutable_file(&self, file_name: &str) -> bool {
         self.inner.is_immutable_file(file_name)
     }
+
+    fn verify_checkpoint(&self, dir: &str) -> Result<(), EngineError> {
+        self.inner.verify_checkpoint(dir)
+    }
 }
 
 #[test]

@@ -137,6 +137,10 @@ impl KvEngineFactory for FaultyEngineFactory {
     fn is_immutable_file(&self, file_name: &str) -> bool {
         self.inner.is_immutable_file(file_name)
     }
+
+    fn verify_checkpoint(&self, dir: &str) -> Result<(), EngineError> {
+        self.inner.verify_checkpoint(dir)
+    }
 }
 
 struct FaultyEngine {

@@ -1002,7 +1002,8 @@ impl World {
             .filter(|path| path.starts_with("kv/"))
             .map(|path| kvtablet_core::env::RemoteObject { path, size_bytes: 0 })
             .collect();
-        let orphans = service.store().sweep_orphans(&listed);
+        // Every server is down: no upload is in flight.
+        let orphans = service.store().sweep_orphans(&listed, false);
         if !orphans.is_empty() {
             self.note(COORDINATOR_NODE, "orphan-sweep", format!("{} objects", orphans.len()));
             let cleanup = kvtablet_core::snapshot::Cleanup { paths: orphans };

@@ -89,6 +89,10 @@ impl KvEngineFactory for ControlledFactory {
     fn is_immutable_file(&self, file_name: &str) -> bool {
         self.inner.is_immutable_file(file_name)
     }
+
+    fn verify_checkpoint(&self, dir: &str) -> Result<(), EngineError> {
+        self.inner.verify_checkpoint(dir)
+    }
 }
 
 struct ControlledEngine {

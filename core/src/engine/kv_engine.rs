@@ -123,4 +123,8 @@ pub trait KvEngineFactory: Send + Sync + 'static {
     /// may reuse an already uploaded copy found by name, size and checksum (RocksDB's SST
     /// files). Every other file of a checkpoint (manifest and the like) is private to it.
     fn is_immutable_file(&self, file_name: &str) -> bool;
+    /// Checks the checkpoint in `dir` against the engine's own checksums without opening it
+    /// for use: a snapshot uploader calls it before uploading, so that bytes that rotted on
+    /// the local disk between the checkpoint and its upload are never committed.
+    fn verify_checkpoint(&self, dir: &str) -> Result<(), EngineError>;
 }

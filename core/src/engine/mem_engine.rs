@@ -479,6 +479,10 @@ impl KvEngineFactory for MemEngineFactory {
     fn is_immutable_file(&self, file_name: &str) -> bool {
         is_run_file_name(file_name)
     }
+
+    fn verify_checkpoint(&self, dir: &str) -> Result<(), EngineError> {
+        read_checkpoint(&*self.fs, dir).map(|_| ())
+    }
 }
 
 #[cfg(test)]

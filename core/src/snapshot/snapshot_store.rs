@@ -356,8 +356,10 @@ impl SnapshotStore {
 
     /// Of every object listed under the store's `kv/` root, those no commit can need any more:
     /// [`SnapshotStore::orphans`] per bucket, and everything of a bucket without a record (a
-    /// dropped one: a bucket's record exists from its first snapshot id on). Sorted.
-    pub fn sweep_orphans(&self, listed: &[RemoteObject]) -> Vec<String> {
+    /// dropped one: a bucket's record exists from its first snapshot id on). With
+    /// `uploads_in_flight` false (no leader is uploading: at the coordinator's start before
+    /// any bucket is led, or at quiescence), every object no kept snapshot needs. Sorted.
+    pub fn sweep_orphans(&self, listed: &[RemoteObject], uploads_in_flight: bool) -> Vec<String> {
         let mut by_bucket: BTreeMap<Option<TableBucket>, Vec<RemoteObject>> = BTreeMap::new();
         for object in listed {
             let bucket = object
@@ -371,7 +373,13 @@ impl SnapshotStore {
         let mut orphans = Vec::new();
         for (bucket, objects) in by_bucket {
             match bucket.filter(|bucket| known.contains(bucket)) {
-                Some(bucket) => orphans.extend(self.orphans(bucket, &objects)),
+                Some(bucket) if uploads_in_flight => orphans.extend(self.orphans(bucket, &objects)),
+                Some(bucket) => {
+                    let needed = self.bucket(bucket).map(|b| b.needed_paths()).unwrap_or_default();
+                    orphans.extend(
+                        objects.into_iter().map(|object| object.path).filter(|p| !needed.contains(p)),
+                    );
+                }
                 None => orphans.extend(objects.into_iter().map(|object| object.path)),
             }
         }

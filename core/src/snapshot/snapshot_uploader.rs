@@ -4,7 +4,8 @@
 //!
 //! Rules:
 //! - The checkpoint and its `log_offset` are one point in time
-//!   ([`KvTablet::checkpoint_blocking`]).
+//!   ([`KvTablet::checkpoint_blocking`]), and the checkpoint is verified against the
+//!   engine's own checksums before anything of it is uploaded.
 //! - An immutable engine file ([`crate::engine::KvEngineFactory::is_immutable_file`]) already
 //!   in the previous committed snapshot under the same name, size and checksum is reused,
 //!   not uploaded again; every other file is uploaded, immutable ones to the bucket's
@@ -227,12 +228,15 @@ async fn checkpoint_and_read(
 ) -> Result<(u64, Vec<LocalFile>), SnapshotError> {
     let tablet = tablet.clone();
     let fs = env.fs.clone();
+    let engines = env.engines.clone();
     let dir = local_dir.to_string();
     let name = format!("snapshot checkpoint node{} {}", env.node_id, tablet.bucket().dir_name());
     run_blocking(&env.executor, &env.ledger, name, move || {
         // A directory left by a crashed attempt would mix its files into this one.
         fs.remove_dir_all(&dir).map_err(SnapshotError::Local)?;
         let log_offset = tablet.checkpoint_blocking(&dir).map_err(SnapshotError::Checkpoint)?;
+        // Bytes that rotted on the local disk must never be uploaded and committed.
+        engines.verify_checkpoint(&dir).map_err(|error| SnapshotError::Checkpoint(error.into()))?;
         let names = fs.list_dir(&dir).map_err(SnapshotError::Local)?;
         if names.len() > SNAPSHOT_FILES_MAX {
             return Err(SnapshotError::TooLarge(format!("{} files", names.len())));

@@ -107,6 +107,23 @@ pub enum Mutant {
     /// A partitioned table's bucket check accepts any partition id, dropped or never created:
     /// a request for a dropped partition is answered as for a bucket led elsewhere.
     PartitionCheckIgnoresDrop,
+    /// A KV snapshot raises the log's minimum retain offset before its commit succeeded
+    /// (the order Fluss had to fix): a refused snapshot leaves the log trimmed for it.
+    SnapshotRetainRaisedBeforeCommit,
+    /// Retention drops old snapshots with every file they list, also the shared files that a
+    /// kept snapshot still uses.
+    SnapshotKeptFileDeleted,
+    /// The coordinator accepts a snapshot from a deposed leader (no epoch check).
+    SnapshotDeposedLeaderAccepted,
+    /// The snapshot's `log_offset` is read from the tablet before the checkpoint, in a step of
+    /// its own, so a flush that lands in between is in the snapshot above its offset.
+    SnapshotOffsetReadBeforeCheckpoint,
+    /// A commit that got no answer is taken as refused and the snapshot's uploads deleted,
+    /// though the commit may have landed.
+    SnapshotAmbiguousCommitDeletesUploads,
+    /// The checkpoint is uploaded without checking it against the engine's checksums, so
+    /// bytes that rotted on the local disk are committed.
+    SnapshotCheckpointNotVerified,
 }
 
 impl Mutant {
@@ -146,6 +163,12 @@ impl Mutant {
         Mutant::PartialUpdateIgnoresOldRow,
         Mutant::PartitionDropKeepsReplicas,
         Mutant::PartitionCheckIgnoresDrop,
+        Mutant::SnapshotRetainRaisedBeforeCommit,
+        Mutant::SnapshotKeptFileDeleted,
+        Mutant::SnapshotDeposedLeaderAccepted,
+        Mutant::SnapshotOffsetReadBeforeCheckpoint,
+        Mutant::SnapshotAmbiguousCommitDeletesUploads,
+        Mutant::SnapshotCheckpointNotVerified,
     ];
 
     /// The mutants that only real preemption reaches: two critical sections with no await
@@ -195,6 +218,14 @@ impl Mutant {
             Mutant::PartialUpdateIgnoresOldRow => "partial-update-ignores-old-row",
             Mutant::PartitionDropKeepsReplicas => "partition-drop-keeps-replicas",
             Mutant::PartitionCheckIgnoresDrop => "partition-check-ignores-drop",
+            Mutant::SnapshotRetainRaisedBeforeCommit => "snapshot-retain-raised-before-commit",
+            Mutant::SnapshotKeptFileDeleted => "snapshot-kept-file-deleted",
+            Mutant::SnapshotDeposedLeaderAccepted => "snapshot-deposed-leader-accepted",
+            Mutant::SnapshotOffsetReadBeforeCheckpoint => "snapshot-offset-read-before-checkpoint",
+            Mutant::SnapshotAmbiguousCommitDeletesUploads => {
+                "snapshot-ambiguous-commit-deletes-uploads"
+            }
+            Mutant::SnapshotCheckpointNotVerified => "snapshot-checkpoint-not-verified",
         }
     }
 

@@ -74,6 +74,10 @@ pub struct Checker {
     pub partitions: TablePartitions,
     /// The cluster's remote store, read in the god view by the snapshot oracles.
     remote: Mutex<Option<crate::remote::SimRemoteStorage>>,
+    /// The `log_offset` of every snapshot the coordinator committed, per bucket.
+    committed_snapshot_offsets: Mutex<BTreeMap<TableBucket, std::collections::BTreeSet<u64>>>,
+    /// Snapshots already checked at their first acceptance.
+    checked_snapshots: Mutex<std::collections::BTreeSet<(TableBucket, u64)>>,
 }
 
 /// How much each oracle checked in a run, so that a passing run shows it checked something.
@@ -120,6 +124,8 @@ impl Checker {
             fault_log: Mutex::new(Arc::new(FaultLog::new())),
             partitions,
             remote: Mutex::new(None),
+            committed_snapshot_offsets: Mutex::new(BTreeMap::new()),
+            checked_snapshots: Mutex::new(std::collections::BTreeSet::new()),
         }
     }
 
@@ -130,9 +136,25 @@ impl Checker {
 
     /// A snapshot the coordinator just committed is, restored from the remote store's
     /// objects, exactly the model's state of its bucket at its `log_offset`.
-    pub fn check_committed_snapshot(&self, snapshot: &kvtablet_core::snapshot::CompletedSnapshot) {
-        lock(&self.counts).snapshots_checked += 1;
+    pub fn check_committed_snapshot(
+        &self,
+        snapshot: &kvtablet_core::snapshot::CompletedSnapshot,
+        current_epoch: Option<u32>,
+    ) {
         let bucket = snapshot.bucket;
+        // A commit asked again after a lost answer is accepted again, possibly under a newer
+        // epoch: what was checked at its first acceptance stands.
+        if !lock(&self.checked_snapshots).insert((bucket, snapshot.snapshot_id)) {
+            return;
+        }
+        lock(&self.counts).snapshots_checked += 1;
+        lock(&self.committed_snapshot_offsets).entry(bucket).or_default().insert(snapshot.log_offset);
+        if current_epoch != Some(snapshot.leader_epoch) {
+            return self.violation(format!(
+                "committed snapshot {} of {bucket} was taken at leader epoch {}, the bucket is at {current_epoch:?}",
+                snapshot.snapshot_id, snapshot.leader_epoch
+            ));
+        }
         let Some(remote) = lock(&self.remote).clone() else { return };
         let restored = match crate::snapshot_oracle::restore(&remote, snapshot) {
             Ok(rows) => rows,
@@ -170,6 +192,24 @@ impl Checker {
                 expected.len(),
                 keys(&restored),
                 keys(&expected)
+            ));
+        }
+    }
+
+    /// A log's minimum retain offset is 0 or the `log_offset` of a snapshot the coordinator
+    /// committed: a leader raises it only once its commit succeeded.
+    pub fn check_min_retain(&self, node: NodeId, log: &kvtablet_core::log::LogTablet) {
+        let offset = log.min_retain_offset();
+        if offset == 0 {
+            return;
+        }
+        let bucket = log.bucket();
+        let committed = lock(&self.committed_snapshot_offsets)
+            .get(&bucket)
+            .is_some_and(|offsets| offsets.contains(&offset));
+        if !committed {
+            self.violation(format!(
+                "minimum retain offset {offset} of {bucket} on node {node} is no committed snapshot's log_offset"
             ));
         }
     }

@@ -244,7 +244,8 @@ impl RpcHandler for Coordinator {
             if let Some((response, cleanup)) = service.handle(&request) {
                 if let (Request::CommitKvSnapshot { snapshot }, Response::Ok) = (&request, &response)
                 {
-                    self.checker.check_committed_snapshot(snapshot);
+                    let epoch = self.current_epoch_of(snapshot.bucket);
+                    self.checker.check_committed_snapshot(snapshot, epoch);
                 }
                 if !cleanup.is_empty() {
                     let deleting = service.delete(cleanup);

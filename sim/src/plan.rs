@@ -483,6 +483,7 @@ const BUILTIN_SCENARIOS: &[(&str, &str)] = &[
     ("disk-faults", include_str!("../../scenarios/disk-faults.scenario")),
     ("partitions", include_str!("../../scenarios/partitions.scenario")),
     ("table-partitions", include_str!("../../scenarios/table-partitions.scenario")),
+    ("snapshots", include_str!("../../scenarios/snapshots.scenario")),
 ];
 
 impl Scenario {

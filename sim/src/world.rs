@@ -288,7 +288,7 @@ impl World {
             let store = SnapshotStore::open(
                 Arc::new(SimFs::new()),
                 "coordinator/kv-snapshots".to_string(),
-                SnapshotStoreConfig::default(),
+                SnapshotStoreConfig { mutants: plan.mutants, ..SnapshotStoreConfig::default() },
             )
             .expect("an empty snapshot store opens");
             let epochs = Arc::downgrade(&coordinator);
@@ -793,6 +793,7 @@ impl World {
         let Some(bucket) = self.pick_live_bucket() else { return };
         let leader = self.coordinator.leader_of(bucket);
         let Some(log) = self.logs.reference_log(bucket, leader) else { return };
+        self.check_min_retain_offsets(bucket);
         let requested = self.faults.range_inclusive(0, log.high_watermark());
         match log.delete_segments_below(requested) {
             Ok(start) => self.note(
@@ -862,6 +863,7 @@ impl World {
         }
         for bucket in self.partitions().live_buckets() {
             self.checker.check_quiescent_state(bucket);
+            self.check_min_retain_offsets(bucket);
         }
         self.checker.check_dropped_partitions_released(TABLE_ID);
         // Abandoned sessions must be reclaimed by the evictor within TTL plus an interval.
@@ -987,6 +989,15 @@ impl World {
                 leaked.iter().map(|r| format!("{:?} of {}", r.kind, r.owner)).collect();
             self.checker
                 .violation(format!("leak ledger not empty at quiescence: {}", names.join(", ")));
+        }
+    }
+
+    /// Every live replica's log of `bucket` keeps what its latest committed snapshot needs.
+    fn check_min_retain_offsets(&self, bucket: TableBucket) {
+        for node in self.logs.replicas(bucket) {
+            if let Some(log) = self.logs.log_on(node, bucket) {
+                self.checker.check_min_retain(node, &log);
+            }
         }
     }
 

@@ -28,6 +28,7 @@ use std::sync::Arc;
 
 use crate::byte_reader::{ByteReader, ByteWriter};
 use crate::env::{FsError, LocalFs, RemoteObject};
+use crate::mutant::{Mutant, Mutants};
 use crate::snapshot::completed_snapshot::{
     decode_bucket, encode_bucket, frame_with_magic, snapshot_dir, snapshot_id_of_path,
     unframe_with_magic, CompletedSnapshot, SnapshotDecodeError, METADATA_FILE_NAME,
@@ -49,11 +50,12 @@ const FIRST_SNAPSHOT_ID: u64 = 1;
 pub struct SnapshotStoreConfig {
     /// How many of a bucket's latest snapshots are kept (at least 1).
     pub num_retained: usize,
+    pub mutants: Mutants,
 }
 
 impl Default for SnapshotStoreConfig {
     fn default() -> Self {
-        SnapshotStoreConfig { num_retained: NUM_RETAINED_DEFAULT }
+        SnapshotStoreConfig { num_retained: NUM_RETAINED_DEFAULT, mutants: Mutants::NONE }
     }
 }
 
@@ -239,7 +241,8 @@ impl SnapshotStore {
                 cleanup: Cleanup::default(),
             });
         }
-        if snapshot.leader_epoch != leader_epoch {
+        let deposed_accepted = self.config.mutants.is_on(Mutant::SnapshotDeposedLeaderAccepted);
+        if snapshot.leader_epoch != leader_epoch && !deposed_accepted {
             let error = SnapshotStoreError::DeposedLeader {
                 bucket,
                 snapshot_id,
@@ -274,7 +277,11 @@ impl SnapshotStore {
         next.kept.push(snapshot);
         let dropped_count = next.kept.len().saturating_sub(self.config.num_retained);
         let dropped: Vec<CompletedSnapshot> = next.kept.drain(..dropped_count).collect();
-        let cleanup = next.unneeded_paths_of(&dropped);
+        let cleanup = if self.config.mutants.is_on(Mutant::SnapshotKeptFileDeleted) {
+            BucketSnapshots::new().unneeded_paths_of(&dropped)
+        } else {
+            next.unneeded_paths_of(&dropped)
+        };
         self.persist(&mut buckets, bucket, next)
             .map_err(|error| CommitRefusal { error, cleanup: Cleanup::default() })?;
         Ok(cleanup)
@@ -487,7 +494,7 @@ mod tests {
     }
 
     fn store(fs: &Arc<TestFs>, num_retained: usize) -> SnapshotStore {
-        SnapshotStore::open(fs.clone(), DIR.into(), SnapshotStoreConfig { num_retained })
+        SnapshotStore::open(fs.clone(), DIR.into(), SnapshotStoreConfig { num_retained, mutants: Mutants::NONE })
             .expect("open")
     }
 

@@ -218,7 +218,7 @@ fn a_fenced_epoch_can_neither_append_nor_fence_back() {
 }
 
 #[test]
-fn retention_never_deletes_at_or_above_the_minimum_retain_offset() {
+fn retention_never_deletes_at_or_above_the_minimum_retain_offset_or_the_remote_end() {
     let fs = Arc::new(SimFs::new());
     let log = open(&fs, 64);
     for index in 0..30 {
@@ -230,6 +230,14 @@ fn retention_never_deletes_at_or_above_the_minimum_retain_offset() {
         "min retain 0 keeps everything"
     );
     log.set_min_retain_offset(10);
+    assert_eq!(
+        log.delete_segments_below(25).expect("retention"),
+        0,
+        "nothing is in the remote tier: everything stays local"
+    );
+    log.set_remote_end_offset(30);
+    log.set_remote_end_offset(5);
+    assert_eq!(log.remote_end_offset(), 30, "the remote end never moves back");
     let start = log.delete_segments_below(25).expect("retention");
     assert!(start > 0 && start <= 10, "log start {start} must move up but not past 10");
     assert!(log.read(start, u64::MAX).is_ok());

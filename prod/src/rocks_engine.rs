@@ -365,9 +365,9 @@ impl KvEngineFactory for RocksEngineFactory {
             while iterator.valid() {
                 iterator.next();
             }
-            iterator.status().map_err(|error| {
-                EngineError::Corrupt(format!("checkpoint in {dir}: {error}"))
-            })?;
+            iterator
+                .status()
+                .map_err(|error| EngineError::Corrupt(format!("checkpoint in {dir}: {error}")))?;
         }
         Ok(())
     }

@@ -14,6 +14,7 @@ pub mod os_entropy;
 pub mod rocks_engine;
 pub mod scan_command;
 pub mod served_node;
+pub mod snapshot_coordinator;
 pub mod system_clock;
 pub mod tokio_executor;
 pub mod wire;

@@ -1,5 +1,7 @@
 //! One tablet-server process: the real environment bound together, the tablet server started on
-//! it, and its buckets led from the start (there is no coordinator yet).
+//! it, and its buckets led from the start. The node is its own coordinator: it appoints itself
+//! leader of every bucket and answers its leaders' KV snapshot requests
+//! ([`crate::snapshot_coordinator`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,12 +10,18 @@ use std::time::Duration;
 
 use futures::future::{BoxFuture, FutureExt};
 use kvtablet_core::env::{FsError, RemoteError, Rpc, RpcError, RpcHandler};
-use kvtablet_core::kv::{KvTabletConfig, PartialUpdates};
+use kvtablet_core::kv::{KvTablet, KvTabletConfig, PartialUpdates};
 use kvtablet_core::ledger::Ledger;
-use kvtablet_core::log::{LogConfig, LogError, LogRegistry};
+use kvtablet_core::log::{LogConfig, LogError, LogRegistry, LogTablet};
 use kvtablet_core::message::{NodeId, Request, Response};
 use kvtablet_core::mutant::Mutants;
 use kvtablet_core::scan::ScannerConfig;
+use kvtablet_core::snapshot::rpc_snapshot_committer::RpcSnapshotCommitter;
+use kvtablet_core::snapshot::snapshot_store::NUM_RETAINED_DEFAULT;
+use kvtablet_core::snapshot::{
+    SnapshotSchedule, SnapshotStore, SnapshotStoreError, SnapshotUploadConfig,
+    SNAPSHOT_INTERVAL_MS_DEFAULT,
+};
 use kvtablet_core::tablet_server::{RequestLimits, TableConfig, TabletServer, TabletServerConfig};
 use kvtablet_core::tablet_server_stats::ServerStats;
 use kvtablet_core::{Env, TableBucket};
@@ -23,6 +31,9 @@ use crate::disk_fs::DiskFs;
 use crate::object_store_remote::ObjectStoreRemote;
 use crate::os_entropy::{EntropyError, OsEntropy};
 use crate::rocks_engine::RocksEngineFactory;
+use crate::snapshot_coordinator::{
+    open_snapshot_store, sweep_orphans_while_idle, SnapshotCoordinator, COORDINATOR_NODE_ID,
+};
 use crate::system_clock::SystemClock;
 use crate::tokio_executor::TokioExecutor;
 
@@ -54,6 +65,10 @@ pub struct NodeConfig {
     /// How each table merges partial updates (PutKv with target columns); a table missing
     /// here refuses them.
     pub partial_updates: BTreeMap<i64, PartialUpdates>,
+    /// `kv.snapshot.interval`: how often each led bucket takes a KV snapshot (positive).
+    pub snapshot_interval_ms: u64,
+    /// `kv.snapshot.num-retained`: completed snapshots kept per bucket (at least 1).
+    pub snapshot_num_retained: usize,
 }
 
 impl NodeConfig {
@@ -69,6 +84,8 @@ impl NodeConfig {
             scanner: ScannerConfig::DEFAULT,
             kv: KvTabletConfig::DEFAULT,
             partial_updates: BTreeMap::new(),
+            snapshot_interval_ms: SNAPSHOT_INTERVAL_MS_DEFAULT,
+            snapshot_num_retained: NUM_RETAINED_DEFAULT,
         }
     }
 
@@ -88,6 +105,8 @@ impl NodeConfig {
             scanner: ScannerConfig::DEFAULT,
             kv: KvTabletConfig::DEFAULT,
             partial_updates: BTreeMap::new(),
+            snapshot_interval_ms: SNAPSHOT_INTERVAL_MS_DEFAULT,
+            snapshot_num_retained: NUM_RETAINED_DEFAULT,
         }
     }
 
@@ -103,6 +122,12 @@ impl NodeConfig {
             return Err(NodeError::InvalidConfig(format!("partitioned {bucket} is not supported")));
         }
         self.scanner.validate().map_err(NodeError::InvalidConfig)?;
+        if self.snapshot_interval_ms == 0 {
+            return Err(NodeError::InvalidConfig("the snapshot interval is 0".to_string()));
+        }
+        if self.snapshot_num_retained == 0 {
+            return Err(NodeError::InvalidConfig("no snapshot is retained".to_string()));
+        }
         Ok(())
     }
 }
@@ -115,6 +140,8 @@ pub enum NodeError {
     Remote(#[from] RemoteError),
     #[error("changelog: {0}")]
     Log(#[from] LogError),
+    #[error("kv snapshot store: {0}")]
+    SnapshotStore(#[from] SnapshotStoreError),
     #[error(transparent)]
     Entropy(#[from] EntropyError),
     #[error("invalid node config: {0}")]
@@ -292,6 +319,17 @@ impl NodeHandle {
         self.server.leader_epoch(bucket)
     }
 
+    /// The changelog of `bucket`, if this node has opened it (every hosted bucket's is).
+    pub fn changelog(&self, bucket: TableBucket) -> Option<Arc<LogTablet>> {
+        self.logs.get(bucket)
+    }
+
+    /// The KV tablet of the term under which this node leads `bucket`, `None` if it does not
+    /// lead it.
+    pub fn leader_kv(&self, bucket: TableBucket) -> Option<Arc<KvTablet>> {
+        self.server.leader_kv(bucket)
+    }
+
     /// Completes at the next append to `bucket`'s changelog (see
     /// [`TabletServer::log_appended`]); `None` if this node does not lead the bucket.
     pub fn log_appended(&self, bucket: TableBucket) -> Option<kvtablet_core::notify::Notified> {
@@ -322,6 +360,7 @@ pub struct Node {
     network: Arc<LoopbackNetwork>,
     client: LoopbackRpc,
     server: Option<RunningServer>,
+    snapshot_store: Arc<SnapshotStore>,
     executor: TokioExecutor,
 }
 
@@ -353,10 +392,35 @@ impl Node {
         let executor = TokioExecutor::new(runtime);
         let env = build_env(&config.data_dir, executor.clone(), network.endpoint(SERVER_NODE_ID))?;
         let logs = LogRegistry::new(env.fs.clone(), LOG_ROOT_DIR.to_string(), LogConfig::DEFAULT);
-        let server = start_tablet_server(&env, &config, &logs);
+        let snapshot_store = open_snapshot_store(&env, config.snapshot_num_retained)?;
+        // Nothing is led yet, so no upload is in flight: every object no kept snapshot needs
+        // is an orphan (an upload or a deletion an earlier incarnation did not finish).
+        match sweep_orphans_while_idle(&env, &snapshot_store).await {
+            Ok(outcome) if outcome.left > 0 => {
+                tracing::warn!(left = outcome.left, "kv snapshot orphans left for the next start")
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "kv snapshot orphan sweep skipped"),
+        }
+        let server = start_tablet_server(&env, &config, &logs, snapshot_schedule(&env, &config));
+        let coordinator = SnapshotCoordinator::new(
+            &env,
+            Arc::clone(&snapshot_store),
+            Arc::downgrade(&server.server),
+        );
+        network.register(COORDINATOR_NODE_ID, Arc::new(coordinator));
         network.register(SERVER_NODE_ID, Arc::clone(&server.handler));
         let client = network.endpoint(LOCAL_CLIENT_NODE_ID);
-        let mut node = Node { config, env, logs, network, client, server: Some(server), executor };
+        let mut node = Node {
+            config,
+            env,
+            logs,
+            network,
+            client,
+            server: Some(server),
+            snapshot_store,
+            executor,
+        };
         if let Err(error) = node.lead_all_buckets().await {
             node.shutdown().await;
             return Err(error);
@@ -375,6 +439,11 @@ impl Node {
 
     pub fn env(&self) -> &Env {
         &self.env
+    }
+
+    /// The coordinator's record of every bucket's KV snapshots.
+    pub fn snapshot_store(&self) -> &Arc<SnapshotStore> {
+        &self.snapshot_store
     }
 
     /// Without a coordinator the node appoints itself: each bucket is led under an epoch one
@@ -406,11 +475,13 @@ impl Node {
         self.client.call(SERVER_NODE_ID, request, LOCAL_REQUEST_TIMEOUT_MS).await
     }
 
-    /// Stops the tablet server and waits for it. Idempotent.
+    /// Stops the tablet server and waits for it, then the snapshot coordinator (the leaders'
+    /// snapshot loops end with the server). Idempotent.
     pub async fn shutdown(&mut self) {
         if let Some(server) = self.server.take() {
             self.network.unregister(SERVER_NODE_ID);
             (server.shutdown)().await;
+            self.network.unregister(COORDINATOR_NODE_ID);
             tracing::info!("node stopped");
         }
     }
@@ -441,8 +512,22 @@ fn build_env(data_dir: &Path, executor: TokioExecutor, rpc: LoopbackRpc) -> Resu
     })
 }
 
+/// The leaders' KV snapshots: every `kv.snapshot.interval`, committed to this node's own
+/// coordinator over the loopback network.
+fn snapshot_schedule(env: &Env, config: &NodeConfig) -> Arc<SnapshotSchedule> {
+    Arc::new(SnapshotSchedule {
+        interval_ms: config.snapshot_interval_ms,
+        committer: Arc::new(RpcSnapshotCommitter::new(
+            env.rpc.clone(),
+            COORDINATOR_NODE_ID,
+            LOCAL_REQUEST_TIMEOUT_MS,
+        )),
+        upload: SnapshotUploadConfig::default(),
+    })
+}
+
 /// One table entry per table among the hosted buckets, sized to cover them all.
-fn server_config(config: &NodeConfig) -> TabletServerConfig {
+fn server_config(config: &NodeConfig, snapshots: Arc<SnapshotSchedule>) -> TabletServerConfig {
     let mut bucket_counts: BTreeMap<i64, i32> = BTreeMap::new();
     for bucket in &config.buckets {
         let bucket_count = bucket_counts.entry(bucket.table_id).or_insert(0);
@@ -463,12 +548,17 @@ fn server_config(config: &NodeConfig) -> TabletServerConfig {
         kv: config.kv,
         limits: RequestLimits::DEFAULT,
         scanner: config.scanner,
-        snapshots: None,
+        snapshots: Some(snapshots),
     }
 }
 
-fn start_tablet_server(env: &Env, config: &NodeConfig, logs: &LogRegistry) -> RunningServer {
-    let server = TabletServer::start(env.clone(), server_config(config), logs.clone());
+fn start_tablet_server(
+    env: &Env,
+    config: &NodeConfig,
+    logs: &LogRegistry,
+    snapshots: Arc<SnapshotSchedule>,
+) -> RunningServer {
+    let server = TabletServer::start(env.clone(), server_config(config, snapshots), logs.clone());
     let handler: Arc<dyn RpcHandler> = server.clone();
     RunningServer {
         server: Arc::clone(&server),
@@ -486,13 +576,25 @@ mod tests {
     #[test]
     fn the_default_config_hosts_four_buckets_of_table_one() {
         let config = NodeConfig::new("/tmp/unused");
-        let server = server_config(&config);
+        let schedule = Arc::new(SnapshotSchedule {
+            interval_ms: config.snapshot_interval_ms,
+            committer: Arc::new(RpcSnapshotCommitter::new(
+                Arc::new(LoopbackNetwork::new().endpoint(LOCAL_CLIENT_NODE_ID)),
+                COORDINATOR_NODE_ID,
+                LOCAL_REQUEST_TIMEOUT_MS,
+            )),
+            upload: SnapshotUploadConfig::default(),
+        });
+        let server = server_config(&config, schedule);
         assert_eq!(config.buckets.len(), 4);
         assert_eq!(server.tables.len(), 1);
         assert_eq!(server.tables[0].table_id, 1);
         assert_eq!(server.tables[0].bucket_count, 4);
         assert_eq!(server.tables[0].schema_ids, [1]);
         assert_eq!(server.scanner, ScannerConfig::DEFAULT);
+        let snapshots = server.snapshots.expect("snapshots are taken");
+        assert_eq!(snapshots.interval_ms, 10 * 60 * 1_000);
+        assert_eq!(config.snapshot_num_retained, 2);
     }
 
     #[test]
@@ -607,6 +709,12 @@ mod tests {
         assert!(matches!(config.validate(), Err(NodeError::InvalidConfig(_))));
         let mut config = NodeConfig::new("/tmp/unused");
         config.scanner.ttl_ms = 0;
+        assert!(matches!(config.validate(), Err(NodeError::InvalidConfig(_))));
+        let mut config = NodeConfig::new("/tmp/unused");
+        config.snapshot_interval_ms = 0;
+        assert!(matches!(config.validate(), Err(NodeError::InvalidConfig(_))));
+        let mut config = NodeConfig::new("/tmp/unused");
+        config.snapshot_num_retained = 0;
         assert!(matches!(config.validate(), Err(NodeError::InvalidConfig(_))));
     }
 }

@@ -97,6 +97,8 @@ impl ServedNode {
                 .iter()
                 .filter_map(|table| Some((table.table_id, partial_updates_of(table).ok()?)))
                 .collect(),
+            snapshot_interval_ms: config.snapshot_interval_ms,
+            snapshot_num_retained: config.snapshot_num_retained as usize,
             ..NodeConfig::for_tables(config.data_dir.clone(), &tables)
         };
         let mut node = Node::start(node_config, runtime).await?;

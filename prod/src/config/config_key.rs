@@ -116,6 +116,28 @@ pub const KEYS: &[ConfigKey] = &[
         },
     },
     ConfigKey {
+        name: "kv.snapshot.interval",
+        default: "10 min",
+        doc: "How often the leader of each bucket takes an incremental KV snapshot (skipped \
+              when nothing was flushed since the last one) and uploads it to the remote data \
+              directory (`remote` in the data directory). Snapshots cannot be switched off: \
+              0 and `off` are refused.",
+        apply: |config, value| {
+            config.snapshot_interval_ms = positive_duration_ms(value)?;
+            Ok(())
+        },
+    },
+    ConfigKey {
+        name: "kv.snapshot.num-retained",
+        default: "2",
+        doc: "Completed KV snapshots kept per bucket (at least 1); the files of older ones are \
+              deleted from the remote data directory unless a kept snapshot still uses them.",
+        apply: |config, value| {
+            config.snapshot_num_retained = positive_u32(value)?;
+            Ok(())
+        },
+    },
+    ConfigKey {
         name: "kv.scanner.max-batch-size",
         default: "10 mb",
         doc: "The largest page a scan returns, whatever the client asks for.",

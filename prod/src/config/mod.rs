@@ -18,10 +18,15 @@ use std::path::{Path, PathBuf};
 
 use kvtablet_core::kv::KvTabletConfig;
 use kvtablet_core::scan::ScannerConfig;
+use kvtablet_core::snapshot::snapshot_store::NUM_RETAINED_DEFAULT;
+use kvtablet_core::snapshot::SNAPSHOT_INTERVAL_MS_DEFAULT;
 
 pub use self::config_error::ConfigError;
 use self::config_key::{BIND_LISTENERS, DATA_DIR, KEYS, METRICS_LISTEN};
 use crate::wire::WireConfig;
+
+/// Fluss's `kv.snapshot.num-retained` default, as a config value.
+const SNAPSHOT_NUM_RETAINED_DEFAULT: u32 = NUM_RETAINED_DEFAULT as u32;
 
 /// Everything `kvtablet serve` is configured with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +42,10 @@ pub struct ServeConfig {
     /// `kv.pre-write-buffer.max-size`: per led bucket, the bytes of acknowledged values not yet
     /// flushed into the engine before puts are refused with STORAGE_BACKPRESSURE.
     pub pre_write_buffer_bytes_max: u64,
+    /// `kv.snapshot.interval`: how often each led bucket takes a KV snapshot (positive).
+    pub snapshot_interval_ms: u64,
+    /// `kv.snapshot.num-retained`: completed snapshots kept per bucket (at least 1).
+    pub snapshot_num_retained: u32,
     /// `net.*`.
     pub wire: WireConfig,
     /// The keys set by the file or the command line rather than left at their default.
@@ -51,6 +60,8 @@ impl Default for ServeConfig {
             metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9250))),
             scanner: ScannerConfig::DEFAULT,
             pre_write_buffer_bytes_max: KvTabletConfig::DEFAULT.pre_write_buffer_bytes_max,
+            snapshot_interval_ms: SNAPSHOT_INTERVAL_MS_DEFAULT,
+            snapshot_num_retained: SNAPSHOT_NUM_RETAINED_DEFAULT,
             wire: WireConfig::default(),
             explicit: BTreeSet::new(),
         }
@@ -251,6 +262,28 @@ mod tests {
         assert_eq!(config.pre_write_buffer_bytes_max, 8 * 1024 * 1024);
         let zero = [Setting::new("kv.pre-write-buffer.max-size", "0", "-D")];
         assert_eq!(bad_key(ServeConfig::from_sources(None, &zero)), "kv.pre-write-buffer.max-size");
+    }
+
+    #[test]
+    fn snapshot_keys_take_fluss_defaults_and_refuse_zero() {
+        let config = ServeConfig::from_sources(None, &[]).expect("defaults");
+        assert_eq!(config.snapshot_interval_ms, 10 * 60 * 1_000);
+        assert_eq!(config.snapshot_num_retained, 2);
+        let settings = [
+            Setting::new("kv.snapshot.interval", "200 ms", "-D"),
+            Setting::new("kv.snapshot.num-retained", "5", "-D"),
+        ];
+        let config = ServeConfig::from_sources(None, &settings).expect("parses");
+        assert_eq!(config.snapshot_interval_ms, 200);
+        assert_eq!(config.snapshot_num_retained, 5);
+        for (key, value) in [
+            ("kv.snapshot.interval", "0"),
+            ("kv.snapshot.interval", "off"),
+            ("kv.snapshot.num-retained", "0"),
+        ] {
+            let refused = ServeConfig::from_sources(None, &[Setting::new(key, value, "-D")]);
+            assert_eq!(bad_key(refused), key, "{key} = {value}");
+        }
     }
 
     #[test]

@@ -1,0 +1,152 @@
+//! The node as its own coordinator for KV snapshots: core's [`SnapshotService`] behind an
+//! [`RpcHandler`] on the node's loopback network, its store on the node's disk, and the orphan
+//! sweep run at start-up before any bucket is led.
+//!
+//! The leaders reach it through core's `RpcSnapshotCommitter` at [`COORDINATOR_NODE_ID`], as
+//! they would reach a remote coordinator. The store's writes are synced to disk, so a request
+//! is answered from the blocking pool, never on an async worker. The deletions a commit allows
+//! run afterwards as a task of their own; what they leave (a failed deletion, a crash) is found
+//! by the next start's orphan sweep.
+
+use std::sync::{Arc, Weak};
+
+use futures::future::{BoxFuture, FutureExt};
+use kvtablet_core::env::{RemoteError, RpcHandler};
+use kvtablet_core::error::{ApiError, ErrorCode};
+use kvtablet_core::message::{NodeId, Request, Response};
+use kvtablet_core::snapshot::snapshot_service::{
+    delete_remote_objects, LeaderEpochOf, SnapshotService,
+};
+use kvtablet_core::snapshot::{Cleanup, SnapshotStore, SnapshotStoreConfig, SnapshotStoreError};
+use kvtablet_core::tablet_server::TabletServer;
+use kvtablet_core::task::{run_blocking, Task};
+use kvtablet_core::Env;
+
+/// The id the coordinator's snapshot service answers under on the node's loopback network
+/// (0 is the local client, 1 the tablet server).
+pub const COORDINATOR_NODE_ID: NodeId = 2;
+/// Relative to the data directory: one file per bucket with snapshots.
+pub const SNAPSHOT_STORE_DIR: &str = "coordinator/kv-snapshots";
+/// Where every snapshot object lives in the remote store.
+const SNAPSHOT_REMOTE_ROOT: &str = "kv/";
+
+/// Opens (or creates) the store under the data directory. A damaged bucket file refuses the
+/// open: the node must not decide from a record it cannot read which remote files may go.
+pub fn open_snapshot_store(
+    env: &Env,
+    num_retained: usize,
+) -> Result<Arc<SnapshotStore>, SnapshotStoreError> {
+    let config = SnapshotStoreConfig { num_retained, mutants: env.mutants };
+    SnapshotStore::open(env.fs.clone(), SNAPSHOT_STORE_DIR.to_string(), config).map(Arc::new)
+}
+
+/// What the start-up orphan sweep did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SweepOutcome {
+    /// Objects under `kv/` that no kept snapshot needs.
+    pub orphans: usize,
+    /// Of those, the ones still there after the deletion's retries (the next start tries
+    /// again).
+    pub left: usize,
+}
+
+/// Deletes every object under `kv/` that no kept snapshot lists. Only correct while no upload
+/// can be in flight: at start-up, before the node leads any bucket (an upload of an earlier
+/// incarnation died with it). Fails only when the remote store cannot be listed.
+pub async fn sweep_orphans_while_idle(
+    env: &Env,
+    store: &SnapshotStore,
+) -> Result<SweepOutcome, RemoteError> {
+    let listed = env.remote.list(SNAPSHOT_REMOTE_ROOT).await?;
+    let orphans = store.sweep_orphans(&listed, false);
+    if orphans.is_empty() {
+        return Ok(SweepOutcome::default());
+    }
+    let count = orphans.len();
+    let left = delete_remote_objects(env.remote.clone(), env.clock.clone(), orphans).await;
+    tracing::info!(orphans = count, left = left.len(), "kv snapshot orphan sweep");
+    Ok(SweepOutcome { orphans: count, left: left.len() })
+}
+
+/// Answers `AllocateKvSnapshotId` and `CommitKvSnapshot` for the node's leaders.
+pub struct SnapshotCoordinator {
+    service: Arc<SnapshotService>,
+    env: Env,
+}
+
+impl SnapshotCoordinator {
+    /// A coordinator over `store` whose leader epochs are those `server` leads under (a
+    /// weak reference: the server's leaders hold the network that holds this handler).
+    pub fn new(env: &Env, store: Arc<SnapshotStore>, server: Weak<TabletServer>) -> Self {
+        let leader_epoch_of: LeaderEpochOf =
+            Arc::new(move |bucket| server.upgrade().and_then(|server| server.leader_epoch(bucket)));
+        let service =
+            SnapshotService::new(store, env.remote.clone(), env.clock.clone(), leader_epoch_of);
+        SnapshotCoordinator { service: Arc::new(service), env: env.clone() }
+    }
+
+    pub fn store(&self) -> &Arc<SnapshotStore> {
+        self.service.store()
+    }
+
+    /// Deletes `cleanup`'s objects in a task of their own (in the leak ledger while it runs).
+    fn spawn_deletion(env: &Env, service: &Arc<SnapshotService>, cleanup: Cleanup) {
+        let count = cleanup.paths.len();
+        let deleting = service.delete(cleanup);
+        let task = async move {
+            let left = deleting.await;
+            tracing::debug!(
+                deleted = count - left.len(),
+                left = left.len(),
+                "kv snapshot files deleted"
+            );
+        };
+        // The handle is dropped on purpose: the deletion runs to its end by itself.
+        let _task =
+            Task::spawn(&env.executor, &env.ledger, "delete kv snapshot files", task.boxed());
+    }
+}
+
+impl RpcHandler for SnapshotCoordinator {
+    fn handle(&self, _from: NodeId, request: Request) -> BoxFuture<'static, Response> {
+        if !matches!(
+            request,
+            Request::AllocateKvSnapshotId { .. } | Request::CommitKvSnapshot { .. }
+        ) {
+            let error = ApiError::new(
+                ErrorCode::UnsupportedVersion,
+                format!("the coordinator serves KV snapshot requests only, not {}", request.kind()),
+            );
+            return futures::future::ready(Response::Error(error)).boxed();
+        }
+        let service = Arc::clone(&self.service);
+        let env = self.env.clone();
+        let name = format!("kv snapshot coordinator {}", request.kind());
+        let answered = run_blocking(&env.executor, &env.ledger, name, move || {
+            let answer = service.handle(&request);
+            (service, answer)
+        });
+        async move {
+            match answered.await {
+                Some((service, Some((response, cleanup)))) => {
+                    if !cleanup.is_empty() {
+                        SnapshotCoordinator::spawn_deletion(&env, &service, cleanup);
+                    }
+                    response
+                }
+                // Checked above; kept total rather than trusted.
+                Some((_, None)) => Response::Error(ApiError::new(
+                    ErrorCode::UnsupportedVersion,
+                    "not a KV snapshot request",
+                )),
+                // The blocking work panicked (logged and counted by the executor) or was
+                // dropped: the leader does not know whether it took effect and asks again.
+                None => Response::Error(ApiError::new(
+                    ErrorCode::UnknownServerError,
+                    "the snapshot coordinator failed to answer",
+                )),
+            }
+        }
+        .boxed()
+    }
+}

@@ -2,7 +2,7 @@
 //! store (S3, GCS, Azure) by handing in another `Arc<dyn ObjectStore>`.
 
 use std::ops::Range;
-use std::path::Path as HostPath;
+use std::path::{Path as HostPath, PathBuf};
 use std::sync::Arc;
 
 use futures::future::{BoxFuture, FutureExt};
@@ -16,11 +16,23 @@ use object_store::{ObjectStore, PutPayload};
 #[derive(Debug, Clone)]
 pub struct ObjectStoreRemote {
     store: Arc<dyn ObjectStore>,
+    /// For the local directory store, its root: a `put` is synced to disk (the file and the
+    /// directories down to it) before it succeeds, as a put to S3 is durable when answered.
+    /// `object_store`'s local store only writes and renames, so without this an object that a
+    /// committed KV snapshot lists could be lost or empty after an OS crash or power loss.
+    sync_root: Option<LocalRoot>,
+}
+
+/// The local store and its root directory (canonical, as the store resolves it).
+#[derive(Debug, Clone)]
+struct LocalRoot {
+    store: Arc<LocalFileSystem>,
+    root: PathBuf,
 }
 
 impl ObjectStoreRemote {
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
-        ObjectStoreRemote { store }
+        ObjectStoreRemote { store, sync_root: None }
     }
 
     /// The embedded default: objects are files under `root`, which is created if missing.
@@ -30,13 +42,36 @@ impl ObjectStoreRemote {
         std::fs::create_dir_all(root).map_err(|error| {
             RemoteError::Fatal(format!("cannot create remote root {}: {error}", root.display()))
         })?;
-        let store = LocalFileSystem::new_with_prefix(root)
+        let canonical_root = std::fs::canonicalize(root).map_err(|error| {
+            RemoteError::Fatal(format!("cannot resolve remote root {}: {error}", root.display()))
+        })?;
+        let store = LocalFileSystem::new_with_prefix(&canonical_root)
             .map_err(|error| map_error(&root.display().to_string(), error))?
             // Deleting the last object of a directory removes the directory, as on S3 where
             // directories do not exist.
             .with_automatic_cleanup(true);
-        Ok(ObjectStoreRemote::new(Arc::new(store)))
+        let store = Arc::new(store);
+        let sync_root = LocalRoot { store: Arc::clone(&store), root: canonical_root };
+        Ok(ObjectStoreRemote { store, sync_root: Some(sync_root) })
     }
+}
+
+/// Syncs the object's file, then each directory from its own up to the root: a rename (or a
+/// directory `object_store` created for it) is durable only once its directory is.
+fn sync_object_durably(local: &LocalRoot, location: &ObjectPath) -> Result<(), String> {
+    let file = local.store.path_to_filesystem(location).map_err(|error| error.to_string())?;
+    let sync = |path: &HostPath| {
+        std::fs::File::open(path)
+            .and_then(|opened| opened.sync_all())
+            .map_err(|error| format!("{}: {error}", path.display()))
+    };
+    sync(&file)?;
+    let mut dir = file.parent();
+    while let Some(current) = dir.filter(|dir| dir.starts_with(&local.root)) {
+        sync(current)?;
+        dir = current.parent();
+    }
+    Ok(())
 }
 
 fn parse_path(path: &str) -> Result<ObjectPath, RemoteError> {
@@ -88,14 +123,21 @@ fn listing_dir(prefix: &str) -> &str {
 impl RemoteStorage for ObjectStoreRemote {
     fn put(&self, path: &str, bytes: Vec<u8>) -> BoxFuture<'static, Result<(), RemoteError>> {
         let store = Arc::clone(&self.store);
+        let sync_root = self.sync_root.clone();
         let path = path.to_string();
         async move {
             let location = parse_path(&path)?;
             store
                 .put(&location, PutPayload::from(bytes))
                 .await
-                .map(|_| ())
-                .map_err(|error| map_error(&path, error))
+                .map_err(|error| map_error(&path, error))?;
+            let Some(local) = sync_root else { return Ok(()) };
+            // A failed sync leaves the page cache in doubt; a retried put writes the whole
+            // object again under a new temporary name, so retrying is safe.
+            tokio::task::spawn_blocking(move || sync_object_durably(&local, &location))
+                .await
+                .map_err(|error| RemoteError::Transient(format!("{path}: sync: {error}")))?
+                .map_err(|error| RemoteError::Transient(format!("{path}: sync: {error}")))
         }
         .boxed()
     }

@@ -607,6 +607,15 @@ impl Checker {
     }
 
     /// The bucket's current leader epoch, as its log knows it (the god view).
+    /// The coordinator fenced `bucket`'s live logs at `leader_epoch`: from now on it is a
+    /// current epoch, even if no log that shows it stays up for the checker to read (its only
+    /// replicas crash, its partition is dropped).
+    pub fn note_fenced_epoch(&self, bucket: TableBucket, leader_epoch: u32) {
+        let mut seen = lock(&self.log_epochs);
+        let last = seen.entry(bucket).or_insert(0);
+        *last = (*last).max(leader_epoch);
+    }
+
     pub fn log_epoch(&self, bucket: TableBucket) -> u32 {
         // With no replica of the bucket up (one replica, crashed), the last epoch seen stands.
         let mut seen = lock(&self.log_epochs);

@@ -549,6 +549,7 @@ impl World {
         // replication failed.
         let leader_epoch = self.coordinator.leader_epoch_of(bucket) + 1;
         self.logs.fence(bucket, leader_epoch);
+        self.checker.note_fenced_epoch(bucket, leader_epoch);
         let live = self.coordinator.live_servers();
         let candidates = preferred
             .into_iter()

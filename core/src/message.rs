@@ -65,6 +65,9 @@ pub enum Request {
     /// Leader → coordinator: commit a completed KV snapshot (Fluss's CommitKvSnapshot, 1022).
     /// Idempotent: asking again after a lost answer is safe.
     CommitKvSnapshot { snapshot: Box<CompletedSnapshot> },
+    /// Leader → coordinator: the bucket's latest committed KV snapshot, which a new term's
+    /// first snapshot reuses files of.
+    GetLatestKvSnapshot { bucket: TableBucket },
 }
 
 /// Which offset ListOffsets asks for.
@@ -136,6 +139,7 @@ impl Request {
             Request::ListOffsets { .. } => "list_offsets",
             Request::AllocateKvSnapshotId { .. } => "allocate_kv_snapshot_id",
             Request::CommitKvSnapshot { .. } => "commit_kv_snapshot",
+            Request::GetLatestKvSnapshot { .. } => "get_latest_kv_snapshot",
         }
     }
 
@@ -151,7 +155,8 @@ impl Request {
             | Request::LimitScan { bucket, .. }
             | Request::FetchLog { bucket, .. }
             | Request::ListOffsets { bucket, .. }
-            | Request::AllocateKvSnapshotId { bucket } => Some(*bucket),
+            | Request::AllocateKvSnapshotId { bucket }
+            | Request::GetLatestKvSnapshot { bucket } => Some(*bucket),
             Request::CommitKvSnapshot { snapshot } => Some(snapshot.bucket),
             Request::ScanKv(request) => request.bucket_scan_req.as_ref().map(|open| open.bucket),
             Request::Metadata => None,
@@ -172,6 +177,7 @@ impl Response {
             Response::FetchLog { .. } => "fetch_log",
             Response::Offset { .. } => "offset",
             Response::KvSnapshotId { .. } => "kv_snapshot_id",
+            Response::LatestKvSnapshot(_) => "latest_kv_snapshot",
             Response::KvSnapshotRefused(_) => "kv_snapshot_refused",
             Response::Error(_) => "error",
         }
@@ -217,6 +223,8 @@ pub enum Response {
     KvSnapshotId {
         snapshot_id: u64,
     },
+    /// A bucket's latest committed KV snapshot, if it has one.
+    LatestKvSnapshot(Option<Box<CompletedSnapshot>>),
     /// The coordinator's snapshot store refused or failed (its verdict says whether to ask
     /// again).
     KvSnapshotRefused(SnapshotStoreError),

@@ -530,7 +530,8 @@ impl TabletServer {
             }
             Request::Metadata
             | Request::AllocateKvSnapshotId { .. }
-            | Request::CommitKvSnapshot { .. } => Err(KvError::NotLeader(format!(
+            | Request::CommitKvSnapshot { .. }
+            | Request::GetLatestKvSnapshot { .. } => Err(KvError::NotLeader(format!(
                 "{} is served by the coordinator, not a tablet server",
                 request.kind()
             ))),

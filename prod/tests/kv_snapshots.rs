@@ -136,6 +136,12 @@ fn restore(data_dir: &Path, snapshot: &CompletedSnapshot, scratch: &Path) -> (Ro
             .unwrap_or_else(|error| panic!("{} is missing: {error}", file.remote_path));
         assert_eq!(bytes.len() as u64, file.size_bytes, "{}", file.remote_path);
         assert_eq!(crc32c::crc32c(&bytes), file.crc32c, "{}", file.remote_path);
+        assert_eq!(
+            kvtablet_core::snapshot::completed_snapshot::content_sha256(&bytes),
+            file.sha256,
+            "{}",
+            file.remote_path
+        );
         std::fs::write(checkpoint.join(&file.local_name), bytes).expect("write");
     }
     let factory = RocksEngineFactory::new(scratch.to_path_buf());

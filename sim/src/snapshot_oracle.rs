@@ -8,7 +8,9 @@ use std::sync::Arc;
 use kvtablet_core::engine::mem_engine::MemEngineFactory;
 use kvtablet_core::engine::{KeyRange, KvEngineFactory};
 use kvtablet_core::env::LocalFs;
-use kvtablet_core::snapshot::completed_snapshot::{bucket_dir, METADATA_FILE_NAME};
+use kvtablet_core::snapshot::completed_snapshot::{
+    bucket_dir, content_sha256, METADATA_FILE_NAME,
+};
 use kvtablet_core::snapshot::{CompletedSnapshot, SnapshotStore};
 
 use crate::fs::SimFs;
@@ -28,7 +30,10 @@ pub fn restore(
         let bytes = remote
             .peek(&file.remote_path)
             .ok_or_else(|| format!("its file {} is missing", file.remote_path))?;
-        if bytes.len() as u64 != file.size_bytes || crc32c::crc32c(&bytes) != file.crc32c {
+        if bytes.len() as u64 != file.size_bytes
+            || crc32c::crc32c(&bytes) != file.crc32c
+            || content_sha256(&bytes) != file.sha256
+        {
             return Err(format!("its file {} does not match its record", file.remote_path));
         }
         let path = format!("{RESTORE_DIR}/{}", file.local_name);
@@ -80,7 +85,7 @@ pub fn check_store_files(
                         "snapshot file deleted while kept: {} of snapshot {} of {bucket}",
                         file.remote_path, snapshot.snapshot_id
                     )),
-                    Some(bytes) if crc32c::crc32c(&bytes) != file.crc32c => problems.push(format!(
+                    Some(bytes) if content_sha256(&bytes) != file.sha256 => problems.push(format!(
                         "snapshot file damaged while kept: {} of snapshot {} of {bucket}",
                         file.remote_path, snapshot.snapshot_id
                     )),

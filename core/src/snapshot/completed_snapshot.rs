@@ -23,8 +23,8 @@ pub const FILE_PATH_BYTES_MAX: usize = 4_096;
 
 const MAGIC: &[u8; 8] = b"KVTSNAPM";
 const FORMAT_VERSION: u16 = 1;
-/// Smallest encoding of one file: two empty strings, a size and a checksum.
-const FILE_BYTES_MIN: usize = 4 + 4 + 8 + 4;
+/// Smallest encoding of one file: two empty strings, a size and two checksums.
+const FILE_BYTES_MIN: usize = 4 + 4 + 8 + 4 + 32;
 
 /// One file of a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -36,6 +36,17 @@ pub struct SnapshotFile {
     pub size_bytes: u64,
     /// CRC-32C of its bytes, checked on every download.
     pub crc32c: u32,
+    /// SHA-256 of its bytes: the file's identity when a later snapshot reuses it. A CRC-32C
+    /// cannot be: every file that ends with a CRC-32C of what precedes it (a MemEngine run,
+    /// a manifest) has the same CRC-32C, the polynomial's residue, so two runs of one size
+    /// from different engines would pass for each other.
+    pub sha256: [u8; 32],
+}
+
+/// The SHA-256 of `bytes`, as [`SnapshotFile::sha256`] records it.
+pub fn content_sha256(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
 }
 
 /// The remote files of one bucket's engine at `log_offset`.
@@ -105,6 +116,7 @@ impl CompletedSnapshot {
                 writer.sized(file.local_name.as_bytes());
                 writer.u64(file.size_bytes);
                 writer.u32(file.crc32c);
+                writer.raw(&file.sha256);
             }
         }
     }
@@ -193,7 +205,9 @@ fn decode_files(reader: &mut ByteReader<'_>) -> Result<Vec<SnapshotFile>, Snapsh
         let local_name = decode_path(reader, "local name")?;
         let size_bytes = reader.u64("file size")?;
         let crc32c = reader.u32("file checksum")?;
-        files.push(SnapshotFile { remote_path, local_name, size_bytes, crc32c });
+        let mut sha256 = [0u8; 32];
+        sha256.copy_from_slice(reader.take(32, "file hash")?);
+        files.push(SnapshotFile { remote_path, local_name, size_bytes, crc32c, sha256 });
     }
     Ok(files)
 }
@@ -268,12 +282,14 @@ mod tests {
                 local_name: "000007.memrun".into(),
                 size_bytes: 4_096,
                 crc32c: 0xdead_beef,
+                sha256: content_sha256(b"run"),
             }],
             private_files: vec![SnapshotFile {
                 remote_path: format!("{}/MEMMANIFEST", snapshot_dir(bucket, snapshot_id)),
                 local_name: "MEMMANIFEST".into(),
                 size_bytes: 80,
                 crc32c: 7,
+                sha256: content_sha256(b"manifest"),
             }],
         }
     }

@@ -54,6 +54,20 @@ impl SnapshotCommitter for RpcSnapshotCommitter {
         .boxed()
     }
 
+    fn latest(
+        &self,
+        bucket: TableBucket,
+    ) -> BoxFuture<'static, Result<Option<CompletedSnapshot>, CommitterError>> {
+        let call = self.call(Request::GetLatestKvSnapshot { bucket });
+        async move {
+            match call.await? {
+                Response::LatestKvSnapshot(latest) => Ok(latest.map(|snapshot| *snapshot)),
+                other => Err(CommitterError::NoAnswer(format!("answered {}", other.kind()))),
+            }
+        }
+        .boxed()
+    }
+
     fn commit(&self, snapshot: CompletedSnapshot) -> BoxFuture<'static, Result<(), CommitterError>> {
         let call = self.call(Request::CommitKvSnapshot { snapshot: Box::new(snapshot) });
         async move {

@@ -62,12 +62,29 @@ pub fn run_snapshot_loop(
         let name = format!("clear snapshot checkpoints node{} {}", env.node_id, kv.bucket().dir_name());
         let _ = run_blocking(&env.executor, &env.ledger, name, move || fs.remove_dir_all(&leftovers))
             .await;
+        // The bucket's latest committed snapshot, asked of the coordinator at the first tick
+        // (again at the next while it does not answer): a term's first snapshot is skipped when
+        // nothing was flushed since, and reuses its files where this engine still has them (a
+        // leader that leads again, or a restart on the same disk).
         let mut previous: Option<CompletedSnapshot> = None;
+        let mut previous_known = false;
         loop {
             let deadline_ms = env.clock.now_mono_ms().saturating_add(schedule.interval_ms);
             env.clock.sleep_until(deadline_ms).await;
             if kv.is_closed() {
                 return;
+            }
+            if !previous_known {
+                match schedule.committer.latest(kv.bucket()).await {
+                    Ok(latest) => {
+                        previous = latest;
+                        previous_known = true;
+                    }
+                    Err(error) => {
+                        tracing::info!(bucket = %kv.bucket(), %error, "latest kv snapshot unknown; asked again at the next tick");
+                        continue;
+                    }
+                }
             }
             match take_snapshot(&env, &kv, &schedule.committer, previous.as_ref(), &schedule.upload)
                 .await

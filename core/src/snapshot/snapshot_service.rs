@@ -68,6 +68,10 @@ impl SnapshotService {
                     Err(refusal) => (Response::KvSnapshotRefused(refusal.error), refusal.cleanup),
                 }
             }
+            Request::GetLatestKvSnapshot { bucket } => (
+                Response::LatestKvSnapshot(self.store.latest(*bucket).map(Box::new)),
+                Cleanup::default(),
+            ),
             _ => return None,
         };
         Some(answer)

@@ -499,7 +499,13 @@ mod tests {
     }
 
     fn file(remote_path: String, local_name: &str) -> SnapshotFile {
-        SnapshotFile { remote_path, local_name: local_name.into(), size_bytes: 10, crc32c: 1 }
+        SnapshotFile {
+            remote_path,
+            local_name: local_name.into(),
+            size_bytes: 10,
+            crc32c: 1,
+            sha256: [7; 32],
+        }
     }
 
     /// A snapshot that uploads `fresh` shared files and reuses `reused` ones.

@@ -7,7 +7,7 @@
 //!   ([`KvTablet::checkpoint_blocking`]), and the checkpoint is verified against the
 //!   engine's own checksums before anything of it is uploaded.
 //! - An immutable engine file ([`crate::engine::KvEngineFactory::is_immutable_file`]) already
-//!   in the previous committed snapshot under the same name, size and checksum is reused,
+//!   in the previous committed snapshot under the same name, size and SHA-256 is reused,
 //!   not uploaded again; every other file is uploaded, immutable ones to the bucket's
 //!   `shared/` area under this snapshot's id, private ones to the snapshot's directory.
 //! - Transient remote failures are retried with a doubling backoff, a bounded number of
@@ -32,7 +32,7 @@ use crate::kv::kv_tablet::KvTablet;
 use crate::ledger::ResourceKind;
 use crate::mutant::Mutant;
 use crate::snapshot::completed_snapshot::{
-    bucket_dir, shared_file_path, snapshot_dir, CompletedSnapshot, SnapshotFile,
+    bucket_dir, content_sha256, shared_file_path, snapshot_dir, CompletedSnapshot, SnapshotFile,
     METADATA_FILE_NAME, SNAPSHOT_FILES_MAX,
 };
 use crate::snapshot::snapshot_store::SnapshotStoreError;
@@ -48,6 +48,11 @@ pub trait SnapshotCommitter: Send + Sync + 'static {
     ) -> BoxFuture<'static, Result<u64, CommitterError>>;
     /// Commits `snapshot` under its leader epoch. Idempotent.
     fn commit(&self, snapshot: CompletedSnapshot) -> BoxFuture<'static, Result<(), CommitterError>>;
+    /// The bucket's latest committed snapshot, if any.
+    fn latest(
+        &self,
+        bucket: TableBucket,
+    ) -> BoxFuture<'static, Result<Option<CompletedSnapshot>, CommitterError>>;
 }
 
 /// A coordinator call's failure.
@@ -122,6 +127,7 @@ struct LocalFile {
     name: String,
     bytes: Vec<u8>,
     crc32c: u32,
+    sha256: [u8; 32],
 }
 
 /// Takes one snapshot of `tablet`'s engine, unless nothing was flushed since `previous` (the
@@ -202,7 +208,7 @@ async fn checkpoint_upload_commit(
             previous.shared_files.iter().find(|shared| {
                 shared.local_name == file.name
                     && shared.size_bytes == size_bytes
-                    && shared.crc32c == file.crc32c
+                    && shared.sha256 == file.sha256
             })
         });
         if let Some(reused) = reused {
@@ -216,8 +222,13 @@ async fn checkpoint_upload_commit(
         };
         put_with_retry(env, config, &remote_path, file.bytes).await?;
         fresh_paths.push(remote_path.clone());
-        let uploaded =
-            SnapshotFile { remote_path, local_name: file.name, size_bytes, crc32c: file.crc32c };
+        let uploaded = SnapshotFile {
+            remote_path,
+            local_name: file.name,
+            size_bytes,
+            crc32c: file.crc32c,
+            sha256: file.sha256,
+        };
         if immutable {
             snapshot.shared_files.push(uploaded);
         } else {
@@ -273,7 +284,8 @@ async fn checkpoint_and_read(
         for name in names {
             let bytes = fs.read(&format!("{dir}/{name}")).map_err(SnapshotError::Local)?;
             let crc32c = crc32c::crc32c(&bytes);
-            files.push(LocalFile { name, bytes, crc32c });
+            let sha256 = content_sha256(&bytes);
+            files.push(LocalFile { name, bytes, crc32c, sha256 });
         }
         Ok((log_offset, files))
     })

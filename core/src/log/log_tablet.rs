@@ -934,8 +934,22 @@ impl LogTablet {
     }
 }
 
+/// `{dir}/{base_offset:020}.log`, built without the formatting machinery: a reopen builds
+/// one per segment.
 fn segment_path(dir: &str, base_offset: u64) -> String {
-    format!("{dir}/{base_offset:020}{SEGMENT_SUFFIX}")
+    // u64::MAX has 20 digits, so 20 zero-padded digits hold every offset.
+    let mut digits = [b'0'; 20];
+    let mut rest = base_offset;
+    for digit in digits.iter_mut().rev() {
+        *digit = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    let mut path = String::with_capacity(dir.len() + 1 + digits.len() + SEGMENT_SUFFIX.len());
+    path.push_str(dir);
+    path.push('/');
+    path.extend(digits.iter().map(|digit| char::from(*digit)));
+    path.push_str(SEGMENT_SUFFIX);
+    path
 }
 
 fn load_segment(
@@ -953,6 +967,8 @@ fn load_segment(
         end_offset: base_offset,
         batches: BTreeMap::new(),
     };
+    // In ascending offset order; built into the map at once at the end.
+    let mut batches = Vec::new();
     let mut position = 0usize;
     while position < bytes.len() {
         match decode_batch_without_records(&bytes[position..]) {
@@ -969,7 +985,7 @@ fn load_segment(
                 if let Some(writer) = batch.writer {
                     writers.record(writer, batch.base_offset, batch.end_offset());
                 }
-                segment.batches.insert(
+                batches.push((
                     batch.base_offset,
                     BatchPosition {
                         end_offset: batch.end_offset(),
@@ -978,7 +994,7 @@ fn load_segment(
                         position_bytes: position as u64,
                         len_bytes: len as u64,
                     },
-                );
+                ));
                 segment.end_offset = batch.end_offset();
                 position += len;
             }
@@ -999,6 +1015,7 @@ fn load_segment(
         }
     }
     segment.size_bytes = position as u64;
+    segment.batches = BTreeMap::from_iter(batches);
     Ok(segment)
 }
 
@@ -1029,4 +1046,19 @@ fn write_epoch(fs: &dyn LocalFs, dir: &str, leader_epoch: u32) -> Result<(), Log
     fs.sync(&temp_path)?;
     fs.rename(&temp_path, &format!("{dir}/{EPOCH_FILE}"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_paths_are_twenty_zero_padded_digits() {
+        for base_offset in [0, 7, 1234, 10_000_000_000, u64::MAX - 1, u64::MAX] {
+            assert_eq!(
+                segment_path("data/log/t1-b0", base_offset),
+                format!("data/log/t1-b0/{base_offset:020}{SEGMENT_SUFFIX}")
+            );
+        }
+    }
 }

@@ -529,7 +529,7 @@ impl World {
             "assign",
             format!(
                 "{} leader {:?} -> {:?} epoch {}",
-                bucket.dir_name(),
+                bucket.dir_name_display(),
                 assignment.previous,
                 assignment.leader,
                 assignment.leader_epoch
@@ -741,7 +741,7 @@ impl World {
         self.note(
             server.node_id(),
             "ttl-jump",
-            format!("to {target_ms} for session of {}", session.bucket.dir_name()),
+            format!("to {target_ms} for session of {}", session.bucket.dir_name_display()),
         );
         self.exec.advance_to(target_ms);
         self.checker.note_clock_jump();
@@ -756,7 +756,7 @@ impl World {
             Ok(start) => self.note(
                 COORDINATOR_NODE,
                 "retention",
-                format!("{} below {requested}: log start {start}", bucket.dir_name()),
+                format!("{} below {requested}: log start {start}", bucket.dir_name_display()),
             ),
             Err(error) => self.checker.violation(format!("retention on {bucket} failed: {error}")),
         }
@@ -862,7 +862,7 @@ impl World {
             let mut failed = Vec::new();
             for bucket in buckets {
                 if let Err(reason) = prober.write_and_read_back(bucket, deadline_ms).await {
-                    failed.push(format!("{}: {reason}", bucket.dir_name()));
+                    failed.push(format!("{}: {reason}", bucket.dir_name_display()));
                 }
             }
             *lock(&outcome) = Some(failed);

@@ -34,7 +34,7 @@ pub const RUN_FOR_MAX_STEPS: u64 = 50_000_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StepOutcome {
     /// Polled one task once.
-    Polled { task: TaskId, name: Arc<str>, node: NodeId, completed: bool },
+    Polled { task: TaskId, name: TaskName, node: NodeId, completed: bool },
     /// Nothing was ready: time jumped to the earliest timer, which woke `woken` wakers.
     AdvancedTime { to_mono_ms: u64, woken: usize },
     /// No task exists and no timer is set: the simulation has nothing left to do.
@@ -60,8 +60,52 @@ fn describe(pending: &[(String, NodeId)]) -> String {
     names.join(", ")
 }
 
+/// A task's name. The network's tasks (three per call) keep their parts and are formatted
+/// only when a name is shown (pending tasks, deadlock reports).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskName {
+    Text(Arc<str>),
+    /// `net {from}->{to} {kind}`, with ` response` for the reply's way back.
+    Wire { from: NodeId, to: NodeId, kind: &'static str, response: bool },
+    /// `rpc {kind} from {from}`: a request's handler.
+    Handler { kind: &'static str, from: NodeId },
+}
+
+impl std::fmt::Display for TaskName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TaskName::Text(text) => f.write_str(text),
+            TaskName::Wire { from, to, kind, response: false } => {
+                write!(f, "net {from}->{to} {kind}")
+            }
+            TaskName::Wire { from, to, kind, response: true } => {
+                write!(f, "net {from}->{to} {kind} response")
+            }
+            TaskName::Handler { kind, from } => write!(f, "rpc {kind} from {from}"),
+        }
+    }
+}
+
+impl From<Arc<str>> for TaskName {
+    fn from(text: Arc<str>) -> TaskName {
+        TaskName::Text(text)
+    }
+}
+
+impl From<String> for TaskName {
+    fn from(text: String) -> TaskName {
+        TaskName::Text(text.into())
+    }
+}
+
+impl From<&str> for TaskName {
+    fn from(text: &str) -> TaskName {
+        TaskName::Text(text.into())
+    }
+}
+
 struct TaskSlot {
-    name: Arc<str>,
+    name: TaskName,
     node: NodeId,
     /// `None` while the task is being polled.
     future: Option<BoxFuture<'static, ()>>,
@@ -223,7 +267,7 @@ impl SimExecutor {
     pub fn spawn(
         &self,
         node: NodeId,
-        name: impl Into<Arc<str>>,
+        name: impl Into<TaskName>,
         future: BoxFuture<'static, ()>,
     ) -> TaskId {
         let mut state = lock(&self.inner.sched);
@@ -464,7 +508,7 @@ impl SimExecutor {
     pub fn block_on<T: Send + 'static>(
         &self,
         node: NodeId,
-        name: impl Into<Arc<str>>,
+        name: impl Into<TaskName>,
         future: impl Future<Output = T> + Send + 'static,
         max_steps: u64,
     ) -> Result<T, SimError> {
@@ -493,7 +537,7 @@ impl SimExecutor {
     }
 }
 
-type Picked = (TaskId, Arc<str>, NodeId, Waker, BoxFuture<'static, ()>);
+type Picked = (TaskId, TaskName, NodeId, Waker, BoxFuture<'static, ()>);
 
 /// Takes a uniformly chosen ready task out of its slot for polling.
 fn pick_ready(state: &mut SchedState) -> Option<Picked> {
@@ -516,7 +560,7 @@ fn spawn_locked(
     inner: &Arc<Inner>,
     state: &mut SchedState,
     node: NodeId,
-    name: Arc<str>,
+    name: TaskName,
     future: BoxFuture<'static, ()>,
 ) -> TaskId {
     let task = state.next_task_id;

@@ -66,9 +66,17 @@ fn describe(pending: &[(String, NodeId)]) -> String {
 pub enum TaskName {
     Text(Arc<str>),
     /// `net {from}->{to} {kind}`, with ` response` for the reply's way back.
-    Wire { from: NodeId, to: NodeId, kind: &'static str, response: bool },
+    Wire {
+        from: NodeId,
+        to: NodeId,
+        kind: &'static str,
+        response: bool,
+    },
     /// `rpc {kind} from {from}`: a request's handler.
-    Handler { kind: &'static str, from: NodeId },
+    Handler {
+        kind: &'static str,
+        from: NodeId,
+    },
 }
 
 impl std::fmt::Display for TaskName {

@@ -722,10 +722,26 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, FsError> {
 }
 
 /// Whether `path` is "" or has no empty (a leading, trailing or doubled "/"), "." or ".."
-/// component.
+/// component. One pass over the bytes: only a component that starts with "." needs a closer
+/// look.
 fn is_canonical(path: &str) -> bool {
-    path.is_empty()
-        || path.as_bytes().split(|byte| *byte == b'/').all(|c| !matches!(c, b"" | b"." | b".."))
+    let mut previous = b'/';
+    for byte in path.bytes() {
+        if previous == b'/' {
+            match byte {
+                b'/' => return false,
+                b'.' => return no_dot_components(path),
+                _ => {}
+            }
+        }
+        previous = byte;
+    }
+    previous != b'/' || path.is_empty()
+}
+
+/// Whether no component of `path` (which has no empty one) is "." or "..".
+fn no_dot_components(path: &str) -> bool {
+    path.split('/').all(|component| !matches!(component, "." | ".."))
 }
 
 #[cfg(test)]
@@ -745,6 +761,14 @@ mod tests {
         assert_eq!(normalize("").unwrap(), "");
         assert_eq!(normalize("/").unwrap(), "");
         assert!(normalize("a/../..").is_err());
+        for canonical in
+            ["", "a", "a/b", "data/log/t1-b0/00000000000000000042.log", ".a/b..", "a/...", "a.b/c"]
+        {
+            assert!(matches!(normalize(canonical).unwrap(), Cow::Borrowed(p) if p == canonical));
+        }
+        for other in ["/", "/a", "a/", "a//b", ".", "..", "./a", "a/.", "a/./b", "a/..", "a/../b"] {
+            assert!(!is_canonical(other), "{other:?}");
+        }
     }
 
     #[test]

@@ -947,7 +947,7 @@ fn segment_path(dir: &str, base_offset: u64) -> String {
     let mut path = String::with_capacity(dir.len() + 1 + digits.len() + SEGMENT_SUFFIX.len());
     path.push_str(dir);
     path.push('/');
-    path.extend(digits.iter().map(|digit| char::from(*digit)));
+    path.push_str(std::str::from_utf8(&digits).expect("ASCII digits"));
     path.push_str(SEGMENT_SUFFIX);
     path
 }

@@ -17,7 +17,7 @@ impl TableBucket {
 
     /// A directory name unique to this bucket, stable across restarts.
     pub fn dir_name(&self) -> String {
-        self.dir_name_display().to_string()
+        self.dir_name_display().to_plain_string()
     }
 
     /// [`TableBucket::dir_name`] for formatting into other text without building it first.
@@ -30,9 +30,32 @@ impl TableBucket {
 #[derive(Clone, Copy)]
 pub struct DirName(TableBucket);
 
+impl DirName {
+    /// The name as a `String`, written without padding.
+    fn to_plain_string(self) -> String {
+        let mut name = String::new();
+        // Writing into a String cannot fail.
+        let _ = self.write_plain(&mut name);
+        name
+    }
+
+    // Written piece by piece: task names and trace lines format this name by the thousand.
+    fn write_plain(self, out: &mut impl fmt::Write) -> fmt::Result {
+        let TableBucket { table_id, partition_id, bucket_id } = self.0;
+        out.write_str("t")?;
+        write_decimal(out, table_id)?;
+        if let Some(partition_id) = partition_id {
+            out.write_str("-p")?;
+            write_decimal(out, partition_id)?;
+        }
+        out.write_str("-b")?;
+        write_decimal(out, i64::from(bucket_id))
+    }
+}
+
 impl fmt::Debug for DirName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.to_string(), f)
+        fmt::Debug::fmt(&self.to_plain_string(), f)
     }
 }
 
@@ -40,14 +63,30 @@ impl fmt::Display for DirName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if f.width().is_some() || f.precision().is_some() {
             // Padding applies to the whole name.
-            return f.pad(&self.to_string());
+            return f.pad(&self.to_plain_string());
         }
-        let TableBucket { table_id, partition_id, bucket_id } = self.0;
-        match partition_id {
-            Some(partition_id) => write!(f, "t{table_id}-p{partition_id}-b{bucket_id}"),
-            None => write!(f, "t{table_id}-b{bucket_id}"),
+        self.write_plain(f)
+    }
+}
+
+/// Writes `value` as `Display` does (no padding), without the formatting machinery.
+fn write_decimal(out: &mut impl fmt::Write, value: i64) -> fmt::Result {
+    // |i64::MIN| has 19 digits.
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    let mut rest = value.unsigned_abs();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
         }
     }
+    if value < 0 {
+        out.write_str("-")?;
+    }
+    out.write_str(std::str::from_utf8(&digits[start..]).map_err(|_| fmt::Error)?)
 }
 
 impl fmt::Display for TableBucket {
@@ -75,6 +114,18 @@ mod tests {
         let partitioned = TableBucket { table_id: 1, partition_id: Some(12), bucket_id: 0 };
         assert_eq!(plain.dir_name(), "t3-b7");
         assert_eq!(partitioned.dir_name(), "t1-p12-b0");
+        let extremes = [
+            TableBucket { table_id: i64::MIN, partition_id: Some(i64::MAX), bucket_id: i32::MIN },
+            TableBucket { table_id: -1, partition_id: Some(-10), bucket_id: i32::MAX },
+            TableBucket { table_id: 1_000_000_007, partition_id: None, bucket_id: -3 },
+        ];
+        for bucket in extremes {
+            let expected = match bucket.partition_id {
+                Some(p) => format!("t{}-p{}-b{}", bucket.table_id, p, bucket.bucket_id),
+                None => format!("t{}-b{}", bucket.table_id, bucket.bucket_id),
+            };
+            assert_eq!(bucket.dir_name(), expected);
+        }
         for bucket in [plain, partitioned] {
             let name = bucket.dir_name();
             let display = bucket.dir_name_display();

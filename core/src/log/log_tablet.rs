@@ -214,7 +214,7 @@ impl LogTablet {
     ) -> Result<LogTablet, LogError> {
         assert!(config.segment_bytes_max > 0, "segment_bytes_max must be positive");
         fs.create_dir_all(&dir)?;
-        let leader_epoch = read_epoch(fs.as_ref(), &format!("{dir}/{EPOCH_FILE}"))?;
+        let leader_epoch = read_epoch(fs.as_ref(), &child_path(&dir, EPOCH_FILE, ""))?;
         let mut segment_bases: Vec<u64> = fs
             .list_dir(&dir)?
             .iter()
@@ -360,7 +360,7 @@ impl LogTablet {
                 self.settle(&mut state)?;
             }
             if let Err(error) = write_epoch(self.fs.as_ref(), &self.dir, leader_epoch) {
-                let path = format!("{}/{EPOCH_FILE}", self.dir);
+                let path = child_path(&self.dir, EPOCH_FILE, "");
                 return Err(self.stop(&mut state, &path, error));
             }
         }
@@ -934,6 +934,17 @@ impl LogTablet {
     }
 }
 
+/// `{dir}/{name}{suffix}`, built without the formatting machinery: every fence writes the
+/// epoch file through a temporary one.
+fn child_path(dir: &str, name: &str, suffix: &str) -> String {
+    let mut path = String::with_capacity(dir.len() + 1 + name.len() + suffix.len());
+    path.push_str(dir);
+    path.push('/');
+    path.push_str(name);
+    path.push_str(suffix);
+    path
+}
+
 /// `{dir}/{base_offset:020}.log`, built without the formatting machinery: a reopen builds
 /// one per segment.
 fn segment_path(dir: &str, base_offset: u64) -> String {
@@ -944,12 +955,7 @@ fn segment_path(dir: &str, base_offset: u64) -> String {
         *digit = b'0' + (rest % 10) as u8;
         rest /= 10;
     }
-    let mut path = String::with_capacity(dir.len() + 1 + digits.len() + SEGMENT_SUFFIX.len());
-    path.push_str(dir);
-    path.push('/');
-    path.push_str(std::str::from_utf8(&digits).expect("ASCII digits"));
-    path.push_str(SEGMENT_SUFFIX);
-    path
+    child_path(dir, std::str::from_utf8(&digits).expect("ASCII digits"), SEGMENT_SUFFIX)
 }
 
 fn load_segment(
@@ -1041,16 +1047,22 @@ fn write_epoch(fs: &dyn LocalFs, dir: &str, leader_epoch: u32) -> Result<(), Log
     let epoch_bytes = leader_epoch.to_le_bytes();
     let mut bytes = epoch_bytes.to_vec();
     bytes.extend_from_slice(&crc32c::crc32c(&epoch_bytes).to_le_bytes());
-    let temp_path = format!("{dir}/{EPOCH_FILE}.tmp");
+    let temp_path = child_path(dir, EPOCH_FILE, ".tmp");
     fs.write(&temp_path, &bytes)?;
     fs.sync(&temp_path)?;
-    fs.rename(&temp_path, &format!("{dir}/{EPOCH_FILE}"))?;
+    fs.rename(&temp_path, &child_path(dir, EPOCH_FILE, ""))?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn child_paths_join_with_a_slash() {
+        assert_eq!(child_path("data/log/t1-b0", EPOCH_FILE, ""), "data/log/t1-b0/leader-epoch");
+        assert_eq!(child_path("d", EPOCH_FILE, ".tmp"), format!("d/{EPOCH_FILE}.tmp"));
+    }
 
     #[test]
     fn segment_paths_are_twenty_zero_padded_digits() {

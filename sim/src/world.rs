@@ -527,7 +527,7 @@ impl World {
         self.note(
             COORDINATOR_NODE,
             "assign",
-            format!(
+            format_args!(
                 "{} leader {:?} -> {:?} epoch {}",
                 bucket.dir_name_display(),
                 assignment.previous,
@@ -948,9 +948,10 @@ impl World {
         }
     }
 
-    fn note(&self, node: NodeId, kind: &str, detail: String) {
+    /// Records a transition; `format_args!` formats it straight into the trace.
+    fn note(&self, node: NodeId, kind: &str, detail: impl std::fmt::Display) {
         let now = self.exec.now_mono_ms();
-        lock(&self.trace).record_transition(now, node, kind, &detail);
+        lock(&self.trace).record_transition(now, node, kind, detail);
     }
 }
 

@@ -165,6 +165,8 @@ mod tests {
         writer.i64(i64::MIN);
         writer.sized(b"abc");
         writer.count(2);
+        writer.u8(1);
+        writer.u8(2);
         let bytes = writer.into_bytes();
         let mut reader = ByteReader::new(&bytes);
         assert_eq!(reader.u8("a").unwrap(), 7);
@@ -174,7 +176,8 @@ mod tests {
         assert_eq!(reader.i32("e").unwrap(), -5);
         assert_eq!(reader.i64("f").unwrap(), i64::MIN);
         assert_eq!(reader.sized("g").unwrap(), b"abc");
-        assert_eq!(reader.count(0, "h").unwrap(), 2);
+        assert_eq!(reader.count(1, "h").unwrap(), 2);
+        assert_eq!(reader.take(2, "items").unwrap(), &[1, 2]);
         assert!(reader.is_empty());
     }
 

@@ -29,7 +29,29 @@ pub struct LiveResource {
 #[derive(Debug, Default)]
 struct LedgerState {
     next_id: u64,
-    live: BTreeMap<u64, (ResourceKind, String)>,
+    /// Owners of the live resources by kind, then by id (ids grow with registration), so that
+    /// a look at a few kinds does not walk the many tasks.
+    live: BTreeMap<ResourceKind, BTreeMap<u64, String>>,
+}
+
+impl LedgerState {
+    /// The live resources of the kinds `wanted` selects, in registration order.
+    fn collect(&self, wanted: impl Fn(ResourceKind) -> bool) -> Vec<LiveResource> {
+        let mut resources: Vec<LiveResource> = self
+            .live
+            .iter()
+            .filter(|(kind, _)| wanted(**kind))
+            .flat_map(|(kind, owners)| {
+                owners.iter().map(|(id, owner)| LiveResource {
+                    id: *id,
+                    kind: *kind,
+                    owner: owner.clone(),
+                })
+            })
+            .collect();
+        resources.sort_unstable_by_key(|resource| resource.id);
+        resources
+    }
 }
 
 /// Shared by every component of one process (or one simulated cluster).
@@ -48,40 +70,29 @@ impl Ledger {
         let mut state = lock(&self.state);
         state.next_id += 1;
         let id = state.next_id;
-        let previous = state.live.insert(id, (kind, owner.into()));
+        let previous = state.live.entry(kind).or_default().insert(id, owner.into());
         assert!(previous.is_none(), "ledger id {id} issued twice");
-        LedgerEntry { ledger: self.clone(), id }
+        LedgerEntry { ledger: self.clone(), id, kind }
     }
 
     /// Every live resource, in creation order.
     pub fn live(&self) -> Vec<LiveResource> {
-        let state = lock(&self.state);
-        state
-            .live
-            .iter()
-            .map(|(id, (kind, owner))| LiveResource { id: *id, kind: *kind, owner: owner.clone() })
-            .collect()
+        lock(&self.state).collect(|_| true)
     }
 
     /// The live resources of the given kinds, in registration order: what [`Ledger::live`]
     /// returns filtered, without copying the owners of the others (an audit that runs after
     /// every step of a simulation looks at engine resources among many tasks).
     pub fn live_of(&self, kinds: &[ResourceKind]) -> Vec<LiveResource> {
-        let state = lock(&self.state);
-        state
-            .live
-            .iter()
-            .filter(|(_, (kind, _))| kinds.contains(kind))
-            .map(|(id, (kind, owner))| LiveResource { id: *id, kind: *kind, owner: owner.clone() })
-            .collect()
+        lock(&self.state).collect(|kind| kinds.contains(&kind))
     }
 
     pub fn count(&self, kind: ResourceKind) -> usize {
-        lock(&self.state).live.values().filter(|(k, _)| *k == kind).count()
+        lock(&self.state).live.get(&kind).map_or(0, BTreeMap::len)
     }
 
-    fn release(&self, id: u64) {
-        let removed = lock(&self.state).live.remove(&id);
+    fn release(&self, id: u64, kind: ResourceKind) {
+        let removed = lock(&self.state).live.get_mut(&kind).and_then(|owners| owners.remove(&id));
         assert!(removed.is_some(), "ledger entry {id} released twice or never registered");
     }
 }
@@ -91,6 +102,7 @@ impl Ledger {
 pub struct LedgerEntry {
     ledger: Ledger,
     id: u64,
+    kind: ResourceKind,
 }
 
 impl LedgerEntry {
@@ -101,7 +113,7 @@ impl LedgerEntry {
 
 impl Drop for LedgerEntry {
     fn drop(&mut self) {
-        self.ledger.release(self.id);
+        self.ledger.release(self.id, self.kind);
     }
 }
 
@@ -140,6 +152,8 @@ mod tests {
         let owners: Vec<String> =
             ledger.live_of(&engine).into_iter().map(|resource| resource.owner).collect();
         assert_eq!(owners, ["iterator", "snapshot"]);
+        let all: Vec<String> = ledger.live().into_iter().map(|resource| resource.owner).collect();
+        assert_eq!(all, ["task", "iterator", "session", "snapshot"], "registration order");
         let expected: Vec<LiveResource> =
             ledger.live().into_iter().filter(|r| engine.contains(&r.kind)).collect();
         assert_eq!(ledger.live_of(&engine), expected);

@@ -174,7 +174,7 @@ impl Replica {
             let flush_task = Task::spawn(
                 &self.env.executor,
                 &self.env.ledger,
-                format!("flush node{} {}", self.env.node_id, self.bucket.dir_name()),
+                format!("flush node{} {}", self.env.node_id, self.bucket.dir_name_display()),
                 kv.clone().run_flush_loop(),
             );
             let snapshot_task = self.snapshots.clone().map(|schedule| {
@@ -201,7 +201,8 @@ impl Replica {
         let (env, config, log, stop) =
             (self.env.clone(), self.config, self.log.clone(), self.stop.clone());
         let (bucket, engine_dir) = (self.bucket, self.engine_dir.clone());
-        let name = format!("open term {leader_epoch} node{} {}", env.node_id, bucket.dir_name());
+        let name =
+            format!("open term {leader_epoch} node{} {}", env.node_id, bucket.dir_name_display());
         let (executor, ledger) = (env.executor.clone(), env.ledger.clone());
         let opening = run_blocking(&executor, &ledger, name, move || {
             catch_blocking_panic(|| {
@@ -351,7 +352,8 @@ impl Replica {
             return Ok(OpenedScan::Empty { log_offset });
         }
         let id = self.scanners.new_session_id();
-        let owner = format!("node{} scan {} {id}", self.env.node_id, self.bucket.dir_name());
+        let owner =
+            format!("node{} scan {} {id}", self.env.node_id, self.bucket.dir_name_display());
         let ledger_entry = self.env.ledger.register(ResourceKind::ScanSession, owner);
         let origin = SessionOrigin {
             id,

@@ -622,7 +622,7 @@ impl TabletServer {
         // not get a replica back, since its removal may already have taken its replicas.
         self.check_bucket(bucket)?;
         let log = self.logs.open(bucket)?;
-        let engine_dir = format!("kv/{}", bucket.dir_name());
+        let engine_dir = format!("kv/{}", bucket.dir_name_display());
         let replica = Arc::new(Replica::new(
             self.env.clone(),
             self.config.kv,

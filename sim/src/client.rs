@@ -277,7 +277,11 @@ impl Client {
                 self.checker.note(
                     self.node_id,
                     "resend-acked",
-                    format!("{} seq {} at {base_offset}", bucket.dir_name(), acked.batch_sequence),
+                    format!(
+                        "{} seq {} at {base_offset}",
+                        bucket.dir_name_display(),
+                        acked.batch_sequence
+                    ),
                 );
                 if !duplicate || (base_offset, end_offset) != (acked.base_offset, acked.end_offset)
                 {
@@ -379,7 +383,7 @@ impl Client {
             self.checker.note(
                 self.node_id,
                 "lookup",
-                format!("{} {found}/{} at {read_offset}", bucket.dir_name(), keys.len()),
+                format!("{} {found}/{} at {read_offset}", bucket.dir_name_display(), keys.len()),
             );
             self.checker.on_lookup(self.node_id, bucket, &keys, &values, read_offset, floor);
         }
@@ -398,7 +402,7 @@ impl Client {
             self.checker.note(
                 self.node_id,
                 "rows",
-                format!("{} {} rows at {read_offset}", bucket.dir_name(), values.len()),
+                format!("{} {} rows at {read_offset}", bucket.dir_name_display(), values.len()),
             );
             self.checker.on_rows(self.node_id, bucket, &query, &values, read_offset, floor);
         }
@@ -443,7 +447,12 @@ impl Client {
                     self.checker.note(
                         self.node_id,
                         "error",
-                        format!("{} {} {:?}", request.kind(), bucket.dir_name(), error.code),
+                        format!(
+                            "{} {} {:?}",
+                            request.kind(),
+                            bucket.dir_name_display(),
+                            error.code
+                        ),
                     );
                     self.checker.on_error(
                         &format!("client {} {} on {bucket}", self.node_id, request.kind()),

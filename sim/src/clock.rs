@@ -91,16 +91,20 @@ impl SimTime {
                 state.mono_ms = mono_ms;
             }
             let now_ms = state.mono_ms;
-            // Timers are keyed by deadline: everything before (now + 1, 0) is due.
-            let later = match now_ms.checked_add(1) {
-                Some(next_ms) => state.timers.split_off(&(next_ms, 0)),
-                None => BTreeMap::new(),
-            };
-            std::mem::replace(&mut state.timers, later)
+            // Timers are keyed by deadline: the due ones come first, in firing order (usually
+            // one or two, so they are taken off the front rather than split off).
+            let mut due = Vec::new();
+            while let Some(timer) = state.timers.first_entry() {
+                if timer.key().0 > now_ms {
+                    break;
+                }
+                due.push(timer.remove());
+            }
+            due
         };
         // Woken outside the lock: a waker may call back into the simulator.
         let count = due.len();
-        for waker in due.into_values() {
+        for waker in due {
             waker.wake();
         }
         count
@@ -116,21 +120,35 @@ impl SimTime {
         SimClock { time: self.clone(), node }
     }
 
-    /// Registers or refreshes the timer of a pending sleep; returns its key.
-    fn arm(&self, timer: Option<TimerKey>, deadline_mono_ms: u64, waker: &Waker) -> TimerKey {
+    /// Polls a sleep until `deadline_mono_ms` under one lock: `None` once the deadline has
+    /// passed (its timer, if any, taken out), else the key of its registered or refreshed
+    /// timer.
+    fn poll_sleep(
+        &self,
+        timer: Option<TimerKey>,
+        deadline_mono_ms: u64,
+        waker: &Waker,
+    ) -> Option<TimerKey> {
         let mut state = lock(&self.state);
+        if state.mono_ms >= deadline_mono_ms {
+            let removed = timer.and_then(|key| state.timers.remove(&key));
+            drop(state);
+            // Dropped after the lock is released: dropping a waker may run arbitrary code.
+            drop(removed);
+            return None;
+        }
         if let Some(key) = timer {
             if let Some(existing) = state.timers.get_mut(&key) {
                 if !existing.will_wake(waker) {
                     existing.clone_from(waker);
                 }
-                return key;
+                return Some(key);
             }
         }
         let key = (deadline_mono_ms, state.next_timer_seq);
         state.next_timer_seq += 1;
         state.timers.insert(key, waker.clone());
-        key
+        Some(key)
     }
 
     fn disarm(&self, key: TimerKey) {
@@ -159,15 +177,12 @@ impl Future for Sleep {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.time.now_mono_ms() >= self.deadline_mono_ms {
-            if let Some(key) = self.timer.take() {
-                self.time.disarm(key);
-            }
-            return Poll::Ready(());
+        let timer = self.time.poll_sleep(self.timer, self.deadline_mono_ms, cx.waker());
+        self.timer = timer;
+        match timer {
+            None => Poll::Ready(()),
+            Some(_) => Poll::Pending,
         }
-        let key = self.time.arm(self.timer, self.deadline_mono_ms, cx.waker());
-        self.timer = Some(key);
-        Poll::Pending
     }
 }
 

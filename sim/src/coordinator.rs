@@ -155,7 +155,7 @@ impl Coordinator {
             let rpc = self.rpc.clone();
             // Best effort: a deposed leader that never hears of it is fenced by the log anyway.
             self.spawn(
-                format!("notify-follower n{old} {}", bucket.dir_name()),
+                format!("notify-follower n{old} {}", bucket.dir_name_display()),
                 async move {
                     let _ = rpc.call(old, request, NOTIFY_TIMEOUT_MS).await;
                 }
@@ -166,7 +166,7 @@ impl Coordinator {
             let this = (self.rpc.clone(), self.clock.clone(), self.checker.clone());
             let still_current = self.epoch_probe(bucket, leader_epoch);
             self.spawn(
-                format!("notify-leader n{new} {}", bucket.dir_name()),
+                format!("notify-leader n{new} {}", bucket.dir_name_display()),
                 async move {
                     let (rpc, clock, checker) = this;
                     let mut backoff_ms = 20;

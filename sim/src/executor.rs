@@ -34,7 +34,7 @@ pub const RUN_FOR_MAX_STEPS: u64 = 50_000_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StepOutcome {
     /// Polled one task once.
-    Polled { task: TaskId, name: Arc<str>, node: NodeId, completed: bool },
+    Polled { task: TaskId, name: TaskName, node: NodeId, completed: bool },
     /// Nothing was ready: time jumped to the earliest timer, which woke `woken` wakers.
     AdvancedTime { to_mono_ms: u64, woken: usize },
     /// No task exists and no timer is set: the simulation has nothing left to do.
@@ -60,23 +60,151 @@ fn describe(pending: &[(String, NodeId)]) -> String {
     names.join(", ")
 }
 
+/// A task's name. The network's tasks (three per call) keep their parts and are formatted
+/// only when a name is shown (pending tasks, deadlock reports).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskName {
+    Text(Arc<str>),
+    /// `net {from}->{to} {kind}`, with ` response` for the reply's way back.
+    Wire {
+        from: NodeId,
+        to: NodeId,
+        kind: &'static str,
+        response: bool,
+    },
+    /// `rpc {kind} from {from}`: a request's handler.
+    Handler {
+        kind: &'static str,
+        from: NodeId,
+    },
+}
+
+impl std::fmt::Display for TaskName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TaskName::Text(text) => f.write_str(text),
+            TaskName::Wire { from, to, kind, response: false } => {
+                write!(f, "net {from}->{to} {kind}")
+            }
+            TaskName::Wire { from, to, kind, response: true } => {
+                write!(f, "net {from}->{to} {kind} response")
+            }
+            TaskName::Handler { kind, from } => write!(f, "rpc {kind} from {from}"),
+        }
+    }
+}
+
+impl From<Arc<str>> for TaskName {
+    fn from(text: Arc<str>) -> TaskName {
+        TaskName::Text(text)
+    }
+}
+
+impl From<String> for TaskName {
+    fn from(text: String) -> TaskName {
+        TaskName::Text(text.into())
+    }
+}
+
+impl From<&str> for TaskName {
+    fn from(text: &str) -> TaskName {
+        TaskName::Text(text.into())
+    }
+}
+
 struct TaskSlot {
-    name: Arc<str>,
+    id: TaskId,
+    name: TaskName,
     node: NodeId,
     /// `None` while the task is being polled.
     future: Option<BoxFuture<'static, ()>>,
     waker: Waker,
 }
 
+/// The live tasks, in slots that are reused once their task is gone. A task's waker and the
+/// ready set know its slot, so that neither a wake nor a pick searches for the task by id;
+/// every walk that the schedule depends on goes in task-id order.
+#[derive(Default)]
+struct TaskTable {
+    slots: Vec<Option<TaskSlot>>,
+    /// Slots free for reuse.
+    free: Vec<usize>,
+    live: usize,
+}
+
+impl TaskTable {
+    /// The slot the next insert fills.
+    fn next_slot(&self) -> usize {
+        self.free.last().copied().unwrap_or(self.slots.len())
+    }
+
+    /// Puts `task` into the slot [`TaskTable::next_slot`] named.
+    fn insert(&mut self, task: TaskSlot) -> usize {
+        self.live += 1;
+        match self.free.pop() {
+            Some(slot) => {
+                debug_assert!(self.slots[slot].is_none(), "a free slot is empty");
+                self.slots[slot] = Some(task);
+                slot
+            }
+            None => {
+                self.slots.push(Some(task));
+                self.slots.len() - 1
+            }
+        }
+    }
+
+    /// Task `id`, if it is still live (its slot may hold a later task).
+    fn get(&self, id: TaskId, slot: usize) -> Option<&TaskSlot> {
+        self.slots.get(slot)?.as_ref().filter(|task| task.id == id)
+    }
+
+    fn get_mut(&mut self, id: TaskId, slot: usize) -> Option<&mut TaskSlot> {
+        self.slots.get_mut(slot)?.as_mut().filter(|task| task.id == id)
+    }
+
+    fn remove(&mut self, id: TaskId, slot: usize) -> Option<TaskSlot> {
+        self.get(id, slot)?;
+        self.live -= 1;
+        self.free.push(slot);
+        self.slots[slot].take()
+    }
+
+    fn len(&self) -> usize {
+        self.live
+    }
+
+    fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// The live tasks, in slot order (not id order).
+    fn iter(&self) -> impl Iterator<Item = (usize, &TaskSlot)> {
+        self.slots.iter().enumerate().filter_map(|(slot, task)| Some((slot, task.as_ref()?)))
+    }
+
+    /// `(id, slot)` of every live task that `keep` selects, in id order.
+    fn ids_where(&self, keep: impl Fn(&TaskSlot) -> bool) -> Vec<(TaskId, usize)> {
+        let mut ids: Vec<(TaskId, usize)> = self
+            .iter()
+            .filter(|(_, task)| keep(task))
+            .map(|(slot, task)| (task.id, slot))
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+}
+
 struct SchedState {
-    tasks: BTreeMap<TaskId, TaskSlot>,
+    tasks: TaskTable,
     /// Woken tasks. Ordered, so that the index drawn by the scheduler maps to the same task on
     /// every run.
     ready: ReadySet,
     /// Nodes that are paused (a stop-the-world GC, a stalled VM): their tasks are not polled.
     paused: BTreeSet<NodeId>,
-    /// Woken tasks of paused nodes, made ready again when their node resumes.
-    parked: BTreeSet<TaskId>,
+    /// Woken tasks of paused nodes (with their slots), made ready again when their node
+    /// resumes.
+    parked: BTreeMap<TaskId, usize>,
     next_task_id: TaskId,
     /// Bumped by every crash of a node; handles of an older incarnation cannot spawn.
     incarnations: BTreeMap<NodeId, u64>,
@@ -125,6 +253,7 @@ impl std::fmt::Debug for SimExecutor {
 /// Wakes one task by putting its id back into the ready set.
 struct TaskWaker {
     task: TaskId,
+    slot: usize,
     /// Weak, because tasks (which the executor owns) hold their wakers.
     inner: Weak<Inner>,
 }
@@ -138,11 +267,11 @@ impl Wake for TaskWaker {
         if let Some(inner) = self.inner.upgrade() {
             let mut state = lock(&inner.sched);
             // A finished or killed task stays finished.
-            if let Some(slot) = state.tasks.get(&self.task) {
-                if state.paused.contains(&slot.node) {
-                    state.parked.insert(self.task);
+            if let Some(task) = state.tasks.get(self.task, self.slot) {
+                if state.paused.contains(&task.node) {
+                    state.parked.insert(self.task, self.slot);
                 } else {
-                    state.ready.insert(self.task);
+                    state.ready.insert(self.task, self.slot);
                 }
             }
         }
@@ -160,10 +289,10 @@ impl SimExecutor {
         SimExecutor {
             inner: Arc::new(Inner {
                 sched: Mutex::new(SchedState {
-                    tasks: BTreeMap::new(),
+                    tasks: TaskTable::default(),
                     ready: ReadySet::default(),
                     paused: BTreeSet::new(),
-                    parked: BTreeSet::new(),
+                    parked: BTreeMap::new(),
                     next_task_id: 0,
                     incarnations: BTreeMap::new(),
                     sched: streams.stream("sched"),
@@ -223,7 +352,7 @@ impl SimExecutor {
     pub fn spawn(
         &self,
         node: NodeId,
-        name: impl Into<Arc<str>>,
+        name: impl Into<TaskName>,
         future: BoxFuture<'static, ()>,
     ) -> TaskId {
         let mut state = lock(&self.inner.sched);
@@ -263,18 +392,13 @@ impl SimExecutor {
         let killed: Vec<TaskSlot> = {
             let mut state = lock(&self.inner.sched);
             *state.incarnations.entry(node).or_insert(0) += 1;
-            let ids: Vec<TaskId> = state
-                .tasks
-                .iter()
-                .filter(|(_, slot)| slot.node == node)
-                .map(|(id, _)| *id)
-                .collect();
+            let ids = state.tasks.ids_where(|task| task.node == node);
             let mut killed = Vec::with_capacity(ids.len());
-            for id in ids {
+            for (id, slot) in ids {
                 state.ready.remove(&id);
                 state.parked.remove(&id);
-                if let Some(slot) = state.tasks.remove(&id) {
-                    killed.push(slot);
+                if let Some(task) = state.tasks.remove(id, slot) {
+                    killed.push(task);
                 }
             }
             killed
@@ -292,15 +416,15 @@ impl SimExecutor {
     pub fn pause_node(&self, node: NodeId) {
         let mut state = lock(&self.inner.sched);
         state.paused.insert(node);
-        let of_node: Vec<TaskId> = state
+        let of_node: Vec<(TaskId, usize)> = state
             .ready
-            .iter()
+            .entries()
             .copied()
-            .filter(|id| state.tasks.get(id).is_some_and(|slot| slot.node == node))
+            .filter(|(id, slot)| state.tasks.get(*id, *slot).is_some_and(|task| task.node == node))
             .collect();
-        for id in of_node {
+        for (id, slot) in of_node {
             state.ready.remove(&id);
-            state.parked.insert(id);
+            state.parked.insert(id, slot);
         }
     }
 
@@ -308,15 +432,15 @@ impl SimExecutor {
     pub fn resume_node(&self, node: NodeId) {
         let mut state = lock(&self.inner.sched);
         state.paused.remove(&node);
-        let of_node: Vec<TaskId> = state
+        let of_node: Vec<(TaskId, usize)> = state
             .parked
             .iter()
-            .copied()
-            .filter(|id| state.tasks.get(id).is_some_and(|slot| slot.node == node))
+            .map(|(id, slot)| (*id, *slot))
+            .filter(|(id, slot)| state.tasks.get(*id, *slot).is_some_and(|task| task.node == node))
             .collect();
-        for id in of_node {
+        for (id, slot) in of_node {
             state.parked.remove(&id);
-            state.ready.insert(id);
+            state.ready.insert(id, slot);
         }
     }
 
@@ -335,7 +459,7 @@ impl SimExecutor {
 
     /// Tasks of `node` alive now.
     pub fn task_count_of(&self, node: NodeId) -> usize {
-        lock(&self.inner.sched).tasks.values().filter(|slot| slot.node == node).count()
+        lock(&self.inner.sched).tasks.iter().filter(|(_, task)| task.node == node).count()
     }
 
     pub fn ready_count(&self) -> usize {
@@ -359,10 +483,10 @@ impl SimExecutor {
             state.steps += 1;
             pick_ready(&mut state)
         };
-        let Some((task, name, node, waker, future)) = picked else {
+        let Some((task, slot, name, node, waker, future)) = picked else {
             return self.step_idle();
         };
-        let mut guard = PollGuard { inner: &self.inner, task, armed: true };
+        let mut guard = PollGuard { inner: &self.inner, task, slot, armed: true };
         let mut future = future;
         let poll = future.as_mut().poll(&mut Context::from_waker(&waker));
         guard.armed = false;
@@ -373,9 +497,9 @@ impl SimExecutor {
             if completed {
                 state.ready.remove(&task);
                 state.parked.remove(&task);
-                state.tasks.remove(&task).map(|slot| slot.future)
+                state.tasks.remove(task, slot).map(|slot| slot.future)
             } else {
-                match state.tasks.get_mut(&task) {
+                match state.tasks.get_mut(task, slot) {
                     Some(slot) => {
                         debug_assert!(
                             slot.future.is_none(),
@@ -464,7 +588,7 @@ impl SimExecutor {
     pub fn block_on<T: Send + 'static>(
         &self,
         node: NodeId,
-        name: impl Into<Arc<str>>,
+        name: impl Into<TaskName>,
         future: impl Future<Output = T> + Send + 'static,
         max_steps: u64,
     ) -> Result<T, SimError> {
@@ -493,7 +617,7 @@ impl SimExecutor {
     }
 }
 
-type Picked = (TaskId, Arc<str>, NodeId, Waker, BoxFuture<'static, ()>);
+type Picked = (TaskId, usize, TaskName, NodeId, Waker, BoxFuture<'static, ()>);
 
 /// Takes a uniformly chosen ready task out of its slot for polling.
 fn pick_ready(state: &mut SchedState) -> Option<Picked> {
@@ -502,12 +626,12 @@ fn pick_ready(state: &mut SchedState) -> Option<Picked> {
         return None;
     }
     let index = usize::try_from(state.sched.below(ready_count)).ok()?;
-    let task = state.ready.remove_nth(index)?;
+    let (task, slot) = state.ready.remove_nth(index)?;
     // Wakers only mark live tasks ready, and removal clears the ready mark, so a ready task
     // has a slot; only one task is polled at a time, so its future is there.
-    let slot = state.tasks.get_mut(&task).expect("a ready task is live");
-    let future = slot.future.take().expect("a ready task is not being polled");
-    let picked = (task, slot.name.clone(), slot.node, slot.waker.clone(), future);
+    let live = state.tasks.get_mut(task, slot).expect("a ready task is live");
+    let future = live.future.take().expect("a ready task is not being polled");
+    let picked = (task, slot, live.name.clone(), live.node, live.waker.clone(), future);
     state.polling = true;
     Some(picked)
 }
@@ -516,31 +640,36 @@ fn spawn_locked(
     inner: &Arc<Inner>,
     state: &mut SchedState,
     node: NodeId,
-    name: Arc<str>,
+    name: TaskName,
     future: BoxFuture<'static, ()>,
 ) -> TaskId {
     let task = state.next_task_id;
     state.next_task_id += 1;
-    let waker = Waker::from(Arc::new(TaskWaker { task, inner: Arc::downgrade(inner) }));
-    let previous = state.tasks.insert(task, TaskSlot { name, node, future: Some(future), waker });
-    assert!(previous.is_none(), "task id {task} issued twice");
+    let slot = state.tasks.next_slot();
+    let waker = Waker::from(Arc::new(TaskWaker { task, slot, inner: Arc::downgrade(inner) }));
+    let filled = state.tasks.insert(TaskSlot { id: task, name, node, future: Some(future), waker });
+    assert_eq!(filled, slot, "task {task} goes where its waker points");
     // A new task is ready: its first poll starts it (once its node runs).
     if state.paused.contains(&node) {
-        state.parked.insert(task);
+        state.parked.insert(task, slot);
     } else {
-        state.ready.insert(task);
+        state.ready.insert(task, slot);
     }
     task
 }
 
 fn pending_locked(state: &SchedState) -> Vec<(String, NodeId)> {
-    state.tasks.values().map(|slot| (slot.name.to_string(), slot.node)).collect()
+    // In spawn order: task ids are handed out in order.
+    let mut tasks: Vec<(TaskId, &TaskSlot)> = state.tasks.iter().map(|(_, t)| (t.id, t)).collect();
+    tasks.sort_unstable_by_key(|(id, _)| *id);
+    tasks.into_iter().map(|(_, task)| (task.name.to_string(), task.node)).collect()
 }
 
 /// Cleans up when a polled task panics: the task is gone and the executor is usable again.
 struct PollGuard<'a> {
     inner: &'a Arc<Inner>,
     task: TaskId,
+    slot: usize,
     armed: bool,
 }
 
@@ -552,7 +681,7 @@ impl Drop for PollGuard<'_> {
                 state.polling = false;
                 state.ready.remove(&self.task);
                 state.parked.remove(&self.task);
-                state.tasks.remove(&self.task)
+                state.tasks.remove(self.task, self.slot)
             };
             drop(removed);
         }

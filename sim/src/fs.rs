@@ -26,7 +26,9 @@
 //! A slow disk is not modelled: `LocalFs` is synchronous, so a disk operation cannot take
 //! virtual time without making the trait async (issue 8, item 2).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 use std::sync::{Arc, Mutex};
 
 use kvtablet_core::env::{FsError, LocalFs};
@@ -269,8 +271,9 @@ impl FsState {
         }
         if !self.files.contains_key(path) {
             self.parent_must_be_dir(path)?;
+            return Ok(self.files.entry(path.to_string()).or_insert_with(SimFile::new_unsynced));
         }
-        Ok(self.files.entry(path.to_string()).or_insert_with(SimFile::new_unsynced))
+        Ok(self.files.get_mut(path).expect("the file exists"))
     }
 
     fn has_children(&self, dir: &str) -> bool {
@@ -403,8 +406,9 @@ impl SimFs {
     /// whose directory entry is not durable yet).
     pub fn durable_len(&self, path: &str) -> u64 {
         let Ok(path) = normalize(path) else { return 0 };
+        let path: &str = &path;
         let state = lock(&self.state);
-        let Some(file) = state.files.get(&path).filter(|file| file.entry_durable) else {
+        let Some(file) = state.files.get(path).filter(|file| file.entry_durable) else {
             return 0;
         };
         let durable = match &file.unsynced {
@@ -425,7 +429,13 @@ impl SimFs {
 impl LocalFs for SimFs {
     fn create_dir_all(&self, path: &str) -> Result<(), FsError> {
         let path = normalize(path)?;
+        let path: &str = &path;
         let mut state = lock(&self.state);
+        // Every ancestor of a directory is a directory, and no file has a directory's path: an
+        // existing directory needs nothing.
+        if state.is_dir(path) {
+            return Ok(());
+        }
         let mut prefix = String::new();
         for component in path.split('/').filter(|c| !c.is_empty()) {
             if !prefix.is_empty() {
@@ -442,11 +452,12 @@ impl LocalFs for SimFs {
 
     fn list_dir(&self, path: &str) -> Result<Vec<String>, FsError> {
         let path = normalize(path)?;
+        let path: &str = &path;
         let state = lock(&self.state);
-        if !state.is_dir(&path) {
-            return Err(match state.files.contains_key(&path) {
+        if !state.is_dir(path) {
+            return Err(match state.files.contains_key(path) {
                 true => FsError::Io(format!("{path} is not a directory")),
-                false => FsError::NotFound(path),
+                false => FsError::NotFound(path.to_string()),
             });
         }
         let prefix = if path.is_empty() { String::new() } else { format!("{path}/") };
@@ -454,41 +465,51 @@ impl LocalFs for SimFs {
             let rest = child.strip_prefix(&prefix)?;
             (!rest.is_empty() && !rest.contains('/')).then(|| rest.to_string())
         };
-        // Paths are sorted, so the directory's descendants are one range from its prefix.
+        // Paths are sorted, so the directory's descendants are one range from its prefix, and
+        // its direct children come out of each map sorted and distinct.
         let under = |key: &&String| key.starts_with(&prefix);
-        let mut names: BTreeSet<String> = state
+        let from = (Bound::Included(prefix.as_str()), Bound::Unbounded);
+        let mut names: Vec<String> = state
             .files
-            .range(prefix.clone()..)
+            .range::<str, _>(from)
             .map(|(key, _)| key)
             .take_while(under)
             .filter_map(direct_child)
             .collect();
-        names.extend(state.dirs.range(prefix.clone()..).take_while(under).filter_map(direct_child));
-        Ok(names.into_iter().collect())
+        let files = names.len();
+        names.extend(state.dirs.range::<str, _>(from).take_while(under).filter_map(direct_child));
+        if files > 0 && names.len() > files {
+            names.sort_unstable();
+            names.dedup();
+        }
+        Ok(names)
     }
 
     fn exists(&self, path: &str) -> bool {
         let Ok(path) = normalize(path) else { return false };
+        let path: &str = &path;
         let state = lock(&self.state);
-        state.is_dir(&path) || state.files.contains_key(&path)
+        state.is_dir(path) || state.files.contains_key(path)
     }
 
     fn append(&self, path: &str, bytes: &[u8]) -> Result<(), FsError> {
         let path = normalize(path)?;
+        let path: &str = &path;
         if self.fires(FaultKind::DiskFull, |f| f.disk_full) {
             return Err(FsError::Io(format!("{path}: no space left on device (injected)")));
         }
-        lock(&self.state).file_or_create(&path)?.append(bytes);
+        lock(&self.state).file_or_create(path)?.append(bytes);
         Ok(())
     }
 
     fn write(&self, path: &str, bytes: &[u8]) -> Result<(), FsError> {
         let path = normalize(path)?;
+        let path: &str = &path;
         if self.fires(FaultKind::DiskFull, |f| f.disk_full) {
             return Err(FsError::Io(format!("{path}: no space left on device (injected)")));
         }
         let mut state = lock(&self.state);
-        let file = state.file_or_create(&path)?;
+        let file = state.file_or_create(path)?;
         file.unsynced = Unsynced::Replaced(bytes.to_vec());
         file.rot.clear();
         Ok(())
@@ -496,6 +517,7 @@ impl LocalFs for SimFs {
 
     fn sync(&self, path: &str) -> Result<(), FsError> {
         let path = normalize(path)?;
+        let path: &str = &path;
         let fails = self.fires(FaultKind::FsyncFailure, |f| f.fsync_failure);
         let mut faults = lock(&self.faults);
         // Always the same draws while faults are on: (rot?, position, mask).
@@ -507,7 +529,7 @@ impl LocalFs for SimFs {
         });
         drop(faults);
         let mut state = lock(&self.state);
-        let file = state.file_mut(&path)?;
+        let file = state.file_mut(path)?;
         if fails {
             file.fail_sync();
             return Err(FsError::Io(format!("{path}: fsync failed (injected)")));
@@ -525,12 +547,13 @@ impl LocalFs for SimFs {
 
     fn read(&self, path: &str) -> Result<Vec<u8>, FsError> {
         let path = normalize(path)?;
+        let path: &str = &path;
         if self.fires(FaultKind::ReadError, |f| f.read_error) {
             return Err(FsError::Io(format!("{path}: read failed (injected)")));
         }
         let rot_visible = self.rot_visible();
         let state = lock(&self.state);
-        let file = state.file(&path)?;
+        let file = state.file(path)?;
         let mut bytes = file.visible();
         if rot_visible {
             file.rot_into(&mut bytes, 0);
@@ -545,12 +568,13 @@ impl LocalFs for SimFs {
         len_bytes: u64,
     ) -> Result<Vec<u8>, FsError> {
         let path = normalize(path)?;
+        let path: &str = &path;
         if self.fires(FaultKind::ReadError, |f| f.read_error) {
             return Err(FsError::Io(format!("{path}: read failed (injected)")));
         }
         let rot_visible = self.rot_visible();
         let state = lock(&self.state);
-        let file = state.file(&path)?;
+        let file = state.file(path)?;
         // Offsets beyond usize are beyond any in-memory file: they read as past the end.
         let offset = usize::try_from(offset_bytes).unwrap_or(usize::MAX);
         let len = usize::try_from(len_bytes).unwrap_or(usize::MAX);
@@ -563,13 +587,15 @@ impl LocalFs for SimFs {
 
     fn file_len(&self, path: &str) -> Result<u64, FsError> {
         let path = normalize(path)?;
-        Ok(lock(&self.state).file(&path)?.len_bytes() as u64)
+        let path: &str = &path;
+        Ok(lock(&self.state).file(path)?.len_bytes() as u64)
     }
 
     fn truncate(&self, path: &str, len_bytes: u64) -> Result<(), FsError> {
         let path = normalize(path)?;
+        let path: &str = &path;
         let mut state = lock(&self.state);
-        let file = state.file_mut(&path)?;
+        let file = state.file_mut(path)?;
         let len = usize::try_from(len_bytes).unwrap_or(usize::MAX);
         if len > file.len_bytes() {
             return Err(FsError::Io(format!(
@@ -582,8 +608,8 @@ impl LocalFs for SimFs {
     }
 
     fn rename(&self, from: &str, to: &str) -> Result<(), FsError> {
-        let from = normalize(from)?;
-        let to = normalize(to)?;
+        let from = normalize(from)?.into_owned();
+        let to = normalize(to)?.into_owned();
         if from.is_empty() || to.is_empty() {
             return Err(FsError::Io("cannot rename the root directory".to_string()));
         }
@@ -640,24 +666,26 @@ impl LocalFs for SimFs {
 
     fn remove_file(&self, path: &str) -> Result<(), FsError> {
         let path = normalize(path)?;
+        let path: &str = &path;
         let mut state = lock(&self.state);
-        if state.is_dir(&path) {
+        if state.is_dir(path) {
             return Err(FsError::Io(format!("{path} is a directory")));
         }
-        state.files.remove(&path);
+        state.files.remove(path);
         Ok(())
     }
 
     fn remove_dir_all(&self, path: &str) -> Result<(), FsError> {
         let path = normalize(path)?;
+        let path: &str = &path;
         if path.is_empty() {
             return Err(FsError::Io("cannot remove the root directory".to_string()));
         }
         let mut state = lock(&self.state);
-        if state.files.contains_key(&path) {
+        if state.files.contains_key(path) {
             return Err(FsError::Io(format!("{path} is not a directory")));
         }
-        state.remove_tree(&path);
+        state.remove_tree(path);
         Ok(())
     }
 
@@ -673,10 +701,10 @@ fn parent_of(path: &str) -> &str {
 
 /// Canonical form of a relative path: no empty, "." or ".." components, no leading or trailing
 /// "/". The root is "". A path that climbs above the root is refused.
-pub fn normalize(path: &str) -> Result<String, FsError> {
-    // Already canonical (a leading or trailing "/" makes an empty component): no rebuild.
-    if path.is_empty() || path.split('/').all(|component| !matches!(component, "" | "." | "..")) {
-        return Ok(path.to_string());
+/// A path that is already canonical (every path the log and the engine use) is borrowed as is.
+pub fn normalize(path: &str) -> Result<Cow<'_, str>, FsError> {
+    if is_canonical(path) {
+        return Ok(Cow::Borrowed(path));
     }
     let mut components: Vec<&str> = Vec::new();
     for component in path.split('/') {
@@ -690,7 +718,30 @@ pub fn normalize(path: &str) -> Result<String, FsError> {
             name => components.push(name),
         }
     }
-    Ok(components.join("/"))
+    Ok(Cow::Owned(components.join("/")))
+}
+
+/// Whether `path` is "" or has no empty (a leading, trailing or doubled "/"), "." or ".."
+/// component. One pass over the bytes: only a component that starts with "." needs a closer
+/// look.
+fn is_canonical(path: &str) -> bool {
+    let mut previous = b'/';
+    for byte in path.bytes() {
+        if previous == b'/' {
+            match byte {
+                b'/' => return false,
+                b'.' => return no_dot_components(path),
+                _ => {}
+            }
+        }
+        previous = byte;
+    }
+    previous != b'/' || path.is_empty()
+}
+
+/// Whether no component of `path` (which has no empty one) is "." or "..".
+fn no_dot_components(path: &str) -> bool {
+    path.split('/').all(|component| !matches!(component, "." | ".."))
 }
 
 #[cfg(test)]
@@ -710,6 +761,14 @@ mod tests {
         assert_eq!(normalize("").unwrap(), "");
         assert_eq!(normalize("/").unwrap(), "");
         assert!(normalize("a/../..").is_err());
+        for canonical in
+            ["", "a", "a/b", "data/log/t1-b0/00000000000000000042.log", ".a/b..", "a/...", "a.b/c"]
+        {
+            assert!(matches!(normalize(canonical).unwrap(), Cow::Borrowed(p) if p == canonical));
+        }
+        for other in ["/", "/a", "a/", "a//b", ".", "..", "./a", "a/.", "a/./b", "a/..", "a/../b"] {
+            assert!(!is_canonical(other), "{other:?}");
+        }
     }
 
     #[test]

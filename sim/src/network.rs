@@ -24,7 +24,7 @@ use kvtablet_core::env::{Rpc, RpcError, RpcHandler};
 use kvtablet_core::message::{NodeId, Request, Response};
 
 use crate::clock::lock;
-use crate::executor::SimExecutor;
+use crate::executor::{SimExecutor, TaskName};
 use crate::prng::{Prng, Ratio, Streams};
 
 /// The pseudo-node that owns messages in flight. Killing it loses every message in flight.
@@ -277,7 +277,7 @@ impl SimNetwork {
     ) {
         let network = self.clone();
         let kind = request.kind();
-        let name = format!("rpc {kind} from {from}");
+        let name = TaskName::Handler { kind, from };
         self.executor.spawn(
             target,
             name,
@@ -290,7 +290,7 @@ impl SimNetwork {
                 let wire = network.clone();
                 network.executor.spawn(
                     NETWORK_NODE,
-                    format!("net {target}->{from} {kind} response"),
+                    TaskName::Wire { from: target, to: from, kind, response: true },
                     async move {
                         wire.sleep_ms(fate.response_delay_ms).await;
                         if wire.response_arrives(target, from, fate.drop_response) {
@@ -360,7 +360,7 @@ impl Rpc for SimRpc {
             // Taken now, not when the wire task first runs: the connection is to this process.
             let sent_to_incarnation = network.executor.incarnation(target);
             let (reply, reply_received) = oneshot::channel();
-            let name = format!("net {from}->{target} {}", request.kind());
+            let name = TaskName::Wire { from, to: target, kind: request.kind(), response: false };
             let wire = network.clone().carry_request(
                 from,
                 target,

@@ -172,7 +172,7 @@ impl ScanClient {
             self.checker.note(
                 self.node_id,
                 "scan-open-error",
-                format!("{} {:?}", bucket.dir_name(), error.code),
+                format!("{} {:?}", bucket.dir_name_display(), error.code),
             );
             self.checker
                 .on_error(&format!("scan open by client {} on {bucket}", self.node_id), error);
@@ -196,7 +196,7 @@ impl ScanClient {
             self.checker.note(
                 self.node_id,
                 "scan-empty",
-                format!("{} at {log_offset}", bucket.dir_name()),
+                format!("{} at {log_offset}", bucket.dir_name_display()),
             );
             return self.finish_complete(server, bucket, log_offset, limit, &values).await;
         };
@@ -217,7 +217,7 @@ impl ScanClient {
         self.checker.note(
             self.node_id,
             "scan-open",
-            format!("{} n{server} id {} at {log_offset} size {batch_size_bytes} limit {limit:?} more {:?}", bucket.dir_name(), String::from_utf8_lossy(&session.id), response.has_more_results),
+            format!("{} n{server} id {} at {log_offset} size {batch_size_bytes} limit {limit:?} more {:?}", bucket.dir_name_display(), String::from_utf8_lossy(&session.id), response.has_more_results),
         );
         let ending = match self.prng.below(20) {
             0..=11 => Ending::Complete,
@@ -253,7 +253,7 @@ impl ScanClient {
                     self.checker.note(
                         self.node_id,
                         "scan-abandon",
-                        format!("{} after {pages} pages", session.bucket.dir_name()),
+                        format!("{} after {pages} pages", session.bucket.dir_name_display()),
                     );
                     self.abandoned.push(session);
                     return;
@@ -412,7 +412,7 @@ impl ScanClient {
         self.checker.note(
             self.node_id,
             "scan-error",
-            format!("{} {code:?}", session.bucket.dir_name()),
+            format!("{} {code:?}", session.bucket.dir_name_display()),
         );
         // A delayed network duplicate of an older continuation is out of order and ends the
         // session, as it must; where duplicates are on, a vanished session proves nothing.
@@ -526,7 +526,7 @@ impl ScanClient {
         self.checker.note(
             self.node_id,
             "scan-complete",
-            format!("{} {} rows at {log_offset}", bucket.dir_name(), values.len()),
+            format!("{} {} rows at {log_offset}", bucket.dir_name_display(), values.len()),
         );
         self.checker.on_scan_complete(bucket, log_offset, limit, values);
         if limit.is_some() || !self.prng.chance(Ratio::new(1, 2)) {
@@ -607,7 +607,7 @@ impl ScanClient {
             "scan-probe",
             format!(
                 "{} {:?} after {} ms",
-                session.bucket.dir_name(),
+                session.bucket.dir_name_display(),
                 code,
                 send_ms - session.last_valid_recv_ms
             ),
@@ -713,13 +713,13 @@ impl ScanClient {
                 self.checker.note(
                     self.node_id,
                     "bootstrap-dropped",
-                    format!("{} {error}", bucket.dir_name()),
+                    format!("{} {error}", bucket.dir_name_display()),
                 );
             }
             Ok(result) => {
                 let detail = format!(
                     "{} {} rows from {} to {}",
-                    bucket.dir_name(),
+                    bucket.dir_name_display(),
                     result.rows.len(),
                     result.snapshot_log_offset,
                     result.applied_until_offset
@@ -732,7 +732,7 @@ impl ScanClient {
                 self.checker.note(
                     self.node_id,
                     "bootstrap-restart",
-                    format!("{} {error}", bucket.dir_name()),
+                    format!("{} {error}", bucket.dir_name_display()),
                 );
                 self.leaders.forget(bucket);
             }

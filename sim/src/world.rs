@@ -570,9 +570,9 @@ impl World {
         self.note(
             COORDINATOR_NODE,
             "assign",
-            format!(
+            format_args!(
                 "{} leader {:?} -> {:?} epoch {}",
-                bucket.dir_name(),
+                bucket.dir_name_display(),
                 assignment.previous,
                 assignment.leader,
                 assignment.leader_epoch
@@ -784,7 +784,7 @@ impl World {
         self.note(
             server.node_id(),
             "ttl-jump",
-            format!("to {target_ms} for session of {}", session.bucket.dir_name()),
+            format!("to {target_ms} for session of {}", session.bucket.dir_name_display()),
         );
         self.exec.advance_to(target_ms);
         self.checker.note_clock_jump();
@@ -800,7 +800,7 @@ impl World {
             Ok(start) => self.note(
                 COORDINATOR_NODE,
                 "retention",
-                format!("{} below {requested}: log start {start}", bucket.dir_name()),
+                format!("{} below {requested}: log start {start}", bucket.dir_name_display()),
             ),
             Err(error) => self.checker.violation(format!("retention on {bucket} failed: {error}")),
         }
@@ -907,7 +907,7 @@ impl World {
             let mut failed = Vec::new();
             for bucket in buckets {
                 if let Err(reason) = prober.write_and_read_back(bucket, deadline_ms).await {
-                    failed.push(format!("{}: {reason}", bucket.dir_name()));
+                    failed.push(format!("{}: {reason}", bucket.dir_name_display()));
                 }
             }
             *lock(&outcome) = Some(failed);
@@ -1039,9 +1039,10 @@ impl World {
         }
     }
 
-    fn note(&self, node: NodeId, kind: &str, detail: String) {
+    /// Records a transition; `format_args!` formats it straight into the trace.
+    fn note(&self, node: NodeId, kind: &str, detail: impl std::fmt::Display) {
         let now = self.exec.now_mono_ms();
-        lock(&self.trace).record_transition(now, node, kind, &detail);
+        lock(&self.trace).record_transition(now, node, kind, detail);
     }
 }
 

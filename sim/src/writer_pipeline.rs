@@ -132,7 +132,7 @@ impl Burst {
                 "put-give-up",
                 format!(
                     "{} writer {:#x} batch {index}: {reason}",
-                    self.bucket.dir_name(),
+                    self.bucket.dir_name_display(),
                     self.writer_id
                 ),
             );
@@ -191,7 +191,7 @@ impl Burst {
                             "duplicate",
                             format!(
                                 "{} seq {} at {base_offset}",
-                                self.bucket.dir_name(),
+                                self.bucket.dir_name_display(),
                                 batch.batch_sequence
                             ),
                         );
@@ -222,7 +222,7 @@ impl Burst {
                         "put-out-of-order",
                         format!(
                             "{} seq {} waits for its predecessor",
-                            self.bucket.dir_name(),
+                            self.bucket.dir_name_display(),
                             batch.batch_sequence
                         ),
                     );
@@ -245,7 +245,7 @@ impl Burst {
                         "put-backpressure",
                         format!(
                             "{} seq {} resent after {backoff_ms} ms",
-                            self.bucket.dir_name(),
+                            self.bucket.dir_name_display(),
                             batch.batch_sequence
                         ),
                     );

@@ -324,8 +324,11 @@ impl KvTablet {
                         (outcome, SyncTicket::through(outcome.end_offset))
                     }
                     Prepared::Append(prepared) => {
-                        let name =
-                            format!("append node{} {}", this.env.node_id, this.bucket.dir_name());
+                        let name = format!(
+                            "append node{} {}",
+                            this.env.node_id,
+                            this.bucket.dir_name_display()
+                        );
                         let committer = this.clone();
                         run_blocking(&this.env.executor, &this.env.ledger, name, move || {
                             committer.write_put(prepared)
@@ -343,7 +346,7 @@ impl KvTablet {
             if this.log.is_synced_through(ticket) {
                 return Ok(outcome);
             }
-            let name = format!("sync node{} {}", this.env.node_id, this.bucket.dir_name());
+            let name = format!("sync node{} {}", this.env.node_id, this.bucket.dir_name_display());
             let log = this.log.clone();
             run_blocking(&this.env.executor, &this.env.ledger, name, move || {
                 log.sync_through(ticket)
@@ -642,7 +645,8 @@ impl KvTablet {
                 plan
             };
             let flushed_log_offset = plan.flushed_log_offset;
-            let name = format!("flush write node{} {}", self.env.node_id, self.bucket.dir_name());
+            let name =
+                format!("flush write node{} {}", self.env.node_id, self.bucket.dir_name_display());
             let this = self.clone();
             let fenced = !self.env.mutants.is_on(Mutant::DeposedFlushWriteLands);
             let written = run_blocking(&self.env.executor, &self.env.ledger, name, move || {

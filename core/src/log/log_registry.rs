@@ -82,7 +82,7 @@ impl LogRegistry {
         if let Some(refusal) = logs.refused.get(&bucket) {
             return Err(refusal.clone());
         }
-        let dir = format!("{}/log/{}", self.root_dir, bucket.dir_name());
+        let dir = format!("{}/log/{}", self.root_dir, bucket.dir_name_display());
         let mut log = match LogTablet::open(self.fs.clone(), dir, bucket, self.config, self.mutants)
         {
             Ok(log) => log,

@@ -216,7 +216,7 @@ impl LogTablet {
     ) -> Result<LogTablet, LogError> {
         assert!(config.segment_bytes_max > 0, "segment_bytes_max must be positive");
         fs.create_dir_all(&dir)?;
-        let leader_epoch = read_epoch(fs.as_ref(), &format!("{dir}/{EPOCH_FILE}"))?;
+        let leader_epoch = read_epoch(fs.as_ref(), &child_path(&dir, EPOCH_FILE, ""))?;
         let mut segment_bases: Vec<u64> = fs
             .list_dir(&dir)?
             .iter()
@@ -363,7 +363,7 @@ impl LogTablet {
                 self.settle(&mut state)?;
             }
             if let Err(error) = write_epoch(self.fs.as_ref(), &self.dir, leader_epoch) {
-                let path = format!("{}/{EPOCH_FILE}", self.dir);
+                let path = child_path(&self.dir, EPOCH_FILE, "");
                 return Err(self.stop(&mut state, &path, error));
             }
         }
@@ -950,8 +950,28 @@ impl LogTablet {
     }
 }
 
+/// `{dir}/{name}{suffix}`, built without the formatting machinery: every fence writes the
+/// epoch file through a temporary one.
+fn child_path(dir: &str, name: &str, suffix: &str) -> String {
+    let mut path = String::with_capacity(dir.len() + 1 + name.len() + suffix.len());
+    path.push_str(dir);
+    path.push('/');
+    path.push_str(name);
+    path.push_str(suffix);
+    path
+}
+
+/// `{dir}/{base_offset:020}.log`, built without the formatting machinery: a reopen builds
+/// one per segment.
 fn segment_path(dir: &str, base_offset: u64) -> String {
-    format!("{dir}/{base_offset:020}{SEGMENT_SUFFIX}")
+    // u64::MAX has 20 digits, so 20 zero-padded digits hold every offset.
+    let mut digits = [b'0'; 20];
+    let mut rest = base_offset;
+    for digit in digits.iter_mut().rev() {
+        *digit = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    child_path(dir, std::str::from_utf8(&digits).expect("ASCII digits"), SEGMENT_SUFFIX)
 }
 
 fn load_segment(
@@ -969,6 +989,8 @@ fn load_segment(
         end_offset: base_offset,
         batches: BTreeMap::new(),
     };
+    // In ascending offset order; built into the map at once at the end.
+    let mut batches = Vec::new();
     let mut position = 0usize;
     while position < bytes.len() {
         match decode_batch_without_records(&bytes[position..]) {
@@ -985,7 +1007,7 @@ fn load_segment(
                 if let Some(writer) = batch.writer {
                     writers.record(writer, batch.base_offset, batch.end_offset());
                 }
-                segment.batches.insert(
+                batches.push((
                     batch.base_offset,
                     BatchPosition {
                         end_offset: batch.end_offset(),
@@ -994,7 +1016,7 @@ fn load_segment(
                         position_bytes: position as u64,
                         len_bytes: len as u64,
                     },
-                );
+                ));
                 segment.end_offset = batch.end_offset();
                 position += len;
             }
@@ -1015,6 +1037,7 @@ fn load_segment(
         }
     }
     segment.size_bytes = position as u64;
+    segment.batches = BTreeMap::from_iter(batches);
     Ok(segment)
 }
 
@@ -1040,9 +1063,30 @@ fn write_epoch(fs: &dyn LocalFs, dir: &str, leader_epoch: u32) -> Result<(), Log
     let epoch_bytes = leader_epoch.to_le_bytes();
     let mut bytes = epoch_bytes.to_vec();
     bytes.extend_from_slice(&crc32c::crc32c(&epoch_bytes).to_le_bytes());
-    let temp_path = format!("{dir}/{EPOCH_FILE}.tmp");
+    let temp_path = child_path(dir, EPOCH_FILE, ".tmp");
     fs.write(&temp_path, &bytes)?;
     fs.sync(&temp_path)?;
-    fs.rename(&temp_path, &format!("{dir}/{EPOCH_FILE}"))?;
+    fs.rename(&temp_path, &child_path(dir, EPOCH_FILE, ""))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn child_paths_join_with_a_slash() {
+        assert_eq!(child_path("data/log/t1-b0", EPOCH_FILE, ""), "data/log/t1-b0/leader-epoch");
+        assert_eq!(child_path("d", EPOCH_FILE, ".tmp"), format!("d/{EPOCH_FILE}.tmp"));
+    }
+
+    #[test]
+    fn segment_paths_are_twenty_zero_padded_digits() {
+        for base_offset in [0, 7, 1234, 10_000_000_000, u64::MAX - 1, u64::MAX] {
+            assert_eq!(
+                segment_path("data/log/t1-b0", base_offset),
+                format!("data/log/t1-b0/{base_offset:020}{SEGMENT_SUFFIX}")
+            );
+        }
+    }
 }

@@ -100,10 +100,15 @@ impl WriterStates {
     /// Records an appended batch (also while the log is loaded from disk).
     pub fn record(&mut self, writer: WriterBatch, base_offset: u64, end_offset: u64) {
         assert!(base_offset < end_offset, "a batch occupies at least one offset");
-        if !self.writers.contains_key(&writer.writer_id) && self.writers.len() >= WRITERS_MAX {
+        if self.writers.len() >= WRITERS_MAX && !self.writers.contains_key(&writer.writer_id) {
             self.forget_longest_idle();
         }
-        let batches = self.writers.entry(writer.writer_id).or_default();
+        let retained = self.batches_retained;
+        // Room for one batch over the limit: the oldest is dropped after the push.
+        let batches = self
+            .writers
+            .entry(writer.writer_id)
+            .or_insert_with(|| VecDeque::with_capacity(retained + 1));
         if let Some(last) = batches.back() {
             assert!(last.end_offset <= base_offset, "batches are recorded in log order");
         }

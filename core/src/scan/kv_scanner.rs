@@ -420,7 +420,7 @@ impl KvScanner {
         let task = Task::spawn(
             &self.executor,
             &self.ledger,
-            format!("kv-scan {} seq {call_seq_id}", self.bucket.dir_name()),
+            format!("kv-scan {} seq {call_seq_id}", self.bucket.dir_name_display()),
             async move {
                 let _ = sender.send(call.await);
             }
@@ -450,7 +450,7 @@ impl KvScanner {
         let _task = Task::spawn(
             &self.executor,
             &self.ledger,
-            format!("kv-scan {} close", self.bucket.dir_name()),
+            format!("kv-scan {} close", self.bucket.dir_name_display()),
             close,
         );
     }

@@ -17,8 +17,8 @@ use crate::log::LogTablet;
 use crate::mutant::Mutant;
 use crate::scan::scan_session::{ScanSession, SessionOrigin};
 use crate::scan::ScannerManager;
-use crate::table_bucket::TableBucket;
 use crate::snapshot::{run_snapshot_loop, SnapshotSchedule};
+use crate::table_bucket::TableBucket;
 use crate::task::{catch_blocking_panic, join_if_some, panic_message, run_blocking, Task};
 
 /// What opening a scan produced.

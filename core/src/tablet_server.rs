@@ -19,9 +19,9 @@ use crate::mutant::Mutant;
 use crate::notify::Notified;
 use crate::replica::Replica;
 use crate::scan::scan_kv_handler::handle_scan_kv;
-use crate::snapshot::SnapshotSchedule;
 use crate::scan::scanner_manager::SessionLookup;
 use crate::scan::{ScannerConfig, ScannerManager};
+use crate::snapshot::SnapshotSchedule;
 use crate::table_bucket::TableBucket;
 use crate::task::{catch_panic, join_if_some, panic_message, stop_on_panic, Task};
 

@@ -109,10 +109,7 @@ impl SnapshotCoordinator {
 
 impl RpcHandler for SnapshotCoordinator {
     fn handle(&self, _from: NodeId, request: Request) -> BoxFuture<'static, Response> {
-        if !matches!(
-            request,
-            Request::AllocateKvSnapshotId { .. } | Request::CommitKvSnapshot { .. }
-        ) {
+        if !SnapshotService::serves(&request) {
             let error = ApiError::new(
                 ErrorCode::UnsupportedVersion,
                 format!("the coordinator serves KV snapshot requests only, not {}", request.kind()),

@@ -148,7 +148,10 @@ impl Checker {
             return;
         }
         lock(&self.counts).snapshots_checked += 1;
-        lock(&self.committed_snapshot_offsets).entry(bucket).or_default().insert(snapshot.log_offset);
+        lock(&self.committed_snapshot_offsets)
+            .entry(bucket)
+            .or_default()
+            .insert(snapshot.log_offset);
         if current_epoch != Some(snapshot.leader_epoch) {
             return self.violation(format!(
                 "committed snapshot {} of {bucket} was taken at leader epoch {}, the bucket is at {current_epoch:?}",
@@ -182,7 +185,9 @@ impl Checker {
         drop(model);
         if restored != expected {
             let keys = |rows: &[(Vec<u8>, Vec<u8>)]| {
-                rows.iter().map(|(k, _)| String::from_utf8_lossy(k).into_owned()).collect::<Vec<_>>()
+                rows.iter()
+                    .map(|(k, _)| String::from_utf8_lossy(k).into_owned())
+                    .collect::<Vec<_>>()
             };
             self.violation(format!(
                 "committed snapshot {} of {bucket} at log_offset {} differs from the model: {} rows, the model has {}: keys {:?}, want {:?}",

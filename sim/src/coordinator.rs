@@ -132,9 +132,9 @@ impl Coordinator {
                     );
                 }
                 Ok(_) => {}
-                Err(error) => {
-                    self.checker.violation(format!("snapshot store failed to drop {bucket}: {error}"))
-                }
+                Err(error) => self
+                    .checker
+                    .violation(format!("snapshot store failed to drop {bucket}: {error}")),
             }
         }
     }
@@ -242,7 +242,8 @@ impl RpcHandler for Coordinator {
     fn handle(&self, _from: NodeId, request: Request) -> BoxFuture<'static, Response> {
         if let Some(service) = self.snapshots.get() {
             if let Some((response, cleanup)) = service.handle(&request) {
-                if let (Request::CommitKvSnapshot { snapshot }, Response::Ok) = (&request, &response)
+                if let (Request::CommitKvSnapshot { snapshot }, Response::Ok) =
+                    (&request, &response)
                 {
                     let epoch = self.current_epoch_of(snapshot.bucket);
                     self.checker.check_committed_snapshot(snapshot, epoch);

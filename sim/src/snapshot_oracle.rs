@@ -8,9 +8,7 @@ use std::sync::Arc;
 use kvtablet_core::engine::mem_engine::MemEngineFactory;
 use kvtablet_core::engine::{KeyRange, KvEngineFactory};
 use kvtablet_core::env::LocalFs;
-use kvtablet_core::snapshot::completed_snapshot::{
-    bucket_dir, content_sha256, METADATA_FILE_NAME,
-};
+use kvtablet_core::snapshot::completed_snapshot::{bucket_dir, content_sha256, METADATA_FILE_NAME};
 use kvtablet_core::snapshot::{CompletedSnapshot, SnapshotStore};
 
 use crate::fs::SimFs;

@@ -68,7 +68,10 @@ impl SnapshotCommitter for RpcSnapshotCommitter {
         .boxed()
     }
 
-    fn commit(&self, snapshot: CompletedSnapshot) -> BoxFuture<'static, Result<(), CommitterError>> {
+    fn commit(
+        &self,
+        snapshot: CompletedSnapshot,
+    ) -> BoxFuture<'static, Result<(), CommitterError>> {
         let call = self.call(Request::CommitKvSnapshot { snapshot: Box::new(snapshot) });
         async move {
             match call.await? {

@@ -42,7 +42,18 @@ impl SnapshotService {
         &self.store
     }
 
-    /// Answers a snapshot request, or `None` for any other request. The answer comes once the
+    /// Whether `request` is one of the snapshot requests [`SnapshotService::handle`] answers.
+    pub fn serves(request: &Request) -> bool {
+        matches!(
+            request,
+            Request::AllocateKvSnapshotId { .. }
+                | Request::CommitKvSnapshot { .. }
+                | Request::GetLatestKvSnapshot { .. }
+        )
+    }
+
+    /// Answers a snapshot request (it syncs the store's file: blocking work), or `None` for
+    /// any other request. The answer comes once the
     /// store's new state is durable; the deletions it allows run after the answer, in the
     /// returned future's second part (`cleanup`), which the caller spawns.
     pub fn handle(&self, request: &Request) -> Option<(Response, Cleanup)> {

@@ -384,7 +384,10 @@ impl SnapshotStore {
                 Some(bucket) => {
                     let needed = self.bucket(bucket).map(|b| b.needed_paths()).unwrap_or_default();
                     orphans.extend(
-                        objects.into_iter().map(|object| object.path).filter(|p| !needed.contains(p)),
+                        objects
+                            .into_iter()
+                            .map(|object| object.path)
+                            .filter(|p| !needed.contains(p)),
                     );
                 }
                 None => orphans.extend(objects.into_iter().map(|object| object.path)),
@@ -494,8 +497,12 @@ mod tests {
     }
 
     fn store(fs: &Arc<TestFs>, num_retained: usize) -> SnapshotStore {
-        SnapshotStore::open(fs.clone(), DIR.into(), SnapshotStoreConfig { num_retained, mutants: Mutants::NONE })
-            .expect("open")
+        SnapshotStore::open(
+            fs.clone(),
+            DIR.into(),
+            SnapshotStoreConfig { num_retained, mutants: Mutants::NONE },
+        )
+        .expect("open")
     }
 
     fn file(remote_path: String, local_name: &str) -> SnapshotFile {

@@ -47,7 +47,8 @@ pub trait SnapshotCommitter: Send + Sync + 'static {
         bucket: TableBucket,
     ) -> BoxFuture<'static, Result<u64, CommitterError>>;
     /// Commits `snapshot` under its leader epoch. Idempotent.
-    fn commit(&self, snapshot: CompletedSnapshot) -> BoxFuture<'static, Result<(), CommitterError>>;
+    fn commit(&self, snapshot: CompletedSnapshot)
+        -> BoxFuture<'static, Result<(), CommitterError>>;
     /// The bucket's latest committed snapshot, if any.
     fn latest(
         &self,

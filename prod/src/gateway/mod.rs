@@ -32,7 +32,7 @@ use kvtablet_core::writer_id_allocator::{WriterIdAllocator, WriterIdError};
 use crate::catalog::{Catalog, CatalogError, TableInfo};
 use crate::format::TableSchema;
 use crate::node::NodeHandle;
-use crate::wire::error::{decode_request, encode_response};
+use crate::wire::error::{decode_request, encode_response, AUTHENTICATE_EXCEPTION};
 use crate::wire::messages::{
     GetFileSystemSecurityTokenResponse, InitWriterRequest, InitWriterResponse,
 };
@@ -172,6 +172,13 @@ impl Gateway {
             ApiKey::FetchLog => self.fetch_log(&body).await,
             ApiKey::ListOffsets => self.list_offsets(&body).await,
             ApiKey::ScanKv => self.scan_kv(&body).await,
+            // Sent only by a client configured for SASL: refused at once, naming the feature,
+            // with the code the clients give up on (not the retriable one, 51).
+            ApiKey::Authenticate => Err(WireError::new(
+                AUTHENTICATE_EXCEPTION,
+                "SASL authentication is not supported by kvtablet: connect with the PLAINTEXT \
+                 protocol (no security.protocol or SASL settings)",
+            )),
             other => Err(WireError::unsupported_version(format!(
                 "{} is not served by this server",
                 other.name()

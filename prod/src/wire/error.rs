@@ -12,6 +12,8 @@ pub const UNKNOWN_SERVER_ERROR: i32 = -1;
 pub const UNSUPPORTED_VERSION: i32 = 2;
 /// Fluss's `CORRUPT_MESSAGE`: a request body that is not a valid protobuf message.
 pub const CORRUPT_MESSAGE: i32 = 3;
+/// Fluss's `AUTHENTICATE_EXCEPTION`: authentication failed; not retried by the clients.
+pub const AUTHENTICATE_EXCEPTION: i32 = 46;
 
 /// A whole-request error: the server sends it as an ERROR_RESPONSE frame (type 1) carrying
 /// `ErrorResponse{error_code, error_message}` and the request id.

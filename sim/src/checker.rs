@@ -25,7 +25,7 @@ use crate::trace::Trace;
 pub type LiveServers = Arc<Mutex<BTreeMap<NodeId, Arc<TabletServer>>>>;
 
 /// Keys and values in key order.
-type Rows = Vec<(Vec<u8>, Vec<u8>)>;
+pub type Rows = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// What a row-returning read asked for.
 #[derive(Debug, Clone)]

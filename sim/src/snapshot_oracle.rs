@@ -21,7 +21,7 @@ const RESTORE_DIR: &str = "restore";
 pub fn restore(
     remote: &SimRemoteStorage,
     snapshot: &CompletedSnapshot,
-) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+) -> Result<crate::checker::Rows, String> {
     let scratch = Arc::new(SimFs::new());
     scratch.create_dir_all(RESTORE_DIR).map_err(|e| e.to_string())?;
     for file in snapshot.files() {

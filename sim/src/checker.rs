@@ -40,6 +40,9 @@ pub type LeaderOf = Arc<dyn Fn(TableBucket) -> Option<NodeId> + Send + Sync>;
 /// An acknowledged put checked later: bucket, writes, base and end offset.
 /// An acknowledged put checked later: its bucket, writes, target columns and offsets.
 type DeferredAck = (TableBucket, Vec<KvWrite>, Option<Vec<u32>>, u64, u64);
+/// A completed scan whose `log_offset` no live log could show when it arrived: its bucket,
+/// `log_offset`, limit and rows.
+type DeferredScan = (TableBucket, u64, Option<i64>, Vec<Vec<u8>>);
 
 pub struct Checker {
     model: Mutex<Model>,
@@ -47,6 +50,9 @@ pub struct Checker {
     leader_of: Mutex<Option<LeaderOf>>,
     /// Acknowledged puts whose batch no live log held when the answer arrived.
     deferred_acks: Mutex<Vec<DeferredAck>>,
+    /// Completed scans that outran every live log (the bucket's only replica crashed after
+    /// serving them): checked at quiescence, when every server is back.
+    deferred_scans: Mutex<Vec<DeferredScan>>,
     /// The newest epoch each bucket's log has shown.
     log_epochs: Mutex<BTreeMap<TableBucket, u32>>,
     servers: LiveServers,
@@ -109,6 +115,7 @@ impl Checker {
             logs,
             leader_of: Mutex::new(None),
             deferred_acks: Mutex::new(Vec::new()),
+            deferred_scans: Mutex::new(Vec::new()),
             log_epochs: Mutex::new(BTreeMap::new()),
             servers,
             violations: Mutex::new(Vec::new()),
@@ -536,6 +543,21 @@ impl Checker {
                 return self.violation(text);
             }
         }
+        let deferred_scans: Vec<DeferredScan> = lock(&self.deferred_scans)
+            .iter()
+            .filter(|(scanned_bucket, ..)| *scanned_bucket == bucket)
+            .cloned()
+            .collect();
+        for (_, log_offset, limit, values) in deferred_scans {
+            if log_offset > model.read_offset(bucket) {
+                let end = model.read_offset(bucket);
+                drop(model);
+                return self.violation(format!(
+                    "scan of {bucket} claims log_offset {log_offset} beyond the log end {end} at quiescence"
+                ));
+            }
+            self.compare_scan(&model, bucket, log_offset, limit, &values);
+        }
         let high_watermark = kv.log().high_watermark();
         if kv.flushed_log_offset() != high_watermark {
             drop(model);
@@ -718,15 +740,33 @@ impl Checker {
             return self.violation(text);
         }
         if log_offset > model.read_offset(bucket) {
+            if self.reference_log(bucket).is_none() {
+                // No live log to read (its only replica went down after serving the scan):
+                // checked at quiescence, as an acknowledged put in the same case.
+                drop(model);
+                lock(&self.deferred_scans).push((bucket, log_offset, limit, values.to_vec()));
+                return;
+            }
             let end = model.read_offset(bucket);
             drop(model);
             return self.violation(format!(
                 "scan of {bucket} claims log_offset {log_offset} beyond the log end {end}"
             ));
         }
+        self.compare_scan(&model, bucket, log_offset, limit, values);
+    }
+
+    /// The rows of a completed scan against the model at its `log_offset`.
+    fn compare_scan(
+        &self,
+        model: &Model,
+        bucket: TableBucket,
+        log_offset: u64,
+        limit: Option<i64>,
+        values: &[Vec<u8>],
+    ) {
         let mut expected: Vec<Vec<u8>> =
             model.state_at(bucket, log_offset).into_iter().map(|(_, v)| v).collect();
-        drop(model);
         if let Some(limit) = limit.filter(|l| *l > 0) {
             expected.truncate(limit as usize);
         }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use kvtablet_core::engine::mem_engine::MemEngineFactory;
 use kvtablet_core::engine::{KeyRange, KvEngineFactory};
 use kvtablet_core::env::LocalFs;
-use kvtablet_core::snapshot::completed_snapshot::{bucket_dir, content_sha256, METADATA_FILE_NAME};
+use kvtablet_core::snapshot::completed_snapshot::content_sha256;
 use kvtablet_core::snapshot::{CompletedSnapshot, SnapshotStore};
 
 use crate::fs::SimFs;
@@ -70,14 +70,12 @@ pub fn check_store_files(
     let mut problems = Vec::new();
     let mut needed = BTreeSet::new();
     for bucket in store.buckets() {
+        if let Some(record) = store.bucket(bucket) {
+            // The store's own rule for what a kept snapshot needs, its metadata file included.
+            needed.extend(record.needed_paths());
+        }
         for snapshot in store.kept(bucket) {
-            needed.insert(format!(
-                "{}/snap-{}/{METADATA_FILE_NAME}",
-                bucket_dir(bucket),
-                snapshot.snapshot_id
-            ));
             for file in snapshot.files() {
-                needed.insert(file.remote_path.clone());
                 match remote.peek(&file.remote_path) {
                     None => problems.push(format!(
                         "snapshot file deleted while kept: {} of snapshot {} of {bucket}",

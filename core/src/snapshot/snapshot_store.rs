@@ -132,7 +132,7 @@ impl BucketSnapshots {
     }
 
     /// Every remote path a kept snapshot needs, its metadata file included.
-    fn needed_paths(&self) -> BTreeSet<String> {
+    pub fn needed_paths(&self) -> BTreeSet<String> {
         let mut paths = BTreeSet::new();
         for snapshot in &self.kept {
             paths.extend(snapshot_paths(snapshot));

@@ -30,7 +30,7 @@ use tokio::runtime::Handle;
 use crate::disk_fs::DiskFs;
 use crate::object_store_remote::ObjectStoreRemote;
 use crate::os_entropy::{EntropyError, OsEntropy};
-use crate::rocks_engine::RocksEngineFactory;
+use crate::rocks_engine::{RocksEngineFactory, WRITE_BUFFER_BYTES_DEFAULT};
 use crate::snapshot_coordinator::{
     open_snapshot_store, sweep_orphans_while_idle, SnapshotCoordinator, COORDINATOR_NODE_ID,
 };
@@ -69,6 +69,8 @@ pub struct NodeConfig {
     pub snapshot_interval_ms: u64,
     /// `kv.snapshot.num-retained`: completed snapshots kept per bucket (at least 1).
     pub snapshot_num_retained: usize,
+    /// `kv.rocksdb.writebuffer.size`: each bucket's RocksDB memtable, in bytes.
+    pub engine_write_buffer_bytes: usize,
 }
 
 impl NodeConfig {
@@ -86,6 +88,7 @@ impl NodeConfig {
             partial_updates: BTreeMap::new(),
             snapshot_interval_ms: SNAPSHOT_INTERVAL_MS_DEFAULT,
             snapshot_num_retained: NUM_RETAINED_DEFAULT,
+            engine_write_buffer_bytes: WRITE_BUFFER_BYTES_DEFAULT,
         }
     }
 
@@ -107,6 +110,7 @@ impl NodeConfig {
             partial_updates: BTreeMap::new(),
             snapshot_interval_ms: SNAPSHOT_INTERVAL_MS_DEFAULT,
             snapshot_num_retained: NUM_RETAINED_DEFAULT,
+            engine_write_buffer_bytes: WRITE_BUFFER_BYTES_DEFAULT,
         }
     }
 
@@ -390,7 +394,12 @@ impl Node {
         config.validate()?;
         let network = LoopbackNetwork::new();
         let executor = TokioExecutor::new(runtime);
-        let env = build_env(&config.data_dir, executor.clone(), network.endpoint(SERVER_NODE_ID))?;
+        let env = build_env(
+            &config.data_dir,
+            config.engine_write_buffer_bytes,
+            executor.clone(),
+            network.endpoint(SERVER_NODE_ID),
+        )?;
         let logs = LogRegistry::new(env.fs.clone(), LOG_ROOT_DIR.to_string(), LogConfig::DEFAULT);
         let snapshot_store = open_snapshot_store(&env, config.snapshot_num_retained)?;
         // Nothing is led yet, so no upload is in flight: every object no kept snapshot needs
@@ -494,10 +503,16 @@ impl Node {
 /// The engine factory is rooted at the data directory, like the [`DiskFs`], so that a directory
 /// name means the same place to both: core creates and removes engine and checkpoint
 /// directories through `fs` and hands the same names to the engines.
-fn build_env(data_dir: &Path, executor: TokioExecutor, rpc: LoopbackRpc) -> Result<Env, NodeError> {
+fn build_env(
+    data_dir: &Path,
+    engine_write_buffer_bytes: usize,
+    executor: TokioExecutor,
+    rpc: LoopbackRpc,
+) -> Result<Env, NodeError> {
     let fs = DiskFs::new(data_dir)?;
     let remote = ObjectStoreRemote::local(fs.root().join(REMOTE_DIR))?;
-    let engines = RocksEngineFactory::new(fs.root().to_path_buf());
+    let engines = RocksEngineFactory::new(fs.root().to_path_buf())
+        .with_write_buffer_bytes(engine_write_buffer_bytes);
     Ok(Env {
         node_id: SERVER_NODE_ID,
         clock: Arc::new(SystemClock::new()),

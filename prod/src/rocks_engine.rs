@@ -63,14 +63,24 @@ const MEMTABLE_BLOOM_SIZE_RATIO: f64 = 0.02;
 /// (the changelog needs the old value), and a new key is found in no memtable and no table
 /// file: the bloom filters answer that without walking the memtable's skip list or reading
 /// any table block, which otherwise costs more CPU than the rest of the put together.
-fn data_options() -> Options {
+fn data_options(write_buffer_bytes: usize) -> Options {
     let mut options = Options::default();
+    options.set_write_buffer_size(write_buffer_bytes);
     options.set_memtable_prefix_bloom_ratio(MEMTABLE_BLOOM_SIZE_RATIO);
     options.set_memtable_whole_key_filtering(true);
     let mut table_options = BlockBasedOptions::default();
     table_options.set_bloom_filter(TABLE_BLOOM_BITS_PER_KEY, false);
     table_options.set_whole_key_filtering(true);
     options.set_block_based_table_factory(&table_options);
+    options
+}
+
+/// The options of the `meta` column family (one key, the flushed log offset). Its write buffer
+/// is no larger than the data's, so that it does not raise the WAL's preallocation, which
+/// RocksDB sizes from the largest write buffer of any column family.
+fn meta_options(write_buffer_bytes: usize) -> Options {
+    let mut options = Options::default();
+    options.set_write_buffer_size(write_buffer_bytes);
     options
 }
 
@@ -254,9 +264,15 @@ impl EngineIterator for RocksIterator {
     }
 }
 
+/// RocksDB's (and Fluss's `kv.rocksdb.writebuffer.size`) default memtable size.
+pub const WRITE_BUFFER_BYTES_DEFAULT: usize = 64 * 1024 * 1024;
+
 /// Opens RocksDB engines in directories under `root`.
 pub struct RocksEngineFactory {
     root: PathBuf,
+    /// Each engine's memtable size. RocksDB also reserves (fallocates) about 1.1 times this on
+    /// disk for every open write-ahead log, so it is disk as well as memory per open bucket.
+    write_buffer_bytes: usize,
     /// Databases this factory opened, so that a directory in use is never destroyed or
     /// overwritten under its engine (RocksDB's lock file only guards opening).
     open_dbs: Mutex<BTreeMap<PathBuf, Weak<Db>>>,
@@ -270,7 +286,17 @@ impl std::fmt::Debug for RocksEngineFactory {
 
 impl RocksEngineFactory {
     pub fn new(root: PathBuf) -> Self {
-        RocksEngineFactory { root, open_dbs: Mutex::new(BTreeMap::new()) }
+        RocksEngineFactory {
+            root,
+            write_buffer_bytes: WRITE_BUFFER_BYTES_DEFAULT,
+            open_dbs: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Engines opened from now on get memtables of `bytes`.
+    pub fn with_write_buffer_bytes(mut self, bytes: usize) -> Self {
+        self.write_buffer_bytes = bytes;
+        self
     }
 
     fn open_dbs(&self) -> MutexGuard<'_, BTreeMap<PathBuf, Weak<Db>>> {
@@ -298,8 +324,11 @@ impl RocksEngineFactory {
         // Named explicitly: a column family opened by name only gets RocksDB's default
         // options, the default family included, whatever `db_options` say.
         let families = [
-            ColumnFamilyDescriptor::new(DEFAULT_COLUMN_FAMILY_NAME, data_options()),
-            ColumnFamilyDescriptor::new(META_COLUMN_FAMILY, Options::default()),
+            ColumnFamilyDescriptor::new(
+                DEFAULT_COLUMN_FAMILY_NAME,
+                data_options(self.write_buffer_bytes),
+            ),
+            ColumnFamilyDescriptor::new(META_COLUMN_FAMILY, meta_options(self.write_buffer_bytes)),
         ];
         let db = Db::open_cf_descriptors(&db_options, &path, families).map_err(rocks_error)?;
         let db = Arc::new(db);
@@ -348,8 +377,11 @@ impl KvEngineFactory for RocksEngineFactory {
         let mut db_options = Options::default();
         db_options.set_paranoid_checks(true);
         let families = [
-            ColumnFamilyDescriptor::new(DEFAULT_COLUMN_FAMILY_NAME, data_options()),
-            ColumnFamilyDescriptor::new(META_COLUMN_FAMILY, Options::default()),
+            ColumnFamilyDescriptor::new(
+                DEFAULT_COLUMN_FAMILY_NAME,
+                data_options(self.write_buffer_bytes),
+            ),
+            ColumnFamilyDescriptor::new(META_COLUMN_FAMILY, meta_options(self.write_buffer_bytes)),
         ];
         let db = Db::open_cf_descriptors_read_only(&db_options, &path, families, false)
             .map_err(|error| EngineError::Corrupt(format!("checkpoint in {dir}: {error}")))?;
@@ -427,6 +459,31 @@ fn sync_path(path: &Path) -> Result<(), EngineError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The bytes the files under `dir` hold on disk, preallocated blocks included.
+    fn allocated_bytes(dir: &Path) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::read_dir(dir)
+            .expect("read_dir")
+            .map(|entry| entry.expect("entry").metadata().expect("metadata").blocks() * 512)
+            .sum()
+    }
+
+    #[test]
+    fn an_open_engine_reserves_disk_by_its_write_buffer_not_rocksdbs_default() {
+        let temp = tempfile::TempDir::new().expect("tempdir");
+        let write_buffer_bytes = 1024 * 1024;
+        let factory = RocksEngineFactory::new(temp.path().to_path_buf())
+            .with_write_buffer_bytes(write_buffer_bytes);
+        let engine = factory.open("e").expect("open");
+        let mut batch = WriteBatch::new();
+        batch.put(b"a".to_vec(), b"1".to_vec());
+        batch.set_flushed_log_offset(1);
+        engine.write(&batch).expect("write");
+        // The WAL's preallocation is 1.1 write buffers; the MANIFEST's 4 MiB is RocksDB's own.
+        let allocated = allocated_bytes(&temp.path().join("e"));
+        assert!(allocated < 8 * 1024 * 1024, "{allocated} bytes on disk for one key");
+    }
 
     #[test]
     fn snapshot_and_iterator_outlive_the_engine_and_factory() {

@@ -99,6 +99,7 @@ impl ServedNode {
                 .collect(),
             snapshot_interval_ms: config.snapshot_interval_ms,
             snapshot_num_retained: config.snapshot_num_retained as usize,
+            engine_write_buffer_bytes: config.engine_write_buffer_bytes,
             ..NodeConfig::for_tables(config.data_dir.clone(), &tables)
         };
         let mut node = Node::start(node_config, runtime).await?;

@@ -23,6 +23,9 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
 import fluss
 import pyarrow as pa
 
+#: Each bucket's RocksDB memtable in the suite's servers (`kv.rocksdb.writebuffer.size`).
+WRITE_BUFFER_SIZE = "4 mb"
+
 #: Seconds a server gets to start listening.
 START_TIMEOUT_S = float(os.environ.get("KVTABLET_E2E_START_TIMEOUT", "30"))
 #: Seconds pyfluss gets to connect (ApiVersions + bootstrap Metadata).
@@ -107,7 +110,18 @@ class Server:
         return f"127.0.0.1:{self.port}"
 
     def command(self) -> List[str]:
-        return [self.binary, "serve", "--data-dir", str(self.data_dir), "--listen", self.address]
+        return [
+            self.binary,
+            "serve",
+            "--data-dir",
+            str(self.data_dir),
+            "--listen",
+            self.address,
+            # RocksDB reserves about 1.1 write buffers of disk per open bucket; the suite opens
+            # some 60 buckets per server, which at the 64 MiB default would be gigabytes.
+            "-D",
+            f"kv.rocksdb.writebuffer.size={WRITE_BUFFER_SIZE}",
+        ]
 
     def output_tail(self, max_chars: int = 4000) -> str:
         if self.log_path is None or not self.log_path.exists():

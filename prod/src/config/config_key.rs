@@ -25,6 +25,11 @@ pub const DATA_DIR: &str = "data.dir";
 /// `metrics.listen`, `--metrics-listen`.
 pub const METRICS_LISTEN: &str = "metrics.listen";
 
+/// `kv.rocksdb.writebuffer.size` bounds: RocksDB's own floor, and a memtable that still leaves
+/// memory for more than a few buckets.
+const WRITE_BUFFER_BYTES_MIN: usize = 64 * 1024;
+const WRITE_BUFFER_BYTES_MAX: usize = 1024 * 1024 * 1024;
+
 pub const KEYS: &[ConfigKey] = &[
     ConfigKey {
         name: BIND_LISTENERS,
@@ -134,6 +139,21 @@ pub const KEYS: &[ConfigKey] = &[
               deleted from the remote data directory unless a kept snapshot still uses them.",
         apply: |config, value| {
             config.snapshot_num_retained = positive_u32(value)?;
+            Ok(())
+        },
+    },
+    ConfigKey {
+        name: "kv.rocksdb.writebuffer.size",
+        default: "64 mb",
+        doc: "Each bucket's RocksDB memtable (Fluss's key and default), between 64 kb and 1 gb. \
+              RocksDB also reserves about 1.1 times this on disk for each open bucket's \
+              write-ahead log.",
+        apply: |config, value| {
+            let bytes = parse_size_bytes(value)?;
+            config.engine_write_buffer_bytes = usize::try_from(bytes)
+                .ok()
+                .filter(|bytes| (WRITE_BUFFER_BYTES_MIN..=WRITE_BUFFER_BYTES_MAX).contains(bytes))
+                .ok_or_else(|| "must be between 64 kb and 1 gb".to_string())?;
             Ok(())
         },
     },

@@ -23,6 +23,7 @@ use kvtablet_core::snapshot::SNAPSHOT_INTERVAL_MS_DEFAULT;
 
 pub use self::config_error::ConfigError;
 use self::config_key::{BIND_LISTENERS, DATA_DIR, KEYS, METRICS_LISTEN};
+use crate::rocks_engine::WRITE_BUFFER_BYTES_DEFAULT;
 use crate::wire::WireConfig;
 
 /// Fluss's `kv.snapshot.num-retained` default, as a config value.
@@ -46,6 +47,8 @@ pub struct ServeConfig {
     pub snapshot_interval_ms: u64,
     /// `kv.snapshot.num-retained`: completed snapshots kept per bucket (at least 1).
     pub snapshot_num_retained: u32,
+    /// `kv.rocksdb.writebuffer.size`: each bucket's RocksDB memtable, in bytes.
+    pub engine_write_buffer_bytes: usize,
     /// `net.*`.
     pub wire: WireConfig,
     /// The keys set by the file or the command line rather than left at their default.
@@ -62,6 +65,7 @@ impl Default for ServeConfig {
             pre_write_buffer_bytes_max: KvTabletConfig::DEFAULT.pre_write_buffer_bytes_max,
             snapshot_interval_ms: SNAPSHOT_INTERVAL_MS_DEFAULT,
             snapshot_num_retained: SNAPSHOT_NUM_RETAINED_DEFAULT,
+            engine_write_buffer_bytes: WRITE_BUFFER_BYTES_DEFAULT,
             wire: WireConfig::default(),
             explicit: BTreeSet::new(),
         }
@@ -287,6 +291,15 @@ mod tests {
     }
 
     #[test]
+    fn the_rocksdb_write_buffer_takes_flusss_default_and_a_smaller_size() {
+        let config = ServeConfig::from_sources(None, &[]).expect("defaults");
+        assert_eq!(config.engine_write_buffer_bytes, 64 * 1024 * 1024);
+        let small = [Setting::new("kv.rocksdb.writebuffer.size", "4 mb", "-D")];
+        let config = ServeConfig::from_sources(None, &small).expect("parses");
+        assert_eq!(config.engine_write_buffer_bytes, 4 * 1024 * 1024);
+    }
+
+    #[test]
     fn every_documented_default_parses_to_the_default() {
         let settings: Vec<Setting> =
             KEYS.iter().map(|key| Setting::new(key.name, key.default, "-D")).collect();
@@ -421,6 +434,8 @@ mod tests {
             ("kv.scanner.max-per-server = \"many\"", "kv.scanner.max-per-server"),
             ("kv.scanner.max-batch-size = \"0 b\"", "kv.scanner.max-batch-size"),
             ("kv.scanner.max-batch-size = \"4 gb\"", "kv.scanner.max-batch-size"),
+            ("kv.rocksdb.writebuffer.size = \"32 kb\"", "kv.rocksdb.writebuffer.size"),
+            ("kv.rocksdb.writebuffer.size = \"2 gb\"", "kv.rocksdb.writebuffer.size"),
             ("net.max-frame-size = 100", "net.max-frame-size"),
             ("net.max-frame-size = \"3 gb\"", "net.max-frame-size"),
             ("net.max-connections = 0", "net.max-connections"),

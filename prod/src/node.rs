@@ -234,9 +234,22 @@ pub struct NodeHandle {
     server: Arc<TabletServer>,
     schema_ids: Vec<i16>,
     executor: TokioExecutor,
+    snapshot_store: Arc<SnapshotStore>,
+    remote_root: PathBuf,
 }
 
 impl NodeHandle {
+    /// The coordinator's record of every bucket's KV snapshots (the node is its own
+    /// coordinator).
+    pub fn snapshot_store(&self) -> &Arc<SnapshotStore> {
+        &self.snapshot_store
+    }
+
+    /// The remote data directory (absolute): a snapshot file's remote path is relative to it.
+    pub fn remote_root(&self) -> &Path {
+        &self.remote_root
+    }
+
     /// Sends `request` to this node's tablet server, as a local client.
     pub async fn request(&self, request: Request) -> Result<Response, RpcError> {
         self.client.call(SERVER_NODE_ID, request, LOCAL_REQUEST_TIMEOUT_MS).await
@@ -365,6 +378,7 @@ pub struct Node {
     client: LoopbackRpc,
     server: Option<RunningServer>,
     snapshot_store: Arc<SnapshotStore>,
+    remote_root: PathBuf,
     executor: TokioExecutor,
 }
 
@@ -394,7 +408,7 @@ impl Node {
         config.validate()?;
         let network = LoopbackNetwork::new();
         let executor = TokioExecutor::new(runtime);
-        let env = build_env(
+        let (env, remote_root) = build_env(
             &config.data_dir,
             config.engine_write_buffer_bytes,
             executor.clone(),
@@ -428,6 +442,7 @@ impl Node {
             client,
             server: Some(server),
             snapshot_store,
+            remote_root,
             executor,
         };
         if let Err(error) = node.lead_all_buckets().await {
@@ -476,6 +491,8 @@ impl Node {
             server: Arc::clone(&server.server),
             schema_ids: self.config.schema_ids.clone(),
             executor: self.executor.clone(),
+            snapshot_store: Arc::clone(&self.snapshot_store),
+            remote_root: self.remote_root.clone(),
         })
     }
 
@@ -498,7 +515,7 @@ impl Node {
 
 /// The real environment: disk files under `data_dir`, RocksDB engines in the same tree (the
 /// tablet server names their directories `kv/<bucket>`), remote objects under
-/// `data_dir/remote`.
+/// `data_dir/remote` (returned too, absolute).
 ///
 /// The engine factory is rooted at the data directory, like the [`DiskFs`], so that a directory
 /// name means the same place to both: core creates and removes engine and checkpoint
@@ -508,12 +525,13 @@ fn build_env(
     engine_write_buffer_bytes: usize,
     executor: TokioExecutor,
     rpc: LoopbackRpc,
-) -> Result<Env, NodeError> {
+) -> Result<(Env, PathBuf), NodeError> {
     let fs = DiskFs::new(data_dir)?;
-    let remote = ObjectStoreRemote::local(fs.root().join(REMOTE_DIR))?;
+    let remote_root = fs.root().join(REMOTE_DIR);
+    let remote = ObjectStoreRemote::local(remote_root.clone())?;
     let engines = RocksEngineFactory::new(fs.root().to_path_buf())
         .with_write_buffer_bytes(engine_write_buffer_bytes);
-    Ok(Env {
+    let env = Env {
         node_id: SERVER_NODE_ID,
         clock: Arc::new(SystemClock::new()),
         executor: Arc::new(executor),
@@ -524,7 +542,8 @@ fn build_env(
         engines: Arc::new(engines),
         ledger: Ledger::new(),
         mutants: Mutants::NONE,
-    })
+    };
+    Ok((env, remote_root))
 }
 
 /// The leaders' KV snapshots: every `kv.snapshot.interval`, committed to this node's own

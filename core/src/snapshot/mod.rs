@@ -12,7 +12,8 @@ pub mod snapshot_uploader;
 pub use completed_snapshot::{CompletedSnapshot, SnapshotDecodeError, SnapshotFile};
 pub use snapshot_schedule::{run_snapshot_loop, SnapshotSchedule, SNAPSHOT_INTERVAL_MS_DEFAULT};
 pub use snapshot_store::{
-    BucketSnapshots, Cleanup, CommitRefusal, SnapshotStore, SnapshotStoreConfig, SnapshotStoreError,
+    BucketSnapshots, Cleanup, CommitRefusal, SnapshotPoint, SnapshotStore, SnapshotStoreConfig,
+    SnapshotStoreError,
 };
 pub use snapshot_uploader::{
     take_snapshot, CommitterError, SnapshotCommitter, SnapshotError, SnapshotUploadConfig,

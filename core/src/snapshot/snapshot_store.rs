@@ -111,6 +111,13 @@ pub struct CommitRefusal {
     pub cleanup: Cleanup,
 }
 
+/// A kept snapshot's id and `log_offset`, without its files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotPoint {
+    pub snapshot_id: u64,
+    pub log_offset: u64,
+}
+
 /// One bucket's snapshots, as persisted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BucketSnapshots {
@@ -329,6 +336,36 @@ impl SnapshotStore {
     /// The bucket's kept snapshots, oldest first.
     pub fn kept(&self, bucket: TableBucket) -> Vec<CompletedSnapshot> {
         self.lock().get(&bucket).map(|snapshots| snapshots.kept.clone()).unwrap_or_default()
+    }
+
+    /// The id and log offset of each of the bucket's kept snapshots, oldest first (without
+    /// their file lists).
+    pub fn kept_points(&self, bucket: TableBucket) -> Vec<SnapshotPoint> {
+        self.lock()
+            .get(&bucket)
+            .map(|snapshots| {
+                snapshots
+                    .kept
+                    .iter()
+                    .map(|kept| SnapshotPoint {
+                        snapshot_id: kept.snapshot_id,
+                        log_offset: kept.log_offset,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The bucket's kept snapshot `snapshot_id`; `None` when it is not kept (never
+    /// committed, or dropped by retention).
+    pub fn kept_snapshot(
+        &self,
+        bucket: TableBucket,
+        snapshot_id: u64,
+    ) -> Option<CompletedSnapshot> {
+        let buckets = self.lock();
+        let snapshots = buckets.get(&bucket)?;
+        snapshots.kept.iter().find(|kept| kept.snapshot_id == snapshot_id).cloned()
     }
 
     /// The bucket's whole record (ids included), for checks.
@@ -568,7 +605,18 @@ mod tests {
         ];
         expected.sort();
         assert_eq!(cleanup.paths, expected);
-        assert_eq!(store.kept(bucket()), vec![second, third.clone()]);
+        assert_eq!(store.kept(bucket()), vec![second.clone(), third.clone()]);
+        assert_eq!(
+            store.kept_points(bucket()),
+            vec![
+                SnapshotPoint { snapshot_id: 2, log_offset: 20 },
+                SnapshotPoint { snapshot_id: 3, log_offset: 30 }
+            ]
+        );
+        assert_eq!(store.kept_snapshot(bucket(), 2), Some(second));
+        assert_eq!(store.kept_snapshot(bucket(), 1), None, "dropped by retention");
+        assert_eq!(store.kept_snapshot(TableBucket::new(7, 2), 3), None, "another bucket");
+        assert_eq!(store.kept_points(TableBucket::new(7, 2)), Vec::new());
         assert_eq!(store.latest(bucket()), Some(third));
     }
 

@@ -7,6 +7,7 @@
 
 mod admin;
 mod kv_requests;
+mod kv_snapshots;
 mod log_requests;
 mod metadata;
 mod partitions;
@@ -172,6 +173,9 @@ impl Gateway {
             ApiKey::FetchLog => self.fetch_log(&body).await,
             ApiKey::ListOffsets => self.list_offsets(&body).await,
             ApiKey::ScanKv => self.scan_kv(&body).await,
+            ApiKey::GetLatestKvSnapshots => self.get_latest_kv_snapshots(&body).await,
+            ApiKey::GetKvSnapshotMetadata => self.get_kv_snapshot_metadata(&body).await,
+            ApiKey::ListKvSnapshots => self.list_kv_snapshots(&body).await,
             // Sent only by a client configured for SASL: refused at once, naming the feature,
             // with the code the clients give up on (not the retriable one, 51).
             ApiKey::Authenticate => Err(WireError::new(

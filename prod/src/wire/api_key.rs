@@ -111,6 +111,7 @@ api_keys! {
     GetTableStats = 1059, "GET_TABLE_STATS", 0..=0;
     AlterDatabase = 1060, "ALTER_DATABASE", 0..=0;
     ScanKv = 1061, "SCAN_KV", 0..=0;
+    ListKvSnapshots = 1064, "LIST_KV_SNAPSHOTS", 0..=0;
 }
 
 /// Why a request's key and version were refused; answered as `UNSUPPORTED_VERSION`.
@@ -176,7 +177,9 @@ mod tests {
         assert_eq!(range(1017), (0, 1), "Lookup");
         assert_eq!(range(1034), (0, 1), "PrefixLookup");
         assert_eq!(range(1061), (0, 0), "ScanKv");
-        for id in [1000, 1001, 1005, 1007, 1012, 1015, 1021, 1025, 1026, 1033, 1035] {
+        for id in
+            [1000, 1001, 1005, 1007, 1012, 1015, 1021, 1023, 1024, 1025, 1026, 1033, 1035, 1064]
+        {
             assert_eq!(range(id), (0, 0), "{id}");
         }
     }

@@ -14,6 +14,13 @@ pub const UNSUPPORTED_VERSION: i32 = 2;
 pub const CORRUPT_MESSAGE: i32 = 3;
 /// Fluss's `AUTHENTICATE_EXCEPTION`: authentication failed; not retried by the clients.
 pub const AUTHENTICATE_EXCEPTION: i32 = 46;
+/// Fluss's `NON_PRIMARY_KEY_TABLE_EXCEPTION`: a KV request on a table without a primary key.
+pub const NON_PRIMARY_KEY_TABLE: i32 = 20;
+/// Fluss's `UNKNOWN_TABLE_OR_BUCKET_EXCEPTION`: a table id (or bucket) this server does not
+/// know.
+pub const UNKNOWN_TABLE_OR_BUCKET: i32 = 21;
+/// Fluss's `KV_SNAPSHOT_NOT_EXIST`: no such snapshot of the bucket is kept.
+pub const KV_SNAPSHOT_NOT_EXIST: i32 = 41;
 
 /// A whole-request error: the server sends it as an ERROR_RESPONSE frame (type 1) carrying
 /// `ErrorResponse{error_code, error_message}` and the request id.

@@ -16,6 +16,7 @@ mod database;
 mod error_response;
 mod fetch_log;
 mod init_writer;
+mod kv_snapshot;
 mod limit_scan;
 mod list_offsets;
 mod lookup;
@@ -41,6 +42,11 @@ pub use fetch_log::{
     PbFetchLogRespForBucket, PbFetchLogRespForTable, PbRemoteLogFetchInfo, PbRemoteLogSegment,
 };
 pub use init_writer::{InitWriterRequest, InitWriterResponse};
+pub use kv_snapshot::{
+    GetKvSnapshotMetadataRequest, GetKvSnapshotMetadataResponse, GetLatestKvSnapshotsRequest,
+    GetLatestKvSnapshotsResponse, ListKvSnapshotsRequest, ListKvSnapshotsResponse, PbKvSnapshot,
+    PbRemotePathAndLocalFile,
+};
 pub use limit_scan::{LimitScanRequest, LimitScanResponse};
 pub use list_offsets::{ListOffsetsRequest, ListOffsetsResponse, PbListOffsetsRespForBucket};
 pub use lookup::{

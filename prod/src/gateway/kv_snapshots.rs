@@ -217,3 +217,61 @@ fn wire_i64(value: u64, what: &str) -> Result<i64, WireError> {
         WireError::unknown_server_error(format!("the stored {what} {value} is out of range"))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::catalog::TablePath;
+
+    fn table(primary_key: &[&str], partition_key: &[&str], bucket_count: i32) -> TableInfo {
+        TableInfo {
+            table_id: 5,
+            path: TablePath::new("db", "t"),
+            schema_id: 1,
+            schema_json: String::new(),
+            columns: vec!["id".into(), "dt".into(), "v".into()],
+            primary_key: primary_key.iter().map(|column| column.to_string()).collect(),
+            bucket_key: vec!["id".into()],
+            partition_key: partition_key.iter().map(|column| column.to_string()).collect(),
+            bucket_count,
+            properties: BTreeMap::new(),
+            custom_properties: BTreeMap::new(),
+            comment: None,
+            created_time_ms: 0,
+            modified_time_ms: 0,
+        }
+    }
+
+    /// The catalog refuses tables without a primary key, so the wire tests cannot reach this.
+    #[test]
+    fn a_table_without_a_primary_key_is_refused_as_fluss_refuses_it() {
+        let error = check_primary_key(&table(&[], &[], 3)).expect_err("a log table");
+        assert_eq!(error.code, NON_PRIMARY_KEY_TABLE);
+        assert!(error.message.contains("db.t"), "{}", error.message);
+        assert_eq!(check_primary_key(&table(&["id"], &[], 3)), Ok(()));
+    }
+
+    #[test]
+    fn answers_cover_each_bucket_once_and_absent_snapshots_are_absent_fields() {
+        let buckets: Vec<TableBucket> = buckets(&table(&["id"], &[], 3), Some(9)).collect();
+        assert_eq!(
+            buckets,
+            (0..3)
+                .map(|bucket_id| TableBucket { table_id: 5, partition_id: Some(9), bucket_id })
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(
+            pb_snapshot(2, None),
+            Ok(PbKvSnapshot { bucket_id: 2, snapshot_id: None, log_offset: None })
+        );
+        let point = SnapshotPoint { snapshot_id: 4, log_offset: 70 };
+        assert_eq!(
+            pb_snapshot(1, Some(point)),
+            Ok(PbKvSnapshot { bucket_id: 1, snapshot_id: Some(4), log_offset: Some(70) })
+        );
+        let huge = SnapshotPoint { snapshot_id: u64::MAX, log_offset: 0 };
+        assert_eq!(pb_snapshot(1, Some(huge)).map_err(|error| error.code), Err(-1));
+    }
+}

@@ -37,6 +37,11 @@ pub struct Node {
 
 impl Node {
     pub fn start(data_dir: &Path) -> Node {
+        Node::start_with(data_dir, &[])
+    }
+
+    /// A node started with `-D KEY=VALUE` for each of `settings`.
+    pub fn start_with(data_dir: &Path, settings: &[&str]) -> Node {
         let binary = std::env::var("KVTABLET_BIN").unwrap_or_else(|_| {
             panic!("KVTABLET_BIN must name the kvtablet binary (scripts/test sets it)")
         });
@@ -52,6 +57,7 @@ impl Node {
             .arg("off")
             .arg("--data-dir")
             .arg(data_dir)
+            .args(settings.iter().flat_map(|setting| ["-D", setting]))
             .stdout(Stdio::null())
             .stderr(node_log(addr))
             .spawn()

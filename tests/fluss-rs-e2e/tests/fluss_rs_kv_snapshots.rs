@@ -5,6 +5,10 @@
 //! every bucket's latest snapshot covers what was written, then checks ids, log offsets and
 //! files (under the node's remote directory), and the refusals' codes.
 
+// Like prod, the test runs on the real clock (the root clippy.toml's lists are for core and
+// sim); it reads wall time only to bound its wait.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 mod support;
 
 use std::collections::BTreeMap;

@@ -1,7 +1,8 @@
 //! Every public Fluss api key, with the version range this server advertises in ApiVersions.
 //!
 //! The keys and their visibility are those of Fluss's `ApiKeys.java`; private keys (used only
-//! between Fluss servers) are left out. Every key is advertised at version 0 only, except
+//! between Fluss servers) are left out. ListKvSnapshots (1064) is advertised as fluss-rs
+//! 1.0.0's `ApiKey` lists it (version 0), since its `list_kv_snapshots` needs it. Every key is advertised at version 0 only, except
 //! PutKv (0..=2), Lookup (0..=1) and PrefixLookup (0..=1). The request bodies do not differ
 //! between versions; a higher version only changes how a server with a lake format interprets
 //! keys, which does not apply here.

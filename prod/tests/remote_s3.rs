@@ -30,9 +30,11 @@ use kvtablet_core::snapshot::completed_snapshot::{content_sha256, METADATA_FILE_
 use kvtablet_core::snapshot::CompletedSnapshot;
 use kvtablet_core::TableBucket;
 use kvtablet_prod::config::remote::{RemoteDataDir, S3Config, Secret};
+use kvtablet_prod::config::{ServeConfig, Setting};
 use kvtablet_prod::node::{Node, NodeConfig};
 use kvtablet_prod::object_store_remote::{ObjectStoreRemote, CRC32C_METADATA_KEY};
 use kvtablet_prod::rocks_engine::RocksEngineFactory;
+use kvtablet_prod::served_node::ServedNode;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
 use object_store::{Attribute, Attributes, ObjectStore, PutOptions, PutPayload};
@@ -218,6 +220,42 @@ fn s3_remote_storage_and_a_node_snapshotting_to_s3() {
     let runtime = runtime();
     runtime.block_on(remote_contract(&moto));
     runtime.block_on(node_snapshots_to_s3(&moto));
+    runtime.block_on(served_node_from_settings(&moto));
+}
+
+/// `kvtablet serve`'s path: the keys as `-D` settings. A missing bucket stops the start with
+/// an error that names it and not the secret; the right one starts and its sweep lists it.
+async fn served_node_from_settings(moto: &Moto) {
+    let dir = tempfile::tempdir().expect("data dir");
+    let settings = |bucket: &str| {
+        [
+            Setting::data_dir(dir.path()),
+            Setting::listen("127.0.0.1:0"),
+            Setting::metrics_listen("off"),
+            Setting::new("remote.data.dir", format!("s3://{bucket}/served"), "-D"),
+            Setting::new("s3.endpoint", moto.endpoint(), "-D"),
+            Setting::new("s3.region", REGION, "-D"),
+            Setting::new("s3.access-key", ACCESS_KEY, "-D"),
+            Setting::new("s3.secret-key", SECRET_KEY, "-D"),
+            Setting::new("s3.path.style.access", "true", "-D"),
+            Setting::new("s3.retry.limit", "1", "-D"),
+        ]
+    };
+    let config = ServeConfig::from_sources(None, &settings("missing-bucket")).expect("config");
+    assert!(!format!("{config:?}").contains(SECRET_KEY), "the secret is printed");
+    let handle = tokio::runtime::Handle::current();
+    match ServedNode::start_with(&config, handle.clone()).await {
+        Ok(_) => panic!("a node started on a missing bucket"),
+        Err(error) => {
+            let message = error.to_string();
+            assert!(message.contains("missing-bucket"), "{message}");
+            assert!(!message.contains(SECRET_KEY), "the secret leaked: {message}");
+        }
+    }
+    let config = ServeConfig::from_sources(None, &settings(BUCKET_NAME)).expect("config");
+    let mut served = ServedNode::start_with(&config, handle).await.expect("the node starts");
+    served.stop().await;
+    assert!(!dir.path().join("remote").exists(), "objects were written to the data directory");
 }
 
 async fn remote_contract(moto: &Moto) {

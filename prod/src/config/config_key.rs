@@ -55,7 +55,8 @@ pub const KEYS: &[ConfigKey] = &[
     ConfigKey {
         name: DATA_DIR,
         default: "./kvtablet-data",
-        doc: "Where the node keeps its catalog, changelogs, engines and remote objects. \
+        doc: "Where the node keeps its catalog, changelogs, engines and (unless \
+              remote.data.dir is set) remote objects. \
               Flag: --data-dir.",
         apply: |config, value| {
             if value.is_empty() {

@@ -268,6 +268,7 @@ async fn remote_contract(moto: &Moto) {
     .await
     .expect("the bucket answers");
     assert_eq!(remote.name(), format!("s3://{BUCKET_NAME}/contract"));
+    assert!(!format!("{remote:?}").contains(SECRET_KEY), "the secret is printed");
 
     // Put, get, overwrite, the empty object.
     remote.put("snapshots/t1-b0/1/data", b"first".to_vec()).await.expect("put");

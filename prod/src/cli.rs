@@ -73,8 +73,8 @@ pub struct ServeArgs {
     /// A TOML file of configuration keys (listed below).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Where the node keeps its catalog, changelogs, engines and remote objects (`data.dir`)
-    /// [default: ./kvtablet-data].
+    /// Where the node keeps its catalog, changelogs, engines and, unless `remote.data.dir` is
+    /// set, remote objects (`data.dir`) [default: ./kvtablet-data].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Where to serve the Fluss wire protocol, coordinator and tablet server on one port

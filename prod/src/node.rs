@@ -4,7 +4,7 @@
 //! ([`crate::snapshot_coordinator`]).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -27,6 +27,7 @@ use kvtablet_core::tablet_server_stats::ServerStats;
 use kvtablet_core::{Env, TableBucket};
 use tokio::runtime::Handle;
 
+use crate::config::remote::{RemoteDataDir, S3Config};
 use crate::disk_fs::DiskFs;
 use crate::object_store_remote::ObjectStoreRemote;
 use crate::os_entropy::{EntropyError, OsEntropy};
@@ -71,6 +72,11 @@ pub struct NodeConfig {
     pub snapshot_num_retained: usize,
     /// `kv.rocksdb.writebuffer.size`: each bucket's RocksDB memtable, in bytes.
     pub engine_write_buffer_bytes: usize,
+    /// `remote.data.dir`: where KV snapshots are uploaded (by default `remote` in
+    /// `data_dir`).
+    pub remote_data_dir: RemoteDataDir,
+    /// `s3.*`: how an `s3://` remote data directory is reached.
+    pub s3: S3Config,
 }
 
 impl NodeConfig {
@@ -89,6 +95,8 @@ impl NodeConfig {
             snapshot_interval_ms: SNAPSHOT_INTERVAL_MS_DEFAULT,
             snapshot_num_retained: NUM_RETAINED_DEFAULT,
             engine_write_buffer_bytes: WRITE_BUFFER_BYTES_DEFAULT,
+            remote_data_dir: RemoteDataDir::InDataDir,
+            s3: S3Config::default(),
         }
     }
 
@@ -111,6 +119,8 @@ impl NodeConfig {
             snapshot_interval_ms: SNAPSHOT_INTERVAL_MS_DEFAULT,
             snapshot_num_retained: NUM_RETAINED_DEFAULT,
             engine_write_buffer_bytes: WRITE_BUFFER_BYTES_DEFAULT,
+            remote_data_dir: RemoteDataDir::InDataDir,
+            s3: S3Config::default(),
         }
     }
 
@@ -126,6 +136,7 @@ impl NodeConfig {
             return Err(NodeError::InvalidConfig(format!("partitioned {bucket} is not supported")));
         }
         self.scanner.validate().map_err(NodeError::InvalidConfig)?;
+        self.s3.validate().map_err(NodeError::InvalidConfig)?;
         if self.snapshot_interval_ms == 0 {
             return Err(NodeError::InvalidConfig("the snapshot interval is 0".to_string()));
         }
@@ -235,7 +246,7 @@ pub struct NodeHandle {
     schema_ids: Vec<i16>,
     executor: TokioExecutor,
     snapshot_store: Arc<SnapshotStore>,
-    remote_root: PathBuf,
+    remote_root: String,
 }
 
 impl NodeHandle {
@@ -245,8 +256,9 @@ impl NodeHandle {
         &self.snapshot_store
     }
 
-    /// The remote data directory (absolute): a snapshot file's remote path is relative to it.
-    pub fn remote_root(&self) -> &Path {
+    /// The remote data directory (an absolute local path, or `s3://bucket/prefix`): a
+    /// snapshot file's remote path is relative to it.
+    pub fn remote_root(&self) -> &str {
         &self.remote_root
     }
 
@@ -378,7 +390,7 @@ pub struct Node {
     client: LoopbackRpc,
     server: Option<RunningServer>,
     snapshot_store: Arc<SnapshotStore>,
-    remote_root: PathBuf,
+    remote_root: String,
     executor: TokioExecutor,
 }
 
@@ -391,9 +403,6 @@ impl std::fmt::Debug for Node {
     }
 }
 
-/// Remote objects live in this sub-directory of the data directory until a real object store
-/// is configured.
-const REMOTE_DIR: &str = "remote";
 /// Relative to the node's [`DiskFs`] root, the data directory: the registry puts each log in
 /// `log/<bucket>` under it, next to the engines' `kv/<bucket>`.
 const LOG_ROOT_DIR: &str = ".";
@@ -408,8 +417,14 @@ impl Node {
         config.validate()?;
         let network = LoopbackNetwork::new();
         let executor = TokioExecutor::new(runtime);
-        let (env, remote_root) = build_env(
-            &config.data_dir,
+        let fs = DiskFs::new(&config.data_dir)?;
+        let remote =
+            ObjectStoreRemote::open(&config.remote_data_dir, &config.s3, fs.root()).await?;
+        tracing::info!(remote = remote.name(), "remote data directory");
+        let remote_root = remote.name().to_string();
+        let env = build_env(
+            fs,
+            remote,
             config.engine_write_buffer_bytes,
             executor.clone(),
             network.endpoint(SERVER_NODE_ID),
@@ -513,22 +528,20 @@ impl Node {
     }
 }
 
-/// The real environment: disk files under `data_dir`, RocksDB engines in the same tree (the
-/// tablet server names their directories `kv/<bucket>`), remote objects under
-/// `data_dir/remote` (returned too, absolute).
+/// The real environment: disk files under `fs`'s root (the data directory), RocksDB engines in
+/// the same tree (the tablet server names their directories `kv/<bucket>`), remote objects in
+/// `remote` (`remote.data.dir`).
 ///
 /// The engine factory is rooted at the data directory, like the [`DiskFs`], so that a directory
 /// name means the same place to both: core creates and removes engine and checkpoint
 /// directories through `fs` and hands the same names to the engines.
 fn build_env(
-    data_dir: &Path,
+    fs: DiskFs,
+    remote: ObjectStoreRemote,
     engine_write_buffer_bytes: usize,
     executor: TokioExecutor,
     rpc: LoopbackRpc,
-) -> Result<(Env, PathBuf), NodeError> {
-    let fs = DiskFs::new(data_dir)?;
-    let remote_root = fs.root().join(REMOTE_DIR);
-    let remote = ObjectStoreRemote::local(remote_root.clone())?;
+) -> Result<Env, NodeError> {
     let engines = RocksEngineFactory::new(fs.root().to_path_buf())
         .with_write_buffer_bytes(engine_write_buffer_bytes);
     let env = Env {
@@ -543,7 +556,7 @@ fn build_env(
         ledger: Ledger::new(),
         mutants: Mutants::NONE,
     };
-    Ok((env, remote_root))
+    Ok(env)
 }
 
 /// The leaders' KV snapshots: every `kv.snapshot.interval`, committed to this node's own

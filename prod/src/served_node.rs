@@ -100,6 +100,8 @@ impl ServedNode {
             snapshot_interval_ms: config.snapshot_interval_ms,
             snapshot_num_retained: config.snapshot_num_retained as usize,
             engine_write_buffer_bytes: config.engine_write_buffer_bytes,
+            remote_data_dir: config.remote_data_dir.clone(),
+            s3: config.s3.clone(),
             ..NodeConfig::for_tables(config.data_dir.clone(), &tables)
         };
         let mut node = Node::start(node_config, runtime).await?;

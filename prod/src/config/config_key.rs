@@ -4,6 +4,10 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
+use crate::config::remote::{
+    parse_bool, parse_endpoint, RemoteDataDir, Secret, S3_PART_BYTES_MAX, S3_PART_BYTES_MIN,
+    S3_RETRY_INTERVAL_MS_MAX, S3_RETRY_LIMIT_MAX,
+};
 use crate::config::units::{parse_duration_ms, parse_size_bytes};
 use crate::config::ServeConfig;
 use crate::wire::server::MIN_MAX_FRAME_SIZE;
@@ -24,6 +28,13 @@ pub const BIND_LISTENERS: &str = "bind.listeners";
 pub const DATA_DIR: &str = "data.dir";
 /// `metrics.listen`, `--metrics-listen`.
 pub const METRICS_LISTEN: &str = "metrics.listen";
+/// `remote.data.dir`.
+pub const REMOTE_DATA_DIR: &str = "remote.data.dir";
+/// `s3.secret-key`.
+pub const S3_SECRET_KEY: &str = "s3.secret-key";
+
+/// Keys whose values are never printed, not even in the error about a bad one.
+pub const SECRET_KEYS: &[&str] = &[S3_SECRET_KEY];
 
 /// `kv.rocksdb.writebuffer.size` bounds: RocksDB's own floor, and a memtable that still leaves
 /// memory for more than a few buckets.
@@ -44,7 +55,8 @@ pub const KEYS: &[ConfigKey] = &[
     ConfigKey {
         name: DATA_DIR,
         default: "./kvtablet-data",
-        doc: "Where the node keeps its catalog, changelogs, engines and remote objects. \
+        doc: "Where the node keeps its catalog, changelogs, engines and (unless \
+              remote.data.dir is set) remote objects. \
               Flag: --data-dir.",
         apply: |config, value| {
             if value.is_empty() {
@@ -66,6 +78,115 @@ pub const KEYS: &[ConfigKey] = &[
             } else {
                 Some(parse_address(value)?)
             };
+            Ok(())
+        },
+    },
+    ConfigKey {
+        name: REMOTE_DATA_DIR,
+        default: "",
+        doc: "Where KV snapshots are uploaded: empty for the directory `remote` inside \
+              data.dir, a local directory (a path or file:///path), or s3://bucket/prefix for \
+              S3 or an S3-compatible server (configured by the s3.* keys).",
+        apply: |config, value| {
+            config.remote_data_dir = RemoteDataDir::parse(value)?;
+            Ok(())
+        },
+    },
+    ConfigKey {
+        name: "s3.endpoint",
+        default: "",
+        doc: "The S3 endpoint, http(s)://host[:port]; empty is AWS's for s3.region (or \
+              AWS_ENDPOINT). http:// is allowed, for a local S3-compatible server.",
+        apply: |config, value| {
+            config.s3.endpoint = parse_endpoint(value)?;
+            Ok(())
+        },
+    },
+    ConfigKey {
+        name: "s3.region",
+        default: "",
+        doc: "The S3 region; empty is AWS_REGION, else us-east-1.",
+        apply: |config, value| {
+            config.s3.region = non_empty(value);
+            Ok(())
+        },
+    },
+    ConfigKey {
+        name: "s3.access-key",
+        default: "",
+        doc: "The S3 access key id; empty is AWS_ACCESS_KEY_ID or the instance's credentials. \
+              Set together with s3.secret-key.",
+        apply: |config, value| {
+            config.s3.access_key = non_empty(value);
+            Ok(())
+        },
+    },
+    ConfigKey {
+        name: S3_SECRET_KEY,
+        default: "",
+        doc: "The S3 secret access key (never printed); empty is AWS_SECRET_ACCESS_KEY or the \
+              instance's credentials.",
+        apply: |config, value| {
+            config.s3.secret_key = non_empty(value).map(Secret::new);
+            Ok(())
+        },
+    },
+    ConfigKey {
+        name: "s3.path.style.access",
+        default: "false",
+        doc: "true: address the bucket in the path (endpoint/bucket/key) rather than the host \
+              name, as most S3-compatible servers want.",
+        apply: |config, value| {
+            config.s3.path_style_access = parse_bool(value)?;
+            Ok(())
+        },
+    },
+    ConfigKey {
+        name: "s3.multipart.threshold",
+        default: "128 mb",
+        doc: "Objects larger than this are uploaded in parts (multipart upload); at least \
+              s3.multipart.size.",
+        apply: |config, value| {
+            config.s3.multipart_threshold_bytes = part_size(value)?;
+            Ok(())
+        },
+    },
+    ConfigKey {
+        name: "s3.multipart.size",
+        default: "64 mb",
+        doc: "The size of each part of a multipart upload, between 5 mb and 5 gb.",
+        apply: |config, value| {
+            config.s3.multipart_part_bytes = part_size(value)?;
+            Ok(())
+        },
+    },
+    ConfigKey {
+        name: "s3.retry.limit",
+        default: "7",
+        doc: "Retries of one S3 request after a transient failure (a 5xx, throttling, a \
+              timeout or a connection error), with exponential backoff; 0 to 20.",
+        apply: |config, value| {
+            let limit = value
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|limit| *limit <= S3_RETRY_LIMIT_MAX)
+                .ok_or_else(|| format!("expected a whole number from 0 to {S3_RETRY_LIMIT_MAX}"))?;
+            config.s3.retry_limit = limit;
+            Ok(())
+        },
+    },
+    ConfigKey {
+        name: "s3.retry.interval",
+        default: "500 ms",
+        doc: "The backoff before the first retry of an S3 request, doubled at each retry \
+              (at most 1 min).",
+        apply: |config, value| {
+            let ms = positive_duration_ms(value)?;
+            if ms > S3_RETRY_INTERVAL_MS_MAX {
+                return Err("must be at most 1 min".to_string());
+            }
+            config.s3.retry_interval_ms = ms;
             Ok(())
         },
     },
@@ -125,7 +246,7 @@ pub const KEYS: &[ConfigKey] = &[
         default: "10 min",
         doc: "How often the leader of each bucket takes an incremental KV snapshot (skipped \
               when nothing was flushed since the last one) and uploads it to the remote data \
-              directory (`remote` in the data directory). Snapshots cannot be switched off: \
+              directory (remote.data.dir). Snapshots cannot be switched off: \
               0 and `off` are refused.",
         apply: |config, value| {
             config.snapshot_interval_ms = positive_duration_ms(value)?;
@@ -266,6 +387,19 @@ fn positive_duration_ms(value: &str) -> Result<u64, String> {
         0 => Err("must be longer than 0 ms".to_string()),
         ms => Ok(ms),
     }
+}
+
+/// The empty string is unset.
+fn non_empty(value: &str) -> Option<String> {
+    let value = value.trim();
+    (!value.is_empty()).then(|| value.to_string())
+}
+
+/// An S3 part size (or a threshold, which must allow one part).
+fn part_size(value: &str) -> Result<u64, String> {
+    Some(parse_size_bytes(value)?)
+        .filter(|bytes| (S3_PART_BYTES_MIN..=S3_PART_BYTES_MAX).contains(bytes))
+        .ok_or_else(|| "must be between 5 mb and 5 gb".to_string())
 }
 
 fn positive_u32(value: &str) -> Result<u32, String> {

@@ -9,6 +9,7 @@
 
 pub mod config_error;
 pub mod config_key;
+pub mod remote;
 pub mod units;
 
 use std::collections::BTreeSet;
@@ -22,7 +23,8 @@ use kvtablet_core::snapshot::snapshot_store::NUM_RETAINED_DEFAULT;
 use kvtablet_core::snapshot::SNAPSHOT_INTERVAL_MS_DEFAULT;
 
 pub use self::config_error::ConfigError;
-use self::config_key::{BIND_LISTENERS, DATA_DIR, KEYS, METRICS_LISTEN};
+use self::config_key::{BIND_LISTENERS, DATA_DIR, KEYS, METRICS_LISTEN, SECRET_KEYS};
+use self::remote::{RemoteDataDir, S3Config};
 use crate::rocks_engine::WRITE_BUFFER_BYTES_DEFAULT;
 use crate::wire::WireConfig;
 
@@ -51,6 +53,10 @@ pub struct ServeConfig {
     pub engine_write_buffer_bytes: usize,
     /// `net.*`.
     pub wire: WireConfig,
+    /// `remote.data.dir`: where KV snapshots go.
+    pub remote_data_dir: RemoteDataDir,
+    /// `s3.*`: how an `s3://` remote data directory is reached.
+    pub s3: S3Config,
     /// The keys set by the file or the command line rather than left at their default.
     explicit: BTreeSet<&'static str>,
 }
@@ -67,6 +73,8 @@ impl Default for ServeConfig {
             snapshot_num_retained: SNAPSHOT_NUM_RETAINED_DEFAULT,
             engine_write_buffer_bytes: WRITE_BUFFER_BYTES_DEFAULT,
             wire: WireConfig::default(),
+            remote_data_dir: RemoteDataDir::default(),
+            s3: S3Config::default(),
             explicit: BTreeSet::new(),
         }
     }
@@ -146,8 +154,8 @@ impl ServeConfig {
                     toml::Value::Integer(number) => number.to_string(),
                     other => {
                         return Err(ConfigError::BadValue {
+                            value: shown_value(&key, &other.to_string()),
                             key,
-                            value: other.to_string(),
                             origin,
                             reason: "expected a string or an integer".to_string(),
                         })
@@ -172,7 +180,7 @@ impl ServeConfig {
         };
         (entry.apply)(self, value).map_err(|reason| ConfigError::BadValue {
             key: key.to_string(),
-            value: value.to_string(),
+            value: shown_value(key, value),
             origin: origin.to_string(),
             reason,
         })?;
@@ -184,6 +192,7 @@ impl ServeConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         self.scanner.validate().map_err(ConfigError::Invalid)?;
         self.wire.check().map_err(ConfigError::Invalid)?;
+        self.s3.validate().map_err(ConfigError::Invalid)?;
         if self.metrics_listen == Some(self.listen) && self.listen.port() != 0 {
             return Err(ConfigError::Invalid(format!(
                 "{BIND_LISTENERS} and {METRICS_LISTEN} are both {}",
@@ -201,6 +210,15 @@ impl ServeConfig {
     /// Whether the metrics endpoint was asked for, rather than left at its default address.
     pub fn metrics_listen_is_set(&self) -> bool {
         self.is_set(METRICS_LISTEN)
+    }
+}
+
+/// A value as an error may show it: a secret's is not echoed, not even a malformed one.
+fn shown_value(key: &str, value: &str) -> String {
+    if SECRET_KEYS.contains(&key) {
+        "***".to_string()
+    } else {
+        value.to_string()
     }
 }
 
@@ -297,6 +315,92 @@ mod tests {
         let small = [Setting::new("kv.rocksdb.writebuffer.size", "4 mb", "-D")];
         let config = ServeConfig::from_sources(None, &small).expect("parses");
         assert_eq!(config.engine_write_buffer_bytes, 4 * 1024 * 1024);
+    }
+
+    #[test]
+    fn the_remote_data_dir_defaults_to_the_data_dir_and_takes_s3_keys() {
+        let config = ServeConfig::from_sources(None, &[]).expect("defaults");
+        assert_eq!(config.remote_data_dir, RemoteDataDir::InDataDir);
+        assert_eq!(config.s3, S3Config::default());
+        let config = from_file(
+            r#"
+            remote.data.dir = "s3://fluss-bucket/cluster-1/remote"
+            [s3]
+            endpoint = "http://127.0.0.1:9000"
+            region = "eu-west-1"
+            access-key = "AKIDEXAMPLE"
+            secret-key = "wJalrXUtnFEMI"
+            path.style.access = "true"
+            multipart.threshold = "16 mb"
+            multipart.size = "8 mb"
+            retry.limit = 3
+            retry.interval = "100 ms"
+            "#,
+        )
+        .expect("parses");
+        assert_eq!(
+            config.remote_data_dir,
+            RemoteDataDir::S3 {
+                bucket: "fluss-bucket".to_string(),
+                prefix: "cluster-1/remote".to_string()
+            }
+        );
+        assert_eq!(
+            config.s3,
+            S3Config {
+                endpoint: Some("http://127.0.0.1:9000".to_string()),
+                region: Some("eu-west-1".to_string()),
+                access_key: Some("AKIDEXAMPLE".to_string()),
+                secret_key: Some(remote::Secret::new("wJalrXUtnFEMI")),
+                path_style_access: true,
+                multipart_threshold_bytes: 16 << 20,
+                multipart_part_bytes: 8 << 20,
+                retry_limit: 3,
+                retry_interval_ms: 100,
+            }
+        );
+        assert!(!format!("{config:?}").contains("wJalr"), "the secret is printed");
+        let local = [Setting::new("remote.data.dir", "/mnt/remote", "-D")];
+        let config = ServeConfig::from_sources(None, &local).expect("parses");
+        assert_eq!(config.remote_data_dir, RemoteDataDir::Local(PathBuf::from("/mnt/remote")));
+    }
+
+    #[test]
+    fn bad_s3_values_name_their_key_and_never_echo_the_secret() {
+        let cases = [
+            ("remote.data.dir = \"oss://bucket/x\"", "remote.data.dir"),
+            ("remote.data.dir = \"s3://No_Such\"", "remote.data.dir"),
+            ("s3.endpoint = \"localhost:9000\"", "s3.endpoint"),
+            ("s3.path.style.access = \"yes\"", "s3.path.style.access"),
+            ("s3.multipart.size = \"1 mb\"", "s3.multipart.size"),
+            ("s3.multipart.threshold = \"6 gb\"", "s3.multipart.threshold"),
+            ("s3.retry.limit = 21", "s3.retry.limit"),
+            ("s3.retry.limit = -1", "s3.retry.limit"),
+            ("s3.retry.interval = \"2 min\"", "s3.retry.interval"),
+            ("s3.retry.interval = 0", "s3.retry.interval"),
+            ("s3.secret-key = 42.5", "s3.secret-key"),
+        ];
+        for (line, key) in cases {
+            assert_eq!(bad_key(from_file(line)), key, "{line}");
+        }
+        // A secret key given where a string is expected is refused without its value.
+        let message =
+            from_file("s3.secret-key = [\"wJalrXUtnFEMI\"]").expect_err("refused").to_string();
+        assert!(message.contains("s3.secret-key") && !message.contains("wJalr"), "{message}");
+        for (text, names) in [
+            ("s3.access-key = \"AKID\"", "s3.secret-key"),
+            ("s3.secret-key = \"wJalrXUtnFEMI\"", "s3.access-key"),
+            ("[s3.multipart]\nthreshold = \"8 mb\"\nsize = \"16 mb\"", "s3.multipart.threshold"),
+        ] {
+            match from_file(text) {
+                Err(error @ ConfigError::Invalid(_)) => {
+                    let message = error.to_string();
+                    assert!(message.contains(names), "{message}");
+                    assert!(!message.contains("wJalr"), "{message}");
+                }
+                other => panic!("{text}: expected an invalid config, got {other:?}"),
+            }
+        }
     }
 
     #[test]

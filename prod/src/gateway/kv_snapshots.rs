@@ -133,8 +133,7 @@ impl Gateway {
             blocking(move || Ok(store.kept_snapshot(bucket, snapshot_id))).await?.ok_or_else(
                 || not_exist("it is not kept (never committed, or dropped by retention)"),
             )?;
-        let root = self.node.remote_root().display().to_string();
-        let root = root.trim_end_matches('/');
+        let root = self.node.remote_root().trim_end_matches('/');
         encode_response(&GetKvSnapshotMetadataResponse {
             log_offset: wire_i64(snapshot.log_offset, "log offset")?,
             snapshot_files: snapshot

@@ -130,8 +130,6 @@ pub enum Mutant {
     /// The tierer raises the log's remote end once a segment is uploaded, before the
     /// coordinator has committed it to the remote-log manifest.
     TieringRemoteEndRaisedBeforeCommit,
-    /// The coordinator commits a remote-log segment from a deposed leader's epoch.
-    TieringDeposedLeaderAccepted,
 }
 
 impl Mutant {
@@ -179,7 +177,6 @@ impl Mutant {
         Mutant::SnapshotCheckpointNotVerified,
         Mutant::RetentionForgetsWriterState,
         Mutant::TieringRemoteEndRaisedBeforeCommit,
-        Mutant::TieringDeposedLeaderAccepted,
     ];
 
     /// The mutants that only real preemption reaches: two critical sections with no await
@@ -239,7 +236,6 @@ impl Mutant {
             Mutant::SnapshotCheckpointNotVerified => "snapshot-checkpoint-not-verified",
             Mutant::RetentionForgetsWriterState => "retention-forgets-writer-state",
             Mutant::TieringRemoteEndRaisedBeforeCommit => "tiering-remote-end-raised-before-commit",
-            Mutant::TieringDeposedLeaderAccepted => "tiering-deposed-leader-accepted",
         }
     }
 

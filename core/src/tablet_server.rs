@@ -22,6 +22,7 @@ use crate::scan::scan_kv_handler::handle_scan_kv;
 use crate::scan::scanner_manager::SessionLookup;
 use crate::scan::{ScannerConfig, ScannerManager};
 use crate::snapshot::SnapshotSchedule;
+use crate::tiering::TieringSchedule;
 use crate::table_bucket::TableBucket;
 use crate::task::{catch_panic, join_if_some, panic_message, stop_on_panic, Task};
 
@@ -108,6 +109,9 @@ pub struct TabletServerConfig {
     pub scanner: ScannerConfig,
     /// Periodic KV snapshots of led buckets; `None` takes none.
     pub snapshots: Option<Arc<SnapshotSchedule>>,
+    /// Changelog tiering and local retention of led buckets; `None` tiers nothing and
+    /// deletes no local segment.
+    pub tiering: Option<Arc<TieringSchedule>>,
 }
 
 pub struct TabletServer {
@@ -531,7 +535,9 @@ impl TabletServer {
             Request::Metadata
             | Request::AllocateKvSnapshotId { .. }
             | Request::CommitKvSnapshot { .. }
-            | Request::GetLatestKvSnapshot { .. } => Err(KvError::NotLeader(format!(
+            | Request::GetLatestKvSnapshot { .. }
+            | Request::CommitRemoteLogSegment { .. }
+            | Request::GetRemoteLogEnd { .. } => Err(KvError::NotLeader(format!(
                 "{} is served by the coordinator, not a tablet server",
                 request.kind()
             ))),
@@ -630,6 +636,7 @@ impl TabletServer {
             engine_dir,
             self.scanners.clone(),
             self.config.snapshots.clone(),
+            self.config.tiering.clone(),
         ));
         replicas.by_bucket.insert(bucket, replica.clone());
         Ok(replica)

@@ -17,6 +17,7 @@ use crate::mutant::Mutant;
 use crate::snapshot::completed_snapshot::content_sha256;
 use crate::table_bucket::TableBucket;
 use crate::task::run_blocking;
+use crate::tiering::remote_log_reader::decode_frames;
 use crate::tiering::remote_log_segment::RemoteLogSegment;
 use crate::tiering::remote_log_store::RemoteLogStoreError;
 
@@ -172,6 +173,15 @@ async fn tier_closed_segments(
             return Ok(());
         };
         let bytes = read_segment(env, log, &closed).await?;
+        // Bytes that rotted on the local disk are never uploaded: every frame's checksum and
+        // the offsets are checked first (the remote copy would pass its own SHA-256).
+        decode_frames(&closed.path, &bytes, closed.base_offset, closed.end_offset, u64::MAX, 0)
+            .map_err(|error| {
+                TickError::Local(LogError::Corrupt {
+                    path: closed.path.clone(),
+                    detail: error.to_string(),
+                })
+            })?;
         let segment = RemoteLogSegment {
             bucket: log.bucket(),
             leader_epoch,

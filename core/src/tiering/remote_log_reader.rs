@@ -52,10 +52,25 @@ pub fn decode_segment(
     if content_sha256(bytes) != segment.sha256 {
         return Err(corrupt("SHA-256 mismatch".to_string()));
     }
+    decode_frames(path, bytes, segment.start_offset, segment.end_offset, from_offset, max_bytes)
+}
+
+/// The batches framed in `bytes`, which must be exactly `start_offset..end_offset` with every
+/// frame's checksum right; those that end after `from_offset` are returned, until `max_bytes`
+/// (at least one). The tierer checks a local segment with it before uploading it.
+pub fn decode_frames(
+    path: &str,
+    bytes: &[u8],
+    start_offset: u64,
+    end_offset: u64,
+    from_offset: u64,
+    max_bytes: u64,
+) -> Result<Vec<LogBatch>, RemoteLogReadError> {
+    let corrupt = |detail: String| RemoteLogReadError::Corrupt { path: path.to_string(), detail };
     let mut batches = Vec::new();
     let mut read_bytes = 0u64;
     let mut position = 0usize;
-    let mut expected_offset = segment.start_offset;
+    let mut expected_offset = start_offset;
     while position < bytes.len() {
         let (batch, len) = decode_batch(&bytes[position..])
             .map_err(|error| corrupt(format!("frame at byte {position}: {error}")))?;
@@ -71,16 +86,14 @@ pub fn decode_segment(
             continue;
         }
         if !batches.is_empty() && read_bytes + len as u64 > max_bytes {
+            // The rest is not decoded: a reader stops at its budget.
             return Ok(batches);
         }
         read_bytes += len as u64;
         batches.push(batch);
     }
-    if expected_offset != segment.end_offset {
-        return Err(corrupt(format!(
-            "ends at {expected_offset}, the manifest says {}",
-            segment.end_offset
-        )));
+    if expected_offset != end_offset {
+        return Err(corrupt(format!("ends at {expected_offset}, expected {end_offset}")));
     }
     Ok(batches)
 }

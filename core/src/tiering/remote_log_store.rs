@@ -21,7 +21,6 @@ use std::sync::Arc;
 
 use crate::byte_reader::{ByteReader, ByteWriter};
 use crate::env::{FsError, LocalFs, RemoteObject};
-use crate::mutant::{Mutant, Mutants};
 use crate::snapshot::completed_snapshot::{
     decode_bucket, encode_bucket, frame_with_magic, unframe_with_magic,
 };
@@ -98,7 +97,6 @@ impl RemoteLogManifest {
 pub struct RemoteLogStore {
     fs: Arc<dyn LocalFs>,
     dir: String,
-    mutants: Mutants,
     manifests: Mutex<BTreeMap<TableBucket, RemoteLogManifest>>,
 }
 
@@ -114,7 +112,6 @@ impl RemoteLogStore {
     pub fn open(
         fs: Arc<dyn LocalFs>,
         dir: String,
-        mutants: Mutants,
     ) -> Result<RemoteLogStore, RemoteLogStoreError> {
         fs.create_dir_all(&dir).map_err(RemoteLogStoreError::Io)?;
         let mut manifests = BTreeMap::new();
@@ -132,7 +129,7 @@ impl RemoteLogStore {
             }
             manifests.insert(bucket, manifest);
         }
-        Ok(RemoteLogStore { fs, dir, mutants, manifests: Mutex::new(manifests) })
+        Ok(RemoteLogStore { fs, dir, manifests: Mutex::new(manifests) })
     }
 
     pub fn manifest(&self, bucket: TableBucket) -> RemoteLogManifest {
@@ -172,8 +169,7 @@ impl RemoteLogStore {
             };
             Err(RemoteLogRefusal { error, unneeded_paths })
         };
-        let deposed_accepted = self.mutants.is_on(Mutant::TieringDeposedLeaderAccepted);
-        if current_epoch != Some(segment.leader_epoch) && !deposed_accepted {
+        if current_epoch != Some(segment.leader_epoch) {
             return refuse(RemoteLogStoreError::Fenced {
                 bucket,
                 leader_epoch: segment.leader_epoch,
@@ -328,7 +324,7 @@ mod tests {
     }
 
     fn open(fs: &Arc<TestFs>) -> RemoteLogStore {
-        RemoteLogStore::open(fs.clone(), DIR.into(), Mutants::NONE).unwrap()
+        RemoteLogStore::open(fs.clone(), DIR.into()).unwrap()
     }
 
     #[test]
@@ -394,7 +390,7 @@ mod tests {
             bytes[middle] ^= 1;
         });
         assert!(matches!(
-            RemoteLogStore::open(fs.clone(), DIR.into(), Mutants::NONE),
+            RemoteLogStore::open(fs.clone(), DIR.into()),
             Err(RemoteLogStoreError::Corrupt { .. })
         ));
     }

@@ -74,6 +74,9 @@ pub enum Request {
     CommitRemoteLogSegment { segment: Box<RemoteLogSegment> },
     /// Leader → coordinator: the bucket's remote end (everything below it is tiered).
     GetRemoteLogEnd { bucket: TableBucket },
+    /// Leader → coordinator: the tiered segment that holds `offset` (a fetch below the local
+    /// log start is served from it).
+    GetRemoteLogSegment { bucket: TableBucket, offset: u64 },
 }
 
 /// Which offset ListOffsets asks for.
@@ -148,6 +151,7 @@ impl Request {
             Request::GetLatestKvSnapshot { .. } => "get_latest_kv_snapshot",
             Request::CommitRemoteLogSegment { .. } => "commit_remote_log_segment",
             Request::GetRemoteLogEnd { .. } => "get_remote_log_end",
+            Request::GetRemoteLogSegment { .. } => "get_remote_log_segment",
         }
     }
 
@@ -165,7 +169,8 @@ impl Request {
             | Request::ListOffsets { bucket, .. }
             | Request::AllocateKvSnapshotId { bucket }
             | Request::GetLatestKvSnapshot { bucket }
-            | Request::GetRemoteLogEnd { bucket } => Some(*bucket),
+            | Request::GetRemoteLogEnd { bucket }
+            | Request::GetRemoteLogSegment { bucket, .. } => Some(*bucket),
             Request::CommitKvSnapshot { snapshot } => Some(snapshot.bucket),
             Request::CommitRemoteLogSegment { segment } => Some(segment.bucket),
             Request::ScanKv(request) => request.bucket_scan_req.as_ref().map(|open| open.bucket),
@@ -190,6 +195,7 @@ impl Response {
             Response::LatestKvSnapshot(_) => "latest_kv_snapshot",
             Response::KvSnapshotRefused(_) => "kv_snapshot_refused",
             Response::RemoteLogEnd { .. } => "remote_log_end",
+            Response::RemoteLogSegment(_) => "remote_log_segment",
             Response::RemoteLogRefused(_) => "remote_log_refused",
             Response::Error(_) => "error",
         }
@@ -244,6 +250,8 @@ pub enum Response {
     RemoteLogEnd {
         end_offset: u64,
     },
+    /// The tiered segment asked for, if one holds the offset.
+    RemoteLogSegment(Option<Box<RemoteLogSegment>>),
     /// The coordinator's remote-log store refused or failed.
     RemoteLogRefused(RemoteLogStoreError),
     Error(ApiError),

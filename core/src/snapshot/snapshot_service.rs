@@ -65,6 +65,7 @@ impl SnapshotService {
                 | Request::GetLatestKvSnapshot { .. }
                 | Request::CommitRemoteLogSegment { .. }
                 | Request::GetRemoteLogEnd { .. }
+                | Request::GetRemoteLogSegment { .. }
         )
     }
 
@@ -117,6 +118,12 @@ impl SnapshotService {
                 let Some(remote_logs) = &self.remote_logs else { return Some(no_tiering()) };
                 let end_offset = remote_logs.remote_end_offset(*bucket);
                 (Response::RemoteLogEnd { end_offset }, Cleanup::default())
+            }
+            Request::GetRemoteLogSegment { bucket, offset } => {
+                let Some(remote_logs) = &self.remote_logs else { return Some(no_tiering()) };
+                let manifest = remote_logs.manifest(*bucket);
+                let segment = manifest.segment_holding(*offset).cloned().map(Box::new);
+                (Response::RemoteLogSegment(segment), Cleanup::default())
             }
             _ => return None,
         };

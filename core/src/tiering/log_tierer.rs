@@ -46,6 +46,12 @@ pub trait RemoteLogCommitter: Send + Sync + 'static {
     /// Records `segment`; answers the remote end after it.
     fn commit(&self, segment: RemoteLogSegment)
         -> BoxFuture<'static, Result<u64, TieringCommitError>>;
+    /// The recorded segment that holds `offset`, if any.
+    fn segment_holding(
+        &self,
+        bucket: TableBucket,
+        offset: u64,
+    ) -> BoxFuture<'static, Result<Option<RemoteLogSegment>, TieringCommitError>>;
 }
 
 /// When and how a server's leaders tier their changelogs.

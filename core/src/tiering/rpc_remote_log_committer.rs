@@ -51,4 +51,22 @@ impl RemoteLogCommitter for RpcRemoteLogCommitter {
     fn commit(&self, segment: RemoteLogSegment) -> BoxFuture<'static, Result<u64, TieringCommitError>> {
         self.call(Request::CommitRemoteLogSegment { segment: Box::new(segment) })
     }
+
+    fn segment_holding(
+        &self,
+        bucket: TableBucket,
+        offset: u64,
+    ) -> BoxFuture<'static, Result<Option<RemoteLogSegment>, TieringCommitError>> {
+        let request = Request::GetRemoteLogSegment { bucket, offset };
+        let call = self.rpc.call(self.coordinator, request, self.timeout_ms);
+        async move {
+            match call.await {
+                Ok(Response::RemoteLogSegment(segment)) => Ok(segment.map(|segment| *segment)),
+                Ok(Response::RemoteLogRefused(error)) => Err(TieringCommitError::Refused(error)),
+                Ok(other) => Err(TieringCommitError::NoAnswer(format!("answered {}", other.kind()))),
+                Err(error) => Err(TieringCommitError::NoAnswer(error.to_string())),
+            }
+        }
+        .boxed()
+    }
 }

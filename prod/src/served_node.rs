@@ -100,6 +100,9 @@ impl ServedNode {
             snapshot_interval_ms: config.snapshot_interval_ms,
             snapshot_num_retained: config.snapshot_num_retained as usize,
             engine_write_buffer_bytes: config.engine_write_buffer_bytes,
+            segment_bytes_max: config.segment_bytes_max,
+            tiering_interval_ms: config.tiering_interval_ms,
+            local_segments_kept: config.local_segments_kept as usize,
             ..NodeConfig::for_tables(config.data_dir.clone(), &tables)
         };
         let mut node = Node::start(node_config, runtime).await?;

@@ -23,6 +23,7 @@ pub mod sync;
 pub mod table_bucket;
 pub mod tablet_server;
 pub mod tablet_server_stats;
+pub mod tiering;
 pub mod task;
 pub mod writer_id_allocator;
 

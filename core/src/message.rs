@@ -8,6 +8,7 @@ use bytes::Bytes;
 use crate::error::ApiError;
 use crate::log::{LogBatch, WriterBatch};
 use crate::snapshot::{CompletedSnapshot, SnapshotStoreError};
+use crate::tiering::{RemoteLogSegment, RemoteLogStoreError};
 use crate::table_bucket::TableBucket;
 
 /// A node of the cluster: a tablet server, the coordinator or a client.
@@ -68,6 +69,14 @@ pub enum Request {
     /// Leader → coordinator: the bucket's latest committed KV snapshot, which a new term's
     /// first snapshot reuses files of.
     GetLatestKvSnapshot { bucket: TableBucket },
+    /// Leader → coordinator: record a tiered changelog segment in the bucket's remote-log
+    /// manifest (Fluss's CommitRemoteLogManifest). Idempotent.
+    CommitRemoteLogSegment { segment: Box<RemoteLogSegment> },
+    /// Leader → coordinator: the bucket's remote end (everything below it is tiered).
+    GetRemoteLogEnd { bucket: TableBucket },
+    /// Leader → coordinator: the tiered segment that holds `offset` (a fetch below the local
+    /// log start is served from it).
+    GetRemoteLogSegment { bucket: TableBucket, offset: u64 },
 }
 
 /// Which offset ListOffsets asks for.
@@ -140,6 +149,9 @@ impl Request {
             Request::AllocateKvSnapshotId { .. } => "allocate_kv_snapshot_id",
             Request::CommitKvSnapshot { .. } => "commit_kv_snapshot",
             Request::GetLatestKvSnapshot { .. } => "get_latest_kv_snapshot",
+            Request::CommitRemoteLogSegment { .. } => "commit_remote_log_segment",
+            Request::GetRemoteLogEnd { .. } => "get_remote_log_end",
+            Request::GetRemoteLogSegment { .. } => "get_remote_log_segment",
         }
     }
 
@@ -156,8 +168,11 @@ impl Request {
             | Request::FetchLog { bucket, .. }
             | Request::ListOffsets { bucket, .. }
             | Request::AllocateKvSnapshotId { bucket }
-            | Request::GetLatestKvSnapshot { bucket } => Some(*bucket),
+            | Request::GetLatestKvSnapshot { bucket }
+            | Request::GetRemoteLogEnd { bucket }
+            | Request::GetRemoteLogSegment { bucket, .. } => Some(*bucket),
             Request::CommitKvSnapshot { snapshot } => Some(snapshot.bucket),
+            Request::CommitRemoteLogSegment { segment } => Some(segment.bucket),
             Request::ScanKv(request) => request.bucket_scan_req.as_ref().map(|open| open.bucket),
             Request::Metadata => None,
         }
@@ -179,6 +194,9 @@ impl Response {
             Response::KvSnapshotId { .. } => "kv_snapshot_id",
             Response::LatestKvSnapshot(_) => "latest_kv_snapshot",
             Response::KvSnapshotRefused(_) => "kv_snapshot_refused",
+            Response::RemoteLogEnd { .. } => "remote_log_end",
+            Response::RemoteLogSegment(_) => "remote_log_segment",
+            Response::RemoteLogRefused(_) => "remote_log_refused",
             Response::Error(_) => "error",
         }
     }
@@ -228,5 +246,13 @@ pub enum Response {
     /// The coordinator's snapshot store refused or failed (its verdict says whether to ask
     /// again).
     KvSnapshotRefused(SnapshotStoreError),
+    /// The bucket's remote end, after the commit that asked.
+    RemoteLogEnd {
+        end_offset: u64,
+    },
+    /// The tiered segment asked for, if one holds the offset.
+    RemoteLogSegment(Option<Box<RemoteLogSegment>>),
+    /// The coordinator's remote-log store refused or failed.
+    RemoteLogRefused(RemoteLogStoreError),
     Error(ApiError),
 }

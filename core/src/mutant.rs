@@ -124,6 +124,12 @@ pub enum Mutant {
     /// The checkpoint is uploaded without checking it against the engine's checksums, so
     /// bytes that rotted on the local disk are committed.
     SnapshotCheckpointNotVerified,
+    /// Retention deletes segments without first persisting the writers' state they leave
+    /// behind: after a reopen a writer whose batches were deleted is forgotten.
+    RetentionForgetsWriterState,
+    /// The tierer raises the log's remote end once a segment is uploaded, before the
+    /// coordinator has committed it to the remote-log manifest.
+    TieringRemoteEndRaisedBeforeCommit,
 }
 
 impl Mutant {
@@ -169,6 +175,8 @@ impl Mutant {
         Mutant::SnapshotOffsetReadBeforeCheckpoint,
         Mutant::SnapshotAmbiguousCommitDeletesUploads,
         Mutant::SnapshotCheckpointNotVerified,
+        Mutant::RetentionForgetsWriterState,
+        Mutant::TieringRemoteEndRaisedBeforeCommit,
     ];
 
     /// The mutants that only real preemption reaches: two critical sections with no await
@@ -226,6 +234,8 @@ impl Mutant {
                 "snapshot-ambiguous-commit-deletes-uploads"
             }
             Mutant::SnapshotCheckpointNotVerified => "snapshot-checkpoint-not-verified",
+            Mutant::RetentionForgetsWriterState => "retention-forgets-writer-state",
+            Mutant::TieringRemoteEndRaisedBeforeCommit => "tiering-remote-end-raised-before-commit",
         }
     }
 

@@ -19,6 +19,7 @@ use crate::scan::scan_session::{ScanSession, SessionOrigin};
 use crate::scan::ScannerManager;
 use crate::snapshot::{run_snapshot_loop, SnapshotSchedule};
 use crate::table_bucket::TableBucket;
+use crate::tiering::{run_tiering_loop, TieringSchedule};
 use crate::task::{catch_blocking_panic, join_if_some, panic_message, run_blocking, Task};
 
 /// What opening a scan produced.
@@ -32,7 +33,12 @@ pub enum OpenedScan {
 
 enum Role {
     Follower,
-    Leader { kv: Arc<KvTablet>, flush_task: Task, snapshot_task: Option<Task> },
+    Leader {
+        kv: Arc<KvTablet>,
+        flush_task: Task,
+        snapshot_task: Option<Task>,
+        tiering_task: Option<Task>,
+    },
 }
 
 struct ReplicaState {
@@ -51,6 +57,9 @@ pub struct Replica {
     config: KvTabletConfig,
     /// Periodic KV snapshots of the buckets this replica leads; none without a schedule.
     snapshots: Option<Arc<SnapshotSchedule>>,
+    /// Changelog tiering and local retention of the buckets this replica leads; none without
+    /// a schedule.
+    tiering: Option<Arc<TieringSchedule>>,
     log: Arc<LogTablet>,
     engine_dir: String,
     state: Mutex<ReplicaState>,
@@ -76,6 +85,7 @@ impl Replica {
         engine_dir: String,
         scanners: Arc<ScannerManager>,
         snapshots: Option<Arc<SnapshotSchedule>>,
+        tiering: Option<Arc<TieringSchedule>>,
     ) -> Replica {
         Replica {
             bucket: log.bucket(),
@@ -83,6 +93,7 @@ impl Replica {
             scanners,
             config,
             snapshots,
+            tiering,
             log,
             engine_dir,
             state: Mutex::new(ReplicaState {
@@ -185,7 +196,15 @@ impl Replica {
                     run_snapshot_loop(self.env.clone(), kv.clone(), schedule),
                 )
             });
-            state.role = Role::Leader { kv, flush_task, snapshot_task };
+            let tiering_task = self.tiering.clone().map(|schedule| {
+                Task::spawn(
+                    &self.env.executor,
+                    &self.env.ledger,
+                    format!("log tiering node{} {}", self.env.node_id, self.bucket.dir_name()),
+                    run_tiering_loop(self.env.clone(), self.log.clone(), leader_epoch, schedule),
+                )
+            });
+            state.role = Role::Leader { kv, flush_task, snapshot_task, tiering_task };
             Ok(())
         }
         .boxed()
@@ -419,12 +438,16 @@ fn check_epoch(state: &ReplicaState, leader_epoch: u32) -> Result<(), KvError> {
 /// in flight (see [`KvTablet::run_flush_loop`]).
 fn end_term(state: &mut ReplicaState) -> Option<Task> {
     match std::mem::replace(&mut state.role, Role::Follower) {
-        Role::Leader { kv, flush_task, snapshot_task } => {
+        Role::Leader { kv, flush_task, snapshot_task, tiering_task } => {
             kv.close();
             // A snapshot in flight is dropped at its next await: it deletes nothing remote,
-            // and the next term clears its local checkpoint.
+            // and the next term clears its local checkpoint. An upload of a segment is dropped
+            // the same way; an object it left uncommitted is the orphan sweep's.
             if let Some(snapshot_task) = snapshot_task {
                 snapshot_task.abort();
+            }
+            if let Some(tiering_task) = tiering_task {
+                tiering_task.abort();
             }
             Some(flush_task)
         }

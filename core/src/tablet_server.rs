@@ -11,7 +11,7 @@ use futures::FutureExt;
 use crate::env::{Env, RpcHandler};
 use crate::error::{ApiError, ErrorCode};
 use crate::kv::{KvError, KvTablet, KvTabletConfig, PartialUpdates, RowMerger};
-use crate::log::{LogError, LogRegistry};
+use crate::log::{LogBatch, LogError, LogRegistry, LogTablet};
 use crate::message::{
     KvWrite, NodeId, OffsetSpec, Request, Response, ScanKvRequest, ScanKvResponse,
 };
@@ -22,6 +22,7 @@ use crate::scan::scan_kv_handler::handle_scan_kv;
 use crate::scan::scanner_manager::SessionLookup;
 use crate::scan::{ScannerConfig, ScannerManager};
 use crate::snapshot::SnapshotSchedule;
+use crate::tiering::{read_remote_log, TieringSchedule};
 use crate::table_bucket::TableBucket;
 use crate::task::{catch_panic, join_if_some, panic_message, stop_on_panic, Task};
 
@@ -108,6 +109,9 @@ pub struct TabletServerConfig {
     pub scanner: ScannerConfig,
     /// Periodic KV snapshots of led buckets; `None` takes none.
     pub snapshots: Option<Arc<SnapshotSchedule>>,
+    /// Changelog tiering and local retention of led buckets; `None` tiers nothing and
+    /// deletes no local segment.
+    pub tiering: Option<Arc<TieringSchedule>>,
 }
 
 pub struct TabletServer {
@@ -498,16 +502,29 @@ impl TabletServer {
                 self.check_bucket(bucket)?;
                 let kv = self.hosted_kv(bucket)?;
                 let high_watermark = kv.log().high_watermark();
-                let log_start_offset = kv.log().log_start_offset();
+                let log_start_offset = earliest_offset(kv.log());
                 let batches = match kv.log().read(from_offset, max_bytes) {
                     Ok(batches) => batches,
-                    Err(LogError::OffsetOutOfRange { offset, log_start_offset }) => {
+                    Err(LogError::OffsetOutOfRange { offset, log_start_offset })
+                        if self.config.tiering.is_none() =>
+                    {
                         return Ok(Response::Error(ApiError::new(
                             ErrorCode::LogOffsetOutOfRange,
                             format!(
                                 "offset {offset} is below the log start offset {log_start_offset}"
                             ),
                         )))
+                    }
+                    Err(LogError::OffsetOutOfRange { offset, log_start_offset }) => {
+                        match self.read_tiered(bucket, from_offset, max_bytes).await? {
+                            Some(batches) => batches,
+                            None => {
+                                return Ok(Response::Error(ApiError::new(
+                                    ErrorCode::LogOffsetOutOfRange,
+                                    format!("offset {offset} is below the local log start offset {log_start_offset} and in no tiered segment"),
+                                )))
+                            }
+                        }
                     }
                     Err(error) => return Err(error.into()),
                 };
@@ -520,7 +537,7 @@ impl TabletServer {
                 let kv = self.hosted_kv(bucket)?;
                 let log = kv.log();
                 let offset = match spec {
-                    OffsetSpec::Earliest => log.log_start_offset(),
+                    OffsetSpec::Earliest => earliest_offset(log),
                     OffsetSpec::Latest => log.high_watermark(),
                     OffsetSpec::Timestamp { timestamp_ms } => {
                         log.offset_for_timestamp(timestamp_ms)
@@ -531,7 +548,10 @@ impl TabletServer {
             Request::Metadata
             | Request::AllocateKvSnapshotId { .. }
             | Request::CommitKvSnapshot { .. }
-            | Request::GetLatestKvSnapshot { .. } => Err(KvError::NotLeader(format!(
+            | Request::GetLatestKvSnapshot { .. }
+            | Request::CommitRemoteLogSegment { .. }
+            | Request::GetRemoteLogEnd { .. }
+            | Request::GetRemoteLogSegment { .. } => Err(KvError::NotLeader(format!(
                 "{} is served by the coordinator, not a tablet server",
                 request.kind()
             ))),
@@ -596,6 +616,33 @@ impl TabletServer {
         Some(self.hosted_kv(bucket).ok()?.log().appended())
     }
 
+    /// The batches from `from_offset` on of the tiered segment that holds it (asked of the
+    /// coordinator's remote-log manifest, downloaded and checked), or `None` when no segment
+    /// holds it.
+    async fn read_tiered(
+        &self,
+        bucket: TableBucket,
+        from_offset: u64,
+        max_bytes: u64,
+    ) -> Result<Option<Vec<LogBatch>>, KvError> {
+        let Some(tiering) = &self.config.tiering else { return Ok(None) };
+        let segment = match tiering.committer.segment_holding(bucket, from_offset).await {
+            Ok(Some(segment)) => segment,
+            Ok(None) => return Ok(None),
+            Err(error) => {
+                return Err(KvError::NotReady(format!("remote log of {bucket} unknown: {error}")))
+            }
+        };
+        match read_remote_log(self.env.remote.as_ref(), &segment, from_offset, max_bytes).await {
+            Ok(batches) => Ok(Some(batches)),
+            Err(error) if error.is_retriable() => Err(KvError::NotReady(error.to_string())),
+            Err(error) => Err(KvError::Log(LogError::Corrupt {
+                path: segment.path(),
+                detail: error.to_string(),
+            })),
+        }
+    }
+
     fn hosted_kv(&self, bucket: TableBucket) -> Result<Arc<KvTablet>, KvError> {
         self.replica(bucket)
             .ok_or_else(|| {
@@ -630,6 +677,7 @@ impl TabletServer {
             engine_dir,
             self.scanners.clone(),
             self.config.snapshots.clone(),
+            self.config.tiering.clone(),
         ));
         replicas.by_bucket.insert(bucket, replica.clone());
         Ok(replica)
@@ -656,6 +704,16 @@ impl RpcHandler for TabletServer {
 
 /// The merger of a put that targets `target_columns` of `table`: the table's rule decides
 /// (key columns targeted, omitted columns nullable); a table without one refuses.
+/// The first offset of the bucket's changelog: 0 once the remote tier holds anything (it is
+/// contiguous from 0), else the local log start.
+fn earliest_offset(log: &LogTablet) -> u64 {
+    if log.remote_end_offset() > 0 {
+        0
+    } else {
+        log.log_start_offset()
+    }
+}
+
 fn partial_updater(
     table: &TableConfig,
     target_columns: &[u32],

@@ -144,6 +144,7 @@ fn start_server(env: &Env) -> Arc<TabletServer> {
         limits: RequestLimits::DEFAULT,
         scanner: ScannerConfig::DEFAULT,
         snapshots: None,
+        tiering: None,
     };
     TabletServer::start(env.clone(), config, logs)
 }

@@ -17,6 +17,10 @@ use kvtablet_core::message::{NodeId, Request, Response};
 use kvtablet_core::mutant::Mutants;
 use kvtablet_core::scan::ScannerConfig;
 use kvtablet_core::snapshot::rpc_snapshot_committer::RpcSnapshotCommitter;
+use kvtablet_core::tiering::{
+    RemoteLogStoreError, RpcRemoteLogCommitter, TieringSchedule, LOCAL_SEGMENTS_KEPT_DEFAULT,
+    TIERING_INTERVAL_MS_DEFAULT,
+};
 use kvtablet_core::snapshot::snapshot_store::NUM_RETAINED_DEFAULT;
 use kvtablet_core::snapshot::{
     SnapshotSchedule, SnapshotStore, SnapshotStoreError, SnapshotUploadConfig,
@@ -33,7 +37,7 @@ use crate::object_store_remote::ObjectStoreRemote;
 use crate::os_entropy::{EntropyError, OsEntropy};
 use crate::rocks_engine::{RocksEngineFactory, WRITE_BUFFER_BYTES_DEFAULT};
 use crate::snapshot_coordinator::{
-    open_snapshot_store, sweep_orphans_while_idle, SnapshotCoordinator, COORDINATOR_NODE_ID,
+    open_remote_log_store, open_snapshot_store, sweep_orphans_while_idle, SnapshotCoordinator, COORDINATOR_NODE_ID,
 };
 use crate::system_clock::SystemClock;
 use crate::tokio_executor::TokioExecutor;
@@ -77,6 +81,12 @@ pub struct NodeConfig {
     pub remote_data_dir: RemoteDataDir,
     /// `s3.*`: how an `s3://` remote data directory is reached.
     pub s3: S3Config,
+    /// `log.segment.file-size`: a changelog segment rolls before it grows past this.
+    pub segment_bytes_max: u64,
+    /// `remote.log.task-interval-duration`: each leader's tiering and local retention tick.
+    pub tiering_interval_ms: u64,
+    /// `table.log.tiered.local-segments`: closed segments kept locally once tiered.
+    pub local_segments_kept: usize,
 }
 
 impl NodeConfig {
@@ -97,6 +107,9 @@ impl NodeConfig {
             engine_write_buffer_bytes: WRITE_BUFFER_BYTES_DEFAULT,
             remote_data_dir: RemoteDataDir::InDataDir,
             s3: S3Config::default(),
+            segment_bytes_max: LogConfig::DEFAULT.segment_bytes_max,
+            tiering_interval_ms: TIERING_INTERVAL_MS_DEFAULT,
+            local_segments_kept: LOCAL_SEGMENTS_KEPT_DEFAULT,
         }
     }
 
@@ -121,6 +134,9 @@ impl NodeConfig {
             engine_write_buffer_bytes: WRITE_BUFFER_BYTES_DEFAULT,
             remote_data_dir: RemoteDataDir::InDataDir,
             s3: S3Config::default(),
+            segment_bytes_max: LogConfig::DEFAULT.segment_bytes_max,
+            tiering_interval_ms: TIERING_INTERVAL_MS_DEFAULT,
+            local_segments_kept: LOCAL_SEGMENTS_KEPT_DEFAULT,
         }
     }
 
@@ -143,6 +159,12 @@ impl NodeConfig {
         if self.snapshot_num_retained == 0 {
             return Err(NodeError::InvalidConfig("no snapshot is retained".to_string()));
         }
+        if self.segment_bytes_max == 0 {
+            return Err(NodeError::InvalidConfig("the segment size is 0".to_string()));
+        }
+        if self.tiering_interval_ms == 0 {
+            return Err(NodeError::InvalidConfig("the tiering interval is 0".to_string()));
+        }
         Ok(())
     }
 }
@@ -157,6 +179,8 @@ pub enum NodeError {
     Log(#[from] LogError),
     #[error("kv snapshot store: {0}")]
     SnapshotStore(#[from] SnapshotStoreError),
+    #[error("remote log store: {0}")]
+    RemoteLogStore(#[from] RemoteLogStoreError),
     #[error(transparent)]
     Entropy(#[from] EntropyError),
     #[error("invalid node config: {0}")]
@@ -429,21 +453,30 @@ impl Node {
             executor.clone(),
             network.endpoint(SERVER_NODE_ID),
         )?;
-        let logs = LogRegistry::new(env.fs.clone(), LOG_ROOT_DIR.to_string(), LogConfig::DEFAULT);
+        let log_config = LogConfig { segment_bytes_max: config.segment_bytes_max };
+        let logs = LogRegistry::new(env.fs.clone(), LOG_ROOT_DIR.to_string(), log_config);
         let snapshot_store = open_snapshot_store(&env, config.snapshot_num_retained)?;
+        let remote_logs = open_remote_log_store(&env)?;
         // Nothing is led yet, so no upload is in flight: every object no kept snapshot needs
         // is an orphan (an upload or a deletion an earlier incarnation did not finish).
-        match sweep_orphans_while_idle(&env, &snapshot_store).await {
+        match sweep_orphans_while_idle(&env, &snapshot_store, &remote_logs).await {
             Ok(outcome) if outcome.left > 0 => {
                 tracing::warn!(left = outcome.left, "kv snapshot orphans left for the next start")
             }
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "kv snapshot orphan sweep skipped"),
         }
-        let server = start_tablet_server(&env, &config, &logs, snapshot_schedule(&env, &config));
+        let server = start_tablet_server(
+            &env,
+            &config,
+            &logs,
+            snapshot_schedule(&env, &config),
+            tiering_schedule(&env, &config),
+        );
         let coordinator = SnapshotCoordinator::new(
             &env,
             Arc::clone(&snapshot_store),
+            Arc::clone(&remote_logs),
             Arc::downgrade(&server.server),
         );
         network.register(COORDINATOR_NODE_ID, Arc::new(coordinator));
@@ -573,8 +606,29 @@ fn snapshot_schedule(env: &Env, config: &NodeConfig) -> Arc<SnapshotSchedule> {
     })
 }
 
+/// The leaders' changelog tiering: every `remote.log.task-interval-duration`, committed to
+/// this node's own coordinator's remote-log manifests.
+fn tiering_schedule(env: &Env, config: &NodeConfig) -> Arc<TieringSchedule> {
+    Arc::new(TieringSchedule {
+        interval_ms: config.tiering_interval_ms,
+        local_segments_kept: config.local_segments_kept,
+        committer: Arc::new(RpcRemoteLogCommitter::new(
+            env.rpc.clone(),
+            COORDINATOR_NODE_ID,
+            LOCAL_REQUEST_TIMEOUT_MS,
+        )),
+        attempts_max: 5,
+        retry_backoff_ms_min: 100,
+        retry_backoff_ms_max: 5_000,
+    })
+}
+
 /// One table entry per table among the hosted buckets, sized to cover them all.
-fn server_config(config: &NodeConfig, snapshots: Arc<SnapshotSchedule>) -> TabletServerConfig {
+fn server_config(
+    config: &NodeConfig,
+    snapshots: Arc<SnapshotSchedule>,
+    tiering: Arc<TieringSchedule>,
+) -> TabletServerConfig {
     let mut bucket_counts: BTreeMap<i64, i32> = BTreeMap::new();
     for bucket in &config.buckets {
         let bucket_count = bucket_counts.entry(bucket.table_id).or_insert(0);
@@ -596,6 +650,7 @@ fn server_config(config: &NodeConfig, snapshots: Arc<SnapshotSchedule>) -> Table
         limits: RequestLimits::DEFAULT,
         scanner: config.scanner,
         snapshots: Some(snapshots),
+        tiering: Some(tiering),
     }
 }
 
@@ -604,8 +659,10 @@ fn start_tablet_server(
     config: &NodeConfig,
     logs: &LogRegistry,
     snapshots: Arc<SnapshotSchedule>,
+    tiering: Arc<TieringSchedule>,
 ) -> RunningServer {
-    let server = TabletServer::start(env.clone(), server_config(config, snapshots), logs.clone());
+    let server =
+        TabletServer::start(env.clone(), server_config(config, snapshots, tiering), logs.clone());
     let handler: Arc<dyn RpcHandler> = server.clone();
     RunningServer {
         server: Arc::clone(&server),
@@ -632,7 +689,20 @@ mod tests {
             )),
             upload: SnapshotUploadConfig::default(),
         });
-        let server = server_config(&config, schedule);
+        let env_network = LoopbackNetwork::new();
+        let tiering = Arc::new(TieringSchedule {
+            interval_ms: config.tiering_interval_ms,
+            local_segments_kept: config.local_segments_kept,
+            committer: Arc::new(RpcRemoteLogCommitter::new(
+                Arc::new(env_network.endpoint(LOCAL_CLIENT_NODE_ID)),
+                COORDINATOR_NODE_ID,
+                LOCAL_REQUEST_TIMEOUT_MS,
+            )),
+            attempts_max: 5,
+            retry_backoff_ms_min: 100,
+            retry_backoff_ms_max: 5_000,
+        });
+        let server = server_config(&config, schedule, tiering);
         assert_eq!(config.buckets.len(), 4);
         assert_eq!(server.tables.len(), 1);
         assert_eq!(server.tables[0].table_id, 1);
@@ -642,6 +712,9 @@ mod tests {
         let snapshots = server.snapshots.expect("snapshots are taken");
         assert_eq!(snapshots.interval_ms, 10 * 60 * 1_000);
         assert_eq!(config.snapshot_num_retained, 2);
+        let tiering = server.tiering.expect("changelogs are tiered");
+        assert_eq!(tiering.interval_ms, 60 * 1_000);
+        assert_eq!(tiering.local_segments_kept, 2);
     }
 
     #[test]

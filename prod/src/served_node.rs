@@ -102,6 +102,9 @@ impl ServedNode {
             engine_write_buffer_bytes: config.engine_write_buffer_bytes,
             remote_data_dir: config.remote_data_dir.clone(),
             s3: config.s3.clone(),
+            segment_bytes_max: config.segment_bytes_max,
+            tiering_interval_ms: config.tiering_interval_ms,
+            local_segments_kept: config.local_segments_kept as usize,
             ..NodeConfig::for_tables(config.data_dir.clone(), &tables)
         };
         let mut node = Node::start(node_config, runtime).await?;

@@ -19,6 +19,7 @@ use kvtablet_core::snapshot::snapshot_service::{
 };
 use kvtablet_core::snapshot::{Cleanup, SnapshotStore, SnapshotStoreConfig, SnapshotStoreError};
 use kvtablet_core::tablet_server::TabletServer;
+use kvtablet_core::tiering::{RemoteLogStore, RemoteLogStoreError, REMOTE_LOG_ROOT};
 use kvtablet_core::task::{run_blocking, Task};
 use kvtablet_core::Env;
 
@@ -40,10 +41,20 @@ pub fn open_snapshot_store(
     SnapshotStore::open(env.fs.clone(), SNAPSHOT_STORE_DIR.to_string(), config).map(Arc::new)
 }
 
+/// Relative to the data directory: one remote-log manifest file per tiered bucket.
+pub const REMOTE_LOG_STORE_DIR: &str = "coordinator/remote-log";
+
+/// Opens (or creates) the remote-log manifests under the data directory; a damaged file
+/// refuses the open, as for the snapshot store.
+pub fn open_remote_log_store(env: &Env) -> Result<Arc<RemoteLogStore>, RemoteLogStoreError> {
+    RemoteLogStore::open(env.fs.clone(), REMOTE_LOG_STORE_DIR.to_string()).map(Arc::new)
+}
+
 /// What the start-up orphan sweep did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SweepOutcome {
-    /// Objects under `kv/` that no kept snapshot needs.
+    /// Objects under `kv/` that no kept snapshot needs, and under `log/` that no remote-log
+    /// manifest lists.
     pub orphans: usize,
     /// Of those, the ones still there after the deletion's retries (the next start tries
     /// again).
@@ -56,9 +67,12 @@ pub struct SweepOutcome {
 pub async fn sweep_orphans_while_idle(
     env: &Env,
     store: &SnapshotStore,
+    remote_logs: &RemoteLogStore,
 ) -> Result<SweepOutcome, RemoteError> {
     let listed = env.remote.list(SNAPSHOT_REMOTE_ROOT).await?;
-    let orphans = store.sweep_orphans(&listed, false);
+    let mut orphans = store.sweep_orphans(&listed, false);
+    let listed_logs = env.remote.list(REMOTE_LOG_ROOT).await?;
+    orphans.extend(remote_logs.orphans(&listed_logs));
     if orphans.is_empty() {
         return Ok(SweepOutcome::default());
     }
@@ -77,11 +91,17 @@ pub struct SnapshotCoordinator {
 impl SnapshotCoordinator {
     /// A coordinator over `store` whose leader epochs are those `server` leads under (a
     /// weak reference: the server's leaders hold the network that holds this handler).
-    pub fn new(env: &Env, store: Arc<SnapshotStore>, server: Weak<TabletServer>) -> Self {
+    pub fn new(
+        env: &Env,
+        store: Arc<SnapshotStore>,
+        remote_logs: Arc<RemoteLogStore>,
+        server: Weak<TabletServer>,
+    ) -> Self {
         let leader_epoch_of: LeaderEpochOf =
             Arc::new(move |bucket| server.upgrade().and_then(|server| server.leader_epoch(bucket)));
         let service =
-            SnapshotService::new(store, env.remote.clone(), env.clock.clone(), leader_epoch_of);
+            SnapshotService::new(store, env.remote.clone(), env.clock.clone(), leader_epoch_of)
+                .with_remote_logs(remote_logs);
         SnapshotCoordinator { service: Arc::new(service), env: env.clone() }
     }
 

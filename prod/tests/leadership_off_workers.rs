@@ -139,6 +139,7 @@ fn a_slow_engine_open_in_a_leadership_change_leaves_the_other_buckets_served() {
         limits: RequestLimits::DEFAULT,
         scanner: ScannerConfig::DEFAULT,
         snapshots: None,
+        tiering: None,
     };
     let server = TabletServer::start(env, config, logs);
 

@@ -16,6 +16,8 @@ use kvtablet_core::scan::ScannerConfig;
 
 use crate::fault_log::FaultLog;
 use crate::model::Model;
+use crate::tiering_oracle::read_tiered_segment;
+use kvtablet_core::tiering::RemoteLogStore;
 use crate::replication::ClusterLogs;
 use crate::table_partitions::TablePartitions;
 use crate::trace::Trace;
@@ -84,6 +86,8 @@ pub struct Checker {
     committed_snapshot_offsets: Mutex<BTreeMap<TableBucket, std::collections::BTreeSet<u64>>>,
     /// Snapshots already checked at their first acceptance.
     checked_snapshots: Mutex<std::collections::BTreeSet<(TableBucket, u64)>>,
+    /// The coordinator's remote-log manifests, read in the god view by the tiering oracles.
+    remote_logs: Mutex<Option<Arc<RemoteLogStore>>>,
 }
 
 /// How much each oracle checked in a run, so that a passing run shows it checked something.
@@ -99,6 +103,7 @@ pub struct CheckCounts {
     pub handoffs_checked: u64,
     pub probes_checked: u64,
     pub snapshots_checked: u64,
+    pub tiered_segments_checked: u64,
 }
 
 impl Checker {
@@ -133,7 +138,46 @@ impl Checker {
             remote: Mutex::new(None),
             committed_snapshot_offsets: Mutex::new(BTreeMap::new()),
             checked_snapshots: Mutex::new(std::collections::BTreeSet::new()),
+            remote_logs: Mutex::new(None),
         }
+    }
+
+    /// The remote-log manifests the tiering oracles read.
+    pub fn set_remote_logs(&self, remote_logs: Arc<RemoteLogStore>) {
+        *lock(&self.remote_logs) = Some(remote_logs);
+    }
+
+    /// The bucket's remote end as the coordinator records it (0 without tiering).
+    fn remote_end_offset(&self, bucket: TableBucket) -> u64 {
+        lock(&self.remote_logs).as_ref().map_or(0, |store| store.remote_end_offset(bucket))
+    }
+
+    /// The batches from `offset` on of the remote segment that holds it, read from the remote
+    /// store's objects and checked against the manifest.
+    fn tiered_batches(&self, bucket: TableBucket, offset: u64) -> Result<Vec<LogBatch>, String> {
+        let Some(store) = lock(&self.remote_logs).clone() else {
+            return Err(format!("offset {offset} is below the log start and nothing is tiered"));
+        };
+        let manifest = store.manifest(bucket);
+        let Some(segment) = manifest.segment_holding(offset) else {
+            return Err(format!(
+                "offset {offset} is below the local log start and not in the remote tier (remote end {})",
+                manifest.end_offset()
+            ));
+        };
+        read_tiered_segment(&lock(&self.remote), segment, offset)
+    }
+
+    /// Every segment in the bucket's remote-log manifest is in the remote store, whole, and
+    /// holds exactly the committed batches of its range.
+    fn check_remote_tier(&self, model: &Model, bucket: TableBucket) -> Result<(), String> {
+        let Some(store) = lock(&self.remote_logs).clone() else { return Ok(()) };
+        for segment in store.manifest(bucket).segments {
+            let batches = read_tiered_segment(&lock(&self.remote), &segment, 0)?;
+            model.check_tiered(bucket, &batches)?;
+            lock(&self.counts).tiered_segments_checked += 1;
+        }
+        Ok(())
     }
 
     /// The remote store the snapshot oracles read.
@@ -400,6 +444,14 @@ impl Checker {
         }
     }
 
+    /// A local storage failure outside a request (retention, say): explained only once a
+    /// storage fault has fired in the run.
+    pub fn on_storage_failure(&self, context: &str, detail: impl std::fmt::Display) {
+        if self.fault_log().storage_errors_explained() == 0 {
+            self.violation(format!("{context}: {detail} with no storage fault injected"));
+        }
+    }
+
     /// Errors that the simulated faults never justify. A storage error is explained only once
     /// a storage fault (disk or engine) has fired in the run: before that, or in a run without
     /// storage faults, it means the code lost or damaged data. Other oracles check that no
@@ -529,6 +581,10 @@ impl Checker {
             drop(model);
             return self.violation(text);
         }
+        if let Err(text) = self.check_remote_tier(&model, bucket) {
+            drop(model);
+            return self.violation(text);
+        }
         let deferred: Vec<_> = lock(&self.deferred_acks)
             .iter()
             .filter(|(acked_bucket, ..)| *acked_bucket == bucket)
@@ -587,10 +643,20 @@ impl Checker {
     /// Reads the log in the god view: the model sees what is stored, not an injected fault.
     /// Opening the reference log is part of the read: an injected read error there would leave
     /// the model behind a read that a server answered from the same log a moment earlier.
+    ///
+    /// Tiering oracle: a log whose retention ran starts at or below the remote end the
+    /// coordinator records, so that every offset is local or remote.
     fn catch_up(&self, model: &mut Model, bucket: TableBucket) -> Result<(), String> {
         self.fault_log().god_view(|| {
             let Some(log) = self.reference_log(bucket) else { return Ok(()) };
-            model.catch_up(&log)
+            let start = log.log_start_offset();
+            if start > 0 && start > self.remote_end_offset(bucket) {
+                return Err(format!(
+                    "{bucket}: the local log starts at {start}, above the remote end {}: offsets deleted before they were tiered",
+                    self.remote_end_offset(bucket)
+                ));
+            }
+            model.catch_up(&log, &|offset| self.tiered_batches(bucket, offset))
         })
     }
 

@@ -29,6 +29,7 @@ pub mod sim_row;
 pub mod snapshot_oracle;
 pub mod sweep;
 pub mod table_partitions;
+pub mod tiering_oracle;
 pub mod trace;
 pub mod world;
 pub mod writer_pipeline;

@@ -45,14 +45,26 @@ impl Model {
 
     /// Reads whatever the log holds beyond what the model has seen, checking that the
     /// changelog is self-consistent and that epochs never go backwards.
-    pub fn catch_up(&mut self, log: &LogTablet) -> Result<(), String> {
+    /// What retention deleted locally is read from the remote tier, through `tiered` (the
+    /// batches from an offset on, of the remote segment that holds it).
+    pub fn catch_up(
+        &mut self,
+        log: &LogTablet,
+        tiered: &dyn Fn(u64) -> Result<Vec<LogBatch>, String>,
+    ) -> Result<(), String> {
         let bucket = log.bucket();
         let model = self.buckets.entry(bucket).or_default();
         let end = log.log_end_offset();
         while model.read_offset < end {
-            let batches = log.read(model.read_offset, 1024 * 1024).map_err(|e| {
-                format!("{bucket}: the changelog lost data the model had not read: {e}")
-            })?;
+            let batches = if model.read_offset < log.log_start_offset() {
+                tiered(model.read_offset).map_err(|e| {
+                    format!("{bucket}: the changelog lost data the model had not read: {e}")
+                })?
+            } else {
+                log.read(model.read_offset, 1024 * 1024).map_err(|e| {
+                    format!("{bucket}: the changelog lost data the model had not read: {e}")
+                })?
+            };
             if batches.is_empty() {
                 return Err(format!(
                     "{bucket}: log read at {} returned nothing",
@@ -109,6 +121,36 @@ impl Model {
                     }
                 }
                 offset = batch.end_offset();
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that the batches of a remote segment are, one for one, the batches the model
+    /// read at their offsets.
+    pub fn check_tiered(&self, bucket: TableBucket, batches: &[LogBatch]) -> Result<(), String> {
+        let Some(model) = self.buckets.get(&bucket) else { return Ok(()) };
+        for batch in batches {
+            if batch.base_offset >= model.read_offset {
+                return Err(format!(
+                    "{bucket}: the remote tier holds a batch at {}, beyond the committed log the model read ({})",
+                    batch.base_offset, model.read_offset
+                ));
+            }
+            match model.batches.get(&batch.base_offset) {
+                Some(seen) if seen == batch => {}
+                Some(_) => {
+                    return Err(format!(
+                        "{bucket}: the remote tier's batch at {} differs from the committed one",
+                        batch.base_offset
+                    ))
+                }
+                None => {
+                    return Err(format!(
+                        "{bucket}: the remote tier holds a batch at {} where none began",
+                        batch.base_offset
+                    ))
+                }
             }
         }
         Ok(())

@@ -103,6 +103,12 @@ pub struct RunPlan {
     /// Interval of every leader's periodic KV snapshot (Fluss's `kv.snapshot.interval`);
     /// `None` takes none.
     pub snapshot_interval_ms: Option<u64>,
+    /// Interval of every leader's changelog tiering and local retention (Fluss's
+    /// `remote.log.task-interval-duration`); `None` tiers nothing.
+    pub tiering_interval_ms: Option<u64>,
+    /// Closed segments a leader keeps locally once tiered (Fluss's
+    /// `table.log.tiered.local-segments`).
+    pub local_segments_kept: u32,
 }
 
 impl RunPlan {
@@ -130,6 +136,8 @@ impl RunPlan {
             table_partitions: 0,
             table_partition_churn_ms: None,
             snapshot_interval_ms: None,
+            tiering_interval_ms: None,
+            local_segments_kept: 2,
         };
         plan.replication_factor = if prng.chance(Ratio::new(1, 3)) { 1 } else { plan.servers };
         let slow_disk = !prng.chance(Ratio::new(1, 3));
@@ -143,6 +151,7 @@ impl RunPlan {
         };
         draw_table_partitions(&mut plan, &mut Streams::new(seed).stream("plan-table-partitions"));
         draw_snapshots(&mut plan, &mut Streams::new(seed).stream("plan-snapshots"));
+        draw_tiering(&mut plan, &mut Streams::new(seed).stream("plan-tiering"));
         scenario.apply(&mut plan)?;
         plan.replication_factor = plan.replication_factor.min(plan.servers);
         plan.check()?;
@@ -200,6 +209,11 @@ impl RunPlan {
                 on_off(self.table_partition_churn_ms.filter(|_| self.table_partitions > 0))
             ),
             format!("plan snapshots interval={}", on_off(self.snapshot_interval_ms)),
+            format!(
+                "plan tiering interval={} local_segments_kept={}",
+                on_off(self.tiering_interval_ms),
+                self.local_segments_kept
+            ),
             format!(
                 "plan faults leader_flips={} crashes={} restart_delay_ms_max={} retention={}",
                 on_off(f.leader_flip_interval_ms),
@@ -303,6 +317,16 @@ fn draw_table_partitions(plan: &mut RunPlan, prng: &mut Prng) {
 /// scenario takes one every 150 ms).
 fn draw_snapshots(plan: &mut RunPlan, prng: &mut Prng) {
     plan.snapshot_interval_ms = Some(prng.range_inclusive(500, 5_000));
+}
+
+/// From a stream of its own: changelog tiering in three seeds of four, every 0.3 to 3 s per
+/// led bucket, keeping 0 to 2 closed segments locally, so that retention deletes local
+/// segments and reads below the local log start go to the remote tier.
+fn draw_tiering(plan: &mut RunPlan, prng: &mut Prng) {
+    let on = !prng.chance(Ratio::new(1, 4));
+    let interval_ms = prng.range_inclusive(300, 3_000);
+    plan.local_segments_kept = prng.range_inclusive(0, 2) as u32;
+    plan.tiering_interval_ms = on.then_some(interval_ms);
 }
 
 fn draw_weights(prng: &mut Prng) -> OpWeights {
@@ -588,6 +612,8 @@ impl Scenario {
                 "table_partitions" => plan.table_partitions = number()? as u32,
                 "table_partition_churn_ms" => plan.table_partition_churn_ms = interval()?,
                 "snapshot_interval_ms" => plan.snapshot_interval_ms = interval()?,
+                "tiering_interval_ms" => plan.tiering_interval_ms = interval()?,
+                "local_segments_kept" => plan.local_segments_kept = number()? as u32,
                 "disk_fsync_failure" => plan.faults.disk.fsync_failure = rate()?,
                 "disk_read_error" => plan.faults.disk.read_error = rate()?,
                 "disk_full" => plan.faults.disk.disk_full = rate()?,

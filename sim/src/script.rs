@@ -136,6 +136,7 @@ impl Script {
                 limits: RequestLimits::DEFAULT,
                 scanner,
                 snapshots: None,
+                tiering: None,
             };
             servers.insert(node, TabletServer::start(env, config, logs.clone()));
         }

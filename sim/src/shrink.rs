@@ -39,6 +39,7 @@ const SWITCHES: &[(&str, &str)] = &[
     ("table_partition_churn_ms", "off"),
     ("table_partitions", "0"),
     ("snapshot_interval_ms", "off"),
+    ("tiering_interval_ms", "off"),
 ];
 
 /// A count that shrinking brings down: its override key, its smallest allowed value, and its

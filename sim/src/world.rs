@@ -16,6 +16,7 @@ use kvtablet_core::log::LogConfig;
 use kvtablet_core::message::NodeId;
 use kvtablet_core::mutant::Mutants;
 use kvtablet_core::snapshot::rpc_snapshot_committer::RpcSnapshotCommitter;
+use kvtablet_core::tiering::{RemoteLogStore, RpcRemoteLogCommitter, TieringSchedule};
 use kvtablet_core::snapshot::snapshot_service::{LeaderEpochOf, SnapshotService};
 use kvtablet_core::snapshot::{
     SnapshotSchedule, SnapshotStore, SnapshotStoreConfig, SnapshotUploadConfig,
@@ -207,7 +208,7 @@ fn run_plan(
         COORDINATOR_NODE,
         "checked",
         format!(
-            "puts_sent={} puts_acked={} lookups={} row_reads={} errors={} buckets_at_quiescence={} scan_pages={} scans_completed={} handoffs={} probes={} snapshots={} gave_up={}",
+            "puts_sent={} puts_acked={} lookups={} row_reads={} errors={} buckets_at_quiescence={} scan_pages={} scans_completed={} handoffs={} probes={} snapshots={} tiered_segments={} gave_up={}",
             world.checker.progress.puts_sent(),
             counts.puts_acked,
             counts.lookups_checked,
@@ -219,6 +220,7 @@ fn run_plan(
             counts.handoffs_checked,
             counts.probes_checked,
             counts.snapshots_checked,
+            counts.tiered_segments_checked,
             world.checker.progress.give_ups_summary()
         ),
     );
@@ -283,10 +285,11 @@ impl World {
         ));
         net.register(COORDINATOR_NODE, coordinator.clone());
         checker.set_remote(remote.as_ref().clone());
-        if plan.snapshot_interval_ms.is_some() {
+        if plan.snapshot_interval_ms.is_some() || plan.tiering_interval_ms.is_some() {
             // The coordinator's own disk (it does not crash in these runs).
+            let coordinator_disk = Arc::new(SimFs::new());
             let store = SnapshotStore::open(
-                Arc::new(SimFs::new()),
+                coordinator_disk.clone(),
                 "coordinator/kv-snapshots".to_string(),
                 SnapshotStoreConfig { mutants: plan.mutants, ..SnapshotStoreConfig::default() },
             )
@@ -295,12 +298,20 @@ impl World {
             let leader_epoch_of: LeaderEpochOf = Arc::new(move |bucket| {
                 epochs.upgrade().and_then(|coordinator| coordinator.current_epoch_of(bucket))
             });
-            coordinator.serve_snapshots(Arc::new(SnapshotService::new(
-                Arc::new(store),
-                remote.clone(),
-                exec.clock_for(COORDINATOR_NODE),
-                leader_epoch_of,
-            )));
+            let remote_logs = Arc::new(
+                RemoteLogStore::open(coordinator_disk, "coordinator/remote-log".to_string())
+                .expect("an empty remote-log store opens"),
+            );
+            checker.set_remote_logs(remote_logs.clone());
+            coordinator.serve_snapshots(Arc::new(
+                SnapshotService::new(
+                    Arc::new(store),
+                    remote.clone(),
+                    exec.clock_for(COORDINATOR_NODE),
+                    leader_epoch_of,
+                )
+                .with_remote_logs(remote_logs),
+            ));
         }
         let weak_coordinator = Arc::downgrade(&coordinator);
         checker.set_leader_of(Arc::new(move |bucket| {
@@ -364,6 +375,20 @@ impl World {
                         retry_backoff_ms_max: 500,
                         ..SnapshotUploadConfig::default()
                     },
+                })
+            }),
+            tiering: self.plan.tiering_interval_ms.map(|interval_ms| {
+                Arc::new(TieringSchedule {
+                    interval_ms,
+                    local_segments_kept: self.plan.local_segments_kept as usize,
+                    committer: Arc::new(RpcRemoteLogCommitter::new(
+                        self.net.endpoint(node),
+                        COORDINATOR_NODE,
+                        self.plan.request_timeout_ms,
+                    )),
+                    attempts_max: 5,
+                    retry_backoff_ms_min: 20,
+                    retry_backoff_ms_max: 500,
                 })
             }),
         }
@@ -802,7 +827,7 @@ impl World {
                 "retention",
                 format!("{} below {requested}: log start {start}", bucket.dir_name_display()),
             ),
-            Err(error) => self.checker.violation(format!("retention on {bucket} failed: {error}")),
+            Err(error) => self.checker.on_storage_failure(&format!("retention on {bucket}"), error),
         }
     }
 
@@ -1035,6 +1060,39 @@ impl World {
         for problem in
             crate::snapshot_oracle::check_store_files(service.store(), &self.remote, true)
         {
+            self.checker.violation(problem);
+        }
+        self.sweep_and_check_remote_logs(&service);
+    }
+
+    /// At quiescence: remote changelog objects that no manifest lists (uploads whose commit
+    /// was refused, lost or never made) are swept, then nothing but what the manifests list
+    /// is left under `log/`.
+    fn sweep_and_check_remote_logs(&mut self, service: &Arc<SnapshotService>) {
+        let Some(store) = service.remote_logs().cloned() else { return };
+        let listed: Vec<kvtablet_core::env::RemoteObject> = self
+            .remote
+            .paths()
+            .into_iter()
+            .map(|path| kvtablet_core::env::RemoteObject { path, size_bytes: 0 })
+            .collect();
+        let orphans = store.orphans(&listed);
+        if !orphans.is_empty() {
+            self.note(COORDINATOR_NODE, "remote-log-sweep", format!("{} objects", orphans.len()));
+            let deleting = service.delete(kvtablet_core::snapshot::Cleanup { paths: orphans });
+            self.exec.spawn(
+                COORDINATOR_NODE,
+                "remote log orphan sweep",
+                async move {
+                    let _left = deleting.await;
+                }
+                .boxed(),
+            );
+            if let Err(error) = self.exec.run_to_completion(HEAL_STEPS_MAX) {
+                self.checker.violation(format!("remote log orphan sweep did not finish: {error}"));
+            }
+        }
+        for problem in crate::tiering_oracle::check_remote_log_objects(&store, &self.remote) {
             self.checker.violation(problem);
         }
     }

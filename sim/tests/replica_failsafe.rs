@@ -244,6 +244,7 @@ fn node() -> Node {
         limits: RequestLimits::DEFAULT,
         scanner: ScannerConfig::DEFAULT,
         snapshots: None,
+        tiering: None,
     };
     let logs = LogRegistry::new(fs, "data".to_string(), LogConfig::DEFAULT);
     let server = TabletServer::start(env, config, logs);

@@ -12,13 +12,19 @@ use crate::log::log_batch::{
     LogBatch, LogRecord, WriterBatch,
 };
 use crate::log::replication::{Replicator, SyncedBatch};
+use crate::byte_reader::{ByteReader, ByteWriter};
 use crate::log::writer_state::{SequenceCheck, WriterStates, WRITER_BATCHES_RETAINED};
+use crate::snapshot::completed_snapshot::{frame_with_magic, unframe_with_magic};
 use crate::mutant::{Mutant, Mutants};
 use crate::notify::{Notified, Notify};
 use crate::table_bucket::TableBucket;
 
 const EPOCH_FILE: &str = "leader-epoch";
 const SEGMENT_SUFFIX: &str = ".log";
+/// The writers' state as of the log start, written before retention deletes segments: the
+/// duplicate detection of the deleted batches' writers survives a reopen.
+const WRITERS_FILE: &str = "writers";
+const WRITERS_MAGIC: &[u8; 8] = b"KVTWRITR";
 
 /// Limits of one log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,12 +127,25 @@ struct BatchPosition {
     commit_timestamp_ms: u64,
     position_bytes: u64,
     len_bytes: u64,
+    /// The idempotent writer that sent it: retention records it in the writers' state at the
+    /// log start before the batch's segment is deleted.
+    writer: Option<WriterBatch>,
 }
 
 impl BatchPosition {
     fn identity(&self, base_offset: u64) -> BatchIdentity {
         BatchIdentity { base_offset, end_offset: self.end_offset, leader_epoch: self.leader_epoch }
     }
+}
+
+/// A closed segment, as the tierer uploads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClosedSegment {
+    pub base_offset: u64,
+    pub end_offset: u64,
+    pub path: String,
+    pub size_bytes: u64,
+    pub max_timestamp_ms: u64,
 }
 
 /// The last published batch of `segments`.
@@ -158,6 +177,10 @@ struct LogState {
     /// written, so that the writer's next batch follows it and a resend of it is a duplicate
     /// (acknowledged only once the sync covering it returned).
     writers: WriterStates,
+    /// The writers' state as of `log_start_offset` (what the batches deleted by retention
+    /// left), persisted in the writers file: the base that a rebuild records the log's
+    /// batches onto.
+    writers_at_start: WriterStates,
     /// Set by a failed sync; the log then refuses every write.
     stopped: Option<String>,
     /// Batches written after `log_end_offset`, in order, all in the active segment, waiting for
@@ -225,8 +248,27 @@ impl LogTablet {
         segment_bases.sort_unstable();
         let mut segments = BTreeMap::new();
         let last_batch_only = mutants.is_on(Mutant::WriterStateKeepsLastBatchOnly);
-        let mut writers =
-            WriterStates::retaining(if last_batch_only { 1 } else { WRITER_BATCHES_RETAINED });
+        let batches_retained = if last_batch_only { 1 } else { WRITER_BATCHES_RETAINED };
+        let writers_at_start =
+            match read_writers(fs.as_ref(), &child_path(&dir, WRITERS_FILE, ""), batches_retained)? {
+                Some((start_offset, states)) => {
+                    // A retention that crashed after writing the writers file and before
+                    // deleting every segment below its offset is finished here.
+                    while segment_bases.len() > 1 && segment_bases[1] <= start_offset {
+                        fs.remove_file(&segment_path(&dir, segment_bases[0]))?;
+                        segment_bases.remove(0);
+                    }
+                    match segment_bases.first() {
+                        Some(first) if *first == start_offset => states,
+                        _ => {
+                            tracing::warn!(dir, start_offset, "writers file does not match the log start; writers' state rebuilt from the segments alone");
+                            WriterStates::retaining(batches_retained)
+                        }
+                    }
+                }
+                None => WriterStates::retaining(batches_retained),
+            };
+        let mut writers = writers_at_start.clone();
         // Only a mutant loads the segments into a state that is then thrown away.
         let mut not_rebuilt = WriterStates::new();
         let skip_rebuild = mutants.is_on(Mutant::WriterStateNotRebuiltOnOpen);
@@ -269,6 +311,7 @@ impl LogTablet {
                 remote_end_offset: 0,
                 leader_epoch,
                 writers,
+                writers_at_start,
                 stopped: None,
                 unsynced: VecDeque::new(),
                 written_end_offset: log_end_offset,
@@ -727,20 +770,11 @@ impl LogTablet {
         state.written_end_offset = state.log_end_offset;
         state.log_start_offset = state.segments.keys().next().copied().unwrap_or(offset);
         state.high_watermark = state.high_watermark.min(state.log_end_offset);
-        let mut writers = WriterStates::new();
+        let mut writers = state.writers_at_start.clone();
         for segment in state.segments.values() {
-            let bytes = self.fs.read(&segment.path)?;
             for (base, position) in &segment.batches {
-                let frame = usize::try_from(position.position_bytes)
-                    .ok()
-                    .and_then(|start| bytes.get(start..))
-                    .unwrap_or(&[]);
-                let (batch, _) = decode_batch(frame).map_err(|error| LogError::Corrupt {
-                    path: segment.path.clone(),
-                    detail: format!("batch at {base}: {error}"),
-                })?;
-                if let Some(writer) = batch.writer {
-                    writers.record(writer, batch.base_offset, batch.end_offset());
+                if let Some(writer) = position.writer {
+                    writers.record(writer, *base, position.end_offset);
                 }
             }
         }
@@ -805,6 +839,7 @@ impl LogTablet {
             commit_timestamp_ms: batch.commit_timestamp_ms,
             position_bytes,
             len_bytes: frame_bytes,
+            writer: batch.writer,
         })
     }
 
@@ -899,6 +934,29 @@ impl LogTablet {
             .filter(|(base, segment)| Some(**base) != active_base && segment.end_offset <= limit)
             .map(|(base, _)| *base)
             .collect();
+        if doomed.is_empty() {
+            return Ok(state.log_start_offset);
+        }
+        // The writers' state at the new start (the deleted batches recorded onto the old
+        // start's) is durable before any segment goes, so a crash in between loses nothing.
+        let mut writers_at_start = state.writers_at_start.clone();
+        for base in &doomed {
+            for (batch_base, position) in &state.segments[base].batches {
+                if let Some(writer) = position.writer {
+                    writers_at_start.record(writer, *batch_base, position.end_offset);
+                }
+            }
+        }
+        let new_start = state
+            .segments
+            .keys()
+            .find(|base| !doomed.contains(base))
+            .copied()
+            .expect("the active segment is never deleted");
+        if !self.mutants.is_on(Mutant::RetentionForgetsWriterState) {
+            write_writers(self.fs.as_ref(), &self.dir, new_start, &writers_at_start)?;
+        }
+        state.writers_at_start = writers_at_start;
         for base in doomed {
             if let Some(segment) = state.segments.remove(&base) {
                 self.fs.remove_file(&segment.path)?;
@@ -914,6 +972,42 @@ impl LogTablet {
             );
         }
         Ok(state.log_start_offset)
+    }
+
+    /// The closed segment that holds `offset` (the next one the remote tier needs), if it is
+    /// closed (not the active one) and wholly below the high watermark.
+    pub fn closed_segment_holding(&self, offset: u64) -> Option<ClosedSegment> {
+        let state = self.lock();
+        let active_base = state.segments.keys().last().copied()?;
+        let (base, segment) = state.segments.range(..=offset).next_back()?;
+        if *base == active_base || segment.end_offset <= offset {
+            return None;
+        }
+        if segment.end_offset > state.high_watermark {
+            return None;
+        }
+        let max_timestamp_ms =
+            segment.batches.values().map(|position| position.commit_timestamp_ms).max().unwrap_or(0);
+        Some(ClosedSegment {
+            base_offset: *base,
+            end_offset: segment.end_offset,
+            path: segment.path.clone(),
+            size_bytes: segment.size_bytes,
+            max_timestamp_ms,
+        })
+    }
+
+    /// The offset below which local retention may delete, keeping the newest
+    /// `closed_segments_kept` closed segments (Fluss's `table.log.tiered.local-segments`) and
+    /// the active one. Retention's own bounds apply on top ([`Self::delete_segments_below`]).
+    pub fn local_retention_offset(&self, closed_segments_kept: usize) -> u64 {
+        let state = self.lock();
+        let kept = closed_segments_kept.saturating_add(1);
+        let bases: Vec<u64> = state.segments.keys().copied().collect();
+        if bases.len() <= kept {
+            return state.log_start_offset;
+        }
+        bases[bases.len() - kept]
     }
 
     /// Number of segment files, for tests and metrics.
@@ -1015,6 +1109,7 @@ fn load_segment(
                         commit_timestamp_ms: batch.commit_timestamp_ms,
                         position_bytes: position as u64,
                         len_bytes: len as u64,
+                        writer: batch.writer,
                     },
                 ));
                 segment.end_offset = batch.end_offset();
@@ -1067,6 +1162,49 @@ fn write_epoch(fs: &dyn LocalFs, dir: &str, leader_epoch: u32) -> Result<(), Log
     fs.write(&temp_path, &bytes)?;
     fs.sync(&temp_path)?;
     fs.rename(&temp_path, &child_path(dir, EPOCH_FILE, ""))?;
+    Ok(())
+}
+
+/// The writers file: `(log start offset, writers' state as of it)`, or `None` when there is
+/// none (no retention ran yet).
+fn read_writers(
+    fs: &dyn LocalFs,
+    path: &str,
+    batches_retained: usize,
+) -> Result<Option<(u64, WriterStates)>, LogError> {
+    let bytes = match fs.read(path) {
+        Ok(bytes) => bytes,
+        Err(FsError::NotFound(_)) => return Ok(None),
+        Err(error) => return Err(error.into()),
+    };
+    let corrupt = |detail: String| LogError::Corrupt { path: path.to_string(), detail };
+    let payload =
+        unframe_with_magic(WRITERS_MAGIC, &bytes).map_err(|error| corrupt(error.to_string()))?;
+    let mut reader = ByteReader::new(payload);
+    let start_offset = reader.u64("log start offset").map_err(|error| corrupt(error.to_string()))?;
+    let states = WriterStates::decode_from(&mut reader, batches_retained)
+        .map_err(|error| corrupt(error.to_string()))?;
+    if !reader.is_empty() {
+        return Err(corrupt("trailing bytes in the writers file".to_string()));
+    }
+    Ok(Some((start_offset, states)))
+}
+
+/// Replaces the writers file atomically (temp, sync, rename).
+fn write_writers(
+    fs: &dyn LocalFs,
+    dir: &str,
+    start_offset: u64,
+    states: &WriterStates,
+) -> Result<(), LogError> {
+    let mut writer = ByteWriter::new();
+    writer.u64(start_offset);
+    states.encode_into(&mut writer);
+    let bytes = frame_with_magic(WRITERS_MAGIC, writer.bytes());
+    let temp_path = child_path(dir, WRITERS_FILE, ".tmp");
+    fs.write(&temp_path, &bytes)?;
+    fs.sync(&temp_path)?;
+    fs.rename(&temp_path, &child_path(dir, WRITERS_FILE, ""))?;
     Ok(())
 }
 

@@ -11,7 +11,7 @@ pub use change_type::ChangeType;
 pub use log_batch::{BatchIdentity, LogBatch, LogRecord, WriterBatch};
 pub use log_registry::LogRegistry;
 pub use log_tablet::{
-    AppendMeta, Appended, ChangeRecord, LogConfig, LogError, LogTablet, SyncTicket,
+    AppendMeta, Appended, ChangeRecord, ClosedSegment, LogConfig, LogError, LogTablet, SyncTicket,
 };
 pub use replication::{Replicator, SyncedBatch};
 pub use writer_state::SequenceCheck;

@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use crate::byte_reader::{ByteReader, ByteWriter, Truncated};
 use crate::log::log_batch::WriterBatch;
 
 /// Batches remembered per writer (Fluss keeps 5, as many as a writer may have in flight).
@@ -42,7 +43,7 @@ pub enum SequenceCheck {
 }
 
 /// The retained batches of every writer of one bucket.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriterStates {
     /// Oldest batch first.
     writers: BTreeMap<i64, VecDeque<RetainedBatch>>,
@@ -127,6 +128,62 @@ impl WriterStates {
         self.writers.len()
     }
 
+    /// The end offset of the last batch recorded, 0 when none was.
+    pub fn last_end_offset(&self) -> u64 {
+        let last_batches = self.writers.values().filter_map(|batches| batches.back());
+        last_batches.map(|batch| batch.end_offset).max().unwrap_or(0)
+    }
+
+    /// writer count u32 | per writer: id i64, batch count u32, per batch: sequence i32, base
+    /// u64, end u64. Writers in id order, batches oldest first.
+    pub fn encode_into(&self, writer: &mut ByteWriter) {
+        writer.count(self.writers.len());
+        for (writer_id, batches) in &self.writers {
+            writer.i64(*writer_id);
+            writer.count(batches.len());
+            for batch in batches {
+                writer.i32(batch.batch_sequence);
+                writer.u64(batch.base_offset);
+                writer.u64(batch.end_offset);
+            }
+        }
+    }
+
+    /// Decodes what [`Self::encode_into`] wrote, keeping `batches_retained` per writer; every
+    /// count is bounded before anything is allocated, and batches must be in log order.
+    pub fn decode_from(
+        reader: &mut ByteReader<'_>,
+        batches_retained: usize,
+    ) -> Result<WriterStates, WriterStateDecodeError> {
+        let mut states = WriterStates::retaining(batches_retained);
+        let writer_count = reader.count(12, "writer count")?;
+        if writer_count > WRITERS_MAX {
+            return Err(WriterStateDecodeError::Invalid("too many writers"));
+        }
+        for _ in 0..writer_count {
+            let writer_id = reader.i64("writer id")?;
+            let batch_count = reader.count(20, "batch count")?;
+            if batch_count == 0 || batch_count > WRITER_BATCHES_RETAINED {
+                return Err(WriterStateDecodeError::Invalid("batch count out of range"));
+            }
+            if states.writers.contains_key(&writer_id) {
+                return Err(WriterStateDecodeError::Invalid("a writer twice"));
+            }
+            let mut previous_end = 0;
+            for _ in 0..batch_count {
+                let batch_sequence = reader.i32("batch sequence")?;
+                let base_offset = reader.u64("base offset")?;
+                let end_offset = reader.u64("end offset")?;
+                if base_offset >= end_offset || base_offset < previous_end {
+                    return Err(WriterStateDecodeError::Invalid("batches out of order"));
+                }
+                previous_end = end_offset;
+                states.record(WriterBatch { writer_id, batch_sequence }, base_offset, end_offset);
+            }
+        }
+        Ok(states)
+    }
+
     fn forget_longest_idle(&mut self) {
         let idle = self
             .writers
@@ -139,12 +196,46 @@ impl WriterStates {
     }
 }
 
+/// Why a persisted writer state could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriterStateDecodeError {
+    #[error("writer state truncated: {0}")]
+    Truncated(#[from] Truncated),
+    #[error("writer state invalid: {0}")]
+    Invalid(&'static str),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn batch(writer_id: i64, batch_sequence: i32) -> WriterBatch {
         WriterBatch { writer_id, batch_sequence }
+    }
+
+    #[test]
+    fn writer_states_round_trip_through_their_encoding() {
+        let mut states = WriterStates::new();
+        for sequence in 0..8 {
+            let base = sequence as u64 * 10;
+            states.record(batch(7, sequence), base, base + 4);
+            states.record(batch(-3, sequence), base + 4, base + 5);
+        }
+        let mut writer = ByteWriter::new();
+        states.encode_into(&mut writer);
+        let bytes = writer.into_bytes();
+        let decoded =
+            WriterStates::decode_from(&mut ByteReader::new(&bytes), WRITER_BATCHES_RETAINED)
+                .expect("decodes");
+        assert_eq!(decoded, states);
+        assert_eq!(decoded.last_end_offset(), 75);
+        for cut in 0..bytes.len() {
+            let mut reader = ByteReader::new(&bytes[..cut]);
+            assert!(
+                WriterStates::decode_from(&mut reader, WRITER_BATCHES_RETAINED).is_err(),
+                "a cut at {cut} is refused"
+            );
+        }
     }
 
     #[test]

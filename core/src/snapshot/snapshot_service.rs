@@ -10,7 +10,9 @@ use futures::FutureExt;
 use crate::env::{Clock, RemoteStorage};
 use crate::message::{Request, Response};
 use crate::snapshot::snapshot_store::{Cleanup, SnapshotStore, SnapshotStoreError};
+use crate::error::{ApiError, ErrorCode};
 use crate::table_bucket::TableBucket;
+use crate::tiering::RemoteLogStore;
 
 /// Deletion attempts per remote object; one that still fails is left to the orphan sweep.
 const DELETE_ATTEMPTS_MAX: u32 = 5;
@@ -23,6 +25,8 @@ pub type LeaderEpochOf = Arc<dyn Fn(TableBucket) -> Option<u32> + Send + Sync>;
 
 pub struct SnapshotService {
     store: Arc<SnapshotStore>,
+    /// The remote-log manifests, when the coordinator records tiered changelogs.
+    remote_logs: Option<Arc<RemoteLogStore>>,
     remote: Arc<dyn RemoteStorage>,
     clock: Arc<dyn Clock>,
     leader_epoch_of: LeaderEpochOf,
@@ -35,7 +39,17 @@ impl SnapshotService {
         clock: Arc<dyn Clock>,
         leader_epoch_of: LeaderEpochOf,
     ) -> Self {
-        SnapshotService { store, remote, clock, leader_epoch_of }
+        SnapshotService { store, remote_logs: None, remote, clock, leader_epoch_of }
+    }
+
+    /// Also answers the tiering requests, from `remote_logs`.
+    pub fn with_remote_logs(mut self, remote_logs: Arc<RemoteLogStore>) -> Self {
+        self.remote_logs = Some(remote_logs);
+        self
+    }
+
+    pub fn remote_logs(&self) -> Option<&Arc<RemoteLogStore>> {
+        self.remote_logs.as_ref()
     }
 
     pub fn store(&self) -> &Arc<SnapshotStore> {
@@ -49,6 +63,9 @@ impl SnapshotService {
             Request::AllocateKvSnapshotId { .. }
                 | Request::CommitKvSnapshot { .. }
                 | Request::GetLatestKvSnapshot { .. }
+                | Request::CommitRemoteLogSegment { .. }
+                | Request::GetRemoteLogEnd { .. }
+                | Request::GetRemoteLogSegment { .. }
         )
     }
 
@@ -83,6 +100,31 @@ impl SnapshotService {
                 Response::LatestKvSnapshot(self.store.latest(*bucket).map(Box::new)),
                 Cleanup::default(),
             ),
+            Request::CommitRemoteLogSegment { segment } => {
+                let Some(remote_logs) = &self.remote_logs else { return Some(no_tiering()) };
+                let leader_epoch = (self.leader_epoch_of)(segment.bucket);
+                match remote_logs.commit((**segment).clone(), leader_epoch) {
+                    Ok(commit) => (
+                        Response::RemoteLogEnd { end_offset: commit.remote_end_offset },
+                        Cleanup { paths: commit.unneeded_paths },
+                    ),
+                    Err(refusal) => (
+                        Response::RemoteLogRefused(refusal.error),
+                        Cleanup { paths: refusal.unneeded_paths },
+                    ),
+                }
+            }
+            Request::GetRemoteLogEnd { bucket } => {
+                let Some(remote_logs) = &self.remote_logs else { return Some(no_tiering()) };
+                let end_offset = remote_logs.remote_end_offset(*bucket);
+                (Response::RemoteLogEnd { end_offset }, Cleanup::default())
+            }
+            Request::GetRemoteLogSegment { bucket, offset } => {
+                let Some(remote_logs) = &self.remote_logs else { return Some(no_tiering()) };
+                let manifest = remote_logs.manifest(*bucket);
+                let segment = manifest.segment_holding(*offset).cloned().map(Box::new);
+                (Response::RemoteLogSegment(segment), Cleanup::default())
+            }
             _ => return None,
         };
         Some(answer)
@@ -93,6 +135,14 @@ impl SnapshotService {
     pub fn delete(&self, cleanup: Cleanup) -> BoxFuture<'static, Vec<String>> {
         delete_remote_objects(self.remote.clone(), self.clock.clone(), cleanup.paths)
     }
+}
+
+fn no_tiering() -> (Response, Cleanup) {
+    let error = ApiError::new(
+        ErrorCode::UnsupportedVersion,
+        "this coordinator records no remote log (changelog tiering is off)",
+    );
+    (Response::Error(error), Cleanup::default())
 }
 
 /// Deletes `paths`, each retried with a doubling backoff on transient failures; returns those

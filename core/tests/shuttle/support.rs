@@ -375,6 +375,7 @@ impl World {
             limits: RequestLimits::DEFAULT,
             scanner,
             snapshots: None,
+            tiering: None,
         };
         TabletServer::start(self.env.clone(), config, self.logs.clone())
     }

@@ -40,6 +40,9 @@ pub const SECRET_KEYS: &[&str] = &[S3_SECRET_KEY];
 /// memory for more than a few buckets.
 const WRITE_BUFFER_BYTES_MIN: usize = 64 * 1024;
 const WRITE_BUFFER_BYTES_MAX: usize = 1024 * 1024 * 1024;
+/// `log.segment.file-size` bounds.
+const SEGMENT_BYTES_MIN: u64 = 1024;
+const SEGMENT_BYTES_MAX: u64 = 1024 * 1024 * 1024;
 
 pub const KEYS: &[ConfigKey] = &[
     ConfigKey {
@@ -260,6 +263,44 @@ pub const KEYS: &[ConfigKey] = &[
               deleted from the remote data directory unless a kept snapshot still uses them.",
         apply: |config, value| {
             config.snapshot_num_retained = positive_u32(value)?;
+            Ok(())
+        },
+    },
+    ConfigKey {
+        name: "log.segment.file-size",
+        default: "1 mb",
+        doc: "A changelog segment is rolled before it grows past this size (between 1 kb and \
+              1 gb). Only closed segments are tiered to the remote data directory, and a read \
+              below the local log start downloads one whole segment, so the default is far \
+              below Fluss's 1 gb.",
+        apply: |config, value| {
+            let bytes = parse_size_bytes(value)?;
+            if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&bytes) {
+                return Err("must be between 1 kb and 1 gb".to_string());
+            }
+            config.segment_bytes_max = bytes;
+            Ok(())
+        },
+    },
+    ConfigKey {
+        name: "remote.log.task-interval-duration",
+        default: "1 min",
+        doc: "How often the leader of each bucket uploads its closed changelog segments to \
+              the remote data directory, records them in the bucket's remote-log manifest, and \
+              then deletes local segments that are tiered, below the latest KV snapshot's log \
+              offset and beyond `table.log.tiered.local-segments`. Positive.",
+        apply: |config, value| {
+            config.tiering_interval_ms = positive_duration_ms(value)?;
+            Ok(())
+        },
+    },
+    ConfigKey {
+        name: "table.log.tiered.local-segments",
+        default: "2",
+        doc: "Closed changelog segments each bucket keeps on local disk once they are tiered \
+              (at least 1). Older ones are read from the remote data directory.",
+        apply: |config, value| {
+            config.local_segments_kept = positive_u32(value)?;
             Ok(())
         },
     },

@@ -17,6 +17,8 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use kvtablet_core::log::LogConfig;
+use kvtablet_core::tiering::{LOCAL_SEGMENTS_KEPT_DEFAULT, TIERING_INTERVAL_MS_DEFAULT};
 use kvtablet_core::kv::KvTabletConfig;
 use kvtablet_core::scan::ScannerConfig;
 use kvtablet_core::snapshot::snapshot_store::NUM_RETAINED_DEFAULT;
@@ -51,6 +53,13 @@ pub struct ServeConfig {
     pub snapshot_num_retained: u32,
     /// `kv.rocksdb.writebuffer.size`: each bucket's RocksDB memtable, in bytes.
     pub engine_write_buffer_bytes: usize,
+    /// `log.segment.file-size`: a changelog segment is rolled before it grows past this.
+    pub segment_bytes_max: u64,
+    /// `remote.log.task-interval-duration`: how often each leader tiers its closed segments
+    /// and runs local retention.
+    pub tiering_interval_ms: u64,
+    /// `table.log.tiered.local-segments`: closed segments kept locally once tiered.
+    pub local_segments_kept: u32,
     /// `net.*`.
     pub wire: WireConfig,
     /// `remote.data.dir`: where KV snapshots go.
@@ -72,6 +81,9 @@ impl Default for ServeConfig {
             snapshot_interval_ms: SNAPSHOT_INTERVAL_MS_DEFAULT,
             snapshot_num_retained: SNAPSHOT_NUM_RETAINED_DEFAULT,
             engine_write_buffer_bytes: WRITE_BUFFER_BYTES_DEFAULT,
+            segment_bytes_max: LogConfig::DEFAULT.segment_bytes_max,
+            tiering_interval_ms: TIERING_INTERVAL_MS_DEFAULT,
+            local_segments_kept: LOCAL_SEGMENTS_KEPT_DEFAULT as u32,
             wire: WireConfig::default(),
             remote_data_dir: RemoteDataDir::default(),
             s3: S3Config::default(),

@@ -1,0 +1,196 @@
+//! Changelog tiering in the production node: closed segments are uploaded to the remote data
+//! directory (`data_dir/remote/log/...`) and recorded in the node's remote-log manifests, local
+//! segments then go once a KV snapshot covers them, the local log stays bounded while the
+//! remote tier holds the history, and FetchLog from offset 0 still reads the whole changelog,
+//! also after a restart. ListOffsets earliest stays 0.
+
+// A test owns its runtime, reads wall time to bound its waits and reads files directly.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use kvtablet_core::error::ErrorCode;
+use kvtablet_core::log::LogBatch;
+use kvtablet_core::message::{KvWrite, OffsetSpec, Request, Response};
+use kvtablet_core::TableBucket;
+use kvtablet_prod::node::{Node, NodeConfig};
+
+const BUCKET: TableBucket = TableBucket { table_id: 1, partition_id: None, bucket_id: 0 };
+const WAIT_MAX: Duration = Duration::from_secs(60);
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+const SEGMENT_BYTES: u64 = 8 * 1024;
+const PUTS: usize = 300;
+const WRITES_PER_PUT: usize = 4;
+const VALUE_BYTES: usize = 100;
+const FETCH_BYTES_MAX: u64 = 64 * 1024;
+/// Rounds of fetches from 0 at most (each returns at least one batch).
+const FETCHES_MAX: usize = 10_000;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn config(dir: &Path, tiering: bool) -> NodeConfig {
+    NodeConfig {
+        buckets: vec![BUCKET],
+        snapshot_interval_ms: 100,
+        segment_bytes_max: SEGMENT_BYTES,
+        // Without tiering the tick never comes within the test.
+        tiering_interval_ms: if tiering { 100 } else { 24 * 3_600_000 },
+        local_segments_kept: 1,
+        ..NodeConfig::new(dir)
+    }
+}
+
+async fn start(dir: &Path, tiering: bool) -> Node {
+    Node::start(config(dir, tiering), tokio::runtime::Handle::current())
+        .await
+        .expect("the node starts")
+}
+
+fn value(index: usize) -> Vec<u8> {
+    let mut value = vec![1, 0];
+    value.extend(format!("row {index} ").bytes().cycle().take(VALUE_BYTES));
+    value
+}
+
+/// Writes `PUTS` batches; returns the log end offset.
+async fn write(node: &Node) -> u64 {
+    let mut end = 0;
+    for put in 0..PUTS {
+        let writes = (0..WRITES_PER_PUT)
+            .map(|i| {
+                let index = put * WRITES_PER_PUT + i;
+                KvWrite { key: format!("key-{index:06}").into_bytes(), value: Some(value(index)) }
+            })
+            .collect();
+        let request =
+            Request::PutKv { bucket: BUCKET, writes, writer: None, target_columns: None };
+        match node.request(request).await.expect("answered") {
+            Response::PutKv { end_offset, .. } => end = end_offset,
+            other => panic!("put refused: {other:?}"),
+        }
+    }
+    end
+}
+
+async fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + WAIT_MAX;
+    loop {
+        if let Some(found) = check() {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// Every batch from offset 0 to `end`, by FetchLog, in order and without a gap.
+async fn fetch_all(node: &Node, end: u64) -> Vec<LogBatch> {
+    let mut batches: Vec<LogBatch> = Vec::new();
+    let mut offset = 0;
+    for _ in 0..FETCHES_MAX {
+        if offset >= end {
+            return batches;
+        }
+        let request =
+            Request::FetchLog { bucket: BUCKET, from_offset: offset, max_bytes: FETCH_BYTES_MAX };
+        match node.request(request).await.expect("answered") {
+            Response::FetchLog { batches: fetched, log_start_offset, .. } => {
+                assert_eq!(log_start_offset, 0, "the remote tier starts the changelog at 0");
+                assert!(!fetched.is_empty(), "a fetch at {offset} below {end} returned nothing");
+                for batch in fetched {
+                    if batch.end_offset() <= offset {
+                        continue;
+                    }
+                    assert_eq!(batch.base_offset, offset, "the changelog has no gap");
+                    offset = batch.end_offset();
+                    batches.push(batch);
+                }
+            }
+            Response::Error(error) if error.code == ErrorCode::LeaderNotAvailable => {
+                tokio::time::sleep(POLL_INTERVAL).await;
+            }
+            other => panic!("fetch at {offset} refused: {other:?}"),
+        }
+    }
+    panic!("fetching the changelog did not end");
+}
+
+fn local_log_bytes(dir: &Path) -> u64 {
+    let log_dir = dir.join("log").join(BUCKET.dir_name());
+    std::fs::read_dir(&log_dir)
+        .expect("the log directory")
+        .filter_map(|entry| entry.ok()?.metadata().ok())
+        .map(|metadata| metadata.len())
+        .sum()
+}
+
+fn remote_segment_count(dir: &Path) -> usize {
+    let remote_dir = dir.join("remote").join("log").join(BUCKET.dir_name());
+    std::fs::read_dir(&remote_dir).map_or(0, |entries| entries.count())
+}
+
+#[test]
+fn tiered_changelog_keeps_local_disk_bounded_and_is_read_whole_from_offset_zero() {
+    let runtime = runtime();
+    let dir = tempfile::tempdir().expect("temp dir");
+    runtime.block_on(async {
+        let node = start(dir.path(), true).await;
+        let end = write(&node).await;
+        let handle = node.handle().expect("running");
+        // The local log keeps the active segment and one closed one; the rest is tiered.
+        wait_for("local retention", || {
+            let log = handle.leader_kv(BUCKET)?.log().clone();
+            (log.segment_count() <= 3 && log.log_start_offset() > 0).then_some(())
+        })
+        .await;
+        let log = handle.leader_kv(BUCKET).expect("leads").log().clone();
+        assert!(log.remote_end_offset() >= log.log_start_offset());
+        assert!(remote_segment_count(dir.path()) > 0, "segments are in the remote directory");
+        assert!(local_log_bytes(dir.path()) <= 4 * SEGMENT_BYTES + 1024);
+        let earliest = node
+            .request(Request::ListOffsets { bucket: BUCKET, spec: OffsetSpec::Earliest })
+            .await
+            .expect("answered");
+        assert_eq!(earliest, Response::Offset { offset: 0 });
+        let before_restart = fetch_all(&node, end).await;
+        let records: usize = before_restart.iter().map(|batch| batch.records.len()).sum();
+        assert_eq!(records, PUTS * WRITES_PER_PUT, "every record from offset 0");
+        let mut node = node;
+        node.shutdown().await;
+
+        // After a restart the node reads the remote tier from its manifests again.
+        let restarted = start(dir.path(), true).await;
+        let after_restart = fetch_all(&restarted, end).await;
+        assert_eq!(after_restart, before_restart);
+        let mut restarted = restarted;
+        restarted.shutdown().await;
+    });
+}
+
+#[test]
+fn without_tiering_no_local_segment_is_deleted() {
+    let runtime = runtime();
+    let dir = tempfile::tempdir().expect("temp dir");
+    runtime.block_on(async {
+        let node = start(dir.path(), false).await;
+        let end = write(&node).await;
+        // Snapshots commit (so the minimum retain offset rises), but nothing is tiered.
+        let store = node.snapshot_store().clone();
+        wait_for("a snapshot", || store.latest(BUCKET).filter(|s| s.log_offset == end)).await;
+        let handle = node.handle().expect("running");
+        let log = handle.leader_kv(BUCKET).expect("leads").log().clone();
+        assert_eq!(log.log_start_offset(), 0);
+        assert_eq!(remote_segment_count(dir.path()), 0);
+        let with_history = local_log_bytes(dir.path());
+        assert!(with_history > 8 * SEGMENT_BYTES, "{with_history} bytes of local log");
+        let mut node = node;
+        node.shutdown().await;
+    });
+}

@@ -23,8 +23,8 @@ pub mod sync;
 pub mod table_bucket;
 pub mod tablet_server;
 pub mod tablet_server_stats;
-pub mod tiering;
 pub mod task;
+pub mod tiering;
 pub mod writer_id_allocator;
 
 pub use env::Env;

@@ -8,8 +8,8 @@ use bytes::Bytes;
 use crate::error::ApiError;
 use crate::log::{LogBatch, WriterBatch};
 use crate::snapshot::{CompletedSnapshot, SnapshotStoreError};
-use crate::tiering::{RemoteLogSegment, RemoteLogStoreError};
 use crate::table_bucket::TableBucket;
+use crate::tiering::{RemoteLogSegment, RemoteLogStoreError};
 
 /// A node of the cluster: a tablet server, the coordinator or a client.
 pub type NodeId = u32;

@@ -19,8 +19,8 @@ use crate::scan::scan_session::{ScanSession, SessionOrigin};
 use crate::scan::ScannerManager;
 use crate::snapshot::{run_snapshot_loop, SnapshotSchedule};
 use crate::table_bucket::TableBucket;
-use crate::tiering::{run_tiering_loop, TieringSchedule};
 use crate::task::{catch_blocking_panic, join_if_some, panic_message, run_blocking, Task};
+use crate::tiering::{run_tiering_loop, TieringSchedule};
 
 /// What opening a scan produced.
 #[derive(Debug)]

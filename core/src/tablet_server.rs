@@ -22,9 +22,9 @@ use crate::scan::scan_kv_handler::handle_scan_kv;
 use crate::scan::scanner_manager::SessionLookup;
 use crate::scan::{ScannerConfig, ScannerManager};
 use crate::snapshot::SnapshotSchedule;
-use crate::tiering::{read_remote_log, TieringSchedule};
 use crate::table_bucket::TableBucket;
 use crate::task::{catch_panic, join_if_some, panic_message, stop_on_panic, Task};
+use crate::tiering::{read_remote_log, TieringSchedule};
 
 /// A primary-key table as the server knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -502,7 +502,7 @@ impl TabletServer {
                 self.check_bucket(bucket)?;
                 let kv = self.hosted_kv(bucket)?;
                 let high_watermark = kv.log().high_watermark();
-                let log_start_offset = earliest_offset(kv.log());
+                let log_start_offset = earliest_offset(kv.log(), self.config.tiering.is_some());
                 let batches = match kv.log().read(from_offset, max_bytes) {
                     Ok(batches) => batches,
                     Err(LogError::OffsetOutOfRange { offset, log_start_offset })
@@ -537,7 +537,7 @@ impl TabletServer {
                 let kv = self.hosted_kv(bucket)?;
                 let log = kv.log();
                 let offset = match spec {
-                    OffsetSpec::Earliest => earliest_offset(log),
+                    OffsetSpec::Earliest => earliest_offset(log, self.config.tiering.is_some()),
                     OffsetSpec::Latest => log.high_watermark(),
                     OffsetSpec::Timestamp { timestamp_ms } => {
                         log.offset_for_timestamp(timestamp_ms)
@@ -704,10 +704,12 @@ impl RpcHandler for TabletServer {
 
 /// The merger of a put that targets `target_columns` of `table`: the table's rule decides
 /// (key columns targeted, omitted columns nullable); a table without one refuses.
-/// The first offset of the bucket's changelog: 0 once the remote tier holds anything (it is
-/// contiguous from 0), else the local log start.
-fn earliest_offset(log: &LogTablet) -> u64 {
-    if log.remote_end_offset() > 0 {
+/// The first offset of the bucket's changelog. With tiering it is 0: retention never deletes
+/// a local segment above the remote end, and the remote tier is contiguous from 0 and never
+/// trimmed, so whatever the local log no longer holds the remote tier does (also right after
+/// a restart, before the tierer has asked for the remote end again).
+fn earliest_offset(log: &LogTablet, tiering: bool) -> u64 {
+    if tiering {
         0
     } else {
         log.log_start_offset()

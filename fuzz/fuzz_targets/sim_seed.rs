@@ -14,7 +14,8 @@ fuzz_target!(|bytes: &[u8]| {
     seed_bytes[..len].copy_from_slice(&bytes[..len]);
     let seed = u64::from_le_bytes(seed_bytes);
     let scenario = Scenario::builtin("swarm").expect("builtin scenario");
-    let options = RunOptions { seed, scenario, mutants: Mutants::NONE, trace_mode: TraceMode::HashOnly };
+    let options =
+        RunOptions { seed, scenario, mutants: Mutants::NONE, trace_mode: TraceMode::HashOnly };
     let report = run(&options).expect("valid plan");
     assert!(report.passed(), "seed {seed}: {:?}", report.violations);
 });

@@ -17,10 +17,6 @@ use kvtablet_core::message::{NodeId, Request, Response};
 use kvtablet_core::mutant::Mutants;
 use kvtablet_core::scan::ScannerConfig;
 use kvtablet_core::snapshot::rpc_snapshot_committer::RpcSnapshotCommitter;
-use kvtablet_core::tiering::{
-    RemoteLogStoreError, RpcRemoteLogCommitter, TieringSchedule, LOCAL_SEGMENTS_KEPT_DEFAULT,
-    TIERING_INTERVAL_MS_DEFAULT,
-};
 use kvtablet_core::snapshot::snapshot_store::NUM_RETAINED_DEFAULT;
 use kvtablet_core::snapshot::{
     SnapshotSchedule, SnapshotStore, SnapshotStoreError, SnapshotUploadConfig,
@@ -28,6 +24,10 @@ use kvtablet_core::snapshot::{
 };
 use kvtablet_core::tablet_server::{RequestLimits, TableConfig, TabletServer, TabletServerConfig};
 use kvtablet_core::tablet_server_stats::ServerStats;
+use kvtablet_core::tiering::{
+    RemoteLogStoreError, RpcRemoteLogCommitter, TieringSchedule, LOCAL_SEGMENTS_KEPT_DEFAULT,
+    TIERING_INTERVAL_MS_DEFAULT,
+};
 use kvtablet_core::{Env, TableBucket};
 use tokio::runtime::Handle;
 
@@ -37,7 +37,8 @@ use crate::object_store_remote::ObjectStoreRemote;
 use crate::os_entropy::{EntropyError, OsEntropy};
 use crate::rocks_engine::{RocksEngineFactory, WRITE_BUFFER_BYTES_DEFAULT};
 use crate::snapshot_coordinator::{
-    open_remote_log_store, open_snapshot_store, sweep_orphans_while_idle, SnapshotCoordinator, COORDINATOR_NODE_ID,
+    open_remote_log_store, open_snapshot_store, sweep_orphans_while_idle, SnapshotCoordinator,
+    COORDINATOR_NODE_ID,
 };
 use crate::system_clock::SystemClock;
 use crate::tokio_executor::TokioExecutor;

@@ -19,8 +19,8 @@ use kvtablet_core::snapshot::snapshot_service::{
 };
 use kvtablet_core::snapshot::{Cleanup, SnapshotStore, SnapshotStoreConfig, SnapshotStoreError};
 use kvtablet_core::tablet_server::TabletServer;
-use kvtablet_core::tiering::{RemoteLogStore, RemoteLogStoreError, REMOTE_LOG_ROOT};
 use kvtablet_core::task::{run_blocking, Task};
+use kvtablet_core::tiering::{RemoteLogStore, RemoteLogStoreError, REMOTE_LOG_ROOT};
 use kvtablet_core::Env;
 
 /// The id the coordinator's snapshot service answers under on the node's loopback network

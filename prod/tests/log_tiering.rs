@@ -69,8 +69,7 @@ async fn write(node: &Node) -> u64 {
                 KvWrite { key: format!("key-{index:06}").into_bytes(), value: Some(value(index)) }
             })
             .collect();
-        let request =
-            Request::PutKv { bucket: BUCKET, writes, writer: None, target_columns: None };
+        let request = Request::PutKv { bucket: BUCKET, writes, writer: None, target_columns: None };
         match node.request(request).await.expect("answered") {
             Response::PutKv { end_offset, .. } => end = end_offset,
             other => panic!("put refused: {other:?}"),

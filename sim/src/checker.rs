@@ -16,11 +16,11 @@ use kvtablet_core::scan::ScannerConfig;
 
 use crate::fault_log::FaultLog;
 use crate::model::Model;
-use crate::tiering_oracle::read_tiered_segment;
-use kvtablet_core::tiering::RemoteLogStore;
 use crate::replication::ClusterLogs;
 use crate::table_partitions::TablePartitions;
+use crate::tiering_oracle::read_tiered_segment;
 use crate::trace::Trace;
+use kvtablet_core::tiering::RemoteLogStore;
 
 /// The servers that are up, shared between the world (which crashes and restarts them) and
 /// the checker (which reads their flushed offsets, the god view).

@@ -17,7 +17,9 @@ pub fn read_tiered_segment(
     let path = segment.path();
     let Some(remote) = remote else { return Err("no remote store".to_string()) };
     let Some(bytes) = remote.peek(&path) else {
-        return Err(format!("the remote-log manifest lists {path}, which is not in the remote store"));
+        return Err(format!(
+            "the remote-log manifest lists {path}, which is not in the remote store"
+        ));
     };
     decode_segment(segment, &path, &bytes, from_offset, u64::MAX).map_err(|e| e.to_string())
 }

@@ -16,12 +16,12 @@ use kvtablet_core::log::LogConfig;
 use kvtablet_core::message::NodeId;
 use kvtablet_core::mutant::Mutants;
 use kvtablet_core::snapshot::rpc_snapshot_committer::RpcSnapshotCommitter;
-use kvtablet_core::tiering::{RemoteLogStore, RpcRemoteLogCommitter, TieringSchedule};
 use kvtablet_core::snapshot::snapshot_service::{LeaderEpochOf, SnapshotService};
 use kvtablet_core::snapshot::{
     SnapshotSchedule, SnapshotStore, SnapshotStoreConfig, SnapshotUploadConfig,
 };
 use kvtablet_core::tablet_server::{RequestLimits, TableConfig, TabletServer, TabletServerConfig};
+use kvtablet_core::tiering::{RemoteLogStore, RpcRemoteLogCommitter, TieringSchedule};
 use kvtablet_core::TableBucket;
 
 use crate::checker::{Checker, LiveServers};
@@ -300,7 +300,7 @@ impl World {
             });
             let remote_logs = Arc::new(
                 RemoteLogStore::open(coordinator_disk, "coordinator/remote-log".to_string())
-                .expect("an empty remote-log store opens"),
+                    .expect("an empty remote-log store opens"),
             );
             checker.set_remote_logs(remote_logs.clone());
             coordinator.serve_snapshots(Arc::new(

@@ -96,8 +96,10 @@ class Server:
     ``kvtablet serve --data-dir DIR --listen 127.0.0.1:PORT``.
     """
 
-    def __init__(self, binary: str, data_dir: Path, log_dir: Path) -> None:
+    def __init__(self, binary: str, data_dir: Path, log_dir: Path, settings: Optional[List[str]] = None) -> None:
         self.binary = binary
+        #: Extra `-D key=value` settings.
+        self.settings = list(settings or [])
         self.data_dir = data_dir
         self.log_dir = log_dir
         self.port: Optional[int] = None
@@ -121,7 +123,7 @@ class Server:
             # some 60 buckets per server, which at the 64 MiB default would be gigabytes.
             "-D",
             f"kv.rocksdb.writebuffer.size={WRITE_BUFFER_SIZE}",
-        ]
+        ] + [part for setting in self.settings for part in ("-D", setting)]
 
     def output_tail(self, max_chars: int = 4000) -> str:
         if self.log_path is None or not self.log_path.exists():

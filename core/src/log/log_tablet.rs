@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::sync::{lock_noting_poison, Mutex, MutexGuard, Stop};
 
+use crate::byte_reader::{ByteReader, ByteWriter};
 use crate::env::{FsError, LocalFs};
 use crate::log::change_type::ChangeType;
 use crate::log::log_batch::{
@@ -12,11 +13,10 @@ use crate::log::log_batch::{
     LogBatch, LogRecord, WriterBatch,
 };
 use crate::log::replication::{Replicator, SyncedBatch};
-use crate::byte_reader::{ByteReader, ByteWriter};
 use crate::log::writer_state::{SequenceCheck, WriterStates, WRITER_BATCHES_RETAINED};
-use crate::snapshot::completed_snapshot::{frame_with_magic, unframe_with_magic};
 use crate::mutant::{Mutant, Mutants};
 use crate::notify::{Notified, Notify};
+use crate::snapshot::completed_snapshot::{frame_with_magic, unframe_with_magic};
 use crate::table_bucket::TableBucket;
 
 const EPOCH_FILE: &str = "leader-epoch";
@@ -249,25 +249,28 @@ impl LogTablet {
         let mut segments = BTreeMap::new();
         let last_batch_only = mutants.is_on(Mutant::WriterStateKeepsLastBatchOnly);
         let batches_retained = if last_batch_only { 1 } else { WRITER_BATCHES_RETAINED };
-        let writers_at_start =
-            match read_writers(fs.as_ref(), &child_path(&dir, WRITERS_FILE, ""), batches_retained)? {
-                Some((start_offset, states)) => {
-                    // A retention that crashed after writing the writers file and before
-                    // deleting every segment below its offset is finished here.
-                    while segment_bases.len() > 1 && segment_bases[1] <= start_offset {
-                        fs.remove_file(&segment_path(&dir, segment_bases[0]))?;
-                        segment_bases.remove(0);
-                    }
-                    match segment_bases.first() {
-                        Some(first) if *first == start_offset => states,
-                        _ => {
-                            tracing::warn!(dir, start_offset, "writers file does not match the log start; writers' state rebuilt from the segments alone");
-                            WriterStates::retaining(batches_retained)
-                        }
+        let writers_at_start = match read_writers(
+            fs.as_ref(),
+            &child_path(&dir, WRITERS_FILE, ""),
+            batches_retained,
+        )? {
+            Some((start_offset, states)) => {
+                // A retention that crashed after writing the writers file and before
+                // deleting every segment below its offset is finished here.
+                while segment_bases.len() > 1 && segment_bases[1] <= start_offset {
+                    fs.remove_file(&segment_path(&dir, segment_bases[0]))?;
+                    segment_bases.remove(0);
+                }
+                match segment_bases.first() {
+                    Some(first) if *first == start_offset => states,
+                    _ => {
+                        tracing::warn!(dir, start_offset, "writers file does not match the log start; writers' state rebuilt from the segments alone");
+                        WriterStates::retaining(batches_retained)
                     }
                 }
-                None => WriterStates::retaining(batches_retained),
-            };
+            }
+            None => WriterStates::retaining(batches_retained),
+        };
         let mut writers = writers_at_start.clone();
         // Only a mutant loads the segments into a state that is then thrown away.
         let mut not_rebuilt = WriterStates::new();
@@ -986,8 +989,12 @@ impl LogTablet {
         if segment.end_offset > state.high_watermark {
             return None;
         }
-        let max_timestamp_ms =
-            segment.batches.values().map(|position| position.commit_timestamp_ms).max().unwrap_or(0);
+        let max_timestamp_ms = segment
+            .batches
+            .values()
+            .map(|position| position.commit_timestamp_ms)
+            .max()
+            .unwrap_or(0);
         Some(ClosedSegment {
             base_offset: *base,
             end_offset: segment.end_offset,
@@ -1181,7 +1188,8 @@ fn read_writers(
     let payload =
         unframe_with_magic(WRITERS_MAGIC, &bytes).map_err(|error| corrupt(error.to_string()))?;
     let mut reader = ByteReader::new(payload);
-    let start_offset = reader.u64("log start offset").map_err(|error| corrupt(error.to_string()))?;
+    let start_offset =
+        reader.u64("log start offset").map_err(|error| corrupt(error.to_string()))?;
     let states = WriterStates::decode_from(&mut reader, batches_retained)
         .map_err(|error| corrupt(error.to_string()))?;
     if !reader.is_empty() {

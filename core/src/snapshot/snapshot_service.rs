@@ -8,9 +8,9 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 
 use crate::env::{Clock, RemoteStorage};
+use crate::error::{ApiError, ErrorCode};
 use crate::message::{Request, Response};
 use crate::snapshot::snapshot_store::{Cleanup, SnapshotStore, SnapshotStoreError};
-use crate::error::{ApiError, ErrorCode};
 use crate::table_bucket::TableBucket;
 use crate::tiering::RemoteLogStore;
 

@@ -41,11 +41,15 @@ pub enum TieringCommitError {
 /// The leader's calls to the coordinator's remote-log manifest.
 pub trait RemoteLogCommitter: Send + Sync + 'static {
     /// The bucket's remote end as the coordinator records it.
-    fn remote_end_offset(&self, bucket: TableBucket)
-        -> BoxFuture<'static, Result<u64, TieringCommitError>>;
+    fn remote_end_offset(
+        &self,
+        bucket: TableBucket,
+    ) -> BoxFuture<'static, Result<u64, TieringCommitError>>;
     /// Records `segment`; answers the remote end after it.
-    fn commit(&self, segment: RemoteLogSegment)
-        -> BoxFuture<'static, Result<u64, TieringCommitError>>;
+    fn commit(
+        &self,
+        segment: RemoteLogSegment,
+    ) -> BoxFuture<'static, Result<u64, TieringCommitError>>;
     /// The recorded segment that holds `offset`, if any.
     fn segment_holding(
         &self,

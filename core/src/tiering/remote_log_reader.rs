@@ -47,7 +47,11 @@ pub fn decode_segment(
 ) -> Result<Vec<LogBatch>, RemoteLogReadError> {
     let corrupt = |detail: String| RemoteLogReadError::Corrupt { path: path.to_string(), detail };
     if bytes.len() as u64 != segment.size_bytes {
-        return Err(corrupt(format!("{} bytes, the manifest says {}", bytes.len(), segment.size_bytes)));
+        return Err(corrupt(format!(
+            "{} bytes, the manifest says {}",
+            bytes.len(),
+            segment.size_bytes
+        )));
     }
     if content_sha256(bytes) != segment.sha256 {
         return Err(corrupt("SHA-256 mismatch".to_string()));

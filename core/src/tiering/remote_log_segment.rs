@@ -40,7 +40,12 @@ impl RemoteLogSegment {
 
     /// `log/{bucket}/{start offset:020}-e{epoch}.log`: sorted by start offset when listed.
     pub fn path(&self) -> String {
-        format!("{}/{:020}-e{}.log", remote_log_dir(self.bucket), self.start_offset, self.leader_epoch)
+        format!(
+            "{}/{:020}-e{}.log",
+            remote_log_dir(self.bucket),
+            self.start_offset,
+            self.leader_epoch
+        )
     }
 
     /// Whether the segment holds `offset`.
@@ -58,7 +63,9 @@ impl RemoteLogSegment {
         writer.raw(&self.sha256);
     }
 
-    pub fn decode_from(reader: &mut ByteReader<'_>) -> Result<RemoteLogSegment, SnapshotDecodeError> {
+    pub fn decode_from(
+        reader: &mut ByteReader<'_>,
+    ) -> Result<RemoteLogSegment, SnapshotDecodeError> {
         let bucket = decode_bucket(reader)?;
         let leader_epoch = reader.u32("leader epoch")?;
         let start_offset = reader.u64("start offset")?;

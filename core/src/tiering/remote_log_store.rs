@@ -38,7 +38,9 @@ const TEMP_SUFFIX: &str = ".tmp";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RemoteLogStoreError {
-    #[error("remote log of {bucket}: leader epoch {leader_epoch} is not the current one ({current:?})")]
+    #[error(
+        "remote log of {bucket}: leader epoch {leader_epoch} is not the current one ({current:?})"
+    )]
     Fenced { bucket: TableBucket, leader_epoch: u32, current: Option<u32> },
     #[error("remote log of {bucket}: a segment from {start_offset} leaves a gap after the remote end {remote_end_offset}")]
     Gap { bucket: TableBucket, start_offset: u64, remote_end_offset: u64 },
@@ -109,10 +111,7 @@ impl std::fmt::Debug for RemoteLogStore {
 impl RemoteLogStore {
     /// Loads every bucket file under `dir` (created if missing); a leftover temp file is
     /// ignored, a damaged bucket file refuses the open.
-    pub fn open(
-        fs: Arc<dyn LocalFs>,
-        dir: String,
-    ) -> Result<RemoteLogStore, RemoteLogStoreError> {
+    pub fn open(fs: Arc<dyn LocalFs>, dir: String) -> Result<RemoteLogStore, RemoteLogStoreError> {
         fs.create_dir_all(&dir).map_err(RemoteLogStoreError::Io)?;
         let mut manifests = BTreeMap::new();
         for name in fs.list_dir(&dir).map_err(RemoteLogStoreError::Io)? {
@@ -121,7 +120,8 @@ impl RemoteLogStore {
             }
             let path = format!("{dir}/{name}");
             let bytes = fs.read(&path).map_err(RemoteLogStoreError::Io)?;
-            let corrupt = |detail: String| RemoteLogStoreError::Corrupt { path: path.clone(), detail };
+            let corrupt =
+                |detail: String| RemoteLogStoreError::Corrupt { path: path.clone(), detail };
             let (bucket, manifest) =
                 decode_bucket_file(&bytes).map_err(|error| corrupt(error.to_string()))?;
             if name != bucket_file_name(bucket) {

@@ -32,7 +32,9 @@ impl RpcRemoteLogCommitter {
                     Err(TieringCommitError::NoAnswer(error.to_string()))
                 }
                 Ok(Response::RemoteLogRefused(error)) => Err(TieringCommitError::Refused(error)),
-                Ok(other) => Err(TieringCommitError::NoAnswer(format!("answered {}", other.kind()))),
+                Ok(other) => {
+                    Err(TieringCommitError::NoAnswer(format!("answered {}", other.kind())))
+                }
                 Err(error) => Err(TieringCommitError::NoAnswer(error.to_string())),
             }
         }
@@ -48,7 +50,10 @@ impl RemoteLogCommitter for RpcRemoteLogCommitter {
         self.call(Request::GetRemoteLogEnd { bucket })
     }
 
-    fn commit(&self, segment: RemoteLogSegment) -> BoxFuture<'static, Result<u64, TieringCommitError>> {
+    fn commit(
+        &self,
+        segment: RemoteLogSegment,
+    ) -> BoxFuture<'static, Result<u64, TieringCommitError>> {
         self.call(Request::CommitRemoteLogSegment { segment: Box::new(segment) })
     }
 
@@ -63,7 +68,9 @@ impl RemoteLogCommitter for RpcRemoteLogCommitter {
             match call.await {
                 Ok(Response::RemoteLogSegment(segment)) => Ok(segment.map(|segment| *segment)),
                 Ok(Response::RemoteLogRefused(error)) => Err(TieringCommitError::Refused(error)),
-                Ok(other) => Err(TieringCommitError::NoAnswer(format!("answered {}", other.kind()))),
+                Ok(other) => {
+                    Err(TieringCommitError::NoAnswer(format!("answered {}", other.kind())))
+                }
                 Err(error) => Err(TieringCommitError::NoAnswer(error.to_string())),
             }
         }

@@ -17,12 +17,12 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use kvtablet_core::log::LogConfig;
-use kvtablet_core::tiering::{LOCAL_SEGMENTS_KEPT_DEFAULT, TIERING_INTERVAL_MS_DEFAULT};
 use kvtablet_core::kv::KvTabletConfig;
+use kvtablet_core::log::LogConfig;
 use kvtablet_core::scan::ScannerConfig;
 use kvtablet_core::snapshot::snapshot_store::NUM_RETAINED_DEFAULT;
 use kvtablet_core::snapshot::SNAPSHOT_INTERVAL_MS_DEFAULT;
+use kvtablet_core::tiering::{LOCAL_SEGMENTS_KEPT_DEFAULT, TIERING_INTERVAL_MS_DEFAULT};
 
 pub use self::config_error::ConfigError;
 use self::config_key::{BIND_LISTENERS, DATA_DIR, KEYS, METRICS_LISTEN, SECRET_KEYS};

@@ -12,7 +12,7 @@ use futures::future::{BoxFuture, FutureExt};
 use kvtablet_core::env::{FsError, RemoteError, Rpc, RpcError, RpcHandler};
 use kvtablet_core::kv::{KvTablet, KvTabletConfig, PartialUpdates};
 use kvtablet_core::ledger::Ledger;
-use kvtablet_core::log::{LogConfig, LogError, LogRegistry, LogTablet};
+use kvtablet_core::log::{LocalRetention, LogConfig, LogError, LogRegistry, LogTablet};
 use kvtablet_core::message::{NodeId, Request, Response};
 use kvtablet_core::mutant::Mutants;
 use kvtablet_core::scan::ScannerConfig;
@@ -25,8 +25,7 @@ use kvtablet_core::snapshot::{
 use kvtablet_core::tablet_server::{RequestLimits, TableConfig, TabletServer, TabletServerConfig};
 use kvtablet_core::tablet_server_stats::ServerStats;
 use kvtablet_core::tiering::{
-    RemoteLogStoreError, RpcRemoteLogCommitter, TieringSchedule, LOCAL_SEGMENTS_KEPT_DEFAULT,
-    TIERING_INTERVAL_MS_DEFAULT,
+    RemoteLogStoreError, RpcRemoteLogCommitter, TieringSchedule, TIERING_INTERVAL_MS_DEFAULT,
 };
 use kvtablet_core::{Env, TableBucket};
 use tokio::runtime::Handle;
@@ -86,8 +85,8 @@ pub struct NodeConfig {
     pub segment_bytes_max: u64,
     /// `remote.log.task-interval-duration`: each leader's tiering and local retention tick.
     pub tiering_interval_ms: u64,
-    /// `table.log.tiered.local-segments`: closed segments kept locally once tiered.
-    pub local_segments_kept: usize,
+    /// `table.log.tiered.local-*`: what each bucket keeps locally once tiered.
+    pub local_retention: LocalRetention,
 }
 
 impl NodeConfig {
@@ -110,7 +109,7 @@ impl NodeConfig {
             s3: S3Config::default(),
             segment_bytes_max: LogConfig::DEFAULT.segment_bytes_max,
             tiering_interval_ms: TIERING_INTERVAL_MS_DEFAULT,
-            local_segments_kept: LOCAL_SEGMENTS_KEPT_DEFAULT,
+            local_retention: LocalRetention::default(),
         }
     }
 
@@ -137,7 +136,7 @@ impl NodeConfig {
             s3: S3Config::default(),
             segment_bytes_max: LogConfig::DEFAULT.segment_bytes_max,
             tiering_interval_ms: TIERING_INTERVAL_MS_DEFAULT,
-            local_segments_kept: LOCAL_SEGMENTS_KEPT_DEFAULT,
+            local_retention: LocalRetention::default(),
         }
     }
 
@@ -612,7 +611,7 @@ fn snapshot_schedule(env: &Env, config: &NodeConfig) -> Arc<SnapshotSchedule> {
 fn tiering_schedule(env: &Env, config: &NodeConfig) -> Arc<TieringSchedule> {
     Arc::new(TieringSchedule {
         interval_ms: config.tiering_interval_ms,
-        local_segments_kept: config.local_segments_kept,
+        local_retention: config.local_retention,
         committer: Arc::new(RpcRemoteLogCommitter::new(
             env.rpc.clone(),
             COORDINATOR_NODE_ID,
@@ -693,7 +692,7 @@ mod tests {
         let env_network = LoopbackNetwork::new();
         let tiering = Arc::new(TieringSchedule {
             interval_ms: config.tiering_interval_ms,
-            local_segments_kept: config.local_segments_kept,
+            local_retention: config.local_retention,
             committer: Arc::new(RpcRemoteLogCommitter::new(
                 Arc::new(env_network.endpoint(LOCAL_CLIENT_NODE_ID)),
                 COORDINATOR_NODE_ID,
@@ -715,7 +714,7 @@ mod tests {
         assert_eq!(config.snapshot_num_retained, 2);
         let tiering = server.tiering.expect("changelogs are tiered");
         assert_eq!(tiering.interval_ms, 60 * 1_000);
-        assert_eq!(tiering.local_segments_kept, 2);
+        assert_eq!(tiering.local_retention, LocalRetention::default());
     }
 
     #[test]

@@ -104,7 +104,7 @@ impl ServedNode {
             s3: config.s3.clone(),
             segment_bytes_max: config.segment_bytes_max,
             tiering_interval_ms: config.tiering_interval_ms,
-            local_segments_kept: config.local_segments_kept as usize,
+            local_retention: config.local_retention,
             ..NodeConfig::for_tables(config.data_dir.clone(), &tables)
         };
         let mut node = Node::start(node_config, runtime).await?;

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use kvtablet_core::error::ErrorCode;
-use kvtablet_core::log::LogBatch;
+use kvtablet_core::log::{LocalRetention, LogBatch};
 use kvtablet_core::message::{KvWrite, OffsetSpec, Request, Response};
 use kvtablet_core::TableBucket;
 use kvtablet_prod::node::{Node, NodeConfig};
@@ -36,13 +36,17 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn config(dir: &Path, tiering: bool) -> NodeConfig {
+    config_retaining(dir, tiering, LocalRetention { segments_kept: 1, ..LocalRetention::default() })
+}
+
+fn config_retaining(dir: &Path, tiering: bool, local_retention: LocalRetention) -> NodeConfig {
     NodeConfig {
         buckets: vec![BUCKET],
         snapshot_interval_ms: 100,
         segment_bytes_max: SEGMENT_BYTES,
         // Without tiering the tick never comes within the test.
         tiering_interval_ms: if tiering { 100 } else { 24 * 3_600_000 },
-        local_segments_kept: 1,
+        local_retention,
         ..NodeConfig::new(dir)
     }
 }
@@ -171,6 +175,45 @@ fn tiered_changelog_keeps_local_disk_bounded_and_is_read_whole_from_offset_zero(
         let mut restarted = restarted;
         restarted.shutdown().await;
     });
+}
+
+/// The age and size bounds delete tiered segments that the segment count alone would keep.
+#[test]
+fn age_and_size_bounds_delete_tiered_segments_the_count_keeps() {
+    let runtime = runtime();
+    let by_age = LocalRetention { segments_kept: 1_000, age_ms_max: Some(1), size_bytes_max: None };
+    let by_size = LocalRetention {
+        segments_kept: 1_000,
+        age_ms_max: None,
+        size_bytes_max: Some(3 * SEGMENT_BYTES),
+    };
+    // By age every closed segment goes once tiered and covered by a snapshot: the active
+    // one is left. By size the local log shrinks to the bound, plus at most one segment.
+    for (retention, local_bytes_max) in [(by_age, 2 * SEGMENT_BYTES), (by_size, 4 * SEGMENT_BYTES)]
+    {
+        let dir = tempfile::tempdir().expect("temp dir");
+        runtime.block_on(async {
+            let node = Node::start(
+                config_retaining(dir.path(), true, retention),
+                tokio::runtime::Handle::current(),
+            )
+            .await
+            .expect("node starts");
+            let end = write(&node).await;
+            let handle = node.handle().expect("running");
+            wait_for("local retention", || {
+                let log = handle.leader_kv(BUCKET)?.log().clone();
+                (log.log_start_offset() > 0 && local_log_bytes(dir.path()) <= local_bytes_max)
+                    .then_some(())
+            })
+            .await;
+            let records: usize =
+                fetch_all(&node, end).await.iter().map(|batch| batch.records.len()).sum();
+            assert_eq!(records, PUTS * WRITES_PER_PUT, "{retention:?}: every record from 0");
+            let mut node = node;
+            node.shutdown().await;
+        });
+    }
 }
 
 #[test]

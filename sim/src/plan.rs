@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use kvtablet_core::log::LocalRetention;
 use kvtablet_core::mutant::Mutants;
 use kvtablet_core::scan::ScannerConfig;
 
@@ -106,9 +107,9 @@ pub struct RunPlan {
     /// Interval of every leader's changelog tiering and local retention (Fluss's
     /// `remote.log.task-interval-duration`); `None` tiers nothing.
     pub tiering_interval_ms: Option<u64>,
-    /// Closed segments a leader keeps locally once tiered (Fluss's
-    /// `table.log.tiered.local-segments`).
-    pub local_segments_kept: u32,
+    /// What a leader keeps locally once tiered: closed segments (Fluss's
+    /// `table.log.tiered.local-segments`), and optional age and size bounds.
+    pub local_retention: LocalRetention,
 }
 
 impl RunPlan {
@@ -137,7 +138,7 @@ impl RunPlan {
             table_partition_churn_ms: None,
             snapshot_interval_ms: None,
             tiering_interval_ms: None,
-            local_segments_kept: 2,
+            local_retention: LocalRetention::default(),
         };
         plan.replication_factor = if prng.chance(Ratio::new(1, 3)) { 1 } else { plan.servers };
         let slow_disk = !prng.chance(Ratio::new(1, 3));
@@ -169,6 +170,7 @@ impl RunPlan {
     pub fn describe(&self) -> Vec<String> {
         let on_off =
             |value: Option<u64>| value.map_or("off".to_string(), |ms| format!("every ~{ms}ms"));
+        let bound = |value: Option<u64>| value.map_or("off".to_string(), |max| max.to_string());
         let ratio = |ratio: Ratio| {
             if ratio.is_never() {
                 "off".to_string()
@@ -210,9 +212,11 @@ impl RunPlan {
             ),
             format!("plan snapshots interval={}", on_off(self.snapshot_interval_ms)),
             format!(
-                "plan tiering interval={} local_segments_kept={}",
+                "plan tiering interval={} local_segments_kept={} local_age_ms_max={} local_size_bytes_max={}",
                 on_off(self.tiering_interval_ms),
-                self.local_segments_kept
+                self.local_retention.segments_kept,
+                bound(self.local_retention.age_ms_max),
+                bound(self.local_retention.size_bytes_max)
             ),
             format!(
                 "plan faults leader_flips={} crashes={} restart_delay_ms_max={} retention={}",
@@ -320,13 +324,21 @@ fn draw_snapshots(plan: &mut RunPlan, prng: &mut Prng) {
 }
 
 /// From a stream of its own: changelog tiering in three seeds of four, every 0.3 to 3 s per
-/// led bucket, keeping 0 to 2 closed segments locally, so that retention deletes local
-/// segments and reads below the local log start go to the remote tier.
+/// led bucket, keeping 0 to 2 closed segments locally, and in half the seeds each also an age
+/// bound (0.2 to 3 s) and a local size bound (1 to 4 segments' worth), so that retention
+/// deletes local segments by every rule and reads below the local log start go to the remote
+/// tier.
 fn draw_tiering(plan: &mut RunPlan, prng: &mut Prng) {
     let on = !prng.chance(Ratio::new(1, 4));
     let interval_ms = prng.range_inclusive(300, 3_000);
-    plan.local_segments_kept = prng.range_inclusive(0, 2) as u32;
+    plan.local_retention.segments_kept = prng.range_inclusive(0, 2) as usize;
     plan.tiering_interval_ms = on.then_some(interval_ms);
+    let age_on = prng.chance(Ratio::new(1, 2));
+    let age_ms_max = prng.range_inclusive(200, 3_000);
+    plan.local_retention.age_ms_max = age_on.then_some(age_ms_max);
+    let size_on = prng.chance(Ratio::new(1, 2));
+    let size_bytes_max = plan.segment_bytes_max * prng.range_inclusive(1, 4);
+    plan.local_retention.size_bytes_max = size_on.then_some(size_bytes_max);
 }
 
 fn draw_weights(prng: &mut Prng) -> OpWeights {
@@ -613,7 +625,11 @@ impl Scenario {
                 "table_partition_churn_ms" => plan.table_partition_churn_ms = interval()?,
                 "snapshot_interval_ms" => plan.snapshot_interval_ms = interval()?,
                 "tiering_interval_ms" => plan.tiering_interval_ms = interval()?,
-                "local_segments_kept" => plan.local_segments_kept = number()? as u32,
+                "local_segments_kept" => {
+                    plan.local_retention.segments_kept = number()? as usize;
+                }
+                "local_age_ms_max" => plan.local_retention.age_ms_max = interval()?,
+                "local_size_bytes_max" => plan.local_retention.size_bytes_max = interval()?,
                 "disk_fsync_failure" => plan.faults.disk.fsync_failure = rate()?,
                 "disk_read_error" => plan.faults.disk.read_error = rate()?,
                 "disk_full" => plan.faults.disk.disk_full = rate()?,

@@ -380,7 +380,7 @@ impl World {
             tiering: self.plan.tiering_interval_ms.map(|interval_ms| {
                 Arc::new(TieringSchedule {
                     interval_ms,
-                    local_segments_kept: self.plan.local_segments_kept as usize,
+                    local_retention: self.plan.local_retention,
                     committer: Arc::new(RpcRemoteLogCommitter::new(
                         self.net.endpoint(node),
                         COORDINATOR_NODE,

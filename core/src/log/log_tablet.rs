@@ -8,6 +8,7 @@ use crate::sync::{lock_noting_poison, Mutex, MutexGuard, Stop};
 use crate::byte_reader::{ByteReader, ByteWriter};
 use crate::env::{FsError, LocalFs};
 use crate::log::change_type::ChangeType;
+use crate::log::local_retention::{LocalRetention, RetainedSegment};
 use crate::log::log_batch::{
     decode_batch, decode_batch_without_records, encode_batch, is_torn_append, BatchIdentity,
     LogBatch, LogRecord, WriterBatch,
@@ -989,12 +990,7 @@ impl LogTablet {
         if segment.end_offset > state.high_watermark {
             return None;
         }
-        let max_timestamp_ms = segment
-            .batches
-            .values()
-            .map(|position| position.commit_timestamp_ms)
-            .max()
-            .unwrap_or(0);
+        let max_timestamp_ms = segment_max_timestamp_ms(segment);
         Some(ClosedSegment {
             base_offset: *base,
             end_offset: segment.end_offset,
@@ -1004,17 +1000,20 @@ impl LogTablet {
         })
     }
 
-    /// The offset below which local retention may delete, keeping the newest
-    /// `closed_segments_kept` closed segments (Fluss's `table.log.tiered.local-segments`) and
-    /// the active one. Retention's own bounds apply on top ([`Self::delete_segments_below`]).
-    pub fn local_retention_offset(&self, closed_segments_kept: usize) -> u64 {
+    /// The offset below which local retention may delete under `retention` at `now_wall_ms`.
+    /// Retention's own bounds apply on top ([`Self::delete_segments_below`]).
+    pub fn local_retention_offset(&self, retention: &LocalRetention, now_wall_ms: u64) -> u64 {
         let state = self.lock();
-        let kept = closed_segments_kept.saturating_add(1);
-        let bases: Vec<u64> = state.segments.keys().copied().collect();
-        if bases.len() <= kept {
-            return state.log_start_offset;
-        }
-        bases[bases.len() - kept]
+        let segments: Vec<RetainedSegment> = state
+            .segments
+            .iter()
+            .map(|(base, segment)| RetainedSegment {
+                base_offset: *base,
+                size_bytes: segment.size_bytes,
+                max_timestamp_ms: segment_max_timestamp_ms(segment),
+            })
+            .collect();
+        retention.offset(&segments, state.log_start_offset, now_wall_ms)
     }
 
     /// Number of segment files, for tests and metrics.
@@ -1214,6 +1213,11 @@ fn write_writers(
     fs.sync(&temp_path)?;
     fs.rename(&temp_path, &child_path(dir, WRITERS_FILE, ""))?;
     Ok(())
+}
+
+/// The commit time of the newest batch of `segment` (wall clock); 0 when it holds none.
+fn segment_max_timestamp_ms(segment: &Segment) -> u64 {
+    segment.batches.values().map(|position| position.commit_timestamp_ms).max().unwrap_or(0)
 }
 
 #[cfg(test)]

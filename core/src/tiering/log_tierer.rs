@@ -2,9 +2,10 @@
 //! `remote.log.task-interval-duration`). Each tick uploads the closed segments above the
 //! bucket's remote end, in order, commits each to the coordinator's remote-log manifest under
 //! the term's epoch, raises the log's remote end only after the commit, and then runs local
-//! retention: it keeps the newest `local_segments_kept` closed segments (Fluss's
-//! `table.log.tiered.local-segments`), and never deletes what the log's own bounds protect
-//! (the minimum retain offset of the latest KV snapshot, the remote end, the high watermark).
+//! retention under the schedule's [`LocalRetention`] (a count of closed segments kept, Fluss's
+//! `table.log.tiered.local-segments`, and optional age and size bounds), and never deletes
+//! what the log's own bounds protect (the minimum retain offset of the latest KV snapshot,
+//! the remote end, the high watermark).
 
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 
 use crate::env::{Env, RemoteError};
-use crate::log::{ClosedSegment, LogError, LogTablet};
+use crate::log::{ClosedSegment, LocalRetention, LogError, LogTablet};
 use crate::mutant::Mutant;
 use crate::snapshot::completed_snapshot::content_sha256;
 use crate::table_bucket::TableBucket;
@@ -23,8 +24,6 @@ use crate::tiering::remote_log_store::RemoteLogStoreError;
 
 /// Fluss's `remote.log.task-interval-duration` default: 1 minute.
 pub const TIERING_INTERVAL_MS_DEFAULT: u64 = 60 * 1_000;
-/// Fluss's `table.log.tiered.local-segments` default.
-pub const LOCAL_SEGMENTS_KEPT_DEFAULT: usize = 2;
 /// Segments uploaded per tick at most, so that one tick of a long backlog ends.
 const SEGMENTS_PER_TICK_MAX: usize = 64;
 
@@ -62,7 +61,7 @@ pub trait RemoteLogCommitter: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct TieringSchedule {
     pub interval_ms: u64,
-    pub local_segments_kept: usize,
+    pub local_retention: LocalRetention,
     pub committer: Arc<dyn RemoteLogCommitter>,
     /// Attempts per upload and per commit, with exponential backoff between them.
     pub attempts_max: u32,
@@ -73,7 +72,7 @@ pub struct TieringSchedule {
 impl PartialEq for TieringSchedule {
     fn eq(&self, other: &Self) -> bool {
         self.interval_ms == other.interval_ms
-            && self.local_segments_kept == other.local_segments_kept
+            && self.local_retention == other.local_retention
             && self.attempts_max == other.attempts_max
             && self.retry_backoff_ms_min == other.retry_backoff_ms_min
             && self.retry_backoff_ms_max == other.retry_backoff_ms_max
@@ -87,7 +86,7 @@ impl std::fmt::Debug for TieringSchedule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TieringSchedule")
             .field("interval_ms", &self.interval_ms)
-            .field("local_segments_kept", &self.local_segments_kept)
+            .field("local_retention", &self.local_retention)
             .finish_non_exhaustive()
     }
 }
@@ -153,7 +152,8 @@ pub fn run_tiering_loop(
                     continue;
                 }
             }
-            let requested = log.local_retention_offset(schedule.local_segments_kept);
+            let requested =
+                log.local_retention_offset(&schedule.local_retention, env.clock.now_wall_ms());
             let retained = log.clone();
             let name = format!("log retention node{} {}", env.node_id, bucket.dir_name_display());
             match run_blocking(&env.executor, &env.ledger, name, move || {

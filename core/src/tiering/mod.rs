@@ -10,7 +10,7 @@ pub mod rpc_remote_log_committer;
 
 pub use log_tierer::{
     run_tiering_loop, RemoteLogCommitter, TieringCommitError, TieringSchedule,
-    LOCAL_SEGMENTS_KEPT_DEFAULT, TIERING_INTERVAL_MS_DEFAULT,
+    TIERING_INTERVAL_MS_DEFAULT,
 };
 pub use remote_log_reader::{read_remote_log, RemoteLogReadError};
 pub use remote_log_segment::{remote_log_dir, RemoteLogSegment, REMOTE_LOG_ROOT};

@@ -300,7 +300,36 @@ pub const KEYS: &[ConfigKey] = &[
         doc: "Closed changelog segments each bucket keeps on local disk once they are tiered \
               (at least 1). Older ones are read from the remote data directory.",
         apply: |config, value| {
-            config.local_segments_kept = positive_u32(value)?;
+            config.local_retention.segments_kept = positive_u32(value)? as usize;
+            Ok(())
+        },
+    },
+    ConfigKey {
+        name: "table.log.tiered.local-retention-time",
+        default: "off",
+        doc: "A tiered closed changelog segment whose newest batch is older than this is \
+              deleted from local disk even if `table.log.tiered.local-segments` would keep it \
+              (a positive duration, or off). The latest KV snapshot's log offset and the \
+              remote end still bound what is deleted.",
+        apply: |config, value| {
+            config.local_retention.age_ms_max = off_or(value, positive_duration_ms)?;
+            Ok(())
+        },
+    },
+    ConfigKey {
+        name: "table.log.tiered.local-retention-size",
+        default: "off",
+        doc: "The oldest tiered closed changelog segments of a bucket are deleted from local \
+              disk while its local changelog (the active segment included) is larger than \
+              this (a size of at least 1 kb, or off). The active segment, and what the latest \
+              KV snapshot or the remote end still needs, are never deleted, so a bucket can \
+              stay above the bound until they move.",
+        apply: |config, value| {
+            config.local_retention.size_bytes_max = off_or(value, |value| {
+                Some(parse_size_bytes(value)?)
+                    .filter(|bytes| *bytes >= 1024)
+                    .ok_or_else(|| "must be at least 1 kb".to_string())
+            })?;
             Ok(())
         },
     },
@@ -427,6 +456,15 @@ fn positive_duration_ms(value: &str) -> Result<u64, String> {
     match parse_duration_ms(value)? {
         0 => Err("must be longer than 0 ms".to_string()),
         ms => Ok(ms),
+    }
+}
+
+/// `off` (any case) is `None`, anything else is parsed by `parse`.
+fn off_or(value: &str, parse: impl Fn(&str) -> Result<u64, String>) -> Result<Option<u64>, String> {
+    if value.trim().eq_ignore_ascii_case("off") {
+        Ok(None)
+    } else {
+        parse(value).map(Some)
     }
 }
 

@@ -18,11 +18,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use kvtablet_core::kv::KvTabletConfig;
-use kvtablet_core::log::LogConfig;
+use kvtablet_core::log::{LocalRetention, LogConfig};
 use kvtablet_core::scan::ScannerConfig;
 use kvtablet_core::snapshot::snapshot_store::NUM_RETAINED_DEFAULT;
 use kvtablet_core::snapshot::SNAPSHOT_INTERVAL_MS_DEFAULT;
-use kvtablet_core::tiering::{LOCAL_SEGMENTS_KEPT_DEFAULT, TIERING_INTERVAL_MS_DEFAULT};
+use kvtablet_core::tiering::TIERING_INTERVAL_MS_DEFAULT;
 
 pub use self::config_error::ConfigError;
 use self::config_key::{BIND_LISTENERS, DATA_DIR, KEYS, METRICS_LISTEN, SECRET_KEYS};
@@ -58,8 +58,9 @@ pub struct ServeConfig {
     /// `remote.log.task-interval-duration`: how often each leader tiers its closed segments
     /// and runs local retention.
     pub tiering_interval_ms: u64,
-    /// `table.log.tiered.local-segments`: closed segments kept locally once tiered.
-    pub local_segments_kept: u32,
+    /// `table.log.tiered.local-segments`, `-retention-time` and `-retention-size`: what each
+    /// bucket keeps locally once tiered.
+    pub local_retention: LocalRetention,
     /// `net.*`.
     pub wire: WireConfig,
     /// `remote.data.dir`: where KV snapshots go.
@@ -83,7 +84,7 @@ impl Default for ServeConfig {
             engine_write_buffer_bytes: WRITE_BUFFER_BYTES_DEFAULT,
             segment_bytes_max: LogConfig::DEFAULT.segment_bytes_max,
             tiering_interval_ms: TIERING_INTERVAL_MS_DEFAULT,
-            local_segments_kept: LOCAL_SEGMENTS_KEPT_DEFAULT as u32,
+            local_retention: LocalRetention::default(),
             wire: WireConfig::default(),
             remote_data_dir: RemoteDataDir::default(),
             s3: S3Config::default(),

@@ -426,6 +426,51 @@ mod tests {
         assert_eq!(config, ServeConfig::default());
     }
 
+    /// The README's example file is a valid configuration and sets what it says.
+    #[test]
+    fn the_readme_example_file_parses() {
+        let readme = include_str!("../../../README.md");
+        let start = readme.find("```toml\n").expect("the README has a TOML example") + 8;
+        let length = readme[start..].find("```").expect("the example ends");
+        let config = from_file(&readme[start..start + length]).expect("the README's example");
+        assert_eq!(config.segment_bytes_max, 1024 * 1024);
+        assert_eq!(config.tiering_interval_ms, 60_000);
+        assert_eq!(config.local_retention, LocalRetention::default());
+    }
+
+    /// The local retention keys, with `off` and their bounds.
+    #[test]
+    fn local_retention_keys_parse_and_refuse_what_is_out_of_bounds() {
+        let config = from_file(
+            "[table.log.tiered]\nlocal-segments = 5\nlocal-retention-time = \"2 h\"\n\
+             local-retention-size = \"64 mb\"",
+        )
+        .expect("valid");
+        assert_eq!(
+            config.local_retention,
+            LocalRetention {
+                segments_kept: 5,
+                age_ms_max: Some(2 * 3_600_000),
+                size_bytes_max: Some(64 * 1024 * 1024)
+            }
+        );
+        let off = from_file("table.log.tiered.local-retention-time = \"OFF\"").expect("off");
+        assert_eq!(off.local_retention.age_ms_max, None);
+        for (text, key) in [
+            (
+                "table.log.tiered.local-retention-time = \"0 s\"",
+                "table.log.tiered.local-retention-time",
+            ),
+            (
+                "table.log.tiered.local-retention-size = 100",
+                "table.log.tiered.local-retention-size",
+            ),
+            ("table.log.tiered.local-segments = 0", "table.log.tiered.local-segments"),
+        ] {
+            assert_eq!(bad_key(from_file(text)), key, "{text}");
+        }
+    }
+
     #[test]
     fn a_file_sets_nested_and_dotted_keys() {
         let config = from_file(

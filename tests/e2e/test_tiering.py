@@ -74,14 +74,15 @@ def local_log_bytes(data_dir: Path) -> int:
     return sum(f.stat().st_size for f in (data_dir / "log").glob("*/*") if f.is_file())
 
 
-def remote_log_bytes(data_dir: Path) -> int:
-    return sum(f.stat().st_size for f in (data_dir / "remote" / "log").glob("*/*.log"))
+class TieringChecks:
+    """The checks, for a remote data directory that `remote_log_bytes` measures; a subclass
+    named Test* runs them against its module's server."""
 
-
-@pytest.mark.incremental
-class TestTiering:
     table: Any = None
     entries: List[tuple] = []
+
+    def remote_log_bytes(self, server) -> int:
+        raise NotImplementedError
 
     def test_write_rounds_of_updates(self, runner, client):
         admin = client.admin
@@ -96,11 +97,11 @@ class TestTiering:
                 await writer.flush()
 
             runner.run(write(), f"round {round_}")
-        TestTiering.table = table
+        type(self).table = table
 
     def test_local_changelog_stays_bounded_while_the_remote_tier_holds_the_history(self, server):
         def bounded() -> Dict[str, int]:
-            local, remote = local_log_bytes(server.data_dir), remote_log_bytes(server.data_dir)
+            local, remote = local_log_bytes(server.data_dir), self.remote_log_bytes(server)
             assert remote > 0, "nothing tiered yet"
             assert local <= LOCAL_BYTES_MAX, f"{local} bytes of local changelog ({remote} remote)"
             return {"local": local, "remote": remote}
@@ -109,16 +110,24 @@ class TestTiering:
         assert sizes["remote"] > sizes["local"], sizes
 
     def test_the_whole_changelog_reads_from_the_earliest_offset(self, runner):
-        entries = changelog(runner, TestTiering.table)
+        entries = changelog(runner, type(self).table)
         final = {}
         for _, change, row in entries:
             if change in ("+I", "+U"):
                 final[row["id"]] = row["body"]
         assert final == {row: body(row, ROUNDS - 1) for row in range(ROWS)}
-        TestTiering.entries = entries
+        type(self).entries = entries
 
     def test_the_changelog_reads_whole_again_after_a_kill(self, runner, server, client):
         server.restart()
         client.reconnect()
         table = runner.run(lambda: client.connection.get_table(PATH), "get_table")
-        assert changelog(runner, table) == TestTiering.entries
+        assert changelog(runner, table) == type(self).entries
+
+
+@pytest.mark.incremental
+class TestTiering(TieringChecks):
+    """The embedded default: the remote data directory inside the data directory."""
+
+    def remote_log_bytes(self, server) -> int:
+        return sum(f.stat().st_size for f in (server.data_dir / "remote" / "log").glob("*/*.log"))

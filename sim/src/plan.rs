@@ -323,16 +323,15 @@ fn draw_snapshots(plan: &mut RunPlan, prng: &mut Prng) {
     plan.snapshot_interval_ms = Some(prng.range_inclusive(500, 5_000));
 }
 
-/// From a stream of its own: changelog tiering in three seeds of four, every 0.3 to 3 s per
-/// led bucket, keeping 0 to 2 closed segments locally, and in half the seeds each also an age
-/// bound (0.2 to 3 s) and a local size bound (1 to 4 segments' worth), so that retention
-/// deletes local segments by every rule and reads below the local log start go to the remote
-/// tier.
+/// From a stream of its own: changelog tiering in every seed (as in production, where it is
+/// always on), every 0.3 to 3 s per led bucket, keeping 0 to 2 closed segments locally, and in
+/// half the seeds each also an age bound (0.2 to 3 s) and a local size bound (1 to 4 segments'
+/// worth), so that retention deletes local segments by every rule and reads below the local
+/// log start go to the remote tier. A scenario may turn it off (`tiering_interval_ms = off`).
 fn draw_tiering(plan: &mut RunPlan, prng: &mut Prng) {
-    let on = !prng.chance(Ratio::new(1, 4));
     let interval_ms = prng.range_inclusive(300, 3_000);
     plan.local_retention.segments_kept = prng.range_inclusive(0, 2) as usize;
-    plan.tiering_interval_ms = on.then_some(interval_ms);
+    plan.tiering_interval_ms = Some(interval_ms);
     let age_on = prng.chance(Ratio::new(1, 2));
     let age_ms_max = prng.range_inclusive(200, 3_000);
     plan.local_retention.age_ms_max = age_on.then_some(age_ms_max);

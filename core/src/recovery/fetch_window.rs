@@ -375,7 +375,7 @@ mod tests {
     fn the_consumer_downloads_itself_when_no_download_task_is_left() {
         let mut window = window(2, 2, 3);
         assert!(matches!(window.take(0, false), Take::Fallback { index: 0, attempts_max: 5 }));
-        assert!(matches!(window.take(1, false), Take::Wait), "one download per segment");
+        assert!(matches!(window.take(0, false), Take::Wait), "one download per segment");
     }
 
     #[test]

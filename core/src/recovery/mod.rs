@@ -7,6 +7,8 @@ pub mod fetch_window;
 pub mod fetcher_config;
 pub mod remote_log_fetcher;
 pub mod temp_file;
+#[cfg(test)]
+pub(crate) mod test_remote;
 
 pub use download_retry::DownloadRetry;
 pub use fetch_window::FetcherGauges;

@@ -295,6 +295,10 @@ impl RemoteLogFetcher {
                 let mut window = self.shared.window();
                 (window.take(index, by_position), self.shared.notify.notified())
             };
+            if !matches!(take, Take::Wait) {
+                // A slot left the window, or a download started: the download tasks may claim.
+                self.shared.notify.notify();
+            }
             match take {
                 Take::Ready(slot) => {
                     let file = slot.into_file().expect("a ready slot holds its file");
@@ -492,4 +496,413 @@ async fn download(shared: Arc<Shared>, index: usize, attempts_max: u32, in_fligh
     });
     // `None`: the work was dropped unrun, and `in_flight` with it (the slot is cancelled).
     let _ = written.await;
+}
+
+#[cfg(all(test, not(feature = "shuttle")))]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use futures::future::BoxFuture;
+
+    use super::*;
+    use crate::engine::mem_engine::test_fs::TestFs;
+    use crate::engine::mem_engine::MemEngineFactory;
+    use crate::env::{Clock, LocalFs, Rpc, RpcError};
+    use crate::ledger::{Ledger, ResourceKind};
+    use crate::log::log_batch::{encode_batch, LogRecord};
+    use crate::log::ChangeType;
+    use crate::message::{NodeId, Request, Response};
+    use crate::mutant::Mutants;
+    use crate::recovery::test_remote::MemRemote;
+    use crate::scan::kv_scanner::testing::TestRuntime;
+    use crate::snapshot::completed_snapshot::content_sha256;
+    use crate::table_bucket::TableBucket;
+
+    const DIR: &str = "data/log/t1-b0/tmp/remote-log-recovery-1";
+
+    struct NoRpc;
+
+    impl Rpc for NoRpc {
+        fn call(
+            &self,
+            target: NodeId,
+            _request: Request,
+            _timeout_ms: u64,
+        ) -> BoxFuture<'static, Result<Response, RpcError>> {
+            futures::future::ready(Err(RpcError::Unreachable(target))).boxed()
+        }
+    }
+
+    struct Counter(AtomicU64);
+
+    impl Entropy for Counter {
+        fn next_u64(&self) -> u64 {
+            self.0.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::SeqCst)
+        }
+    }
+
+    struct Fixture {
+        runtime: TestRuntime,
+        env: Env,
+        remote: Arc<MemRemote>,
+        fs: Arc<TestFs>,
+        segments: Vec<RemoteLogSegment>,
+        batches: Vec<LogBatch>,
+    }
+
+    /// `count` tiered segments of one batch of two records each, uploaded.
+    fn fixture(count: usize) -> Fixture {
+        let runtime = TestRuntime::new();
+        let remote = Arc::new(MemRemote::new(runtime.clock()));
+        let fs = Arc::new(TestFs::default());
+        let env = Env {
+            node_id: 1,
+            clock: runtime.clock(),
+            executor: runtime.executor(),
+            remote: remote.clone(),
+            rpc: Arc::new(NoRpc),
+            fs: fs.clone(),
+            entropy: Arc::new(Counter(AtomicU64::new(1))),
+            engines: Arc::new(MemEngineFactory::new(fs.clone())),
+            ledger: Ledger::new(),
+            mutants: Mutants::NONE,
+        };
+        let bucket = TableBucket::new(1, 0);
+        let mut segments = Vec::new();
+        let mut batches = Vec::new();
+        for i in 0..count as u64 {
+            let record = |offset: u64| LogRecord {
+                offset,
+                change_type: ChangeType::Insert,
+                key: format!("k{offset}").into_bytes(),
+                value: format!("v{offset}").into_bytes(),
+            };
+            let batch = LogBatch {
+                base_offset: 2 * i,
+                leader_epoch: 1,
+                offset_count: 2,
+                commit_timestamp_ms: 1_000 + i,
+                writer: None,
+                records: vec![record(2 * i), record(2 * i + 1)],
+            };
+            let bytes = encode_batch(&batch);
+            let segment = RemoteLogSegment {
+                bucket,
+                leader_epoch: 1,
+                start_offset: 2 * i,
+                end_offset: 2 * i + 2,
+                size_bytes: bytes.len() as u64,
+                max_timestamp_ms: 1_000 + i,
+                sha256: content_sha256(&bytes),
+            };
+            remote.insert(&segment.path(), bytes);
+            segments.push(segment);
+            batches.push(batch);
+        }
+        Fixture { runtime, env, remote, fs, segments, batches }
+    }
+
+    impl Fixture {
+        fn fetcher(&self, config: FetcherConfig) -> RemoteLogFetcher {
+            RemoteLogFetcher::new(&self.env, config, DIR.to_string(), self.segments.clone())
+                .expect("a valid fetcher")
+        }
+
+        fn now_ms(&self) -> u64 {
+            self.runtime.clock.now_mono_ms()
+        }
+
+        /// The fetcher's slots, files and tasks still in the ledger.
+        fn leftovers(&self) -> Vec<crate::ledger::LiveResource> {
+            let kinds = [ResourceKind::PrefetchSlot, ResourceKind::TempFile, ResourceKind::Task];
+            self.env.ledger.live_of(&kinds)
+        }
+
+        fn files_in_dir(&self) -> usize {
+            self.fs.list_dir(DIR).map_or(0, |names| names.len())
+        }
+    }
+
+    fn with(prefetch_num: usize, download_threads: usize) -> FetcherConfig {
+        FetcherConfig { prefetch_num, download_threads, ..FetcherConfig::DEFAULT }
+    }
+
+    /// Reads every segment, checking order and bytes, and returns the gauges seen after each.
+    async fn consume_all(fetcher: &mut RemoteLogFetcher, expected: &[LogBatch]) -> usize {
+        let mut consumed = 0;
+        while let Some(segment) = fetcher.next().await.expect("a segment") {
+            let batch = &expected[consumed];
+            assert_eq!(segment.segment().start_offset, batch.base_offset, "in order");
+            assert_eq!(segment.read().expect("read"), encode_batch(batch), "the uploaded bytes");
+            assert_eq!(segment.batches(0, u64::MAX).expect("decodes"), vec![batch.clone()]);
+            consumed += 1;
+        }
+        consumed
+    }
+
+    #[test]
+    fn segments_arrive_in_order_with_their_bytes_and_nothing_is_left_after_close() {
+        let mut f = fixture(7);
+        // Later segments download faster, so downloads complete out of order.
+        for (i, segment) in f.segments.iter().enumerate() {
+            f.remote.set_latency_ms(&segment.path(), 100 * (7 - i as u64));
+        }
+        let mut fetcher = f.fetcher(FetcherConfig::DEFAULT);
+        let batches = f.batches.clone();
+        let probe = fetcher.probe();
+        let (consumed, fetcher) = f.runtime.run(async move {
+            let consumed = consume_all(&mut fetcher, &batches).await;
+            fetcher.close().await.expect("close");
+            (consumed, fetcher)
+        });
+        assert_eq!(consumed, 7);
+        let gauges = probe.gauges();
+        assert!(gauges.window_max <= 4 && gauges.in_flight_max <= 3, "{gauges:?}");
+        assert_eq!(gauges.in_flight_max, 3, "three downloads ran at once");
+        assert_eq!(gauges.segments_consumed, 7);
+        assert_eq!(gauges.bytes_downloaded, gauges.bytes_total);
+        assert_eq!(gauges.bytes_total, f.segments.iter().map(|s| s.size_bytes).sum::<u64>());
+        assert!(f.remote.gets_running_max() <= 3);
+        assert!(!f.fs.exists(DIR), "the temporary directory is removed");
+        assert_eq!(f.files_in_dir(), 0);
+        assert_eq!(f.leftovers(), vec![]);
+        drop(fetcher);
+    }
+
+    #[test]
+    fn a_slow_consumer_never_has_more_than_prefetch_num_segments_waiting() {
+        let mut f = fixture(8);
+        let mut fetcher = f.fetcher(with(2, 2));
+        let probe = fetcher.probe();
+        let clock = f.runtime.clock();
+        let fs = f.fs.clone();
+        let batches = f.batches.clone();
+        f.runtime.run(async move {
+            let mut consumed = 0;
+            while let Some(segment) = fetcher.next().await.expect("a segment") {
+                assert_eq!(segment.read().expect("read"), encode_batch(&batches[consumed]));
+                // The consumer is slow: every download completes while it reads.
+                clock.sleep(1_000).await;
+                let gauges = probe.gauges();
+                assert_eq!(gauges.ready, gauges.window, "nothing left downloading");
+                assert!(gauges.window <= 2, "{gauges:?}");
+                let files = fs.list_dir(DIR).expect("the directory").len();
+                assert!(files <= 3, "the slots' files and the consumer's: {files}");
+                consumed += 1;
+            }
+            assert_eq!(consumed, 8);
+            fetcher.close().await.expect("close");
+        });
+        let gauges = f.fetcher(with(2, 2)).gauges();
+        assert_eq!(gauges.window_max, 0, "a fresh fetcher has not started");
+        assert_eq!(f.leftovers(), vec![]);
+    }
+
+    #[test]
+    fn a_transient_failure_is_retried_with_a_doubling_backoff() {
+        let mut f = fixture(3);
+        let flaky = f.segments[1].path();
+        f.remote.fail_transiently(&flaky, 3);
+        let mut fetcher = f.fetcher(with(1, 1));
+        let batches = f.batches.clone();
+        let start_ms = f.now_ms();
+        let consumed = f.runtime.run(async move {
+            let consumed = consume_all(&mut fetcher, &batches).await;
+            fetcher.close().await.expect("close");
+            consumed
+        });
+        assert_eq!(consumed, 3);
+        assert_eq!(f.remote.gets(&flaky), 4, "three failures, then the object");
+        // 100, 200 and 400 ms, each ±25%.
+        let waited_ms = f.now_ms() - start_ms;
+        assert!((525..=875).contains(&waited_ms), "{waited_ms} ms");
+        assert_eq!(f.leftovers(), vec![]);
+    }
+
+    #[test]
+    fn a_persistent_failure_is_a_retriable_error_after_the_window_is_drained() {
+        let mut f = fixture(6);
+        let broken = f.segments[2].path();
+        f.remote.fail_transiently(&broken, u32::MAX);
+        let mut fetcher = f.fetcher(FetcherConfig::DEFAULT);
+        let ledger = f.env.ledger.clone();
+        let fs = f.fs.clone();
+        let batches = f.batches.clone();
+        let error = f.runtime.run(async move {
+            for batch in &batches[..2] {
+                let segment = fetcher.next().await.expect("ok").expect("a segment");
+                assert_eq!(segment.read().expect("read"), encode_batch(batch));
+            }
+            let error = fetcher.next().await.expect_err("segment 2 never downloads");
+            // Drained before the error was returned: no slot, no download, no file.
+            let gauges = fetcher.gauges();
+            assert_eq!((gauges.window, gauges.in_flight, gauges.ready), (0, 0, 0));
+            assert_eq!(ledger.count(ResourceKind::PrefetchSlot), 0);
+            assert_eq!(ledger.count(ResourceKind::TempFile), 0);
+            assert_eq!(fs.list_dir(DIR).expect("the directory"), Vec::<String>::new());
+            assert_eq!(fetcher.next().await.expect_err("still failed"), error);
+            fetcher.close().await.expect("close");
+            assert_eq!(fetcher.next().await.expect_err("closed"), FetchError::Closed);
+            error
+        });
+        match &error {
+            FetchError::Download { segment_id, attempts: 1, source: RemoteError::Transient(_) } => {
+                assert_eq!(*segment_id, f.segments[2].segment_id());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(error.is_retriable());
+        assert_eq!(f.remote.gets(&broken), 6, "five prefetch attempts, one fallback attempt");
+        assert!(!f.fs.exists(DIR));
+        assert_eq!(f.leftovers(), vec![]);
+    }
+
+    #[test]
+    fn a_missing_segment_fails_without_a_retry_and_is_not_retriable() {
+        let mut f = fixture(3);
+        let missing = f.segments[0].path();
+        f.remote.remove(&missing);
+        let mut fetcher = f.fetcher(with(2, 2));
+        let error = f.runtime.run(async move {
+            let error = fetcher.next().await.expect_err("missing");
+            fetcher.close().await.expect("close");
+            error
+        });
+        assert!(matches!(error, FetchError::Download { source: RemoteError::NotFound(_), .. }));
+        assert!(!error.is_retriable());
+        assert_eq!(f.remote.gets(&missing), 1);
+        assert!(!f.fs.exists(DIR));
+        assert_eq!(f.leftovers(), vec![]);
+    }
+
+    #[test]
+    fn corrupt_bytes_are_refused_by_the_manifests_checksum() {
+        let mut f = fixture(2);
+        f.remote.corrupt(&f.segments[1].path());
+        let mut fetcher = f.fetcher(with(2, 2));
+        let error = f.runtime.run(async move {
+            let first = fetcher.next().await.expect("ok").expect("segment 0 is fine");
+            drop(first);
+            let error = fetcher.next().await.expect_err("corrupt");
+            fetcher.close().await.expect("close");
+            error
+        });
+        match &error {
+            FetchError::Corrupt { source: RemoteLogReadError::Corrupt { detail, .. }, .. } => {
+                assert!(detail.contains("SHA-256"), "{detail}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!error.is_retriable());
+        assert_eq!(f.leftovers(), vec![]);
+    }
+
+    #[test]
+    fn close_mid_iteration_waits_for_downloads_and_a_closed_fetcher_refuses_to_iterate() {
+        let mut f = fixture(6);
+        for (i, segment) in f.segments.iter().enumerate() {
+            f.remote.set_latency_ms(&segment.path(), 500 * (i as u64 + 1));
+        }
+        let mut fetcher = f.fetcher(FetcherConfig::DEFAULT);
+        let probe = fetcher.probe();
+        let ledger = f.env.ledger.clone();
+        f.runtime.run(async move {
+            let first = fetcher.next().await.expect("ok").expect("a segment");
+            let path = first.path().to_string();
+            drop(first);
+            assert!(probe.gauges().in_flight > 0, "downloads are in flight at the close");
+            fetcher.close().await.expect("close");
+            assert!(ledger.live_of(&[ResourceKind::TempFile]).is_empty(), "{path} is gone");
+            assert_eq!(fetcher.next().await.expect_err("closed"), FetchError::Closed);
+            fetcher.close().await.expect("a second close does nothing");
+        });
+        f.runtime.settle_with_time();
+        assert!(!f.fs.exists(DIR));
+        assert_eq!(f.files_in_dir(), 0);
+        assert_eq!(f.leftovers(), vec![]);
+    }
+
+    #[test]
+    fn a_consumed_segments_file_is_deleted_when_the_consumer_lets_go() {
+        let mut f = fixture(3);
+        let mut fetcher = f.fetcher(with(1, 1));
+        let fs = f.fs.clone();
+        f.runtime.run(async move {
+            let first = fetcher.next().await.expect("ok").expect("a segment");
+            let path = first.path().to_string();
+            assert!(fs.exists(&path));
+            drop(first);
+            assert!(!fs.exists(&path), "deleted once consumed");
+            fetcher.close().await.expect("close");
+        });
+        assert_eq!(f.leftovers(), vec![]);
+    }
+
+    #[test]
+    fn with_no_download_task_left_the_consumer_downloads_every_segment_itself() {
+        /// Drops every spawned task unrun, as a crashed executor does; runs blocking work.
+        struct DroppingExecutor(Arc<dyn crate::env::Executor>);
+        impl crate::env::Executor for DroppingExecutor {
+            fn spawn(&self, _name: String, task: BoxFuture<'static, ()>) {
+                drop(task);
+            }
+            fn spawn_blocking(&self, name: String, work: Box<dyn FnOnce() + Send + 'static>) {
+                self.0.spawn_blocking(name, work);
+            }
+            fn yield_now(&self) -> BoxFuture<'static, ()> {
+                self.0.yield_now()
+            }
+        }
+        let mut f = fixture(4);
+        f.env.executor = Arc::new(DroppingExecutor(f.env.executor.clone()));
+        let mut fetcher = f.fetcher(FetcherConfig::DEFAULT);
+        let batches = f.batches.clone();
+        let consumed = f.runtime.run(async move {
+            let consumed = consume_all(&mut fetcher, &batches).await;
+            fetcher.close().await.expect("close");
+            consumed
+        });
+        assert_eq!(consumed, 4);
+        assert_eq!(f.leftovers(), vec![]);
+    }
+
+    #[test]
+    fn an_empty_list_ends_at_once_and_leaves_nothing() {
+        let mut f = fixture(0);
+        let mut fetcher = f.fetcher(FetcherConfig::DEFAULT);
+        f.runtime.run(async move {
+            assert!(fetcher.next().await.expect("ok").is_none());
+            fetcher.close().await.expect("close");
+        });
+        assert!(!f.fs.exists(DIR));
+        assert_eq!(f.leftovers(), vec![]);
+    }
+
+    #[test]
+    fn a_bad_configuration_or_segment_list_is_refused_with_a_typed_error() {
+        let f = fixture(2);
+        let refused = |config: FetcherConfig, dir: &str, segments: Vec<RemoteLogSegment>| {
+            RemoteLogFetcher::new(&f.env, config, dir.to_string(), segments).expect_err("refused")
+        };
+        assert_eq!(
+            refused(with(2, 3), DIR, f.segments.clone()),
+            FetcherConfigError::ThreadsExceedSlots { download_threads: 3, prefetch_num: 2 }
+        );
+        let twice = vec![f.segments[0].clone(), f.segments[1].clone(), f.segments[0].clone()];
+        assert_eq!(
+            refused(FetcherConfig::DEFAULT, DIR, twice),
+            FetcherConfigError::DuplicateSegment(f.segments[0].segment_id())
+        );
+        assert_eq!(refused(FetcherConfig::DEFAULT, "/", vec![]), FetcherConfigError::NoTempDir);
+        assert_eq!(f.leftovers(), vec![]);
+    }
+
+    #[test]
+    fn each_fetcher_gets_a_temp_dir_of_its_own() {
+        let entropy = Counter(AtomicU64::new(1));
+        let a = recovery_temp_dir("data/log/t1-b0", &entropy);
+        let b = recovery_temp_dir("data/log/t1-b0", &entropy);
+        assert!(a.starts_with("data/log/t1-b0/tmp/remote-log-recovery-"), "{a}");
+        assert_ne!(a, b);
+    }
 }

@@ -46,9 +46,10 @@ pub enum FetchError {
     /// The fetcher was closed; a closed fetcher is never iterated again.
     #[error("the remote-log fetcher is closed")]
     Closed,
-    /// The remote store failed every attempt, or for good.
+    /// The remote store failed every attempt, or for good. `attempts` counts those of the
+    /// download that failed last (a prefetch that failed is followed by one more attempt).
     #[error(
-        "download of remote log segment {segment_id} failed after {attempts} attempt(s): {source}"
+        "download of remote log segment {segment_id} failed ({attempts} attempt(s) last): {source}"
     )]
     Download { segment_id: String, attempts: u32, source: RemoteError },
     /// The object is not what the manifest records (size, SHA-256) or does not decode.

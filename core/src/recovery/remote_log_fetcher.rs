@@ -25,9 +25,11 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use futures::channel::oneshot;
 use futures::FutureExt;
 
 use crate::env::{Entropy, Env, FsError, RemoteError};
+use crate::ledger::{LedgerEntry, ResourceKind};
 use crate::log::LogBatch;
 use crate::mutant::Mutant;
 use crate::notify::Notify;
@@ -485,7 +487,15 @@ async fn download(shared: Arc<Shared>, index: usize, attempts_max: u32, in_fligh
     let name = format!("{} write {}", shared.owner, segment.segment_id());
     let path = shared.file_path(index);
     let writer = shared.clone();
-    let written = run_blocking(&shared.env.executor, &shared.env.ledger, name, move || {
+    let (done_sender, done) = oneshot::channel::<()>();
+    // Not `task::run_blocking`, which releases its ledger entry after the work returns: here
+    // the entry must go before `in_flight`, since `close` returns once no download is in
+    // flight and must find the ledger without the write.
+    let running = BlockingWrite {
+        _task: shared.env.ledger.register(ResourceKind::Task, name.clone()),
+        _in_flight: in_flight,
+    };
+    let work = move || {
         let env = &writer.env;
         let mut file = TempFile::register(env.fs.clone(), &env.ledger, path, &writer.owner);
         let outcome = match file.write(&bytes) {
@@ -493,10 +503,19 @@ async fn download(shared: Arc<Shared>, index: usize, attempts_max: u32, in_fligh
             Err(error) => Err(FetchError::Local(error)),
         };
         writer.record(index, outcome);
-        drop(in_flight);
-    });
-    // `None`: the work was dropped unrun, and `in_flight` with it (the slot is cancelled).
-    let _ = written.await;
+        drop(running);
+        let _ = done_sender.send(());
+    };
+    shared.env.executor.spawn_blocking(name, Box::new(work));
+    // An error: the work was dropped unrun, and `in_flight` with it (the slot is cancelled).
+    let _ = done.await;
+}
+
+/// What a download's blocking write holds until it ends, released in this order (fields drop
+/// in declaration order), also when the executor drops the work unrun.
+struct BlockingWrite {
+    _task: LedgerEntry,
+    _in_flight: InFlight,
 }
 
 #[cfg(all(test, not(feature = "shuttle")))]

@@ -180,16 +180,14 @@ impl FetchWindow {
             self.completed.iter().position(|slot| slot.segment_id == *wanted)
         };
         let Some(position) = found else {
-            if index < self.next_claim || self.workers_alive > 0 {
+            let downloading = self.downloading.contains_key(&index);
+            let will_be_claimed = index >= self.next_claim && self.workers_alive > 0;
+            if downloading || will_be_claimed || self.in_flight >= self.config.download_threads {
                 return Take::Wait;
             }
-            // No download task is left to claim it (they ended without a result, or were
-            // dropped): the consumer downloads it itself.
-            if self.in_flight >= self.config.download_threads {
-                return Take::Wait;
-            }
-            assert_eq!(index, self.next_claim, "segments are claimed in order");
-            self.next_claim += 1;
+            // Nobody downloads it and no download task is left to claim it (they ended, or
+            // were dropped; or the window was stopped): the consumer downloads it itself.
+            self.next_claim = self.next_claim.max(index + 1);
             let mut slot = self.new_slot(index);
             slot.fallbacks = 1;
             self.start_download(slot);

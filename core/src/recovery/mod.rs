@@ -7,7 +7,7 @@ pub mod fetch_window;
 pub mod fetcher_config;
 pub mod remote_log_fetcher;
 pub mod temp_file;
-#[cfg(test)]
+#[cfg(all(test, not(feature = "shuttle")))]
 pub(crate) mod test_remote;
 
 pub use download_retry::DownloadRetry;

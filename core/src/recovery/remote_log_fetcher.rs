@@ -843,6 +843,45 @@ mod tests {
     }
 
     #[test]
+    fn a_next_dropped_while_it_waits_cancels_nothing_and_close_leaves_nothing() {
+        let mut f = fixture(4);
+        for segment in &f.segments {
+            f.remote.set_latency_ms(&segment.path(), 500);
+        }
+        let mut fetcher = f.fetcher(with(2, 2));
+        let clock = f.runtime.clock();
+        let batches = f.batches.clone();
+        f.runtime.run(async move {
+            {
+                let waiting = Box::pin(fetcher.next());
+                let timeout = clock.sleep(100);
+                match futures::future::select(waiting, timeout).await {
+                    futures::future::Either::Right(_) => {}
+                    futures::future::Either::Left(_) => panic!("segment 0 takes 500 ms"),
+                }
+            }
+            let first = fetcher.next().await.expect("ok").expect("segment 0 after all");
+            assert_eq!(first.read().expect("read"), encode_batch(&batches[0]));
+            drop(first);
+            let second = fetcher.next().await.expect("ok").expect("segment 1, ready at once");
+            assert_eq!(second.read().expect("read"), encode_batch(&batches[1]));
+            drop(second);
+            // Cancelled again, now while segments 2 and 3 download; then closed.
+            let waiting = Box::pin(fetcher.next());
+            let timeout = clock.sleep(100);
+            assert!(matches!(
+                futures::future::select(waiting, timeout).await,
+                futures::future::Either::Right(_)
+            ));
+            fetcher.close().await.expect("close");
+        });
+        assert!(!f.fs.exists(DIR));
+        assert_eq!(f.files_in_dir(), 0);
+        assert_eq!(f.leftovers(), vec![]);
+        assert_eq!(f.remote.gets(&f.segments[0].path()), 1, "downloaded once");
+    }
+
+    #[test]
     fn a_consumed_segments_file_is_deleted_when_the_consumer_lets_go() {
         let mut f = fixture(3);
         let mut fetcher = f.fetcher(with(1, 1));

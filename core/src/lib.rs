@@ -16,6 +16,7 @@ pub mod log;
 pub mod message;
 pub mod mutant;
 pub mod notify;
+pub mod recovery;
 pub mod replica;
 pub mod scan;
 pub mod snapshot;

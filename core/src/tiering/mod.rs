@@ -12,7 +12,7 @@ pub use log_tierer::{
     run_tiering_loop, RemoteLogCommitter, TieringCommitError, TieringSchedule,
     TIERING_INTERVAL_MS_DEFAULT,
 };
-pub use remote_log_reader::{read_remote_log, RemoteLogReadError};
+pub use remote_log_reader::{check_segment_bytes, read_remote_log, RemoteLogReadError};
 pub use remote_log_segment::{remote_log_dir, RemoteLogSegment, REMOTE_LOG_ROOT};
 pub use remote_log_store::{
     RemoteLogCommit, RemoteLogManifest, RemoteLogRefusal, RemoteLogStore, RemoteLogStoreError,

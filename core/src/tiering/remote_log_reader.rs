@@ -45,6 +45,18 @@ pub fn decode_segment(
     from_offset: u64,
     max_bytes: u64,
 ) -> Result<Vec<LogBatch>, RemoteLogReadError> {
+    check_segment_bytes(segment, path, bytes)?;
+    decode_frames(path, bytes, segment.start_offset, segment.end_offset, from_offset, max_bytes)
+}
+
+/// Whether `bytes`, downloaded from `path`, are the object `segment` records: its size and
+/// SHA-256. The one check of a downloaded segment, for reads and for recovery's prefetch
+/// (`crate::recovery`).
+pub fn check_segment_bytes(
+    segment: &RemoteLogSegment,
+    path: &str,
+    bytes: &[u8],
+) -> Result<(), RemoteLogReadError> {
     let corrupt = |detail: String| RemoteLogReadError::Corrupt { path: path.to_string(), detail };
     if bytes.len() as u64 != segment.size_bytes {
         return Err(corrupt(format!(
@@ -56,7 +68,7 @@ pub fn decode_segment(
     if content_sha256(bytes) != segment.sha256 {
         return Err(corrupt("SHA-256 mismatch".to_string()));
     }
-    decode_frames(path, bytes, segment.start_offset, segment.end_offset, from_offset, max_bytes)
+    Ok(())
 }
 
 /// The batches framed in `bytes`, which must be exactly `start_offset..end_offset` with every

@@ -10,6 +10,7 @@
 mod group_commit;
 #[cfg(feature = "mutants")]
 mod mutants;
+mod remote_log_fetcher;
 mod replica;
 mod scanner_manager;
 mod support;

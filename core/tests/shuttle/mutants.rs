@@ -1,6 +1,7 @@
-//! The harness catches the check-then-act mutants (built with `--features shuttle,mutants`):
-//! each is found on every seed within its budget, under both schedulers, and the same budget
-//! passes with the mutant off.
+//! The harness catches the check-then-act mutants and those of the components the simulator
+//! does not run yet (`Mutant::OUTSIDE_SIMULATION`: recovery's fetcher), built with
+//! `--features shuttle,mutants`: each is found on every seed within its budget, under the
+//! schedulers its case names, and the same budget passes with the mutant off.
 //!
 //! The first failing execution of each, per seed, is printed by the test and recorded in
 //! `cases` with the budget derived from it.
@@ -60,6 +61,58 @@ fn cases() -> Vec<Case> {
             body: crate::group_commit::concurrent_puts_share_syncs,
             budgets: &[(Random, 20), (Pct, 20)],
         },
+        // Recovery's remote-log fetcher (`remote_log_fetcher::fetcher_lifecycle`: a whole
+        // iteration, a close mid-iteration, a failure). Measured over seeds 1..=10, 5,000
+        // executions allowed. A blocking write that completes after the close or the drain
+        // stopped its slot: caught by the ledger's TempFile entry left after close.
+        // Random [1; 10]; PCT [19, 66, 63, 7, 3, 23, 13, 22, 67, 39].
+        Case {
+            mutant: Mutant::FetcherCancelDropsDownloadedFile,
+            body: crate::remote_log_fetcher::fetcher_lifecycle,
+            budgets: &[(Random, 20), (Pct, 200)],
+        },
+        // The close returns while a blocking write still runs (its task, then its file, in
+        // the ledger after close). Random [3, 8, 3, 1, 2, 9, 3, 1, 10, 2];
+        // PCT [491, 744, 1622, 2505, 1202, 3392, -, 1504, -, 1374] (none on seeds 7 and 9
+        // within 5,000: the window is one step of the write's thread), so PCT is not asked.
+        Case {
+            mutant: Mutant::FetcherCloseSkipsWait,
+            body: crate::remote_log_fetcher::fetcher_lifecycle,
+            budgets: &[(Random, 30)],
+        },
+        // Deterministic (a unit-test kind of bug, caught by the body's check that a closed
+        // fetcher answers `FetchError::Closed`): [1; 10] under both.
+        Case {
+            mutant: Mutant::FetcherClosedReusable,
+            body: crate::remote_log_fetcher::fetcher_lifecycle,
+            budgets: &[(Random, 20), (Pct, 20)],
+        },
+        // Needs downloads that complete out of order (the consumer then gets another
+        // segment's bytes). Random [1, 1, 2, 1, 2, 1, 2, 2, 4, 3]; PCT [1; 10].
+        Case {
+            mutant: Mutant::FetcherMatchesByIdentity,
+            body: crate::remote_log_fetcher::fetcher_lifecycle,
+            budgets: &[(Random, 20), (Pct, 20)],
+        },
+        // Deterministic (segment 1 fails its first two gets): [1; 10] under both.
+        Case {
+            mutant: Mutant::FetcherNoRetry,
+            body: crate::remote_log_fetcher::fetcher_lifecycle,
+            budgets: &[(Random, 20), (Pct, 20)],
+        },
+        // Deterministic (the ledger after the failure's drain): [1; 10] under both.
+        Case {
+            mutant: Mutant::FetcherSlotLeakedOnFailure,
+            body: crate::remote_log_fetcher::fetcher_lifecycle,
+            budgets: &[(Random, 20), (Pct, 20)],
+        },
+        // Needs the downloads to run ahead of the consumer (the monitor's or the high-water
+        // mark's window check). Random [1, 4, 1, 1, 2, 2, 2, 5, 1, 1]; PCT [1; 10].
+        Case {
+            mutant: Mutant::FetcherWindowUnbounded,
+            body: crate::remote_log_fetcher::fetcher_lifecycle,
+            budgets: &[(Random, 20), (Pct, 20)],
+        },
     ]
 }
 
@@ -93,6 +146,13 @@ fn the_harness_catches_each_check_then_act_mutant_and_passes_without_it() {
         assert!(
             cases().iter().any(|case| case.mutant == *mutant),
             "{} is left to the shuttle harness, which has no case for it",
+            mutant.name()
+        );
+    }
+    for mutant in Mutant::OUTSIDE_SIMULATION {
+        assert!(
+            cases().iter().any(|case| case.mutant == *mutant),
+            "{} is outside the simulation and has no case here",
             mutant.name()
         );
     }

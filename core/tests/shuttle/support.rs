@@ -89,6 +89,12 @@ pub struct CountingEntropy {
     counter: AtomicU64,
 }
 
+impl CountingEntropy {
+    pub fn new() -> Arc<CountingEntropy> {
+        Arc::new(CountingEntropy { counter: AtomicU64::new(1) })
+    }
+}
+
 impl Entropy for CountingEntropy {
     fn next_u64(&self) -> u64 {
         let mut z = self.counter.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::SeqCst);
@@ -351,7 +357,7 @@ impl World {
             remote: network.clone(),
             rpc: network,
             fs: fs.clone(),
-            entropy: Arc::new(CountingEntropy { counter: AtomicU64::new(1) }),
+            entropy: CountingEntropy::new(),
             engines: Arc::new(MemEngineFactory::new(fs.clone())),
             ledger: Ledger::new(),
             mutants,

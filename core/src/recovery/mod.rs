@@ -1,0 +1,19 @@
+//! KV recovery's side of the remote tier: the tiered changelog segments a rebuild replays,
+//! downloaded ahead of it through a bounded prefetch window (Fluss's `RemoteLogFetcher`,
+//! `kv.recover.remote-log.*`).
+
+pub mod download_retry;
+pub mod fetch_window;
+pub mod fetcher_config;
+pub mod remote_log_fetcher;
+pub mod temp_file;
+#[cfg(all(test, not(feature = "shuttle")))]
+pub(crate) mod test_remote;
+
+pub use download_retry::DownloadRetry;
+pub use fetch_window::FetcherGauges;
+pub use fetcher_config::{FetcherConfig, FetcherConfigError};
+pub use remote_log_fetcher::{
+    recovery_temp_dir, FetchError, FetchedSegment, FetcherProbe, RemoteLogFetcher,
+};
+pub use temp_file::TempFile;

@@ -10,8 +10,8 @@ pub enum Mutant {
     FlushAdvancesOffsetBeforeWrite,
     /// A write under a stale leader epoch is appended instead of fenced.
     StaleEpochWriteAccepted,
-    /// Log retention ignores its bounds: it deletes segments at or above the minimum retain
-    /// offset (what recovery replays) or not yet in the remote tier.
+    /// Log retention ignores the minimum retain offset: it deletes segments at or above it
+    /// (what recovery replays).
     RetentionIgnoresMinRetain,
     /// An update is logged as `+I` without the `-U` of the old value.
     UpdateLoggedAsInsert,
@@ -130,6 +130,9 @@ pub enum Mutant {
     /// The tierer raises the log's remote end once a segment is uploaded, before the
     /// coordinator has committed it to the remote-log manifest.
     TieringRemoteEndRaisedBeforeCommit,
+    /// Local retention deletes segments that are not yet in the remote tier: it keeps the
+    /// minimum retain offset and the high watermark as bounds but forgets the remote end.
+    RetentionIgnoresRemoteEnd,
     /// A recovery download whose file is written after its fetcher was closed or drained (a
     /// cancelled prefetch) leaves that file behind instead of deleting it.
     FetcherCancelDropsDownloadedFile,
@@ -195,6 +198,7 @@ impl Mutant {
         Mutant::SnapshotCheckpointNotVerified,
         Mutant::RetentionForgetsWriterState,
         Mutant::TieringRemoteEndRaisedBeforeCommit,
+        Mutant::RetentionIgnoresRemoteEnd,
         Mutant::FetcherCancelDropsDownloadedFile,
         Mutant::FetcherCloseSkipsWait,
         Mutant::FetcherClosedReusable,
@@ -275,6 +279,7 @@ impl Mutant {
             Mutant::SnapshotCheckpointNotVerified => "snapshot-checkpoint-not-verified",
             Mutant::RetentionForgetsWriterState => "retention-forgets-writer-state",
             Mutant::TieringRemoteEndRaisedBeforeCommit => "tiering-remote-end-raised-before-commit",
+            Mutant::RetentionIgnoresRemoteEnd => "retention-ignores-remote-end",
             Mutant::FetcherCancelDropsDownloadedFile => "fetcher-cancel-drops-downloaded-file",
             Mutant::FetcherCloseSkipsWait => "fetcher-close-skips-wait",
             Mutant::FetcherClosedReusable => "fetcher-closed-reusable",

@@ -2,14 +2,14 @@
 //! the end state is checked at quiescence.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use kvtablet_core::message::{KvWrite, NodeId};
 use kvtablet_core::tablet_server::TabletServer;
 use kvtablet_core::{ApiError, ErrorCode, TableBucket};
 
 use kvtablet_core::env::Clock;
-use kvtablet_core::log::{ChangeType, LogBatch};
+use kvtablet_core::log::{ChangeType, LogBatch, LogTablet};
 use kvtablet_core::message::ScanKvResponse;
 use kvtablet_core::scan::value_record_batch::decode_value_batch;
 use kvtablet_core::scan::ScannerConfig;
@@ -88,6 +88,9 @@ pub struct Checker {
     checked_snapshots: Mutex<std::collections::BTreeSet<(TableBucket, u64)>>,
     /// The coordinator's remote-log manifests, read in the god view by the tiering oracles.
     remote_logs: Mutex<Option<Arc<RemoteLogStore>>>,
+    /// Per bucket, the reference log last checked and its start when first seen, for the
+    /// minimum-retain oracle. A weak reference, so that no other log can take its address.
+    log_starts_seen: Mutex<BTreeMap<TableBucket, (Weak<LogTablet>, u64)>>,
 }
 
 /// How much each oracle checked in a run, so that a passing run shows it checked something.
@@ -139,6 +142,7 @@ impl Checker {
             committed_snapshot_offsets: Mutex::new(BTreeMap::new()),
             checked_snapshots: Mutex::new(std::collections::BTreeSet::new()),
             remote_logs: Mutex::new(None),
+            log_starts_seen: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -644,8 +648,10 @@ impl Checker {
     /// Opening the reference log is part of the read: an injected read error there would leave
     /// the model behind a read that a server answered from the same log a moment earlier.
     ///
-    /// Tiering oracle: a log whose retention ran starts at or below the remote end the
-    /// coordinator records, so that every offset is local or remote.
+    /// Tiering oracles: a log whose retention ran starts at or below the remote end the
+    /// coordinator records, so that every offset is local or remote; and at or below its
+    /// minimum retain offset (the log offset of the latest KV snapshot it committed), so that
+    /// what a recovery from that snapshot replays is still local.
     fn catch_up(&self, model: &mut Model, bucket: TableBucket) -> Result<(), String> {
         self.fault_log().god_view(|| {
             let Some(log) = self.reference_log(bucket) else { return Ok(()) };
@@ -654,6 +660,25 @@ impl Checker {
                 return Err(format!(
                     "{bucket}: the local log starts at {start}, above the remote end {}: offsets deleted before they were tiered",
                     self.remote_end_offset(bucket)
+                ));
+            }
+            // A log opened after a crash starts where retention left it, with no minimum
+            // retain offset until its next snapshot: only its own retention is checked.
+            let opened_start = {
+                let mut seen = lock(&self.log_starts_seen);
+                let identity = Arc::downgrade(&log);
+                match seen.get(&bucket) {
+                    Some((known, opened_start)) if known.ptr_eq(&identity) => *opened_start,
+                    _ => {
+                        seen.insert(bucket, (identity, start));
+                        start
+                    }
+                }
+            };
+            if start > opened_start && start > log.min_retain_offset() {
+                return Err(format!(
+                    "{bucket}: the local log starts at {start}, above its minimum retain offset {}: offsets a recovery from the latest KV snapshot replays were deleted",
+                    log.min_retain_offset()
                 ));
             }
             model.catch_up(&log, &|offset| self.tiered_batches(bucket, offset))

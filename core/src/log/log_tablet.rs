@@ -929,7 +929,10 @@ impl LogTablet {
         let start_before = state.log_start_offset;
         let mut limit = requested_offset.min(state.high_watermark);
         if !self.mutants.is_on(Mutant::RetentionIgnoresMinRetain) {
-            limit = limit.min(state.min_retain_offset).min(state.remote_end_offset);
+            limit = limit.min(state.min_retain_offset);
+        }
+        if !self.mutants.is_on(Mutant::RetentionIgnoresRemoteEnd) {
+            limit = limit.min(state.remote_end_offset);
         }
         let active_base = state.segments.keys().last().copied();
         let doomed: Vec<u64> = state
@@ -968,7 +971,10 @@ impl LogTablet {
         }
         state.log_start_offset =
             state.segments.keys().next().copied().unwrap_or(state.log_end_offset);
-        if !self.mutants.is_on(Mutant::RetentionIgnoresMinRetain) {
+        // Off under the retention mutants, so that they measure the simulator's oracles.
+        if !self.mutants.is_on(Mutant::RetentionIgnoresMinRetain)
+            && !self.mutants.is_on(Mutant::RetentionIgnoresRemoteEnd)
+        {
             assert!(
                 state.log_start_offset
                     <= start_before.max(state.min_retain_offset.min(state.remote_end_offset)),

@@ -266,10 +266,11 @@ impl FsState {
 
     /// The file at `path`, created (not durably) if missing.
     fn file_or_create(&mut self, path: &str) -> Result<&mut SimFile, FsError> {
-        if self.is_dir(path) {
-            return Err(FsError::Io(format!("{path} is a directory")));
-        }
+        // No path is both a file and a directory: an existing file needs no directory check.
         if !self.files.contains_key(path) {
+            if self.is_dir(path) {
+                return Err(FsError::Io(format!("{path} is a directory")));
+            }
             self.parent_must_be_dir(path)?;
             return Ok(self.files.entry(path.to_string()).or_insert_with(SimFile::new_unsynced));
         }

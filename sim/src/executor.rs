@@ -636,7 +636,12 @@ impl SimExecutor {
 
 /// What [`SimExecutor::step_unnamed`] did: [`StepOutcome`], with the name only if asked for.
 enum Step {
-    Polled { task: TaskId, name: Option<TaskName>, node: NodeId, completed: bool },
+    Polled {
+        task: TaskId,
+        name: Option<TaskName>,
+        node: NodeId,
+        completed: bool,
+    },
     /// Nothing was polled: time advanced, or nothing is left, or a deadlock.
     Idle(StepOutcome),
 }
@@ -682,8 +687,13 @@ fn spawn_locked(
     state.next_task_id += 1;
     let slot = state.tasks.next_slot();
     let waker = Waker::from(Arc::new(TaskWaker { task, slot, inner: Arc::downgrade(inner) }));
-    let filled =
-        state.tasks.insert(TaskSlot { id: task, name, node, future: Some(future), waker: Some(waker) });
+    let filled = state.tasks.insert(TaskSlot {
+        id: task,
+        name,
+        node,
+        future: Some(future),
+        waker: Some(waker),
+    });
     assert_eq!(filled, slot, "task {task} goes where its waker points");
     // A new task is ready: its first poll starts it (once its node runs).
     if state.paused.contains(&node) {

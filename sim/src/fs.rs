@@ -360,9 +360,17 @@ impl SimFs {
         fired
     }
 
-    /// Whether reads see the bit rot now.
-    fn rot_visible(&self) -> bool {
-        lock(&self.faults).as_ref().is_some_and(|active| !active.log.in_god_view())
+    /// For a read: whether a read error fires now (as [`SimFs::fires`] draws it), and whether
+    /// the read sees the bit rot; one look at the faults for both.
+    fn read_faults(&self) -> (bool, bool) {
+        let mut faults = lock(&self.faults);
+        let Some(active) = faults.as_mut() else { return (false, false) };
+        let in_god_view = active.log.in_god_view();
+        let fired = active.prng.chance(active.faults.read_error) && !in_god_view;
+        if fired {
+            active.log.record(FaultKind::ReadError);
+        }
+        (fired, !in_god_view)
     }
 
     /// A power loss: every unsynced byte and every file whose directory entry was never made
@@ -549,10 +557,10 @@ impl LocalFs for SimFs {
     fn read(&self, path: &str) -> Result<Vec<u8>, FsError> {
         let path = normalize(path)?;
         let path: &str = &path;
-        if self.fires(FaultKind::ReadError, |f| f.read_error) {
+        let (read_fails, rot_visible) = self.read_faults();
+        if read_fails {
             return Err(FsError::Io(format!("{path}: read failed (injected)")));
         }
-        let rot_visible = self.rot_visible();
         let state = lock(&self.state);
         let file = state.file(path)?;
         let mut bytes = file.visible();
@@ -570,10 +578,10 @@ impl LocalFs for SimFs {
     ) -> Result<Vec<u8>, FsError> {
         let path = normalize(path)?;
         let path: &str = &path;
-        if self.fires(FaultKind::ReadError, |f| f.read_error) {
+        let (read_fails, rot_visible) = self.read_faults();
+        if read_fails {
             return Err(FsError::Io(format!("{path}: read failed (injected)")));
         }
-        let rot_visible = self.rot_visible();
         let state = lock(&self.state);
         let file = state.file(path)?;
         // Offsets beyond usize are beyond any in-memory file: they read as past the end.

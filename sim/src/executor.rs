@@ -65,6 +65,9 @@ fn describe(pending: &[(String, NodeId)]) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TaskName {
     Text(Arc<str>),
+    /// A name core made for the task (`Executor::spawn` hands over a `String`), kept as it
+    /// came rather than copied into an `Arc<str>`.
+    Owned(String),
     /// `net {from}->{to} {kind}`, with ` response` for the reply's way back.
     Wire {
         from: NodeId,
@@ -83,6 +86,7 @@ impl std::fmt::Display for TaskName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             TaskName::Text(text) => f.write_str(text),
+            TaskName::Owned(text) => f.write_str(text),
             TaskName::Wire { from, to, kind, response: false } => {
                 write!(f, "net {from}->{to} {kind}")
             }
@@ -102,7 +106,7 @@ impl From<Arc<str>> for TaskName {
 
 impl From<String> for TaskName {
     fn from(text: String) -> TaskName {
-        TaskName::Text(text.into())
+        TaskName::Owned(text)
     }
 }
 

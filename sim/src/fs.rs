@@ -258,10 +258,15 @@ impl FsState {
     }
 
     fn file_mut(&mut self, path: &str) -> Result<&mut SimFile, FsError> {
-        if self.is_dir(path) {
-            return Err(FsError::Io(format!("{path} is a directory")));
+        // No path is both a file and a directory: a file found needs no directory check.
+        let FsState { files, dirs } = self;
+        match files.get_mut(path) {
+            Some(file) => Ok(file),
+            None if path.is_empty() || dirs.contains(path) => {
+                Err(FsError::Io(format!("{path} is a directory")))
+            }
+            None => Err(FsError::NotFound(path.to_string())),
         }
-        self.files.get_mut(path).ok_or_else(|| FsError::NotFound(path.to_string()))
     }
 
     /// The file at `path`, created (not durably) if missing.

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::task::{Context, Poll, Waker};
 
@@ -35,29 +36,40 @@ struct TimeState {
 /// The shared virtual time of one simulation. Cloning shares it.
 #[derive(Debug, Clone)]
 pub struct SimTime {
-    state: Arc<Mutex<TimeState>>,
+    shared: Arc<SharedTime>,
+}
+
+#[derive(Debug)]
+struct SharedTime {
+    /// `TimeState::mono_ms`, mirrored for reads without the lock: the clock is read far more
+    /// often than it moves, and it only moves under the lock.
+    mono_ms: AtomicU64,
+    state: Mutex<TimeState>,
 }
 
 impl SimTime {
     pub fn new(base_wall_ms: u64) -> SimTime {
         SimTime {
-            state: Arc::new(Mutex::new(TimeState {
-                mono_ms: 0,
-                base_wall_ms,
-                wall_offsets_ms: BTreeMap::new(),
-                timers: BTreeMap::new(),
-                next_timer_seq: 0,
-            })),
+            shared: Arc::new(SharedTime {
+                mono_ms: AtomicU64::new(0),
+                state: Mutex::new(TimeState {
+                    mono_ms: 0,
+                    base_wall_ms,
+                    wall_offsets_ms: BTreeMap::new(),
+                    timers: BTreeMap::new(),
+                    next_timer_seq: 0,
+                }),
+            }),
         }
     }
 
     pub fn now_mono_ms(&self) -> u64 {
-        lock(&self.state).mono_ms
+        self.shared.mono_ms.load(Ordering::Acquire)
     }
 
     /// `base_wall + mono + offset(node)`, clamped at zero.
     pub fn now_wall_ms(&self, node: NodeId) -> u64 {
-        let state = lock(&self.state);
+        let state = lock(&self.shared.state);
         let offset_ms = state.wall_offsets_ms.get(&node).copied().unwrap_or(0);
         state.base_wall_ms.saturating_add(state.mono_ms).saturating_add_signed(offset_ms)
     }
@@ -65,20 +77,20 @@ impl SimTime {
     /// Sets the wall-clock offset of `node`; a change models a clock step (forwards or
     /// backwards), repeated small changes model drift. Monotonic time is unaffected.
     pub fn set_wall_offset(&self, node: NodeId, offset_ms: i64) {
-        lock(&self.state).wall_offsets_ms.insert(node, offset_ms);
+        lock(&self.shared.state).wall_offsets_ms.insert(node, offset_ms);
     }
 
     pub fn wall_offset_ms(&self, node: NodeId) -> i64 {
-        lock(&self.state).wall_offsets_ms.get(&node).copied().unwrap_or(0)
+        lock(&self.shared.state).wall_offsets_ms.get(&node).copied().unwrap_or(0)
     }
 
     /// The earliest pending timer deadline.
     pub fn next_deadline_ms(&self) -> Option<u64> {
-        lock(&self.state).timers.keys().next().map(|(deadline_ms, _)| *deadline_ms)
+        lock(&self.shared.state).timers.keys().next().map(|(deadline_ms, _)| *deadline_ms)
     }
 
     pub fn timer_count(&self) -> usize {
-        lock(&self.state).timers.len()
+        lock(&self.shared.state).timers.len()
     }
 
     /// Moves monotonic time forward to `mono_ms` and wakes every timer due by then, in
@@ -86,9 +98,10 @@ impl SimTime {
     /// Returns the number of timers woken.
     pub fn advance_to(&self, mono_ms: u64) -> usize {
         let due = {
-            let mut state = lock(&self.state);
+            let mut state = lock(&self.shared.state);
             if mono_ms > state.mono_ms {
                 state.mono_ms = mono_ms;
+                self.shared.mono_ms.store(mono_ms, Ordering::Release);
             }
             let now_ms = state.mono_ms;
             // Timers are keyed by deadline: the due ones come first, in firing order (usually
@@ -129,7 +142,7 @@ impl SimTime {
         deadline_mono_ms: u64,
         waker: &Waker,
     ) -> Option<TimerKey> {
-        let mut state = lock(&self.state);
+        let mut state = lock(&self.shared.state);
         if state.mono_ms >= deadline_mono_ms {
             let removed = timer.and_then(|key| state.timers.remove(&key));
             drop(state);
@@ -152,7 +165,7 @@ impl SimTime {
     }
 
     fn disarm(&self, key: TimerKey) {
-        let removed = lock(&self.state).timers.remove(&key);
+        let removed = lock(&self.shared.state).timers.remove(&key);
         // Dropped after the lock is released: dropping a waker may run arbitrary code.
         drop(removed);
     }

@@ -65,6 +65,9 @@ fn describe(pending: &[(String, NodeId)]) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TaskName {
     Text(Arc<str>),
+    /// A name core made for the task (`Executor::spawn` hands over a `String`), kept as it
+    /// came rather than copied into an `Arc<str>`.
+    Owned(String),
     /// `net {from}->{to} {kind}`, with ` response` for the reply's way back.
     Wire {
         from: NodeId,
@@ -83,6 +86,7 @@ impl std::fmt::Display for TaskName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             TaskName::Text(text) => f.write_str(text),
+            TaskName::Owned(text) => f.write_str(text),
             TaskName::Wire { from, to, kind, response: false } => {
                 write!(f, "net {from}->{to} {kind}")
             }
@@ -102,7 +106,7 @@ impl From<Arc<str>> for TaskName {
 
 impl From<String> for TaskName {
     fn from(text: String) -> TaskName {
-        TaskName::Text(text.into())
+        TaskName::Owned(text)
     }
 }
 
@@ -118,7 +122,9 @@ struct TaskSlot {
     node: NodeId,
     /// `None` while the task is being polled.
     future: Option<BoxFuture<'static, ()>>,
-    waker: Waker,
+    /// Taken out with the future while the task is polled, and put back with it, so that a
+    /// step moves the waker instead of cloning it (two atomic operations saved per poll).
+    waker: Option<Waker>,
 }
 
 /// The live tasks, in slots that are reused once their task is gone. A task's waker and the
@@ -477,14 +483,28 @@ impl SimExecutor {
     /// # Panics
     /// When called from inside a task being polled: a task cannot drive the executor.
     pub fn step(&self) -> StepOutcome {
+        match self.step_unnamed(true) {
+            Step::Polled { task, name, node, completed } => StepOutcome::Polled {
+                task,
+                name: name.expect("a named step carries the task's name"),
+                node,
+                completed,
+            },
+            Step::Idle(outcome) => outcome,
+        }
+    }
+
+    /// One step as [`SimExecutor::step`] takes it; the polled task's name is cloned only when
+    /// `named` (the run loops never look at it).
+    fn step_unnamed(&self, named: bool) -> Step {
         let picked = {
             let mut state = lock(&self.inner.sched);
             assert!(!state.polling, "SimExecutor::step called from inside a task");
             state.steps += 1;
-            pick_ready(&mut state)
+            pick_ready(&mut state, named)
         };
-        let Some((task, slot, name, node, waker, future)) = picked else {
-            return self.step_idle();
+        let Some(Picked { task, slot, name, node, waker, future }) = picked else {
+            return Step::Idle(self.step_idle());
         };
         let mut guard = PollGuard { inner: &self.inner, task, slot, armed: true };
         let mut future = future;
@@ -497,7 +517,7 @@ impl SimExecutor {
             if completed {
                 state.ready.remove(&task);
                 state.parked.remove(&task);
-                state.tasks.remove(task, slot).map(|slot| slot.future)
+                state.tasks.remove(task, slot).map(|slot| (slot.future, Some(waker)))
             } else {
                 match state.tasks.get_mut(task, slot) {
                     Some(slot) => {
@@ -506,15 +526,16 @@ impl SimExecutor {
                             "task {task} was polled twice at once"
                         );
                         slot.future = Some(future);
+                        slot.waker = Some(waker);
                         None
                     }
                     // Killed while it was running: the crash takes effect now.
-                    None => Some(Some(future)),
+                    None => Some((Some(future), Some(waker))),
                 }
             }
         };
         drop(leftover);
-        StepOutcome::Polled { task, name, node, completed }
+        Step::Polled { task, name, node, completed }
     }
 
     fn step_idle(&self) -> StepOutcome {
@@ -545,12 +566,12 @@ impl SimExecutor {
                 return Err(self.budget_exhausted(max_steps));
             }
             steps += 1;
-            match self.step() {
-                StepOutcome::Polled { .. } | StepOutcome::AdvancedTime { .. } => {}
-                StepOutcome::Idle => return Err(SimError::Idle { mono_ms: self.now_mono_ms() }),
-                StepOutcome::Deadlock { pending } => {
+            match self.step_unnamed(false) {
+                Step::Polled { .. } | Step::Idle(StepOutcome::AdvancedTime { .. }) => {}
+                Step::Idle(StepOutcome::Deadlock { pending }) => {
                     return Err(SimError::Deadlock { mono_ms: self.now_mono_ms(), pending })
                 }
+                Step::Idle(_) => return Err(SimError::Idle { mono_ms: self.now_mono_ms() }),
             }
         }
     }
@@ -580,7 +601,7 @@ impl SimExecutor {
                 return Err(self.budget_exhausted(max_steps));
             }
             steps += 1;
-            self.step();
+            self.step_unnamed(false);
         }
     }
 
@@ -617,10 +638,31 @@ impl SimExecutor {
     }
 }
 
-type Picked = (TaskId, usize, TaskName, NodeId, Waker, BoxFuture<'static, ()>);
+/// What [`SimExecutor::step_unnamed`] did: [`StepOutcome`], with the name only if asked for.
+enum Step {
+    Polled {
+        task: TaskId,
+        name: Option<TaskName>,
+        node: NodeId,
+        completed: bool,
+    },
+    /// Nothing was polled: time advanced, or nothing is left, or a deadlock.
+    Idle(StepOutcome),
+}
 
-/// Takes a uniformly chosen ready task out of its slot for polling.
-fn pick_ready(state: &mut SchedState) -> Option<Picked> {
+/// A ready task taken out of its slot for polling, with its waker.
+struct Picked {
+    task: TaskId,
+    slot: usize,
+    name: Option<TaskName>,
+    node: NodeId,
+    waker: Waker,
+    future: BoxFuture<'static, ()>,
+}
+
+/// Takes a uniformly chosen ready task out of its slot for polling (its name cloned only if
+/// `named`).
+fn pick_ready(state: &mut SchedState, named: bool) -> Option<Picked> {
     let ready_count = state.ready.len() as u64;
     if ready_count == 0 {
         return None;
@@ -631,7 +673,9 @@ fn pick_ready(state: &mut SchedState) -> Option<Picked> {
     // has a slot; only one task is polled at a time, so its future is there.
     let live = state.tasks.get_mut(task, slot).expect("a ready task is live");
     let future = live.future.take().expect("a ready task is not being polled");
-    let picked = (task, slot, live.name.clone(), live.node, live.waker.clone(), future);
+    let waker = live.waker.take().expect("a task that is not being polled has its waker");
+    let name = named.then(|| live.name.clone());
+    let picked = Picked { task, slot, name, node: live.node, waker, future };
     state.polling = true;
     Some(picked)
 }
@@ -647,7 +691,13 @@ fn spawn_locked(
     state.next_task_id += 1;
     let slot = state.tasks.next_slot();
     let waker = Waker::from(Arc::new(TaskWaker { task, slot, inner: Arc::downgrade(inner) }));
-    let filled = state.tasks.insert(TaskSlot { id: task, name, node, future: Some(future), waker });
+    let filled = state.tasks.insert(TaskSlot {
+        id: task,
+        name,
+        node,
+        future: Some(future),
+        waker: Some(waker),
+    });
     assert_eq!(filled, slot, "task {task} goes where its waker points");
     // A new task is ready: its first poll starts it (once its node runs).
     if state.paused.contains(&node) {

@@ -258,18 +258,24 @@ impl FsState {
     }
 
     fn file_mut(&mut self, path: &str) -> Result<&mut SimFile, FsError> {
-        if self.is_dir(path) {
-            return Err(FsError::Io(format!("{path} is a directory")));
+        // No path is both a file and a directory: a file found needs no directory check.
+        let FsState { files, dirs } = self;
+        match files.get_mut(path) {
+            Some(file) => Ok(file),
+            None if path.is_empty() || dirs.contains(path) => {
+                Err(FsError::Io(format!("{path} is a directory")))
+            }
+            None => Err(FsError::NotFound(path.to_string())),
         }
-        self.files.get_mut(path).ok_or_else(|| FsError::NotFound(path.to_string()))
     }
 
     /// The file at `path`, created (not durably) if missing.
     fn file_or_create(&mut self, path: &str) -> Result<&mut SimFile, FsError> {
-        if self.is_dir(path) {
-            return Err(FsError::Io(format!("{path} is a directory")));
-        }
+        // No path is both a file and a directory: an existing file needs no directory check.
         if !self.files.contains_key(path) {
+            if self.is_dir(path) {
+                return Err(FsError::Io(format!("{path} is a directory")));
+            }
             self.parent_must_be_dir(path)?;
             return Ok(self.files.entry(path.to_string()).or_insert_with(SimFile::new_unsynced));
         }
@@ -359,9 +365,17 @@ impl SimFs {
         fired
     }
 
-    /// Whether reads see the bit rot now.
-    fn rot_visible(&self) -> bool {
-        lock(&self.faults).as_ref().is_some_and(|active| !active.log.in_god_view())
+    /// For a read: whether a read error fires now (as [`SimFs::fires`] draws it), and whether
+    /// the read sees the bit rot; one look at the faults for both.
+    fn read_faults(&self) -> (bool, bool) {
+        let mut faults = lock(&self.faults);
+        let Some(active) = faults.as_mut() else { return (false, false) };
+        let in_god_view = active.log.in_god_view();
+        let fired = active.prng.chance(active.faults.read_error) && !in_god_view;
+        if fired {
+            active.log.record(FaultKind::ReadError);
+        }
+        (fired, !in_god_view)
     }
 
     /// A power loss: every unsynced byte and every file whose directory entry was never made
@@ -548,10 +562,10 @@ impl LocalFs for SimFs {
     fn read(&self, path: &str) -> Result<Vec<u8>, FsError> {
         let path = normalize(path)?;
         let path: &str = &path;
-        if self.fires(FaultKind::ReadError, |f| f.read_error) {
+        let (read_fails, rot_visible) = self.read_faults();
+        if read_fails {
             return Err(FsError::Io(format!("{path}: read failed (injected)")));
         }
-        let rot_visible = self.rot_visible();
         let state = lock(&self.state);
         let file = state.file(path)?;
         let mut bytes = file.visible();
@@ -569,10 +583,10 @@ impl LocalFs for SimFs {
     ) -> Result<Vec<u8>, FsError> {
         let path = normalize(path)?;
         let path: &str = &path;
-        if self.fires(FaultKind::ReadError, |f| f.read_error) {
+        let (read_fails, rot_visible) = self.read_faults();
+        if read_fails {
             return Err(FsError::Io(format!("{path}: read failed (injected)")));
         }
-        let rot_visible = self.rot_visible();
         let state = lock(&self.state);
         let file = state.file(path)?;
         // Offsets beyond usize are beyond any in-memory file: they read as past the end.

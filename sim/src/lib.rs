@@ -6,6 +6,7 @@
 pub mod buggify;
 pub mod checker;
 pub mod client;
+pub mod clients_running;
 pub mod clock;
 pub mod coordinator;
 pub mod executor;

@@ -34,8 +34,9 @@ const CATCH_UP_READ_BYTES: u64 = 1024 * 1024;
 
 #[derive(Default)]
 struct ClusterState {
-    /// The registries of the servers that are up, each on its own disk.
-    registries: BTreeMap<NodeId, LogRegistry>,
+    /// The registries of the servers that are up, each on its own disk (shared, so that
+    /// handing one out costs a reference count, not a copy of its root path).
+    registries: BTreeMap<NodeId, Arc<LogRegistry>>,
     disks: BTreeMap<NodeId, Arc<SimFs>>,
     /// Per bucket, the last batch its leader made durable and replicated.
     last_committed: BTreeMap<TableBucket, BatchIdentity>,
@@ -89,7 +90,7 @@ impl ClusterLogs {
             LogRegistry::with_mutants(fs, LOG_ROOT_DIR.to_string(), self.config, self.mutants)
                 .with_replicator(Arc::new(SimReplicator { node, cluster: self.clone() }));
         let mut state = self.lock();
-        state.registries.insert(node, registry.clone());
+        state.registries.insert(node, Arc::new(registry.clone()));
         state.disks.insert(node, disk);
         registry
     }
@@ -109,7 +110,7 @@ impl ClusterLogs {
 
     /// The live servers with a changelog that stopped taking writes (a failed sync).
     pub fn servers_with_stopped_logs(&self) -> Vec<NodeId> {
-        let registries: Vec<(NodeId, LogRegistry)> =
+        let registries: Vec<(NodeId, Arc<LogRegistry>)> =
             self.lock().registries.iter().map(|(node, r)| (*node, r.clone())).collect();
         registries
             .into_iter()
@@ -120,7 +121,7 @@ impl ClusterLogs {
 
     /// The live servers with a changelog that refused to open (damaged files).
     pub fn servers_with_refused_logs(&self) -> Vec<NodeId> {
-        let registries: Vec<(NodeId, LogRegistry)> =
+        let registries: Vec<(NodeId, Arc<LogRegistry>)> =
             self.lock().registries.iter().map(|(node, r)| (*node, r.clone())).collect();
         registries
             .into_iter()
@@ -321,7 +322,7 @@ impl Replicator for SimReplicator {
         let (disk, followers) = {
             let state = self.cluster.lock();
             let Some(disk) = state.disks.get(&self.node).cloned() else { return };
-            let followers: Vec<LogRegistry> = self
+            let followers: Vec<Arc<LogRegistry>> = self
                 .cluster
                 .replicas(synced.bucket)
                 .into_iter()

@@ -26,6 +26,7 @@ use kvtablet_core::TableBucket;
 
 use crate::checker::{Checker, LiveServers};
 use crate::client::{Client, COORDINATOR_NODE, SCHEMA_ID, TABLE_ID};
+use crate::clients_running::ClientsRunning;
 use crate::coordinator::Coordinator;
 use crate::executor::{SimError, SimExecutor, SlowDisk};
 use crate::fault_log::FaultLog;
@@ -106,7 +107,7 @@ struct World {
     coordinator: Arc<Coordinator>,
     trace: Arc<Mutex<Trace>>,
     faults: Prng,
-    clients_running: Arc<Mutex<u32>>,
+    clients_running: Arc<ClientsRunning>,
     chaos: Chaos,
 }
 
@@ -333,7 +334,7 @@ impl World {
             coordinator,
             trace,
             faults,
-            clients_running: Arc::new(Mutex::new(0)),
+            clients_running: Arc::new(ClientsRunning::default()),
             chaos,
         }
     }
@@ -410,7 +411,7 @@ impl World {
         }
         let per_client = self.plan.client_ops / self.plan.clients;
         let remainder = self.plan.client_ops % self.plan.clients;
-        *lock(&self.clients_running) = self.plan.clients + self.plan.scan_clients;
+        self.clients_running.set(self.plan.clients + self.plan.scan_clients);
         for index in 0..self.plan.scan_clients {
             let node = SCAN_CLIENT_NODE_BASE + index;
             let client = crate::scan_client::ScanClient::new(
@@ -432,7 +433,7 @@ impl World {
                 format!("scan client {node}"),
                 async move {
                     run.await;
-                    *lock(&running) -= 1;
+                    running.finished();
                 }
                 .boxed(),
             );
@@ -455,7 +456,7 @@ impl World {
                 format!("client {node}"),
                 async move {
                     client.run().await;
-                    *lock(&running) -= 1;
+                    running.finished();
                 }
                 .boxed(),
             );
@@ -621,7 +622,7 @@ impl World {
             watch_log_dirs.then(|| self.exec.now_mono_ms() + LOG_DIR_CHECK_INTERVAL_MS);
         let mut restarts: BTreeMap<NodeId, u64> = BTreeMap::new();
         loop {
-            if *lock(&self.clients_running) == 0 {
+            if self.clients_running.none() {
                 return Ok(());
             }
             if self.exec.now_mono_ms() > VIRTUAL_TIME_MS_MAX {
@@ -652,13 +653,13 @@ impl World {
                     let clients_running = self.clients_running.clone();
                     let exec = self.exec.clone();
                     self.exec.run_until(
-                        || exec.now_mono_ms() >= at_ms || *lock(&clients_running) == 0,
+                        || exec.now_mono_ms() >= at_ms || clients_running.none(),
                         STEPS_MAX,
                     )?;
                 }
                 None => {
                     let clients_running = self.clients_running.clone();
-                    self.exec.run_until(|| *lock(&clients_running) == 0, STEPS_MAX)?;
+                    self.exec.run_until(|| clients_running.none(), STEPS_MAX)?;
                     continue;
                 }
             }

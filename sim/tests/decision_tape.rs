@@ -64,10 +64,11 @@ fn random_tapes_over_a_passing_seed_find_a_planted_bug() {
     const TAPES_MAX: u64 = 40;
     let mutants = Mutants::NONE.with(Mutant::ScanCountersResetOnClose);
     // A seed that passes under the mutant on its own schedule (seed 1 stopped doing so when the
-    // workload began to send partial updates).
-    let options = options(6, "scan-leadership-churn", mutants);
+    // workload began to send partial updates, seed 6 when tiering joined every seed; at seed 3
+    // tape 6 of this stream finds the bug).
+    let options = options(3, "scan-leadership-churn", mutants);
     let plain = run(&options).expect("valid plan");
-    assert!(plain.passed(), "seed 6 must pass without a tape: {:?}", plain.violations);
+    assert!(plain.passed(), "seed 3 must pass without a tape: {:?}", plain.violations);
     let mut prng = Prng::from_seed(1_001);
     let previous_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));

@@ -15,6 +15,7 @@ use crate::kv::{EngineWriteLock, KvError, KvTablet, KvTabletConfig};
 use crate::ledger::ResourceKind;
 use crate::log::LogTablet;
 use crate::mutant::Mutant;
+use crate::recovery::{restore_engine, DownloadRetry};
 use crate::scan::scan_session::{ScanSession, SessionOrigin};
 use crate::scan::ScannerManager;
 use crate::snapshot::{run_snapshot_loop, SnapshotSchedule};
@@ -173,7 +174,16 @@ impl Replica {
                 (previous, state.engine.clone())
             };
             self.join_ended_term(previous).await;
-            let kv = self.open_term(leader_epoch, engine).await?;
+            let fresh_engine = engine.is_none();
+            let kv = match self.open_term(leader_epoch, engine).await {
+                // The engine's directory was lost after local retention deleted what its
+                // rebuild needs: restored from the latest KV snapshot, then rebuilt from there.
+                Err(truncated @ KvError::LogTruncated { .. }) if fresh_engine => {
+                    let restored = self.restore_engine(truncated).await?;
+                    self.open_term(leader_epoch, Some(restored)).await?
+                }
+                opened => opened?,
+            };
             let mut state = self.lock()?;
             if state.stopped {
                 // Stopped while the term opened: the engine it opened goes with it.
@@ -254,6 +264,47 @@ impl Replica {
                 .unwrap_or_else(|| Err(KvError::NotLeader(format!("{bucket}: term not opened"))))
         }
         .boxed()
+    }
+
+    /// The engine restored from the bucket's latest committed KV snapshot, for a first term
+    /// whose fresh engine the local log could not rebuild (`truncated`, answered again when
+    /// no snapshot can help: none is configured or none is committed). A failed restore is
+    /// NOT_READY-retriable: the coordinator's next leadership call tries again.
+    async fn restore_engine(
+        &self,
+        truncated: KvError,
+    ) -> Result<(Arc<dyn KvEngine>, EngineWriteLock), KvError> {
+        let Some(schedule) = self.snapshots.clone() else { return Err(truncated) };
+        let latest =
+            schedule.committer.latest(self.bucket).await.map_err(|error| {
+                KvError::NotReady(format!("latest KV snapshot unknown: {error}"))
+            })?;
+        let Some(snapshot) = latest else { return Err(truncated) };
+        tracing::warn!(
+            bucket = %self.bucket,
+            snapshot_id = snapshot.snapshot_id,
+            log_offset = snapshot.log_offset,
+            %truncated,
+            "restoring the engine from the latest KV snapshot"
+        );
+        match restore_engine(&self.env, &snapshot, &self.engine_dir, &DownloadRetry::DEFAULT).await
+        {
+            Ok(engine) => {
+                let owner = format!("node{} {}", self.env.node_id, self.bucket);
+                Ok((
+                    LedgeredEngine::wrap(engine, self.env.ledger.clone(), owner),
+                    Default::default(),
+                ))
+            }
+            // Retriable or not, the bucket is not ready: the coordinator asks again. A snapshot
+            // found broken is logged; falling back to the previous one is not built yet.
+            Err(error) => {
+                if !error.is_retriable() {
+                    tracing::error!(bucket = %self.bucket, %error, "KV snapshot restore failed");
+                }
+                Err(KvError::NotReady(format!("restoring from KV snapshot: {error}")))
+            }
+        }
     }
 
     /// Stops leading; `leader_epoch` is the new term's epoch. Waits for the ended term's flush

@@ -741,7 +741,29 @@ impl World {
             format!("node {node} crashes (disk {})", if lose_disk { "lost" } else { "kept" }),
         );
         self.take_down_server(node, lose_disk);
+        if !lose_disk {
+            self.maybe_lose_engines(node);
+        }
         Some(node)
+    }
+
+    /// In one crash in four that keeps the disk, the node's KV engines are lost (every `kv/`
+    /// directory deleted, as an operator clearing a corrupt engine would): its changelogs
+    /// stay, and a bucket whose local log retention already deleted the early segments must
+    /// then restore its engine from the latest KV snapshot when it leads again. Drawn from a
+    /// stream of its own, so that the other faults keep their draws.
+    fn maybe_lose_engines(&mut self, node: NodeId) {
+        let Some(disk) = self.disks.get_mut(&node) else { return };
+        let stream = format!("engine-loss-{node}-{}", disk.incarnation);
+        if !self.streams.stream(&stream).chance(Ratio::new(1, 4)) {
+            return;
+        }
+        let removed = self
+            .chaos
+            .log
+            .god_view(|| kvtablet_core::env::LocalFs::remove_dir_all(disk.fs.as_ref(), "kv"));
+        disk.engines = Arc::new(MemEngineFactory::new(disk.fs.clone()));
+        self.note(node, "crash", format!("node {node} loses its KV engines ({removed:?})"));
     }
 
     /// Halts every live server whose changelog stopped after a failed sync, as a broker whose

@@ -1,10 +1,11 @@
 //! KV recovery's side of the remote tier: the tiered changelog segments a rebuild replays,
 //! downloaded ahead of it through a bounded prefetch window (Fluss's `RemoteLogFetcher`,
-//! `kv.recover.remote-log.*`).
+//! `kv.recover.remote-log.*`); and an engine restored from a committed KV snapshot.
 
 pub mod download_retry;
 pub mod fetch_window;
 pub mod fetcher_config;
+pub mod kv_restore;
 pub mod remote_log_fetcher;
 pub mod temp_file;
 #[cfg(all(test, not(feature = "shuttle")))]
@@ -13,6 +14,7 @@ pub(crate) mod test_remote;
 pub use download_retry::DownloadRetry;
 pub use fetch_window::FetcherGauges;
 pub use fetcher_config::{FetcherConfig, FetcherConfigError};
+pub use kv_restore::{restore_dir, restore_engine, KvRestoreError};
 pub use remote_log_fetcher::{
     recovery_temp_dir, FetchError, FetchedSegment, FetcherProbe, RemoteLogFetcher,
 };

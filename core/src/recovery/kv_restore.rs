@@ -1,0 +1,175 @@
+//! A bucket's engine rebuilt from a committed KV snapshot, for a replica that must lead but
+//! whose local engine cannot be brought up to date from the local log (its directory was lost
+//! after local retention deleted the early segments). The snapshot's files are downloaded
+//! (size, CRC-32C and SHA-256 checked; transient failures retried with backoff) into a
+//! temporary checkpoint directory beside the engine's, each a [`TempFile`] in the leak
+//! ledger, verified by the engine, and opened in the engine's directory; the temporary
+//! directory is removed whatever happens. The replay from the snapshot's `log_offset` is the
+//! caller's (the KV tablet's usual rebuild).
+
+use std::sync::Arc;
+
+use crate::engine::{EngineError, KvEngine};
+use crate::env::{Env, FsError, RemoteError};
+use crate::recovery::download_retry::DownloadRetry;
+use crate::recovery::temp_file::TempFile;
+use crate::snapshot::completed_snapshot::{content_sha256, CompletedSnapshot, SnapshotFile};
+use crate::task::run_blocking;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KvRestoreError {
+    /// A download failed after its retries (or with a failure that retrying cannot help).
+    #[error("downloading {path}: {source}")]
+    Remote { path: String, source: RemoteError },
+    /// A file is missing or does not match its record, or the engine refuses the checkpoint:
+    /// the snapshot is broken and another one must be used.
+    #[error("snapshot {snapshot_id} is broken: {detail}")]
+    Broken { snapshot_id: u64, detail: String },
+    #[error("local file system: {0}")]
+    Local(FsError),
+    #[error("engine: {0}")]
+    Engine(EngineError),
+    /// The blocking work was dropped unrun (a crash in the simulator).
+    #[error("the restore was abandoned")]
+    Abandoned,
+}
+
+impl KvRestoreError {
+    /// True when the same restore may succeed if repeated.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            KvRestoreError::Remote { source, .. } => source.is_retriable(),
+            KvRestoreError::Broken { .. } => false,
+            KvRestoreError::Local(error) => error.is_retriable(),
+            KvRestoreError::Engine(error) => error.is_retriable(),
+            KvRestoreError::Abandoned => true,
+        }
+    }
+}
+
+/// The temporary checkpoint directory of a restore into `engine_dir`.
+pub fn restore_dir(engine_dir: &str) -> String {
+    format!("{engine_dir}.restore")
+}
+
+/// Replaces whatever is in `engine_dir` with `snapshot`'s engine and opens it.
+pub async fn restore_engine(
+    env: &Env,
+    snapshot: &CompletedSnapshot,
+    engine_dir: &str,
+    retry: &DownloadRetry,
+) -> Result<Arc<dyn KvEngine>, KvRestoreError> {
+    let checkpoint_dir = restore_dir(engine_dir);
+    let restored = download_and_open(env, snapshot, engine_dir, &checkpoint_dir, retry).await;
+    let fs = env.fs.clone();
+    let dir = checkpoint_dir.clone();
+    let name = format!("remove {checkpoint_dir} node{}", env.node_id);
+    if let Some(Err(error)) =
+        run_blocking(&env.executor, &env.ledger, name, move || fs.remove_dir_all(&dir)).await
+    {
+        // Left for the next restore, which removes it before it starts.
+        tracing::warn!(dir = checkpoint_dir, %error, "failed to remove a restore directory");
+    }
+    restored
+}
+
+async fn download_and_open(
+    env: &Env,
+    snapshot: &CompletedSnapshot,
+    engine_dir: &str,
+    checkpoint_dir: &str,
+    retry: &DownloadRetry,
+) -> Result<Arc<dyn KvEngine>, KvRestoreError> {
+    let owner = format!("node{} restore {}", env.node_id, snapshot.bucket);
+    let (fs, dir) = (env.fs.clone(), checkpoint_dir.to_string());
+    blocking(env, format!("prepare {checkpoint_dir}"), move || {
+        fs.remove_dir_all(&dir)?;
+        fs.create_dir_all(&dir)
+    })
+    .await?
+    .map_err(KvRestoreError::Local)?;
+    // Deleted when dropped: once the engine has copied them, or on any failure.
+    let mut files: Vec<TempFile> = Vec::new();
+    for file in snapshot.files() {
+        let bytes = download_checked(env, snapshot.snapshot_id, file, retry).await?;
+        let mut temp = TempFile::register(
+            env.fs.clone(),
+            &env.ledger,
+            format!("{checkpoint_dir}/{}", file.local_name),
+            &owner,
+        );
+        let written = blocking(env, format!("write {}", temp.path()), move || {
+            temp.write(&bytes).map(|()| temp)
+        })
+        .await?;
+        files.push(written.map_err(KvRestoreError::Local)?);
+    }
+    let (engines, dir, target) =
+        (env.engines.clone(), checkpoint_dir.to_string(), engine_dir.to_string());
+    let snapshot_id = snapshot.snapshot_id;
+    let engine = blocking(env, format!("open {checkpoint_dir}"), move || {
+        engines
+            .verify_checkpoint(&dir)
+            .map_err(|error| KvRestoreError::Broken { snapshot_id, detail: error.to_string() })?;
+        engines.open_checkpoint(&dir, &target).map_err(KvRestoreError::Engine)
+    })
+    .await??;
+    drop(files);
+    let flushed = engine.flushed_log_offset().map_err(KvRestoreError::Engine)?.unwrap_or(0);
+    if flushed != snapshot.log_offset {
+        return Err(KvRestoreError::Broken {
+            snapshot_id,
+            detail: format!(
+                "its engine holds flushed offset {flushed}, its record says {}",
+                snapshot.log_offset
+            ),
+        });
+    }
+    Ok(engine)
+}
+
+/// `file`'s bytes, checked against its record, after at most `retry.attempts_max` attempts.
+async fn download_checked(
+    env: &Env,
+    snapshot_id: u64,
+    file: &SnapshotFile,
+    retry: &DownloadRetry,
+) -> Result<Vec<u8>, KvRestoreError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let failure = match env.remote.get(&file.remote_path).await {
+            Ok(bytes)
+                if bytes.len() as u64 == file.size_bytes
+                    && crc32c::crc32c(&bytes) == file.crc32c
+                    && content_sha256(&bytes) == file.sha256 =>
+            {
+                return Ok(bytes);
+            }
+            // Damaged in transit or at rest: a retry tells the two apart.
+            Ok(_) => {
+                RemoteError::Corrupt(format!("{} does not match its record", file.remote_path))
+            }
+            Err(error) => error,
+        };
+        // A missing object may be a listing that has not caught up yet: asked again too.
+        let retriable = failure.is_retriable() || matches!(failure, RemoteError::NotFound(_));
+        if !retriable || attempt >= retry.attempts_max {
+            if matches!(failure, RemoteError::Corrupt(_) | RemoteError::NotFound(_)) {
+                return Err(KvRestoreError::Broken { snapshot_id, detail: failure.to_string() });
+            }
+            return Err(KvRestoreError::Remote { path: file.remote_path.clone(), source: failure });
+        }
+        let backoff_ms = retry.backoff_ms(attempt, env.entropy.as_ref());
+        env.clock.sleep(backoff_ms).await;
+    }
+}
+
+async fn blocking<R: Send + 'static>(
+    env: &Env,
+    what: String,
+    work: impl FnOnce() -> R + Send + 'static,
+) -> Result<R, KvRestoreError> {
+    let name = format!("{what} node{}", env.node_id);
+    run_blocking(&env.executor, &env.ledger, name, work).await.ok_or(KvRestoreError::Abandoned)
+}

@@ -167,7 +167,7 @@ impl Replica {
                 if leader_epoch == state.leader_epoch && matches!(state.role, Role::Leader { .. }) {
                     return Ok(());
                 }
-                let previous = end_term(&mut state);
+                let previous = end_term(&mut state).flush;
                 // Sessions of the old term end before the new one starts, under the leader lock.
                 self.scanners.close_bucket(self.bucket);
                 state.leader_epoch = leader_epoch;
@@ -316,7 +316,7 @@ impl Replica {
                 let mut state = self.lock()?;
                 check_epoch(&state, leader_epoch)?;
                 state.leader_epoch = leader_epoch;
-                let previous = end_term(&mut state);
+                let previous = end_term(&mut state).flush;
                 self.scanners.close_bucket(self.bucket);
                 previous
             };
@@ -337,15 +337,17 @@ impl Replica {
     }
 
     /// Ends the current term and releases the engine; the replica serves nothing afterwards.
-    pub fn stop(&self) -> Option<Task> {
+    /// The ended term's tasks are returned: its flush task, and its snapshot and tiering
+    /// tasks, aborted (a caller that must see the engine closed, a shutdown, joins them too).
+    pub fn stop(&self) -> EndedTerm {
         // Also a replica stopped by a panic is torn down: its tasks end, its engine goes.
         let mut state = lock_for_teardown(&self.state);
         state.stopped = true;
-        let task = end_term(&mut state);
+        let ended = end_term(&mut state);
         // Sessions hold engine snapshots: they end before the engine is released.
         self.scanners.close_bucket(self.bucket);
         state.engine = None;
-        task
+        ended
     }
 
     /// Opens a scan session: the leader check, the snapshot (with the flushed offset it
@@ -487,21 +489,27 @@ fn check_epoch(state: &ReplicaState, leader_epoch: u32) -> Result<(), KvError> {
 
 /// Closes the leader's KV (if any); its flush task then ends by itself, after the flush step
 /// in flight (see [`KvTablet::run_flush_loop`]).
-fn end_term(state: &mut ReplicaState) -> Option<Task> {
+/// The tasks of a term that ended.
+pub struct EndedTerm {
+    /// The flush task, which the next term waits for.
+    pub flush: Option<Task>,
+    /// The snapshot and tiering tasks, already aborted.
+    pub aborted: Vec<Task>,
+}
+
+fn end_term(state: &mut ReplicaState) -> EndedTerm {
     match std::mem::replace(&mut state.role, Role::Follower) {
         Role::Leader { kv, flush_task, snapshot_task, tiering_task } => {
             kv.close();
             // A snapshot in flight is dropped at its next await: it deletes nothing remote,
             // and the next term clears its local checkpoint. An upload of a segment is dropped
             // the same way; an object it left uncommitted is the orphan sweep's.
-            if let Some(snapshot_task) = snapshot_task {
-                snapshot_task.abort();
+            let aborted: Vec<Task> = snapshot_task.into_iter().chain(tiering_task).collect();
+            for task in &aborted {
+                task.abort();
             }
-            if let Some(tiering_task) = tiering_task {
-                tiering_task.abort();
-            }
-            Some(flush_task)
+            EndedTerm { flush: Some(flush_task), aborted }
         }
-        Role::Follower => None,
+        Role::Follower => EndedTerm { flush: None, aborted: Vec::new() },
     }
 }

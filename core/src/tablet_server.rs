@@ -283,7 +283,8 @@ impl TabletServer {
                 replicas.by_bucket.keys().filter(|bucket| selected(bucket)).copied().collect();
             buckets.iter().filter_map(|bucket| replicas.by_bucket.remove(bucket)).collect()
         };
-        let flush_tasks: Vec<Task> = replicas.iter().filter_map(|replica| replica.stop()).collect();
+        let flush_tasks: Vec<Task> =
+            replicas.iter().filter_map(|replica| replica.stop().flush).collect();
         async move {
             for task in flush_tasks {
                 task.join().await;
@@ -420,8 +421,11 @@ impl TabletServer {
         self.scanners.shutdown();
         async move {
             join_if_some(evictor).await;
+            // The aborted snapshot and tiering tasks too: a shutdown returns with every task
+            // that holds an engine gone (a restart in the same process reopens them).
             for replica in replicas {
-                if let Some(task) = replica.stop() {
+                let ended = replica.stop();
+                for task in ended.flush.into_iter().chain(ended.aborted) {
                     task.join().await;
                 }
             }

@@ -243,19 +243,23 @@ fn a_lost_engine_is_restored_from_the_latest_snapshot_after_local_retention() {
     runtime.block_on(async {
         let node = start(dir.path(), true).await;
         let end = write(&node).await;
-        let handle = node.handle().expect("running");
-        let store = node.snapshot_store().clone();
-        wait_for("retention and a snapshot at the end", || {
-            let log = handle.leader_kv(BUCKET)?.log().clone();
-            let covered = store.latest(BUCKET).is_some_and(|s| s.log_offset == end);
-            (covered && log.log_start_offset() > 0).then_some(())
-        })
-        .await;
+        {
+            // Dropped before the shutdown: a handle keeps the node's engines open.
+            let handle = node.handle().expect("running");
+            let store = node.snapshot_store().clone();
+            wait_for("retention and a snapshot at the end", || {
+                let log = handle.leader_kv(BUCKET)?.log().clone();
+                let covered = store.latest(BUCKET).is_some_and(|s| s.log_offset == end);
+                (covered && log.log_start_offset() > 0).then_some(())
+            })
+            .await;
+        }
         let values_before = lookup_all(&node).await;
         assert!(values_before.iter().all(Option::is_some), "every key was written");
         let changelog_before = fetch_all(&node, end).await;
         let mut node = node;
         node.shutdown().await;
+        assert_eq!(node.env().ledger.live(), Vec::new(), "a shutdown leaves no task running");
 
         std::fs::remove_dir_all(dir.path().join("kv")).expect("the KV directories are deleted");
         let restarted = start(dir.path(), true).await;

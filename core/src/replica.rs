@@ -179,7 +179,7 @@ impl Replica {
                 // The engine's directory was lost after local retention deleted what its
                 // rebuild needs: restored from the latest KV snapshot, then rebuilt from there.
                 Err(truncated @ KvError::LogTruncated { .. }) if fresh_engine => {
-                    let restored = self.restore_engine(truncated).await?;
+                    let restored = self.engine_from_latest_snapshot(truncated).await?;
                     self.open_term(leader_epoch, Some(restored)).await?
                 }
                 opened => opened?,
@@ -270,7 +270,7 @@ impl Replica {
     /// whose fresh engine the local log could not rebuild (`truncated`, answered again when
     /// no snapshot can help: none is configured or none is committed). A failed restore is
     /// NOT_READY-retriable: the coordinator's next leadership call tries again.
-    async fn restore_engine(
+    async fn engine_from_latest_snapshot(
         &self,
         truncated: KvError,
     ) -> Result<(Arc<dyn KvEngine>, EngineWriteLock), KvError> {

@@ -22,6 +22,7 @@ pub mod scan;
 pub mod snapshot;
 pub mod sync;
 pub mod table_bucket;
+pub mod tablet_dirs;
 pub mod tablet_server;
 pub mod tablet_server_stats;
 pub mod task;

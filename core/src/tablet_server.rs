@@ -23,6 +23,7 @@ use crate::scan::scanner_manager::SessionLookup;
 use crate::scan::{ScannerConfig, ScannerManager};
 use crate::snapshot::SnapshotSchedule;
 use crate::table_bucket::TableBucket;
+use crate::tablet_dirs::TablePath;
 use crate::task::{catch_panic, join_if_some, panic_message, stop_on_panic, Task};
 use crate::tiering::{read_remote_log, TieringSchedule};
 
@@ -30,6 +31,9 @@ use crate::tiering::{read_remote_log, TieringSchedule};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableConfig {
     pub table_id: i64,
+    /// The table's database and name: its buckets' local directories are named by them
+    /// ([`crate::tablet_dirs`]).
+    pub path: TablePath,
     pub bucket_count: i32,
     /// Schema ids a written value may carry.
     pub schema_ids: Vec<i16>,
@@ -148,6 +152,9 @@ impl TabletServer {
         for table in &config.tables {
             assert!(table.bucket_count > 0, "table {} has no buckets", table.table_id);
             assert!(!table.schema_ids.is_empty(), "table {} has no schema", table.table_id);
+            if let Err(error) = logs.dirs().add_table(table.table_id, &table.path) {
+                panic!("table {} of the server's config: {error}", table.table_id);
+            }
         }
         let tables = config
             .tables
@@ -190,15 +197,26 @@ impl TabletServer {
         if tables.contains_key(&table.table_id) {
             return Ok(false);
         }
+        self.logs.dirs().add_table(table.table_id, &table.path).map_err(|error| {
+            ApiError::new(
+                ErrorCode::UnknownTableOrBucket,
+                format!("table {}: {error}", table.table_id),
+            )
+        })?;
         tables.insert(table.table_id, ServedTable::new(table));
         Ok(true)
     }
 
-    /// Serves partition `partition_id` of the partitioned table `table_id` from now on (its
-    /// buckets are created by BecomeLeader or BecomeFollower). Returns `Ok(false)` if it is
-    /// served already; a table that is not served or not partitioned, or a negative id, is
-    /// refused.
-    pub fn add_partition(&self, table_id: i64, partition_id: i64) -> Result<bool, ApiError> {
+    /// Serves partition `partition_id`, named `partition_name`, of the partitioned table
+    /// `table_id` from now on (its buckets are created by BecomeLeader or BecomeFollower).
+    /// Returns `Ok(false)` if it is served already; a table that is not served or not
+    /// partitioned, a negative id, or a name that cannot name a directory is refused.
+    pub fn add_partition(
+        &self,
+        table_id: i64,
+        partition_id: i64,
+        partition_name: &str,
+    ) -> Result<bool, ApiError> {
         let mut tables = self.lock_tables();
         let table = tables.get_mut(&table_id).ok_or_else(|| {
             ApiError::new(
@@ -215,6 +233,10 @@ impl TabletServer {
                 ),
             ));
         }
+        self.logs
+            .dirs()
+            .add_partition(table_id, partition_id, partition_name)
+            .map_err(|error| ApiError::new(ErrorCode::PartitionNotExists, format!("{error}")))?;
         Ok(table.partitions.insert(partition_id))
     }
 
@@ -228,6 +250,7 @@ impl TabletServer {
             .lock_tables()
             .get_mut(&table_id)
             .is_some_and(|table| table.partitions.remove(&partition_id));
+        self.logs.dirs().remove_partition(table_id, partition_id);
         let stopped = if self.env.mutants.is_on(Mutant::PartitionDropKeepsReplicas) {
             futures::future::ready(()).boxed()
         } else {
@@ -258,6 +281,7 @@ impl TabletServer {
     pub fn remove_table(&self, table_id: i64) -> BoxFuture<'static, Option<TableConfig>> {
         // The table goes first, so that no request can create a replica for it again.
         let removed = self.lock_tables().remove(&table_id).map(|table| table.config);
+        self.logs.dirs().remove_table(table_id);
         let stopped = self.stop_replicas_where(|bucket| bucket.table_id == table_id);
         async move {
             stopped.await;
@@ -672,8 +696,12 @@ impl TabletServer {
         // Checked again under the replicas' lock: a table removed since the caller's check must
         // not get a replica back, since its removal may already have taken its replicas.
         self.check_bucket(bucket)?;
+        // Named by the table and partition served: a removal racing this finds none.
+        let Some(dirs) = self.logs.dirs().dirs(bucket) else {
+            return Err(KvError::from(LogError::NoDirectory { bucket: bucket.to_string() }));
+        };
         let log = self.logs.open(bucket)?;
-        let engine_dir = format!("kv/{}", bucket.dir_name_display());
+        let engine_dir = dirs.kv_dir;
         let replica = Arc::new(Replica::new(
             self.env.clone(),
             self.config.kv,
@@ -740,6 +768,7 @@ mod tests {
     fn served(partitioned: bool, partitions: &[i64]) -> ServedTable {
         let config = TableConfig {
             table_id: 7,
+            path: TablePath::new("test", "orders"),
             bucket_count: 2,
             schema_ids: vec![1],
             partial_updates: None,

@@ -33,6 +33,7 @@ use kvtablet_core::mutant::Mutants;
 use kvtablet_core::scan::kv_scanner::{KvScanner, KvScannerOptions};
 use kvtablet_core::scan::value_record_batch::ValueBatch;
 use kvtablet_core::scan::ScannerConfig;
+use kvtablet_core::tablet_dirs::TablePath;
 use kvtablet_core::tablet_server::{RequestLimits, TableConfig, TabletServer, TabletServerConfig};
 use kvtablet_core::{Env, TableBucket};
 use kvtablet_prod::disk_fs::DiskFs;
@@ -135,6 +136,7 @@ fn start_server(env: &Env) -> Arc<TabletServer> {
     let config = TabletServerConfig {
         tables: vec![TableConfig {
             table_id: TABLE_ID,
+            path: TablePath::new("bench", "scan"),
             bucket_count: 1,
             schema_ids: vec![SCHEMA_ID],
             partial_updates: None,

@@ -19,6 +19,7 @@ use kvtablet_core::log::{LogConfig, LogRegistry};
 use kvtablet_core::message::{Request, Response};
 use kvtablet_core::mutant::Mutants;
 use kvtablet_core::scan::ScannerConfig;
+use kvtablet_core::tablet_dirs::TablePath;
 use kvtablet_core::tablet_server::{RequestLimits, TableConfig, TabletServer, TabletServerConfig};
 use kvtablet_core::TableBucket;
 use kvtablet_prod::disk_fs::DiskFs;
@@ -130,6 +131,7 @@ fn a_slow_engine_open_in_a_leadership_change_leaves_the_other_buckets_served() {
     let config = TabletServerConfig {
         tables: vec![TableConfig {
             table_id: TABLE_ID,
+            path: TablePath::new("test", "table"),
             bucket_count: 2,
             schema_ids: vec![SCHEMA_ID],
             partial_updates: None,

@@ -385,14 +385,22 @@ impl Replicator for SimReplicator {
 mod tests {
     use super::*;
     use kvtablet_core::log::{AppendMeta, ChangeRecord, ChangeType};
+    use kvtablet_core::tablet_dirs::TablePath;
 
     const BUCKET: TableBucket = TableBucket { table_id: 1, partition_id: None, bucket_id: 0 };
+
+    /// Starts `node`'s log registry, with the test table's name registered as a tablet
+    /// server registers its tables'.
+    fn start_server(logs: &ClusterLogs, node: NodeId, disk: Arc<SimFs>) {
+        let registry = logs.server_started(node, disk);
+        registry.dirs().add_table(BUCKET.table_id, &TablePath::new("test", "t")).expect("name");
+    }
 
     fn cluster() -> (ClusterLogs, Vec<Arc<SimFs>>) {
         let logs = ClusterLogs::new(3, 3, LogConfig { segment_bytes_max: 1 << 20 }, Mutants::NONE);
         let disks: Vec<Arc<SimFs>> = (0..3).map(|_| Arc::new(SimFs::new())).collect();
         for (index, disk) in disks.iter().enumerate() {
-            logs.server_started(index as NodeId + 1, disk.clone());
+            start_server(&logs, index as NodeId + 1, disk.clone());
         }
         (logs, disks)
     }
@@ -432,7 +440,7 @@ mod tests {
         lead_and_append(&logs, 1, 3, "committed");
         assert_eq!(epochs(&logs, 2), vec![(0, 1), (1, 3)]);
         logs.server_stopped(2);
-        logs.server_started(3, disks[2].clone());
+        start_server(&logs, 3, disks[2].clone());
         assert_eq!(epochs(&logs, 3), vec![(0, 1), (1, 2)]);
         assert_eq!(epochs(&logs, 1), vec![(0, 1), (1, 3)]);
         (logs, disks)

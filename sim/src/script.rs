@@ -31,6 +31,7 @@ use kvtablet_core::message::{
 use kvtablet_core::mutant::Mutants;
 use kvtablet_core::scan::value_record_batch::decode_value_batch;
 use kvtablet_core::scan::ScannerConfig;
+use kvtablet_core::tablet_dirs::TablePath;
 use kvtablet_core::tablet_server::{RequestLimits, TableConfig, TabletServer, TabletServerConfig};
 use kvtablet_core::TableBucket;
 
@@ -127,6 +128,7 @@ impl Script {
             let config = TabletServerConfig {
                 tables: vec![TableConfig {
                     table_id: TABLE_ID,
+                    path: TablePath::new("script", "table"),
                     bucket_count: BUCKETS,
                     schema_ids: vec![SCHEMA_ID],
                     partial_updates: None,

@@ -77,6 +77,11 @@ impl TablePartitions {
     }
 
     /// Ids of the live partitions, in order.
+    /// A partition's name, as its directories spell it (`{name}-p{id}`).
+    pub fn name_of(partition_id: i64) -> String {
+        format!("part{partition_id}")
+    }
+
     pub fn live_partitions(&self) -> Vec<i64> {
         self.lock().live.iter().copied().collect()
     }

@@ -20,6 +20,7 @@ use kvtablet_core::snapshot::snapshot_service::{LeaderEpochOf, SnapshotService};
 use kvtablet_core::snapshot::{
     SnapshotSchedule, SnapshotStore, SnapshotStoreConfig, SnapshotUploadConfig,
 };
+use kvtablet_core::tablet_dirs::TablePath;
 use kvtablet_core::tablet_server::{RequestLimits, TableConfig, TabletServer, TabletServerConfig};
 use kvtablet_core::tiering::{RemoteLogStore, RpcRemoteLogCommitter, TieringSchedule};
 use kvtablet_core::TableBucket;
@@ -42,6 +43,9 @@ use crate::sim_row::SimPartialUpdates;
 use crate::table_partitions::TablePartitions;
 use crate::trace::{Trace, TraceMode};
 
+/// The simulated table's name: its buckets live in `sim/table-{TABLE_ID}/`.
+const SIM_DATABASE: &str = "sim";
+const SIM_TABLE: &str = "table";
 const CLIENT_NODE_BASE: NodeId = 100;
 const SCAN_CLIENT_NODE_BASE: NodeId = 200;
 /// A run that has not finished its workload after this much virtual time is livelocked.
@@ -350,6 +354,7 @@ impl World {
         TabletServerConfig {
             tables: vec![TableConfig {
                 table_id: TABLE_ID,
+                path: TablePath::new(SIM_DATABASE, SIM_TABLE),
                 bucket_count: self.plan.bucket_count(),
                 schema_ids: vec![SCHEMA_ID],
                 partial_updates: Some(PartialUpdates(Arc::new(SimPartialUpdates))),
@@ -501,7 +506,11 @@ impl World {
         let server = TabletServer::start(env, self.server_config(node), logs);
         // The partitions that exist now, as a server learns them from the coordinator.
         for partition_id in self.partitions().live_partitions() {
-            if let Err(error) = server.add_partition(TABLE_ID, partition_id) {
+            if let Err(error) = server.add_partition(
+                TABLE_ID,
+                partition_id,
+                &TablePartitions::name_of(partition_id),
+            ) {
                 self.checker.violation(format!(
                     "node {node} refused partition {partition_id} at start: {error}"
                 ));
@@ -550,7 +559,9 @@ impl World {
         let created = self.partitions().create();
         self.note(COORDINATOR_NODE, "create-partition", format!("p{created}"));
         for (node, server) in &servers {
-            if let Err(error) = server.add_partition(TABLE_ID, created) {
+            if let Err(error) =
+                server.add_partition(TABLE_ID, created, &TablePartitions::name_of(created))
+            {
                 self.checker
                     .violation(format!("node {node} refused new partition {created}: {error}"));
             }
@@ -758,10 +769,7 @@ impl World {
         if !self.streams.stream(&stream).chance(Ratio::new(1, 4)) {
             return;
         }
-        let removed = self
-            .chaos
-            .log
-            .god_view(|| kvtablet_core::env::LocalFs::remove_dir_all(disk.fs.as_ref(), "kv"));
+        let removed = self.chaos.log.god_view(|| remove_kv_dirs(disk.fs.as_ref()));
         disk.engines = Arc::new(MemEngineFactory::new(disk.fs.clone()));
         self.note(node, "crash", format!("node {node} loses its KV engines ({removed:?})"));
     }
@@ -1387,4 +1395,34 @@ mod tests {
             assert!(lines.iter().any(|line| line.contains(kind)), "no {kind:?} in the trace");
         }
     }
+}
+
+/// Deletes every bucket's `kv-{bucket}` directory (and a restore's `kv-{bucket}.restore`) of
+/// the simulated table, partitions included, as an operator who lost the KV disk would find
+/// it; the logs stay. Returns how many went.
+fn remove_kv_dirs(
+    fs: &dyn kvtablet_core::env::LocalFs,
+) -> Result<usize, kvtablet_core::env::FsError> {
+    use kvtablet_core::env::FsError;
+    let table_dir = format!("{SIM_DATABASE}/{SIM_TABLE}-{TABLE_ID}");
+    let mut removed = 0;
+    let mut dirs = vec![table_dir];
+    while let Some(dir) = dirs.pop() {
+        let names = match fs.list_dir(&dir) {
+            Ok(names) => names,
+            Err(FsError::NotFound(_)) => continue,
+            Err(error) => return Err(error),
+        };
+        for name in names {
+            let path = format!("{dir}/{name}");
+            if name.starts_with("kv-") {
+                fs.remove_dir_all(&path)?;
+                removed += 1;
+            } else if name.contains("-p") {
+                // A partition's directory, `{name}-p{id}`.
+                dirs.push(path);
+            }
+        }
+    }
+    Ok(removed)
 }

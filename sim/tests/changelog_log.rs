@@ -9,6 +9,7 @@ use kvtablet_core::log::{
     LogTablet, WriterBatch,
 };
 use kvtablet_core::mutant::Mutants;
+use kvtablet_core::tablet_dirs::TablePath;
 use kvtablet_core::TableBucket;
 use kvtablet_sim::fs::SimFs;
 
@@ -321,7 +322,9 @@ impl FailingSyncFs {
 
 /// A log registry under `data` with 1 MiB segments.
 fn registry(fs: Arc<dyn LocalFs>) -> LogRegistry {
-    LogRegistry::new(fs, "data".to_string(), LogConfig { segment_bytes_max: 1 << 20 })
+    let logs = LogRegistry::new(fs, "data".to_string(), LogConfig { segment_bytes_max: 1 << 20 });
+    logs.dirs().add_table(1, &TablePath::new("test", "table")).expect("name");
+    logs
 }
 
 impl LocalFs for FailingSyncFs {
@@ -529,7 +532,7 @@ fn a_log_that_refused_to_open_stays_refused_until_the_registry_is_made_again() {
     }
     drop(log);
     let first = registry(fs.clone());
-    let segment = format!("data/log/{}/{:020}.log", bucket.dir_name(), 0);
+    let segment = format!("data/test/table-1/log-{}/{:020}.log", bucket.bucket_id, 0);
     let healthy = fs.read(&segment).expect("read");
     let mut damaged = healthy.clone();
     damaged[5] ^= 0x40;

@@ -15,6 +15,7 @@ use kvtablet_core::log::{LogConfig, LogRegistry};
 use kvtablet_core::message::{KvWrite, Request, Response};
 use kvtablet_core::mutant::Mutants;
 use kvtablet_core::scan::ScannerConfig;
+use kvtablet_core::tablet_dirs::TablePath;
 use kvtablet_core::tablet_server::{RequestLimits, TableConfig, TabletServer, TabletServerConfig};
 use kvtablet_core::TableBucket;
 use kvtablet_sim::executor::SimExecutor;
@@ -235,6 +236,7 @@ fn node() -> Node {
     let config = TabletServerConfig {
         tables: vec![TableConfig {
             table_id: 1,
+            path: TablePath::new("test", "table"),
             bucket_count: 2,
             schema_ids: vec![1],
             partial_updates: None,

@@ -67,6 +67,9 @@ impl From<LogError> for KvError {
             }
             // The client retries elsewhere, or here once the replica was reopened from disk.
             error @ LogError::Stopped { .. } => KvError::NotLeader(error.to_string()),
+            error @ LogError::NoDirectory { .. } => {
+                KvError::UnknownTableOrBucket(error.to_string())
+            }
             other => KvError::Log(other),
         }
     }

@@ -10,6 +10,7 @@ use crate::log::log_tablet::{LogConfig, LogError, LogTablet};
 use crate::log::replication::Replicator;
 use crate::mutant::Mutants;
 use crate::table_bucket::TableBucket;
+use crate::tablet_dirs::TabletDirs;
 
 /// The changelogs of a set of buckets under one root directory.
 ///
@@ -23,6 +24,8 @@ pub struct LogRegistry {
     config: LogConfig,
     mutants: Mutants,
     replicator: Option<Arc<dyn Replicator>>,
+    /// Where each bucket's log lives, named by the tables and partitions served.
+    dirs: Arc<TabletDirs>,
     logs: Arc<Mutex<Logs>>,
 }
 
@@ -58,6 +61,7 @@ impl LogRegistry {
             config,
             mutants,
             replicator: None,
+            dirs: Arc::new(TabletDirs::new()),
             logs: Arc::new(Mutex::new(Logs::default())),
         }
     }
@@ -66,6 +70,12 @@ impl LogRegistry {
     pub fn with_replicator(mut self, replicator: Arc<dyn Replicator>) -> LogRegistry {
         self.replicator = Some(replicator);
         self
+    }
+
+    /// The names of the tables and partitions whose logs this registry opens: a bucket's log
+    /// lives in [`TabletDirs::dirs`]'s `log_dir` under the registry's root.
+    pub fn dirs(&self) -> &Arc<TabletDirs> {
+        &self.dirs
     }
 
     /// The bucket's log if it has been opened.
@@ -82,7 +92,10 @@ impl LogRegistry {
         if let Some(refusal) = logs.refused.get(&bucket) {
             return Err(refusal.clone());
         }
-        let dir = format!("{}/log/{}", self.root_dir, bucket.dir_name_display());
+        let Some(dirs) = self.dirs.dirs(bucket) else {
+            return Err(LogError::NoDirectory { bucket: bucket.to_string() });
+        };
+        let dir = format!("{}/{}", self.root_dir, dirs.log_dir);
         let mut log = match LogTablet::open(self.fs.clone(), dir, bucket, self.config, self.mutants)
         {
             Ok(log) => log,

@@ -60,6 +60,9 @@ pub enum LogError {
     Stopped { dir: String, detail: String },
     #[error("log file failure: {0}")]
     Fs(#[from] FsError),
+    /// The bucket's table or partition is not served here, so its log has no directory.
+    #[error("{bucket} has no log directory: its table or partition is not served here")]
+    NoDirectory { bucket: String },
 }
 
 impl LogError {

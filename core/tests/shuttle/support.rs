@@ -23,6 +23,7 @@ use kvtablet_core::log::{LogConfig, LogRegistry};
 use kvtablet_core::message::{NodeId, Request, Response};
 use kvtablet_core::mutant::Mutants;
 use kvtablet_core::scan::ScannerConfig;
+use kvtablet_core::tablet_dirs::TablePath;
 use kvtablet_core::tablet_server::{RequestLimits, TableConfig, TabletServer, TabletServerConfig};
 use kvtablet_core::Env;
 use shuttle::scheduler::{PctScheduler, RandomScheduler, Scheduler};
@@ -364,6 +365,7 @@ impl World {
         };
         let logs =
             LogRegistry::with_mutants(fs.clone(), "data".to_string(), LogConfig::DEFAULT, mutants);
+        logs.dirs().add_table(TABLE_ID, &TablePath::new("shuttle", "table")).expect("name");
         World { env, clock, logs, fs }
     }
 
@@ -372,6 +374,7 @@ impl World {
         let config = TabletServerConfig {
             tables: vec![TableConfig {
                 table_id: TABLE_ID,
+                path: TablePath::new("shuttle", "table"),
                 bucket_count,
                 schema_ids: vec![SCHEMA_ID],
                 partial_updates: None,

@@ -6,6 +6,7 @@ use kvtablet_core::ledger::ResourceKind;
 use kvtablet_core::message::{Request, Response};
 use kvtablet_core::mutant::Mutants;
 use kvtablet_core::scan::ScannerConfig;
+use kvtablet_core::tablet_dirs::TablePath;
 use kvtablet_core::tablet_server::TableConfig;
 use kvtablet_core::TableBucket;
 
@@ -65,14 +66,15 @@ pub fn drop_partition_while_leading(mutants: Mutants) {
     let server = world.server(1, ScannerConfig::DEFAULT);
     let table = TableConfig {
         table_id: PARTITIONED_TABLE_ID,
+        path: TablePath::new("shuttle", "partitioned"),
         bucket_count: 1,
         schema_ids: vec![1],
         partial_updates: None,
         partitioned: true,
     };
     assert_eq!(server.add_table(table), Ok(true));
-    assert_eq!(server.add_partition(PARTITIONED_TABLE_ID, 7), Ok(true));
-    assert_eq!(server.add_partition(PARTITIONED_TABLE_ID, 8), Ok(true));
+    assert_eq!(server.add_partition(PARTITIONED_TABLE_ID, 7, "p7"), Ok(true));
+    assert_eq!(server.add_partition(PARTITIONED_TABLE_ID, 8, "p8"), Ok(true));
     let bucket =
         TableBucket { table_id: PARTITIONED_TABLE_ID, partition_id: Some(7), bucket_id: 0 };
     let lead = {

@@ -22,6 +22,7 @@ use kvtablet_core::snapshot::{
     SnapshotSchedule, SnapshotStore, SnapshotStoreError, SnapshotUploadConfig,
     SNAPSHOT_INTERVAL_MS_DEFAULT,
 };
+use kvtablet_core::tablet_dirs::TablePath;
 use kvtablet_core::tablet_server::{RequestLimits, TableConfig, TabletServer, TabletServerConfig};
 use kvtablet_core::tablet_server_stats::ServerStats;
 use kvtablet_core::tiering::{
@@ -70,6 +71,9 @@ pub struct NodeConfig {
     /// How each table merges partial updates (PutKv with target columns); a table missing
     /// here refuses them.
     pub partial_updates: BTreeMap<i64, PartialUpdates>,
+    /// Each hosted table's database and name, which name its local directories; a table
+    /// missing here is [`unnamed_table_path`].
+    pub table_paths: BTreeMap<i64, TablePath>,
     /// `kv.snapshot.interval`: how often each led bucket takes a KV snapshot (positive).
     pub snapshot_interval_ms: u64,
     /// `kv.snapshot.num-retained`: completed snapshots kept per bucket (at least 1).
@@ -102,6 +106,7 @@ impl NodeConfig {
             scanner: ScannerConfig::DEFAULT,
             kv: KvTabletConfig::DEFAULT,
             partial_updates: BTreeMap::new(),
+            table_paths: BTreeMap::new(),
             snapshot_interval_ms: SNAPSHOT_INTERVAL_MS_DEFAULT,
             snapshot_num_retained: NUM_RETAINED_DEFAULT,
             engine_write_buffer_bytes: WRITE_BUFFER_BYTES_DEFAULT,
@@ -129,6 +134,7 @@ impl NodeConfig {
             scanner: ScannerConfig::DEFAULT,
             kv: KvTabletConfig::DEFAULT,
             partial_updates: BTreeMap::new(),
+            table_paths: BTreeMap::new(),
             snapshot_interval_ms: SNAPSHOT_INTERVAL_MS_DEFAULT,
             snapshot_num_retained: NUM_RETAINED_DEFAULT,
             engine_write_buffer_bytes: WRITE_BUFFER_BYTES_DEFAULT,
@@ -308,13 +314,20 @@ impl NodeHandle {
     pub async fn host_table(
         &self,
         table_id: i64,
+        path: &TablePath,
         bucket_count: i32,
         partitioned: bool,
         partial_updates: Option<PartialUpdates>,
     ) -> Result<(), NodeError> {
         let schema_ids = self.schema_ids.clone();
-        let table =
-            TableConfig { table_id, bucket_count, schema_ids, partitioned, partial_updates };
+        let table = TableConfig {
+            table_id,
+            path: path.clone(),
+            bucket_count,
+            schema_ids,
+            partitioned,
+            partial_updates,
+        };
         let added = self.server.add_table(table).map_err(|error| {
             NodeError::InvalidConfig(format!("cannot host table {table_id}: {error:?}"))
         })?;
@@ -327,15 +340,18 @@ impl NodeHandle {
         Ok(())
     }
 
-    /// Hosts and leads buckets `0..bucket_count` of partition `partition_id` of the hosted
-    /// partitioned table `table_id`, unless the partition is hosted already.
+    /// Hosts and leads buckets `0..bucket_count` of partition `partition_id`, named
+    /// `partition_name`, of the hosted partitioned table `table_id`, unless the partition is
+    /// hosted already.
     pub async fn host_partition(
         &self,
         table_id: i64,
         partition_id: i64,
+        partition_name: &str,
         bucket_count: i32,
     ) -> Result<(), NodeError> {
-        let added = self.server.add_partition(table_id, partition_id).map_err(|error| {
+        let added = self.server.add_partition(table_id, partition_id, partition_name);
+        let added = added.map_err(|error| {
             NodeError::InvalidConfig(format!(
                 "cannot host partition {partition_id} of table {table_id}: {error:?}"
             ))
@@ -428,7 +444,8 @@ impl std::fmt::Debug for Node {
 }
 
 /// Relative to the node's [`DiskFs`] root, the data directory: the registry puts each log in
-/// `log/<bucket>` under it, next to the engines' `kv/<bucket>`.
+/// Fluss's `{database}/{table}-{table_id}/[{partition}-p{partition_id}/]log-{bucket}` under it,
+/// next to the engine's `kv-{bucket}` (core's `tablet_dirs`).
 const LOG_ROOT_DIR: &str = ".";
 
 /// Long enough for a durable write on a slow disk; the requests come from this process.
@@ -562,7 +579,7 @@ impl Node {
 }
 
 /// The real environment: disk files under `fs`'s root (the data directory), RocksDB engines in
-/// the same tree (the tablet server names their directories `kv/<bucket>`), remote objects in
+/// the same tree (the tablet server names their directories `…/kv-{bucket}`), remote objects in
 /// `remote` (`remote.data.dir`).
 ///
 /// The engine factory is rooted at the data directory, like the [`DiskFs`], so that a directory
@@ -623,6 +640,12 @@ fn tiering_schedule(env: &Env, config: &NodeConfig) -> Arc<TieringSchedule> {
     })
 }
 
+/// The name of a table hosted without one (a node configured by table ids alone, as the
+/// benchmarks and tests do): its directories are `kvtablet/table{table_id}-{table_id}/`.
+pub fn unnamed_table_path(table_id: i64) -> TablePath {
+    TablePath::new("kvtablet", format!("table{table_id}"))
+}
+
 /// One table entry per table among the hosted buckets, sized to cover them all.
 fn server_config(
     config: &NodeConfig,
@@ -638,6 +661,11 @@ fn server_config(
         .into_iter()
         .map(|(table_id, bucket_count)| TableConfig {
             table_id,
+            path: config
+                .table_paths
+                .get(&table_id)
+                .cloned()
+                .unwrap_or_else(|| unnamed_table_path(table_id)),
             bucket_count,
             schema_ids: config.schema_ids.clone(),
             partial_updates: config.partial_updates.get(&table_id).cloned(),
@@ -739,9 +767,9 @@ mod tests {
             let before = node.request(put()).await.expect("answered");
             assert!(matches!(before, Response::Error(_)), "{before:?}");
             let node_handle = node.handle().expect("running");
-            node_handle.host_table(7, 2, false, None).await.expect("hosts");
+            node_handle.host_table(7, &unnamed_table_path(7), 2, false, None).await.expect("hosts");
             // Hosting again changes nothing.
-            node_handle.host_table(7, 2, false, None).await.expect("hosts again");
+            node_handle.host_table(7, &unnamed_table_path(7), 2, false, None).await.expect("hosts again");
             let after = node.request(put()).await.expect("answered");
             assert_eq!(after, Response::PutKv { base_offset: 0, end_offset: 1, duplicate: false });
             assert!(node_handle.stats().buckets.iter().any(|b| b.bucket.table_id == 7));
@@ -772,7 +800,10 @@ mod tests {
             let mut node =
                 Node::start(NodeConfig::for_tables(dir.path(), &[]), handle).await.expect("starts");
             let node_handle = node.handle().expect("running");
-            node_handle.host_table(9, 2, true, None).await.expect("hosts the table");
+            node_handle
+                .host_table(9, &unnamed_table_path(9), 2, true, None)
+                .await
+                .expect("hosts the table");
             assert!(
                 node_handle.stats().buckets.iter().all(|b| b.bucket.table_id != 9),
                 "a partitioned table has no buckets of its own"
@@ -794,8 +825,8 @@ mod tests {
             };
             let missing = node.request(put(in_partition(4))).await.expect("answered");
             assert_eq!(code_of(missing), Some(ErrorCode::PartitionNotExists));
-            node_handle.host_partition(9, 4, 2).await.expect("hosts the partition");
-            node_handle.host_partition(9, 5, 2).await.expect("hosts another partition");
+            node_handle.host_partition(9, 4, "p4", 2).await.expect("hosts the partition");
+            node_handle.host_partition(9, 5, "p5", 2).await.expect("hosts another partition");
             let written = node.request(put(in_partition(4))).await.expect("answered");
             assert_eq!(
                 written,

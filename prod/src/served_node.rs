@@ -92,6 +92,11 @@ impl ServedNode {
                 pre_write_buffer_bytes_max: config.pre_write_buffer_bytes_max,
                 ..KvTabletConfig::DEFAULT
             },
+            table_paths: catalog
+                .tables()
+                .iter()
+                .map(|table| (table.table_id, table.path.clone()))
+                .collect(),
             partial_updates: catalog
                 .tables()
                 .iter()
@@ -219,10 +224,17 @@ async fn bind_servers(
 async fn host_partitioned_tables(catalog: &Catalog, node: &NodeHandle) -> Result<(), NodeError> {
     for table in catalog.tables().iter().filter(|table| table.is_partitioned()) {
         let partial_updates = partial_updates_of(table).ok();
-        node.host_table(table.table_id, table.bucket_count, true, partial_updates).await?;
+        node.host_table(table.table_id, &table.path, table.bucket_count, true, partial_updates)
+            .await?;
         // The catalog holds every partition of a partitioned table: listing cannot fail.
         for partition in catalog.list_partitions(&table.path, None).unwrap_or_default() {
-            node.host_partition(table.table_id, partition.partition_id, table.bucket_count).await?;
+            node.host_partition(
+                table.table_id,
+                partition.partition_id,
+                &partition.name(),
+                table.bucket_count,
+            )
+            .await?;
         }
     }
     Ok(())

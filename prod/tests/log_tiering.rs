@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 use kvtablet_core::error::ErrorCode;
 use kvtablet_core::log::{LocalRetention, LogBatch};
 use kvtablet_core::message::{KvWrite, OffsetSpec, Request, Response};
+use kvtablet_core::tablet_dirs::{self, BucketDirs};
 use kvtablet_core::TableBucket;
-use kvtablet_prod::node::{Node, NodeConfig};
+use kvtablet_prod::node::{unnamed_table_path, Node, NodeConfig};
 
 const BUCKET: TableBucket = TableBucket { table_id: 1, partition_id: None, bucket_id: 0 };
 const WAIT_MAX: Duration = Duration::from_secs(60);
@@ -125,8 +126,14 @@ async fn fetch_all(node: &Node, end: u64) -> Vec<LogBatch> {
     panic!("fetching the changelog did not end");
 }
 
+/// The bucket's local directories (Fluss's layout, under the data directory).
+fn bucket_dirs() -> BucketDirs {
+    let path = unnamed_table_path(BUCKET.table_id);
+    tablet_dirs::bucket_dirs(&path, BUCKET.table_id, None, BUCKET.bucket_id)
+}
+
 fn local_log_bytes(dir: &Path) -> u64 {
-    let log_dir = dir.join("log").join(BUCKET.dir_name());
+    let log_dir = dir.join(bucket_dirs().log_dir);
     std::fs::read_dir(&log_dir)
         .expect("the log directory")
         .filter_map(|entry| entry.ok()?.metadata().ok())
@@ -261,7 +268,8 @@ fn a_lost_engine_is_restored_from_the_latest_snapshot_after_local_retention() {
         node.shutdown().await;
         assert_eq!(node.env().ledger.live(), Vec::new(), "a shutdown leaves no task running");
 
-        std::fs::remove_dir_all(dir.path().join("kv")).expect("the KV directories are deleted");
+        let kv_dir = dir.path().join(bucket_dirs().kv_dir);
+        std::fs::remove_dir_all(kv_dir).expect("the KV directory is deleted");
         let restarted = start(dir.path(), true).await;
         assert_eq!(lookup_all(&restarted).await, values_before, "every value is restored");
         assert_eq!(fetch_all(&restarted, end).await, changelog_before);

@@ -71,7 +71,8 @@ def changelog(runner, table) -> List[tuple]:
 
 
 def local_log_bytes(data_dir: Path) -> int:
-    return sum(f.stat().st_size for f in (data_dir / "log").glob("*/*") if f.is_file())
+    """Every bucket's local changelog: Fluss's layout, {database}/{table}-{id}/log-{bucket}."""
+    return sum(f.stat().st_size for f in data_dir.glob("*/*/log-*/*") if f.is_file())
 
 
 class TieringChecks:

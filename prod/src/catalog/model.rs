@@ -43,24 +43,8 @@ pub const TABLET_SERVER_COUNT: u32 = 1;
 /// Table properties for features this server does not have: refused rather than ignored.
 pub const UNSUPPORTED_PROPS: [&str; 2] = ["table.merge-engine", "table.auto-increment.fields"];
 
-/// A database and a table in it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TablePath {
-    pub database: String,
-    pub table: String,
-}
-
-impl TablePath {
-    pub fn new(database: impl Into<String>, table: impl Into<String>) -> Self {
-        TablePath { database: database.into(), table: table.into() }
-    }
-}
-
-impl fmt::Display for TablePath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.database, self.table)
-    }
-}
+/// A database and a table in it: core's, which names the table's local directories.
+pub use kvtablet_core::tablet_dirs::TablePath;
 
 /// A database as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -104,7 +104,13 @@ impl Gateway {
         .await?;
         let partial_updates = Some(partial_updates_of(&info)?);
         self.node
-            .host_table(info.table_id, info.bucket_count, info.is_partitioned(), partial_updates)
+            .host_table(
+                info.table_id,
+                &info.path,
+                info.bucket_count,
+                info.is_partitioned(),
+                partial_updates,
+            )
             .await
             .map_err(|error| {
                 WireError::unknown_server_error(format!("cannot host table {}: {error}", info.path))

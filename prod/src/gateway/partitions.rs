@@ -109,7 +109,12 @@ impl Gateway {
         .await?;
         let (table, partition) = (&created.table, &created.partition);
         self.node
-            .host_partition(table.table_id, partition.partition_id, table.bucket_count)
+            .host_partition(
+                table.table_id,
+                partition.partition_id,
+                &partition.name(),
+                table.bucket_count,
+            )
             .await
             .map_err(|error| {
                 WireError::unknown_server_error(format!(
@@ -153,7 +158,12 @@ impl Gateway {
         for created in &changes.created {
             let (table, partition) = (&created.table, &created.partition);
             self.node
-                .host_partition(table.table_id, partition.partition_id, table.bucket_count)
+                .host_partition(
+                    table.table_id,
+                    partition.partition_id,
+                    &partition.name(),
+                    table.bucket_count,
+                )
                 .await
                 .map_err(|error| {
                     WireError::unknown_server_error(format!(

@@ -12,6 +12,9 @@
 //! - Expiry is strict: a lease expires once the wall clock is *past* its expiration
 //!   (`expirationTime < now` in Fluss's `expireLeases`).
 //!
+//! The changes (acquire, release, drop, expiry) are the crate's only: they run through
+//! `SnapshotStore`, under its lock, so that retention and pins never interleave.
+//!
 //! Counts never go negative: a decrement of a count that is zero is a bug and asserts, and
 //! [`KvSnapshotLeaseManager::check`] recounts everything from the leases.
 //!
@@ -166,7 +169,7 @@ impl KvSnapshotLeaseManager {
     /// bucket wins) and sets the lease's expiration to now + `duration_ms`, creating the lease
     /// if needed. Durable before the state in memory changes. Returns the pins the lease moved
     /// away from (their snapshots may now be unleased).
-    pub fn acquire(
+    pub(crate) fn acquire(
         &self,
         lease_id: &str,
         duration_ms: u64,
@@ -231,7 +234,7 @@ impl KvSnapshotLeaseManager {
 
     /// Unpins `buckets` of `lease_id`: unknown leases and buckets are skipped; a lease left
     /// with no pin is dropped. Returns what was unpinned.
-    pub fn release(
+    pub(crate) fn release(
         &self,
         lease_id: &str,
         buckets: &[TableBucket],
@@ -261,7 +264,7 @@ impl KvSnapshotLeaseManager {
     }
 
     /// Drops `lease_id` and every pin it holds; an unknown lease is a no-op.
-    pub fn drop_lease(&self, lease_id: &str) -> Result<Vec<Unpinned>, LeaseError> {
+    pub(crate) fn drop_lease(&self, lease_id: &str) -> Result<Vec<Unpinned>, LeaseError> {
         check_lease_id(lease_id)?;
         let mut state = self.lock();
         if !state.leases.contains_key(lease_id) {
@@ -273,7 +276,7 @@ impl KvSnapshotLeaseManager {
 
     /// Drops every lease whose expiration the wall clock has passed. A disk failure stops the
     /// check with what it dropped so far (the rest waits for the next check).
-    pub fn expire(&self) -> Expired {
+    pub(crate) fn expire(&self) -> Expired {
         let now_ms = self.clock.now_wall_ms();
         let at_deadline = self.config.mutants.is_on(Mutant::LeaseExpiresAtDeadline);
         let keep_counts = self.config.mutants.is_on(Mutant::LeaseExpiryKeepsRefcount);
@@ -649,30 +652,59 @@ pub(crate) mod tests {
     /// Stops the script at every mutating file-system call in turn (the call and every one
     /// after it fail, as after a crash), then crashes and reopens: the reopened leases are
     /// exactly those acknowledged, and a failed operation changed nothing in memory.
-    pub(crate) fn check_a_crash_at_any_step_loses_nothing_acknowledged(mutants: Mutants) {
+    pub(crate) fn check_crash_at_any_step(mutants: Mutants) -> Result<(), String> {
         for fail_at in 0..40 {
             let fs = Arc::new(CrashFs::default());
             let clock = TestClock::at(1_000);
-            let leases = open(fs.clone(), clock.clone(), mutants).expect("open");
+            let leases = open(fs.clone(), clock.clone(), mutants).map_err(|e| e.to_string())?;
             fs.fail_from(Some(fail_at));
             for op in script() {
                 let before = leases.leases();
                 if run(&leases, &clock, &op).is_err() {
-                    assert_eq!(leases.leases(), before, "a failed {op:?} changed memory");
+                    if leases.leases() != before {
+                        return Err(format!("a failed {op:?} changed memory (step {fail_at})"));
+                    }
                     break;
                 }
             }
             let acknowledged = leases.leases();
-            assert_eq!(leases.check(), Ok(()));
+            leases.check()?;
             let crashed: Arc<dyn LocalFs> = Arc::new(fs.crash());
-            let reopened = open(crashed, clock, mutants).expect("reopen after the crash");
-            assert_eq!(reopened.leases(), acknowledged, "crash at step {fail_at}");
-            assert_eq!(reopened.check(), Ok(()));
+            let reopened = open(crashed, clock, mutants)
+                .map_err(|error| format!("reopen after a crash at step {fail_at}: {error}"))?;
+            if reopened.leases() != acknowledged {
+                return Err(format!("a crash at step {fail_at} lost acknowledged leases"));
+            }
+            reopened.check()?;
         }
+        Ok(())
+    }
+
+    /// A lease acquired for 100 ms is still there at its expiration and gone a millisecond
+    /// later.
+    pub(crate) fn check_expiry_is_strict(mutants: Mutants) -> Result<(), String> {
+        let clock = TestClock::at(1_000);
+        let leases = open(Arc::new(CrashFs::default()), clock.clone(), mutants)
+            .map_err(|e| e.to_string())?;
+        leases.acquire("a", 100, &[(b(1), 1)]).map_err(|e| e.to_string())?;
+        clock.set(1_100);
+        if !leases.expire().lease_ids.is_empty() {
+            return Err("a lease expired at its expiration millisecond".into());
+        }
+        clock.set(1_101);
+        if leases.expire().lease_ids != vec!["a".to_string()] {
+            return Err("a lease outlived its expiration".into());
+        }
+        leases.check()
+    }
+
+    #[test]
+    fn a_lease_expires_strictly_after_its_expiration() {
+        assert_eq!(check_expiry_is_strict(Mutants::NONE), Ok(()));
     }
 
     #[test]
     fn a_crash_at_any_step_of_an_update_loses_nothing_acknowledged() {
-        check_a_crash_at_any_step_loses_nothing_acknowledged(Mutants::NONE);
+        assert_eq!(check_crash_at_any_step(Mutants::NONE), Ok(()));
     }
 }

@@ -283,7 +283,7 @@ pub fn delete_remote_objects(
     .boxed()
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(feature = "shuttle")))]
 mod tests {
     use super::*;
     use crate::engine::mem_engine::test_fs::TestFs;

@@ -99,6 +99,9 @@ pub enum SnapshotStoreError {
     /// A bucket file failed its checks when the store was opened.
     #[error("snapshot store file {path} is damaged: {detail}")]
     Corrupt { path: String, detail: String },
+    /// The store cannot run with this configuration (`kv.snapshot.num-retained` out of range).
+    #[error("invalid snapshot store configuration: {detail}")]
+    InvalidConfig { detail: String },
 }
 
 impl SnapshotStoreError {
@@ -240,8 +243,11 @@ impl SnapshotStore {
         config: SnapshotStoreConfig,
         leases: Option<Arc<KvSnapshotLeaseManager>>,
     ) -> Result<SnapshotStore, SnapshotStoreError> {
-        assert!(config.num_retained >= 1, "num_retained must be at least 1");
-        assert!(config.num_retained <= NUM_RETAINED_MAX, "num_retained above {NUM_RETAINED_MAX}");
+        if config.num_retained == 0 || config.num_retained > NUM_RETAINED_MAX {
+            let detail =
+                format!("num_retained {} is not in 1..={NUM_RETAINED_MAX}", config.num_retained);
+            return Err(SnapshotStoreError::InvalidConfig { detail });
+        }
         fs.create_dir_all(&dir).map_err(SnapshotStoreError::Io)?;
         let mut buckets = BTreeMap::new();
         for name in fs.list_dir(&dir).map_err(SnapshotStoreError::Io)? {
@@ -1333,6 +1339,74 @@ pub(crate) mod tests {
             retained in 1usize..3,
         ) {
             prop_assert_eq!(check_lease_steps(&steps, retained, Mutants::NONE), Ok(()));
+        }
+    }
+
+    #[test]
+    fn a_retention_count_out_of_range_refuses_the_open() {
+        let fs = Arc::new(TestFs::default());
+        for num_retained in [0, NUM_RETAINED_MAX + 1] {
+            let config = SnapshotStoreConfig { num_retained, mutants: Mutants::NONE };
+            let opened = SnapshotStore::open(fs.clone(), DIR.into(), config);
+            assert!(matches!(opened, Err(SnapshotStoreError::InvalidConfig { .. })));
+        }
+    }
+
+    /// Commits and lease operations on a disk that fails from the `fail_at`-th mutating call
+    /// on; then a crash, a reopen and the start-up retention: every pin of a reopened lease
+    /// names a kept snapshot, and no file handed out for deletion before the crash or by the
+    /// start-up retention is needed by a kept snapshot.
+    #[test]
+    fn a_crash_at_any_step_never_loses_a_file_a_reopened_lease_needs() {
+        use crate::lease::crash_fs::CrashFs;
+        for fail_at in 0..60 {
+            let fs = Arc::new(CrashFs::default());
+            let clock = TestClock::at(1_000);
+            let open = |fs: Arc<dyn LocalFs>| {
+                let leases = Arc::new(lease_tests::open(fs.clone(), clock.clone(), Mutants::NONE)?);
+                let config = SnapshotStoreConfig { num_retained: 1, mutants: Mutants::NONE };
+                SnapshotStore::open_with_leases(fs, DIR.into(), config, leases.clone())
+                    .map(|store| (store, leases))
+                    .map_err(|error| LeaseError::Corrupt {
+                        path: DIR.into(),
+                        detail: error.to_string(),
+                    })
+            };
+            let (store, _leases) = open(fs.clone()).expect("open");
+            fs.fail_from(Some(fail_at));
+            let mut deleted: BTreeSet<String> = BTreeSet::new();
+            let mut run = || -> Result<(), String> {
+                let err = |e: &dyn std::fmt::Display| e.to_string();
+                for round in 0..3 {
+                    let id = store.allocate_snapshot_id(bucket()).map_err(|e| err(&e))?;
+                    let taken = snapshot(id, 1, &[&format!("f{id}")], &[]);
+                    deleted.extend(store.commit(taken, 1).map_err(|r| err(&r.error))?.paths);
+                    let pins = [(bucket(), id)];
+                    let lease = format!("l{}", round % 2);
+                    let acquired = store.acquire_lease(&lease, 100, &pins).map_err(|e| err(&e))?;
+                    deleted.extend(acquired.cleanup.paths);
+                }
+                deleted.extend(store.release_lease("l0", &[bucket()]).map_err(|e| err(&e))?.paths);
+                clock.set(2_000);
+                deleted.extend(store.expire_leases().paths);
+                Ok(())
+            };
+            let _stopped = run();
+            let crashed: Arc<dyn LocalFs> = Arc::new(fs.crash());
+            let (store, leases) = open(crashed).expect("reopen after the crash");
+            deleted.extend(store.apply_retention().expect("start-up retention").paths);
+            leases.check().expect("recount");
+            for (lease_id, lease) in leases.leases() {
+                for (pinned, snapshot_id) in lease.pins() {
+                    assert!(
+                        store.kept_snapshot(pinned, snapshot_id).is_some(),
+                        "{lease_id} pins {snapshot_id}, gone after a crash at {fail_at}"
+                    );
+                }
+            }
+            let needed = store.bucket(bucket()).map(|b| b.needed_paths()).unwrap_or_default();
+            assert!(needed.is_disjoint(&deleted), "a needed file deleted, crash at {fail_at}");
+            assert!(store.kept(bucket()).len() <= 1 + leases.gauges().leased_snapshot_count);
         }
     }
 

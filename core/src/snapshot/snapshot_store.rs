@@ -1129,11 +1129,34 @@ pub(crate) mod tests {
     /// Commits snapshot `id` of `bucket()`, each with a fresh shared file and reusing the
     /// previous one's (so that shared files span snapshots).
     fn commit_next(store: &SnapshotStore) -> (CompletedSnapshot, Cleanup) {
-        let id = store.allocate_snapshot_id(bucket()).expect("id");
+        commit_next_in(store, bucket())
+    }
+
+    /// The buckets the lease proptest uses: two tables, one of them partitioned.
+    fn lease_bucket(index: u8) -> TableBucket {
+        match index {
+            0 => bucket(),
+            _ => TableBucket { table_id: 8, partition_id: Some(3), bucket_id: 0 },
+        }
+    }
+
+    fn commit_next_in(
+        store: &SnapshotStore,
+        in_bucket: TableBucket,
+    ) -> (CompletedSnapshot, Cleanup) {
+        let id = store.allocate_snapshot_id(in_bucket).expect("id");
         let reused: Vec<SnapshotFile> =
-            store.latest(bucket()).map(|latest| latest.shared_files).unwrap_or_default();
-        let taken =
+            store.latest(in_bucket).map(|latest| latest.shared_files).unwrap_or_default();
+        let mut taken =
             snapshot(id, 1, &[&format!("f{id}")], &reused[reused.len().saturating_sub(1)..]);
+        if in_bucket != bucket() {
+            let fresh = file(shared_file_path(in_bucket, id, &format!("f{id}")), "f");
+            taken.shared_files.retain(|f| snapshot_id_of_path(in_bucket, &f.remote_path).is_some());
+            taken.shared_files.push(fresh);
+            taken.private_files =
+                vec![file(format!("{}/MANIFEST", snapshot_dir(in_bucket, id)), "MANIFEST")];
+            taken.bucket = in_bucket;
+        }
         let cleanup = store.commit(taken.clone(), 1).expect("commit");
         (taken, cleanup)
     }
@@ -1234,15 +1257,19 @@ pub(crate) mod tests {
 
     #[derive(Debug, Clone)]
     pub(crate) enum LeaseStep {
-        Commit,
-        /// Lease `lease` pins the `back`-th latest kept snapshot (past the oldest: an id never
-        /// committed).
+        Commit {
+            bucket: u8,
+        },
+        /// Lease `lease` pins the `back`-th latest kept snapshot of `bucket` (past the oldest:
+        /// an id never committed).
         Acquire {
             lease: u8,
+            bucket: u8,
             back: usize,
         },
         Release {
             lease: u8,
+            bucket: u8,
         },
         Drop {
             lease: u8,
@@ -1258,20 +1285,50 @@ pub(crate) mod tests {
 
     fn lease_steps() -> impl Strategy<Value = Vec<LeaseStep>> {
         let lease = 0u8..3;
+        let bucket = 0u8..2;
         let step = prop_oneof![
-            3 => Just(LeaseStep::Commit),
-            3 => (lease.clone(), 0usize..5).prop_map(|(lease, back)| LeaseStep::Acquire { lease, back }),
-            1 => lease.clone().prop_map(|lease| LeaseStep::Release { lease }),
+            3 => bucket.clone().prop_map(|bucket| LeaseStep::Commit { bucket }),
+            3 => (lease.clone(), bucket.clone(), 0usize..5)
+                .prop_map(|(lease, bucket, back)| LeaseStep::Acquire { lease, bucket, back }),
+            1 => (lease.clone(), bucket).prop_map(|(lease, bucket)| LeaseStep::Release { lease, bucket }),
             1 => lease.clone().prop_map(|lease| LeaseStep::Drop { lease }),
             1 => lease.prop_map(|lease| LeaseStep::Renew { lease }),
             1 => (0u64..150).prop_map(|ms| LeaseStep::Expire { ms }),
         ];
-        proptest::collection::vec(step, 1..50)
+        proptest::collection::vec(step, 1..60)
+    }
+
+    fn run_lease_step(
+        store: &SnapshotStore,
+        clock: &TestClock,
+        step: &LeaseStep,
+    ) -> Result<Cleanup, LeaseError> {
+        Ok(match step {
+            LeaseStep::Commit { bucket } => commit_next_in(store, lease_bucket(*bucket)).1,
+            LeaseStep::Acquire { lease, bucket, back } => {
+                let in_bucket = lease_bucket(*bucket);
+                let kept = store.kept_points(in_bucket);
+                let id = kept.iter().rev().nth(*back).map_or(999, |point| point.snapshot_id);
+                store.acquire_lease(&format!("l{lease}"), 100, &[(in_bucket, id)])?.cleanup
+            }
+            LeaseStep::Release { lease, bucket } => {
+                store.release_lease(&format!("l{lease}"), &[lease_bucket(*bucket)])?
+            }
+            LeaseStep::Drop { lease } => store.drop_lease(&format!("l{lease}"))?,
+            LeaseStep::Renew { lease } => {
+                store.acquire_lease(&format!("l{lease}"), 100, &[])?.cleanup
+            }
+            LeaseStep::Expire { ms } => {
+                clock.set(clock.now_wall_ms() + ms);
+                store.expire_leases()
+            }
+        })
     }
 
     /// Runs `steps` against a leased store; checks after each that the reference counts
-    /// equal a recount, that no deleted file is needed by a kept snapshot or by a snapshot a
-    /// live lease pins, and at the end that a reopen finds the same leases and snapshots.
+    /// equal a recount, that no deleted file is needed by a kept snapshot, that every pin of a
+    /// live lease names a kept snapshot and every kept snapshot outside the retention window
+    /// is leased, and at the end that a reopen finds the same leases and snapshots.
     pub(crate) fn check_lease_steps(
         steps: &[LeaseStep],
         retained: usize,
@@ -1281,35 +1338,22 @@ pub(crate) mod tests {
         let (store, leases, clock) = leased_store(&fs, retained, mutants);
         let mut deleted: BTreeSet<String> = BTreeSet::new();
         for step in steps {
-            let cleanup = match step {
-                LeaseStep::Commit => commit_next(&store).1,
-                LeaseStep::Acquire { lease, back } => {
-                    let kept = store.kept_points(bucket());
-                    let id = kept.iter().rev().nth(*back).map_or(999, |point| point.snapshot_id);
-                    let acquired =
-                        store.acquire_lease(&format!("l{lease}"), 100, &[(bucket(), id)]);
-                    acquired.map_err(|e| e.to_string())?.cleanup
-                }
-                LeaseStep::Release { lease } => store
-                    .release_lease(&format!("l{lease}"), &[bucket()])
-                    .map_err(|e| e.to_string())?,
-                LeaseStep::Drop { lease } => {
-                    store.drop_lease(&format!("l{lease}")).map_err(|e| e.to_string())?
-                }
-                LeaseStep::Renew { lease } => {
-                    let renewed = store.acquire_lease(&format!("l{lease}"), 100, &[]);
-                    renewed.map_err(|e| e.to_string())?.cleanup
-                }
-                LeaseStep::Expire { ms } => {
-                    clock.set(clock.now_wall_ms() + ms);
-                    store.expire_leases()
-                }
-            };
+            let cleanup = run_lease_step(&store, &clock, step).map_err(|e| e.to_string())?;
             deleted.extend(cleanup.paths);
             leases.check()?;
-            let needed = store.bucket(bucket()).map(|b| b.needed_paths()).unwrap_or_default();
-            if let Some(path) = needed.intersection(&deleted).next() {
-                return Err(format!("{path} was deleted but a kept snapshot needs it ({step:?})"));
+            for in_bucket in [lease_bucket(0), lease_bucket(1)] {
+                let needed = store.bucket(in_bucket).map(|b| b.needed_paths()).unwrap_or_default();
+                if let Some(path) = needed.intersection(&deleted).next() {
+                    return Err(format!(
+                        "{path} was deleted but a kept snapshot needs it ({step:?})"
+                    ));
+                }
+                let kept = store.kept(in_bucket);
+                let leased = leases.leased_snapshot_ids(in_bucket);
+                let outside = &kept[..kept.len().saturating_sub(retained)];
+                if let Some(unleased) = outside.iter().find(|s| !leased.contains(&s.snapshot_id)) {
+                    return Err(format!("{} kept past retention, unleased", unleased.snapshot_id));
+                }
             }
             for (lease_id, lease) in leases.leases() {
                 for (pinned_bucket, snapshot_id) in lease.pins() {
@@ -1318,15 +1362,13 @@ pub(crate) mod tests {
                     }
                 }
             }
-            let leased_outside = store.kept(bucket()).len().saturating_sub(retained);
-            if leased_outside > leases.gauges().leased_snapshot_count {
-                return Err(format!("{leased_outside} unleased snapshots kept past retention"));
-            }
         }
-        let before = (leases.leases(), store.kept(bucket()));
+        let kept_all =
+            |store: &SnapshotStore| [store.kept(lease_bucket(0)), store.kept(lease_bucket(1))];
+        let before = (leases.leases(), kept_all(&store));
         drop((store, leases));
         let (store, leases, _clock) = leased_store(&fs, retained, mutants);
-        if (leases.leases(), store.kept(bucket())) != before {
+        if (leases.leases(), kept_all(&store)) != before {
             return Err("a reopen found other leases or snapshots".into());
         }
         Ok(())
@@ -1414,16 +1456,20 @@ pub(crate) mod tests {
     #[cfg(feature = "mutants")]
     #[test]
     fn each_lease_mutant_fails_a_lease_check() {
-        use LeaseStep::{Acquire, Commit, Expire, Release};
+        use LeaseStep::{Acquire, Expire};
         let on = |mutant: Mutant| Mutants::NONE.with(mutant);
         let caught = |mutant: Mutant, steps: &[LeaseStep]| {
             assert_eq!(check_lease_steps(steps, 1, Mutants::NONE), Ok(()), "{mutant:?} off");
             assert!(check_lease_steps(steps, 1, on(mutant)).is_err(), "{mutant:?} not caught");
         };
-        let pin = Acquire { lease: 0, back: 0 };
-        caught(Mutant::LeaseExpiryKeepsRefcount, &[Commit, pin.clone(), Expire { ms: 101 }]);
-        caught(Mutant::LeaseReacquireKeepsOldPin, &[Commit, pin.clone(), Commit, pin.clone()]);
-        caught(Mutant::LeaseReleaseKeepsEmptyTable, &[Commit, pin, Release { lease: 0 }]);
+        let pin = Acquire { lease: 0, bucket: 0, back: 0 };
+        let commit = LeaseStep::Commit { bucket: 0 };
+        let release = LeaseStep::Release { lease: 0, bucket: 0 };
+        let expire = Expire { ms: 101 };
+        caught(Mutant::LeaseExpiryKeepsRefcount, &[commit.clone(), pin.clone(), expire]);
+        let moved = [commit.clone(), pin.clone(), commit.clone(), pin.clone()];
+        caught(Mutant::LeaseReacquireKeepsOldPin, &moved);
+        caught(Mutant::LeaseReleaseKeepsEmptyTable, &[commit, pin, release]);
         assert!(lease_tests::check_expiry_is_strict(on(Mutant::LeaseExpiresAtDeadline)).is_err());
         for mutant in [Mutant::LeaseAppliedBeforePersist, Mutant::LeaseRenamedWithoutSync] {
             assert!(lease_tests::check_crash_at_any_step(on(mutant)).is_err(), "{mutant:?}");

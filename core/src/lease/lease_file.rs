@@ -110,7 +110,9 @@ mod tests {
 
     proptest! {
         #[test]
-        fn the_decoder_never_panics_on_any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+        fn the_decoder_never_panics_on_any_bytes(
+            bytes in proptest::collection::vec(any::<u8>(), 0..256),
+        ) {
             let _ = decode_lease_file(&bytes);
         }
     }

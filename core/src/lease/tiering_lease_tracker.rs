@@ -67,7 +67,8 @@ impl TieringLeaseTracker {
                 unavailable
             }
             Err(error) => {
-                tracing::error!(%error, table_id, "failed to lease kv snapshots; tiering unprotected");
+                let message = "failed to lease kv snapshots; tiering unprotected";
+                tracing::error!(%error, table_id, "{message}");
                 Vec::new()
             }
         }
@@ -93,7 +94,8 @@ impl TieringLeaseTracker {
 }
 
 fn log_release_failure(table_id: i64, error: &LeaseClientError) {
-    tracing::error!(%error, table_id, "failed to release kv snapshots; the lease will expire naturally");
+    let message = "failed to release kv snapshots; the lease will expire naturally";
+    tracing::error!(%error, table_id, "{message}");
 }
 
 #[cfg(all(test, not(feature = "shuttle")))]

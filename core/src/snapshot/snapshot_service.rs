@@ -157,6 +157,14 @@ impl SnapshotService {
                 let segment = manifest.segment_holding(*offset).cloned().map(Box::new);
                 (Response::RemoteLogSegment(segment), Cleanup::default())
             }
+            _ => return self.handle_lease(request),
+        };
+        Some(answer)
+    }
+
+    /// The lease requests of [`SnapshotService::handle`].
+    fn handle_lease(&self, request: &Request) -> Option<(Response, Cleanup)> {
+        let answer = match request {
             Request::AcquireKvSnapshotLease { lease_id, duration_ms, snapshots } => {
                 let acquired = self
                     .check_lease_tables(snapshots.iter().map(|(bucket, _)| bucket.table_id))

@@ -1290,7 +1290,8 @@ pub(crate) mod tests {
             3 => bucket.clone().prop_map(|bucket| LeaseStep::Commit { bucket }),
             3 => (lease.clone(), bucket.clone(), 0usize..5)
                 .prop_map(|(lease, bucket, back)| LeaseStep::Acquire { lease, bucket, back }),
-            1 => (lease.clone(), bucket).prop_map(|(lease, bucket)| LeaseStep::Release { lease, bucket }),
+            1 => (lease.clone(), bucket)
+                .prop_map(|(lease, bucket)| LeaseStep::Release { lease, bucket }),
             1 => lease.clone().prop_map(|lease| LeaseStep::Drop { lease }),
             1 => lease.prop_map(|lease| LeaseStep::Renew { lease }),
             1 => (0u64..150).prop_map(|ms| LeaseStep::Expire { ms }),

@@ -11,6 +11,7 @@ pub mod engine;
 pub mod env;
 pub mod error;
 pub mod kv;
+pub mod lease;
 pub mod ledger;
 pub mod log;
 pub mod message;

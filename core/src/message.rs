@@ -6,6 +6,7 @@
 use bytes::Bytes;
 
 use crate::error::ApiError;
+use crate::lease::LeaseError;
 use crate::log::{LogBatch, WriterBatch};
 use crate::snapshot::{CompletedSnapshot, SnapshotStoreError};
 use crate::table_bucket::TableBucket;
@@ -77,6 +78,20 @@ pub enum Request {
     /// Leader → coordinator: the tiered segment that holds `offset` (a fetch below the local
     /// log start is served from it).
     GetRemoteLogSegment { bucket: TableBucket, offset: u64 },
+    /// Client → coordinator: pin each `(bucket, snapshot id)` under `lease_id` and set the
+    /// lease's expiration to now + `duration_ms` (Fluss's AcquireKvSnapshotLease, 1056; with
+    /// no snapshots, a renewal). Answered `KvSnapshotLeaseAcquired`.
+    AcquireKvSnapshotLease {
+        lease_id: String,
+        duration_ms: u64,
+        snapshots: Vec<(TableBucket, u64)>,
+    },
+    /// Client → coordinator: unpin `buckets` of `lease_id` (ReleaseKvSnapshotLease, 1057).
+    /// Unknown leases and buckets are no-ops. Answered `Ok`.
+    ReleaseKvSnapshotLease { lease_id: String, buckets: Vec<TableBucket> },
+    /// Client → coordinator: drop `lease_id` (DropKvSnapshotLease, 1058); unknown: a no-op.
+    /// Answered `Ok`.
+    DropKvSnapshotLease { lease_id: String },
 }
 
 /// Which offset ListOffsets asks for.
@@ -152,6 +167,9 @@ impl Request {
             Request::CommitRemoteLogSegment { .. } => "commit_remote_log_segment",
             Request::GetRemoteLogEnd { .. } => "get_remote_log_end",
             Request::GetRemoteLogSegment { .. } => "get_remote_log_segment",
+            Request::AcquireKvSnapshotLease { .. } => "acquire_kv_snapshot_lease",
+            Request::ReleaseKvSnapshotLease { .. } => "release_kv_snapshot_lease",
+            Request::DropKvSnapshotLease { .. } => "drop_kv_snapshot_lease",
         }
     }
 
@@ -174,7 +192,10 @@ impl Request {
             Request::CommitKvSnapshot { snapshot } => Some(snapshot.bucket),
             Request::CommitRemoteLogSegment { segment } => Some(segment.bucket),
             Request::ScanKv(request) => request.bucket_scan_req.as_ref().map(|open| open.bucket),
-            Request::Metadata => None,
+            Request::Metadata
+            | Request::AcquireKvSnapshotLease { .. }
+            | Request::ReleaseKvSnapshotLease { .. }
+            | Request::DropKvSnapshotLease { .. } => None,
         }
     }
 }
@@ -197,6 +218,8 @@ impl Response {
             Response::RemoteLogEnd { .. } => "remote_log_end",
             Response::RemoteLogSegment(_) => "remote_log_segment",
             Response::RemoteLogRefused(_) => "remote_log_refused",
+            Response::KvSnapshotLeaseAcquired { .. } => "kv_snapshot_lease_acquired",
+            Response::KvSnapshotLeaseRefused(_) => "kv_snapshot_lease_refused",
             Response::Error(_) => "error",
         }
     }
@@ -254,5 +277,13 @@ pub enum Response {
     RemoteLogSegment(Option<Box<RemoteLogSegment>>),
     /// The coordinator's remote-log store refused or failed.
     RemoteLogRefused(RemoteLogStoreError),
+    /// A lease acquired (or renewed): the requested pairs that are not kept, which it does
+    /// not pin (Fluss's `unavailable_snapshots`).
+    KvSnapshotLeaseAcquired {
+        unavailable: Vec<(TableBucket, u64)>,
+    },
+    /// A lease request refused or failed (`LeaseError::api_error` is its wire form; its
+    /// verdict says whether to ask again).
+    KvSnapshotLeaseRefused(LeaseError),
     Error(ApiError),
 }

@@ -151,6 +151,23 @@ pub enum Mutant {
     /// The fetcher's prefetch window is not bounded by `prefetch_num`: downloads run ahead of
     /// the consumer as far as the download threads go.
     FetcherWindowUnbounded,
+    /// The lease expiry check drops expired leases without decrementing the reference counts
+    /// of their pins, so their snapshots stay "leased" for ever.
+    LeaseExpiryKeepsRefcount,
+    /// Re-acquiring a bucket pins the new snapshot without unpinning the old one.
+    LeaseReacquireKeepsOldPin,
+    /// Releasing a table's last pinned bucket leaves the table's entry in the lease, so a
+    /// lease whose last bucket goes is not dropped.
+    LeaseReleaseKeepsEmptyTable,
+    /// An acquire changes the pins in memory, which retention consults, before the lease's new
+    /// file is durable: a failed write leaves a moved pin that the disk does not have.
+    LeaseAppliedBeforePersist,
+    /// The expiry check drops a lease at the millisecond it expires (`<=` for Fluss's `<`).
+    LeaseExpiresAtDeadline,
+    /// A lease's new file is renamed into place without a sync, so a crash after the
+    /// acknowledgement loses what the acquire wrote (a restart loses the leases acquired since
+    /// their last durable write).
+    LeaseRenamedWithoutSync,
 }
 
 impl Mutant {
@@ -206,6 +223,12 @@ impl Mutant {
         Mutant::FetcherNoRetry,
         Mutant::FetcherSlotLeakedOnFailure,
         Mutant::FetcherWindowUnbounded,
+        Mutant::LeaseExpiryKeepsRefcount,
+        Mutant::LeaseReacquireKeepsOldPin,
+        Mutant::LeaseReleaseKeepsEmptyTable,
+        Mutant::LeaseAppliedBeforePersist,
+        Mutant::LeaseExpiresAtDeadline,
+        Mutant::LeaseRenamedWithoutSync,
     ];
 
     /// The mutants that only real preemption reaches: two critical sections with no await
@@ -219,7 +242,8 @@ impl Mutant {
     ];
 
     /// The mutants of components the simulated node does not run yet: recovery's
-    /// `RemoteLogFetcher` (`crate::recovery`) is not wired into a replica's rebuild. The
+    /// `RemoteLogFetcher` (`crate::recovery`) is not wired into a replica's rebuild, and no
+    /// simulated client holds KV snapshot leases (`crate::lease`) yet. The
     /// shuttle harness (`core/tests/shuttle`) and core's unit tests catch these; the
     /// simulator's sweep skips them.
     pub const OUTSIDE_SIMULATION: &'static [Mutant] = &[
@@ -230,6 +254,12 @@ impl Mutant {
         Mutant::FetcherNoRetry,
         Mutant::FetcherSlotLeakedOnFailure,
         Mutant::FetcherWindowUnbounded,
+        Mutant::LeaseExpiryKeepsRefcount,
+        Mutant::LeaseReacquireKeepsOldPin,
+        Mutant::LeaseReleaseKeepsEmptyTable,
+        Mutant::LeaseAppliedBeforePersist,
+        Mutant::LeaseExpiresAtDeadline,
+        Mutant::LeaseRenamedWithoutSync,
     ];
 
     pub fn name(self) -> &'static str {
@@ -287,6 +317,12 @@ impl Mutant {
             Mutant::FetcherNoRetry => "fetcher-no-retry",
             Mutant::FetcherSlotLeakedOnFailure => "fetcher-slot-leaked-on-failure",
             Mutant::FetcherWindowUnbounded => "fetcher-window-unbounded",
+            Mutant::LeaseExpiryKeepsRefcount => "lease-expiry-keeps-refcount",
+            Mutant::LeaseReacquireKeepsOldPin => "lease-reacquire-keeps-old-pin",
+            Mutant::LeaseReleaseKeepsEmptyTable => "lease-release-keeps-empty-table",
+            Mutant::LeaseAppliedBeforePersist => "lease-applied-before-persist",
+            Mutant::LeaseExpiresAtDeadline => "lease-expires-at-deadline",
+            Mutant::LeaseRenamedWithoutSync => "lease-renamed-without-sync",
         }
     }
 

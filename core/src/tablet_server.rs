@@ -579,7 +579,10 @@ impl TabletServer {
             | Request::GetLatestKvSnapshot { .. }
             | Request::CommitRemoteLogSegment { .. }
             | Request::GetRemoteLogEnd { .. }
-            | Request::GetRemoteLogSegment { .. } => Err(KvError::NotLeader(format!(
+            | Request::GetRemoteLogSegment { .. }
+            | Request::AcquireKvSnapshotLease { .. }
+            | Request::ReleaseKvSnapshotLease { .. }
+            | Request::DropKvSnapshotLease { .. } => Err(KvError::NotLeader(format!(
                 "{} is served by the coordinator, not a tablet server",
                 request.kind()
             ))),

@@ -1,6 +1,6 @@
 //! KV snapshots: the record of a completed snapshot and its remote layout, and the
 //! coordinator's store of every bucket's snapshots with retention and the rule for which
-//! remote files may be deleted.
+//! remote files may be deleted, which respects the KV snapshot leases of `crate::lease`.
 
 pub mod completed_snapshot;
 pub mod rpc_snapshot_committer;
@@ -12,8 +12,8 @@ pub mod snapshot_uploader;
 pub use completed_snapshot::{CompletedSnapshot, SnapshotDecodeError, SnapshotFile};
 pub use snapshot_schedule::{run_snapshot_loop, SnapshotSchedule, SNAPSHOT_INTERVAL_MS_DEFAULT};
 pub use snapshot_store::{
-    BucketSnapshots, Cleanup, CommitRefusal, SnapshotPoint, SnapshotStore, SnapshotStoreConfig,
-    SnapshotStoreError,
+    BucketSnapshots, Cleanup, CommitRefusal, LeaseAcquired, SnapshotPoint, SnapshotStore,
+    SnapshotStoreConfig, SnapshotStoreError,
 };
 pub use snapshot_uploader::{
     take_snapshot, CommitterError, SnapshotCommitter, SnapshotError, SnapshotUploadConfig,

@@ -1,16 +1,21 @@
 //! The coordinator's KV-snapshot requests: ids, commits fenced by the bucket's current leader
-//! epoch, and the deletion of what the store says may go. Runs in the simulator's coordinator
-//! and in the production node alike.
+//! epoch, KV snapshot leases (acquire, release, drop, and the expiry check as a tick), and the
+//! deletion of what the store says may go. Runs in the simulator's coordinator and in the
+//! production node alike.
 
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
 
+use std::collections::BTreeSet;
+
 use crate::env::{Clock, RemoteStorage};
 use crate::error::{ApiError, ErrorCode};
+use crate::lease::{LeaseError, LeaseExpirySweeper, LeaseGauges};
 use crate::message::{Request, Response};
 use crate::snapshot::snapshot_store::{Cleanup, SnapshotStore, SnapshotStoreError};
+use crate::sync::Mutex;
 use crate::table_bucket::TableBucket;
 use crate::tiering::RemoteLogStore;
 
@@ -23,6 +28,11 @@ const DELETE_BACKOFF_MS_MAX: u64 = 5_000;
 /// does not know (dropped).
 pub type LeaderEpochOf = Arc<dyn Fn(TableBucket) -> Option<u32> + Send + Sync>;
 
+/// Fluss's `validateKvTable` for a table a lease request names: an unknown table is
+/// `LeaseError::UnknownTable` (21), one without a primary key `LeaseError::NonPrimaryKeyTable`
+/// (20). The coordinator's catalog answers it.
+pub type LeaseTableCheck = Arc<dyn Fn(i64) -> Result<(), LeaseError> + Send + Sync>;
+
 pub struct SnapshotService {
     store: Arc<SnapshotStore>,
     /// The remote-log manifests, when the coordinator records tiered changelogs.
@@ -30,6 +40,10 @@ pub struct SnapshotService {
     remote: Arc<dyn RemoteStorage>,
     clock: Arc<dyn Clock>,
     leader_epoch_of: LeaderEpochOf,
+    /// Checks the tables of lease requests; `None`: every table is taken as a KV table.
+    lease_table_check: Option<LeaseTableCheck>,
+    /// The lease expiry check's schedule, started at the first tick.
+    lease_sweeper: Mutex<Option<LeaseExpirySweeper>>,
 }
 
 impl SnapshotService {
@@ -39,7 +53,22 @@ impl SnapshotService {
         clock: Arc<dyn Clock>,
         leader_epoch_of: LeaderEpochOf,
     ) -> Self {
-        SnapshotService { store, remote_logs: None, remote, clock, leader_epoch_of }
+        SnapshotService {
+            store,
+            remote_logs: None,
+            remote,
+            clock,
+            leader_epoch_of,
+            lease_table_check: None,
+            lease_sweeper: Mutex::new(None),
+        }
+    }
+
+    /// Checks every table a lease request names with `check` (the leases themselves are the
+    /// store's: `SnapshotStore::open_with_leases`).
+    pub fn with_lease_table_check(mut self, check: LeaseTableCheck) -> Self {
+        self.lease_table_check = Some(check);
+        self
     }
 
     /// Also answers the tiering requests, from `remote_logs`.
@@ -66,6 +95,9 @@ impl SnapshotService {
                 | Request::CommitRemoteLogSegment { .. }
                 | Request::GetRemoteLogEnd { .. }
                 | Request::GetRemoteLogSegment { .. }
+                | Request::AcquireKvSnapshotLease { .. }
+                | Request::ReleaseKvSnapshotLease { .. }
+                | Request::DropKvSnapshotLease { .. }
         )
     }
 
@@ -125,9 +157,87 @@ impl SnapshotService {
                 let segment = manifest.segment_holding(*offset).cloned().map(Box::new);
                 (Response::RemoteLogSegment(segment), Cleanup::default())
             }
+            _ => return self.handle_lease(request),
+        };
+        Some(answer)
+    }
+
+    /// The lease requests of [`SnapshotService::handle`].
+    fn handle_lease(&self, request: &Request) -> Option<(Response, Cleanup)> {
+        let answer = match request {
+            Request::AcquireKvSnapshotLease { lease_id, duration_ms, snapshots } => {
+                let acquired = self
+                    .check_lease_tables(snapshots.iter().map(|(bucket, _)| bucket.table_id))
+                    .and_then(|()| self.store.acquire_lease(lease_id, *duration_ms, snapshots));
+                match acquired {
+                    Ok(acquired) => (
+                        Response::KvSnapshotLeaseAcquired { unavailable: acquired.unavailable },
+                        acquired.cleanup,
+                    ),
+                    Err(error) => lease_refused(error),
+                }
+            }
+            Request::ReleaseKvSnapshotLease { lease_id, buckets } => {
+                let released = self
+                    .check_lease_tables(buckets.iter().map(|bucket| bucket.table_id))
+                    .and_then(|()| self.store.release_lease(lease_id, buckets));
+                match released {
+                    Ok(cleanup) => (Response::Ok, cleanup),
+                    Err(error) => lease_refused(error),
+                }
+            }
+            Request::DropKvSnapshotLease { lease_id } => match self.store.drop_lease(lease_id) {
+                Ok(cleanup) => (Response::Ok, cleanup),
+                Err(error) => lease_refused(error),
+            },
             _ => return None,
         };
         Some(answer)
+    }
+
+    /// The lease expiry check's tick (`kv.snapshot.lease.expiration-check-interval`): when the
+    /// check is due, drops the expired leases and returns what their snapshots let go of, for
+    /// the caller to delete (with [`SnapshotService::delete`]). It syncs files: blocking work.
+    /// The coordinator's loop sleeps until [`SnapshotService::next_lease_check_mono_ms`]
+    /// between ticks; a tick before then does nothing.
+    pub fn tick_lease_expiry(&self) -> Cleanup {
+        let Some(leases) = self.store.leases() else { return Cleanup::default() };
+        let now_mono_ms = self.clock.now_mono_ms();
+        let interval_ms = leases.config().expiration_check_interval_ms;
+        let due = {
+            let mut sweeper = self.lock_sweeper();
+            sweeper
+                .get_or_insert_with(|| LeaseExpirySweeper::new(interval_ms, now_mono_ms))
+                .tick(now_mono_ms)
+        };
+        if !due {
+            return Cleanup::default();
+        }
+        self.store.expire_leases()
+    }
+
+    /// When the lease expiry check is next due (now, before the first tick); `None` for a
+    /// coordinator without leases.
+    pub fn next_lease_check_mono_ms(&self) -> Option<u64> {
+        self.store.leases()?;
+        let sweeper = self.lock_sweeper();
+        Some(sweeper.map_or_else(|| self.clock.now_mono_ms(), |s| s.next_check_mono_ms()))
+    }
+
+    /// The lease gauges (`kvSnapshotLeaseCount`, `leasedKvSnapshotCount`, and the distinct
+    /// leased snapshots); `None` for a coordinator without leases.
+    pub fn lease_gauges(&self) -> Option<LeaseGauges> {
+        self.store.leases().map(|leases| leases.gauges())
+    }
+
+    fn check_lease_tables(&self, table_ids: impl Iterator<Item = i64>) -> Result<(), LeaseError> {
+        let Some(check) = &self.lease_table_check else { return Ok(()) };
+        table_ids.collect::<BTreeSet<i64>>().into_iter().try_for_each(|table_id| check(table_id))
+    }
+
+    /// Poisoning is harmless: the sweeper is a schedule of two numbers, replaced whole.
+    fn lock_sweeper(&self) -> crate::sync::MutexGuard<'_, Option<LeaseExpirySweeper>> {
+        self.lease_sweeper.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Deletes `cleanup`'s remote objects, each retried with backoff on transient failures.
@@ -135,6 +245,10 @@ impl SnapshotService {
     pub fn delete(&self, cleanup: Cleanup) -> BoxFuture<'static, Vec<String>> {
         delete_remote_objects(self.remote.clone(), self.clock.clone(), cleanup.paths)
     }
+}
+
+fn lease_refused(error: LeaseError) -> (Response, Cleanup) {
+    (Response::KvSnapshotLeaseRefused(error), Cleanup::default())
 }
 
 fn no_tiering() -> (Response, Cleanup) {
@@ -175,4 +289,97 @@ pub fn delete_remote_objects(
         left
     }
     .boxed()
+}
+
+#[cfg(all(test, not(feature = "shuttle")))]
+mod tests {
+    use super::*;
+    use crate::engine::mem_engine::test_fs::TestFs;
+    use crate::lease::lease_manager::tests::{open as open_leases, TestClock};
+    use crate::mutant::Mutants;
+    use crate::recovery::test_remote::MemRemote;
+    use crate::snapshot::SnapshotStoreConfig;
+
+    const KV_TABLE: i64 = 7;
+    const LOG_TABLE: i64 = 8;
+
+    fn service() -> (SnapshotService, Arc<TestClock>) {
+        let fs = Arc::new(TestFs::default());
+        let clock = TestClock::at(1_000);
+        let leases = Arc::new(open_leases(fs.clone(), clock.clone(), Mutants::NONE).expect("open"));
+        let store = SnapshotStore::open_with_leases(
+            fs,
+            "coordinator/kv-snapshots".into(),
+            SnapshotStoreConfig::default(),
+            leases,
+        )
+        .expect("open");
+        let remote = Arc::new(MemRemote::new(clock.clone()));
+        let check: LeaseTableCheck = Arc::new(|table_id| match table_id {
+            KV_TABLE => Ok(()),
+            LOG_TABLE => Err(LeaseError::NonPrimaryKeyTable { table_id }),
+            _ => Err(LeaseError::UnknownTable { table_id }),
+        });
+        let service =
+            SnapshotService::new(Arc::new(store), remote, clock.clone(), Arc::new(|_| Some(1)))
+                .with_lease_table_check(check);
+        (service, clock)
+    }
+
+    fn answer(service: &SnapshotService, request: Request) -> Response {
+        assert!(SnapshotService::serves(&request));
+        service.handle(&request).expect("a lease request is served").0
+    }
+
+    fn acquire(lease_id: &str, table_id: i64) -> Request {
+        Request::AcquireKvSnapshotLease {
+            lease_id: lease_id.into(),
+            duration_ms: 100,
+            snapshots: vec![(TableBucket::new(table_id, 0), 1)],
+        }
+    }
+
+    #[test]
+    fn lease_requests_are_answered_and_tables_checked_with_flusss_codes() {
+        let (service, _clock) = service();
+        let unavailable = vec![(TableBucket::new(KV_TABLE, 0), 1)];
+        assert_eq!(
+            answer(&service, acquire("a", KV_TABLE)),
+            Response::KvSnapshotLeaseAcquired { unavailable },
+            "nothing committed yet"
+        );
+        let code = |response: Response| match response {
+            Response::KvSnapshotLeaseRefused(error) => error.api_error().code.wire_code(),
+            other => panic!("answered {other:?}"),
+        };
+        assert_eq!(code(answer(&service, acquire("a", LOG_TABLE))), 20);
+        assert_eq!(code(answer(&service, acquire("a", 99))), 21);
+        let release = Request::ReleaseKvSnapshotLease {
+            lease_id: "a".into(),
+            buckets: vec![TableBucket::new(99, 0)],
+        };
+        assert_eq!(code(answer(&service, release)), 21);
+        let gauges = service.lease_gauges().expect("leases are kept");
+        assert_eq!(gauges.lease_count, 1, "the renewal of the first acquire created it");
+        let drop = Request::DropKvSnapshotLease { lease_id: "a".into() };
+        assert_eq!(answer(&service, drop.clone()), Response::Ok);
+        assert_eq!(answer(&service, drop), Response::Ok, "an unknown lease");
+        assert_eq!(service.lease_gauges().map(|g| g.lease_count), Some(0));
+    }
+
+    #[test]
+    fn the_expiry_check_runs_at_the_first_tick_and_then_once_per_interval() {
+        let (service, clock) = service();
+        assert_eq!(service.next_lease_check_mono_ms(), Some(1_000));
+        answer(&service, acquire("a", KV_TABLE));
+        assert!(service.tick_lease_expiry().is_empty());
+        let interval_ms = crate::lease::EXPIRATION_CHECK_INTERVAL_MS_DEFAULT;
+        assert_eq!(service.next_lease_check_mono_ms(), Some(1_000 + interval_ms));
+        clock.set(5_000);
+        service.tick_lease_expiry();
+        assert_eq!(service.lease_gauges().map(|g| g.lease_count), Some(1), "not due yet");
+        clock.set(1_000 + interval_ms);
+        service.tick_lease_expiry();
+        assert_eq!(service.lease_gauges().map(|g| g.lease_count), Some(0), "expired");
+    }
 }

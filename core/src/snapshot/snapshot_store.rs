@@ -14,7 +14,19 @@
 //! - **Reuse.** A snapshot may reuse a shared file uploaded by an earlier one only while a
 //!   kept snapshot lists it; otherwise the file may already be deleted and the commit is
 //!   refused.
-//! - **Retention.** The latest `num_retained` snapshots are kept; older ones are dropped.
+//! - **Retention** ([`SnapshotStore::retain`], the one rule). The latest `num_retained`
+//!   snapshots are kept, and so is every older one that a KV snapshot lease pins (Fluss's
+//!   "still in use" snapshots); the others are dropped. "Kept" is both: retained ∪ leased,
+//!   which is what ListKvSnapshots answers, what a commit may reuse files of, and what the
+//!   orphan sweep spares. Retention runs at every commit and, unlike Fluss (which waits for
+//!   the bucket's next commit), as soon as a lease lets go of a snapshot (release, drop,
+//!   expiry, or a re-acquire that moves the pin).
+//! - **Leases** ([`SnapshotStore::acquire_lease`] and its siblings). Every lease operation
+//!   runs under the store's lock, in which retention decides: a pin and a retention
+//!   decision never interleave, so a snapshot found kept when it is pinned is not dropped
+//!   by a commit deciding at the same time. The lease manager makes a change durable before
+//!   it changes the counts retention reads; retention then persists the bucket's new record
+//!   before its cleanup is handed out.
 //! - **Which files may go.** A file may be deleted only when no kept snapshot lists it
 //!   ([`Cleanup`] is computed by the store and by nothing else). The caller deletes the
 //!   listed remote objects after the new state is durable; a deletion that fails leaves an
@@ -28,6 +40,8 @@ use std::sync::Arc;
 
 use crate::byte_reader::{ByteReader, ByteWriter};
 use crate::env::{FsError, LocalFs, RemoteObject};
+use crate::lease::lease_config::LEASED_SNAPSHOTS_PER_BUCKET_MAX;
+use crate::lease::{KvSnapshotLeaseManager, LeaseError, Unpinned};
 use crate::mutant::{Mutant, Mutants};
 use crate::snapshot::completed_snapshot::{
     decode_bucket, encode_bucket, frame_with_magic, snapshot_dir, snapshot_id_of_path,
@@ -38,8 +52,11 @@ use crate::table_bucket::TableBucket;
 
 /// Fluss's `kv.snapshot.num-retained`.
 pub const NUM_RETAINED_DEFAULT: usize = 2;
-/// A bucket's file holds at most this many snapshots (retained ones, and later leased ones).
+/// A bucket's file holds at most this many snapshots (retained ones, and leased ones).
 const BUCKET_SNAPSHOTS_MAX: usize = 1_024;
+/// `num_retained` at most: a bucket keeps its retained snapshots plus at most
+/// `LEASED_SNAPSHOTS_PER_BUCKET_MAX` leased ones, and the new one a commit adds.
+pub const NUM_RETAINED_MAX: usize = BUCKET_SNAPSHOTS_MAX - LEASED_SNAPSHOTS_PER_BUCKET_MAX - 1;
 const MAGIC: &[u8; 8] = b"KVTSNAPS";
 const BUCKET_FILE_SUFFIX: &str = ".snapshots";
 const TEMP_SUFFIX: &str = ".tmp";
@@ -82,6 +99,9 @@ pub enum SnapshotStoreError {
     /// A bucket file failed its checks when the store was opened.
     #[error("snapshot store file {path} is damaged: {detail}")]
     Corrupt { path: String, detail: String },
+    /// The store cannot run with this configuration (`kv.snapshot.num-retained` out of range).
+    #[error("invalid snapshot store configuration: {detail}")]
+    InvalidConfig { detail: String },
 }
 
 impl SnapshotStoreError {
@@ -108,6 +128,15 @@ impl Cleanup {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommitRefusal {
     pub error: SnapshotStoreError,
+    pub cleanup: Cleanup,
+}
+
+/// An acquire's answer: the requested pairs that are not kept (never committed, dropped by
+/// retention, or of a bucket without snapshots), which the lease does not pin (Fluss answers
+/// none and pins them all); and what the pins it moved let go of.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeaseAcquired {
+    pub unavailable: Vec<(TableBucket, u64)>,
     pub cleanup: Cleanup,
 }
 
@@ -171,6 +200,9 @@ pub struct SnapshotStore {
     fs: Arc<dyn LocalFs>,
     dir: String,
     config: SnapshotStoreConfig,
+    /// The leases retention respects; `None`: a store without leases (retention keeps the
+    /// latest `num_retained` only).
+    leases: Option<Arc<KvSnapshotLeaseManager>>,
     buckets: Mutex<BTreeMap<TableBucket, BucketSnapshots>>,
 }
 
@@ -189,7 +221,33 @@ impl SnapshotStore {
         dir: String,
         config: SnapshotStoreConfig,
     ) -> Result<SnapshotStore, SnapshotStoreError> {
-        assert!(config.num_retained >= 1, "num_retained must be at least 1");
+        SnapshotStore::open_inner(fs, dir, config, None)
+    }
+
+    /// [`SnapshotStore::open`] with the leases its retention respects (opened first: a
+    /// snapshot a lease pins outside the retention window is in the store's file, and stays).
+    /// The caller runs [`SnapshotStore::apply_retention`] once at start-up, for the snapshots
+    /// whose last lease went just before a crash.
+    pub fn open_with_leases(
+        fs: Arc<dyn LocalFs>,
+        dir: String,
+        config: SnapshotStoreConfig,
+        leases: Arc<KvSnapshotLeaseManager>,
+    ) -> Result<SnapshotStore, SnapshotStoreError> {
+        SnapshotStore::open_inner(fs, dir, config, Some(leases))
+    }
+
+    fn open_inner(
+        fs: Arc<dyn LocalFs>,
+        dir: String,
+        config: SnapshotStoreConfig,
+        leases: Option<Arc<KvSnapshotLeaseManager>>,
+    ) -> Result<SnapshotStore, SnapshotStoreError> {
+        if config.num_retained == 0 || config.num_retained > NUM_RETAINED_MAX {
+            let detail =
+                format!("num_retained {} is not in 1..={NUM_RETAINED_MAX}", config.num_retained);
+            return Err(SnapshotStoreError::InvalidConfig { detail });
+        }
         fs.create_dir_all(&dir).map_err(SnapshotStoreError::Io)?;
         let mut buckets = BTreeMap::new();
         for name in fs.list_dir(&dir).map_err(SnapshotStoreError::Io)? {
@@ -209,7 +267,7 @@ impl SnapshotStore {
             }
             buckets.insert(bucket, snapshots);
         }
-        Ok(SnapshotStore { fs, dir, config, buckets: Mutex::new(buckets) })
+        Ok(SnapshotStore { fs, dir, config, leases, buckets: Mutex::new(buckets) })
     }
 
     /// A new snapshot id for `bucket`, durable before it is returned.
@@ -282,8 +340,7 @@ impl SnapshotStore {
         let mut next = current.clone();
         next.floor_snapshot_id = snapshot_id + 1;
         next.kept.push(snapshot);
-        let dropped_count = next.kept.len().saturating_sub(self.config.num_retained);
-        let dropped: Vec<CompletedSnapshot> = next.kept.drain(..dropped_count).collect();
+        let dropped = self.retain(bucket, &mut next);
         let cleanup = if self.config.mutants.is_on(Mutant::SnapshotKeptFileDeleted) {
             BucketSnapshots::new().unneeded_paths_of(&dropped)
         } else {
@@ -328,18 +385,96 @@ impl SnapshotStore {
         Ok(cleanup)
     }
 
+    /// The leases retention respects, if the store keeps any.
+    pub fn leases(&self) -> Option<&Arc<KvSnapshotLeaseManager>> {
+        self.leases.as_ref()
+    }
+
+    /// Pins, under `lease_id`, each requested `(bucket, snapshot id)` that is kept, and
+    /// renews the lease to now + `duration_ms` (see [`KvSnapshotLeaseManager::acquire`]).
+    /// The others are answered unavailable and not pinned (the bucket's earlier pin in the
+    /// lease, if any, stays). Only the requested buckets are looked up. A pin the acquire
+    /// moves away lets go of its snapshot at once.
+    pub fn acquire_lease(
+        &self,
+        lease_id: &str,
+        duration_ms: u64,
+        pins: &[(TableBucket, u64)],
+    ) -> Result<LeaseAcquired, LeaseError> {
+        let leases = self.leases.as_ref().ok_or(LeaseError::NotServed)?;
+        let buckets_max = leases.config().buckets_per_lease_max;
+        if pins.len() > buckets_max {
+            let lease_id = lease_id.to_string();
+            return Err(LeaseError::TooManyBuckets { lease_id, buckets: pins.len(), buckets_max });
+        }
+        let mut buckets = self.lock();
+        let (available, unavailable): (Vec<_>, Vec<_>) =
+            pins.iter().partition(|(bucket, snapshot_id)| {
+                buckets.get(bucket).is_some_and(|record| {
+                    record.kept.iter().any(|kept| kept.snapshot_id == *snapshot_id)
+                })
+            });
+        let unpinned = leases.acquire(lease_id, duration_ms, &available)?;
+        let cleanup = self.retain_unpinned(&mut buckets, &unpinned);
+        Ok(LeaseAcquired { unavailable, cleanup })
+    }
+
+    /// Unpins `buckets` of `lease_id` (see [`KvSnapshotLeaseManager::release`]); the
+    /// snapshots no lease holds any more and that are outside the retention window go.
+    pub fn release_lease(
+        &self,
+        lease_id: &str,
+        buckets: &[TableBucket],
+    ) -> Result<Cleanup, LeaseError> {
+        let leases = self.leases.as_ref().ok_or(LeaseError::NotServed)?;
+        let mut records = self.lock();
+        let unpinned = leases.release(lease_id, buckets)?;
+        Ok(self.retain_unpinned(&mut records, &unpinned))
+    }
+
+    /// Drops `lease_id` (unknown: a no-op), as [`SnapshotStore::release_lease`] of every pin.
+    pub fn drop_lease(&self, lease_id: &str) -> Result<Cleanup, LeaseError> {
+        let leases = self.leases.as_ref().ok_or(LeaseError::NotServed)?;
+        let mut records = self.lock();
+        let unpinned = leases.drop_lease(lease_id)?;
+        Ok(self.retain_unpinned(&mut records, &unpinned))
+    }
+
+    /// Drops the expired leases (the lease expiry check), as [`SnapshotStore::drop_lease`].
+    pub fn expire_leases(&self) -> Cleanup {
+        let Some(leases) = &self.leases else { return Cleanup::default() };
+        let mut records = self.lock();
+        let expired = leases.expire();
+        if !expired.lease_ids.is_empty() {
+            tracing::info!(leases = ?expired.lease_ids, "kv snapshot leases expired");
+        }
+        self.retain_unpinned(&mut records, &expired.unpinned)
+    }
+
+    /// Runs retention over every bucket: at start-up, for the snapshots whose last lease went
+    /// just before a crash, before their bucket's retention ran. A bucket whose record cannot
+    /// be written keeps its snapshots and fails the call.
+    pub fn apply_retention(&self) -> Result<Cleanup, SnapshotStoreError> {
+        let mut buckets = self.lock();
+        let mut paths = BTreeSet::new();
+        for bucket in buckets.keys().copied().collect::<Vec<_>>() {
+            paths.extend(self.retain_bucket(&mut buckets, bucket)?.paths);
+        }
+        Ok(Cleanup { paths: paths.into_iter().collect() })
+    }
+
     /// The bucket's latest committed snapshot.
     pub fn latest(&self, bucket: TableBucket) -> Option<CompletedSnapshot> {
         self.lock().get(&bucket).and_then(|snapshots| snapshots.kept.last().cloned())
     }
 
-    /// The bucket's kept snapshots, oldest first.
+    /// The bucket's kept snapshots (retained and leased), oldest first.
     pub fn kept(&self, bucket: TableBucket) -> Vec<CompletedSnapshot> {
         self.lock().get(&bucket).map(|snapshots| snapshots.kept.clone()).unwrap_or_default()
     }
 
     /// The id and log offset of each of the bucket's kept snapshots, oldest first (without
-    /// their file lists).
+    /// their file lists): the retained ones and those a lease pins (ListKvSnapshots).
     pub fn kept_points(&self, bucket: TableBucket) -> Vec<SnapshotPoint> {
         self.lock()
             .get(&bucket)
@@ -434,6 +569,63 @@ impl SnapshotStore {
         orphans
     }
 
+    /// The one retention rule: of `next`'s kept snapshots, the latest `num_retained` stay and
+    /// so does every older one a lease pins; the rest are dropped and returned.
+    fn retain(&self, bucket: TableBucket, next: &mut BucketSnapshots) -> Vec<CompletedSnapshot> {
+        let leased = self
+            .leases
+            .as_ref()
+            .map(|leases| leases.leased_snapshot_ids(bucket))
+            .unwrap_or_default();
+        let window_start = next.kept.len().saturating_sub(self.config.num_retained);
+        let (kept, dropped): (Vec<_>, Vec<_>) =
+            next.kept.drain(..).enumerate().partition(|(index, snapshot)| {
+                *index >= window_start || leased.contains(&snapshot.snapshot_id)
+            });
+        next.kept = kept.into_iter().map(|(_, snapshot)| snapshot).collect();
+        assert!(next.kept.len() >= self.config.num_retained.min(next.kept.len() + dropped.len()));
+        dropped.into_iter().map(|(_, snapshot)| snapshot).collect()
+    }
+
+    /// Retention over one bucket's record, persisted when it drops anything.
+    fn retain_bucket(
+        &self,
+        buckets: &mut BTreeMap<TableBucket, BucketSnapshots>,
+        bucket: TableBucket,
+    ) -> Result<Cleanup, SnapshotStoreError> {
+        let Some(current) = buckets.get(&bucket) else { return Ok(Cleanup::default()) };
+        let mut next = current.clone();
+        let dropped = self.retain(bucket, &mut next);
+        if dropped.is_empty() {
+            return Ok(Cleanup::default());
+        }
+        let cleanup = next.unneeded_paths_of(&dropped);
+        self.persist(buckets, bucket, next)?;
+        Ok(cleanup)
+    }
+
+    /// Retention over the buckets of `unpinned` (what a lease operation let go of), once the
+    /// lease's change is durable. A bucket whose record cannot be written keeps its
+    /// snapshots until its next retention (a commit, another lease operation, or the
+    /// start-up's [`SnapshotStore::apply_retention`]): the lease operation itself succeeded.
+    fn retain_unpinned(
+        &self,
+        buckets: &mut BTreeMap<TableBucket, BucketSnapshots>,
+        unpinned: &[Unpinned],
+    ) -> Cleanup {
+        let touched: BTreeSet<TableBucket> = unpinned.iter().map(|(bucket, _)| *bucket).collect();
+        let mut paths = BTreeSet::new();
+        for bucket in touched {
+            match self.retain_bucket(buckets, bucket) {
+                Ok(cleanup) => paths.extend(cleanup.paths),
+                Err(error) => {
+                    tracing::warn!(%error, %bucket, "retention after a lease change failed")
+                }
+            }
+        }
+        Cleanup { paths: paths.into_iter().collect() }
+    }
+
     /// Writes `next` as the bucket's file (temp, sync, rename: the file on disk is the old
     /// record or the new one), then makes it the state in memory. On failure nothing changes.
     fn persist(
@@ -518,13 +710,16 @@ fn decode_bucket_file(bytes: &[u8]) -> Result<(TableBucket, BucketSnapshots), Sn
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use proptest::prelude::*;
 
     use super::*;
     use crate::engine::mem_engine::test_fs::TestFs;
+    use crate::env::Clock;
+    use crate::lease::lease_manager::tests::{self as lease_tests, TestClock};
+    use crate::lease::LeaseGauges;
     use crate::snapshot::completed_snapshot::{shared_file_path, SnapshotFile};
 
     const DIR: &str = "coordinator/snapshots";
@@ -915,6 +1110,370 @@ mod tests {
             let listed: Vec<RemoteObject> =
                 remote.iter().map(|path| RemoteObject { path: path.clone(), size_bytes: 1 }).collect();
             prop_assert!(store.orphans(bucket(), &listed).is_empty());
+        }
+    }
+
+    fn leased_store(
+        fs: &Arc<TestFs>,
+        num_retained: usize,
+        mutants: Mutants,
+    ) -> (SnapshotStore, Arc<KvSnapshotLeaseManager>, Arc<TestClock>) {
+        let clock = TestClock::at(1_000);
+        let leases = Arc::new(lease_tests::open(fs.clone(), clock.clone(), mutants).expect("open"));
+        let config = SnapshotStoreConfig { num_retained, mutants };
+        let store = SnapshotStore::open_with_leases(fs.clone(), DIR.into(), config, leases.clone())
+            .expect("open");
+        (store, leases, clock)
+    }
+
+    /// Commits snapshot `id` of `bucket()`, each with a fresh shared file and reusing the
+    /// previous one's (so that shared files span snapshots).
+    fn commit_next(store: &SnapshotStore) -> (CompletedSnapshot, Cleanup) {
+        commit_next_in(store, bucket())
+    }
+
+    /// The buckets the lease proptest uses: two tables, one of them partitioned.
+    fn lease_bucket(index: u8) -> TableBucket {
+        match index {
+            0 => bucket(),
+            _ => TableBucket { table_id: 8, partition_id: Some(3), bucket_id: 0 },
+        }
+    }
+
+    fn commit_next_in(
+        store: &SnapshotStore,
+        in_bucket: TableBucket,
+    ) -> (CompletedSnapshot, Cleanup) {
+        let id = store.allocate_snapshot_id(in_bucket).expect("id");
+        let reused: Vec<SnapshotFile> =
+            store.latest(in_bucket).map(|latest| latest.shared_files).unwrap_or_default();
+        let mut taken =
+            snapshot(id, 1, &[&format!("f{id}")], &reused[reused.len().saturating_sub(1)..]);
+        if in_bucket != bucket() {
+            let fresh = file(shared_file_path(in_bucket, id, &format!("f{id}")), "f");
+            taken.shared_files.retain(|f| snapshot_id_of_path(in_bucket, &f.remote_path).is_some());
+            taken.shared_files.push(fresh);
+            taken.private_files =
+                vec![file(format!("{}/MANIFEST", snapshot_dir(in_bucket, id)), "MANIFEST")];
+            taken.bucket = in_bucket;
+        }
+        let cleanup = store.commit(taken.clone(), 1).expect("commit");
+        (taken, cleanup)
+    }
+
+    #[test]
+    fn a_leased_snapshot_outside_the_window_is_kept_until_its_last_lease_goes() {
+        let fs = Arc::new(TestFs::default());
+        let (store, leases, _clock) = leased_store(&fs, 2, Mutants::NONE);
+        let (first, _) = commit_next(&store);
+        let pin = [(bucket(), first.snapshot_id)];
+        assert_eq!(store.acquire_lease("flink", 100, &pin).map(|a| a.unavailable), Ok(vec![]));
+        assert_eq!(store.acquire_lease("tiering", 100, &pin).map(|a| a.unavailable), Ok(vec![]));
+        let (_, cleanup) = commit_next(&store);
+        assert!(cleanup.is_empty());
+        let (third, cleanup) = commit_next(&store);
+        assert!(cleanup.is_empty(), "the first is leased: none of its files go");
+        let ids: Vec<u64> = store.kept_points(bucket()).iter().map(|p| p.snapshot_id).collect();
+        assert_eq!(ids, vec![1, 2, 3], "retained and leased, as ListKvSnapshots lists them");
+        assert_eq!(store.latest(bucket()), Some(third));
+        assert_eq!(store.kept_snapshot(bucket(), 1), Some(first.clone()));
+        assert_eq!(store.release_lease("flink", &[bucket()]), Ok(Cleanup::default()), "one left");
+        let cleanup = store.drop_lease("tiering").expect("drop");
+        let mut expected = vec![first.private_files[0].remote_path.clone(), metadata(1)];
+        expected.sort();
+        assert_eq!(cleanup.paths, expected, "its shared file is the second's too");
+        assert_eq!(store.kept_snapshot(bucket(), 1), None);
+        assert_eq!(leases.gauges(), LeaseGauges::default());
+        assert_eq!(leases.check(), Ok(()));
+    }
+
+    #[test]
+    fn an_acquire_answers_the_pairs_not_kept_and_pins_only_the_others() {
+        let fs = Arc::new(TestFs::default());
+        let (store, leases, _clock) = leased_store(&fs, 1, Mutants::NONE);
+        let (first, _) = commit_next(&store);
+        let other = TableBucket::new(7, 9);
+        let asked = [(bucket(), first.snapshot_id), (bucket(), 77), (other, 1)];
+        let acquired = store.acquire_lease("a", 100, &asked).expect("acquire");
+        assert_eq!(acquired.unavailable, vec![(bucket(), 77), (other, 1)]);
+        assert_eq!(leases.lease("a").map(|lease| lease.pin_count()), Some(1));
+        assert!(leases.is_leased(bucket(), first.snapshot_id));
+        assert!(!leases.is_leased(bucket(), 77));
+    }
+
+    #[test]
+    fn a_reacquire_that_moves_the_pin_lets_go_of_the_old_snapshot_at_once() {
+        let fs = Arc::new(TestFs::default());
+        let (store, _leases, _clock) = leased_store(&fs, 1, Mutants::NONE);
+        let (first, _) = commit_next(&store);
+        store.acquire_lease("a", 100, &[(bucket(), first.snapshot_id)]).expect("acquire");
+        let (second, cleanup) = commit_next(&store);
+        assert!(cleanup.is_empty());
+        let moved = store.acquire_lease("a", 100, &[(bucket(), second.snapshot_id)]).expect("move");
+        assert!(moved.cleanup.paths.contains(&metadata(1)), "{:?}", moved.cleanup);
+        assert_eq!(store.kept(bucket()), vec![second]);
+    }
+
+    #[test]
+    fn an_expired_lease_lets_go_of_its_snapshots_at_the_expiry_check() {
+        let fs = Arc::new(TestFs::default());
+        let (store, _leases, clock) = leased_store(&fs, 1, Mutants::NONE);
+        let (first, _) = commit_next(&store);
+        store.acquire_lease("a", 100, &[(bucket(), first.snapshot_id)]).expect("acquire");
+        commit_next(&store);
+        clock.set(1_100);
+        assert!(store.expire_leases().is_empty(), "valid at its expiration");
+        clock.set(1_101);
+        assert!(store.expire_leases().paths.contains(&metadata(1)));
+        assert_eq!(store.kept_points(bucket()).len(), 1);
+    }
+
+    #[test]
+    fn leases_and_the_snapshots_they_keep_survive_a_restart() {
+        let fs = Arc::new(TestFs::default());
+        let (store, leases, _clock) = leased_store(&fs, 1, Mutants::NONE);
+        let (first, _) = commit_next(&store);
+        store.acquire_lease("a", 100, &[(bucket(), first.snapshot_id)]).expect("acquire");
+        commit_next(&store);
+        drop((store, leases));
+        let (store, leases, _clock) = leased_store(&fs, 1, Mutants::NONE);
+        assert_eq!(store.apply_retention(), Ok(Cleanup::default()));
+        assert_eq!(store.kept_points(bucket()).len(), 2);
+        assert!(leases.is_leased(bucket(), first.snapshot_id));
+        drop(store);
+        let stores_without_leases = self::store(&fs, 1);
+        assert_eq!(stores_without_leases.apply_retention().map(|c| c.is_empty()), Ok(false));
+    }
+
+    #[test]
+    fn a_store_without_leases_refuses_lease_requests() {
+        let fs = Arc::new(TestFs::default());
+        let store = store(&fs, 2);
+        assert_eq!(store.acquire_lease("a", 1, &[]), Err(LeaseError::NotServed));
+        assert_eq!(store.release_lease("a", &[]), Err(LeaseError::NotServed));
+        assert_eq!(store.drop_lease("a"), Err(LeaseError::NotServed));
+        assert!(store.expire_leases().is_empty());
+    }
+
+    #[derive(Debug, Clone)]
+    pub(crate) enum LeaseStep {
+        Commit {
+            bucket: u8,
+        },
+        /// Lease `lease` pins the `back`-th latest kept snapshot of `bucket` (past the oldest:
+        /// an id never committed).
+        Acquire {
+            lease: u8,
+            bucket: u8,
+            back: usize,
+        },
+        Release {
+            lease: u8,
+            bucket: u8,
+        },
+        Drop {
+            lease: u8,
+        },
+        Renew {
+            lease: u8,
+        },
+        /// The clock moves on by `ms` and the expiry check runs.
+        Expire {
+            ms: u64,
+        },
+    }
+
+    fn lease_steps() -> impl Strategy<Value = Vec<LeaseStep>> {
+        let lease = 0u8..3;
+        let bucket = 0u8..2;
+        let step = prop_oneof![
+            3 => bucket.clone().prop_map(|bucket| LeaseStep::Commit { bucket }),
+            3 => (lease.clone(), bucket.clone(), 0usize..5)
+                .prop_map(|(lease, bucket, back)| LeaseStep::Acquire { lease, bucket, back }),
+            1 => (lease.clone(), bucket)
+                .prop_map(|(lease, bucket)| LeaseStep::Release { lease, bucket }),
+            1 => lease.clone().prop_map(|lease| LeaseStep::Drop { lease }),
+            1 => lease.prop_map(|lease| LeaseStep::Renew { lease }),
+            1 => (0u64..150).prop_map(|ms| LeaseStep::Expire { ms }),
+        ];
+        proptest::collection::vec(step, 1..60)
+    }
+
+    fn run_lease_step(
+        store: &SnapshotStore,
+        clock: &TestClock,
+        step: &LeaseStep,
+    ) -> Result<Cleanup, LeaseError> {
+        Ok(match step {
+            LeaseStep::Commit { bucket } => commit_next_in(store, lease_bucket(*bucket)).1,
+            LeaseStep::Acquire { lease, bucket, back } => {
+                let in_bucket = lease_bucket(*bucket);
+                let kept = store.kept_points(in_bucket);
+                let id = kept.iter().rev().nth(*back).map_or(999, |point| point.snapshot_id);
+                store.acquire_lease(&format!("l{lease}"), 100, &[(in_bucket, id)])?.cleanup
+            }
+            LeaseStep::Release { lease, bucket } => {
+                store.release_lease(&format!("l{lease}"), &[lease_bucket(*bucket)])?
+            }
+            LeaseStep::Drop { lease } => store.drop_lease(&format!("l{lease}"))?,
+            LeaseStep::Renew { lease } => {
+                store.acquire_lease(&format!("l{lease}"), 100, &[])?.cleanup
+            }
+            LeaseStep::Expire { ms } => {
+                clock.set(clock.now_wall_ms() + ms);
+                store.expire_leases()
+            }
+        })
+    }
+
+    /// Runs `steps` against a leased store; checks after each that the reference counts
+    /// equal a recount, that no deleted file is needed by a kept snapshot, that every pin of a
+    /// live lease names a kept snapshot and every kept snapshot outside the retention window
+    /// is leased, and at the end that a reopen finds the same leases and snapshots.
+    pub(crate) fn check_lease_steps(
+        steps: &[LeaseStep],
+        retained: usize,
+        mutants: Mutants,
+    ) -> Result<(), String> {
+        let fs = Arc::new(TestFs::default());
+        let (store, leases, clock) = leased_store(&fs, retained, mutants);
+        let mut deleted: BTreeSet<String> = BTreeSet::new();
+        for step in steps {
+            let cleanup = run_lease_step(&store, &clock, step).map_err(|e| e.to_string())?;
+            deleted.extend(cleanup.paths);
+            leases.check()?;
+            for in_bucket in [lease_bucket(0), lease_bucket(1)] {
+                let needed = store.bucket(in_bucket).map(|b| b.needed_paths()).unwrap_or_default();
+                if let Some(path) = needed.intersection(&deleted).next() {
+                    return Err(format!(
+                        "{path} was deleted but a kept snapshot needs it ({step:?})"
+                    ));
+                }
+                let kept = store.kept(in_bucket);
+                let leased = leases.leased_snapshot_ids(in_bucket);
+                let outside = &kept[..kept.len().saturating_sub(retained)];
+                if let Some(unleased) = outside.iter().find(|s| !leased.contains(&s.snapshot_id)) {
+                    return Err(format!("{} kept past retention, unleased", unleased.snapshot_id));
+                }
+            }
+            for (lease_id, lease) in leases.leases() {
+                for (pinned_bucket, snapshot_id) in lease.pins() {
+                    if store.kept_snapshot(pinned_bucket, snapshot_id).is_none() {
+                        return Err(format!("{lease_id} pins {snapshot_id}, which is gone"));
+                    }
+                }
+            }
+        }
+        let kept_all =
+            |store: &SnapshotStore| [store.kept(lease_bucket(0)), store.kept(lease_bucket(1))];
+        let before = (leases.leases(), kept_all(&store));
+        drop((store, leases));
+        let (store, leases, _clock) = leased_store(&fs, retained, mutants);
+        if (leases.leases(), kept_all(&store)) != before {
+            return Err("a reopen found other leases or snapshots".into());
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn lease_operations_keep_counts_exact_and_never_delete_a_leased_file(
+            steps in lease_steps(),
+            retained in 1usize..3,
+        ) {
+            prop_assert_eq!(check_lease_steps(&steps, retained, Mutants::NONE), Ok(()));
+        }
+    }
+
+    #[test]
+    fn a_retention_count_out_of_range_refuses_the_open() {
+        let fs = Arc::new(TestFs::default());
+        for num_retained in [0, NUM_RETAINED_MAX + 1] {
+            let config = SnapshotStoreConfig { num_retained, mutants: Mutants::NONE };
+            let opened = SnapshotStore::open(fs.clone(), DIR.into(), config);
+            assert!(matches!(opened, Err(SnapshotStoreError::InvalidConfig { .. })));
+        }
+    }
+
+    /// Commits and lease operations on a disk that fails from the `fail_at`-th mutating call
+    /// on; then a crash, a reopen and the start-up retention: every pin of a reopened lease
+    /// names a kept snapshot, and no file handed out for deletion before the crash or by the
+    /// start-up retention is needed by a kept snapshot.
+    #[test]
+    fn a_crash_at_any_step_never_loses_a_file_a_reopened_lease_needs() {
+        use crate::lease::crash_fs::CrashFs;
+        for fail_at in 0..60 {
+            let fs = Arc::new(CrashFs::default());
+            let clock = TestClock::at(1_000);
+            let open = |fs: Arc<dyn LocalFs>| {
+                let leases = Arc::new(lease_tests::open(fs.clone(), clock.clone(), Mutants::NONE)?);
+                let config = SnapshotStoreConfig { num_retained: 1, mutants: Mutants::NONE };
+                SnapshotStore::open_with_leases(fs, DIR.into(), config, leases.clone())
+                    .map(|store| (store, leases))
+                    .map_err(|error| LeaseError::Corrupt {
+                        path: DIR.into(),
+                        detail: error.to_string(),
+                    })
+            };
+            let (store, _leases) = open(fs.clone()).expect("open");
+            fs.fail_from(Some(fail_at));
+            let mut deleted: BTreeSet<String> = BTreeSet::new();
+            let mut run = || -> Result<(), String> {
+                let err = |e: &dyn std::fmt::Display| e.to_string();
+                for round in 0..3 {
+                    let id = store.allocate_snapshot_id(bucket()).map_err(|e| err(&e))?;
+                    let taken = snapshot(id, 1, &[&format!("f{id}")], &[]);
+                    deleted.extend(store.commit(taken, 1).map_err(|r| err(&r.error))?.paths);
+                    let pins = [(bucket(), id)];
+                    let lease = format!("l{}", round % 2);
+                    let acquired = store.acquire_lease(&lease, 100, &pins).map_err(|e| err(&e))?;
+                    deleted.extend(acquired.cleanup.paths);
+                }
+                deleted.extend(store.release_lease("l0", &[bucket()]).map_err(|e| err(&e))?.paths);
+                clock.set(2_000);
+                deleted.extend(store.expire_leases().paths);
+                Ok(())
+            };
+            let _stopped = run();
+            let crashed: Arc<dyn LocalFs> = Arc::new(fs.crash());
+            let (store, leases) = open(crashed).expect("reopen after the crash");
+            deleted.extend(store.apply_retention().expect("start-up retention").paths);
+            leases.check().expect("recount");
+            for (lease_id, lease) in leases.leases() {
+                for (pinned, snapshot_id) in lease.pins() {
+                    assert!(
+                        store.kept_snapshot(pinned, snapshot_id).is_some(),
+                        "{lease_id} pins {snapshot_id}, gone after a crash at {fail_at}"
+                    );
+                }
+            }
+            let needed = store.bucket(bucket()).map(|b| b.needed_paths()).unwrap_or_default();
+            assert!(needed.is_disjoint(&deleted), "a needed file deleted, crash at {fail_at}");
+            assert!(store.kept(bucket()).len() <= 1 + leases.gauges().leased_snapshot_count);
+        }
+    }
+
+    /// Each lease mutant fails one of the checks the tests above run without it.
+    #[cfg(feature = "mutants")]
+    #[test]
+    fn each_lease_mutant_fails_a_lease_check() {
+        use LeaseStep::{Acquire, Expire};
+        let on = |mutant: Mutant| Mutants::NONE.with(mutant);
+        let caught = |mutant: Mutant, steps: &[LeaseStep]| {
+            assert_eq!(check_lease_steps(steps, 1, Mutants::NONE), Ok(()), "{mutant:?} off");
+            assert!(check_lease_steps(steps, 1, on(mutant)).is_err(), "{mutant:?} not caught");
+        };
+        let pin = Acquire { lease: 0, bucket: 0, back: 0 };
+        let commit = LeaseStep::Commit { bucket: 0 };
+        let release = LeaseStep::Release { lease: 0, bucket: 0 };
+        let expire = Expire { ms: 101 };
+        caught(Mutant::LeaseExpiryKeepsRefcount, &[commit.clone(), pin.clone(), expire]);
+        let moved = [commit.clone(), pin.clone(), commit.clone(), pin.clone()];
+        caught(Mutant::LeaseReacquireKeepsOldPin, &moved);
+        caught(Mutant::LeaseReleaseKeepsEmptyTable, &[commit, pin, release]);
+        assert!(lease_tests::check_expiry_is_strict(on(Mutant::LeaseExpiresAtDeadline)).is_err());
+        for mutant in [Mutant::LeaseAppliedBeforePersist, Mutant::LeaseRenamedWithoutSync] {
+            assert!(lease_tests::check_crash_at_any_step(on(mutant)).is_err(), "{mutant:?}");
         }
     }
 }

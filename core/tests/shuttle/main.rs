@@ -8,6 +8,7 @@
 #![cfg(feature = "shuttle")]
 
 mod group_commit;
+mod kv_snapshot_leases;
 #[cfg(feature = "mutants")]
 mod mutants;
 mod remote_log_fetcher;

@@ -1,7 +1,7 @@
 //! The harness catches the check-then-act mutants and those of the components the simulator
-//! does not run yet (`Mutant::OUTSIDE_SIMULATION`: recovery's fetcher), built with
-//! `--features shuttle,mutants`: each is found on every seed within its budget, under the
-//! schedulers its case names, and the same budget passes with the mutant off.
+//! does not run yet (`Mutant::OUTSIDE_SIMULATION`: recovery's fetcher, KV snapshot leases),
+//! built with `--features shuttle,mutants`: each is found on every seed within its budget,
+//! under the schedulers its case names, and the same budget passes with the mutant off.
 //!
 //! The first failing execution of each, per seed, is printed by the test and recorded in
 //! `cases` with the budget derived from it.
@@ -111,6 +111,41 @@ fn cases() -> Vec<Case> {
         Case {
             mutant: Mutant::FetcherWindowUnbounded,
             body: crate::remote_log_fetcher::fetcher_lifecycle,
+            budgets: &[(Random, 20), (Pct, 20)],
+        },
+        // KV snapshot leases (`kv_snapshot_leases::lease_races`): each is caught by the body's
+        // deterministic tail on the first execution, whatever the races before it did; the
+        // races catch the two counting mutants earlier when a commit lands between a lease's
+        // two acquires or the sweeper expires the tiering lease. [1; 10] under both for all six.
+        Case {
+            mutant: Mutant::LeaseExpiryKeepsRefcount,
+            body: crate::kv_snapshot_leases::lease_races,
+            budgets: &[(Random, 20), (Pct, 20)],
+        },
+        Case {
+            mutant: Mutant::LeaseReacquireKeepsOldPin,
+            body: crate::kv_snapshot_leases::lease_races,
+            budgets: &[(Random, 20), (Pct, 20)],
+        },
+        Case {
+            mutant: Mutant::LeaseReleaseKeepsEmptyTable,
+            body: crate::kv_snapshot_leases::lease_races,
+            budgets: &[(Random, 20), (Pct, 20)],
+        },
+        Case {
+            mutant: Mutant::LeaseAppliedBeforePersist,
+            body: crate::kv_snapshot_leases::lease_races,
+            budgets: &[(Random, 20), (Pct, 20)],
+        },
+        Case {
+            mutant: Mutant::LeaseExpiresAtDeadline,
+            body: crate::kv_snapshot_leases::lease_races,
+            budgets: &[(Random, 20), (Pct, 20)],
+        },
+        // The crash at the end of the body finds the lease files renamed in unsynced (empty).
+        Case {
+            mutant: Mutant::LeaseRenamedWithoutSync,
+            body: crate::kv_snapshot_leases::lease_races,
             budgets: &[(Random, 20), (Pct, 20)],
         },
     ]

@@ -297,6 +297,12 @@ impl NodeHandle {
         self.client.call(SERVER_NODE_ID, request, LOCAL_REQUEST_TIMEOUT_MS).await
     }
 
+    /// Sends `request` to this node's snapshot coordinator (KV snapshot leases), as a local
+    /// client.
+    pub async fn coordinator_request(&self, request: Request) -> Result<Response, RpcError> {
+        self.client.call(COORDINATOR_NODE_ID, request, LOCAL_REQUEST_TIMEOUT_MS).await
+    }
+
     /// The tablet server's scan sessions and bucket offsets, for metrics.
     pub fn stats(&self) -> ServerStats {
         self.server.stats()

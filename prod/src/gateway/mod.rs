@@ -7,6 +7,7 @@
 
 mod admin;
 mod kv_requests;
+mod kv_snapshot_leases;
 mod kv_snapshots;
 mod log_requests;
 mod metadata;
@@ -176,6 +177,9 @@ impl Gateway {
             ApiKey::GetLatestKvSnapshots => self.get_latest_kv_snapshots(&body).await,
             ApiKey::GetKvSnapshotMetadata => self.get_kv_snapshot_metadata(&body).await,
             ApiKey::ListKvSnapshots => self.list_kv_snapshots(&body).await,
+            ApiKey::AcquireKvSnapshotLease => self.acquire_kv_snapshot_lease(&body).await,
+            ApiKey::ReleaseKvSnapshotLease => self.release_kv_snapshot_lease(&body).await,
+            ApiKey::DropKvSnapshotLease => self.drop_kv_snapshot_lease(&body).await,
             // Sent only by a client configured for SASL: refused at once, naming the feature,
             // with the code the clients give up on (not the retriable one, 51).
             ApiKey::Authenticate => Err(WireError::new(

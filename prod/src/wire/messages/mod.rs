@@ -17,6 +17,7 @@ mod error_response;
 mod fetch_log;
 mod init_writer;
 mod kv_snapshot;
+mod kv_snapshot_lease;
 mod limit_scan;
 mod list_offsets;
 mod lookup;
@@ -46,6 +47,11 @@ pub use kv_snapshot::{
     GetKvSnapshotMetadataRequest, GetKvSnapshotMetadataResponse, GetLatestKvSnapshotsRequest,
     GetLatestKvSnapshotsResponse, ListKvSnapshotsRequest, ListKvSnapshotsResponse, PbKvSnapshot,
     PbRemotePathAndLocalFile,
+};
+pub use kv_snapshot_lease::{
+    AcquireKvSnapshotLeaseRequest, AcquireKvSnapshotLeaseResponse, DropKvSnapshotLeaseRequest,
+    DropKvSnapshotLeaseResponse, PbKvSnapshotLeaseForBucket, PbKvSnapshotLeaseForTable,
+    PbTableBucket, ReleaseKvSnapshotLeaseRequest, ReleaseKvSnapshotLeaseResponse,
 };
 pub use limit_scan::{LimitScanRequest, LimitScanResponse};
 pub use list_offsets::{ListOffsetsRequest, ListOffsetsResponse, PbListOffsetsRespForBucket};

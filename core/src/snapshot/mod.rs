@@ -3,6 +3,7 @@
 //! remote files may be deleted, which respects the KV snapshot leases of `crate::lease`.
 
 pub mod completed_snapshot;
+pub mod lease_expiry_loop;
 pub mod rpc_snapshot_committer;
 pub mod snapshot_schedule;
 pub mod snapshot_service;
@@ -10,6 +11,7 @@ pub mod snapshot_store;
 pub mod snapshot_uploader;
 
 pub use completed_snapshot::{CompletedSnapshot, SnapshotDecodeError, SnapshotFile};
+pub use lease_expiry_loop::run_lease_expiry_loop;
 pub use snapshot_schedule::{run_snapshot_loop, SnapshotSchedule, SNAPSHOT_INTERVAL_MS_DEFAULT};
 pub use snapshot_store::{
     BucketSnapshots, Cleanup, CommitRefusal, LeaseAcquired, SnapshotPoint, SnapshotStore,

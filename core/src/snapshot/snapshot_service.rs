@@ -85,6 +85,11 @@ impl SnapshotService {
         &self.store
     }
 
+    /// The coordinator's clock (the lease expiry loop sleeps on it).
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
     /// Whether `request` is one of the snapshot requests [`SnapshotService::handle`] answers.
     pub fn serves(request: &Request) -> bool {
         matches!(

@@ -11,12 +11,14 @@ use std::time::Duration;
 use futures::future::{BoxFuture, FutureExt};
 use kvtablet_core::env::{FsError, RemoteError, Rpc, RpcError, RpcHandler};
 use kvtablet_core::kv::{KvTablet, KvTabletConfig, PartialUpdates};
+use kvtablet_core::lease::{LeaseConfig, LeaseGauges};
 use kvtablet_core::ledger::Ledger;
 use kvtablet_core::log::{LocalRetention, LogConfig, LogError, LogRegistry, LogTablet};
 use kvtablet_core::message::{NodeId, Request, Response};
 use kvtablet_core::mutant::Mutants;
 use kvtablet_core::scan::ScannerConfig;
 use kvtablet_core::snapshot::rpc_snapshot_committer::RpcSnapshotCommitter;
+use kvtablet_core::snapshot::snapshot_service::SnapshotService;
 use kvtablet_core::snapshot::snapshot_store::NUM_RETAINED_DEFAULT;
 use kvtablet_core::snapshot::{
     SnapshotSchedule, SnapshotStore, SnapshotStoreError, SnapshotUploadConfig,
@@ -25,6 +27,7 @@ use kvtablet_core::snapshot::{
 use kvtablet_core::tablet_dirs::TablePath;
 use kvtablet_core::tablet_server::{RequestLimits, TableConfig, TabletServer, TabletServerConfig};
 use kvtablet_core::tablet_server_stats::ServerStats;
+use kvtablet_core::task::Task;
 use kvtablet_core::tiering::{
     RemoteLogStoreError, RpcRemoteLogCommitter, TieringSchedule, TIERING_INTERVAL_MS_DEFAULT,
 };
@@ -38,7 +41,7 @@ use crate::os_entropy::{EntropyError, OsEntropy};
 use crate::rocks_engine::{RocksEngineFactory, WRITE_BUFFER_BYTES_DEFAULT};
 use crate::snapshot_coordinator::{
     open_remote_log_store, open_snapshot_store, sweep_orphans_while_idle, SnapshotCoordinator,
-    COORDINATOR_NODE_ID,
+    SnapshotStoreOpenError, COORDINATOR_NODE_ID,
 };
 use crate::system_clock::SystemClock;
 use crate::tokio_executor::TokioExecutor;
@@ -78,6 +81,9 @@ pub struct NodeConfig {
     pub snapshot_interval_ms: u64,
     /// `kv.snapshot.num-retained`: completed snapshots kept per bucket (at least 1).
     pub snapshot_num_retained: usize,
+    /// `kv.snapshot.lease.expiration-check-interval`: how often expired KV snapshot leases
+    /// are dropped (and the snapshots they alone kept deleted).
+    pub lease_expiration_check_interval_ms: u64,
     /// `kv.rocksdb.writebuffer.size`: each bucket's RocksDB memtable, in bytes.
     pub engine_write_buffer_bytes: usize,
     /// `remote.data.dir`: where KV snapshots are uploaded (by default `remote` in
@@ -109,6 +115,7 @@ impl NodeConfig {
             table_paths: BTreeMap::new(),
             snapshot_interval_ms: SNAPSHOT_INTERVAL_MS_DEFAULT,
             snapshot_num_retained: NUM_RETAINED_DEFAULT,
+            lease_expiration_check_interval_ms: LeaseConfig::default().expiration_check_interval_ms,
             engine_write_buffer_bytes: WRITE_BUFFER_BYTES_DEFAULT,
             remote_data_dir: RemoteDataDir::InDataDir,
             s3: S3Config::default(),
@@ -137,6 +144,7 @@ impl NodeConfig {
             table_paths: BTreeMap::new(),
             snapshot_interval_ms: SNAPSHOT_INTERVAL_MS_DEFAULT,
             snapshot_num_retained: NUM_RETAINED_DEFAULT,
+            lease_expiration_check_interval_ms: LeaseConfig::default().expiration_check_interval_ms,
             engine_write_buffer_bytes: WRITE_BUFFER_BYTES_DEFAULT,
             remote_data_dir: RemoteDataDir::InDataDir,
             s3: S3Config::default(),
@@ -185,6 +193,8 @@ pub enum NodeError {
     Log(#[from] LogError),
     #[error("kv snapshot store: {0}")]
     SnapshotStore(#[from] SnapshotStoreError),
+    #[error(transparent)]
+    SnapshotStoreOpen(#[from] SnapshotStoreOpenError),
     #[error("remote log store: {0}")]
     RemoteLogStore(#[from] RemoteLogStoreError),
     #[error(transparent)]
@@ -276,6 +286,7 @@ pub struct NodeHandle {
     schema_ids: Vec<i16>,
     executor: TokioExecutor,
     snapshot_store: Arc<SnapshotStore>,
+    snapshot_service: Arc<SnapshotService>,
     remote_root: String,
 }
 
@@ -295,6 +306,11 @@ impl NodeHandle {
     /// Sends `request` to this node's tablet server, as a local client.
     pub async fn request(&self, request: Request) -> Result<Response, RpcError> {
         self.client.call(SERVER_NODE_ID, request, LOCAL_REQUEST_TIMEOUT_MS).await
+    }
+
+    /// The KV snapshot leases' counts, for metrics (`None` without leases).
+    pub fn lease_gauges(&self) -> Option<LeaseGauges> {
+        self.snapshot_service.lease_gauges()
     }
 
     /// Sends `request` to this node's snapshot coordinator (KV snapshot leases), as a local
@@ -436,6 +452,10 @@ pub struct Node {
     client: LoopbackRpc,
     server: Option<RunningServer>,
     snapshot_store: Arc<SnapshotStore>,
+    /// The coordinator's service, for its lease gauges.
+    snapshot_service: Arc<SnapshotService>,
+    /// The lease expiry check, aborted at shutdown.
+    lease_expiry: Option<Task>,
     remote_root: String,
     executor: TokioExecutor,
 }
@@ -478,7 +498,11 @@ impl Node {
         )?;
         let log_config = LogConfig { segment_bytes_max: config.segment_bytes_max };
         let logs = LogRegistry::new(env.fs.clone(), LOG_ROOT_DIR.to_string(), log_config);
-        let snapshot_store = open_snapshot_store(&env, config.snapshot_num_retained)?;
+        let lease_config = LeaseConfig {
+            expiration_check_interval_ms: config.lease_expiration_check_interval_ms,
+            ..LeaseConfig::default()
+        };
+        let snapshot_store = open_snapshot_store(&env, config.snapshot_num_retained, lease_config)?;
         let remote_logs = open_remote_log_store(&env)?;
         // Nothing is led yet, so no upload is in flight: every object no kept snapshot needs
         // is an orphan (an upload or a deletion an earlier incarnation did not finish).
@@ -502,6 +526,8 @@ impl Node {
             Arc::clone(&remote_logs),
             Arc::downgrade(&server.server),
         );
+        let lease_expiry = coordinator.spawn_lease_expiry();
+        let snapshot_service = Arc::clone(coordinator.service());
         network.register(COORDINATOR_NODE_ID, Arc::new(coordinator));
         network.register(SERVER_NODE_ID, Arc::clone(&server.handler));
         let client = network.endpoint(LOCAL_CLIENT_NODE_ID);
@@ -513,6 +539,8 @@ impl Node {
             client,
             server: Some(server),
             snapshot_store,
+            snapshot_service,
+            lease_expiry: Some(lease_expiry),
             remote_root,
             executor,
         };
@@ -563,6 +591,7 @@ impl Node {
             schema_ids: self.config.schema_ids.clone(),
             executor: self.executor.clone(),
             snapshot_store: Arc::clone(&self.snapshot_store),
+            snapshot_service: Arc::clone(&self.snapshot_service),
             remote_root: self.remote_root.clone(),
         })
     }
@@ -575,6 +604,10 @@ impl Node {
     /// Stops the tablet server and waits for it, then the snapshot coordinator (the leaders'
     /// snapshot loops end with the server). Idempotent.
     pub async fn shutdown(&mut self) {
+        if let Some(lease_expiry) = self.lease_expiry.take() {
+            lease_expiry.abort();
+            lease_expiry.join().await;
+        }
         if let Some(server) = self.server.take() {
             self.network.unregister(SERVER_NODE_ID);
             (server.shutdown)().await;

@@ -104,6 +104,7 @@ impl ServedNode {
                 .collect(),
             snapshot_interval_ms: config.snapshot_interval_ms,
             snapshot_num_retained: config.snapshot_num_retained as usize,
+            lease_expiration_check_interval_ms: config.lease_expiration_check_interval_ms,
             engine_write_buffer_bytes: config.engine_write_buffer_bytes,
             remote_data_dir: config.remote_data_dir.clone(),
             s3: config.s3.clone(),
@@ -153,6 +154,7 @@ impl ServedNode {
                     Some(&handle.stats()),
                     Some(&wire_stats),
                     handle.task_panics(),
+                    handle.lease_gauges(),
                 )
             });
             tasks.push(tokio::spawn(server.serve(render, until_stopped(stopped))));

@@ -13,7 +13,9 @@ use std::sync::{Arc, Weak};
 use futures::future::{BoxFuture, FutureExt};
 use kvtablet_core::env::{RemoteError, RpcHandler};
 use kvtablet_core::error::{ApiError, ErrorCode};
+use kvtablet_core::lease::{KvSnapshotLeaseManager, LeaseConfig, LeaseError};
 use kvtablet_core::message::{NodeId, Request, Response};
+use kvtablet_core::snapshot::lease_expiry_loop::run_lease_expiry_loop;
 use kvtablet_core::snapshot::snapshot_service::{
     delete_remote_objects, LeaderEpochOf, SnapshotService,
 };
@@ -31,14 +33,45 @@ pub const SNAPSHOT_STORE_DIR: &str = "coordinator/kv-snapshots";
 /// Where every snapshot object lives in the remote store.
 const SNAPSHOT_REMOTE_ROOT: &str = "kv/";
 
-/// Opens (or creates) the store under the data directory. A damaged bucket file refuses the
-/// open: the node must not decide from a record it cannot read which remote files may go.
+/// Relative to the data directory: one file per KV snapshot lease.
+pub const LEASE_DIR: &str = "coordinator/kv-snapshot-leases";
+
+/// Opens (or creates) the store and its leases under the data directory, and applies the
+/// retention to what was loaded (a lease that expired or was released while the node was
+/// down lets its snapshots go; the start-up orphan sweep deletes their files). A damaged
+/// bucket or lease file refuses the open: the node must not decide from a record it cannot
+/// read which remote files may go.
 pub fn open_snapshot_store(
     env: &Env,
     num_retained: usize,
-) -> Result<Arc<SnapshotStore>, SnapshotStoreError> {
+    leases: LeaseConfig,
+) -> Result<Arc<SnapshotStore>, SnapshotStoreOpenError> {
+    let leases = KvSnapshotLeaseManager::open(
+        env.fs.clone(),
+        LEASE_DIR.to_string(),
+        env.clock.clone(),
+        env.ledger.clone(),
+        LeaseConfig { mutants: env.mutants, ..leases },
+    )?;
     let config = SnapshotStoreConfig { num_retained, mutants: env.mutants };
-    SnapshotStore::open(env.fs.clone(), SNAPSHOT_STORE_DIR.to_string(), config).map(Arc::new)
+    let store = SnapshotStore::open_with_leases(
+        env.fs.clone(),
+        SNAPSHOT_STORE_DIR.to_string(),
+        config,
+        Arc::new(leases),
+    )?;
+    // What it lets go of is no kept snapshot's: the orphan sweep that follows deletes it.
+    let _released = store.apply_retention()?;
+    Ok(Arc::new(store))
+}
+
+/// Why the snapshot store or its leases did not open.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotStoreOpenError {
+    #[error("kv snapshot store: {0}")]
+    Store(#[from] SnapshotStoreError),
+    #[error("kv snapshot leases: {0}")]
+    Leases(#[from] LeaseError),
 }
 
 /// Relative to the data directory: one remote-log manifest file per tiered bucket.
@@ -107,6 +140,22 @@ impl SnapshotCoordinator {
 
     pub fn store(&self) -> &Arc<SnapshotStore> {
         self.service.store()
+    }
+
+    /// Starts the lease expiry check (every `kv.snapshot.lease.expiration-check-interval`),
+    /// a task in the ledger that the node aborts at shutdown.
+    pub fn spawn_lease_expiry(&self) -> Task {
+        let looping = run_lease_expiry_loop(
+            self.env.executor.clone(),
+            self.env.ledger.clone(),
+            Arc::clone(&self.service),
+        );
+        Task::spawn(&self.env.executor, &self.env.ledger, "kv snapshot lease expiry", looping)
+    }
+
+    /// The lease counts, for metrics.
+    pub fn service(&self) -> &Arc<SnapshotService> {
+        &self.service
     }
 
     /// Deletes `cleanup`'s objects in a task of their own (in the leak ledger while it runs).

@@ -8,6 +8,8 @@ use crate::config::remote::{
     parse_bool, parse_endpoint, RemoteDataDir, Secret, S3_PART_BYTES_MAX, S3_PART_BYTES_MIN,
     S3_RETRY_INTERVAL_MS_MAX, S3_RETRY_LIMIT_MAX,
 };
+use kvtablet_core::snapshot::snapshot_store::NUM_RETAINED_MAX;
+
 use crate::config::units::{parse_duration_ms, parse_size_bytes};
 use crate::config::ServeConfig;
 use crate::wire::server::MIN_MAX_FRAME_SIZE;
@@ -259,10 +261,26 @@ pub const KEYS: &[ConfigKey] = &[
     ConfigKey {
         name: "kv.snapshot.num-retained",
         default: "2",
-        doc: "Completed KV snapshots kept per bucket (at least 1); the files of older ones are \
-              deleted from the remote data directory unless a kept snapshot still uses them.",
+        doc: "Completed KV snapshots kept per bucket (1 to 959, which leaves room for leased \
+              ones); the files of older ones are deleted from the remote data directory unless \
+              a kept or leased snapshot still uses them.",
         apply: |config, value| {
-            config.snapshot_num_retained = positive_u32(value)?;
+            let retained = positive_u32(value)?;
+            if retained as usize > NUM_RETAINED_MAX {
+                return Err(format!("must be at most {NUM_RETAINED_MAX}"));
+            }
+            config.snapshot_num_retained = retained;
+            Ok(())
+        },
+    },
+    ConfigKey {
+        name: "kv.snapshot.lease.expiration-check-interval",
+        default: "10 min",
+        doc: "How often the coordinator drops the KV snapshot leases whose expiration has \
+              passed, and deletes the snapshots only they kept (a lease is valid through its \
+              expiration millisecond).",
+        apply: |config, value| {
+            config.lease_expiration_check_interval_ms = positive_duration_ms(value)?;
             Ok(())
         },
     },

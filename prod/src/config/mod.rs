@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use kvtablet_core::kv::KvTabletConfig;
+use kvtablet_core::lease::EXPIRATION_CHECK_INTERVAL_MS_DEFAULT;
 use kvtablet_core::log::{LocalRetention, LogConfig};
 use kvtablet_core::scan::ScannerConfig;
 use kvtablet_core::snapshot::snapshot_store::NUM_RETAINED_DEFAULT;
@@ -51,6 +52,8 @@ pub struct ServeConfig {
     pub snapshot_interval_ms: u64,
     /// `kv.snapshot.num-retained`: completed snapshots kept per bucket (at least 1).
     pub snapshot_num_retained: u32,
+    /// `kv.snapshot.lease.expiration-check-interval`.
+    pub lease_expiration_check_interval_ms: u64,
     /// `kv.rocksdb.writebuffer.size`: each bucket's RocksDB memtable, in bytes.
     pub engine_write_buffer_bytes: usize,
     /// `log.segment.file-size`: a changelog segment is rolled before it grows past this.
@@ -81,6 +84,7 @@ impl Default for ServeConfig {
             pre_write_buffer_bytes_max: KvTabletConfig::DEFAULT.pre_write_buffer_bytes_max,
             snapshot_interval_ms: SNAPSHOT_INTERVAL_MS_DEFAULT,
             snapshot_num_retained: SNAPSHOT_NUM_RETAINED_DEFAULT,
+            lease_expiration_check_interval_ms: EXPIRATION_CHECK_INTERVAL_MS_DEFAULT,
             engine_write_buffer_bytes: WRITE_BUFFER_BYTES_DEFAULT,
             segment_bytes_max: LogConfig::DEFAULT.segment_bytes_max,
             tiering_interval_ms: TIERING_INTERVAL_MS_DEFAULT,

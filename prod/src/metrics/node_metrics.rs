@@ -4,6 +4,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+use kvtablet_core::lease::LeaseGauges;
 use kvtablet_core::tablet_server_stats::ServerStats;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -117,6 +118,8 @@ pub struct NodeMetrics {
     replicas_failed: Gauge,
     tablet_server_failed: Gauge,
     task_panics: Gauge,
+    leases: Gauge,
+    leased_snapshots: Gauge,
     wire: WireGauges,
     /// Two scrapes at once would interleave clearing and setting the per-bucket gauges.
     rendering: Mutex<()>,
@@ -190,6 +193,14 @@ impl NodeMetrics {
             "Background tasks and blocking work that panicked since the start (each logged)",
             task_panics.clone(),
         );
+        let leases = Gauge::default();
+        registry.register("kv_snapshot_leases", "KV snapshot leases held", leases.clone());
+        let leased_snapshots = Gauge::default();
+        registry.register(
+            "leased_kv_snapshots",
+            "Distinct (bucket, snapshot) pairs that some KV snapshot lease pins",
+            leased_snapshots.clone(),
+        );
         let wire = WireGauges::default();
         wire.register(&mut registry);
         NodeMetrics {
@@ -203,6 +214,8 @@ impl NodeMetrics {
             replicas_failed,
             tablet_server_failed,
             task_panics,
+            leases,
+            leased_snapshots,
             wire,
             rendering: Mutex::new(()),
         }
@@ -222,16 +235,17 @@ impl NodeMetrics {
     /// The metrics in the OpenMetrics text format, with the gauges set from `stats` (`None`
     /// once the tablet server is gone: the gauges are dropped).
     pub fn render(&self, stats: Option<&ServerStats>) -> String {
-        self.render_with_wire(stats, None, 0)
+        self.render_with_wire(stats, None, 0, None)
     }
 
-    /// As [`NodeMetrics::render`], with the wire server's gauges set from `wire` and the
-    /// count of panicked tasks from the node's executor.
+    /// As [`NodeMetrics::render`], with the wire server's gauges set from `wire`, the count
+    /// of panicked tasks from the node's executor, and the coordinator's lease counts.
     pub fn render_with_wire(
         &self,
         stats: Option<&ServerStats>,
         wire: Option<&WireStats>,
         task_panics: u64,
+        leases: Option<LeaseGauges>,
     ) -> String {
         // Poisoning is harmless here: the lock guards no data, it only keeps two scrapes from
         // interleaving, and every gauge is set afresh below.
@@ -240,6 +254,9 @@ impl NodeMetrics {
             self.wire.set(wire);
         }
         self.task_panics.set(saturating_i64(task_panics));
+        let leases = leases.unwrap_or_default();
+        self.leases.set(saturating_i64(leases.lease_count as u64));
+        self.leased_snapshots.set(saturating_i64(leases.leased_snapshot_count as u64));
         self.flush_lag.clear();
         match stats {
             Some(stats) => {
@@ -297,7 +314,7 @@ mod tests {
         };
         let wire = WireStats::default();
         wire.record_handler_panic();
-        let text = metrics.render_with_wire(Some(&stats), Some(&wire), 2);
+        let text = metrics.render_with_wire(Some(&stats), Some(&wire), 2, None);
         assert!(text.contains("kvtablet_replicas_failed 1\n"), "{text}");
         assert!(text.contains("kvtablet_tablet_server_failed 0\n"), "{text}");
         assert!(text.contains("kvtablet_task_panics 2\n"), "{text}");
@@ -363,7 +380,7 @@ mod tests {
         let wire = WireStats::default();
         wire.connections_open.store(3, std::sync::atomic::Ordering::Relaxed);
         wire.connections_refused.store(2, std::sync::atomic::Ordering::Relaxed);
-        let text = metrics.render_with_wire(None, Some(&wire), 0);
+        let text = metrics.render_with_wire(None, Some(&wire), 0, None);
         assert!(text.contains("kvtablet_wire_connections_open 3\n"), "{text}");
         assert!(text.contains("kvtablet_wire_handler_panics 0\n"), "{text}");
         assert!(text.contains("kvtablet_wire_connections_refused 2\n"), "{text}");

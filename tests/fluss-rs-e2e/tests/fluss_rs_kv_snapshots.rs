@@ -13,55 +13,16 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
-use fluss::client::FlussAdmin;
 use fluss::metadata::{DataTypes, KvSnapshot, Schema, TableDescriptor, TablePath};
 use fluss::row::GenericRow;
 use fluss::rpc::message::OffsetSpec;
 use fluss::rpc::FlussError;
 
-use support::{assert_api_error, bounded, refused, Node};
+use support::{assert_api_error, bounded, refused, wait_for_snapshots_at, Node};
 
 const BUCKETS: i32 = 3;
 const ROWS: i32 = 60;
-/// Polls of the latest snapshots before the test gives up, and the time they may take.
-const SNAPSHOT_POLLS_MAX: usize = 600;
-const SNAPSHOT_POLL: Duration = Duration::from_millis(100);
-const SNAPSHOT_WAIT_MAX: Duration = Duration::from_secs(90);
-
-/// Polls `get_latest_kv_snapshots` until every bucket's latest snapshot is at its log end
-/// offset (`ends`); returns them by bucket.
-async fn wait_for_snapshots_at(
-    admin: &FlussAdmin,
-    path: &TablePath,
-    ends: &BTreeMap<i32, i64>,
-) -> BTreeMap<i32, KvSnapshot> {
-    let deadline = Instant::now() + SNAPSHOT_WAIT_MAX;
-    let mut last = BTreeMap::new();
-    for _ in 0..SNAPSHOT_POLLS_MAX {
-        let latest =
-            bounded("get_latest_kv_snapshots", admin.get_latest_kv_snapshots(path, None)).await;
-        last = latest
-            .latest_snapshots
-            .into_iter()
-            .map(|snapshot| (snapshot.bucket_id, snapshot))
-            .collect();
-        let covered = ends.iter().all(|(bucket, end)| {
-            last.get(bucket).is_some_and(|snapshot| snapshot.log_offset == Some(*end))
-        });
-        if covered {
-            return last;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no snapshot at {ends:?} within {SNAPSHOT_WAIT_MAX:?}: {last:?}"
-        );
-        tokio::time::sleep(SNAPSHOT_POLL).await;
-    }
-    panic!("no snapshot at {ends:?} in {SNAPSHOT_POLLS_MAX} polls: {last:?}");
-}
-
 #[test]
 fn fluss_rs_reads_the_latest_snapshots_their_files_and_the_kept_ones() {
     let runtime = support::runtime();

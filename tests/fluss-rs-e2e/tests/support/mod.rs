@@ -14,8 +14,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fluss::client::{FlussConnection, LogScanner, UpsertWriter, WriteResultFuture};
+use fluss::client::{FlussAdmin, FlussConnection, LogScanner, UpsertWriter, WriteResultFuture};
 use fluss::config::Config;
+use fluss::metadata::{KvSnapshot, TablePath};
 use fluss::record::ChangeType;
 use fluss::row::ColumnarRow;
 use fluss::rpc::FlussError;
@@ -207,4 +208,41 @@ pub fn assert_offsets_dense<R>(changes: &BTreeMap<(Option<i64>, i32), Vec<Change
         let dense: Vec<i64> = (0..records.len() as i64).collect();
         assert_eq!(offsets, dense, "offsets of {bucket:?}");
     }
+}
+
+/// Polls of the latest snapshots before the test gives up, and the time they may take.
+const SNAPSHOT_POLLS_MAX: usize = 600;
+const SNAPSHOT_POLL: Duration = Duration::from_millis(100);
+const SNAPSHOT_WAIT_MAX: Duration = Duration::from_secs(90);
+
+/// Polls `get_latest_kv_snapshots` until every bucket's latest snapshot is at its log end
+/// offset (`ends`); returns them by bucket.
+pub async fn wait_for_snapshots_at(
+    admin: &FlussAdmin,
+    path: &TablePath,
+    ends: &BTreeMap<i32, i64>,
+) -> BTreeMap<i32, KvSnapshot> {
+    let deadline = Instant::now() + SNAPSHOT_WAIT_MAX;
+    let mut last = BTreeMap::new();
+    for _ in 0..SNAPSHOT_POLLS_MAX {
+        let latest =
+            bounded("get_latest_kv_snapshots", admin.get_latest_kv_snapshots(path, None)).await;
+        last = latest
+            .latest_snapshots
+            .into_iter()
+            .map(|snapshot| (snapshot.bucket_id, snapshot))
+            .collect();
+        let covered = ends.iter().all(|(bucket, end)| {
+            last.get(bucket).is_some_and(|snapshot| snapshot.log_offset == Some(*end))
+        });
+        if covered {
+            return last;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no snapshot at {ends:?} within {SNAPSHOT_WAIT_MAX:?}: {last:?}"
+        );
+        tokio::time::sleep(SNAPSHOT_POLL).await;
+    }
+    panic!("no snapshot at {ends:?} in {SNAPSHOT_POLLS_MAX} polls: {last:?}");
 }

@@ -10,6 +10,7 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 
 use crate::env::Rpc;
+use crate::error::ApiError;
 use crate::lease::lease_error::LeaseError;
 use crate::message::{NodeId, Request, Response};
 use crate::table_bucket::TableBucket;
@@ -25,6 +26,10 @@ pub enum LeaseClientError {
     /// An acquire of nothing (Fluss's client refuses it: a renewal is `renew`).
     #[error("an acquire needs at least one snapshot")]
     NothingToAcquire,
+    /// The server answered an error of its own (over the wire, an ERROR_RESPONSE: the
+    /// coordinator's refusal as its code); its code says whether to ask again.
+    #[error("the server answered: {0}")]
+    Server(ApiError),
 }
 
 impl LeaseClientError {
@@ -33,6 +38,7 @@ impl LeaseClientError {
             LeaseClientError::Refused(error) => error.is_retriable(),
             LeaseClientError::NoAnswer(_) => true,
             LeaseClientError::NothingToAcquire => false,
+            LeaseClientError::Server(error) => error.code.is_retriable(),
         }
     }
 }
@@ -138,7 +144,7 @@ impl KvSnapshotLeaseClient {
                 Ok(Response::KvSnapshotLeaseRefused(error)) => {
                     Err(LeaseClientError::Refused(error))
                 }
-                Ok(Response::Error(error)) => Err(LeaseClientError::NoAnswer(error.to_string())),
+                Ok(Response::Error(error)) => Err(LeaseClientError::Server(error)),
                 Ok(response) => Ok(response),
                 Err(error) => Err(LeaseClientError::NoAnswer(error.to_string())),
             }

@@ -1,6 +1,9 @@
-//! Core's [`Rpc`] over the Fluss wire protocol, so that core's client code (`KvScanner`) runs
-//! unchanged against a remote server: a core `Request::ScanKv` goes out as a ScanKv frame and
-//! its response comes back as a core `Response::ScanKv`.
+//! Core's [`Rpc`] over the Fluss wire protocol, so that core's client code (`KvScanner`,
+//! `KvSnapshotLeaseClient`) runs unchanged against a remote server: a core `Request::ScanKv`
+//! goes out as a ScanKv frame and its response comes back as a core `Response::ScanKv`; the
+//! KV snapshot lease requests go out as AcquireKvSnapshotLease, ReleaseKvSnapshotLease and
+//! DropKvSnapshotLease frames, and an ERROR_RESPONSE to them comes back as a core
+//! `Response::Error` with its code.
 //!
 //! A scan session lives on the server, not on the connection, so a connection that broke is
 //! replaced on the next call: a continuation that `KvScanner` resends after a lost response
@@ -16,7 +19,11 @@ use kvtablet_core::message::{self as core, NodeId, Request, Response};
 
 use super::connection::{Connection, ConnectionConfig};
 use super::error::ClientError;
-use crate::wire::messages::{PbScanReqForBucket, ScanKvRequest, ScanKvResponse};
+use crate::wire::messages::{
+    lease_pairs, lease_tables, AcquireKvSnapshotLeaseRequest, AcquireKvSnapshotLeaseResponse,
+    DropKvSnapshotLeaseRequest, DropKvSnapshotLeaseResponse, PbScanReqForBucket, PbTableBucket,
+    ReleaseKvSnapshotLeaseRequest, ReleaseKvSnapshotLeaseResponse, ScanKvRequest, ScanKvResponse,
+};
 use crate::wire::ApiKey;
 
 /// Every call goes to one server, whatever node it names (a single node leads every bucket;
@@ -86,6 +93,65 @@ impl Remote {
     }
 }
 
+impl Remote {
+    /// One lease request as its wire frame; the answer as core's response.
+    async fn lease_call(
+        self: Arc<Self>,
+        target: NodeId,
+        request: Request,
+        timeout_ms: u64,
+    ) -> Result<Response, RpcError> {
+        let connection = self.connection().await.map_err(|_| RpcError::Unreachable(target))?;
+        let timeout = Duration::from_millis(timeout_ms);
+        let outcome = match request {
+            Request::AcquireKvSnapshotLease { lease_id, duration_ms, snapshots } => {
+                let request = AcquireKvSnapshotLeaseRequest {
+                    lease_id,
+                    lease_duration_ms: i64::try_from(duration_ms).unwrap_or(i64::MAX),
+                    snapshots_to_lease: lease_tables(&snapshots),
+                };
+                let answered: Result<AcquireKvSnapshotLeaseResponse, ClientError> = connection
+                    .call_with_timeout(ApiKey::AcquireKvSnapshotLease, &request, timeout)
+                    .await;
+                answered.map(|response| Response::KvSnapshotLeaseAcquired {
+                    unavailable: lease_pairs(&response.unavailable_snapshots),
+                })
+            }
+            Request::ReleaseKvSnapshotLease { lease_id, buckets } => {
+                let buckets_to_release = buckets
+                    .iter()
+                    .map(|bucket| PbTableBucket {
+                        table_id: bucket.table_id,
+                        partition_id: bucket.partition_id,
+                        bucket_id: bucket.bucket_id,
+                    })
+                    .collect();
+                let request = ReleaseKvSnapshotLeaseRequest { lease_id, buckets_to_release };
+                let answered: Result<ReleaseKvSnapshotLeaseResponse, ClientError> = connection
+                    .call_with_timeout(ApiKey::ReleaseKvSnapshotLease, &request, timeout)
+                    .await;
+                answered.map(|_| Response::Ok)
+            }
+            Request::DropKvSnapshotLease { lease_id } => {
+                let request = DropKvSnapshotLeaseRequest { lease_id };
+                let answered: Result<DropKvSnapshotLeaseResponse, ClientError> = connection
+                    .call_with_timeout(ApiKey::DropKvSnapshotLease, &request, timeout)
+                    .await;
+                answered.map(|_| Response::Ok)
+            }
+            other => unreachable!("{} is not a lease request", other.kind()),
+        };
+        match outcome {
+            Ok(response) => Ok(response),
+            Err(ClientError::Server { code, message, .. }) => {
+                Ok(Response::Error(api_error(code, message)))
+            }
+            Err(error) if error.outcome_unknown() => Err(RpcError::Timeout(target)),
+            Err(_) => Err(RpcError::Unreachable(target)),
+        }
+    }
+}
+
 impl Rpc for WireRpc {
     fn call(
         &self,
@@ -96,6 +162,11 @@ impl Rpc for WireRpc {
         match request {
             Request::ScanKv(request) => {
                 Arc::clone(&self.inner).scan_kv(target, request, timeout_ms).boxed()
+            }
+            lease @ (Request::AcquireKvSnapshotLease { .. }
+            | Request::ReleaseKvSnapshotLease { .. }
+            | Request::DropKvSnapshotLease { .. }) => {
+                Arc::clone(&self.inner).lease_call(target, lease, timeout_ms).boxed()
             }
             other => {
                 let refusal = ApiError::new(

@@ -6,7 +6,6 @@
 //! (20). A negative duration or snapshot id is refused as an invalid request before it reaches
 //! the coordinator. Every request is bounded by the coordinator's lease limits.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kvtablet_core::message::Request;
@@ -20,9 +19,9 @@ use crate::wire::error::{
     UNKNOWN_TABLE_OR_BUCKET,
 };
 use crate::wire::messages::{
-    AcquireKvSnapshotLeaseRequest, AcquireKvSnapshotLeaseResponse, DropKvSnapshotLeaseRequest,
-    DropKvSnapshotLeaseResponse, PbKvSnapshotLeaseForBucket, PbKvSnapshotLeaseForTable,
-    ReleaseKvSnapshotLeaseRequest, ReleaseKvSnapshotLeaseResponse,
+    lease_tables, AcquireKvSnapshotLeaseRequest, AcquireKvSnapshotLeaseResponse,
+    DropKvSnapshotLeaseRequest, DropKvSnapshotLeaseResponse, ReleaseKvSnapshotLeaseRequest,
+    ReleaseKvSnapshotLeaseResponse,
 };
 use crate::wire::{WireError, WireResponse};
 
@@ -53,7 +52,7 @@ impl Gateway {
         match self.call_coordinator(request).await? {
             Response::KvSnapshotLeaseAcquired { unavailable } => {
                 encode_response(&AcquireKvSnapshotLeaseResponse {
-                    unavailable_snapshots: by_table(&unavailable),
+                    unavailable_snapshots: lease_tables(&unavailable),
                 })
             }
             other => Err(unexpected("AcquireKvSnapshotLease", &other).into()),
@@ -123,23 +122,4 @@ impl Gateway {
 /// Fluss answers an argument it refuses as an unknown server error (-1).
 fn invalid(message: String) -> WireError {
     WireError::new(UNKNOWN_SERVER_ERROR, message)
-}
-
-/// `(bucket, snapshot id)` pairs grouped by table, in order.
-fn by_table(pairs: &[(TableBucket, u64)]) -> Vec<PbKvSnapshotLeaseForTable> {
-    let mut tables: BTreeMap<i64, Vec<PbKvSnapshotLeaseForBucket>> = BTreeMap::new();
-    for (bucket, snapshot_id) in pairs {
-        tables.entry(bucket.table_id).or_default().push(PbKvSnapshotLeaseForBucket {
-            partition_id: bucket.partition_id,
-            bucket_id: bucket.bucket_id,
-            snapshot_id: i64::try_from(*snapshot_id).unwrap_or(i64::MAX),
-        });
-    }
-    tables
-        .into_iter()
-        .map(|(table_id, bucket_snapshots)| PbKvSnapshotLeaseForTable {
-            table_id,
-            bucket_snapshots,
-        })
-        .collect()
 }

@@ -2,6 +2,10 @@
 //! lease id of its choosing, so that retention keeps those snapshots until the lease is
 //! released, dropped or expires. Field numbers are Fluss's `FlussApi.proto`.
 
+use std::collections::BTreeMap;
+
+use kvtablet_core::TableBucket;
+
 /// AcquireKvSnapshotLease (1056): pin each listed snapshot and set the lease's expiration to
 /// now + `lease_duration_ms` (no snapshots: a renewal).
 #[derive(Clone, PartialEq, Eq, prost::Message)]
@@ -71,3 +75,40 @@ pub struct DropKvSnapshotLeaseRequest {
 
 #[derive(Clone, PartialEq, Eq, prost::Message)]
 pub struct DropKvSnapshotLeaseResponse {}
+
+/// `(bucket, snapshot id)` pairs as the wire groups them, by table.
+pub fn lease_tables(pairs: &[(TableBucket, u64)]) -> Vec<PbKvSnapshotLeaseForTable> {
+    let mut tables: BTreeMap<i64, Vec<PbKvSnapshotLeaseForBucket>> = BTreeMap::new();
+    for (bucket, snapshot_id) in pairs {
+        tables.entry(bucket.table_id).or_default().push(PbKvSnapshotLeaseForBucket {
+            partition_id: bucket.partition_id,
+            bucket_id: bucket.bucket_id,
+            snapshot_id: i64::try_from(*snapshot_id).unwrap_or(i64::MAX),
+        });
+    }
+    tables
+        .into_iter()
+        .map(|(table_id, bucket_snapshots)| PbKvSnapshotLeaseForTable {
+            table_id,
+            bucket_snapshots,
+        })
+        .collect()
+}
+
+/// The wire's grouped pairs, flat; a negative snapshot id (never a real one) is skipped.
+pub fn lease_pairs(tables: &[PbKvSnapshotLeaseForTable]) -> Vec<(TableBucket, u64)> {
+    tables
+        .iter()
+        .flat_map(|table| {
+            table.bucket_snapshots.iter().filter_map(move |bucket| {
+                let snapshot_id = u64::try_from(bucket.snapshot_id).ok()?;
+                let table_bucket = TableBucket {
+                    table_id: table.table_id,
+                    partition_id: bucket.partition_id,
+                    bucket_id: bucket.bucket_id,
+                };
+                Some((table_bucket, snapshot_id))
+            })
+        })
+        .collect()
+}

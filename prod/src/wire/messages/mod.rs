@@ -49,9 +49,10 @@ pub use kv_snapshot::{
     PbRemotePathAndLocalFile,
 };
 pub use kv_snapshot_lease::{
-    AcquireKvSnapshotLeaseRequest, AcquireKvSnapshotLeaseResponse, DropKvSnapshotLeaseRequest,
-    DropKvSnapshotLeaseResponse, PbKvSnapshotLeaseForBucket, PbKvSnapshotLeaseForTable,
-    PbTableBucket, ReleaseKvSnapshotLeaseRequest, ReleaseKvSnapshotLeaseResponse,
+    lease_pairs, lease_tables, AcquireKvSnapshotLeaseRequest, AcquireKvSnapshotLeaseResponse,
+    DropKvSnapshotLeaseRequest, DropKvSnapshotLeaseResponse, PbKvSnapshotLeaseForBucket,
+    PbKvSnapshotLeaseForTable, PbTableBucket, ReleaseKvSnapshotLeaseRequest,
+    ReleaseKvSnapshotLeaseResponse,
 };
 pub use limit_scan::{LimitScanRequest, LimitScanResponse};
 pub use list_offsets::{ListOffsetsRequest, ListOffsetsResponse, PbListOffsetsRespForBucket};

@@ -555,7 +555,10 @@ impl TabletServer {
             | Request::GetLatestKvSnapshot { .. }
             | Request::CommitRemoteLogSegment { .. }
             | Request::GetRemoteLogEnd { .. }
-            | Request::GetRemoteLogSegment { .. } => Err(KvError::NotLeader(format!(
+            | Request::GetRemoteLogSegment { .. }
+            | Request::ListKvSnapshots { .. }
+            | Request::ReportBrokenKvSnapshot { .. }
+            | Request::ListRemoteLogSegments { .. } => Err(KvError::NotLeader(format!(
                 "{} is served by the coordinator, not a tablet server",
                 request.kind()
             ))),

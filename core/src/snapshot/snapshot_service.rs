@@ -63,9 +63,12 @@ impl SnapshotService {
             Request::AllocateKvSnapshotId { .. }
                 | Request::CommitKvSnapshot { .. }
                 | Request::GetLatestKvSnapshot { .. }
+                | Request::ListKvSnapshots { .. }
+                | Request::ReportBrokenKvSnapshot { .. }
                 | Request::CommitRemoteLogSegment { .. }
                 | Request::GetRemoteLogEnd { .. }
                 | Request::GetRemoteLogSegment { .. }
+                | Request::ListRemoteLogSegments { .. }
         )
     }
 
@@ -100,6 +103,24 @@ impl SnapshotService {
                 Response::LatestKvSnapshot(self.store.latest(*bucket).map(Box::new)),
                 Cleanup::default(),
             ),
+            Request::ListKvSnapshots { bucket } => {
+                let mut kept = self.store.kept(*bucket);
+                kept.reverse();
+                (Response::KeptKvSnapshots(kept), Cleanup::default())
+            }
+            Request::ReportBrokenKvSnapshot { bucket, snapshot_id } => {
+                match self.store.remove_broken(*bucket, *snapshot_id) {
+                    Ok(cleanup) => {
+                        tracing::warn!(
+                            %bucket,
+                            snapshot_id,
+                            "a KV snapshot reported broken is forgotten"
+                        );
+                        (Response::Ok, cleanup)
+                    }
+                    Err(error) => (Response::KvSnapshotRefused(error), Cleanup::default()),
+                }
+            }
             Request::CommitRemoteLogSegment { segment } => {
                 let Some(remote_logs) = &self.remote_logs else { return Some(no_tiering()) };
                 let leader_epoch = (self.leader_epoch_of)(segment.bucket);
@@ -124,6 +145,12 @@ impl SnapshotService {
                 let manifest = remote_logs.manifest(*bucket);
                 let segment = manifest.segment_holding(*offset).cloned().map(Box::new);
                 (Response::RemoteLogSegment(segment), Cleanup::default())
+            }
+            Request::ListRemoteLogSegments { bucket, from_offset, to_offset } => {
+                let Some(remote_logs) = &self.remote_logs else { return Some(no_tiering()) };
+                let manifest = remote_logs.manifest(*bucket);
+                let covering = manifest.segments_covering(*from_offset, *to_offset);
+                (Response::RemoteLogSegments(covering), Cleanup::default())
             }
             _ => return None,
         };

@@ -151,6 +151,15 @@ pub enum Mutant {
     /// The fetcher's prefetch window is not bounded by `prefetch_num`: downloads run ahead of
     /// the consumer as far as the download threads go.
     FetcherWindowUnbounded,
+    /// A KV recovery's replay of the remote tier runs past the local log's start instead of
+    /// stopping at it (remote and local replays overlap at the boundary).
+    RecoveryRemoteReplayPastBoundary,
+    /// A KV recovery's replay of the remote tier stops one offset short of the local log's
+    /// start (a gap at the boundary).
+    RecoveryRemoteReplayShortOfBoundary,
+    /// A KV snapshot found broken during a recovery is neither reported nor skipped: every
+    /// attempt retries the same broken snapshot.
+    RecoveryBrokenSnapshotNotReported,
 }
 
 impl Mutant {
@@ -206,6 +215,9 @@ impl Mutant {
         Mutant::FetcherNoRetry,
         Mutant::FetcherSlotLeakedOnFailure,
         Mutant::FetcherWindowUnbounded,
+        Mutant::RecoveryRemoteReplayPastBoundary,
+        Mutant::RecoveryRemoteReplayShortOfBoundary,
+        Mutant::RecoveryBrokenSnapshotNotReported,
     ];
 
     /// The mutants that only real preemption reaches: two critical sections with no await
@@ -287,6 +299,11 @@ impl Mutant {
             Mutant::FetcherNoRetry => "fetcher-no-retry",
             Mutant::FetcherSlotLeakedOnFailure => "fetcher-slot-leaked-on-failure",
             Mutant::FetcherWindowUnbounded => "fetcher-window-unbounded",
+            Mutant::RecoveryRemoteReplayPastBoundary => "recovery-remote-replay-past-boundary",
+            Mutant::RecoveryRemoteReplayShortOfBoundary => {
+                "recovery-remote-replay-short-of-boundary"
+            }
+            Mutant::RecoveryBrokenSnapshotNotReported => "recovery-broken-snapshot-not-reported",
         }
     }
 

@@ -291,8 +291,18 @@ impl KvRecovery<'_> {
                 local_start_offset: to_offset,
             });
         };
+        // The mutants: the remote replay runs on to the remote tier's end, past the local
+        // start (overlap), or stops one offset short of it (gap); the boundary check below
+        // reports either.
+        let remote_to_offset = if self.env.mutants.is_on(Mutant::RecoveryRemoteReplayPastBoundary) {
+            u64::MAX
+        } else if self.env.mutants.is_on(Mutant::RecoveryRemoteReplayShortOfBoundary) {
+            to_offset - 1
+        } else {
+            to_offset
+        };
         let segments = remote_logs
-            .segments_covering(self.bucket, from_offset, to_offset)
+            .segments_covering(self.bucket, from_offset, remote_to_offset)
             .await
             .map_err(RecoveryError::RemoteLogs)?;
         check_coverage(&segments, from_offset, to_offset)?;
@@ -306,15 +316,6 @@ impl KvRecovery<'_> {
         let temp_dir = recovery_temp_dir(&recovery_dir(self.engine_dir), self.env.entropy.as_ref());
         let mut fetcher = RemoteLogFetcher::new(self.env, self.sources.fetcher, temp_dir, segments)
             .map_err(RecoveryError::FetcherConfig)?;
-        // The mutants: the remote replay runs past the local start (overlap), or stops short
-        // of it (gap); the boundary check below reports either.
-        let remote_to_offset = if self.env.mutants.is_on(Mutant::RecoveryRemoteReplayPastBoundary) {
-            u64::MAX
-        } else if self.env.mutants.is_on(Mutant::RecoveryRemoteReplayShortOfBoundary) {
-            to_offset - 1
-        } else {
-            to_offset
-        };
         let replayed =
             self.replay_fetched(&mut fetcher, engine, from_offset, remote_to_offset).await;
         // Closed on every path; a cancelled recovery drops the fetcher, whose drop stops its

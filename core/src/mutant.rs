@@ -230,10 +230,12 @@ impl Mutant {
         Mutant::FlushPastUnparkedBatch,
     ];
 
-    /// The mutants of components the simulated node does not run yet: recovery's
-    /// `RemoteLogFetcher` (`crate::recovery`) is not wired into a replica's rebuild. The
-    /// shuttle harness (`core/tests/shuttle`) and core's unit tests catch these; the
-    /// simulator's sweep skips them.
+    /// The mutants of components the simulated node runs too rarely to measure them: recovery's
+    /// `RemoteLogFetcher` (`crate::recovery`) runs only in a recovery that falls back to the
+    /// remote tier, and its faults (cancellations, closes mid-download) need schedules that
+    /// a handful of such recoveries per seed does not reach. The shuttle harness
+    /// (`core/tests/shuttle`) and core's unit tests catch these; the simulator's sweep skips
+    /// them.
     pub const OUTSIDE_SIMULATION: &'static [Mutant] = &[
         Mutant::FetcherCancelDropsDownloadedFile,
         Mutant::FetcherCloseSkipsWait,

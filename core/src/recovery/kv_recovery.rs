@@ -790,6 +790,49 @@ mod tests {
     }
 
     #[test]
+    fn a_recovery_cancelled_during_the_remote_replay_leaves_no_file_or_task() {
+        let mut f = fixture();
+        f.snapshot(1, 1);
+        f.tier(0, 3);
+        f.tier(3, 9);
+        for segment in f.coordinator.manifest.lock().unwrap().segments.iter() {
+            f.remote.set_latency_ms(&segment.path(), 1_000);
+        }
+        let env = f.env.clone();
+        let remote_logs: Arc<dyn RemoteLogCommitter> = f.coordinator.clone();
+        let sources = RecoverySources {
+            snapshots: f.coordinator.clone(),
+            remote_logs: Some(remote_logs),
+            fetcher: FetcherConfig::DEFAULT,
+            download_retry: DownloadRetry::DEFAULT,
+        };
+        let cancelled = f.runtime.run(async move {
+            let tracker = RecoveryTracker::new(bucket(), env.clock.clone(), 1_000);
+            let recovery = KvRecovery {
+                env: &env,
+                bucket: bucket(),
+                local_start_offset: 6,
+                engine_dir: ENGINE_DIR,
+                sources: &sources,
+                tracker: &tracker,
+            };
+            let running = recovery.run().boxed_local();
+            let deadline = env.clock.sleep(500);
+            let cancelled = match futures::future::select(running, deadline).await {
+                futures::future::Either::Left(_) => false,
+                futures::future::Either::Right(_) => true,
+            };
+            let phase = tracker.progress().map(|progress| progress.phase);
+            assert_eq!(phase, Some(RecoveryPhase::RemoteReplay), "cut in the remote replay");
+            // The downloads the drop abandoned end by themselves.
+            env.clock.sleep(5_000).await;
+            cancelled
+        });
+        assert!(cancelled, "the recovery was still downloading");
+        assert_eq!(f.leftovers(), (vec![], 0));
+    }
+
+    #[test]
     fn a_remote_tier_short_of_the_local_start_is_a_gap_and_the_engine_is_destroyed() {
         let mut f = fixture();
         f.snapshot(1, 1);

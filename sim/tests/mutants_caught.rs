@@ -89,7 +89,7 @@ const RECORDED: &[(&str, &str, u64)] = &[
     // fall back to the previous snapshot and the remote tier): caught by the recovery's own
     // boundary check and its retries on the same broken snapshot, each a bucket that never
     // leads again, which the progress oracle reports.
-    ("recovery-remote-replay-past-boundary", "swarm", 3),
+    ("recovery-remote-replay-past-boundary", "swarm", 4),
     ("recovery-remote-replay-short-of-boundary", "swarm", 1),
     ("recovery-broken-snapshot-not-reported", "swarm", 1),
 ];

@@ -188,11 +188,15 @@ impl KvRecovery<'_> {
             restore_engine(self.env, &snapshot, self.engine_dir, retry, Some(self.tracker)).await;
         let engine = match restored {
             Ok(engine) => engine,
-            Err(error @ KvRestoreError::Broken { .. }) => {
-                self.report_broken(&snapshot, &error, broken).await;
+            Err(error) => {
+                // The restore may have opened the checkpoint before it failed (a flushed offset
+                // that does not match the record): nothing of it may be opened later.
+                discard_engine_dir(self.env, self.engine_dir).await;
+                if matches!(error, KvRestoreError::Broken { .. }) {
+                    self.report_broken(&snapshot, &error, broken).await;
+                }
                 return Err(RecoveryError::Restore(error));
             }
-            Err(error) => return Err(RecoveryError::Restore(error)),
         };
         let local_start_offset = self.local_start_offset;
         if snapshot.log_offset >= local_start_offset {
@@ -847,6 +851,20 @@ mod tests {
             RecoveryError::RemoteGap { from_offset: 1, to_offset: 6, covered_offset: 3 }
         );
         assert_eq!(f.engine_values(), vec![None; 4], "nothing of the restored engine is left");
+        assert_eq!(f.leftovers(), (vec![], 0));
+    }
+
+    #[test]
+    fn a_snapshot_whose_engine_disagrees_with_its_record_is_broken_and_left_unopenable() {
+        let mut f = fixture();
+        f.tiering = false;
+        f.snapshot(1, 4);
+        // The record says 5; the engine it names holds 4.
+        f.coordinator.kept.lock().unwrap()[0].log_offset = 5;
+        let error = f.recover(5).unwrap_err();
+        assert_eq!(error, RecoveryError::NoSnapshot { bucket: bucket(), broken: 1 });
+        assert_eq!(f.reported(), vec![1]);
+        assert_eq!(f.engine_values(), vec![None; 4], "the opened checkpoint is destroyed");
         assert_eq!(f.leftovers(), (vec![], 0));
     }
 

@@ -90,7 +90,7 @@ const RECORDED: &[(&str, &str, u64)] = &[
     // boundary check and its retries on the same broken snapshot, each a bucket that never
     // leads again, which the progress oracle reports.
     ("recovery-remote-replay-past-boundary", "swarm", 4),
-    ("recovery-remote-replay-short-of-boundary", "swarm", 1),
+    ("recovery-remote-replay-short-of-boundary", "swarm", 3),
     ("recovery-broken-snapshot-not-reported", "swarm", 1),
 ];
 

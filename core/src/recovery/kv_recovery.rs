@@ -143,6 +143,17 @@ impl KvRecovery<'_> {
     /// Restores the engine from the newest usable snapshot and replays the remote tier up to
     /// the local log's start, in at most [`RECOVERY_ATTEMPTS_MAX`] attempts.
     pub async fn run(&self) -> Result<Recovered, RecoveryError> {
+        // What a recovery cut by a crash left (its fetcher never closed) goes first: the
+        // directory is this bucket's, and a bucket recovers once at a time (its leadership
+        // changes are serialised).
+        let (fs, dir) = (self.env.fs.clone(), recovery_dir(self.engine_dir));
+        let name = format!("clear {dir} node{}", self.env.node_id);
+        let cleared = run_blocking(&self.env.executor, &self.env.ledger, name, move || {
+            fs.remove_dir_all(&dir)
+        });
+        if let Some(Err(error)) = cleared.await {
+            tracing::warn!(dir = recovery_dir(self.engine_dir), %error, "failed to clear a recovery directory");
+        }
         let mut broken: BTreeSet<u64> = BTreeSet::new();
         let mut last = None;
         for attempt in 1..=RECOVERY_ATTEMPTS_MAX {
@@ -833,6 +844,18 @@ mod tests {
             cancelled
         });
         assert!(cancelled, "the recovery was still downloading");
+        assert_eq!(f.leftovers(), (vec![], 0));
+    }
+
+    #[test]
+    fn what_a_crashed_recovery_left_is_cleared_by_the_next_one() {
+        let mut f = fixture();
+        let stale = format!("{}/tmp/remote-log-recovery-0badc0de", recovery_dir(ENGINE_DIR));
+        f.fs.create_dir_all(&stale).unwrap();
+        f.fs.write(&format!("{stale}/00000000000000000000.log"), b"partial").unwrap();
+        f.snapshot(1, 1);
+        f.tier(0, 4);
+        assert_eq!(f.recover(4), Ok((1, 4)));
         assert_eq!(f.leftovers(), (vec![], 0));
     }
 

@@ -70,6 +70,13 @@ pub enum Request {
     /// Leader → coordinator: the bucket's latest committed KV snapshot, which a new term's
     /// first snapshot reuses files of.
     GetLatestKvSnapshot { bucket: TableBucket },
+    /// Leader → coordinator: the bucket's kept KV snapshots, newest first (a recovery falls
+    /// back from a broken one to the one before it).
+    ListKvSnapshots { bucket: TableBucket },
+    /// Leader → coordinator: snapshot `snapshot_id` of `bucket` is broken (a file missing or
+    /// damaged): the coordinator forgets it and deletes what no kept snapshot needs (Fluss
+    /// #3790). Idempotent.
+    ReportBrokenKvSnapshot { bucket: TableBucket, snapshot_id: u64 },
     /// Leader → coordinator: record a tiered changelog segment in the bucket's remote-log
     /// manifest (Fluss's CommitRemoteLogManifest). Idempotent.
     CommitRemoteLogSegment { segment: Box<RemoteLogSegment> },
@@ -92,6 +99,10 @@ pub enum Request {
     /// Client → coordinator: drop `lease_id` (DropKvSnapshotLease, 1058); unknown: a no-op.
     /// Answered `Ok`.
     DropKvSnapshotLease { lease_id: String },
+    /// Leader → coordinator: the tiered segments that together hold `[from_offset,
+    /// to_offset)`, in offset order (a KV recovery replays them); the list stops short where
+    /// the remote tier has a gap.
+    ListRemoteLogSegments { bucket: TableBucket, from_offset: u64, to_offset: u64 },
 }
 
 /// Which offset ListOffsets asks for.
@@ -164,12 +175,15 @@ impl Request {
             Request::AllocateKvSnapshotId { .. } => "allocate_kv_snapshot_id",
             Request::CommitKvSnapshot { .. } => "commit_kv_snapshot",
             Request::GetLatestKvSnapshot { .. } => "get_latest_kv_snapshot",
+            Request::ListKvSnapshots { .. } => "list_kv_snapshots",
+            Request::ReportBrokenKvSnapshot { .. } => "report_broken_kv_snapshot",
             Request::CommitRemoteLogSegment { .. } => "commit_remote_log_segment",
             Request::GetRemoteLogEnd { .. } => "get_remote_log_end",
             Request::GetRemoteLogSegment { .. } => "get_remote_log_segment",
             Request::AcquireKvSnapshotLease { .. } => "acquire_kv_snapshot_lease",
             Request::ReleaseKvSnapshotLease { .. } => "release_kv_snapshot_lease",
             Request::DropKvSnapshotLease { .. } => "drop_kv_snapshot_lease",
+            Request::ListRemoteLogSegments { .. } => "list_remote_log_segments",
         }
     }
 
@@ -188,7 +202,10 @@ impl Request {
             | Request::AllocateKvSnapshotId { bucket }
             | Request::GetLatestKvSnapshot { bucket }
             | Request::GetRemoteLogEnd { bucket }
-            | Request::GetRemoteLogSegment { bucket, .. } => Some(*bucket),
+            | Request::GetRemoteLogSegment { bucket, .. }
+            | Request::ListKvSnapshots { bucket }
+            | Request::ReportBrokenKvSnapshot { bucket, .. }
+            | Request::ListRemoteLogSegments { bucket, .. } => Some(*bucket),
             Request::CommitKvSnapshot { snapshot } => Some(snapshot.bucket),
             Request::CommitRemoteLogSegment { segment } => Some(segment.bucket),
             Request::ScanKv(request) => request.bucket_scan_req.as_ref().map(|open| open.bucket),
@@ -214,9 +231,11 @@ impl Response {
             Response::Offset { .. } => "offset",
             Response::KvSnapshotId { .. } => "kv_snapshot_id",
             Response::LatestKvSnapshot(_) => "latest_kv_snapshot",
+            Response::KeptKvSnapshots(_) => "kept_kv_snapshots",
             Response::KvSnapshotRefused(_) => "kv_snapshot_refused",
             Response::RemoteLogEnd { .. } => "remote_log_end",
             Response::RemoteLogSegment(_) => "remote_log_segment",
+            Response::RemoteLogSegments(_) => "remote_log_segments",
             Response::RemoteLogRefused(_) => "remote_log_refused",
             Response::KvSnapshotLeaseAcquired { .. } => "kv_snapshot_lease_acquired",
             Response::KvSnapshotLeaseRefused(_) => "kv_snapshot_lease_refused",
@@ -266,6 +285,8 @@ pub enum Response {
     },
     /// A bucket's latest committed KV snapshot, if it has one.
     LatestKvSnapshot(Option<Box<CompletedSnapshot>>),
+    /// A bucket's kept KV snapshots, newest first.
+    KeptKvSnapshots(Vec<CompletedSnapshot>),
     /// The coordinator's snapshot store refused or failed (its verdict says whether to ask
     /// again).
     KvSnapshotRefused(SnapshotStoreError),
@@ -275,6 +296,8 @@ pub enum Response {
     },
     /// The tiered segment asked for, if one holds the offset.
     RemoteLogSegment(Option<Box<RemoteLogSegment>>),
+    /// Tiered segments in offset order.
+    RemoteLogSegments(Vec<RemoteLogSegment>),
     /// The coordinator's remote-log store refused or failed.
     RemoteLogRefused(RemoteLogStoreError),
     /// A lease acquired (or renewed): the requested pairs that are not kept, which it does

@@ -168,6 +168,15 @@ pub enum Mutant {
     /// acknowledgement loses what the acquire wrote (a restart loses the leases acquired since
     /// their last durable write).
     LeaseRenamedWithoutSync,
+    /// A KV recovery's replay of the remote tier runs past the local log's start instead of
+    /// stopping at it (remote and local replays overlap at the boundary).
+    RecoveryRemoteReplayPastBoundary,
+    /// A KV recovery's replay of the remote tier stops one offset short of the local log's
+    /// start (a gap at the boundary).
+    RecoveryRemoteReplayShortOfBoundary,
+    /// A KV snapshot found broken during a recovery is neither reported nor skipped: every
+    /// attempt retries the same broken snapshot.
+    RecoveryBrokenSnapshotNotReported,
 }
 
 impl Mutant {
@@ -229,6 +238,9 @@ impl Mutant {
         Mutant::LeaseAppliedBeforePersist,
         Mutant::LeaseExpiresAtDeadline,
         Mutant::LeaseRenamedWithoutSync,
+        Mutant::RecoveryRemoteReplayPastBoundary,
+        Mutant::RecoveryRemoteReplayShortOfBoundary,
+        Mutant::RecoveryBrokenSnapshotNotReported,
     ];
 
     /// The mutants that only real preemption reaches: two critical sections with no await
@@ -241,11 +253,13 @@ impl Mutant {
         Mutant::FlushPastUnparkedBatch,
     ];
 
-    /// The mutants of components the simulated node does not run yet: recovery's
-    /// `RemoteLogFetcher` (`crate::recovery`) is not wired into a replica's rebuild, and no
-    /// simulated client holds KV snapshot leases (`crate::lease`) yet. The
-    /// shuttle harness (`core/tests/shuttle`) and core's unit tests catch these; the
-    /// simulator's sweep skips them.
+    /// The mutants of components the simulated node does not run, or runs too rarely to
+    /// measure them: recovery's `RemoteLogFetcher` (`crate::recovery`) runs only in a recovery
+    /// that falls back to the remote tier, and its faults (cancellations, closes
+    /// mid-download) need schedules that a handful of such recoveries per seed does not reach;
+    /// no simulated client holds KV snapshot leases (`crate::lease`) yet. The shuttle harness
+    /// (`core/tests/shuttle`) and core's unit tests catch these; the simulator's sweep skips
+    /// them.
     pub const OUTSIDE_SIMULATION: &'static [Mutant] = &[
         Mutant::FetcherCancelDropsDownloadedFile,
         Mutant::FetcherCloseSkipsWait,
@@ -323,6 +337,11 @@ impl Mutant {
             Mutant::LeaseAppliedBeforePersist => "lease-applied-before-persist",
             Mutant::LeaseExpiresAtDeadline => "lease-expires-at-deadline",
             Mutant::LeaseRenamedWithoutSync => "lease-renamed-without-sync",
+            Mutant::RecoveryRemoteReplayPastBoundary => "recovery-remote-replay-past-boundary",
+            Mutant::RecoveryRemoteReplayShortOfBoundary => {
+                "recovery-remote-replay-short-of-boundary"
+            }
+            Mutant::RecoveryBrokenSnapshotNotReported => "recovery-broken-snapshot-not-reported",
         }
     }
 

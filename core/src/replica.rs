@@ -15,7 +15,10 @@ use crate::kv::{EngineWriteLock, KvError, KvTablet, KvTabletConfig};
 use crate::ledger::ResourceKind;
 use crate::log::LogTablet;
 use crate::mutant::Mutant;
-use crate::recovery::{restore_engine, DownloadRetry};
+use crate::recovery::{
+    discard_engine_dir, DownloadRetry, FetcherConfig, KvRecovery, RecoveryError, RecoveryPhase,
+    RecoveryProgress, RecoverySources, RecoveryTracker, RECOVERY_LOG_INTERVAL_MS,
+};
 use crate::scan::scan_session::{ScanSession, SessionOrigin};
 use crate::scan::ScannerManager;
 use crate::snapshot::{run_snapshot_loop, SnapshotSchedule};
@@ -70,6 +73,8 @@ pub struct Replica {
     /// (shared with its KV tablets): from then on it refuses every request with
     /// `KvError::ReplicaStopped` until its node restarts.
     stop: Arc<Stop>,
+    /// The progress of a recovery of the engine from KV snapshots, while one runs.
+    recovery: RecoveryTracker,
 }
 
 impl std::fmt::Debug for Replica {
@@ -88,8 +93,10 @@ impl Replica {
         snapshots: Option<Arc<SnapshotSchedule>>,
         tiering: Option<Arc<TieringSchedule>>,
     ) -> Replica {
+        let bucket = log.bucket();
+        let recovery = RecoveryTracker::new(bucket, env.clock.clone(), RECOVERY_LOG_INTERVAL_MS);
         Replica {
-            bucket: log.bucket(),
+            bucket,
             env,
             scanners,
             config,
@@ -105,7 +112,13 @@ impl Replica {
             }),
             leadership: futures::lock::Mutex::new(()),
             stop: Arc::new(Stop::new()),
+            recovery,
         }
+    }
+
+    /// The progress of the engine's recovery from KV snapshots while one runs (for metrics).
+    pub fn recovery_progress(&self) -> Option<RecoveryProgress> {
+        self.recovery.progress()
     }
 
     pub fn bucket(&self) -> TableBucket {
@@ -177,10 +190,10 @@ impl Replica {
             let fresh_engine = engine.is_none();
             let kv = match self.open_term(leader_epoch, engine).await {
                 // The engine's directory was lost after local retention deleted what its
-                // rebuild needs: restored from the latest KV snapshot, then rebuilt from there.
+                // rebuild needs: restored from a KV snapshot (and the remote tier), then
+                // rebuilt from the local log.
                 Err(truncated @ KvError::LogTruncated { .. }) if fresh_engine => {
-                    let restored = self.engine_from_latest_snapshot(truncated).await?;
-                    self.open_term(leader_epoch, Some(restored)).await?
+                    self.recovered_term(leader_epoch, truncated).await?
                 }
                 opened => opened?,
             };
@@ -266,43 +279,82 @@ impl Replica {
         .boxed()
     }
 
-    /// The engine restored from the bucket's latest committed KV snapshot, for a first term
-    /// whose fresh engine the local log could not rebuild (`truncated`, answered again when
-    /// no snapshot can help: none is configured or none is committed). A failed restore is
-    /// NOT_READY-retriable: the coordinator's next leadership call tries again.
-    async fn engine_from_latest_snapshot(
+    /// The first term of an engine recovered from KV snapshots (and the remote tier), for a
+    /// fresh engine the local log could not rebuild (`truncated`, answered again when no
+    /// snapshot can help: none is configured or none is committed): the recovery, then the
+    /// local log's replay from where it left the engine. A failed recovery is
+    /// NOT_READY-retriable (the coordinator's next leadership call tries again); an engine it
+    /// opened and could not finish is destroyed first.
+    async fn recovered_term(
+        &self,
+        leader_epoch: u32,
+        truncated: KvError,
+    ) -> Result<Arc<KvTablet>, KvError> {
+        let recovered = self.engine_from_snapshots(truncated).await;
+        let (engine, flushed_offset) = match recovered {
+            Ok(recovered) => recovered,
+            Err(error) => {
+                self.recovery.finish();
+                return Err(error);
+            }
+        };
+        let high_watermark = self.log.high_watermark();
+        self.recovery.update(|progress| {
+            progress.phase = RecoveryPhase::LocalReplay;
+            progress.offset_replayed = flushed_offset;
+            progress.offset_target = high_watermark;
+        });
+        let opened = self.open_term(leader_epoch, Some(engine)).await;
+        self.recovery.finish();
+        if opened.is_err() {
+            // The engine was dropped with the failed open: nothing of it may be reopened.
+            discard_engine_dir(&self.env, &self.engine_dir).await;
+        }
+        opened
+    }
+
+    /// The engine recovered from the newest usable KV snapshot, and the offset it holds every
+    /// change below.
+    async fn engine_from_snapshots(
         &self,
         truncated: KvError,
-    ) -> Result<(Arc<dyn KvEngine>, EngineWriteLock), KvError> {
+    ) -> Result<((Arc<dyn KvEngine>, EngineWriteLock), u64), KvError> {
         let Some(schedule) = self.snapshots.clone() else { return Err(truncated) };
-        let latest =
-            schedule.committer.latest(self.bucket).await.map_err(|error| {
-                KvError::NotReady(format!("latest KV snapshot unknown: {error}"))
-            })?;
-        let Some(snapshot) = latest else { return Err(truncated) };
-        tracing::warn!(
-            bucket = %self.bucket,
-            snapshot_id = snapshot.snapshot_id,
-            log_offset = snapshot.log_offset,
-            %truncated,
-            "restoring the engine from the latest KV snapshot"
-        );
-        match restore_engine(&self.env, &snapshot, &self.engine_dir, &DownloadRetry::DEFAULT).await
-        {
-            Ok(engine) => {
+        tracing::warn!(bucket = %self.bucket, %truncated, "recovering the engine from KV snapshots");
+        let sources = RecoverySources {
+            snapshots: schedule.committer.clone(),
+            remote_logs: self.tiering.as_ref().map(|tiering| tiering.committer.clone()),
+            fetcher: FetcherConfig::DEFAULT,
+            download_retry: DownloadRetry::DEFAULT,
+        };
+        let recovery = KvRecovery {
+            env: &self.env,
+            bucket: self.bucket,
+            local_start_offset: self.log.log_start_offset(),
+            engine_dir: &self.engine_dir,
+            sources: &sources,
+            tracker: &self.recovery,
+        };
+        match recovery.run().await {
+            Ok(recovered) => {
+                tracing::info!(
+                    bucket = %self.bucket,
+                    snapshot_id = recovered.snapshot.as_ref().map(|s| s.snapshot_id),
+                    log_offset = recovered.snapshot.as_ref().map(|s| s.log_offset),
+                    flushed_offset = recovered.flushed_offset,
+                    "engine recovered from a KV snapshot"
+                );
                 let owner = format!("node{} {}", self.env.node_id, self.bucket);
-                Ok((
-                    LedgeredEngine::wrap(engine, self.env.ledger.clone(), owner),
-                    Default::default(),
-                ))
+                let engine = LedgeredEngine::wrap(recovered.engine, self.env.ledger.clone(), owner);
+                Ok(((engine, Default::default()), recovered.flushed_offset))
             }
-            // Retriable or not, the bucket is not ready: the coordinator asks again. A snapshot
-            // found broken is logged; falling back to the previous one is not built yet.
+            Err(RecoveryError::NoSnapshot { broken: 0, .. }) => Err(truncated),
+            // Retriable or not, the bucket is not ready: the coordinator asks again.
             Err(error) => {
                 if !error.is_retriable() {
-                    tracing::error!(bucket = %self.bucket, %error, "KV snapshot restore failed");
+                    tracing::error!(bucket = %self.bucket, %error, "KV recovery failed");
                 }
-                Err(KvError::NotReady(format!("restoring from KV snapshot: {error}")))
+                Err(KvError::NotReady(format!("recovering from KV snapshots: {error}")))
             }
         }
     }

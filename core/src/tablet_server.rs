@@ -582,7 +582,10 @@ impl TabletServer {
             | Request::GetRemoteLogSegment { .. }
             | Request::AcquireKvSnapshotLease { .. }
             | Request::ReleaseKvSnapshotLease { .. }
-            | Request::DropKvSnapshotLease { .. } => Err(KvError::NotLeader(format!(
+            | Request::DropKvSnapshotLease { .. }
+            | Request::ListKvSnapshots { .. }
+            | Request::ReportBrokenKvSnapshot { .. }
+            | Request::ListRemoteLogSegments { .. } => Err(KvError::NotLeader(format!(
                 "{} is served by the coordinator, not a tablet server",
                 request.kind()
             ))),

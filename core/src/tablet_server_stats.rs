@@ -2,6 +2,7 @@
 //! hosted bucket. Reading it takes the same locks as a request does, briefly, and changes
 //! nothing.
 
+use crate::recovery::RecoveryProgress;
 use crate::table_bucket::TableBucket;
 use crate::tablet_server::TabletServer;
 
@@ -60,7 +61,32 @@ pub struct ServerFailures {
     pub replicas: Vec<(TableBucket, String)>,
 }
 
+/// The KV recoveries a tablet server runs at one moment (what `/metrics` reports of them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryStats {
+    /// Each bucket recovering its engine from KV snapshots, in bucket order.
+    pub buckets: Vec<(TableBucket, RecoveryProgress)>,
+}
+
+impl RecoveryStats {
+    /// How many buckets are recovering.
+    pub fn recovering_buckets(&self) -> usize {
+        self.buckets.len()
+    }
+}
+
 impl TabletServer {
+    /// The buckets recovering their engines from KV snapshots, with their progress. Takes no
+    /// lock a request holds for long.
+    pub fn recovery_stats(&self) -> RecoveryStats {
+        let buckets = self
+            .hosted_replicas()
+            .iter()
+            .filter_map(|replica| Some((replica.bucket(), replica.recovery_progress()?)))
+            .collect();
+        RecoveryStats { buckets }
+    }
+
     /// Why the server and its replicas stopped, if any did: what a health check needs, without
     /// the locks that reading every bucket's offsets takes.
     pub fn failures(&self) -> ServerFailures {

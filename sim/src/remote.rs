@@ -125,6 +125,12 @@ impl SimRemoteStorage {
         lock(&self.state).objects.get(path).map(|bytes| bytes.as_ref().clone())
     }
 
+    /// Deletes an object at once, bypassing latency and faults (the world damaging the store
+    /// on purpose); whether it was there.
+    pub fn remove_now(&self, path: &str) -> bool {
+        lock(&self.state).objects.remove(path).is_some()
+    }
+
     /// Every stored path, sorted (for checkers).
     pub fn paths(&self) -> Vec<String> {
         lock(&self.state).objects.keys().cloned().collect()

@@ -61,11 +61,13 @@ pub fn restore(
 
 /// Problems with the snapshots `store` keeps: a file missing or damaged in `remote`; and,
 /// when `quiescent`, any object under `kv/` that no kept snapshot needs (an orphan that
-/// cleanup and the orphan sweep should have removed).
+/// cleanup and the orphan sweep should have removed). A file in `damaged` was deleted by the
+/// world on purpose (a recovery must find its snapshot broken): its absence is excused.
 pub fn check_store_files(
     store: &SnapshotStore,
     remote: &SimRemoteStorage,
     quiescent: bool,
+    damaged: &BTreeSet<String>,
 ) -> Vec<String> {
     let mut problems = Vec::new();
     let mut needed = BTreeSet::new();
@@ -77,6 +79,7 @@ pub fn check_store_files(
         for snapshot in store.kept(bucket) {
             for file in snapshot.files() {
                 match remote.peek(&file.remote_path) {
+                    None if damaged.contains(&file.remote_path) => {}
                     None => problems.push(format!(
                         "snapshot file deleted while kept: {} of snapshot {} of {bucket}",
                         file.remote_path, snapshot.snapshot_id

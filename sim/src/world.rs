@@ -1,7 +1,7 @@
 //! One seeded run: builds the simulated cluster, drives the workload and the fault plan,
 //! heals, checks the end state and the leak ledger, and reports.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures::FutureExt;
@@ -113,6 +113,9 @@ struct World {
     faults: Prng,
     clients_running: Arc<ClientsRunning>,
     chaos: Chaos,
+    /// Snapshot files the world deleted from the remote store (see
+    /// `maybe_damage_latest_snapshots`): a kept snapshot missing one is not a violation.
+    damaged_snapshot_paths: BTreeSet<String>,
 }
 
 /// The storage, partition, pause and clock faults of a run (see `impl World` at the end).
@@ -340,6 +343,7 @@ impl World {
             faults,
             clients_running: Arc::new(ClientsRunning::default()),
             chaos,
+            damaged_snapshot_paths: BTreeSet::new(),
         }
     }
 
@@ -772,6 +776,31 @@ impl World {
         let removed = self.chaos.log.god_view(|| remove_kv_dirs(disk.fs.as_ref()));
         disk.engines = Arc::new(MemEngineFactory::new(disk.fs.clone()));
         self.note(node, "crash", format!("node {node} loses its KV engines ({removed:?})"));
+        self.maybe_damage_latest_snapshots(node);
+    }
+
+    /// In one engine loss in two, the latest KV snapshot of every bucket is found damaged in
+    /// the remote store (a file of its own directory deleted, as a lifecycle rule or an
+    /// operator might): a recovery from it must report it broken and fall back to the previous
+    /// snapshot (and the remote tier), or to the remote tier alone. The store-files oracle
+    /// excuses the deleted files. Drawn from a stream of its own.
+    fn maybe_damage_latest_snapshots(&mut self, node: NodeId) {
+        let Some(service) = self.coordinator.snapshots().cloned() else { return };
+        let Some(disk) = self.disks.get(&node) else { return };
+        let stream = format!("snapshot-damage-{node}-{}", disk.incarnation);
+        if !self.streams.stream(&stream).chance(Ratio::new(1, 2)) {
+            return;
+        }
+        let mut damaged = 0;
+        for bucket in service.store().buckets() {
+            let Some(latest) = service.store().latest(bucket) else { continue };
+            let Some(file) = latest.private_files.first() else { continue };
+            if self.remote.remove_now(&file.remote_path) {
+                self.damaged_snapshot_paths.insert(file.remote_path.clone());
+                damaged += 1;
+            }
+        }
+        self.note(node, "crash", format!("{damaged} latest KV snapshots damaged"));
     }
 
     /// Halts every live server whose changelog stopped after a failed sync, as a broker whose
@@ -1088,9 +1117,12 @@ impl World {
                 self.checker.violation(format!("orphan sweep did not finish: {error}"));
             }
         }
-        for problem in
-            crate::snapshot_oracle::check_store_files(service.store(), &self.remote, true)
-        {
+        for problem in crate::snapshot_oracle::check_store_files(
+            service.store(),
+            &self.remote,
+            true,
+            &self.damaged_snapshot_paths,
+        ) {
             self.checker.violation(problem);
         }
         self.sweep_and_check_remote_logs(&service);

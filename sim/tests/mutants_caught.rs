@@ -85,6 +85,13 @@ const RECORDED: &[(&str, &str, u64)] = &[
     ("tiering-remote-end-raised-before-commit", "swarm", 3),
     // Local retention without the remote end as a bound: caught by the tiering oracles.
     ("retention-ignores-remote-end", "swarm", 3),
+    // KV recovery (one engine loss in two finds the latest snapshots damaged, so restores
+    // fall back to the previous snapshot and the remote tier): caught by the recovery's own
+    // boundary check and its retries on the same broken snapshot, each a bucket that never
+    // leads again, which the progress oracle reports.
+    ("recovery-remote-replay-past-boundary", "swarm", 4),
+    ("recovery-remote-replay-short-of-boundary", "swarm", 3),
+    ("recovery-broken-snapshot-not-reported", "swarm", 1),
 ];
 
 /// No mutant may need more seeds than this, whatever was recorded.

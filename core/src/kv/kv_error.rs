@@ -2,6 +2,7 @@
 
 use crate::engine::EngineError;
 use crate::error::{ApiError, ErrorCode};
+use crate::kv::changelog_replay::ReplayError;
 use crate::log::LogError;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,6 +50,10 @@ pub enum KvError {
     Engine(#[from] EngineError),
     #[error("log failure: {0}")]
     Log(LogError),
+    /// A rebuild's replay of the changelog could not continue (a gap, no progress): the
+    /// changelog it read does not hold what the engine needs.
+    #[error("changelog replay: {0}")]
+    Replay(#[from] ReplayError),
     /// The replica stopped after a corrupt or fatal engine error or a panic that left its
     /// state in doubt; it serves nothing until its node restarts and rebuilds it from disk.
     /// Another replica may lead the bucket meanwhile, so the client may retry.
@@ -88,9 +93,10 @@ impl KvError {
             KvError::SchemaNotExist(_) => ErrorCode::SchemaNotExist,
             KvError::InvalidTargetColumn(_) => ErrorCode::InvalidTargetColumn,
             KvError::RequestTooLarge(_) => ErrorCode::RecordTooLarge,
-            KvError::LogTruncated { .. } | KvError::Engine(_) | KvError::ReplicaStopped(_) => {
-                ErrorCode::KvStorageException
-            }
+            KvError::LogTruncated { .. }
+            | KvError::Replay(_)
+            | KvError::Engine(_)
+            | KvError::ReplicaStopped(_) => ErrorCode::KvStorageException,
             // The disk failed (full, a failed write or sync): nothing of the batch was
             // acknowledged or recorded for its writer, so the client may resend the same batch.
             KvError::Log(LogError::Fs(_)) => ErrorCode::StorageException,

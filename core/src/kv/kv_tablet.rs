@@ -18,6 +18,7 @@ use futures::FutureExt;
 
 use crate::engine::{EngineSnapshot, KeyRange, KvEngine, WriteBatch};
 use crate::env::Env;
+use crate::kv::changelog_replay::{apply_batches, check_progress};
 use crate::kv::kv_error::KvError;
 use crate::kv::row_merger::{MergedValue, RowMerger};
 use crate::log::log_batch::WriterBatch;
@@ -859,20 +860,10 @@ fn replay_log(
             return Err(KvError::LogTruncated { log_start_offset, engine_offset: next_offset });
         }
         let mut write = WriteBatch::new();
-        for batch in &batches {
-            for record in batch.records.iter().filter(|r| r.offset >= next_offset) {
-                match record.change_type {
-                    ChangeType::Insert | ChangeType::UpdateAfter | ChangeType::AppendOnly => {
-                        write.put(record.key.clone(), record.value.clone())
-                    }
-                    ChangeType::Delete => write.delete(record.key.clone()),
-                    ChangeType::UpdateBefore => {}
-                }
-            }
-        }
-        let batch_end = batches.last().map_or(next_offset, |b| b.end_offset()).min(high_watermark);
+        let batch_end =
+            apply_batches(&mut write, &batches, next_offset, high_watermark, "the local log")?;
         // Without progress the loop would spin forever (Fluss's recovery hazard).
-        assert!(batch_end > next_offset, "log read at {next_offset} made no progress");
+        check_progress(next_offset, batch_end, high_watermark, "the local log")?;
         write.set_flushed_log_offset(batch_end);
         engine.write(&write)?;
         next_offset = batch_end;

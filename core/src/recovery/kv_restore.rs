@@ -12,6 +12,7 @@ use std::sync::Arc;
 use crate::engine::{EngineError, KvEngine};
 use crate::env::{Env, FsError, RemoteError};
 use crate::recovery::download_retry::DownloadRetry;
+use crate::recovery::recovery_progress::RecoveryTracker;
 use crate::recovery::temp_file::TempFile;
 use crate::snapshot::completed_snapshot::{content_sha256, CompletedSnapshot, SnapshotFile};
 use crate::task::run_blocking;
@@ -58,9 +59,11 @@ pub async fn restore_engine(
     snapshot: &CompletedSnapshot,
     engine_dir: &str,
     retry: &DownloadRetry,
+    tracker: Option<&RecoveryTracker>,
 ) -> Result<Arc<dyn KvEngine>, KvRestoreError> {
     let checkpoint_dir = restore_dir(engine_dir);
-    let restored = download_and_open(env, snapshot, engine_dir, &checkpoint_dir, retry).await;
+    let restored =
+        download_and_open(env, snapshot, engine_dir, &checkpoint_dir, retry, tracker).await;
     let fs = env.fs.clone();
     let dir = checkpoint_dir.clone();
     let name = format!("remove {checkpoint_dir} node{}", env.node_id);
@@ -79,6 +82,7 @@ async fn download_and_open(
     engine_dir: &str,
     checkpoint_dir: &str,
     retry: &DownloadRetry,
+    tracker: Option<&RecoveryTracker>,
 ) -> Result<Arc<dyn KvEngine>, KvRestoreError> {
     let owner = format!("node{} restore {}", env.node_id, snapshot.bucket);
     let (fs, dir) = (env.fs.clone(), checkpoint_dir.to_string());
@@ -103,6 +107,9 @@ async fn download_and_open(
         })
         .await?;
         files.push(written.map_err(KvRestoreError::Local)?);
+        if let Some(tracker) = tracker {
+            tracker.update(|progress| progress.bytes_downloaded += file.size_bytes);
+        }
     }
     let (engines, dir, target) =
         (env.engines.clone(), checkpoint_dir.to_string(), engine_dir.to_string());

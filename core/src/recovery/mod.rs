@@ -5,7 +5,9 @@
 pub mod download_retry;
 pub mod fetch_window;
 pub mod fetcher_config;
+pub mod kv_recovery;
 pub mod kv_restore;
+pub mod recovery_progress;
 pub mod remote_log_fetcher;
 pub mod temp_file;
 #[cfg(all(test, not(feature = "shuttle")))]
@@ -14,7 +16,14 @@ pub(crate) mod test_remote;
 pub use download_retry::DownloadRetry;
 pub use fetch_window::FetcherGauges;
 pub use fetcher_config::{FetcherConfig, FetcherConfigError};
+pub use kv_recovery::{
+    discard_engine_dir, recovery_dir, KvRecovery, Recovered, RecoveryError, RecoverySources,
+    RECOVERY_ATTEMPTS_MAX,
+};
 pub use kv_restore::{restore_dir, restore_engine, KvRestoreError};
+pub use recovery_progress::{
+    RecoveryPhase, RecoveryProgress, RecoveryTracker, RECOVERY_LOG_INTERVAL_MS,
+};
 pub use remote_log_fetcher::{
     recovery_temp_dir, FetchError, FetchedSegment, FetcherProbe, RemoteLogFetcher,
 };

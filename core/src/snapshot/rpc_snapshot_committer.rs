@@ -68,6 +68,35 @@ impl SnapshotCommitter for RpcSnapshotCommitter {
         .boxed()
     }
 
+    fn kept(
+        &self,
+        bucket: TableBucket,
+    ) -> BoxFuture<'static, Result<Vec<CompletedSnapshot>, CommitterError>> {
+        let call = self.call(Request::ListKvSnapshots { bucket });
+        async move {
+            match call.await? {
+                Response::KeptKvSnapshots(kept) => Ok(kept),
+                other => Err(CommitterError::NoAnswer(format!("answered {}", other.kind()))),
+            }
+        }
+        .boxed()
+    }
+
+    fn report_broken(
+        &self,
+        bucket: TableBucket,
+        snapshot_id: u64,
+    ) -> BoxFuture<'static, Result<(), CommitterError>> {
+        let call = self.call(Request::ReportBrokenKvSnapshot { bucket, snapshot_id });
+        async move {
+            match call.await? {
+                Response::Ok => Ok(()),
+                other => Err(CommitterError::NoAnswer(format!("answered {}", other.kind()))),
+            }
+        }
+        .boxed()
+    }
+
     fn commit(
         &self,
         snapshot: CompletedSnapshot,

@@ -97,12 +97,15 @@ impl SnapshotService {
             Request::AllocateKvSnapshotId { .. }
                 | Request::CommitKvSnapshot { .. }
                 | Request::GetLatestKvSnapshot { .. }
+                | Request::ListKvSnapshots { .. }
+                | Request::ReportBrokenKvSnapshot { .. }
                 | Request::CommitRemoteLogSegment { .. }
                 | Request::GetRemoteLogEnd { .. }
                 | Request::GetRemoteLogSegment { .. }
                 | Request::AcquireKvSnapshotLease { .. }
                 | Request::ReleaseKvSnapshotLease { .. }
                 | Request::DropKvSnapshotLease { .. }
+                | Request::ListRemoteLogSegments { .. }
         )
     }
 
@@ -137,6 +140,24 @@ impl SnapshotService {
                 Response::LatestKvSnapshot(self.store.latest(*bucket).map(Box::new)),
                 Cleanup::default(),
             ),
+            Request::ListKvSnapshots { bucket } => {
+                let mut kept = self.store.kept(*bucket);
+                kept.reverse();
+                (Response::KeptKvSnapshots(kept), Cleanup::default())
+            }
+            Request::ReportBrokenKvSnapshot { bucket, snapshot_id } => {
+                match self.store.remove_broken(*bucket, *snapshot_id) {
+                    Ok(cleanup) => {
+                        tracing::warn!(
+                            %bucket,
+                            snapshot_id,
+                            "a KV snapshot reported broken is forgotten"
+                        );
+                        (Response::Ok, cleanup)
+                    }
+                    Err(error) => (Response::KvSnapshotRefused(error), Cleanup::default()),
+                }
+            }
             Request::CommitRemoteLogSegment { segment } => {
                 let Some(remote_logs) = &self.remote_logs else { return Some(no_tiering()) };
                 let leader_epoch = (self.leader_epoch_of)(segment.bucket);
@@ -161,6 +182,12 @@ impl SnapshotService {
                 let manifest = remote_logs.manifest(*bucket);
                 let segment = manifest.segment_holding(*offset).cloned().map(Box::new);
                 (Response::RemoteLogSegment(segment), Cleanup::default())
+            }
+            Request::ListRemoteLogSegments { bucket, from_offset, to_offset } => {
+                let Some(remote_logs) = &self.remote_logs else { return Some(no_tiering()) };
+                let manifest = remote_logs.manifest(*bucket);
+                let covering = manifest.segments_covering(*from_offset, *to_offset);
+                (Response::RemoteLogSegments(covering), Cleanup::default())
             }
             _ => return self.handle_lease(request),
         };
@@ -386,5 +413,117 @@ mod tests {
         clock.set(1_000 + interval_ms);
         service.tick_lease_expiry();
         assert_eq!(service.lease_gauges().map(|g| g.lease_count), Some(0), "expired");
+    }
+}
+
+#[cfg(all(test, not(feature = "shuttle")))]
+mod recovery_request_tests {
+    use super::*;
+    use crate::engine::mem_engine::test_fs::TestFs;
+    use crate::recovery::test_remote::MemRemote;
+    use crate::scan::kv_scanner::testing::TestRuntime;
+    use crate::snapshot::completed_snapshot::{snapshot_dir, CompletedSnapshot, SnapshotFile};
+    use crate::snapshot::snapshot_store::SnapshotStoreConfig;
+    use crate::tiering::{RemoteLogSegment, RemoteLogStore};
+
+    fn bucket() -> TableBucket {
+        TableBucket::new(1, 0)
+    }
+
+    fn snapshot(snapshot_id: u64) -> CompletedSnapshot {
+        let remote_path = format!("{}/MANIFEST", snapshot_dir(bucket(), snapshot_id));
+        let file = SnapshotFile {
+            remote_path,
+            local_name: "MANIFEST".into(),
+            size_bytes: 1,
+            crc32c: 0,
+            sha256: [snapshot_id as u8; 32],
+        };
+        CompletedSnapshot {
+            bucket: bucket(),
+            snapshot_id,
+            leader_epoch: 1,
+            log_offset: snapshot_id * 10,
+            shared_files: Vec::new(),
+            private_files: vec![file],
+        }
+    }
+
+    fn service() -> SnapshotService {
+        let runtime = TestRuntime::new();
+        let fs = Arc::new(TestFs::default());
+        let store = SnapshotStore::open(
+            fs.clone(),
+            "coordinator/kv".into(),
+            SnapshotStoreConfig::default(),
+        );
+        let remote_logs = RemoteLogStore::open(fs, "coordinator/remote-log".into()).unwrap();
+        let epochs: LeaderEpochOf = Arc::new(|_| Some(1));
+        let remote = Arc::new(MemRemote::new(runtime.clock()));
+        SnapshotService::new(Arc::new(store.unwrap()), remote, runtime.clock(), epochs)
+            .with_remote_logs(Arc::new(remote_logs))
+    }
+
+    fn answer(service: &SnapshotService, request: Request) -> (Response, Cleanup) {
+        assert!(SnapshotService::serves(&request), "{}", request.kind());
+        service.handle(&request).expect("a snapshot request")
+    }
+
+    #[test]
+    fn kept_snapshots_are_listed_newest_first_and_a_broken_one_is_forgotten_with_its_files() {
+        let service = service();
+        for snapshot_id in 1..=2 {
+            let allocate = Request::AllocateKvSnapshotId { bucket: bucket() };
+            assert_eq!(answer(&service, allocate).0, Response::KvSnapshotId { snapshot_id });
+            let commit = Request::CommitKvSnapshot { snapshot: Box::new(snapshot(snapshot_id)) };
+            assert_eq!(answer(&service, commit).0, Response::Ok);
+        }
+        let list = || answer(&service, Request::ListKvSnapshots { bucket: bucket() }).0;
+        assert_eq!(list(), Response::KeptKvSnapshots(vec![snapshot(2), snapshot(1)]));
+        let report = || Request::ReportBrokenKvSnapshot { bucket: bucket(), snapshot_id: 2 };
+        let (response, cleanup) = answer(&service, report());
+        assert_eq!(response, Response::Ok);
+        let mut paths = vec![
+            snapshot(2).private_files[0].remote_path.clone(),
+            format!(
+                "{}/{}",
+                snapshot_dir(bucket(), 2),
+                crate::snapshot::completed_snapshot::METADATA_FILE_NAME
+            ),
+        ];
+        paths.sort();
+        assert_eq!(cleanup.paths, paths);
+        assert_eq!(list(), Response::KeptKvSnapshots(vec![snapshot(1)]));
+        // A report made again (its answer was lost) changes nothing.
+        assert_eq!(answer(&service, report()), (Response::Ok, Cleanup::default()));
+        let latest = answer(&service, Request::GetLatestKvSnapshot { bucket: bucket() }).0;
+        assert_eq!(latest, Response::LatestKvSnapshot(Some(Box::new(snapshot(1)))));
+    }
+
+    #[test]
+    fn the_segments_covering_a_range_are_listed_from_the_manifest() {
+        let service = service();
+        let segment = |start_offset, end_offset| RemoteLogSegment {
+            bucket: bucket(),
+            leader_epoch: 1,
+            start_offset,
+            end_offset,
+            size_bytes: 1,
+            max_timestamp_ms: 0,
+            sha256: [0; 32],
+        };
+        for (start, end) in [(0, 5), (5, 9)] {
+            let commit = Request::CommitRemoteLogSegment { segment: Box::new(segment(start, end)) };
+            assert!(matches!(answer(&service, commit).0, Response::RemoteLogEnd { .. }));
+        }
+        let list = |from_offset, to_offset| {
+            answer(
+                &service,
+                Request::ListRemoteLogSegments { bucket: bucket(), from_offset, to_offset },
+            )
+            .0
+        };
+        assert_eq!(list(3, 7), Response::RemoteLogSegments(vec![segment(0, 5), segment(5, 9)]));
+        assert_eq!(list(9, 12), Response::RemoteLogSegments(vec![]));
     }
 }

@@ -54,6 +54,18 @@ pub trait SnapshotCommitter: Send + Sync + 'static {
         &self,
         bucket: TableBucket,
     ) -> BoxFuture<'static, Result<Option<CompletedSnapshot>, CommitterError>>;
+    /// The bucket's kept snapshots, newest first (what a recovery may restore from).
+    fn kept(
+        &self,
+        bucket: TableBucket,
+    ) -> BoxFuture<'static, Result<Vec<CompletedSnapshot>, CommitterError>>;
+    /// Reports snapshot `snapshot_id` broken (a file missing or damaged): the coordinator
+    /// forgets it, so that the previous one is used from now on. Idempotent.
+    fn report_broken(
+        &self,
+        bucket: TableBucket,
+        snapshot_id: u64,
+    ) -> BoxFuture<'static, Result<(), CommitterError>>;
 }
 
 /// A coordinator call's failure.

@@ -55,6 +55,14 @@ pub trait RemoteLogCommitter: Send + Sync + 'static {
         bucket: TableBucket,
         offset: u64,
     ) -> BoxFuture<'static, Result<Option<RemoteLogSegment>, TieringCommitError>>;
+    /// The recorded segments that together hold `[from_offset, to_offset)`, in offset order;
+    /// the list stops short where the remote tier has a gap.
+    fn segments_covering(
+        &self,
+        bucket: TableBucket,
+        from_offset: u64,
+        to_offset: u64,
+    ) -> BoxFuture<'static, Result<Vec<RemoteLogSegment>, TieringCommitError>>;
 }
 
 /// When and how a server's leaders tier their changelogs.

@@ -91,6 +91,22 @@ impl RemoteLogManifest {
         self.segments.iter().rev().find(|segment| segment.holds(offset))
     }
 
+    /// The segments that together hold `[from_offset, to_offset)`, in offset order: each the
+    /// one holding the end of the one before that starts latest. The list stops short where
+    /// no segment holds the next offset (a gap, the caller's to report).
+    pub fn segments_covering(&self, from_offset: u64, to_offset: u64) -> Vec<RemoteLogSegment> {
+        let mut covering: Vec<RemoteLogSegment> = Vec::new();
+        let mut offset = from_offset;
+        // Each step moves `offset` up to a segment's end: at most one step per segment.
+        while offset < to_offset && covering.len() < self.segments.len() {
+            let Some(segment) = self.segment_holding(offset) else { break };
+            assert!(segment.end_offset > offset, "a segment holding an offset ends after it");
+            offset = segment.end_offset;
+            covering.push(segment.clone());
+        }
+        covering
+    }
+
     pub fn paths(&self) -> BTreeSet<String> {
         self.segments.iter().map(RemoteLogSegment::path).collect()
     }
@@ -345,6 +361,25 @@ mod tests {
         assert_eq!(reopened.manifest(bucket()).segment_holding(8), Some(&segment(2, 7, 20)));
         assert_eq!(reopened.manifest(bucket()).segment_holding(3), Some(&segment(1, 0, 10)));
         assert_eq!(reopened.manifest(bucket()).segment_holding(20), None);
+    }
+
+    #[test]
+    fn the_segments_covering_a_range_chain_from_its_start_and_stop_short_at_the_remote_end() {
+        let fs = Arc::new(TestFs::default());
+        let store = open(&fs);
+        store.commit(segment(1, 0, 10), Some(1)).unwrap();
+        store.commit(segment(2, 7, 20), Some(2)).unwrap();
+        store.commit(segment(2, 20, 30), Some(2)).unwrap();
+        let manifest = store.manifest(bucket());
+        let chain = |from, to| manifest.segments_covering(from, to);
+        assert_eq!(chain(3, 25), vec![segment(1, 0, 10), segment(2, 7, 20), segment(2, 20, 30)]);
+        // The overlapping segment that starts latest holds 8.
+        assert_eq!(chain(8, 20), vec![segment(2, 7, 20)]);
+        assert_eq!(chain(8, 21), vec![segment(2, 7, 20), segment(2, 20, 30)]);
+        // Past the remote end the list stops short; an empty range needs nothing.
+        assert_eq!(chain(25, 40), vec![segment(2, 20, 30)]);
+        assert_eq!(chain(30, 40), Vec::<RemoteLogSegment>::new());
+        assert_eq!(chain(5, 5), Vec::<RemoteLogSegment>::new());
     }
 
     #[test]

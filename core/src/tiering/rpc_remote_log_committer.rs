@@ -76,4 +76,25 @@ impl RemoteLogCommitter for RpcRemoteLogCommitter {
         }
         .boxed()
     }
+
+    fn segments_covering(
+        &self,
+        bucket: TableBucket,
+        from_offset: u64,
+        to_offset: u64,
+    ) -> BoxFuture<'static, Result<Vec<RemoteLogSegment>, TieringCommitError>> {
+        let request = Request::ListRemoteLogSegments { bucket, from_offset, to_offset };
+        let call = self.rpc.call(self.coordinator, request, self.timeout_ms);
+        async move {
+            match call.await {
+                Ok(Response::RemoteLogSegments(segments)) => Ok(segments),
+                Ok(Response::RemoteLogRefused(error)) => Err(TieringCommitError::Refused(error)),
+                Ok(other) => {
+                    Err(TieringCommitError::NoAnswer(format!("answered {}", other.kind())))
+                }
+                Err(error) => Err(TieringCommitError::NoAnswer(error.to_string())),
+            }
+        }
+        .boxed()
+    }
 }

@@ -36,6 +36,12 @@ pub struct RemoteFaults {
     /// multipart upload completed with parts missing, a non-atomic store): readers must check
     /// what they read.
     pub partial_upload: Ratio,
+    /// A slow operation (an object store's latency tail): its latency is drawn in
+    /// `latency_ms_max..=latency_tail_ms_max` instead, so that with a small `latency_ms_max`
+    /// most operations take a few ms and some take hundreds. Drawn from a stream of its own
+    /// (`remote-latency-tail`), so that the store's other draws are what they were without it.
+    pub latency_tail: Ratio,
+    pub latency_tail_ms_max: u64,
 }
 
 impl RemoteFaults {
@@ -62,6 +68,8 @@ struct RemoteState {
     objects: BTreeMap<String, Arc<Vec<u8>>>,
     faults: RemoteFaults,
     prng: Prng,
+    /// The latency tail's own stream.
+    tail_prng: Prng,
     operations: u64,
 }
 
@@ -90,11 +98,13 @@ impl SimRemoteStorage {
         faults: RemoteFaults,
     ) -> SimRemoteStorage {
         // Only monotonic time is read, which every node shares: the node id does not matter.
-        SimRemoteStorage::with_clock(
+        let store = SimRemoteStorage::with_clock(
             executor.clock_for(NETWORK_NODE),
             streams.stream("remote"),
             faults,
-        )
+        );
+        lock(&store.state).tail_prng = streams.stream("remote-latency-tail");
+        store
     }
 
     /// A store drawing its faults from `prng`, which should be a stream of its own; `clock`
@@ -105,6 +115,9 @@ impl SimRemoteStorage {
                 objects: BTreeMap::new(),
                 faults,
                 prng,
+                // Replaced by `new` with the seed's stream; a store built here from one stream
+                // draws its tail from a fixed one.
+                tail_prng: Prng::from_seed(0),
                 operations: 0,
             })),
             clock,
@@ -139,15 +152,54 @@ impl SimRemoteStorage {
         lock(&self.state).operations
     }
 
+    /// Damages the stored object at `path` in place (bit rot at rest, bypassing latency and
+    /// faults): the byte at `index` modulo its length is XORed with `flip` (made non-zero).
+    /// Returns the object's bytes before and after, or `None` for a missing or empty object.
+    pub fn damage(&self, path: &str, index: u64, flip: u8) -> Option<(Vec<u8>, Vec<u8>)> {
+        let mut state = lock(&self.state);
+        let object = state.objects.get_mut(path)?;
+        if object.is_empty() {
+            return None;
+        }
+        let original = object.as_ref().clone();
+        let mut damaged = original.clone();
+        let at = (index % damaged.len() as u64) as usize;
+        damaged[at] ^= flip.max(1);
+        *object = Arc::new(damaged.clone());
+        Some((original, damaged))
+    }
+
+    /// Puts `original` back at `path` if the object there is still `damaged` (a repair from
+    /// a replica of the store); an object deleted or replaced since is left alone. Returns
+    /// whether it repaired.
+    pub fn repair(&self, path: &str, damaged: &[u8], original: Vec<u8>) -> bool {
+        let mut state = lock(&self.state);
+        match state.objects.get_mut(path) {
+            Some(object) if object.as_slice() == damaged => {
+                *object = Arc::new(original);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Draws every decision of one operation, always the same number of draws whatever the
     /// rates, so that changing one rate does not reshuffle the others.
     fn draw_fate(&self) -> Fate {
         let mut state = lock(&self.state);
         let faults = state.faults;
         state.operations += 1;
+        let slow = !faults.latency_tail.is_never() && state.tail_prng.chance(faults.latency_tail);
+        let tail_ms = if slow {
+            let low = faults.latency_ms_max;
+            Some(state.tail_prng.range_inclusive(low, faults.latency_tail_ms_max.max(low)))
+        } else {
+            None
+        };
         let prng = &mut state.prng;
+        let latency_ms = prng.range_inclusive(0, faults.latency_ms_max);
         Fate {
-            latency_ms: prng.range_inclusive(0, faults.latency_ms_max),
+            latency_ms: tail_ms.unwrap_or(latency_ms),
             transient_failure: prng.chance(faults.transient_failure),
             not_found: prng.chance(faults.not_found),
             failed_write_applied: prng.chance(faults.failed_write_applied),
@@ -335,7 +387,7 @@ mod tests {
             transient_failure: Ratio::new(1, 4),
             not_found: Ratio::new(1, 4),
             failed_write_applied: Ratio::new(1, 2),
-            partial_upload: Ratio::NEVER,
+            ..RemoteFaults::default()
         });
         let client = remote.clone();
         let outcomes = executor
@@ -462,5 +514,93 @@ mod tests {
         assert_eq!(stored.len(), 20);
         assert!(stored.iter().all(|bytes| object.starts_with(bytes) && bytes.len() < 200));
         assert!(stored.iter().any(|bytes| bytes.len() > 50), "prefixes of varied lengths");
+    }
+
+    #[test]
+    fn a_latency_tail_makes_some_operations_two_orders_of_magnitude_slower() {
+        let executor = SimExecutor::new(&Streams::new(6));
+        let remote = store(
+            &executor,
+            RemoteFaults {
+                latency_ms_max: 5,
+                latency_tail: Ratio::new(1, 10),
+                latency_tail_ms_max: 500,
+                ..RemoteFaults::default()
+            },
+        );
+        let client = remote.clone();
+        let clock = executor.clock_for(1);
+        let latencies = executor
+            .block_on(
+                1,
+                "reader",
+                async move {
+                    let mut latencies = Vec::new();
+                    for _ in 0..400 {
+                        let before = clock.now_mono_ms();
+                        let _ = client.get("missing").await;
+                        latencies.push(clock.now_mono_ms() - before);
+                    }
+                    latencies
+                },
+                100_000,
+            )
+            .expect("runs");
+        let fast = latencies.iter().filter(|ms| **ms <= 5).count();
+        let slow = latencies.iter().filter(|ms| **ms > 50).count();
+        assert!(latencies.iter().all(|ms| *ms <= 500), "bounded by the tail's maximum");
+        assert!((320..400).contains(&fast), "most operations take a few ms: {fast}");
+        assert!((15..70).contains(&slow), "about one in ten of hundreds of ms: {slow}");
+    }
+
+    #[test]
+    fn a_latency_tail_switched_off_leaves_the_stores_draws_unchanged() {
+        let latencies = |faults: RemoteFaults| {
+            let executor = SimExecutor::new(&Streams::new(7));
+            let client = store(&executor, faults);
+            let clock = executor.clock_for(1);
+            executor
+                .block_on(
+                    1,
+                    "reader",
+                    async move {
+                        let mut out = Vec::new();
+                        for _ in 0..50 {
+                            let before = clock.now_mono_ms();
+                            let ok = client.get("missing").await.is_ok();
+                            out.push((clock.now_mono_ms() - before, ok));
+                        }
+                        out
+                    },
+                    10_000,
+                )
+                .expect("runs")
+        };
+        let base = RemoteFaults {
+            latency_ms_max: 40,
+            transient_failure: Ratio::new(1, 3),
+            ..RemoteFaults::default()
+        };
+        let off = RemoteFaults { latency_tail: Ratio::NEVER, latency_tail_ms_max: 900, ..base };
+        assert_eq!(latencies(base), latencies(off));
+    }
+
+    #[test]
+    fn damage_flips_a_stored_byte_and_repair_puts_it_back_only_if_untouched() {
+        let executor = SimExecutor::new(&Streams::new(8));
+        let remote = store(&executor, RemoteFaults::default());
+        let seeded = remote.clone();
+        executor
+            .block_on(1, "seed", async move { seeded.put("obj", b"abcd".to_vec()).await }, 100)
+            .expect("runs")
+            .expect("no faults");
+        assert_eq!(remote.damage("nothing", 0, 1), None);
+        let (original, damaged) = remote.damage("obj", 6, 0).expect("present");
+        assert_eq!(original, b"abcd");
+        assert_eq!(damaged, b"abbd", "byte 6 mod 4 XOR 1");
+        assert_eq!(remote.peek("obj"), Some(damaged.clone()));
+        assert!(!remote.repair("obj", b"other", original.clone()), "not what was damaged");
+        assert!(remote.repair("obj", &damaged, original.clone()));
+        assert_eq!(remote.peek("obj"), Some(original));
     }
 }

@@ -36,6 +36,7 @@ use crate::network::{NetFaults, SimNetwork};
 use crate::plan::{RunPlan, Scenario};
 use crate::prng::{DecisionTape, Prng, Ratio, Streams};
 use crate::progress::HEAL_PROGRESS_BOUND_MS;
+use crate::recovery_watch::RecoveryWatch;
 use crate::remote::{RemoteFaults, SimRemoteStorage};
 use crate::replication::ClusterLogs;
 use crate::sim_row::SimPartialUpdates;
@@ -48,6 +49,10 @@ const SCAN_CLIENT_NODE_BASE: NodeId = 200;
 const VIRTUAL_TIME_MS_MAX: u64 = 30 * 60 * 1000;
 const STEPS_MAX: u64 = 20_000_000;
 const HEAL_STEPS_MAX: u64 = 2_000_000;
+/// Snapshot objects damaged per run at most: until the heal repairs it (or a fallback to the
+/// previous snapshot exists), a bucket whose latest snapshot is damaged cannot restore, so an
+/// unbounded stream of damage made recovery runs mostly unavailable and many times longer.
+const SNAPSHOT_CORRUPTIONS_MAX: usize = 6;
 /// How often the world looks for servers whose changelog stopped after a failed sync.
 const LOG_DIR_CHECK_INTERVAL_MS: u64 = 100;
 /// The progress prober's node (after the heal).
@@ -109,6 +114,21 @@ struct World {
     faults: Prng,
     clients_running: Arc<ClientsRunning>,
     chaos: Chaos,
+    /// Restores, recovery temp directories and leadership calls, watched.
+    recovery: Arc<RecoveryWatch>,
+    /// Damage done to committed snapshots' objects, undone at the heal.
+    corruption: SnapshotCorruption,
+    /// Draws which crashes and leadership moves aim at a recovery in flight.
+    recovery_targeting: Prng,
+}
+
+/// The snapshot-corruption fault: when the next damage is due, and what was damaged (path,
+/// bytes before, bytes after), for the heal's repair. Its own stream, so that switching it on
+/// changes no other draw.
+struct SnapshotCorruption {
+    prng: Prng,
+    next_at: Option<u64>,
+    damaged: Vec<(String, Vec<u8>, Vec<u8>)>,
 }
 
 /// The storage, partition, pause and clock faults of a run (see `impl World` at the end).
@@ -225,6 +245,21 @@ fn run_plan(
             world.checker.progress.give_ups_summary()
         ),
     );
+    let recovered = world.recovery.counts();
+    if recovered.restores + recovered.restore_failures > 0 {
+        // Printed only in runs that restored an engine, so that the others trace as they did.
+        world.note(
+            COORDINATOR_NODE,
+            "recovery-checked",
+            format!(
+                "restores={} restore_failures={} recovered_engines_checked={} temp_dir_checks={}",
+                recovered.restores,
+                recovered.restore_failures,
+                counts.recovered_engines_checked,
+                recovered.temp_dir_checks
+            ),
+        );
+    }
     let steps = world.exec.steps();
     let virtual_ms = world.exec.now_mono_ms();
     world.note(
@@ -320,6 +355,21 @@ impl World {
         }));
         let faults = streams.stream("faults");
         let chaos = Chaos::new(&plan, &streams, fault_log, &exec);
+        let recovery = Arc::new(RecoveryWatch::new(
+            checker.clone(),
+            ledger.clone(),
+            exec.clock_for(COORDINATOR_NODE),
+        ));
+        watch_fetcher_bounds(&exec, &ledger, &checker);
+        let mut corruption_prng = streams.stream("snapshot-corruption");
+        let corruption = SnapshotCorruption {
+            next_at: plan
+                .faults
+                .snapshot_corruption_interval_ms
+                .map(|ms| draw_after(&mut corruption_prng, exec.now_mono_ms(), ms)),
+            prng: corruption_prng,
+            damaged: Vec::new(),
+        };
         World {
             plan,
             streams,
@@ -336,6 +386,9 @@ impl World {
             faults,
             clients_running: Arc::new(ClientsRunning::default()),
             chaos,
+            recovery,
+            corruption,
+            recovery_targeting: streams.stream("recovery-targeting"),
         }
     }
 
@@ -479,8 +532,15 @@ impl World {
             apply_disk_faults(&self.plan, &self.streams, &disk.fs, &disk_stream, &self.chaos.log);
         }
         let engine_faults = self.plan.faults.engine;
-        let engines =
-            self.chaos.faulty_engines(node, &self.streams, engine_faults, disk.engines.clone());
+        let observer = self.recovery.checkpoint_observer(node, disk.incarnation);
+        self.recovery.set_disk(node, disk.fs.clone());
+        let engines = self.chaos.faulty_engines(
+            node,
+            &self.streams,
+            engine_faults,
+            disk.engines.clone(),
+            observer,
+        );
         let entropy = crate::prng::SimEntropy::with_buggify(
             self.streams.stream(&format!("entropy-{node}-{}", disk.incarnation)),
             self.chaos.buggify.clone(),
@@ -507,7 +567,7 @@ impl World {
                 ));
             }
         }
-        self.net.register(node, server.clone());
+        self.net.register(node, self.recovery.watching(node, server.clone()));
         self.net.set_node_up(node, true);
         lock(&self.live).insert(node, server);
         self.coordinator.set_server_live(node, true);
@@ -642,6 +702,7 @@ impl World {
             ]
             .into_iter()
             .chain(self.chaos.next_events())
+            .chain([self.corruption.next_at])
             .flatten()
             .chain(restarts.values().copied())
             .min();
@@ -690,6 +751,14 @@ impl World {
                 next_retention = faults.retention_interval_ms.map(|ms| self.next_time(ms));
             }
             self.fire_chaos(now);
+            if self.corruption.next_at.is_some_and(|at| at <= now) {
+                self.corrupt_a_snapshot();
+                let more = self.corruption.damaged.len() < SNAPSHOT_CORRUPTIONS_MAX;
+                self.corruption.next_at = faults
+                    .snapshot_corruption_interval_ms
+                    .filter(|_| more)
+                    .map(|ms| draw_after(&mut self.corruption.prng, now, ms));
+            }
             if next_log_dir_check.is_some_and(|at| at <= now) {
                 for node in self.halt_servers_with_stopped_logs() {
                     let delay_ms =
@@ -705,6 +774,7 @@ impl World {
                 self.restart_server(node);
             }
             self.audit_ledger("during the run");
+            self.check_recovery_now();
         }
     }
 
@@ -714,7 +784,11 @@ impl World {
     }
 
     fn flip_leader(&mut self) {
-        let Some(bucket) = self.pick_live_bucket() else { return };
+        let Some(mut bucket) = self.pick_live_bucket() else { return };
+        // In a recovery scenario, often a bucket whose recovery is in flight.
+        if let Some(target) = self.recovery_target(self.recovery.buckets_leading_in_flight()) {
+            bucket = target;
+        }
         let live = self.coordinator.live_servers();
         let replicas: Vec<NodeId> =
             self.logs.replicas(bucket).into_iter().filter(|node| live.contains(node)).collect();
@@ -729,7 +803,17 @@ impl World {
         if live.len() < 2 {
             return None;
         }
-        let node = *self.faults.pick(&live)?;
+        let mut node = *self.faults.pick(&live)?;
+        // In a recovery scenario, often a node whose recovery is in flight.
+        let recovering: Vec<NodeId> = self
+            .recovery
+            .nodes_leading_in_flight()
+            .into_iter()
+            .filter(|node| live.contains(node))
+            .collect();
+        if let Some(target) = self.recovery_target(recovering) {
+            node = target;
+        }
         // A replaced machine loses its disk only where another live replica holds everything
         // committed: the fault atlas never destroys the last copy of acknowledged data.
         let all_buckets = self.partitions().live_buckets();
@@ -747,7 +831,8 @@ impl World {
         Some(node)
     }
 
-    /// In one crash in four that keeps the disk, the node's KV engines are lost (every `kv/`
+    /// In one crash in four that keeps the disk (the plan's `engine_loss`), the node's KV
+    /// engines are lost (every `kv/`
     /// directory deleted, as an operator clearing a corrupt engine would): its changelogs
     /// stay, and a bucket whose local log retention already deleted the early segments must
     /// then restore its engine from the latest KV snapshot when it leads again. Drawn from a
@@ -755,7 +840,7 @@ impl World {
     fn maybe_lose_engines(&mut self, node: NodeId) {
         let Some(disk) = self.disks.get_mut(&node) else { return };
         let stream = format!("engine-loss-{node}-{}", disk.incarnation);
-        if !self.streams.stream(&stream).chance(Ratio::new(1, 4)) {
+        if !self.streams.stream(&stream).chance(self.plan.faults.engine_loss) {
             return;
         }
         let removed = self
@@ -914,6 +999,8 @@ impl World {
             self.checker.check_quiescent_state(bucket);
             self.check_min_retain_offsets(bucket);
         }
+        let incarnations = self.live_incarnations();
+        self.recovery.check_quiescent(&|node| incarnations.get(&node).copied());
         self.checker.check_dropped_partitions_released(TABLE_ID);
         // Abandoned sessions must be reclaimed by the evictor within TTL plus an interval.
         let scanner = self.plan.scanner;
@@ -1182,6 +1269,7 @@ impl Chaos {
         streams: &Streams,
         faults: crate::faulty_engine::EngineFaults,
         engines: Arc<MemEngineFactory>,
+        observer: crate::faulty_engine::CheckpointOpened,
     ) -> Arc<dyn kvtablet_core::engine::KvEngineFactory> {
         let log = self.log.clone();
         let switch = self
@@ -1194,7 +1282,7 @@ impl Chaos {
         if self.on && !faults.is_none() {
             switch.set(faults);
         }
-        Arc::new(FaultyEngineFactory::wrap(engines, switch))
+        Arc::new(FaultyEngineFactory::wrap(engines, switch).observing_checkpoints(observer))
     }
 }
 
@@ -1304,6 +1392,16 @@ impl World {
             switch.clear();
         }
         self.remote.set_faults(RemoteFaults::none());
+        // Damaged snapshot objects are repaired (from a replica of the store), so that a
+        // restore that could only fail before may succeed now.
+        // Newest first: an object damaged twice gets back the bytes before its first damage.
+        for (path, original, damaged) in
+            std::mem::take(&mut self.corruption.damaged).into_iter().rev()
+        {
+            if self.remote.repair(&path, &damaged, original) {
+                self.note(COORDINATOR_NODE, "repair", format!("snapshot object {path}"));
+            }
+        }
         self.net.heal();
         self.chaos.partition_heals_at = None;
         if let Some((node, _)) = self.chaos.paused.take() {
@@ -1314,6 +1412,99 @@ impl World {
             self.exec.set_wall_offset(node, 0);
         }
     }
+}
+
+impl World {
+    /// With the plan's `recovery_targeting`, one of `candidates` (drawn from a stream of its
+    /// own, so that the other faults keep their draws); `None` otherwise.
+    fn recovery_target<T: Copy>(&mut self, candidates: Vec<T>) -> Option<T> {
+        let share = self.plan.faults.recovery_targeting;
+        if share.is_never() || candidates.is_empty() {
+            return None;
+        }
+        let prng = &mut self.recovery_targeting;
+        if !prng.chance(share) {
+            return None;
+        }
+        prng.pick(&candidates).copied()
+    }
+
+    /// Each live node's incarnation.
+    fn live_incarnations(&self) -> BTreeMap<NodeId, u64> {
+        let live = lock(&self.live);
+        self.disks
+            .iter()
+            .filter(|(node, _)| live.contains_key(node))
+            .map(|(node, disk)| (*node, disk.incarnation))
+            .collect()
+    }
+
+    /// The recovery oracles at a fault instant: recovered engines against the model, and
+    /// leadership calls that stopped progressing.
+    fn check_recovery_now(&self) {
+        let incarnations = self.live_incarnations();
+        let exec = self.exec.clone();
+        let checker = self.checker.clone();
+        self.recovery.check_now(&|node| incarnations.get(&node).copied(), &|node, since| {
+            exec.is_paused(node) || checker.paused_since(node, since)
+        });
+    }
+
+    /// Damages one byte of a private file (never reused by a later snapshot) of a bucket's
+    /// latest committed KV snapshot, at rest in the remote store: a restore must find the
+    /// mismatch and fail typed (or fall back), never open it.
+    fn corrupt_a_snapshot(&mut self) {
+        let Some(service) = self.coordinator.snapshots().cloned() else { return };
+        let latest: Vec<kvtablet_core::snapshot::CompletedSnapshot> = self
+            .partitions()
+            .live_buckets()
+            .into_iter()
+            .filter_map(|bucket| service.store().latest(bucket))
+            .collect();
+        let prng = &mut self.corruption.prng;
+        let Some(snapshot) = prng.pick(&latest) else { return };
+        let private: Vec<&kvtablet_core::snapshot::completed_snapshot::SnapshotFile> =
+            snapshot.files().filter(|file| file.remote_path.contains("/snap-")).collect();
+        let Some(file) = prng.pick(&private).copied() else { return };
+        let index = prng.below(file.size_bytes.max(1));
+        let flip = prng.range_inclusive(1, 255) as u8;
+        let Some((original, damaged)) = self.remote.damage(&file.remote_path, index, flip) else {
+            return;
+        };
+        self.chaos.log.record(crate::fault_log::FaultKind::SnapshotCorruption);
+        self.note(
+            COORDINATOR_NODE,
+            "corrupt",
+            format!(
+                "snapshot {} of {}: {} byte {index}",
+                snapshot.snapshot_id, snapshot.bucket, file.remote_path
+            ),
+        );
+        self.corruption.damaged.push((file.remote_path.clone(), original, damaged));
+    }
+}
+
+/// The fetcher bounds (`fetcher_bounds.rs`) sampled at every scheduling step; the first
+/// breach is reported (later ones are the same fault).
+fn watch_fetcher_bounds(exec: &SimExecutor, ledger: &Ledger, checker: &Arc<Checker>) {
+    let (ledger, checker) = (ledger.clone(), Arc::downgrade(checker));
+    let reported = std::sync::atomic::AtomicBool::new(false);
+    let config = kvtablet_core::recovery::FetcherConfig::DEFAULT;
+    exec.set_step_observer(Arc::new(move || {
+        if reported.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        let problems = crate::fetcher_bounds::violations(&ledger, config);
+        if problems.is_empty() {
+            return;
+        }
+        reported.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(checker) = checker.upgrade() {
+            for problem in problems {
+                checker.violation(format!("at a scheduling step: {problem}"));
+            }
+        }
+    }));
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

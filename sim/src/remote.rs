@@ -138,6 +138,12 @@ impl SimRemoteStorage {
         lock(&self.state).objects.get(path).map(|bytes| bytes.as_ref().clone())
     }
 
+    /// Stores `bytes` at `path` now, bypassing latency and faults and drawing nothing (a test
+    /// seeding the store with what an earlier, committed upload left).
+    pub fn put_now(&self, path: &str, bytes: Vec<u8>) {
+        lock(&self.state).objects.insert(path.to_string(), Arc::new(bytes));
+    }
+
     /// Every stored path, sorted (for checkers).
     pub fn paths(&self) -> Vec<String> {
         lock(&self.state).objects.keys().cloned().collect()

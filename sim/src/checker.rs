@@ -648,14 +648,15 @@ impl Checker {
 
     /// A recovered bucket's engine (opened from a KV snapshot, then replayed) holds exactly
     /// the model's state at the flushed offset stored in it, read from one engine snapshot so
-    /// that a flush landing meanwhile cannot tear the comparison. Returns whether it was
-    /// compared (an offset beyond what the model has read so far is left for a later check).
+    /// that a flush landing meanwhile cannot tear the comparison. Returns whether it matched,
+    /// `None` when it was not compared (an offset beyond what the model has read so far is
+    /// left for a later check).
     pub fn check_restored_engine(
         &self,
         node: NodeId,
         bucket: TableBucket,
         engine: &dyn kvtablet_core::engine::KvEngine,
-    ) -> bool {
+    ) -> Option<bool> {
         let read = || -> Result<(u64, Rows), String> {
             let snapshot = engine.snapshot().map_err(|e| e.to_string())?;
             let offset = snapshot.flushed_log_offset().map_err(|e| e.to_string())?.unwrap_or(0);
@@ -667,7 +668,7 @@ impl Checker {
                 self.violation(format!(
                     "recovered engine of {bucket} on node {node} unreadable: {text}"
                 ));
-                return true;
+                return Some(false);
             }
         };
         // The model is not caught up here: its reads of the logs draw from the disks' fault
@@ -676,10 +677,11 @@ impl Checker {
         // quiescence the model has read everything).
         let model = lock(&self.model);
         if offset > model.read_offset(bucket) {
-            return false;
+            return None;
         }
         let expected = model.state_at(bucket, offset);
         drop(model);
+        lock(&self.counts).recovered_engines_checked += 1;
         if actual != expected {
             let keys = |rows: &[(Vec<u8>, Vec<u8>)]| {
                 rows.iter()
@@ -693,9 +695,9 @@ impl Checker {
                 keys(&actual),
                 keys(&expected)
             ));
+            return Some(false);
         }
-        lock(&self.counts).recovered_engines_checked += 1;
-        true
+        Some(true)
     }
 
     /// Reads the log in the god view: the model sees what is stored, not an injected fault.

@@ -122,7 +122,11 @@ impl RecoveryWatch {
             let bucket =
                 watch.checker.partitions.live_buckets().into_iter().find(|b| engine_dir(*b) == dir);
             if let Some(bucket) = bucket {
-                watch.checker.check_restored_engine(node, bucket, engine.as_ref());
+                if watch.checker.check_restored_engine(node, bucket, engine.as_ref()) == Some(false)
+                {
+                    let reported = Arc::downgrade(engine);
+                    watch.lock().restored.retain(|r| !r.engine.ptr_eq(&reported));
+                }
             }
         })
     }
@@ -233,7 +237,11 @@ impl RecoveryWatch {
                 .collect()
         };
         for (node, bucket, engine) in engines {
-            self.checker.check_restored_engine(node, bucket, engine.as_ref());
+            if self.checker.check_restored_engine(node, bucket, engine.as_ref()) == Some(false) {
+                // Reported once: later checks of the same engine would repeat it.
+                let reported = Arc::downgrade(&engine);
+                self.lock().restored.retain(|r| !r.engine.ptr_eq(&reported));
+            }
         }
     }
 

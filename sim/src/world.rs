@@ -53,6 +53,9 @@ const HEAL_STEPS_MAX: u64 = 2_000_000;
 /// previous snapshot exists), a bucket whose latest snapshot is damaged cannot restore, so an
 /// unbounded stream of damage made recovery runs mostly unavailable and many times longer.
 const SNAPSHOT_CORRUPTIONS_MAX: usize = 6;
+/// With snapshot corruption on, the share of restore reads of a snapshot's private file that
+/// find it damaged at rest (within the same budget as the timed damage).
+const SNAPSHOT_ROT_ON_READ: Ratio = Ratio::new(1, 20);
 /// How often the world looks for servers whose changelog stopped after a failed sync.
 const LOG_DIR_CHECK_INTERVAL_MS: u64 = 100;
 /// The progress prober's node (after the heal).
@@ -122,13 +125,13 @@ struct World {
     recovery_targeting: Prng,
 }
 
-/// The snapshot-corruption fault: when the next damage is due, and what was damaged (path,
-/// bytes before, bytes after), for the heal's repair. Its own stream, so that switching it on
-/// changes no other draw.
+/// The snapshot-corruption fault: when the next damage is due, and how many were done (the
+/// remote store keeps what it damaged for the heal's repair). Its own stream, so that switching
+/// it on changes no other draw.
 struct SnapshotCorruption {
     prng: Prng,
     next_at: Option<u64>,
-    damaged: Vec<(String, Vec<u8>, Vec<u8>)>,
+    done: usize,
 }
 
 /// The storage, partition, pause and clock faults of a run (see `impl World` at the end).
@@ -215,6 +218,9 @@ fn run_plan(
             "{deposed_batches} batches published by a leader whose followers had been fenced at \
              a newer epoch: two leaders at once"
         ));
+    }
+    for _ in 0..world.remote.rot_count() {
+        world.chaos.log.record(crate::fault_log::FaultKind::SnapshotCorruption);
     }
     let fired = world.chaos.log.summary();
     world.note(COORDINATOR_NODE, "faults-fired", fired);
@@ -361,6 +367,17 @@ impl World {
             exec.clock_for(COORDINATOR_NODE),
         ));
         watch_fetcher_bounds(&exec, &ledger, &checker);
+        if plan.faults.snapshot_corruption_interval_ms.is_some() {
+            // Damage found by a read, which only restores (and no oracle) make of a snapshot's
+            // private files: aimed at restores, where a timed damage is mostly superseded by
+            // the bucket's next snapshot before anything reads it.
+            remote.set_rot_on_read(
+                SNAPSHOT_ROT_ON_READ,
+                "/snap-",
+                SNAPSHOT_CORRUPTIONS_MAX as u32,
+                streams.stream("snapshot-rot-on-read"),
+            );
+        }
         let mut corruption_prng = streams.stream("snapshot-corruption");
         let corruption = SnapshotCorruption {
             next_at: plan
@@ -368,7 +385,7 @@ impl World {
                 .snapshot_corruption_interval_ms
                 .map(|ms| draw_after(&mut corruption_prng, exec.now_mono_ms(), ms)),
             prng: corruption_prng,
-            damaged: Vec::new(),
+            done: 0,
         };
         World {
             plan,
@@ -753,7 +770,7 @@ impl World {
             self.fire_chaos(now);
             if self.corruption.next_at.is_some_and(|at| at <= now) {
                 self.corrupt_a_snapshot();
-                let more = self.corruption.damaged.len() < SNAPSHOT_CORRUPTIONS_MAX;
+                let more = self.corruption.done < SNAPSHOT_CORRUPTIONS_MAX;
                 self.corruption.next_at = faults
                     .snapshot_corruption_interval_ms
                     .filter(|_| more)
@@ -995,6 +1012,8 @@ impl World {
                 self.pending_task_names()
             ));
         }
+        // A recovery still in flight after the heal's bound is one that spins.
+        self.check_recovery_now();
         for bucket in self.partitions().live_buckets() {
             self.checker.check_quiescent_state(bucket);
             self.check_min_retain_offsets(bucket);
@@ -1394,13 +1413,8 @@ impl World {
         self.remote.set_faults(RemoteFaults::none());
         // Damaged snapshot objects are repaired (from a replica of the store), so that a
         // restore that could only fail before may succeed now.
-        // Newest first: an object damaged twice gets back the bytes before its first damage.
-        for (path, original, damaged) in
-            std::mem::take(&mut self.corruption.damaged).into_iter().rev()
-        {
-            if self.remote.repair(&path, &damaged, original) {
-                self.note(COORDINATOR_NODE, "repair", format!("snapshot object {path}"));
-            }
+        for path in self.remote.repair_damage() {
+            self.note(COORDINATOR_NODE, "repair", format!("snapshot object {path}"));
         }
         self.net.heal();
         self.chaos.partition_heals_at = None;
@@ -1454,23 +1468,25 @@ impl World {
     /// latest committed KV snapshot, at rest in the remote store: a restore must find the
     /// mismatch and fail typed (or fall back), never open it.
     fn corrupt_a_snapshot(&mut self) {
+        let buckets = self.partitions().live_buckets();
+        if let Some(bucket) = self.corruption.prng.pick(&buckets).copied() {
+            self.corrupt_latest_snapshot_of(bucket);
+        }
+    }
+
+    fn corrupt_latest_snapshot_of(&mut self, bucket: TableBucket) {
         let Some(service) = self.coordinator.snapshots().cloned() else { return };
-        let latest: Vec<kvtablet_core::snapshot::CompletedSnapshot> = self
-            .partitions()
-            .live_buckets()
-            .into_iter()
-            .filter_map(|bucket| service.store().latest(bucket))
-            .collect();
+        let Some(snapshot) = service.store().latest(bucket) else { return };
         let prng = &mut self.corruption.prng;
-        let Some(snapshot) = prng.pick(&latest) else { return };
         let private: Vec<&kvtablet_core::snapshot::completed_snapshot::SnapshotFile> =
             snapshot.files().filter(|file| file.remote_path.contains("/snap-")).collect();
         let Some(file) = prng.pick(&private).copied() else { return };
         let index = prng.below(file.size_bytes.max(1));
         let flip = prng.range_inclusive(1, 255) as u8;
-        let Some((original, damaged)) = self.remote.damage(&file.remote_path, index, flip) else {
+        if self.remote.damage(&file.remote_path, index, flip).is_none() {
             return;
-        };
+        }
+        self.corruption.done += 1;
         self.chaos.log.record(crate::fault_log::FaultKind::SnapshotCorruption);
         self.note(
             COORDINATOR_NODE,
@@ -1480,7 +1496,6 @@ impl World {
                 snapshot.snapshot_id, snapshot.bucket, file.remote_path
             ),
         );
-        self.corruption.damaged.push((file.remote_path.clone(), original, damaged));
     }
 }
 

@@ -39,8 +39,15 @@ pub fn holdings(ledger: &Ledger) -> BTreeMap<String, FetcherHoldings> {
     if ledger.count(ResourceKind::PrefetchSlot) == 0 && ledger.count(ResourceKind::TempFile) == 0 {
         return by_fetcher;
     }
-    let kinds = [ResourceKind::PrefetchSlot, ResourceKind::TempFile, ResourceKind::Task];
-    for resource in ledger.live_of(&kinds) {
+    // Tasks are many (every request and background loop): read only when a fetcher holds a
+    // slot or a file, which a snapshot's checkpoint files alone do not make so.
+    let held = ledger.live_of(&[ResourceKind::PrefetchSlot, ResourceKind::TempFile]);
+    if !held.iter().any(|resource| resource.owner.starts_with(FETCHER_OWNER_PREFIX)) {
+        return by_fetcher;
+    }
+    for resource in
+        ledger.live_of(&[ResourceKind::PrefetchSlot, ResourceKind::TempFile, ResourceKind::Task])
+    {
         let Some((owner, rest)) = fetcher_of(&resource) else { continue };
         let held = by_fetcher.entry(owner).or_default();
         match resource.kind {

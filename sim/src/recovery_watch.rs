@@ -45,6 +45,8 @@ pub struct RecoveryCounts {
     pub restores: u64,
     /// Leadership calls answered with a failed restore (typed, NOT_READY).
     pub restore_failures: u64,
+    /// Of those, the ones that found the snapshot broken (a file damaged or missing).
+    pub broken_snapshots: u64,
     /// Checks that a bucket's recovery temporary directories were empty after its call.
     pub temp_dir_checks: u64,
 }
@@ -268,6 +270,9 @@ impl RecoveryWatch {
             if let Some(Response::Error(error)) = response {
                 if error.message.contains("restoring from KV snapshot") {
                     state.counts.restore_failures += 1;
+                    if error.message.contains("is broken") {
+                        state.counts.broken_snapshots += 1;
+                    }
                 }
             }
             let calls = state.calls.entry((node, bucket)).or_default();

@@ -86,6 +86,8 @@ pub struct RunReport {
     pub counts: crate::checker::CheckCounts,
     /// Operations that gave up, by `operation:reason`.
     pub give_ups: BTreeMap<String, u64>,
+    /// Restores and recovery checks the run saw.
+    pub recovery: crate::recovery_watch::RecoveryCounts,
 }
 
 impl RunReport {
@@ -181,6 +183,7 @@ pub fn run_with_tape(
             client_ops: plan.client_ops,
             counts: crate::checker::CheckCounts::default(),
             give_ups: BTreeMap::new(),
+            recovery: crate::recovery_watch::RecoveryCounts::default(),
         })
     })
 }
@@ -284,6 +287,7 @@ fn run_plan(
         client_ops: plan.client_ops,
         counts,
         give_ups: world.checker.progress.give_ups(),
+        recovery: recovered,
     })
 }
 

@@ -43,6 +43,8 @@ pub struct Coordinator {
     checker: Arc<Checker>,
     /// The KV snapshot store and its requests; set once, before the servers start.
     snapshots: std::sync::OnceLock<Arc<SnapshotService>>,
+    /// Snapshots a recovery reported broken and the store forgot.
+    broken_reports: std::sync::atomic::AtomicU64,
 }
 
 impl Coordinator {
@@ -60,6 +62,7 @@ impl Coordinator {
             clock,
             ledger,
             checker,
+            broken_reports: std::sync::atomic::AtomicU64::new(0),
             snapshots: std::sync::OnceLock::new(),
         }
     }
@@ -233,6 +236,11 @@ impl Coordinator {
         let _task = Task::spawn(&self.executor, &self.ledger, name, future);
     }
 
+    /// How many snapshots recoveries reported broken (and the store forgot).
+    pub fn broken_reports(&self) -> u64 {
+        self.broken_reports.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn lock(&self) -> MutexGuard<'_, CoordinatorState> {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -247,6 +255,11 @@ impl RpcHandler for Coordinator {
                 {
                     let epoch = self.current_epoch_of(snapshot.bucket);
                     self.checker.check_committed_snapshot(snapshot, epoch);
+                }
+                if let (Request::ReportBrokenKvSnapshot { .. }, Response::Ok) =
+                    (&request, &response)
+                {
+                    self.broken_reports.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 if !cleanup.is_empty() {
                     let deleting = service.delete(cleanup);

@@ -228,7 +228,13 @@ struct Inner {
     yield_delays: Mutex<Prng>,
     /// The slow disk: how often blocking work (appends and syncs) waits, and for how long.
     slow_disk: Mutex<(Prng, SlowDisk)>,
+    /// Called after every poll (an oracle sampling state at every scheduling step); set once.
+    step_observer: std::sync::OnceLock<StepObserver>,
 }
+
+/// A check run after every poll of a task; it must not drive the executor or draw from its
+/// streams, so that observing never changes a schedule.
+pub type StepObserver = Arc<dyn Fn() + Send + Sync>;
 
 /// One yield in this many takes virtual time.
 const SLOW_YIELD_ONE_IN: u64 = 4;
@@ -308,8 +314,17 @@ impl SimExecutor {
                 time: SimTime::new(base_wall_ms),
                 yield_delays: Mutex::new(streams.stream("yield-delays")),
                 slow_disk: Mutex::new((streams.stream("slow-disk"), SlowDisk::default())),
+                step_observer: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Runs `observer` after every poll from now on (at most one observer per executor).
+    ///
+    /// # Panics
+    /// When an observer is already set.
+    pub fn set_step_observer(&self, observer: StepObserver) {
+        assert!(self.inner.step_observer.set(observer).is_ok(), "one step observer per executor");
     }
 
     /// From now on blocking work waits as `slow_disk` says.
@@ -535,6 +550,9 @@ impl SimExecutor {
             }
         };
         drop(leftover);
+        if let Some(observer) = self.inner.step_observer.get() {
+            observer();
+        }
         Step::Polled { task, name, node, completed }
     }
 

@@ -26,6 +26,8 @@ pub enum FaultKind {
     EngineReadError,
     EngineIteratorError,
     EngineOpenError,
+    /// A byte of a committed KV snapshot's object flipped at rest in the remote store.
+    SnapshotCorruption,
 }
 
 impl FaultKind {
@@ -40,13 +42,15 @@ impl FaultKind {
             FaultKind::EngineReadError => "engine_read_error",
             FaultKind::EngineIteratorError => "engine_iterator_error",
             FaultKind::EngineOpenError => "engine_open_error",
+            FaultKind::SnapshotCorruption => "snapshot_corruption",
         }
     }
 
     /// Whether a client may see a storage error because of this fault.
     pub fn surfaces_as_storage_error(self) -> bool {
-        // A torn write only changes what a crash keeps; everything else fails an operation.
-        !matches!(self, FaultKind::TornWrite)
+        // A torn write only changes what a crash keeps; a damaged snapshot fails a restore,
+        // which answers NOT_READY; everything else fails an operation.
+        !matches!(self, FaultKind::TornWrite | FaultKind::SnapshotCorruption)
     }
 }
 

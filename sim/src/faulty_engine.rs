@@ -99,11 +99,22 @@ fn injected(what: &str) -> EngineError {
 pub struct FaultyEngineFactory {
     inner: Arc<dyn KvEngineFactory>,
     switch: EngineFaultSwitch,
+    checkpoint_opened: Option<CheckpointOpened>,
 }
+
+/// Told of every engine opened from a checkpoint (a restore from a KV snapshot): the engine's
+/// directory and the engine itself, without faults (the oracles' god view).
+pub type CheckpointOpened = Arc<dyn Fn(&str, &Arc<dyn KvEngine>) + Send + Sync>;
 
 impl FaultyEngineFactory {
     pub fn wrap(inner: Arc<dyn KvEngineFactory>, switch: EngineFaultSwitch) -> FaultyEngineFactory {
-        FaultyEngineFactory { inner, switch }
+        FaultyEngineFactory { inner, switch, checkpoint_opened: None }
+    }
+
+    /// This factory, telling `observer` of every engine it opens from a checkpoint.
+    pub fn observing_checkpoints(mut self, observer: CheckpointOpened) -> FaultyEngineFactory {
+        self.checkpoint_opened = Some(observer);
+        self
     }
 
     fn engine(&self, inner: Arc<dyn KvEngine>) -> Arc<dyn KvEngine> {
@@ -127,7 +138,11 @@ impl KvEngineFactory for FaultyEngineFactory {
         if self.switch.fires(FaultKind::EngineOpenError, |f| f.open_error) {
             return Err(injected(&format!("open checkpoint {checkpoint_dir}")));
         }
-        Ok(self.engine(self.inner.open_checkpoint(checkpoint_dir, dir)?))
+        let opened = self.inner.open_checkpoint(checkpoint_dir, dir)?;
+        if let Some(observer) = &self.checkpoint_opened {
+            observer(dir, &opened);
+        }
+        Ok(self.engine(opened))
     }
 
     fn destroy(&self, dir: &str) -> Result<(), EngineError> {

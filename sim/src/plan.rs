@@ -64,6 +64,16 @@ pub struct FaultPlan {
     /// site fires.
     pub buggify_site_active: Ratio,
     pub buggify_fire: Ratio,
+    /// Of the crashes that keep the disk, the share that loses the node's KV engines (its
+    /// `kv/` directory), so that its buckets restore from a KV snapshot when they lead again.
+    pub engine_loss: Ratio,
+    /// Mean interval between damages of a committed KV snapshot's object in the remote store
+    /// (a byte of one of its private files flipped at rest; repaired at the heal); `None`
+    /// damages nothing.
+    pub snapshot_corruption_interval_ms: Option<u64>,
+    /// The share of crashes and leadership moves aimed at a node or bucket whose recovery (a
+    /// `BecomeLeader` call) is in flight, so that recoveries are cut at every step.
+    pub recovery_targeting: Ratio,
 }
 
 impl FaultPlan {
@@ -180,7 +190,7 @@ impl RunPlan {
         };
         let w = &self.weights;
         let f = &self.faults;
-        vec![
+        let mut lines = vec![
             format!("plan seed={} scenario={}", self.seed, self.scenario),
             format!(
                 "plan topology servers={} replication_factor={} buckets={} clients={} client_ops={} keys_per_bucket={} segment_bytes_max={}",
@@ -281,7 +291,24 @@ impl RunPlan {
                 self.scanner.batch_bytes_max,
                 on_off(f.ttl_jump_interval_ms)
             ),
-        ]
+        ];
+        // Only when a recovery knob is off its default, so that the other plans print (and
+        // hash) as they did before these knobs existed.
+        let recovery_default = f.engine_loss == ENGINE_LOSS_DEFAULT
+            && f.snapshot_corruption_interval_ms.is_none()
+            && f.recovery_targeting.is_never()
+            && f.remote.latency_tail.is_never();
+        if !recovery_default {
+            lines.push(format!(
+                "plan recovery engine_loss={} snapshot_corruption={} targeting={} remote_latency_tail={} remote_latency_tail_ms_max={}",
+                ratio(f.engine_loss),
+                on_off(f.snapshot_corruption_interval_ms),
+                ratio(f.recovery_targeting),
+                ratio(f.remote.latency_tail),
+                f.remote.latency_tail_ms_max
+            ));
+        }
+        lines
     }
 
     fn check(&self) -> Result<(), String> {
@@ -456,6 +483,10 @@ fn draw_more_faults(prng: &mut Prng) -> FaultPlan {
         not_found: Ratio::new(prng.range_inclusive(0, 5), 100),
         failed_write_applied: Ratio::new(prng.range_inclusive(0, 2), 2),
         partial_upload: Ratio::new(prng.range_inclusive(0, 2), 2),
+        // Off unless a scenario switches it on (drawn from no stream here, so that the swarm's
+        // plans are what they were).
+        latency_tail: Ratio::NEVER,
+        latency_tail_ms_max: 0,
     };
     let partition_interval_ms = interval(prng, 300, 5_000);
     let partition_ms_max = prng.range_inclusive(50, 3_000);
@@ -496,8 +527,15 @@ fn draw_more_faults(prng: &mut Prng) -> FaultPlan {
         slow_disk_ms_max: 0,
         buggify_site_active: if buggify_on { Ratio::new(1, 2) } else { Ratio::NEVER },
         buggify_fire,
+        engine_loss: ENGINE_LOSS_DEFAULT,
+        snapshot_corruption_interval_ms: None,
+        recovery_targeting: Ratio::NEVER,
     }
 }
+
+/// One crash in four that keeps the disk loses the node's KV engines, unless a scenario says
+/// otherwise (`engine_loss`).
+pub const ENGINE_LOSS_DEFAULT: Ratio = Ratio::new(1, 4);
 
 /// Overrides of the drawn plan, from a `scenarios/*.scenario` file: `key = value` lines,
 /// `#` comments.
@@ -521,6 +559,7 @@ const BUILTIN_SCENARIOS: &[(&str, &str)] = &[
     ("partitions", include_str!("../../scenarios/partitions.scenario")),
     ("table-partitions", include_str!("../../scenarios/table-partitions.scenario")),
     ("snapshots", include_str!("../../scenarios/snapshots.scenario")),
+    ("recovery", include_str!("../../scenarios/recovery.scenario")),
 ];
 
 impl Scenario {
@@ -595,6 +634,7 @@ impl Scenario {
                 "clients" => plan.clients = number()? as u32,
                 "client_ops" => plan.client_ops = number()? as u32,
                 "keys_per_bucket" => plan.keys_per_bucket = number()? as u32,
+                "segment_bytes_max" => plan.segment_bytes_max = number()?.max(64),
                 "leader_flip_interval_ms" => plan.faults.leader_flip_interval_ms = interval()?,
                 "crash_interval_ms" => plan.faults.crash_interval_ms = interval()?,
                 "retention_interval_ms" => plan.faults.retention_interval_ms = interval()?,
@@ -643,6 +683,15 @@ impl Scenario {
                 "remote_transient" => plan.faults.remote.transient_failure = rate()?,
                 "remote_not_found" => plan.faults.remote.not_found = rate()?,
                 "remote_partial_upload" => plan.faults.remote.partial_upload = rate()?,
+                "remote_latency_tail" => plan.faults.remote.latency_tail = rate()?,
+                "remote_latency_tail_ms_max" => {
+                    plan.faults.remote.latency_tail_ms_max = number()?;
+                }
+                "engine_loss" => plan.faults.engine_loss = rate()?,
+                "recovery_targeting" => plan.faults.recovery_targeting = rate()?,
+                "snapshot_corruption_interval_ms" => {
+                    plan.faults.snapshot_corruption_interval_ms = interval()?;
+                }
                 "partition_interval_ms" => plan.faults.partition_interval_ms = interval()?,
                 "partition_ms_max" => plan.faults.partition_ms_max = number()?.max(1),
                 "partition_one_way" => plan.faults.partition_one_way = rate()?,

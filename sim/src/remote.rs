@@ -36,6 +36,12 @@ pub struct RemoteFaults {
     /// multipart upload completed with parts missing, a non-atomic store): readers must check
     /// what they read.
     pub partial_upload: Ratio,
+    /// A slow operation (an object store's latency tail): its latency is drawn in
+    /// `latency_ms_max..=latency_tail_ms_max` instead, so that with a small `latency_ms_max`
+    /// most operations take a few ms and some take hundreds. Drawn from a stream of its own
+    /// (`remote-latency-tail`), so that the store's other draws are what they were without it.
+    pub latency_tail: Ratio,
+    pub latency_tail_ms_max: u64,
 }
 
 impl RemoteFaults {
@@ -62,7 +68,47 @@ struct RemoteState {
     objects: BTreeMap<String, Arc<Vec<u8>>>,
     faults: RemoteFaults,
     prng: Prng,
+    /// The latency tail's own stream.
+    tail_prng: Prng,
     operations: u64,
+    /// Damage at rest found by reads (see [`SimRemoteStorage::set_rot_on_read`]).
+    rot: Option<ReadRot>,
+    /// Every damage done at rest, in order (path, bytes before, bytes after), for the repair.
+    damaged: Vec<(String, Vec<u8>, Vec<u8>)>,
+}
+
+/// Bit rot at rest that a read finds: a get of an object whose path contains `scope` first
+/// damages it, with probability `ratio`, at most `left` more times; what it damaged is kept
+/// for the repair.
+#[derive(Debug)]
+struct ReadRot {
+    ratio: Ratio,
+    scope: String,
+    left: u32,
+    prng: Prng,
+    /// Damages done, repaired or not.
+    count: usize,
+}
+
+impl RemoteState {
+    /// Maybe damages the object at `path` before a read sees it (one draw per read in scope).
+    fn maybe_rot(&mut self, path: &str) {
+        let Some(rot) = self.rot.as_mut() else { return };
+        if rot.left == 0 || !path.contains(rot.scope.as_str()) || !rot.prng.chance(rot.ratio) {
+            return;
+        }
+        let Some(object) = self.objects.get_mut(path).filter(|object| !object.is_empty()) else {
+            return;
+        };
+        let original = object.as_ref().clone();
+        let mut damaged = original.clone();
+        let at = rot.prng.below(damaged.len() as u64) as usize;
+        damaged[at] ^= rot.prng.range_inclusive(1, 255) as u8;
+        *object = Arc::new(damaged.clone());
+        rot.left -= 1;
+        rot.count += 1;
+        self.damaged.push((path.to_string(), original, damaged));
+    }
 }
 
 /// The cluster's object store. Cloning shares it.
@@ -90,11 +136,13 @@ impl SimRemoteStorage {
         faults: RemoteFaults,
     ) -> SimRemoteStorage {
         // Only monotonic time is read, which every node shares: the node id does not matter.
-        SimRemoteStorage::with_clock(
+        let store = SimRemoteStorage::with_clock(
             executor.clock_for(NETWORK_NODE),
             streams.stream("remote"),
             faults,
-        )
+        );
+        lock(&store.state).tail_prng = streams.stream("remote-latency-tail");
+        store
     }
 
     /// A store drawing its faults from `prng`, which should be a stream of its own; `clock`
@@ -105,7 +153,12 @@ impl SimRemoteStorage {
                 objects: BTreeMap::new(),
                 faults,
                 prng,
+                // Replaced by `new` with the seed's stream; a store built here from one stream
+                // draws its tail from a fixed one.
+                tail_prng: Prng::from_seed(0),
                 operations: 0,
+                rot: None,
+                damaged: Vec::new(),
             })),
             clock,
         }
@@ -131,6 +184,12 @@ impl SimRemoteStorage {
         lock(&self.state).objects.remove(path).is_some()
     }
 
+    /// Stores `bytes` at `path` now, bypassing latency and faults and drawing nothing (a test
+    /// seeding the store with what an earlier, committed upload left).
+    pub fn put_now(&self, path: &str, bytes: Vec<u8>) {
+        lock(&self.state).objects.insert(path.to_string(), Arc::new(bytes));
+    }
+
     /// Every stored path, sorted (for checkers).
     pub fn paths(&self) -> Vec<String> {
         lock(&self.state).objects.keys().cloned().collect()
@@ -145,15 +204,95 @@ impl SimRemoteStorage {
         lock(&self.state).operations
     }
 
+    /// Damages the stored object at `path` in place (bit rot at rest, bypassing latency and
+    /// faults): the byte at `index` modulo its length is XORed with `flip` (made non-zero).
+    /// Returns the object's bytes before and after, or `None` for a missing or empty object.
+    pub fn damage(&self, path: &str, index: u64, flip: u8) -> Option<(Vec<u8>, Vec<u8>)> {
+        let mut state = lock(&self.state);
+        let object = state.objects.get_mut(path)?;
+        if object.is_empty() {
+            return None;
+        }
+        let original = object.as_ref().clone();
+        let mut damaged = original.clone();
+        let at = (index % damaged.len() as u64) as usize;
+        damaged[at] ^= flip.max(1);
+        *object = Arc::new(damaged.clone());
+        state.damaged.push((path.to_string(), original.clone(), damaged.clone()));
+        Some((original, damaged))
+    }
+
+    /// From now on, a read of an object whose path contains `scope` first damages it at
+    /// rest with probability `ratio` (one byte flipped), at most `damages_max` times in all,
+    /// drawing from `prng` (a stream of its own). `Ratio::NEVER` switches it off.
+    pub fn set_rot_on_read(&self, ratio: Ratio, scope: &str, damages_max: u32, prng: Prng) {
+        let mut state = lock(&self.state);
+        state.rot = (!ratio.is_never()).then(|| ReadRot {
+            ratio,
+            scope: scope.to_string(),
+            left: damages_max,
+            prng,
+            count: 0,
+        });
+    }
+
+    /// Stops the rot on read and repairs every damage done at rest ([`Self::damage`] and the
+    /// rot on read), newest first, so that an object damaged twice gets back its bytes from
+    /// before the first; an object deleted or replaced since is left alone. Returns the paths
+    /// repaired.
+    pub fn repair_damage(&self) -> Vec<String> {
+        let damaged = {
+            let mut state = lock(&self.state);
+            if let Some(rot) = state.rot.as_mut() {
+                rot.left = 0;
+            }
+            std::mem::take(&mut state.damaged)
+        };
+        damaged
+            .into_iter()
+            .rev()
+            .filter_map(|(path, original, damaged)| {
+                self.repair(&path, &damaged, original).then_some(path)
+            })
+            .collect()
+    }
+
+    /// Damages the rot on read did so far, repaired or not.
+    pub fn rot_count(&self) -> usize {
+        lock(&self.state).rot.as_ref().map_or(0, |rot| rot.count)
+    }
+
+    /// Puts `original` back at `path` if the object there is still `damaged` (a repair from
+    /// a replica of the store); an object deleted or replaced since is left alone. Returns
+    /// whether it repaired.
+    fn repair(&self, path: &str, damaged: &[u8], original: Vec<u8>) -> bool {
+        let mut state = lock(&self.state);
+        match state.objects.get_mut(path) {
+            Some(object) if object.as_slice() == damaged => {
+                *object = Arc::new(original);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Draws every decision of one operation, always the same number of draws whatever the
     /// rates, so that changing one rate does not reshuffle the others.
     fn draw_fate(&self) -> Fate {
         let mut state = lock(&self.state);
         let faults = state.faults;
         state.operations += 1;
+        let slow = !faults.latency_tail.is_never() && state.tail_prng.chance(faults.latency_tail);
+        let tail_ms = if slow {
+            let low = faults.latency_ms_max;
+            Some(state.tail_prng.range_inclusive(low, faults.latency_tail_ms_max.max(low)))
+        } else {
+            None
+        };
         let prng = &mut state.prng;
+        let latency_ms = prng.range_inclusive(0, faults.latency_ms_max);
         Fate {
-            latency_ms: prng.range_inclusive(0, faults.latency_ms_max),
+            latency_ms: tail_ms.unwrap_or(latency_ms),
             transient_failure: prng.chance(faults.transient_failure),
             not_found: prng.chance(faults.not_found),
             failed_write_applied: prng.chance(faults.failed_write_applied),
@@ -168,6 +307,7 @@ impl SimRemoteStorage {
         &self,
         describe: String,
         is_write: bool,
+        read_path: Option<String>,
         apply: impl FnOnce(&mut BTreeMap<String, Arc<Vec<u8>>>, Fate) -> Result<T, RemoteError>
             + Send
             + 'static,
@@ -178,6 +318,9 @@ impl SimRemoteStorage {
             let deadline_ms = store.clock.now_mono_ms().saturating_add(fate.latency_ms);
             store.clock.sleep_until(deadline_ms).await;
             let mut state = lock(&store.state);
+            if let Some(path) = &read_path {
+                state.maybe_rot(path);
+            }
             if fate.transient_failure {
                 if is_write && fate.failed_write_applied {
                     // The outcome is dropped on purpose: the caller sees the failure.
@@ -195,7 +338,7 @@ impl RemoteStorage for SimRemoteStorage {
     fn put(&self, path: &str, bytes: Vec<u8>) -> BoxFuture<'static, Result<(), RemoteError>> {
         let path = path.to_string();
         let bytes = Arc::new(bytes);
-        self.operate(format!("put {path}"), true, move |objects, fate| {
+        self.operate(format!("put {path}"), true, None, move |objects, fate| {
             // Only a failed put that landed anyway can be partial (see `operate`).
             let bytes = if fate.transient_failure && fate.partial_upload {
                 let keep = bytes.len() as u64 * fate.partial_keep_permille / 1000;
@@ -218,7 +361,7 @@ impl RemoteStorage for SimRemoteStorage {
         range: Range<u64>,
     ) -> BoxFuture<'static, Result<Vec<u8>, RemoteError>> {
         let path = path.to_string();
-        self.operate(format!("get {path}"), false, move |objects, fate| {
+        self.operate(format!("get {path}"), false, Some(path.clone()), move |objects, fate| {
             let object = match objects.get(&path) {
                 Some(object) if !fate.not_found => object,
                 _ => return Err(RemoteError::NotFound(path)),
@@ -234,7 +377,7 @@ impl RemoteStorage for SimRemoteStorage {
 
     fn list(&self, prefix: &str) -> BoxFuture<'static, Result<Vec<RemoteObject>, RemoteError>> {
         let prefix = prefix.to_string();
-        self.operate(format!("list {prefix}"), false, move |objects, _fate| {
+        self.operate(format!("list {prefix}"), false, None, move |objects, _fate| {
             Ok(objects
                 .range(prefix.clone()..)
                 .take_while(|(path, _)| path.starts_with(&prefix))
@@ -248,7 +391,7 @@ impl RemoteStorage for SimRemoteStorage {
 
     fn delete(&self, path: &str) -> BoxFuture<'static, Result<(), RemoteError>> {
         let path = path.to_string();
-        self.operate(format!("delete {path}"), true, move |objects, _fate| {
+        self.operate(format!("delete {path}"), true, None, move |objects, _fate| {
             objects.remove(&path);
             Ok(())
         })
@@ -341,7 +484,7 @@ mod tests {
             transient_failure: Ratio::new(1, 4),
             not_found: Ratio::new(1, 4),
             failed_write_applied: Ratio::new(1, 2),
-            partial_upload: Ratio::NEVER,
+            ..RemoteFaults::default()
         });
         let client = remote.clone();
         let outcomes = executor
@@ -468,5 +611,130 @@ mod tests {
         assert_eq!(stored.len(), 20);
         assert!(stored.iter().all(|bytes| object.starts_with(bytes) && bytes.len() < 200));
         assert!(stored.iter().any(|bytes| bytes.len() > 50), "prefixes of varied lengths");
+    }
+
+    #[test]
+    fn a_latency_tail_makes_some_operations_two_orders_of_magnitude_slower() {
+        let executor = SimExecutor::new(&Streams::new(6));
+        let remote = store(
+            &executor,
+            RemoteFaults {
+                latency_ms_max: 5,
+                latency_tail: Ratio::new(1, 10),
+                latency_tail_ms_max: 500,
+                ..RemoteFaults::default()
+            },
+        );
+        let client = remote.clone();
+        let clock = executor.clock_for(1);
+        let latencies = executor
+            .block_on(
+                1,
+                "reader",
+                async move {
+                    let mut latencies = Vec::new();
+                    for _ in 0..400 {
+                        let before = clock.now_mono_ms();
+                        let _ = client.get("missing").await;
+                        latencies.push(clock.now_mono_ms() - before);
+                    }
+                    latencies
+                },
+                100_000,
+            )
+            .expect("runs");
+        let fast = latencies.iter().filter(|ms| **ms <= 5).count();
+        let slow = latencies.iter().filter(|ms| **ms > 50).count();
+        assert!(latencies.iter().all(|ms| *ms <= 500), "bounded by the tail's maximum");
+        assert!((320..400).contains(&fast), "most operations take a few ms: {fast}");
+        assert!((15..70).contains(&slow), "about one in ten of hundreds of ms: {slow}");
+    }
+
+    #[test]
+    fn a_latency_tail_switched_off_leaves_the_stores_draws_unchanged() {
+        let latencies = |faults: RemoteFaults| {
+            let executor = SimExecutor::new(&Streams::new(7));
+            let client = store(&executor, faults);
+            let clock = executor.clock_for(1);
+            executor
+                .block_on(
+                    1,
+                    "reader",
+                    async move {
+                        let mut out = Vec::new();
+                        for _ in 0..50 {
+                            let before = clock.now_mono_ms();
+                            let ok = client.get("missing").await.is_ok();
+                            out.push((clock.now_mono_ms() - before, ok));
+                        }
+                        out
+                    },
+                    10_000,
+                )
+                .expect("runs")
+        };
+        let base = RemoteFaults {
+            latency_ms_max: 40,
+            transient_failure: Ratio::new(1, 3),
+            ..RemoteFaults::default()
+        };
+        let off = RemoteFaults { latency_tail: Ratio::NEVER, latency_tail_ms_max: 900, ..base };
+        assert_eq!(latencies(base), latencies(off));
+    }
+
+    #[test]
+    fn damage_flips_a_stored_byte_and_the_repair_undoes_it_newest_first_unless_replaced() {
+        let executor = SimExecutor::new(&Streams::new(8));
+        let remote = store(&executor, RemoteFaults::default());
+        let seeded = remote.clone();
+        executor
+            .block_on(1, "seed", async move { seeded.put("obj", b"abcd".to_vec()).await }, 100)
+            .expect("runs")
+            .expect("no faults");
+        assert_eq!(remote.damage("nothing", 0, 1), None);
+        let (original, damaged) = remote.damage("obj", 6, 0).expect("present");
+        assert_eq!(original, b"abcd");
+        assert_eq!(damaged, b"abbd", "byte 6 mod 4 XOR 1");
+        assert_eq!(remote.peek("obj"), Some(damaged.clone()));
+        let (_, twice) = remote.damage("obj", 0, 0xff).expect("present");
+        assert_ne!(twice, damaged);
+        assert_eq!(remote.repair_damage(), vec!["obj".to_string(), "obj".to_string()]);
+        assert_eq!(remote.peek("obj"), Some(original), "the bytes from before the first damage");
+        remote.put_now("obj", b"new".to_vec());
+        remote.damage("obj", 0, 1).expect("present");
+        remote.put_now("obj", b"replaced".to_vec());
+        assert!(remote.repair_damage().is_empty(), "a replaced object is left alone");
+        assert_eq!(remote.peek("obj"), Some(b"replaced".to_vec()));
+    }
+
+    #[test]
+    fn rot_on_read_damages_objects_in_scope_at_rest_and_is_repaired() {
+        let executor = SimExecutor::new(&Streams::new(9));
+        let remote = store(&executor, RemoteFaults::default());
+        remote.put_now("kv/b/snap-1/MANIFEST", b"manifest".to_vec());
+        remote.put_now("kv/b/shared/run", b"run".to_vec());
+        remote.set_rot_on_read(Ratio::ALWAYS, "/snap-", 1, Prng::from_seed(3));
+        let client = remote.clone();
+        let reads = executor
+            .block_on(
+                1,
+                "reader",
+                async move {
+                    let first = client.get("kv/b/snap-1/MANIFEST").await;
+                    let second = client.get("kv/b/snap-1/MANIFEST").await;
+                    let shared = client.get("kv/b/shared/run").await;
+                    (first, second, shared)
+                },
+                1_000,
+            )
+            .expect("runs");
+        let (first, second, shared) = reads;
+        let damaged = first.expect("read");
+        assert_ne!(damaged, b"manifest", "damaged before the first read saw it");
+        assert_eq!(second.expect("read"), damaged, "at rest: every later read sees it");
+        assert_eq!(shared.expect("read"), b"run", "out of scope");
+        assert_eq!(remote.rot_count(), 1, "at most one damage");
+        assert_eq!(remote.repair_damage(), vec!["kv/b/snap-1/MANIFEST".to_string()]);
+        assert_eq!(remote.peek("kv/b/snap-1/MANIFEST"), Some(b"manifest".to_vec()));
     }
 }

@@ -40,6 +40,10 @@ const SWITCHES: &[(&str, &str)] = &[
     ("table_partitions", "0"),
     ("snapshot_interval_ms", "off"),
     ("tiering_interval_ms", "off"),
+    ("snapshot_corruption_interval_ms", "off"),
+    ("engine_loss", "off"),
+    ("remote_latency_tail", "off"),
+    ("recovery_targeting", "off"),
 ];
 
 /// A count that shrinking brings down: its override key, its smallest allowed value, and its

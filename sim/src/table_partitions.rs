@@ -10,9 +10,27 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use kvtablet_core::tablet_dirs::{bucket_dirs, BucketDirs, TablePath};
 use kvtablet_core::TableBucket;
 
 use crate::prng::{Prng, Ratio};
+
+/// The simulated table's name: its buckets live in `sim/table-{table id}/`.
+pub const SIM_DATABASE: &str = "sim";
+pub const SIM_TABLE: &str = "table";
+
+/// The simulated table's name.
+pub fn sim_table_path() -> TablePath {
+    TablePath::new(SIM_DATABASE, SIM_TABLE)
+}
+
+/// Where a tablet server keeps `bucket`'s files (core's layout, with the simulator's names):
+/// the engine's directory, and the log's under the registry's root.
+pub fn sim_bucket_dirs(bucket: TableBucket) -> BucketDirs {
+    let name = bucket.partition_id.map(TablePartitions::name_of);
+    let partition = name.as_deref().zip(bucket.partition_id);
+    bucket_dirs(&sim_table_path(), bucket.table_id, partition, bucket.bucket_id)
+}
 
 /// How often a client deliberately addresses a dropped partition (as a client with stale
 /// metadata does), so that the refusal is exercised even without an in-flight race.
@@ -76,12 +94,12 @@ impl TablePartitions {
         Some(id)
     }
 
-    /// Ids of the live partitions, in order.
     /// A partition's name, as its directories spell it (`{name}-p{id}`).
     pub fn name_of(partition_id: i64) -> String {
         format!("part{partition_id}")
     }
 
+    /// Ids of the live partitions, in order.
     pub fn live_partitions(&self) -> Vec<i64> {
         self.lock().live.iter().copied().collect()
     }

@@ -20,7 +20,6 @@ use kvtablet_core::snapshot::snapshot_service::{LeaderEpochOf, SnapshotService};
 use kvtablet_core::snapshot::{
     SnapshotSchedule, SnapshotStore, SnapshotStoreConfig, SnapshotUploadConfig,
 };
-use kvtablet_core::tablet_dirs::TablePath;
 use kvtablet_core::tablet_server::{RequestLimits, TableConfig, TabletServer, TabletServerConfig};
 use kvtablet_core::tiering::{RemoteLogStore, RpcRemoteLogCommitter, TieringSchedule};
 use kvtablet_core::TableBucket;
@@ -37,21 +36,26 @@ use crate::network::{NetFaults, SimNetwork};
 use crate::plan::{RunPlan, Scenario};
 use crate::prng::{DecisionTape, Prng, Ratio, Streams};
 use crate::progress::HEAL_PROGRESS_BOUND_MS;
+use crate::recovery_watch::RecoveryWatch;
 use crate::remote::{RemoteFaults, SimRemoteStorage};
 use crate::replication::ClusterLogs;
 use crate::sim_row::SimPartialUpdates;
-use crate::table_partitions::TablePartitions;
+use crate::table_partitions::{sim_table_path, TablePartitions, SIM_DATABASE, SIM_TABLE};
 use crate::trace::{Trace, TraceMode};
 
-/// The simulated table's name: its buckets live in `sim/table-{TABLE_ID}/`.
-const SIM_DATABASE: &str = "sim";
-const SIM_TABLE: &str = "table";
 const CLIENT_NODE_BASE: NodeId = 100;
 const SCAN_CLIENT_NODE_BASE: NodeId = 200;
 /// A run that has not finished its workload after this much virtual time is livelocked.
 const VIRTUAL_TIME_MS_MAX: u64 = 30 * 60 * 1000;
 const STEPS_MAX: u64 = 20_000_000;
 const HEAL_STEPS_MAX: u64 = 2_000_000;
+/// Snapshot objects damaged per run at most: until the heal repairs it (or a fallback to the
+/// previous snapshot exists), a bucket whose latest snapshot is damaged cannot restore, so an
+/// unbounded stream of damage made recovery runs mostly unavailable and many times longer.
+const SNAPSHOT_CORRUPTIONS_MAX: usize = 6;
+/// With snapshot corruption on, the share of restore reads of a snapshot's private file that
+/// find it damaged at rest (within the same budget as the timed damage).
+const SNAPSHOT_ROT_ON_READ: Ratio = Ratio::new(1, 20);
 /// How often the world looks for servers whose changelog stopped after a failed sync.
 const LOG_DIR_CHECK_INTERVAL_MS: u64 = 100;
 /// The progress prober's node (after the heal).
@@ -82,6 +86,8 @@ pub struct RunReport {
     pub counts: crate::checker::CheckCounts,
     /// Operations that gave up, by `operation:reason`.
     pub give_ups: BTreeMap<String, u64>,
+    /// Restores and recovery checks the run saw.
+    pub recovery: crate::recovery_watch::RecoveryCounts,
 }
 
 impl RunReport {
@@ -116,6 +122,21 @@ struct World {
     /// Snapshot files the world deleted from the remote store (see
     /// `maybe_damage_latest_snapshots`): a kept snapshot missing one is not a violation.
     damaged_snapshot_paths: BTreeSet<String>,
+    /// Restores, recovery temp directories and leadership calls, watched.
+    recovery: Arc<RecoveryWatch>,
+    /// Damage done to committed snapshots' objects, undone at the heal.
+    corruption: SnapshotCorruption,
+    /// Draws which crashes and leadership moves aim at a recovery in flight.
+    recovery_targeting: Prng,
+}
+
+/// The snapshot-corruption fault: when the next damage is due, and how many were done (the
+/// remote store keeps what it damaged for the heal's repair). Its own stream, so that switching
+/// it on changes no other draw.
+struct SnapshotCorruption {
+    prng: Prng,
+    next_at: Option<u64>,
+    done: usize,
 }
 
 /// The storage, partition, pause and clock faults of a run (see `impl World` at the end).
@@ -165,6 +186,7 @@ pub fn run_with_tape(
             client_ops: plan.client_ops,
             counts: crate::checker::CheckCounts::default(),
             give_ups: BTreeMap::new(),
+            recovery: crate::recovery_watch::RecoveryCounts::default(),
         })
     })
 }
@@ -203,6 +225,9 @@ fn run_plan(
              a newer epoch: two leaders at once"
         ));
     }
+    for _ in 0..world.remote.rot_count() {
+        world.chaos.log.record(crate::fault_log::FaultKind::SnapshotCorruption);
+    }
     let fired = world.chaos.log.summary();
     world.note(COORDINATOR_NODE, "faults-fired", fired);
     let buggified = world.chaos.buggify.summary();
@@ -232,6 +257,22 @@ fn run_plan(
             world.checker.progress.give_ups_summary()
         ),
     );
+    let mut recovered = world.recovery.counts();
+    recovered.broken_snapshots = world.coordinator.broken_reports();
+    if recovered.restores + recovered.restore_failures > 0 {
+        // Printed only in runs that restored an engine, so that the others trace as they did.
+        world.note(
+            COORDINATOR_NODE,
+            "recovery-checked",
+            format!(
+                "restores={} restore_failures={} recovered_engines_checked={} temp_dir_checks={}",
+                recovered.restores,
+                recovered.restore_failures,
+                counts.recovered_engines_checked,
+                recovered.temp_dir_checks
+            ),
+        );
+    }
     let steps = world.exec.steps();
     let virtual_ms = world.exec.now_mono_ms();
     world.note(
@@ -250,6 +291,7 @@ fn run_plan(
         client_ops: plan.client_ops,
         counts,
         give_ups: world.checker.progress.give_ups(),
+        recovery: recovered,
     })
 }
 
@@ -327,6 +369,32 @@ impl World {
         }));
         let faults = streams.stream("faults");
         let chaos = Chaos::new(&plan, &streams, fault_log, &exec);
+        let recovery = Arc::new(RecoveryWatch::new(
+            checker.clone(),
+            ledger.clone(),
+            exec.clock_for(COORDINATOR_NODE),
+        ));
+        watch_fetcher_bounds(&exec, &ledger, &checker);
+        if plan.faults.snapshot_corruption_interval_ms.is_some() {
+            // Damage found by a read, which only restores (and no oracle) make of a snapshot's
+            // private files: aimed at restores, where a timed damage is mostly superseded by
+            // the bucket's next snapshot before anything reads it.
+            remote.set_rot_on_read(
+                SNAPSHOT_ROT_ON_READ,
+                "/snap-",
+                SNAPSHOT_CORRUPTIONS_MAX as u32,
+                streams.stream("snapshot-rot-on-read"),
+            );
+        }
+        let mut corruption_prng = streams.stream("snapshot-corruption");
+        let corruption = SnapshotCorruption {
+            next_at: plan
+                .faults
+                .snapshot_corruption_interval_ms
+                .map(|ms| draw_after(&mut corruption_prng, exec.now_mono_ms(), ms)),
+            prng: corruption_prng,
+            done: 0,
+        };
         World {
             plan,
             streams,
@@ -344,6 +412,9 @@ impl World {
             clients_running: Arc::new(ClientsRunning::default()),
             chaos,
             damaged_snapshot_paths: BTreeSet::new(),
+            recovery,
+            corruption,
+            recovery_targeting: streams.stream("recovery-targeting"),
         }
     }
 
@@ -358,7 +429,7 @@ impl World {
         TabletServerConfig {
             tables: vec![TableConfig {
                 table_id: TABLE_ID,
-                path: TablePath::new(SIM_DATABASE, SIM_TABLE),
+                path: sim_table_path(),
                 bucket_count: self.plan.bucket_count(),
                 schema_ids: vec![SCHEMA_ID],
                 partial_updates: Some(PartialUpdates(Arc::new(SimPartialUpdates))),
@@ -488,8 +559,15 @@ impl World {
             apply_disk_faults(&self.plan, &self.streams, &disk.fs, &disk_stream, &self.chaos.log);
         }
         let engine_faults = self.plan.faults.engine;
-        let engines =
-            self.chaos.faulty_engines(node, &self.streams, engine_faults, disk.engines.clone());
+        let observer = self.recovery.checkpoint_observer(node, disk.incarnation);
+        self.recovery.set_disk(node, disk.fs.clone());
+        let engines = self.chaos.faulty_engines(
+            node,
+            &self.streams,
+            engine_faults,
+            disk.engines.clone(),
+            observer,
+        );
         let entropy = crate::prng::SimEntropy::with_buggify(
             self.streams.stream(&format!("entropy-{node}-{}", disk.incarnation)),
             self.chaos.buggify.clone(),
@@ -520,7 +598,7 @@ impl World {
                 ));
             }
         }
-        self.net.register(node, server.clone());
+        self.net.register(node, self.recovery.watching(node, server.clone()));
         self.net.set_node_up(node, true);
         lock(&self.live).insert(node, server);
         self.coordinator.set_server_live(node, true);
@@ -657,6 +735,7 @@ impl World {
             ]
             .into_iter()
             .chain(self.chaos.next_events())
+            .chain([self.corruption.next_at])
             .flatten()
             .chain(restarts.values().copied())
             .min();
@@ -705,6 +784,14 @@ impl World {
                 next_retention = faults.retention_interval_ms.map(|ms| self.next_time(ms));
             }
             self.fire_chaos(now);
+            if self.corruption.next_at.is_some_and(|at| at <= now) {
+                self.corrupt_a_snapshot();
+                let more = self.corruption.done < SNAPSHOT_CORRUPTIONS_MAX;
+                self.corruption.next_at = faults
+                    .snapshot_corruption_interval_ms
+                    .filter(|_| more)
+                    .map(|ms| draw_after(&mut self.corruption.prng, now, ms));
+            }
             if next_log_dir_check.is_some_and(|at| at <= now) {
                 for node in self.halt_servers_with_stopped_logs() {
                     let delay_ms =
@@ -720,6 +807,7 @@ impl World {
                 self.restart_server(node);
             }
             self.audit_ledger("during the run");
+            self.check_recovery_now();
         }
     }
 
@@ -729,7 +817,11 @@ impl World {
     }
 
     fn flip_leader(&mut self) {
-        let Some(bucket) = self.pick_live_bucket() else { return };
+        let Some(mut bucket) = self.pick_live_bucket() else { return };
+        // In a recovery scenario, often a bucket whose recovery is in flight.
+        if let Some(target) = self.recovery_target(self.recovery.buckets_leading_in_flight()) {
+            bucket = target;
+        }
         let live = self.coordinator.live_servers();
         let replicas: Vec<NodeId> =
             self.logs.replicas(bucket).into_iter().filter(|node| live.contains(node)).collect();
@@ -744,7 +836,17 @@ impl World {
         if live.len() < 2 {
             return None;
         }
-        let node = *self.faults.pick(&live)?;
+        let mut node = *self.faults.pick(&live)?;
+        // In a recovery scenario, often a node whose recovery is in flight.
+        let recovering: Vec<NodeId> = self
+            .recovery
+            .nodes_leading_in_flight()
+            .into_iter()
+            .filter(|node| live.contains(node))
+            .collect();
+        if let Some(target) = self.recovery_target(recovering) {
+            node = target;
+        }
         // A replaced machine loses its disk only where another live replica holds everything
         // committed: the fault atlas never destroys the last copy of acknowledged data.
         let all_buckets = self.partitions().live_buckets();
@@ -762,7 +864,8 @@ impl World {
         Some(node)
     }
 
-    /// In one crash in four that keeps the disk, the node's KV engines are lost (every `kv/`
+    /// In one crash in four that keeps the disk (the plan's `engine_loss`), the node's KV
+    /// engines are lost (every `kv/`
     /// directory deleted, as an operator clearing a corrupt engine would): its changelogs
     /// stay, and a bucket whose local log retention already deleted the early segments must
     /// then restore its engine from the latest KV snapshot when it leads again. Drawn from a
@@ -770,7 +873,7 @@ impl World {
     fn maybe_lose_engines(&mut self, node: NodeId) {
         let Some(disk) = self.disks.get_mut(&node) else { return };
         let stream = format!("engine-loss-{node}-{}", disk.incarnation);
-        if !self.streams.stream(&stream).chance(Ratio::new(1, 4)) {
+        if !self.streams.stream(&stream).chance(self.plan.faults.engine_loss) {
             return;
         }
         let removed = self.chaos.log.god_view(|| remove_kv_dirs(disk.fs.as_ref()));
@@ -947,10 +1050,14 @@ impl World {
                 self.pending_task_names()
             ));
         }
+        // A recovery still in flight after the heal's bound is one that spins.
+        self.check_recovery_now();
         for bucket in self.partitions().live_buckets() {
             self.checker.check_quiescent_state(bucket);
             self.check_min_retain_offsets(bucket);
         }
+        let incarnations = self.live_incarnations();
+        self.recovery.check_quiescent(&|node| incarnations.get(&node).copied());
         self.checker.check_dropped_partitions_released(TABLE_ID);
         // Abandoned sessions must be reclaimed by the evictor within TTL plus an interval.
         let scanner = self.plan.scanner;
@@ -1222,6 +1329,7 @@ impl Chaos {
         streams: &Streams,
         faults: crate::faulty_engine::EngineFaults,
         engines: Arc<MemEngineFactory>,
+        observer: crate::faulty_engine::CheckpointOpened,
     ) -> Arc<dyn kvtablet_core::engine::KvEngineFactory> {
         let log = self.log.clone();
         let switch = self
@@ -1234,7 +1342,7 @@ impl Chaos {
         if self.on && !faults.is_none() {
             switch.set(faults);
         }
-        Arc::new(FaultyEngineFactory::wrap(engines, switch))
+        Arc::new(FaultyEngineFactory::wrap(engines, switch).observing_checkpoints(observer))
     }
 }
 
@@ -1344,6 +1452,11 @@ impl World {
             switch.clear();
         }
         self.remote.set_faults(RemoteFaults::none());
+        // Damaged snapshot objects are repaired (from a replica of the store), so that a
+        // restore that could only fail before may succeed now.
+        for path in self.remote.repair_damage() {
+            self.note(COORDINATOR_NODE, "repair", format!("snapshot object {path}"));
+        }
         self.net.heal();
         self.chaos.partition_heals_at = None;
         if let Some((node, _)) = self.chaos.paused.take() {
@@ -1354,6 +1467,100 @@ impl World {
             self.exec.set_wall_offset(node, 0);
         }
     }
+}
+
+impl World {
+    /// With the plan's `recovery_targeting`, one of `candidates` (drawn from a stream of its
+    /// own, so that the other faults keep their draws); `None` otherwise.
+    fn recovery_target<T: Copy>(&mut self, candidates: Vec<T>) -> Option<T> {
+        let share = self.plan.faults.recovery_targeting;
+        if share.is_never() || candidates.is_empty() {
+            return None;
+        }
+        let prng = &mut self.recovery_targeting;
+        if !prng.chance(share) {
+            return None;
+        }
+        prng.pick(&candidates).copied()
+    }
+
+    /// Each live node's incarnation.
+    fn live_incarnations(&self) -> BTreeMap<NodeId, u64> {
+        let live = lock(&self.live);
+        self.disks
+            .iter()
+            .filter(|(node, _)| live.contains_key(node))
+            .map(|(node, disk)| (*node, disk.incarnation))
+            .collect()
+    }
+
+    /// The recovery oracles at a fault instant: recovered engines against the model, and
+    /// leadership calls that stopped progressing.
+    fn check_recovery_now(&self) {
+        let incarnations = self.live_incarnations();
+        let exec = self.exec.clone();
+        let checker = self.checker.clone();
+        self.recovery.check_now(&|node| incarnations.get(&node).copied(), &|node, since| {
+            exec.is_paused(node) || checker.paused_since(node, since)
+        });
+    }
+
+    /// Damages one byte of a private file (never reused by a later snapshot) of a bucket's
+    /// latest committed KV snapshot, at rest in the remote store: a restore must find the
+    /// mismatch and fail typed (or fall back), never open it.
+    fn corrupt_a_snapshot(&mut self) {
+        let buckets = self.partitions().live_buckets();
+        if let Some(bucket) = self.corruption.prng.pick(&buckets).copied() {
+            self.corrupt_latest_snapshot_of(bucket);
+        }
+    }
+
+    fn corrupt_latest_snapshot_of(&mut self, bucket: TableBucket) {
+        let Some(service) = self.coordinator.snapshots().cloned() else { return };
+        let Some(snapshot) = service.store().latest(bucket) else { return };
+        let prng = &mut self.corruption.prng;
+        let private: Vec<&kvtablet_core::snapshot::completed_snapshot::SnapshotFile> =
+            snapshot.files().filter(|file| file.remote_path.contains("/snap-")).collect();
+        let Some(file) = prng.pick(&private).copied() else { return };
+        let index = prng.below(file.size_bytes.max(1));
+        let flip = prng.range_inclusive(1, 255) as u8;
+        if self.remote.damage(&file.remote_path, index, flip).is_none() {
+            return;
+        }
+        self.corruption.done += 1;
+        self.chaos.log.record(crate::fault_log::FaultKind::SnapshotCorruption);
+        self.note(
+            COORDINATOR_NODE,
+            "corrupt",
+            format!(
+                "snapshot {} of {}: {} byte {index}",
+                snapshot.snapshot_id, snapshot.bucket, file.remote_path
+            ),
+        );
+    }
+}
+
+/// The fetcher bounds (`fetcher_bounds.rs`) sampled at every scheduling step; the first
+/// breach is reported (later ones are the same fault).
+fn watch_fetcher_bounds(exec: &SimExecutor, ledger: &Ledger, checker: &Arc<Checker>) {
+    let (ledger, checker) = (ledger.clone(), Arc::downgrade(checker));
+    let reported = std::sync::atomic::AtomicBool::new(false);
+    let config = kvtablet_core::recovery::FetcherConfig::DEFAULT;
+    exec.set_step_observer(Arc::new(move || {
+        if reported.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        let problems = crate::fetcher_bounds::violations(&ledger, config);
+        if problems.is_empty() {
+            return;
+        }
+        reported.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(checker) = checker.upgrade() {
+            for problem in problems {
+                checker.violation(format!("at a scheduling step: {problem}"));
+            }
+        }
+    }));
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

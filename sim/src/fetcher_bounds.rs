@@ -1,0 +1,182 @@
+//! The bounds of recovery's remote-log fetchers, read from the leak ledger at any instant:
+//! what every live fetcher holds (prefetch slots, temporary files, download tasks and the
+//! blocking writes of its downloads) against its configuration. The ledger names each of them
+//! after the fetcher (`remote-log-fetcher {temp_dir}`), so the check needs no handle on a
+//! fetcher that core built inside a recovery: it holds for fetchers the simulator never sees.
+//!
+//! What it bounds, per fetcher:
+//! - prefetch slots (downloading, or downloaded and not yet taken): at most `prefetch_num`;
+//! - temporary files: at most `prefetch_num + 1` (the window's, and the segment the consumer
+//!   holds after its slot was released);
+//! - download tasks, and downloads writing their file at once: at most `download_threads`
+//!   each.
+//!
+//! The fetcher's own gauges (`FetcherProbe`) count the downloads in flight exactly (a remote
+//! read is in flight before its write starts); where the simulator holds the fetcher (the
+//! fetcher tests), they are checked too.
+
+use std::collections::BTreeMap;
+
+use kvtablet_core::ledger::{Ledger, LiveResource, ResourceKind};
+use kvtablet_core::recovery::{FetcherConfig, FetcherGauges};
+
+/// How every ledger entry of a fetcher begins (`RemoteLogFetcher::new`'s owner label).
+pub const FETCHER_OWNER_PREFIX: &str = "remote-log-fetcher ";
+
+/// What one fetcher holds at one instant, from the ledger.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FetcherHoldings {
+    pub slots: usize,
+    pub temp_files: usize,
+    pub download_tasks: usize,
+    pub writes: usize,
+}
+
+/// Every live fetcher's holdings, by its owner label (`remote-log-fetcher {temp_dir}`).
+/// Cheap when no fetcher holds a slot or a file: two counts.
+pub fn holdings(ledger: &Ledger) -> BTreeMap<String, FetcherHoldings> {
+    let mut by_fetcher: BTreeMap<String, FetcherHoldings> = BTreeMap::new();
+    if ledger.count(ResourceKind::PrefetchSlot) == 0 && ledger.count(ResourceKind::TempFile) == 0 {
+        return by_fetcher;
+    }
+    // Tasks are many (every request and background loop): read only when a fetcher holds a
+    // slot or a file, which a snapshot's checkpoint files alone do not make so.
+    let held = ledger.live_of(&[ResourceKind::PrefetchSlot, ResourceKind::TempFile]);
+    if !held.iter().any(|resource| resource.owner.starts_with(FETCHER_OWNER_PREFIX)) {
+        return by_fetcher;
+    }
+    for resource in
+        ledger.live_of(&[ResourceKind::PrefetchSlot, ResourceKind::TempFile, ResourceKind::Task])
+    {
+        let Some((owner, rest)) = fetcher_of(&resource) else { continue };
+        let held = by_fetcher.entry(owner).or_default();
+        match resource.kind {
+            ResourceKind::PrefetchSlot => held.slots += 1,
+            ResourceKind::TempFile => held.temp_files += 1,
+            ResourceKind::Task if rest.starts_with(" download ") => held.download_tasks += 1,
+            ResourceKind::Task if rest.starts_with(" write ") => held.writes += 1,
+            _ => {}
+        }
+    }
+    // Download tasks of a fetcher that holds neither a slot nor a file are idle or ending.
+    by_fetcher.retain(|_, held| held.slots + held.temp_files + held.writes > 0);
+    by_fetcher
+}
+
+/// The fetcher an entry belongs to (its owner label, `remote-log-fetcher {temp_dir}`), and
+/// what follows the label.
+fn fetcher_of(resource: &LiveResource) -> Option<(String, &str)> {
+    let after = resource.owner.strip_prefix(FETCHER_OWNER_PREFIX)?;
+    // The temporary directory has no space in it; the label ends where the first space is.
+    let end = after.find(' ').unwrap_or(after.len());
+    let owner = format!("{FETCHER_OWNER_PREFIX}{}", &after[..end]);
+    Some((owner, &after[end..]))
+}
+
+/// The bounds `config` sets that some live fetcher breaks now, as violations.
+pub fn violations(ledger: &Ledger, config: FetcherConfig) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (owner, held) in holdings(ledger) {
+        let mut broken = Vec::new();
+        if held.slots > config.prefetch_num {
+            broken.push(format!(
+                "{} prefetch slots (prefetch-num {})",
+                held.slots, config.prefetch_num
+            ));
+        }
+        if held.temp_files > config.prefetch_num + 1 {
+            broken.push(format!(
+                "{} temporary files (prefetch-num {} + the consumer's)",
+                held.temp_files, config.prefetch_num
+            ));
+        }
+        if held.download_tasks > config.download_threads {
+            broken.push(format!(
+                "{} download tasks (download-threads {})",
+                held.download_tasks, config.download_threads
+            ));
+        }
+        if held.writes > config.download_threads {
+            broken.push(format!(
+                "{} downloads writing at once (download-threads {})",
+                held.writes, config.download_threads
+            ));
+        }
+        if !broken.is_empty() {
+            problems.push(format!("{owner} holds {}", broken.join(", ")));
+        }
+    }
+    problems
+}
+
+/// The bounds `config` sets that a fetcher's own gauges break, as violations.
+pub fn gauge_violations(gauges: &FetcherGauges, config: FetcherConfig) -> Vec<String> {
+    let mut problems = Vec::new();
+    if gauges.ready > config.prefetch_num {
+        problems.push(format!(
+            "remote-log fetcher has {} segments downloaded and not taken (prefetch-num {})",
+            gauges.ready, config.prefetch_num
+        ));
+    }
+    if gauges.window > config.prefetch_num {
+        problems.push(format!(
+            "remote-log fetcher holds {} prefetch slots (prefetch-num {})",
+            gauges.window, config.prefetch_num
+        ));
+    }
+    if gauges.in_flight > config.download_threads {
+        problems.push(format!(
+            "remote-log fetcher runs {} downloads at once (download-threads {})",
+            gauges.in_flight, config.download_threads
+        ));
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fetcher_within_its_window_breaks_nothing_and_one_beyond_it_is_named() {
+        let ledger = Ledger::new();
+        let config =
+            FetcherConfig { prefetch_num: 2, download_threads: 1, ..FetcherConfig::DEFAULT };
+        let owner = "remote-log-fetcher log/t1-b0/tmp/remote-log-recovery-ab";
+        let mut held = vec![
+            ledger.register(ResourceKind::PrefetchSlot, owner),
+            ledger.register(ResourceKind::PrefetchSlot, owner),
+            ledger.register(ResourceKind::TempFile, format!("{owner} file x/1.log")),
+            ledger.register(ResourceKind::Task, format!("{owner} download 0")),
+            ledger.register(ResourceKind::Task, format!("{owner} write e1-0")),
+            // Another component's resources are not the fetcher's.
+            ledger.register(ResourceKind::PrefetchSlot, "something else"),
+            ledger.register(ResourceKind::Task, "flush node1 t1-b0"),
+        ];
+        assert_eq!(violations(&ledger, config), Vec::<String>::new());
+        let counted = holdings(&ledger);
+        assert_eq!(
+            counted.get(owner),
+            Some(&FetcherHoldings { slots: 2, temp_files: 1, download_tasks: 1, writes: 1 })
+        );
+        held.push(ledger.register(ResourceKind::PrefetchSlot, owner));
+        held.push(ledger.register(ResourceKind::Task, format!("{owner} write e1-7")));
+        let problems = violations(&ledger, config);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("3 prefetch slots (prefetch-num 2)"), "{problems:?}");
+        assert!(problems[0].contains("2 downloads writing at once"), "{problems:?}");
+        drop(held);
+        assert!(holdings(&ledger).is_empty(), "released with their entries");
+    }
+
+    #[test]
+    fn gauges_beyond_the_configuration_are_violations() {
+        let config = FetcherConfig::DEFAULT;
+        let within =
+            FetcherGauges { ready: 4, window: 4, in_flight: 3, ..FetcherGauges::default() };
+        assert!(gauge_violations(&within, config).is_empty());
+        let beyond =
+            FetcherGauges { ready: 5, window: 5, in_flight: 4, ..FetcherGauges::default() };
+        assert_eq!(gauge_violations(&beyond, config).len(), 3);
+    }
+}

@@ -70,7 +70,7 @@ pub fn bucket_dirs(
     partition: Option<(&str, i64)>,
     bucket_id: i32,
 ) -> BucketDirs {
-    let mut parent = format!("{}/{}-{table_id}", path.database, path.table);
+    let mut parent = table_dir(path, table_id);
     if let Some((name, partition_id)) = partition {
         parent = format!("{parent}/{name}-p{partition_id}");
     }
@@ -78,6 +78,11 @@ pub fn bucket_dirs(
         log_dir: format!("{parent}/log-{bucket_id}"),
         kv_dir: format!("{parent}/kv-{bucket_id}"),
     }
+}
+
+/// The directory of table `table_id` named `path`, which holds its buckets' and partitions'.
+pub fn table_dir(path: &TablePath, table_id: i64) -> String {
+    format!("{}/{}-{table_id}", path.database, path.table)
 }
 
 /// Whether `name` is a file name in the local layout's sense: one plain path component.

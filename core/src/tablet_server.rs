@@ -17,13 +17,14 @@ use crate::message::{
 };
 use crate::mutant::Mutant;
 use crate::notify::Notified;
+use crate::recovery::clear_crashed_recoveries;
 use crate::replica::Replica;
 use crate::scan::scan_kv_handler::handle_scan_kv;
 use crate::scan::scanner_manager::SessionLookup;
 use crate::scan::{ScannerConfig, ScannerManager};
 use crate::snapshot::SnapshotSchedule;
 use crate::table_bucket::TableBucket;
-use crate::tablet_dirs::TablePath;
+use crate::tablet_dirs::{self, TablePath};
 use crate::task::{catch_panic, join_if_some, panic_message, stop_on_panic, Task};
 use crate::tiering::{read_remote_log, TieringSchedule};
 
@@ -155,6 +156,8 @@ impl TabletServer {
             if let Err(error) = logs.dirs().add_table(table.table_id, &table.path) {
                 panic!("table {} of the server's config: {error}", table.table_id);
             }
+            let table_dir = tablet_dirs::table_dir(&table.path, table.table_id);
+            clear_crashed_recoveries(env.fs.as_ref(), &table_dir);
         }
         let tables = config
             .tables
@@ -203,6 +206,8 @@ impl TabletServer {
                 format!("table {}: {error}", table.table_id),
             )
         })?;
+        let table_dir = tablet_dirs::table_dir(&table.path, table.table_id);
+        clear_crashed_recoveries(self.env.fs.as_ref(), &table_dir);
         tables.insert(table.table_id, ServedTable::new(table));
         Ok(true)
     }

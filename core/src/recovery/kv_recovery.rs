@@ -22,12 +22,13 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::engine::{EngineError, KvEngine, WriteBatch};
-use crate::env::Env;
+use crate::env::{Env, LocalFs};
 use crate::kv::changelog_replay::{apply_batches, check_progress, ReplayError};
 use crate::log::LogBatch;
 use crate::mutant::Mutant;
 use crate::recovery::download_retry::DownloadRetry;
 use crate::recovery::fetcher_config::{FetcherConfig, FetcherConfigError};
+use crate::recovery::kv_restore::RESTORE_SUFFIX;
 use crate::recovery::kv_restore::{restore_engine, KvRestoreError};
 use crate::recovery::recovery_progress::{RecoveryPhase, RecoveryTracker};
 use crate::recovery::remote_log_fetcher::{recovery_temp_dir, FetchError, RemoteLogFetcher};
@@ -391,9 +392,40 @@ impl KvRecovery<'_> {
     }
 }
 
+const RECOVERY_SUFFIX: &str = ".recovery";
+
 /// The directory under which a recovery of `engine_dir` keeps its temporary files.
 pub fn recovery_dir(engine_dir: &str) -> String {
-    format!("{engine_dir}.recovery")
+    format!("{engine_dir}{RECOVERY_SUFFIX}")
+}
+
+/// Deletes what recoveries cut by a crash left under a table's directory (`table_dir`, and its
+/// partitions' `{name}-p{id}` directories): every engine's restore and recovery directory
+/// (`kv-{bucket}.restore`, `kv-{bucket}.recovery`). Called when a server starts serving the
+/// table, before any of its buckets can recover, since a bucket may never recover on this
+/// node again. Returns how many went; a failure is logged and left to the next start.
+pub fn clear_crashed_recoveries(fs: &dyn LocalFs, table_dir: &str) -> usize {
+    let mut cleared = 0;
+    let mut dirs = vec![table_dir.to_string()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(names) = fs.list_dir(&dir) else { continue };
+        for name in names {
+            let path = format!("{dir}/{name}");
+            let leftover = name.starts_with("kv-")
+                && (name.ends_with(RESTORE_SUFFIX) || name.ends_with(RECOVERY_SUFFIX));
+            if leftover {
+                match fs.remove_dir_all(&path) {
+                    Ok(()) => cleared += 1,
+                    Err(error) => {
+                        tracing::warn!(path, %error, "a crashed recovery's directory is left")
+                    }
+                }
+            } else if dir == table_dir && name.contains("-p") {
+                dirs.push(path);
+            }
+        }
+    }
+    cleared
 }
 
 /// Destroys the engine in `engine_dir` (every handle dropped before), logging a failure.

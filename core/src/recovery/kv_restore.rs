@@ -50,8 +50,10 @@ impl KvRestoreError {
 
 /// The temporary checkpoint directory of a restore into `engine_dir`.
 pub fn restore_dir(engine_dir: &str) -> String {
-    format!("{engine_dir}.restore")
+    format!("{engine_dir}{RESTORE_SUFFIX}")
 }
+
+pub(crate) const RESTORE_SUFFIX: &str = ".restore";
 
 /// Replaces whatever is in `engine_dir` with `snapshot`'s engine and opens it.
 pub async fn restore_engine(

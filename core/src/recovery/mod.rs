@@ -17,8 +17,8 @@ pub use download_retry::DownloadRetry;
 pub use fetch_window::FetcherGauges;
 pub use fetcher_config::{FetcherConfig, FetcherConfigError};
 pub use kv_recovery::{
-    discard_engine_dir, recovery_dir, KvRecovery, Recovered, RecoveryError, RecoverySources,
-    RECOVERY_ATTEMPTS_MAX,
+    clear_crashed_recoveries, discard_engine_dir, recovery_dir, KvRecovery, Recovered,
+    RecoveryError, RecoverySources, RECOVERY_ATTEMPTS_MAX,
 };
 pub use kv_restore::{restore_dir, restore_engine, KvRestoreError};
 pub use recovery_progress::{

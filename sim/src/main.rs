@@ -41,8 +41,9 @@ enum Command {
     Run {
         #[arg(long)]
         seed: u64,
-        /// A scenario from scenarios/ (swarm, calm, leader-flips, crashes, lossy-network,
-        /// scan-races, disk-faults, partitions).
+        /// A scenario from scenarios/ (swarm, calm, leader-flips, crashes, crashes-rf1,
+        /// lossy-network, scan-races, scan-leadership-churn, disk-faults, partitions,
+        /// table-partitions, snapshots, leases).
         #[arg(long, default_value = "swarm")]
         scenario: String,
         #[arg(long, value_enum, default_value = "short")]

@@ -11,6 +11,7 @@ use kvtablet_core::kv::{KvTabletConfig, PartialUpdates};
 
 /// Bytes of each led bucket's pre-write buffer in the simulator (about ten small changes).
 const SIM_PRE_WRITE_BUFFER_BYTES: u64 = 1024;
+use kvtablet_core::lease::LeaseConfig;
 use kvtablet_core::ledger::Ledger;
 use kvtablet_core::log::LogConfig;
 use kvtablet_core::message::NodeId;
@@ -109,6 +110,8 @@ struct World {
     faults: Prng,
     clients_running: Arc<ClientsRunning>,
     chaos: Chaos,
+    /// The coordinator's KV snapshot leases (the `leases` scenario only).
+    leases: Option<crate::coordinator_leases::CoordinatorLeases>,
 }
 
 /// The storage, partition, pause and clock faults of a run (see `impl World` at the end).
@@ -180,6 +183,7 @@ fn run_plan(
     } else if let Err(error) = world.heal_and_check() {
         world.checker.violation(format!("cluster did not heal: {error}"));
     }
+    world.quiesce_leases();
     world.shutdown_and_check_leaks();
     world.sweep_and_check_snapshots();
     let second_leaders = world.logs.replication_reentered();
@@ -286,33 +290,63 @@ impl World {
         ));
         net.register(COORDINATOR_NODE, coordinator.clone());
         checker.set_remote(remote.as_ref().clone());
+        let mut leases = None;
         if plan.snapshot_interval_ms.is_some() || plan.tiering_interval_ms.is_some() {
             // The coordinator's own disk (it does not crash in these runs).
             let coordinator_disk = Arc::new(SimFs::new());
-            let store = SnapshotStore::open(
-                coordinator_disk.clone(),
-                "coordinator/kv-snapshots".to_string(),
-                SnapshotStoreConfig { mutants: plan.mutants, ..SnapshotStoreConfig::default() },
-            )
-            .expect("an empty snapshot store opens");
             let epochs = Arc::downgrade(&coordinator);
             let leader_epoch_of: LeaderEpochOf = Arc::new(move |bucket| {
                 epochs.upgrade().and_then(|coordinator| coordinator.current_epoch_of(bucket))
             });
             let remote_logs = Arc::new(
-                RemoteLogStore::open(coordinator_disk, "coordinator/remote-log".to_string())
-                    .expect("an empty remote-log store opens"),
+                RemoteLogStore::open(
+                    coordinator_disk.clone(),
+                    "coordinator/remote-log".to_string(),
+                )
+                .expect("an empty remote-log store opens"),
             );
             checker.set_remote_logs(remote_logs.clone());
-            coordinator.serve_snapshots(Arc::new(
-                SnapshotService::new(
-                    Arc::new(store),
-                    remote.clone(),
-                    exec.clock_for(COORDINATOR_NODE),
+            if plan.leases.consumers > 0 {
+                let parts = crate::coordinator_leases::LeaseStoreParts {
+                    executor: exec.executor_for(COORDINATOR_NODE),
+                    clock: exec.clock_for(COORDINATOR_NODE),
+                    ledger: ledger.clone(),
+                    remote: remote.clone(),
                     leader_epoch_of,
+                    remote_logs,
+                    lease_config: LeaseConfig {
+                        expiration_check_interval_ms: plan.leases.check_interval_ms,
+                        ..LeaseConfig::default()
+                    },
+                    mutants: plan.mutants,
+                };
+                let (coordinator_leases, service) = crate::coordinator_leases::open_in_world(
+                    parts,
+                    &plan,
+                    &streams,
+                    &checker,
+                    &remote,
+                    &coordinator,
+                );
+                coordinator.serve_snapshots(service);
+                leases = Some(coordinator_leases);
+            } else {
+                let store = SnapshotStore::open(
+                    coordinator_disk,
+                    "coordinator/kv-snapshots".to_string(),
+                    SnapshotStoreConfig { mutants: plan.mutants, ..SnapshotStoreConfig::default() },
                 )
-                .with_remote_logs(remote_logs),
-            ));
+                .expect("an empty snapshot store opens");
+                coordinator.serve_snapshots(Arc::new(
+                    SnapshotService::new(
+                        Arc::new(store),
+                        remote.clone(),
+                        exec.clock_for(COORDINATOR_NODE),
+                        leader_epoch_of,
+                    )
+                    .with_remote_logs(remote_logs),
+                ));
+            }
         }
         let weak_coordinator = Arc::downgrade(&coordinator);
         checker.set_leader_of(Arc::new(move |bucket| {
@@ -336,6 +370,7 @@ impl World {
             faults,
             clients_running: Arc::new(ClientsRunning::default()),
             chaos,
+            leases,
         }
     }
 
@@ -411,7 +446,20 @@ impl World {
         }
         let per_client = self.plan.client_ops / self.plan.clients;
         let remainder = self.plan.client_ops % self.plan.clients;
-        self.clients_running.set(self.plan.clients + self.plan.scan_clients);
+        self.clients_running
+            .set(self.plan.clients + self.plan.scan_clients + self.plan.leases.consumers);
+        if let Some(leases) = &mut self.leases {
+            let world = crate::coordinator_leases::WorldParts {
+                exec: &self.exec,
+                net: &self.net,
+                streams: &self.streams,
+                remote: &self.remote,
+                coordinator: &self.coordinator,
+                clients_running: &self.clients_running,
+                buckets: self.checker.partitions.live_buckets(),
+            };
+            leases.start_run(&self.plan, world);
+        }
         for index in 0..self.plan.scan_clients {
             let node = SCAN_CLIENT_NODE_BASE + index;
             let client = crate::scan_client::ScanClient::new(
@@ -642,6 +690,7 @@ impl World {
             ]
             .into_iter()
             .chain(self.chaos.next_events())
+            .chain(self.leases.as_ref().map(|leases| leases.next_event_ms()))
             .flatten()
             .chain(restarts.values().copied())
             .min();
@@ -690,6 +739,7 @@ impl World {
                 next_retention = faults.retention_interval_ms.map(|ms| self.next_time(ms));
             }
             self.fire_chaos(now);
+            self.run_lease_events(now);
             if next_log_dir_check.is_some_and(|at| at <= now) {
                 for node in self.halt_servers_with_stopped_logs() {
                     let delay_ms =
@@ -1054,7 +1104,7 @@ impl World {
     /// coordinator runs it, then every kept snapshot's files must be in the remote store, and
     /// nothing else under `kv/`.
     fn sweep_and_check_snapshots(&mut self) {
-        let Some(service) = self.coordinator.snapshots().cloned() else { return };
+        let Some(service) = self.coordinator.snapshots() else { return };
         let listed: Vec<kvtablet_core::env::RemoteObject> = self
             .remote
             .paths()
@@ -1118,6 +1168,40 @@ impl World {
         for problem in crate::tiering_oracle::check_remote_log_objects(&store, &self.remote) {
             self.checker.violation(problem);
         }
+    }
+
+    /// The `leases` scenario's events (its checks, the coordinator's crashes) due at `now`.
+    fn run_lease_events(&mut self, now: u64) {
+        let Some(leases) = &mut self.leases else { return };
+        let Some(current) = self.coordinator.snapshots() else { return };
+        let (restarted, problems) = leases.on_events(now, &current);
+        if let Some(service) = restarted {
+            self.note(COORDINATOR_NODE, "crash", "the coordinator crashes and restarts");
+            self.coordinator.serve_snapshots(service);
+        }
+        for problem in problems {
+            self.checker.violation(problem);
+        }
+    }
+
+    /// At the end of the `leases` scenario: every lease expires, the expiry loop lets go of
+    /// its snapshots, then the loop stops (before the shutdown's leak check).
+    fn quiesce_leases(&mut self) {
+        let Some(leases) = &mut self.leases else { return };
+        let Some(service) = self.coordinator.snapshots() else { return };
+        if let Err(problem) = leases.quiesce(&self.exec, &service) {
+            self.checker.violation(problem);
+        }
+        let restarts = leases.restarts();
+        let counts = leases.oracle.counts();
+        self.note(
+            COORDINATOR_NODE,
+            "leases-checked",
+            format!(
+                "reads={} injected_not_found={} steps={} coordinator_restarts={restarts}",
+                counts.reads_checked, counts.injected_not_found, counts.steps_checked
+            ),
+        );
     }
 
     /// Records a transition; `format_args!` formats it straight into the trace.

@@ -26,7 +26,8 @@ use crate::checker::Checker;
 use crate::clients_running::ClientsRunning;
 use crate::coordinator::Coordinator;
 use crate::executor::SimExecutor;
-use crate::fs::SimFs;
+use crate::fault_log::FaultLog;
+use crate::fs::{DiskFaults, SimFs};
 use crate::lease_consumer::LeaseConsumer;
 use crate::lease_oracle::{LeaseOracle, LeaseOracleBounds};
 use crate::network::SimNetwork;
@@ -52,6 +53,11 @@ pub struct LeaseStoreParts {
     pub remote_logs: Arc<RemoteLogStore>,
     pub lease_config: LeaseConfig,
     pub mutants: Mutants,
+    /// The faults of the coordinator's disk (each incarnation's drawn from a stream of its
+    /// own), and where they are counted.
+    pub disk_faults: DiskFaults,
+    pub fault_log: Arc<FaultLog>,
+    pub seed: u64,
 }
 
 pub struct CoordinatorLeases {
@@ -80,6 +86,7 @@ impl CoordinatorLeases {
         let disk = Arc::new(SimFs::new());
         let service =
             open_service(&parts, disk.clone()).expect("empty lease and snapshot stores open");
+        set_disk_faults(&parts, &disk, 0);
         let now_ms = parts.clock.now_mono_ms();
         let next_crash_ms = crash_interval_ms.map(|ms| next_time(&mut prng, now_ms, ms));
         let leases = CoordinatorLeases {
@@ -126,10 +133,11 @@ impl CoordinatorLeases {
         }
     }
 
-    /// Stops the world's lease events (the heal: no more crashes).
+    /// Stops the world's lease events (the heal: no more crashes, no more disk faults).
     pub fn stop_crashes(&mut self) {
         self.crash_interval_ms = None;
         self.next_crash_ms = None;
+        self.disk.clear_faults();
     }
 
     /// Spawns the lease expiry loop of `service` (the current one).
@@ -200,6 +208,7 @@ impl CoordinatorLeases {
         self.restarts += 1;
         let service = open_service(&self.parts, self.disk.clone())
             .map_err(|error| format!("lease: the coordinator's stores do not reopen: {error}"))?;
+        set_disk_faults(&self.parts, &self.disk, self.restarts);
         let mut problems = Vec::new();
         let leases_after = service.store().leases().map(|leases| leases.leases());
         if leases_after != leases_before {
@@ -222,6 +231,15 @@ impl CoordinatorLeases {
         }
         Ok((service, problems))
     }
+}
+
+/// Switches the faults of incarnation `incarnation`'s disk on (after its stores opened).
+fn set_disk_faults(parts: &LeaseStoreParts, disk: &SimFs, incarnation: u64) {
+    if parts.disk_faults.is_none() {
+        return;
+    }
+    let prng = Streams::new(parts.seed).stream(&format!("coordinator-disk-faults-{incarnation}"));
+    disk.set_faults(parts.disk_faults, prng, parts.fault_log.clone());
 }
 
 fn next_time(prng: &mut Prng, now_ms: u64, mean_ms: u64) -> u64 {
@@ -281,6 +299,7 @@ pub fn open_in_world(
         check_interval_ms: plan.leases.check_interval_ms,
         slow_disk_ms_max: plan.faults.slow_disk_ms_max,
         num_retained: SnapshotStoreConfig::default().num_retained,
+        coordinator_disk_faults: !plan.leases.coordinator_disk_faults.is_never(),
     };
     let oracle =
         Arc::new(LeaseOracle::new(parts.clock.clone(), checker.clone(), remote.clone(), bounds));

@@ -32,6 +32,10 @@ pub struct LeaseOracleBounds {
     pub check_interval_ms: u64,
     pub slow_disk_ms_max: u64,
     pub num_retained: usize,
+    /// Whether the coordinator's disk fails writes: a bucket whose retention could not be
+    /// written keeps a snapshot no lease holds until its next retention (its next commit, or
+    /// a restart).
+    pub coordinator_disk_faults: bool,
 }
 
 /// Until when a lease may pin a snapshot, and whether an acknowledged release ended the pin
@@ -219,8 +223,11 @@ impl LeaseOracle {
                     .may_pin_until
                     .get(&key)
                     .and_then(|leases| leases.values().map(|may| may.until_ms).max());
+                let owed_retention = self.bounds.coordinator_disk_faults
+                    && !leases.is_leased(bucket, point.snapshot_id);
                 match until_ms {
                     Some(until_ms) if now_ms <= until_ms + grace_ms => {}
+                    _ if owed_retention => {}
                     _ => {
                         let holders: Vec<(String, u64)> = leases
                             .leases()

@@ -138,6 +138,9 @@ pub struct LeasePlan {
     /// Mean interval between coordinator crashes (lease and snapshot stores reopened from its
     /// disk); `None`: the coordinator never crashes.
     pub coordinator_crash_interval_ms: Option<u64>,
+    /// The share of the coordinator's file syncs that fail, and of its writes that find the
+    /// disk full (its lease and snapshot files; never its reads, which a restart needs).
+    pub coordinator_disk_faults: Ratio,
 }
 
 impl LeasePlan {
@@ -153,6 +156,15 @@ impl LeasePlan {
             consumer_crash: Ratio::new(1, prng.range_inclusive(3, 10)),
             release_skipped: Ratio::new(1, prng.range_inclusive(3, 10)),
             coordinator_crash_interval_ms: Some(prng.range_inclusive(300, 3_000)),
+            // Off in a third of the seeds, where oracle 13's retention check is strict.
+            coordinator_disk_faults: {
+                let one_in = prng.range_inclusive(5, 50);
+                if prng.chance(Ratio::new(1, 3)) {
+                    Ratio::NEVER
+                } else {
+                    Ratio::new(1, one_in)
+                }
+            },
         }
     }
 }
@@ -332,7 +344,7 @@ impl RunPlan {
         let l = &self.leases;
         if l.consumers > 0 {
             lines.push(format!(
-                "plan leases consumers={} rounds={} buckets_per_round_max={} duration_ms={} check_interval_ms={} read_delay_ms_max={} consumer_crash={} release_skipped={} coordinator_crashes={}",
+                "plan leases consumers={} rounds={} buckets_per_round_max={} duration_ms={} check_interval_ms={} read_delay_ms_max={} consumer_crash={} release_skipped={} coordinator_crashes={} coordinator_disk_faults={}",
                 l.consumers,
                 l.rounds_per_consumer,
                 l.buckets_per_round_max,
@@ -341,7 +353,8 @@ impl RunPlan {
                 l.read_delay_ms_max,
                 ratio(l.consumer_crash),
                 ratio(l.release_skipped),
-                on_off(l.coordinator_crash_interval_ms)
+                on_off(l.coordinator_crash_interval_ms),
+                ratio(l.coordinator_disk_faults)
             ));
         }
         lines
@@ -678,6 +691,7 @@ impl Scenario {
                 "lease_read_delay_ms_max" => plan.leases.read_delay_ms_max = number()?,
                 "lease_consumer_crash" => plan.leases.consumer_crash = rate()?,
                 "lease_release_skipped" => plan.leases.release_skipped = rate()?,
+                "coordinator_disk_faults" => plan.leases.coordinator_disk_faults = rate()?,
                 "coordinator_crash_interval_ms" => {
                     plan.leases.coordinator_crash_interval_ms = interval()?;
                 }

@@ -32,7 +32,7 @@ use crate::coordinator::Coordinator;
 use crate::executor::{SimError, SimExecutor, SlowDisk};
 use crate::fault_log::FaultLog;
 use crate::faulty_engine::{EngineFaultSwitch, FaultyEngineFactory};
-use crate::fs::SimFs;
+use crate::fs::{DiskFaults, SimFs};
 use crate::network::{NetFaults, SimNetwork};
 use crate::plan::{RunPlan, Scenario};
 use crate::prng::{DecisionTape, Prng, Ratio, Streams};
@@ -319,6 +319,13 @@ impl World {
                         ..LeaseConfig::default()
                     },
                     mutants: plan.mutants,
+                    disk_faults: DiskFaults {
+                        fsync_failure: plan.leases.coordinator_disk_faults,
+                        disk_full: plan.leases.coordinator_disk_faults,
+                        ..DiskFaults::none()
+                    },
+                    fault_log: fault_log.clone(),
+                    seed: plan.seed,
                 };
                 let (coordinator_leases, service) = crate::coordinator_leases::open_in_world(
                     parts,

@@ -20,6 +20,7 @@ use kvtablet_core::snapshot::{SnapshotStore, SnapshotStoreConfig};
 use kvtablet_core::task::Task;
 use kvtablet_core::tiering::RemoteLogStore;
 
+use kvtablet_core::message::{Request, Response};
 use kvtablet_core::TableBucket;
 
 use crate::checker::Checker;
@@ -151,21 +152,18 @@ impl CoordinatorLeases {
         self.expiry_loop =
             Some(Task::spawn(&self.parts.executor, &self.parts.ledger, name, loop_future));
         // Start-up retention: the snapshots whose last lease went just before a crash.
-        match service.store().apply_retention() {
-            Ok(cleanup) if !cleanup.is_empty() => {
-                let deleting = service.delete(cleanup);
-                let _task = Task::spawn(
-                    &self.parts.executor,
-                    &self.parts.ledger,
-                    "delete after start-up retention",
-                    async move {
-                        let _left = deleting.await;
-                    }
-                    .boxed(),
-                );
-            }
-            Ok(_) => {}
-            Err(error) => tracing::warn!(%error, "start-up retention failed"),
+        let cleanup = service.store().apply_retention();
+        if !cleanup.is_empty() {
+            let deleting = service.delete(cleanup);
+            let _task = Task::spawn(
+                &self.parts.executor,
+                &self.parts.ledger,
+                "delete after start-up retention",
+                async move {
+                    let _left = deleting.await;
+                }
+                .boxed(),
+            );
         }
     }
 
@@ -304,7 +302,10 @@ pub fn open_in_world(
     let oracle =
         Arc::new(LeaseOracle::new(parts.clock.clone(), checker.clone(), remote.clone(), bounds));
     let watching = oracle.clone();
-    coordinator.watch_leases(Box::new(move |service, request, _response| {
+    coordinator.watch_leases(Box::new(move |service, request, response| {
+        if let (Request::CommitKvSnapshot { snapshot }, Response::Ok) = (request, response) {
+            watching.committed(snapshot.files().map(|file| file.remote_path.clone()));
+        }
         if SnapshotService::serves(request) {
             watching.check_step(service, &format!("after {}", request.kind()));
         }

@@ -11,7 +11,7 @@
 //! arrive late); an acknowledged release ends the pins at once, unless an acquire of the same
 //! lease went unanswered within the network's longest delay before it (it may still land).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use kvtablet_core::env::Clock;
@@ -55,6 +55,9 @@ struct OracleState {
     reads_checked: u64,
     injected_not_found: u64,
     steps_checked: u64,
+    /// The remote files of every snapshot the coordinator accepted (bounded by the run's
+    /// commits), for the leak check at quiescence.
+    committed_paths: BTreeSet<String>,
 }
 
 /// Counts for the trace's last lines and the tests.
@@ -251,6 +254,39 @@ impl LeaseOracle {
             leases.retain(|_, may| may.until_ms + grace_ms >= now_ms);
             !leases.is_empty()
         });
+    }
+
+    /// The coordinator accepted `paths` (a committed snapshot's files).
+    pub fn committed(&self, paths: impl Iterator<Item = String>) {
+        self.lock().committed_paths.extend(paths);
+    }
+
+    /// At quiescence, before the orphan sweep (every server down, every deletion done): no
+    /// file of a committed snapshot is left in the remote store unless a kept snapshot lists
+    /// it. What a lease let go of was deleted, not left to the sweep (which would hide it).
+    pub fn check_no_leaked_files(&self, service: &SnapshotService) {
+        let store = service.store();
+        let mut needed = BTreeSet::new();
+        for bucket in store.buckets() {
+            if let Some(snapshots) = store.bucket(bucket) {
+                needed.extend(snapshots.needed_paths());
+            }
+        }
+        let leaked: Vec<String> = self
+            .lock()
+            .committed_paths
+            .iter()
+            .filter(|path| !needed.contains(*path) && self.remote.peek(path).is_some())
+            .cloned()
+            .collect();
+        if !leaked.is_empty() {
+            self.checker.violation(format!(
+                "lease: {} files of committed snapshots no longer kept are still in the remote \
+                 store before the orphan sweep: {:?}",
+                leaked.len(),
+                leaked.iter().take(8).collect::<Vec<_>>()
+            ));
+        }
     }
 
     /// When the last lease the oracle knows of may end (wall ms), for the quiescence check.

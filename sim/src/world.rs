@@ -1112,6 +1112,9 @@ impl World {
     /// nothing else under `kv/`.
     fn sweep_and_check_snapshots(&mut self) {
         let Some(service) = self.coordinator.snapshots() else { return };
+        if let Some(leases) = &self.leases {
+            leases.oracle.check_no_leaked_files(&service);
+        }
         let listed: Vec<kvtablet_core::env::RemoteObject> = self
             .remote
             .paths()

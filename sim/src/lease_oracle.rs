@@ -305,3 +305,59 @@ impl LeaseOracle {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::executor::SimExecutor;
+    use crate::prng::Streams;
+    use crate::remote::RemoteFaults;
+    use crate::replication::ClusterLogs;
+    use crate::table_partitions::TablePartitions;
+    use crate::trace::{Trace, TraceMode};
+    use kvtablet_core::env::RemoteStorage;
+    use kvtablet_core::log::LogConfig;
+    use kvtablet_core::scan::ScannerConfig;
+
+    fn oracle(exec: &SimExecutor, remote: &Arc<SimRemoteStorage>) -> (LeaseOracle, Arc<Checker>) {
+        let logs = ClusterLogs::new(
+            1,
+            1,
+            LogConfig { segment_bytes_max: 1024 },
+            kvtablet_core::mutant::Mutants::NONE,
+        );
+        let checker = Arc::new(Checker::new(
+            logs,
+            Arc::new(Mutex::new(BTreeMap::new())),
+            Arc::new(Mutex::new(Trace::new(TraceMode::HashOnly))),
+            exec.clock_for(0),
+            ScannerConfig::DEFAULT,
+            TablePartitions::new(1, 1, false),
+        ));
+        let bounds = LeaseOracleBounds {
+            net_delay_ms_max: 10,
+            check_interval_ms: 100,
+            slow_disk_ms_max: 0,
+            num_retained: 2,
+            coordinator_disk_faults: false,
+        };
+        (LeaseOracle::new(exec.clock_for(0), checker.clone(), remote.clone(), bounds), checker)
+    }
+
+    #[test]
+    fn a_file_really_deleted_within_the_lease_is_a_violation_and_an_injected_not_found_is_not() {
+        let exec = SimExecutor::new(&Streams::new(1));
+        let remote = Arc::new(SimRemoteStorage::new(&exec, &Streams::new(1), RemoteFaults::none()));
+        let (oracle, checker) = oracle(&exec, &remote);
+        let put = remote.put("kv/t1-b0/snap-1/f", vec![1]);
+        exec.block_on(0, "put", put, 1_000).expect("the executor runs").expect("put");
+        let sent_ms = oracle.now_wall_ms();
+        oracle.check_not_found("consumer", "kv/t1-b0/snap-1/f", sent_ms, 1_000);
+        assert_eq!(checker.violations(), Vec::<String>::new(), "still there: injected");
+        assert_eq!(oracle.counts().injected_not_found, 1);
+        oracle.check_not_found("consumer", "kv/t1-b0/snap-1/gone", sent_ms, 1_000);
+        assert_eq!(checker.violations().len(), 1, "gone within the lease: a violation");
+        oracle.check_not_found("consumer", "kv/t1-b0/snap-1/gone", sent_ms - 2_000, 1_000);
+        assert_eq!(checker.violations().len(), 1, "gone after the lease: no violation");
+    }
+}

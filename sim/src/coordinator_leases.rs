@@ -24,6 +24,7 @@ use kvtablet_core::message::{Request, Response};
 use kvtablet_core::TableBucket;
 
 use crate::checker::Checker;
+use crate::client::COORDINATOR_NODE;
 use crate::clients_running::ClientsRunning;
 use crate::coordinator::Coordinator;
 use crate::executor::SimExecutor;
@@ -282,16 +283,48 @@ pub struct WorldParts<'a> {
     pub buckets: Vec<TableBucket>,
 }
 
-/// Opens the coordinator's lease and snapshot stores for the `leases` scenario, with its
-/// oracle watching every snapshot request the coordinator answers.
-pub fn open_in_world(
-    parts: LeaseStoreParts,
-    plan: &RunPlan,
-    streams: &Streams,
-    checker: &Arc<Checker>,
-    remote: &Arc<SimRemoteStorage>,
-    coordinator: &Arc<Coordinator>,
-) -> (CoordinatorLeases, Arc<SnapshotService>) {
+/// What the world hands over to build the `leases` scenario's coordinator stores.
+pub struct Build<'a> {
+    pub plan: &'a RunPlan,
+    pub exec: &'a SimExecutor,
+    pub streams: &'a Streams,
+    pub ledger: &'a Ledger,
+    pub remote: &'a Arc<SimRemoteStorage>,
+    pub checker: &'a Arc<Checker>,
+    pub coordinator: &'a Arc<Coordinator>,
+    pub fault_log: &'a Arc<FaultLog>,
+    pub leader_epoch_of: LeaderEpochOf,
+    pub remote_logs: Arc<RemoteLogStore>,
+}
+
+/// For a plan with lease consumers: opens the coordinator's lease and snapshot stores, serves
+/// them in place of the plain store, and has the oracle watch every snapshot request the
+/// coordinator answers. `None` for any other plan.
+pub fn open_in_world(build: Build<'_>) -> Option<CoordinatorLeases> {
+    let plan = build.plan;
+    if plan.leases.consumers == 0 {
+        return None;
+    }
+    let parts = LeaseStoreParts {
+        executor: build.exec.executor_for(COORDINATOR_NODE),
+        clock: build.exec.clock_for(COORDINATOR_NODE),
+        ledger: build.ledger.clone(),
+        remote: build.remote.clone(),
+        leader_epoch_of: build.leader_epoch_of,
+        remote_logs: build.remote_logs,
+        lease_config: LeaseConfig {
+            expiration_check_interval_ms: plan.leases.check_interval_ms,
+            ..LeaseConfig::default()
+        },
+        mutants: plan.mutants,
+        disk_faults: DiskFaults {
+            fsync_failure: plan.leases.coordinator_disk_faults,
+            disk_full: plan.leases.coordinator_disk_faults,
+            ..DiskFaults::none()
+        },
+        fault_log: build.fault_log.clone(),
+        seed: plan.seed,
+    };
     let bounds = LeaseOracleBounds {
         net_delay_ms_max: plan.faults.net_delay_ms_max,
         check_interval_ms: plan.leases.check_interval_ms,
@@ -299,10 +332,14 @@ pub fn open_in_world(
         num_retained: SnapshotStoreConfig::default().num_retained,
         coordinator_disk_faults: !plan.leases.coordinator_disk_faults.is_never(),
     };
-    let oracle =
-        Arc::new(LeaseOracle::new(parts.clock.clone(), checker.clone(), remote.clone(), bounds));
+    let oracle = Arc::new(LeaseOracle::new(
+        parts.clock.clone(),
+        build.checker.clone(),
+        build.remote.clone(),
+        bounds,
+    ));
     let watching = oracle.clone();
-    coordinator.watch_leases(Box::new(move |service, request, response| {
+    build.coordinator.watch_leases(Box::new(move |service, request, response| {
         if let (Request::CommitKvSnapshot { snapshot }, Response::Ok) = (request, response) {
             watching.committed(snapshot.files().map(|file| file.remote_path.clone()));
         }
@@ -310,12 +347,14 @@ pub fn open_in_world(
             watching.check_step(service, &format!("after {}", request.kind()));
         }
     }));
-    CoordinatorLeases::open(
+    let (leases, service) = CoordinatorLeases::open(
         parts,
         oracle,
-        streams.stream("coordinator-crashes"),
+        build.streams.stream("coordinator-crashes"),
         plan.leases.coordinator_crash_interval_ms,
-    )
+    );
+    build.coordinator.serve_snapshots(service);
+    Some(leases)
 }
 
 impl CoordinatorLeases {

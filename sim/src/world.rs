@@ -11,7 +11,6 @@ use kvtablet_core::kv::{KvTabletConfig, PartialUpdates};
 
 /// Bytes of each led bucket's pre-write buffer in the simulator (about ten small changes).
 const SIM_PRE_WRITE_BUFFER_BYTES: u64 = 1024;
-use kvtablet_core::lease::LeaseConfig;
 use kvtablet_core::ledger::Ledger;
 use kvtablet_core::log::LogConfig;
 use kvtablet_core::message::NodeId;
@@ -32,7 +31,7 @@ use crate::coordinator::Coordinator;
 use crate::executor::{SimError, SimExecutor, SlowDisk};
 use crate::fault_log::FaultLog;
 use crate::faulty_engine::{EngineFaultSwitch, FaultyEngineFactory};
-use crate::fs::{DiskFaults, SimFs};
+use crate::fs::SimFs;
 use crate::network::{NetFaults, SimNetwork};
 use crate::plan::{RunPlan, Scenario};
 use crate::prng::{DecisionTape, Prng, Ratio, Streams};
@@ -294,66 +293,43 @@ impl World {
         if plan.snapshot_interval_ms.is_some() || plan.tiering_interval_ms.is_some() {
             // The coordinator's own disk (it does not crash in these runs).
             let coordinator_disk = Arc::new(SimFs::new());
+            let store = SnapshotStore::open(
+                coordinator_disk.clone(),
+                "coordinator/kv-snapshots".to_string(),
+                SnapshotStoreConfig { mutants: plan.mutants, ..SnapshotStoreConfig::default() },
+            )
+            .expect("an empty snapshot store opens");
             let epochs = Arc::downgrade(&coordinator);
             let leader_epoch_of: LeaderEpochOf = Arc::new(move |bucket| {
                 epochs.upgrade().and_then(|coordinator| coordinator.current_epoch_of(bucket))
             });
             let remote_logs = Arc::new(
-                RemoteLogStore::open(
-                    coordinator_disk.clone(),
-                    "coordinator/remote-log".to_string(),
-                )
-                .expect("an empty remote-log store opens"),
+                RemoteLogStore::open(coordinator_disk, "coordinator/remote-log".to_string())
+                    .expect("an empty remote-log store opens"),
             );
             checker.set_remote_logs(remote_logs.clone());
-            if plan.leases.consumers > 0 {
-                let parts = crate::coordinator_leases::LeaseStoreParts {
-                    executor: exec.executor_for(COORDINATOR_NODE),
-                    clock: exec.clock_for(COORDINATOR_NODE),
-                    ledger: ledger.clone(),
-                    remote: remote.clone(),
-                    leader_epoch_of,
-                    remote_logs,
-                    lease_config: LeaseConfig {
-                        expiration_check_interval_ms: plan.leases.check_interval_ms,
-                        ..LeaseConfig::default()
-                    },
-                    mutants: plan.mutants,
-                    disk_faults: DiskFaults {
-                        fsync_failure: plan.leases.coordinator_disk_faults,
-                        disk_full: plan.leases.coordinator_disk_faults,
-                        ..DiskFaults::none()
-                    },
-                    fault_log: fault_log.clone(),
-                    seed: plan.seed,
-                };
-                let (coordinator_leases, service) = crate::coordinator_leases::open_in_world(
-                    parts,
-                    &plan,
-                    &streams,
-                    &checker,
-                    &remote,
-                    &coordinator,
-                );
-                coordinator.serve_snapshots(service);
-                leases = Some(coordinator_leases);
-            } else {
-                let store = SnapshotStore::open(
-                    coordinator_disk,
-                    "coordinator/kv-snapshots".to_string(),
-                    SnapshotStoreConfig { mutants: plan.mutants, ..SnapshotStoreConfig::default() },
+            coordinator.serve_snapshots(Arc::new(
+                SnapshotService::new(
+                    Arc::new(store),
+                    remote.clone(),
+                    exec.clock_for(COORDINATOR_NODE),
+                    leader_epoch_of.clone(),
                 )
-                .expect("an empty snapshot store opens");
-                coordinator.serve_snapshots(Arc::new(
-                    SnapshotService::new(
-                        Arc::new(store),
-                        remote.clone(),
-                        exec.clock_for(COORDINATOR_NODE),
-                        leader_epoch_of,
-                    )
-                    .with_remote_logs(remote_logs),
-                ));
-            }
+                .with_remote_logs(remote_logs.clone()),
+            ));
+            // The `leases` scenario: a coordinator that keeps leases (and crashes) instead.
+            leases = crate::coordinator_leases::open_in_world(crate::coordinator_leases::Build {
+                plan: &plan,
+                exec: &exec,
+                streams: &streams,
+                ledger: &ledger,
+                remote: &remote,
+                checker: &checker,
+                coordinator: &coordinator,
+                fault_log: &fault_log,
+                leader_epoch_of,
+                remote_logs,
+            });
         }
         let weak_coordinator = Arc::downgrade(&coordinator);
         checker.set_leader_of(Arc::new(move |bucket| {

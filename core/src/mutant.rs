@@ -253,13 +253,15 @@ impl Mutant {
         Mutant::FlushPastUnparkedBatch,
     ];
 
-    /// The mutants of components the simulated node does not run, or runs too rarely to
-    /// measure them: recovery's `RemoteLogFetcher` (`crate::recovery`) runs only in a recovery
-    /// that falls back to the remote tier, and its faults (cancellations, closes
+    /// The mutants of components the simulated node does not run, runs too rarely to measure
+    /// them, or does not reach: recovery's `RemoteLogFetcher` (`crate::recovery`) runs only in
+    /// a recovery that falls back to the remote tier, and its faults (cancellations, closes
     /// mid-download) need schedules that a handful of such recoveries per seed does not reach;
-    /// no simulated client holds KV snapshot leases (`crate::lease`) yet. The shuttle harness
-    /// (`core/tests/shuttle`) and core's unit tests catch these; the simulator's sweep skips
-    /// them.
+    /// a lease expired at the very millisecond of its expiration (`LeaseExpiresAtDeadline`)
+    /// needs an expiry check at that millisecond while a consumer still relies on the lease.
+    /// The shuttle harness (`core/tests/shuttle`) and core's unit tests catch these; the
+    /// simulator's sweep skips them. The other lease mutants are the simulator's too (its
+    /// `leases` scenario), and still the shuttle harness's.
     pub const OUTSIDE_SIMULATION: &'static [Mutant] = &[
         Mutant::FetcherCancelDropsDownloadedFile,
         Mutant::FetcherCloseSkipsWait,
@@ -268,12 +270,7 @@ impl Mutant {
         Mutant::FetcherNoRetry,
         Mutant::FetcherSlotLeakedOnFailure,
         Mutant::FetcherWindowUnbounded,
-        Mutant::LeaseExpiryKeepsRefcount,
-        Mutant::LeaseReacquireKeepsOldPin,
-        Mutant::LeaseReleaseKeepsEmptyTable,
-        Mutant::LeaseAppliedBeforePersist,
         Mutant::LeaseExpiresAtDeadline,
-        Mutant::LeaseRenamedWithoutSync,
     ];
 
     pub fn name(self) -> &'static str {

@@ -1086,6 +1086,8 @@ impl Checker {
 /// shrinking and the mutant table can tell which oracle caught a run.
 const ORACLES: &[(&str, &[&str])] = &[
     ("panic", &["panic: "]),
+    // The `leases` scenario's oracles (`lease_oracle.rs`, `coordinator_leases.rs`).
+    ("lease", &["lease: "]),
     ("liveness", &["workload did not finish", "cluster did not heal"]),
     ("stale-epoch-write", &["write accepted under stale epoch"]),
     ("duplicate-append", &["appended twice"]),

@@ -16,6 +16,9 @@ use kvtablet_core::snapshot::snapshot_service::SnapshotService;
 
 use crate::checker::Checker;
 
+/// Sees a snapshot request the coordinator answered, with the service that answered it.
+pub type LeaseWatch = Box<dyn Fn(&SnapshotService, &Request, &Response) + Send + Sync>;
+
 const NOTIFY_ATTEMPTS_MAX: u32 = 8;
 const NOTIFY_TIMEOUT_MS: u64 = 1_000;
 
@@ -41,8 +44,11 @@ pub struct Coordinator {
     clock: Arc<dyn Clock>,
     ledger: Ledger,
     checker: Arc<Checker>,
-    /// The KV snapshot store and its requests; set once, before the servers start.
-    snapshots: std::sync::OnceLock<Arc<SnapshotService>>,
+    /// The KV snapshot store and its requests; set before the servers start, replaced when
+    /// the coordinator restarts (the `leases` scenario's coordinator crashes).
+    snapshots: Mutex<Option<Arc<SnapshotService>>>,
+    /// Sees every lease request the coordinator answers (the `leases` scenario's oracle).
+    lease_watch: std::sync::OnceLock<LeaseWatch>,
     /// Snapshots a recovery reported broken and the store forgot.
     broken_reports: std::sync::atomic::AtomicU64,
 }
@@ -62,18 +68,24 @@ impl Coordinator {
             clock,
             ledger,
             checker,
+            snapshots: Mutex::new(None),
+            lease_watch: std::sync::OnceLock::new(),
             broken_reports: std::sync::atomic::AtomicU64::new(0),
-            snapshots: std::sync::OnceLock::new(),
         }
     }
 
-    /// Serves KV snapshot requests through `service` from now on.
+    /// Serves KV snapshot requests through `service` from now on (again after a restart).
     pub fn serve_snapshots(&self, service: Arc<SnapshotService>) {
-        assert!(self.snapshots.set(service).is_ok(), "snapshots are served once");
+        *self.snapshots.lock().unwrap_or_else(|p| p.into_inner()) = Some(service);
     }
 
-    pub fn snapshots(&self) -> Option<&Arc<SnapshotService>> {
-        self.snapshots.get()
+    pub fn snapshots(&self) -> Option<Arc<SnapshotService>> {
+        self.snapshots.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Calls `watch` after every lease request the coordinator answers.
+    pub fn watch_leases(&self, watch: LeaseWatch) {
+        assert!(self.lease_watch.set(watch).is_ok(), "leases are watched once");
     }
 
     /// The bucket's current epoch, `None` for a bucket not (or no longer) registered.
@@ -122,7 +134,7 @@ impl Coordinator {
     pub fn unregister_bucket(&self, bucket: TableBucket) {
         self.lock().leaders.remove(&bucket);
         // Its snapshots go with it; a late upload of its leader is found by the orphan sweep.
-        if let Some(service) = self.snapshots.get() {
+        if let Some(service) = self.snapshots() {
             match service.store().drop_bucket(bucket) {
                 Ok(cleanup) if !cleanup.is_empty() => {
                     let deleting = service.delete(cleanup);
@@ -248,8 +260,11 @@ impl Coordinator {
 
 impl RpcHandler for Coordinator {
     fn handle(&self, _from: NodeId, request: Request) -> BoxFuture<'static, Response> {
-        if let Some(service) = self.snapshots.get() {
+        if let Some(service) = self.snapshots() {
             if let Some((response, cleanup)) = service.handle(&request) {
+                if let Some(watch) = self.lease_watch.get() {
+                    watch(&service, &request, &response);
+                }
                 if let (Request::CommitKvSnapshot { snapshot }, Response::Ok) =
                     (&request, &response)
                 {

@@ -43,7 +43,7 @@ enum Command {
         seed: u64,
         /// A scenario from scenarios/ (swarm, calm, leader-flips, crashes, crashes-rf1,
         /// lossy-network, scan-races, scan-leadership-churn, disk-faults, partitions,
-        /// table-partitions, snapshots, recovery).
+        /// table-partitions, snapshots, recovery, leases).
         #[arg(long, default_value = "swarm")]
         scenario: String,
         #[arg(long, value_enum, default_value = "short")]

@@ -120,6 +120,63 @@ pub struct RunPlan {
     /// What a leader keeps locally once tiered: closed segments (Fluss's
     /// `table.log.tiered.local-segments`), and optional age and size bounds.
     pub local_retention: LocalRetention,
+    /// The KV snapshot lease consumers (off unless a scenario sets `lease_consumers`).
+    pub leases: LeasePlan,
+}
+
+/// The `leases` workload: consumers modelled on the tiering service (PR 3286), each pinning the
+/// latest snapshots of some buckets under a lease and reading their files slowly. Drawn from a
+/// stream of its own, so that a seed's plan is what it was before leases existed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeasePlan {
+    /// Consumers at once; 0 runs none (and the coordinator keeps no leases).
+    pub consumers: u32,
+    /// Rounds (list, acquire, read, release) per consumer.
+    pub rounds_per_consumer: u32,
+    /// Buckets a consumer pins per round at most.
+    pub buckets_per_round_max: u32,
+    /// Each consumer's lease duration (short, so that expiry races the reads).
+    pub duration_ms: u64,
+    /// The coordinator's expiry check interval (`expiration-check-interval`).
+    pub check_interval_ms: u64,
+    /// A consumer sleeps up to this long before each file it reads.
+    pub read_delay_ms_max: u64,
+    /// The share of rounds a consumer crashes in (its lease is left to expire).
+    pub consumer_crash: Ratio,
+    /// The share of rounds whose release is skipped (the next round's acquire moves the pins).
+    pub release_skipped: Ratio,
+    /// Mean interval between coordinator crashes (lease and snapshot stores reopened from its
+    /// disk); `None`: the coordinator never crashes.
+    pub coordinator_crash_interval_ms: Option<u64>,
+    /// The share of the coordinator's file syncs that fail, and of its writes that find the
+    /// disk full (its lease and snapshot files; never its reads, which a restart needs).
+    pub coordinator_disk_faults: Ratio,
+}
+
+impl LeasePlan {
+    fn draw(prng: &mut Prng) -> LeasePlan {
+        let duration_ms = prng.range_inclusive(150, 3_000);
+        LeasePlan {
+            consumers: 0,
+            rounds_per_consumer: prng.range_inclusive(3, 12) as u32,
+            buckets_per_round_max: prng.range_inclusive(1, 6) as u32,
+            duration_ms,
+            check_interval_ms: prng.range_inclusive(10, 500),
+            read_delay_ms_max: prng.range_inclusive(1, duration_ms / 2),
+            consumer_crash: Ratio::new(1, prng.range_inclusive(3, 10)),
+            release_skipped: Ratio::new(1, prng.range_inclusive(3, 10)),
+            coordinator_crash_interval_ms: Some(prng.range_inclusive(300, 3_000)),
+            // Off in a third of the seeds, where oracle 13's retention check is strict.
+            coordinator_disk_faults: {
+                let one_in = prng.range_inclusive(5, 50);
+                if prng.chance(Ratio::new(1, 3)) {
+                    Ratio::NEVER
+                } else {
+                    Ratio::new(1, one_in)
+                }
+            },
+        }
+    }
 }
 
 impl RunPlan {
@@ -149,6 +206,7 @@ impl RunPlan {
             snapshot_interval_ms: None,
             tiering_interval_ms: None,
             local_retention: LocalRetention::default(),
+            leases: LeasePlan::draw(&mut Streams::new(seed).stream("plan-leases")),
         };
         plan.replication_factor = if prng.chance(Ratio::new(1, 3)) { 1 } else { plan.servers };
         let slow_disk = !prng.chance(Ratio::new(1, 3));
@@ -306,6 +364,23 @@ impl RunPlan {
                 ratio(f.recovery_targeting),
                 ratio(f.remote.latency_tail),
                 f.remote.latency_tail_ms_max
+            ));
+        }
+        // Only when on: the traces of runs without leases stay as they were.
+        let l = &self.leases;
+        if l.consumers > 0 {
+            lines.push(format!(
+                "plan leases consumers={} rounds={} buckets_per_round_max={} duration_ms={} check_interval_ms={} read_delay_ms_max={} consumer_crash={} release_skipped={} coordinator_crashes={} coordinator_disk_faults={}",
+                l.consumers,
+                l.rounds_per_consumer,
+                l.buckets_per_round_max,
+                l.duration_ms,
+                l.check_interval_ms,
+                l.read_delay_ms_max,
+                ratio(l.consumer_crash),
+                ratio(l.release_skipped),
+                on_off(l.coordinator_crash_interval_ms),
+                ratio(l.coordinator_disk_faults)
             ));
         }
         lines
@@ -560,6 +635,7 @@ const BUILTIN_SCENARIOS: &[(&str, &str)] = &[
     ("table-partitions", include_str!("../../scenarios/table-partitions.scenario")),
     ("snapshots", include_str!("../../scenarios/snapshots.scenario")),
     ("recovery", include_str!("../../scenarios/recovery.scenario")),
+    ("leases", include_str!("../../scenarios/leases.scenario")),
 ];
 
 impl Scenario {
@@ -647,6 +723,16 @@ impl Scenario {
                     plan.scanner.ttl_ms = number()?;
                     plan.scanner.expiration_interval_ms =
                         plan.scanner.expiration_interval_ms.min(plan.scanner.ttl_ms / 4).max(1);
+                }
+                "lease_consumers" => plan.leases.consumers = number()? as u32,
+                "lease_duration_ms" => plan.leases.duration_ms = number()?.max(1),
+                "lease_check_interval_ms" => plan.leases.check_interval_ms = number()?.max(1),
+                "lease_read_delay_ms_max" => plan.leases.read_delay_ms_max = number()?,
+                "lease_consumer_crash" => plan.leases.consumer_crash = rate()?,
+                "lease_release_skipped" => plan.leases.release_skipped = rate()?,
+                "coordinator_disk_faults" => plan.leases.coordinator_disk_faults = rate()?,
+                "coordinator_crash_interval_ms" => {
+                    plan.leases.coordinator_crash_interval_ms = interval()?;
                 }
                 "scanner_per_bucket_max" => plan.scanner.sessions_per_bucket_max = number()? as u32,
                 "scanner_per_server_max" => plan.scanner.sessions_per_server_max = number()? as u32,

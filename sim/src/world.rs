@@ -128,6 +128,8 @@ struct World {
     corruption: SnapshotCorruption,
     /// Draws which crashes and leadership moves aim at a recovery in flight.
     recovery_targeting: Prng,
+    /// The coordinator's KV snapshot leases (the `leases` scenario only).
+    leases: Option<crate::coordinator_leases::CoordinatorLeases>,
 }
 
 /// The snapshot-corruption fault: when the next damage is due, and how many were done (the
@@ -209,6 +211,7 @@ fn run_plan(
     } else if let Err(error) = world.heal_and_check() {
         world.checker.violation(format!("cluster did not heal: {error}"));
     }
+    world.quiesce_leases();
     world.shutdown_and_check_leaks();
     world.sweep_and_check_snapshots();
     let second_leaders = world.logs.replication_reentered();
@@ -335,6 +338,7 @@ impl World {
         ));
         net.register(COORDINATOR_NODE, coordinator.clone());
         checker.set_remote(remote.as_ref().clone());
+        let mut leases = None;
         if plan.snapshot_interval_ms.is_some() || plan.tiering_interval_ms.is_some() {
             // The coordinator's own disk (it does not crash in these runs).
             let coordinator_disk = Arc::new(SimFs::new());
@@ -358,10 +362,23 @@ impl World {
                     Arc::new(store),
                     remote.clone(),
                     exec.clock_for(COORDINATOR_NODE),
-                    leader_epoch_of,
+                    leader_epoch_of.clone(),
                 )
-                .with_remote_logs(remote_logs),
+                .with_remote_logs(remote_logs.clone()),
             ));
+            // The `leases` scenario: a coordinator that keeps leases (and crashes) instead.
+            leases = crate::coordinator_leases::open_in_world(crate::coordinator_leases::Build {
+                plan: &plan,
+                exec: &exec,
+                streams: &streams,
+                ledger: &ledger,
+                remote: &remote,
+                checker: &checker,
+                coordinator: &coordinator,
+                fault_log: &fault_log,
+                leader_epoch_of,
+                remote_logs,
+            });
         }
         let weak_coordinator = Arc::downgrade(&coordinator);
         checker.set_leader_of(Arc::new(move |bucket| {
@@ -415,6 +432,7 @@ impl World {
             recovery,
             corruption,
             recovery_targeting: streams.stream("recovery-targeting"),
+            leases,
         }
     }
 
@@ -491,7 +509,20 @@ impl World {
         }
         let per_client = self.plan.client_ops / self.plan.clients;
         let remainder = self.plan.client_ops % self.plan.clients;
-        self.clients_running.set(self.plan.clients + self.plan.scan_clients);
+        self.clients_running
+            .set(self.plan.clients + self.plan.scan_clients + self.plan.leases.consumers);
+        if let Some(leases) = &mut self.leases {
+            let world = crate::coordinator_leases::WorldParts {
+                exec: &self.exec,
+                net: &self.net,
+                streams: &self.streams,
+                remote: &self.remote,
+                coordinator: &self.coordinator,
+                clients_running: &self.clients_running,
+                buckets: self.checker.partitions.live_buckets(),
+            };
+            leases.start_run(&self.plan, world);
+        }
         for index in 0..self.plan.scan_clients {
             let node = SCAN_CLIENT_NODE_BASE + index;
             let client = crate::scan_client::ScanClient::new(
@@ -736,6 +767,7 @@ impl World {
             .into_iter()
             .chain(self.chaos.next_events())
             .chain([self.corruption.next_at])
+            .chain(self.leases.as_ref().map(|leases| leases.next_event_ms()))
             .flatten()
             .chain(restarts.values().copied())
             .min();
@@ -792,6 +824,7 @@ impl World {
                     .filter(|_| more)
                     .map(|ms| draw_after(&mut self.corruption.prng, now, ms));
             }
+            self.run_lease_events(now);
             if next_log_dir_check.is_some_and(|at| at <= now) {
                 for node in self.halt_servers_with_stopped_logs() {
                     let delay_ms =
@@ -888,7 +921,7 @@ impl World {
     /// snapshot (and the remote tier), or to the remote tier alone. The store-files oracle
     /// excuses the deleted files. Drawn from a stream of its own.
     fn maybe_damage_latest_snapshots(&mut self, node: NodeId) {
-        let Some(service) = self.coordinator.snapshots().cloned() else { return };
+        let Some(service) = self.coordinator.snapshots() else { return };
         let Some(disk) = self.disks.get(&node) else { return };
         let stream = format!("snapshot-damage-{node}-{}", disk.incarnation);
         if !self.streams.stream(&stream).chance(Ratio::new(1, 2)) {
@@ -1198,7 +1231,10 @@ impl World {
     /// coordinator runs it, then every kept snapshot's files must be in the remote store, and
     /// nothing else under `kv/`.
     fn sweep_and_check_snapshots(&mut self) {
-        let Some(service) = self.coordinator.snapshots().cloned() else { return };
+        let Some(service) = self.coordinator.snapshots() else { return };
+        if let Some(leases) = &self.leases {
+            leases.oracle.check_no_leaked_files(&service);
+        }
         let listed: Vec<kvtablet_core::env::RemoteObject> = self
             .remote
             .paths()
@@ -1265,6 +1301,40 @@ impl World {
         for problem in crate::tiering_oracle::check_remote_log_objects(&store, &self.remote) {
             self.checker.violation(problem);
         }
+    }
+
+    /// The `leases` scenario's events (its checks, the coordinator's crashes) due at `now`.
+    fn run_lease_events(&mut self, now: u64) {
+        let Some(leases) = &mut self.leases else { return };
+        let Some(current) = self.coordinator.snapshots() else { return };
+        let (restarted, problems) = leases.on_events(now, &current);
+        if let Some(service) = restarted {
+            self.note(COORDINATOR_NODE, "crash", "the coordinator crashes and restarts");
+            self.coordinator.serve_snapshots(service);
+        }
+        for problem in problems {
+            self.checker.violation(problem);
+        }
+    }
+
+    /// At the end of the `leases` scenario: every lease expires, the expiry loop lets go of
+    /// its snapshots, then the loop stops (before the shutdown's leak check).
+    fn quiesce_leases(&mut self) {
+        let Some(leases) = &mut self.leases else { return };
+        let Some(service) = self.coordinator.snapshots() else { return };
+        if let Err(problem) = leases.quiesce(&self.exec, &service) {
+            self.checker.violation(problem);
+        }
+        let restarts = leases.restarts();
+        let counts = leases.oracle.counts();
+        self.note(
+            COORDINATOR_NODE,
+            "leases-checked",
+            format!(
+                "reads={} injected_not_found={} steps={} coordinator_restarts={restarts}",
+                counts.reads_checked, counts.injected_not_found, counts.steps_checked
+            ),
+        );
     }
 
     /// Records a transition; `format_args!` formats it straight into the trace.
@@ -1516,7 +1586,7 @@ impl World {
     }
 
     fn corrupt_latest_snapshot_of(&mut self, bucket: TableBucket) {
-        let Some(service) = self.coordinator.snapshots().cloned() else { return };
+        let Some(service) = self.coordinator.snapshots() else { return };
         let Some(snapshot) = service.store().latest(bucket) else { return };
         let prng = &mut self.corruption.prng;
         let private: Vec<&kvtablet_core::snapshot::completed_snapshot::SnapshotFile> =

@@ -92,6 +92,15 @@ const RECORDED: &[(&str, &str, u64)] = &[
     ("recovery-remote-replay-past-boundary", "swarm", 4),
     ("recovery-remote-replay-short-of-boundary", "swarm", 3),
     ("recovery-broken-snapshot-not-reported", "swarm", 1),
+    // KV snapshot leases (the leases scenario; lease-expires-at-deadline stays the shuttle
+    // harness's): the manager's recount after a lease request (expiry keeping counts, a moved
+    // pin kept, an empty table entry kept), and the coordinator's restart check (a pin applied
+    // before its failed write, a lease file renamed in unsynced).
+    ("lease-expiry-keeps-refcount", "leases", 2),
+    ("lease-reacquire-keeps-old-pin", "leases", 2),
+    ("lease-release-keeps-empty-table", "leases", 1),
+    ("lease-applied-before-persist", "leases", 3),
+    ("lease-renamed-without-sync", "leases", 2),
 ];
 
 /// No mutant may need more seeds than this, whatever was recorded.

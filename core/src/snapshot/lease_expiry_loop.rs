@@ -1,6 +1,7 @@
 //! The coordinator's lease expiry loop: sleeps until the expiry check is due
 //! (`SnapshotService::next_lease_check_mono_ms`, on the service's clock), runs the tick as
-//! blocking work (it syncs files), and deletes what the expired leases let go of. The caller
+//! blocking work (it syncs files), and deletes what the expired leases let go of in a task of
+//! its own (the next check does not wait for the remote store). The caller
 //! spawns it as a task of its own (in the ledger) and aborts it at shutdown; it ends by itself
 //! for a coordinator without leases.
 
@@ -13,6 +14,7 @@ use crate::env::Executor;
 use crate::ledger::Ledger;
 use crate::snapshot::snapshot_service::SnapshotService;
 use crate::snapshot::snapshot_store::Cleanup;
+use crate::task::Task;
 
 pub fn run_lease_expiry_loop(
     executor: Arc<dyn Executor>,
@@ -31,14 +33,26 @@ pub fn run_lease_expiry_loop(
             );
             // `None`: the blocking work was dropped (a shutdown); the next start checks again.
             let Some(cleanup): Option<Cleanup> = tick.await else { return };
+            // The deletions run as a task of their own, as a commit's do: awaited here, a slow
+            // or failing remote store (five attempts per object, backing off up to seconds)
+            // held back the next checks, and expired leases kept their snapshots for as long.
             if !cleanup.is_empty() {
-                let left = service.delete(cleanup).await;
-                if !left.is_empty() {
-                    tracing::warn!(
-                        left = left.len(),
-                        "expired leases' files left to the orphan sweep"
-                    );
-                }
+                let deleting = service.delete(cleanup);
+                let _task = Task::spawn(
+                    &executor,
+                    &ledger,
+                    "delete what expired kv snapshot leases let go of",
+                    async move {
+                        let left = deleting.await;
+                        if !left.is_empty() {
+                            tracing::warn!(
+                                left = left.len(),
+                                "expired leases' files left to the orphan sweep"
+                            );
+                        }
+                    }
+                    .boxed(),
+                );
             }
         }
     }

@@ -453,14 +453,20 @@ impl SnapshotStore {
 
     /// Runs retention over every bucket: at start-up, for the snapshots whose last lease went
     /// just before a crash, before their bucket's retention ran. A bucket whose record cannot
-    /// be written keeps its snapshots and fails the call.
-    pub fn apply_retention(&self) -> Result<Cleanup, SnapshotStoreError> {
+    /// be written keeps its snapshots until its next retention (as after a lease change); the
+    /// others' cleanup is returned all the same (failing the call on the first such bucket
+    /// lost the cleanup of the buckets already retained: their files were left to the orphan
+    /// sweep).
+    pub fn apply_retention(&self) -> Cleanup {
         let mut buckets = self.lock();
         let mut paths = BTreeSet::new();
         for bucket in buckets.keys().copied().collect::<Vec<_>>() {
-            paths.extend(self.retain_bucket(&mut buckets, bucket)?.paths);
+            match self.retain_bucket(&mut buckets, bucket) {
+                Ok(cleanup) => paths.extend(cleanup.paths),
+                Err(error) => tracing::warn!(%error, %bucket, "start-up retention failed"),
+            }
         }
-        Ok(Cleanup { paths: paths.into_iter().collect() })
+        Cleanup { paths: paths.into_iter().collect() }
     }
 
     /// The bucket's latest committed snapshot.
@@ -1237,12 +1243,41 @@ pub(crate) mod tests {
         commit_next(&store);
         drop((store, leases));
         let (store, leases, _clock) = leased_store(&fs, 1, Mutants::NONE);
-        assert_eq!(store.apply_retention(), Ok(Cleanup::default()));
+        assert_eq!(store.apply_retention(), Cleanup::default());
         assert_eq!(store.kept_points(bucket()).len(), 2);
         assert!(leases.is_leased(bucket(), first.snapshot_id));
         drop(store);
         let stores_without_leases = self::store(&fs, 1);
-        assert_eq!(stores_without_leases.apply_retention().map(|c| c.is_empty()), Ok(false));
+        assert!(!stores_without_leases.apply_retention().is_empty());
+    }
+
+    /// Two buckets each keep a snapshot outside the window (leased, then reopened without
+    /// leases); the second bucket's record cannot be written: the first one's files are still
+    /// handed out for deletion, and the second keeps its snapshots.
+    #[test]
+    fn a_start_up_retention_that_fails_for_one_bucket_still_cleans_up_the_others() {
+        use crate::lease::crash_fs::CrashFs;
+        let (first_bucket, second_bucket) = (bucket(), TableBucket::new(7, 2));
+        let fs = Arc::new(CrashFs::default());
+        let clock = TestClock::at(1_000);
+        let config = SnapshotStoreConfig { num_retained: 1, mutants: Mutants::NONE };
+        let leases =
+            Arc::new(lease_tests::open(fs.clone(), clock, Mutants::NONE).expect("open leases"));
+        let store =
+            SnapshotStore::open_with_leases(fs.clone(), DIR.into(), config, leases).expect("open");
+        for in_bucket in [first_bucket, second_bucket] {
+            let (old, _) = commit_next_in(&store, in_bucket);
+            store.acquire_lease("a", 100, &[(in_bucket, old.snapshot_id)]).expect("acquire");
+            commit_next_in(&store, in_bucket);
+        }
+        drop(store);
+        let without_leases = SnapshotStore::open(fs.clone(), DIR.into(), config).expect("reopen");
+        // The first bucket's record is written (temp, sync, rename), the second's is not.
+        fs.fail_from(Some(3));
+        let cleanup = without_leases.apply_retention();
+        assert!(cleanup.paths.contains(&metadata(1)), "{cleanup:?}");
+        assert_eq!(without_leases.kept_points(first_bucket).len(), 1);
+        assert_eq!(without_leases.kept_points(second_bucket).len(), 2);
     }
 
     #[test]
@@ -1437,7 +1472,7 @@ pub(crate) mod tests {
             let _stopped = run();
             let crashed: Arc<dyn LocalFs> = Arc::new(fs.crash());
             let (store, leases) = open(crashed).expect("reopen after the crash");
-            deleted.extend(store.apply_retention().expect("start-up retention").paths);
+            deleted.extend(store.apply_retention().paths);
             leases.check().expect("recount");
             for (lease_id, lease) in leases.leases() {
                 for (pinned, snapshot_id) in lease.pins() {

@@ -1,5 +1,6 @@
-//! The harness catches the check-then-act mutants and those of the components the simulator
-//! does not run yet (`Mutant::OUTSIDE_SIMULATION`: recovery's fetcher, KV snapshot leases),
+//! The harness catches the check-then-act mutants, those of the components the simulator
+//! does not run yet or does not reach (`Mutant::OUTSIDE_SIMULATION`: recovery's fetcher, a
+//! lease expired at its deadline), and the other KV snapshot lease mutants too,
 //! built with `--features shuttle,mutants`: each is found on every seed within its budget,
 //! under the schedulers its case names, and the same budget passes with the mutant off.
 //!

@@ -61,7 +61,7 @@ pub fn open_snapshot_store(
         Arc::new(leases),
     )?;
     // What it lets go of is no kept snapshot's: the orphan sweep that follows deletes it.
-    let _released = store.apply_retention()?;
+    let _released = store.apply_retention();
     Ok(Arc::new(store))
 }
 

@@ -111,7 +111,7 @@ fn a_slow_engine_open_in_a_leadership_change_leaves_the_other_buckets_served() {
     let bucket = |id: i32| TableBucket::new(TABLE_ID, id);
     let engines = Arc::new(HeldOpenFactory {
         inner: MemEngineFactory::new(Arc::new(disk.clone())),
-        held_dir_suffix: bucket(1).dir_name(),
+        held_dir_suffix: "/kv-1".to_string(),
         gate: Mutex::new((false, false)),
         changed: Condvar::new(),
     });

@@ -6,7 +6,6 @@
 //! types is the format layer's business.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use super::auto_partition::AutoPartitioning;
 use super::error::CatalogError;

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use crate::engine::{EngineError, KvEngine};
-use crate::env::{Env, FsError, RemoteError};
+use crate::env::{Env, FsError, LocalFs, RemoteError};
 use crate::recovery::download_retry::DownloadRetry;
 use crate::recovery::recovery_progress::RecoveryTracker;
 use crate::recovery::temp_file::TempFile;
@@ -64,18 +64,41 @@ pub async fn restore_engine(
     tracker: Option<&RecoveryTracker>,
 ) -> Result<Arc<dyn KvEngine>, KvRestoreError> {
     let checkpoint_dir = restore_dir(engine_dir);
+    // A restore cancelled midway (its leadership call dropped) removes the directory as it
+    // goes: nothing of it may outlive the restore.
+    let mut guard = RestoreDirGuard { fs: env.fs.clone(), dir: Some(checkpoint_dir.clone()) };
     let restored =
         download_and_open(env, snapshot, engine_dir, &checkpoint_dir, retry, tracker).await;
     let fs = env.fs.clone();
     let dir = checkpoint_dir.clone();
     let name = format!("remove {checkpoint_dir} node{}", env.node_id);
-    if let Some(Err(error)) =
-        run_blocking(&env.executor, &env.ledger, name, move || fs.remove_dir_all(&dir)).await
-    {
-        // Left for the next restore, which removes it before it starts.
-        tracing::warn!(dir = checkpoint_dir, %error, "failed to remove a restore directory");
+    match run_blocking(&env.executor, &env.ledger, name, move || fs.remove_dir_all(&dir)).await {
+        Some(Ok(())) => guard.dir = None,
+        // Left for the next restore or the server's next start, which remove it.
+        Some(Err(error)) => {
+            guard.dir = None;
+            tracing::warn!(dir = checkpoint_dir, %error, "failed to remove a restore directory");
+        }
+        // The removal was dropped unrun: the guard removes the directory now.
+        None => {}
     }
     restored
+}
+
+/// Removes a restore's directory when the restore is dropped before it removed it itself.
+struct RestoreDirGuard {
+    fs: Arc<dyn LocalFs>,
+    dir: Option<String>,
+}
+
+impl Drop for RestoreDirGuard {
+    fn drop(&mut self) {
+        if let Some(dir) = self.dir.take() {
+            if let Err(error) = self.fs.remove_dir_all(&dir) {
+                tracing::warn!(dir, %error, "failed to remove a cancelled restore's directory");
+            }
+        }
+    }
 }
 
 async fn download_and_open(

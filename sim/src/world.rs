@@ -1637,6 +1637,36 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Deletes every bucket's `kv-{bucket}` directory (and a restore's `kv-{bucket}.restore`) of
+/// the simulated table, partitions included, as an operator who lost the KV disk would find
+/// it; the logs stay. Returns how many went.
+fn remove_kv_dirs(
+    fs: &dyn kvtablet_core::env::LocalFs,
+) -> Result<usize, kvtablet_core::env::FsError> {
+    use kvtablet_core::env::FsError;
+    let table_dir = format!("{SIM_DATABASE}/{SIM_TABLE}-{TABLE_ID}");
+    let mut removed = 0;
+    let mut dirs = vec![table_dir];
+    while let Some(dir) = dirs.pop() {
+        let names = match fs.list_dir(&dir) {
+            Ok(names) => names,
+            Err(FsError::NotFound(_)) => continue,
+            Err(error) => return Err(error),
+        };
+        for name in names {
+            let path = format!("{dir}/{name}");
+            if name.starts_with("kv-") {
+                fs.remove_dir_all(&path)?;
+                removed += 1;
+            } else if name.contains("-p") {
+                // A partition's directory, `{name}-p{id}`.
+                dirs.push(path);
+            }
+        }
+    }
+    Ok(removed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1704,34 +1734,4 @@ mod tests {
             assert!(lines.iter().any(|line| line.contains(kind)), "no {kind:?} in the trace");
         }
     }
-}
-
-/// Deletes every bucket's `kv-{bucket}` directory (and a restore's `kv-{bucket}.restore`) of
-/// the simulated table, partitions included, as an operator who lost the KV disk would find
-/// it; the logs stay. Returns how many went.
-fn remove_kv_dirs(
-    fs: &dyn kvtablet_core::env::LocalFs,
-) -> Result<usize, kvtablet_core::env::FsError> {
-    use kvtablet_core::env::FsError;
-    let table_dir = format!("{SIM_DATABASE}/{SIM_TABLE}-{TABLE_ID}");
-    let mut removed = 0;
-    let mut dirs = vec![table_dir];
-    while let Some(dir) = dirs.pop() {
-        let names = match fs.list_dir(&dir) {
-            Ok(names) => names,
-            Err(FsError::NotFound(_)) => continue,
-            Err(error) => return Err(error),
-        };
-        for name in names {
-            let path = format!("{dir}/{name}");
-            if name.starts_with("kv-") {
-                fs.remove_dir_all(&path)?;
-                removed += 1;
-            } else if name.contains("-p") {
-                // A partition's directory, `{name}-p{id}`.
-                dirs.push(path);
-            }
-        }
-    }
-    Ok(removed)
 }

@@ -921,6 +921,11 @@ impl World {
     /// snapshot (and the remote tier), or to the remote tier alone. The store-files oracle
     /// excuses the deleted files. Drawn from a stream of its own.
     fn maybe_damage_latest_snapshots(&mut self, node: NodeId) {
+        // Not where consumers lease snapshots: the lease oracle holds every deletion of a
+        // leased file to be the coordinator's, and an operator's deletion is not one.
+        if self.plan.leases.consumers > 0 {
+            return;
+        }
         let Some(service) = self.coordinator.snapshots() else { return };
         let Some(disk) = self.disks.get(&node) else { return };
         let stream = format!("snapshot-damage-{node}-{}", disk.incarnation);

@@ -708,10 +708,22 @@ impl TabletServer {
         // not get a replica back, since its removal may already have taken its replicas.
         self.check_bucket(bucket)?;
         // Named by the table and partition served: a removal racing this finds none.
-        let Some(dirs) = self.logs.dirs().dirs(bucket) else {
-            return Err(KvError::from(LogError::NoDirectory { bucket: bucket.to_string() }));
+        let no_directory = || LogError::NoDirectory { bucket: bucket.to_string() };
+        let opened = self
+            .logs
+            .dirs()
+            .dirs(bucket)
+            .ok_or_else(no_directory)
+            .and_then(|dirs| Ok((dirs, self.logs.open(bucket)?)));
+        let (dirs, log) = match opened {
+            Ok(opened) => opened,
+            // Its partition or table went since the check: answered as the check answers it.
+            Err(error @ LogError::NoDirectory { .. }) => {
+                self.check_bucket(bucket)?;
+                return Err(KvError::from(error));
+            }
+            Err(error) => return Err(KvError::from(error)),
         };
-        let log = self.logs.open(bucket)?;
         let engine_dir = dirs.kv_dir;
         let replica = Arc::new(Replica::new(
             self.env.clone(),

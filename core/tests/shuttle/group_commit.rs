@@ -12,6 +12,8 @@ use kvtablet_core::mutant::Mutants;
 use kvtablet_core::scan::ScannerConfig;
 use kvtablet_core::TableBucket;
 
+use kvtablet_core::tablet_dirs::{bucket_dirs, TablePath};
+
 use crate::support::{call, explore, value, Budget, LogModel, MemFs, World, TABLE_ID};
 
 const PUTS: u8 = 3;
@@ -21,7 +23,16 @@ fn durable_end(fs: &MemFs, bucket: TableBucket) -> u64 {
     let copy: Arc<MemFs> = Arc::new(fs.synced_copy());
     let log = LogTablet::open(
         copy,
-        format!("data/log/{}", bucket.dir_name()),
+        format!(
+            "data/{}",
+            bucket_dirs(
+                &TablePath::new("shuttle", "table"),
+                bucket.table_id,
+                None,
+                bucket.bucket_id
+            )
+            .log_dir
+        ),
         bucket,
         LogConfig::DEFAULT,
         Mutants::NONE,

@@ -18,14 +18,15 @@ use std::time::{Duration, Instant};
 
 use fluss::client::{FlussAdmin, FlussTable};
 use fluss::metadata::{
-    DataTypes, KvSnapshot, KvSnapshotLeaseForBucket, KvSnapshotLeaseForTable, Schema, TableBucket,
-    TableDescriptor, TablePath,
+    KvSnapshot, KvSnapshotLeaseForBucket, KvSnapshotLeaseForTable, TableBucket, TablePath,
 };
 use fluss::row::GenericRow;
 use fluss::rpc::message::OffsetSpec;
 use fluss::rpc::FlussError;
 
-use support::{assert_api_error, bounded, refused, wait_for_snapshots_at, Node};
+use support::{
+    assert_api_error, bounded, create_id_name_table, refused, wait_for_snapshots_at, Node,
+};
 
 const BUCKETS: i32 = 2;
 const ROWS_PER_ROUND: i32 = 40;
@@ -144,21 +145,7 @@ fn fluss_rs_leases_keep_snapshots_until_released_or_expired() {
     runtime.block_on(async {
         let connection = support::connect(&node).await;
         let admin = connection.get_admin().expect("admin");
-        bounded("create_database", admin.create_database("lease", None, false)).await;
-        let path = TablePath::new("lease", "kv");
-        let schema = Schema::builder()
-            .column("id", DataTypes::int())
-            .column("name", DataTypes::string())
-            .primary_key(vec!["id"])
-            .expect("primary key")
-            .build()
-            .expect("schema");
-        let descriptor = TableDescriptor::builder()
-            .schema(schema)
-            .distributed_by(Some(BUCKETS), vec![])
-            .build()
-            .expect("descriptor");
-        bounded("create_table", admin.create_table(&path, &descriptor, false)).await;
+        let path = create_id_name_table(&admin, "lease", BUCKETS).await;
         let table = bounded("get_table", connection.get_table(&path)).await;
         let table_id = table.get_table_info().get_table_id();
 

@@ -14,12 +14,14 @@ mod support;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use fluss::metadata::{DataTypes, KvSnapshot, Schema, TableDescriptor, TablePath};
+use fluss::metadata::{KvSnapshot, TablePath};
 use fluss::row::GenericRow;
 use fluss::rpc::message::OffsetSpec;
 use fluss::rpc::FlussError;
 
-use support::{assert_api_error, bounded, refused, wait_for_snapshots_at, Node};
+use support::{
+    assert_api_error, bounded, create_id_name_table, refused, wait_for_snapshots_at, Node,
+};
 
 const BUCKETS: i32 = 3;
 const ROWS: i32 = 60;
@@ -35,21 +37,7 @@ fn fluss_rs_reads_the_latest_snapshots_their_files_and_the_kept_ones() {
     runtime.block_on(async {
         let connection = support::connect(&node).await;
         let admin = connection.get_admin().expect("admin");
-        bounded("create_database", admin.create_database("snap", None, false)).await;
-        let path = TablePath::new("snap", "kv");
-        let schema = Schema::builder()
-            .column("id", DataTypes::int())
-            .column("name", DataTypes::string())
-            .primary_key(vec!["id"])
-            .expect("primary key")
-            .build()
-            .expect("schema");
-        let descriptor = TableDescriptor::builder()
-            .schema(schema)
-            .distributed_by(Some(BUCKETS), vec![])
-            .build()
-            .expect("descriptor");
-        bounded("create_table", admin.create_table(&path, &descriptor, false)).await;
+        let path = create_id_name_table(&admin, "snap", BUCKETS).await;
         let table = bounded("get_table", connection.get_table(&path)).await;
         let table_id = table.get_table_info().get_table_id();
 

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use fluss::client::{FlussAdmin, FlussConnection, LogScanner, UpsertWriter, WriteResultFuture};
 use fluss::config::Config;
-use fluss::metadata::{KvSnapshot, TablePath};
+use fluss::metadata::{DataTypes, KvSnapshot, Schema, TableDescriptor, TablePath};
 use fluss::record::ChangeType;
 use fluss::row::ColumnarRow;
 use fluss::rpc::FlussError;
@@ -245,4 +245,25 @@ pub async fn wait_for_snapshots_at(
         tokio::time::sleep(SNAPSHOT_POLL).await;
     }
     panic!("no snapshot at {ends:?} in {SNAPSHOT_POLLS_MAX} polls: {last:?}");
+}
+
+/// Creates database `database` and in it table `kv` with columns `id INT` (the primary key)
+/// and `name STRING` over `buckets` buckets; returns its path.
+pub async fn create_id_name_table(admin: &FlussAdmin, database: &str, buckets: i32) -> TablePath {
+    bounded("create_database", admin.create_database(database, None, false)).await;
+    let path = TablePath::new(database, "kv");
+    let schema = Schema::builder()
+        .column("id", DataTypes::int())
+        .column("name", DataTypes::string())
+        .primary_key(vec!["id"])
+        .expect("primary key")
+        .build()
+        .expect("schema");
+    let descriptor = TableDescriptor::builder()
+        .schema(schema)
+        .distributed_by(Some(buckets), vec![])
+        .build()
+        .expect("descriptor");
+    bounded("create_table", admin.create_table(&path, &descriptor, false)).await;
+    path
 }

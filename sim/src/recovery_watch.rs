@@ -145,6 +145,12 @@ impl RecoveryWatch {
         Arc::new(WatchedHandler { node, inner: handler, watch: self.clone() })
     }
 
+    /// Whether any leadership call is still being handled anywhere (a recovery of a term the
+    /// coordinator has since moved on from still runs, and still owns its temporary files).
+    pub fn any_call_in_flight(&self) -> bool {
+        self.lock().calls.values().any(|calls| !calls.in_flight.is_empty())
+    }
+
     /// Nodes with a `BecomeLeader` in flight (candidates for a crash during recovery).
     pub fn nodes_leading_in_flight(&self) -> Vec<NodeId> {
         let state = self.lock();

@@ -1063,17 +1063,21 @@ impl World {
         self.probe_progress(&buckets)?;
         let live = self.live.clone();
         let coordinator = self.coordinator.clone();
+        let recovery = self.recovery.clone();
+        // Settled: every bucket led at its latest epoch and flushed, and no leadership call
+        // still handled anywhere (a superseded term's recovery still owns its files).
         let settled = move || {
-            buckets.iter().all(|bucket| {
-                let Some(leader) = coordinator.leader_of(*bucket) else { return false };
-                let Some(server) = lock(&live).get(&leader).cloned() else { return false };
-                let Some(kv) = server.leader_kv(*bucket) else { return false };
-                let log = kv.log().clone();
-                let latest_epoch = coordinator.leader_epoch_of(*bucket);
-                kv.leader_epoch() == latest_epoch
-                    && log.leader_epoch() == latest_epoch
-                    && kv.flushed_log_offset() == log.high_watermark()
-            })
+            !recovery.any_call_in_flight()
+                && buckets.iter().all(|bucket| {
+                    let Some(leader) = coordinator.leader_of(*bucket) else { return false };
+                    let Some(server) = lock(&live).get(&leader).cloned() else { return false };
+                    let Some(kv) = server.leader_kv(*bucket) else { return false };
+                    let log = kv.log().clone();
+                    let latest_epoch = coordinator.leader_epoch_of(*bucket);
+                    kv.leader_epoch() == latest_epoch
+                        && log.leader_epoch() == latest_epoch
+                        && kv.flushed_log_offset() == log.high_watermark()
+                })
         };
         let deadline_ms = self.exec.now_mono_ms() + HEAL_PROGRESS_BOUND_MS;
         let exec = self.exec.clone();

@@ -29,6 +29,8 @@ pub struct LiveResource {
 #[derive(Debug, Default)]
 struct LedgerState {
     next_id: u64,
+    /// Registrations plus releases so far: equal counts mean an unchanged ledger.
+    changes: u64,
     /// Owners of the live resources by kind, then by id (ids grow with registration), so that
     /// a look at a few kinds does not walk the many tasks.
     live: BTreeMap<ResourceKind, BTreeMap<u64, String>>,
@@ -69,6 +71,7 @@ impl Ledger {
     pub fn register(&self, kind: ResourceKind, owner: impl Into<String>) -> LedgerEntry {
         let mut state = lock(&self.state);
         state.next_id += 1;
+        state.changes += 1;
         let id = state.next_id;
         let previous = state.live.entry(kind).or_default().insert(id, owner.into());
         assert!(previous.is_none(), "ledger id {id} issued twice");
@@ -87,12 +90,29 @@ impl Ledger {
         lock(&self.state).collect(|kind| kinds.contains(&kind))
     }
 
+    /// Whether some live resource of one of `kinds` has an owner label that `matches`, without
+    /// copying any label (a per-step check usually answers no).
+    pub fn any_live_owner(&self, kinds: &[ResourceKind], matches: impl Fn(&str) -> bool) -> bool {
+        let state = lock(&self.state);
+        kinds.iter().any(|kind| {
+            state.live.get(kind).is_some_and(|owners| owners.values().any(|owner| matches(owner)))
+        })
+    }
+
     pub fn count(&self, kind: ResourceKind) -> usize {
         lock(&self.state).live.get(&kind).map_or(0, BTreeMap::len)
     }
 
+    /// How many times the ledger changed (a registration or a release): a check that is a pure
+    /// function of the live resources need not run again while this stays the same.
+    pub fn changes(&self) -> u64 {
+        lock(&self.state).changes
+    }
+
     fn release(&self, id: u64, kind: ResourceKind) {
-        let removed = lock(&self.state).live.get_mut(&kind).and_then(|owners| owners.remove(&id));
+        let mut state = lock(&self.state);
+        state.changes += 1;
+        let removed = state.live.get_mut(&kind).and_then(|owners| owners.remove(&id));
         assert!(removed.is_some(), "ledger entry {id} released twice or never registered");
     }
 }

@@ -41,8 +41,11 @@ pub fn holdings(ledger: &Ledger) -> BTreeMap<String, FetcherHoldings> {
     }
     // Tasks are many (every request and background loop): read only when a fetcher holds a
     // slot or a file, which a snapshot's checkpoint files alone do not make so.
-    let held = ledger.live_of(&[ResourceKind::PrefetchSlot, ResourceKind::TempFile]);
-    if !held.iter().any(|resource| resource.owner.starts_with(FETCHER_OWNER_PREFIX)) {
+    let fetcher_holds = ledger
+        .any_live_owner(&[ResourceKind::PrefetchSlot, ResourceKind::TempFile], |owner| {
+            owner.starts_with(FETCHER_OWNER_PREFIX)
+        });
+    if !fetcher_holds {
         return by_fetcher;
     }
     for resource in

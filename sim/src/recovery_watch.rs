@@ -80,6 +80,9 @@ struct WatchState {
     restored: Vec<Restored>,
     disks: BTreeMap<NodeId, Arc<SimFs>>,
     counts: RecoveryCounts,
+    /// Buckets whose engine directory is in `bucket_of_engine_dir`.
+    engine_dirs_seen: BTreeSet<TableBucket>,
+    bucket_of_engine_dir: BTreeMap<String, TableBucket>,
 }
 
 pub struct RecoveryWatch {
@@ -230,19 +233,32 @@ impl RecoveryWatch {
     }
 
     fn check_restored_engines(&self, incarnation_of: &dyn Fn(NodeId) -> Option<u64>) {
-        let buckets = self.checker.partitions.live_buckets();
-        let by_dir: BTreeMap<String, TableBucket> =
-            buckets.iter().map(|bucket| (engine_dir(*bucket), *bucket)).collect();
         let engines: Vec<(NodeId, TableBucket, Arc<dyn KvEngine>)> = {
             let mut state = self.lock();
             state.restored.retain(|r| {
                 r.engine.strong_count() > 0 && incarnation_of(r.node) == Some(r.incarnation)
             });
+            if state.restored.is_empty() {
+                return;
+            }
+            let live: BTreeSet<TableBucket> =
+                self.checker.partitions.live_buckets().into_iter().collect();
+            // Engine directories are formatted once per bucket ever seen, not at every check.
+            for bucket in &live {
+                if !state.engine_dirs_seen.contains(bucket) {
+                    state.engine_dirs_seen.insert(*bucket);
+                    state.bucket_of_engine_dir.insert(engine_dir(*bucket), *bucket);
+                }
+            }
+            let state = &*state;
             state
                 .restored
                 .iter()
                 .filter_map(|r| {
-                    let bucket = by_dir.get(&r.dir)?;
+                    let bucket = state.bucket_of_engine_dir.get(&r.dir)?;
+                    if !live.contains(bucket) {
+                        return None;
+                    }
                     Some((r.node, *bucket, r.engine.upgrade()?))
                 })
                 .collect()
@@ -303,13 +319,13 @@ impl RecoveryWatch {
             Some(Response::Error(error)) => format!("answered {:?}", error.code),
             Some(_) | None => "answered".to_string(),
         };
+        let temp_dirs = TempDirsOf::new(bucket);
         let mut left: Vec<String> = disk
             .map(|disk| {
-                disk.file_paths().into_iter().filter(|path| is_temp_of(path, bucket)).collect()
+                disk.file_paths().into_iter().filter(|path| temp_dirs.holds(path)).collect()
             })
             .unwrap_or_default();
         let restore_owner = format!("node{node} restore {bucket} ");
-        let fetcher_dir = fetcher_temp_dir_of(bucket);
         for resource in self.ledger.live_of(&[
             ResourceKind::TempFile,
             ResourceKind::PrefetchSlot,
@@ -319,7 +335,7 @@ impl RecoveryWatch {
                 && resource.owner.starts_with(&restore_owner);
             // A fetcher's ledger entries do not name the node: only checked when no node has
             // a leadership call of the bucket in flight.
-            let fetcher_entry = idle_everywhere && resource.owner.contains(&fetcher_dir);
+            let fetcher_entry = idle_everywhere && resource.owner.contains(&temp_dirs.fetcher_dir);
             if restore_file || fetcher_entry {
                 left.push(format!("{:?} {}", resource.kind, resource.owner));
             }
@@ -349,10 +365,27 @@ fn fetcher_temp_dir_of(bucket: TableBucket) -> String {
     format!("{}/tmp/remote-log-recovery-", sim_bucket_dirs(bucket).log_dir)
 }
 
-/// Whether `path` lies under one of `bucket`'s recovery temporary directories.
-fn is_temp_of(path: &str, bucket: TableBucket) -> bool {
-    let restore = format!("{}/", kvtablet_core::recovery::restore_dir(&engine_dir(bucket)));
-    path.starts_with(&restore) || path.contains(&fetcher_temp_dir_of(bucket))
+/// `bucket`'s recovery temporary directories, formatted once for a scan of a whole disk.
+struct TempDirsOf {
+    restore_prefix: String,
+    fetcher_dir: String,
+}
+
+impl TempDirsOf {
+    fn new(bucket: TableBucket) -> TempDirsOf {
+        TempDirsOf {
+            restore_prefix: format!(
+                "{}/",
+                kvtablet_core::recovery::restore_dir(&engine_dir(bucket))
+            ),
+            fetcher_dir: fetcher_temp_dir_of(bucket),
+        }
+    }
+
+    /// Whether `path` lies under one of them.
+    fn holds(&self, path: &str) -> bool {
+        path.starts_with(&self.restore_prefix) || path.contains(&self.fetcher_dir)
+    }
 }
 
 /// Whether `path` lies under any recovery temporary directory.
@@ -415,14 +448,16 @@ mod tests {
         let bucket = TableBucket::new(1, 3);
         let kv = "sim/table-1/kv-3";
         let log = "data/sim/table-1/log-3";
-        assert!(is_temp_of(&format!("{kv}.restore/MEMMANIFEST"), bucket));
-        assert!(is_temp_of(&format!("{log}/tmp/remote-log-recovery-ab12/e1-0.log"), bucket));
-        assert!(!is_temp_of(&format!("{kv}/MEMMANIFEST"), bucket), "the engine itself");
-        assert!(!is_temp_of(&format!("{log}/00000000000000000000.log"), bucket));
-        assert!(!is_temp_of("sim/table-1/kv-4.restore/x", bucket), "another bucket's");
+        assert!(TempDirsOf::new(bucket).holds(&format!("{kv}.restore/MEMMANIFEST")));
+        assert!(
+            TempDirsOf::new(bucket).holds(&format!("{log}/tmp/remote-log-recovery-ab12/e1-0.log"))
+        );
+        assert!(!TempDirsOf::new(bucket).holds(&format!("{kv}/MEMMANIFEST")), "the engine itself");
+        assert!(!TempDirsOf::new(bucket).holds(&format!("{log}/00000000000000000000.log")));
+        assert!(!TempDirsOf::new(bucket).holds("sim/table-1/kv-4.restore/x"), "another bucket's");
         let partitioned = TableBucket { table_id: 1, partition_id: Some(2), bucket_id: 3 };
-        assert!(is_temp_of("sim/table-1/part2-p2/kv-3.restore/x", partitioned));
-        assert!(!is_temp_of(&format!("{kv}.restore/x"), partitioned));
+        assert!(TempDirsOf::new(partitioned).holds("sim/table-1/part2-p2/kv-3.restore/x"));
+        assert!(!TempDirsOf::new(partitioned).holds(&format!("{kv}.restore/x")));
         assert!(is_recovery_temp(&format!("{kv}.restore/x")));
         assert!(is_recovery_temp(&format!("{log}/tmp/remote-log-recovery-1/x")));
         assert!(!is_recovery_temp(&format!("{kv}/000001.memrun")));

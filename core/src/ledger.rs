@@ -99,6 +99,22 @@ impl Ledger {
         })
     }
 
+    /// Calls `visit` with the kind and owner label of every live resource of `kinds`, without
+    /// copying labels or sorting (for per-step checks over many tasks). `visit` must not use
+    /// the ledger: it runs under the ledger's lock.
+    pub fn for_each_live_owner(
+        &self,
+        kinds: &[ResourceKind],
+        mut visit: impl FnMut(ResourceKind, &str),
+    ) {
+        let state = lock(&self.state);
+        for kind in kinds {
+            for owner in state.live.get(kind).into_iter().flat_map(BTreeMap::values) {
+                visit(*kind, owner);
+            }
+        }
+    }
+
     pub fn count(&self, kind: ResourceKind) -> usize {
         lock(&self.state).live.get(&kind).map_or(0, BTreeMap::len)
     }

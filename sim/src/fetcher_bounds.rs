@@ -17,7 +17,7 @@
 
 use std::collections::BTreeMap;
 
-use kvtablet_core::ledger::{Ledger, LiveResource, ResourceKind};
+use kvtablet_core::ledger::{Ledger, ResourceKind};
 use kvtablet_core::recovery::{FetcherConfig, FetcherGauges};
 
 /// How every ledger entry of a fetcher begins (`RemoteLogFetcher::new`'s owner label).
@@ -48,32 +48,33 @@ pub fn holdings(ledger: &Ledger) -> BTreeMap<String, FetcherHoldings> {
     if !fetcher_holds {
         return by_fetcher;
     }
-    for resource in
-        ledger.live_of(&[ResourceKind::PrefetchSlot, ResourceKind::TempFile, ResourceKind::Task])
-    {
-        let Some((owner, rest)) = fetcher_of(&resource) else { continue };
-        let held = by_fetcher.entry(owner).or_default();
-        match resource.kind {
+    let kinds = [ResourceKind::PrefetchSlot, ResourceKind::TempFile, ResourceKind::Task];
+    ledger.for_each_live_owner(&kinds, |kind, owner| {
+        let Some((fetcher, rest)) = fetcher_of(owner) else { return };
+        if !by_fetcher.contains_key(fetcher) {
+            by_fetcher.insert(fetcher.to_string(), FetcherHoldings::default());
+        }
+        let held = by_fetcher.get_mut(fetcher).expect("inserted above");
+        match kind {
             ResourceKind::PrefetchSlot => held.slots += 1,
             ResourceKind::TempFile => held.temp_files += 1,
             ResourceKind::Task if rest.starts_with(" download ") => held.download_tasks += 1,
             ResourceKind::Task if rest.starts_with(" write ") => held.writes += 1,
             _ => {}
         }
-    }
+    });
     // Download tasks of a fetcher that holds neither a slot nor a file are idle or ending.
     by_fetcher.retain(|_, held| held.slots + held.temp_files + held.writes > 0);
     by_fetcher
 }
 
-/// The fetcher an entry belongs to (its owner label, `remote-log-fetcher {temp_dir}`), and
-/// what follows the label.
-fn fetcher_of(resource: &LiveResource) -> Option<(String, &str)> {
-    let after = resource.owner.strip_prefix(FETCHER_OWNER_PREFIX)?;
+/// The fetcher an entry's owner label belongs to (`remote-log-fetcher {temp_dir}`), and what
+/// follows that label.
+fn fetcher_of(owner: &str) -> Option<(&str, &str)> {
+    let after = owner.strip_prefix(FETCHER_OWNER_PREFIX)?;
     // The temporary directory has no space in it; the label ends where the first space is.
-    let end = after.find(' ').unwrap_or(after.len());
-    let owner = format!("{FETCHER_OWNER_PREFIX}{}", &after[..end]);
-    Some((owner, &after[end..]))
+    let end = FETCHER_OWNER_PREFIX.len() + after.find(' ').unwrap_or(after.len());
+    Some((&owner[..end], &owner[end..]))
 }
 
 /// The bounds `config` sets that some live fetcher breaks now, as violations.

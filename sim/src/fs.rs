@@ -436,7 +436,12 @@ impl SimFs {
 
     /// Every file path, sorted.
     pub fn file_paths(&self) -> Vec<String> {
-        lock(&self.state).files.keys().cloned().collect()
+        self.file_paths_where(|_| true)
+    }
+
+    /// The paths of the files that `wanted` selects, in order; the others are not copied.
+    pub fn file_paths_where(&self, wanted: impl Fn(&str) -> bool) -> Vec<String> {
+        lock(&self.state).files.keys().filter(|path| wanted(path)).cloned().collect()
     }
 }
 

@@ -321,25 +321,21 @@ impl RecoveryWatch {
         };
         let temp_dirs = TempDirsOf::new(bucket);
         let mut left: Vec<String> = disk
-            .map(|disk| {
-                disk.file_paths().into_iter().filter(|path| temp_dirs.holds(path)).collect()
-            })
+            .map(|disk| disk.file_paths_where(|path| temp_dirs.holds(path)))
             .unwrap_or_default();
         let restore_owner = format!("node{node} restore {bucket} ");
-        for resource in self.ledger.live_of(&[
-            ResourceKind::TempFile,
-            ResourceKind::PrefetchSlot,
-            ResourceKind::Task,
-        ]) {
-            let restore_file = resource.kind == ResourceKind::TempFile
-                && resource.owner.starts_with(&restore_owner);
+        let kinds = [ResourceKind::TempFile, ResourceKind::PrefetchSlot, ResourceKind::Task];
+        self.ledger.for_each_live_owner(&kinds, |kind, owner| {
+            let restore_file = kind == ResourceKind::TempFile && owner.starts_with(&restore_owner);
             // A fetcher's ledger entries do not name the node: only checked when no node has
             // a leadership call of the bucket in flight.
-            let fetcher_entry = idle_everywhere && resource.owner.contains(&temp_dirs.fetcher_dir);
+            let fetcher_entry = idle_everywhere
+                && owner.starts_with(crate::fetcher_bounds::FETCHER_OWNER_PREFIX)
+                && owner.contains(&temp_dirs.fetcher_dir);
             if restore_file || fetcher_entry {
-                left.push(format!("{:?} {}", resource.kind, resource.owner));
+                left.push(format!("{kind:?} {owner}"));
             }
-        }
+        });
         if !left.is_empty() {
             self.checker.violation(format!(
                 "recovery temp files of {bucket} left on node {node} after its leadership call ended ({outcome}): {}",

@@ -436,12 +436,15 @@ impl SimFs {
 
     /// Every file path, sorted.
     pub fn file_paths(&self) -> Vec<String> {
-        self.file_paths_where(|_| true)
+        lock(&self.state).files.keys().cloned().collect()
     }
 
-    /// The paths of the files that `wanted` selects, in order; the others are not copied.
-    pub fn file_paths_where(&self, wanted: impl Fn(&str) -> bool) -> Vec<String> {
-        lock(&self.state).files.keys().filter(|path| wanted(path)).cloned().collect()
+    /// The paths of the files whose path begins with `prefix`, in order, found without
+    /// looking at the others.
+    pub fn file_paths_under(&self, prefix: &str) -> Vec<String> {
+        let state = lock(&self.state);
+        let under = state.files.range(prefix.to_string()..).map(|(path, _)| path);
+        under.take_while(|path| path.starts_with(prefix)).cloned().collect()
     }
 }
 

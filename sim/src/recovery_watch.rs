@@ -320,18 +320,15 @@ impl RecoveryWatch {
             Some(_) | None => "answered".to_string(),
         };
         let temp_dirs = TempDirsOf::new(bucket);
-        let mut left: Vec<String> = disk
-            .map(|disk| disk.file_paths_where(|path| temp_dirs.holds(path)))
-            .unwrap_or_default();
+        let mut left: Vec<String> = disk.map(|disk| temp_dirs.files_on(&disk)).unwrap_or_default();
         let restore_owner = format!("node{node} restore {bucket} ");
         let kinds = [ResourceKind::TempFile, ResourceKind::PrefetchSlot, ResourceKind::Task];
         self.ledger.for_each_live_owner(&kinds, |kind, owner| {
             let restore_file = kind == ResourceKind::TempFile && owner.starts_with(&restore_owner);
             // A fetcher's ledger entries do not name the node: only checked when no node has
             // a leadership call of the bucket in flight.
-            let fetcher_entry = idle_everywhere
-                && owner.starts_with(crate::fetcher_bounds::FETCHER_OWNER_PREFIX)
-                && owner.contains(&temp_dirs.fetcher_dir);
+            let fetcher_entry =
+                idle_everywhere && owner.starts_with(&temp_dirs.fetcher_owner_prefix);
             if restore_file || fetcher_entry {
                 left.push(format!("{kind:?} {owner}"));
             }
@@ -354,33 +351,42 @@ pub fn engine_dir(bucket: TableBucket) -> String {
     sim_bucket_dirs(bucket).kv_dir
 }
 
-/// The part every fetcher temporary directory of `bucket` has in its path
-/// (`recovery_temp_dir`: `{log_dir}/tmp/remote-log-recovery-{id}`, the log directory under
-/// the log registry's root).
+/// The beginning of every fetcher temporary directory of `bucket` (`recovery_temp_dir` under
+/// the recovery's own directory: `{engine_dir}.recovery/tmp/remote-log-recovery-{id}`).
 fn fetcher_temp_dir_of(bucket: TableBucket) -> String {
-    format!("{}/tmp/remote-log-recovery-", sim_bucket_dirs(bucket).log_dir)
+    let recovery = kvtablet_core::recovery::recovery_dir(&engine_dir(bucket));
+    format!("{recovery}/tmp/remote-log-recovery-")
 }
 
 /// `bucket`'s recovery temporary directories, formatted once for a scan of a whole disk.
 struct TempDirsOf {
     restore_prefix: String,
     fetcher_dir: String,
+    /// How a fetcher's ledger entries of this bucket begin (`remote-log-fetcher {temp_dir}`).
+    fetcher_owner_prefix: String,
 }
 
 impl TempDirsOf {
     fn new(bucket: TableBucket) -> TempDirsOf {
+        let fetcher_dir = fetcher_temp_dir_of(bucket);
         TempDirsOf {
             restore_prefix: format!(
                 "{}/",
                 kvtablet_core::recovery::restore_dir(&engine_dir(bucket))
             ),
-            fetcher_dir: fetcher_temp_dir_of(bucket),
+            fetcher_owner_prefix: format!(
+                "{}{fetcher_dir}",
+                crate::fetcher_bounds::FETCHER_OWNER_PREFIX
+            ),
+            fetcher_dir,
         }
     }
 
-    /// Whether `path` lies under one of them.
-    fn holds(&self, path: &str) -> bool {
-        path.starts_with(&self.restore_prefix) || path.contains(&self.fetcher_dir)
+    /// The files of `disk` under one of them.
+    fn files_on(&self, disk: &SimFs) -> Vec<String> {
+        let mut files = disk.file_paths_under(&self.restore_prefix);
+        files.extend(disk.file_paths_under(&self.fetcher_dir));
+        files
     }
 }
 
@@ -440,22 +446,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn recovery_temp_paths_are_recognised_per_bucket() {
-        let bucket = TableBucket::new(1, 3);
+    fn recovery_temp_files_are_found_per_bucket() {
+        use kvtablet_core::env::LocalFs;
         let kv = "sim/table-1/kv-3";
-        let log = "data/sim/table-1/log-3";
-        assert!(TempDirsOf::new(bucket).holds(&format!("{kv}.restore/MEMMANIFEST")));
-        assert!(
-            TempDirsOf::new(bucket).holds(&format!("{log}/tmp/remote-log-recovery-ab12/e1-0.log"))
+        let log = "sim/table-1/log-3";
+        let part = "sim/table-1/part2-p2/kv-3";
+        let disk = SimFs::new();
+        let files = [
+            format!("{kv}.restore/MEMMANIFEST"),
+            format!("{kv}.recovery/tmp/remote-log-recovery-ab12/e1-0.log"),
+            format!("{kv}/MEMMANIFEST"),
+            format!("{log}/00000000000000000000.log"),
+            "sim/table-1/kv-4.restore/x".to_string(),
+            "sim/table-1/kv-30.restore/x".to_string(),
+            "sim/table-1/kv-30.recovery/tmp/remote-log-recovery-1/x".to_string(),
+            format!("{part}.restore/x"),
+        ];
+        for file in &files {
+            disk.create_dir_all(&file[..file.rfind('/').unwrap()]).unwrap();
+            disk.write(file, b"x").unwrap();
+        }
+        let bucket = TableBucket::new(1, 3);
+        assert_eq!(
+            TempDirsOf::new(bucket).files_on(&disk),
+            vec![files[0].clone(), files[1].clone()],
+            "the restore's and the fetcher's files; not the engine, the log or another bucket's"
         );
-        assert!(!TempDirsOf::new(bucket).holds(&format!("{kv}/MEMMANIFEST")), "the engine itself");
-        assert!(!TempDirsOf::new(bucket).holds(&format!("{log}/00000000000000000000.log")));
-        assert!(!TempDirsOf::new(bucket).holds("sim/table-1/kv-4.restore/x"), "another bucket's");
         let partitioned = TableBucket { table_id: 1, partition_id: Some(2), bucket_id: 3 };
-        assert!(TempDirsOf::new(partitioned).holds("sim/table-1/part2-p2/kv-3.restore/x"));
-        assert!(!TempDirsOf::new(partitioned).holds(&format!("{kv}.restore/x")));
-        assert!(is_recovery_temp(&format!("{kv}.restore/x")));
-        assert!(is_recovery_temp(&format!("{log}/tmp/remote-log-recovery-1/x")));
-        assert!(!is_recovery_temp(&format!("{kv}/000001.memrun")));
+        assert_eq!(TempDirsOf::new(partitioned).files_on(&disk), vec![files[7].clone()]);
+        assert!(is_recovery_temp(&files[0]));
+        assert!(is_recovery_temp(&files[1]));
+        assert!(!is_recovery_temp(&files[2]));
     }
 }

@@ -26,7 +26,7 @@ use kvtablet_core::snapshot::{
 };
 use kvtablet_core::tablet_dirs::TablePath;
 use kvtablet_core::tablet_server::{RequestLimits, TableConfig, TabletServer, TabletServerConfig};
-use kvtablet_core::tablet_server_stats::ServerStats;
+use kvtablet_core::tablet_server_stats::{RecoveryStats, ServerStats};
 use kvtablet_core::task::Task;
 use kvtablet_core::tiering::{
     RemoteLogStoreError, RpcRemoteLogCommitter, TieringSchedule, TIERING_INTERVAL_MS_DEFAULT,
@@ -322,6 +322,12 @@ impl NodeHandle {
     /// The tablet server's scan sessions and bucket offsets, for metrics.
     pub fn stats(&self) -> ServerStats {
         self.server.stats()
+    }
+
+    /// The buckets recovering their KV engines from snapshots, with their progress, for
+    /// metrics.
+    pub fn recovery_stats(&self) -> RecoveryStats {
+        self.server.recovery_stats()
     }
 
     /// Tasks and blocking work of the node that panicked (each logged at error).

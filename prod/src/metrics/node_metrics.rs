@@ -81,11 +81,7 @@ impl RecoveryGauges {
             self.phase.clone(),
         );
         let families = [
-            (
-                "kv_recovery_attempt",
-                "The attempt a recovering bucket runs, from 1",
-                &self.attempt,
-            ),
+            ("kv_recovery_attempt", "The attempt a recovering bucket runs, from 1", &self.attempt),
             (
                 "kv_recovery_snapshot_id",
                 "The KV snapshot a recovering bucket restores from; 0 before one is chosen",
@@ -544,7 +540,9 @@ mod tests {
         let text = metrics.render_with_wire(None, None, 0, None, Some(&recovering));
         assert!(text.contains("kvtablet_kv_recovering_buckets 2\n"), "{text}");
         let series = |name: &str, value: u64| {
-            format!("kvtablet_{name}{{table_id=\"5\",partition_id=\"3\",bucket_id=\"1\"}} {value}\n")
+            format!(
+                "kvtablet_{name}{{table_id=\"5\",partition_id=\"3\",bucket_id=\"1\"}} {value}\n"
+            )
         };
         for (name, value) in [
             ("kv_recovery_attempt", 2),
@@ -565,7 +563,10 @@ mod tests {
         );
         let text = metrics.render_with_wire(None, None, 0, None, Some(&RecoveryStats::default()));
         assert!(text.contains("kvtablet_kv_recovering_buckets 0\n"), "{text}");
-        assert!(!text.contains("kvtablet_kv_recovery_attempt{"), "a recovery that ended stays: {text}");
+        assert!(
+            !text.contains("kvtablet_kv_recovery_attempt{"),
+            "a recovery that ended stays: {text}"
+        );
         assert!(!text.contains("kvtablet_kv_recovery_phase{"), "{text}");
     }
 }

@@ -13,6 +13,7 @@ test_kv_recovery_s3 runs the same against moto's S3 server."""
 
 from __future__ import annotations
 
+import http.client
 import re
 import shutil
 import time
@@ -71,6 +72,36 @@ BROKEN = re.compile(
     r"a KV snapshot is broken: reported, and the previous one is used " + BUCKET_FIELD
     + r" snapshot_id=(\d+)"
 )
+
+
+#: Seconds a restarted node gets to show a recovery on /metrics (a broken snapshot's missing
+#: file alone is retried for about 1.5 s before the recovery falls back).
+METRICS_WATCH_S = 10.0
+RECOVERING_BUCKETS = re.compile(r"^kvtablet_kv_recovering_buckets (\d+)$", re.M)
+
+
+def metrics_settings(server) -> List[str]:
+    """/metrics on a port of its own, kept across restarts (`server.metrics_port`)."""
+    server.metrics_port = support.free_port()
+    return [f"metrics.listen=127.0.0.1:{server.metrics_port}"]
+
+
+def scrape(server) -> str:
+    """The node's /metrics; empty while nothing answers."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.metrics_port, timeout=2)
+    try:
+        connection.request("GET", "/metrics")
+        response = connection.getresponse()
+        return response.read().decode() if response.status == 200 else ""
+    except (OSError, http.client.HTTPException):
+        return ""
+    finally:
+        connection.close()
+
+
+def recovering_buckets(text: str) -> Optional[int]:
+    match = RECOVERING_BUCKETS.search(text)
+    return None if match is None else int(match.group(1))
 
 
 def plain_descriptor() -> "fluss.TableDescriptor":
@@ -328,13 +359,31 @@ class RecoveryChecks:
         for directory in dirs:
             shutil.rmtree(directory)
 
-    def restart_and_compare(self, runner, server, client, before_lookups, before_changelog) -> None:
+    def restart_and_compare(
+        self, runner, server, client, before_lookups, before_changelog, watch_metrics: bool = False
+    ) -> None:
+        """Restarts the node and compares; with `watch_metrics`, /metrics must show buckets
+        recovering (with their phase) while the node already serves, and none after."""
         server.start()
+        during = ""
+        deadline = time.monotonic() + METRICS_WATCH_S
+        while watch_metrics and time.monotonic() < deadline:
+            during = scrape(server)
+            if (recovering_buckets(during) or 0) > 0:
+                break
+            time.sleep(0.02)
+        if watch_metrics:
+            assert (recovering_buckets(during) or 0) > 0, f"no recovery seen on /metrics: {during[-2000:]}"
+            assert "kvtablet_kv_recovery_phase{" in during, during
         client.reconnect()
         type(self).tables = Tables(runner, client)
         assert lookups(runner, type(self).tables) == before_lookups
         after = changelog(runner, type(self).tables, type(self).partition_id, expected_records(type(self).rounds))
         assert after == before_changelog
+        if watch_metrics:
+            text = scrape(server)
+            assert recovering_buckets(text) == 0, text[-2000:]
+            assert "kvtablet_kv_recovery_phase{" not in text, "a finished recovery's series stay"
 
     # ----- the steps -----
 
@@ -377,7 +426,7 @@ class RecoveryChecks:
             assert names, f"{bucket}: snapshot {latest[0]} has private files"
             self.delete_snapshot_file(server, dirs[bucket], latest[0], sorted(names)[0])
         log_before_restart = len(node_log(server))
-        self.restart_and_compare(runner, server, client, before_lookups, before_changelog)
+        self.restart_and_compare(runner, server, client, before_lookups, before_changelog, watch_metrics=True)
         log = node_log(server)[log_before_restart:]
         broken = {bucket_of(match, 1): int(match.group(4)) for match in BROKEN.finditer(log)}
         latest_ids = {bucket: latest[0] for bucket, (latest, _, _) in state.items()}
@@ -396,6 +445,7 @@ class RecoveryChecks:
 def server(kvtablet_bin, tmp_path_factory):
     root = tmp_path_factory.mktemp("kvtablet-recovery")
     server = support.Server(kvtablet_bin, root / "data", root / "logs", settings=SETTINGS, env=SERVER_ENV)
+    server.settings += metrics_settings(server)
     server.start()
     try:
         yield server

@@ -27,6 +27,7 @@ def server(kvtablet_bin, tmp_path_factory, moto):  # noqa: F811 - the fixture im
     server = support.Server(
         kvtablet_bin, root / "data", root / "logs", settings=settings, env=recovery.SERVER_ENV
     )
+    server.settings += recovery.metrics_settings(server)
     server.start()
     try:
         yield server

@@ -153,11 +153,21 @@ impl Replica {
         &self.log
     }
 
-    /// The KV tablet if this replica leads, for the request paths.
+    /// The KV tablet if this replica leads, for the request paths. While a leadership call
+    /// recovers the engine from KV snapshots the bucket is not ready (LEADER_NOT_AVAILABLE,
+    /// retriable): its leader is this server, soon.
     pub fn leader_kv(&self) -> Result<Arc<KvTablet>, KvError> {
-        match &self.lock()?.role {
-            Role::Leader { kv, .. } => Ok(kv.clone()),
-            Role::Follower => Err(KvError::NotLeader(format!(
+        let led = match &self.lock()?.role {
+            Role::Leader { kv, .. } => Some(kv.clone()),
+            Role::Follower => None,
+        };
+        match led {
+            Some(kv) => Ok(kv),
+            None if self.recovery.progress().is_some() => Err(KvError::NotReady(format!(
+                "bucket {} is restoring its KV engine on tablet server {}",
+                self.bucket, self.env.node_id
+            ))),
+            None => Err(KvError::NotLeader(format!(
                 "leader not local for bucket {} on tablet server {}",
                 self.bucket, self.env.node_id
             ))),

@@ -87,6 +87,11 @@ impl TabletServer {
         RecoveryStats { buckets }
     }
 
+    /// Whether `bucket` is hosted and recovering its engine from KV snapshots.
+    pub fn is_recovering(&self, bucket: TableBucket) -> bool {
+        self.replica(bucket).is_some_and(|replica| replica.recovery_progress().is_some())
+    }
+
     /// Why the server and its replicas stopped, if any did: what a health check needs, without
     /// the locks that reading every bucket's offsets takes.
     pub fn failures(&self) -> ServerFailures {

@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures::future::{BoxFuture, FutureExt};
-use kvtablet_core::env::{FsError, RemoteError, Rpc, RpcError, RpcHandler};
+use kvtablet_core::env::{FsError, RemoteError, RemoteStorage, Rpc, RpcError, RpcHandler};
 use kvtablet_core::kv::{KvTablet, KvTabletConfig, PartialUpdates};
 use kvtablet_core::lease::{LeaseConfig, LeaseGauges};
 use kvtablet_core::ledger::Ledger;
@@ -26,12 +26,12 @@ use kvtablet_core::snapshot::{
 };
 use kvtablet_core::tablet_dirs::TablePath;
 use kvtablet_core::tablet_server::{RequestLimits, TableConfig, TabletServer, TabletServerConfig};
-use kvtablet_core::tablet_server_stats::ServerStats;
+use kvtablet_core::tablet_server_stats::{RecoveryStats, ServerStats};
 use kvtablet_core::task::Task;
 use kvtablet_core::tiering::{
     RemoteLogStoreError, RpcRemoteLogCommitter, TieringSchedule, TIERING_INTERVAL_MS_DEFAULT,
 };
-use kvtablet_core::{Env, TableBucket};
+use kvtablet_core::{Env, ErrorCode, TableBucket};
 use tokio::runtime::Handle;
 
 use crate::config::remote::{RemoteDataDir, S3Config};
@@ -288,7 +288,13 @@ pub struct NodeHandle {
     snapshot_store: Arc<SnapshotStore>,
     snapshot_service: Arc<SnapshotService>,
     remote_root: String,
+    env: Env,
+    recoveries: Recoveries,
 }
+
+/// The leadership calls that recover a bucket's engine from KV snapshots, run in the
+/// background (one per bucket at most: a newer one replaces it); aborted at shutdown.
+type Recoveries = Arc<std::sync::Mutex<BTreeMap<TableBucket, Task>>>;
 
 impl NodeHandle {
     /// The coordinator's record of every bucket's KV snapshots (the node is its own
@@ -322,6 +328,12 @@ impl NodeHandle {
     /// The tablet server's scan sessions and bucket offsets, for metrics.
     pub fn stats(&self) -> ServerStats {
         self.server.stats()
+    }
+
+    /// The buckets recovering their KV engines from snapshots, with their progress, for
+    /// metrics.
+    pub fn recovery_stats(&self) -> RecoveryStats {
+        self.server.recovery_stats()
     }
 
     /// Tasks and blocking work of the node that panicked (each logged at error).
@@ -428,10 +440,58 @@ impl NodeHandle {
     }
 }
 
-/// Leads `bucket` under an epoch one past the one its log remembers.
+/// How often a leadership call is checked for a recovery from KV snapshots having started.
+const RECOVERY_CHECK_INTERVAL: Duration = Duration::from_millis(20);
+/// A recovery that failed (NOT_READY) is tried again after this, doubling up to the maximum.
+const RECOVERY_RETRY_BACKOFF_MIN_MS: u64 = 1_000;
+const RECOVERY_RETRY_BACKOFF_MAX_MS: u64 = 30_000;
+
+/// Leads `bucket` under an epoch one past the one its log remembers. Returns once the term
+/// is open, or once the bucket recovers its engine from KV snapshots (its local engine was
+/// lost): that recovery, which can take minutes, goes on in the background while the bucket
+/// answers LEADER_NOT_AVAILABLE (retriable), and a failed one is tried again, as a
+/// coordinator's next leadership call would, until it succeeds or the node stops. The call
+/// goes to the tablet server directly, without the loopback's request timeout, which a long
+/// recovery would exceed.
 async fn lead_bucket(handle: &NodeHandle, bucket: TableBucket) -> Result<(), NodeError> {
     let leader_epoch = handle.logs.open(bucket)?.leader_epoch() + 1;
-    let response = handle.request(Request::BecomeLeader { bucket, leader_epoch }).await?;
+    let mut leading = become_leader(handle, bucket, leader_epoch);
+    loop {
+        tokio::select! {
+            response = &mut leading => match response {
+                // A recovery that failed at once is tried again in the background too.
+                Response::Error(error) if error.code == ErrorCode::LeaderNotAvailable => {
+                    leading = futures::future::ready(Response::Error(error)).boxed();
+                    break;
+                }
+                response => return led(bucket, leader_epoch, response),
+            },
+            () = tokio::time::sleep(RECOVERY_CHECK_INTERVAL) => {}
+        }
+        if handle.server.is_recovering(bucket) {
+            break;
+        }
+    }
+    tracing::info!(%bucket, leader_epoch, "bucket recovering its KV engine in the background");
+    let name = format!("kv recovery {}", bucket.dir_name_display());
+    let recovery = recover_until_led(handle.clone(), bucket, leader_epoch, leading);
+    let task = Task::spawn(&handle.env.executor, &handle.env.ledger, name, recovery.boxed());
+    let replaced = lock_recoveries(&handle.recoveries).insert(bucket, task);
+    if let Some(replaced) = replaced {
+        replaced.abort();
+    }
+    Ok(())
+}
+
+fn become_leader(
+    handle: &NodeHandle,
+    bucket: TableBucket,
+    leader_epoch: u32,
+) -> BoxFuture<'static, Response> {
+    handle.server.handle_request(Request::BecomeLeader { bucket, leader_epoch })
+}
+
+fn led(bucket: TableBucket, leader_epoch: u32, response: Response) -> Result<(), NodeError> {
     if response != Response::Ok {
         return Err(NodeError::Rejected {
             request: "become_leader",
@@ -441,6 +501,45 @@ async fn lead_bucket(handle: &NodeHandle, bucket: TableBucket) -> Result<(), Nod
     }
     tracing::info!(%bucket, leader_epoch, "leading bucket");
     Ok(())
+}
+
+/// Awaits `leading`, a leadership call recovering `bucket`'s engine, and calls again after a
+/// backoff while the recovery fails retriably (NOT_READY); ends at success or at any other
+/// answer (logged).
+async fn recover_until_led(
+    handle: NodeHandle,
+    bucket: TableBucket,
+    leader_epoch: u32,
+    mut leading: BoxFuture<'static, Response>,
+) {
+    let mut backoff_ms = RECOVERY_RETRY_BACKOFF_MIN_MS;
+    loop {
+        let response = leading.await;
+        match response {
+            Response::Ok => {
+                tracing::info!(%bucket, leader_epoch, "bucket recovered; leading it");
+                return;
+            }
+            Response::Error(error) if error.code == ErrorCode::LeaderNotAvailable => {
+                tracing::warn!(%bucket, %error, backoff_ms, "KV recovery failed; trying again");
+            }
+            other => {
+                tracing::error!(%bucket, leader_epoch, response = ?other, "KV recovery ended without leadership");
+                return;
+            }
+        }
+        let clock = &handle.env.clock;
+        clock.sleep_until(clock.now_mono_ms().saturating_add(backoff_ms)).await;
+        backoff_ms = backoff_ms.saturating_mul(2).min(RECOVERY_RETRY_BACKOFF_MAX_MS);
+        leading = become_leader(&handle, bucket, leader_epoch);
+    }
+}
+
+fn lock_recoveries(
+    recoveries: &Recoveries,
+) -> std::sync::MutexGuard<'_, BTreeMap<TableBucket, Task>> {
+    // A map of handles: a panic while it was held cannot leave it half changed.
+    recoveries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A running node: environment, changelogs and tablet server.
@@ -458,6 +557,7 @@ pub struct Node {
     lease_expiry: Option<Task>,
     remote_root: String,
     executor: TokioExecutor,
+    recoveries: Recoveries,
 }
 
 impl std::fmt::Debug for Node {
@@ -481,6 +581,16 @@ impl Node {
     /// Opens the node's files under `config.data_dir`, starts the tablet server on `runtime`,
     /// and makes it leader of every configured bucket.
     pub async fn start(config: NodeConfig, runtime: Handle) -> Result<Node, NodeError> {
+        Node::start_with_remote_layer(config, runtime, |remote| remote).await
+    }
+
+    /// As [`Node::start`], with the remote data directory's store seen through `layer` (tests
+    /// wrap it to slow or fail some requests).
+    pub async fn start_with_remote_layer(
+        config: NodeConfig,
+        runtime: Handle,
+        layer: impl FnOnce(Arc<dyn RemoteStorage>) -> Arc<dyn RemoteStorage>,
+    ) -> Result<Node, NodeError> {
         config.validate()?;
         let network = LoopbackNetwork::new();
         let executor = TokioExecutor::new(runtime);
@@ -491,7 +601,7 @@ impl Node {
         let remote_root = remote.name().to_string();
         let env = build_env(
             fs,
-            remote,
+            layer(Arc::new(remote)),
             config.engine_write_buffer_bytes,
             executor.clone(),
             network.endpoint(SERVER_NODE_ID),
@@ -543,6 +653,7 @@ impl Node {
             lease_expiry: Some(lease_expiry),
             remote_root,
             executor,
+            recoveries: Recoveries::default(),
         };
         if let Err(error) = node.lead_all_buckets().await {
             node.shutdown().await;
@@ -593,6 +704,8 @@ impl Node {
             snapshot_store: Arc::clone(&self.snapshot_store),
             snapshot_service: Arc::clone(&self.snapshot_service),
             remote_root: self.remote_root.clone(),
+            env: self.env.clone(),
+            recoveries: Arc::clone(&self.recoveries),
         })
     }
 
@@ -607,6 +720,12 @@ impl Node {
         if let Some(lease_expiry) = self.lease_expiry.take() {
             lease_expiry.abort();
             lease_expiry.join().await;
+        }
+        // Recoveries still running end with the node; a restart starts them again.
+        let recoveries = std::mem::take(&mut *lock_recoveries(&self.recoveries));
+        for (_, recovery) in recoveries {
+            recovery.abort();
+            recovery.join().await;
         }
         if let Some(server) = self.server.take() {
             self.network.unregister(SERVER_NODE_ID);
@@ -626,7 +745,7 @@ impl Node {
 /// directories through `fs` and hands the same names to the engines.
 fn build_env(
     fs: DiskFs,
-    remote: ObjectStoreRemote,
+    remote: Arc<dyn RemoteStorage>,
     engine_write_buffer_bytes: usize,
     executor: TokioExecutor,
     rpc: LoopbackRpc,
@@ -637,7 +756,7 @@ fn build_env(
         node_id: SERVER_NODE_ID,
         clock: Arc::new(SystemClock::new()),
         executor: Arc::new(executor),
-        remote: Arc::new(remote),
+        remote,
         rpc: Arc::new(rpc),
         fs: Arc::new(fs),
         entropy: Arc::new(OsEntropy::new()?),

@@ -155,6 +155,7 @@ impl ServedNode {
                     Some(&wire_stats),
                     handle.task_panics(),
                     handle.lease_gauges(),
+                    Some(&handle.recovery_stats()),
                 )
             });
             tasks.push(tokio::spawn(server.serve(render, until_stopped(stopped))));

@@ -459,7 +459,11 @@ impl Client {
                         &error,
                     );
                     reason = format!("{:?}", error.code);
-                    if !matches!(error.code, ErrorCode::NotLeaderOrFollower) {
+                    // A bucket restoring its engine is not ready: retried as a moved leader.
+                    if !matches!(
+                        error.code,
+                        ErrorCode::NotLeaderOrFollower | ErrorCode::LeaderNotAvailable
+                    ) {
                         return Err(reason);
                     }
                 }

@@ -176,7 +176,8 @@ impl ScanClient {
             );
             self.checker
                 .on_error(&format!("scan open by client {} on {bucket}", self.node_id), error);
-            if error.code == ErrorCode::NotLeaderOrFollower {
+            if matches!(error.code, ErrorCode::NotLeaderOrFollower | ErrorCode::LeaderNotAvailable)
+            {
                 self.leaders.forget(bucket);
             }
             return;

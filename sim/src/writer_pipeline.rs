@@ -253,7 +253,13 @@ impl Burst {
                     self.clock.sleep(backoff_ms).await;
                     backoff_ms *= 2;
                 }
-                Ok(Response::Error(error)) if error.code == ErrorCode::NotLeaderOrFollower => {
+                // A bucket restoring its engine is not ready: resent as to a moved leader.
+                Ok(Response::Error(error))
+                    if matches!(
+                        error.code,
+                        ErrorCode::NotLeaderOrFollower | ErrorCode::LeaderNotAvailable
+                    ) =>
+                {
                     self.checker.on_error(
                         &format!("client {} put on {}", self.node_id, self.bucket),
                         &error,

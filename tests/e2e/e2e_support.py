@@ -96,10 +96,19 @@ class Server:
     ``kvtablet serve --data-dir DIR --listen 127.0.0.1:PORT``.
     """
 
-    def __init__(self, binary: str, data_dir: Path, log_dir: Path, settings: Optional[List[str]] = None) -> None:
+    def __init__(
+        self,
+        binary: str,
+        data_dir: Path,
+        log_dir: Path,
+        settings: Optional[List[str]] = None,
+        env: Optional[Dict[str, str]] = None,
+    ) -> None:
         self.binary = binary
         #: Extra `-D key=value` settings.
         self.settings = list(settings or [])
+        #: Extra environment variables of the process (e.g. RUST_LOG).
+        self.env = dict(env or {})
         self.data_dir = data_dir
         self.log_dir = log_dir
         self.port: Optional[int] = None
@@ -140,6 +149,7 @@ class Server:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.log_dir / f"kvtablet-{self.starts}.log"
         env = dict(os.environ)
+        env.update(self.env)
         env.setdefault("RUST_LOG", "info")
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use kvtablet_core::lease::LeaseGauges;
-use kvtablet_core::tablet_server_stats::ServerStats;
+use kvtablet_core::tablet_server_stats::{RecoveryStats, ServerStats};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -33,6 +33,131 @@ struct ErrorLabels {
 struct BucketLabels {
     table_id: i64,
     bucket_id: i32,
+}
+
+/// A bucket that recovers its KV engine; `partition_id` is empty for a bucket of a table
+/// without partitions.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RecoveryLabels {
+    table_id: i64,
+    partition_id: Option<i64>,
+    bucket_id: i32,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RecoveryPhaseLabels {
+    table_id: i64,
+    partition_id: Option<i64>,
+    bucket_id: i32,
+    phase: &'static str,
+}
+
+/// The KV recoveries running (`RecoveryStats`): a node-level count, and per recovering bucket
+/// (at most the buckets hosted) its progress. A bucket's series exist only while it recovers:
+/// every family is cleared at each scrape and set afresh.
+#[derive(Default)]
+struct RecoveryGauges {
+    recovering_buckets: Gauge,
+    phase: Family<RecoveryPhaseLabels, Gauge>,
+    attempt: Family<RecoveryLabels, Gauge>,
+    snapshot_id: Family<RecoveryLabels, Gauge>,
+    downloaded_bytes: Family<RecoveryLabels, Gauge>,
+    download_total_bytes: Family<RecoveryLabels, Gauge>,
+    replayed_offset: Family<RecoveryLabels, Gauge>,
+    replay_target_offset: Family<RecoveryLabels, Gauge>,
+}
+
+impl RecoveryGauges {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "kv_recovering_buckets",
+            "Buckets recovering their KV engine from KV snapshots and the changelog",
+            self.recovering_buckets.clone(),
+        );
+        registry.register(
+            "kv_recovery_phase",
+            "1 for the phase a recovering bucket is in: download (the snapshot's files), \
+             remote_replay (the tiered changelog) or local_replay (the local log)",
+            self.phase.clone(),
+        );
+        let families = [
+            ("kv_recovery_attempt", "The attempt a recovering bucket runs, from 1", &self.attempt),
+            (
+                "kv_recovery_snapshot_id",
+                "The KV snapshot a recovering bucket restores from; 0 before one is chosen",
+                &self.snapshot_id,
+            ),
+            (
+                "kv_recovery_downloaded_bytes",
+                "Bytes downloaded in the phase's downloads (the snapshot's files or the remote \
+                 log segments)",
+                &self.downloaded_bytes,
+            ),
+            (
+                "kv_recovery_download_total_bytes",
+                "Bytes the phase downloads in all",
+                &self.download_total_bytes,
+            ),
+            (
+                "kv_recovery_replayed_offset",
+                "The changelog offset a recovering bucket's replay stands at",
+                &self.replayed_offset,
+            ),
+            (
+                "kv_recovery_replay_target_offset",
+                "The changelog offset the phase's replay runs to",
+                &self.replay_target_offset,
+            ),
+        ];
+        for (name, help, family) in families {
+            registry.register(name, help, family.clone());
+        }
+    }
+
+    fn set(&self, stats: Option<&RecoveryStats>) {
+        let families = [
+            &self.attempt,
+            &self.snapshot_id,
+            &self.downloaded_bytes,
+            &self.download_total_bytes,
+            &self.replayed_offset,
+            &self.replay_target_offset,
+        ];
+        for family in families {
+            family.clear();
+        }
+        self.phase.clear();
+        let Some(stats) = stats else {
+            self.recovering_buckets.set(0);
+            return;
+        };
+        self.recovering_buckets.set(saturating_i64(stats.recovering_buckets() as u64));
+        for (bucket, progress) in &stats.buckets {
+            let labels = RecoveryLabels {
+                table_id: bucket.table_id,
+                partition_id: bucket.partition_id,
+                bucket_id: bucket.bucket_id,
+            };
+            let phase = RecoveryPhaseLabels {
+                table_id: bucket.table_id,
+                partition_id: bucket.partition_id,
+                bucket_id: bucket.bucket_id,
+                phase: progress.phase.name(),
+            };
+            self.phase.get_or_create(&phase).set(1);
+            let values = [
+                (&self.attempt, u64::from(progress.attempt)),
+                (&self.snapshot_id, progress.snapshot_id),
+                (&self.downloaded_bytes, progress.bytes_downloaded),
+                (&self.download_total_bytes, progress.bytes_total),
+                (&self.replayed_offset, progress.offset_replayed),
+                (&self.replay_target_offset, progress.offset_target),
+            ];
+            for (family, value) in values {
+                family.get_or_create(&labels).set(saturating_i64(value));
+            }
+        }
+    }
 }
 
 /// The wire server's counts (`WireStats`), copied in at each scrape.
@@ -120,6 +245,7 @@ pub struct NodeMetrics {
     task_panics: Gauge,
     leases: Gauge,
     leased_snapshots: Gauge,
+    recovery: RecoveryGauges,
     wire: WireGauges,
     /// Two scrapes at once would interleave clearing and setting the per-bucket gauges.
     rendering: Mutex<()>,
@@ -201,6 +327,8 @@ impl NodeMetrics {
             "Distinct (bucket, snapshot) pairs that some KV snapshot lease pins",
             leased_snapshots.clone(),
         );
+        let recovery = RecoveryGauges::default();
+        recovery.register(&mut registry);
         let wire = WireGauges::default();
         wire.register(&mut registry);
         NodeMetrics {
@@ -216,6 +344,7 @@ impl NodeMetrics {
             task_panics,
             leases,
             leased_snapshots,
+            recovery,
             wire,
             rendering: Mutex::new(()),
         }
@@ -235,17 +364,19 @@ impl NodeMetrics {
     /// The metrics in the OpenMetrics text format, with the gauges set from `stats` (`None`
     /// once the tablet server is gone: the gauges are dropped).
     pub fn render(&self, stats: Option<&ServerStats>) -> String {
-        self.render_with_wire(stats, None, 0, None)
+        self.render_with_wire(stats, None, 0, None, None)
     }
 
     /// As [`NodeMetrics::render`], with the wire server's gauges set from `wire`, the count
-    /// of panicked tasks from the node's executor, and the coordinator's lease counts.
+    /// of panicked tasks from the node's executor, the coordinator's lease counts, and the
+    /// KV recoveries running (`None`: none).
     pub fn render_with_wire(
         &self,
         stats: Option<&ServerStats>,
         wire: Option<&WireStats>,
         task_panics: u64,
         leases: Option<LeaseGauges>,
+        recovery: Option<&RecoveryStats>,
     ) -> String {
         // Poisoning is harmless here: the lock guards no data, it only keeps two scrapes from
         // interleaving, and every gauge is set afresh below.
@@ -257,6 +388,7 @@ impl NodeMetrics {
         let leases = leases.unwrap_or_default();
         self.leases.set(saturating_i64(leases.lease_count as u64));
         self.leased_snapshots.set(saturating_i64(leases.leased_snapshot_count as u64));
+        self.recovery.set(recovery);
         self.flush_lag.clear();
         match stats {
             Some(stats) => {
@@ -314,7 +446,7 @@ mod tests {
         };
         let wire = WireStats::default();
         wire.record_handler_panic();
-        let text = metrics.render_with_wire(Some(&stats), Some(&wire), 2, None);
+        let text = metrics.render_with_wire(Some(&stats), Some(&wire), 2, None, None);
         assert!(text.contains("kvtablet_replicas_failed 1\n"), "{text}");
         assert!(text.contains("kvtablet_tablet_server_failed 0\n"), "{text}");
         assert!(text.contains("kvtablet_task_panics 2\n"), "{text}");
@@ -380,10 +512,61 @@ mod tests {
         let wire = WireStats::default();
         wire.connections_open.store(3, std::sync::atomic::Ordering::Relaxed);
         wire.connections_refused.store(2, std::sync::atomic::Ordering::Relaxed);
-        let text = metrics.render_with_wire(None, Some(&wire), 0, None);
+        let text = metrics.render_with_wire(None, Some(&wire), 0, None, None);
         assert!(text.contains("kvtablet_wire_connections_open 3\n"), "{text}");
         assert!(text.contains("kvtablet_wire_handler_panics 0\n"), "{text}");
         assert!(text.contains("kvtablet_wire_connections_refused 2\n"), "{text}");
         assert!(text.contains("kvtablet_wire_request_bytes_in_flight 0\n"), "{text}");
+    }
+
+    #[test]
+    fn a_recovering_buckets_progress_is_rendered_while_it_recovers_and_gone_after() {
+        use kvtablet_core::recovery::{RecoveryPhase, RecoveryProgress};
+
+        let metrics = NodeMetrics::new();
+        let progress = RecoveryProgress {
+            phase: RecoveryPhase::RemoteReplay,
+            attempt: 2,
+            snapshot_id: 7,
+            bytes_downloaded: 300,
+            bytes_total: 1_000,
+            offset_replayed: 40,
+            offset_target: 90,
+        };
+        let partitioned = TableBucket { table_id: 5, partition_id: Some(3), bucket_id: 1 };
+        let recovering = RecoveryStats {
+            buckets: vec![(TableBucket::new(4, 0), progress), (partitioned, progress)],
+        };
+        let text = metrics.render_with_wire(None, None, 0, None, Some(&recovering));
+        assert!(text.contains("kvtablet_kv_recovering_buckets 2\n"), "{text}");
+        let series = |name: &str, value: u64| {
+            format!(
+                "kvtablet_{name}{{table_id=\"5\",partition_id=\"3\",bucket_id=\"1\"}} {value}\n"
+            )
+        };
+        for (name, value) in [
+            ("kv_recovery_attempt", 2),
+            ("kv_recovery_snapshot_id", 7),
+            ("kv_recovery_downloaded_bytes", 300),
+            ("kv_recovery_download_total_bytes", 1_000),
+            ("kv_recovery_replayed_offset", 40),
+            ("kv_recovery_replay_target_offset", 90),
+        ] {
+            assert!(text.contains(&series(name, value)), "{name}: {text}");
+        }
+        assert!(
+            text.contains(
+                "kvtablet_kv_recovery_phase{table_id=\"4\",partition_id=\"\",bucket_id=\"0\",\
+                 phase=\"remote_replay\"} 1\n"
+            ),
+            "{text}"
+        );
+        let text = metrics.render_with_wire(None, None, 0, None, Some(&RecoveryStats::default()));
+        assert!(text.contains("kvtablet_kv_recovering_buckets 0\n"), "{text}");
+        assert!(
+            !text.contains("kvtablet_kv_recovery_attempt{"),
+            "a recovery that ended stays: {text}"
+        );
+        assert!(!text.contains("kvtablet_kv_recovery_phase{"), "{text}");
     }
 }

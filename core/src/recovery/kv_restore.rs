@@ -6,12 +6,24 @@
 //! ledger, verified by the engine, and opened in the engine's directory; the temporary
 //! directory is removed whatever happens. The replay from the snapshot's `log_offset` is the
 //! caller's (the KV tablet's usual rebuild).
+//!
+//! Rules:
+//! - At most the fetcher's `download_threads` files download at once (the bound of the
+//!   remote-log fetcher, [`FetcherConfig`]), as futures polled by the restore itself (no task
+//!   of its own), so at most that many files' bytes are held in memory at once.
+//! - The first failure ends the restore: the downloads still running are aborted, the writes
+//!   already running are waited for, and every file written is deleted (its ledger entry
+//!   with it) before the error is returned.
 
 use std::sync::Arc;
+
+use futures::future::{AbortHandle, Abortable};
+use futures::stream::{FuturesUnordered, StreamExt};
 
 use crate::engine::{EngineError, KvEngine};
 use crate::env::{Env, FsError, LocalFs, RemoteError};
 use crate::recovery::download_retry::DownloadRetry;
+use crate::recovery::fetcher_config::FetcherConfig;
 use crate::recovery::recovery_progress::RecoveryTracker;
 use crate::recovery::temp_file::TempFile;
 use crate::snapshot::completed_snapshot::{content_sha256, CompletedSnapshot, SnapshotFile};
@@ -55,12 +67,13 @@ pub fn restore_dir(engine_dir: &str) -> String {
 
 pub(crate) const RESTORE_SUFFIX: &str = ".restore";
 
-/// Replaces whatever is in `engine_dir` with `snapshot`'s engine and opens it.
+/// Replaces whatever is in `engine_dir` with `snapshot`'s engine and opens it, downloading at
+/// most `fetcher.download_threads` files at once, each with `fetcher.retry`.
 pub async fn restore_engine(
     env: &Env,
     snapshot: &CompletedSnapshot,
     engine_dir: &str,
-    retry: &DownloadRetry,
+    fetcher: &FetcherConfig,
     tracker: Option<&RecoveryTracker>,
 ) -> Result<Arc<dyn KvEngine>, KvRestoreError> {
     let checkpoint_dir = restore_dir(engine_dir);
@@ -68,7 +81,7 @@ pub async fn restore_engine(
     // goes: nothing of it may outlive the restore.
     let mut guard = RestoreDirGuard { fs: env.fs.clone(), dir: Some(checkpoint_dir.clone()) };
     let restored =
-        download_and_open(env, snapshot, engine_dir, &checkpoint_dir, retry, tracker).await;
+        download_and_open(env, snapshot, engine_dir, &checkpoint_dir, fetcher, tracker).await;
     let fs = env.fs.clone();
     let dir = checkpoint_dir.clone();
     let name = format!("remove {checkpoint_dir} node{}", env.node_id);
@@ -106,10 +119,9 @@ async fn download_and_open(
     snapshot: &CompletedSnapshot,
     engine_dir: &str,
     checkpoint_dir: &str,
-    retry: &DownloadRetry,
+    fetcher: &FetcherConfig,
     tracker: Option<&RecoveryTracker>,
 ) -> Result<Arc<dyn KvEngine>, KvRestoreError> {
-    let owner = format!("node{} restore {}", env.node_id, snapshot.bucket);
     let (fs, dir) = (env.fs.clone(), checkpoint_dir.to_string());
     blocking(env, format!("prepare {checkpoint_dir}"), move || {
         fs.remove_dir_all(&dir)?;
@@ -118,24 +130,7 @@ async fn download_and_open(
     .await?
     .map_err(KvRestoreError::Local)?;
     // Deleted when dropped: once the engine has copied them, or on any failure.
-    let mut files: Vec<TempFile> = Vec::new();
-    for file in snapshot.files() {
-        let bytes = download_checked(env, snapshot.snapshot_id, file, retry).await?;
-        let mut temp = TempFile::register(
-            env.fs.clone(),
-            &env.ledger,
-            format!("{checkpoint_dir}/{}", file.local_name),
-            &owner,
-        );
-        let written = blocking(env, format!("write {}", temp.path()), move || {
-            temp.write(&bytes).map(|()| temp)
-        })
-        .await?;
-        files.push(written.map_err(KvRestoreError::Local)?);
-        if let Some(tracker) = tracker {
-            tracker.update(|progress| progress.bytes_downloaded += file.size_bytes);
-        }
-    }
+    let files = download_files(env, snapshot, checkpoint_dir, fetcher, tracker).await?;
     let (engines, dir, target) =
         (env.engines.clone(), checkpoint_dir.to_string(), engine_dir.to_string());
     let snapshot_id = snapshot.snapshot_id;
@@ -158,6 +153,85 @@ async fn download_and_open(
         });
     }
     Ok(engine)
+}
+
+/// Every file of `snapshot`, written into `checkpoint_dir`, at most
+/// `fetcher.download_threads` downloading at once. On the first failure the downloads still
+/// running are aborted and the writes still running waited for; every file written is then
+/// deleted (dropped) before the failure is returned.
+async fn download_files(
+    env: &Env,
+    snapshot: &CompletedSnapshot,
+    checkpoint_dir: &str,
+    fetcher: &FetcherConfig,
+    tracker: Option<&RecoveryTracker>,
+) -> Result<Vec<TempFile>, KvRestoreError> {
+    // The configuration is validated by its owner; a zero would never download anything.
+    let download_threads = fetcher.download_threads.max(1);
+    let owner = format!("node{} restore {}", env.node_id, snapshot.bucket);
+    let mut pending = snapshot.files();
+    let mut running = FuturesUnordered::new();
+    // The abort handles of the downloads started, aborted together on the first failure
+    // (aborting a download that has finished does nothing: its write runs to its end).
+    let mut aborts: Vec<AbortHandle> = Vec::new();
+    let mut files = Vec::new();
+    let mut failure: Option<KvRestoreError> = None;
+    loop {
+        while failure.is_none() && running.len() < download_threads {
+            let Some(file) = pending.next() else { break };
+            let (abort, registration) = AbortHandle::new_pair();
+            aborts.push(abort);
+            let path = format!("{checkpoint_dir}/{}", file.local_name);
+            let download = Abortable::new(
+                download_checked(env, snapshot.snapshot_id, file, &fetcher.retry),
+                registration,
+            );
+            running.push(download_file(env, download, path, &owner));
+        }
+        let Some(outcome) = running.next().await else { break };
+        match outcome {
+            Ok(file) => {
+                if let Some(tracker) = tracker {
+                    tracker.update(|progress| progress.bytes_downloaded += file.size_bytes());
+                }
+                files.push(file);
+            }
+            // An aborted download's own outcome; the failure that aborted it is kept.
+            Err(error) if failure.is_some() => {
+                tracing::debug!(%error, "a restore download ended after another failed");
+            }
+            Err(error) => {
+                for abort in &aborts {
+                    abort.abort();
+                }
+                failure = Some(error);
+            }
+        }
+    }
+    // On a failure, the files written are dropped (deleted) here.
+    match failure {
+        None => Ok(files),
+        Some(error) => Err(error),
+    }
+}
+
+/// The file `download` brings, written to `path` as a [`TempFile`] of `owner` (in the ledger
+/// before its first byte is written).
+async fn download_file(
+    env: &Env,
+    download: Abortable<impl std::future::Future<Output = Result<Vec<u8>, KvRestoreError>>>,
+    path: String,
+    owner: &str,
+) -> Result<TempFile, KvRestoreError> {
+    let bytes = match download.await {
+        Ok(downloaded) => downloaded?,
+        Err(futures::future::Aborted) => return Err(KvRestoreError::Abandoned),
+    };
+    let mut temp = TempFile::register(env.fs.clone(), &env.ledger, path, owner);
+    let written =
+        blocking(env, format!("write {}", temp.path()), move || temp.write(&bytes).map(|()| temp))
+            .await?;
+    written.map_err(KvRestoreError::Local)
 }
 
 /// `file`'s bytes, checked against its record, after at most `retry.attempts_max` attempts.

@@ -16,7 +16,7 @@ use crate::ledger::ResourceKind;
 use crate::log::LogTablet;
 use crate::mutant::Mutant;
 use crate::recovery::{
-    discard_engine_dir, FetcherConfig, KvRecovery, RecoveryError, RecoveryPhase, RecoveryProgress,
+    discard_engine_dir, KvRecovery, RecoveryError, RecoveryPhase, RecoveryProgress,
     RecoverySources, RecoveryTracker, RECOVERY_LOG_INTERVAL_MS,
 };
 use crate::scan::scan_session::{ScanSession, SessionOrigin};
@@ -324,7 +324,7 @@ impl Replica {
         let sources = RecoverySources {
             snapshots: schedule.committer.clone(),
             remote_logs: self.tiering.as_ref().map(|tiering| tiering.committer.clone()),
-            fetcher: FetcherConfig::DEFAULT,
+            fetcher: self.config.recovery_fetcher,
         };
         let recovery = KvRecovery {
             env: &self.env,

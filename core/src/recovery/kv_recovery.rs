@@ -508,7 +508,7 @@ mod tests {
     use crate::log::ChangeType;
     use crate::message::{NodeId, Request, Response};
     use crate::mutant::Mutants;
-    use crate::recovery::kv_restore::restore_engine;
+    use crate::recovery::kv_restore::{restore_engine, RANGED_FILE_BYTES_MIN};
     use crate::recovery::test_remote::MemRemote;
     use crate::recovery::DownloadRetry;
     use crate::scan::kv_scanner::testing::TestRuntime;
@@ -1055,5 +1055,50 @@ mod tests {
         assert_eq!(f.remote.gets(&paths[1]), 1, "downloading when the failure came");
         assert_eq!(f.remote.gets(&paths[3]), 0, "no download starts after the failure");
         assert_eq!(f.leftovers(), (vec![], 0), "no file written, no temp file or task left");
+    }
+    /// Adds one file of `size_bytes` the engine ignores to the newest kept snapshot; returns
+    /// the snapshot and the file's remote path.
+    fn with_large_file(f: &Fixture, size_bytes: usize) -> (CompletedSnapshot, String) {
+        let mut kept = f.coordinator.kept.lock().unwrap();
+        let snapshot = &mut kept[0];
+        let bytes: Vec<u8> = (0..size_bytes).map(|n| (n % 251) as u8).collect();
+        let remote_path = format!("{}/large", snapshot_dir(bucket(), snapshot.snapshot_id));
+        f.remote.insert(&remote_path, bytes.clone());
+        f.remote.set_latency_ms(&remote_path, 100);
+        snapshot.private_files.push(SnapshotFile {
+            remote_path: remote_path.clone(),
+            local_name: "large".to_string(),
+            size_bytes: bytes.len() as u64,
+            crc32c: crc32c::crc32c(&bytes),
+            sha256: content_sha256(&bytes),
+        });
+        (snapshot.clone(), remote_path)
+    }
+
+    #[test]
+    fn a_large_restore_file_downloads_as_ranges_on_every_free_download() {
+        let mut f = fixture();
+        f.snapshot(1, 4);
+        let size_bytes = 2 * RANGED_FILE_BYTES_MIN as usize + 100;
+        let (snapshot, path) = with_large_file(&f, size_bytes);
+        let (restored, downloaded) = restore(&mut f, snapshot.clone(), 3);
+        assert_eq!(restored, Ok(()));
+        assert_eq!(f.remote.gets(&path), 3, "one range per download, each asked once");
+        assert_eq!(f.remote.gets_running_max(), 3);
+        assert_eq!(downloaded, snapshot.size_bytes());
+        assert_eq!(f.leftovers(), (vec![], 0));
+    }
+
+    #[test]
+    fn a_large_restore_file_that_does_not_match_is_downloaded_again_whole_then_broken() {
+        let mut f = fixture();
+        f.snapshot(1, 4);
+        let (snapshot, path) = with_large_file(&f, RANGED_FILE_BYTES_MIN as usize + 1);
+        f.remote.corrupt(&path);
+        let (restored, _) = restore(&mut f, snapshot, 3);
+        assert!(matches!(restored, Err(KvRestoreError::Broken { snapshot_id: 1, .. })));
+        let attempts_max = DownloadRetry::DEFAULT.attempts_max;
+        assert_eq!(f.remote.gets(&path), 3 + (attempts_max - 1), "three ranges, then whole");
+        assert_eq!(f.leftovers(), (vec![], 0));
     }
 }

@@ -22,7 +22,8 @@
 //! Times are printed, never asserted. Every wait is bounded.
 //!
 //! Run: `cargo bench -p kvtablet-prod --bench kv_recovery` (64 MiB snapshot, 64 segments of
-//! 1 MiB, 20 ms per request, 40 MB/s per stream; about a minute on 2 cores). Environment:
+//! 1 MiB, 20 ms per request, 40 MB/s per stream; about 1.5 minutes on 2 cores, 256 MiB
+//! with 3 pairs about the same). Environment:
 //! `KVTABLET_BENCH_SNAPSHOT_MB`, `KVTABLET_BENCH_SEGMENTS`, `KVTABLET_BENCH_SEGMENT_KB`,
 //! `KVTABLET_BENCH_LATENCY_MS`, `KVTABLET_BENCH_STREAM_MBPS` (MB = 10^6 bytes),
 //! `KVTABLET_BENCH_PAIRS`; `-- --quick` or `KVTABLET_BENCH_QUICK=1` for 16 MiB and 16

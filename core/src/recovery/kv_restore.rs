@@ -13,7 +13,8 @@
 //!   of its own), and at most that many files are held (downloading or being written), so at
 //!   most that many files' bytes are in memory at once. A file larger than
 //!   [`RANGED_FILE_BYTES_MIN`] downloads as `download_threads` ranges that the free downloads
-//!   share (one large table file does not leave the others idle); it is checked whole, and
+//!   share (one large table file does not leave the others idle); it is checked whole in the
+//!   blocking work that writes it (not on the loop that keeps the downloads busy), and
 //!   downloaded again whole (with the attempts left) on a mismatch.
 //! - The first failure ends the restore: the downloads still running are aborted, the writes
 //!   already running are waited for, and every file written is deleted (its ledger entry
@@ -169,17 +170,11 @@ pub const RANGED_FILE_BYTES_MIN: u64 = 4 * 1024 * 1024;
 /// What one of the restore's futures ended with.
 enum Event {
     /// A whole file, checked against its record.
-    Whole {
-        file: usize,
-        outcome: Result<Vec<u8>, KvRestoreError>,
-    },
+    Whole { file: usize, outcome: Result<Vec<u8>, KvRestoreError> },
     /// Range `index` of a file downloaded in ranges (checked once the file is whole).
-    Range {
-        file: usize,
-        index: usize,
-        outcome: Result<Vec<u8>, KvRestoreError>,
-    },
-    Written(Result<TempFile, KvRestoreError>),
+    Range { file: usize, index: usize, outcome: Result<Vec<u8>, KvRestoreError> },
+    /// A file written; `None` when it was to be checked first and did not match its record.
+    Written { file: usize, outcome: Result<Option<TempFile>, KvRestoreError> },
 }
 
 /// A file downloading in ranges: the ranges received so far, in place.
@@ -269,32 +264,43 @@ async fn download_files(
         }
         let Some(event) = running.next().await else { break };
         let downloaded = match event {
-            Event::Written(outcome) => {
-                held -= 1;
-                match outcome {
-                    Ok(file) => {
-                        if let Some(tracker) = tracker {
-                            let size_bytes = file.size_bytes();
-                            tracker.update(|progress| progress.bytes_downloaded += size_bytes);
-                        }
-                        written.push(file);
-                        continue;
-                    }
-                    Err(error) => Err(error),
+            Event::Written { file, outcome: Ok(None) } => {
+                // Still held: downloaded again whole, or the snapshot is broken.
+                let path = &files[file].remote_path;
+                if retry.attempts_max <= 1 {
+                    let failure = RemoteError::Corrupt(format!("{path} does not match its record"));
+                    Err(final_failure(snapshot_id, files[file], failure))
+                } else {
+                    tracing::debug!(path, "a file downloaded in ranges does not match its record");
+                    again_whole.push_back(file);
+                    Ok(None)
                 }
+            }
+            Event::Written { outcome: Ok(Some(file)), .. } => {
+                held -= 1;
+                if let Some(tracker) = tracker {
+                    let size_bytes = file.size_bytes();
+                    tracker.update(|progress| progress.bytes_downloaded += size_bytes);
+                }
+                written.push(file);
+                continue;
+            }
+            Event::Written { outcome: Err(error), .. } => {
+                held -= 1;
+                Err(error)
             }
             Event::Whole { file, outcome } => {
                 downloads -= 1;
-                outcome.map(|bytes| Some((file, bytes)))
+                outcome.map(|bytes| Some((file, bytes, false)))
             }
             Event::Range { file, index, outcome } => {
                 downloads -= 1;
-                outcome.and_then(|bytes| {
+                outcome.map(|bytes| {
                     let range = ranged.get_mut(&file).expect("a ranged file is held");
                     range.parts[index] = Some(bytes);
                     range.received += 1;
                     if range.received < range.parts.len() {
-                        return Ok(None);
+                        return None;
                     }
                     let range = ranged.remove(&file).expect("just found");
                     // Sized by what arrived, not by the record's claim.
@@ -303,26 +309,17 @@ async fn download_files(
                     for part in range.parts.into_iter().flatten() {
                         bytes.extend_from_slice(&part);
                     }
-                    if matches_record(files[file], &bytes) {
-                        return Ok(Some((file, bytes)));
-                    }
-                    let path = &files[file].remote_path;
-                    if retry.attempts_max <= 1 {
-                        let failure =
-                            RemoteError::Corrupt(format!("{path} does not match its record"));
-                        return Err(final_failure(snapshot_id, files[file], failure));
-                    }
-                    tracing::debug!(path, "a file downloaded in ranges does not match its record");
-                    again_whole.push_back(file);
-                    Ok(None)
+                    // Checked with its write, off the loop that keeps the downloads busy.
+                    Some((file, bytes, true))
                 })
             }
         };
         match downloaded {
             // The bytes are dropped unwritten once the restore failed.
-            Ok(Some((file, bytes))) if failure.is_none() => {
+            Ok(Some((file, bytes, check))) if failure.is_none() => {
                 let path = format!("{checkpoint_dir}/{}", files[file].local_name);
-                running.push(write_file(env, path, &owner, bytes));
+                let record = check.then(|| files[file].clone());
+                running.push(write_file(env, file, path, &owner, bytes, record));
             }
             Ok(_) => {}
             // An aborted download's own outcome; the failure that aborted it is kept.
@@ -356,15 +353,27 @@ fn whole<'a>(
 }
 
 /// `bytes` written to `path` as a [`TempFile`] of `owner` (in the ledger before its first
-/// byte is written), as blocking work that runs to its end even when the restore fails.
-fn write_file<'a>(env: &'a Env, path: String, owner: &str, bytes: Vec<u8>) -> BoxFuture<'a, Event> {
+/// byte is written), as blocking work that runs to its end even when the restore fails; with
+/// a `record`, only if they match it (checked in the same blocking work).
+fn write_file<'a>(
+    env: &'a Env,
+    file: usize,
+    path: String,
+    owner: &str,
+    bytes: Vec<u8>,
+    record: Option<SnapshotFile>,
+) -> BoxFuture<'a, Event> {
     let mut temp = TempFile::register(env.fs.clone(), &env.ledger, path, owner);
     async move {
         let written = blocking(env, format!("write {}", temp.path()), move || {
-            temp.write(&bytes).map(|()| temp)
+            if record.is_some_and(|record| !matches_record(&record, &bytes)) {
+                return Ok(None);
+            }
+            temp.write(&bytes).map(|()| Some(temp))
         })
         .await;
-        Event::Written(written.and_then(|written| written.map_err(KvRestoreError::Local)))
+        let outcome = written.and_then(|written| written.map_err(KvRestoreError::Local));
+        Event::Written { file, outcome }
     }
     .boxed()
 }

@@ -16,8 +16,8 @@ use crate::ledger::ResourceKind;
 use crate::log::LogTablet;
 use crate::mutant::Mutant;
 use crate::recovery::{
-    discard_engine_dir, DownloadRetry, FetcherConfig, KvRecovery, RecoveryError, RecoveryPhase,
-    RecoveryProgress, RecoverySources, RecoveryTracker, RECOVERY_LOG_INTERVAL_MS,
+    discard_engine_dir, KvRecovery, RecoveryError, RecoveryPhase, RecoveryProgress,
+    RecoverySources, RecoveryTracker, RECOVERY_LOG_INTERVAL_MS,
 };
 use crate::scan::scan_session::{ScanSession, SessionOrigin};
 use crate::scan::ScannerManager;
@@ -334,8 +334,7 @@ impl Replica {
         let sources = RecoverySources {
             snapshots: schedule.committer.clone(),
             remote_logs: self.tiering.as_ref().map(|tiering| tiering.committer.clone()),
-            fetcher: FetcherConfig::DEFAULT,
-            download_retry: DownloadRetry::DEFAULT,
+            fetcher: self.config.recovery_fetcher,
         };
         let recovery = KvRecovery {
             env: &self.env,

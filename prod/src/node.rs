@@ -167,6 +167,8 @@ impl NodeConfig {
         }
         self.scanner.validate().map_err(NodeError::InvalidConfig)?;
         self.s3.validate().map_err(NodeError::InvalidConfig)?;
+        let fetcher = self.kv.recovery_fetcher.validate();
+        fetcher.map_err(|error| NodeError::InvalidConfig(error.to_string()))?;
         if self.snapshot_interval_ms == 0 {
             return Err(NodeError::InvalidConfig("the snapshot interval is 0".to_string()));
         }
@@ -1024,6 +1026,9 @@ mod tests {
         assert!(matches!(config.validate(), Err(NodeError::InvalidConfig(_))));
         let mut config = NodeConfig::new("/tmp/unused");
         config.snapshot_num_retained = 0;
+        assert!(matches!(config.validate(), Err(NodeError::InvalidConfig(_))));
+        let mut config = NodeConfig::new("/tmp/unused");
+        config.kv.recovery_fetcher.download_threads = config.kv.recovery_fetcher.prefetch_num + 1;
         assert!(matches!(config.validate(), Err(NodeError::InvalidConfig(_))));
     }
 }

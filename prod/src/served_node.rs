@@ -90,6 +90,7 @@ impl ServedNode {
             scanner: config.scanner,
             kv: KvTabletConfig {
                 pre_write_buffer_bytes_max: config.pre_write_buffer_bytes_max,
+                recovery_fetcher: config.recovery_fetcher,
                 ..KvTabletConfig::DEFAULT
             },
             table_paths: catalog

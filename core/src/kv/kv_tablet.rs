@@ -29,6 +29,7 @@ use crate::log::{
 use crate::message::KvWrite;
 use crate::mutant::Mutant;
 use crate::notify::Notify;
+use crate::recovery::FetcherConfig;
 use crate::table_bucket::TableBucket;
 use crate::task::{catch_blocking_panic, panic_message, run_blocking, stop_on_panic};
 
@@ -61,6 +62,9 @@ pub struct KvTabletConfig {
     /// that the pre-write buffer may hold; a put arriving while it holds this much or more is
     /// refused with `STORAGE_BACKPRESSURE` (retriable) before anything is written.
     pub pre_write_buffer_bytes_max: u64,
+    /// How a recovery from KV snapshots downloads (Fluss's `kv.recover.remote-log.*`): the
+    /// remote-log fetcher's window and downloads, and the same bound on the snapshot's files.
+    pub recovery_fetcher: FetcherConfig,
 }
 
 impl KvTabletConfig {
@@ -72,6 +76,7 @@ impl KvTabletConfig {
         flush_retry_backoff_ms_max: 1_000,
         read_wait_ms_max: 2_000,
         pre_write_buffer_bytes_max: 64 * 1024 * 1024,
+        recovery_fetcher: FetcherConfig::DEFAULT,
     };
 }
 

@@ -26,7 +26,6 @@ use crate::env::{Env, LocalFs};
 use crate::kv::changelog_replay::{apply_batches, check_progress, ReplayError};
 use crate::log::LogBatch;
 use crate::mutant::Mutant;
-use crate::recovery::download_retry::DownloadRetry;
 use crate::recovery::fetcher_config::{FetcherConfig, FetcherConfigError};
 use crate::recovery::kv_restore::RESTORE_SUFFIX;
 use crate::recovery::kv_restore::{restore_engine, KvRestoreError};
@@ -53,8 +52,9 @@ pub struct RecoverySources {
     pub snapshots: Arc<dyn SnapshotCommitter>,
     /// The remote tier's manifest; `None` when tiering is off.
     pub remote_logs: Option<Arc<dyn RemoteLogCommitter>>,
+    /// The remote-log fetcher's window and downloads; the snapshot's files are downloaded
+    /// with the same bound (`download_threads`) and retry.
     pub fetcher: FetcherConfig,
-    pub download_retry: DownloadRetry,
 }
 
 /// Why a recovery gave up.
@@ -144,6 +144,8 @@ impl KvRecovery<'_> {
     /// Restores the engine from the newest usable snapshot and replays the remote tier up to
     /// the local log's start, in at most [`RECOVERY_ATTEMPTS_MAX`] attempts.
     pub async fn run(&self) -> Result<Recovered, RecoveryError> {
+        // The restore and the fetcher share the bound: refused before anything is downloaded.
+        self.sources.fetcher.validate().map_err(RecoveryError::FetcherConfig)?;
         // What a recovery cut by a crash left (its fetcher never closed) goes first: the
         // directory is this bucket's, and a bucket recovers once at a time (its leadership
         // changes are serialised).
@@ -195,9 +197,9 @@ impl KvRecovery<'_> {
             progress.snapshot_id = snapshot.snapshot_id;
             progress.bytes_total = snapshot.files().map(|file| file.size_bytes).sum();
         });
-        let retry = &self.sources.download_retry;
+        let fetcher = &self.sources.fetcher;
         let restored =
-            restore_engine(self.env, &snapshot, self.engine_dir, retry, Some(self.tracker)).await;
+            restore_engine(self.env, &snapshot, self.engine_dir, fetcher, Some(self.tracker)).await;
         let engine = match restored {
             Ok(engine) => engine,
             Err(error) => {
@@ -506,7 +508,9 @@ mod tests {
     use crate::log::ChangeType;
     use crate::message::{NodeId, Request, Response};
     use crate::mutant::Mutants;
+    use crate::recovery::kv_restore::{restore_engine, RANGED_FILE_BYTES_MIN};
     use crate::recovery::test_remote::MemRemote;
+    use crate::recovery::DownloadRetry;
     use crate::scan::kv_scanner::testing::TestRuntime;
     use crate::snapshot::completed_snapshot::{content_sha256, snapshot_dir, SnapshotFile};
     use crate::tiering::RemoteLogManifest;
@@ -737,7 +741,6 @@ mod tests {
                 snapshots: self.coordinator.clone(),
                 remote_logs: self.tiering.then_some(remote_logs),
                 fetcher: FetcherConfig::DEFAULT,
-                download_retry: DownloadRetry::DEFAULT,
             };
             self.runtime.run(async move {
                 let tracker = RecoveryTracker::new(bucket(), env.clock.clone(), 1_000);
@@ -851,7 +854,6 @@ mod tests {
             snapshots: f.coordinator.clone(),
             remote_logs: Some(remote_logs),
             fetcher: FetcherConfig::DEFAULT,
-            download_retry: DownloadRetry::DEFAULT,
         };
         let cancelled = f.runtime.run(async move {
             let tracker = RecoveryTracker::new(bucket(), env.clock.clone(), 1_000);
@@ -974,5 +976,129 @@ mod tests {
         assert_eq!(error, RecoveryError::NoSnapshot { bucket: bucket(), broken: 1 });
         assert!(!error.is_retriable());
         assert_eq!(f.reported(), vec![1]);
+    }
+
+    /// Adds `count` files the engine ignores to the newest kept snapshot, each taking
+    /// `latency_ms` to download; returns the snapshot and the files' remote paths.
+    fn with_extra_files(
+        f: &Fixture,
+        count: usize,
+        latency_ms: u64,
+    ) -> (CompletedSnapshot, Vec<String>) {
+        let mut kept = f.coordinator.kept.lock().unwrap();
+        let snapshot = &mut kept[0];
+        let mut paths = Vec::new();
+        for n in 0..count {
+            let bytes = format!("extra file {n}").into_bytes();
+            let remote_path = format!("{}/extra-{n}", snapshot_dir(bucket(), snapshot.snapshot_id));
+            f.remote.insert(&remote_path, bytes.clone());
+            f.remote.set_latency_ms(&remote_path, latency_ms);
+            snapshot.private_files.push(SnapshotFile {
+                remote_path: remote_path.clone(),
+                local_name: format!("extra-{n}"),
+                size_bytes: bytes.len() as u64,
+                crc32c: crc32c::crc32c(&bytes),
+                sha256: content_sha256(&bytes),
+            });
+            paths.push(remote_path);
+        }
+        (snapshot.clone(), paths)
+    }
+
+    /// Restores `snapshot` with `download_threads` downloads at once; returns the outcome (the
+    /// engine dropped) and the progress's downloaded bytes.
+    fn restore(
+        f: &mut Fixture,
+        snapshot: CompletedSnapshot,
+        download_threads: usize,
+    ) -> (Result<(), KvRestoreError>, u64) {
+        let env = f.env.clone();
+        let fetcher = FetcherConfig { download_threads, ..FetcherConfig::DEFAULT };
+        f.runtime.run(async move {
+            let tracker = RecoveryTracker::new(bucket(), env.clock.clone(), 1_000);
+            tracker.start(1, RecoveryPhase::Download);
+            let restored =
+                restore_engine(&env, &snapshot, ENGINE_DIR, &fetcher, Some(&tracker)).await;
+            let downloaded = tracker.progress().map_or(0, |progress| progress.bytes_downloaded);
+            (restored.map(drop), downloaded)
+        })
+    }
+
+    #[test]
+    fn a_restore_downloads_at_most_download_threads_files_at_once() {
+        for download_threads in [1, 3] {
+            let mut f = fixture();
+            f.snapshot(1, 4);
+            let (snapshot, _) = with_extra_files(&f, 7, 100);
+            let (restored, downloaded) = restore(&mut f, snapshot.clone(), download_threads);
+            assert_eq!(restored, Ok(()));
+            assert_eq!(f.remote.gets_running_max(), download_threads);
+            assert_eq!(downloaded, snapshot.size_bytes(), "every file counts once");
+            assert_eq!(f.engine_values(), some(&["v0", "v1", "v2", "v3"]));
+            assert_eq!(f.leftovers(), (vec![], 0));
+        }
+    }
+
+    #[test]
+    fn a_restore_file_that_fails_for_good_cancels_the_others_and_leaves_no_file() {
+        let mut f = fixture();
+        f.snapshot(1, 4);
+        let (snapshot, paths) = with_extra_files(&f, 6, 10_000);
+        // The first extra file is missing (asked again with backoffs for about 1.5 s); two
+        // others are downloading then, and the rest wait for a free download.
+        f.remote.remove(&paths[0]);
+        f.remote.set_latency_ms(&paths[0], 0);
+        let (restored, _) = restore(&mut f, snapshot, 3);
+        assert!(matches!(restored, Err(KvRestoreError::Broken { snapshot_id: 1, .. })));
+        let attempts_max = DownloadRetry::DEFAULT.attempts_max;
+        assert_eq!(f.remote.gets(&paths[0]), attempts_max, "a missing object is asked again");
+        assert_eq!(f.remote.gets(&paths[1]), 1, "downloading when the failure came");
+        assert_eq!(f.remote.gets(&paths[3]), 0, "no download starts after the failure");
+        assert_eq!(f.leftovers(), (vec![], 0), "no file written, no temp file or task left");
+    }
+    /// Adds one file of `size_bytes` the engine ignores to the newest kept snapshot; returns
+    /// the snapshot and the file's remote path.
+    fn with_large_file(f: &Fixture, size_bytes: usize) -> (CompletedSnapshot, String) {
+        let mut kept = f.coordinator.kept.lock().unwrap();
+        let snapshot = &mut kept[0];
+        let bytes: Vec<u8> = (0..size_bytes).map(|n| (n % 251) as u8).collect();
+        let remote_path = format!("{}/large", snapshot_dir(bucket(), snapshot.snapshot_id));
+        f.remote.insert(&remote_path, bytes.clone());
+        f.remote.set_latency_ms(&remote_path, 100);
+        snapshot.private_files.push(SnapshotFile {
+            remote_path: remote_path.clone(),
+            local_name: "large".to_string(),
+            size_bytes: bytes.len() as u64,
+            crc32c: crc32c::crc32c(&bytes),
+            sha256: content_sha256(&bytes),
+        });
+        (snapshot.clone(), remote_path)
+    }
+
+    #[test]
+    fn a_large_restore_file_downloads_as_ranges_on_every_free_download() {
+        let mut f = fixture();
+        f.snapshot(1, 4);
+        let size_bytes = 2 * RANGED_FILE_BYTES_MIN as usize + 100;
+        let (snapshot, path) = with_large_file(&f, size_bytes);
+        let (restored, downloaded) = restore(&mut f, snapshot.clone(), 3);
+        assert_eq!(restored, Ok(()));
+        assert_eq!(f.remote.gets(&path), 3, "one range per download, each asked once");
+        assert_eq!(f.remote.gets_running_max(), 3);
+        assert_eq!(downloaded, snapshot.size_bytes());
+        assert_eq!(f.leftovers(), (vec![], 0));
+    }
+
+    #[test]
+    fn a_large_restore_file_that_does_not_match_is_downloaded_again_whole_then_broken() {
+        let mut f = fixture();
+        f.snapshot(1, 4);
+        let (snapshot, path) = with_large_file(&f, RANGED_FILE_BYTES_MIN as usize + 1);
+        f.remote.corrupt(&path);
+        let (restored, _) = restore(&mut f, snapshot, 3);
+        assert!(matches!(restored, Err(KvRestoreError::Broken { snapshot_id: 1, .. })));
+        let attempts_max = DownloadRetry::DEFAULT.attempts_max;
+        assert_eq!(f.remote.gets(&path), 3 + (attempts_max - 1), "three ranges, then whole");
+        assert_eq!(f.leftovers(), (vec![], 0));
     }
 }

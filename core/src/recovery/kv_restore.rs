@@ -6,12 +6,32 @@
 //! ledger, verified by the engine, and opened in the engine's directory; the temporary
 //! directory is removed whatever happens. The replay from the snapshot's `log_offset` is the
 //! caller's (the KV tablet's usual rebuild).
+//!
+//! Rules:
+//! - At most the fetcher's `download_threads` requests run at once (the bound of the
+//!   remote-log fetcher, [`FetcherConfig`]), as futures polled by the restore itself (no task
+//!   of its own), and at most that many files are held (downloading or being written), so at
+//!   most that many files' bytes are in memory at once. A file larger than
+//!   [`RANGED_FILE_BYTES_MIN`] downloads as `download_threads` ranges that the free downloads
+//!   share (one large table file does not leave the others idle); it is checked whole in the
+//!   blocking work that writes it (not on the loop that keeps the downloads busy), and
+//!   downloaded again whole (with the attempts left) on a mismatch.
+//! - The first failure ends the restore: the downloads still running are aborted, the writes
+//!   already running are waited for, and every file written is deleted (its ledger entry
+//!   with it) before the error is returned.
 
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
 use std::sync::Arc;
+
+use futures::future::{AbortHandle, Abortable, BoxFuture};
+use futures::stream::{FuturesUnordered, StreamExt};
+use futures::FutureExt;
 
 use crate::engine::{EngineError, KvEngine};
 use crate::env::{Env, FsError, LocalFs, RemoteError};
 use crate::recovery::download_retry::DownloadRetry;
+use crate::recovery::fetcher_config::FetcherConfig;
 use crate::recovery::recovery_progress::RecoveryTracker;
 use crate::recovery::temp_file::TempFile;
 use crate::snapshot::completed_snapshot::{content_sha256, CompletedSnapshot, SnapshotFile};
@@ -55,12 +75,13 @@ pub fn restore_dir(engine_dir: &str) -> String {
 
 pub(crate) const RESTORE_SUFFIX: &str = ".restore";
 
-/// Replaces whatever is in `engine_dir` with `snapshot`'s engine and opens it.
+/// Replaces whatever is in `engine_dir` with `snapshot`'s engine and opens it, downloading at
+/// most `fetcher.download_threads` files at once, each with `fetcher.retry`.
 pub async fn restore_engine(
     env: &Env,
     snapshot: &CompletedSnapshot,
     engine_dir: &str,
-    retry: &DownloadRetry,
+    fetcher: &FetcherConfig,
     tracker: Option<&RecoveryTracker>,
 ) -> Result<Arc<dyn KvEngine>, KvRestoreError> {
     let checkpoint_dir = restore_dir(engine_dir);
@@ -68,7 +89,7 @@ pub async fn restore_engine(
     // goes: nothing of it may outlive the restore.
     let mut guard = RestoreDirGuard { fs: env.fs.clone(), dir: Some(checkpoint_dir.clone()) };
     let restored =
-        download_and_open(env, snapshot, engine_dir, &checkpoint_dir, retry, tracker).await;
+        download_and_open(env, snapshot, engine_dir, &checkpoint_dir, fetcher, tracker).await;
     let fs = env.fs.clone();
     let dir = checkpoint_dir.clone();
     let name = format!("remove {checkpoint_dir} node{}", env.node_id);
@@ -106,10 +127,9 @@ async fn download_and_open(
     snapshot: &CompletedSnapshot,
     engine_dir: &str,
     checkpoint_dir: &str,
-    retry: &DownloadRetry,
+    fetcher: &FetcherConfig,
     tracker: Option<&RecoveryTracker>,
 ) -> Result<Arc<dyn KvEngine>, KvRestoreError> {
-    let owner = format!("node{} restore {}", env.node_id, snapshot.bucket);
     let (fs, dir) = (env.fs.clone(), checkpoint_dir.to_string());
     blocking(env, format!("prepare {checkpoint_dir}"), move || {
         fs.remove_dir_all(&dir)?;
@@ -118,24 +138,7 @@ async fn download_and_open(
     .await?
     .map_err(KvRestoreError::Local)?;
     // Deleted when dropped: once the engine has copied them, or on any failure.
-    let mut files: Vec<TempFile> = Vec::new();
-    for file in snapshot.files() {
-        let bytes = download_checked(env, snapshot.snapshot_id, file, retry).await?;
-        let mut temp = TempFile::register(
-            env.fs.clone(),
-            &env.ledger,
-            format!("{checkpoint_dir}/{}", file.local_name),
-            &owner,
-        );
-        let written = blocking(env, format!("write {}", temp.path()), move || {
-            temp.write(&bytes).map(|()| temp)
-        })
-        .await?;
-        files.push(written.map_err(KvRestoreError::Local)?);
-        if let Some(tracker) = tracker {
-            tracker.update(|progress| progress.bytes_downloaded += file.size_bytes);
-        }
-    }
+    let files = download_files(env, snapshot, checkpoint_dir, fetcher, tracker).await?;
     let (engines, dir, target) =
         (env.engines.clone(), checkpoint_dir.to_string(), engine_dir.to_string());
     let snapshot_id = snapshot.snapshot_id;
@@ -160,24 +163,274 @@ async fn download_and_open(
     Ok(engine)
 }
 
-/// `file`'s bytes, checked against its record, after at most `retry.attempts_max` attempts.
-async fn download_checked(
+/// A file larger than this downloads as `download_threads` ranges of (nearly) equal size, so
+/// that one large table file keeps every download busy; a smaller one in one request.
+pub const RANGED_FILE_BYTES_MIN: u64 = 4 * 1024 * 1024;
+
+/// What one of the restore's futures ended with.
+enum Event {
+    /// A whole file, checked against its record.
+    Whole { file: usize, outcome: Result<Vec<u8>, KvRestoreError> },
+    /// Range `index` of a file downloaded in ranges (checked once the file is whole).
+    Range { file: usize, index: usize, outcome: Result<Vec<u8>, KvRestoreError> },
+    /// A file written; `None` when it was to be checked first and did not match its record.
+    Written { file: usize, outcome: Result<Option<TempFile>, KvRestoreError> },
+}
+
+/// A file downloading in ranges: the ranges received so far, in place.
+struct Ranges {
+    range_bytes: u64,
+    parts: Vec<Option<Vec<u8>>>,
+    next_range: usize,
+    received: usize,
+}
+
+/// Every file of `snapshot`, written into `checkpoint_dir`. At most
+/// `fetcher.download_threads` requests run at once, and at most that many files are held
+/// (downloading, or downloaded and being written) at once, so at most that many files' bytes
+/// are in memory. A file of more than [`RANGED_FILE_BYTES_MIN`] downloads as ranges, which the free
+/// downloads take before a new file is started; the whole is checked against the file's
+/// record (a mismatch downloads it again whole, with the attempts left). On the first failure
+/// the downloads still running are aborted and the writes still running waited for; every
+/// file written is then deleted (dropped) before the failure is returned.
+async fn download_files(
+    env: &Env,
+    snapshot: &CompletedSnapshot,
+    checkpoint_dir: &str,
+    fetcher: &FetcherConfig,
+    tracker: Option<&RecoveryTracker>,
+) -> Result<Vec<TempFile>, KvRestoreError> {
+    // The configuration is validated by its owner; a zero would never download anything.
+    let download_threads = fetcher.download_threads.max(1);
+    let retry = &fetcher.retry;
+    let snapshot_id = snapshot.snapshot_id;
+    let owner = format!("node{} restore {}", env.node_id, snapshot.bucket);
+    let files: Vec<&SnapshotFile> = snapshot.files().collect();
+    let mut running: FuturesUnordered<BoxFuture<'_, Event>> = FuturesUnordered::new();
+    // The abort handles of the downloads started, aborted together on the first failure
+    // (aborting a download that has finished does nothing: a write runs to its end).
+    let mut aborts: Vec<AbortHandle> = Vec::new();
+    let mut downloads = 0;
+    // Files started and not yet written (their bytes may be in memory).
+    let mut held = 0;
+    let mut next_file = 0;
+    let mut ranged: BTreeMap<usize, Ranges> = BTreeMap::new();
+    // Files downloaded in ranges that did not match their record: downloaded again whole.
+    let mut again_whole: VecDeque<usize> = VecDeque::new();
+    let mut written = Vec::new();
+    let mut failure: Option<KvRestoreError> = None;
+    loop {
+        while failure.is_none() && downloads < download_threads {
+            let (abort, registration) = AbortHandle::new_pair();
+            let started: BoxFuture<'_, Event> = if let Some(index) = again_whole.pop_front() {
+                // The ranged download was its first attempt.
+                let attempts_max = retry.attempts_max - 1;
+                let file = files[index];
+                let download = download_checked(env, snapshot_id, file, retry, attempts_max);
+                whole(index, Abortable::new(download, registration))
+            } else if let Some((&index, range)) =
+                ranged.iter_mut().find(|(_, range)| range.next_range < range.parts.len())
+            {
+                let part = range.next_range;
+                range.next_range += 1;
+                let start = part as u64 * range.range_bytes;
+                let end = (start + range.range_bytes).min(files[index].size_bytes);
+                let download = download_range(env, snapshot_id, files[index], start..end, retry);
+                let download = Abortable::new(download, registration);
+                async move {
+                    let outcome = download.await.unwrap_or(Err(KvRestoreError::Abandoned));
+                    Event::Range { file: index, index: part, outcome }
+                }
+                .boxed()
+            } else if held < download_threads && next_file < files.len() {
+                let (index, file) = (next_file, files[next_file]);
+                next_file += 1;
+                held += 1;
+                if file.size_bytes > RANGED_FILE_BYTES_MIN {
+                    let range_bytes = file.size_bytes.div_ceil(download_threads as u64);
+                    let count = file.size_bytes.div_ceil(range_bytes) as usize;
+                    let parts = (0..count).map(|_| None).collect();
+                    ranged.insert(index, Ranges { range_bytes, parts, next_range: 0, received: 0 });
+                    continue;
+                }
+                let download = download_checked(env, snapshot_id, file, retry, retry.attempts_max);
+                whole(index, Abortable::new(download, registration))
+            } else {
+                break;
+            };
+            aborts.push(abort);
+            downloads += 1;
+            running.push(started);
+        }
+        let Some(event) = running.next().await else { break };
+        let downloaded = match event {
+            Event::Written { file, outcome: Ok(None) } => {
+                // Still held: downloaded again whole, or the snapshot is broken.
+                let path = &files[file].remote_path;
+                if retry.attempts_max <= 1 {
+                    let failure = RemoteError::Corrupt(format!("{path} does not match its record"));
+                    Err(final_failure(snapshot_id, files[file], failure))
+                } else {
+                    tracing::debug!(path, "a file downloaded in ranges does not match its record");
+                    again_whole.push_back(file);
+                    Ok(None)
+                }
+            }
+            Event::Written { outcome: Ok(Some(file)), .. } => {
+                held -= 1;
+                if let Some(tracker) = tracker {
+                    let size_bytes = file.size_bytes();
+                    tracker.update(|progress| progress.bytes_downloaded += size_bytes);
+                }
+                written.push(file);
+                continue;
+            }
+            Event::Written { outcome: Err(error), .. } => {
+                held -= 1;
+                Err(error)
+            }
+            Event::Whole { file, outcome } => {
+                downloads -= 1;
+                outcome.map(|bytes| Some((file, bytes, false)))
+            }
+            Event::Range { file, index, outcome } => {
+                downloads -= 1;
+                outcome.map(|bytes| {
+                    let range = ranged.get_mut(&file).expect("a ranged file is held");
+                    range.parts[index] = Some(bytes);
+                    range.received += 1;
+                    if range.received < range.parts.len() {
+                        return None;
+                    }
+                    let range = ranged.remove(&file).expect("just found");
+                    // Sized by what arrived, not by the record's claim.
+                    let received_bytes = range.parts.iter().flatten().map(Vec::len).sum();
+                    let mut bytes = Vec::with_capacity(received_bytes);
+                    for part in range.parts.into_iter().flatten() {
+                        bytes.extend_from_slice(&part);
+                    }
+                    // Checked with its write, off the loop that keeps the downloads busy.
+                    Some((file, bytes, true))
+                })
+            }
+        };
+        match downloaded {
+            // The bytes are dropped unwritten once the restore failed.
+            Ok(Some((file, bytes, check))) if failure.is_none() => {
+                let path = format!("{checkpoint_dir}/{}", files[file].local_name);
+                let record = check.then(|| files[file].clone());
+                running.push(write_file(env, file, path, &owner, bytes, record));
+            }
+            Ok(_) => {}
+            // An aborted download's own outcome; the failure that aborted it is kept.
+            Err(error) if failure.is_some() => {
+                tracing::debug!(%error, "a restore download ended after another failed");
+            }
+            Err(error) => {
+                for abort in &aborts {
+                    abort.abort();
+                }
+                failure = Some(error);
+            }
+        }
+    }
+    // On a failure, the files written are dropped (deleted) here.
+    match failure {
+        None => Ok(written),
+        Some(error) => Err(error),
+    }
+}
+
+fn whole<'a>(
+    file: usize,
+    download: Abortable<impl Future<Output = Result<Vec<u8>, KvRestoreError>> + Send + 'a>,
+) -> BoxFuture<'a, Event> {
+    async move {
+        let outcome = download.await.unwrap_or(Err(KvRestoreError::Abandoned));
+        Event::Whole { file, outcome }
+    }
+    .boxed()
+}
+
+/// `bytes` written to `path` as a [`TempFile`] of `owner` (in the ledger before its first
+/// byte is written), as blocking work that runs to its end even when the restore fails; with
+/// a `record`, only if they match it (checked in the same blocking work).
+fn write_file<'a>(
+    env: &'a Env,
+    file: usize,
+    path: String,
+    owner: &str,
+    bytes: Vec<u8>,
+    record: Option<SnapshotFile>,
+) -> BoxFuture<'a, Event> {
+    let mut temp = TempFile::register(env.fs.clone(), &env.ledger, path, owner);
+    async move {
+        let written = blocking(env, format!("write {}", temp.path()), move || {
+            if record.is_some_and(|record| !matches_record(&record, &bytes)) {
+                return Ok(None);
+            }
+            temp.write(&bytes).map(|()| Some(temp))
+        })
+        .await;
+        let outcome = written.and_then(|written| written.map_err(KvRestoreError::Local));
+        Event::Written { file, outcome }
+    }
+    .boxed()
+}
+
+/// Whether `bytes` are `file`'s, by size, CRC-32C and SHA-256.
+fn matches_record(file: &SnapshotFile, bytes: &[u8]) -> bool {
+    bytes.len() as u64 == file.size_bytes
+        && crc32c::crc32c(bytes) == file.crc32c
+        && content_sha256(bytes) == file.sha256
+}
+
+/// `range` of `file`, after at most `retry.attempts_max` attempts; a missing object is asked
+/// again too, as a whole file is. The bytes are checked once the file is whole.
+async fn download_range(
     env: &Env,
     snapshot_id: u64,
     file: &SnapshotFile,
+    range: std::ops::Range<u64>,
     retry: &DownloadRetry,
 ) -> Result<Vec<u8>, KvRestoreError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
+        let failure = match env.remote.get_range(&file.remote_path, range.clone()).await {
+            Ok(bytes) => return Ok(bytes),
+            Err(error) => error,
+        };
+        let retriable = failure.is_retriable() || matches!(failure, RemoteError::NotFound(_));
+        if !retriable || attempt >= retry.attempts_max {
+            return Err(final_failure(snapshot_id, file, failure));
+        }
+        let backoff_ms = retry.backoff_ms(attempt, env.entropy.as_ref());
+        env.clock.sleep(backoff_ms).await;
+    }
+}
+
+/// A download's last failure: a file missing or damaged breaks the snapshot.
+fn final_failure(snapshot_id: u64, file: &SnapshotFile, failure: RemoteError) -> KvRestoreError {
+    if matches!(failure, RemoteError::Corrupt(_) | RemoteError::NotFound(_)) {
+        return KvRestoreError::Broken { snapshot_id, detail: failure.to_string() };
+    }
+    KvRestoreError::Remote { path: file.remote_path.clone(), source: failure }
+}
+
+/// `file`'s bytes, checked against its record, after at most `attempts_max` attempts.
+async fn download_checked(
+    env: &Env,
+    snapshot_id: u64,
+    file: &SnapshotFile,
+    retry: &DownloadRetry,
+    attempts_max: u32,
+) -> Result<Vec<u8>, KvRestoreError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
         let failure = match env.remote.get(&file.remote_path).await {
-            Ok(bytes)
-                if bytes.len() as u64 == file.size_bytes
-                    && crc32c::crc32c(&bytes) == file.crc32c
-                    && content_sha256(&bytes) == file.sha256 =>
-            {
-                return Ok(bytes);
-            }
+            Ok(bytes) if matches_record(file, &bytes) => return Ok(bytes),
             // Damaged in transit or at rest: a retry tells the two apart.
             Ok(_) => {
                 RemoteError::Corrupt(format!("{} does not match its record", file.remote_path))
@@ -186,11 +439,8 @@ async fn download_checked(
         };
         // A missing object may be a listing that has not caught up yet: asked again too.
         let retriable = failure.is_retriable() || matches!(failure, RemoteError::NotFound(_));
-        if !retriable || attempt >= retry.attempts_max {
-            if matches!(failure, RemoteError::Corrupt(_) | RemoteError::NotFound(_)) {
-                return Err(KvRestoreError::Broken { snapshot_id, detail: failure.to_string() });
-            }
-            return Err(KvRestoreError::Remote { path: file.remote_path.clone(), source: failure });
+        if !retriable || attempt >= attempts_max {
+            return Err(final_failure(snapshot_id, file, failure));
         }
         let backoff_ms = retry.backoff_ms(attempt, env.entropy.as_ref());
         env.clock.sleep(backoff_ms).await;

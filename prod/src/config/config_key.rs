@@ -285,6 +285,30 @@ pub const KEYS: &[ConfigKey] = &[
         },
     },
     ConfigKey {
+        name: "kv.recover.remote-log.prefetch-num",
+        default: "4",
+        doc: "When a bucket's engine is recovered from a KV snapshot, the tiered changelog \
+              segments downloaded (or downloading) ahead of the replay, at most (1 to 64; each \
+              may hold a whole segment on local disk). At least \
+              kv.recover.remote-log.download-threads.",
+        apply: |config, value| {
+            config.recovery_fetcher.prefetch_num = whole_number(value)?;
+            Ok(())
+        },
+    },
+    ConfigKey {
+        name: "kv.recover.remote-log.download-threads",
+        default: "3",
+        doc: "When a bucket's engine is recovered from a KV snapshot, the downloads running at \
+              once, at most: of the snapshot's files, then of the tiered changelog segments \
+              (1 to 32, and at most kv.recover.remote-log.prefetch-num). At most this many \
+              files' bytes are held in memory at once.",
+        apply: |config, value| {
+            config.recovery_fetcher.download_threads = whole_number(value)?;
+            Ok(())
+        },
+    },
+    ConfigKey {
         name: "log.segment.file-size",
         default: "1 mb",
         doc: "A changelog segment is rolled before it grows past this size (between 1 kb and \
@@ -497,6 +521,11 @@ fn part_size(value: &str) -> Result<u64, String> {
     Some(parse_size_bytes(value)?)
         .filter(|bytes| (S3_PART_BYTES_MIN..=S3_PART_BYTES_MAX).contains(bytes))
         .ok_or_else(|| "must be between 5 mb and 5 gb".to_string())
+}
+
+/// A whole number, bounded by whoever uses it.
+fn whole_number(value: &str) -> Result<usize, String> {
+    value.trim().parse::<usize>().map_err(|_| "expected a whole number".to_string())
 }
 
 fn positive_u32(value: &str) -> Result<u32, String> {

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use kvtablet_core::kv::KvTabletConfig;
 use kvtablet_core::lease::EXPIRATION_CHECK_INTERVAL_MS_DEFAULT;
 use kvtablet_core::log::{LocalRetention, LogConfig};
+use kvtablet_core::recovery::FetcherConfig;
 use kvtablet_core::scan::ScannerConfig;
 use kvtablet_core::snapshot::snapshot_store::NUM_RETAINED_DEFAULT;
 use kvtablet_core::snapshot::SNAPSHOT_INTERVAL_MS_DEFAULT;
@@ -54,6 +55,10 @@ pub struct ServeConfig {
     pub snapshot_num_retained: u32,
     /// `kv.snapshot.lease.expiration-check-interval`.
     pub lease_expiration_check_interval_ms: u64,
+    /// `kv.recover.remote-log.prefetch-num` and `kv.recover.remote-log.download-threads`:
+    /// how a recovery from KV snapshots downloads the snapshot's files and the tiered
+    /// changelog (validated against each other at start-up).
+    pub recovery_fetcher: FetcherConfig,
     /// `kv.rocksdb.writebuffer.size`: each bucket's RocksDB memtable, in bytes.
     pub engine_write_buffer_bytes: usize,
     /// `log.segment.file-size`: a changelog segment is rolled before it grows past this.
@@ -85,6 +90,7 @@ impl Default for ServeConfig {
             snapshot_interval_ms: SNAPSHOT_INTERVAL_MS_DEFAULT,
             snapshot_num_retained: SNAPSHOT_NUM_RETAINED_DEFAULT,
             lease_expiration_check_interval_ms: EXPIRATION_CHECK_INTERVAL_MS_DEFAULT,
+            recovery_fetcher: FetcherConfig::DEFAULT,
             engine_write_buffer_bytes: WRITE_BUFFER_BYTES_DEFAULT,
             segment_bytes_max: LogConfig::DEFAULT.segment_bytes_max,
             tiering_interval_ms: TIERING_INTERVAL_MS_DEFAULT,
@@ -210,6 +216,10 @@ impl ServeConfig {
         self.scanner.validate().map_err(ConfigError::Invalid)?;
         self.wire.check().map_err(ConfigError::Invalid)?;
         self.s3.validate().map_err(ConfigError::Invalid)?;
+        // The fetcher's own rule: each key's bounds, and the threads within the slots.
+        self.recovery_fetcher
+            .validate()
+            .map_err(|error| ConfigError::Invalid(error.to_string()))?;
         if self.metrics_listen == Some(self.listen) && self.listen.port() != 0 {
             return Err(ConfigError::Invalid(format!(
                 "{BIND_LISTENERS} and {METRICS_LISTEN} are both {}",
@@ -323,6 +333,48 @@ mod tests {
             let refused = ServeConfig::from_sources(None, &[Setting::new(key, value, "-D")]);
             assert_eq!(bad_key(refused), key, "{key} = {value}");
         }
+    }
+
+    #[test]
+    fn recovery_download_keys_take_flusss_defaults_and_refuse_what_the_fetcher_refuses() {
+        let config = ServeConfig::from_sources(None, &[]).expect("defaults");
+        assert_eq!(config.recovery_fetcher, FetcherConfig::DEFAULT);
+        assert_eq!(
+            (config.recovery_fetcher.prefetch_num, config.recovery_fetcher.download_threads),
+            (4, 3)
+        );
+        let config =
+            from_file("[kv.recover.remote-log]\nprefetch-num = 8\ndownload-threads = \"6\"")
+                .expect("parses");
+        assert_eq!(
+            (config.recovery_fetcher.prefetch_num, config.recovery_fetcher.download_threads),
+            (8, 6)
+        );
+        let cases = [
+            (("0", "1"), "kv.recover.remote-log.prefetch-num must be 1 to 64, not 0"),
+            (("65", "3"), "kv.recover.remote-log.prefetch-num must be 1 to 64, not 65"),
+            (("4", "0"), "kv.recover.remote-log.download-threads must be 1 to 32, not 0"),
+            (("64", "33"), "kv.recover.remote-log.download-threads must be 1 to 32, not 33"),
+            (("2", "3"), "download-threads (3) exceeds kv.recover.remote-log.prefetch-num (2)"),
+        ];
+        for ((prefetch_num, download_threads), expected) in cases {
+            let settings = [
+                Setting::new("kv.recover.remote-log.prefetch-num", prefetch_num, "-D"),
+                Setting::new("kv.recover.remote-log.download-threads", download_threads, "-D"),
+            ];
+            match ServeConfig::from_sources(None, &settings) {
+                Err(error @ ConfigError::Invalid(_)) => {
+                    let message = error.to_string();
+                    assert!(message.contains(expected), "{message}");
+                }
+                other => panic!("{prefetch_num}/{download_threads}: {other:?}"),
+            }
+        }
+        let not_a_number = [Setting::new("kv.recover.remote-log.prefetch-num", "-1", "-D")];
+        assert_eq!(
+            bad_key(ServeConfig::from_sources(None, &not_a_number)),
+            "kv.recover.remote-log.prefetch-num"
+        );
     }
 
     #[test]
@@ -440,6 +492,7 @@ mod tests {
         assert_eq!(config.segment_bytes_max, 1024 * 1024);
         assert_eq!(config.tiering_interval_ms, 60_000);
         assert_eq!(config.local_retention, LocalRetention::default());
+        assert_eq!(config.recovery_fetcher, FetcherConfig::DEFAULT);
     }
 
     /// The local retention keys, with `off` and their bounds.

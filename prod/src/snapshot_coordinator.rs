@@ -11,7 +11,9 @@
 use std::sync::{Arc, Weak};
 
 use futures::future::{BoxFuture, FutureExt};
-use kvtablet_core::env::{RemoteError, RpcHandler};
+use kvtablet_core::env::{Clock, LocalFs, RemoteError, RpcHandler};
+use kvtablet_core::ledger::Ledger;
+use kvtablet_core::mutant::Mutants;
 use kvtablet_core::error::{ApiError, ErrorCode};
 use kvtablet_core::lease::{KvSnapshotLeaseManager, LeaseConfig, LeaseError};
 use kvtablet_core::message::{NodeId, Request, Response};
@@ -46,16 +48,41 @@ pub fn open_snapshot_store(
     num_retained: usize,
     leases: LeaseConfig,
 ) -> Result<Arc<SnapshotStore>, SnapshotStoreOpenError> {
+    let parts = CoordinatorParts {
+        fs: env.fs.clone(),
+        clock: env.clock.clone(),
+        ledger: env.ledger.clone(),
+        mutants: env.mutants,
+    };
+    open_snapshot_store_on(&parts, num_retained, leases)
+}
+
+/// The parts of the node's environment the coordinator's stores use (the lease benchmark opens
+/// the stores on them without a whole node).
+#[derive(Clone)]
+pub struct CoordinatorParts {
+    pub fs: Arc<dyn LocalFs>,
+    pub clock: Arc<dyn Clock>,
+    pub ledger: Ledger,
+    pub mutants: Mutants,
+}
+
+/// [`open_snapshot_store`] on `parts`.
+pub fn open_snapshot_store_on(
+    parts: &CoordinatorParts,
+    num_retained: usize,
+    leases: LeaseConfig,
+) -> Result<Arc<SnapshotStore>, SnapshotStoreOpenError> {
     let leases = KvSnapshotLeaseManager::open(
-        env.fs.clone(),
+        parts.fs.clone(),
         LEASE_DIR.to_string(),
-        env.clock.clone(),
-        env.ledger.clone(),
-        LeaseConfig { mutants: env.mutants, ..leases },
+        parts.clock.clone(),
+        parts.ledger.clone(),
+        LeaseConfig { mutants: parts.mutants, ..leases },
     )?;
-    let config = SnapshotStoreConfig { num_retained, mutants: env.mutants };
+    let config = SnapshotStoreConfig { num_retained, mutants: parts.mutants };
     let store = SnapshotStore::open_with_leases(
-        env.fs.clone(),
+        parts.fs.clone(),
         SNAPSHOT_STORE_DIR.to_string(),
         config,
         Arc::new(leases),

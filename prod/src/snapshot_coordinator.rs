@@ -12,11 +12,14 @@ use std::sync::{Arc, Weak};
 
 use futures::future::{BoxFuture, FutureExt};
 use kvtablet_core::env::{Clock, LocalFs, RemoteError, RpcHandler};
-use kvtablet_core::ledger::Ledger;
-use kvtablet_core::mutant::Mutants;
 use kvtablet_core::error::{ApiError, ErrorCode};
+use kvtablet_core::lease::lease_remote::{
+    fetch_remote_lease_copies, mirror_leases, RemoteLeaseCopies,
+};
 use kvtablet_core::lease::{KvSnapshotLeaseManager, LeaseConfig, LeaseError};
+use kvtablet_core::ledger::Ledger;
 use kvtablet_core::message::{NodeId, Request, Response};
+use kvtablet_core::mutant::Mutants;
 use kvtablet_core::snapshot::lease_expiry_loop::run_lease_expiry_loop;
 use kvtablet_core::snapshot::snapshot_service::{
     delete_remote_objects, LeaderEpochOf, SnapshotService,
@@ -43,7 +46,12 @@ pub const LEASE_DIR: &str = "coordinator/kv-snapshot-leases";
 /// down lets its snapshots go; the start-up orphan sweep deletes their files). A damaged
 /// bucket or lease file refuses the open: the node must not decide from a record it cannot
 /// read which remote files may go.
-pub fn open_snapshot_store(
+///
+/// The leases are also kept in remote storage (`REMOTE_LEASE_ROOT`): their copies are fetched
+/// first, and a lease directory that was lost (or a fresh data directory on the same remote
+/// storage) gets its leases back from them (`KvSnapshotLeaseManager::open_with_remote` has the
+/// rule). Then the copies that are behind are put and those superseded deleted.
+pub async fn open_snapshot_store(
     env: &Env,
     num_retained: usize,
     leases: LeaseConfig,
@@ -54,7 +62,14 @@ pub fn open_snapshot_store(
         ledger: env.ledger.clone(),
         mutants: env.mutants,
     };
-    open_snapshot_store_on(&parts, num_retained, leases)
+    let copies = fetch_remote_lease_copies(env.remote.clone(), env.clock.clone()).await?;
+    let store = open_snapshot_store_on(&parts, num_retained, leases, Some(copies))?;
+    if let Some(lease_manager) = store.leases() {
+        if let Some(mirroring) = mirror_leases(lease_manager, &env.remote, &env.clock) {
+            mirroring.await;
+        }
+    }
+    Ok(store)
 }
 
 /// The parts of the node's environment the coordinator's stores use (the lease benchmark opens
@@ -67,18 +82,21 @@ pub struct CoordinatorParts {
     pub mutants: Mutants,
 }
 
-/// [`open_snapshot_store`] on `parts`.
+/// [`open_snapshot_store`] on `parts`, given the remote lease copies (`None`: the leases are
+/// kept locally only, as the lease benchmark keeps them).
 pub fn open_snapshot_store_on(
     parts: &CoordinatorParts,
     num_retained: usize,
     leases: LeaseConfig,
+    remote_copies: Option<RemoteLeaseCopies>,
 ) -> Result<Arc<SnapshotStore>, SnapshotStoreOpenError> {
-    let leases = KvSnapshotLeaseManager::open(
+    let leases = KvSnapshotLeaseManager::open_with_remote(
         parts.fs.clone(),
         LEASE_DIR.to_string(),
         parts.clock.clone(),
         parts.ledger.clone(),
         LeaseConfig { mutants: parts.mutants, ..leases },
+        remote_copies,
     )?;
     let config = SnapshotStoreConfig { num_retained, mutants: parts.mutants };
     let store = SnapshotStore::open_with_leases(
@@ -224,6 +242,10 @@ impl RpcHandler for SnapshotCoordinator {
                 Some((service, Some((response, cleanup)))) => {
                     if !cleanup.is_empty() {
                         SnapshotCoordinator::spawn_deletion(&env, &service, cleanup);
+                    }
+                    // A lease change is answered once remote storage has it too.
+                    if let Some(mirroring) = service.mirror_leases() {
+                        mirroring.await;
                     }
                     response
                 }

@@ -272,6 +272,14 @@ impl SnapshotService {
         self.lease_sweeper.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Brings the remote lease copies up to the leases (`lease_remote::mirror_leases`); `None`
+    /// when there is nothing to do. The coordinator awaits it before it answers a request (so
+    /// that an acknowledged lease change is in remote storage too, unless remote storage
+    /// failed), and after every expiry check.
+    pub fn mirror_leases(&self) -> Option<BoxFuture<'static, ()>> {
+        crate::lease::lease_remote::mirror_leases(self.store.leases()?, &self.remote, &self.clock)
+    }
+
     /// Deletes `cleanup`'s remote objects, each retried with backoff on transient failures.
     /// Returns the paths still there (the orphan sweep's).
     pub fn delete(&self, cleanup: Cleanup) -> BoxFuture<'static, Vec<String>> {

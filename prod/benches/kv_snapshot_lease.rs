@@ -2,18 +2,22 @@
 //! snapshot store opened as the node opens them (`snapshot_coordinator::open_snapshot_store_on`)
 //! on the real disk file system (`DiskFs`, every write synced) in a temporary directory. Only
 //! the wall clock is the bench's: the real one plus an offset the bench moves, so that the
-//! expiry check finds the leases it is meant to find. The remote copies of the leases are off
-//! (`None`): the figures are those of the local files, the part a request waits for under the
-//! store's lock; a remote copy's put follows outside the lock.
+//! expiry check finds the leases it is meant to find. The leases are kept in remote storage
+//! too, as the node keeps them (`ObjectStoreRemote::local` on the same disk, the default
+//! `remote.data.dir`), but passes A and B time the store's calls alone (the part a request
+//! waits for under the store's lock); pass A+R times each call together with the
+//! `mirror_leases` that the coordinator awaits before it answers (the remote copy's put, and
+//! the deletion of the superseded or released copy).
 //!
 //! Set-up: `BUCKETS` (10,000) buckets, each with one committed snapshot (allocated and
 //! committed through the store, as a leader's commit is), so that every acquire pins a real,
 //! kept snapshot.
 //!
-//! Interleaved passes (A B A B ...), each a second or more:
+//! Interleaved passes (A A+R B, A A+R B, ...), each a second or more:
 //! - A, many small leases: `BUCKETS / SMALL_LEASE_BUCKETS` leases of `SMALL_LEASE_BUCKETS`
 //!   buckets each (10,000 buckets leased in total), acquired one call each, then each released
 //!   in one call (which drops the lease and removes its file).
+//! - A+R: A with the remote copies: each call and then the coordinator's `mirror_leases`.
 //! - B, one big lease: one acquire of all 10,000 buckets, `RENEWALS` renewals of it (an acquire
 //!   with no bucket, which resets the expiration), then its release in calls of
 //!   `BIG_RELEASE_BUCKETS` buckets.
@@ -39,8 +43,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use kvtablet_core::env::Clock;
+use kvtablet_core::env::{Clock, RemoteStorage};
 use kvtablet_core::lease::lease_file::{encode_lease_file, lease_file_name};
+use kvtablet_core::lease::lease_remote::{mirror_leases, RemoteLeaseCopies};
 use kvtablet_core::lease::{KvSnapshotLease, LeaseConfig};
 use kvtablet_core::ledger::Ledger;
 use kvtablet_core::mutant::Mutants;
@@ -48,6 +53,7 @@ use kvtablet_core::snapshot::completed_snapshot::{shared_file_path, snapshot_dir
 use kvtablet_core::snapshot::{CompletedSnapshot, SnapshotFile, SnapshotStore};
 use kvtablet_core::TableBucket;
 use kvtablet_prod::disk_fs::DiskFs;
+use kvtablet_prod::object_store_remote::ObjectStoreRemote;
 use kvtablet_prod::snapshot_coordinator::{open_snapshot_store_on, CoordinatorParts, LEASE_DIR};
 use kvtablet_prod::system_clock::SystemClock;
 
@@ -169,8 +175,41 @@ impl Figures {
     }
 }
 
-/// Pass A: 1,000 leases of 10 buckets acquired, then each released whole.
-fn small_leases_pass(store: &SnapshotStore, figures: &mut Figures) {
+/// The coordinator's remote side, for pass A+R.
+struct Mirror<'a> {
+    runtime: &'a tokio::runtime::Runtime,
+    remote: Arc<dyn RemoteStorage>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Mirror<'_> {
+    fn run(&self, store: &SnapshotStore) {
+        let leases = store.leases().expect("leases");
+        if let Some(mirroring) = mirror_leases(leases, &self.remote, &self.clock) {
+            self.runtime.block_on(mirroring);
+        }
+    }
+}
+
+/// Pass A: 1,000 leases of 10 buckets acquired, then each released whole (pass A+R: each call
+/// followed by the mirroring of the remote copies).
+fn small_leases_pass(store: &SnapshotStore, mirror: Option<&Mirror<'_>>, figures: &mut Figures) {
+    let name = |figure: &'static str| -> &'static str {
+        match (mirror.is_some(), figure) {
+            (false, _) => figure,
+            (true, "A acquire median") => "A+R acquire median",
+            (true, "A acquire p99") => "A+R acquire p99",
+            (true, "A acquire throughput") => "A+R acquire throughput",
+            (true, "A release median") => "A+R release median",
+            (true, "A release p99") => "A+R release p99",
+            (true, _) => "A+R release throughput",
+        }
+    };
+    let mirrored = |store: &SnapshotStore| {
+        if let Some(mirror) = mirror {
+            mirror.run(store);
+        }
+    };
     let leases = BUCKETS / SMALL_LEASE_BUCKETS;
     let mut acquires = Vec::with_capacity(leases);
     let started = Instant::now();
@@ -178,8 +217,11 @@ fn small_leases_pass(store: &SnapshotStore, figures: &mut Figures) {
         let pins: Vec<(TableBucket, u64)> = (0..SMALL_LEASE_BUCKETS)
             .map(|offset| (bucket(lease * SMALL_LEASE_BUCKETS + offset), SNAPSHOT_ID))
             .collect();
-        let (acquired, took) =
-            timed(|| store.acquire_lease(&format!("small-{lease}"), DAY_MS, &pins));
+        let (acquired, took) = timed(|| {
+            let acquired = store.acquire_lease(&format!("small-{lease}"), DAY_MS, &pins);
+            mirrored(store);
+            acquired
+        });
         let acquired = acquired.expect("acquired");
         assert!(acquired.unavailable.is_empty(), "every pinned snapshot is kept");
         acquires.push(took);
@@ -193,7 +235,11 @@ fn small_leases_pass(store: &SnapshotStore, figures: &mut Figures) {
         let buckets: Vec<TableBucket> = (0..SMALL_LEASE_BUCKETS)
             .map(|offset| bucket(lease * SMALL_LEASE_BUCKETS + offset))
             .collect();
-        let (released, took) = timed(|| store.release_lease(&format!("small-{lease}"), &buckets));
+        let (released, took) = timed(|| {
+            let released = store.release_lease(&format!("small-{lease}"), &buckets);
+            mirrored(store);
+            released
+        });
         assert!(released.expect("released").is_empty(), "the snapshots are retained");
         releases.push(took);
     }
@@ -201,19 +247,24 @@ fn small_leases_pass(store: &SnapshotStore, figures: &mut Figures) {
     assert_eq!(store.leases().expect("leases").gauges().lease_count, 0);
     let (acquire_median, acquire_p99) = median_p99(&mut acquires);
     let (release_median, release_p99) = median_p99(&mut releases);
+    if mirror.is_some() {
+        let leases = store.leases().expect("leases");
+        assert!(leases.remote_is_current(), "every copy put and deleted");
+    }
     println!(
-        "  A, {leases} leases x {SMALL_LEASE_BUCKETS} buckets: acquire median {acquire_median:.0} \
+        "  {}, {leases} leases x {SMALL_LEASE_BUCKETS} buckets: acquire median {acquire_median:.0} \
          us p99 {acquire_p99:.0} us, {:.0} calls/s; release (whole lease) median \
          {release_median:.0} us p99 {release_p99:.0} us, {:.0} calls/s",
+        if mirror.is_some() { "A+R" } else { "A" },
         leases as f64 / acquire_secs,
         leases as f64 / release_secs
     );
-    figures.add("A acquire median", acquire_median, "us");
-    figures.add("A acquire p99", acquire_p99, "us");
-    figures.add("A acquire throughput", leases as f64 / acquire_secs, "calls/s");
-    figures.add("A release median", release_median, "us");
-    figures.add("A release p99", release_p99, "us");
-    figures.add("A release throughput", leases as f64 / release_secs, "calls/s");
+    figures.add(name("A acquire median"), acquire_median, "us");
+    figures.add(name("A acquire p99"), acquire_p99, "us");
+    figures.add(name("A acquire throughput"), leases as f64 / acquire_secs, "calls/s");
+    figures.add(name("A release median"), release_median, "us");
+    figures.add(name("A release p99"), release_p99, "us");
+    figures.add(name("A release throughput"), leases as f64 / release_secs, "calls/s");
 }
 
 /// Pass B: one lease of all 10,000 buckets, renewed, then released 100 buckets at a time.
@@ -302,7 +353,25 @@ fn main() {
         ledger: Ledger::new(),
         mutants: Mutants::NONE,
     };
-    let store = open(&parts, sweep_leases);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let remote_dir = data_dir.path().join("remote");
+    std::fs::create_dir_all(&remote_dir).expect("remote directory");
+    let mirror = Mirror {
+        runtime: &runtime,
+        remote: Arc::new(ObjectStoreRemote::local(&remote_dir).expect("local remote store")),
+        clock: clock.clone(),
+    };
+    let store = open_snapshot_store_on(
+        &parts,
+        2,
+        lease_config(sweep_leases),
+        Some(RemoteLeaseCopies::default()),
+    )
+    .expect("the store opens");
     let (_, setup) = timed(|| {
         for index in 0..BUCKETS {
             let bucket = bucket(index);
@@ -317,7 +386,8 @@ fn main() {
     let mut figures = Figures::default();
     for pass in 1..=passes {
         println!("pass {pass}");
-        small_leases_pass(&store, &mut figures);
+        small_leases_pass(&store, None, &mut figures);
+        small_leases_pass(&store, Some(&mirror), &mut figures);
         big_lease_pass(&store, &lease_dir, &mut figures);
     }
     drop(store);

@@ -13,6 +13,7 @@ use std::sync::{Arc, Weak};
 use futures::future::{BoxFuture, FutureExt};
 use kvtablet_core::env::{Clock, LocalFs, RemoteError, RpcHandler};
 use kvtablet_core::error::{ApiError, ErrorCode};
+use kvtablet_core::lease::lease_manager::LEASE_DIR_COMPLETE;
 use kvtablet_core::lease::lease_remote::{
     fetch_remote_lease_copies, mirror_leases, RemoteLeaseCopies,
 };
@@ -50,7 +51,8 @@ pub const LEASE_DIR: &str = "coordinator/kv-snapshot-leases";
 /// The leases are also kept in remote storage (`REMOTE_LEASE_ROOT`): their copies are fetched
 /// first, and a lease directory that was lost (or a fresh data directory on the same remote
 /// storage) gets its leases back from them (`KvSnapshotLeaseManager::open_with_remote` has the
-/// rule). Then the copies that are behind are put and those superseded deleted.
+/// rule). Then the copies that are behind are put and those superseded deleted. Remote
+/// storage that cannot be listed refuses the start only when the lease directory is not whole.
 pub async fn open_snapshot_store(
     env: &Env,
     num_retained: usize,
@@ -62,11 +64,24 @@ pub async fn open_snapshot_store(
         ledger: env.ledger.clone(),
         mutants: env.mutants,
     };
-    let copies = fetch_remote_lease_copies(env.remote.clone(), env.clock.clone()).await?;
+    let copies = match fetch_remote_lease_copies(env.remote.clone(), env.clock.clone()).await {
+        Ok(copies) => copies,
+        // A whole lease directory needs no copy; every lease is put again, and the copies of
+        // this listing are dealt with at a start that can read them.
+        Err(error) if env.fs.exists(&format!("{LEASE_DIR}/{LEASE_DIR_COMPLETE}")) => {
+            tracing::warn!(%error, "remote lease copies unreadable; the lease directory is whole");
+            RemoteLeaseCopies::default()
+        }
+        Err(error) => return Err(error.into()),
+    };
     let store = open_snapshot_store_on(&parts, num_retained, leases, Some(copies))?;
+    // The copies left behind are put and the superseded deleted in a task of their own (a
+    // remote store that fails does not hold the start up).
     if let Some(lease_manager) = store.leases() {
         if let Some(mirroring) = mirror_leases(lease_manager, &env.remote, &env.clock) {
-            mirroring.await;
+            // The handle is dropped on purpose: the mirroring runs to its end by itself.
+            let _task =
+                Task::spawn(&env.executor, &env.ledger, "mirror kv snapshot leases", mirroring);
         }
     }
     Ok(store)
@@ -235,22 +250,22 @@ impl RpcHandler for SnapshotCoordinator {
         let name = format!("kv snapshot coordinator {}", request.kind());
         let answered = run_blocking(&env.executor, &env.ledger, name, move || {
             let answer = service.handle(&request);
-            (service, answer)
+            (service, answer, request)
         });
         async move {
             match answered.await {
-                Some((service, Some((response, cleanup)))) => {
+                Some((service, Some((response, cleanup)), request)) => {
                     if !cleanup.is_empty() {
                         SnapshotCoordinator::spawn_deletion(&env, &service, cleanup);
                     }
                     // A lease change is answered once remote storage has it too.
-                    if let Some(mirroring) = service.mirror_leases() {
+                    if let Some(mirroring) = service.mirror_before_answering(&request) {
                         mirroring.await;
                     }
                     response
                 }
                 // Checked above; kept total rather than trusted.
-                Some((_, None)) => Response::Error(ApiError::new(
+                Some((_, None, _)) => Response::Error(ApiError::new(
                     ErrorCode::UnsupportedVersion,
                     "not a KV snapshot request",
                 )),

@@ -288,7 +288,7 @@ impl RpcHandler for Coordinator {
                     );
                 }
                 // A lease change is answered once remote storage has it too (as in prod).
-                if let Some(mirroring) = service.mirror_leases() {
+                if let Some(mirroring) = service.mirror_before_answering(&request) {
                     return async move {
                         mirroring.await;
                         response

@@ -82,7 +82,7 @@ pub async fn fetch_remote_lease_copies(
 /// confirmed newer one), a lease's oldest first, stopping at a lease's first failure, so that
 /// what a failure leaves of a lease is its newest copies (never an older one alone). `None`
 /// when there is nothing to do, and always for leases kept locally only. What fails stays to
-/// do: the next call (every lease request and every expiry check makes one) tries again.
+/// do: the next call (every lease request and every expiry check makes one, and the start) tries again.
 pub fn mirror_leases(
     leases: &Arc<KvSnapshotLeaseManager>,
     remote: &Arc<dyn RemoteStorage>,

@@ -263,7 +263,6 @@ impl KvSnapshotLeaseManager {
         };
         let copies = RemoteCopiesByLease::sort(&remote);
         version_max = version_max.max(copies.version_max);
-        // Ids of leases: local ones, and remote ones (named by the file name of the id).
         // Each lease's winning record, its remote copies, and whether the winner is remote.
         let mut chosen: BTreeMap<String, (LeaseRecord, RemoteCopyState, bool)> = BTreeMap::new();
         let mut deletions: BTreeSet<String> = BTreeSet::new();

@@ -226,6 +226,16 @@ impl LocalFs for DiskFs {
         }
     }
 
+    /// The unlink alone: the directory is not synced.
+    fn remove_file_lazily(&self, path: &str) -> Result<(), FsError> {
+        let host_path = self.resolve(path)?;
+        match fs::remove_file(&host_path) {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind() == ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(map_io("remove", &host_path, error)),
+        }
+    }
+
     fn remove_dir_all(&self, path: &str) -> Result<(), FsError> {
         let host_path = self.resolve(path)?;
         if host_path == self.root {

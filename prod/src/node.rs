@@ -614,7 +614,8 @@ impl Node {
             expiration_check_interval_ms: config.lease_expiration_check_interval_ms,
             ..LeaseConfig::default()
         };
-        let snapshot_store = open_snapshot_store(&env, config.snapshot_num_retained, lease_config)?;
+        let snapshot_store =
+            open_snapshot_store(&env, config.snapshot_num_retained, lease_config).await?;
         let remote_logs = open_remote_log_store(&env)?;
         // Nothing is led yet, so no upload is in flight: every object no kept snapshot needs
         // is an orphan (an upload or a deletion an earlier incarnation did not finish).

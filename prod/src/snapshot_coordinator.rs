@@ -11,10 +11,16 @@
 use std::sync::{Arc, Weak};
 
 use futures::future::{BoxFuture, FutureExt};
-use kvtablet_core::env::{RemoteError, RpcHandler};
+use kvtablet_core::env::{Clock, LocalFs, RemoteError, RpcHandler};
 use kvtablet_core::error::{ApiError, ErrorCode};
+use kvtablet_core::lease::lease_manager::LEASE_DIR_COMPLETE;
+use kvtablet_core::lease::lease_remote::{
+    fetch_remote_lease_copies, mirror_leases, RemoteLeaseCopies,
+};
 use kvtablet_core::lease::{KvSnapshotLeaseManager, LeaseConfig, LeaseError};
+use kvtablet_core::ledger::Ledger;
 use kvtablet_core::message::{NodeId, Request, Response};
+use kvtablet_core::mutant::Mutants;
 use kvtablet_core::snapshot::lease_expiry_loop::run_lease_expiry_loop;
 use kvtablet_core::snapshot::snapshot_service::{
     delete_remote_objects, LeaderEpochOf, SnapshotService,
@@ -41,21 +47,75 @@ pub const LEASE_DIR: &str = "coordinator/kv-snapshot-leases";
 /// down lets its snapshots go; the start-up orphan sweep deletes their files). A damaged
 /// bucket or lease file refuses the open: the node must not decide from a record it cannot
 /// read which remote files may go.
-pub fn open_snapshot_store(
+///
+/// The leases are also kept in remote storage (`REMOTE_LEASE_ROOT`): their copies are fetched
+/// first, and a lease directory that was lost (or a fresh data directory on the same remote
+/// storage) gets its leases back from them (`KvSnapshotLeaseManager::open_with_remote` has the
+/// rule). Then the copies that are behind are put and those superseded deleted. Remote
+/// storage that cannot be listed refuses the start only when the lease directory is not whole.
+pub async fn open_snapshot_store(
     env: &Env,
     num_retained: usize,
     leases: LeaseConfig,
 ) -> Result<Arc<SnapshotStore>, SnapshotStoreOpenError> {
-    let leases = KvSnapshotLeaseManager::open(
-        env.fs.clone(),
+    let parts = CoordinatorParts {
+        fs: env.fs.clone(),
+        clock: env.clock.clone(),
+        ledger: env.ledger.clone(),
+        mutants: env.mutants,
+    };
+    let copies = match fetch_remote_lease_copies(env.remote.clone(), env.clock.clone()).await {
+        Ok(copies) => copies,
+        // A whole lease directory needs no copy; every lease is put again, and the copies of
+        // this listing are dealt with at a start that can read them.
+        Err(error) if env.fs.exists(&format!("{LEASE_DIR}/{LEASE_DIR_COMPLETE}")) => {
+            tracing::warn!(%error, "remote lease copies unreadable; the lease directory is whole");
+            RemoteLeaseCopies::default()
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let store = open_snapshot_store_on(&parts, num_retained, leases, Some(copies))?;
+    // The copies left behind are put and the superseded deleted in a task of their own (a
+    // remote store that fails does not hold the start up).
+    if let Some(lease_manager) = store.leases() {
+        if let Some(mirroring) = mirror_leases(lease_manager, &env.remote, &env.clock) {
+            // The handle is dropped on purpose: the mirroring runs to its end by itself.
+            let _task =
+                Task::spawn(&env.executor, &env.ledger, "mirror kv snapshot leases", mirroring);
+        }
+    }
+    Ok(store)
+}
+
+/// The parts of the node's environment the coordinator's stores use (the lease benchmark opens
+/// the stores on them without a whole node).
+#[derive(Clone)]
+pub struct CoordinatorParts {
+    pub fs: Arc<dyn LocalFs>,
+    pub clock: Arc<dyn Clock>,
+    pub ledger: Ledger,
+    pub mutants: Mutants,
+}
+
+/// [`open_snapshot_store`] on `parts`, given the remote lease copies (`None`: the leases are
+/// kept locally only, as the lease benchmark keeps them).
+pub fn open_snapshot_store_on(
+    parts: &CoordinatorParts,
+    num_retained: usize,
+    leases: LeaseConfig,
+    remote_copies: Option<RemoteLeaseCopies>,
+) -> Result<Arc<SnapshotStore>, SnapshotStoreOpenError> {
+    let leases = KvSnapshotLeaseManager::open_with_remote(
+        parts.fs.clone(),
         LEASE_DIR.to_string(),
-        env.clock.clone(),
-        env.ledger.clone(),
-        LeaseConfig { mutants: env.mutants, ..leases },
+        parts.clock.clone(),
+        parts.ledger.clone(),
+        LeaseConfig { mutants: parts.mutants, ..leases },
+        remote_copies,
     )?;
-    let config = SnapshotStoreConfig { num_retained, mutants: env.mutants };
+    let config = SnapshotStoreConfig { num_retained, mutants: parts.mutants };
     let store = SnapshotStore::open_with_leases(
-        env.fs.clone(),
+        parts.fs.clone(),
         SNAPSHOT_STORE_DIR.to_string(),
         config,
         Arc::new(leases),
@@ -190,18 +250,22 @@ impl RpcHandler for SnapshotCoordinator {
         let name = format!("kv snapshot coordinator {}", request.kind());
         let answered = run_blocking(&env.executor, &env.ledger, name, move || {
             let answer = service.handle(&request);
-            (service, answer)
+            (service, answer, request)
         });
         async move {
             match answered.await {
-                Some((service, Some((response, cleanup)))) => {
+                Some((service, Some((response, cleanup)), request)) => {
                     if !cleanup.is_empty() {
                         SnapshotCoordinator::spawn_deletion(&env, &service, cleanup);
+                    }
+                    // A lease change is answered once remote storage has it too.
+                    if let Some(mirroring) = service.mirror_before_answering(&request) {
+                        mirroring.await;
                     }
                     response
                 }
                 // Checked above; kept total rather than trusted.
-                Some((_, None)) => Response::Error(ApiError::new(
+                Some((_, None, _)) => Response::Error(ApiError::new(
                     ErrorCode::UnsupportedVersion,
                     "not a KV snapshot request",
                 )),

@@ -287,6 +287,14 @@ impl RpcHandler for Coordinator {
                         .boxed(),
                     );
                 }
+                // A lease change is answered once remote storage has it too (as in prod).
+                if let Some(mirroring) = service.mirror_before_answering(&request) {
+                    return async move {
+                        mirroring.await;
+                        response
+                    }
+                    .boxed();
+                }
                 return futures::future::ready(response).boxed();
             }
         }

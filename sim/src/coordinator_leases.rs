@@ -6,11 +6,20 @@
 //! (retention applied at start-up, its cleanup deleted), the new service replaces the old and
 //! a new loop replaces the old one. The oracle of a restart: the leases reopened from disk
 //! equal the leases the coordinator held (and had acknowledged) before the crash.
+//!
+//! The leases are mirrored to remote storage as in prod (`lease_remote::mirror_leases`, awaited
+//! before each answer and after each expiry check, under the remote store's faults), and
+//! opened with `KvSnapshotLeaseManager::open_with_remote`. Every other restart whose remote
+//! copies are current (nothing to put or delete, no put in flight) also loses the lease
+//! directory: the leases come back from the remote copies alone, under the same oracle. The
+//! copies are read at a restart as the store holds them (the restart is synchronous here), and
+//! at quiescence none may be left.
 
 use std::sync::Arc;
 
 use futures::FutureExt;
 use kvtablet_core::env::{Clock, Executor, LocalFs, RemoteStorage};
+use kvtablet_core::lease::lease_remote::{RemoteLeaseCopies, REMOTE_LEASE_ROOT};
 use kvtablet_core::lease::{KvSnapshotLeaseManager, LeaseConfig};
 use kvtablet_core::ledger::Ledger;
 use kvtablet_core::mutant::Mutants;
@@ -50,6 +59,8 @@ pub struct LeaseStoreParts {
     pub clock: Arc<dyn Clock>,
     pub ledger: Ledger,
     pub remote: Arc<dyn RemoteStorage>,
+    /// The same store, read directly for the lease copies at a restart.
+    pub sim_remote: Arc<SimRemoteStorage>,
     pub leader_epoch_of: LeaderEpochOf,
     /// The remote-log manifests; on a disk of their own, which the crashes spare.
     pub remote_logs: Arc<RemoteLogStore>,
@@ -69,6 +80,8 @@ pub struct CoordinatorLeases {
     disk: Arc<SimFs>,
     expiry_loop: Option<Task>,
     restarts: u64,
+    /// Restarts that lost the lease directory.
+    lease_dir_losses: u64,
     pub oracle: Arc<LeaseOracle>,
     /// Draws the coordinator's crash times (a stream of its own).
     prng: Prng,
@@ -97,6 +110,7 @@ impl CoordinatorLeases {
             disk,
             expiry_loop: None,
             restarts: 0,
+            lease_dir_losses: 0,
             oracle,
             prng,
             crash_interval_ms,
@@ -152,6 +166,15 @@ impl CoordinatorLeases {
         let name = format!("lease expiry loop {}", self.restarts);
         self.expiry_loop =
             Some(Task::spawn(&self.parts.executor, &self.parts.ledger, name, loop_future));
+        // Start-up mirroring: the copies left behind are put, the superseded deleted.
+        if let Some(mirroring) = service.mirror_leases() {
+            let _task = Task::spawn(
+                &self.parts.executor,
+                &self.parts.ledger,
+                "mirror the leases at start-up",
+                mirroring,
+            );
+        }
         // Start-up retention: the snapshots whose last lease went just before a crash.
         let cleanup = service.store().apply_retention();
         if !cleanup.is_empty() {
@@ -179,6 +202,10 @@ impl CoordinatorLeases {
         self.restarts
     }
 
+    pub fn lease_dir_losses(&self) -> u64 {
+        self.lease_dir_losses
+    }
+
     /// A crash and restart of the coordinator: `before` is the service that ran. Returns the
     /// new service (for the coordinator to serve) and the problems the restart oracle found.
     pub fn crash_and_restart(
@@ -194,8 +221,17 @@ impl CoordinatorLeases {
             .map(|bucket| (bucket, before.store().kept_points(bucket)))
             .collect();
         self.disk.crash();
+        let remote_current =
+            before.store().leases().is_some_and(|leases| leases.remote_is_current());
+        let lose_lease_dir = remote_current && self.restarts % 2 == 1;
+        if lose_lease_dir {
+            self.lease_dir_losses += 1;
+        }
         let disk = Arc::new(SimFs::new());
         for path in self.disk.file_paths() {
+            if lose_lease_dir && path.starts_with(&format!("{LEASE_DIR}/")) {
+                continue;
+            }
             let bytes = self.disk.read(&path).map_err(|e| format!("read {path}: {e}"))?;
             if let Some((parent, _)) = path.rsplit_once('/') {
                 disk.create_dir_all(parent).map_err(|e| e.to_string())?;
@@ -246,12 +282,21 @@ fn next_time(prng: &mut Prng, now_ms: u64, mean_ms: u64) -> u64 {
 }
 
 fn open_service(parts: &LeaseStoreParts, disk: Arc<SimFs>) -> Result<Arc<SnapshotService>, String> {
-    let leases = KvSnapshotLeaseManager::open(
+    let mut copies = RemoteLeaseCopies::default();
+    for path in parts.sim_remote.paths() {
+        if path.starts_with(REMOTE_LEASE_ROOT) {
+            if let Some(bytes) = parts.sim_remote.peek(&path) {
+                copies.objects.insert(path, bytes);
+            }
+        }
+    }
+    let leases = KvSnapshotLeaseManager::open_with_remote(
         disk.clone(),
         LEASE_DIR.to_string(),
         parts.clock.clone(),
         parts.ledger.clone(),
         LeaseConfig { mutants: parts.mutants, ..parts.lease_config },
+        Some(copies),
     )
     .map_err(|error| error.to_string())?;
     let store = SnapshotStore::open_with_leases(
@@ -310,6 +355,7 @@ pub fn open_in_world(build: Build<'_>) -> Option<CoordinatorLeases> {
         clock: build.exec.clock_for(COORDINATOR_NODE),
         ledger: build.ledger.clone(),
         remote: build.remote.clone(),
+        sim_remote: build.remote.clone(),
         leader_epoch_of: build.leader_epoch_of,
         remote_logs: build.remote_logs,
         lease_config: LeaseConfig {
@@ -413,6 +459,19 @@ impl CoordinatorLeases {
             return Err(format!(
                 "lease: {} leases left after every lease ended plus a check interval: {left:?}",
                 left.len()
+            ));
+        }
+        let copies: Vec<String> = self
+            .parts
+            .sim_remote
+            .paths()
+            .into_iter()
+            .filter(|path| path.starts_with(REMOTE_LEASE_ROOT))
+            .collect();
+        if !copies.is_empty() {
+            return Err(format!(
+                "lease: {} remote lease copies left after every lease ended: {copies:?}",
+                copies.len()
             ));
         }
         Ok(())

@@ -1335,12 +1335,14 @@ impl World {
             self.checker.violation(problem);
         }
         let restarts = leases.restarts();
+        let lease_dir_losses = leases.lease_dir_losses();
         let counts = leases.oracle.counts();
         self.note(
             COORDINATOR_NODE,
             "leases-checked",
             format!(
-                "reads={} injected_not_found={} steps={} coordinator_restarts={restarts}",
+                "reads={} injected_not_found={} steps={} coordinator_restarts={restarts} \
+                 lease_dir_losses={lease_dir_losses}",
                 counts.reads_checked, counts.injected_not_found, counts.steps_checked
             ),
         );

@@ -44,6 +44,13 @@ pub trait LocalFs: Send + Sync + 'static {
     fn rename(&self, from: &str, to: &str) -> Result<(), FsError>;
     /// Removing a missing file succeeds.
     fn remove_file(&self, path: &str) -> Result<(), FsError>;
+    /// [`LocalFs::remove_file`] without its durability: after a crash the file may be back.
+    /// For files whose return is harmless (an expired lease's: it is expired again at the
+    /// next check), where a directory sync per file would cost more than the removal. The
+    /// default is the durable removal.
+    fn remove_file_lazily(&self, path: &str) -> Result<(), FsError> {
+        self.remove_file(path)
+    }
     /// Removing a missing directory succeeds.
     fn remove_dir_all(&self, path: &str) -> Result<(), FsError>;
     /// The absolute host path, for engines (RocksDB) that must open files themselves; `None`

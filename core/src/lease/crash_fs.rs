@@ -1,4 +1,4 @@
-//! A [`LocalFs`] double with a crash model, for the lease tests (unit and shuttle): bytes
+//! A [`LocalFs`] double with a crash model (and [`CrashRemote`], its remote storage), for the lease tests (unit and shuttle): bytes
 //! written reach the "disk" only when synced; a rename and a removal are durable when they
 //! return (the `LocalFs` contract), so a rename of a file never synced installs an empty
 //! file; [`CrashFs::crash`] returns what a crash now would leave. Mutating calls can be made
@@ -8,7 +8,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
-use crate::env::{FsError, LocalFs};
+use futures::future::BoxFuture;
+use futures::FutureExt;
+
+use crate::env::{FsError, LocalFs, RemoteError, RemoteObject, RemoteStorage};
 
 #[derive(Debug, Clone, Default)]
 struct CrashFsState {
@@ -164,5 +167,104 @@ impl LocalFs for CrashFs {
     }
     fn host_path(&self, _path: &str) -> Option<std::path::PathBuf> {
         None
+    }
+}
+
+/// A [`RemoteStorage`] double for the lease crash tests: objects in memory, a put atomic and
+/// durable when it returns (so a crash loses nothing of it); the mutating calls (put, delete)
+/// fail from the `n`-th on ([`CrashRemote::fail_from`]) with a fatal error (not retried), to
+/// stop the mirroring of an update at any step. Every future is ready at once.
+#[derive(Debug, Default)]
+pub struct CrashRemote {
+    state: Mutex<CrashRemoteState>,
+}
+
+#[derive(Debug, Default)]
+struct CrashRemoteState {
+    objects: BTreeMap<String, Vec<u8>>,
+    mutations: usize,
+    fail_from: Option<usize>,
+}
+
+impl CrashRemote {
+    fn with<T>(&self, f: impl FnOnce(&mut CrashRemoteState) -> T) -> T {
+        f(&mut self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+
+    /// Every put and delete from the `n`-th (0-based, counted from now) fails; `None` heals.
+    pub fn fail_from(&self, n: Option<usize>) {
+        self.with(|s| {
+            s.mutations = 0;
+            s.fail_from = n;
+        });
+    }
+
+    pub fn objects(&self) -> BTreeMap<String, Vec<u8>> {
+        self.with(|s| s.objects.clone())
+    }
+
+    /// Stores `bytes` at `path` now, bypassing the failures.
+    pub fn put_now(&self, path: &str, bytes: Vec<u8>) {
+        self.with(|s| s.objects.insert(path.to_string(), bytes));
+    }
+
+    fn mutate(
+        &self,
+        f: impl FnOnce(&mut CrashRemoteState),
+    ) -> BoxFuture<'static, Result<(), RemoteError>> {
+        let result = self.with(|s| {
+            let index = s.mutations;
+            s.mutations += 1;
+            if s.fail_from.is_some_and(|from| index >= from) {
+                return Err(RemoteError::Fatal("injected failure".into()));
+            }
+            f(s);
+            Ok(())
+        });
+        futures::future::ready(result).boxed()
+    }
+}
+
+impl RemoteStorage for CrashRemote {
+    fn put(&self, path: &str, bytes: Vec<u8>) -> BoxFuture<'static, Result<(), RemoteError>> {
+        let path = path.to_string();
+        self.mutate(move |s| {
+            s.objects.insert(path, bytes);
+        })
+    }
+    fn get(&self, path: &str) -> BoxFuture<'static, Result<Vec<u8>, RemoteError>> {
+        let found = self.with(|s| s.objects.get(path).cloned());
+        let result = found.ok_or_else(|| RemoteError::NotFound(path.to_string()));
+        futures::future::ready(result).boxed()
+    }
+    fn get_range(
+        &self,
+        path: &str,
+        range: std::ops::Range<u64>,
+    ) -> BoxFuture<'static, Result<Vec<u8>, RemoteError>> {
+        let found = self.with(|s| s.objects.get(path).cloned());
+        let result = found.ok_or_else(|| RemoteError::NotFound(path.to_string())).map(|bytes| {
+            let end = usize::try_from(range.end).unwrap_or(usize::MAX).min(bytes.len());
+            let start = usize::try_from(range.start).unwrap_or(usize::MAX).min(end);
+            bytes[start..end].to_vec()
+        });
+        futures::future::ready(result).boxed()
+    }
+    fn list(&self, prefix: &str) -> BoxFuture<'static, Result<Vec<RemoteObject>, RemoteError>> {
+        let listed = self.with(|s| {
+            let objects = s.objects.iter().filter(|(path, _)| path.starts_with(prefix));
+            let to_object = |(path, bytes): (&String, &Vec<u8>)| RemoteObject {
+                path: path.clone(),
+                size_bytes: bytes.len() as u64,
+            };
+            objects.map(to_object).collect()
+        });
+        futures::future::ready(Ok(listed)).boxed()
+    }
+    fn delete(&self, path: &str) -> BoxFuture<'static, Result<(), RemoteError>> {
+        let path = path.to_string();
+        self.mutate(move |s| {
+            s.objects.remove(&path);
+        })
     }
 }

@@ -68,11 +68,17 @@ impl KvSnapshotLease {
     /// Fluss's `expireLeases` (`expirationTime < now`), so a lease is still valid at the
     /// millisecond it expires. `at_deadline` (a mutant) expires it at that millisecond.
     pub fn is_expired_at(&self, now_ms: u64, at_deadline: bool) -> bool {
-        if at_deadline {
-            return self.expiration_ms <= now_ms;
-        }
-        self.expiration_ms < now_ms
+        expiration_passed(self.expiration_ms, now_ms, at_deadline)
     }
+}
+
+/// [`KvSnapshotLease::is_expired_at`] of a lease expiring at `expiration_ms` (the rule, for
+/// the manager's expiry index, which holds expirations without their leases).
+pub fn expiration_passed(expiration_ms: u64, now_ms: u64, at_deadline: bool) -> bool {
+    if at_deadline {
+        return expiration_ms <= now_ms;
+    }
+    expiration_ms < now_ms
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Why a lease request was refused, and whether to ask again.
 
-use crate::env::FsError;
+use crate::env::{FsError, RemoteError};
 use crate::error::{ApiError, ErrorCode};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,11 +35,19 @@ pub enum LeaseError {
     /// A lease file failed its checks when the manager was opened.
     #[error("lease file {path} is damaged: {detail}")]
     Corrupt { path: String, detail: String },
+    /// The remote lease copies could not be fetched at start-up: retriable when the remote
+    /// store's failure is.
+    #[error("remote lease copies: {0}")]
+    Remote(RemoteError),
 }
 
 impl LeaseError {
     pub fn is_retriable(&self) -> bool {
-        matches!(self, LeaseError::LimitReached { .. } | LeaseError::Io(_))
+        match self {
+            LeaseError::LimitReached { .. } | LeaseError::Io(_) => true,
+            LeaseError::Remote(error) => error.is_retriable(),
+            _ => false,
+        }
     }
 
     /// The error as it travels on the wire. Fluss answers its validation errors with codes 21

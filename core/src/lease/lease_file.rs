@@ -1,7 +1,11 @@
 //! A lease's file: `{hex of the lease id}.lease`, one checksummed frame (the snapshot store's
-//! framing: magic, format version, sized payload, CRC32C). The decoder checks every length
-//! against the bytes left and every count against a hard cap before it allocates, and never
-//! panics on damaged bytes.
+//! framing: magic, format version, sized payload, CRC32C). The payload: the lease id, the
+//! lease's version (a number the coordinator raises at every write of any lease, so that of
+//! two copies of a lease the newer is known: see `lease_remote`), the expiration and the pins.
+//! Files of the first format (magic `KVTLEASE`, no version) still decode, as version 0. The
+//! remote copy of a lease holds the same bytes. The decoder checks every length against the
+//! bytes left and every count against a hard cap before it allocates, and never panics on
+//! damaged bytes.
 
 use crate::byte_reader::{ByteReader, ByteWriter};
 use crate::lease::kv_snapshot_lease::KvSnapshotLease;
@@ -11,7 +15,9 @@ use crate::snapshot::completed_snapshot::{
 };
 use crate::snapshot::SnapshotDecodeError;
 
-const MAGIC: &[u8; 8] = b"KVTLEASE";
+const MAGIC: &[u8; 8] = b"KVTLEAS2";
+/// The first format's magic: no version in the payload.
+const MAGIC_UNVERSIONED: &[u8; 8] = b"KVTLEASE";
 pub const LEASE_FILE_SUFFIX: &str = ".lease";
 pub const TEMP_SUFFIX: &str = ".tmp";
 /// A pin takes at least this many bytes: table id, partition tag, bucket id, snapshot id.
@@ -28,9 +34,18 @@ pub fn lease_file_name(lease_id: &str) -> String {
     name
 }
 
-pub fn encode_lease_file(lease_id: &str, lease: &KvSnapshotLease) -> Vec<u8> {
+/// A lease as a file holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRecord {
+    pub lease_id: String,
+    pub version: u64,
+    pub lease: KvSnapshotLease,
+}
+
+pub fn encode_lease_file(lease_id: &str, version: u64, lease: &KvSnapshotLease) -> Vec<u8> {
     let mut writer = ByteWriter::new();
     writer.sized(lease_id.as_bytes());
+    writer.u64(version);
     writer.u64(lease.expiration_ms);
     writer.count(lease.pin_count());
     for (bucket, snapshot_id) in lease.pins() {
@@ -40,15 +55,18 @@ pub fn encode_lease_file(lease_id: &str, lease: &KvSnapshotLease) -> Vec<u8> {
     frame_with_magic(MAGIC, writer.bytes())
 }
 
-pub fn decode_lease_file(bytes: &[u8]) -> Result<(String, KvSnapshotLease), SnapshotDecodeError> {
+pub fn decode_lease_file(bytes: &[u8]) -> Result<LeaseRecord, SnapshotDecodeError> {
     let corrupt = |detail: &str| SnapshotDecodeError::Corrupt(detail.to_string());
-    let payload = unframe_with_magic(MAGIC, bytes)?;
+    let versioned = !bytes.starts_with(MAGIC_UNVERSIONED);
+    let magic = if versioned { MAGIC } else { MAGIC_UNVERSIONED };
+    let payload = unframe_with_magic(magic, bytes)?;
     let mut reader = ByteReader::new(payload);
     let id_bytes = reader.sized("lease id")?;
     if id_bytes.is_empty() || id_bytes.len() > LEASE_ID_BYTES_MAX {
         return Err(corrupt("lease id length"));
     }
     let lease_id = String::from_utf8(id_bytes.to_vec()).map_err(|_| corrupt("lease id utf-8"))?;
+    let version = if versioned { reader.u64("version")? } else { 0 };
     let mut lease = KvSnapshotLease::new(reader.u64("expiration")?);
     let count = reader.count(PIN_BYTES_MIN, "pin count")?;
     if count > BUCKETS_PER_LEASE_HARD_MAX {
@@ -67,7 +85,7 @@ pub fn decode_lease_file(bytes: &[u8]) -> Result<(String, KvSnapshotLease), Snap
     if !reader.is_empty() {
         return Err(corrupt("trailing bytes"));
     }
-    Ok((lease_id, lease))
+    Ok(LeaseRecord { lease_id, version, lease })
 }
 
 #[cfg(test)]
@@ -86,8 +104,9 @@ mod tests {
 
     #[test]
     fn a_lease_file_round_trips_and_its_name_is_the_ids_hex() {
-        let bytes = encode_lease_file("tiering-ä/1", &sample());
-        assert_eq!(decode_lease_file(&bytes), Ok(("tiering-ä/1".to_string(), sample())));
+        let bytes = encode_lease_file("tiering-ä/1", 12, &sample());
+        let record = LeaseRecord { lease_id: "tiering-ä/1".into(), version: 12, lease: sample() };
+        assert_eq!(decode_lease_file(&bytes), Ok(record));
         assert_eq!(lease_file_name("a/"), "612f.lease");
         let longest = "x".repeat(LEASE_ID_BYTES_MAX);
         assert!(lease_file_name(&longest).len() + TEMP_SUFFIX.len() <= 255);
@@ -95,7 +114,7 @@ mod tests {
 
     #[test]
     fn every_flipped_bit_and_every_cut_is_refused() {
-        let bytes = encode_lease_file("lease", &sample());
+        let bytes = encode_lease_file("lease", 3, &sample());
         for index in 0..bytes.len() {
             for bit in 0..8 {
                 let mut damaged = bytes.clone();
@@ -106,6 +125,21 @@ mod tests {
         for len in 0..bytes.len() {
             assert!(decode_lease_file(&bytes[..len]).is_err(), "cut at {len}");
         }
+    }
+
+    #[test]
+    fn a_file_of_the_unversioned_format_decodes_as_version_0() {
+        let mut writer = ByteWriter::new();
+        writer.sized(b"old");
+        writer.u64(55);
+        writer.count(1);
+        encode_bucket(&mut writer, TableBucket::new(7, 1));
+        writer.u64(3);
+        let bytes = frame_with_magic(MAGIC_UNVERSIONED, writer.bytes());
+        let mut lease = KvSnapshotLease::new(55);
+        lease.pin(TableBucket::new(7, 1), 3);
+        let record = LeaseRecord { lease_id: "old".into(), version: 0, lease };
+        assert_eq!(decode_lease_file(&bytes), Ok(record));
     }
 
     proptest! {

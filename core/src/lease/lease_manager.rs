@@ -33,18 +33,24 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::env::{Clock, LocalFs};
-use crate::lease::kv_snapshot_lease::KvSnapshotLease;
+use crate::lease::kv_snapshot_lease::{expiration_passed, KvSnapshotLease};
 use crate::lease::lease_config::{
     LeaseConfig, LEASED_SNAPSHOTS_PER_BUCKET_MAX, LEASE_ID_BYTES_MAX,
 };
 use crate::lease::lease_error::LeaseError;
 use crate::lease::lease_file::{
-    decode_lease_file, encode_lease_file, lease_file_name, LEASE_FILE_SUFFIX, TEMP_SUFFIX,
+    decode_lease_file, encode_lease_file, lease_file_name, LeaseRecord, LEASE_FILE_SUFFIX,
+    TEMP_SUFFIX,
 };
+use crate::lease::lease_remote::{parse_remote_lease_path, remote_lease_path, RemoteLeaseCopies};
 use crate::ledger::{Ledger, LedgerEntry, ResourceKind};
 use crate::mutant::Mutant;
 use crate::sync::{Mutex, MutexGuard};
 use crate::table_bucket::TableBucket;
+
+/// In the lease directory, once it holds every lease (see
+/// [`KvSnapshotLeaseManager::open_with_remote`]).
+pub const LEASE_DIR_COMPLETE: &str = "complete";
 
 /// A pin a lease let go of: its bucket and snapshot id.
 pub type Unpinned = (TableBucket, u64);
@@ -69,14 +75,51 @@ pub struct Expired {
 
 struct HeldLease {
     lease: KvSnapshotLease,
+    /// The version of the lease's local file (see [`KvSnapshotLeaseManager`]).
+    version: u64,
+    remote: RemoteCopyState,
     _entry: LedgerEntry,
+}
+
+/// Where a lease's remote copies stand (a manager that mirrors its leases only).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct RemoteCopyState {
+    /// The version whose copy remote storage has, confirmed.
+    confirmed: Option<u64>,
+    /// The versions whose copies may be in remote storage (put, being put, or found there at
+    /// the open): deleted once a newer one is confirmed, or with the lease.
+    objects: BTreeSet<u64>,
+    /// The version a put is in flight for (not handed out twice).
+    putting: Option<u64>,
+}
+
+/// A lease copy to put in remote storage: the bytes of the lease's local file at `version`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteLeasePut {
+    pub lease_id: String,
+    pub version: u64,
+    pub path: String,
+    pub bytes: Vec<u8>,
 }
 
 #[derive(Default)]
 struct LeaseState {
     leases: BTreeMap<String, HeldLease>,
+    /// Every lease by `(expiration, id)`: the expiry check reads the due ones from the front
+    /// rather than scanning every lease (with 100,000 leases and none due, a scan took
+    /// hundreds of microseconds under the store's lock at every check).
+    by_expiration: BTreeSet<(u64, String)>,
     ref_counts: BTreeMap<(TableBucket, u64), u32>,
     leased_bucket_count: usize,
+    /// The version the next write of a lease gets: above every version on disk or remote.
+    next_version: u64,
+    /// Leases whose remote copy is not confirmed at their version (mirroring only).
+    remote_behind: BTreeSet<String>,
+    /// Remote copies to delete (of leases gone, or superseded by a confirmed newer one), kept
+    /// until their deletion is confirmed: a copy left behind could bring its lease back.
+    remote_deletions: BTreeSet<String>,
+    /// Puts handed out and not finished.
+    remote_puts_in_flight: usize,
 }
 
 impl LeaseState {
@@ -95,6 +138,14 @@ impl LeaseState {
         }
     }
 
+    /// The version of a write about to be made (raised even if the write fails: a file
+    /// renamed by a write that then reported a failure keeps a version no other write gets).
+    fn take_version(&mut self) -> u64 {
+        let version = self.next_version;
+        self.next_version += 1;
+        version
+    }
+
     fn leased_ids(&self, bucket: TableBucket) -> impl Iterator<Item = u64> + '_ {
         self.ref_counts.range((bucket, 0)..=(bucket, u64::MAX)).map(|((_, id), _)| *id)
     }
@@ -106,6 +157,8 @@ pub struct KvSnapshotLeaseManager {
     clock: Arc<dyn Clock>,
     ledger: Ledger,
     config: LeaseConfig,
+    /// Whether every lease is also copied to remote storage (opened with its copies).
+    mirrored: bool,
     state: Mutex<LeaseState>,
 }
 
@@ -119,13 +172,40 @@ impl KvSnapshotLeaseManager {
     /// Loads every lease file under `dir` (created if missing) and rebuilds the counts. A
     /// leftover temp file (a crash before its rename) is removed: the lease file it was to
     /// replace is still whole. A damaged lease file refuses the open: without it, retention
-    /// could delete a snapshot a consumer holds.
+    /// could delete a snapshot a consumer holds. The leases are not copied to remote storage.
     pub fn open(
         fs: Arc<dyn LocalFs>,
         dir: String,
         clock: Arc<dyn Clock>,
         ledger: Ledger,
         config: LeaseConfig,
+    ) -> Result<KvSnapshotLeaseManager, LeaseError> {
+        KvSnapshotLeaseManager::open_with_remote(fs, dir, clock, ledger, config, None)
+    }
+
+    /// [`KvSnapshotLeaseManager::open`] of a manager that also keeps every lease in remote
+    /// storage (`remote`: every copy there, `lease_remote::fetch_remote_lease_copies`), and
+    /// the rule that recovers from either side:
+    ///
+    /// - For each lease, the copy with the highest version wins, local or remote; a remote
+    ///   copy that is damaged (checksum, or a path that does not match the lease and version
+    ///   inside) is never used, and a remote copy wins only when strictly newer. A winning
+    ///   remote copy is written to the local directory (temp, sync, rename).
+    /// - The directory's marker file (`LEASE_DIR_COMPLETE`, written once the directory holds
+    ///   every lease) says whether the local directory is whole. With it, a lease that has
+    ///   remote copies but no local file was dropped (the deletion of its copies did not
+    ///   finish) and its copies are deleted; without it (a lost or fresh directory, or one
+    ///   that predates the copies), such a lease is recovered, and a lease whose every remote
+    ///   copy is damaged refuses the open, as a damaged local file does.
+    /// - Every copy but the chosen version's is deleted once the chosen version is confirmed
+    ///   remote (at once if remote storage has it; else after its put).
+    pub fn open_with_remote(
+        fs: Arc<dyn LocalFs>,
+        dir: String,
+        clock: Arc<dyn Clock>,
+        ledger: Ledger,
+        config: LeaseConfig,
+        remote: Option<RemoteLeaseCopies>,
     ) -> Result<KvSnapshotLeaseManager, LeaseError> {
         config.assert_valid();
         fs.create_dir_all(&dir).map_err(LeaseError::Io)?;
@@ -135,11 +215,18 @@ impl KvSnapshotLeaseManager {
             clock,
             ledger,
             config,
+            mirrored: remote.is_some(),
             state: Mutex::new(LeaseState::default()),
         };
-        let mut state = LeaseState::default();
+        // By file name (the hex of the id), as the remote copies are named.
+        let mut local: BTreeMap<String, LeaseRecord> = BTreeMap::new();
+        let mut complete = false;
         for name in manager.fs.list_dir(&manager.dir).map_err(LeaseError::Io)? {
             let path = format!("{}/{name}", manager.dir);
+            if name == LEASE_DIR_COMPLETE {
+                complete = true;
+                continue;
+            }
             if name.ends_with(TEMP_SUFFIX) {
                 manager.fs.remove_file(&path).map_err(LeaseError::Io)?;
                 continue;
@@ -148,15 +235,96 @@ impl KvSnapshotLeaseManager {
                 continue;
             }
             let bytes = manager.fs.read(&path).map_err(LeaseError::Io)?;
-            let (lease_id, lease) = decode_lease_file(&bytes).map_err(|error| {
-                LeaseError::Corrupt { path: path.clone(), detail: error.to_string() }
+            let record = decode_lease_file(&bytes).map_err(|error| LeaseError::Corrupt {
+                path: path.clone(),
+                detail: error.to_string(),
             })?;
-            if name != lease_file_name(&lease_id) {
-                let detail = format!("holds lease {lease_id:?}");
+            if name != lease_file_name(&record.lease_id) {
+                let detail = format!("holds lease {:?}", record.lease_id);
                 return Err(LeaseError::Corrupt { path, detail });
             }
-            manager.apply(&mut state, &lease_id, Some(lease), false);
+            local.insert(name, record);
         }
+        let mut state = LeaseState::default();
+        let mut version_max = local.values().map(|record| record.version).max().unwrap_or(0);
+        let Some(remote) = remote else {
+            for record in local.into_values() {
+                manager.apply(
+                    &mut state,
+                    &record.lease_id,
+                    Some(record.lease),
+                    record.version,
+                    false,
+                );
+            }
+            state.next_version = version_max + 1;
+            *manager.lock() = state;
+            return Ok(manager);
+        };
+        let copies = RemoteCopiesByLease::sort(&remote);
+        version_max = version_max.max(copies.version_max);
+        // Each lease's winning record, its remote copies, and whether the winner is remote.
+        let mut chosen: BTreeMap<String, (LeaseRecord, RemoteCopyState, bool)> = BTreeMap::new();
+        let mut deletions: BTreeSet<String> = BTreeSet::new();
+        for (file_name, lease_copies) in &copies.by_file_name {
+            let local_record = local.remove(file_name);
+            let best_remote = lease_copies.best.as_ref();
+            let (record, from_remote) = match (local_record, best_remote) {
+                (None, _) if complete => {
+                    deletions.extend(lease_copies.paths.values().cloned());
+                    continue;
+                }
+                (None, None) => {
+                    let path = lease_copies.paths.values().next().cloned().unwrap_or_default();
+                    let detail = "every remote copy of a lease missing locally is damaged".into();
+                    return Err(LeaseError::Corrupt { path, detail });
+                }
+                (Some(local), Some(remote)) if remote.version > local.version => {
+                    (remote.clone(), true)
+                }
+                (Some(local), _) => (local, false),
+                (None, Some(remote)) => (remote.clone(), true),
+            };
+            let mut copy_state = RemoteCopyState {
+                confirmed: None,
+                objects: lease_copies.paths.keys().copied().collect(),
+                putting: None,
+            };
+            if best_remote.is_some_and(|best| best.version == record.version) {
+                copy_state.confirmed = Some(record.version);
+                for (version, path) in &lease_copies.paths {
+                    if *version != record.version {
+                        deletions.insert(path.clone());
+                    }
+                }
+                copy_state.objects = BTreeSet::from([record.version]);
+            }
+            chosen.insert(record.lease_id.clone(), (record, copy_state, from_remote));
+        }
+        for record in local.into_values() {
+            let lease_id = record.lease_id.clone();
+            chosen.entry(lease_id).or_insert((record, RemoteCopyState::default(), false));
+        }
+        for (lease_id, (record, copy_state, from_remote)) in chosen {
+            // A remote copy that won is written locally before anything relies on it.
+            if from_remote {
+                manager.write_lease(&lease_id, record.version, &record.lease)?;
+            }
+            manager.apply(&mut state, &lease_id, Some(record.lease), record.version, false);
+            if copy_state.confirmed == Some(record.version) {
+                state.remote_behind.remove(&lease_id);
+            }
+            if let Some(held) = state.leases.get_mut(&lease_id) {
+                held.remote = copy_state;
+            }
+        }
+        if !complete {
+            let marker = format!("{}/{LEASE_DIR_COMPLETE}", manager.dir);
+            manager.fs.write(&marker, b"").map_err(LeaseError::Io)?;
+            manager.fs.sync(&marker).map_err(LeaseError::Io)?;
+        }
+        state.next_version = version_max + 1;
+        state.remote_deletions = deletions;
         *manager.lock() = state;
         Ok(manager)
     }
@@ -222,12 +390,13 @@ impl KvSnapshotLeaseManager {
         // Retention consults the state in memory: it changes only once the disk has it.
         let early = self.config.mutants.is_on(Mutant::LeaseAppliedBeforePersist);
         let mut unpinned = Vec::new();
+        let version = state.take_version();
         if early {
-            unpinned = self.apply(&mut state, lease_id, Some(next.clone()), keep_old_pin);
+            unpinned = self.apply(&mut state, lease_id, Some(next.clone()), version, keep_old_pin);
         }
-        self.write_lease(lease_id, &next)?;
+        self.write_lease(lease_id, version, &next)?;
         if !early {
-            unpinned = self.apply(&mut state, lease_id, Some(next), keep_old_pin);
+            unpinned = self.apply(&mut state, lease_id, Some(next), version, keep_old_pin);
         }
         Ok(unpinned)
     }
@@ -257,10 +426,11 @@ impl KvSnapshotLeaseManager {
         }
         if next.is_empty() {
             self.remove_lease_file(lease_id)?;
-            return Ok(self.apply(&mut state, lease_id, None, false));
+            return Ok(self.apply(&mut state, lease_id, None, 0, false));
         }
-        self.write_lease(lease_id, &next)?;
-        Ok(self.apply(&mut state, lease_id, Some(next), false))
+        let version = state.take_version();
+        self.write_lease(lease_id, version, &next)?;
+        Ok(self.apply(&mut state, lease_id, Some(next), version, false))
     }
 
     /// Drops `lease_id` and every pin it holds; an unknown lease is a no-op.
@@ -271,7 +441,7 @@ impl KvSnapshotLeaseManager {
             return Ok(Vec::new());
         }
         self.remove_lease_file(lease_id)?;
-        Ok(self.apply(&mut state, lease_id, None, false))
+        Ok(self.apply(&mut state, lease_id, None, 0, false))
     }
 
     /// Drops every lease whose expiration the wall clock has passed. A disk failure stops the
@@ -282,21 +452,127 @@ impl KvSnapshotLeaseManager {
         let keep_counts = self.config.mutants.is_on(Mutant::LeaseExpiryKeepsRefcount);
         let mut state = self.lock();
         let due: Vec<String> = state
-            .leases
+            .by_expiration
             .iter()
-            .filter(|(_, held)| held.lease.is_expired_at(now_ms, at_deadline))
-            .map(|(lease_id, _)| lease_id.clone())
+            .take_while(|(expiration_ms, _)| expiration_passed(*expiration_ms, now_ms, at_deadline))
+            .map(|(_, lease_id)| lease_id.clone())
             .collect();
         let mut expired = Expired::default();
         for lease_id in due {
-            if let Err(error) = self.remove_lease_file(&lease_id) {
+            // Not made durable one by one (a directory sync per lease cost milliseconds each,
+            // under the store's lock): a file a crash brings back holds an expired lease,
+            // which the first check after the restart expires again.
+            let path = format!("{}/{}", self.dir, lease_file_name(&lease_id));
+            if let Err(error) = self.fs.remove_file_lazily(&path).map_err(LeaseError::Io) {
                 tracing::warn!(%error, lease_id, "failed to expire a kv snapshot lease");
                 break;
             }
-            expired.unpinned.extend(self.apply(&mut state, &lease_id, None, keep_counts));
+            expired.unpinned.extend(self.apply(&mut state, &lease_id, None, 0, keep_counts));
             expired.lease_ids.push(lease_id);
         }
         expired
+    }
+
+    /// Whether every lease is also kept in remote storage.
+    pub fn is_mirrored(&self) -> bool {
+        self.mirrored
+    }
+
+    /// Whether a remote copy is to be put or deleted.
+    pub fn has_remote_work(&self) -> bool {
+        if !self.mirrored {
+            return false;
+        }
+        let state = self.lock();
+        !state.remote_behind.is_empty() || !state.remote_deletions.is_empty()
+    }
+
+    /// Leases whose remote copy is not confirmed at their current version.
+    pub fn remote_behind_count(&self) -> usize {
+        self.lock().remote_behind.len()
+    }
+
+    /// Whether remote storage holds exactly the leases, at their versions: nothing to put or
+    /// delete, and no put in flight (whose copy could still land).
+    pub fn remote_is_current(&self) -> bool {
+        let state = self.lock();
+        state.remote_behind.is_empty()
+            && state.remote_deletions.is_empty()
+            && state.remote_puts_in_flight == 0
+    }
+
+    /// The copies to put now: every lease whose remote copy is behind and not being put
+    /// already, encoded at its current version. Each must be answered with
+    /// [`KvSnapshotLeaseManager::finish_remote_put`].
+    pub fn take_remote_puts(&self) -> Vec<RemoteLeasePut> {
+        if !self.mirrored {
+            return Vec::new();
+        }
+        let mut state = self.lock();
+        let LeaseState { leases, remote_behind, remote_puts_in_flight, .. } = &mut *state;
+        let mut puts = Vec::new();
+        for lease_id in remote_behind.iter() {
+            let Some(held) = leases.get_mut(lease_id) else { continue };
+            if held.remote.putting == Some(held.version) {
+                continue;
+            }
+            held.remote.putting = Some(held.version);
+            held.remote.objects.insert(held.version);
+            *remote_puts_in_flight += 1;
+            puts.push(RemoteLeasePut {
+                lease_id: lease_id.clone(),
+                version: held.version,
+                path: remote_lease_path(lease_id, held.version),
+                bytes: encode_lease_file(lease_id, held.version, &held.lease),
+            });
+        }
+        puts
+    }
+
+    /// The outcome of a put [`KvSnapshotLeaseManager::take_remote_puts`] handed out. Once the
+    /// lease's current version is confirmed, its older copies are to be deleted; a confirmed
+    /// copy of a lease gone since (or of an earlier lease of the same id) is deleted too.
+    pub fn finish_remote_put(&self, lease_id: &str, version: u64, confirmed: bool) {
+        let mut state = self.lock();
+        let LeaseState { leases, remote_behind, remote_deletions, remote_puts_in_flight, .. } =
+            &mut *state;
+        *remote_puts_in_flight = remote_puts_in_flight.saturating_sub(1);
+        let path = remote_lease_path(lease_id, version);
+        let Some(held) = leases.get_mut(lease_id) else {
+            if confirmed {
+                remote_deletions.insert(path);
+            }
+            return;
+        };
+        if held.remote.putting == Some(version) {
+            held.remote.putting = None;
+        }
+        if !held.remote.objects.contains(&version) {
+            if confirmed {
+                remote_deletions.insert(path);
+            }
+            return;
+        }
+        if !confirmed || held.version != version {
+            // Failed (put again later), or superseded (deleted once the newer is confirmed).
+            return;
+        }
+        held.remote.confirmed = Some(version);
+        let older = std::mem::replace(&mut held.remote.objects, BTreeSet::from([version]));
+        let older = older.into_iter().filter(|v| *v != version);
+        remote_deletions.extend(older.map(|v| remote_lease_path(lease_id, v)));
+        remote_behind.remove(lease_id);
+    }
+
+    /// The remote copies to delete, in path order (so a lease's oldest copy first). Each
+    /// stays listed until [`KvSnapshotLeaseManager::finish_remote_deletion`] confirms it.
+    pub fn remote_deletions(&self) -> Vec<String> {
+        self.lock().remote_deletions.iter().cloned().collect()
+    }
+
+    /// A remote copy's deletion is confirmed.
+    pub fn finish_remote_deletion(&self, path: &str) {
+        self.lock().remote_deletions.remove(path);
     }
 
     /// Whether some lease pins `snapshot_id` of `bucket`.
@@ -354,6 +630,14 @@ impl KvSnapshotLeaseManager {
                 state.ref_counts
             ));
         }
+        let by_expiration: BTreeSet<(u64, String)> = state
+            .leases
+            .iter()
+            .map(|(lease_id, held)| (held.lease.expiration_ms, lease_id.clone()))
+            .collect();
+        if by_expiration != state.by_expiration {
+            return Err("the expiry index does not match the leases".to_string());
+        }
         if leased_bucket_count != state.leased_bucket_count {
             return Err(format!(
                 "{} pinned buckets counted, {leased_bucket_count} pinned",
@@ -363,17 +647,35 @@ impl KvSnapshotLeaseManager {
         Ok(())
     }
 
-    /// Replaces `lease_id`'s lease by `next` (`None`: removes it) in memory and moves the
-    /// counts: every pin that goes is decremented (unless `keep_unpinned_counts`, a mutant's
-    /// switch), every new one incremented. Returns the pins that went.
+    /// Replaces `lease_id`'s lease by `next` at `version` (`None`: removes it) in memory and
+    /// moves the counts: every pin that goes is decremented (unless `keep_unpinned_counts`, a
+    /// mutant's switch), every new one incremented. Returns the pins that went. A mirrored
+    /// lease's remote copy is behind from here until its put is confirmed; a removed lease's
+    /// copies are to be deleted.
     fn apply(
         &self,
         state: &mut LeaseState,
         lease_id: &str,
         next: Option<KvSnapshotLease>,
+        version: u64,
         keep_unpinned_counts: bool,
     ) -> Vec<Unpinned> {
-        let old = state.leases.remove(lease_id);
+        let mut old = state.leases.remove(lease_id);
+        if let Some(held) = &old {
+            state.by_expiration.remove(&(held.lease.expiration_ms, lease_id.to_string()));
+        }
+        if self.mirrored {
+            if next.is_some() {
+                state.remote_behind.insert(lease_id.to_string());
+            } else {
+                state.remote_behind.remove(lease_id);
+                if let Some(held) = &mut old {
+                    let gone = std::mem::take(&mut held.remote.objects);
+                    let paths = gone.into_iter().map(|v| remote_lease_path(lease_id, v));
+                    state.remote_deletions.extend(paths);
+                }
+            }
+        }
         let old_pins: BTreeMap<TableBucket, u64> =
             old.as_ref().map(|held| held.lease.pins().collect()).unwrap_or_default();
         let new_pins: BTreeMap<TableBucket, u64> =
@@ -395,20 +697,30 @@ impl KvSnapshotLeaseManager {
         assert!(state.leased_bucket_count >= old_pins.len(), "pinned buckets below zero");
         state.leased_bucket_count = state.leased_bucket_count - old_pins.len() + new_pins.len();
         if let Some(lease) = next {
-            let entry = match old {
-                Some(held) => held._entry,
-                None => self.ledger.register(ResourceKind::Lease, format!("kv lease {lease_id}")),
+            let (entry, remote) = match old {
+                Some(held) => (held._entry, held.remote),
+                None => (
+                    self.ledger.register(ResourceKind::Lease, format!("kv lease {lease_id}")),
+                    RemoteCopyState::default(),
+                ),
             };
-            state.leases.insert(lease_id.to_string(), HeldLease { lease, _entry: entry });
+            state.by_expiration.insert((lease.expiration_ms, lease_id.to_string()));
+            let held = HeldLease { lease, version, remote, _entry: entry };
+            state.leases.insert(lease_id.to_string(), held);
         }
         unpinned
     }
 
     /// Temp, sync, rename: the lease's file is its old state or its new one, never a mix.
-    fn write_lease(&self, lease_id: &str, lease: &KvSnapshotLease) -> Result<(), LeaseError> {
+    fn write_lease(
+        &self,
+        lease_id: &str,
+        version: u64,
+        lease: &KvSnapshotLease,
+    ) -> Result<(), LeaseError> {
         let path = format!("{}/{}", self.dir, lease_file_name(lease_id));
         let temp_path = format!("{path}{TEMP_SUFFIX}");
-        let bytes = encode_lease_file(lease_id, lease);
+        let bytes = encode_lease_file(lease_id, version, lease);
         self.fs.write(&temp_path, &bytes).map_err(LeaseError::Io)?;
         if !self.config.mutants.is_on(Mutant::LeaseRenamedWithoutSync) {
             self.fs.sync(&temp_path).map_err(LeaseError::Io)?;
@@ -425,6 +737,50 @@ impl KvSnapshotLeaseManager {
     /// `apply`, bugs whose damage [`KvSnapshotLeaseManager::check`] reports.
     fn lock(&self) -> MutexGuard<'_, LeaseState> {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A lease's remote copies: each version's path, and the newest copy that checks out.
+#[derive(Default)]
+struct LeaseCopies {
+    paths: BTreeMap<u64, String>,
+    best: Option<LeaseRecord>,
+}
+
+/// The remote copies by the file name of their lease.
+struct RemoteCopiesByLease {
+    by_file_name: BTreeMap<String, LeaseCopies>,
+    version_max: u64,
+}
+
+impl RemoteCopiesByLease {
+    /// A copy checks out when it decodes (checksum and all) and holds the lease and version
+    /// its path names. Objects under the root that are no lease copy are left alone.
+    fn sort(copies: &RemoteLeaseCopies) -> RemoteCopiesByLease {
+        let mut sorted = RemoteCopiesByLease { by_file_name: BTreeMap::new(), version_max: 0 };
+        for (path, bytes) in &copies.objects {
+            let Some((hex, version)) = parse_remote_lease_path(path) else {
+                tracing::warn!(path, "an object among the remote lease copies is no lease copy");
+                continue;
+            };
+            sorted.version_max = sorted.version_max.max(version);
+            let file_name = format!("{hex}{LEASE_FILE_SUFFIX}");
+            let lease_copies = sorted.by_file_name.entry(file_name.clone()).or_default();
+            lease_copies.paths.insert(version, path.clone());
+            match decode_lease_file(bytes) {
+                Ok(record)
+                    if record.version == version
+                        && lease_file_name(&record.lease_id) == file_name =>
+                {
+                    if lease_copies.best.as_ref().is_none_or(|best| best.version < version) {
+                        lease_copies.best = Some(record);
+                    }
+                }
+                Ok(_) => tracing::warn!(path, "a remote lease copy holds another lease or version"),
+                Err(error) => tracing::warn!(path, %error, "a remote lease copy is damaged"),
+            }
+        }
+        sorted
     }
 }
 
@@ -447,7 +803,11 @@ pub(crate) mod tests {
     use futures::FutureExt;
 
     use super::*;
-    use crate::lease::crash_fs::CrashFs;
+    use futures::executor::block_on;
+
+    use crate::env::RemoteStorage;
+    use crate::lease::crash_fs::{CrashFs, CrashRemote};
+    use crate::lease::lease_remote::{fetch_remote_lease_copies, mirror_leases};
     use crate::mutant::Mutants;
 
     pub(crate) const DIR: &str = "coordinator/kv-snapshot-leases";
@@ -615,6 +975,23 @@ pub(crate) mod tests {
         assert!(matches!(open(fs, clock, Mutants::NONE), Err(LeaseError::Corrupt { .. })));
     }
 
+    #[test]
+    fn an_expired_lease_whose_file_a_crash_brought_back_expires_again_at_the_first_check() {
+        let (fs, clock, leases) = manager();
+        leases.acquire("a", 100, &[(b(1), 1)]).expect("acquire");
+        let path = format!("{DIR}/{}", lease_file_name("a"));
+        let bytes = fs.read(&path).expect("the lease's file");
+        clock.set(1_101);
+        assert_eq!(leases.expire().lease_ids, vec!["a".to_string()]);
+        drop(leases);
+        // The expiry's removal is lazy: a crash may undo it.
+        fs.write(&path, &bytes).expect("write");
+        let reopened = open(fs, clock, Mutants::NONE).expect("open");
+        assert_eq!(reopened.ref_count(b(1), 1), 1, "back until the first check");
+        assert_eq!(reopened.expire().lease_ids, vec!["a".to_string()]);
+        assert_eq!(reopened.check(), Ok(()));
+    }
+
     #[derive(Debug, Clone)]
     enum Op {
         Acquire(&'static str, Vec<(TableBucket, u64)>),
@@ -696,6 +1073,171 @@ pub(crate) mod tests {
             return Err("a lease outlived its expiration".into());
         }
         leases.check()
+    }
+
+    fn open_mirrored(
+        fs: Arc<dyn LocalFs>,
+        remote: &Arc<CrashRemote>,
+        clock: &Arc<TestClock>,
+    ) -> Result<Arc<KvSnapshotLeaseManager>, LeaseError> {
+        let remote_storage: Arc<dyn RemoteStorage> = remote.clone();
+        let copies = block_on(fetch_remote_lease_copies(remote_storage, clock.clone()))?;
+        let config = LeaseConfig::default();
+        let clock: Arc<dyn Clock> = clock.clone();
+        KvSnapshotLeaseManager::open_with_remote(
+            fs,
+            DIR.into(),
+            clock,
+            Ledger::new(),
+            config,
+            Some(copies),
+        )
+        .map(Arc::new)
+    }
+
+    fn mirror(leases: &Arc<KvSnapshotLeaseManager>, remote: &Arc<CrashRemote>) {
+        let remote: Arc<dyn RemoteStorage> = remote.clone();
+        let clock: Arc<dyn Clock> = TestClock::at(0);
+        if let Some(mirroring) = mirror_leases(leases, &remote, &clock) {
+            block_on(mirroring);
+        }
+    }
+
+    #[test]
+    fn leases_come_back_from_remote_storage_when_the_local_directory_is_lost() {
+        let (fs, remote, clock) =
+            (Arc::new(CrashFs::default()), Arc::new(CrashRemote::default()), TestClock::at(1_000));
+        let leases = open_mirrored(fs.clone(), &remote, &clock).expect("open");
+        leases.acquire("a", 100, &[(b(1), 1), (b(2), 1)]).expect("acquire");
+        leases.acquire("b", 100, &[(b(1), 2)]).expect("acquire");
+        leases.acquire("a", 500, &[]).expect("renew");
+        mirror(&leases, &remote);
+        assert!(!leases.has_remote_work());
+        let copies: Vec<String> = remote.objects().into_keys().collect();
+        assert_eq!(copies, vec![remote_lease_path("a", 3), remote_lease_path("b", 2)]);
+        let lost = Arc::new(CrashFs::default());
+        let recovered = open_mirrored(lost.clone(), &remote, &clock).expect("recovered");
+        assert_eq!(recovered.leases(), leases.leases());
+        assert_eq!(recovered.check(), Ok(()));
+        assert!(!recovered.has_remote_work(), "the copies were current");
+        assert!(lost.exists(&format!("{DIR}/{LEASE_DIR_COMPLETE}")));
+        let reopened = open(Arc::new(lost.crash()), clock.clone(), Mutants::NONE).expect("open");
+        assert_eq!(reopened.leases(), leases.leases(), "written back to the directory, synced");
+        recovered.acquire("c", 100, &[]).expect("a version above every copy's");
+        assert_eq!(recovered.lock().leases.get("c").map(|held| held.version), Some(4));
+    }
+
+    #[test]
+    fn a_stale_or_damaged_remote_copy_never_overrides_a_newer_local_one() {
+        let (fs, remote, clock) =
+            (Arc::new(CrashFs::default()), Arc::new(CrashRemote::default()), TestClock::at(1_000));
+        let leases = open_mirrored(fs.clone(), &remote, &clock).expect("open");
+        leases.acquire("a", 100, &[(b(1), 1)]).expect("acquire");
+        mirror(&leases, &remote);
+        remote.fail_from(Some(0));
+        leases.acquire("a", 100, &[(b(1), 2)]).expect("moved, locally");
+        mirror(&leases, &remote);
+        assert!(leases.has_remote_work(), "the remote copy is behind");
+        let newer_locally = leases.leases();
+        // A damaged copy that claims a newer version.
+        remote.put_now(&remote_lease_path("a", 99), b"rot".to_vec());
+        remote.fail_from(None);
+        drop(leases);
+        let reopened = open_mirrored(Arc::new(fs.crash()), &remote, &clock).expect("open");
+        assert_eq!(reopened.leases(), newer_locally);
+        mirror(&reopened, &remote);
+        let copies: Vec<String> = remote.objects().into_keys().collect();
+        assert_eq!(copies, vec![remote_lease_path("a", 2)], "stale and damaged copies go");
+        reopened.acquire("b", 100, &[]).expect("acquire");
+        let version = reopened.lock().leases.get("b").map(|held| held.version);
+        assert_eq!(version, Some(100), "above every copy's version, damaged or not");
+        // A lease whose only copy is damaged, with no local file and no whole directory:
+        // refused, as a damaged local file is.
+        remote.put_now(&remote_lease_path("z", 5), b"rot".to_vec());
+        let refused = open_mirrored(Arc::new(CrashFs::default()), &remote, &clock);
+        assert!(matches!(refused, Err(LeaseError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn a_dropped_lease_whose_copy_was_left_is_not_brought_back_while_the_directory_is_whole() {
+        let (fs, remote, clock) =
+            (Arc::new(CrashFs::default()), Arc::new(CrashRemote::default()), TestClock::at(1_000));
+        let leases = open_mirrored(fs.clone(), &remote, &clock).expect("open");
+        leases.acquire("a", 100, &[(b(1), 1)]).expect("acquire");
+        mirror(&leases, &remote);
+        remote.fail_from(Some(0));
+        leases.drop_lease("a").expect("dropped locally");
+        mirror(&leases, &remote);
+        assert_eq!(remote.objects().len(), 1, "its copy is left");
+        remote.fail_from(None);
+        drop(leases);
+        let reopened = open_mirrored(Arc::new(fs.crash()), &remote, &clock).expect("open");
+        assert_eq!(reopened.leases(), vec![]);
+        mirror(&reopened, &remote);
+        assert!(remote.objects().is_empty(), "deleted after the restart");
+    }
+
+    /// Stops the script at every mutating call, local (the lease files) or remote (the
+    /// copies), then crashes: reopened with its directory, the manager holds exactly what was
+    /// acknowledged locally; reopened on a lost directory from the remote copies alone, each
+    /// lease is as acknowledged in both places, or as the update in doubt left it locally (an
+    /// expiry check that drops several leases may leave some copies deleted, not others).
+    #[test]
+    fn a_crash_at_any_local_or_remote_step_loses_nothing_acknowledged() {
+        for remote_side in [false, true] {
+            for fail_at in 0..60 {
+                let step =
+                    format!("{} step {fail_at}", if remote_side { "remote" } else { "local" });
+                let fs = Arc::new(CrashFs::default());
+                let remote = Arc::new(CrashRemote::default());
+                let clock = TestClock::at(1_000);
+                let leases = open_mirrored(fs.clone(), &remote, &clock).expect("open");
+                if remote_side {
+                    remote.fail_from(Some(fail_at));
+                } else {
+                    fs.fail_from(Some(fail_at));
+                }
+                let mut in_both_places = leases.leases();
+                for op in script() {
+                    let before = leases.leases();
+                    if run(&leases, &clock, &op).is_err() {
+                        assert_eq!(leases.leases(), before, "a failed {op:?} changed memory");
+                        break;
+                    }
+                    mirror(&leases, &remote);
+                    if leases.has_remote_work() {
+                        break;
+                    }
+                    in_both_places = leases.leases();
+                }
+                let locally = leases.leases();
+                assert_eq!(leases.check(), Ok(()), "{step}");
+                drop(leases);
+                remote.fail_from(None);
+                let crashed = Arc::new(fs.crash());
+                let recovered = open_mirrored(Arc::new(CrashFs::default()), &remote, &clock)
+                    .unwrap_or_else(|error| panic!("{step}: recovery from remote: {error}"));
+                let got: BTreeMap<_, _> = recovered.leases().into_iter().collect();
+                let both: BTreeMap<_, _> = in_both_places.iter().cloned().collect();
+                let local: BTreeMap<_, _> = locally.iter().cloned().collect();
+                for lease_id in got.keys().chain(both.keys()).chain(local.keys()) {
+                    let recovered = got.get(lease_id);
+                    assert!(
+                        recovered == both.get(lease_id) || recovered == local.get(lease_id),
+                        "{step}: lease {lease_id} recovered as {recovered:?}, acknowledged in \
+                         both places {:?}, locally {:?}",
+                        both.get(lease_id),
+                        local.get(lease_id)
+                    );
+                }
+                let reopened = open_mirrored(crashed, &remote, &clock)
+                    .unwrap_or_else(|error| panic!("{step}: reopen: {error}"));
+                assert_eq!(reopened.leases(), locally, "{step}");
+                mirror(&reopened, &remote);
+                assert!(!reopened.has_remote_work(), "{step}");
+                assert_eq!(remote.objects().len(), locally.len(), "{step}: one copy per lease");
+            }
+        }
     }
 
     #[test]

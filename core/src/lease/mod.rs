@@ -24,6 +24,7 @@ pub mod lease_config;
 pub mod lease_error;
 pub mod lease_file;
 pub mod lease_manager;
+pub mod lease_remote;
 pub mod lease_sweeper;
 pub mod tiering_lease_tracker;
 

@@ -54,6 +54,12 @@ pub fn run_lease_expiry_loop(
                     .boxed(),
                 );
             }
+            // The remote lease copies: the expired leases' go, and what a failure left behind
+            // is done again (after the deletions are spawned: an abort while this waits on
+            // the remote store must not lose them).
+            if let Some(mirroring) = service.mirror_leases() {
+                mirroring.await;
+            }
         }
     }
     .boxed()

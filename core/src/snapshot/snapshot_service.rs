@@ -272,6 +272,31 @@ impl SnapshotService {
         self.lease_sweeper.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Brings the remote lease copies up to the leases (`lease_remote::mirror_leases`); `None`
+    /// when there is nothing to do. The coordinator awaits it before it answers a request (so
+    /// that an acknowledged lease change is in remote storage too, unless remote storage
+    /// failed), and after every expiry check.
+    pub fn mirror_leases(&self) -> Option<BoxFuture<'static, ()>> {
+        crate::lease::lease_remote::mirror_leases(self.store.leases()?, &self.remote, &self.clock)
+    }
+
+    /// What the coordinator awaits before it answers `request`: for a lease request (the only
+    /// requests that change leases, with the expiry check), [`SnapshotService::mirror_leases`];
+    /// `None` for any other request (a commit does not wait on remote storage for copies that
+    /// a failure left behind: the next expiry check catches up) and when nothing is to do.
+    pub fn mirror_before_answering(&self, request: &Request) -> Option<BoxFuture<'static, ()>> {
+        let changes_leases = matches!(
+            request,
+            Request::AcquireKvSnapshotLease { .. }
+                | Request::ReleaseKvSnapshotLease { .. }
+                | Request::DropKvSnapshotLease { .. }
+        );
+        if !changes_leases {
+            return None;
+        }
+        self.mirror_leases()
+    }
+
     /// Deletes `cleanup`'s remote objects, each retried with backoff on transient failures.
     /// Returns the paths still there (the orphan sweep's).
     pub fn delete(&self, cleanup: Cleanup) -> BoxFuture<'static, Vec<String>> {

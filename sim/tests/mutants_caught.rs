@@ -92,6 +92,15 @@ const RECORDED: &[(&str, &str, u64)] = &[
     ("recovery-remote-replay-past-boundary", "swarm", 4),
     ("recovery-remote-replay-short-of-boundary", "swarm", 3),
     ("recovery-broken-snapshot-not-reported", "swarm", 1),
+    // Recovery's remote-log fetcher (the recovery scenario): a window past prefetch-num by the
+    // per-step fetcher bounds; a downloaded file left by a cancel and a write still running
+    // after close by the check that a leadership call leaves none of its fetcher's files or
+    // ledger entries; segments matched by identity by the progress oracle (the replay never
+    // reaches its boundary).
+    ("fetcher-window-unbounded", "recovery", 1),
+    ("fetcher-cancel-drops-downloaded-file", "recovery", 1),
+    ("fetcher-close-skips-wait", "recovery", 1),
+    ("fetcher-matches-by-identity", "recovery", 1),
     // KV snapshot leases (the leases scenario; lease-expires-at-deadline stays the shuttle
     // harness's): the manager's recount after a lease request (expiry keeping counts, a moved
     // pin kept, an empty table entry kept), and the coordinator's restart check (a pin applied

@@ -734,10 +734,36 @@ impl Node {
             self.network.unregister(SERVER_NODE_ID);
             (server.shutdown)().await;
             self.network.unregister(COORDINATOR_NODE_ID);
+            self.wait_for_unabortable_work().await;
             tracing::info!("node stopped");
         }
     }
+
+    /// Waits, at most `SHUTDOWN_WORK_WAIT_MS`, until nothing is left in the leak ledger.
+    /// Blocking work cannot be aborted (a RocksDB checkpoint of a snapshot, a file write): a
+    /// shutdown that returned while one still ran would leave it holding an engine, and a
+    /// restart in the same process would find the engine's lock taken.
+    async fn wait_for_unabortable_work(&self) {
+        let clock = self.env.clock.clone();
+        let deadline_ms = clock.now_mono_ms() + SHUTDOWN_WORK_WAIT_MS;
+        loop {
+            let live = self.env.ledger.live();
+            if live.is_empty() {
+                return;
+            }
+            if clock.now_mono_ms() >= deadline_ms {
+                let live: Vec<String> = live.into_iter().map(|resource| resource.owner).collect();
+                tracing::warn!(?live, "the node stops with work still running");
+                return;
+            }
+            clock.sleep(SHUTDOWN_WORK_POLL_MS).await;
+        }
+    }
 }
+
+/// How long a shutdown waits for work it cannot abort before it returns anyway.
+const SHUTDOWN_WORK_WAIT_MS: u64 = 60_000;
+const SHUTDOWN_WORK_POLL_MS: u64 = 10;
 
 /// The real environment: disk files under `fs`'s root (the data directory), RocksDB engines in
 /// the same tree (the tablet server names their directories `…/kv-{bucket}`), remote objects in

@@ -354,7 +354,7 @@ impl KvEngineFactory for RocksEngineFactory {
             return Err(EngineError::Io(format!("no checkpoint in {}", source.display())));
         }
         remove_dir_if_present(&target)?;
-        copy_dir_durably(&source, &target)?;
+        copy_dir_durably(&source, &target, &|name| self.is_immutable_file(name))?;
         self.open_path(target)
     }
 
@@ -428,7 +428,17 @@ fn remove_dir_if_present(path: &Path) -> Result<(), EngineError> {
 
 /// Copies a checkpoint directory, syncing every file and directory so that the copy survives
 /// a crash before the engine opened on it writes anything.
-fn copy_dir_durably(source: &Path, target: &Path) -> Result<(), EngineError> {
+/// Copies the directory `source` to `target`, every file synced, then the directories. A file
+/// that `immutable` names (a table file, which RocksDB never writes again) is hard-linked
+/// instead of copied where the file system allows it (the restore's checkpoint lies beside the
+/// engine's directory), which saves a copy of the whole engine; the link is synced all the
+/// same, since the checkpoint's files were written without a sync. The files RocksDB does
+/// write in place (MANIFEST, WAL) are always copied, so the checkpoint stays as it was.
+fn copy_dir_durably(
+    source: &Path,
+    target: &Path,
+    immutable: &dyn Fn(&str) -> bool,
+) -> Result<(), EngineError> {
     let context = |what: &Path| format!("copy checkpoint {}", what.display());
     std::fs::create_dir_all(target).map_err(|e| io_error(&context(target), e))?;
     for entry in std::fs::read_dir(source).map_err(|e| io_error(&context(source), e))? {
@@ -437,11 +447,15 @@ fn copy_dir_durably(source: &Path, target: &Path) -> Result<(), EngineError> {
         let to = target.join(entry.file_name());
         let file_type = entry.file_type().map_err(|e| io_error(&context(&from), e))?;
         if file_type.is_dir() {
-            copy_dir_durably(&from, &to)?;
-        } else {
-            std::fs::copy(&from, &to).map_err(|e| io_error(&context(&from), e))?;
-            sync_path(&to)?;
+            copy_dir_durably(&from, &to, immutable)?;
+            continue;
         }
+        let linked = immutable(&entry.file_name().to_string_lossy())
+            && std::fs::hard_link(&from, &to).is_ok();
+        if !linked {
+            std::fs::copy(&from, &to).map_err(|e| io_error(&context(&from), e))?;
+        }
+        sync_path(&to)?;
     }
     sync_path(target)?;
     if let Some(parent) = target.parent() {
@@ -505,6 +519,55 @@ mod tests {
         iterator.next();
         assert!(!iterator.valid());
         iterator.status().expect("status");
+    }
+
+    #[test]
+    fn a_restored_engine_links_the_checkpoints_table_files_and_outlives_the_checkpoint() {
+        use std::os::unix::fs::MetadataExt;
+        let temp = tempfile::TempDir::new().expect("tempdir");
+        let factory = RocksEngineFactory::new(temp.path().to_path_buf());
+        let engine = factory.open("e").expect("open");
+        let mut batch = WriteBatch::new();
+        for key in 0..1000u32 {
+            batch.put(key.to_be_bytes().to_vec(), vec![7; 100]);
+        }
+        batch.set_flushed_log_offset(9);
+        engine.write(&batch).expect("write");
+        engine.checkpoint("cp").expect("checkpoint");
+        let private_files_of = |dir: &str| -> Vec<(String, Vec<u8>)> {
+            let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(temp.path().join(dir))
+                .expect("read_dir")
+                .map(|entry| entry.expect("entry").path())
+                .filter(|path| !factory.is_immutable_file(&path.to_string_lossy()))
+                .map(|path| (path.display().to_string(), std::fs::read(&path).expect("read")))
+                .collect();
+            files.sort();
+            files
+        };
+        let checkpoint_private_files = private_files_of("cp");
+        let restored = factory.open_checkpoint("cp", "r").expect("open checkpoint");
+        let tables: Vec<std::path::PathBuf> = std::fs::read_dir(temp.path().join("r"))
+            .expect("read_dir")
+            .map(|entry| entry.expect("entry").path())
+            .filter(|path| factory.is_immutable_file(&path.to_string_lossy()))
+            .collect();
+        assert!(!tables.is_empty(), "the checkpoint has table files");
+        let inode = |path: &std::path::Path| std::fs::metadata(path).expect("metadata").ino();
+        for table in &tables {
+            let in_checkpoint = temp.path().join("cp").join(table.file_name().expect("name"));
+            assert_eq!(inode(table), inode(&in_checkpoint), "{table:?} is linked, not copied");
+        }
+        let mut more = WriteBatch::new();
+        more.put(b"new".to_vec(), b"v".to_vec());
+        more.set_flushed_log_offset(10);
+        restored.write(&more).expect("write to the restored engine");
+        assert_eq!(private_files_of("cp"), checkpoint_private_files, "the checkpoint is untouched");
+        std::fs::remove_dir_all(temp.path().join("cp")).expect("remove the checkpoint");
+        drop(restored);
+        let reopened = factory.open("r").expect("reopen without the checkpoint");
+        assert_eq!(reopened.flushed_log_offset().expect("offset"), Some(10));
+        let got = reopened.get(&7u32.to_be_bytes()).expect("get");
+        assert_eq!(got, Some(vec![7; 100]));
     }
 
     #[test]

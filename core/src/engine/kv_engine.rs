@@ -110,7 +110,8 @@ pub trait KvEngineFactory: Send + Sync + 'static {
     /// Opens the engine in `dir`, creating an empty one if there is none.
     fn open(&self, dir: &str) -> Result<Arc<dyn KvEngine>, EngineError>;
     /// Replaces whatever is in `dir` with a copy of the checkpoint in `checkpoint_dir` and
-    /// opens it.
+    /// opens it. The checkpoint is left as it was (its immutable files may be shared with the
+    /// engine by hard links, so the caller deletes it but never writes into it).
     fn open_checkpoint(
         &self,
         checkpoint_dir: &str,

@@ -59,6 +59,8 @@ struct Restored {
     node: NodeId,
     incarnation: u64,
     dir: String,
+    /// The bucket whose engine directory `dir` is (found once, at the restore).
+    bucket: TableBucket,
     engine: Weak<dyn KvEngine>,
 }
 
@@ -80,9 +82,6 @@ struct WatchState {
     restored: Vec<Restored>,
     disks: BTreeMap<NodeId, Arc<SimFs>>,
     counts: RecoveryCounts,
-    /// Buckets whose engine directory is in `bucket_of_engine_dir`.
-    engine_dirs_seen: BTreeSet<TableBucket>,
-    bucket_of_engine_dir: BTreeMap<String, TableBucket>,
 }
 
 pub struct RecoveryWatch {
@@ -115,26 +114,27 @@ impl RecoveryWatch {
         let watch = Arc::downgrade(self);
         Arc::new(move |dir: &str, engine: &Arc<dyn KvEngine>| {
             let Some(watch) = watch.upgrade() else { return };
+            // A directory of no live bucket (its partition was dropped meanwhile) is never
+            // served, so never checked.
+            let bucket =
+                watch.checker.partitions.live_buckets().into_iter().find(|b| engine_dir(*b) == dir);
             let mut state = watch.lock();
             state.counts.restores += 1;
             // A later restore into the same directory replaces the earlier engine.
             state.restored.retain(|r| !(r.node == node && r.dir == dir));
+            let Some(bucket) = bucket else { return };
             state.restored.push(Restored {
                 node,
                 incarnation,
                 dir: dir.to_string(),
+                bucket,
                 engine: Arc::downgrade(engine),
             });
             drop(state);
             // At its birth: the checkpoint as opened, at the snapshot's log offset.
-            let bucket =
-                watch.checker.partitions.live_buckets().into_iter().find(|b| engine_dir(*b) == dir);
-            if let Some(bucket) = bucket {
-                if watch.checker.check_restored_engine(node, bucket, engine.as_ref()) == Some(false)
-                {
-                    let reported = Arc::downgrade(engine);
-                    watch.lock().restored.retain(|r| !r.engine.ptr_eq(&reported));
-                }
+            if watch.checker.check_restored_engine(node, bucket, engine.as_ref()) == Some(false) {
+                let reported = Arc::downgrade(engine);
+                watch.lock().restored.retain(|r| !r.engine.ptr_eq(&reported));
             }
         })
     }
@@ -243,24 +243,11 @@ impl RecoveryWatch {
             }
             let live: BTreeSet<TableBucket> =
                 self.checker.partitions.live_buckets().into_iter().collect();
-            // Engine directories are formatted once per bucket ever seen, not at every check.
-            for bucket in &live {
-                if !state.engine_dirs_seen.contains(bucket) {
-                    state.engine_dirs_seen.insert(*bucket);
-                    state.bucket_of_engine_dir.insert(engine_dir(*bucket), *bucket);
-                }
-            }
-            let state = &*state;
             state
                 .restored
                 .iter()
-                .filter_map(|r| {
-                    let bucket = state.bucket_of_engine_dir.get(&r.dir)?;
-                    if !live.contains(bucket) {
-                        return None;
-                    }
-                    Some((r.node, *bucket, r.engine.upgrade()?))
-                })
+                .filter(|r| live.contains(&r.bucket))
+                .filter_map(|r| Some((r.node, r.bucket, r.engine.upgrade()?)))
                 .collect()
         };
         for (node, bucket, engine) in engines {

@@ -12,7 +12,7 @@ use futures::future::{BoxFuture, FutureExt};
 use kvtablet_core::env::{FsError, RemoteError, RemoteStorage, Rpc, RpcError, RpcHandler};
 use kvtablet_core::kv::{KvTablet, KvTabletConfig, PartialUpdates};
 use kvtablet_core::lease::{LeaseConfig, LeaseGauges};
-use kvtablet_core::ledger::Ledger;
+use kvtablet_core::ledger::{Ledger, ResourceKind};
 use kvtablet_core::log::{LocalRetention, LogConfig, LogError, LogRegistry, LogTablet};
 use kvtablet_core::message::{NodeId, Request, Response};
 use kvtablet_core::mutant::Mutants;
@@ -718,8 +718,10 @@ impl Node {
     }
 
     /// Stops the tablet server and waits for it, then the snapshot coordinator (the leaders'
-    /// snapshot loops end with the server). Idempotent.
-    pub async fn shutdown(&mut self) {
+    /// snapshot loops end with the server). Idempotent. Returns the owners of work still
+    /// running when the wait for it gave up (see [`Self::wait_for_unabortable_work`]): none,
+    /// unless some blocking work outlived `SHUTDOWN_WORK_WAIT_MS`.
+    pub async fn shutdown(&mut self) -> Vec<String> {
         if let Some(lease_expiry) = self.lease_expiry.take() {
             lease_expiry.abort();
             lease_expiry.join().await;
@@ -734,27 +736,37 @@ impl Node {
             self.network.unregister(SERVER_NODE_ID);
             (server.shutdown)().await;
             self.network.unregister(COORDINATOR_NODE_ID);
-            self.wait_for_unabortable_work().await;
+            let left_running = self.wait_for_unabortable_work().await;
             tracing::info!("node stopped");
+            return left_running;
         }
+        Vec::new()
     }
 
-    /// Waits, at most `SHUTDOWN_WORK_WAIT_MS`, until nothing is left in the leak ledger.
-    /// Blocking work cannot be aborted (a RocksDB checkpoint of a snapshot, a file write): a
-    /// shutdown that returned while one still ran would leave it holding an engine, and a
-    /// restart in the same process would find the engine's lock taken.
-    async fn wait_for_unabortable_work(&self) {
+    /// Waits, at most `SHUTDOWN_WORK_WAIT_MS`, until nothing but leases is left in the leak
+    /// ledger; returns the owners of what is left then. Blocking work cannot be aborted (a
+    /// RocksDB checkpoint of a snapshot, a file write): a shutdown that returned while one still
+    /// ran would leave it holding an engine, and a restart in the same process would find the
+    /// engine's lock taken. A lease is no work: it is a consumer's durable grant, held by the
+    /// coordinator's lease manager until a release or its expiry, and it outlives the node.
+    async fn wait_for_unabortable_work(&self) -> Vec<String> {
         let clock = self.env.clock.clone();
         let deadline_ms = clock.now_mono_ms() + SHUTDOWN_WORK_WAIT_MS;
         loop {
-            let live = self.env.ledger.live();
+            let live: Vec<String> = self
+                .env
+                .ledger
+                .live()
+                .into_iter()
+                .filter(|resource| resource.kind != ResourceKind::Lease)
+                .map(|resource| resource.owner)
+                .collect();
             if live.is_empty() {
-                return;
+                return live;
             }
             if clock.now_mono_ms() >= deadline_ms {
-                let live: Vec<String> = live.into_iter().map(|resource| resource.owner).collect();
                 tracing::warn!(?live, "the node stops with work still running");
-                return;
+                return live;
             }
             clock.sleep(SHUTDOWN_WORK_POLL_MS).await;
         }

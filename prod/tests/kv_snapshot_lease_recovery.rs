@@ -7,30 +7,21 @@
 // A test owns its runtime, reads wall time to bound its waits and reads files directly.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+mod support;
 
-use kvtablet_core::error::ErrorCode;
+use std::path::{Path, PathBuf};
+
 use kvtablet_core::message::{KvWrite, Request, Response};
 use kvtablet_core::snapshot::CompletedSnapshot;
 use kvtablet_core::TableBucket;
 use kvtablet_prod::node::{Node, NodeConfig, NodeHandle};
 use kvtablet_prod::snapshot_coordinator::LEASE_DIR;
+use support::{put_resending_on_backpressure, runtime, wait_for};
 
 const BUCKET: TableBucket = TableBucket { table_id: 1, partition_id: None, bucket_id: 0 };
 const SNAPSHOT_INTERVAL_MS: u64 = 200;
-const WAIT_MAX: Duration = Duration::from_secs(60);
-const POLL_INTERVAL: Duration = Duration::from_millis(20);
 const LEASE_ID: &str = "reader";
 const LEASE_DURATION_MS: u64 = 60 * 60 * 1_000;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
 
 /// One retained snapshot, so that the leased one leaves the window at the next commit.
 async fn start(dir: &Path, snapshot_interval_ms: u64) -> Node {
@@ -50,35 +41,7 @@ async fn put_rows(node: &Node, round: u32) {
             value: Some([&[1u8, 0][..], format!("round {round} row {index}").as_bytes()].concat()),
         })
         .collect();
-    let deadline = Instant::now() + WAIT_MAX;
-    loop {
-        let request = Request::PutKv {
-            bucket: BUCKET,
-            writes: writes.clone(),
-            writer: None,
-            target_columns: None,
-        };
-        match node.request(request).await.expect("answered") {
-            Response::PutKv { .. } => return,
-            Response::Error(error)
-                if error.code == ErrorCode::StorageBackpressure && Instant::now() < deadline =>
-            {
-                tokio::time::sleep(POLL_INTERVAL).await;
-            }
-            other => panic!("put refused: {other:?}"),
-        }
-    }
-}
-
-async fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + WAIT_MAX;
-    loop {
-        if let Some(found) = check() {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        tokio::time::sleep(POLL_INTERVAL).await;
-    }
+    put_resending_on_backpressure(node, BUCKET, writes).await;
 }
 
 /// Writes a round of rows and waits for the snapshot that holds them.
@@ -136,7 +99,8 @@ fn a_node_whose_lease_directory_was_deleted_gets_its_leases_back_from_remote_sto
         };
         assert!(kept_ids(&node).contains(&leased.snapshot_id));
         let leases_before = node.snapshot_store().leases().expect("leases").leases();
-        node.shutdown().await;
+        // A lease is a grant, not work: the shutdown does not wait for it to end.
+        assert_eq!(node.shutdown().await, Vec::<String>::new(), "no work left running");
 
         std::fs::remove_dir_all(dir.path().join(LEASE_DIR)).expect("the lease directory goes");
 

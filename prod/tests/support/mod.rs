@@ -1,5 +1,6 @@
-//! What the wire client tests share: a node served on 127.0.0.1:0 in a temporary directory, a
-//! table of every supported column type, rows for it, and waiting (bounded) for the flush.
+//! What the node and wire client tests share: a runtime, a bounded wait for a condition, a node
+//! served on 127.0.0.1:0 in a temporary directory, a table of every supported column type,
+//! rows for it, and waiting (bounded) for the flush.
 
 // Test support owns its runtime and reads wall time to bound its waits; each test uses part of it.
 #![allow(dead_code, clippy::disallowed_methods, clippy::disallowed_types)]
@@ -20,12 +21,55 @@ pub const DATABASE: &str = "scan_db";
 /// How long a test waits for the asynchronous flush before it fails.
 pub const FLUSH_WAIT_MAX: Duration = Duration::from_secs(60);
 
+/// How long [`wait_for`] waits before the test fails, and how often it looks.
+pub const WAIT_MAX: Duration = Duration::from_secs(60);
+pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("tokio runtime")
+}
+
+/// Puts `writes` into `bucket` of an in-process `node`, resending while it answers
+/// STORAGE_BACKPRESSURE (the flush behind), for at most [`WAIT_MAX`]; any other refusal fails
+/// the test.
+pub async fn put_resending_on_backpressure(
+    node: &kvtablet_prod::node::Node,
+    bucket: kvtablet_core::TableBucket,
+    writes: Vec<kvtablet_core::message::KvWrite>,
+) {
+    use kvtablet_core::error::ErrorCode;
+    use kvtablet_core::message::{Request, Response};
+    let deadline = Instant::now() + WAIT_MAX;
+    loop {
+        let request =
+            Request::PutKv { bucket, writes: writes.clone(), writer: None, target_columns: None };
+        match node.request(request).await.expect("answered") {
+            Response::PutKv { .. } => return,
+            Response::Error(error)
+                if error.code == ErrorCode::StorageBackpressure && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(POLL_INTERVAL).await;
+            }
+            other => panic!("put refused: {other:?}"),
+        }
+    }
+}
+
+/// The first `Some` of `check`, polled every [`POLL_INTERVAL`]; the test fails, naming `what`,
+/// after [`WAIT_MAX`].
+pub async fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + WAIT_MAX;
+    loop {
+        if let Some(found) = check() {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
 }
 
 /// A node with its wire server, and a client connection to it.

@@ -8,9 +8,10 @@
 // A test owns its runtime, reads wall time to bound its waits and reads files directly.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use kvtablet_core::engine::{KeyRange, KvEngineFactory};
 use kvtablet_core::error::ErrorCode;
@@ -21,12 +22,10 @@ use kvtablet_core::TableBucket;
 use kvtablet_prod::node::{Node, NodeConfig, NodeHandle};
 use kvtablet_prod::rocks_engine::RocksEngineFactory;
 use kvtablet_prod::snapshot_coordinator::COORDINATOR_NODE_ID;
+use support::{put_resending_on_backpressure, runtime, wait_for};
 
 const BUCKET: TableBucket = TableBucket { table_id: 1, partition_id: None, bucket_id: 0 };
 const SNAPSHOT_INTERVAL_MS: u64 = 200;
-/// How long a test waits for a flush, a snapshot or a retain offset before it fails.
-const WAIT_MAX: Duration = Duration::from_secs(60);
-const POLL_INTERVAL: Duration = Duration::from_millis(20);
 const ROWS: usize = 5_000;
 const VALUE_BYTES: usize = 200;
 const WRITES_PER_PUT: usize = 500;
@@ -34,14 +33,6 @@ const WRITES_PER_PUT: usize = 500;
 const SCHEMA_PREFIX: [u8; 2] = [1, 0];
 
 type Rows = BTreeMap<Vec<u8>, Vec<u8>>;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
 
 async fn start(dir: &Path, snapshot_interval_ms: u64) -> Node {
     let config = NodeConfig { buckets: vec![BUCKET], snapshot_interval_ms, ..NodeConfig::new(dir) };
@@ -67,38 +58,8 @@ async fn put_rows(node: &Node, rows: Vec<(Vec<u8>, Vec<u8>)>, model: &mut Rows) 
             .iter()
             .map(|(key, value)| KvWrite { key: key.clone(), value: Some(value.clone()) })
             .collect();
-        let deadline = Instant::now() + WAIT_MAX;
-        loop {
-            let request = Request::PutKv {
-                bucket: BUCKET,
-                writes: writes.clone(),
-                writer: None,
-                target_columns: None,
-            };
-            match node.request(request).await.expect("answered") {
-                Response::PutKv { .. } => break,
-                Response::Error(error)
-                    if error.code == ErrorCode::StorageBackpressure
-                        && Instant::now() < deadline =>
-                {
-                    tokio::time::sleep(POLL_INTERVAL).await;
-                }
-                other => panic!("put refused: {other:?}"),
-            }
-        }
+        put_resending_on_backpressure(node, BUCKET, writes).await;
         model.extend(batch.iter().cloned());
-    }
-}
-
-/// Polls `check` until it returns `Some`, or fails the test after [`WAIT_MAX`].
-async fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + WAIT_MAX;
-    loop {
-        if let Some(found) = check() {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        tokio::time::sleep(POLL_INTERVAL).await;
     }
 }
 

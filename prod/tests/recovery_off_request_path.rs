@@ -11,6 +11,8 @@
 // A test owns its runtime, reads wall time to bound its waits and deletes files directly.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
+mod support;
+
 use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
@@ -27,6 +29,7 @@ use kvtablet_core::TableBucket;
 use kvtablet_prod::metrics::NodeMetrics;
 use kvtablet_prod::node::{unnamed_table_path, Node, NodeConfig};
 use tokio::sync::watch;
+use support::{runtime, wait_for, POLL_INTERVAL, WAIT_MAX};
 
 const SERVED: TableBucket = TableBucket { table_id: 1, partition_id: None, bucket_id: 0 };
 const RECOVERING: TableBucket = TableBucket { table_id: 1, partition_id: None, bucket_id: 1 };
@@ -35,19 +38,9 @@ const PUTS: usize = 60;
 const WRITES_PER_PUT: usize = 4;
 const VALUE_BYTES: usize = 100;
 /// How long the test waits for something that should come before it calls the node stuck.
-const WAIT_MAX: Duration = Duration::from_secs(60);
-const POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// How long the snapshot's downloads are held at most: the test releases them long before,
 /// and a node that never serves still ends the test.
 const HOLD_MAX: Duration = Duration::from_secs(120);
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
 
 fn config(dir: &Path) -> NodeConfig {
     NodeConfig {
@@ -144,17 +137,6 @@ async fn write(node: &Node, bucket: TableBucket) -> u64 {
 async fn lookup(node: &Node, bucket: TableBucket) -> Response {
     let keys = (0..PUTS * WRITES_PER_PUT).map(key).collect();
     node.request(Request::Lookup { bucket, keys }).await.expect("answered")
-}
-
-async fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + WAIT_MAX;
-    loop {
-        if let Some(found) = check() {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        tokio::time::sleep(POLL_INTERVAL).await;
-    }
 }
 
 fn metrics_of(node: &Node, metrics: &NodeMetrics) -> String {

@@ -14,6 +14,8 @@
 // reads files directly.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -38,6 +40,7 @@ use kvtablet_prod::served_node::ServedNode;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
 use object_store::{Attribute, Attributes, ObjectStore, PutOptions, PutPayload};
+use support::{runtime, WAIT_MAX};
 
 const BUCKET_NAME: &str = "kvtablet-remote";
 const ACCESS_KEY: &str = "testing-access-key";
@@ -45,7 +48,6 @@ const SECRET_KEY: &str = "testing-secret-key";
 const REGION: &str = "us-east-1";
 /// moto's start (it imports Flask and boto) and each wait of the node's.
 const MOTO_START_MAX: Duration = Duration::from_secs(60);
-const WAIT_MAX: Duration = Duration::from_secs(60);
 /// moto ends itself after this, or as soon as the test process is gone, whatever happens to
 /// the test.
 const MOTO_LIFETIME_MAX_S: u32 = 900;
@@ -185,14 +187,6 @@ fn raw_store(moto: &Moto) -> Arc<dyn ObjectStore> {
         .build()
         .expect("raw store");
     Arc::new(store)
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
 }
 
 fn paths(objects: Vec<RemoteObject>) -> Vec<String> {

@@ -11,7 +11,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use kvtablet_core::message::{KvWrite, Request, Response};
@@ -35,8 +35,6 @@ const SNAPSHOT_INTERVAL_MS: u64 = 200;
 const NUM_RETAINED: u32 = 2;
 const BUCKETS: i32 = 2;
 /// How long a test waits for a flush or a snapshot before it fails.
-const WAIT_MAX: Duration = Duration::from_secs(60);
-const POLL_INTERVAL: Duration = Duration::from_millis(20);
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A served node that snapshots every [`SNAPSHOT_INTERVAL_MS`], and a connection to it.
@@ -61,25 +59,13 @@ fn path(table: &str) -> PbTablePath {
     PbTablePath { database_name: support::DATABASE.into(), table_name: table.into() }
 }
 
-/// Polls `check` until it returns `Some`, or fails the test after [`WAIT_MAX`].
-async fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + WAIT_MAX;
-    loop {
-        if let Some(found) = check() {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        tokio::time::sleep(POLL_INTERVAL).await;
-    }
-}
-
 /// Waits until every bucket of `table` is flushed to its log end and its latest committed
 /// snapshot is at that offset (nothing is written meanwhile, so no newer one follows).
 async fn wait_for_snapshots(handle: &NodeHandle, table: &RemoteTable, partition_id: Option<i64>) {
     let store = handle.snapshot_store().clone();
     for bucket_id in 0..table.bucket_count {
         let bucket = TableBucket { table_id: table.table_id, partition_id, bucket_id };
-        wait_for(&format!("a snapshot of {bucket} at its log end"), || {
+        support::wait_for(&format!("a snapshot of {bucket} at its log end"), || {
             let kv = handle.leader_kv(bucket)?;
             let end = kv.log().log_end_offset();
             let latest = store.kept_points(bucket).last().copied()?;

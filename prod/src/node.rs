@@ -102,27 +102,7 @@ pub struct NodeConfig {
 impl NodeConfig {
     /// Hosts table [`DEFAULT_TABLE_ID`], buckets `0..DEFAULT_BUCKET_COUNT`.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
-        let buckets = (0..DEFAULT_BUCKET_COUNT)
-            .map(|bucket_id| TableBucket::new(DEFAULT_TABLE_ID, bucket_id))
-            .collect();
-        NodeConfig {
-            data_dir: data_dir.into(),
-            buckets,
-            schema_ids: vec![DEFAULT_SCHEMA_ID],
-            scanner: ScannerConfig::DEFAULT,
-            kv: KvTabletConfig::DEFAULT,
-            partial_updates: BTreeMap::new(),
-            table_paths: BTreeMap::new(),
-            snapshot_interval_ms: SNAPSHOT_INTERVAL_MS_DEFAULT,
-            snapshot_num_retained: NUM_RETAINED_DEFAULT,
-            lease_expiration_check_interval_ms: LeaseConfig::default().expiration_check_interval_ms,
-            engine_write_buffer_bytes: WRITE_BUFFER_BYTES_DEFAULT,
-            remote_data_dir: RemoteDataDir::InDataDir,
-            s3: S3Config::default(),
-            segment_bytes_max: LogConfig::DEFAULT.segment_bytes_max,
-            tiering_interval_ms: TIERING_INTERVAL_MS_DEFAULT,
-            local_retention: LocalRetention::default(),
-        }
+        Self::for_tables(data_dir, &[(DEFAULT_TABLE_ID, DEFAULT_BUCKET_COUNT)])
     }
 
     /// Hosts buckets `0..bucket_count` of every `(table_id, bucket_count)` given (the tables of

@@ -74,15 +74,32 @@ impl Link {
 struct ThrottledRemote {
     inner: Arc<dyn RemoteStorage>,
     link: Link,
+    requests: Arc<RequestLog>,
+}
+
+/// Every read's path and times (from the recovery's start), for the phase report.
+struct RequestLog {
+    started: Instant,
+    reads: std::sync::Mutex<Vec<Read>>,
+}
+
+struct Read {
+    path: String,
+    start_s: f64,
+    end_s: f64,
 }
 
 impl ThrottledRemote {
     fn throttle(
         &self,
+        path: &str,
         read: BoxFuture<'static, Result<Vec<u8>, RemoteError>>,
     ) -> BoxFuture<'static, Result<Vec<u8>, RemoteError>> {
         let link = self.link;
+        let (requests, path) = (self.requests.clone(), path.to_string());
         async move {
+            let start_s = requests.started.elapsed().as_secs_f64();
+            let _logged = LoggedRead { requests, path, start_s };
             tokio::time::sleep(link.latency).await;
             let started = Instant::now();
             let bytes = read.await?;
@@ -96,13 +113,28 @@ impl ThrottledRemote {
     }
 }
 
+/// Logs its read when dropped (answered or cancelled).
+struct LoggedRead {
+    requests: Arc<RequestLog>,
+    path: String,
+    start_s: f64,
+}
+
+impl Drop for LoggedRead {
+    fn drop(&mut self) {
+        let end_s = self.requests.started.elapsed().as_secs_f64();
+        let read = Read { path: std::mem::take(&mut self.path), start_s: self.start_s, end_s };
+        self.requests.reads.lock().expect("not poisoned").push(read);
+    }
+}
+
 impl RemoteStorage for ThrottledRemote {
     fn put(&self, path: &str, bytes: Vec<u8>) -> BoxFuture<'static, Result<(), RemoteError>> {
         self.inner.put(path, bytes)
     }
 
     fn get(&self, path: &str) -> BoxFuture<'static, Result<Vec<u8>, RemoteError>> {
-        self.throttle(self.inner.get(path))
+        self.throttle(path, self.inner.get(path))
     }
 
     fn get_range(
@@ -110,7 +142,7 @@ impl RemoteStorage for ThrottledRemote {
         path: &str,
         range: Range<u64>,
     ) -> BoxFuture<'static, Result<Vec<u8>, RemoteError>> {
-        self.throttle(self.inner.get_range(path, range))
+        self.throttle(path, self.inner.get_range(path, range))
     }
 
     fn list(&self, prefix: &str) -> BoxFuture<'static, Result<Vec<RemoteObject>, RemoteError>> {
@@ -212,11 +244,56 @@ async fn prepare(node: &Node, sizes: &Sizes) -> Prepared {
 struct Timing {
     total: Duration,
     restore: Duration,
+    /// Where the time went (see [`phases`]).
+    phases: String,
+}
+
+/// The phases of one recovery from its reads: the snapshot's reads (first start..last end),
+/// the restore's end, the segments' reads, and how busy the downloads were
+/// (`threads` streams over the whole recovery).
+fn phases(
+    requests: &RequestLog,
+    snapshot: &CompletedSnapshot,
+    restore: Duration,
+    total: Duration,
+    threads: usize,
+) -> String {
+    let reads = requests.reads.lock().expect("not poisoned");
+    let snapshot_paths: std::collections::BTreeSet<&str> =
+        snapshot.files().map(|file| file.remote_path.as_str()).collect();
+    let span = |of_snapshot: bool| {
+        let mine =
+            reads.iter().filter(|read| snapshot_paths.contains(read.path.as_str()) == of_snapshot);
+        let (mut first, mut last, mut count) = (f64::INFINITY, 0f64, 0);
+        for read in mine {
+            first = first.min(read.start_s);
+            last = last.max(read.end_s);
+            count += 1;
+        }
+        (first, last, count)
+    };
+    let (snap_first, snap_last, snap_reads) = span(true);
+    let (seg_first, seg_last, seg_reads) = span(false);
+    let busy_s: f64 = reads.iter().map(|read| read.end_s - read.start_s).sum();
+    let restore_s = restore.as_secs_f64();
+    let seg_before_restore = reads
+        .iter()
+        .filter(|read| !snapshot_paths.contains(read.path.as_str()) && read.end_s <= restore_s)
+        .count();
+    let total_s = total.as_secs_f64();
+    format!(
+        "snapshot {snap_reads} reads {snap_first:.2}..{snap_last:.2} s, restored at {restore_s:.2} s; \
+         segments {seg_reads} reads {seg_first:.2}..{seg_last:.2} s ({seg_before_restore} done before the restore \
+         ended); end {total_s:.2} s; downloads busy {:.0}% of {threads} x {total_s:.2} s",
+        100.0 * busy_s / (threads as f64 * total_s),
+    )
 }
 
 async fn recover(node: &Node, prepared: &Prepared, link: Link, fetcher: FetcherConfig) -> Timing {
     let mut env: Env = node.env().clone();
-    env.remote = Arc::new(ThrottledRemote { inner: env.remote.clone(), link });
+    let requests = Arc::new(RequestLog { started: Instant::now(), reads: Default::default() });
+    env.remote =
+        Arc::new(ThrottledRemote { inner: env.remote.clone(), link, requests: requests.clone() });
     let sources = RecoverySources {
         snapshots: prepared.snapshots.clone(),
         remote_logs: Some(prepared.remote_logs.clone()),
@@ -250,7 +327,9 @@ async fn recover(node: &Node, prepared: &Prepared, link: Link, fetcher: FetcherC
         Either::Right((restore, run)) => (run.await, restore),
     };
     let recovered = recovered.expect("the recovery succeeds");
-    let took = Timing { total: started.elapsed(), restore };
+    let total = started.elapsed();
+    let phases = phases(&requests, &prepared.snapshot, restore, total, fetcher.download_threads);
+    let took = Timing { total, restore, phases };
     assert_eq!(recovered.flushed_offset, prepared.local_start_offset);
     assert_eq!(
         recovered.snapshot.map(|s| s.snapshot_id),
@@ -351,6 +430,8 @@ fn main() {
             let defaults_timing = recover(&node, &prepared, link, defaults).await;
             let s = serial_timing.total.as_secs_f64();
             let d = defaults_timing.total.as_secs_f64();
+            println!("  serial phases: {}", serial_timing.phases);
+            println!("  defaults phases: {}", defaults_timing.phases);
             println!(
                 "pair {pair}: serial {s:.2} s (restore {:.2}), defaults {d:.2} s (restore {:.2}): \
                  defaults/bound {:.2}, serial/defaults {:.2}",

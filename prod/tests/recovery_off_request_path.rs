@@ -28,8 +28,8 @@ use kvtablet_core::tablet_dirs;
 use kvtablet_core::TableBucket;
 use kvtablet_prod::metrics::NodeMetrics;
 use kvtablet_prod::node::{unnamed_table_path, Node, NodeConfig};
-use tokio::sync::watch;
 use support::{runtime, wait_for, POLL_INTERVAL, WAIT_MAX};
+use tokio::sync::watch;
 
 const SERVED: TableBucket = TableBucket { table_id: 1, partition_id: None, bucket_id: 0 };
 const RECOVERING: TableBucket = TableBucket { table_id: 1, partition_id: None, bucket_id: 1 };

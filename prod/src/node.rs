@@ -29,12 +29,13 @@ use kvtablet_core::tablet_server::{RequestLimits, TableConfig, TabletServer, Tab
 use kvtablet_core::tablet_server_stats::{RecoveryStats, ServerStats};
 use kvtablet_core::task::Task;
 use kvtablet_core::tiering::{
-    RemoteLogStoreError, RpcRemoteLogCommitter, TieringSchedule, TIERING_INTERVAL_MS_DEFAULT,
+    RemoteLogStore, RemoteLogStoreError, RpcRemoteLogCommitter, TieringSchedule,
+    TIERING_INTERVAL_MS_DEFAULT,
 };
 use kvtablet_core::{Env, ErrorCode, TableBucket};
 use tokio::runtime::Handle;
 
-use crate::config::remote::{RemoteDataDir, S3Config};
+use crate::config::remote::{ClientRemoteAccess, RemoteDataDir, S3Config};
 use crate::disk_fs::DiskFs;
 use crate::object_store_remote::ObjectStoreRemote;
 use crate::os_entropy::{EntropyError, OsEntropy};
@@ -290,6 +291,7 @@ pub struct NodeHandle {
     snapshot_store: Arc<SnapshotStore>,
     snapshot_service: Arc<SnapshotService>,
     remote_root: String,
+    client_remote_access: ClientRemoteAccess,
     env: Env,
     recoveries: Recoveries,
 }
@@ -309,6 +311,21 @@ impl NodeHandle {
     /// snapshot file's remote path is relative to it.
     pub fn remote_root(&self) -> &str {
         &self.remote_root
+    }
+
+    /// How clients read the tiered changelog themselves (`remote.data.dir` and `s3.*`).
+    pub fn client_remote_access(&self) -> &ClientRemoteAccess {
+        &self.client_remote_access
+    }
+
+    /// The coordinator's remote-log manifests (`None` without tiering).
+    pub fn remote_logs(&self) -> Option<&Arc<RemoteLogStore>> {
+        self.snapshot_service.remote_logs()
+    }
+
+    /// The node's environment (its remote store, for the clients' copies of tiered segments).
+    pub fn env(&self) -> &Env {
+        &self.env
     }
 
     /// Sends `request` to this node's tablet server, as a local client.
@@ -707,6 +724,11 @@ impl Node {
             snapshot_store: Arc::clone(&self.snapshot_store),
             snapshot_service: Arc::clone(&self.snapshot_service),
             remote_root: self.remote_root.clone(),
+            client_remote_access: ClientRemoteAccess::of(
+                &self.config.remote_data_dir,
+                &self.config.s3,
+                std::env::var("AWS_REGION").ok(),
+            ),
             env: self.env.clone(),
             recoveries: Arc::clone(&self.recoveries),
         })

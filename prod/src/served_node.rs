@@ -143,6 +143,7 @@ impl ServedNode {
         };
         let auto_partitioning = gateway
             .auto_partitioning(AUTO_PARTITION_CHECK_INTERVAL, until_stopped(stopped.clone()));
+        let remote_log_reads = gateway.remote_log_read_stats();
         let metered: Arc<dyn WireHandler> = Arc::new(MeteredHandler::new(gateway, metrics.clone()));
         let mut tasks = vec![
             tokio::spawn(wire.serve(metered, until_stopped(stopped.clone()))),
@@ -151,6 +152,7 @@ impl ServedNode {
         if let Some(server) = metrics_server {
             let wire_stats = Arc::clone(&wire_stats);
             let render: Render = Arc::new(move || {
+                metrics.set_remote_log_reads(&remote_log_reads);
                 metrics.render_with_wire(
                     Some(&handle.stats()),
                     Some(&wire_stats),

@@ -107,8 +107,10 @@ impl RemoteLogManifest {
         covering
     }
 
+    /// Every object of the manifest's segments, companions included
+    /// ([`RemoteLogSegment::object_paths`]).
     pub fn paths(&self) -> BTreeSet<String> {
-        self.segments.iter().map(RemoteLogSegment::path).collect()
+        self.segments.iter().flat_map(RemoteLogSegment::object_paths).collect()
     }
 }
 
@@ -150,6 +152,23 @@ impl RemoteLogStore {
 
     pub fn manifest(&self, bucket: TableBucket) -> RemoteLogManifest {
         self.lock().get(&bucket).cloned().unwrap_or_default()
+    }
+
+    /// [`RemoteLogManifest::segments_covering`] of `bucket`'s manifest, without copying it.
+    pub fn segments_covering(
+        &self,
+        bucket: TableBucket,
+        from_offset: u64,
+        to_offset: u64,
+    ) -> Vec<RemoteLogSegment> {
+        self.lock()
+            .get(&bucket)
+            .map_or_else(Vec::new, |manifest| manifest.segments_covering(from_offset, to_offset))
+    }
+
+    /// Whether `bucket`'s manifest records `segment`.
+    pub fn records(&self, segment: &RemoteLogSegment) -> bool {
+        self.lock().get(&segment.bucket).is_some_and(|manifest| manifest.segments.contains(segment))
     }
 
     pub fn remote_end_offset(&self, bucket: TableBucket) -> u64 {
@@ -230,8 +249,9 @@ impl RemoteLogStore {
         Ok(manifest.paths().into_iter().collect())
     }
 
-    /// Every path under `log/` in `listed` that no manifest records. Only meaningful when no
-    /// upload is in flight (an upload's object exists before its commit).
+    /// Every path under `log/` in `listed` that no manifest records (a recorded segment's
+    /// companion is recorded with it). Only meaningful when no upload is in flight (an
+    /// upload's object exists before its commit) and no companion is being written.
     pub fn orphans(&self, listed: &[RemoteObject]) -> Vec<String> {
         let manifests = self.lock();
         let needed: BTreeSet<String> =
@@ -398,18 +418,28 @@ mod tests {
     }
 
     #[test]
-    fn orphans_are_objects_under_log_that_no_manifest_records() {
+    fn orphans_are_objects_under_log_that_no_manifest_records_and_companions_go_with_their_segment()
+    {
         let fs = Arc::new(TestFs::default());
         let store = open(&fs);
         store.commit(segment(1, 0, 10), Some(1)).unwrap();
         let object = |path: String| RemoteObject { path, size_bytes: 1 };
         let listed = vec![
             object(segment(1, 0, 10).path()),
+            object(segment(1, 0, 10).companion_path()),
             object(segment(1, 10, 20).path()),
+            object(segment(1, 10, 20).companion_path()),
             object("kv/t1-b0/shared/s1-x".into()),
         ];
-        assert_eq!(store.orphans(&listed), vec![segment(1, 10, 20).path()]);
-        assert_eq!(store.drop_bucket(bucket()).unwrap(), vec![segment(1, 0, 10).path()]);
+        assert_eq!(
+            store.orphans(&listed),
+            vec![segment(1, 10, 20).path(), segment(1, 10, 20).companion_path()]
+        );
+        let mut dropped = store.drop_bucket(bucket()).unwrap();
+        dropped.sort();
+        let mut expected = segment(1, 0, 10).object_paths().to_vec();
+        expected.sort();
+        assert_eq!(dropped, expected);
         assert_eq!(store.remote_end_offset(bucket()), 0);
         assert!(open(&fs).buckets().is_empty());
     }

@@ -14,7 +14,9 @@ use tokio::task::JoinHandle;
 use crate::catalog::{Catalog, CatalogConfig, CatalogError};
 use crate::config::ServeConfig;
 use crate::disk_fs::DiskFs;
-use crate::gateway::{partial_updates_of, FlussGateway, AUTO_PARTITION_CHECK_INTERVAL};
+use crate::gateway::{
+    log_ttl_ms_of, partial_updates_of, FlussGateway, AUTO_PARTITION_CHECK_INTERVAL,
+};
 use crate::metrics::metrics_server::Render;
 use crate::metrics::{MeteredHandler, MetricsServer, NodeMetrics};
 use crate::node::{Node, NodeConfig, NodeError, NodeHandle};
@@ -103,6 +105,12 @@ impl ServedNode {
                 .iter()
                 .filter_map(|table| Some((table.table_id, partial_updates_of(table).ok()?)))
                 .collect(),
+            log_ttl_ms: catalog
+                .tables()
+                .iter()
+                .filter_map(|table| Some((table.table_id, log_ttl_ms_of(&table.properties).ok()??)))
+                .collect(),
+            remote_log_ttl_ms: config.remote_log_ttl_ms,
             snapshot_interval_ms: config.snapshot_interval_ms,
             snapshot_num_retained: config.snapshot_num_retained as usize,
             lease_expiration_check_interval_ms: config.lease_expiration_check_interval_ms,
@@ -230,8 +238,16 @@ async fn bind_servers(
 async fn host_partitioned_tables(catalog: &Catalog, node: &NodeHandle) -> Result<(), NodeError> {
     for table in catalog.tables().iter().filter(|table| table.is_partitioned()) {
         let partial_updates = partial_updates_of(table).ok();
-        node.host_table(table.table_id, &table.path, table.bucket_count, true, partial_updates)
-            .await?;
+        let log_ttl_ms = log_ttl_ms_of(&table.properties).ok().flatten();
+        node.host_table(
+            table.table_id,
+            &table.path,
+            table.bucket_count,
+            true,
+            partial_updates,
+            log_ttl_ms,
+        )
+        .await?;
         // The catalog holds every partition of a partitioned table: listing cannot fail.
         for partition in catalog.list_partitions(&table.path, None).unwrap_or_default() {
             node.host_partition(

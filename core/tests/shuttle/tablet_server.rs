@@ -66,6 +66,7 @@ pub fn drop_partition_while_leading(mutants: Mutants) {
     let server = world.server(1, ScannerConfig::DEFAULT);
     let table = TableConfig {
         table_id: PARTITIONED_TABLE_ID,
+        path: TablePath::new("shuttle", "log_ttl_ms: None,
         path: TablePath::new("shuttle", "partitioned"),
         bucket_count: 1,
         schema_ids: vec![1],

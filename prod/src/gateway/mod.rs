@@ -21,7 +21,7 @@ pub use kv_requests::{
 };
 pub use log_requests::FETCH_BYTES_MAX;
 pub use remote_log_fetch::{RemoteLogReadStats, REMOTE_SEGMENTS_PER_FETCH_MAX};
-pub use table_json::partial_updates_of;
+pub use table_json::{log_ttl_ms_of, partial_updates_of, PROP_LOG_TTL};
 
 use std::future::Future;
 use std::net::SocketAddr;

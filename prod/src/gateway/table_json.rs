@@ -1,5 +1,6 @@
 //! Table descriptor JSON on the wire ↔ the catalog's [`TableSpec`] and [`TableInfo`].
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -33,6 +34,7 @@ pub(crate) fn spec_from_table_json(bytes: &[u8]) -> Result<TableSpec, WireError>
     descriptor.check_column_types().map_err(|error| invalid_table(error.to_string()))?;
     check_partition_key_types(&descriptor)?;
     check_encoding(&descriptor)?;
+    log_ttl_ms_of(&descriptor.properties)?;
     Ok(TableSpec {
         schema_json: descriptor.schema.to_json().to_string(),
         columns: descriptor.schema.columns.iter().map(|column| column.name.clone()).collect(),
@@ -44,6 +46,22 @@ pub(crate) fn spec_from_table_json(bytes: &[u8]) -> Result<TableSpec, WireError>
         custom_properties: descriptor.custom_properties,
         comment: descriptor.comment,
     })
+}
+
+/// Fluss's `table.log.ttl` table property: how long the remote tier keeps a changelog
+/// segment (a duration; `None` when unset: the node's `table.log.ttl`). A bad value is
+/// INVALID_CONFIG at CreateTable.
+pub const PROP_LOG_TTL: &str = "table.log.ttl";
+
+pub fn log_ttl_ms_of(properties: &BTreeMap<String, String>) -> Result<Option<u64>, WireError> {
+    properties
+        .get(PROP_LOG_TTL)
+        .map(|value| {
+            crate::config::units::parse_duration_ms(value).map_err(|error| {
+                WireError::new(codes::INVALID_CONFIG, format!("{PROP_LOG_TTL}={value:?}: {error}"))
+            })
+        })
+        .transpose()
 }
 
 /// The table's encoding options (`table.kv.format`, `table.datalake.format`,

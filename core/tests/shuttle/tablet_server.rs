@@ -66,12 +66,12 @@ pub fn drop_partition_while_leading(mutants: Mutants) {
     let server = world.server(1, ScannerConfig::DEFAULT);
     let table = TableConfig {
         table_id: PARTITIONED_TABLE_ID,
-        path: TablePath::new("shuttle", "log_ttl_ms: None,
         path: TablePath::new("shuttle", "partitioned"),
         bucket_count: 1,
         schema_ids: vec![1],
         partial_updates: None,
         partitioned: true,
+        log_ttl_ms: None,
     };
     assert_eq!(server.add_table(table), Ok(true));
     assert_eq!(server.add_partition(PARTITIONED_TABLE_ID, 7, "p7"), Ok(true));

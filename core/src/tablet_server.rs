@@ -780,7 +780,6 @@ impl RpcHandler for TabletServer {
 
 /// The merger of a put that targets `target_columns` of `table`: the table's rule decides
 /// (key columns targeted, omitted columns nullable); a table without one refuses.
-
 fn partial_updater(
     table: &TableConfig,
     target_columns: &[u32],

@@ -29,11 +29,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use kvtablet_core::env::RemoteStorage;
+use kvtablet_core::log::LogBatch;
 use kvtablet_core::tiering::{read_remote_log, remote_log_dir, RemoteLogSegment, RemoteLogStore};
 use kvtablet_core::TableBucket;
 
 use crate::config::remote::ClientRemoteAccess;
 use crate::wire::messages::{PbRemoteLogFetchInfo, PbRemoteLogSegment};
+
+/// Encodes a tiered segment's batches in the clients' record format.
+pub(crate) type EncodeSegment<'a> = dyn Fn(&[LogBatch]) -> Result<Vec<u8>, String> + Sync + 'a;
 
 /// Segments listed in one FetchLog answer at most (the client downloads them ahead, four at
 /// a time by default: `client.scanner.remote-log.prefetch-num`).
@@ -147,7 +151,7 @@ impl RemoteLogReads {
         remote: &Arc<dyn RemoteStorage>,
         remote_logs: &RemoteLogStore,
         segments: &[RemoteLogSegment],
-        encode: &(dyn Fn(&[kvtablet_core::log::LogBatch]) -> Result<Vec<u8>, String> + Sync),
+        encode: &EncodeSegment<'_>,
     ) -> Result<PbRemoteLogFetchInfo, CopyError> {
         let bucket = segments.first().map(|segment| segment.bucket).ok_or_else(|| {
             CopyError::Read { path: String::new(), detail: "no segment".to_string() }
@@ -185,7 +189,7 @@ impl RemoteLogReads {
         remote: &Arc<dyn RemoteStorage>,
         remote_logs: &RemoteLogStore,
         segment: &RemoteLogSegment,
-        encode: &(dyn Fn(&[kvtablet_core::log::LogBatch]) -> Result<Vec<u8>, String> + Sync),
+        encode: &EncodeSegment<'_>,
     ) -> Result<u64, CopyError> {
         let path = segment.companion_path();
         if let Some(&size_bytes) = self.lock_written().get(&path) {

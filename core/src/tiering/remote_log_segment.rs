@@ -51,12 +51,19 @@ impl RemoteLogSegment {
     }
 
     /// The name of the directory, beside [`RemoteLogSegment::path`], that holds the segment's
-    /// companion object: `{start offset:020}-e{epoch}.copy`.
+    /// companion object: `{bucket}-{start offset:020}-e{epoch}.copy`, unique in the whole
+    /// remote store (a client names its local copy of a segment by it, for every bucket it
+    /// reads into one directory, as Fluss's segment ids are UUIDs).
     pub fn companion_dir_name(&self) -> String {
-        format!("{:020}-e{}{COMPANION_DIR_SUFFIX}", self.start_offset, self.leader_epoch)
+        format!(
+            "{}-{:020}-e{}{COMPANION_DIR_SUFFIX}",
+            self.bucket.dir_name_display(),
+            self.start_offset,
+            self.leader_epoch
+        )
     }
 
-    /// `log/{bucket}/{start offset:020}-e{epoch}.copy/{start offset:020}.log`: where a binding
+    /// `log/{bucket}/{bucket}-{start offset:020}-e{epoch}.copy/{start offset:020}.log`: where a binding
     /// may keep one object derived from the segment (prod: the segment in the clients' record
     /// format, which they download themselves). Core never writes it; the manifest's rules
     /// treat it as part of its segment: never an orphan while the segment is recorded, and
@@ -156,8 +163,9 @@ mod tests {
         assert_eq!(
             segment().companion_path(),
             format!(
-                "{}/00000000000000000100-e4.copy/00000000000000000100.log",
-                remote_log_dir(segment().bucket)
+                "{}/{}-00000000000000000100-e4.copy/00000000000000000100.log",
+                remote_log_dir(segment().bucket),
+                segment().bucket.dir_name()
             )
         );
     }

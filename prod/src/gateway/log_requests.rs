@@ -378,7 +378,7 @@ struct FetchedBucket {
 }
 
 /// Offsets are far below `i64::MAX`; saturating keeps a corrupt one from wrapping negative.
-fn to_i64(offset: u64) -> i64 {
+pub(super) fn to_i64(offset: u64) -> i64 {
     i64::try_from(offset).unwrap_or(i64::MAX)
 }
 

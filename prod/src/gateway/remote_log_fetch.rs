@@ -33,6 +33,7 @@ use kvtablet_core::log::LogBatch;
 use kvtablet_core::tiering::{read_remote_log, remote_log_dir, RemoteLogSegment, RemoteLogStore};
 use kvtablet_core::TableBucket;
 
+use super::log_requests::to_i64;
 use crate::config::remote::ClientRemoteAccess;
 use crate::wire::messages::{PbRemoteLogFetchInfo, PbRemoteLogSegment};
 
@@ -241,9 +242,4 @@ impl RemoteLogReads {
     fn lock_written(&self) -> MutexGuard<'_, BTreeMap<String, u64>> {
         self.written.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
-}
-
-/// Offsets and timestamps are far below `i64::MAX`; saturating keeps a corrupt one positive.
-fn to_i64(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
 }

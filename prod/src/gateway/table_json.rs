@@ -135,3 +135,17 @@ pub fn partial_updates_of(info: &TableInfo) -> Result<PartialUpdates, WireError>
     let schema = table_schema_of(info)?;
     Ok(PartialUpdates(Arc::new(CompactedPartialUpdates::new(schema))))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tables_log_ttl_is_a_duration_and_anything_else_is_invalid_config() {
+        let properties = |value: &str| BTreeMap::from([(PROP_LOG_TTL.to_string(), value.into())]);
+        assert_eq!(log_ttl_ms_of(&BTreeMap::new()).unwrap(), None);
+        assert_eq!(log_ttl_ms_of(&properties("2 h")).unwrap(), Some(2 * 3_600_000));
+        let refused = log_ttl_ms_of(&properties("soon")).unwrap_err();
+        assert_eq!(refused.code, codes::INVALID_CONFIG);
+    }
+}

@@ -85,6 +85,14 @@ pub enum Request {
     /// Leader → coordinator: the tiered segment that holds `offset` (a fetch below the local
     /// log start is served from it).
     GetRemoteLogSegment { bucket: TableBucket, offset: u64 },
+    /// Leader → coordinator: remote log retention (`table.log.ttl` on the remote tier) of the
+    /// bucket under `leader_epoch`: the oldest segments whose newest batch is older than
+    /// `expire_before_ms` and that KV recovery no longer needs are removed from the manifest,
+    /// then deleted. Answered `RemoteLogStart`.
+    ExpireRemoteLog { bucket: TableBucket, leader_epoch: u32, expire_before_ms: u64 },
+    /// Leader → coordinator: the first offset the bucket's remote tier holds (ListOffsets
+    /// earliest). Answered `RemoteLogStart`.
+    GetRemoteLogStart { bucket: TableBucket },
     /// Client → coordinator: pin each `(bucket, snapshot id)` under `lease_id` and set the
     /// lease's expiration to now + `duration_ms` (Fluss's AcquireKvSnapshotLease, 1056; with
     /// no snapshots, a renewal). Answered `KvSnapshotLeaseAcquired`.
@@ -180,6 +188,8 @@ impl Request {
             Request::CommitRemoteLogSegment { .. } => "commit_remote_log_segment",
             Request::GetRemoteLogEnd { .. } => "get_remote_log_end",
             Request::GetRemoteLogSegment { .. } => "get_remote_log_segment",
+            Request::ExpireRemoteLog { .. } => "expire_remote_log",
+            Request::GetRemoteLogStart { .. } => "get_remote_log_start",
             Request::AcquireKvSnapshotLease { .. } => "acquire_kv_snapshot_lease",
             Request::ReleaseKvSnapshotLease { .. } => "release_kv_snapshot_lease",
             Request::DropKvSnapshotLease { .. } => "drop_kv_snapshot_lease",
@@ -203,6 +213,8 @@ impl Request {
             | Request::GetLatestKvSnapshot { bucket }
             | Request::GetRemoteLogEnd { bucket }
             | Request::GetRemoteLogSegment { bucket, .. }
+            | Request::ExpireRemoteLog { bucket, .. }
+            | Request::GetRemoteLogStart { bucket }
             | Request::ListKvSnapshots { bucket }
             | Request::ReportBrokenKvSnapshot { bucket, .. }
             | Request::ListRemoteLogSegments { bucket, .. } => Some(*bucket),
@@ -234,6 +246,7 @@ impl Response {
             Response::KeptKvSnapshots(_) => "kept_kv_snapshots",
             Response::KvSnapshotRefused(_) => "kv_snapshot_refused",
             Response::RemoteLogEnd { .. } => "remote_log_end",
+            Response::RemoteLogStart { .. } => "remote_log_start",
             Response::RemoteLogSegment(_) => "remote_log_segment",
             Response::RemoteLogSegments(_) => "remote_log_segments",
             Response::RemoteLogRefused(_) => "remote_log_refused",
@@ -293,6 +306,10 @@ pub enum Response {
     /// The bucket's remote end, after the commit that asked.
     RemoteLogEnd {
         end_offset: u64,
+    },
+    /// The bucket's remote log start (after the retention that asked).
+    RemoteLogStart {
+        start_offset: u64,
     },
     /// The tiered segment asked for, if one holds the offset.
     RemoteLogSegment(Option<Box<RemoteLogSegment>>),

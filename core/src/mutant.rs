@@ -177,6 +177,9 @@ pub enum Mutant {
     /// A KV snapshot found broken during a recovery is neither reported nor skipped: every
     /// attempt retries the same broken snapshot.
     RecoveryBrokenSnapshotNotReported,
+    /// Remote log retention deletes expired segments at or above the bucket's minimum retain
+    /// offset (the oldest kept KV snapshot's `log_offset`), which a KV recovery replays from.
+    RemoteRetentionIgnoresMinRetainOffset,
 }
 
 impl Mutant {
@@ -241,6 +244,7 @@ impl Mutant {
         Mutant::RecoveryRemoteReplayPastBoundary,
         Mutant::RecoveryRemoteReplayShortOfBoundary,
         Mutant::RecoveryBrokenSnapshotNotReported,
+        Mutant::RemoteRetentionIgnoresMinRetainOffset,
     ];
 
     /// The mutants that only real preemption reaches: two critical sections with no await
@@ -339,6 +343,9 @@ impl Mutant {
                 "recovery-remote-replay-short-of-boundary"
             }
             Mutant::RecoveryBrokenSnapshotNotReported => "recovery-broken-snapshot-not-reported",
+            Mutant::RemoteRetentionIgnoresMinRetainOffset => {
+                "remote-retention-ignores-min-retain-offset"
+            }
         }
     }
 

@@ -45,6 +45,9 @@ pub struct TableConfig {
     /// partition's id; they are served only for the partitions added by
     /// [`TabletServer::add_partition`]. A non-partitioned table's buckets name no partition.
     pub partitioned: bool,
+    /// Fluss's `table.log.ttl` on the remote tier; `None`: the server's
+    /// (`TieringSchedule::remote_log_ttl_ms`).
+    pub log_ttl_ms: Option<u64>,
 }
 
 /// A table as the server serves it: its config and, when partitioned, the partitions served.
@@ -535,7 +538,7 @@ impl TabletServer {
                 self.check_bucket(bucket)?;
                 let kv = self.hosted_kv(bucket)?;
                 let high_watermark = kv.log().high_watermark();
-                let log_start_offset = earliest_offset(kv.log(), self.config.tiering.is_some());
+                let log_start_offset = self.earliest_offset(bucket, kv.log()).await?;
                 let batches = match kv.log().read(from_offset, max_bytes) {
                     Ok(batches) => batches,
                     Err(LogError::OffsetOutOfRange { offset, log_start_offset })
@@ -570,7 +573,7 @@ impl TabletServer {
                 let kv = self.hosted_kv(bucket)?;
                 let log = kv.log();
                 let offset = match spec {
-                    OffsetSpec::Earliest => earliest_offset(log, self.config.tiering.is_some()),
+                    OffsetSpec::Earliest => self.earliest_offset(bucket, log).await?,
                     OffsetSpec::Latest => log.high_watermark(),
                     OffsetSpec::Timestamp { timestamp_ms } => {
                         log.offset_for_timestamp(timestamp_ms)
@@ -585,6 +588,8 @@ impl TabletServer {
             | Request::CommitRemoteLogSegment { .. }
             | Request::GetRemoteLogEnd { .. }
             | Request::GetRemoteLogSegment { .. }
+            | Request::ExpireRemoteLog { .. }
+            | Request::GetRemoteLogStart { .. }
             | Request::AcquireKvSnapshotLease { .. }
             | Request::ReleaseKvSnapshotLease { .. }
             | Request::DropKvSnapshotLease { .. }
@@ -655,6 +660,22 @@ impl TabletServer {
         Some(self.hosted_kv(bucket).ok()?.log().appended())
     }
 
+    /// The first offset of the bucket's changelog (ListOffsets earliest). With tiering it is
+    /// the remote log start (asked of the coordinator), or the local one if lower (the local
+    /// log may still hold what remote retention deleted): local retention never deletes a
+    /// segment above the remote end, and the remote tier is contiguous from its start, so
+    /// everything from there on is in one tier or the other (also right after a restart,
+    /// before the tierer has asked for the remote end again).
+    async fn earliest_offset(&self, bucket: TableBucket, log: &LogTablet) -> Result<u64, KvError> {
+        let Some(tiering) = &self.config.tiering else { return Ok(log.log_start_offset()) };
+        match tiering.committer.remote_start_offset(bucket).await {
+            Ok(remote_start_offset) => Ok(remote_start_offset.min(log.log_start_offset())),
+            Err(error) => {
+                Err(KvError::NotReady(format!("remote log start of {bucket} unknown: {error}")))
+            }
+        }
+    }
+
     /// The batches from `from_offset` on of the tiered segment that holds it (asked of the
     /// coordinator's remote-log manifest, downloaded and checked), or `None` when no segment
     /// holds it.
@@ -706,7 +727,7 @@ impl TabletServer {
         }
         // Checked again under the replicas' lock: a table removed since the caller's check must
         // not get a replica back, since its removal may already have taken its replicas.
-        self.check_bucket(bucket)?;
+        let table = self.check_bucket(bucket)?;
         // Named by the table and partition served: a removal racing this finds none.
         let no_directory = || LogError::NoDirectory { bucket: bucket.to_string() };
         let opened = self
@@ -732,7 +753,7 @@ impl TabletServer {
             engine_dir,
             self.scanners.clone(),
             self.config.snapshots.clone(),
-            self.config.tiering.clone(),
+            self.config.tiering.as_ref().map(|schedule| schedule.for_table(table.log_ttl_ms)),
         ));
         replicas.by_bucket.insert(bucket, replica.clone());
         Ok(replica)
@@ -759,18 +780,6 @@ impl RpcHandler for TabletServer {
 
 /// The merger of a put that targets `target_columns` of `table`: the table's rule decides
 /// (key columns targeted, omitted columns nullable); a table without one refuses.
-/// The first offset of the bucket's changelog. With tiering it is 0: retention never deletes
-/// a local segment above the remote end, and the remote tier is contiguous from 0 and never
-/// trimmed, so whatever the local log no longer holds the remote tier does (also right after
-/// a restart, before the tierer has asked for the remote end again).
-fn earliest_offset(log: &LogTablet, tiering: bool) -> u64 {
-    if tiering {
-        0
-    } else {
-        log.log_start_offset()
-    }
-}
-
 fn partial_updater(
     table: &TableConfig,
     target_columns: &[u32],
@@ -795,6 +804,7 @@ mod tests {
             bucket_count: 2,
             schema_ids: vec![1],
             partial_updates: None,
+            log_ttl_ms: None,
             partitioned,
         };
         ServedTable { config, partitions: partitions.iter().copied().collect() }

@@ -140,6 +140,7 @@ fn start_server(env: &Env) -> Arc<TabletServer> {
             bucket_count: 1,
             schema_ids: vec![SCHEMA_ID],
             partial_updates: None,
+            log_ttl_ms: None,
             partitioned: false,
         }],
         kv: KvTabletConfig::DEFAULT,

@@ -29,12 +29,13 @@ use kvtablet_core::tablet_server::{RequestLimits, TableConfig, TabletServer, Tab
 use kvtablet_core::tablet_server_stats::{RecoveryStats, ServerStats};
 use kvtablet_core::task::Task;
 use kvtablet_core::tiering::{
-    RemoteLogStoreError, RpcRemoteLogCommitter, TieringSchedule, TIERING_INTERVAL_MS_DEFAULT,
+    RemoteLogStore, RemoteLogStoreError, RpcRemoteLogCommitter, TieringSchedule,
+    TIERING_INTERVAL_MS_DEFAULT,
 };
 use kvtablet_core::{Env, ErrorCode, TableBucket};
 use tokio::runtime::Handle;
 
-use crate::config::remote::{RemoteDataDir, S3Config};
+use crate::config::remote::{ClientRemoteAccess, RemoteDataDir, S3Config};
 use crate::disk_fs::DiskFs;
 use crate::object_store_remote::ObjectStoreRemote;
 use crate::os_entropy::{EntropyError, OsEntropy};
@@ -97,6 +98,11 @@ pub struct NodeConfig {
     pub tiering_interval_ms: u64,
     /// `table.log.tiered.local-*`: what each bucket keeps locally once tiered.
     pub local_retention: LocalRetention,
+    /// `table.log.ttl`: how long the remote tier keeps a segment (`None`: forever), for tables
+    /// without their own.
+    pub remote_log_ttl_ms: Option<u64>,
+    /// The `table.log.ttl` of the tables that set one, by table id.
+    pub log_ttl_ms: BTreeMap<i64, u64>,
 }
 
 impl NodeConfig {
@@ -131,6 +137,8 @@ impl NodeConfig {
             segment_bytes_max: LogConfig::DEFAULT.segment_bytes_max,
             tiering_interval_ms: TIERING_INTERVAL_MS_DEFAULT,
             local_retention: LocalRetention::default(),
+            remote_log_ttl_ms: Some(LOG_TTL_MS_DEFAULT),
+            log_ttl_ms: BTreeMap::new(),
         }
     }
 
@@ -270,6 +278,7 @@ pub struct NodeHandle {
     snapshot_store: Arc<SnapshotStore>,
     snapshot_service: Arc<SnapshotService>,
     remote_root: String,
+    client_remote_access: ClientRemoteAccess,
     env: Env,
     recoveries: Recoveries,
 }
@@ -289,6 +298,21 @@ impl NodeHandle {
     /// snapshot file's remote path is relative to it.
     pub fn remote_root(&self) -> &str {
         &self.remote_root
+    }
+
+    /// How clients read the tiered changelog themselves (`remote.data.dir` and `s3.*`).
+    pub fn client_remote_access(&self) -> &ClientRemoteAccess {
+        &self.client_remote_access
+    }
+
+    /// The coordinator's remote-log manifests (`None` without tiering).
+    pub fn remote_logs(&self) -> Option<&Arc<RemoteLogStore>> {
+        self.snapshot_service.remote_logs()
+    }
+
+    /// The node's environment (its remote store, for the clients' copies of tiered segments).
+    pub fn env(&self) -> &Env {
+        &self.env
     }
 
     /// Sends `request` to this node's tablet server, as a local client.
@@ -326,7 +350,8 @@ impl NodeHandle {
     /// Hosts and leads buckets `0..bucket_count` of `table_id` (each at its log's epoch + 1),
     /// unless the table is hosted already. A partitioned table has no buckets of its own:
     /// those of each partition are led by [`NodeHandle::host_partition`]. `partial_updates` is
-    /// the table's merge rule for PutKv with target columns (`None` refuses them).
+    /// the table's merge rule for PutKv with target columns (`None` refuses them), `log_ttl_ms`
+    /// its `table.log.ttl` (`None`: the node's).
     pub async fn host_table(
         &self,
         table_id: i64,
@@ -334,6 +359,7 @@ impl NodeHandle {
         bucket_count: i32,
         partitioned: bool,
         partial_updates: Option<PartialUpdates>,
+        log_ttl_ms: Option<u64>,
     ) -> Result<(), NodeError> {
         let schema_ids = self.schema_ids.clone();
         let table = TableConfig {
@@ -341,6 +367,7 @@ impl NodeHandle {
             path: path.clone(),
             bucket_count,
             schema_ids,
+            log_ttl_ms,
             partitioned,
             partial_updates,
         };
@@ -551,6 +578,9 @@ impl std::fmt::Debug for Node {
     }
 }
 
+/// Fluss's `table.log.ttl` default: 7 days.
+pub const LOG_TTL_MS_DEFAULT: u64 = 7 * 24 * 60 * 60 * 1_000;
+
 /// Relative to the node's [`DiskFs`] root, the data directory: the registry puts each log in
 /// Fluss's `{database}/{table}-{table_id}/[{partition}-p{partition_id}/]log-{bucket}` under it,
 /// next to the engine's `kv-{bucket}` (core's `tablet_dirs`).
@@ -687,6 +717,11 @@ impl Node {
             snapshot_store: Arc::clone(&self.snapshot_store),
             snapshot_service: Arc::clone(&self.snapshot_service),
             remote_root: self.remote_root.clone(),
+            client_remote_access: ClientRemoteAccess::of(
+                &self.config.remote_data_dir,
+                &self.config.s3,
+                std::env::var("AWS_REGION").ok(),
+            ),
             env: self.env.clone(),
             recoveries: Arc::clone(&self.recoveries),
         })
@@ -808,6 +843,7 @@ fn tiering_schedule(env: &Env, config: &NodeConfig) -> Arc<TieringSchedule> {
     Arc::new(TieringSchedule {
         interval_ms: config.tiering_interval_ms,
         local_retention: config.local_retention,
+        remote_log_ttl_ms: config.remote_log_ttl_ms,
         committer: Arc::new(RpcRemoteLogCommitter::new(
             env.rpc.clone(),
             COORDINATOR_NODE_ID,
@@ -848,6 +884,7 @@ fn server_config(
             bucket_count,
             schema_ids: config.schema_ids.clone(),
             partial_updates: config.partial_updates.get(&table_id).cloned(),
+            log_ttl_ms: config.log_ttl_ms.get(&table_id).copied(),
             partitioned: false,
         })
         .collect();
@@ -900,6 +937,7 @@ mod tests {
         let tiering = Arc::new(TieringSchedule {
             interval_ms: config.tiering_interval_ms,
             local_retention: config.local_retention,
+            remote_log_ttl_ms: config.remote_log_ttl_ms,
             committer: Arc::new(RpcRemoteLogCommitter::new(
                 Arc::new(env_network.endpoint(LOCAL_CLIENT_NODE_ID)),
                 COORDINATOR_NODE_ID,
@@ -946,9 +984,12 @@ mod tests {
             let before = node.request(put()).await.expect("answered");
             assert!(matches!(before, Response::Error(_)), "{before:?}");
             let node_handle = node.handle().expect("running");
-            node_handle.host_table(7, &unnamed_table_path(7), 2, false, None).await.expect("hosts");
+            node_handle.host_table(7, &unnamed_table_path(7), 2, false, None, None).await.expect("hosts");
             // Hosting again changes nothing.
-            node_handle.host_table(7, &unnamed_table_path(7), 2, false, None).await.expect("hosts again");
+            node_handle
+                .host_table(7, &unnamed_table_path(7), 2, false, None, None)
+                .await
+                .expect("hosts again");
             let after = node.request(put()).await.expect("answered");
             assert_eq!(after, Response::PutKv { base_offset: 0, end_offset: 1, duplicate: false });
             assert!(node_handle.stats().buckets.iter().any(|b| b.bucket.table_id == 7));
@@ -980,7 +1021,7 @@ mod tests {
                 Node::start(NodeConfig::for_tables(dir.path(), &[]), handle).await.expect("starts");
             let node_handle = node.handle().expect("running");
             node_handle
-                .host_table(9, &unnamed_table_path(9), 2, true, None)
+                .host_table(9, &unnamed_table_path(9), 2, true, None, None)
                 .await
                 .expect("hosts the table");
             assert!(

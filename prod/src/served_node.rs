@@ -14,7 +14,9 @@ use tokio::task::JoinHandle;
 use crate::catalog::{Catalog, CatalogConfig, CatalogError};
 use crate::config::ServeConfig;
 use crate::disk_fs::DiskFs;
-use crate::gateway::{partial_updates_of, FlussGateway, AUTO_PARTITION_CHECK_INTERVAL};
+use crate::gateway::{
+    log_ttl_ms_of, partial_updates_of, FlussGateway, AUTO_PARTITION_CHECK_INTERVAL,
+};
 use crate::metrics::metrics_server::Render;
 use crate::metrics::{MeteredHandler, MetricsServer, NodeMetrics};
 use crate::node::{Node, NodeConfig, NodeError, NodeHandle};
@@ -103,6 +105,12 @@ impl ServedNode {
                 .iter()
                 .filter_map(|table| Some((table.table_id, partial_updates_of(table).ok()?)))
                 .collect(),
+            log_ttl_ms: catalog
+                .tables()
+                .iter()
+                .filter_map(|table| Some((table.table_id, log_ttl_ms_of(&table.properties).ok()??)))
+                .collect(),
+            remote_log_ttl_ms: config.remote_log_ttl_ms,
             snapshot_interval_ms: config.snapshot_interval_ms,
             snapshot_num_retained: config.snapshot_num_retained as usize,
             lease_expiration_check_interval_ms: config.lease_expiration_check_interval_ms,
@@ -143,6 +151,7 @@ impl ServedNode {
         };
         let auto_partitioning = gateway
             .auto_partitioning(AUTO_PARTITION_CHECK_INTERVAL, until_stopped(stopped.clone()));
+        let remote_log_reads = gateway.remote_log_read_stats();
         let metered: Arc<dyn WireHandler> = Arc::new(MeteredHandler::new(gateway, metrics.clone()));
         let mut tasks = vec![
             tokio::spawn(wire.serve(metered, until_stopped(stopped.clone()))),
@@ -151,6 +160,7 @@ impl ServedNode {
         if let Some(server) = metrics_server {
             let wire_stats = Arc::clone(&wire_stats);
             let render: Render = Arc::new(move || {
+                metrics.set_remote_log_reads(&remote_log_reads);
                 metrics.render_with_wire(
                     Some(&handle.stats()),
                     Some(&wire_stats),
@@ -228,8 +238,16 @@ async fn bind_servers(
 async fn host_partitioned_tables(catalog: &Catalog, node: &NodeHandle) -> Result<(), NodeError> {
     for table in catalog.tables().iter().filter(|table| table.is_partitioned()) {
         let partial_updates = partial_updates_of(table).ok();
-        node.host_table(table.table_id, &table.path, table.bucket_count, true, partial_updates)
-            .await?;
+        let log_ttl_ms = log_ttl_ms_of(&table.properties).ok().flatten();
+        node.host_table(
+            table.table_id,
+            &table.path,
+            table.bucket_count,
+            true,
+            partial_updates,
+            log_ttl_ms,
+        )
+        .await?;
         // The catalog holds every partition of a partitioned table: listing cannot fail.
         for partition in catalog.list_partitions(&table.path, None).unwrap_or_default() {
             node.host_partition(

@@ -135,6 +135,7 @@ fn a_slow_engine_open_in_a_leadership_change_leaves_the_other_buckets_served() {
             bucket_count: 2,
             schema_ids: vec![SCHEMA_ID],
             partial_updates: None,
+            log_ttl_ms: None,
             partitioned: false,
         }],
         kv: KvTabletConfig::DEFAULT,

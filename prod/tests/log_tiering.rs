@@ -301,3 +301,70 @@ fn without_tiering_no_local_segment_is_deleted() {
         node.shutdown().await;
     });
 }
+
+/// Remote log retention (`table.log.ttl`, here 300 ms): the remote tier's expired segments go
+/// from the manifest and then from the remote directory, only below the oldest kept KV
+/// snapshot's log offset, so that ListOffsets earliest moves up, FetchLog reads the changelog
+/// whole from there, and an engine lost afterwards is still restored from a snapshot with
+/// every value.
+#[test]
+fn remote_retention_deletes_expired_segments_below_the_oldest_kept_snapshot_only() {
+    let runtime = runtime();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = || NodeConfig { remote_log_ttl_ms: Some(300), ..config(dir.path(), true) };
+    runtime.block_on(async {
+        let node = Node::start(config(), tokio::runtime::Handle::current()).await.expect("starts");
+        let end = write(&node).await;
+        let start_offset = {
+            let handle = node.handle().expect("running");
+            let remote_logs = handle.remote_logs().expect("tiering").clone();
+            let store = node.snapshot_store().clone();
+            let bucket_dir = dir.path().join("remote").join("log").join(BUCKET.dir_name());
+            // Retention ran, and the deletions it allowed are done: the remote directory holds
+            // exactly the manifest's segments.
+            wait_for("remote retention and its deletions", || {
+                let manifest = remote_logs.manifest(BUCKET);
+                let covered = store.latest(BUCKET).is_some_and(|s| s.log_offset == end);
+                let listed: std::collections::BTreeSet<String> = std::fs::read_dir(&bucket_dir)
+                    .ok()?
+                    .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+                    .map(|name| format!("{}/{name}", kvtablet_core::tiering::remote_log_dir(BUCKET)))
+                    .collect();
+                let recorded: std::collections::BTreeSet<String> =
+                    manifest.segments.iter().map(|segment| segment.path()).collect();
+                (covered && manifest.start_offset > 0 && listed == recorded)
+                    .then_some(manifest.start_offset)
+            })
+            .await
+        };
+        let oldest_kept = node.snapshot_store().kept(BUCKET).iter().map(|s| s.log_offset).min();
+        assert!(
+            oldest_kept.is_some_and(|oldest| start_offset <= oldest),
+            "the remote start {start_offset} is at or below the oldest kept snapshot {oldest_kept:?}"
+        );
+        let earliest = node
+            .request(Request::ListOffsets { bucket: BUCKET, spec: OffsetSpec::Earliest })
+            .await
+            .expect("answered");
+        let Response::Offset { offset: earliest } = earliest else { panic!("{earliest:?}") };
+        assert!(earliest > 0, "ListOffsets earliest moved up with the remote start");
+        let below = node
+            .request(Request::FetchLog { bucket: BUCKET, from_offset: 0, max_bytes: 1024 })
+            .await
+            .expect("answered");
+        assert!(
+            matches!(&below, Response::Error(error) if error.code == ErrorCode::LogOffsetOutOfRange),
+            "offset 0 is gone: {below:?}"
+        );
+        let values_before = lookup_all(&node).await;
+        let mut node = node;
+        node.shutdown().await;
+
+        // Nothing a recovery needs was deleted: a lost engine comes back with every value.
+        std::fs::remove_dir_all(dir.path().join(bucket_dirs().kv_dir)).expect("KV dir deleted");
+        let restarted = Node::start(config(), tokio::runtime::Handle::current()).await.expect("starts");
+        assert_eq!(lookup_all(&restarted).await, values_before, "every value is restored");
+        let mut restarted = restarted;
+        restarted.shutdown().await;
+    });
+}

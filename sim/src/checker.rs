@@ -107,6 +107,8 @@ pub struct CheckCounts {
     pub probes_checked: u64,
     pub snapshots_checked: u64,
     pub tiered_segments_checked: u64,
+    /// Remote retentions that moved a remote log start, checked against the kept snapshots.
+    pub remote_expiries_checked: u64,
     /// Comparisons of a recovered engine with the model at its flushed offset.
     pub recovered_engines_checked: u64,
 }
@@ -172,6 +174,39 @@ impl Checker {
             ));
         };
         read_tiered_segment(&lock(&self.remote), segment, offset)
+    }
+
+    /// Before the coordinator runs remote retention on `bucket`: the model reads the whole
+    /// changelog (what retention may delete was committed and is below a snapshot's offset),
+    /// so that nothing it deletes is data the model has not seen.
+    pub fn before_remote_expiry(&self, bucket: TableBucket) {
+        let mut model = lock(&self.model);
+        if let Err(text) = self.catch_up(&mut model, bucket) {
+            self.violation(text);
+        }
+    }
+
+    /// Remote retention oracle, after the coordinator answered an `ExpireRemoteLog`: a remote
+    /// log start that moved from `before` to `after` is at or below the `log_offset` of every
+    /// KV snapshot the coordinator keeps (retained or leased), so a recovery from any of them
+    /// finds its changelog; with none kept it never moves.
+    pub fn check_remote_expiry(
+        &self,
+        bucket: TableBucket,
+        before: u64,
+        after: u64,
+        kept_log_offsets: &[u64],
+    ) {
+        if after == before {
+            return;
+        }
+        lock(&self.counts).remote_expiries_checked += 1;
+        match kept_log_offsets.iter().min() {
+            Some(&oldest) if after <= oldest => {}
+            oldest => self.violation(format!(
+                "{bucket}: remote retention moved the remote log start from {before} to {after}, above the oldest kept KV snapshot's log offset {oldest:?}: a recovery cannot replay its changelog"
+            )),
+        }
     }
 
     /// Every segment in the bucket's remote-log manifest is in the remote store, whole, and

@@ -261,7 +261,25 @@ impl Coordinator {
 impl RpcHandler for Coordinator {
     fn handle(&self, _from: NodeId, request: Request) -> BoxFuture<'static, Response> {
         if let Some(service) = self.snapshots() {
+            let expiring = match &request {
+                Request::ExpireRemoteLog { bucket, .. } => {
+                    self.checker.before_remote_expiry(*bucket);
+                    service.remote_logs().map(|store| (*bucket, store.remote_start_offset(*bucket)))
+                }
+                _ => None,
+            };
             if let Some((response, cleanup)) = service.handle(&request) {
+                if let (Some((bucket, before)), Response::RemoteLogStart { start_offset }) =
+                    (expiring, &response)
+                {
+                    let kept: Vec<u64> = service
+                        .store()
+                        .kept(bucket)
+                        .iter()
+                        .map(|snapshot| snapshot.log_offset)
+                        .collect();
+                    self.checker.check_remote_expiry(bucket, before, *start_offset, &kept);
+                }
                 if let Some(watch) = self.lease_watch.get() {
                     watch(&service, &request, &response);
                 }

@@ -120,6 +120,9 @@ pub struct RunPlan {
     /// What a leader keeps locally once tiered: closed segments (Fluss's
     /// `table.log.tiered.local-segments`), and optional age and size bounds.
     pub local_retention: LocalRetention,
+    /// Remote log retention (Fluss's `table.log.ttl` on the remote tier); `None` keeps every
+    /// tiered segment.
+    pub remote_log_ttl_ms: Option<u64>,
     /// The KV snapshot lease consumers (off unless a scenario sets `lease_consumers`).
     pub leases: LeasePlan,
 }
@@ -206,6 +209,7 @@ impl RunPlan {
             snapshot_interval_ms: None,
             tiering_interval_ms: None,
             local_retention: LocalRetention::default(),
+            remote_log_ttl_ms: None,
             leases: LeasePlan::draw(&mut Streams::new(seed).stream("plan-leases")),
         };
         plan.replication_factor = if prng.chance(Ratio::new(1, 3)) { 1 } else { plan.servers };
@@ -280,11 +284,12 @@ impl RunPlan {
             ),
             format!("plan snapshots interval={}", on_off(self.snapshot_interval_ms)),
             format!(
-                "plan tiering interval={} local_segments_kept={} local_age_ms_max={} local_size_bytes_max={}",
+                "plan tiering interval={} local_segments_kept={} local_age_ms_max={} local_size_bytes_max={} remote_log_ttl_ms={}",
                 on_off(self.tiering_interval_ms),
                 self.local_retention.segments_kept,
                 bound(self.local_retention.age_ms_max),
-                bound(self.local_retention.size_bytes_max)
+                bound(self.local_retention.size_bytes_max),
+                bound(self.remote_log_ttl_ms)
             ),
             format!(
                 "plan faults leader_flips={} crashes={} restart_delay_ms_max={} retention={}",
@@ -440,6 +445,12 @@ fn draw_tiering(plan: &mut RunPlan, prng: &mut Prng) {
     let size_on = prng.chance(Ratio::new(1, 2));
     let size_bytes_max = plan.segment_bytes_max * prng.range_inclusive(1, 4);
     plan.local_retention.size_bytes_max = size_on.then_some(size_bytes_max);
+    // Drawn last, so that the draws above stay what they were. In a third of the seeds the
+    // remote tier keeps a segment only 0.5 to 5 s, so remote retention runs against KV
+    // recovery's needs.
+    let ttl_on = prng.chance(Ratio::new(1, 3));
+    let ttl_ms = prng.range_inclusive(500, 5_000);
+    plan.remote_log_ttl_ms = ttl_on.then_some(ttl_ms);
 }
 
 fn draw_weights(prng: &mut Prng) -> OpWeights {
@@ -755,6 +766,7 @@ impl Scenario {
                 }
                 "local_age_ms_max" => plan.local_retention.age_ms_max = interval()?,
                 "local_size_bytes_max" => plan.local_retention.size_bytes_max = interval()?,
+                "remote_log_ttl_ms" => plan.remote_log_ttl_ms = interval()?,
                 "disk_fsync_failure" => plan.faults.disk.fsync_failure = rate()?,
                 "disk_read_error" => plan.faults.disk.read_error = rate()?,
                 "disk_full" => plan.faults.disk.disk_full = rate()?,

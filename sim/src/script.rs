@@ -132,6 +132,7 @@ impl Script {
                     bucket_count: BUCKETS,
                     schema_ids: vec![SCHEMA_ID],
                     partial_updates: None,
+                    log_ttl_ms: None,
                     partitioned: false,
                 }],
                 kv: KvTabletConfig::DEFAULT,

@@ -244,7 +244,7 @@ fn run_plan(
         COORDINATOR_NODE,
         "checked",
         format!(
-            "puts_sent={} puts_acked={} lookups={} row_reads={} errors={} buckets_at_quiescence={} scan_pages={} scans_completed={} handoffs={} probes={} snapshots={} tiered_segments={} gave_up={}",
+            "puts_sent={} puts_acked={} lookups={} row_reads={} errors={} buckets_at_quiescence={} scan_pages={} scans_completed={} handoffs={} probes={} snapshots={} tiered_segments={} remote_expiries={} gave_up={}",
             world.checker.progress.puts_sent(),
             counts.puts_acked,
             counts.lookups_checked,
@@ -257,6 +257,7 @@ fn run_plan(
             counts.probes_checked,
             counts.snapshots_checked,
             counts.tiered_segments_checked,
+            counts.remote_expiries_checked,
             world.checker.progress.give_ups_summary()
         ),
     );
@@ -451,6 +452,7 @@ impl World {
                 bucket_count: self.plan.bucket_count(),
                 schema_ids: vec![SCHEMA_ID],
                 partial_updates: Some(PartialUpdates(Arc::new(SimPartialUpdates))),
+                log_ttl_ms: None,
                 partitioned: self.partitions().is_partitioned(),
             }],
             // A small pre-write buffer, so that a flush stalled by engine faults (or a slow
@@ -480,6 +482,7 @@ impl World {
                 Arc::new(TieringSchedule {
                     interval_ms,
                     local_retention: self.plan.local_retention,
+                    remote_log_ttl_ms: self.plan.remote_log_ttl_ms,
                     committer: Arc::new(RpcRemoteLogCommitter::new(
                         self.net.endpoint(node),
                         COORDINATOR_NODE,
@@ -918,8 +921,9 @@ impl World {
     /// In one engine loss in two, the latest KV snapshot of every bucket is found damaged in
     /// the remote store (a file of its own directory deleted, as a lifecycle rule or an
     /// operator might): a recovery from it must report it broken and fall back to the previous
-    /// snapshot (and the remote tier), or to the remote tier alone. The store-files oracle
-    /// excuses the deleted files. Drawn from a stream of its own.
+    /// snapshot (and the remote tier), or to the remote tier alone (not with remote
+    /// retention on: see below). The store-files oracle excuses the deleted files. Drawn from
+    /// a stream of its own.
     fn maybe_damage_latest_snapshots(&mut self, node: NodeId) {
         // Not where consumers lease snapshots: the lease oracle holds every deletion of a
         // leased file to be the coordinator's, and an operator's deletion is not one.
@@ -936,6 +940,19 @@ impl World {
         for bucket in service.store().buckets() {
             let Some(latest) = service.store().latest(bucket) else { continue };
             let Some(file) = latest.private_files.first() else { continue };
+            // Once remote retention may have deleted the head of the remote tier, a bucket
+            // whose every kept snapshot is damaged has lost data that no rule could keep: the
+            // latest is damaged only while an older kept one is whole to fall back to.
+            let fallback = service.store().kept(bucket).iter().any(|kept| {
+                kept.snapshot_id != latest.snapshot_id
+                    && kept
+                        .private_files
+                        .iter()
+                        .all(|file| !self.damaged_snapshot_paths.contains(&file.remote_path))
+            });
+            if self.plan.remote_log_ttl_ms.is_some() && !fallback {
+                continue;
+            }
             if self.remote.remove_now(&file.remote_path) {
                 self.damaged_snapshot_paths.insert(file.remote_path.clone());
                 damaged += 1;

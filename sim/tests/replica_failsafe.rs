@@ -240,6 +240,7 @@ fn node() -> Node {
             bucket_count: 2,
             schema_ids: vec![1],
             partial_updates: None,
+            log_ttl_ms: None,
             partitioned: false,
         }],
         kv: KvTabletConfig::DEFAULT,

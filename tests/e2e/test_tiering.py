@@ -1,10 +1,14 @@
 """Changelog tiering through pyfluss: a node with small segments and short snapshot and tiering
 intervals uploads closed segments to its remote data directory and deletes them locally, so
 its local changelog stays bounded while pyfluss still reads the whole changelog from the
-earliest offset, before and after a SIGKILL."""
+earliest offset, before and after a SIGKILL: the tiered range read by the client itself from the
+remote data directory (the node answers FetchLog below its local log start with the segments'
+location, as Fluss does), never through the node, which `/metrics` counts."""
 
 from __future__ import annotations
 
+import http.client
+import re
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -32,10 +36,36 @@ EXPECTED_RECORDS = ROWS + (ROUNDS - 1) * 2 * ROWS
 LOCAL_BYTES_MAX = 8 * 64 * 1024
 
 
+THROUGH_NODE_BYTES = "kvtablet_remote_log_served_through_node_bytes"
+SENT_TO_REMOTE = "kvtablet_remote_log_fetches_sent_to_remote"
+
+
+def with_metrics(settings: List[str]) -> tuple:
+    """`settings` plus /metrics on a port of its own, kept across restarts."""
+    port = support.free_port()
+    return settings + [f"metrics.listen=127.0.0.1:{port}"], port
+
+
+def metric(server, name: str) -> int:
+    connection = http.client.HTTPConnection("127.0.0.1", server.metrics_port, timeout=5)
+    try:
+        connection.request("GET", "/metrics")
+        response = connection.getresponse()
+        text = response.read().decode()
+        assert response.status == 200, f"/metrics answered {response.status}"
+    finally:
+        connection.close()
+    match = re.search(rf"^{name} (\d+)$", text, re.M)
+    assert match, f"no {name} in /metrics:\n{text[:2000]}"
+    return int(match.group(1))
+
+
 @pytest.fixture(scope="module")
 def server(kvtablet_bin, tmp_path_factory):
     root = tmp_path_factory.mktemp("kvtablet-tiering")
-    server = support.Server(kvtablet_bin, root / "data", root / "logs", settings=SETTINGS)
+    settings, metrics_port = with_metrics(SETTINGS)
+    server = support.Server(kvtablet_bin, root / "data", root / "logs", settings=settings)
+    server.metrics_port = metrics_port
     server.start()
     try:
         yield server
@@ -67,6 +97,26 @@ def changelog(runner, table) -> List[tuple]:
     support.eventually(complete, "reading the whole changelog", timeout=support.CONVERGE_TIMEOUT_S * 2)
     assert len(entries) == EXPECTED_RECORDS
     assert [offset for offset, _, _ in entries] == list(range(EXPECTED_RECORDS)), "no gap, no repeat"
+    return entries
+
+
+def local_log_start(data_dir: Path) -> int:
+    """The first offset the bucket's local changelog still holds: its first segment's name."""
+    segments = [int(f.stem) for f in data_dir.glob("*/*/log-0/*.log") if f.stem.isdigit()]
+    assert segments, f"no local segment under {data_dir}"
+    return min(segments)
+
+
+def read_past_local_start(runner, server, table) -> List[tuple]:
+    """The whole changelog, whose tiered part (below the local log start) the client read from
+    the remote tier itself: the node served none of it."""
+    local_start = local_log_start(server.data_dir)
+    assert local_start > 0, "local retention has not run: nothing to read remotely"
+    sent_before = metric(server, SENT_TO_REMOTE)
+    entries = changelog(runner, table)
+    assert entries[0][0] == 0 < local_start
+    assert metric(server, THROUGH_NODE_BYTES) == 0, "the node served a tiered range itself"
+    assert metric(server, SENT_TO_REMOTE) > sent_before, "no fetch was sent to the remote tier"
     return entries
 
 
@@ -110,8 +160,10 @@ class TieringChecks:
         sizes = support.eventually(bounded, "local retention after tiering")
         assert sizes["remote"] > sizes["local"], sizes
 
-    def test_the_whole_changelog_reads_from_the_earliest_offset(self, runner):
-        entries = changelog(runner, type(self).table)
+    def test_the_whole_changelog_reads_from_the_earliest_offset_with_the_tiered_range_read_by_the_client(
+        self, runner, server
+    ):
+        entries = read_past_local_start(runner, server, type(self).table)
         final = {}
         for _, change, row in entries:
             if change in ("+I", "+U"):
@@ -123,7 +175,7 @@ class TieringChecks:
         server.restart()
         client.reconnect()
         table = runner.run(lambda: client.connection.get_table(PATH), "get_table")
-        assert changelog(runner, table) == type(self).entries
+        assert read_past_local_start(runner, server, table) == type(self).entries
 
 
 @pytest.mark.incremental

@@ -115,7 +115,9 @@ def server(kvtablet_bin, tmp_path_factory, moto):
         "s3.region=us-east-1",
         "s3.path.style.access=true",
     ]
+    settings, metrics_port = tiering.with_metrics(settings)
     server = support.Server(kvtablet_bin, root / "data", root / "logs", settings=settings)
+    server.metrics_port = metrics_port
     server.start()
     try:
         yield server
@@ -134,4 +136,5 @@ class TestTieringOnS3(tiering.TieringChecks):
     def remote_log_bytes(self, server) -> int:
         objects = self.moto_server.object_sizes(f"{PREFIX}/log/")
         assert not (server.data_dir / "remote").exists(), "nothing remote on the local disk"
-        return sum(size for key, size in objects if key.endswith(".log"))
+        # The segments, not the clients' copies beside them (`….copy/{offset}.log`).
+        return sum(size for key, size in objects if re.fullmatch(r".*/log/[^/]+/[^/]+\.log", key))

@@ -623,6 +623,22 @@ mod tests {
             let covering = self.manifest.lock().unwrap().segments_covering(from_offset, to_offset);
             futures::future::ready(Ok(covering)).boxed()
         }
+
+        fn remote_start_offset(
+            &self,
+            _bucket: TableBucket,
+        ) -> BoxFuture<'static, Result<u64, TieringCommitError>> {
+            futures::future::ready(Ok(self.manifest.lock().unwrap().start_offset)).boxed()
+        }
+
+        fn expire(
+            &self,
+            _bucket: TableBucket,
+            _leader_epoch: u32,
+            _expire_before_ms: u64,
+        ) -> BoxFuture<'static, Result<u64, TieringCommitError>> {
+            futures::future::ready(Err(TieringCommitError::NoAnswer("not here".into()))).boxed()
+        }
     }
 
     struct Fixture {

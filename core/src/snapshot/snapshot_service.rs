@@ -102,6 +102,8 @@ impl SnapshotService {
                 | Request::CommitRemoteLogSegment { .. }
                 | Request::GetRemoteLogEnd { .. }
                 | Request::GetRemoteLogSegment { .. }
+                | Request::ExpireRemoteLog { .. }
+                | Request::GetRemoteLogStart { .. }
                 | Request::AcquireKvSnapshotLease { .. }
                 | Request::ReleaseKvSnapshotLease { .. }
                 | Request::DropKvSnapshotLease { .. }
@@ -176,6 +178,41 @@ impl SnapshotService {
                 let Some(remote_logs) = &self.remote_logs else { return Some(no_tiering()) };
                 let end_offset = remote_logs.remote_end_offset(*bucket);
                 (Response::RemoteLogEnd { end_offset }, Cleanup::default())
+            }
+            Request::ExpireRemoteLog { bucket, leader_epoch, expire_before_ms } => {
+                let Some(remote_logs) = &self.remote_logs else { return Some(no_tiering()) };
+                // What a KV recovery may replay from: the oldest kept snapshot's offset (a
+                // broken latest one falls back to an older one), 0 without a snapshot (an
+                // empty engine replays the whole changelog). It only grows: a commit is newer
+                // than every kept snapshot, and a lease pins only a kept one.
+                let retain_from_offset = self
+                    .store
+                    .kept(*bucket)
+                    .iter()
+                    .map(|snapshot| snapshot.log_offset)
+                    .min()
+                    .unwrap_or(0);
+                let current_epoch = (self.leader_epoch_of)(*bucket);
+                let expired = remote_logs.expire(
+                    *bucket,
+                    *leader_epoch,
+                    current_epoch,
+                    *expire_before_ms,
+                    retain_from_offset,
+                    self.store.mutants(),
+                );
+                match expired {
+                    Ok(expiry) => (
+                        Response::RemoteLogStart { start_offset: expiry.start_offset },
+                        Cleanup { paths: expiry.unneeded_paths },
+                    ),
+                    Err(error) => (Response::RemoteLogRefused(error), Cleanup::default()),
+                }
+            }
+            Request::GetRemoteLogStart { bucket } => {
+                let Some(remote_logs) = &self.remote_logs else { return Some(no_tiering()) };
+                let start_offset = remote_logs.remote_start_offset(*bucket);
+                (Response::RemoteLogStart { start_offset }, Cleanup::default())
             }
             Request::GetRemoteLogSegment { bucket, offset } => {
                 let Some(remote_logs) = &self.remote_logs else { return Some(no_tiering()) };

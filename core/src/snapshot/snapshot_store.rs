@@ -474,6 +474,11 @@ impl SnapshotStore {
         self.lock().get(&bucket).and_then(|snapshots| snapshots.kept.last().cloned())
     }
 
+    /// The mutants the store was opened with (the coordinator's other rules read them too).
+    pub fn mutants(&self) -> Mutants {
+        self.config.mutants
+    }
+
     /// The bucket's kept snapshots (retained and leased), oldest first.
     pub fn kept(&self, bucket: TableBucket) -> Vec<CompletedSnapshot> {
         self.lock().get(&bucket).map(|snapshots| snapshots.kept.clone()).unwrap_or_default()

@@ -63,6 +63,19 @@ pub trait RemoteLogCommitter: Send + Sync + 'static {
         from_offset: u64,
         to_offset: u64,
     ) -> BoxFuture<'static, Result<Vec<RemoteLogSegment>, TieringCommitError>>;
+    /// The bucket's remote log start (0 until remote retention removed a segment).
+    fn remote_start_offset(
+        &self,
+        bucket: TableBucket,
+    ) -> BoxFuture<'static, Result<u64, TieringCommitError>>;
+    /// Remote retention under `leader_epoch`: the coordinator removes the expired segments
+    /// (`RemoteLogStore::expire`) and deletes them; answers the remote log start after it.
+    fn expire(
+        &self,
+        bucket: TableBucket,
+        leader_epoch: u32,
+        expire_before_ms: u64,
+    ) -> BoxFuture<'static, Result<u64, TieringCommitError>>;
 }
 
 /// When and how a server's leaders tier their changelogs.
@@ -70,6 +83,10 @@ pub trait RemoteLogCommitter: Send + Sync + 'static {
 pub struct TieringSchedule {
     pub interval_ms: u64,
     pub local_retention: LocalRetention,
+    /// Fluss's `table.log.ttl` on the remote tier: each tick asks the coordinator to delete
+    /// the segments whose newest batch is older than this (KV recovery's needs permitting);
+    /// `None` keeps them forever. A table's own `log_ttl_ms` wins ([`TieringSchedule::for_table`]).
+    pub remote_log_ttl_ms: Option<u64>,
     pub committer: Arc<dyn RemoteLogCommitter>,
     /// Attempts per upload and per commit, with exponential backoff between them.
     pub attempts_max: u32,
@@ -81,6 +98,7 @@ impl PartialEq for TieringSchedule {
     fn eq(&self, other: &Self) -> bool {
         self.interval_ms == other.interval_ms
             && self.local_retention == other.local_retention
+            && self.remote_log_ttl_ms == other.remote_log_ttl_ms
             && self.attempts_max == other.attempts_max
             && self.retry_backoff_ms_min == other.retry_backoff_ms_min
             && self.retry_backoff_ms_max == other.retry_backoff_ms_max
@@ -95,7 +113,20 @@ impl std::fmt::Debug for TieringSchedule {
         f.debug_struct("TieringSchedule")
             .field("interval_ms", &self.interval_ms)
             .field("local_retention", &self.local_retention)
+            .field("remote_log_ttl_ms", &self.remote_log_ttl_ms)
             .finish_non_exhaustive()
+    }
+}
+
+impl TieringSchedule {
+    /// The schedule of a table whose `table.log.ttl` is `log_ttl_ms` (`None`: the node's).
+    pub fn for_table(self: &Arc<Self>, log_ttl_ms: Option<u64>) -> Arc<TieringSchedule> {
+        match log_ttl_ms {
+            Some(ttl_ms) if Some(ttl_ms) != self.remote_log_ttl_ms => {
+                Arc::new(TieringSchedule { remote_log_ttl_ms: Some(ttl_ms), ..(**self).clone() })
+            }
+            _ => Arc::clone(self),
+        }
     }
 }
 
@@ -158,6 +189,18 @@ pub fn run_tiering_loop(
                 Err(error) => {
                     tracing::info!(%bucket, %error, "changelog tiering failed; the next tick tries again");
                     continue;
+                }
+            }
+            if let Some(ttl_ms) = schedule.remote_log_ttl_ms {
+                let expire_before_ms = env.clock.now_wall_ms().saturating_sub(ttl_ms);
+                match schedule.committer.expire(bucket, leader_epoch, expire_before_ms).await {
+                    Ok(start_offset) => {
+                        tracing::debug!(%bucket, start_offset, "remote log retention ran");
+                    }
+                    Err(TieringCommitError::Refused(RemoteLogStoreError::Fenced { .. })) => return,
+                    Err(error) => {
+                        tracing::info!(%bucket, %error, "remote log retention failed; the next tick tries again");
+                    }
                 }
             }
             let requested =

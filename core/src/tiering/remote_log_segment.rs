@@ -8,6 +8,8 @@ use crate::table_bucket::TableBucket;
 
 /// Where every remote changelog object lives (Fluss: `{remote.data.dir}/log/...`).
 pub const REMOTE_LOG_ROOT: &str = "log/";
+/// The suffix of a segment's companion directory ([`RemoteLogSegment::companion_path`]).
+const COMPANION_DIR_SUFFIX: &str = ".copy";
 
 /// A segment uploaded by the leader of `leader_epoch`: the batches `[start_offset,
 /// end_offset)`, byte for byte as the leader's local segment file held them.
@@ -46,6 +48,38 @@ impl RemoteLogSegment {
             self.start_offset,
             self.leader_epoch
         )
+    }
+
+    /// The name of the directory, beside [`RemoteLogSegment::path`], that holds the segment's
+    /// companion object: `{bucket}-{start offset:020}-e{epoch}.copy`, unique in the whole
+    /// remote store (a client names its local copy of a segment by it, for every bucket it
+    /// reads into one directory, as Fluss's segment ids are UUIDs).
+    pub fn companion_dir_name(&self) -> String {
+        format!(
+            "{}-{:020}-e{}{COMPANION_DIR_SUFFIX}",
+            self.bucket.dir_name_display(),
+            self.start_offset,
+            self.leader_epoch
+        )
+    }
+
+    /// `log/{bucket}/{bucket}-{start offset:020}-e{epoch}.copy/{start offset:020}.log`: where a binding
+    /// may keep one object derived from the segment (prod: the segment in the clients' record
+    /// format, which they download themselves). Core never writes it; the manifest's rules
+    /// treat it as part of its segment: never an orphan while the segment is recorded, and
+    /// deleted with it.
+    pub fn companion_path(&self) -> String {
+        format!(
+            "{}/{}/{:020}.log",
+            remote_log_dir(self.bucket),
+            self.companion_dir_name(),
+            self.start_offset
+        )
+    }
+
+    /// The segment's object and its companion: every path that goes when it goes.
+    pub fn object_paths(&self) -> [String; 2] {
+        [self.path(), self.companion_path()]
     }
 
     /// Whether the segment holds `offset`.
@@ -126,5 +160,13 @@ mod tests {
         assert!(path.ends_with("/00000000000000000100-e4.log"), "{path}");
         assert_eq!(segment().segment_id(), "e4-00000000000000000100");
         assert!(segment().holds(100) && segment().holds(249) && !segment().holds(250));
+        assert_eq!(
+            segment().companion_path(),
+            format!(
+                "{}/{}-00000000000000000100-e4.copy/00000000000000000100.log",
+                remote_log_dir(segment().bucket),
+                segment().bucket.dir_name()
+            )
+        );
     }
 }

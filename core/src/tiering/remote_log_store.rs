@@ -3,15 +3,21 @@
 //! here one file per bucket on the coordinator's own disk).
 //!
 //! Rules, each in one place:
-//! - **Contiguous from 0.** Every offset below a bucket's remote end is in some recorded
-//!   segment: a segment is accepted only if it starts at or below the remote end (the first one
-//!   at 0) and ends above it. Segments may overlap (a new leader's segment boundaries need not
+//! - **Contiguous from the remote log start.** Every offset from a bucket's remote log start
+//!   (0 until remote retention deletes the oldest segments) to its remote end is in some
+//!   recorded segment: a segment is accepted only if it starts at or below the remote end (the
+//!   first one at 0) and ends above it. Segments may overlap (a new leader's segment boundaries need not
 //!   match the old one's); the bytes of an offset are the same in every segment that holds it.
 //! - **Fenced.** A segment is accepted only from the bucket's current leader epoch, so that a
 //!   deposed leader never extends the manifest, and so never raises the remote end its own
 //!   retention deletes local segments below.
 //! - **Idempotent.** A segment already recorded is accepted again (a leader whose commit got
 //!   no answer asks by committing again), whatever the epoch now is.
+//! - **Remote retention** ([`RemoteLogStore::expire`], Fluss's `table.log.ttl` on the remote
+//!   tier): only the oldest segments go, each only if its newest batch is older than the TTL
+//!   and it ends at or below the offset KV recovery may replay from (the oldest kept KV
+//!   snapshot's `log_offset`), and only under the bucket's current leader epoch. The manifest
+//!   without them is durable before their objects are listed for deletion.
 //! - **Which objects may go.** A segment that is not recorded (refused, or covered by what
 //!   the manifest already holds) is listed for deletion; a recorded one never is. Objects
 //!   under `log/` that no manifest records are orphans once no upload is in flight.
@@ -21,6 +27,7 @@ use std::sync::Arc;
 
 use crate::byte_reader::{ByteReader, ByteWriter};
 use crate::env::{FsError, LocalFs, RemoteObject};
+use crate::mutant::{Mutant, Mutants};
 use crate::snapshot::completed_snapshot::{
     decode_bucket, encode_bucket, frame_with_magic, unframe_with_magic,
 };
@@ -32,7 +39,10 @@ use crate::tiering::remote_log_segment::{RemoteLogSegment, REMOTE_LOG_ROOT};
 /// A bucket's manifest holds at most this many segments (a commit past it is refused, and the
 /// leader keeps its local segments).
 pub const MANIFEST_SEGMENTS_MAX: usize = 100_000;
-const MAGIC: &[u8; 8] = b"KVTRLOGM";
+/// The bucket file with the remote log start; [`MAGIC_FROM_ZERO`] files (before remote
+/// retention) start at 0 and are still read.
+const MAGIC: &[u8; 8] = b"KVTRLOG2";
+const MAGIC_FROM_ZERO: &[u8; 8] = b"KVTRLOGM";
 const BUCKET_FILE_SUFFIX: &str = ".remote-log";
 const TEMP_SUFFIX: &str = ".tmp";
 
@@ -74,16 +84,27 @@ pub struct RemoteLogRefusal {
     pub unneeded_paths: Vec<String>,
 }
 
+/// What remote retention decided: the bucket's remote log start after it, and the objects of
+/// the segments it removed (to delete now that the manifest without them is durable).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteLogExpiry {
+    pub start_offset: u64,
+    pub unneeded_paths: Vec<String>,
+}
+
 /// One bucket's segments, in order of start offset (then end offset).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RemoteLogManifest {
+    /// The remote log start: the first segment's start, or with no segment left (all expired)
+    /// the remote end they reached. 0 until remote retention removes a segment.
+    pub start_offset: u64,
     pub segments: Vec<RemoteLogSegment>,
 }
 
 impl RemoteLogManifest {
-    /// Every offset below it is in the remote tier; 0 when nothing is.
+    /// Every offset from [`RemoteLogManifest::start_offset`] below it is in the remote tier.
     pub fn end_offset(&self) -> u64 {
-        self.segments.iter().map(|segment| segment.end_offset).max().unwrap_or(0)
+        self.segments.iter().map(|segment| segment.end_offset).max().unwrap_or(self.start_offset)
     }
 
     /// The segment to read `offset` from: the one holding it that starts latest.
@@ -107,8 +128,10 @@ impl RemoteLogManifest {
         covering
     }
 
+    /// Every object of the manifest's segments, companions included
+    /// ([`RemoteLogSegment::object_paths`]).
     pub fn paths(&self) -> BTreeSet<String> {
-        self.segments.iter().map(RemoteLogSegment::path).collect()
+        self.segments.iter().flat_map(RemoteLogSegment::object_paths).collect()
     }
 }
 
@@ -150,6 +173,28 @@ impl RemoteLogStore {
 
     pub fn manifest(&self, bucket: TableBucket) -> RemoteLogManifest {
         self.lock().get(&bucket).cloned().unwrap_or_default()
+    }
+
+    /// [`RemoteLogManifest::segments_covering`] of `bucket`'s manifest, without copying it.
+    pub fn segments_covering(
+        &self,
+        bucket: TableBucket,
+        from_offset: u64,
+        to_offset: u64,
+    ) -> Vec<RemoteLogSegment> {
+        self.lock()
+            .get(&bucket)
+            .map_or_else(Vec::new, |manifest| manifest.segments_covering(from_offset, to_offset))
+    }
+
+    /// Whether `bucket`'s manifest records `segment`.
+    pub fn records(&self, segment: &RemoteLogSegment) -> bool {
+        self.lock().get(&segment.bucket).is_some_and(|manifest| manifest.segments.contains(segment))
+    }
+
+    /// The first offset the remote tier holds (or would hold: with no segment, its end).
+    pub fn remote_start_offset(&self, bucket: TableBucket) -> u64 {
+        self.lock().get(&bucket).map_or(0, |manifest| manifest.start_offset)
     }
 
     pub fn remote_end_offset(&self, bucket: TableBucket) -> u64 {
@@ -213,11 +258,67 @@ impl RemoteLogStore {
         }
         let mut next = manifest.clone();
         let end_offset = segment.end_offset;
+        if next.segments.is_empty() {
+            // Every segment expired: the remote tier starts again where this one does.
+            next.start_offset = segment.start_offset;
+        }
         next.segments.push(segment);
         if let Err(error) = self.persist(&mut manifests, bucket, next) {
             return Err(RemoteLogRefusal { error, unneeded_paths: Vec::new() });
         }
         Ok(RemoteLogCommit { remote_end_offset: end_offset, unneeded_paths: Vec::new() })
+    }
+
+    /// Remote retention of `bucket` (the rule is in the module's doc): removes the oldest
+    /// segments whose max timestamp is below `expire_before_ms` and that end at or below
+    /// `retain_from_offset`, durably, and returns their objects to delete. Refused (and
+    /// nothing removed) unless `leader_epoch` is the bucket's `current_epoch`.
+    pub fn expire(
+        &self,
+        bucket: TableBucket,
+        leader_epoch: u32,
+        current_epoch: Option<u32>,
+        expire_before_ms: u64,
+        retain_from_offset: u64,
+        mutants: Mutants,
+    ) -> Result<RemoteLogExpiry, RemoteLogStoreError> {
+        if current_epoch != Some(leader_epoch) {
+            return Err(RemoteLogStoreError::Fenced {
+                bucket,
+                leader_epoch,
+                current: current_epoch,
+            });
+        }
+        let mut manifests = self.lock();
+        let manifest = manifests.get(&bucket).cloned().unwrap_or_default();
+        let ignores_retain = mutants.is_on(Mutant::RemoteRetentionIgnoresMinRetainOffset);
+        let expired = manifest
+            .segments
+            .iter()
+            .take_while(|segment| {
+                segment.max_timestamp_ms < expire_before_ms
+                    && (segment.end_offset <= retain_from_offset || ignores_retain)
+            })
+            .count();
+        if expired == 0 {
+            return Ok(RemoteLogExpiry {
+                start_offset: manifest.start_offset,
+                unneeded_paths: Vec::new(),
+            });
+        }
+        let end_offset = manifest.end_offset();
+        let mut next = manifest;
+        let removed: Vec<RemoteLogSegment> = next.segments.drain(..expired).collect();
+        next.start_offset = next.segments.first().map_or(end_offset, |first| first.start_offset);
+        let start_offset = next.start_offset;
+        self.persist(&mut manifests, bucket, next)?;
+        let mut unneeded_paths: Vec<String> =
+            removed.iter().flat_map(RemoteLogSegment::object_paths).collect();
+        // A removed segment's path is never a kept one's (a path names its epoch and start),
+        // but overlapping segments are checked all the same.
+        let kept = manifests.get(&bucket).map(RemoteLogManifest::paths).unwrap_or_default();
+        unneeded_paths.retain(|path| !kept.contains(path));
+        Ok(RemoteLogExpiry { start_offset, unneeded_paths })
     }
 
     /// Forgets a dropped bucket; returns the paths of its segments, to delete.
@@ -230,8 +331,9 @@ impl RemoteLogStore {
         Ok(manifest.paths().into_iter().collect())
     }
 
-    /// Every path under `log/` in `listed` that no manifest records. Only meaningful when no
-    /// upload is in flight (an upload's object exists before its commit).
+    /// Every path under `log/` in `listed` that no manifest records (a recorded segment's
+    /// companion is recorded with it). Only meaningful when no upload is in flight (an
+    /// upload's object exists before its commit) and no companion is being written.
     pub fn orphans(&self, listed: &[RemoteObject]) -> Vec<String> {
         let manifests = self.lock();
         let needed: BTreeSet<String> =
@@ -253,7 +355,7 @@ impl RemoteLogStore {
         next: RemoteLogManifest,
     ) -> Result<(), RemoteLogStoreError> {
         assert!(next.segments.len() <= MANIFEST_SEGMENTS_MAX);
-        assert!(next.segments.first().is_none_or(|first| first.start_offset == 0));
+        assert!(next.segments.first().is_none_or(|first| first.start_offset == next.start_offset));
         let path = format!("{}/{}", self.dir, bucket_file_name(bucket));
         let temp_path = format!("{path}{TEMP_SUFFIX}");
         let bytes = encode_bucket_file(bucket, &next);
@@ -274,10 +376,11 @@ fn bucket_file_name(bucket: TableBucket) -> String {
     format!("{}{BUCKET_FILE_SUFFIX}", bucket.dir_name())
 }
 
-/// Frame(payload): bucket | count u32 | segments.
+/// Frame(payload): bucket | start offset u64 | count u32 | segments.
 fn encode_bucket_file(bucket: TableBucket, manifest: &RemoteLogManifest) -> Vec<u8> {
     let mut writer = ByteWriter::new();
     encode_bucket(&mut writer, bucket);
+    writer.u64(manifest.start_offset);
     writer.count(manifest.segments.len());
     for segment in &manifest.segments {
         segment.encode_into(&mut writer);
@@ -289,23 +392,27 @@ fn decode_bucket_file(
     bytes: &[u8],
 ) -> Result<(TableBucket, RemoteLogManifest), SnapshotDecodeError> {
     let corrupt = |detail: &str| SnapshotDecodeError::Corrupt(detail.to_string());
-    let payload = unframe_with_magic(MAGIC, bytes)?;
+    let from_zero = bytes.starts_with(MAGIC_FROM_ZERO);
+    let payload = unframe_with_magic(if from_zero { MAGIC_FROM_ZERO } else { MAGIC }, bytes)?;
     let mut reader = ByteReader::new(payload);
     let bucket = decode_bucket(&mut reader)?;
+    let start_offset = if from_zero { 0 } else { reader.u64("start offset")? };
     // A segment record takes at least 80 bytes.
     let count = reader.count(80, "segment count")?;
     if count > MANIFEST_SEGMENTS_MAX {
         return Err(corrupt("too many segments"));
     }
     let mut segments: Vec<RemoteLogSegment> = Vec::with_capacity(count);
-    let mut end_offset = 0;
+    let mut end_offset = start_offset;
     for _ in 0..count {
         let segment = RemoteLogSegment::decode_from(&mut reader)?;
         if segment.bucket != bucket {
             return Err(corrupt("a segment of another bucket"));
         }
-        if segment.start_offset > end_offset || segment.end_offset <= end_offset {
-            return Err(corrupt("segments not contiguous from 0"));
+        let first_elsewhere = segments.is_empty() && segment.start_offset != start_offset;
+        if first_elsewhere || segment.start_offset > end_offset || segment.end_offset <= end_offset
+        {
+            return Err(corrupt("segments not contiguous from the remote log start"));
         }
         end_offset = segment.end_offset;
         segments.push(segment);
@@ -313,7 +420,7 @@ fn decode_bucket_file(
     if !reader.is_empty() {
         return Err(corrupt("trailing bytes"));
     }
-    Ok((bucket, RemoteLogManifest { segments }))
+    Ok((bucket, RemoteLogManifest { start_offset, segments }))
 }
 
 #[cfg(test)]
@@ -398,20 +505,91 @@ mod tests {
     }
 
     #[test]
-    fn orphans_are_objects_under_log_that_no_manifest_records() {
+    fn orphans_are_objects_under_log_that_no_manifest_records_and_companions_go_with_their_segment()
+    {
         let fs = Arc::new(TestFs::default());
         let store = open(&fs);
         store.commit(segment(1, 0, 10), Some(1)).unwrap();
         let object = |path: String| RemoteObject { path, size_bytes: 1 };
         let listed = vec![
             object(segment(1, 0, 10).path()),
+            object(segment(1, 0, 10).companion_path()),
             object(segment(1, 10, 20).path()),
+            object(segment(1, 10, 20).companion_path()),
             object("kv/t1-b0/shared/s1-x".into()),
         ];
-        assert_eq!(store.orphans(&listed), vec![segment(1, 10, 20).path()]);
-        assert_eq!(store.drop_bucket(bucket()).unwrap(), vec![segment(1, 0, 10).path()]);
+        assert_eq!(
+            store.orphans(&listed),
+            vec![segment(1, 10, 20).path(), segment(1, 10, 20).companion_path()]
+        );
+        let mut dropped = store.drop_bucket(bucket()).unwrap();
+        dropped.sort();
+        let mut expected = segment(1, 0, 10).object_paths().to_vec();
+        expected.sort();
+        assert_eq!(dropped, expected);
         assert_eq!(store.remote_end_offset(bucket()), 0);
         assert!(open(&fs).buckets().is_empty());
+    }
+
+    fn timed(
+        leader_epoch: u32,
+        start_offset: u64,
+        end_offset: u64,
+        max_timestamp_ms: u64,
+    ) -> RemoteLogSegment {
+        RemoteLogSegment { max_timestamp_ms, ..segment(leader_epoch, start_offset, end_offset) }
+    }
+
+    #[test]
+    fn remote_retention_removes_the_oldest_expired_segments_below_the_retain_offset_durably() {
+        let fs = Arc::new(TestFs::default());
+        let store = open(&fs);
+        store.commit(timed(1, 0, 10, 100), Some(1)).unwrap();
+        store.commit(timed(1, 10, 20, 200), Some(1)).unwrap();
+        store.commit(timed(1, 20, 30, 300), Some(1)).unwrap();
+        let expire = |before_ms, retain_from, epoch| {
+            store.expire(bucket(), epoch, Some(1), before_ms, retain_from, Mutants::NONE)
+        };
+        // A deposed leader removes nothing.
+        assert!(matches!(expire(1_000, 30, 0), Err(RemoteLogStoreError::Fenced { .. })));
+        // Expired, but KV recovery replays from 15: only the segment wholly below it goes.
+        let first = expire(1_000, 15, 1).unwrap();
+        assert_eq!(first.start_offset, 10);
+        let mut expected = timed(1, 0, 10, 100).object_paths().to_vec();
+        expected.sort();
+        let mut unneeded = first.unneeded_paths.clone();
+        unneeded.sort();
+        assert_eq!(unneeded, expected);
+        // Not expired: kept whatever the retain offset.
+        assert_eq!(expire(150, 30, 1).unwrap().start_offset, 10);
+        let reopened = open(&fs);
+        assert_eq!(reopened.remote_start_offset(bucket()), 10);
+        assert_eq!(reopened.manifest(bucket()), store.manifest(bucket()));
+        // Every segment expired: the remote tier is empty, its start at the old end, and the
+        // next segment continues from there.
+        let all = expire(1_000, 30, 1).unwrap();
+        assert_eq!((all.start_offset, store.remote_end_offset(bucket())), (30, 30));
+        assert!(matches!(
+            store.commit(timed(1, 31, 40, 400), Some(1)).unwrap_err().error,
+            RemoteLogStoreError::Gap { .. }
+        ));
+        store.commit(timed(1, 30, 40, 400), Some(1)).unwrap();
+        assert_eq!(open(&fs).remote_start_offset(bucket()), 30);
+        assert_eq!(open(&fs).remote_end_offset(bucket()), 40);
+    }
+
+    #[test]
+    fn a_manifest_file_written_before_remote_retention_still_opens_from_zero() {
+        let fs = Arc::new(TestFs::default());
+        let manifest = RemoteLogManifest { start_offset: 0, segments: vec![segment(1, 0, 10)] };
+        let mut writer = ByteWriter::new();
+        encode_bucket(&mut writer, bucket());
+        writer.count(manifest.segments.len());
+        manifest.segments[0].encode_into(&mut writer);
+        fs.create_dir_all(DIR).unwrap();
+        let path = format!("{DIR}/{}", bucket_file_name(bucket()));
+        fs.write(&path, &frame_with_magic(MAGIC_FROM_ZERO, writer.bytes())).unwrap();
+        assert_eq!(open(&fs).manifest(bucket()), manifest);
     }
 
     #[test]

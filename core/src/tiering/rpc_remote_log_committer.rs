@@ -23,11 +23,13 @@ impl RpcRemoteLogCommitter {
         RpcRemoteLogCommitter { rpc, coordinator, timeout_ms }
     }
 
+    /// A request answered with an offset: the remote end or the remote log start.
     fn call(&self, request: Request) -> BoxFuture<'static, Result<u64, TieringCommitError>> {
         let call = self.rpc.call(self.coordinator, request, self.timeout_ms);
         async move {
             match call.await {
                 Ok(Response::RemoteLogEnd { end_offset }) => Ok(end_offset),
+                Ok(Response::RemoteLogStart { start_offset }) => Ok(start_offset),
                 Ok(Response::RemoteLogRefused(error)) if error.is_retriable() => {
                     Err(TieringCommitError::NoAnswer(error.to_string()))
                 }
@@ -75,6 +77,22 @@ impl RemoteLogCommitter for RpcRemoteLogCommitter {
             }
         }
         .boxed()
+    }
+
+    fn remote_start_offset(
+        &self,
+        bucket: TableBucket,
+    ) -> BoxFuture<'static, Result<u64, TieringCommitError>> {
+        self.call(Request::GetRemoteLogStart { bucket })
+    }
+
+    fn expire(
+        &self,
+        bucket: TableBucket,
+        leader_epoch: u32,
+        expire_before_ms: u64,
+    ) -> BoxFuture<'static, Result<u64, TieringCommitError>> {
+        self.call(Request::ExpireRemoteLog { bucket, leader_epoch, expire_before_ms })
     }
 
     fn segments_covering(

@@ -378,6 +378,7 @@ impl World {
                 bucket_count,
                 schema_ids: vec![SCHEMA_ID],
                 partial_updates: None,
+                log_ttl_ms: None,
                 partitioned: false,
             }],
             kv: KvTabletConfig::DEFAULT,

@@ -71,6 +71,7 @@ pub fn drop_partition_while_leading(mutants: Mutants) {
         schema_ids: vec![1],
         partial_updates: None,
         partitioned: true,
+        log_ttl_ms: None,
     };
     assert_eq!(server.add_table(table), Ok(true));
     assert_eq!(server.add_partition(PARTITIONED_TABLE_ID, 7, "p7"), Ok(true));

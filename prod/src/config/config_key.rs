@@ -376,6 +376,19 @@ pub const KEYS: &[ConfigKey] = &[
         },
     },
     ConfigKey {
+        name: "table.log.ttl",
+        default: "7 d",
+        doc: "How long the remote tier keeps a tiered changelog segment: one whose newest \
+              batch is older than this is removed from the remote-log manifest and deleted \
+              (a positive duration, or off: kept forever). A table's own `table.log.ttl` \
+              property wins. A segment that a KV recovery from the oldest kept (retained or \
+              leased) KV snapshot would replay is never deleted, whatever its age.",
+        apply: |config, value| {
+            config.remote_log_ttl_ms = off_or(value, positive_duration_ms)?;
+            Ok(())
+        },
+    },
+    ConfigKey {
         name: "kv.rocksdb.writebuffer.size",
         default: "64 mb",
         doc: "Each bucket's RocksDB memtable (Fluss's key and default), between 64 kb and 1 gb. \

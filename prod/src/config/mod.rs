@@ -69,6 +69,9 @@ pub struct ServeConfig {
     /// `table.log.tiered.local-segments`, `-retention-time` and `-retention-size`: what each
     /// bucket keeps locally once tiered.
     pub local_retention: LocalRetention,
+    /// `table.log.ttl`: how long the remote tier keeps a changelog segment, for tables that do
+    /// not set their own (`None`: forever).
+    pub remote_log_ttl_ms: Option<u64>,
     /// `net.*`.
     pub wire: WireConfig,
     /// `remote.data.dir`: where KV snapshots go.
@@ -95,6 +98,7 @@ impl Default for ServeConfig {
             segment_bytes_max: LogConfig::DEFAULT.segment_bytes_max,
             tiering_interval_ms: TIERING_INTERVAL_MS_DEFAULT,
             local_retention: LocalRetention::default(),
+            remote_log_ttl_ms: Some(crate::node::LOG_TTL_MS_DEFAULT),
             wire: WireConfig::default(),
             remote_data_dir: RemoteDataDir::default(),
             s3: S3Config::default(),

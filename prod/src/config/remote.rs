@@ -173,6 +173,107 @@ impl S3Config {
     }
 }
 
+/// What a client needs to read tiered changelog segments itself, as Fluss's clients do:
+/// FetchLog below the local log start answers with the segments' remote location, and
+/// GetFileSystemSecurityToken with the credentials to read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientRemoteAccess {
+    /// S3 reached with the instance's or the environment's credentials, which the node cannot
+    /// hand on: FetchLog serves the tiered range through the node instead.
+    ThroughNode,
+    /// A local directory: read as files, no credentials (an empty token).
+    LocalFiles,
+    /// S3 with the node's own keys: handed to the client as Fluss's token (JSON
+    /// `access_key_id`, `access_key_secret`) and `fs.s3a.*` addition info.
+    S3 {
+        access_key: String,
+        secret_key: Secret,
+        endpoint: Option<String>,
+        region: String,
+        path_style_access: bool,
+    },
+}
+
+/// The region an S3 client uses when `s3.region` is unset and so is `AWS_REGION`.
+const S3_REGION_DEFAULT: &str = "us-east-1";
+
+/// A GetFileSystemSecurityToken answer: `schema`, `token` and the addition info.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientToken {
+    pub schema: String,
+    pub token: Vec<u8>,
+    pub addition_info: Vec<(String, String)>,
+}
+
+impl ClientRemoteAccess {
+    /// What the clients of a node on `remote` (with `s3`) are given; `aws_region` is the
+    /// `AWS_REGION` environment variable, which the node's own S3 client falls back to.
+    pub fn of(remote: &RemoteDataDir, s3: &S3Config, aws_region: Option<String>) -> Self {
+        match (remote, &s3.access_key, &s3.secret_key) {
+            (RemoteDataDir::InDataDir | RemoteDataDir::Local(_), _, _) => {
+                ClientRemoteAccess::LocalFiles
+            }
+            (RemoteDataDir::S3 { .. }, Some(access_key), Some(secret_key)) => {
+                ClientRemoteAccess::S3 {
+                    access_key: access_key.clone(),
+                    secret_key: secret_key.clone(),
+                    endpoint: s3.endpoint.clone(),
+                    region: s3
+                        .region
+                        .clone()
+                        .or(aws_region)
+                        .unwrap_or_else(|| S3_REGION_DEFAULT.to_string()),
+                    path_style_access: s3.path_style_access,
+                }
+            }
+            (RemoteDataDir::S3 { .. }, _, _) => ClientRemoteAccess::ThroughNode,
+        }
+    }
+
+    /// Whether clients read the tiered range themselves.
+    pub fn is_direct(&self) -> bool {
+        !matches!(self, ClientRemoteAccess::ThroughNode)
+    }
+
+    /// The answer to GetFileSystemSecurityToken. Fluss's clients wait for one before their
+    /// first remote download; an empty token means "no credentials needed" (fluss-rs then
+    /// reads with no properties). For S3 the keys go in the token as fluss-rs parses it
+    /// (`credentials.rs`: `access_key_id`, `access_key_secret`, optional `security_token`)
+    /// and the rest as the `fs.s3a.*` keys it maps onto its S3 client (`endpoint`,
+    /// `endpoint.region`, `path.style.access`). The token has no expiration time.
+    pub fn token(&self) -> ClientToken {
+        match self {
+            ClientRemoteAccess::ThroughNode | ClientRemoteAccess::LocalFiles => {
+                ClientToken { schema: String::new(), token: Vec::new(), addition_info: Vec::new() }
+            }
+            ClientRemoteAccess::S3 {
+                access_key,
+                secret_key,
+                endpoint,
+                region,
+                path_style_access,
+            } => {
+                let token = serde_json::json!({
+                    "access_key_id": access_key,
+                    "access_key_secret": secret_key.expose(),
+                });
+                let mut addition_info = Vec::new();
+                if let Some(endpoint) = endpoint {
+                    addition_info.push(("fs.s3a.endpoint".to_string(), endpoint.clone()));
+                }
+                addition_info.push(("fs.s3a.endpoint.region".to_string(), region.clone()));
+                addition_info
+                    .push(("fs.s3a.path.style.access".to_string(), path_style_access.to_string()));
+                ClientToken {
+                    schema: "s3".to_string(),
+                    token: token.to_string().into_bytes(),
+                    addition_info,
+                }
+            }
+        }
+    }
+}
+
 /// Parses `s3.endpoint`: an `http://` or `https://` URL with a host and nothing after the
 /// port (a path would be taken for the bucket).
 pub fn parse_endpoint(value: &str) -> Result<Option<String>, String> {
@@ -262,5 +363,43 @@ mod tests {
         assert_eq!(format!("{secret:?} {secret}"), "Secret(***) ***");
         let config = S3Config { secret_key: Some(secret), ..S3Config::default() };
         assert!(!format!("{config:?}").contains("wJalr"));
+    }
+
+    #[test]
+    fn clients_get_no_credentials_for_a_local_directory_and_the_nodes_keys_for_s3() {
+        let local = ClientRemoteAccess::of(&RemoteDataDir::InDataDir, &S3Config::default(), None);
+        assert_eq!(local, ClientRemoteAccess::LocalFiles);
+        assert_eq!(
+            local.token(),
+            ClientToken { schema: String::new(), token: Vec::new(), addition_info: Vec::new() }
+        );
+        let s3_dir = RemoteDataDir::S3 { bucket: "b".to_string(), prefix: "p".to_string() };
+        let keys = S3Config {
+            endpoint: Some("http://127.0.0.1:9000".to_string()),
+            access_key: Some("AKIA".to_string()),
+            secret_key: Some(Secret::new("shh")),
+            path_style_access: true,
+            ..S3Config::default()
+        };
+        let s3 = ClientRemoteAccess::of(&s3_dir, &keys, Some("eu-west-1".to_string()));
+        let token = s3.token();
+        assert_eq!(token.schema, "s3");
+        let parsed: serde_json::Value = serde_json::from_slice(&token.token).unwrap();
+        assert_eq!(
+            parsed,
+            serde_json::json!({"access_key_id": "AKIA", "access_key_secret": "shh"})
+        );
+        let info =
+            |key: &str| token.addition_info.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+        assert_eq!(info("fs.s3a.endpoint"), Some("http://127.0.0.1:9000"));
+        assert_eq!(info("fs.s3a.endpoint.region"), Some("eu-west-1"));
+        assert_eq!(info("fs.s3a.path.style.access"), Some("true"));
+        assert!(!format!("{s3:?}").contains("shh"), "the secret is never printed");
+        // Without keys of its own the node cannot hand credentials on.
+        let instance = S3Config { access_key: None, secret_key: None, ..keys };
+        assert_eq!(
+            ClientRemoteAccess::of(&s3_dir, &instance, None),
+            ClientRemoteAccess::ThroughNode
+        );
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::table_json::{partial_updates_of, spec_from_table_json, table_json_of};
+use super::table_json::{log_ttl_ms_of, partial_updates_of, spec_from_table_json, table_json_of};
 use super::{blocking, catalog_error, Gateway};
 use crate::catalog::{TableInfo, TablePath};
 use crate::wire::error::{decode_request, encode_response};
@@ -103,6 +103,7 @@ impl Gateway {
         })
         .await?;
         let partial_updates = Some(partial_updates_of(&info)?);
+        let log_ttl_ms = log_ttl_ms_of(&info.properties)?;
         self.node
             .host_table(
                 info.table_id,
@@ -110,6 +111,7 @@ impl Gateway {
                 info.bucket_count,
                 info.is_partitioned(),
                 partial_updates,
+                log_ttl_ms,
             )
             .await
             .map_err(|error| {

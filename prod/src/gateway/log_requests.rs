@@ -16,6 +16,7 @@ use kvtablet_core::message::{OffsetSpec, Request, Response};
 use kvtablet_core::TableBucket;
 
 use super::kv_requests::{bucket_of, unexpected};
+use super::remote_log_fetch::RemoteLogReads;
 use super::{bucket_error, Gateway};
 use crate::format::log_record_batch::project_columns;
 use crate::format::value_record_batch::decode_stored_value;
@@ -26,7 +27,7 @@ use crate::wire::error::{decode_request, encode_response};
 use crate::wire::messages::{
     FetchLogRequest, FetchLogResponse, ListOffsetsRequest, ListOffsetsResponse,
     PbFetchLogReqForBucket, PbFetchLogReqForTable, PbFetchLogRespForBucket, PbFetchLogRespForTable,
-    PbListOffsetsRespForBucket,
+    PbListOffsetsRespForBucket, PbRemoteLogFetchInfo,
 };
 use crate::wire::{WireError, WireResponse};
 
@@ -74,9 +75,9 @@ impl Gateway {
                     })
                 })
                 .collect();
-            let (response, bytes, errors) = self.fetch_once(&request, &tables).await;
+            let (response, bytes, answered) = self.fetch_once(&request, &tables).await;
             let waited_enough = tokio::time::Instant::now() >= deadline;
-            if bytes >= min_bytes || errors > 0 || waited_enough || appended.is_empty() {
+            if bytes >= min_bytes || answered > 0 || waited_enough || appended.is_empty() {
                 return encode_response(&response);
             }
             // Either an append or the deadline: read again either way.
@@ -113,7 +114,8 @@ impl Gateway {
     }
 
     /// One pass over every requested bucket. Returns the response, the record bytes in it and
-    /// the number of buckets that answered an error.
+    /// the number of buckets answered without records that need no wait: an error, or the
+    /// remote tier to read.
     async fn fetch_once(
         &self,
         request: &FetchLogRequest,
@@ -121,7 +123,7 @@ impl Gateway {
     ) -> (FetchLogResponse, usize, usize) {
         let mut budget_bytes = usize::try_from(request.max_bytes).unwrap_or(0).min(FETCH_BYTES_MAX);
         let mut total_bytes = 0usize;
-        let mut errors = 0usize;
+        let mut answered = 0usize;
         let mut tables_resp = Vec::with_capacity(request.tables_req.len());
         for (table_req, table) in request.tables_req.iter().zip(tables) {
             let mut buckets_resp = Vec::with_capacity(table_req.buckets_req.len());
@@ -149,6 +151,10 @@ impl Gateway {
                     Ok(fetched) => {
                         response.high_watermark = Some(fetched.high_watermark);
                         response.log_start_offset = Some(fetched.log_start_offset);
+                        if fetched.remote_log_fetch_info.is_some() {
+                            answered += 1;
+                            response.remote_log_fetch_info = fetched.remote_log_fetch_info;
+                        }
                         if !fetched.records.is_empty() {
                             total_bytes += fetched.records.len();
                             budget_bytes = budget_bytes.saturating_sub(fetched.records.len());
@@ -156,7 +162,7 @@ impl Gateway {
                         }
                     }
                     Err(error) => {
-                        errors += 1;
+                        answered += 1;
                         (response.error_code, response.error_message) = bucket_error(&error);
                     }
                 }
@@ -164,7 +170,7 @@ impl Gateway {
             }
             tables_resp.push(PbFetchLogRespForTable { table_id: table_req.table_id, buckets_resp });
         }
-        (FetchLogResponse { tables_resp }, total_bytes, errors)
+        (FetchLogResponse { tables_resp }, total_bytes, answered)
     }
 
     async fn core_fetch(
@@ -195,6 +201,7 @@ impl Gateway {
             high_watermark: to_i64(high_watermark),
             log_start_offset: to_i64(log_start_offset),
             records: Vec::new(),
+            remote_log_fetch_info: None,
         })
     }
 
@@ -215,6 +222,18 @@ impl Gateway {
                 )
             })?,
         };
+        // Read before the fetch: an offset below it is surely served from the remote tier
+        // (the local log start only moves up).
+        let local_start_offset =
+            self.node.changelog(bucket).map_or(0, |log| log.log_start_offset());
+        if from_offset < local_start_offset {
+            if let Some(fetched) = self
+                .fetch_remote_info(table_id, bucket_req, bucket, from_offset, local_start_offset)
+                .await?
+            {
+                return Ok(fetched);
+            }
+        }
         let max_bytes = usize::try_from(bucket_req.max_fetch_bytes).unwrap_or(0).min(budget_bytes);
         // The stored frames are about the size of the Arrow batches they become.
         let (batches, high_watermark, log_start_offset) =
@@ -235,13 +254,67 @@ impl Gateway {
                     format!("changelog batch at {} of {bucket}: {error}", batch.base_offset),
                 )
             })?;
+            if batch.base_offset < local_start_offset {
+                self.remote_reads.stats().add_served_through_node(encoded.len());
+            }
             records.extend_from_slice(&encoded);
         }
         Ok(FetchedBucket {
             high_watermark: to_i64(high_watermark),
             log_start_offset: to_i64(log_start_offset),
             records,
+            remote_log_fetch_info: None,
         })
+    }
+
+    /// A fetch from `from_offset`, below the local log start, answered with the tiered
+    /// segments for the client to read itself (`remote_log_fetch`); `None` when it is to be
+    /// served through the node: clients cannot reach the remote store, no tiered segment
+    /// holds the offset (the node's path answers the error), or the segment's copy could not
+    /// be written (logged).
+    async fn fetch_remote_info(
+        &self,
+        table_id: i64,
+        bucket_req: &PbFetchLogReqForBucket,
+        bucket: TableBucket,
+        from_offset: u64,
+        local_start_offset: u64,
+    ) -> Result<Option<FetchedBucket>, ApiError> {
+        let Some(remote_logs) = self.node.remote_logs() else { return Ok(None) };
+        if !self.remote_reads.access().is_direct() {
+            return Ok(None);
+        }
+        let segments =
+            RemoteLogReads::segments_to_send(remote_logs, bucket, from_offset, local_start_offset);
+        if segments.is_empty() {
+            return Ok(None);
+        }
+        // Also the leadership check: only the leader sends a client to the remote tier.
+        let mut fetched = self.bucket_offsets(table_id, bucket_req).await?;
+        // Every column: the clients apply their projection to a remote segment themselves.
+        let (_, schema) = self.table_with_schema(table_id)?;
+        let table = FetchTable { types: schema.data_types(), schema, projection: None };
+        let encode = |batches: &[LogBatch]| -> Result<Vec<u8>, String> {
+            let mut bytes = Vec::new();
+            for batch in batches {
+                let encoded = encode_batch(batch, &table).map_err(|error| {
+                    format!("changelog batch at {}: {error}", batch.base_offset)
+                })?;
+                bytes.extend_from_slice(&encoded);
+            }
+            Ok(bytes)
+        };
+        let remote = &self.node.env().remote;
+        match self.remote_reads.fetch_info(remote, remote_logs, &segments, &encode).await {
+            Ok(info) => {
+                fetched.remote_log_fetch_info = Some(info);
+                Ok(Some(fetched))
+            }
+            Err(error) => {
+                tracing::warn!(%bucket, %error, "tiered range served through the node");
+                Ok(None)
+            }
+        }
     }
 
     async fn list_offset(&self, bucket: TableBucket, spec: OffsetSpec) -> Result<u64, ApiError> {
@@ -300,10 +373,12 @@ struct FetchedBucket {
     log_start_offset: i64,
     /// Concatenated LogRecordBatch V0 bytes.
     records: Vec<u8>,
+    /// The tiered segments to read instead, for a fetch below the local log start.
+    remote_log_fetch_info: Option<PbRemoteLogFetchInfo>,
 }
 
 /// Offsets are far below `i64::MAX`; saturating keeps a corrupt one from wrapping negative.
-fn to_i64(offset: u64) -> i64 {
+pub(super) fn to_i64(offset: u64) -> i64 {
     i64::try_from(offset).unwrap_or(i64::MAX)
 }
 

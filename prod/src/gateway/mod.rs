@@ -12,6 +12,7 @@ mod kv_snapshots;
 mod log_requests;
 mod metadata;
 mod partitions;
+mod remote_log_fetch;
 mod scan_kv;
 mod table_json;
 
@@ -19,7 +20,8 @@ pub use kv_requests::{
     LIMIT_SCAN_ROWS_MAX, LOOKUP_KEYS_MAX, PREFIX_BYTES_MAX, PREFIX_LOOKUP_PREFIXES_MAX,
 };
 pub use log_requests::FETCH_BYTES_MAX;
-pub use table_json::partial_updates_of;
+pub use remote_log_fetch::{RemoteLogReadStats, REMOTE_SEGMENTS_PER_FETCH_MAX};
+pub use table_json::{log_ttl_ms_of, partial_updates_of, PROP_LOG_TTL};
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -36,7 +38,7 @@ use crate::format::TableSchema;
 use crate::node::NodeHandle;
 use crate::wire::error::{decode_request, encode_response, AUTHENTICATE_EXCEPTION};
 use crate::wire::messages::{
-    GetFileSystemSecurityTokenResponse, InitWriterRequest, InitWriterResponse,
+    GetFileSystemSecurityTokenResponse, InitWriterRequest, InitWriterResponse, PbKeyValue,
 };
 use crate::wire::{ApiKey, WireError, WireHandler, WireResponse};
 
@@ -52,6 +54,8 @@ pub(crate) struct Gateway {
     /// The address clients are told to connect to, for the coordinator and the tablet server.
     pub(crate) advertised: SocketAddr,
     writer_ids: Arc<WriterIdAllocator>,
+    /// The clients' reads of the tiered changelog.
+    remote_reads: remote_log_fetch::RemoteLogReads,
 }
 
 /// Where the writer-id counter is kept, beside the catalog (Fluss's coordinator hands out
@@ -70,7 +74,19 @@ impl FlussGateway {
     ) -> Result<FlussGateway, WriterIdError> {
         let writer_ids =
             Arc::new(WriterIdAllocator::open(catalog.fs(), WRITER_ID_MARK_FILE, WRITER_ID_BLOCK)?);
-        Ok(FlussGateway { inner: Arc::new(Gateway { catalog, node, advertised, writer_ids }) })
+        let remote_reads = remote_log_fetch::RemoteLogReads::new(
+            node.client_remote_access().clone(),
+            node.remote_root(),
+        );
+        Ok(FlussGateway {
+            inner: Arc::new(Gateway { catalog, node, advertised, writer_ids, remote_reads }),
+        })
+    }
+
+    /// The counts of the tiered range's reads (clients sent to the remote tier, bytes served
+    /// through the node), for `/metrics`.
+    pub fn remote_log_read_stats(&self) -> Arc<RemoteLogReadStats> {
+        Arc::clone(self.inner.remote_reads.stats())
     }
 }
 
@@ -160,11 +176,16 @@ impl Gateway {
                 encode_response(&InitWriterResponse { writer_id })
             }
             ApiKey::GetFileSystemSecurityToken => {
+                let token = self.remote_reads.access().token();
                 encode_response(&GetFileSystemSecurityTokenResponse {
-                    schema: String::new(),
-                    token: Bytes::new(),
+                    schema: token.schema,
+                    token: Bytes::from(token.token),
                     expiration_time: None,
-                    addition_info: Vec::new(),
+                    addition_info: token
+                        .addition_info
+                        .into_iter()
+                        .map(|(key, value)| PbKeyValue { key, value })
+                        .collect(),
                 })
             }
             ApiKey::PutKv => self.put_kv(&body).await,

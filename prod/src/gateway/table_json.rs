@@ -1,5 +1,6 @@
 //! Table descriptor JSON on the wire ↔ the catalog's [`TableSpec`] and [`TableInfo`].
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -33,6 +34,7 @@ pub(crate) fn spec_from_table_json(bytes: &[u8]) -> Result<TableSpec, WireError>
     descriptor.check_column_types().map_err(|error| invalid_table(error.to_string()))?;
     check_partition_key_types(&descriptor)?;
     check_encoding(&descriptor)?;
+    log_ttl_ms_of(&descriptor.properties)?;
     Ok(TableSpec {
         schema_json: descriptor.schema.to_json().to_string(),
         columns: descriptor.schema.columns.iter().map(|column| column.name.clone()).collect(),
@@ -44,6 +46,22 @@ pub(crate) fn spec_from_table_json(bytes: &[u8]) -> Result<TableSpec, WireError>
         custom_properties: descriptor.custom_properties,
         comment: descriptor.comment,
     })
+}
+
+/// Fluss's `table.log.ttl` table property: how long the remote tier keeps a changelog
+/// segment (a duration; `None` when unset: the node's `table.log.ttl`). A bad value is
+/// INVALID_CONFIG at CreateTable.
+pub const PROP_LOG_TTL: &str = "table.log.ttl";
+
+pub fn log_ttl_ms_of(properties: &BTreeMap<String, String>) -> Result<Option<u64>, WireError> {
+    properties
+        .get(PROP_LOG_TTL)
+        .map(|value| {
+            crate::config::units::parse_duration_ms(value).map_err(|error| {
+                WireError::new(codes::INVALID_CONFIG, format!("{PROP_LOG_TTL}={value:?}: {error}"))
+            })
+        })
+        .transpose()
 }
 
 /// The table's encoding options (`table.kv.format`, `table.datalake.format`,
@@ -116,4 +134,18 @@ pub(crate) fn table_schema_of(info: &TableInfo) -> Result<TableSchema, WireError
 pub fn partial_updates_of(info: &TableInfo) -> Result<PartialUpdates, WireError> {
     let schema = table_schema_of(info)?;
     Ok(PartialUpdates(Arc::new(CompactedPartialUpdates::new(schema))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tables_log_ttl_is_a_duration_and_anything_else_is_invalid_config() {
+        let properties = |value: &str| BTreeMap::from([(PROP_LOG_TTL.to_string(), value.into())]);
+        assert_eq!(log_ttl_ms_of(&BTreeMap::new()).unwrap(), None);
+        assert_eq!(log_ttl_ms_of(&properties("2 h")).unwrap(), Some(2 * 3_600_000));
+        let refused = log_ttl_ms_of(&properties("soon")).unwrap_err();
+        assert_eq!(refused.code, codes::INVALID_CONFIG);
+    }
 }

@@ -13,6 +13,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::gateway::RemoteLogReadStats;
 use crate::wire::WireStats;
 
 /// The OpenMetrics text format that [`NodeMetrics::render`] writes.
@@ -247,6 +248,7 @@ pub struct NodeMetrics {
     leased_snapshots: Gauge,
     recovery: RecoveryGauges,
     wire: WireGauges,
+    remote_log_reads: RemoteLogReadGauges,
     /// Two scrapes at once would interleave clearing and setting the per-bucket gauges.
     rendering: Mutex<()>,
 }
@@ -331,6 +333,8 @@ impl NodeMetrics {
         recovery.register(&mut registry);
         let wire = WireGauges::default();
         wire.register(&mut registry);
+        let remote_log_reads = RemoteLogReadGauges::default();
+        remote_log_reads.register(&mut registry);
         NodeMetrics {
             registry,
             requests,
@@ -346,6 +350,7 @@ impl NodeMetrics {
             leased_snapshots,
             recovery,
             wire,
+            remote_log_reads,
             rendering: Mutex::new(()),
         }
     }
@@ -359,6 +364,15 @@ impl NodeMetrics {
         if let Some(error_code) = error_code {
             self.errors.get_or_create(&ErrorLabels { api, error_code }).inc();
         }
+    }
+
+    /// Sets the counts of the tiered changelog's reads, shown from the next render on.
+    pub fn set_remote_log_reads(&self, stats: &RemoteLogReadStats) {
+        self.remote_log_reads
+            .served_through_node_bytes
+            .set(saturating_i64(stats.served_through_node_bytes()));
+        self.remote_log_reads.remote_fetch_infos.set(saturating_i64(stats.remote_fetch_infos()));
+        self.remote_log_reads.copies_written.set(saturating_i64(stats.copies_written()));
     }
 
     /// The metrics in the OpenMetrics text format, with the gauges set from `stats` (`None`
@@ -419,6 +433,37 @@ impl NodeMetrics {
             tracing::error!(%error, "cannot encode the metrics");
         }
         text
+    }
+}
+
+/// How the tiered changelog (below a bucket's local log start) was read through FetchLog.
+#[derive(Default)]
+struct RemoteLogReadGauges {
+    served_through_node_bytes: Gauge,
+    remote_fetch_infos: Gauge,
+    copies_written: Gauge,
+}
+
+impl RemoteLogReadGauges {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "remote_log_served_through_node_bytes",
+            "Record bytes of tiered ranges (below the local log start) that FetchLog served \
+             through the node since the start, instead of sending the client to the remote tier",
+            self.served_through_node_bytes.clone(),
+        );
+        registry.register(
+            "remote_log_fetches_sent_to_remote",
+            "FetchLog answers that sent the client to read tiered segments from the remote \
+             data directory itself, since the start",
+            self.remote_fetch_infos.clone(),
+        );
+        registry.register(
+            "remote_log_client_copies_written",
+            "Tiered segments written in the clients' log format beside the segment, since the \
+             start",
+            self.copies_written.clone(),
+        );
     }
 }
 

@@ -8,7 +8,7 @@ use crate::sync::{Mutex, MutexGuard, Stop, StopCause};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 
-use crate::env::{Env, RpcHandler};
+use crate::env::{Env, RemoteError, RpcHandler};
 use crate::error::{ApiError, ErrorCode};
 use crate::kv::{KvError, KvTablet, KvTabletConfig, PartialUpdates, RowMerger};
 use crate::log::{LogBatch, LogError, LogRegistry, LogTablet};
@@ -17,7 +17,7 @@ use crate::message::{
 };
 use crate::mutant::Mutant;
 use crate::notify::Notified;
-use crate::recovery::clear_crashed_recoveries;
+use crate::recovery::{clear_crashed_recoveries, DownloadRetry};
 use crate::replica::Replica;
 use crate::scan::scan_kv_handler::handle_scan_kv;
 use crate::scan::scanner_manager::SessionLookup;
@@ -26,7 +26,7 @@ use crate::snapshot::SnapshotSchedule;
 use crate::table_bucket::TableBucket;
 use crate::tablet_dirs::{self, TablePath};
 use crate::task::{catch_panic, join_if_some, panic_message, stop_on_panic, Task};
-use crate::tiering::{read_remote_log, TieringSchedule};
+use crate::tiering::{read_remote_log, RemoteLogReadError, TieringSchedule};
 
 /// A primary-key table as the server knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -679,6 +679,12 @@ impl TabletServer {
     /// The batches from `from_offset` on of the tiered segment that holds it (asked of the
     /// coordinator's remote-log manifest, downloaded and checked), or `None` when no segment
     /// holds it.
+    ///
+    /// A segment the manifest lists but the store answers "not found" for is asked again, the
+    /// manifest first, up to [`DownloadRetry::DEFAULT`]'s attempts: remote retention may have
+    /// removed it meanwhile (then no segment holds the offset any more, and the caller answers
+    /// as for any offset below the log start), or the store's answer was transient. Only a
+    /// segment still listed and still missing after every attempt is lost: a storage error.
     async fn read_tiered(
         &self,
         bucket: TableBucket,
@@ -686,20 +692,38 @@ impl TabletServer {
         max_bytes: u64,
     ) -> Result<Option<Vec<LogBatch>>, KvError> {
         let Some(tiering) = &self.config.tiering else { return Ok(None) };
-        let segment = match tiering.committer.segment_holding(bucket, from_offset).await {
-            Ok(Some(segment)) => segment,
-            Ok(None) => return Ok(None),
-            Err(error) => {
-                return Err(KvError::NotReady(format!("remote log of {bucket} unknown: {error}")))
+        let retry = DownloadRetry::DEFAULT;
+        let mut attempt = 1;
+        loop {
+            let segment = match tiering.committer.segment_holding(bucket, from_offset).await {
+                Ok(Some(segment)) => segment,
+                Ok(None) => return Ok(None),
+                Err(error) => {
+                    return Err(KvError::NotReady(format!(
+                        "remote log of {bucket} unknown: {error}"
+                    )))
+                }
+            };
+            let read = read_remote_log(self.env.remote.as_ref(), &segment, from_offset, max_bytes);
+            match read.await {
+                Ok(batches) => return Ok(Some(batches)),
+                Err(RemoteLogReadError::Remote(RemoteError::NotFound(_)))
+                    if attempt < retry.attempts_max =>
+                {
+                    let backoff_ms = retry.backoff_ms(attempt, self.env.entropy.as_ref());
+                    self.env.clock.sleep(backoff_ms).await;
+                    attempt += 1;
+                }
+                Err(error) if error.is_retriable() => {
+                    return Err(KvError::NotReady(error.to_string()))
+                }
+                Err(error) => {
+                    return Err(KvError::Log(LogError::Corrupt {
+                        path: segment.path(),
+                        detail: error.to_string(),
+                    }))
+                }
             }
-        };
-        match read_remote_log(self.env.remote.as_ref(), &segment, from_offset, max_bytes).await {
-            Ok(batches) => Ok(Some(batches)),
-            Err(error) if error.is_retriable() => Err(KvError::NotReady(error.to_string())),
-            Err(error) => Err(KvError::Log(LogError::Corrupt {
-                path: segment.path(),
-                detail: error.to_string(),
-            })),
         }
     }
 

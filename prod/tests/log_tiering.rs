@@ -368,3 +368,46 @@ fn remote_retention_deletes_expired_segments_below_the_oldest_kept_snapshot_only
         restarted.shutdown().await;
     });
 }
+
+/// A tiered segment the remote store cannot find for a moment (an eventually consistent
+/// listing, a transient answer) is asked for again, not reported as a corrupt log: the fetch
+/// waits for it within the remote reads' retries and returns its batches.
+#[test]
+fn a_tiered_segment_missing_for_a_moment_is_read_once_it_is_back() {
+    let runtime = runtime();
+    let dir = tempfile::tempdir().expect("temp dir");
+    runtime.block_on(async {
+        let mut node = start(dir.path(), true).await;
+        write(&node).await;
+        let handle = node.handle().expect("running");
+        wait_for("local retention", || {
+            let log = handle.leader_kv(BUCKET)?.log().clone();
+            (log.log_start_offset() > 0).then_some(())
+        })
+        .await;
+        let remote_dir = dir.path().join("remote").join("log").join(BUCKET.dir_name());
+        let first_segment = std::fs::read_dir(&remote_dir)
+            .expect("the remote tier")
+            .map(|entry| entry.expect("entry").path())
+            .filter(|path| path.extension().is_some_and(|extension| extension == "log"))
+            .min()
+            .expect("a tiered segment");
+        let away = first_segment.with_extension("away");
+        std::fs::rename(&first_segment, &away).expect("the segment goes away");
+        // Back well before the retries' backoffs (at least 75 + 150 + 300 + 600 ms) run out.
+        let (from, to) = (away.clone(), first_segment.clone());
+        let back = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            std::fs::rename(&from, &to).expect("the segment comes back");
+        });
+        let request = Request::FetchLog { bucket: BUCKET, from_offset: 0, max_bytes: 1 };
+        match node.request(request).await.expect("answered") {
+            Response::FetchLog { batches, .. } => {
+                assert_eq!(batches.first().map(|batch| batch.base_offset), Some(0));
+            }
+            other => panic!("the fetch of the tiered range failed: {other:?}"),
+        }
+        back.await.expect("the segment came back");
+        node.shutdown().await;
+    });
+}

@@ -10,6 +10,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+mod support;
+use support::{put_resending_on_backpressure, runtime, wait_for, POLL_INTERVAL, WAIT_MAX};
+
 use kvtablet_core::error::ErrorCode;
 use kvtablet_core::log::{LocalRetention, LogBatch};
 use kvtablet_core::message::{KvWrite, OffsetSpec, Request, Response};
@@ -18,8 +21,6 @@ use kvtablet_core::TableBucket;
 use kvtablet_prod::node::{unnamed_table_path, Node, NodeConfig};
 
 const BUCKET: TableBucket = TableBucket { table_id: 1, partition_id: None, bucket_id: 0 };
-const WAIT_MAX: Duration = Duration::from_secs(60);
-const POLL_INTERVAL: Duration = Duration::from_millis(20);
 const SEGMENT_BYTES: u64 = 8 * 1024;
 const PUTS: usize = 300;
 const WRITES_PER_PUT: usize = 4;
@@ -27,14 +28,6 @@ const VALUE_BYTES: usize = 100;
 const FETCH_BYTES_MAX: u64 = 64 * 1024;
 /// Rounds of fetches from 0 at most (each returns at least one batch).
 const FETCHES_MAX: usize = 10_000;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
 
 fn config(dir: &Path, tiering: bool) -> NodeConfig {
     config_retaining(dir, tiering, LocalRetention { segments_kept: 1, ..LocalRetention::default() })
@@ -74,24 +67,9 @@ async fn write(node: &Node) -> u64 {
                 KvWrite { key: format!("key-{index:06}").into_bytes(), value: Some(value(index)) }
             })
             .collect();
-        let request = Request::PutKv { bucket: BUCKET, writes, writer: None, target_columns: None };
-        match node.request(request).await.expect("answered") {
-            Response::PutKv { end_offset, .. } => end = end_offset,
-            other => panic!("put refused: {other:?}"),
-        }
+        end = put_resending_on_backpressure(node, BUCKET, writes).await;
     }
     end
-}
-
-async fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + WAIT_MAX;
-    loop {
-        if let Some(found) = check() {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        tokio::time::sleep(POLL_INTERVAL).await;
-    }
 }
 
 /// Every batch from offset 0 to `end`, by FetchLog, in order and without a gap.

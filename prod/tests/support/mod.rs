@@ -35,12 +35,12 @@ pub fn runtime() -> tokio::runtime::Runtime {
 
 /// Puts `writes` into `bucket` of an in-process `node`, resending while it answers
 /// STORAGE_BACKPRESSURE (the flush behind), for at most [`WAIT_MAX`]; any other refusal fails
-/// the test.
+/// the test. Returns the log end offset after the put.
 pub async fn put_resending_on_backpressure(
     node: &kvtablet_prod::node::Node,
     bucket: kvtablet_core::TableBucket,
     writes: Vec<kvtablet_core::message::KvWrite>,
-) {
+) -> u64 {
     use kvtablet_core::error::ErrorCode;
     use kvtablet_core::message::{Request, Response};
     let deadline = Instant::now() + WAIT_MAX;
@@ -48,7 +48,7 @@ pub async fn put_resending_on_backpressure(
         let request =
             Request::PutKv { bucket, writes: writes.clone(), writer: None, target_columns: None };
         match node.request(request).await.expect("answered") {
-            Response::PutKv { .. } => return,
+            Response::PutKv { end_offset, .. } => return end_offset,
             Response::Error(error)
                 if error.code == ErrorCode::StorageBackpressure && Instant::now() < deadline =>
             {

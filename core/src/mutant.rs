@@ -180,6 +180,9 @@ pub enum Mutant {
     /// Remote log retention deletes expired segments at or above the bucket's minimum retain
     /// offset (the oldest kept KV snapshot's `log_offset`), which a KV recovery replays from.
     RemoteRetentionIgnoresMinRetainOffset,
+    /// A restore takes a local I/O failure while checking its downloaded checkpoint for
+    /// damage: the healthy snapshot is reported broken, and the coordinator forgets it.
+    RestoreLocalFailureBreaksSnapshot,
 }
 
 impl Mutant {
@@ -245,6 +248,7 @@ impl Mutant {
         Mutant::RecoveryRemoteReplayShortOfBoundary,
         Mutant::RecoveryBrokenSnapshotNotReported,
         Mutant::RemoteRetentionIgnoresMinRetainOffset,
+        Mutant::RestoreLocalFailureBreaksSnapshot,
     ];
 
     /// The mutants that only real preemption reaches: two critical sections with no await
@@ -346,6 +350,7 @@ impl Mutant {
             Mutant::RemoteRetentionIgnoresMinRetainOffset => {
                 "remote-retention-ignores-min-retain-offset"
             }
+            Mutant::RestoreLocalFailureBreaksSnapshot => "restore-local-failure-breaks-snapshot",
         }
     }
 

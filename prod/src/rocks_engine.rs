@@ -91,6 +91,18 @@ fn rocks_error(error: rocksdb::Error) -> EngineError {
     }
 }
 
+/// A checkpoint check's failure: an I/O error of the local disk says nothing about the
+/// checkpoint (asked again, it may pass), anything else is damage.
+fn checkpoint_error(dir: &str, error: rocksdb::Error) -> EngineError {
+    let detail = format!("checkpoint in {dir}: {error}");
+    match error.kind() {
+        ErrorKind::IOError | ErrorKind::Busy | ErrorKind::TimedOut | ErrorKind::TryAgain => {
+            EngineError::Io(detail)
+        }
+        _ => EngineError::Corrupt(detail),
+    }
+}
+
 fn io_error(context: &str, error: std::io::Error) -> EngineError {
     EngineError::Io(format!("{context}: {error}"))
 }
@@ -384,7 +396,7 @@ impl KvEngineFactory for RocksEngineFactory {
             ColumnFamilyDescriptor::new(META_COLUMN_FAMILY, meta_options(self.write_buffer_bytes)),
         ];
         let db = Db::open_cf_descriptors_read_only(&db_options, &path, families, false)
-            .map_err(|error| EngineError::Corrupt(format!("checkpoint in {dir}: {error}")))?;
+            .map_err(|error| checkpoint_error(dir, error))?;
         for family in [DEFAULT_COLUMN_FAMILY_NAME, META_COLUMN_FAMILY] {
             let handle = db.cf_handle(family).ok_or_else(|| {
                 EngineError::Corrupt(format!("checkpoint in {dir} lacks column family {family}"))
@@ -397,9 +409,7 @@ impl KvEngineFactory for RocksEngineFactory {
             while iterator.valid() {
                 iterator.next();
             }
-            iterator
-                .status()
-                .map_err(|error| EngineError::Corrupt(format!("checkpoint in {dir}: {error}")))?;
+            iterator.status().map_err(|error| checkpoint_error(dir, error))?;
         }
         Ok(())
     }

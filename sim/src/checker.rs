@@ -293,6 +293,20 @@ impl Checker {
         }
     }
 
+    /// A recovery reports a kept snapshot broken only when it is: restored from the remote
+    /// store's objects as they are now, it must fail. A whole snapshot reported broken is
+    /// forgotten by the coordinator, and remote retention may then delete the log that only it
+    /// made unnecessary (a local read failure taken for damage did that).
+    pub fn check_broken_report(&self, snapshot: &kvtablet_core::snapshot::CompletedSnapshot) {
+        let Some(remote) = lock(&self.remote).clone() else { return };
+        if crate::snapshot_oracle::restore(&remote, snapshot).is_ok() {
+            self.violation(format!(
+                "snapshot {} of {} was reported broken, but it restores whole from the remote store",
+                snapshot.snapshot_id, snapshot.bucket
+            ));
+        }
+    }
+
     /// A log's minimum retain offset is 0 or the `log_offset` of a snapshot the coordinator
     /// committed: a leader raises it only once its commit succeeded.
     pub fn check_min_retain(&self, node: NodeId, log: &kvtablet_core::log::LogTablet) {

@@ -261,6 +261,12 @@ impl Coordinator {
 impl RpcHandler for Coordinator {
     fn handle(&self, _from: NodeId, request: Request) -> BoxFuture<'static, Response> {
         if let Some(service) = self.snapshots() {
+            if let Request::ReportBrokenKvSnapshot { bucket, snapshot_id } = &request {
+                let kept = service.store().kept(*bucket);
+                if let Some(reported) = kept.iter().find(|kept| kept.snapshot_id == *snapshot_id) {
+                    self.checker.check_broken_report(reported);
+                }
+            }
             let expiring = match &request {
                 Request::ExpireRemoteLog { bucket, .. } => {
                     self.checker.before_remote_expiry(*bucket);

@@ -115,7 +115,10 @@ const RECORDED: &[(&str, &str, u64)] = &[
     // Remote log retention (a third of the seeds keep a remote segment 0.5 to 5 s): segments
     // at or above the oldest kept snapshot's log offset deleted, caught by the remote
     // retention oracle as the coordinator answers (and by recoveries that then cannot replay).
-    ("remote-retention-ignores-min-retain-offset", "leases", 3),
+    ("remote-retention-ignores-min-retain-offset", "swarm", 3),
+    // A local read failure while a restore checks its download taken for damage: caught by
+    // the oracle that a snapshot reported broken does not restore whole from the remote store.
+    ("restore-local-failure-breaks-snapshot", "swarm", 1),
 ];
 
 /// No mutant may need more seeds than this, whatever was recorded.

@@ -502,6 +502,7 @@ mod tests {
     use super::*;
     use crate::engine::mem_engine::test_fs::TestFs;
     use crate::engine::mem_engine::MemEngineFactory;
+    use crate::engine::KvEngineFactory;
     use crate::env::{Entropy, LocalFs, Rpc, RpcError};
     use crate::ledger::{Ledger, ResourceKind};
     use crate::log::log_batch::{encode_batch, LogRecord};
@@ -950,6 +951,52 @@ mod tests {
         f.remote.fail_transiently(path, DownloadRetry::DEFAULT.attempts_max);
         assert_eq!(f.recover(0), Ok((1, 4)));
         assert_eq!(f.reported(), Vec::<u64>::new());
+    }
+
+    /// Engines of `inner` whose checkpoint check fails with a local I/O error (a read of the
+    /// disk that holds the download failed) the first `failures` times.
+    struct FlakyCheckpointReads {
+        inner: Arc<dyn KvEngineFactory>,
+        failures: AtomicU64,
+    }
+
+    impl KvEngineFactory for FlakyCheckpointReads {
+        fn open(&self, dir: &str) -> Result<Arc<dyn KvEngine>, EngineError> {
+            self.inner.open(dir)
+        }
+        fn open_checkpoint(&self, from: &str, dir: &str) -> Result<Arc<dyn KvEngine>, EngineError> {
+            self.inner.open_checkpoint(from, dir)
+        }
+        fn destroy(&self, dir: &str) -> Result<(), EngineError> {
+            self.inner.destroy(dir)
+        }
+        fn is_immutable_file(&self, file_name: &str) -> bool {
+            self.inner.is_immutable_file(file_name)
+        }
+        fn verify_checkpoint(&self, dir: &str) -> Result<(), EngineError> {
+            let failing = self
+                .failures
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| left.checked_sub(1))
+                .is_ok();
+            if failing {
+                return Err(EngineError::Io(format!("{dir}: read failed (injected)")));
+            }
+            self.inner.verify_checkpoint(dir)
+        }
+    }
+
+    #[test]
+    fn a_local_read_failure_while_checking_a_download_retries_and_reports_nothing_broken() {
+        let mut f = fixture();
+        let inner = f.env.engines.clone();
+        f.env.engines = Arc::new(FlakyCheckpointReads { inner, failures: AtomicU64::new(1) });
+        f.snapshot(1, 2);
+        f.snapshot(2, 4);
+        // The newest snapshot is whole: a failed read of the local disk does not make it broken
+        // (the coordinator would forget it, and retention could then delete the log it kept).
+        assert_eq!(f.recover(0), Ok((2, 4)));
+        assert_eq!(f.reported(), Vec::<u64>::new());
+        assert_eq!(f.leftovers(), (vec![], 0));
     }
 
     #[test]

@@ -30,6 +30,7 @@ use futures::FutureExt;
 
 use crate::engine::{EngineError, KvEngine};
 use crate::env::{Env, FsError, LocalFs, RemoteError};
+use crate::mutant::{Mutant, Mutants};
 use crate::recovery::download_retry::DownloadRetry;
 use crate::recovery::fetcher_config::FetcherConfig;
 use crate::recovery::recovery_progress::RecoveryTracker;
@@ -141,11 +142,10 @@ async fn download_and_open(
     let files = download_files(env, snapshot, checkpoint_dir, fetcher, tracker).await?;
     let (engines, dir, target) =
         (env.engines.clone(), checkpoint_dir.to_string(), engine_dir.to_string());
-    let snapshot_id = snapshot.snapshot_id;
+    let (snapshot_id, mutants) = (snapshot.snapshot_id, env.mutants);
     let engine = blocking(env, format!("open {checkpoint_dir}"), move || {
-        engines
-            .verify_checkpoint(&dir)
-            .map_err(|error| KvRestoreError::Broken { snapshot_id, detail: error.to_string() })?;
+        let checked = engines.verify_checkpoint(&dir);
+        checked.map_err(|error| checkpoint_failure(snapshot_id, error, mutants))?;
         engines.open_checkpoint(&dir, &target).map_err(KvRestoreError::Engine)
     })
     .await??;
@@ -408,6 +408,19 @@ async fn download_range(
         let backoff_ms = retry.backoff_ms(attempt, env.entropy.as_ref());
         env.clock.sleep(backoff_ms).await;
     }
+}
+
+/// A failed check of the downloaded checkpoint: only damage breaks the snapshot. An I/O
+/// failure of the local disk that holds the download says nothing about the snapshot, and a
+/// healthy snapshot reported broken is forgotten by the coordinator, after which remote
+/// retention may delete the log that only it made unnecessary.
+fn checkpoint_failure(snapshot_id: u64, error: EngineError, mutants: Mutants) -> KvRestoreError {
+    let damage = matches!(error, EngineError::Corrupt(_))
+        || mutants.is_on(Mutant::RestoreLocalFailureBreaksSnapshot);
+    if damage {
+        return KvRestoreError::Broken { snapshot_id, detail: error.to_string() };
+    }
+    KvRestoreError::Engine(error)
 }
 
 /// A download's last failure: a file missing or damaged breaks the snapshot.

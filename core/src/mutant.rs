@@ -183,6 +183,10 @@ pub enum Mutant {
     /// A restore takes a local I/O failure while checking its downloaded checkpoint for
     /// damage: the healthy snapshot is reported broken, and the coordinator forgets it.
     RestoreLocalFailureBreaksSnapshot,
+    /// A restore takes a file still answered not-found after its retries for a missing one
+    /// without asking a listing: a healthy snapshot behind a store whose reads have not caught
+    /// up is reported broken.
+    RestoreNotFoundUnconfirmedBreaksSnapshot,
 }
 
 impl Mutant {
@@ -249,6 +253,7 @@ impl Mutant {
         Mutant::RecoveryBrokenSnapshotNotReported,
         Mutant::RemoteRetentionIgnoresMinRetainOffset,
         Mutant::RestoreLocalFailureBreaksSnapshot,
+        Mutant::RestoreNotFoundUnconfirmedBreaksSnapshot,
     ];
 
     /// The mutants that only real preemption reaches: two critical sections with no await
@@ -351,6 +356,9 @@ impl Mutant {
                 "remote-retention-ignores-min-retain-offset"
             }
             Mutant::RestoreLocalFailureBreaksSnapshot => "restore-local-failure-breaks-snapshot",
+            Mutant::RestoreNotFoundUnconfirmedBreaksSnapshot => {
+                "restore-not-found-unconfirmed-breaks-snapshot"
+            }
         }
     }
 

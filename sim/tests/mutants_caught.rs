@@ -119,6 +119,10 @@ const RECORDED: &[(&str, &str, u64)] = &[
     // A local read failure while a restore checks its download taken for damage: caught by
     // the oracle that a snapshot reported broken does not restore whole from the remote store.
     ("restore-local-failure-breaks-snapshot", "swarm", 1),
+    // A download still answered not-found after its retries taken for a missing file without
+    // a listing to confirm it: rare (every attempt must fail, the last with a not-found), so
+    // first caught late, by the same oracle.
+    ("restore-not-found-unconfirmed-breaks-snapshot", "snapshots", 101),
 ];
 
 /// No mutant may need more seeds than this, whatever was recorded.

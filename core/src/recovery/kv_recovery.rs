@@ -1000,6 +1000,20 @@ mod tests {
     }
 
     #[test]
+    fn a_file_not_found_but_listed_is_asked_again_and_reports_nothing_broken() {
+        let mut f = fixture();
+        f.snapshot(1, 2);
+        let latest = f.snapshot(2, 4);
+        // Every download attempt of the first recovery attempt is answered not-found, while a
+        // listing shows the file: the snapshot is not known to be broken.
+        let path = &latest.private_files[0].remote_path;
+        f.remote.answer_not_found(path, DownloadRetry::DEFAULT.attempts_max);
+        assert_eq!(f.recover(0), Ok((2, 4)));
+        assert_eq!(f.reported(), Vec::<u64>::new());
+        assert_eq!(f.leftovers(), (vec![], 0));
+    }
+
+    #[test]
     fn recovery_gives_up_after_five_attempts_and_says_whether_to_retry() {
         let mut f = fixture();
         let snapshot = f.snapshot(1, 4);

@@ -269,7 +269,7 @@ async fn download_files(
                 let path = &files[file].remote_path;
                 if retry.attempts_max <= 1 {
                     let failure = RemoteError::Corrupt(format!("{path} does not match its record"));
-                    Err(final_failure(snapshot_id, files[file], failure))
+                    Err(final_failure(env, snapshot_id, files[file], failure).await)
                 } else {
                     tracing::debug!(path, "a file downloaded in ranges does not match its record");
                     again_whole.push_back(file);
@@ -403,7 +403,7 @@ async fn download_range(
         };
         let retriable = failure.is_retriable() || matches!(failure, RemoteError::NotFound(_));
         if !retriable || attempt >= retry.attempts_max {
-            return Err(final_failure(snapshot_id, file, failure));
+            return Err(final_failure(env, snapshot_id, file, failure).await);
         }
         let backoff_ms = retry.backoff_ms(attempt, env.entropy.as_ref());
         env.clock.sleep(backoff_ms).await;
@@ -423,12 +423,34 @@ fn checkpoint_failure(snapshot_id: u64, error: EngineError, mutants: Mutants) ->
     KvRestoreError::Engine(error)
 }
 
-/// A download's last failure: a file missing or damaged breaks the snapshot.
-fn final_failure(snapshot_id: u64, file: &SnapshotFile, failure: RemoteError) -> KvRestoreError {
-    if matches!(failure, RemoteError::Corrupt(_) | RemoteError::NotFound(_)) {
-        return KvRestoreError::Broken { snapshot_id, detail: failure.to_string() };
+/// A download's last failure. A file damaged breaks the snapshot; so does a missing one, but
+/// only once a listing confirms that it is gone: a healthy snapshot reported broken is
+/// forgotten by the coordinator (and remote retention may then delete the log that only it
+/// made unnecessary), so a not-found that the listing contradicts (a reader racing a store
+/// that has not caught up) or cannot check is a failed download, not damage.
+async fn final_failure(
+    env: &Env,
+    snapshot_id: u64,
+    file: &SnapshotFile,
+    failure: RemoteError,
+) -> KvRestoreError {
+    let broken = || KvRestoreError::Broken { snapshot_id, detail: failure.to_string() };
+    let retry_later = |source| KvRestoreError::Remote { path: file.remote_path.clone(), source };
+    match &failure {
+        RemoteError::Corrupt(_) => broken(),
+        RemoteError::NotFound(_)
+            if env.mutants.is_on(Mutant::RestoreNotFoundUnconfirmedBreaksSnapshot) =>
+        {
+            broken()
+        }
+        RemoteError::NotFound(_) => match env.remote.list(&file.remote_path).await {
+            Ok(listed) if listed.iter().all(|object| object.path != file.remote_path) => broken(),
+            Ok(_) => retry_later(RemoteError::Transient(format!("{failure}, yet listed"))),
+            // Not known to be gone: the listing's own failure says whether to retry.
+            Err(listing) => retry_later(listing),
+        },
+        _ => retry_later(failure.clone()),
     }
-    KvRestoreError::Remote { path: file.remote_path.clone(), source: failure }
 }
 
 /// `file`'s bytes, checked against its record, after at most `attempts_max` attempts.
@@ -453,7 +475,7 @@ async fn download_checked(
         // A missing object may be a listing that has not caught up yet: asked again too.
         let retriable = failure.is_retriable() || matches!(failure, RemoteError::NotFound(_));
         if !retriable || attempt >= attempts_max {
-            return Err(final_failure(snapshot_id, file, failure));
+            return Err(final_failure(env, snapshot_id, file, failure).await);
         }
         let backoff_ms = retry.backoff_ms(attempt, env.entropy.as_ref());
         env.clock.sleep(backoff_ms).await;

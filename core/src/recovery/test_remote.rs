@@ -17,6 +17,8 @@ struct State {
     latency_ms: BTreeMap<String, u64>,
     /// Gets of the object still to fail transiently (`u32::MAX`: every one).
     transient_failures: BTreeMap<String, u32>,
+    /// Gets of the object still to answer not-found although it is there.
+    false_not_found: BTreeMap<String, u32>,
     corrupt: BTreeSet<String>,
     gets: BTreeMap<String, u32>,
     gets_running: usize,
@@ -48,6 +50,12 @@ impl MemRemote {
     /// The next `count` gets of `path` fail transiently (`u32::MAX`: all of them).
     pub(crate) fn fail_transiently(&self, path: &str, count: u32) {
         lock(&self.state).transient_failures.insert(path.to_string(), count);
+    }
+
+    /// The next `count` gets of `path` answer not-found although it is there (a store whose
+    /// reads have not caught up); a listing shows it.
+    pub(crate) fn answer_not_found(&self, path: &str, count: u32) {
+        lock(&self.state).false_not_found.insert(path.to_string(), count);
     }
 
     pub(crate) fn corrupt(&self, path: &str) {
@@ -102,6 +110,10 @@ impl RemoteStorage for MemRemote {
                     *left = left.saturating_sub(u32::from(*left != u32::MAX));
                     return Err(RemoteError::Transient(format!("{path}: injected")));
                 }
+            }
+            if let Some(left) = state.false_not_found.get_mut(&path).filter(|left| **left > 0) {
+                *left -= 1;
+                return Err(RemoteError::NotFound(path));
             }
             let mut bytes = state
                 .objects

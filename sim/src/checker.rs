@@ -91,6 +91,17 @@ pub struct Checker {
     /// Per bucket, the reference log last checked and its start when first seen, for the
     /// minimum-retain oracle. A weak reference, so that no other log can take its address.
     log_starts_seen: Mutex<BTreeMap<TableBucket, (Weak<LogTablet>, u64)>>,
+    /// Per node and bucket, the kept snapshots the coordinator last listed to that node (what
+    /// its recovery chose from), for the oracle that a recovery restores the newest whole one.
+    snapshot_listings: Mutex<BTreeMap<(NodeId, TableBucket), SnapshotListing>>,
+}
+
+/// Kept snapshots as the coordinator listed them, newest first, and the remote store's repair
+/// count at that moment (a repair may make whole what a recovery rightly skipped before it).
+#[derive(Clone)]
+struct SnapshotListing {
+    kept: Vec<kvtablet_core::snapshot::CompletedSnapshot>,
+    repairs: u64,
 }
 
 /// How much each oracle checked in a run, so that a passing run shows it checked something.
@@ -147,6 +158,7 @@ impl Checker {
             checked_snapshots: Mutex::new(std::collections::BTreeSet::new()),
             remote_logs: Mutex::new(None),
             log_starts_seen: Mutex::new(BTreeMap::new()),
+            snapshot_listings: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -304,6 +316,54 @@ impl Checker {
                 "snapshot {} of {} was reported broken, but it restores whole from the remote store",
                 snapshot.snapshot_id, snapshot.bucket
             ));
+        }
+    }
+
+    /// The coordinator listed `bucket`'s kept snapshots (newest first) to `node`.
+    pub fn record_snapshot_listing(
+        &self,
+        node: NodeId,
+        bucket: TableBucket,
+        kept: &[kvtablet_core::snapshot::CompletedSnapshot],
+    ) {
+        let repairs = lock(&self.remote).as_ref().map_or(0, |remote| remote.repairs());
+        let listing = SnapshotListing { kept: kept.to_vec(), repairs };
+        lock(&self.snapshot_listings).insert((node, bucket), listing);
+    }
+
+    /// A recovery on `node` opened `engine` from a snapshot of `bucket`: it must be the newest
+    /// of those last listed to the node that restores whole. Every newer one it passed over
+    /// must be damaged or gone (a transient failure is retried, never a reason to fall back to
+    /// an older snapshot, which replays more and leans on log that retention may take). The
+    /// restored snapshot is found by its `log_offset` (the engine's flushed offset at birth);
+    /// none listed with it, or a repair since the listing: nothing to say.
+    pub fn check_restored_snapshot_is_newest_whole(
+        &self,
+        node: NodeId,
+        bucket: TableBucket,
+        engine: &dyn kvtablet_core::engine::KvEngine,
+    ) {
+        let Some(remote) = lock(&self.remote).clone() else { return };
+        let Some(listing) = lock(&self.snapshot_listings).get(&(node, bucket)).cloned() else {
+            return;
+        };
+        if listing.repairs != remote.repairs() {
+            return;
+        }
+        let Ok(Some(offset)) = engine.snapshot().and_then(|snapshot| snapshot.flushed_log_offset())
+        else {
+            return;
+        };
+        let Some(restored) = listing.kept.iter().position(|kept| kept.log_offset == offset) else {
+            return;
+        };
+        for newer in &listing.kept[..restored] {
+            if crate::snapshot_oracle::restore(&remote, newer).is_ok() {
+                self.violation(format!(
+                    "a recovery of {bucket} on node {node} restored the snapshot at log offset {offset}, but the newer snapshot {} (log offset {}) restores whole from the remote store",
+                    newer.snapshot_id, newer.log_offset
+                ));
+            }
         }
     }
 

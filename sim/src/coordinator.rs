@@ -259,7 +259,7 @@ impl Coordinator {
 }
 
 impl RpcHandler for Coordinator {
-    fn handle(&self, _from: NodeId, request: Request) -> BoxFuture<'static, Response> {
+    fn handle(&self, from: NodeId, request: Request) -> BoxFuture<'static, Response> {
         if let Some(service) = self.snapshots() {
             if let Request::ReportBrokenKvSnapshot { bucket, snapshot_id } = &request {
                 let kept = service.store().kept(*bucket);
@@ -288,6 +288,11 @@ impl RpcHandler for Coordinator {
                 }
                 if let Some(watch) = self.lease_watch.get() {
                     watch(&service, &request, &response);
+                }
+                if let (Request::ListKvSnapshots { bucket }, Response::KeptKvSnapshots(kept)) =
+                    (&request, &response)
+                {
+                    self.checker.record_snapshot_listing(from, *bucket, kept);
                 }
                 if let (Request::CommitKvSnapshot { snapshot }, Response::Ok) =
                     (&request, &response)

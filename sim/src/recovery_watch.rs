@@ -131,7 +131,9 @@ impl RecoveryWatch {
                 engine: Arc::downgrade(engine),
             });
             drop(state);
-            // At its birth: the checkpoint as opened, at the snapshot's log offset.
+            // At its birth: the checkpoint as opened, at the snapshot's log offset, from the
+            // newest snapshot that could be restored.
+            watch.checker.check_restored_snapshot_is_newest_whole(node, bucket, engine.as_ref());
             if watch.checker.check_restored_engine(node, bucket, engine.as_ref()) == Some(false) {
                 let reported = Arc::downgrade(engine);
                 watch.lock().restored.retain(|r| !r.engine.ptr_eq(&reported));

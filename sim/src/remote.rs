@@ -75,6 +75,8 @@ struct RemoteState {
     rot: Option<ReadRot>,
     /// Every damage done at rest, in order (path, bytes before, bytes after), for the repair.
     damaged: Vec<(String, Vec<u8>, Vec<u8>)>,
+    /// Repairs run so far ([`SimRemoteStorage::repair_damage`]).
+    repairs: u64,
 }
 
 /// Bit rot at rest that a read finds: a get of an object whose path contains `scope` first
@@ -159,6 +161,7 @@ impl SimRemoteStorage {
                 operations: 0,
                 rot: None,
                 damaged: Vec::new(),
+                repairs: 0,
             })),
             clock,
         }
@@ -246,6 +249,7 @@ impl SimRemoteStorage {
             if let Some(rot) = state.rot.as_mut() {
                 rot.left = 0;
             }
+            state.repairs += 1;
             std::mem::take(&mut state.damaged)
         };
         damaged
@@ -255,6 +259,11 @@ impl SimRemoteStorage {
                 self.repair(&path, &damaged, original).then_some(path)
             })
             .collect()
+    }
+
+    /// Repairs run so far: a snapshot damaged before one may restore whole after it.
+    pub fn repairs(&self) -> u64 {
+        lock(&self.state).repairs
     }
 
     /// Damages the rot on read did so far, repaired or not.

@@ -208,6 +208,8 @@ impl KvRecovery<'_> {
                 discard_engine_dir(self.env, self.engine_dir).await;
                 if matches!(error, KvRestoreError::Broken { .. }) {
                     self.report_broken(&snapshot, &error, broken).await;
+                } else if self.env.mutants.is_on(Mutant::RecoveryTransientFailureSkipsSnapshot) {
+                    broken.insert(snapshot.snapshot_id);
                 }
                 return Err(RecoveryError::Restore(error));
             }

@@ -374,15 +374,15 @@ impl Mutant {
         Mutant::ALL.iter().copied().find(|m| m.name() == name)
     }
 
-    fn bit(self) -> u64 {
+    fn bit(self) -> u128 {
         let index = Mutant::ALL.iter().position(|m| *m == self).unwrap_or(0);
-        1u64 << index
+        1u128 << index
     }
 }
 
 /// The set of mutants switched on for one run; empty in production.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Mutants(u64);
+pub struct Mutants(u128);
 
 impl Mutants {
     pub const NONE: Mutants = Mutants(0);
@@ -408,6 +408,6 @@ mod tests {
             assert_eq!(Mutant::from_name(mutant.name()), Some(*mutant));
         }
         assert_eq!(Mutant::from_name("no-such-mutant"), None);
-        assert!(Mutant::ALL.len() <= 64, "the mutant set is a u64 bitmap: it is full at 64");
+        assert!(Mutant::ALL.len() <= 128, "the mutant set is a u128 bitmap");
     }
 }

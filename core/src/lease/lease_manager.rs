@@ -421,7 +421,9 @@ impl KvSnapshotLeaseManager {
         let mut next = held.lease.clone();
         let keep_empty_table = self.config.mutants.is_on(Mutant::LeaseReleaseKeepsEmptyTable);
         let released = buckets.iter().filter(|b| next.unpin(**b, keep_empty_table).is_some());
-        if released.count() == 0 {
+        // A lease that pins nothing (every pin of its acquire was refused, or already
+        // released) goes with the release too, though no pin of it was left to release.
+        if released.count() == 0 && !next.is_empty() {
             return Ok(Vec::new());
         }
         if next.is_empty() {
@@ -903,6 +905,17 @@ pub(crate) mod tests {
         assert_eq!(leases.lease("a"), None, "dropped with its last bucket");
         assert_eq!(leases.gauges(), LeaseGauges::default());
         assert_eq!(leases.drop_lease("a"), Ok(vec![]), "unknown");
+        assert_eq!(leases.check(), Ok(()));
+    }
+
+    #[test]
+    fn a_release_drops_a_lease_that_pins_nothing() {
+        let (_fs, _clock, leases) = manager();
+        // Every snapshot the consumer asked for was gone: its acquire pinned nothing.
+        leases.acquire("a", 100, &[]).expect("acquire");
+        assert!(leases.lease("a").is_some_and(|lease| lease.is_empty()));
+        assert_eq!(leases.release("a", &[b(1)]), Ok(vec![]));
+        assert_eq!(leases.lease("a"), None, "dropped: a released lease holds nothing");
         assert_eq!(leases.check(), Ok(()));
     }
 

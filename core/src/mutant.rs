@@ -191,6 +191,10 @@ pub enum Mutant {
     /// failing, a local I/O error) skips that snapshot in the next attempts, unreported: the
     /// bucket falls back to an older snapshot while the newest one is whole.
     RecoveryTransientFailureSkipsSnapshot,
+    /// A leader's snapshot loop keeps what it knew of the latest snapshot after a failure: once
+    /// the coordinator forgot that snapshot (reported broken), every later snapshot reuses its
+    /// files and is refused, for ever.
+    SnapshotLoopKeepsStaleLatest,
 }
 
 impl Mutant {
@@ -259,6 +263,7 @@ impl Mutant {
         Mutant::RestoreLocalFailureBreaksSnapshot,
         Mutant::RestoreNotFoundUnconfirmedBreaksSnapshot,
         Mutant::RecoveryTransientFailureSkipsSnapshot,
+        Mutant::SnapshotLoopKeepsStaleLatest,
     ];
 
     /// The mutants that only real preemption reaches: two critical sections with no await
@@ -367,6 +372,7 @@ impl Mutant {
             Mutant::RecoveryTransientFailureSkipsSnapshot => {
                 "recovery-transient-failure-skips-snapshot"
             }
+            Mutant::SnapshotLoopKeepsStaleLatest => "snapshot-loop-keeps-stale-latest",
         }
     }
 

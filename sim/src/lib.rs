@@ -10,6 +10,7 @@ pub mod clients_running;
 pub mod clock;
 pub mod coordinator;
 pub mod coordinator_leases;
+pub mod data_plane_lag;
 pub mod executor;
 pub mod fault_log;
 pub mod faulty_engine;

@@ -1124,6 +1124,35 @@ impl World {
         self.checker.check_no_sessions_left(&self.ledger);
         self.audit_ledger("after the TTL and an eviction interval without scans");
         self.checker.check_scanner_registries();
+        self.check_data_plane_catches_up()
+    }
+
+    /// With every fault healed and no more writes, each live bucket's snapshots, tiering and
+    /// local retention catch up within the heal's bound ([`crate::data_plane_lag`]).
+    fn check_data_plane_catches_up(&mut self) -> Result<(), SimError> {
+        let buckets = self.partitions().live_buckets();
+        let (plan, live, coordinator) =
+            (self.plan.clone(), self.live.clone(), self.coordinator.clone());
+        let exec = self.exec.clone();
+        let first_lag = move || {
+            let clock_of = |node| exec.clock_for(node);
+            buckets.iter().find_map(|bucket| {
+                crate::data_plane_lag::lag_of(*bucket, &plan, &live, &coordinator, &clock_of)
+                    .map(|lag| format!("{}: {lag}", bucket.dir_name_display()))
+            })
+        };
+        let deadline_ms = self.exec.now_mono_ms() + HEAL_PROGRESS_BOUND_MS;
+        let exec = self.exec.clone();
+        let first_lag = std::cell::RefCell::new(first_lag);
+        self.exec.run_until(
+            || (first_lag.borrow_mut())().is_none() || exec.now_mono_ms() >= deadline_ms,
+            HEAL_STEPS_MAX,
+        )?;
+        if let Some(lag) = (first_lag.borrow_mut())() {
+            self.checker.violation(format!(
+                "no progress: the data plane did not catch up within {HEAL_PROGRESS_BOUND_MS} ms of the heal: {lag}"
+            ));
+        }
         Ok(())
     }
 

@@ -127,6 +127,9 @@ const RECORDED: &[(&str, &str, u64)] = &[
     // invisible to every other oracle (the data is right, 900 seeds pass without it), caught
     // by the check that a restored snapshot is the newest listed one that restores whole.
     ("recovery-transient-failure-skips-snapshot", "swarm", 1),
+    // A snapshot loop that keeps a latest snapshot the coordinator forgot: every later
+    // snapshot is refused; caught by the data plane's liveness check after the heal.
+    ("snapshot-loop-keeps-stale-latest", "recovery", 30),
 ];
 
 /// No mutant may need more seeds than this, whatever was recorded.

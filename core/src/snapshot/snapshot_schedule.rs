@@ -9,6 +9,7 @@ use futures::FutureExt;
 
 use crate::env::Env;
 use crate::kv::kv_tablet::KvTablet;
+use crate::mutant::Mutant;
 use crate::snapshot::completed_snapshot::{bucket_dir, CompletedSnapshot};
 use crate::snapshot::snapshot_uploader::{
     take_snapshot, SnapshotCommitter, SnapshotError, SnapshotUploadConfig,
@@ -99,7 +100,13 @@ pub fn run_snapshot_loop(
                     previous = Some(snapshot);
                 }
                 Ok(None) => {}
-                Err(error) => log_failure(&kv, &error),
+                Err(error) => {
+                    log_failure(&kv, &error);
+                    // What this term knows of the latest snapshot may be stale: a recovery
+                    // elsewhere reported it broken and the coordinator forgot it, and every
+                    // snapshot reusing its files would then be refused, for ever. Asked again.
+                    previous_known = env.mutants.is_on(Mutant::SnapshotLoopKeepsStaleLatest);
+                }
             }
         }
     }

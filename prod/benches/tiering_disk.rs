@@ -50,6 +50,28 @@ fn tree_bytes(dir: &Path, skip: Option<&Path>) -> u64 {
     total
 }
 
+/// Bytes under every bucket's changelog directory below `data_dir` (Fluss's layout:
+/// `{data}/{database}/{table}-{table_id}/log-{bucket}`).
+fn changelog_bytes(data_dir: &Path, skip: &Path) -> u64 {
+    let mut total = 0;
+    let mut pending = vec![data_dir.to_path_buf()];
+    while let Some(next) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&next) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path == skip || !entry.metadata().is_ok_and(|metadata| metadata.is_dir()) {
+                continue;
+            }
+            if entry.file_name().to_string_lossy().starts_with("log-") {
+                total += tree_bytes(&path, None);
+            } else {
+                pending.push(path);
+            }
+        }
+    }
+    total
+}
+
 struct Usage {
     changelog_local: u64,
     data_dir_local: u64,
@@ -92,7 +114,7 @@ async fn run(keys: usize, tiering: bool) -> Usage {
     }
     let remote = data_dir.path().join("remote");
     let usage = Usage {
-        changelog_local: tree_bytes(&data_dir.path().join("log"), None),
+        changelog_local: changelog_bytes(data_dir.path(), &remote),
         data_dir_local: tree_bytes(data_dir.path(), Some(&remote)),
         changelog_remote: tree_bytes(&remote.join("log"), None),
         write_seconds,

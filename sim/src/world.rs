@@ -49,6 +49,8 @@ const SCAN_CLIENT_NODE_BASE: NodeId = 200;
 const VIRTUAL_TIME_MS_MAX: u64 = 30 * 60 * 1000;
 const STEPS_MAX: u64 = 20_000_000;
 const HEAL_STEPS_MAX: u64 = 2_000_000;
+/// Remote operations that fail transiently while the data plane catches up after the heal.
+const DATA_PLANE_REMOTE_FAILURES: Ratio = Ratio::new(1, 5);
 /// Snapshot objects damaged per run at most: until the heal repairs it (or a fallback to the
 /// previous snapshot exists), a bucket whose latest snapshot is damaged cannot restore, so an
 /// unbounded stream of damage made recovery runs mostly unavailable and many times longer.
@@ -1141,6 +1143,13 @@ impl World {
                     .map(|lag| format!("{}: {lag}", bucket.dir_name_display()))
             })
         };
+        // The remote store fails now and then meanwhile: a background loop must live through
+        // failures (one that ends on its first would otherwise be replaced by the heal's
+        // fresh terms before anything could fail it).
+        self.remote.set_faults(RemoteFaults {
+            transient_failure: DATA_PLANE_REMOTE_FAILURES,
+            ..RemoteFaults::none()
+        });
         let deadline_ms = self.exec.now_mono_ms() + HEAL_PROGRESS_BOUND_MS;
         let exec = self.exec.clone();
         let first_lag = std::cell::RefCell::new(first_lag);
@@ -1148,6 +1157,7 @@ impl World {
             || (first_lag.borrow_mut())().is_none() || exec.now_mono_ms() >= deadline_ms,
             HEAL_STEPS_MAX,
         )?;
+        self.remote.set_faults(RemoteFaults::none());
         if let Some(lag) = (first_lag.borrow_mut())() {
             self.checker.violation(format!(
                 "no progress: the data plane did not catch up within {HEAL_PROGRESS_BOUND_MS} ms of the heal: {lag}"

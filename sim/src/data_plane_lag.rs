@@ -65,10 +65,7 @@ pub fn lag_of(
     }
     let requested =
         log.local_retention_offset(&plan.local_retention, clock_of(leader).now_wall_ms());
-    let limit = requested
-        .min(log.min_retain_offset())
-        .min(log.remote_end_offset())
-        .min(log.high_watermark());
+    let limit = log.retention_limit(requested);
     if let Some(oldest) = log.closed_segment_holding(log.log_start_offset()) {
         if oldest.end_offset <= limit {
             return Some(format!(

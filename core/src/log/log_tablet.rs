@@ -930,13 +930,7 @@ impl LogTablet {
     pub fn delete_segments_below(&self, requested_offset: u64) -> Result<u64, LogError> {
         let mut state = self.lock_unless_panicked()?;
         let start_before = state.log_start_offset;
-        let mut limit = requested_offset.min(state.high_watermark);
-        if !self.mutants.is_on(Mutant::RetentionIgnoresMinRetain) {
-            limit = limit.min(state.min_retain_offset);
-        }
-        if !self.mutants.is_on(Mutant::RetentionIgnoresRemoteEnd) {
-            limit = limit.min(state.remote_end_offset);
-        }
+        let limit = self.retention_limit_of(&state, requested_offset);
         let active_base = state.segments.keys().last().copied();
         let doomed: Vec<u64> = state
             .segments
@@ -985,6 +979,26 @@ impl LogTablet {
             );
         }
         Ok(state.log_start_offset)
+    }
+
+    /// The offset at or below which [`Self::delete_segments_below`] deletes whole closed
+    /// segments when asked for `requested_offset`.
+    pub fn retention_limit(&self, requested_offset: u64) -> u64 {
+        let state = self.lock();
+        self.retention_limit_of(&state, requested_offset)
+    }
+
+    /// Retention's own bounds on `requested_offset`: the minimum retain offset, the remote end
+    /// and the high watermark.
+    fn retention_limit_of(&self, state: &LogState, requested_offset: u64) -> u64 {
+        let mut limit = requested_offset.min(state.high_watermark);
+        if !self.mutants.is_on(Mutant::RetentionIgnoresMinRetain) {
+            limit = limit.min(state.min_retain_offset);
+        }
+        if !self.mutants.is_on(Mutant::RetentionIgnoresRemoteEnd) {
+            limit = limit.min(state.remote_end_offset);
+        }
+        limit
     }
 
     /// The closed segment that holds `offset` (the next one the remote tier needs), if it is

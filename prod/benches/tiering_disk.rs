@@ -29,8 +29,9 @@ const QUICK_KEYS: usize = 1_000;
 const UPDATE_ROUNDS: usize = 4;
 const SEGMENT_BYTES: u64 = 1024 * 1024;
 
-/// Bytes of the files under `dir`, skipping the subdirectory `skip` of `dir` (if any).
-fn tree_bytes(dir: &Path, skip: Option<&Path>) -> u64 {
+/// Bytes of the files under `dir` that `counted` accepts, skipping the subdirectory `skip` of
+/// `dir` (if any).
+fn tree_bytes(dir: &Path, skip: Option<&Path>, counted: impl Fn(&Path) -> bool) -> u64 {
     let mut total = 0;
     let mut pending = vec![dir.to_path_buf()];
     while let Some(next) = pending.pop() {
@@ -42,7 +43,7 @@ fn tree_bytes(dir: &Path, skip: Option<&Path>) -> u64 {
                 if Some(path.as_path()) != skip {
                     pending.push(path);
                 }
-            } else {
+            } else if counted(&path) {
                 total += metadata.len();
             }
         }
@@ -50,26 +51,17 @@ fn tree_bytes(dir: &Path, skip: Option<&Path>) -> u64 {
     total
 }
 
-/// Bytes under every bucket's changelog directory below `data_dir` (Fluss's layout:
+/// Every file.
+fn any_file(_: &Path) -> bool {
+    true
+}
+
+/// A file of a bucket's changelog directory (Fluss's layout:
 /// `{data}/{database}/{table}-{table_id}/log-{bucket}`).
-fn changelog_bytes(data_dir: &Path, skip: &Path) -> u64 {
-    let mut total = 0;
-    let mut pending = vec![data_dir.to_path_buf()];
-    while let Some(next) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&next) else { continue };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path == skip || !entry.metadata().is_ok_and(|metadata| metadata.is_dir()) {
-                continue;
-            }
-            if entry.file_name().to_string_lossy().starts_with("log-") {
-                total += tree_bytes(&path, None);
-            } else {
-                pending.push(path);
-            }
-        }
-    }
-    total
+fn in_changelog_dir(path: &Path) -> bool {
+    path.parent()
+        .and_then(Path::file_name)
+        .is_some_and(|dir| dir.to_string_lossy().starts_with("log-"))
 }
 
 struct Usage {
@@ -114,9 +106,9 @@ async fn run(keys: usize, tiering: bool) -> Usage {
     }
     let remote = data_dir.path().join("remote");
     let usage = Usage {
-        changelog_local: changelog_bytes(data_dir.path(), &remote),
-        data_dir_local: tree_bytes(data_dir.path(), Some(&remote)),
-        changelog_remote: tree_bytes(&remote.join("log"), None),
+        changelog_local: tree_bytes(data_dir.path(), Some(&remote), in_changelog_dir),
+        data_dir_local: tree_bytes(data_dir.path(), Some(&remote), any_file),
+        changelog_remote: tree_bytes(&remote.join("log"), None, any_file),
         write_seconds,
     };
     node.shutdown().await;

@@ -1,5 +1,6 @@
-//! The data plane's liveness after the heal. With every fault off and the workload done, each
-//! led bucket's background tasks must catch up within a bound of virtual time:
+//! The data plane's liveness after the heal. With the workload done and every fault off but
+//! transient remote failures (which a loop must live through), each led bucket's background
+//! tasks must catch up within a bound of virtual time:
 //!
 //! - KV snapshots: the latest committed snapshot holds everything the leader flushed (a term
 //!   whose first snapshot is skipped because nothing was flushed since the latest one counts:
@@ -12,8 +13,8 @@
 //!
 //! Each task's data stays right when it stops for good (a loop that ends on its first failure,
 //! a term that never starts one, a rule that never fires), so no data oracle sees it; this
-//! one does. Only the leader's own bounds are used, so a term that never learned of an older
-//! term's snapshot is not held to it.
+//! one does. Retention is held to the leader's own bounds (its minimum retain offset, remote
+//! end and high watermark, [`kvtablet_core::log::LogTablet::retention_limit`]).
 
 use std::sync::Arc;
 

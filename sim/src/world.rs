@@ -1129,8 +1129,9 @@ impl World {
         self.check_data_plane_catches_up()
     }
 
-    /// With every fault healed and no more writes, each live bucket's snapshots, tiering and
-    /// local retention catch up within the heal's bound ([`crate::data_plane_lag`]).
+    /// With the faults healed (but for transient remote failures) and no more writes, each
+    /// live bucket's snapshots, tiering and local retention catch up within the heal's bound
+    /// ([`crate::data_plane_lag`]).
     fn check_data_plane_catches_up(&mut self) -> Result<(), SimError> {
         let buckets = self.partitions().live_buckets();
         let (plan, live, coordinator) =
@@ -1152,13 +1153,12 @@ impl World {
         });
         let deadline_ms = self.exec.now_mono_ms() + HEAL_PROGRESS_BOUND_MS;
         let exec = self.exec.clone();
-        let first_lag = std::cell::RefCell::new(first_lag);
         self.exec.run_until(
-            || (first_lag.borrow_mut())().is_none() || exec.now_mono_ms() >= deadline_ms,
+            || first_lag().is_none() || exec.now_mono_ms() >= deadline_ms,
             HEAL_STEPS_MAX,
         )?;
         self.remote.set_faults(RemoteFaults::none());
-        if let Some(lag) = (first_lag.borrow_mut())() {
+        if let Some(lag) = first_lag() {
             self.checker.violation(format!(
                 "no progress: the data plane did not catch up within {HEAL_PROGRESS_BOUND_MS} ms of the heal: {lag}"
             ));

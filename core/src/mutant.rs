@@ -195,6 +195,10 @@ pub enum Mutant {
     /// the coordinator forgot that snapshot (reported broken), every later snapshot reuses its
     /// files and is refused, for ever.
     SnapshotLoopKeepsStaleLatest,
+    /// A leader's tiering loop ends on a failed tick (an upload or a commit that failed)
+    /// instead of trying again at the next: the term tiers nothing more and local retention
+    /// stops with it.
+    TieringLoopEndsOnFailure,
 }
 
 impl Mutant {
@@ -264,6 +268,7 @@ impl Mutant {
         Mutant::RestoreNotFoundUnconfirmedBreaksSnapshot,
         Mutant::RecoveryTransientFailureSkipsSnapshot,
         Mutant::SnapshotLoopKeepsStaleLatest,
+        Mutant::TieringLoopEndsOnFailure,
     ];
 
     /// The mutants that only real preemption reaches: two critical sections with no await
@@ -373,6 +378,7 @@ impl Mutant {
                 "recovery-transient-failure-skips-snapshot"
             }
             Mutant::SnapshotLoopKeepsStaleLatest => "snapshot-loop-keeps-stale-latest",
+            Mutant::TieringLoopEndsOnFailure => "tiering-loop-ends-on-failure",
         }
     }
 

@@ -455,6 +455,28 @@ impl Replica {
         matches!(state.role, Role::Leader { .. }).then_some(state.leader_epoch)
     }
 
+    /// The names of the current term's background tasks (flush, KV snapshots, tiering) that
+    /// have ended although the term runs: the replica leads, is not stopped, and its log has
+    /// not been fenced by a newer leader (each loop ends by itself only on one of those). A
+    /// loop that ended on a failure leaves its term without flushes, snapshots or tiering for
+    /// as long as the term lasts, which nothing else reports; empty when every loop runs.
+    pub fn ended_term_loops(&self) -> Vec<String> {
+        let Ok(state) = self.lock() else { return Vec::new() };
+        let Role::Leader { flush_task, snapshot_task, tiering_task, .. } = &state.role else {
+            return Vec::new();
+        };
+        if state.stopped || self.stop.is_stopped() || self.log.leader_epoch() != state.leader_epoch
+        {
+            return Vec::new();
+        }
+        std::iter::once(flush_task)
+            .chain(snapshot_task)
+            .chain(tiering_task)
+            .filter(|task| task.has_ended())
+            .map(|task| task.name().to_string())
+            .collect()
+    }
+
     /// Whether this replica believes it leads under `leader_epoch`.
     pub fn leads_under(&self, leader_epoch: u32) -> bool {
         let Ok(state) = self.lock() else { return false };

@@ -437,6 +437,16 @@ impl TabletServer {
         self.stop.reason().map(str::to_string)
     }
 
+    /// The scan sessions' evictor's name if it ended while the server serves (it ends by
+    /// itself only at shutdown, which takes it first): sessions would then never expire.
+    pub(crate) fn ended_evictor(&self) -> Option<String> {
+        if self.stop.is_stopped() {
+            return None;
+        }
+        let evictor = self.evictor.lock().unwrap_or_else(|p| p.into_inner());
+        evictor.as_ref().filter(|task| task.has_ended()).map(|task| task.name().to_string())
+    }
+
     /// Stops every replica and waits for their tasks to end. Scan sessions end first: they
     /// hold engine snapshots.
     pub fn shutdown(&self) -> BoxFuture<'static, ()> {

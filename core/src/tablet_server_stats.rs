@@ -103,6 +103,22 @@ impl TabletServer {
         ServerFailures { server: self.failure(), replicas }
     }
 
+    /// The server's background loops that ended while what they serve runs: a hosted
+    /// replica's term loops ([`Replica::ended_term_loops`], by bucket) and the scan sessions'
+    /// evictor (without a bucket). Empty while every loop runs.
+    pub fn ended_background_loops(&self) -> Vec<(Option<TableBucket>, String)> {
+        let mut ended: Vec<(Option<TableBucket>, String)> = self
+            .hosted_replicas()
+            .iter()
+            .flat_map(|replica| {
+                let bucket = replica.bucket();
+                replica.ended_term_loops().into_iter().map(move |name| (Some(bucket), name))
+            })
+            .collect();
+        ended.extend(self.ended_evictor().map(|name| (None, name)));
+        ended
+    }
+
     /// The server's scan sessions and every hosted bucket's offsets, for metrics.
     pub fn stats(&self) -> ServerStats {
         let buckets = self

@@ -7,6 +7,7 @@ use futures::future::{AbortHandle, Abortable, BoxFuture, FutureExt};
 
 use crate::env::executor::Executor;
 use crate::ledger::{Ledger, ResourceKind};
+use crate::sync::atomic::{AtomicBool, Ordering};
 use crate::sync::{Stop, StopCause};
 
 /// `future`, a background task of `component`, with a panic in it noticed: instead of the task
@@ -104,6 +105,17 @@ pub struct Task {
     name: String,
     abort: AbortHandle,
     done: Option<oneshot::Receiver<()>>,
+    ended: Arc<AtomicBool>,
+}
+
+/// Marks its task ended when dropped: when the task's future returns, is aborted, or is
+/// dropped unrun by its executor (a simulated crash).
+struct EndedOnDrop(Arc<AtomicBool>);
+
+impl Drop for EndedOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
 }
 
 impl Task {
@@ -119,17 +131,25 @@ impl Task {
         let (abort, registration) = AbortHandle::new_pair();
         let (done_sender, done) = oneshot::channel();
         let entry = ledger.register(ResourceKind::Task, name.clone());
+        let ended = Arc::new(AtomicBool::new(false));
+        let ended_on_drop = EndedOnDrop(ended.clone());
         let wrapped = async move {
             let _ = Abortable::new(future, registration).await;
             drop(entry);
+            drop(ended_on_drop);
             let _ = done_sender.send(());
         };
         executor.spawn(name.clone(), wrapped.boxed());
-        Task { name, abort, done: Some(done) }
+        Task { name, abort, done: Some(done), ended }
     }
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Whether the task has ended: returned, aborted, or dropped by its executor.
+    pub fn has_ended(&self) -> bool {
+        self.ended.load(Ordering::SeqCst)
     }
 
     /// Stops the task at its next await point.
@@ -153,6 +173,45 @@ impl Task {
 #[cfg(all(test, not(feature = "shuttle")))]
 mod tests {
     use super::*;
+
+    /// Keeps what is spawned; the test runs or drops it.
+    #[derive(Default)]
+    struct HeldExecutor {
+        spawned: std::sync::Mutex<Vec<BoxFuture<'static, ()>>>,
+    }
+
+    impl Executor for HeldExecutor {
+        fn spawn(&self, _name: String, task: BoxFuture<'static, ()>) {
+            self.spawned.lock().unwrap_or_else(|p| p.into_inner()).push(task);
+        }
+
+        fn spawn_blocking(&self, _name: String, work: Box<dyn FnOnce() + Send + 'static>) {
+            work();
+        }
+
+        fn yield_now(&self) -> BoxFuture<'static, ()> {
+            async {}.boxed()
+        }
+    }
+
+    #[test]
+    fn a_task_has_ended_once_it_returned_or_was_dropped_unrun_and_not_before() {
+        let held = Arc::new(HeldExecutor::default());
+        let executor: Arc<dyn Executor> = held.clone();
+        let ledger = Ledger::new();
+        let returns = Task::spawn(&executor, &ledger, "returns", async {}.boxed());
+        let crashed =
+            Task::spawn(&executor, &ledger, "crashed", futures::future::pending().boxed());
+        assert!(!returns.has_ended() && !crashed.has_ended(), "neither has run yet");
+        let mut spawned = std::mem::take(&mut *held.spawned.lock().unwrap());
+        let never_ending = spawned.pop().expect("the pending task");
+        futures::executor::block_on(spawned.pop().expect("the returning task"));
+        assert!(returns.has_ended());
+        assert!(!crashed.has_ended(), "a pending task runs on");
+        drop(never_ending);
+        assert!(crashed.has_ended(), "a task its executor dropped (a crash) has ended");
+        assert_eq!(ledger.count(ResourceKind::Task), 0);
+    }
 
     #[test]
     fn a_panicked_task_stops_its_component_with_the_panics_message() {

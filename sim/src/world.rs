@@ -1163,6 +1163,7 @@ impl World {
                 "no progress: the data plane did not catch up within {HEAL_PROGRESS_BOUND_MS} ms of the heal: {lag}"
             ));
         }
+        self.check_background_loops_run("while the data plane caught up");
         Ok(())
     }
 
@@ -1231,6 +1232,24 @@ impl World {
             self.checker.violation(text);
         }
         self.check_nothing_stopped(when);
+        self.check_background_loops_run(when);
+    }
+
+    /// A leader's background loops (flush, KV snapshots, tiering) run for as long as its term,
+    /// and a server's session evictor for as long as the server: one that ended on a failure
+    /// would leave its term (or the server) without it, unreported.
+    fn check_background_loops_run(&self, when: &str) {
+        for (node, server) in lock(&self.live).iter() {
+            for (bucket, task) in server.ended_background_loops() {
+                let owner = match bucket {
+                    Some(bucket) => format!("its term of {}", bucket.dir_name_display()),
+                    None => "the server".to_string(),
+                };
+                self.checker.violation(format!(
+                    "node {node}'s task `{task}` ended {when} while {owner} runs"
+                ));
+            }
+        }
     }
 
     /// A replica (or a server) stops on a corrupt or fatal engine error or a caught panic.

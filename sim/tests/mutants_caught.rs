@@ -132,6 +132,10 @@ const RECORDED: &[(&str, &str, u64)] = &[
     // A snapshot loop that keeps a latest snapshot the coordinator forgot: every later
     // snapshot is refused; caught by the data plane's liveness check after the heal.
     ("snapshot-loop-keeps-stale-latest", "recovery", 30),
+    // A tiering loop that ends on a failed tick: its term tiers nothing more. The data plane's
+    // catch-up check missed it (0 of 80 seeds: the heal's fresh terms replace the dead loop);
+    // caught by the check that a leader's loops run for as long as its term.
+    ("tiering-loop-ends-on-failure", "swarm", 1),
 ];
 
 /// No mutant may need more seeds than this, whatever was recorded.

@@ -188,6 +188,9 @@ pub fn run_tiering_loop(
                 }
                 Err(error) => {
                     tracing::info!(%bucket, %error, "changelog tiering failed; the next tick tries again");
+                    if env.mutants.is_on(Mutant::TieringLoopEndsOnFailure) {
+                        return;
+                    }
                     continue;
                 }
             }

@@ -161,19 +161,40 @@ impl Model {
         self.buckets.get(&bucket).map_or(0, |m| m.read_offset)
     }
 
-    pub fn value_at(&self, bucket: TableBucket, key: &[u8], offset: u64) -> Option<Vec<u8>> {
+    /// The key's value at `offset`, borrowed from the model.
+    pub fn value_at(&self, bucket: TableBucket, key: &[u8], offset: u64) -> Option<&[u8]> {
         let history = self.buckets.get(&bucket)?.history.get(key)?;
-        value_in(history, offset).cloned()
+        value_in(history, offset).map(Vec::as_slice)
     }
 
-    /// Keys and values at `offset` whose key is in `[lower, upper)`, in key order.
+    /// Keys and values at `offset`, in key order, as copies.
     pub fn state_at(&self, bucket: TableBucket, offset: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let Some(model) = self.buckets.get(&bucket) else { return Vec::new() };
-        model
-            .history
-            .keys()
-            .filter_map(|key| Some((key.clone(), self.value_at(bucket, key, offset)?)))
-            .collect()
+        self.rows_at(bucket, offset).map(|(key, value)| (key.to_vec(), value.to_vec())).collect()
+    }
+
+    /// Keys and values at `offset`, in key order, borrowed from the model: a check that only
+    /// compares rows walks the histories once and copies nothing.
+    pub fn rows_at(
+        &self,
+        bucket: TableBucket,
+        offset: u64,
+    ) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        self.buckets.get(&bucket).into_iter().flat_map(move |model| {
+            model.history.iter().filter_map(move |(key, changes)| {
+                Some((key.as_slice(), value_in(changes, offset)?.as_slice()))
+            })
+        })
+    }
+
+    /// Whether `rows` (in key order) are exactly the keys and values at `offset`.
+    pub fn state_is<'a>(
+        &self,
+        bucket: TableBucket,
+        offset: u64,
+        rows: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    ) -> bool {
+        let mut expected = self.rows_at(bucket, offset);
+        rows.into_iter().all(|row| expected.next() == Some(row)) && expected.next().is_none()
     }
 
     /// Records a flushed offset seen on a current leader; returns the floor after it.

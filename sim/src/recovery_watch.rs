@@ -82,6 +82,9 @@ struct WatchState {
     restored: Vec<Restored>,
     disks: BTreeMap<NodeId, Arc<SimFs>>,
     counts: RecoveryCounts,
+    /// Each bucket's recovery temporary directories, formatted at its first call's end (a
+    /// function of the bucket alone).
+    temp_dirs: BTreeMap<TableBucket, Arc<TempDirsOf>>,
 }
 
 pub struct RecoveryWatch {
@@ -279,7 +282,7 @@ impl RecoveryWatch {
     /// down, and its disk's leftovers are checked after its next call of the bucket).
     fn call_ended(&self, node: NodeId, bucket: TableBucket, id: u64, response: Option<&Response>) {
         let now = self.clock.now_mono_ms();
-        let (idle_here, idle_everywhere, disk) = {
+        let (idle_everywhere, disk, temp_dirs) = {
             let mut state = self.lock();
             if let Some(Response::Error(error)) = response {
                 if error.message.contains("recovering from KV snapshots") {
@@ -295,20 +298,26 @@ impl RecoveryWatch {
                 .iter()
                 .filter(|((_, b), _)| *b == bucket)
                 .all(|(_, calls)| calls.in_flight.is_empty());
-            if idle_here && response.is_some() {
+            // Checked only once the bucket's calls here are over, and only after an answer.
+            let checked = idle_here && response.is_some();
+            if checked {
                 state.counts.temp_dir_checks += 1;
             }
-            (idle_here, idle_everywhere, state.disks.get(&node).cloned())
+            let temp_dirs = checked.then(|| {
+                state
+                    .temp_dirs
+                    .entry(bucket)
+                    .or_insert_with(|| Arc::new(TempDirsOf::new(bucket)))
+                    .clone()
+            });
+            (idle_everywhere, state.disks.get(&node).cloned(), temp_dirs)
         };
-        if !idle_here || response.is_none() {
-            return;
-        }
+        let Some(temp_dirs) = temp_dirs else { return };
         let outcome = match response {
             Some(Response::Ok) => "answered Ok".to_string(),
             Some(Response::Error(error)) => format!("answered {:?}", error.code),
             Some(_) | None => "answered".to_string(),
         };
-        let temp_dirs = TempDirsOf::new(bucket);
         let mut left: Vec<String> = disk.map(|disk| temp_dirs.files_on(&disk)).unwrap_or_default();
         let restore_owner = format!("node{node} restore {bucket} ");
         let kinds = [ResourceKind::TempFile, ResourceKind::PrefetchSlot, ResourceKind::Task];

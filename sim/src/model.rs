@@ -71,7 +71,7 @@ impl Model {
                     model.read_offset
                 ));
             }
-            for batch in &batches {
+            for batch in batches {
                 model.apply(bucket, batch)?;
             }
         }
@@ -266,7 +266,8 @@ impl Model {
 }
 
 impl BucketModel {
-    fn apply(&mut self, bucket: TableBucket, batch: &LogBatch) -> Result<(), String> {
+    /// Applies `batch`, then keeps it (moved, not copied) among the batches read.
+    fn apply(&mut self, bucket: TableBucket, batch: LogBatch) -> Result<(), String> {
         if batch.base_offset != self.read_offset {
             return Err(format!(
                 "{bucket}: batch at {} after offset {}",
@@ -319,14 +320,23 @@ impl BucketModel {
                 ChangeType::Delete => None,
                 ChangeType::UpdateBefore | ChangeType::AppendOnly => continue,
             };
-            self.history
-                .entry(record.key.clone())
-                .or_default()
-                .push((record.offset, new_value.clone()));
-            match new_value {
-                Some(value) => self.current.insert(record.key.clone(), value),
-                None => self.current.remove(&record.key),
-            };
+            // Keys are copied only when they are new to a map.
+            let change = (record.offset, new_value.clone());
+            match self.history.get_mut(key) {
+                Some(changes) => changes.push(change),
+                None => {
+                    self.history.insert(key.to_vec(), vec![change]);
+                }
+            }
+            match (new_value, self.current.get_mut(key)) {
+                (Some(value), Some(slot)) => *slot = value,
+                (Some(value), None) => {
+                    self.current.insert(key.to_vec(), value);
+                }
+                (None, _) => {
+                    self.current.remove(key);
+                }
+            }
         }
         if pending_update.is_some() {
             return Err(format!(
@@ -335,7 +345,7 @@ impl BucketModel {
             ));
         }
         self.read_offset = batch.end_offset();
-        self.batches.insert(batch.base_offset, batch.clone());
+        self.batches.insert(batch.base_offset, batch);
         Ok(())
     }
 }

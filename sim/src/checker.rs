@@ -760,33 +760,46 @@ impl Checker {
         bucket: TableBucket,
         engine: &dyn kvtablet_core::engine::KvEngine,
     ) -> Option<bool> {
-        let read = || -> Result<(u64, Rows), String> {
+        let unreadable = |text: String| {
+            self.violation(format!(
+                "recovered engine of {bucket} on node {node} unreadable: {text}"
+            ));
+            Some(false)
+        };
+        let opened = || -> Result<_, String> {
             let snapshot = engine.snapshot().map_err(|e| e.to_string())?;
             let offset = snapshot.flushed_log_offset().map_err(|e| e.to_string())?.unwrap_or(0);
-            Ok((offset, snapshot_rows(snapshot)?))
+            Ok((offset, snapshot))
         };
-        let (offset, actual) = match read() {
-            Ok(read) => read,
-            Err(text) => {
-                self.violation(format!(
-                    "recovered engine of {bucket} on node {node} unreadable: {text}"
-                ));
-                return Some(false);
-            }
+        let (offset, snapshot) = match opened() {
+            Ok(opened) => opened,
+            Err(text) => return unreadable(text),
         };
         // The model is not caught up here: its reads of the logs draw from the disks' fault
         // streams, so a catch-up for this check would shift every later disk fault of the
         // seed. An offset the model has not read yet is compared at a later check (at
-        // quiescence the model has read everything).
+        // quiescence the model has read everything); the engine is still read whole, as
+        // every check reads it.
         let model = lock(&self.model);
         if offset > model.read_offset(bucket) {
-            return None;
+            drop(model);
+            return match snapshot_rows(snapshot) {
+                Ok(_) => None,
+                Err(text) => unreadable(text),
+            };
         }
-        let matches = model.state_is(bucket, offset, borrowed_rows(&actual));
-        let expected = if matches { Vec::new() } else { model.state_at(bucket, offset) };
+        let differing = match differing_snapshot_rows(snapshot, || model.rows_at(bucket, offset)) {
+            Ok(differing) => differing,
+            Err(text) => {
+                drop(model);
+                return unreadable(text);
+            }
+        };
+        let expected =
+            if differing.is_some() { model.state_at(bucket, offset) } else { Vec::new() };
         drop(model);
         lock(&self.counts).recovered_engines_checked += 1;
-        if !matches {
+        if let Some(actual) = differing {
             let keys = |rows: &[(Vec<u8>, Vec<u8>)]| {
                 rows.iter()
                     .map(|(k, _)| String::from_utf8_lossy(k).into_owned())
@@ -1268,6 +1281,44 @@ fn engine_contents(kv: &kvtablet_core::kv::KvTablet) -> Result<Rows, String> {
 /// Rows as borrowed keys and values, for comparing against the model without copies.
 fn borrowed_rows(rows: &[(Vec<u8>, Vec<u8>)]) -> impl Iterator<Item = (&[u8], &[u8])> {
     rows.iter().map(|(key, value)| (key.as_slice(), value.as_slice()))
+}
+
+/// An engine snapshot read row by row against `expected` (rows in key order; called again
+/// to rebuild the rows matched so far once one differs): `None` when they are the same, else
+/// the snapshot's rows. Makes the same iterator calls as [`snapshot_rows`], and copies rows
+/// only once they differ.
+fn differing_snapshot_rows<'m, I>(
+    snapshot: Arc<dyn kvtablet_core::engine::EngineSnapshot>,
+    expected: impl Fn() -> I,
+) -> Result<Option<Rows>, String>
+where
+    I: Iterator<Item = (&'m [u8], &'m [u8])>,
+{
+    let owned = |(key, value): (&[u8], &[u8])| (key.to_vec(), value.to_vec());
+    let mut iterator =
+        snapshot.iter(kvtablet_core::engine::KeyRange::all()).map_err(|e| e.to_string())?;
+    iterator.seek_to_first();
+    let mut remaining = expected();
+    let mut matched = 0;
+    let mut differing: Option<Rows> = None;
+    while iterator.valid() {
+        let row = (iterator.key(), iterator.value());
+        match &mut differing {
+            Some(rows) => rows.push(owned(row)),
+            None if remaining.next() == Some(row) => matched += 1,
+            None => {
+                let mut rows: Rows = expected().take(matched).map(owned).collect();
+                rows.push(owned(row));
+                differing = Some(rows);
+            }
+        }
+        iterator.next();
+    }
+    iterator.status().map_err(|e| e.to_string())?;
+    if differing.is_none() && remaining.next().is_some() {
+        differing = Some(expected().take(matched).map(owned).collect());
+    }
+    Ok(differing)
 }
 
 /// Every row of an engine snapshot, in key order.

@@ -817,6 +817,12 @@ impl Checker {
         Some(true)
     }
 
+    /// A recovered engine's check that needed no comparison (the engine is unchanged since it
+    /// matched), counted as the comparison would have been.
+    pub fn count_recovered_engine_check(&self) {
+        lock(&self.counts).recovered_engines_checked += 1;
+    }
+
     /// Reads the log in the god view: the model sees what is stored, not an injected fault.
     /// Opening the reference log is part of the read: an injected read error there would leave
     /// the model behind a read that a server answered from the same log a moment earlier.

@@ -32,7 +32,7 @@ use kvtablet_core::TableBucket;
 use crate::table_partitions::sim_bucket_dirs;
 
 use crate::checker::Checker;
-use crate::faulty_engine::CheckpointOpened;
+use crate::faulty_engine::{CheckpointOpened, EngineWrites};
 use crate::fs::SimFs;
 
 /// Leadership calls of a bucket in flight on a node must see one end within this much
@@ -62,6 +62,12 @@ struct Restored {
     /// The bucket whose engine directory `dir` is (found once, at the restore).
     bucket: TableBucket,
     engine: Weak<dyn KvEngine>,
+    /// Writes made to the engine so far.
+    writes: EngineWrites,
+    /// The write count when a check last found the engine equal to the model: the model's
+    /// state at an offset it has read never changes, so an engine written no more since then
+    /// matches again.
+    matched_at_writes: Option<u64>,
 }
 
 /// The leadership calls of one bucket on one node.
@@ -115,7 +121,7 @@ impl RecoveryWatch {
         incarnation: u64,
     ) -> CheckpointOpened {
         let watch = Arc::downgrade(self);
-        Arc::new(move |dir: &str, engine: &Arc<dyn KvEngine>| {
+        Arc::new(move |dir: &str, engine: &Arc<dyn KvEngine>, writes: &EngineWrites| {
             let Some(watch) = watch.upgrade() else { return };
             // A directory of no live bucket (its partition was dropped meanwhile) is never
             // served, so never checked.
@@ -132,6 +138,8 @@ impl RecoveryWatch {
                 dir: dir.to_string(),
                 bucket,
                 engine: Arc::downgrade(engine),
+                writes: writes.clone(),
+                matched_at_writes: None,
             });
             drop(state);
             // At its birth: the checkpoint as opened, at the snapshot's log offset, from the
@@ -238,7 +246,8 @@ impl RecoveryWatch {
     }
 
     fn check_restored_engines(&self, incarnation_of: &dyn Fn(NodeId) -> Option<u64>) {
-        let engines: Vec<(NodeId, TableBucket, Arc<dyn KvEngine>)> = {
+        type Due = (NodeId, TableBucket, Arc<dyn KvEngine>, u64, bool);
+        let engines: Vec<Due> = {
             let mut state = self.lock();
             state.restored.retain(|r| {
                 r.engine.strong_count() > 0 && incarnation_of(r.node) == Some(r.incarnation)
@@ -252,14 +261,30 @@ impl RecoveryWatch {
                 .restored
                 .iter()
                 .filter(|r| live.contains(&r.bucket))
-                .filter_map(|r| Some((r.node, r.bucket, r.engine.upgrade()?)))
+                .filter_map(|r| {
+                    let writes = r.writes.get();
+                    let unchanged = r.matched_at_writes == Some(writes);
+                    Some((r.node, r.bucket, r.engine.upgrade()?, writes, unchanged))
+                })
                 .collect()
         };
-        for (node, bucket, engine) in engines {
-            if self.checker.check_restored_engine(node, bucket, engine.as_ref()) == Some(false) {
+        for (node, bucket, engine, writes, unchanged) in engines {
+            if unchanged {
+                // Unwritten since it matched: compared again, it would match again.
+                self.checker.count_recovered_engine_check();
+                continue;
+            }
+            let checked = Arc::downgrade(&engine);
+            match self.checker.check_restored_engine(node, bucket, engine.as_ref()) {
+                Some(true) => {
+                    let mut state = self.lock();
+                    if let Some(r) = state.restored.iter_mut().find(|r| r.engine.ptr_eq(&checked)) {
+                        r.matched_at_writes = Some(writes);
+                    }
+                }
                 // Reported once: later checks of the same engine would repeat it.
-                let reported = Arc::downgrade(&engine);
-                self.lock().restored.retain(|r| !r.engine.ptr_eq(&reported));
+                Some(false) => self.lock().restored.retain(|r| !r.engine.ptr_eq(&checked)),
+                None => {}
             }
         }
     }

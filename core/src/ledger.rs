@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::sync::atomic::{AtomicU64, Ordering};
 use crate::sync::{Mutex, MutexGuard};
 
 /// The kinds of resources that must all be gone when a node is quiescent.
@@ -60,6 +61,9 @@ impl LedgerState {
 #[derive(Debug, Clone, Default)]
 pub struct Ledger {
     state: Arc<Mutex<LedgerState>>,
+    /// `LedgerState::changes`, mirrored for reads without the lock (a per-step check reads it
+    /// far more often than it moves); written only under the lock.
+    changes: Arc<AtomicU64>,
 }
 
 impl Ledger {
@@ -72,6 +76,7 @@ impl Ledger {
         let mut state = lock(&self.state);
         state.next_id += 1;
         state.changes += 1;
+        self.changes.store(state.changes, Ordering::Release);
         let id = state.next_id;
         let previous = state.live.entry(kind).or_default().insert(id, owner.into());
         assert!(previous.is_none(), "ledger id {id} issued twice");
@@ -122,12 +127,13 @@ impl Ledger {
     /// How many times the ledger changed (a registration or a release): a check that is a pure
     /// function of the live resources need not run again while this stays the same.
     pub fn changes(&self) -> u64 {
-        lock(&self.state).changes
+        self.changes.load(Ordering::Acquire)
     }
 
     fn release(&self, id: u64, kind: ResourceKind) {
         let mut state = lock(&self.state);
         state.changes += 1;
+        self.changes.store(state.changes, Ordering::Release);
         let removed = state.live.get_mut(&kind).and_then(|owners| owners.remove(&id));
         assert!(removed.is_some(), "ledger entry {id} released twice or never registered");
     }

@@ -12,7 +12,7 @@ pub use std::sync::{Mutex, MutexGuard};
 #[cfg(feature = "shuttle")]
 pub use shuttle::sync::{Mutex, MutexGuard};
 
-/// Atomics, for code that needs them; none does today.
+/// Atomics, for code that needs them (the ledger mirrors its change count in one).
 pub mod atomic {
     #[cfg(not(feature = "shuttle"))]
     pub use std::sync::atomic::{

@@ -97,7 +97,7 @@ impl SimTime {
     /// deadline order. A target in the past is ignored: monotonic time never goes backwards.
     /// Returns the number of timers woken.
     pub fn advance_to(&self, mono_ms: u64) -> usize {
-        let due = {
+        let (first, more) = {
             let mut state = lock(&self.shared.state);
             if mono_ms > state.mono_ms {
                 state.mono_ms = mono_ms;
@@ -105,19 +105,26 @@ impl SimTime {
             }
             let now_ms = state.mono_ms;
             // Timers are keyed by deadline: the due ones come first, in firing order (usually
-            // one or two, so they are taken off the front rather than split off).
-            let mut due = Vec::new();
+            // one or two, so they are taken off the front rather than split off, and only a
+            // second one needs a vector).
+            let mut first = None;
+            let mut more = Vec::new();
             while let Some(timer) = state.timers.first_entry() {
                 if timer.key().0 > now_ms {
                     break;
                 }
-                due.push(timer.remove());
+                let waker = timer.remove();
+                if first.is_none() {
+                    first = Some(waker);
+                } else {
+                    more.push(waker);
+                }
             }
-            due
+            (first, more)
         };
-        // Woken outside the lock: a waker may call back into the simulator.
-        let count = due.len();
-        for waker in due {
+        // Woken outside the lock, in firing order: a waker may call back into the simulator.
+        let count = usize::from(first.is_some()) + more.len();
+        for waker in first.into_iter().chain(more) {
             waker.wake();
         }
         count

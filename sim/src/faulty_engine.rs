@@ -11,6 +11,7 @@
 //! All decisions come from one stream per node, switched off by [`EngineFaultSwitch::clear`];
 //! in the oracles' god view ([`FaultLog::god_view`]) nothing fires.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use kvtablet_core::engine::{
@@ -103,8 +104,25 @@ pub struct FaultyEngineFactory {
 }
 
 /// Told of every engine opened from a checkpoint (a restore from a KV snapshot): the engine's
-/// directory and the engine itself, without faults (the oracles' god view).
-pub type CheckpointOpened = Arc<dyn Fn(&str, &Arc<dyn KvEngine>) + Send + Sync>;
+/// directory, the engine itself, without faults (the oracles' god view), and the count of
+/// writes made to it through the faulty engine that its opener holds.
+pub type CheckpointOpened = Arc<dyn Fn(&str, &Arc<dyn KvEngine>, &EngineWrites) + Send + Sync>;
+
+/// How many writes (attempted, failed or not) went through one opened engine. The engine's
+/// directory cannot be opened again while it lives, so its contents change only by these: an
+/// unchanged count is an unchanged engine. Cloning shares the count.
+#[derive(Debug, Clone, Default)]
+pub struct EngineWrites(Arc<AtomicU64>);
+
+impl EngineWrites {
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    fn note(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
 
 impl FaultyEngineFactory {
     pub fn wrap(inner: Arc<dyn KvEngineFactory>, switch: EngineFaultSwitch) -> FaultyEngineFactory {
@@ -117,8 +135,8 @@ impl FaultyEngineFactory {
         self
     }
 
-    fn engine(&self, inner: Arc<dyn KvEngine>) -> Arc<dyn KvEngine> {
-        Arc::new(FaultyEngine { inner, switch: self.switch.clone() })
+    fn engine(&self, inner: Arc<dyn KvEngine>, writes: EngineWrites) -> Arc<dyn KvEngine> {
+        Arc::new(FaultyEngine { inner, switch: self.switch.clone(), writes })
     }
 }
 
@@ -127,7 +145,7 @@ impl KvEngineFactory for FaultyEngineFactory {
         if self.switch.fires(FaultKind::EngineOpenError, |f| f.open_error) {
             return Err(injected(&format!("open {dir}")));
         }
-        Ok(self.engine(self.inner.open(dir)?))
+        Ok(self.engine(self.inner.open(dir)?, EngineWrites::default()))
     }
 
     fn open_checkpoint(
@@ -139,10 +157,11 @@ impl KvEngineFactory for FaultyEngineFactory {
             return Err(injected(&format!("open checkpoint {checkpoint_dir}")));
         }
         let opened = self.inner.open_checkpoint(checkpoint_dir, dir)?;
+        let writes = EngineWrites::default();
         if let Some(observer) = &self.checkpoint_opened {
-            observer(dir, &opened);
+            observer(dir, &opened, &writes);
         }
-        Ok(self.engine(opened))
+        Ok(self.engine(opened, writes))
     }
 
     fn destroy(&self, dir: &str) -> Result<(), EngineError> {
@@ -161,10 +180,12 @@ impl KvEngineFactory for FaultyEngineFactory {
 struct FaultyEngine {
     inner: Arc<dyn KvEngine>,
     switch: EngineFaultSwitch,
+    writes: EngineWrites,
 }
 
 impl KvEngine for FaultyEngine {
     fn write(&self, batch: &WriteBatch) -> Result<(), EngineError> {
+        self.writes.note();
         if self.switch.fires(FaultKind::EngineWriteError, |f| f.write_error) {
             if self.switch.write_applied() {
                 // The outcome is dropped on purpose: the caller sees the failure.

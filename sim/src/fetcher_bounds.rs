@@ -33,12 +33,9 @@ pub struct FetcherHoldings {
 }
 
 /// Every live fetcher's holdings, by its owner label (`remote-log-fetcher {temp_dir}`).
-/// Cheap when no fetcher holds a slot or a file: two counts.
+/// Cheap when no fetcher holds a slot or a file: one look at those two kinds' owners.
 pub fn holdings(ledger: &Ledger) -> BTreeMap<String, FetcherHoldings> {
     let mut by_fetcher: BTreeMap<String, FetcherHoldings> = BTreeMap::new();
-    if ledger.count(ResourceKind::PrefetchSlot) == 0 && ledger.count(ResourceKind::TempFile) == 0 {
-        return by_fetcher;
-    }
     // Tasks are many (every request and background loop): read only when a fetcher holds a
     // slot or a file, which a snapshot's checkpoint files alone do not make so.
     let fetcher_holds = ledger

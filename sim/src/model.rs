@@ -71,7 +71,7 @@ impl Model {
                     model.read_offset
                 ));
             }
-            for batch in &batches {
+            for batch in batches {
                 model.apply(bucket, batch)?;
             }
         }
@@ -161,19 +161,40 @@ impl Model {
         self.buckets.get(&bucket).map_or(0, |m| m.read_offset)
     }
 
-    pub fn value_at(&self, bucket: TableBucket, key: &[u8], offset: u64) -> Option<Vec<u8>> {
+    /// The key's value at `offset`, borrowed from the model.
+    pub fn value_at(&self, bucket: TableBucket, key: &[u8], offset: u64) -> Option<&[u8]> {
         let history = self.buckets.get(&bucket)?.history.get(key)?;
-        value_in(history, offset).cloned()
+        value_in(history, offset).map(Vec::as_slice)
     }
 
-    /// Keys and values at `offset` whose key is in `[lower, upper)`, in key order.
+    /// Keys and values at `offset`, in key order, as copies.
     pub fn state_at(&self, bucket: TableBucket, offset: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let Some(model) = self.buckets.get(&bucket) else { return Vec::new() };
-        model
-            .history
-            .keys()
-            .filter_map(|key| Some((key.clone(), self.value_at(bucket, key, offset)?)))
-            .collect()
+        self.rows_at(bucket, offset).map(|(key, value)| (key.to_vec(), value.to_vec())).collect()
+    }
+
+    /// Keys and values at `offset`, in key order, borrowed from the model: a check that only
+    /// compares rows walks the histories once and copies nothing.
+    pub fn rows_at(
+        &self,
+        bucket: TableBucket,
+        offset: u64,
+    ) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        self.buckets.get(&bucket).into_iter().flat_map(move |model| {
+            model.history.iter().filter_map(move |(key, changes)| {
+                Some((key.as_slice(), value_in(changes, offset)?.as_slice()))
+            })
+        })
+    }
+
+    /// Whether `rows` (in key order) are exactly the keys and values at `offset`.
+    pub fn state_is<'a>(
+        &self,
+        bucket: TableBucket,
+        offset: u64,
+        rows: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    ) -> bool {
+        let mut expected = self.rows_at(bucket, offset);
+        rows.into_iter().all(|row| expected.next() == Some(row)) && expected.next().is_none()
     }
 
     /// Records a flushed offset seen on a current leader; returns the floor after it.
@@ -245,7 +266,8 @@ impl Model {
 }
 
 impl BucketModel {
-    fn apply(&mut self, bucket: TableBucket, batch: &LogBatch) -> Result<(), String> {
+    /// Applies `batch`, then keeps it (moved, not copied) among the batches read.
+    fn apply(&mut self, bucket: TableBucket, batch: LogBatch) -> Result<(), String> {
         if batch.base_offset != self.read_offset {
             return Err(format!(
                 "{bucket}: batch at {} after offset {}",
@@ -298,14 +320,23 @@ impl BucketModel {
                 ChangeType::Delete => None,
                 ChangeType::UpdateBefore | ChangeType::AppendOnly => continue,
             };
-            self.history
-                .entry(record.key.clone())
-                .or_default()
-                .push((record.offset, new_value.clone()));
-            match new_value {
-                Some(value) => self.current.insert(record.key.clone(), value),
-                None => self.current.remove(&record.key),
-            };
+            // Keys are copied only when they are new to a map.
+            let change = (record.offset, new_value.clone());
+            match self.history.get_mut(key) {
+                Some(changes) => changes.push(change),
+                None => {
+                    self.history.insert(key.to_vec(), vec![change]);
+                }
+            }
+            match (new_value, self.current.get_mut(key)) {
+                (Some(value), Some(slot)) => *slot = value,
+                (Some(value), None) => {
+                    self.current.insert(key.to_vec(), value);
+                }
+                (None, _) => {
+                    self.current.remove(key);
+                }
+            }
         }
         if pending_update.is_some() {
             return Err(format!(
@@ -314,7 +345,7 @@ impl BucketModel {
             ));
         }
         self.read_offset = batch.end_offset();
-        self.batches.insert(batch.base_offset, batch.clone());
+        self.batches.insert(batch.base_offset, batch);
         Ok(())
     }
 }

@@ -32,7 +32,7 @@ use kvtablet_core::TableBucket;
 use crate::table_partitions::sim_bucket_dirs;
 
 use crate::checker::Checker;
-use crate::faulty_engine::CheckpointOpened;
+use crate::faulty_engine::{CheckpointOpened, EngineWrites};
 use crate::fs::SimFs;
 
 /// Leadership calls of a bucket in flight on a node must see one end within this much
@@ -62,6 +62,12 @@ struct Restored {
     /// The bucket whose engine directory `dir` is (found once, at the restore).
     bucket: TableBucket,
     engine: Weak<dyn KvEngine>,
+    /// Writes made to the engine so far.
+    writes: EngineWrites,
+    /// The write count when a check last found the engine equal to the model: the model's
+    /// state at an offset it has read never changes, so an engine written no more since then
+    /// matches again.
+    matched_at_writes: Option<u64>,
 }
 
 /// The leadership calls of one bucket on one node.
@@ -82,6 +88,9 @@ struct WatchState {
     restored: Vec<Restored>,
     disks: BTreeMap<NodeId, Arc<SimFs>>,
     counts: RecoveryCounts,
+    /// Each bucket's recovery temporary directories, formatted at its first call's end (a
+    /// function of the bucket alone).
+    temp_dirs: BTreeMap<TableBucket, Arc<TempDirsOf>>,
 }
 
 pub struct RecoveryWatch {
@@ -112,7 +121,7 @@ impl RecoveryWatch {
         incarnation: u64,
     ) -> CheckpointOpened {
         let watch = Arc::downgrade(self);
-        Arc::new(move |dir: &str, engine: &Arc<dyn KvEngine>| {
+        Arc::new(move |dir: &str, engine: &Arc<dyn KvEngine>, writes: &EngineWrites| {
             let Some(watch) = watch.upgrade() else { return };
             // A directory of no live bucket (its partition was dropped meanwhile) is never
             // served, so never checked.
@@ -129,6 +138,8 @@ impl RecoveryWatch {
                 dir: dir.to_string(),
                 bucket,
                 engine: Arc::downgrade(engine),
+                writes: writes.clone(),
+                matched_at_writes: None,
             });
             drop(state);
             // At its birth: the checkpoint as opened, at the snapshot's log offset, from the
@@ -235,7 +246,8 @@ impl RecoveryWatch {
     }
 
     fn check_restored_engines(&self, incarnation_of: &dyn Fn(NodeId) -> Option<u64>) {
-        let engines: Vec<(NodeId, TableBucket, Arc<dyn KvEngine>)> = {
+        type Due = (NodeId, TableBucket, Arc<dyn KvEngine>, u64, bool);
+        let engines: Vec<Due> = {
             let mut state = self.lock();
             state.restored.retain(|r| {
                 r.engine.strong_count() > 0 && incarnation_of(r.node) == Some(r.incarnation)
@@ -249,14 +261,30 @@ impl RecoveryWatch {
                 .restored
                 .iter()
                 .filter(|r| live.contains(&r.bucket))
-                .filter_map(|r| Some((r.node, r.bucket, r.engine.upgrade()?)))
+                .filter_map(|r| {
+                    let writes = r.writes.get();
+                    let unchanged = r.matched_at_writes == Some(writes);
+                    Some((r.node, r.bucket, r.engine.upgrade()?, writes, unchanged))
+                })
                 .collect()
         };
-        for (node, bucket, engine) in engines {
-            if self.checker.check_restored_engine(node, bucket, engine.as_ref()) == Some(false) {
+        for (node, bucket, engine, writes, unchanged) in engines {
+            if unchanged {
+                // Unwritten since it matched: compared again, it would match again.
+                self.checker.count_recovered_engine_check();
+                continue;
+            }
+            let checked = Arc::downgrade(&engine);
+            match self.checker.check_restored_engine(node, bucket, engine.as_ref()) {
+                Some(true) => {
+                    let mut state = self.lock();
+                    if let Some(r) = state.restored.iter_mut().find(|r| r.engine.ptr_eq(&checked)) {
+                        r.matched_at_writes = Some(writes);
+                    }
+                }
                 // Reported once: later checks of the same engine would repeat it.
-                let reported = Arc::downgrade(&engine);
-                self.lock().restored.retain(|r| !r.engine.ptr_eq(&reported));
+                Some(false) => self.lock().restored.retain(|r| !r.engine.ptr_eq(&checked)),
+                None => {}
             }
         }
     }
@@ -279,7 +307,7 @@ impl RecoveryWatch {
     /// down, and its disk's leftovers are checked after its next call of the bucket).
     fn call_ended(&self, node: NodeId, bucket: TableBucket, id: u64, response: Option<&Response>) {
         let now = self.clock.now_mono_ms();
-        let (idle_here, idle_everywhere, disk) = {
+        let (idle_everywhere, disk, temp_dirs) = {
             let mut state = self.lock();
             if let Some(Response::Error(error)) = response {
                 if error.message.contains("recovering from KV snapshots") {
@@ -295,20 +323,26 @@ impl RecoveryWatch {
                 .iter()
                 .filter(|((_, b), _)| *b == bucket)
                 .all(|(_, calls)| calls.in_flight.is_empty());
-            if idle_here && response.is_some() {
+            // Checked only once the bucket's calls here are over, and only after an answer.
+            let checked = idle_here && response.is_some();
+            if checked {
                 state.counts.temp_dir_checks += 1;
             }
-            (idle_here, idle_everywhere, state.disks.get(&node).cloned())
+            let temp_dirs = checked.then(|| {
+                state
+                    .temp_dirs
+                    .entry(bucket)
+                    .or_insert_with(|| Arc::new(TempDirsOf::new(bucket)))
+                    .clone()
+            });
+            (idle_everywhere, state.disks.get(&node).cloned(), temp_dirs)
         };
-        if !idle_here || response.is_none() {
-            return;
-        }
+        let Some(temp_dirs) = temp_dirs else { return };
         let outcome = match response {
             Some(Response::Ok) => "answered Ok".to_string(),
             Some(Response::Error(error)) => format!("answered {:?}", error.code),
             Some(_) | None => "answered".to_string(),
         };
-        let temp_dirs = TempDirsOf::new(bucket);
         let mut left: Vec<String> = disk.map(|disk| temp_dirs.files_on(&disk)).unwrap_or_default();
         let restore_owner = format!("node{node} restore {bucket} ");
         let kinds = [ResourceKind::TempFile, ResourceKind::PrefetchSlot, ResourceKind::Task];

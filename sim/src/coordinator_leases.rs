@@ -191,6 +191,13 @@ impl CoordinatorLeases {
         }
     }
 
+    /// The expiry loop's name if it ended while the coordinator runs (it ends by itself only
+    /// for a coordinator without leases, which this one is not): leases would never expire.
+    pub fn ended_expiry_loop(&self) -> Option<String> {
+        let task = self.expiry_loop.as_ref()?;
+        task.has_ended().then(|| task.name().to_string())
+    }
+
     /// Stops the expiry loop (at shutdown, and at a crash).
     pub fn stop(&mut self) {
         if let Some(task) = self.expiry_loop.take() {

@@ -1236,8 +1236,9 @@ impl World {
     }
 
     /// A leader's background loops (flush, KV snapshots, tiering) run for as long as its term,
-    /// and a server's session evictor for as long as the server: one that ended on a failure
-    /// would leave its term (or the server) without it, unreported.
+    /// a server's session evictor for as long as the server, and the coordinator's lease
+    /// expiry loop for as long as the coordinator: one that ended on a failure would leave its
+    /// term (or its server) without it, unreported.
     fn check_background_loops_run(&self, when: &str) {
         for (node, server) in lock(&self.live).iter() {
             for (bucket, task) in server.ended_background_loops() {
@@ -1249,6 +1250,11 @@ impl World {
                     "node {node}'s task `{task}` ended {when} while {owner} runs"
                 ));
             }
+        }
+        if let Some(task) = self.leases.as_ref().and_then(|leases| leases.ended_expiry_loop()) {
+            self.checker.violation(format!(
+                "the coordinator's task `{task}` ended {when} while the coordinator runs"
+            ));
         }
     }
 

@@ -199,6 +199,9 @@ pub enum Mutant {
     /// instead of trying again at the next: the term tiers nothing more and local retention
     /// stops with it.
     TieringLoopEndsOnFailure,
+    /// A committed snapshot does not raise the log's minimum retain offset: local retention
+    /// keeps the whole log for ever (no data is lost, so no data oracle sees it).
+    SnapshotCommitLeavesRetainOffset,
 }
 
 impl Mutant {
@@ -269,6 +272,7 @@ impl Mutant {
         Mutant::RecoveryTransientFailureSkipsSnapshot,
         Mutant::SnapshotLoopKeepsStaleLatest,
         Mutant::TieringLoopEndsOnFailure,
+        Mutant::SnapshotCommitLeavesRetainOffset,
     ];
 
     /// The mutants that only real preemption reaches: two critical sections with no await
@@ -379,6 +383,7 @@ impl Mutant {
             }
             Mutant::SnapshotLoopKeepsStaleLatest => "snapshot-loop-keeps-stale-latest",
             Mutant::TieringLoopEndsOnFailure => "tiering-loop-ends-on-failure",
+            Mutant::SnapshotCommitLeavesRetainOffset => "snapshot-commit-leaves-retain-offset",
         }
     }
 

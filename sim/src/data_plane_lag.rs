@@ -14,7 +14,10 @@
 //! Each task's data stays right when it stops for good (a loop that ends on its first failure,
 //! a term that never starts one, a rule that never fires), so no data oracle sees it; this
 //! one does. Retention is held to the leader's own bounds (its minimum retain offset, remote
-//! end and high watermark, [`kvtablet_core::log::LogTablet::retention_limit`]).
+//! end and high watermark, [`kvtablet_core::log::LogTablet::retention_limit`]), and the first
+//! of them to the coordinator's: the minimum retain offset must have reached the latest
+//! committed snapshot's offset, or a term that never raises it would never be asked to
+//! delete anything.
 
 use std::sync::Arc;
 
@@ -52,6 +55,14 @@ pub fn lag_of(
         if flushed > 0 && latest != flushed {
             return Some(format!(
                 "its latest committed KV snapshot holds offsets below {latest}, its leader flushed up to {flushed}"
+            ));
+        }
+        // Recovery replays from the latest snapshot, so the log below it is the tiers' to
+        // keep: a term that never learns so would keep its whole local log for ever.
+        let min_retain = log.min_retain_offset();
+        if min_retain < latest {
+            return Some(format!(
+                "its minimum retain offset {min_retain} is below its latest committed KV snapshot's {latest}"
             ));
         }
     }

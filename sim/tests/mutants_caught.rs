@@ -136,6 +136,10 @@ const RECORDED: &[(&str, &str, u64)] = &[
     // catch-up check missed it (0 of 80 seeds: the heal's fresh terms replace the dead loop);
     // caught by the check that a leader's loops run for as long as its term.
     ("tiering-loop-ends-on-failure", "swarm", 1),
+    // A commit that leaves the log's minimum retain offset where it was: local retention
+    // stops, unseen while the catch-up check held retention to the leader's own bounds;
+    // caught once it asks for the latest committed snapshot's offset.
+    ("snapshot-commit-leaves-retain-offset", "swarm", 1),
 ];
 
 /// No mutant may need more seeds than this, whatever was recorded.

@@ -182,7 +182,9 @@ pub async fn take_snapshot(
     }
     // Only now: the coordinator holds the snapshot, so the log below it is no longer needed
     // for recovery.
-    tablet.log().set_min_retain_offset(snapshot.log_offset);
+    if !env.mutants.is_on(Mutant::SnapshotCommitLeavesRetainOffset) {
+        tablet.log().set_min_retain_offset(snapshot.log_offset);
+    }
     Ok(Some(snapshot))
 }
 

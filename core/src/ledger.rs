@@ -3,8 +3,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::sync::atomic::{AtomicU64, Ordering};
 use crate::sync::{Mutex, MutexGuard};
+// Not `crate::sync`'s: the mirror orders nothing in core (only observers read it), and under
+// shuttle its store, made when a resource is released while a panicking task unwinds, would
+// be a scheduling point that shuttle cannot run.
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The kinds of resources that must all be gone when a node is quiescent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

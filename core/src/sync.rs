@@ -12,7 +12,8 @@ pub use std::sync::{Mutex, MutexGuard};
 #[cfg(feature = "shuttle")]
 pub use shuttle::sync::{Mutex, MutexGuard};
 
-/// Atomics, for code that needs them (the ledger mirrors its change count in one).
+/// Atomics, for code whose correctness depends on them; none does today. (Flags that only
+/// observers read, such as the ledger's change count and a task's end, are std's: see there.)
 pub mod atomic {
     #[cfg(not(feature = "shuttle"))]
     pub use std::sync::atomic::{

@@ -7,8 +7,11 @@ use futures::future::{AbortHandle, Abortable, BoxFuture, FutureExt};
 
 use crate::env::executor::Executor;
 use crate::ledger::{Ledger, ResourceKind};
-use crate::sync::atomic::{AtomicBool, Ordering};
 use crate::sync::{Stop, StopCause};
+// Not `crate::sync`'s: the flag orders nothing in core (only observers read it), and under
+// shuttle its store, made while a panicking task unwinds, would be a scheduling point that
+// shuttle cannot run.
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// `future`, a background task of `component`, with a panic in it noticed: instead of the task
 /// dying silently (an executor drops a panicked task) while the component carries on without

@@ -183,6 +183,10 @@ pub enum Mutant {
     /// A restore takes a local I/O failure while checking its downloaded checkpoint for
     /// damage: the healthy snapshot is reported broken, and the coordinator forgets it.
     RestoreLocalFailureBreaksSnapshot,
+    /// A restore takes a checkpoint the engine finds damaged for a broken snapshot without
+    /// checking its local copy against the records: bytes that rotted on the local disk after
+    /// the download break a healthy snapshot.
+    RestoreLocalDamageBreaksSnapshot,
     /// A restore takes a file still answered not-found after its retries for a missing one
     /// without asking a listing: a healthy snapshot behind a store whose reads have not caught
     /// up is reported broken.
@@ -268,6 +272,7 @@ impl Mutant {
         Mutant::RecoveryBrokenSnapshotNotReported,
         Mutant::RemoteRetentionIgnoresMinRetainOffset,
         Mutant::RestoreLocalFailureBreaksSnapshot,
+        Mutant::RestoreLocalDamageBreaksSnapshot,
         Mutant::RestoreNotFoundUnconfirmedBreaksSnapshot,
         Mutant::RecoveryTransientFailureSkipsSnapshot,
         Mutant::SnapshotLoopKeepsStaleLatest,
@@ -375,6 +380,7 @@ impl Mutant {
                 "remote-retention-ignores-min-retain-offset"
             }
             Mutant::RestoreLocalFailureBreaksSnapshot => "restore-local-failure-breaks-snapshot",
+            Mutant::RestoreLocalDamageBreaksSnapshot => "restore-local-damage-breaks-snapshot",
             Mutant::RestoreNotFoundUnconfirmedBreaksSnapshot => {
                 "restore-not-found-unconfirmed-breaks-snapshot"
             }

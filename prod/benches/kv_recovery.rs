@@ -26,7 +26,7 @@
 //! with 3 pairs about the same). Environment:
 //! `KVTABLET_BENCH_SNAPSHOT_MB`, `KVTABLET_BENCH_SEGMENTS`, `KVTABLET_BENCH_SEGMENT_KB`,
 //! `KVTABLET_BENCH_LATENCY_MS`, `KVTABLET_BENCH_STREAM_MBPS` (MB = 10^6 bytes),
-//! `KVTABLET_BENCH_PAIRS`; `-- --quick` or `KVTABLET_BENCH_QUICK=1` for 16 MiB and 16
+//! `KVTABLET_BENCH_PAIRS`, `KVTABLET_BENCH_READS=1` (every read's times); `-- --quick` or `KVTABLET_BENCH_QUICK=1` for 16 MiB and 16
 //! segments. The issue's 256 MB variant: `KVTABLET_BENCH_SNAPSHOT_MB=256 cargo bench -p
 //! kvtablet-prod --bench kv_recovery`.
 
@@ -43,6 +43,7 @@ use futures::future::{BoxFuture, Either};
 use futures::FutureExt;
 use support::{put, wait_for_flush, BUCKET, MIB, POLL_INTERVAL, VALUE_BYTES, WAIT_MAX};
 
+use kvtablet_core::engine::{EngineError, KvEngine, KvEngineFactory};
 use kvtablet_core::env::{Env, RemoteError, RemoteObject, RemoteStorage};
 use kvtablet_core::recovery::{
     recovery_dir, restore_dir, FetcherConfig, KvRecovery, RecoveryPhase, RecoverySources,
@@ -81,6 +82,8 @@ struct ThrottledRemote {
 struct RequestLog {
     started: Instant,
     reads: std::sync::Mutex<Vec<Read>>,
+    /// The engine factory's timed calls: (what, start, end).
+    engine_calls: std::sync::Mutex<Vec<(&'static str, f64, f64)>>,
 }
 
 struct Read {
@@ -110,6 +113,49 @@ impl ThrottledRemote {
             Ok(bytes)
         }
         .boxed()
+    }
+}
+
+/// The node's engine factory, timing the restore's tail: the checkpoint's check and its open
+/// (copy or link, sync, open).
+struct TimedEngines {
+    inner: Arc<dyn KvEngineFactory>,
+    requests: Arc<RequestLog>,
+}
+
+impl TimedEngines {
+    fn timed<R>(&self, what: &'static str, work: impl FnOnce() -> R) -> R {
+        let start_s = self.requests.started.elapsed().as_secs_f64();
+        let result = work();
+        let end_s = self.requests.started.elapsed().as_secs_f64();
+        self.requests.engine_calls.lock().expect("not poisoned").push((what, start_s, end_s));
+        result
+    }
+}
+
+impl KvEngineFactory for TimedEngines {
+    fn open(&self, dir: &str) -> Result<Arc<dyn KvEngine>, EngineError> {
+        self.inner.open(dir)
+    }
+
+    fn open_checkpoint(
+        &self,
+        checkpoint_dir: &str,
+        dir: &str,
+    ) -> Result<Arc<dyn KvEngine>, EngineError> {
+        self.timed("open", || self.inner.open_checkpoint(checkpoint_dir, dir))
+    }
+
+    fn destroy(&self, dir: &str) -> Result<(), EngineError> {
+        self.inner.destroy(dir)
+    }
+
+    fn is_immutable_file(&self, file_name: &str) -> bool {
+        self.inner.is_immutable_file(file_name)
+    }
+
+    fn verify_checkpoint(&self, dir: &str) -> Result<(), EngineError> {
+        self.timed("verify", || self.inner.verify_checkpoint(dir))
     }
 }
 
@@ -281,19 +327,36 @@ fn phases(
         .filter(|read| !snapshot_paths.contains(read.path.as_str()) && read.end_s <= restore_s)
         .count();
     let total_s = total.as_secs_f64();
+    if std::env::var("KVTABLET_BENCH_READS").is_ok_and(|value| value != "0") {
+        for read in reads.iter() {
+            let name = read.path.rsplit('/').next().unwrap_or_default();
+            println!("    read {:.3}..{:.3} {name}", read.start_s, read.end_s);
+        }
+    }
+    let engine_calls = requests.engine_calls.lock().expect("not poisoned");
+    let engine_calls: Vec<String> = engine_calls
+        .iter()
+        .map(|(what, start_s, end_s)| format!("{what} {start_s:.2}..{end_s:.2}"))
+        .collect();
     format!(
-        "snapshot {snap_reads} reads {snap_first:.2}..{snap_last:.2} s, restored at {restore_s:.2} s; \
+        "snapshot {snap_reads} reads {snap_first:.2}..{snap_last:.2} s, engine {}, restored at {restore_s:.2} s; \
          segments {seg_reads} reads {seg_first:.2}..{seg_last:.2} s ({seg_before_restore} done before the restore \
          ended); end {total_s:.2} s; downloads busy {:.0}% of {threads} x {total_s:.2} s",
+        engine_calls.join(", "),
         100.0 * busy_s / (threads as f64 * total_s),
     )
 }
 
 async fn recover(node: &Node, prepared: &Prepared, link: Link, fetcher: FetcherConfig) -> Timing {
     let mut env: Env = node.env().clone();
-    let requests = Arc::new(RequestLog { started: Instant::now(), reads: Default::default() });
+    let requests = Arc::new(RequestLog {
+        started: Instant::now(),
+        reads: Default::default(),
+        engine_calls: Default::default(),
+    });
     env.remote =
         Arc::new(ThrottledRemote { inner: env.remote.clone(), link, requests: requests.clone() });
+    env.engines = Arc::new(TimedEngines { inner: env.engines.clone(), requests: requests.clone() });
     let sources = RecoverySources {
         snapshots: prepared.snapshots.clone(),
         remote_logs: Some(prepared.remote_logs.clone()),

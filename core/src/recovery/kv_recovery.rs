@@ -197,12 +197,34 @@ impl KvRecovery<'_> {
             progress.snapshot_id = snapshot.snapshot_id;
             progress.bytes_total = snapshot.files().map(|file| file.size_bytes).sum();
         });
+        let local_start_offset = self.local_start_offset;
+        // The remote replay is planned (its segments listed) before the restore, so that its
+        // fetcher can fill the window while the restored engine is checked and opened.
+        let mut remote = None;
+        if snapshot.log_offset < local_start_offset {
+            remote = Some(self.plan_remote_replay(snapshot.log_offset, local_start_offset).await?);
+        }
+        let prefetch = async {
+            if let Some(remote) = remote.as_mut() {
+                remote.fetcher.prefetch().await;
+            }
+        };
         let fetcher = &self.sources.fetcher;
-        let restored =
-            restore_engine(self.env, &snapshot, self.engine_dir, fetcher, Some(self.tracker)).await;
+        let restored = restore_engine(
+            self.env,
+            &snapshot,
+            self.engine_dir,
+            fetcher,
+            Some(self.tracker),
+            prefetch,
+        )
+        .await;
         let engine = match restored {
             Ok(engine) => engine,
             Err(error) => {
+                if let Some(remote) = remote {
+                    remote.close_unused().await;
+                }
                 // The restore may have opened the checkpoint before it failed (a flushed offset
                 // that does not match the record): nothing of it may be opened later.
                 discard_engine_dir(self.env, self.engine_dir).await;
@@ -214,12 +236,11 @@ impl KvRecovery<'_> {
                 return Err(RecoveryError::Restore(error));
             }
         };
-        let local_start_offset = self.local_start_offset;
-        if snapshot.log_offset >= local_start_offset {
+        let Some(remote) = remote else {
             let flushed_offset = snapshot.log_offset;
             return Ok(Recovered { engine, snapshot: Some(snapshot), flushed_offset });
-        }
-        match self.replay_remote(&engine, snapshot.log_offset, local_start_offset).await {
+        };
+        match self.replay_remote(&engine, remote).await {
             Ok(()) => {
                 let flushed_offset = local_start_offset;
                 Ok(Recovered { engine, snapshot: Some(snapshot), flushed_offset })
@@ -246,16 +267,23 @@ impl KvRecovery<'_> {
             broken,
             "no usable KV snapshot: the engine is rebuilt from the remote tier alone"
         );
+        let to_offset = self.local_start_offset;
+        let remote = self.plan_remote_replay(0, to_offset).await?;
         // Whatever a failed attempt left in the directory goes first.
         discard_engine_dir(self.env, self.engine_dir).await;
         let (engines, dir) = (self.env.engines.clone(), self.engine_dir.to_string());
         let name = format!("open {} node{}", self.engine_dir, self.env.node_id);
         let opened =
             run_blocking(&self.env.executor, &self.env.ledger, name, move || engines.open(&dir));
-        let engine =
-            opened.await.ok_or(RecoveryError::Abandoned)?.map_err(RecoveryError::Engine)?;
-        let to_offset = self.local_start_offset;
-        match self.replay_remote(&engine, 0, to_offset).await {
+        let opened = opened.await.ok_or(RecoveryError::Abandoned);
+        let engine = match opened.and_then(|opened| opened.map_err(RecoveryError::Engine)) {
+            Ok(engine) => engine,
+            Err(error) => {
+                remote.close_unused().await;
+                return Err(error);
+            }
+        };
+        match self.replay_remote(&engine, remote).await {
             Ok(()) => Ok(Recovered { engine, snapshot: None, flushed_offset: to_offset }),
             Err(error) => {
                 self.discard(engine).await;
@@ -296,14 +324,13 @@ impl KvRecovery<'_> {
         discard_engine_dir(self.env, self.engine_dir).await;
     }
 
-    /// Replays `[from_offset, to_offset)` from the remote tier into `engine`, whose flushed
-    /// offset is `from_offset`; afterwards it is exactly `to_offset`.
-    async fn replay_remote(
+    /// The remote replay of `[from_offset, to_offset)`: the remote tier's segments that cover
+    /// it, checked for a gap, and the fetcher that will download them (not started).
+    async fn plan_remote_replay(
         &self,
-        engine: &Arc<dyn KvEngine>,
         from_offset: u64,
         to_offset: u64,
-    ) -> Result<(), RecoveryError> {
+    ) -> Result<RemoteReplay, RecoveryError> {
         assert!(from_offset < to_offset, "a remote replay covers something");
         let Some(remote_logs) = &self.sources.remote_logs else {
             return Err(RecoveryError::NoRemoteTier {
@@ -312,8 +339,8 @@ impl KvRecovery<'_> {
             });
         };
         // The mutants: the remote replay runs on to the remote tier's end, past the local
-        // start (overlap), or stops one offset short of it (gap); the boundary check below
-        // reports either.
+        // start (overlap), or stops one offset short of it (gap); the boundary check of
+        // `replay_remote` reports either.
         let remote_to_offset = if self.env.mutants.is_on(Mutant::RecoveryRemoteReplayPastBoundary) {
             u64::MAX
         } else if self.env.mutants.is_on(Mutant::RecoveryRemoteReplayShortOfBoundary) {
@@ -326,16 +353,29 @@ impl KvRecovery<'_> {
             .await
             .map_err(RecoveryError::RemoteLogs)?;
         check_coverage(&segments, from_offset, to_offset)?;
+        let bytes_total = segments.iter().map(|segment| segment.size_bytes).sum();
+        let temp_dir = recovery_temp_dir(&recovery_dir(self.engine_dir), self.env.entropy.as_ref());
+        let fetcher = RemoteLogFetcher::new(self.env, self.sources.fetcher, temp_dir, segments)
+            .map_err(RecoveryError::FetcherConfig)?;
+        Ok(RemoteReplay { fetcher, from_offset, to_offset, remote_to_offset, bytes_total })
+    }
+
+    /// Replays `remote` into `engine`, whose flushed offset is its `from_offset`; afterwards it
+    /// is exactly its `to_offset`. The fetcher is closed on every path.
+    async fn replay_remote(
+        &self,
+        engine: &Arc<dyn KvEngine>,
+        remote: RemoteReplay,
+    ) -> Result<(), RecoveryError> {
+        let RemoteReplay { mut fetcher, from_offset, to_offset, remote_to_offset, bytes_total } =
+            remote;
         self.tracker.update(|progress| {
             progress.phase = RecoveryPhase::RemoteReplay;
             progress.bytes_downloaded = 0;
-            progress.bytes_total = segments.iter().map(|segment| segment.size_bytes).sum();
+            progress.bytes_total = bytes_total;
             progress.offset_replayed = from_offset;
             progress.offset_target = to_offset;
         });
-        let temp_dir = recovery_temp_dir(&recovery_dir(self.engine_dir), self.env.entropy.as_ref());
-        let mut fetcher = RemoteLogFetcher::new(self.env, self.sources.fetcher, temp_dir, segments)
-            .map_err(RecoveryError::FetcherConfig)?;
         let replayed =
             self.replay_fetched(&mut fetcher, engine, from_offset, remote_to_offset).await;
         // Closed on every path; a cancelled recovery drops the fetcher, whose drop stops its
@@ -393,6 +433,27 @@ impl KvRecovery<'_> {
             });
         }
         Ok(next_offset)
+    }
+}
+
+/// A remote replay planned before its engine exists.
+struct RemoteReplay {
+    fetcher: RemoteLogFetcher,
+    from_offset: u64,
+    /// The local log's start, where the replay must end.
+    to_offset: u64,
+    /// Where the replay is asked to stop: `to_offset` (a mutant moves it).
+    remote_to_offset: u64,
+    bytes_total: u64,
+}
+
+impl RemoteReplay {
+    /// Closes the fetcher of a replay that will not run (its engine could not be opened); a
+    /// directory it cannot remove is cleared by the bucket's next recovery.
+    async fn close_unused(mut self) {
+        if let Err(error) = self.fetcher.close().await {
+            tracing::warn!(dir = self.fetcher.temp_dir(), %error, "failed to close an unused recovery fetcher");
+        }
     }
 }
 
@@ -505,7 +566,7 @@ mod tests {
     use crate::engine::mem_engine::test_fs::TestFs;
     use crate::engine::mem_engine::MemEngineFactory;
     use crate::engine::KvEngineFactory;
-    use crate::env::{Entropy, LocalFs, Rpc, RpcError};
+    use crate::env::{Entropy, FsError, LocalFs, Rpc, RpcError};
     use crate::ledger::{Ledger, ResourceKind};
     use crate::log::log_batch::{encode_batch, LogRecord};
     use crate::log::ChangeType;
@@ -945,6 +1006,24 @@ mod tests {
     }
 
     #[test]
+    fn a_restore_that_fails_after_its_downloads_closes_the_fetcher_it_started() {
+        let mut f = fixture();
+        f.snapshot(1, 4);
+        // The record says 5; the engine it names holds 4. The remote replay from 5 is planned,
+        // and its fetcher started, before the restore opens the engine and finds it broken.
+        f.coordinator.kept.lock().unwrap()[0].log_offset = 5;
+        f.tier(0, 4);
+        f.tier(4, 8);
+        let later = f.coordinator.manifest.lock().unwrap().segments[1].path();
+        assert_eq!(f.recover(8), Ok((0, 8)), "rebuilt from the remote tier alone");
+        assert_eq!(f.reported(), vec![1]);
+        // Prefetched while the broken engine opened, then downloaded again by the rebuild.
+        assert_eq!(f.remote.gets(&later), 2);
+        assert_eq!(f.engine_values(), some(&["v4", "v5", "v6", "v7"]));
+        assert_eq!(f.leftovers(), (vec![], 0));
+    }
+
+    #[test]
     fn a_transient_download_failure_retries_the_same_snapshot() {
         let mut f = fixture();
         let snapshot = f.snapshot(1, 4);
@@ -998,6 +1077,83 @@ mod tests {
         // (the coordinator would forget it, and retention could then delete the log it kept).
         assert_eq!(f.recover(0), Ok((2, 4)));
         assert_eq!(f.reported(), Vec::<u64>::new());
+        assert_eq!(f.leftovers(), (vec![], 0));
+    }
+
+    /// Engines of `inner` whose checkpoint check finds damage the first `corrupt_checks`
+    /// times: with `rot`, after a byte of a downloaded file rotted on the local disk;
+    /// without, in files that still match their records (the snapshot itself is damaged).
+    struct DamagedCheckpoints {
+        inner: Arc<dyn KvEngineFactory>,
+        fs: Arc<TestFs>,
+        corrupt_checks: AtomicU64,
+        rot: bool,
+    }
+
+    impl KvEngineFactory for DamagedCheckpoints {
+        fn open(&self, dir: &str) -> Result<Arc<dyn KvEngine>, EngineError> {
+            self.inner.open(dir)
+        }
+        fn open_checkpoint(&self, from: &str, dir: &str) -> Result<Arc<dyn KvEngine>, EngineError> {
+            self.inner.open_checkpoint(from, dir)
+        }
+        fn destroy(&self, dir: &str) -> Result<(), EngineError> {
+            self.inner.destroy(dir)
+        }
+        fn is_immutable_file(&self, file_name: &str) -> bool {
+            self.inner.is_immutable_file(file_name)
+        }
+        fn verify_checkpoint(&self, dir: &str) -> Result<(), EngineError> {
+            let damaged = self
+                .corrupt_checks
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| left.checked_sub(1))
+                .is_ok();
+            if !damaged {
+                return self.inner.verify_checkpoint(dir);
+            }
+            if self.rot {
+                let path = format!("{dir}/{}", self.fs.list_dir(dir).unwrap()[0]);
+                let mut bytes = self.fs.read(&path).unwrap();
+                bytes[0] ^= 0x5a;
+                self.fs.write(&path, &bytes).unwrap();
+            }
+            Err(EngineError::Corrupt(format!("{dir}: a block checksum does not match")))
+        }
+    }
+
+    fn with_damaged_checkpoints(f: &mut Fixture, rot: bool) {
+        let (inner, fs) = (f.env.engines.clone(), f.fs.clone());
+        let corrupt_checks = AtomicU64::new(1);
+        f.env.engines = Arc::new(DamagedCheckpoints { inner, fs, corrupt_checks, rot });
+    }
+
+    #[test]
+    fn a_download_that_rotted_on_the_local_disk_fails_the_recovery_and_reports_nothing_broken() {
+        let mut f = fixture();
+        with_damaged_checkpoints(&mut f, true);
+        f.snapshot(1, 2);
+        f.snapshot(2, 4);
+        // A failing local disk ends this recovery (the next leadership call tries again), and
+        // the healthy snapshot is not reported broken.
+        let error = f.recover(0).unwrap_err();
+        assert!(
+            matches!(&error, RecoveryError::Restore(KvRestoreError::Local(FsError::Io(detail)))
+                if detail.contains("damaged on the local disk")),
+            "{error}"
+        );
+        assert_eq!(f.reported(), Vec::<u64>::new());
+        assert_eq!(f.leftovers(), (vec![], 0));
+        assert_eq!(f.recover(0), Ok((2, 4)), "the same snapshot, downloaded again");
+    }
+
+    #[test]
+    fn a_checkpoint_damaged_in_files_that_match_their_records_is_broken() {
+        let mut f = fixture();
+        with_damaged_checkpoints(&mut f, false);
+        f.snapshot(1, 2);
+        f.snapshot(2, 4);
+        assert_eq!(f.recover(0), Ok((1, 2)), "the previous snapshot");
+        assert_eq!(f.reported(), vec![2]);
         assert_eq!(f.leftovers(), (vec![], 0));
     }
 
@@ -1097,7 +1253,8 @@ mod tests {
             let tracker = RecoveryTracker::new(bucket(), env.clock.clone(), 1_000);
             tracker.start(1, RecoveryPhase::Download);
             let restored =
-                restore_engine(&env, &snapshot, ENGINE_DIR, &fetcher, Some(&tracker)).await;
+                restore_engine(&env, &snapshot, ENGINE_DIR, &fetcher, Some(&tracker), async {})
+                    .await;
             let downloaded = tracker.progress().map_or(0, |progress| progress.bytes_downloaded);
             (restored.map(drop), downloaded)
         })
@@ -1165,6 +1322,28 @@ mod tests {
         assert_eq!(f.remote.gets(&path), 3, "one range per download, each asked once");
         assert_eq!(f.remote.gets_running_max(), 3);
         assert_eq!(downloaded, snapshot.size_bytes());
+        assert_eq!(f.leftovers(), (vec![], 0));
+    }
+
+    #[test]
+    fn a_recovery_fetches_its_segments_after_the_snapshots_downloads_never_beside_them() {
+        let mut f = fixture();
+        f.snapshot(1, 4);
+        let (_, large) = with_large_file(&f, 2 * RANGED_FILE_BYTES_MIN as usize + 100);
+        for offset in 4..8 {
+            f.tier(offset, offset + 1);
+        }
+        let segments = f.coordinator.manifest.lock().unwrap().segments.clone();
+        for segment in &segments {
+            f.remote.set_latency_ms(&segment.path(), 100);
+        }
+        assert_eq!(f.recover(8), Ok((1, 8)));
+        assert_eq!(f.remote.gets(&large), 3, "three ranges");
+        for segment in &segments {
+            assert_eq!(f.remote.gets(&segment.path()), 1, "each segment downloaded once");
+        }
+        assert!(f.remote.gets_running_max() <= 3, "{}", f.remote.gets_running_max());
+        assert_eq!(f.engine_values(), some(&["v4", "v5", "v6", "v7"]));
         assert_eq!(f.leftovers(), (vec![], 0));
     }
 

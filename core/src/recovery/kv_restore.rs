@@ -35,7 +35,7 @@ use crate::recovery::download_retry::DownloadRetry;
 use crate::recovery::fetcher_config::FetcherConfig;
 use crate::recovery::recovery_progress::RecoveryTracker;
 use crate::recovery::temp_file::TempFile;
-use crate::snapshot::completed_snapshot::{content_sha256, CompletedSnapshot, SnapshotFile};
+use crate::snapshot::completed_snapshot::{CompletedSnapshot, SnapshotFile};
 use crate::task::run_blocking;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -77,20 +77,26 @@ pub fn restore_dir(engine_dir: &str) -> String {
 pub(crate) const RESTORE_SUFFIX: &str = ".restore";
 
 /// Replaces whatever is in `engine_dir` with `snapshot`'s engine and opens it, downloading at
-/// most `fetcher.download_threads` files at once, each with `fetcher.retry`.
+/// most `fetcher.download_threads` files at once, each with `fetcher.retry`. `downloaded` runs
+/// once every file has been downloaded and checked, beside the last writes and the engine's
+/// check and open (a recovery starts its remote-log fetcher there, which keeps the download
+/// bound: the snapshot's downloads are over); it is dropped unrun when the restore fails
+/// before.
 pub async fn restore_engine(
     env: &Env,
     snapshot: &CompletedSnapshot,
     engine_dir: &str,
     fetcher: &FetcherConfig,
     tracker: Option<&RecoveryTracker>,
+    downloaded: impl Future<Output = ()> + Send,
 ) -> Result<Arc<dyn KvEngine>, KvRestoreError> {
     let checkpoint_dir = restore_dir(engine_dir);
     // A restore cancelled midway (its leadership call dropped) removes the directory as it
     // goes: nothing of it may outlive the restore.
     let mut guard = RestoreDirGuard { fs: env.fs.clone(), dir: Some(checkpoint_dir.clone()) };
     let restored =
-        download_and_open(env, snapshot, engine_dir, &checkpoint_dir, fetcher, tracker).await;
+        download_and_open(env, snapshot, engine_dir, &checkpoint_dir, fetcher, tracker, downloaded)
+            .await;
     let fs = env.fs.clone();
     let dir = checkpoint_dir.clone();
     let name = format!("remove {checkpoint_dir} node{}", env.node_id);
@@ -130,6 +136,7 @@ async fn download_and_open(
     checkpoint_dir: &str,
     fetcher: &FetcherConfig,
     tracker: Option<&RecoveryTracker>,
+    downloaded: impl Future<Output = ()> + Send,
 ) -> Result<Arc<dyn KvEngine>, KvRestoreError> {
     let (fs, dir) = (env.fs.clone(), checkpoint_dir.to_string());
     blocking(env, format!("prepare {checkpoint_dir}"), move || {
@@ -139,16 +146,19 @@ async fn download_and_open(
     .await?
     .map_err(KvRestoreError::Local)?;
     // Deleted when dropped: once the engine has copied them, or on any failure.
-    let files = download_files(env, snapshot, checkpoint_dir, fetcher, tracker).await?;
+    let files = download_files(env, snapshot, checkpoint_dir, fetcher, tracker, downloaded).await?;
     let (engines, dir, target) =
         (env.engines.clone(), checkpoint_dir.to_string(), engine_dir.to_string());
-    let (snapshot_id, mutants) = (snapshot.snapshot_id, env.mutants);
-    let engine = blocking(env, format!("open {checkpoint_dir}"), move || {
-        let checked = engines.verify_checkpoint(&dir);
-        checked.map_err(|error| checkpoint_failure(snapshot_id, error, mutants))?;
+    let (fs, snapshot_id, mutants) = (env.fs.clone(), snapshot.snapshot_id, env.mutants);
+    let records: Vec<SnapshotFile> = snapshot.files().cloned().collect();
+    let open = blocking(env, format!("open {checkpoint_dir}"), move || {
+        if let Err(error) = engines.verify_checkpoint(&dir) {
+            let local = LocalCopy { fs: fs.as_ref(), dir: &dir, records: &records };
+            return Err(checkpoint_failure(snapshot_id, error, &local, mutants));
+        }
         engines.open_checkpoint(&dir, &target).map_err(KvRestoreError::Engine)
-    })
-    .await??;
+    });
+    let engine = open.await??;
     drop(files);
     let flushed = engine.flushed_log_offset().map_err(KvRestoreError::Engine)?.unwrap_or(0);
     if flushed != snapshot.log_offset {
@@ -173,8 +183,13 @@ enum Event {
     Whole { file: usize, outcome: Result<Vec<u8>, KvRestoreError> },
     /// Range `index` of a file downloaded in ranges (checked once the file is whole).
     Range { file: usize, index: usize, outcome: Result<Vec<u8>, KvRestoreError> },
-    /// A file written; `None` when it was to be checked first and did not match its record.
-    Written { file: usize, outcome: Result<Option<TempFile>, KvRestoreError> },
+    /// A file downloaded in ranges, checked: its parts, or `None` when they do not match its
+    /// record.
+    Checked { file: usize, outcome: Result<Option<Vec<Vec<u8>>>, KvRestoreError> },
+    /// A file written and synced.
+    Written { outcome: Result<TempFile, KvRestoreError> },
+    /// The caller's `downloaded` future ended.
+    Downloaded,
 }
 
 /// A file downloading in ranges: the ranges received so far, in place.
@@ -185,44 +200,55 @@ struct Ranges {
     received: usize,
 }
 
-/// Every file of `snapshot`, written into `checkpoint_dir`. At most
+/// Every file of `snapshot`, written into `checkpoint_dir` and synced. At most
 /// `fetcher.download_threads` requests run at once, and at most that many files are held
-/// (downloading, or downloaded and being written) at once, so at most that many files' bytes
-/// are in memory. A file of more than [`RANGED_FILE_BYTES_MIN`] downloads as ranges, which the free
-/// downloads take before a new file is started; the whole is checked against the file's
-/// record (a mismatch downloads it again whole, with the attempts left). On the first failure
-/// the downloads still running are aborted and the writes still running waited for; every
-/// file written is then deleted (dropped) before the failure is returned.
-async fn download_files(
-    env: &Env,
-    snapshot: &CompletedSnapshot,
+/// (downloading, or downloaded and being checked or written) at once, so at most that many
+/// files' bytes are in memory. The smallest files go first. A file of more than
+/// [`RANGED_FILE_BYTES_MIN`] downloads as ranges, which the free downloads take before a new
+/// file is started; the whole is checked against the file's record (a mismatch downloads it
+/// again whole, with the attempts left). `downloaded` runs once every file has been
+/// downloaded and checked (no download can follow), beside the last writes and syncs. On the
+/// first failure the downloads still
+/// running are aborted and the writes still running waited for; every file written is then
+/// deleted (dropped) before the failure is returned.
+async fn download_files<'a>(
+    env: &'a Env,
+    snapshot: &'a CompletedSnapshot,
     checkpoint_dir: &str,
-    fetcher: &FetcherConfig,
+    fetcher: &'a FetcherConfig,
     tracker: Option<&RecoveryTracker>,
+    downloaded: impl Future<Output = ()> + Send + 'a,
 ) -> Result<Vec<TempFile>, KvRestoreError> {
     // The configuration is validated by its owner; a zero would never download anything.
     let download_threads = fetcher.download_threads.max(1);
     let retry = &fetcher.retry;
     let snapshot_id = snapshot.snapshot_id;
     let owner = format!("node{} restore {}", env.node_id, snapshot.bucket);
-    let files: Vec<&SnapshotFile> = snapshot.files().collect();
-    let mut running: FuturesUnordered<BoxFuture<'_, Event>> = FuturesUnordered::new();
+    // Smallest first: the small files, whose time is mostly the request's latency, then run
+    // side by side, and the large ones last, each in ranges that end together, so the
+    // downloads are not left waiting on a queue of small files at the end.
+    let mut files: Vec<&SnapshotFile> = snapshot.files().collect();
+    files.sort_by_key(|file| file.size_bytes);
+    let mut running: FuturesUnordered<BoxFuture<'a, Event>> = FuturesUnordered::new();
     // The abort handles of the downloads started, aborted together on the first failure
     // (aborting a download that has finished does nothing: a write runs to its end).
     let mut aborts: Vec<AbortHandle> = Vec::new();
     let mut downloads = 0;
+    // Files downloaded in ranges whose check is running.
+    let mut checks = 0;
     // Files started and not yet written (their bytes may be in memory).
     let mut held = 0;
     let mut next_file = 0;
     let mut ranged: BTreeMap<usize, Ranges> = BTreeMap::new();
     // Files downloaded in ranges that did not match their record: downloaded again whole.
     let mut again_whole: VecDeque<usize> = VecDeque::new();
+    let mut downloaded = Some(downloaded);
     let mut written = Vec::new();
     let mut failure: Option<KvRestoreError> = None;
     loop {
         while failure.is_none() && downloads < download_threads {
             let (abort, registration) = AbortHandle::new_pair();
-            let started: BoxFuture<'_, Event> = if let Some(index) = again_whole.pop_front() {
+            let started: BoxFuture<'a, Event> = if let Some(index) = again_whole.pop_front() {
                 // The ranged download was its first attempt.
                 let attempts_max = retry.attempts_max - 1;
                 let file = files[index];
@@ -262,36 +288,63 @@ async fn download_files(
             downloads += 1;
             running.push(started);
         }
+        let nothing_to_download = downloads == 0
+            && checks == 0
+            && next_file == files.len()
+            && again_whole.is_empty()
+            && ranged.is_empty();
+        if failure.is_none() && nothing_to_download {
+            if let Some(downloaded) = downloaded.take() {
+                running.push(downloaded.map(|()| Event::Downloaded).boxed());
+            }
+        }
         let Some(event) = running.next().await else { break };
-        let downloaded = match event {
-            Event::Written { file, outcome: Ok(None) } => {
+        let outcome = match event {
+            Event::Downloaded => Ok(()),
+            Event::Written { outcome } => {
+                held -= 1;
+                outcome.map(|file| {
+                    if let Some(tracker) = tracker {
+                        let size_bytes = file.size_bytes();
+                        tracker.update(|progress| progress.bytes_downloaded += size_bytes);
+                    }
+                    written.push(file);
+                })
+            }
+            Event::Checked { file, outcome: Ok(None) } => {
+                checks -= 1;
                 // Still held: downloaded again whole, or the snapshot is broken.
                 let path = &files[file].remote_path;
+                // The caller's future starts only once every check has ended, so this second
+                // download never runs beside its downloads.
+                assert!(downloaded.is_some(), "a check ended after the caller's future started");
                 if retry.attempts_max <= 1 {
                     let failure = RemoteError::Corrupt(format!("{path} does not match its record"));
                     Err(final_failure(env, snapshot_id, files[file], failure).await)
                 } else {
                     tracing::debug!(path, "a file downloaded in ranges does not match its record");
                     again_whole.push_back(file);
-                    Ok(None)
+                    Ok(())
                 }
             }
-            Event::Written { outcome: Ok(Some(file)), .. } => {
-                held -= 1;
-                if let Some(tracker) = tracker {
-                    let size_bytes = file.size_bytes();
-                    tracker.update(|progress| progress.bytes_downloaded += size_bytes);
-                }
-                written.push(file);
-                continue;
-            }
-            Event::Written { outcome: Err(error), .. } => {
-                held -= 1;
-                Err(error)
+            Event::Checked { file, outcome } => {
+                checks -= 1;
+                outcome.map(|parts| {
+                    let parts = parts.expect("a mismatch is matched above");
+                    if failure.is_none() {
+                        let path = format!("{checkpoint_dir}/{}", files[file].local_name);
+                        running.push(write_file(env, path, &owner, parts));
+                    }
+                })
             }
             Event::Whole { file, outcome } => {
                 downloads -= 1;
-                outcome.map(|bytes| Some((file, bytes, false)))
+                outcome.map(|bytes| {
+                    if failure.is_none() {
+                        let path = format!("{checkpoint_dir}/{}", files[file].local_name);
+                        running.push(write_file(env, path, &owner, vec![bytes]));
+                    }
+                })
             }
             Event::Range { file, index, outcome } => {
                 downloads -= 1;
@@ -299,29 +352,17 @@ async fn download_files(
                     let range = ranged.get_mut(&file).expect("a ranged file is held");
                     range.parts[index] = Some(bytes);
                     range.received += 1;
-                    if range.received < range.parts.len() {
-                        return None;
+                    if range.received == range.parts.len() && failure.is_none() {
+                        let range = ranged.remove(&file).expect("just found");
+                        let parts = range.parts.into_iter().flatten().collect();
+                        checks += 1;
+                        running.push(check_file(env, file, files[file].clone(), parts));
                     }
-                    let range = ranged.remove(&file).expect("just found");
-                    // Sized by what arrived, not by the record's claim.
-                    let received_bytes = range.parts.iter().flatten().map(Vec::len).sum();
-                    let mut bytes = Vec::with_capacity(received_bytes);
-                    for part in range.parts.into_iter().flatten() {
-                        bytes.extend_from_slice(&part);
-                    }
-                    // Checked with its write, off the loop that keeps the downloads busy.
-                    Some((file, bytes, true))
                 })
             }
         };
-        match downloaded {
-            // The bytes are dropped unwritten once the restore failed.
-            Ok(Some((file, bytes, check))) if failure.is_none() => {
-                let path = format!("{checkpoint_dir}/{}", files[file].local_name);
-                let record = check.then(|| files[file].clone());
-                running.push(write_file(env, file, path, &owner, bytes, record));
-            }
-            Ok(_) => {}
+        match outcome {
+            Ok(()) => {}
             // An aborted download's own outcome; the failure that aborted it is kept.
             Err(error) if failure.is_some() => {
                 tracing::debug!(%error, "a restore download ended after another failed");
@@ -352,37 +393,62 @@ fn whole<'a>(
     .boxed()
 }
 
-/// `bytes` written to `path` as a [`TempFile`] of `owner` (in the ledger before its first
-/// byte is written), as blocking work that runs to its end even when the restore fails; with
-/// a `record`, only if they match it (checked in the same blocking work).
-fn write_file<'a>(
+/// Whether `parts`, downloaded in ranges, are `record`'s bytes, checked as blocking work (off
+/// the loop that keeps the downloads busy).
+fn check_file<'a>(
     env: &'a Env,
     file: usize,
-    path: String,
-    owner: &str,
-    bytes: Vec<u8>,
-    record: Option<SnapshotFile>,
+    record: SnapshotFile,
+    parts: Vec<Vec<u8>>,
 ) -> BoxFuture<'a, Event> {
-    let mut temp = TempFile::register(env.fs.clone(), &env.ledger, path, owner);
     async move {
-        let written = blocking(env, format!("write {}", temp.path()), move || {
-            if record.is_some_and(|record| !matches_record(&record, &bytes)) {
-                return Ok(None);
-            }
-            temp.write(&bytes).map(|()| Some(temp))
-        })
-        .await;
-        let outcome = written.and_then(|written| written.map_err(KvRestoreError::Local));
-        Event::Written { file, outcome }
+        let checked = blocking(env, format!("check {}", record.remote_path), move || {
+            let slices: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+            matches_record(&record, &slices).then_some(parts)
+        });
+        Event::Checked { file, outcome: checked.await }
     }
     .boxed()
 }
 
-/// Whether `bytes` are `file`'s, by size, CRC-32C and SHA-256.
-fn matches_record(file: &SnapshotFile, bytes: &[u8]) -> bool {
-    bytes.len() as u64 == file.size_bytes
-        && crc32c::crc32c(bytes) == file.crc32c
-        && content_sha256(bytes) == file.sha256
+/// `parts`, one after the other, written to `path` as a [`TempFile`] of `owner` (in the
+/// ledger before its first byte is written) and synced, as blocking work that runs to its end
+/// even when the restore fails. Synced here, while other files still download: the engine
+/// opened on the checkpoint must survive a crash, and its copy (which syncs every file) then
+/// finds nothing left to write back.
+fn write_file<'a>(
+    env: &'a Env,
+    path: String,
+    owner: &str,
+    parts: Vec<Vec<u8>>,
+) -> BoxFuture<'a, Event> {
+    let mut temp = TempFile::register(env.fs.clone(), &env.ledger, path, owner);
+    async move {
+        let written = blocking(env, format!("write {}", temp.path()), move || {
+            let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+            temp.write_parts(&parts)?;
+            temp.sync().map(|()| temp)
+        })
+        .await;
+        let outcome = written.and_then(|written| written.map_err(KvRestoreError::Local));
+        Event::Written { outcome }
+    }
+    .boxed()
+}
+
+/// Whether `parts`, one after the other, are `file`'s bytes, by size, CRC-32C and SHA-256.
+fn matches_record(file: &SnapshotFile, parts: &[&[u8]]) -> bool {
+    use sha2::Digest;
+    let size_bytes: u64 = parts.iter().map(|part| part.len() as u64).sum();
+    if size_bytes != file.size_bytes {
+        return false;
+    }
+    let (mut crc32c, mut sha256) = (0, sha2::Sha256::new());
+    for part in parts {
+        crc32c = crc32c::crc32c_append(crc32c, part);
+        sha256.update(part);
+    }
+    crc32c == file.crc32c && <[u8; 32]>::from(sha256.finalize()) == file.sha256
 }
 
 /// `range` of `file`, after at most `retry.attempts_max` attempts; a missing object is asked
@@ -410,17 +476,57 @@ async fn download_range(
     }
 }
 
-/// A failed check of the downloaded checkpoint: only damage breaks the snapshot. An I/O
-/// failure of the local disk that holds the download says nothing about the snapshot, and a
-/// healthy snapshot reported broken is forgotten by the coordinator, after which remote
-/// retention may delete the log that only it made unnecessary.
-fn checkpoint_failure(snapshot_id: u64, error: EngineError, mutants: Mutants) -> KvRestoreError {
-    let damage = matches!(error, EngineError::Corrupt(_))
-        || mutants.is_on(Mutant::RestoreLocalFailureBreaksSnapshot);
-    if damage {
+/// The downloaded files of a restore, on the local disk, with their records.
+struct LocalCopy<'a> {
+    fs: &'a dyn LocalFs,
+    dir: &'a str,
+    records: &'a [SnapshotFile],
+}
+
+impl LocalCopy<'_> {
+    /// The first file whose local copy no longer matches its record (every file matched when
+    /// it was written), or a failure to read one.
+    fn damaged_file(&self) -> Result<Option<&str>, FsError> {
+        for record in self.records {
+            let bytes = self.fs.read(&format!("{}/{}", self.dir, record.local_name))?;
+            if !matches_record(record, &[&bytes]) {
+                return Ok(Some(&record.local_name));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// A failed check of the downloaded checkpoint: only damage to the snapshot itself breaks it.
+/// An I/O failure of the local disk that holds the download says nothing about the snapshot,
+/// and neither does damage done on that disk after the download (each file matched its
+/// record when it was written: a copy that no longer does rotted locally). A healthy snapshot
+/// reported broken is forgotten by the coordinator, after which remote retention may delete
+/// the log that only it made unnecessary.
+fn checkpoint_failure(
+    snapshot_id: u64,
+    error: EngineError,
+    local: &LocalCopy<'_>,
+    mutants: Mutants,
+) -> KvRestoreError {
+    if mutants.is_on(Mutant::RestoreLocalFailureBreaksSnapshot) {
         return KvRestoreError::Broken { snapshot_id, detail: error.to_string() };
     }
-    KvRestoreError::Engine(error)
+    if !matches!(error, EngineError::Corrupt(_)) {
+        return KvRestoreError::Engine(error);
+    }
+    // The mutant: damage found by the engine is taken for the snapshot's, unasked.
+    if mutants.is_on(Mutant::RestoreLocalDamageBreaksSnapshot) {
+        return KvRestoreError::Broken { snapshot_id, detail: error.to_string() };
+    }
+    match local.damaged_file() {
+        Ok(None) => KvRestoreError::Broken { snapshot_id, detail: error.to_string() },
+        Ok(Some(name)) => KvRestoreError::Local(FsError::Io(format!(
+            "{}/{name} was damaged on the local disk after its download ({error})",
+            local.dir
+        ))),
+        Err(read) => KvRestoreError::Local(read),
+    }
 }
 
 /// A download's last failure. A file damaged breaks the snapshot; so does a missing one, but
@@ -465,7 +571,7 @@ async fn download_checked(
     loop {
         attempt += 1;
         let failure = match env.remote.get(&file.remote_path).await {
-            Ok(bytes) if matches_record(file, &bytes) => return Ok(bytes),
+            Ok(bytes) if matches_record(file, &[&bytes]) => return Ok(bytes),
             // Damaged in transit or at rest: a retry tells the two apart.
             Ok(_) => {
                 RemoteError::Corrupt(format!("{} does not match its record", file.remote_path))

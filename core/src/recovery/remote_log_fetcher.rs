@@ -330,6 +330,20 @@ impl RemoteLogFetcher {
         }
     }
 
+    /// Starts the downloads ahead of the first [`next`](Self::next) (a recovery calls it once
+    /// the snapshot's own downloads have ended, so that the window fills while the restored
+    /// engine is checked and opened). Does nothing once started, closed or failed; a failure to
+    /// start is kept, and the first `next` returns it.
+    pub async fn prefetch(&mut self) {
+        let finished = self.next_index == self.shared.segments.len();
+        if self.started || self.closed || self.failed.is_some() || finished {
+            return;
+        }
+        if let Err(error) = self.start().await {
+            self.fail(error).await;
+        }
+    }
+
     /// Ends the fetcher: the window is drained, the downloads in flight are waited for, and the
     /// temporary directory is removed. A second call does nothing.
     pub async fn close(&mut self) -> Result<(), FetchError> {
@@ -658,6 +672,55 @@ mod tests {
             consumed += 1;
         }
         consumed
+    }
+
+    #[test]
+    fn a_prefetch_fills_the_window_before_the_first_next_and_never_beyond_it() {
+        let mut f = fixture(7);
+        for segment in &f.segments {
+            f.remote.set_latency_ms(&segment.path(), 100);
+        }
+        let mut fetcher = f.fetcher(FetcherConfig::DEFAULT);
+        let (batches, clock) = (f.batches.clone(), f.env.clock.clone());
+        let probe = fetcher.probe();
+        let (before, consumed, fetcher) = f.runtime.run(async move {
+            fetcher.prefetch().await;
+            // Long enough for every segment, were the window not bounding the downloads.
+            clock.sleep(10_000).await;
+            let before = probe.gauges();
+            let consumed = consume_all(&mut fetcher, &batches).await;
+            fetcher.close().await.expect("close");
+            (before, consumed, fetcher)
+        });
+        assert_eq!((before.ready, before.window, before.in_flight), (4, 4, 0), "{before:?}");
+        assert_eq!(before.segments_consumed, 0);
+        assert_eq!(consumed, 7);
+        let gauges = fetcher.gauges();
+        assert!(gauges.window_max <= 4 && gauges.in_flight_max <= 3, "{gauges:?}");
+        assert!(!f.fs.exists(DIR), "the temporary directory is removed");
+        assert_eq!(f.leftovers(), Vec::new());
+    }
+
+    #[test]
+    fn a_prefetched_fetcher_closed_unread_leaves_no_file_slot_or_task() {
+        let mut f = fixture(7);
+        let mut fetcher = f.fetcher(FetcherConfig::DEFAULT);
+        let clock = f.env.clock.clone();
+        let fetcher = f.runtime.run(async move {
+            fetcher.prefetch().await;
+            clock.sleep(1).await;
+            fetcher.close().await.expect("close");
+            fetcher
+        });
+        assert!(matches!(
+            f.runtime.run(async move {
+                let mut fetcher = fetcher;
+                fetcher.next().await.map(|segment| segment.is_some())
+            }),
+            Err(FetchError::Closed)
+        ));
+        assert!(!f.fs.exists(DIR), "the temporary directory is removed");
+        assert_eq!(f.leftovers(), Vec::new());
     }
 
     #[test]

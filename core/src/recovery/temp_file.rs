@@ -31,6 +31,22 @@ impl TempFile {
         Ok(())
     }
 
+    /// Writes `parts`, one after the other, as the whole file (not synced).
+    pub fn write_parts(&mut self, parts: &[&[u8]]) -> Result<(), crate::env::FsError> {
+        let Some((first, rest)) = parts.split_first() else { return self.write(&[]) };
+        self.write(first)?;
+        for part in rest {
+            self.fs.append(&self.path, part)?;
+            self.size_bytes += part.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// Makes what was written durable.
+    pub fn sync(&self) -> Result<(), crate::env::FsError> {
+        self.fs.sync(&self.path)
+    }
+
     pub fn path(&self) -> &str {
         &self.path
     }

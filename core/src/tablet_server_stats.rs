@@ -15,6 +15,9 @@ pub struct ServerStats {
     pub buckets: Vec<BucketStats>,
     /// Why the whole server stopped serving (a panic no replica owned), if it did.
     pub failure: Option<String>,
+    /// Background loops that ended while what they serve runs
+    /// ([`TabletServer::ended_background_loops`]): each is work that has stopped unseen.
+    pub ended_background_loops: Vec<(Option<TableBucket>, String)>,
 }
 
 /// One hosted bucket's offsets.
@@ -140,6 +143,7 @@ impl TabletServer {
             scanner_sessions: self.scanners().counts().registered,
             buckets,
             failure: self.failure(),
+            ended_background_loops: self.ended_background_loops(),
         }
     }
 }
@@ -167,6 +171,7 @@ mod tests {
             scanner_sessions: 0,
             buckets: vec![bucket(10, Some(9)), bucket(50, None), bucket(7, Some(2))],
             failure: None,
+            ended_background_loops: Vec::new(),
         };
         assert_eq!(stats.max_flush_lag(), 5);
         assert_eq!(stats.failed_replicas(), 0);

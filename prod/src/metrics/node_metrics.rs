@@ -244,6 +244,7 @@ pub struct NodeMetrics {
     replicas_failed: Gauge,
     tablet_server_failed: Gauge,
     task_panics: Gauge,
+    background_loops_ended: Gauge,
     leases: Gauge,
     leased_snapshots: Gauge,
     recovery: RecoveryGauges,
@@ -321,6 +322,14 @@ impl NodeMetrics {
             "Background tasks and blocking work that panicked since the start (each logged)",
             task_panics.clone(),
         );
+        let background_loops_ended = Gauge::default();
+        registry.register(
+            "background_loops_ended",
+            "Background loops that ended while what they serve runs (a led term's flush, KV \
+             snapshot or tiering loop; the scan sessions' evictor): their work has stopped, a \
+             bug (each logged at the scrape that first sees it)",
+            background_loops_ended.clone(),
+        );
         let leases = Gauge::default();
         registry.register("kv_snapshot_leases", "KV snapshot leases held", leases.clone());
         let leased_snapshots = Gauge::default();
@@ -346,6 +355,7 @@ impl NodeMetrics {
             replicas_failed,
             tablet_server_failed,
             task_panics,
+            background_loops_ended,
             leases,
             leased_snapshots,
             recovery,
@@ -419,12 +429,18 @@ impl NodeMetrics {
                 self.flush_lag_max.set(saturating_i64(stats.max_flush_lag()));
                 self.replicas_failed.set(saturating_i64(stats.failed_replicas() as u64));
                 self.tablet_server_failed.set(i64::from(stats.failure.is_some()));
+                let ended = stats.ended_background_loops.len();
+                if ended as i64 > self.background_loops_ended.get() {
+                    tracing::error!(ended = ?stats.ended_background_loops, "background loops ended while what they serve runs");
+                }
+                self.background_loops_ended.set(saturating_i64(ended as u64));
             }
             None => {
                 self.scanner_sessions.set(0);
                 self.flush_lag_max.set(0);
                 self.replicas_failed.set(0);
                 self.tablet_server_failed.set(0);
+                self.background_loops_ended.set(0);
             }
         }
         let mut text = String::new();
@@ -488,6 +504,7 @@ mod tests {
             scanner_sessions: 0,
             buckets: vec![bucket(0, Some("flush failed: corrupt")), bucket(1, None)],
             failure: None,
+            ended_background_loops: Vec::new(),
         };
         let wire = WireStats::default();
         wire.record_handler_panic();
@@ -496,6 +513,23 @@ mod tests {
         assert!(text.contains("kvtablet_tablet_server_failed 0\n"), "{text}");
         assert!(text.contains("kvtablet_task_panics 2\n"), "{text}");
         assert!(text.contains("kvtablet_wire_handler_panics 1\n"), "{text}");
+        assert!(text.contains("kvtablet_background_loops_ended 0\n"), "{text}");
+    }
+
+    #[test]
+    fn background_loops_that_ended_while_their_owner_runs_are_rendered() {
+        let metrics = NodeMetrics::new();
+        let stats = ServerStats {
+            ended_background_loops: vec![
+                (Some(TableBucket::new(5, 0)), "tiering node1 t5-b0".to_string()),
+                (None, "scan evictor node1".to_string()),
+            ],
+            ..ServerStats::default()
+        };
+        let text = metrics.render(Some(&stats));
+        assert!(text.contains("kvtablet_background_loops_ended 2\n"), "{text}");
+        let text = metrics.render(Some(&ServerStats::default()));
+        assert!(text.contains("kvtablet_background_loops_ended 0\n"), "{text}");
     }
 
     use kvtablet_core::tablet_server_stats::BucketStats;
@@ -536,6 +570,7 @@ mod tests {
             scanner_sessions: 3,
             buckets: vec![bucket(0, Some(4)), bucket(1, None)],
             failure: None,
+            ended_background_loops: Vec::new(),
         };
         let text = metrics.render(Some(&stats));
         assert!(text.contains("kvtablet_scanner_sessions 3\n"), "{text}");

@@ -258,6 +258,8 @@ async fn metrics_count_requests_errors_latency_scanners_and_flush_lag() {
         expect(&series, 0.0);
     }
     expect("kvtablet_flush_lag_max_offsets", 0.0);
+    // The node's flush loops and scan evictor run: none has ended.
+    expect("kvtablet_background_loops_ended", 0.0);
     assert!(text.ends_with("# EOF\n"), "{text}");
 
     let (status, _, _) = http_get(metrics_addr, "/nothing-here").await;

@@ -1034,14 +1034,28 @@ mod tests {
         assert_eq!(f.reported(), Vec::<u64>::new());
     }
 
-    /// Engines of `inner` whose checkpoint check fails with a local I/O error (a read of the
-    /// disk that holds the download failed) the first `failures` times.
-    struct FlakyCheckpointReads {
-        inner: Arc<dyn KvEngineFactory>,
-        failures: AtomicU64,
+    /// How a checkpoint check fails in [`FailingCheckpointChecks`].
+    #[derive(Clone, Copy)]
+    enum CheckFailure {
+        /// A read of the disk that holds the download failed.
+        LocalRead,
+        /// The engine finds damage after a byte of a downloaded file rotted on the local disk.
+        LocalRot,
+        /// The engine finds damage in files that still match their records (the snapshot's
+        /// own).
+        SnapshotDamage,
     }
 
-    impl KvEngineFactory for FlakyCheckpointReads {
+    /// Engines of `inner` whose checkpoint check fails as `failure` says the first `failures`
+    /// times.
+    struct FailingCheckpointChecks {
+        inner: Arc<dyn KvEngineFactory>,
+        fs: Arc<TestFs>,
+        failures: AtomicU64,
+        failure: CheckFailure,
+    }
+
+    impl KvEngineFactory for FailingCheckpointChecks {
         fn open(&self, dir: &str) -> Result<Arc<dyn KvEngine>, EngineError> {
             self.inner.open(dir)
         }
@@ -1059,18 +1073,37 @@ mod tests {
                 .failures
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| left.checked_sub(1))
                 .is_ok();
-            if failing {
-                return Err(EngineError::Io(format!("{dir}: read failed (injected)")));
+            if !failing {
+                return self.inner.verify_checkpoint(dir);
             }
-            self.inner.verify_checkpoint(dir)
+            let damage = || EngineError::Corrupt(format!("{dir}: a block checksum does not match"));
+            match self.failure {
+                CheckFailure::LocalRead => {
+                    Err(EngineError::Io(format!("{dir}: read failed (injected)")))
+                }
+                CheckFailure::LocalRot => {
+                    let path = format!("{dir}/{}", self.fs.list_dir(dir).unwrap()[0]);
+                    let mut bytes = self.fs.read(&path).unwrap();
+                    bytes[0] ^= 0x5a;
+                    self.fs.write(&path, &bytes).unwrap();
+                    Err(damage())
+                }
+                CheckFailure::SnapshotDamage => Err(damage()),
+            }
         }
+    }
+
+    /// The fixture's engines, with the first checkpoint check failing as `failure` says.
+    fn with_failing_check(f: &mut Fixture, failure: CheckFailure) {
+        let (inner, fs) = (f.env.engines.clone(), f.fs.clone());
+        let failures = AtomicU64::new(1);
+        f.env.engines = Arc::new(FailingCheckpointChecks { inner, fs, failures, failure });
     }
 
     #[test]
     fn a_local_read_failure_while_checking_a_download_retries_and_reports_nothing_broken() {
         let mut f = fixture();
-        let inner = f.env.engines.clone();
-        f.env.engines = Arc::new(FlakyCheckpointReads { inner, failures: AtomicU64::new(1) });
+        with_failing_check(&mut f, CheckFailure::LocalRead);
         f.snapshot(1, 2);
         f.snapshot(2, 4);
         // The newest snapshot is whole: a failed read of the local disk does not make it broken
@@ -1080,57 +1113,10 @@ mod tests {
         assert_eq!(f.leftovers(), (vec![], 0));
     }
 
-    /// Engines of `inner` whose checkpoint check finds damage the first `corrupt_checks`
-    /// times: with `rot`, after a byte of a downloaded file rotted on the local disk;
-    /// without, in files that still match their records (the snapshot itself is damaged).
-    struct DamagedCheckpoints {
-        inner: Arc<dyn KvEngineFactory>,
-        fs: Arc<TestFs>,
-        corrupt_checks: AtomicU64,
-        rot: bool,
-    }
-
-    impl KvEngineFactory for DamagedCheckpoints {
-        fn open(&self, dir: &str) -> Result<Arc<dyn KvEngine>, EngineError> {
-            self.inner.open(dir)
-        }
-        fn open_checkpoint(&self, from: &str, dir: &str) -> Result<Arc<dyn KvEngine>, EngineError> {
-            self.inner.open_checkpoint(from, dir)
-        }
-        fn destroy(&self, dir: &str) -> Result<(), EngineError> {
-            self.inner.destroy(dir)
-        }
-        fn is_immutable_file(&self, file_name: &str) -> bool {
-            self.inner.is_immutable_file(file_name)
-        }
-        fn verify_checkpoint(&self, dir: &str) -> Result<(), EngineError> {
-            let damaged = self
-                .corrupt_checks
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| left.checked_sub(1))
-                .is_ok();
-            if !damaged {
-                return self.inner.verify_checkpoint(dir);
-            }
-            if self.rot {
-                let path = format!("{dir}/{}", self.fs.list_dir(dir).unwrap()[0]);
-                let mut bytes = self.fs.read(&path).unwrap();
-                bytes[0] ^= 0x5a;
-                self.fs.write(&path, &bytes).unwrap();
-            }
-            Err(EngineError::Corrupt(format!("{dir}: a block checksum does not match")))
-        }
-    }
-
-    fn with_damaged_checkpoints(f: &mut Fixture, rot: bool) {
-        let (inner, fs) = (f.env.engines.clone(), f.fs.clone());
-        let corrupt_checks = AtomicU64::new(1);
-        f.env.engines = Arc::new(DamagedCheckpoints { inner, fs, corrupt_checks, rot });
-    }
-
     #[test]
     fn a_download_that_rotted_on_the_local_disk_fails_the_recovery_and_reports_nothing_broken() {
         let mut f = fixture();
-        with_damaged_checkpoints(&mut f, true);
+        with_failing_check(&mut f, CheckFailure::LocalRot);
         f.snapshot(1, 2);
         f.snapshot(2, 4);
         // A failing local disk ends this recovery (the next leadership call tries again), and
@@ -1149,7 +1135,7 @@ mod tests {
     #[test]
     fn a_checkpoint_damaged_in_files_that_match_their_records_is_broken() {
         let mut f = fixture();
-        with_damaged_checkpoints(&mut f, false);
+        with_failing_check(&mut f, CheckFailure::SnapshotDamage);
         f.snapshot(1, 2);
         f.snapshot(2, 4);
         assert_eq!(f.recover(0), Ok((1, 2)), "the previous snapshot");

@@ -208,9 +208,8 @@ struct Ranges {
 /// file is started; the whole is checked against the file's record (a mismatch downloads it
 /// again whole, with the attempts left). `downloaded` runs once every file has been
 /// downloaded and checked (no download can follow), beside the last writes and syncs. On the
-/// first failure the downloads still
-/// running are aborted and the writes still running waited for; every file written is then
-/// deleted (dropped) before the failure is returned.
+/// first failure the downloads still running are aborted and the writes still running waited
+/// for; every file written is then deleted (dropped) before the failure is returned.
 async fn download_files<'a>(
     env: &'a Env,
     snapshot: &'a CompletedSnapshot,
@@ -327,15 +326,17 @@ async fn download_files<'a>(
                     Ok(())
                 }
             }
-            Event::Checked { file, outcome } => {
+            Event::Checked { file, outcome: Ok(Some(parts)) } => {
                 checks -= 1;
-                outcome.map(|parts| {
-                    let parts = parts.expect("a mismatch is matched above");
-                    if failure.is_none() {
-                        let path = format!("{checkpoint_dir}/{}", files[file].local_name);
-                        running.push(write_file(env, path, &owner, parts));
-                    }
-                })
+                if failure.is_none() {
+                    let path = format!("{checkpoint_dir}/{}", files[file].local_name);
+                    running.push(write_file(env, path, &owner, parts));
+                }
+                Ok(())
+            }
+            Event::Checked { outcome: Err(error), .. } => {
+                checks -= 1;
+                Err(error)
             }
             Event::Whole { file, outcome } => {
                 downloads -= 1;

@@ -4,10 +4,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::sync::{Mutex, MutexGuard};
-// Not `crate::sync`'s: the mirror orders nothing in core (only observers read it), and under
-// shuttle its store, made when a resource is released while a panicking task unwinds, would
-// be a scheduling point that shuttle cannot run.
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The kinds of resources that must all be gone when a node is quiescent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -30,14 +26,34 @@ pub struct LiveResource {
     pub owner: String,
 }
 
-#[derive(Debug, Default)]
+/// What happened to a ledger entry, as told to a [`LedgerObserver`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LedgerChange {
+    Registered,
+    Released,
+}
+
+/// Told of every registration and release, in order, under the ledger's lock (so it must not
+/// use the ledger): lets a per-step check keep its own tally instead of walking every entry.
+pub type LedgerObserver = Arc<dyn Fn(ResourceKind, &str, LedgerChange) + Send + Sync>;
+
+#[derive(Default)]
 struct LedgerState {
     next_id: u64,
-    /// Registrations plus releases so far: equal counts mean an unchanged ledger.
-    changes: u64,
     /// Owners of the live resources by kind, then by id (ids grow with registration), so that
     /// a look at a few kinds does not walk the many tasks.
     live: BTreeMap<ResourceKind, BTreeMap<u64, String>>,
+    observer: Option<LedgerObserver>,
+}
+
+impl std::fmt::Debug for LedgerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LedgerState")
+            .field("next_id", &self.next_id)
+            .field("live", &self.live)
+            .field("observed", &self.observer.is_some())
+            .finish()
+    }
 }
 
 impl LedgerState {
@@ -64,9 +80,6 @@ impl LedgerState {
 #[derive(Debug, Clone, Default)]
 pub struct Ledger {
     state: Arc<Mutex<LedgerState>>,
-    /// `LedgerState::changes`, mirrored for reads without the lock (a per-step check reads it
-    /// far more often than it moves); written only under the lock.
-    changes: Arc<AtomicU64>,
 }
 
 impl Ledger {
@@ -78,10 +91,12 @@ impl Ledger {
     pub fn register(&self, kind: ResourceKind, owner: impl Into<String>) -> LedgerEntry {
         let mut state = lock(&self.state);
         state.next_id += 1;
-        state.changes += 1;
-        self.changes.store(state.changes, Ordering::Release);
         let id = state.next_id;
-        let previous = state.live.entry(kind).or_default().insert(id, owner.into());
+        let owner = owner.into();
+        if let Some(observer) = &state.observer {
+            observer(kind, &owner, LedgerChange::Registered);
+        }
+        let previous = state.live.entry(kind).or_default().insert(id, owner);
         assert!(previous.is_none(), "ledger id {id} issued twice");
         LedgerEntry { ledger: self.clone(), id, kind }
     }
@@ -127,18 +142,31 @@ impl Ledger {
         lock(&self.state).live.get(&kind).map_or(0, BTreeMap::len)
     }
 
-    /// How many times the ledger changed (a registration or a release): a check that is a pure
-    /// function of the live resources need not run again while this stays the same.
-    pub fn changes(&self) -> u64 {
-        self.changes.load(Ordering::Acquire)
-    }
-
     fn release(&self, id: u64, kind: ResourceKind) {
         let mut state = lock(&self.state);
-        state.changes += 1;
-        self.changes.store(state.changes, Ordering::Release);
         let removed = state.live.get_mut(&kind).and_then(|owners| owners.remove(&id));
-        assert!(removed.is_some(), "ledger entry {id} released twice or never registered");
+        let Some(owner) = removed else {
+            panic!("ledger entry {id} released twice or never registered");
+        };
+        if let Some(observer) = &state.observer {
+            observer(kind, &owner, LedgerChange::Released);
+        }
+    }
+
+    /// Makes `observer` the ledger's one observer: it is first told of every live resource as
+    /// registered (in kind, then registration order), then of every change as it happens.
+    ///
+    /// # Panics
+    /// If the ledger already has an observer: two checks that each need one share a tally.
+    pub fn observe(&self, observer: LedgerObserver) {
+        let mut state = lock(&self.state);
+        assert!(state.observer.is_none(), "the ledger already has an observer");
+        for (kind, owners) in &state.live {
+            for owner in owners.values() {
+                observer(*kind, owner, LedgerChange::Registered);
+            }
+        }
+        state.observer = Some(observer);
     }
 }
 
@@ -203,5 +231,28 @@ mod tests {
             ledger.live().into_iter().filter(|r| engine.contains(&r.kind)).collect();
         assert_eq!(ledger.live_of(&engine), expected);
         assert!(ledger.live_of(&[ResourceKind::Lease]).is_empty());
+    }
+
+    #[test]
+    fn an_observer_is_told_of_the_live_resources_then_of_every_change_in_order() {
+        let ledger = Ledger::new();
+        let before = ledger.register(ResourceKind::Task, "before");
+        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let log = seen.clone();
+        ledger.observe(Arc::new(move |kind, owner, change| {
+            lock(&log).push(format!("{change:?} {kind:?} {owner}"));
+        }));
+        let after = ledger.register(ResourceKind::TempFile, "after");
+        drop(before);
+        drop(after);
+        assert_eq!(
+            *lock(&seen),
+            [
+                "Registered Task before",
+                "Registered TempFile after",
+                "Released Task before",
+                "Released TempFile after"
+            ]
+        );
     }
 }

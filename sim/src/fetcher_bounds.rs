@@ -16,8 +16,9 @@
 //! fetcher tests), they are checked too.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use kvtablet_core::ledger::{Ledger, ResourceKind};
+use kvtablet_core::ledger::{Ledger, LedgerChange, ResourceKind};
 use kvtablet_core::recovery::{FetcherConfig, FetcherGauges};
 
 /// How every ledger entry of a fetcher begins (`RemoteLogFetcher::new`'s owner label).
@@ -47,22 +48,136 @@ pub fn holdings(ledger: &Ledger) -> BTreeMap<String, FetcherHoldings> {
     }
     let kinds = [ResourceKind::PrefetchSlot, ResourceKind::TempFile, ResourceKind::Task];
     ledger.for_each_live_owner(&kinds, |kind, owner| {
-        let Some((fetcher, rest)) = fetcher_of(owner) else { return };
-        if !by_fetcher.contains_key(fetcher) {
-            by_fetcher.insert(fetcher.to_string(), FetcherHoldings::default());
-        }
-        let held = by_fetcher.get_mut(fetcher).expect("inserted above");
-        match kind {
-            ResourceKind::PrefetchSlot => held.slots += 1,
-            ResourceKind::TempFile => held.temp_files += 1,
-            ResourceKind::Task if rest.starts_with(" download ") => held.download_tasks += 1,
-            ResourceKind::Task if rest.starts_with(" write ") => held.writes += 1,
-            _ => {}
-        }
+        count(&mut by_fetcher, kind, owner, LedgerChange::Registered);
     });
-    // Download tasks of a fetcher that holds neither a slot nor a file are idle or ending.
-    by_fetcher.retain(|_, held| held.slots + held.temp_files + held.writes > 0);
+    reportable(by_fetcher)
+}
+
+/// What the bounds look at: nothing while no fetcher holds a slot or a file (a write or a
+/// download task alone is the tail of a fetcher that is ending), else the fetchers that hold
+/// something besides download tasks.
+fn reportable(
+    mut by_fetcher: BTreeMap<String, FetcherHoldings>,
+) -> BTreeMap<String, FetcherHoldings> {
+    if !by_fetcher.values().any(|held| held.slots + held.temp_files > 0) {
+        by_fetcher.clear();
+    }
+    by_fetcher.retain(|_, held| held.holds_any());
     by_fetcher
+}
+
+impl FetcherHoldings {
+    /// Download tasks of a fetcher that holds neither a slot nor a file nor a write are idle
+    /// or ending.
+    fn holds_any(&self) -> bool {
+        self.slots + self.temp_files + self.writes > 0
+    }
+
+    fn is_empty(&self) -> bool {
+        *self == FetcherHoldings::default()
+    }
+}
+
+/// Counts one ledger entry into (or, released, out of) its fetcher's holdings; entries that
+/// are not a fetcher's change nothing. The one rule by which both [`holdings`] and
+/// [`FetcherTally`] attribute an entry.
+fn count(
+    by_fetcher: &mut BTreeMap<String, FetcherHoldings>,
+    kind: ResourceKind,
+    owner: &str,
+    change: LedgerChange,
+) {
+    let Some((fetcher, rest)) = fetcher_of(owner) else { return };
+    let counted = match kind {
+        ResourceKind::PrefetchSlot => Counted::Slot,
+        ResourceKind::TempFile => Counted::TempFile,
+        ResourceKind::Task if rest.starts_with(" download ") => Counted::DownloadTask,
+        ResourceKind::Task if rest.starts_with(" write ") => Counted::Write,
+        _ => return,
+    };
+    match change {
+        LedgerChange::Registered => {
+            if !by_fetcher.contains_key(fetcher) {
+                by_fetcher.insert(fetcher.to_string(), FetcherHoldings::default());
+            }
+            *by_fetcher.get_mut(fetcher).expect("inserted above").counter(counted) += 1;
+        }
+        LedgerChange::Released => {
+            let Some(held) = by_fetcher.get_mut(fetcher) else { return };
+            let counter = held.counter(counted);
+            *counter = counter.saturating_sub(1);
+            if held.is_empty() {
+                by_fetcher.remove(fetcher);
+            }
+        }
+    }
+}
+
+/// Which of a fetcher's holdings an entry counts in.
+#[derive(Debug, Clone, Copy)]
+enum Counted {
+    Slot,
+    TempFile,
+    DownloadTask,
+    Write,
+}
+
+impl FetcherHoldings {
+    fn counter(&mut self, counted: Counted) -> &mut usize {
+        match counted {
+            Counted::Slot => &mut self.slots,
+            Counted::TempFile => &mut self.temp_files,
+            Counted::DownloadTask => &mut self.download_tasks,
+            Counted::Write => &mut self.writes,
+        }
+    }
+}
+
+/// Every fetcher's holdings kept up to date from the ledger's changes (a [`LedgerObserver`]),
+/// so that a check at every scheduling step costs nothing while no fetcher's entries moved,
+/// instead of a walk over every live task. Equal to [`holdings`] at every instant.
+///
+/// [`LedgerObserver`]: kvtablet_core::ledger::LedgerObserver
+#[derive(Debug, Default)]
+pub struct FetcherTally {
+    state: Mutex<TallyState>,
+}
+
+#[derive(Debug, Default)]
+struct TallyState {
+    by_fetcher: BTreeMap<String, FetcherHoldings>,
+    /// Whether a fetcher's entry moved since the last [`FetcherTally::take_changed`].
+    changed: bool,
+}
+
+impl FetcherTally {
+    /// A tally of `ledger`'s fetchers, kept by the ledger's one observer.
+    pub fn attach(ledger: &Ledger) -> Arc<FetcherTally> {
+        let tally = Arc::new(FetcherTally::default());
+        let kept = tally.clone();
+        ledger.observe(Arc::new(move |kind, owner, change| {
+            if owner.starts_with(FETCHER_OWNER_PREFIX) {
+                let mut state = lock(&kept.state);
+                count(&mut state.by_fetcher, kind, owner, change);
+                state.changed = true;
+            }
+        }));
+        tally
+    }
+
+    /// The holdings as [`holdings`] reads them from the ledger, if a fetcher's entry moved
+    /// since the last call; `None` otherwise.
+    pub fn take_changed(&self) -> Option<BTreeMap<String, FetcherHoldings>> {
+        let mut state = lock(&self.state);
+        if !std::mem::take(&mut state.changed) {
+            return None;
+        }
+        Some(reportable(state.by_fetcher.clone()))
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The fetcher an entry's owner label belongs to (`remote-log-fetcher {temp_dir}`), and what
@@ -76,8 +191,16 @@ fn fetcher_of(owner: &str) -> Option<(&str, &str)> {
 
 /// The bounds `config` sets that some live fetcher breaks now, as violations.
 pub fn violations(ledger: &Ledger, config: FetcherConfig) -> Vec<String> {
+    violations_of(holdings(ledger), config)
+}
+
+/// The bounds `config` sets that the given holdings break, as violations.
+pub fn violations_of(
+    holdings: BTreeMap<String, FetcherHoldings>,
+    config: FetcherConfig,
+) -> Vec<String> {
     let mut problems = Vec::new();
-    for (owner, held) in holdings(ledger) {
+    for (owner, held) in holdings {
         let mut broken = Vec::new();
         if held.slots > config.prefetch_num {
             broken.push(format!(
@@ -168,6 +291,35 @@ mod tests {
         assert!(problems[0].contains("2 downloads writing at once"), "{problems:?}");
         drop(held);
         assert!(holdings(&ledger).is_empty(), "released with their entries");
+    }
+
+    #[test]
+    fn the_tally_reads_what_a_walk_over_the_ledger_reads_after_every_change() {
+        let ledger = Ledger::new();
+        let early = ledger.register(ResourceKind::TempFile, "remote-log-fetcher a file 1.log");
+        let tally = FetcherTally::attach(&ledger);
+        let walked = |tally: &FetcherTally| {
+            let tallied = tally.take_changed().expect("an entry of a fetcher moved");
+            assert_eq!(tallied, holdings(&ledger));
+            tallied
+        };
+        assert_eq!(walked(&tally).len(), 1, "entries live before the attach are counted");
+        let others = ledger.register(ResourceKind::Task, "flush node1 t1-b0");
+        assert_eq!(tally.take_changed(), None, "another component's entry moves nothing");
+        let mut held = vec![
+            ledger.register(ResourceKind::PrefetchSlot, "remote-log-fetcher b"),
+            ledger.register(ResourceKind::Task, "remote-log-fetcher b download 0"),
+            ledger.register(ResourceKind::Task, "remote-log-fetcher b write e1-0"),
+            ledger.register(ResourceKind::Task, "remote-log-fetcher a download 2"),
+        ];
+        assert_eq!(walked(&tally).len(), 2);
+        drop(early);
+        assert_eq!(walked(&tally).len(), 1, "a holds only a download task now");
+        held.truncate(1);
+        assert_eq!(walked(&tally).len(), 1);
+        held.clear();
+        assert!(walked(&tally).is_empty());
+        drop(others);
     }
 
     #[test]

@@ -1705,20 +1705,17 @@ impl World {
 /// The fetcher bounds (`fetcher_bounds.rs`) sampled at every scheduling step; the first
 /// breach is reported (later ones are the same fault).
 fn watch_fetcher_bounds(exec: &SimExecutor, ledger: &Ledger, checker: &Arc<Checker>) {
-    let (ledger, checker) = (ledger.clone(), Arc::downgrade(checker));
+    // The bounds are a function of the fetchers' live entries alone, tallied as they change.
+    let tally = crate::fetcher_bounds::FetcherTally::attach(ledger);
+    let checker = Arc::downgrade(checker);
     let reported = std::sync::atomic::AtomicBool::new(false);
-    // The bounds are a function of the live resources alone: checked again only after a change.
-    let checked_at_changes = std::sync::atomic::AtomicU64::new(u64::MAX);
     let config = kvtablet_core::recovery::FetcherConfig::DEFAULT;
     exec.set_step_observer(Arc::new(move || {
         if reported.load(std::sync::atomic::Ordering::Relaxed) {
             return;
         }
-        let changes = ledger.changes();
-        if checked_at_changes.swap(changes, std::sync::atomic::Ordering::Relaxed) == changes {
-            return;
-        }
-        let problems = crate::fetcher_bounds::violations(&ledger, config);
+        let Some(holdings) = tally.take_changed() else { return };
+        let problems = crate::fetcher_bounds::violations_of(holdings, config);
         if problems.is_empty() {
             return;
         }

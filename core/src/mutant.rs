@@ -187,6 +187,12 @@ pub enum Mutant {
     /// checking its local copy against the records: bytes that rotted on the local disk after
     /// the download break a healthy snapshot.
     RestoreLocalDamageBreaksSnapshot,
+    /// A restore starts the remote-log fetcher's prefetch with its own first downloads
+    /// instead of once they are all done: a recovery runs more remote reads at once than
+    /// `download-threads`.
+    RestoreFetcherStartsBesideDownloads,
+    /// A restore downloads with one thread more than `download-threads`.
+    RestoreDownloadsBeyondThreads,
     /// A restore takes a file still answered not-found after its retries for a missing one
     /// without asking a listing: a healthy snapshot behind a store whose reads have not caught
     /// up is reported broken.
@@ -273,6 +279,8 @@ impl Mutant {
         Mutant::RemoteRetentionIgnoresMinRetainOffset,
         Mutant::RestoreLocalFailureBreaksSnapshot,
         Mutant::RestoreLocalDamageBreaksSnapshot,
+        Mutant::RestoreFetcherStartsBesideDownloads,
+        Mutant::RestoreDownloadsBeyondThreads,
         Mutant::RestoreNotFoundUnconfirmedBreaksSnapshot,
         Mutant::RecoveryTransientFailureSkipsSnapshot,
         Mutant::SnapshotLoopKeepsStaleLatest,
@@ -381,6 +389,10 @@ impl Mutant {
             }
             Mutant::RestoreLocalFailureBreaksSnapshot => "restore-local-failure-breaks-snapshot",
             Mutant::RestoreLocalDamageBreaksSnapshot => "restore-local-damage-breaks-snapshot",
+            Mutant::RestoreFetcherStartsBesideDownloads => {
+                "restore-fetcher-starts-beside-downloads"
+            }
+            Mutant::RestoreDownloadsBeyondThreads => "restore-downloads-beyond-threads",
             Mutant::RestoreNotFoundUnconfirmedBreaksSnapshot => {
                 "restore-not-found-unconfirmed-breaks-snapshot"
             }

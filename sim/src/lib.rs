@@ -26,6 +26,7 @@ pub mod plan;
 pub mod prng;
 pub mod progress;
 pub mod ready_set;
+pub mod recovery_reads;
 pub mod recovery_watch;
 pub mod remote;
 pub mod replication;

@@ -111,6 +111,8 @@ struct World {
     exec: SimExecutor,
     net: SimNetwork,
     remote: Arc<SimRemoteStorage>,
+    /// Every server's remote reads, counted against recovery's download bound.
+    recovery_reads: Arc<crate::recovery_reads::RecoveryReads>,
     logs: ClusterLogs,
     ledger: Ledger,
     live: LiveServers,
@@ -420,6 +422,10 @@ impl World {
             streams,
             exec,
             net,
+            recovery_reads: crate::recovery_reads::RecoveryReads::new(
+                KvTabletConfig::DEFAULT.recovery_fetcher.download_threads,
+                &checker,
+            ),
             remote,
             logs,
             ledger,
@@ -612,7 +618,7 @@ impl World {
             node_id: node,
             clock: self.exec.clock_for(node),
             executor: self.exec.executor_for(node),
-            remote: self.remote.clone(),
+            remote: Arc::new(self.recovery_reads.wrap(node, self.remote.clone())),
             rpc: self.net.endpoint(node),
             fs: disk.fs.clone(),
             entropy: Arc::new(entropy),

@@ -123,6 +123,12 @@ const RECORDED: &[(&str, &str, u64)] = &[
     ("restore-local-failure-breaks-snapshot", "swarm", 4),
     // Needs bit rot in a restore's synced download (disk-faults: seed 5).
     ("restore-local-damage-breaks-snapshot", "recovery", 4),
+    // A recovery's remote reads beyond download-threads at once, whichever part issues them
+    // (the restore's downloads, the fetcher started beside them): caught by the count of
+    // every server's remote reads per bucket (`recovery_reads.rs`); 0 of 40 recovery seeds
+    // before it. Also swarm, snapshots and disk-faults seed 1 or 3.
+    ("restore-fetcher-starts-beside-downloads", "recovery", 1),
+    ("restore-downloads-beyond-threads", "recovery", 1),
     // A download still answered not-found after its retries taken for a missing file without
     // a listing to confirm it: rare (every attempt must fail, the last with a not-found; 3 of
     // the first 400 snapshots seeds on the schedule it was found on), by the same oracle.

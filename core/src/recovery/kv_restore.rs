@@ -219,7 +219,8 @@ async fn download_files<'a>(
     downloaded: impl Future<Output = ()> + Send + 'a,
 ) -> Result<Vec<TempFile>, KvRestoreError> {
     // The configuration is validated by its owner; a zero would never download anything.
-    let download_threads = fetcher.download_threads.max(1);
+    let download_threads = fetcher.download_threads.max(1)
+        + usize::from(env.mutants.is_on(Mutant::RestoreDownloadsBeyondThreads));
     let retry = &fetcher.retry;
     let snapshot_id = snapshot.snapshot_id;
     let owner = format!("node{} restore {}", env.node_id, snapshot.bucket);
@@ -292,7 +293,9 @@ async fn download_files<'a>(
             && next_file == files.len()
             && again_whole.is_empty()
             && ranged.is_empty();
-        if failure.is_none() && nothing_to_download {
+        let start_fetcher =
+            nothing_to_download || env.mutants.is_on(Mutant::RestoreFetcherStartsBesideDownloads);
+        if failure.is_none() && start_fetcher {
             if let Some(downloaded) = downloaded.take() {
                 running.push(downloaded.map(|()| Event::Downloaded).boxed());
             }

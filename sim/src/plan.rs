@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use kvtablet_core::log::LocalRetention;
 use kvtablet_core::mutant::Mutants;
+use kvtablet_core::recovery::FetcherConfig;
 use kvtablet_core::scan::ScannerConfig;
 
 use crate::faulty_engine::EngineFaults;
@@ -125,6 +126,9 @@ pub struct RunPlan {
     pub remote_log_ttl_ms: Option<u64>,
     /// The KV snapshot lease consumers (off unless a scenario sets `lease_consumers`).
     pub leases: LeasePlan,
+    /// Every server's recovery downloads: `kv.recover.remote-log.prefetch-num` and
+    /// `download-threads` (Fluss's defaults, 4 and 3, in a third of the seeds).
+    pub recovery_fetcher: FetcherConfig,
 }
 
 /// The `leases` workload: consumers modelled on the tiering service (PR 3286), each pinning the
@@ -211,6 +215,9 @@ impl RunPlan {
             local_retention: LocalRetention::default(),
             remote_log_ttl_ms: None,
             leases: LeasePlan::draw(&mut Streams::new(seed).stream("plan-leases")),
+            recovery_fetcher: draw_recovery_fetcher(
+                &mut Streams::new(seed).stream("plan-recovery-fetcher"),
+            ),
         };
         plan.replication_factor = if prng.chance(Ratio::new(1, 3)) { 1 } else { plan.servers };
         let slow_disk = !prng.chance(Ratio::new(1, 3));
@@ -361,6 +368,13 @@ impl RunPlan {
             && f.snapshot_corruption_interval_ms.is_none()
             && f.recovery_targeting.is_never()
             && f.remote.latency_tail.is_never();
+        let fetcher = self.recovery_fetcher;
+        if fetcher != FetcherConfig::DEFAULT {
+            lines.push(format!(
+                "plan recovery_fetcher prefetch_num={} download_threads={}",
+                fetcher.prefetch_num, fetcher.download_threads
+            ));
+        }
         if !recovery_default {
             lines.push(format!(
                 "plan recovery engine_loss={} snapshot_corruption={} targeting={} remote_latency_tail={} remote_latency_tail_ms_max={}",
@@ -392,6 +406,7 @@ impl RunPlan {
     }
 
     fn check(&self) -> Result<(), String> {
+        self.recovery_fetcher.validate().map_err(|error| error.to_string())?;
         let w = &self.weights;
         if w.upsert + w.delete + w.lookup + w.prefix_lookup + w.limit_scan == 0 {
             return Err("every client operation is switched off".to_string());
@@ -420,6 +435,20 @@ fn draw_table_partitions(plan: &mut RunPlan, prng: &mut Prng) {
         plan.table_partitions = partitions;
         plan.table_partition_churn_ms = churn.then_some(churn_ms);
     }
+}
+
+/// From a stream of its own: Fluss's defaults in a third of the seeds, else a window of 1 to 4
+/// segments and 1 to that many downloads at once, so that a bound that ignores its
+/// configuration for a constant shows (the fetcher and restore bounds are checked against
+/// the drawn values).
+fn draw_recovery_fetcher(prng: &mut Prng) -> FetcherConfig {
+    let drawn = !prng.chance(Ratio::new(1, 3));
+    let prefetch_num = prng.range_inclusive(1, 4) as usize;
+    let download_threads = prng.range_inclusive(1, prefetch_num as u64) as usize;
+    if !drawn {
+        return FetcherConfig::DEFAULT;
+    }
+    FetcherConfig { prefetch_num, download_threads, ..FetcherConfig::DEFAULT }
 }
 
 /// From a stream of its own: snapshots in every seed (as in production, where they are always
@@ -786,6 +815,12 @@ impl Scenario {
                     plan.faults.remote.latency_tail_ms_max = number()?;
                 }
                 "engine_loss" => plan.faults.engine_loss = rate()?,
+                "recovery_prefetch_num" => {
+                    plan.recovery_fetcher.prefetch_num = number()? as usize;
+                }
+                "recovery_download_threads" => {
+                    plan.recovery_fetcher.download_threads = number()? as usize;
+                }
                 "recovery_targeting" => plan.faults.recovery_targeting = rate()?,
                 "snapshot_corruption_interval_ms" => {
                     plan.faults.snapshot_corruption_interval_ms = interval()?;

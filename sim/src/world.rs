@@ -396,7 +396,11 @@ impl World {
             ledger.clone(),
             exec.clock_for(COORDINATOR_NODE),
         ));
-        watch_fetcher_bounds(&exec, &ledger, &checker);
+        watch_fetcher_bounds(&exec, &ledger, &checker, plan.recovery_fetcher);
+        let recovery_reads = crate::recovery_reads::RecoveryReads::new(
+            plan.recovery_fetcher.download_threads,
+            &checker,
+        );
         if plan.faults.snapshot_corruption_interval_ms.is_some() {
             // Damage found by a read, which only restores (and no oracle) make of a snapshot's
             // private files: aimed at restores, where a timed damage is mostly superseded by
@@ -422,10 +426,7 @@ impl World {
             streams,
             exec,
             net,
-            recovery_reads: crate::recovery_reads::RecoveryReads::new(
-                KvTabletConfig::DEFAULT.recovery_fetcher.download_threads,
-                &checker,
-            ),
+            recovery_reads,
             remote,
             logs,
             ledger,
@@ -467,6 +468,7 @@ impl World {
             // disk) turns into STORAGE_BACKPRESSURE, which the writers resend after a delay.
             kv: KvTabletConfig {
                 pre_write_buffer_bytes_max: SIM_PRE_WRITE_BUFFER_BYTES,
+                recovery_fetcher: self.plan.recovery_fetcher,
                 ..KvTabletConfig::DEFAULT
             },
             limits: RequestLimits::DEFAULT,
@@ -1710,12 +1712,16 @@ impl World {
 
 /// The fetcher bounds (`fetcher_bounds.rs`) sampled at every scheduling step; the first
 /// breach is reported (later ones are the same fault).
-fn watch_fetcher_bounds(exec: &SimExecutor, ledger: &Ledger, checker: &Arc<Checker>) {
+fn watch_fetcher_bounds(
+    exec: &SimExecutor,
+    ledger: &Ledger,
+    checker: &Arc<Checker>,
+    config: kvtablet_core::recovery::FetcherConfig,
+) {
     // The bounds are a function of the fetchers' live entries alone, tallied as they change.
     let tally = crate::fetcher_bounds::FetcherTally::attach(ledger);
     let checker = Arc::downgrade(checker);
     let reported = std::sync::atomic::AtomicBool::new(false);
-    let config = kvtablet_core::recovery::FetcherConfig::DEFAULT;
     exec.set_step_observer(Arc::new(move || {
         if reported.load(std::sync::atomic::Ordering::Relaxed) {
             return;

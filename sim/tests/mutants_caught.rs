@@ -80,11 +80,11 @@ const RECORDED: &[(&str, &str, u64)] = &[
     ("snapshot-deposed-leader-accepted", "swarm", 3),
     ("snapshot-offset-read-before-checkpoint", "swarm", 3),
     ("snapshot-ambiguous-commit-deletes-uploads", "swarm", 1),
-    ("snapshot-checkpoint-not-verified", "swarm", 7),
+    ("snapshot-checkpoint-not-verified", "swarm", 3),
     // Changelog tiering (three seeds in four): a live writer forgotten after retention and a
     // restart; an offset deleted locally before the coordinator recorded its segment.
     ("retention-forgets-writer-state", "swarm", 1),
-    ("tiering-remote-end-raised-before-commit", "swarm", 5),
+    ("tiering-remote-end-raised-before-commit", "swarm", 7),
     // Local retention without the remote end as a bound: caught by the tiering oracles.
     ("retention-ignores-remote-end", "swarm", 3),
     // KV recovery (one engine loss in two finds the latest snapshots damaged, so restores
@@ -120,7 +120,7 @@ const RECORDED: &[(&str, &str, u64)] = &[
     ("remote-retention-ignores-min-retain-offset", "swarm", 3),
     // A local read failure while a restore checks its download taken for damage: caught by
     // the oracle that a snapshot reported broken does not restore whole from the remote store.
-    ("restore-local-failure-breaks-snapshot", "swarm", 4),
+    ("restore-local-failure-breaks-snapshot", "swarm", 3),
     // Needs bit rot in a restore's synced download (disk-faults: seed 5).
     ("restore-local-damage-breaks-snapshot", "recovery", 4),
     // A recovery's remote reads beyond download-threads at once, whichever part issues them
@@ -135,7 +135,7 @@ const RECORDED: &[(&str, &str, u64)] = &[
     // Rarer since a recovery lists the remote segments it needs before it downloads the
     // snapshot: a recovery that cannot succeed (no remote tier, a gap) downloads nothing now.
     // 0 of 150 snapshots and swarm seeds, 0 of 100 disk-faults and table-partitions seeds.
-    ("restore-not-found-unconfirmed-breaks-snapshot", "recovery", 126),
+    ("restore-not-found-unconfirmed-breaks-snapshot", "recovery", 97),
     // A recovery that falls back to an older snapshot after a passing failure of the newest:
     // invisible to every other oracle (the data is right, 900 seeds pass without it), caught
     // by the check that a restored snapshot is the newest listed one that restores whole.

@@ -193,6 +193,9 @@ pub enum Mutant {
     RestoreFetcherStartsBesideDownloads,
     /// A restore downloads with one thread more than `download-threads`.
     RestoreDownloadsBeyondThreads,
+    /// A restore reads its download threads from Fluss's default instead of its
+    /// configuration: right only where the two agree.
+    RestoreThreadsFromDefault,
     /// A restore takes a file still answered not-found after its retries for a missing one
     /// without asking a listing: a healthy snapshot behind a store whose reads have not caught
     /// up is reported broken.
@@ -281,6 +284,7 @@ impl Mutant {
         Mutant::RestoreLocalDamageBreaksSnapshot,
         Mutant::RestoreFetcherStartsBesideDownloads,
         Mutant::RestoreDownloadsBeyondThreads,
+        Mutant::RestoreThreadsFromDefault,
         Mutant::RestoreNotFoundUnconfirmedBreaksSnapshot,
         Mutant::RecoveryTransientFailureSkipsSnapshot,
         Mutant::SnapshotLoopKeepsStaleLatest,
@@ -393,6 +397,7 @@ impl Mutant {
                 "restore-fetcher-starts-beside-downloads"
             }
             Mutant::RestoreDownloadsBeyondThreads => "restore-downloads-beyond-threads",
+            Mutant::RestoreThreadsFromDefault => "restore-threads-from-default",
             Mutant::RestoreNotFoundUnconfirmedBreaksSnapshot => {
                 "restore-not-found-unconfirmed-breaks-snapshot"
             }

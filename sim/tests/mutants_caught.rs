@@ -129,6 +129,9 @@ const RECORDED: &[(&str, &str, u64)] = &[
     // before it. Also swarm, snapshots and disk-faults seed 1 or 3.
     ("restore-fetcher-starts-beside-downloads", "recovery", 1),
     ("restore-downloads-beyond-threads", "recovery", 1),
+    // Needs a seed whose drawn download threads differ from Fluss's default (the plan draws
+    // the fetcher's configuration per seed for this class: a bound read from a constant).
+    ("restore-threads-from-default", "recovery", 5),
     // A download still answered not-found after its retries taken for a missing file without
     // a listing to confirm it: rare (every attempt must fail, the last with a not-found; 3 of
     // the first 400 snapshots seeds on the schedule it was found on), by the same oracle.

@@ -151,6 +151,65 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::executor::SimExecutor;
+    use crate::prng::Streams;
+    use crate::remote::{RemoteFaults, SimRemoteStorage};
+    use crate::replication::ClusterLogs;
+    use crate::table_partitions::TablePartitions;
+    use crate::trace::{Trace, TraceMode};
+    use kvtablet_core::log::LogConfig;
+    use kvtablet_core::scan::ScannerConfig;
+
+    fn checker(exec: &SimExecutor) -> Arc<Checker> {
+        let logs = ClusterLogs::new(
+            1,
+            1,
+            LogConfig { segment_bytes_max: 1024 },
+            kvtablet_core::mutant::Mutants::NONE,
+        );
+        Arc::new(Checker::new(
+            logs,
+            Arc::new(Mutex::new(BTreeMap::new())),
+            Arc::new(Mutex::new(Trace::new(TraceMode::HashOnly))),
+            exec.clock_for(0),
+            ScannerConfig::DEFAULT,
+            TablePartitions::new(1, 1, false),
+        ))
+    }
+
+    #[test]
+    fn reads_count_per_server_and_bucket_until_dropped_and_one_beyond_the_limit_is_named() {
+        let exec = SimExecutor::new(&Streams::new(1));
+        let checker = checker(&exec);
+        let store: Arc<dyn RemoteStorage> =
+            Arc::new(SimRemoteStorage::new(&exec, &Streams::new(1), RemoteFaults::none()));
+        let reads = RecoveryReads::new(2, &checker);
+        let (node1, node2) = (reads.wrap(1, store.clone()), reads.wrap(2, store));
+        let first = node1.get("kv/t1-b0/snap-1/MEMMANIFEST");
+        let second = node1.get_range("log/t1-b0/00000000000000000000-e1.log", 0..10);
+        // Another server's reads, another bucket's, and what is not a read do not count.
+        let elsewhere = [
+            node2.get("kv/t1-b0/snap-1/MEMMANIFEST"),
+            node1.get("kv/t1-b1/snap-1/MEMMANIFEST"),
+            node1.get("coordinator/remote-log/t1-b0"),
+        ];
+        let _put = node1.put("kv/t1-b0/snap-2/MEMMANIFEST", Vec::new());
+        let _list = node1.list("log/t1-b0/");
+        assert!(checker.violations().is_empty(), "{:?}", checker.violations());
+        drop(first);
+        let third = node1.get("kv/t1-b0/shared/s1-000001.memrun");
+        assert!(
+            checker.violations().is_empty(),
+            "an abandoned read ends: {:?}",
+            checker.violations()
+        );
+        let fourth = node1.get("log/t1-b0/00000000000000000007-e1.log");
+        let violations = checker.violations();
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert!(violations[0].contains("node 1 runs 3 remote reads of t1-b0"), "{violations:?}");
+        drop((second, third, fourth, elsewhere));
+        assert!(lock(&reads.state).running.is_empty());
+    }
 
     #[test]
     fn a_path_names_its_bucket_under_kv_or_log_and_nothing_else() {

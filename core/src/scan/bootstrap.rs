@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::env::{Clock, Executor, Rpc, RpcError};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::ledger::Ledger;
 use crate::log::{ChangeType, LogBatch};
 use crate::message::{NodeId, Request, Response};
@@ -68,9 +68,10 @@ pub enum BootstrapError {
     /// The snapshot scan was asked for a row limit.
     #[error("a bootstrap needs the whole bucket; remove the scan limit")]
     LimitedScan,
-    /// The leader answered FetchLog with an error (for example, not leader or offset out of
-    /// range after retention). Restart if [`ApiError::is_retriable`], after refreshing
-    /// metadata.
+    /// The leader answered FetchLog with an error. Restart, after refreshing metadata, if
+    /// [`ApiError::is_retriable`] (not leader, say) or if the offset is out of range: log
+    /// retention (remote TTL, then local deletion of tiered segments) overtook a scan that
+    /// outlasted it, which a fresh snapshot at a newer offset gets past, as with `LogGap`.
     #[error("fetching the changelog failed: {0}")]
     FetchLog(ApiError),
     /// FetchLog got no response after its resends. Restart.
@@ -95,7 +96,9 @@ impl BootstrapError {
     pub fn is_restartable(&self) -> bool {
         match self {
             BootstrapError::Scan(error) => error.is_restartable(),
-            BootstrapError::FetchLog(error) => error.is_retriable(),
+            BootstrapError::FetchLog(error) => {
+                error.is_retriable() || error.code == ErrorCode::LogOffsetOutOfRange
+            }
             BootstrapError::Transport(_)
             | BootstrapError::LogGap { .. }
             | BootstrapError::FollowTimedOut { .. } => true,
@@ -299,7 +302,6 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::error::ErrorCode;
     use crate::log::LogRecord;
     use crate::scan::kv_scanner::testing::{
         ScriptedLeader, ScriptedLeaderState, TestRuntime, LEADER,
@@ -618,6 +620,14 @@ mod tests {
         let not_leader =
             BootstrapError::FetchLog(ApiError::new(ErrorCode::NotLeaderOrFollower, ""));
         assert!(not_leader.is_restartable());
+        // Retention overtook the scan: a fresh snapshot starts within the retained log.
+        let overtaken = BootstrapError::FetchLog(ApiError::new(
+            ErrorCode::LogOffsetOutOfRange,
+            "offset 16 is below the local log start offset 17 and in no tiered segment",
+        ));
+        assert!(overtaken.is_restartable());
+        let corrupt = BootstrapError::FetchLog(ApiError::new(ErrorCode::CorruptMessage, ""));
+        assert!(!corrupt.is_restartable());
     }
 
     fn arbitrary_batches() -> impl Strategy<Value = Vec<Vec<Write>>> {

@@ -47,6 +47,11 @@ const CLIENT_NODE_BASE: NodeId = 100;
 const SCAN_CLIENT_NODE_BASE: NodeId = 200;
 /// A run that has not finished its workload after this much virtual time is livelocked.
 const VIRTUAL_TIME_MS_MAX: u64 = 30 * 60 * 1000;
+/// Faults stop after this much virtual time, workload finished or not: a plan hostile enough
+/// to slow the clients without stopping them (leadership moved every 40 ms, say) then ends in
+/// the liveness phase, where a cluster without faults must let every client finish before
+/// `VIRTUAL_TIME_MS_MAX`. Seeds rarely run this long (recovery's longest about 15 minutes).
+const FAULT_PHASE_MS_MAX: u64 = 20 * 60 * 1000;
 const STEPS_MAX: u64 = 20_000_000;
 const HEAL_STEPS_MAX: u64 = 2_000_000;
 /// Remote operations that fail transiently while the data plane catches up after the heal.
@@ -758,9 +763,17 @@ impl World {
         let mut next_log_dir_check =
             watch_log_dirs.then(|| self.exec.now_mono_ms() + LOG_DIR_CHECK_INTERVAL_MS);
         let mut restarts: BTreeMap<NodeId, u64> = BTreeMap::new();
+        let mut faults_stopped = false;
         loop {
             if self.clients_running.none() {
                 return Ok(());
+            }
+            if !faults_stopped && self.exec.now_mono_ms() > FAULT_PHASE_MS_MAX {
+                faults_stopped = true;
+                (next_flip, next_crash, next_retention, next_ttl_jump, next_churn) =
+                    (None, None, None, None, None);
+                self.corruption.next_at = None;
+                self.stop_faults();
             }
             if self.exec.now_mono_ms() > VIRTUAL_TIME_MS_MAX {
                 return Err(SimError::StepBudgetExhausted {
@@ -1612,6 +1625,26 @@ impl World {
 
     /// The heal phase's first step: every storage, remote, partition, pause and clock fault
     /// stops (bit rot is scrubbed: a repair from a healthy replica).
+    /// Ends the fault phase while clients still run: no fault is drawn or injected from now
+    /// on (the servers that are down still restart when due).
+    fn stop_faults(&mut self) {
+        self.note(
+            COORDINATOR_NODE,
+            "faults-stop",
+            format!("the fault phase ends at {FAULT_PHASE_MS_MAX} ms; the clients still run"),
+        );
+        self.exec.set_slow_disk(SlowDisk::default());
+        self.heal_chaos();
+        self.net.set_faults(NetFaults {
+            delay_ms_max: 1,
+            drop: Ratio::NEVER,
+            duplicate: Ratio::NEVER,
+        });
+        if let Some(leases) = self.leases.as_mut() {
+            leases.stop_crashes();
+        }
+    }
+
     fn heal_chaos(&mut self) {
         self.chaos.on = false;
         self.chaos.buggify.switch_off();

@@ -1345,15 +1345,35 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// A checker of one server holding one replica of one bucket, with nothing recorded: for the
+/// unit tests of the oracles that report through a checker.
+#[cfg(test)]
+impl Checker {
+    pub(crate) fn for_tests(clock: Arc<dyn Clock>) -> Checker {
+        let logs = ClusterLogs::new(
+            1,
+            1,
+            kvtablet_core::log::LogConfig { segment_bytes_max: 1024 },
+            kvtablet_core::mutant::Mutants::NONE,
+        );
+        Checker::new(
+            logs,
+            Arc::new(Mutex::new(BTreeMap::new())),
+            Arc::new(Mutex::new(Trace::new(crate::trace::TraceMode::HashOnly))),
+            clock,
+            ScannerConfig::DEFAULT,
+            TablePartitions::new(1, 1, false),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use kvtablet_core::log::LogConfig;
 
     use super::*;
     use crate::executor::SimExecutor;
     use crate::fault_log::FaultKind;
     use crate::prng::Streams;
-    use crate::trace::TraceMode;
 
     #[test]
     fn violations_are_classified_by_their_oracle() {
@@ -1376,21 +1396,7 @@ mod tests {
     }
 
     fn checker() -> Checker {
-        let logs = ClusterLogs::new(
-            1,
-            1,
-            LogConfig { segment_bytes_max: 1024 },
-            kvtablet_core::mutant::Mutants::NONE,
-        );
-        let exec = SimExecutor::new(&Streams::new(1));
-        Checker::new(
-            logs,
-            Arc::new(Mutex::new(BTreeMap::new())),
-            Arc::new(Mutex::new(Trace::new(TraceMode::HashOnly))),
-            exec.clock_for(0),
-            ScannerConfig::DEFAULT,
-            TablePartitions::new(1, 1, false),
-        )
+        Checker::for_tests(SimExecutor::new(&Streams::new(1)).clock_for(0))
     }
 
     #[test]

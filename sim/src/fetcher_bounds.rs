@@ -76,6 +76,15 @@ impl FetcherHoldings {
     fn is_empty(&self) -> bool {
         *self == FetcherHoldings::default()
     }
+
+    fn counter(&mut self, counted: Counted) -> &mut usize {
+        match counted {
+            Counted::Slot => &mut self.slots,
+            Counted::TempFile => &mut self.temp_files,
+            Counted::DownloadTask => &mut self.download_tasks,
+            Counted::Write => &mut self.writes,
+        }
+    }
 }
 
 /// Counts one ledger entry into (or, released, out of) its fetcher's holdings; entries that
@@ -120,17 +129,6 @@ enum Counted {
     TempFile,
     DownloadTask,
     Write,
-}
-
-impl FetcherHoldings {
-    fn counter(&mut self, counted: Counted) -> &mut usize {
-        match counted {
-            Counted::Slot => &mut self.slots,
-            Counted::TempFile => &mut self.temp_files,
-            Counted::DownloadTask => &mut self.download_tasks,
-            Counted::Write => &mut self.writes,
-        }
-    }
 }
 
 /// Every fetcher's holdings kept up to date from the ledger's changes (a [`LedgerObserver`]),

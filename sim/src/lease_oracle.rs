@@ -312,28 +312,10 @@ mod tests {
     use crate::executor::SimExecutor;
     use crate::prng::Streams;
     use crate::remote::RemoteFaults;
-    use crate::replication::ClusterLogs;
-    use crate::table_partitions::TablePartitions;
-    use crate::trace::{Trace, TraceMode};
     use kvtablet_core::env::RemoteStorage;
-    use kvtablet_core::log::LogConfig;
-    use kvtablet_core::scan::ScannerConfig;
 
     fn oracle(exec: &SimExecutor, remote: &Arc<SimRemoteStorage>) -> (LeaseOracle, Arc<Checker>) {
-        let logs = ClusterLogs::new(
-            1,
-            1,
-            LogConfig { segment_bytes_max: 1024 },
-            kvtablet_core::mutant::Mutants::NONE,
-        );
-        let checker = Arc::new(Checker::new(
-            logs,
-            Arc::new(Mutex::new(BTreeMap::new())),
-            Arc::new(Mutex::new(Trace::new(TraceMode::HashOnly))),
-            exec.clock_for(0),
-            ScannerConfig::DEFAULT,
-            TablePartitions::new(1, 1, false),
-        ));
+        let checker = Arc::new(Checker::for_tests(exec.clock_for(0)));
         let bounds = LeaseOracleBounds {
             net_delay_ms_max: 10,
             check_interval_ms: 100,

@@ -442,12 +442,11 @@ fn draw_table_partitions(plan: &mut RunPlan, prng: &mut Prng) {
 /// configuration for a constant shows (the fetcher and restore bounds are checked against
 /// the drawn values).
 fn draw_recovery_fetcher(prng: &mut Prng) -> FetcherConfig {
-    let drawn = !prng.chance(Ratio::new(1, 3));
-    let prefetch_num = prng.range_inclusive(1, 4) as usize;
-    let download_threads = prng.range_inclusive(1, prefetch_num as u64) as usize;
-    if !drawn {
+    if prng.chance(Ratio::new(1, 3)) {
         return FetcherConfig::DEFAULT;
     }
+    let prefetch_num = prng.range_inclusive(1, 4) as usize;
+    let download_threads = prng.range_inclusive(1, prefetch_num as u64) as usize;
     FetcherConfig { prefetch_num, download_threads, ..FetcherConfig::DEFAULT }
 }
 

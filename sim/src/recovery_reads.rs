@@ -154,33 +154,11 @@ mod tests {
     use crate::executor::SimExecutor;
     use crate::prng::Streams;
     use crate::remote::{RemoteFaults, SimRemoteStorage};
-    use crate::replication::ClusterLogs;
-    use crate::table_partitions::TablePartitions;
-    use crate::trace::{Trace, TraceMode};
-    use kvtablet_core::log::LogConfig;
-    use kvtablet_core::scan::ScannerConfig;
-
-    fn checker(exec: &SimExecutor) -> Arc<Checker> {
-        let logs = ClusterLogs::new(
-            1,
-            1,
-            LogConfig { segment_bytes_max: 1024 },
-            kvtablet_core::mutant::Mutants::NONE,
-        );
-        Arc::new(Checker::new(
-            logs,
-            Arc::new(Mutex::new(BTreeMap::new())),
-            Arc::new(Mutex::new(Trace::new(TraceMode::HashOnly))),
-            exec.clock_for(0),
-            ScannerConfig::DEFAULT,
-            TablePartitions::new(1, 1, false),
-        ))
-    }
 
     #[test]
     fn reads_count_per_server_and_bucket_until_dropped_and_one_beyond_the_limit_is_named() {
         let exec = SimExecutor::new(&Streams::new(1));
-        let checker = checker(&exec);
+        let checker = Arc::new(Checker::for_tests(exec.clock_for(0)));
         let store: Arc<dyn RemoteStorage> =
             Arc::new(SimRemoteStorage::new(&exec, &Streams::new(1), RemoteFaults::none()));
         let reads = RecoveryReads::new(2, &checker);

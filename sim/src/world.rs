@@ -1075,8 +1075,7 @@ impl World {
     /// Liveness phase: faults stop, every server comes back, every bucket gets a leader under
     /// a fresh epoch, and everything acknowledged must become flushed and readable.
     fn heal_and_check(&mut self) -> Result<(), SimError> {
-        self.exec.set_slow_disk(SlowDisk::default());
-        self.heal_chaos();
+        self.stop_injecting_faults();
         self.halt_servers_with_stopped_logs();
         // A server keeps refusing a damaged log until it restarts; the heal repaired the
         // disks, and an operator restarts the servers that refused.
@@ -1084,11 +1083,6 @@ impl World {
             self.note(node, "halt", format!("node {node} restarts after the repair of its disk"));
             self.take_down_server(node, false);
         }
-        self.net.set_faults(NetFaults {
-            delay_ms_max: 1,
-            drop: Ratio::NEVER,
-            duplicate: Ratio::NEVER,
-        });
         for node in 1..=self.plan.servers {
             if !lock(&self.live).contains_key(&node) {
                 self.restart_server(node);
@@ -1623,8 +1617,6 @@ impl World {
         );
     }
 
-    /// The heal phase's first step: every storage, remote, partition, pause and clock fault
-    /// stops (bit rot is scrubbed: a repair from a healthy replica).
     /// Ends the fault phase while clients still run: no fault is drawn or injected from now
     /// on (the servers that are down still restart when due).
     fn stop_faults(&mut self) {
@@ -1633,6 +1625,15 @@ impl World {
             "faults-stop",
             format!("the fault phase ends at {FAULT_PHASE_MS_MAX} ms; the clients still run"),
         );
+        self.stop_injecting_faults();
+        if let Some(leases) = self.leases.as_mut() {
+            leases.stop_crashes();
+        }
+    }
+
+    /// No slow disk, no chaos (see [`World::heal_chaos`]) and a network that neither delays
+    /// nor drops nor duplicates: shared by the end of the fault phase and the heal.
+    fn stop_injecting_faults(&mut self) {
         self.exec.set_slow_disk(SlowDisk::default());
         self.heal_chaos();
         self.net.set_faults(NetFaults {
@@ -1640,11 +1641,10 @@ impl World {
             drop: Ratio::NEVER,
             duplicate: Ratio::NEVER,
         });
-        if let Some(leases) = self.leases.as_mut() {
-            leases.stop_crashes();
-        }
     }
 
+    /// The heal phase's first step: every storage, remote, partition, pause and clock fault
+    /// stops (bit rot is scrubbed: a repair from a healthy replica).
     fn heal_chaos(&mut self) {
         self.chaos.on = false;
         self.chaos.buggify.switch_off();

@@ -219,12 +219,12 @@ async fn download_files<'a>(
     downloaded: impl Future<Output = ()> + Send + 'a,
 ) -> Result<Vec<TempFile>, KvRestoreError> {
     // The configuration is validated by its owner; a zero would never download anything.
-    let configured = if env.mutants.is_on(Mutant::RestoreThreadsFromDefault) {
-        FetcherConfig::DEFAULT
+    let configured_threads = if env.mutants.is_on(Mutant::RestoreThreadsFromDefault) {
+        FetcherConfig::DEFAULT.download_threads
     } else {
-        *fetcher
+        fetcher.download_threads
     };
-    let download_threads = configured.download_threads.max(1)
+    let download_threads = configured_threads.max(1)
         + usize::from(env.mutants.is_on(Mutant::RestoreDownloadsBeyondThreads));
     let retry = &fetcher.retry;
     let snapshot_id = snapshot.snapshot_id;

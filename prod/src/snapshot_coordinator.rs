@@ -22,13 +22,12 @@ use kvtablet_core::ledger::Ledger;
 use kvtablet_core::message::{NodeId, Request, Response};
 use kvtablet_core::mutant::Mutants;
 use kvtablet_core::snapshot::lease_expiry_loop::run_lease_expiry_loop;
-use kvtablet_core::snapshot::snapshot_service::{
-    delete_remote_objects, LeaderEpochOf, SnapshotService,
-};
+use kvtablet_core::snapshot::orphan_sweep::{sweep_orphans, SweepOutcome, Uploads};
+use kvtablet_core::snapshot::snapshot_service::{LeaderEpochOf, SnapshotService};
 use kvtablet_core::snapshot::{Cleanup, SnapshotStore, SnapshotStoreConfig, SnapshotStoreError};
 use kvtablet_core::tablet_server::TabletServer;
 use kvtablet_core::task::{run_blocking, Task};
-use kvtablet_core::tiering::{RemoteLogStore, RemoteLogStoreError, REMOTE_LOG_ROOT};
+use kvtablet_core::tiering::{RemoteLogStore, RemoteLogStoreError};
 use kvtablet_core::Env;
 
 /// The id the coordinator's snapshot service answers under on the node's loopback network
@@ -36,9 +35,6 @@ use kvtablet_core::Env;
 pub const COORDINATOR_NODE_ID: NodeId = 2;
 /// Relative to the data directory: one file per bucket with snapshots.
 pub const SNAPSHOT_STORE_DIR: &str = "coordinator/kv-snapshots";
-/// Where every snapshot object lives in the remote store.
-const SNAPSHOT_REMOTE_ROOT: &str = "kv/";
-
 /// Relative to the data directory: one file per KV snapshot lease.
 pub const LEASE_DIR: &str = "coordinator/kv-snapshot-leases";
 
@@ -143,36 +139,16 @@ pub fn open_remote_log_store(env: &Env) -> Result<Arc<RemoteLogStore>, RemoteLog
     RemoteLogStore::open(env.fs.clone(), REMOTE_LOG_STORE_DIR.to_string()).map(Arc::new)
 }
 
-/// What the start-up orphan sweep did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct SweepOutcome {
-    /// Objects under `kv/` that no kept snapshot needs, and under `log/` that no remote-log
-    /// manifest lists.
-    pub orphans: usize,
-    /// Of those, the ones still there after the deletion's retries (the next start tries
-    /// again).
-    pub left: usize,
-}
-
-/// Deletes every object under `kv/` that no kept snapshot lists. Only correct while no upload
-/// can be in flight: at start-up, before the node leads any bucket (an upload of an earlier
-/// incarnation died with it). Fails only when the remote store cannot be listed.
+/// Deletes every object under `kv/` that no kept snapshot lists, and under `log/` that no
+/// remote-log manifest lists. Only correct while no upload can be in flight: at start-up,
+/// before the node leads any bucket (an upload of an earlier incarnation died with it). Fails
+/// only when the remote store cannot be listed.
 pub async fn sweep_orphans_while_idle(
     env: &Env,
     store: &SnapshotStore,
     remote_logs: &RemoteLogStore,
 ) -> Result<SweepOutcome, RemoteError> {
-    let listed = env.remote.list(SNAPSHOT_REMOTE_ROOT).await?;
-    let mut orphans = store.sweep_orphans(&listed, false);
-    let listed_logs = env.remote.list(REMOTE_LOG_ROOT).await?;
-    orphans.extend(remote_logs.orphans(&listed_logs));
-    if orphans.is_empty() {
-        return Ok(SweepOutcome::default());
-    }
-    let count = orphans.len();
-    let left = delete_remote_objects(env.remote.clone(), env.clock.clone(), orphans).await;
-    tracing::info!(orphans = count, left = left.len(), "kv snapshot orphan sweep");
-    Ok(SweepOutcome { orphans: count, left: left.len() })
+    sweep_orphans(&env.remote, &env.clock, store, Some(remote_logs), Uploads::Idle).await
 }
 
 /// Answers `AllocateKvSnapshotId` and `CommitKvSnapshot` for the node's leaders.

@@ -5,7 +5,8 @@
 //! and restarts here: its disk loses what was not synced, the stores are reopened from it
 //! (retention applied at start-up, its cleanup deleted), the new service replaces the old and
 //! a new loop replaces the old one. The oracle of a restart: the leases reopened from disk
-//! equal the leases the coordinator held (and had acknowledged) before the crash.
+//! equal the leases the coordinator held (and had acknowledged) before the crash. A crashed
+//! incarnation's remote operations die with it (`fenced_remote.rs`), as a crashed server's do.
 //!
 //! The leases are mirrored to remote storage as in prod (`lease_remote::mirror_leases`, awaited
 //! before each answer and after each expiry check, under the remote store's faults), and
@@ -24,6 +25,7 @@ use kvtablet_core::lease::{KvSnapshotLeaseManager, LeaseConfig};
 use kvtablet_core::ledger::Ledger;
 use kvtablet_core::mutant::Mutants;
 use kvtablet_core::snapshot::lease_expiry_loop::run_lease_expiry_loop;
+use kvtablet_core::snapshot::orphan_sweep::Uploads;
 use kvtablet_core::snapshot::snapshot_service::{LeaderEpochOf, SnapshotService};
 use kvtablet_core::snapshot::{SnapshotStore, SnapshotStoreConfig};
 use kvtablet_core::task::Task;
@@ -38,6 +40,7 @@ use crate::clients_running::ClientsRunning;
 use crate::coordinator::Coordinator;
 use crate::executor::SimExecutor;
 use crate::fault_log::FaultLog;
+use crate::fenced_remote::{Fence, FencedRemote};
 use crate::fs::{DiskFaults, SimFs};
 use crate::lease_consumer::LeaseConsumer;
 use crate::lease_oracle::{LeaseOracle, LeaseOracleBounds};
@@ -78,6 +81,8 @@ pub struct CoordinatorLeases {
     /// The disk of the current incarnation (a restart copies what survived to a new one, so
     /// that the crashed incarnation's late work cannot touch the new one's files).
     disk: Arc<SimFs>,
+    /// Cuts the current incarnation off the remote store when it crashes.
+    fence: Fence,
     expiry_loop: Option<Task>,
     restarts: u64,
     /// Restarts that lost the lease directory.
@@ -99,8 +104,9 @@ impl CoordinatorLeases {
         crash_interval_ms: Option<u64>,
     ) -> (CoordinatorLeases, Arc<SnapshotService>) {
         let disk = Arc::new(SimFs::new());
-        let service =
-            open_service(&parts, disk.clone()).expect("empty lease and snapshot stores open");
+        let fence = Fence::new();
+        let service = open_service(&parts, disk.clone(), &fence)
+            .expect("empty lease and snapshot stores open");
         set_disk_faults(&parts, &disk, 0);
         let now_ms = parts.clock.now_mono_ms();
         let next_crash_ms = crash_interval_ms.map(|ms| next_time(&mut prng, now_ms, ms));
@@ -108,6 +114,7 @@ impl CoordinatorLeases {
             next_check_ms: now_ms + parts.lease_config.expiration_check_interval_ms,
             parts,
             disk,
+            fence,
             expiry_loop: None,
             restarts: 0,
             lease_dir_losses: 0,
@@ -175,6 +182,18 @@ impl CoordinatorLeases {
                 mirroring,
             );
         }
+        // The start-up orphan sweep, as in prod (with leaders uploading beside it): the
+        // deletions that a crash cut short.
+        let sweeping = service.sweep_orphans(Uploads::InFlight);
+        let _task = Task::spawn(
+            &self.parts.executor,
+            &self.parts.ledger,
+            "sweep orphans at start-up",
+            async move {
+                let _outcome = sweeping.await;
+            }
+            .boxed(),
+        );
         // Start-up retention: the snapshots whose last lease went just before a crash.
         let cleanup = service.store().apply_retention();
         if !cleanup.is_empty() {
@@ -220,6 +239,7 @@ impl CoordinatorLeases {
         before: &SnapshotService,
     ) -> Result<(Arc<SnapshotService>, Vec<String>), String> {
         self.stop();
+        self.fence.bring_down();
         let leases_before = before.store().leases().map(|leases| leases.leases());
         let kept_before: Vec<_> = before
             .store()
@@ -247,8 +267,9 @@ impl CoordinatorLeases {
             disk.sync(&path).map_err(|e| e.to_string())?;
         }
         self.disk = disk;
+        self.fence = Fence::new();
         self.restarts += 1;
-        let service = open_service(&self.parts, self.disk.clone())
+        let service = open_service(&self.parts, self.disk.clone(), &self.fence)
             .map_err(|error| format!("lease: the coordinator's stores do not reopen: {error}"))?;
         set_disk_faults(&self.parts, &self.disk, self.restarts);
         let mut problems = Vec::new();
@@ -288,7 +309,12 @@ fn next_time(prng: &mut Prng, now_ms: u64, mean_ms: u64) -> u64 {
     now_ms + prng.range_inclusive(mean_ms / 2, mean_ms + mean_ms / 2).max(1)
 }
 
-fn open_service(parts: &LeaseStoreParts, disk: Arc<SimFs>) -> Result<Arc<SnapshotService>, String> {
+/// Opens the stores of an incarnation whose remote operations go through `fence`.
+fn open_service(
+    parts: &LeaseStoreParts,
+    disk: Arc<SimFs>,
+    fence: &Fence,
+) -> Result<Arc<SnapshotService>, String> {
     let mut copies = RemoteLeaseCopies::default();
     for path in parts.sim_remote.paths() {
         if path.starts_with(REMOTE_LEASE_ROOT) {
@@ -316,7 +342,7 @@ fn open_service(parts: &LeaseStoreParts, disk: Arc<SimFs>) -> Result<Arc<Snapsho
     Ok(Arc::new(
         SnapshotService::new(
             Arc::new(store),
-            parts.remote.clone(),
+            Arc::new(FencedRemote::new(parts.remote.clone(), fence.clone())),
             parts.clock.clone(),
             parts.leader_epoch_of.clone(),
         )

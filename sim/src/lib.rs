@@ -13,6 +13,7 @@ pub mod coordinator_leases;
 pub mod data_plane_lag;
 pub mod executor;
 pub mod fault_log;
+pub mod fenced_remote;
 pub mod faulty_engine;
 pub mod fetcher_bounds;
 pub mod fs;

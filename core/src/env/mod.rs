@@ -6,6 +6,7 @@ pub mod clock;
 pub mod entropy;
 pub mod executor;
 pub mod local_fs;
+pub mod remote_retry;
 pub mod remote_storage;
 pub mod rpc;
 

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 
+use crate::env::remote_retry::with_remote_retries;
 use crate::env::{Clock, RemoteError, RemoteStorage};
 use crate::lease::lease_error::LeaseError;
 use crate::lease::lease_file::{lease_file_name, LEASE_FILE_SUFFIX};
@@ -23,12 +24,6 @@ use crate::lease::lease_manager::KvSnapshotLeaseManager;
 
 /// Where every remote lease copy lives, relative to the remote store's root.
 pub const REMOTE_LEASE_ROOT: &str = "coordinator/kv-snapshot-leases/";
-
-/// Put and fetch attempts per object; a put that still fails leaves the lease's remote copy
-/// behind, put again at the next expiry check (and at the next start).
-const ATTEMPTS_MAX: u32 = 5;
-const BACKOFF_MS_MIN: u64 = 100;
-const BACKOFF_MS_MAX: u64 = 5_000;
 
 /// The remote path of `lease_id`'s copy at `version`.
 pub fn remote_lease_path(lease_id: &str, version: u64) -> String {
@@ -61,12 +56,12 @@ pub async fn fetch_remote_lease_copies(
     remote: Arc<dyn RemoteStorage>,
     clock: Arc<dyn Clock>,
 ) -> Result<RemoteLeaseCopies, LeaseError> {
-    let listed = with_retries(&clock, || remote.list(REMOTE_LEASE_ROOT))
+    let listed = with_remote_retries(&clock, || remote.list(REMOTE_LEASE_ROOT))
         .await
         .map_err(LeaseError::Remote)?;
     let mut copies = RemoteLeaseCopies::default();
     for object in listed {
-        let bytes = match with_retries(&clock, || remote.get(&object.path)).await {
+        let bytes = match with_remote_retries(&clock, || remote.get(&object.path)).await {
             Ok(bytes) => bytes,
             // Deleted since the listing (a deletion of an earlier incarnation still running).
             Err(RemoteError::NotFound(_)) => continue,
@@ -107,7 +102,7 @@ pub fn mirror_leases(
             if failed_leases.contains(&lease_dir) {
                 continue;
             }
-            match with_retries(&clock, || remote.delete(&path)).await {
+            match with_remote_retries(&clock, || remote.delete(&path)).await {
                 Ok(()) => leases.finish_remote_deletion(&path),
                 Err(error) => {
                     tracing::warn!(%error, path, "a remote lease copy is left to delete");
@@ -126,29 +121,7 @@ pub async fn put_remote_lease_copy(
     path: &str,
     bytes: Vec<u8>,
 ) -> Result<(), RemoteError> {
-    with_retries(clock, || remote.put(path, bytes.clone())).await
-}
-
-async fn with_retries<T, F>(
-    clock: &Arc<dyn Clock>,
-    mut call: impl FnMut() -> F,
-) -> Result<T, RemoteError>
-where
-    F: std::future::Future<Output = Result<T, RemoteError>>,
-{
-    let mut backoff_ms = BACKOFF_MS_MIN;
-    let mut attempt = 1;
-    loop {
-        match call().await {
-            Err(error) if error.is_retriable() && attempt < ATTEMPTS_MAX => {
-                let deadline_ms = clock.now_mono_ms().saturating_add(backoff_ms);
-                clock.sleep_until(deadline_ms).await;
-                backoff_ms = backoff_ms.saturating_mul(2).min(BACKOFF_MS_MAX);
-                attempt += 1;
-            }
-            result => return result,
-        }
-    }
+    with_remote_retries(clock, || remote.put(path, bytes.clone())).await
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 pub mod completed_snapshot;
 pub mod lease_expiry_loop;
+pub mod orphan_sweep;
 pub mod rpc_snapshot_committer;
 pub mod snapshot_schedule;
 pub mod snapshot_service;

@@ -10,19 +10,16 @@ use futures::FutureExt;
 
 use std::collections::BTreeSet;
 
-use crate::env::{Clock, RemoteStorage};
+use crate::env::remote_retry::with_remote_retries;
+use crate::env::{Clock, RemoteError, RemoteStorage};
 use crate::error::{ApiError, ErrorCode};
 use crate::lease::{LeaseError, LeaseExpirySweeper, LeaseGauges};
 use crate::message::{Request, Response};
+use crate::snapshot::orphan_sweep::{sweep_orphans, SweepOutcome, Uploads};
 use crate::snapshot::snapshot_store::{Cleanup, SnapshotStore, SnapshotStoreError};
 use crate::sync::Mutex;
 use crate::table_bucket::TableBucket;
 use crate::tiering::RemoteLogStore;
-
-/// Deletion attempts per remote object; one that still fails is left to the orphan sweep.
-const DELETE_ATTEMPTS_MAX: u32 = 5;
-const DELETE_BACKOFF_MS_MIN: u64 = 100;
-const DELETE_BACKOFF_MS_MAX: u64 = 5_000;
 
 /// The bucket's current leader epoch as the coordinator knows it; `None` for a bucket it
 /// does not know (dropped).
@@ -339,6 +336,21 @@ impl SnapshotService {
     pub fn delete(&self, cleanup: Cleanup) -> BoxFuture<'static, Vec<String>> {
         delete_remote_objects(self.remote.clone(), self.clock.clone(), cleanup.paths)
     }
+
+    /// The orphan sweep (`orphan_sweep::sweep_orphans`) over this service's store and remote
+    /// logs: what a crashed incarnation's deletions left.
+    pub fn sweep_orphans(
+        self: &Arc<Self>,
+        uploads: Uploads,
+    ) -> BoxFuture<'static, Result<SweepOutcome, RemoteError>> {
+        let service = self.clone();
+        async move {
+            let remote_logs = service.remote_logs.as_deref();
+            sweep_orphans(&service.remote, &service.clock, &service.store, remote_logs, uploads)
+                .await
+        }
+        .boxed()
+    }
 }
 
 fn lease_refused(error: LeaseError) -> (Response, Cleanup) {
@@ -353,8 +365,7 @@ fn no_tiering() -> (Response, Cleanup) {
     (Response::Error(error), Cleanup::default())
 }
 
-/// Deletes `paths`, each retried with a doubling backoff on transient failures; returns those
-/// that could not be deleted.
+/// Deletes `paths`, each retried (`remote_retry`); returns those that could not be deleted.
 pub fn delete_remote_objects(
     remote: Arc<dyn RemoteStorage>,
     clock: Arc<dyn Clock>,
@@ -363,21 +374,9 @@ pub fn delete_remote_objects(
     async move {
         let mut left = Vec::new();
         for path in paths {
-            let mut backoff_ms = DELETE_BACKOFF_MS_MIN;
-            for attempt in 1..=DELETE_ATTEMPTS_MAX {
-                match remote.delete(&path).await {
-                    Ok(()) => break,
-                    Err(error) if error.is_retriable() && attempt < DELETE_ATTEMPTS_MAX => {
-                        let deadline_ms = clock.now_mono_ms().saturating_add(backoff_ms);
-                        clock.sleep_until(deadline_ms).await;
-                        backoff_ms = backoff_ms.saturating_mul(2).min(DELETE_BACKOFF_MS_MAX);
-                    }
-                    Err(error) => {
-                        tracing::warn!(path, %error, "a snapshot file is left for the orphan sweep");
-                        left.push(path);
-                        break;
-                    }
-                }
+            if let Err(error) = with_remote_retries(&clock, || remote.delete(&path)).await {
+                tracing::warn!(path, %error, "a snapshot file is left for the orphan sweep");
+                left.push(path);
             }
         }
         left

@@ -124,10 +124,14 @@ mod tests {
         let result = Arc::new(std::sync::Mutex::new(None));
         let answer = result.clone();
         let put = remote.put("a", b"late".to_vec());
-        executor.spawn(0, "put", async move {
-            *answer.lock().unwrap() = Some(put.await);
-        }
-        .boxed());
+        executor.spawn(
+            0,
+            "put",
+            async move {
+                *answer.lock().unwrap() = Some(put.await);
+            }
+            .boxed(),
+        );
         // The put is polled once (its latency starts), then the incarnation crashes.
         executor.step();
         fence.bring_down();

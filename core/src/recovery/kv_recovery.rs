@@ -1312,6 +1312,27 @@ mod tests {
     }
 
     #[test]
+    fn a_restore_downloads_its_ranged_files_first_then_the_small_ones() {
+        let mut f = fixture();
+        f.snapshot(1, 4);
+        let (snapshot, large) = with_large_file(&f, RANGED_FILE_BYTES_MIN as usize + 100);
+        let small: Vec<String> = snapshot
+            .files()
+            .filter(|file| file.remote_path != large)
+            .map(|file| file.remote_path.clone())
+            .collect();
+        assert!(!small.is_empty());
+        let (restored, _) = restore(&mut f, snapshot, 1);
+        assert_eq!(restored, Ok(()));
+        let order = f.remote.gets_in_order();
+        let first_small = order.iter().position(|path| small.contains(path)).expect("small");
+        assert!(
+            order[..first_small].iter().all(|path| *path == large) && first_small == 1,
+            "the large file's one range goes before every small file: {order:?}"
+        );
+    }
+
+    #[test]
     fn a_recovery_fetches_its_segments_after_the_snapshots_downloads_never_beside_them() {
         let mut f = fixture();
         f.snapshot(1, 4);

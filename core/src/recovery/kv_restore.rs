@@ -203,7 +203,8 @@ struct Ranges {
 /// Every file of `snapshot`, written into `checkpoint_dir` and synced. At most
 /// `fetcher.download_threads` requests run at once, and at most that many files are held
 /// (downloading, or downloaded and being checked or written) at once, so at most that many
-/// files' bytes are in memory. The smallest files go first. A file of more than
+/// files' bytes are in memory. The files downloaded in ranges go first, largest first, then
+/// the others, smallest first. A file of more than
 /// [`RANGED_FILE_BYTES_MIN`] downloads as ranges, which the free downloads take before a new
 /// file is started; the whole is checked against the file's record (a mismatch downloads it
 /// again whole, with the attempts left). `downloaded` runs once every file has been
@@ -229,11 +230,17 @@ async fn download_files<'a>(
     let retry = &fetcher.retry;
     let snapshot_id = snapshot.snapshot_id;
     let owner = format!("node{} restore {}", env.node_id, snapshot.bucket);
-    // Smallest first: the small files, whose time is mostly the request's latency, then run
-    // side by side, and the large ones last, each in ranges that end together, so the
-    // downloads are not left waiting on a queue of small files at the end.
+    // The files that download in ranges first, largest first, then the others smallest
+    // first. A large file's check, write and sync then overlap the downloads that follow,
+    // where a large file last left them all idle after its last range (smallest first
+    // throughout, the kv_recovery bench's 256 MiB restore spent 0.3 s there: 1.44 of the
+    // bound, 1.34 this way); the small files, whose time is mostly the request's latency,
+    // run side by side at the end.
     let mut files: Vec<&SnapshotFile> = snapshot.files().collect();
-    files.sort_by_key(|file| file.size_bytes);
+    files.sort_by_key(|file| {
+        let ranged = file.size_bytes > RANGED_FILE_BYTES_MIN;
+        (!ranged, if ranged { u64::MAX - file.size_bytes } else { file.size_bytes })
+    });
     let mut running: FuturesUnordered<BoxFuture<'a, Event>> = FuturesUnordered::new();
     // The abort handles of the downloads started, aborted together on the first failure
     // (aborting a download that has finished does nothing: a write runs to its end).

@@ -21,6 +21,8 @@ struct State {
     false_not_found: BTreeMap<String, u32>,
     corrupt: BTreeSet<String>,
     gets: BTreeMap<String, u32>,
+    /// Every get's path, in the order asked.
+    gets_in_order: Vec<String>,
     gets_running: usize,
     gets_running_max: usize,
 }
@@ -70,6 +72,11 @@ impl MemRemote {
         lock(&self.state).gets.get(path).copied().unwrap_or(0)
     }
 
+    /// Every get's path (a ranged get's too), in the order they were asked.
+    pub(crate) fn gets_in_order(&self) -> Vec<String> {
+        lock(&self.state).gets_in_order.clone()
+    }
+
     pub(crate) fn gets_running_max(&self) -> usize {
         lock(&self.state).gets_running_max
     }
@@ -94,6 +101,7 @@ impl RemoteStorage for MemRemote {
         let (latency_ms, running) = {
             let mut state = lock(&self.state);
             *state.gets.entry(path.to_string()).or_default() += 1;
+            state.gets_in_order.push(path.to_string());
             state.gets_running += 1;
             state.gets_running_max = state.gets_running_max.max(state.gets_running);
             (state.latency_ms.get(path).copied().unwrap_or(0), Running(self.state.clone()))

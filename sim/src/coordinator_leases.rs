@@ -9,7 +9,7 @@
 //! incarnation's remote operations die with it (`fenced_remote.rs`), as a crashed server's do.
 //!
 //! The leases are mirrored to remote storage as in prod (`lease_remote::mirror_leases`, awaited
-//! before each answer and after each expiry check, under the remote store's faults), and
+//! before each answer and spawned after each expiry check, under the remote store's faults), and
 //! opened with `KvSnapshotLeaseManager::open_with_remote`. Every other restart whose remote
 //! copies are current (nothing to put or delete, no put in flight) also loses the lease
 //! directory: the leases come back from the remote copies alone, under the same oracle. The

@@ -309,7 +309,7 @@ impl SnapshotService {
     /// Brings the remote lease copies up to the leases (`lease_remote::mirror_leases`); `None`
     /// when there is nothing to do. The coordinator awaits it before it answers a request (so
     /// that an acknowledged lease change is in remote storage too, unless remote storage
-    /// failed), and after every expiry check.
+    /// failed), and spawns it after every expiry check (`run_lease_expiry_loop`).
     pub fn mirror_leases(&self) -> Option<BoxFuture<'static, ()>> {
         crate::lease::lease_remote::mirror_leases(self.store.leases()?, &self.remote, &self.clock)
     }

@@ -17,6 +17,7 @@ use kvtablet_core::log::{LocalRetention, LogConfig, LogError, LogRegistry, LogTa
 use kvtablet_core::message::{NodeId, Request, Response};
 use kvtablet_core::mutant::Mutants;
 use kvtablet_core::scan::ScannerConfig;
+use kvtablet_core::snapshot::orphan_sweep::{sweep_orphans, Uploads};
 use kvtablet_core::snapshot::rpc_snapshot_committer::RpcSnapshotCommitter;
 use kvtablet_core::snapshot::snapshot_service::SnapshotService;
 use kvtablet_core::snapshot::snapshot_store::NUM_RETAINED_DEFAULT;
@@ -41,8 +42,8 @@ use crate::object_store_remote::ObjectStoreRemote;
 use crate::os_entropy::{EntropyError, OsEntropy};
 use crate::rocks_engine::{RocksEngineFactory, WRITE_BUFFER_BYTES_DEFAULT};
 use crate::snapshot_coordinator::{
-    open_remote_log_store, open_snapshot_store, sweep_orphans_while_idle, SnapshotCoordinator,
-    SnapshotStoreOpenError, COORDINATOR_NODE_ID,
+    open_remote_log_store, open_snapshot_store, SnapshotCoordinator, SnapshotStoreOpenError,
+    COORDINATOR_NODE_ID,
 };
 use crate::system_clock::SystemClock;
 use crate::tokio_executor::TokioExecutor;
@@ -627,9 +628,17 @@ impl Node {
         let snapshot_store =
             open_snapshot_store(&env, config.snapshot_num_retained, lease_config).await?;
         let remote_logs = open_remote_log_store(&env)?;
-        // Nothing is led yet, so no upload is in flight: every object no kept snapshot needs
-        // is an orphan (an upload or a deletion an earlier incarnation did not finish).
-        match sweep_orphans_while_idle(&env, &snapshot_store, &remote_logs).await {
+        // Nothing is led yet, so no upload is in flight (`Uploads::Idle`): every object no kept
+        // snapshot needs is an orphan (an upload or a deletion an earlier incarnation did not
+        // finish), and every object under `log/` that no remote-log manifest lists.
+        let swept = sweep_orphans(
+            &env.remote,
+            &env.clock,
+            &snapshot_store,
+            Some(&remote_logs),
+            Uploads::Idle,
+        );
+        match swept.await {
             Ok(outcome) if outcome.left > 0 => {
                 tracing::warn!(left = outcome.left, "kv snapshot orphans left for the next start")
             }

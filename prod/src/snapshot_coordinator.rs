@@ -11,7 +11,7 @@
 use std::sync::{Arc, Weak};
 
 use futures::future::{BoxFuture, FutureExt};
-use kvtablet_core::env::{Clock, LocalFs, RemoteError, RpcHandler};
+use kvtablet_core::env::{Clock, LocalFs, RpcHandler};
 use kvtablet_core::error::{ApiError, ErrorCode};
 use kvtablet_core::lease::lease_manager::LEASE_DIR_COMPLETE;
 use kvtablet_core::lease::lease_remote::{
@@ -22,7 +22,6 @@ use kvtablet_core::ledger::Ledger;
 use kvtablet_core::message::{NodeId, Request, Response};
 use kvtablet_core::mutant::Mutants;
 use kvtablet_core::snapshot::lease_expiry_loop::run_lease_expiry_loop;
-use kvtablet_core::snapshot::orphan_sweep::{sweep_orphans, SweepOutcome, Uploads};
 use kvtablet_core::snapshot::snapshot_service::{LeaderEpochOf, SnapshotService};
 use kvtablet_core::snapshot::{Cleanup, SnapshotStore, SnapshotStoreConfig, SnapshotStoreError};
 use kvtablet_core::tablet_server::TabletServer;
@@ -137,18 +136,6 @@ pub const REMOTE_LOG_STORE_DIR: &str = "coordinator/remote-log";
 /// refuses the open, as for the snapshot store.
 pub fn open_remote_log_store(env: &Env) -> Result<Arc<RemoteLogStore>, RemoteLogStoreError> {
     RemoteLogStore::open(env.fs.clone(), REMOTE_LOG_STORE_DIR.to_string()).map(Arc::new)
-}
-
-/// Deletes every object under `kv/` that no kept snapshot lists, and under `log/` that no
-/// remote-log manifest lists. Only correct while no upload can be in flight: at start-up,
-/// before the node leads any bucket (an upload of an earlier incarnation died with it). Fails
-/// only when the remote store cannot be listed.
-pub async fn sweep_orphans_while_idle(
-    env: &Env,
-    store: &SnapshotStore,
-    remote_logs: &RemoteLogStore,
-) -> Result<SweepOutcome, RemoteError> {
-    sweep_orphans(&env.remote, &env.clock, store, Some(remote_logs), Uploads::Idle).await
 }
 
 /// Answers `AllocateKvSnapshotId` and `CommitKvSnapshot` for the node's leaders.

@@ -18,6 +18,7 @@
 
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use futures::FutureExt;
 use kvtablet_core::env::{Clock, Executor, LocalFs, RemoteStorage};
 use kvtablet_core::lease::lease_remote::{RemoteLeaseCopies, REMOTE_LEASE_ROOT};
@@ -175,39 +176,23 @@ impl CoordinatorLeases {
             Some(Task::spawn(&self.parts.executor, &self.parts.ledger, name, loop_future));
         // Start-up mirroring: the copies left behind are put, the superseded deleted.
         if let Some(mirroring) = service.mirror_leases() {
-            let _task = Task::spawn(
-                &self.parts.executor,
-                &self.parts.ledger,
-                "mirror the leases at start-up",
-                mirroring,
-            );
+            self.spawn_detached("mirror the leases at start-up", mirroring);
         }
         // The start-up orphan sweep, as in prod (with leaders uploading beside it): the
         // deletions that a crash cut short.
         let sweeping = service.sweep_orphans(Uploads::InFlight);
-        let _task = Task::spawn(
-            &self.parts.executor,
-            &self.parts.ledger,
-            "sweep orphans at start-up",
-            async move {
-                let _outcome = sweeping.await;
-            }
-            .boxed(),
-        );
+        self.spawn_detached("sweep orphans at start-up", sweeping.map(drop).boxed());
         // Start-up retention: the snapshots whose last lease went just before a crash.
         let cleanup = service.store().apply_retention();
         if !cleanup.is_empty() {
             let deleting = service.delete(cleanup);
-            let _task = Task::spawn(
-                &self.parts.executor,
-                &self.parts.ledger,
-                "delete after start-up retention",
-                async move {
-                    let _left = deleting.await;
-                }
-                .boxed(),
-            );
+            self.spawn_detached("delete after start-up retention", deleting.map(drop).boxed());
         }
+    }
+
+    /// Spawns start-up work that runs to its end on its own (in the ledger).
+    fn spawn_detached(&self, name: &str, work: BoxFuture<'static, ()>) {
+        let _task = Task::spawn(&self.parts.executor, &self.parts.ledger, name, work);
     }
 
     /// The expiry loop's name if it ended while the coordinator runs (it ends by itself only

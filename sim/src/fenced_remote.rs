@@ -65,18 +65,18 @@ impl FencedRemote {
         operation: BoxFuture<'static, Result<T, RemoteError>>,
     ) -> BoxFuture<'static, Result<T, RemoteError>> {
         let fence = self.fence.clone();
-        let mut operation = Some(operation);
-        poll_fn(move |cx| {
-            if !fence.is_up() {
-                operation = None;
-                let crashed = "the incarnation that issued it crashed".to_string();
-                return Poll::Ready(Err(RemoteError::Fatal(crashed)));
-            }
-            match operation.as_mut() {
-                Some(running) => running.poll_unpin(cx),
-                None => Poll::Ready(Err(RemoteError::Cancelled)),
-            }
-        })
+        let mut operation = operation;
+        async move {
+            // Ending here drops `operation`, unpolled from then on.
+            poll_fn(|cx| {
+                if !fence.is_up() {
+                    let crashed = "the incarnation that issued it crashed".to_string();
+                    return Poll::Ready(Err(RemoteError::Fatal(crashed)));
+                }
+                operation.poll_unpin(cx)
+            })
+            .await
+        }
         .boxed()
     }
 }
